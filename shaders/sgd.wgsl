@@ -1,0 +1,178 @@
+// Masked SGD for matrix factorisation, Hogwild style: groups of lanes (a subgroup, or a whole
+// workgroup without subgroup support) each take one rating at a time and update its user and
+// item rows in place, with no locks; in sparse data two groups rarely share a row.
+//
+// Composed at pipeline creation as: header + group prelude + this file. The header defines
+//   Factor  the storage type of four factors, vec4<f32> or vec4<f16> (then `enable f16;`)
+//   K4      vec4s per factor row: ceil(rank / 4), the padding lanes stay exactly zero
+//   CHUNKS  vec4s per lane at most: ceil(K4 / smallest group width)
+//   WG      workgroup size
+// Lane l owns the vec4s l, l + width, l + 2·width, ...: consecutive lanes touch consecutive
+// 16-byte words, so every row access is one contiguous transaction.
+
+struct Rating {
+    user: u32,
+    item: u32,
+    value: f32,
+}
+
+struct Params {
+    learning_rate: f32,
+    reg: f32,
+    reg_bias: f32,
+    mean: f32,
+    use_biases: u32,
+    clip_low: f32,
+    clip_high: f32,
+    _pad: u32,
+}
+
+const UNKNOWN: u32 = 0xffffffffu;
+
+// One window of the problem: a run of ratings whose users and items lie in one block of rows.
+// Indices in `ratings` are relative to the blocks bound here.
+@group(0) @binding(0) var<storage, read> ratings: array<Rating>;
+@group(0) @binding(1) var<storage, read_write> user_factors: array<Factor>;
+@group(0) @binding(2) var<storage, read_write> item_factors: array<Factor>;
+@group(0) @binding(3) var<storage, read_write> user_bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> item_bias: array<f32>;
+@group(0) @binding(5) var<uniform> params: Params;
+// evaluate: per-workgroup (Σe², Σ|e|), accumulated over windows; predict: one value per rating.
+@group(0) @binding(6) var<storage, read_write> output: array<f32>;
+
+// A group's share of the two rows: lane-owned vec4s, zero where the row has no more.
+struct Rows {
+    p: array<vec4<f32>, CHUNKS>,
+    q: array<vec4<f32>, CHUNKS>,
+    dot: f32,
+}
+
+fn load_rows(user: u32, item: u32, lane: u32, width: u32) -> Rows {
+    var rows: Rows;
+    var partial = 0.0;
+    for (var c = 0u; c < CHUNKS; c++) {
+        let f = lane + c * width;
+        if (f < K4) {
+            rows.p[c] = vec4<f32>(user_factors[user * K4 + f]);
+            rows.q[c] = vec4<f32>(item_factors[item * K4 + f]);
+            partial += dot(rows.p[c], rows.q[c]);
+        }
+    }
+    rows.dot = partial;
+    return rows;
+}
+
+// The model's unclipped score of a rating; cold users or items contribute only what is known.
+// Every lane of the group must call it (it reduces across the group).
+fn score(r: Rating, ids: GroupIds) -> f32 {
+    let known = r.user != UNKNOWN && r.item != UNKNOWN;
+    var partial = 0.0;
+    if (known) {
+        partial = load_rows(r.user, r.item, group_lane(ids), group_width(ids)).dot;
+    }
+    var s = params.mean + group_sum(partial, ids);
+    if (params.use_biases != 0u) {
+        if (r.user != UNKNOWN) { s += user_bias[r.user]; }
+        if (r.item != UNKNOWN) { s += item_bias[r.item]; }
+    }
+    return s;
+}
+
+@compute @workgroup_size(WG)
+fn sgd_update(ids: GroupIds) {
+    let lane = group_lane(ids);
+    let width = group_width(ids);
+    let lr = params.learning_rate;
+    let reg = params.reg;
+    let count = arrayLength(&ratings);
+    for (var i = group_index(ids); i < count; i += group_count(ids)) {
+        let r = ratings[i];
+        let rows = load_rows(r.user, r.item, lane, width);
+        var prediction = params.mean + group_sum(rows.dot, ids);
+        let biases = params.use_biases != 0u;
+        var bu = 0.0;
+        var bi = 0.0;
+        if (biases) {
+            bu = user_bias[r.user];
+            bi = item_bias[r.item];
+            prediction += bu + bi;
+        }
+        let e = r.value - prediction;
+        for (var c = 0u; c < CHUNKS; c++) {
+            let f = lane + c * width;
+            if (f < K4) {
+                let p = rows.p[c];
+                let q = rows.q[c];
+                user_factors[r.user * K4 + f] = Factor(p + lr * (e * q - reg * p));
+                item_factors[r.item * K4 + f] = Factor(q + lr * (e * p - reg * q));
+            }
+        }
+        if (biases && lane == 0u) {
+            user_bias[r.user] = bu + lr * (e - params.reg_bias * bu);
+            item_bias[r.item] = bi + lr * (e - params.reg_bias * bi);
+        }
+    }
+}
+
+var<workgroup> error_scratch: array<vec2<f32>, WG>;
+
+// Adds Σ(r − clip(score))² and Σ|r − clip(score)| of this window into output[2·workgroup ..].
+@compute @workgroup_size(WG)
+fn evaluate(ids: GroupIds) {
+    var sums = vec2<f32>(0.0);
+    let count = arrayLength(&ratings);
+    for (var i = group_index(ids); i < count; i += group_count(ids)) {
+        let r = ratings[i];
+        let e = r.value - clamp(score(r, ids), params.clip_low, params.clip_high);
+        if (group_lane(ids) == 0u) {
+            sums += vec2<f32>(e * e, abs(e));
+        }
+    }
+    error_scratch[ids.local] = sums;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
+        if (ids.local < stride) {
+            error_scratch[ids.local] += error_scratch[ids.local + stride];
+        }
+        workgroupBarrier();
+    }
+    if (ids.local == 0u) {
+        let w = ids.workgroup.x;
+        output[2u * w] += error_scratch[0].x;
+        output[2u * w + 1u] += error_scratch[0].y;
+    }
+}
+
+// Reduces the per-workgroup sums of `evaluate` into output[0..2]; one workgroup.
+@compute @workgroup_size(WG)
+fn finish_evaluate(@builtin(local_invocation_index) local: u32) {
+    let pairs = arrayLength(&output) / 2u;
+    var sums = vec2<f32>(0.0);
+    for (var w = local; w < pairs; w += WG) {
+        sums += vec2<f32>(output[2u * w], output[2u * w + 1u]);
+    }
+    error_scratch[local] = sums;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
+        if (local < stride) {
+            error_scratch[local] += error_scratch[local + stride];
+        }
+        workgroupBarrier();
+    }
+    if (local == 0u) {
+        output[0] = error_scratch[0].x;
+        output[1] = error_scratch[0].y;
+    }
+}
+
+// Writes the clipped prediction of every rating of the window into output.
+@compute @workgroup_size(WG)
+fn predict(ids: GroupIds) {
+    let count = arrayLength(&ratings);
+    for (var i = group_index(ids); i < count; i += group_count(ids)) {
+        let s = clamp(score(ratings[i], ids), params.clip_low, params.clip_high);
+        if (group_lane(ids) == 0u) {
+            output[i] = s;
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! `gpumf lab`, `gpumf info` and `gpumf validate`.
+
+use anyhow::bail;
+use clap::Args;
+use gpumf::cpu::CpuMode;
+use gpumf::gpu::{list_adapters, GpuOptions, Precision};
+use gpumf::lab::{exercise_mask, exercise_matrix, sgd_factorise, sgd_factorise_masked, svd_factorise};
+use gpumf::metrics::{frobenius_error, masked_loss};
+use gpumf::solver::Backend;
+use gpumf::svd::truncated_svd;
+use gpumf::validate::{compare, dense_params, low_rank_plus_noise, Comparison};
+use gpumf::Error;
+use ndarray::Array2;
+
+#[derive(Args)]
+pub struct LabArgs {
+    #[arg(long, default_value_t = 2)]
+    pub rank: usize,
+    #[arg(long, default_value_t = 1000)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 0.01)]
+    pub lr: f64,
+    /// Seeds 0..seeds are run and summarised.
+    #[arg(long, default_value_t = 20)]
+    pub seeds: u64,
+}
+
+fn show(name: &str, m: &Array2<f64>) {
+    println!("{name} =");
+    for row in m.rows() {
+        println!("  [{}]", row.iter().map(|v| format!("{v:8.4}")).collect::<Vec<_>>().join(" "));
+    }
+}
+
+pub fn lab(args: LabArgs) -> anyhow::Result<()> {
+    if args.rank == 0 || args.rank > 3 {
+        bail!("--rank must be 1, 2 or 3 for the 3x3 exercise matrix, got {}", args.rank);
+    }
+    if args.epochs == 0 || args.seeds == 0 {
+        bail!("--epochs and --seeds must be at least 1");
+    }
+    if !(args.lr > 0.0 && args.lr.is_finite()) {
+        bail!("--lr must be a positive number, got {}", args.lr);
+    }
+    let a = exercise_matrix();
+    show("A", &a);
+    let svd = truncated_svd(a.view(), 3);
+    println!("singular values: {:?}", svd.all_singular_values.iter().map(|s| format!("{s:.4}")).collect::<Vec<_>>());
+
+    let (us, v) = svd_factorise(a.view(), args.rank);
+    let svd_rec = us.dot(&v.t());
+    let svd_loss = frobenius_error(a.view(), svd_rec.view());
+    println!("\n1. Truncated SVD, rank {}: loss ||A - UV'||^2 = {svd_loss:.6} (smallest dropped singular value squared)", args.rank);
+    show("SVD reconstruction", &svd_rec);
+
+    println!("\n2. SGD, rank {}, {} epochs, lr {}, seeds 0..{}:", args.rank, args.epochs, args.lr, args.seeds);
+    let mut losses = Vec::new();
+    for seed in 0..args.seeds {
+        let (u, v) = sgd_factorise(a.view(), args.rank, args.epochs, args.lr, seed);
+        losses.push(frobenius_error(a.view(), u.dot(&v.t()).view()));
+    }
+    let mut sorted = losses.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = (sorted[(sorted.len() - 1) / 2] + sorted[sorted.len() / 2]) / 2.0;
+    println!("   seed 0 loss {:.6}; median {median:.6} ({:+.2}% vs SVD), best {:.6}, worst {:.6}", losses[0], 100.0 * (median / svd_loss - 1.0), sorted[0], sorted[sorted.len() - 1]);
+    let (u, v) = sgd_factorise(a.view(), args.rank, args.epochs, args.lr, 0);
+    show("   SGD reconstruction (seed 0)", &u.dot(&v.t()));
+
+    let mask = exercise_mask();
+    let masked_epochs = args.epochs.max(3000);
+    println!("\n3. Masked SGD (matrix completion), {masked_epochs} epochs, seed 0:");
+    show("   mask", &mask);
+    let (u, v) = sgd_factorise_masked(a.view(), mask.view(), args.rank, masked_epochs, args.lr, 0);
+    let completed = u.dot(&v.t());
+    show("   completed", &completed);
+    println!("   loss on the observed entries: {:.2e}", masked_loss(a.view(), completed.view(), mask.view()));
+    for ((i, j), &m) in mask.indexed_iter() {
+        if m == 0.0 {
+            println!("   entry ({i}, {j}): completed {:.4}, true {:.4}", completed[[i, j]], a[[i, j]]);
+        }
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct InfoArgs {
+    /// Print the adapters as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn info(args: InfoArgs) -> anyhow::Result<()> {
+    let adapters = list_adapters();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&adapters)?);
+        return Ok(());
+    }
+    if adapters.is_empty() {
+        println!("no GPU adapters found (Vulkan, Metal, DX12); gpumf will train on the CPU");
+        return Ok(());
+    }
+    for (i, a) in adapters.iter().enumerate() {
+        println!("adapter {i}: {} ({} {}, driver {} {})", a.name, a.backend, a.device_type, a.driver, a.driver_info);
+        let subgroups = if a.subgroups { format!("yes, size {}..{}", a.subgroup_min_size, a.subgroup_max_size) } else { "no".into() };
+        println!("  subgroups: {subgroups}; shader-f16: {}; timestamps: {}", yes(a.shader_f16), yes(a.timestamp_query));
+        println!(
+            "  max storage binding {} MiB, max buffer {} MiB, {} storage buffers per stage, {} workgroups per dimension",
+            a.max_storage_buffer_binding_size >> 20,
+            a.max_buffer_size >> 20,
+            a.max_storage_buffers_per_shader_stage,
+            a.max_compute_workgroups_per_dimension
+        );
+    }
+    Ok(())
+}
+
+fn yes(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+#[derive(Args)]
+pub struct ValidateArgs {
+    /// Skip the GPU (compare the CPU trainer with the SVD only).
+    #[arg(long)]
+    pub no_gpu: bool,
+    #[arg(long, default_value_t = 300)]
+    pub rows: usize,
+    #[arg(long, default_value_t = 200)]
+    pub cols: usize,
+    #[arg(long, default_value_t = 5)]
+    pub rank: usize,
+    /// Standard deviation of the noise added to the low-rank matrix.
+    #[arg(long, default_value_t = 0.1)]
+    pub noise: f64,
+    #[arg(long, default_value_t = 200)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    #[arg(long, value_enum, default_value = "f32")]
+    pub precision: Precision,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn validate(args: ValidateArgs) -> anyhow::Result<()> {
+    if args.rows == 0 || args.cols == 0 || args.rank == 0 || args.rank > args.rows.min(args.cols) {
+        bail!("need --rows, --cols >= 1 and 1 <= --rank <= min(rows, cols)");
+    }
+    let mut backends = vec![Backend::Cpu(CpuMode::Sequential)];
+    if !args.no_gpu {
+        match gpumf::gpu::Gpu::open(false, true) {
+            Ok(_) => backends.insert(0, Backend::Gpu(GpuOptions { precision: args.precision, ..GpuOptions::default() })),
+            Err(Error::NoAdapter) => eprintln!("note: no GPU adapter found; comparing the CPU trainer only"),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let cases = [
+        ("lab matrix 3x3".to_string(), exercise_matrix(), 2, 2000),
+        (
+            format!("{}x{} rank {} + N(0,{}^2)", args.rows, args.cols, args.rank, args.noise),
+            low_rank_plus_noise(args.rows, args.cols, args.rank, args.noise, args.seed),
+            args.rank,
+            args.epochs,
+        ),
+    ];
+    let mut results: Vec<(String, Comparison)> = Vec::new();
+    for (name, a, rank, epochs) in cases {
+        let params = dense_params(rank, epochs, args.seed);
+        results.push((name, compare(&a, &params, &backends)?));
+    }
+    if args.json {
+        let rows: Vec<_> = results.iter().map(|(n, c)| serde_json::json!({"case": n, "comparison": c})).collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    }
+    let mut failed = false;
+    for (name, c) in &results {
+        if !args.json {
+            println!("{name}, rank {}: SVD loss {:.6} ({:.3} s)", c.rank, c.svd_loss, c.svd_seconds);
+        }
+        for r in &c.sgd {
+            let ratio = r.loss / c.svd_loss;
+            let verdict = if c.below_optimum(r.loss) {
+                failed = true;
+                "BELOW THE OPTIMUM: a bug"
+            } else if ratio <= 1.05 {
+                "ok (within 5%)"
+            } else {
+                failed = true;
+                "more than 5% above the optimum"
+            };
+            if !args.json {
+                println!("  {:<48} SGD loss {:.6}  x{:.4} of SVD  {:.3} s  {verdict}", r.backend, r.loss, ratio, r.seconds);
+            }
+        }
+    }
+    if failed {
+        bail!("validation failed (see above)");
+    }
+    Ok(())
+}

@@ -1,0 +1,145 @@
+//! Command-line arguments and the commands behind them.
+
+mod lab;
+mod progress;
+mod train;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use gpumf::data::Format;
+use gpumf::gpu::Precision;
+use gpumf::model::Params;
+
+#[derive(Parser)]
+#[command(name = "gpumf", version, about = "Matrix factorisation of sparse rating data by SGD on the GPU (wgpu) and the CPU")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a model on a rating file and report its test error.
+    Train(train::TrainArgs),
+    /// Score a saved model on a rating file.
+    Eval(train::EvalArgs),
+    /// Predict ratings with a saved model: for user-item pairs, or a user's top items.
+    Predict(train::PredictArgs),
+    /// The lab exercise: dense SGD factorisation, truncated SVD and masked completion.
+    Lab(lab::LabArgs),
+    /// List the GPU adapters wgpu sees, with the features and limits that matter.
+    Info(lab::InfoArgs),
+    /// Check the GPU and CPU SGD trainers against the truncated SVD (the optimum).
+    Validate(lab::ValidateArgs),
+}
+
+pub fn run() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Train(a) => train::train(a),
+        Command::Eval(a) => train::eval(a),
+        Command::Predict(a) => train::predict(a),
+        Command::Lab(a) => lab::lab(a),
+        Command::Info(a) => lab::info(a),
+        Command::Validate(a) => lab::validate(a),
+    }
+}
+
+/// Where to train.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BackendArg {
+    /// The GPU when an adapter exists, else the CPU (with a notice).
+    Auto,
+    Gpu,
+    Cpu,
+}
+
+/// How rating files are read.
+#[derive(Args, Clone, Debug)]
+pub struct InputArgs {
+    /// Rating-file format; detected from the content by default.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub format: Format,
+    /// Skip malformed lines (and report how many) instead of stopping at the first.
+    #[arg(long)]
+    pub skip_bad_lines: bool,
+}
+
+/// The model's hyper-parameters and the trainer's settings.
+#[derive(Args, Clone, Debug)]
+pub struct ModelArgs {
+    /// Latent factors per user and item.
+    #[arg(long, short = 'k', default_value_t = Params::default().rank)]
+    pub rank: usize,
+    #[arg(long, default_value_t = Params::default().epochs)]
+    pub epochs: usize,
+    /// Initial learning rate.
+    #[arg(long, default_value_t = Params::default().learning_rate, allow_negative_numbers = true)]
+    pub lr: f32,
+    /// Learning rate at epoch t is lr / (1 + lr_decay * t).
+    #[arg(long, default_value_t = Params::default().lr_decay, allow_negative_numbers = true)]
+    pub lr_decay: f32,
+    /// L2 regularisation of the factors.
+    #[arg(long, default_value_t = Params::default().reg, allow_negative_numbers = true)]
+    pub reg: f32,
+    /// L2 regularisation of the biases.
+    #[arg(long, default_value_t = Params::default().reg_bias, allow_negative_numbers = true)]
+    pub reg_bias: f32,
+    /// The lab's pure p_u·q_i model: no global mean, no biases.
+    #[arg(long)]
+    pub no_biases: bool,
+    /// Standard deviation of the initial factors.
+    #[arg(long, default_value_t = Params::default().init_std, allow_negative_numbers = true)]
+    pub init_std: f32,
+    /// Seed for the initial factors, the visiting order and random splits.
+    #[arg(long, default_value_t = Params::default().seed)]
+    pub seed: u64,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub backend: BackendArg,
+    /// CPU threads: 1 runs the sequential, bit-reproducible trainer; more run Hogwild.
+    /// Default: every core.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// How the GPU stores factors (arithmetic is f32 either way).
+    #[arg(long, value_enum, default_value = "f32")]
+    pub precision: Precision,
+    /// GPU: workgroups per update dispatch (tuning).
+    #[arg(long)]
+    pub workgroups: Option<u32>,
+    /// GPU: users per block, e.g. so one block's rows fit the L2 cache (tuning).
+    #[arg(long)]
+    pub user_block_rows: Option<usize>,
+}
+
+impl ModelArgs {
+    pub fn params(&self) -> Params {
+        Params {
+            rank: self.rank,
+            epochs: self.epochs,
+            learning_rate: self.lr,
+            lr_decay: self.lr_decay,
+            reg: self.reg,
+            reg_bias: self.reg_bias,
+            biases: !self.no_biases,
+            init_std: self.init_std,
+            seed: self.seed,
+        }
+    }
+
+    pub fn threads(&self) -> anyhow::Result<usize> {
+        match self.threads {
+            Some(0) => anyhow::bail!("--threads must be at least 1"),
+            Some(t) => Ok(t),
+            None => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+        }
+    }
+}
+
+/// Output controls shared by commands that train.
+#[derive(Args, Clone, Debug)]
+pub struct OutputArgs {
+    /// Print a machine-readable JSON summary on stdout instead of the text report.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bar and no per-epoch lines.
+    #[arg(long, short)]
+    pub quiet: bool,
+}

@@ -1,0 +1,39 @@
+//! The per-run progress bar: epoch, loss and RMSE, only on a terminal.
+
+use gpumf::solver::EpochReport;
+use indicatif::{ProgressBar, ProgressStyle};
+
+pub struct Progress {
+    bar: Option<ProgressBar>,
+}
+
+impl Progress {
+    pub fn new(epochs: usize, quiet: bool) -> Progress {
+        let visible = !quiet && console::Term::stderr().is_term();
+        let bar = visible.then(|| {
+            let bar = ProgressBar::new(epochs as u64);
+            bar.set_style(
+                ProgressStyle::with_template("{prefix} [{bar:30}] epoch {pos}/{len} {msg} ({elapsed})")
+                    .expect("static template")
+                    .progress_chars("=> "),
+            );
+            bar.set_prefix("training");
+            bar
+        });
+        Progress { bar }
+    }
+
+    pub fn epoch(&self, r: &EpochReport) {
+        if let Some(bar) = &self.bar {
+            let test = r.test_rmse.map_or(String::new(), |t| format!(", test RMSE {t:.4}"));
+            bar.set_message(format!("loss {:.4e}, train RMSE {:.4}{test}", r.train_loss, r.train_rmse));
+            bar.set_position(r.epoch as u64);
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

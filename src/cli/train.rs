@@ -1,0 +1,286 @@
+//! `gpumf train`, `gpumf eval` and `gpumf predict`.
+
+use super::progress::Progress;
+use super::{BackendArg, InputArgs, ModelArgs, OutputArgs};
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+use gpumf::cpu::CpuMode;
+use gpumf::data::{load_ratings, split_per_user, split_random, LoadOptions, Problem, UNKNOWN};
+use gpumf::gpu::GpuOptions;
+use gpumf::metrics;
+use gpumf::model::Model;
+use gpumf::solver::{train as run_training, Backend, Trained};
+use gpumf::Error;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SplitArg {
+    /// A random fraction of all ratings.
+    Random,
+    /// A random fraction of each user's ratings.
+    PerUser,
+}
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Training ratings (tab, comma, space, '::', CSV with header, Matrix Market; .gz too).
+    #[arg(long)]
+    pub train: PathBuf,
+    /// Test ratings, e.g. MovieLens u1.test beside u1.base.
+    #[arg(long, conflicts_with = "test_fraction")]
+    pub test: Option<PathBuf>,
+    /// Hold out this fraction of the training file as the test set (seeded by --seed).
+    #[arg(long)]
+    pub test_fraction: Option<f64>,
+    /// How --test-fraction picks the held-out ratings.
+    #[arg(long, value_enum, default_value = "random", requires = "test_fraction")]
+    pub split: SplitArg,
+    /// Save the trained model here.
+    #[arg(long)]
+    pub save: Option<PathBuf>,
+    /// Replace an existing file at --save.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub input: InputArgs,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+fn load(path: &Path, input: &InputArgs, quiet: bool) -> anyhow::Result<gpumf::data::RatingSet> {
+    let loaded = load_ratings(path, LoadOptions { format: input.format, skip_bad_lines: input.skip_bad_lines })?;
+    if !quiet {
+        eprintln!("{}", loaded.summary(path));
+    }
+    Ok(loaded.ratings)
+}
+
+pub fn train(args: TrainArgs) -> anyhow::Result<()> {
+    let params = args.model.params();
+    params.validate()?;
+    let threads = args.model.threads()?;
+    if let Some(f) = args.test_fraction {
+        if !(f > 0.0 && f < 1.0) {
+            bail!("--test-fraction must lie strictly between 0 and 1, got {f}");
+        }
+    }
+    if let Some(save) = &args.save {
+        if save.exists() && !args.force {
+            bail!("--save {}: the file already exists; pass --force to replace it", save.display());
+        }
+    }
+    let quiet = args.output.quiet || args.output.json;
+    let all = load(&args.train, &args.input, quiet)?;
+    let problem = match (&args.test, args.test_fraction) {
+        (Some(test), _) => {
+            let test = load(test, &args.input, quiet)?;
+            Problem::new(all, Some(&test))
+        }
+        (None, Some(f)) => match args.split {
+            SplitArg::Random => split_random(&all, f, params.seed)?,
+            SplitArg::PerUser => split_per_user(&all, f, params.seed)?,
+        },
+        (None, None) => Problem::new(all, None),
+    };
+
+    let cpu = Backend::Cpu(CpuMode::with_threads(threads));
+    let gpu = Backend::Gpu(GpuOptions {
+        precision: args.model.precision,
+        workgroups: args.model.workgroups,
+        user_block_rows: args.model.user_block_rows,
+        ..GpuOptions::default()
+    });
+    let progress = Progress::new(params.epochs, quiet);
+    let trained = match args.model.backend {
+        BackendArg::Cpu => run_training(&problem, &params, &cpu, |r| progress.epoch(r)),
+        BackendArg::Gpu => run_training(&problem, &params, &gpu, |r| progress.epoch(r)),
+        BackendArg::Auto => match run_training(&problem, &params, &gpu, |r| progress.epoch(r)) {
+            Err(Error::NoAdapter) => {
+                eprintln!("note: no GPU adapter found, training on the CPU ({threads} threads)");
+                run_training(&problem, &params, &cpu, |r| progress.epoch(r))
+            }
+            other => other,
+        },
+    };
+    progress.finish();
+    let trained = trained?;
+    report(&args, &problem, &trained)?;
+    if let Some(save) = &args.save {
+        trained.model.save(save, args.force)?;
+        if !quiet {
+            eprintln!("saved the model to {}", save.display());
+        }
+    }
+    Ok(())
+}
+
+fn report(args: &TrainArgs, problem: &Problem, t: &Trained) -> anyhow::Result<()> {
+    let last = t.history.last().expect("at least one epoch");
+    let epochs = t.history.len();
+    let updates_per_second = (problem.train.len() * epochs) as f64 / t.train_seconds;
+    if args.output.json {
+        let summary = serde_json::json!({
+            "test_rmse": last.test_rmse,
+            "test_mae": last.test_mae,
+            "train_rmse": last.train_rmse,
+            "train_loss": last.train_loss,
+            "train_seconds": t.train_seconds,
+            "total_seconds": t.total_seconds,
+            "seconds_per_epoch": t.train_seconds / epochs as f64,
+            "updates_per_second": updates_per_second,
+            "backend": t.backend,
+            "settings": {
+                "params": args.model.params(),
+                "precision": args.model.precision,
+                "threads": args.model.threads()?,
+                "train": args.train,
+                "test": args.test,
+                "test_fraction": args.test_fraction,
+                "split": args.test_fraction.map(|_| args.split),
+            },
+            "data": {
+                "train_ratings": problem.train.len(),
+                "test_ratings": problem.test.len(),
+                "users": problem.num_users(),
+                "items": problem.num_items(),
+                "cold_start": problem.cold,
+            },
+            "history": t.history,
+        });
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+        return Ok(());
+    }
+    println!(
+        "trained rank {} on {} in {:.2} s: {} epochs, {:.4} s/epoch, {:.1} M updates/s",
+        args.model.rank,
+        t.backend,
+        t.train_seconds,
+        epochs,
+        t.train_seconds / epochs as f64,
+        updates_per_second / 1e6
+    );
+    println!("train RMSE {:.4} ({} ratings)", last.train_rmse, problem.train.len());
+    if let (Some(rmse), Some(mae)) = (last.test_rmse, last.test_mae) {
+        println!("test RMSE {rmse:.4}  MAE {mae:.4} ({} ratings)", problem.test.len());
+        if problem.cold.entries > 0 {
+            println!(
+                "  {} test ratings have a user ({}) or item ({}) unseen in training; predicted from the mean and known biases",
+                problem.cold.entries, problem.cold.unknown_user_entries, problem.cold.unknown_item_entries
+            );
+        }
+    } else {
+        println!("no test set (give --test FILE or --test-fraction F to measure test RMSE)");
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct EvalArgs {
+    /// A model saved by `gpumf train --save`.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Ratings to score the model on.
+    #[arg(long)]
+    pub test: PathBuf,
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Print a JSON summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
+    let model = Model::load(&args.model)?;
+    let test = load(&args.test, &args.input, args.json)?;
+    let problem = Problem::new(
+        gpumf::data::RatingSet { entries: Vec::new(), users: model.users.clone(), items: model.items.clone() },
+        Some(&test),
+    );
+    let sums = metrics::evaluate(&model, &problem.test);
+    if args.json {
+        let summary = serde_json::json!({
+            "test_rmse": sums.rmse(), "test_mae": sums.mae(), "test_ratings": sums.count, "cold_start": problem.cold,
+        });
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        println!("test RMSE {:.4}  MAE {:.4} ({} ratings)", sums.rmse(), sums.mae(), sums.count);
+        if problem.cold.entries > 0 {
+            println!("  {} ratings have a user or item the model has not seen (predicted from the mean and known biases)", problem.cold.entries);
+        }
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct PredictArgs {
+    /// A model saved by `gpumf train --save`.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Pairs to predict, one `user item` per line (space, tab or comma; more columns are ignored).
+    #[arg(long, required_unless_present = "user", conflicts_with = "user")]
+    pub pairs: Option<PathBuf>,
+    /// Recommend for this user (external id): the items with the highest predictions.
+    #[arg(long)]
+    pub user: Option<u64>,
+    /// How many items --user lists.
+    #[arg(long, default_value_t = 10, requires = "user")]
+    pub top: usize,
+    /// Write predictions here instead of stdout (an existing file is kept unless --force).
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    #[arg(long)]
+    pub force: bool,
+}
+
+pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
+    let model = Model::load(&args.model)?;
+    let mut lines = String::new();
+    if let Some(user) = args.user {
+        let Some(u) = model.users.index_of(user) else {
+            bail!("--user {user}: the model has no such user (it knows {} users)", model.users.len());
+        };
+        let mut scored: Vec<(u32, f32)> = (0..model.items.len() as u32).map(|i| (i, model.predict(u, i))).collect();
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+        for (i, p) in scored.into_iter().take(args.top) {
+            lines.push_str(&format!("{user}\t{}\t{p:.4}\n", model.items.external_id(i)));
+        }
+    } else if let Some(path) = &args.pairs {
+        let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let fields: Vec<&str> = line.split(|c: char| c == ',' || c == '\t' || c == ' ').filter(|f| !f.is_empty()).collect();
+            let id = |k: usize, what: &str| -> anyhow::Result<u64> {
+                let f = fields.get(k).with_context(|| format!("{}:{}: missing the {what} id", path.display(), n + 1))?;
+                f.parse().with_context(|| format!("{}:{}: bad {what} id {f:?}", path.display(), n + 1))
+            };
+            let (user, item) = match (id(0, "user"), id(1, "item")) {
+                (Ok(u), Ok(i)) => (u, i),
+                (Err(e), _) | (_, Err(e)) if n == 0 => {
+                    let _ = e;
+                    continue; // a header line
+                }
+                (Err(e), _) | (_, Err(e)) => return Err(e),
+            };
+            let known = model.users.index_of(user).unwrap_or(UNKNOWN) != UNKNOWN && model.items.index_of(item).is_some();
+            let note = if known { "" } else { "\tcold" };
+            lines.push_str(&format!("{user}\t{item}\t{:.4}{note}\n", model.predict_external(user, item)));
+        }
+    }
+    match &args.output {
+        Some(out) => {
+            if out.exists() && !args.force {
+                bail!("--output {}: the file already exists; pass --force to replace it", out.display());
+            }
+            std::fs::write(out, lines).with_context(|| format!("{}: cannot write", out.display()))?;
+        }
+        None => std::io::stdout().write_all(lines.as_bytes())?,
+    }
+    Ok(())
+}

@@ -1,0 +1,476 @@
+//! Rating-file loaders: format detected from the content, parsed in parallel, every bad line
+//! reported with its file and line number.
+
+use super::{Rating, RatingSet};
+use crate::error::{Error, Result};
+use rayon::prelude::*;
+use std::io::Read;
+use std::path::Path;
+
+/// The rating-file formats gpumf reads. Gzip is detected separately, under any of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    /// Detect from the content (the default).
+    Auto,
+    /// `user<TAB>item<TAB>rating[<TAB>timestamp]`, e.g. MovieLens 100k `u.data`.
+    Tab,
+    /// `user,item,rating[,timestamp]` without a header line.
+    Comma,
+    /// `user item rating [timestamp]` separated by spaces (LIBMF's text format).
+    Space,
+    /// `user::item::rating::timestamp`, MovieLens 1M/10M `ratings.dat`.
+    Dat,
+    /// Delimited text with a header line naming the columns (MovieLens `ratings.csv`).
+    Csv,
+    /// Matrix Market coordinate format (`.mtx`), 1-based row and column indices.
+    Mtx,
+}
+
+/// How to read a rating file.
+#[derive(Clone, Copy, Debug)]
+pub struct LoadOptions {
+    pub format: Format,
+    /// Skip malformed lines (and count them) instead of failing on the first.
+    pub skip_bad_lines: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self { format: Format::Auto, skip_bad_lines: false }
+    }
+}
+
+/// A loaded rating file.
+#[derive(Debug)]
+pub struct Loaded {
+    pub ratings: RatingSet,
+    /// The format the file was read as (after detection).
+    pub format: Format,
+    /// Malformed lines skipped under `skip_bad_lines`.
+    pub skipped_lines: u64,
+}
+
+/// Reads and parses a rating file, gzip-compressed or not.
+pub fn load_ratings(path: &Path, options: LoadOptions) -> Result<Loaded> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if meta.is_dir() {
+        return Err(Error::IsDirectory { path: path.into() });
+    }
+    let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::with_capacity(raw.len() * 4);
+        flate2::read::MultiGzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .map_err(|e| Error::Format { path: path.into(), message: format!("gzip data is corrupt or truncated: {e}") })?;
+        out
+    } else {
+        raw
+    };
+    parse_ratings(&bytes, path, options)
+}
+
+/// Parses rating text already in memory; `path` names it in errors.
+pub fn parse_ratings(bytes: &[u8], path: &Path, options: LoadOptions) -> Result<Loaded> {
+    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(Error::EmptyFile { path: path.into() });
+    }
+    let format = match options.format {
+        Format::Auto => detect_format(bytes),
+        f => f,
+    };
+    let layout = Layout::for_file(format, bytes, path)?;
+    let body = &bytes[layout.body_start..];
+    let chunks = split_chunks(body);
+    let parsed: Vec<ChunkResult> = chunks
+        .par_iter()
+        .map(|&(start, end)| parse_chunk(&body[start..end], &layout, options.skip_bad_lines))
+        .collect();
+
+    let mut total = 0usize;
+    let mut skipped = 0u64;
+    for (ci, chunk) in parsed.iter().enumerate() {
+        if let Some((local_line, message)) = &chunk.error {
+            let before = count_lines(&bytes[..layout.body_start + chunks[ci].0]);
+            return Err(Error::Parse { path: path.into(), line: before + local_line + 1, message: message.clone() });
+        }
+        total += chunk.triplets.len();
+        skipped += chunk.skipped;
+    }
+    if total == 0 {
+        return Err(Error::Format {
+            path: path.into(),
+            message: if skipped > 0 {
+                format!("no valid ratings: all {skipped} data lines were malformed")
+            } else {
+                "no ratings after the header".into()
+            },
+        });
+    }
+    if let Some((m, n, nnz)) = layout.mtx_size {
+        if !options.skip_bad_lines && total as u64 != nnz {
+            return Err(Error::Format {
+                path: path.into(),
+                message: format!("Matrix Market header declares {nnz} entries but the file has {total} (truncated?)"),
+            });
+        }
+        for c in &parsed {
+            if let Some(&(u, i, _)) = c.triplets.iter().find(|t| t.0 == 0 || t.0 > m || t.1 == 0 || t.1 > n) {
+                return Err(Error::Format {
+                    path: path.into(),
+                    message: format!("entry ({u}, {i}) lies outside the declared {m} x {n} matrix (indices are 1-based)"),
+                });
+            }
+        }
+    }
+
+    let mut ratings = RatingSet::default();
+    ratings.entries.reserve(total);
+    for chunk in parsed {
+        for (u, i, r) in chunk.triplets {
+            let user = ratings.users.intern(u);
+            let item = ratings.items.intern(i);
+            ratings.entries.push(Rating { user, item, value: r });
+        }
+    }
+    Ok(Loaded { ratings, format, skipped_lines: skipped })
+}
+
+/// Guesses the format from the first bytes of (decompressed) text.
+fn detect_format(bytes: &[u8]) -> Format {
+    if bytes.starts_with(b"%%MatrixMarket") {
+        return Format::Mtx;
+    }
+    let first = first_data_line(bytes);
+    if first.contains("::") {
+        return Format::Dat;
+    }
+    let delim = if first.contains('\t') {
+        Delimiter::Tab
+    } else if first.contains(',') {
+        Delimiter::Comma
+    } else if first.contains(';') {
+        Delimiter::Semicolon
+    } else {
+        Delimiter::Whitespace
+    };
+    let looks_like_header = delim.split(first).any(|f| f.trim().parse::<f64>().is_err());
+    if looks_like_header {
+        return Format::Csv;
+    }
+    match delim {
+        Delimiter::Tab => Format::Tab,
+        Delimiter::Comma | Delimiter::Semicolon => Format::Comma,
+        _ => Format::Space,
+    }
+}
+
+fn first_data_line(bytes: &[u8]) -> &str {
+    let head = &bytes[..bytes.len().min(64 * 1024)];
+    let head = std::str::from_utf8(head).unwrap_or_else(|e| std::str::from_utf8(&head[..e.valid_up_to()]).unwrap_or(""));
+    head.lines().map(|l| l.trim_end_matches('\r')).find(|l| !l.trim().is_empty() && !l.starts_with('#')).unwrap_or("")
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Delimiter {
+    Tab,
+    Comma,
+    Semicolon,
+    DoubleColon,
+    /// Runs of spaces or tabs.
+    Whitespace,
+}
+
+impl Delimiter {
+    fn name(self) -> &'static str {
+        match self {
+            Delimiter::Tab => "tab",
+            Delimiter::Comma => "comma",
+            Delimiter::Semicolon => "semicolon",
+            Delimiter::DoubleColon => "'::'",
+            Delimiter::Whitespace => "space",
+        }
+    }
+
+    fn split(self, line: &str) -> Box<dyn Iterator<Item = &str> + '_> {
+        match self {
+            Delimiter::Tab => Box::new(line.split('\t')),
+            Delimiter::Comma => Box::new(line.split(',')),
+            Delimiter::Semicolon => Box::new(line.split(';')),
+            Delimiter::DoubleColon => Box::new(line.split("::")),
+            Delimiter::Whitespace => Box::new(line.split_ascii_whitespace()),
+        }
+    }
+
+    /// Another delimiter the line seems to use instead, for the "inconsistent delimiter" error.
+    fn other_in(self, line: &str) -> Option<Delimiter> {
+        [Delimiter::DoubleColon, Delimiter::Tab, Delimiter::Comma, Delimiter::Semicolon]
+            .into_iter()
+            .find(|&d| d != self && line.contains(d.symbol()) && !(self == Delimiter::Whitespace && d == Delimiter::Tab))
+            .or_else(|| (self != Delimiter::Whitespace && line.trim().contains(' ')).then_some(Delimiter::Whitespace))
+    }
+
+    fn symbol(self) -> &'static str {
+        match self {
+            Delimiter::Tab => "\t",
+            Delimiter::Comma => ",",
+            Delimiter::Semicolon => ";",
+            Delimiter::DoubleColon => "::",
+            Delimiter::Whitespace => " ",
+        }
+    }
+}
+
+/// Where the columns are and where the data starts, fixed per file.
+#[derive(Debug)]
+struct Layout {
+    delimiter: Delimiter,
+    user_col: usize,
+    item_col: usize,
+    rating_col: usize,
+    min_fields: usize,
+    max_fields: usize,
+    body_start: usize,
+    /// Lines starting with this are comments.
+    comment: u8,
+    /// Matrix Market's declared rows, columns and entries.
+    mtx_size: Option<(u64, u64, u64)>,
+}
+
+impl Layout {
+    fn for_file(format: Format, bytes: &[u8], path: &Path) -> Result<Layout> {
+        let plain = |delimiter| Layout {
+            delimiter,
+            user_col: 0,
+            item_col: 1,
+            rating_col: 2,
+            min_fields: 3,
+            max_fields: 4,
+            body_start: 0,
+            comment: b'#',
+            mtx_size: None,
+        };
+        Ok(match format {
+            Format::Tab => plain(Delimiter::Tab),
+            Format::Comma => {
+                let semicolon = first_data_line(bytes).contains(';') && !first_data_line(bytes).contains(',');
+                plain(if semicolon { Delimiter::Semicolon } else { Delimiter::Comma })
+            }
+            Format::Space => plain(Delimiter::Whitespace),
+            Format::Dat => plain(Delimiter::DoubleColon),
+            Format::Csv => Self::with_header(bytes, path)?,
+            Format::Mtx => Self::matrix_market(bytes, path)?,
+            Format::Auto => unreachable!("detected before"),
+        })
+    }
+
+    fn with_header(bytes: &[u8], path: &Path) -> Result<Layout> {
+        let end = bytes.iter().position(|&b| b == b'\n').unwrap_or(bytes.len());
+        let header = std::str::from_utf8(&bytes[..end])
+            .map_err(|_| Error::Parse { path: path.into(), line: 1, message: "header line is not UTF-8 text".into() })?
+            .trim_end_matches('\r')
+            .trim_start_matches('\u{feff}');
+        let delimiter = if header.contains('\t') {
+            Delimiter::Tab
+        } else if header.contains(',') {
+            Delimiter::Comma
+        } else if header.contains(';') {
+            Delimiter::Semicolon
+        } else {
+            Delimiter::Whitespace
+        };
+        let names: Vec<String> =
+            delimiter.split(header).map(|f| f.trim().trim_matches('"').to_ascii_lowercase()).collect();
+        let find = |wanted: &[&str], what: &str| {
+            names.iter().position(|n| wanted.contains(&n.as_str())).ok_or_else(|| Error::Parse {
+                path: path.into(),
+                line: 1,
+                message: format!(
+                    "header has no {what} column (looked for {}; found {})",
+                    wanted.join(", "),
+                    names.join(", ")
+                ),
+            })
+        };
+        let user_col = find(&["user", "userid", "user_id", "uid"], "user")?;
+        let item_col = find(&["item", "movieid", "itemid", "item_id", "movie_id", "movie", "iid"], "item")?;
+        let rating_col = find(&["rating", "score", "value"], "rating")?;
+        Ok(Layout {
+            delimiter,
+            user_col,
+            item_col,
+            rating_col,
+            min_fields: names.len(),
+            max_fields: names.len(),
+            body_start: (end + 1).min(bytes.len()),
+            comment: b'#',
+            mtx_size: None,
+        })
+    }
+
+    fn matrix_market(bytes: &[u8], path: &Path) -> Result<Layout> {
+        let text_err = |line, message: String| Error::Parse { path: path.into(), line, message };
+        let mut offset = 0usize;
+        let mut line_no = 0u64;
+        let mut size = None;
+        while offset < bytes.len() {
+            let end = bytes[offset..].iter().position(|&b| b == b'\n').map_or(bytes.len(), |p| offset + p);
+            line_no += 1;
+            let line = std::str::from_utf8(&bytes[offset..end]).map_err(|_| text_err(line_no, "not UTF-8 text".into()))?;
+            let line = line.trim();
+            offset = end + 1;
+            if line_no == 1 {
+                let banner = line.to_ascii_lowercase();
+                let words: Vec<&str> = banner.split_whitespace().collect();
+                if words.first() != Some(&"%%matrixmarket") || words.get(1) != Some(&"matrix") {
+                    return Err(text_err(1, "expected a '%%MatrixMarket matrix ...' banner".into()));
+                }
+                if words.get(2) != Some(&"coordinate") {
+                    return Err(text_err(1, "only the sparse 'coordinate' Matrix Market format holds ratings".into()));
+                }
+                if !matches!(words.get(3), Some(&"real") | Some(&"integer")) {
+                    return Err(text_err(1, format!("unsupported field type {:?}: ratings need 'real' or 'integer'", words.get(3).unwrap_or(&""))));
+                }
+                if words.get(4).is_some_and(|s| *s != "general") {
+                    return Err(text_err(1, format!("unsupported symmetry {:?}: only 'general' is read", words[4])));
+                }
+                continue;
+            }
+            if line.is_empty() || line.starts_with('%') {
+                continue;
+            }
+            let nums: Vec<u64> = line
+                .split_whitespace()
+                .map(|w| w.parse::<u64>())
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|_| text_err(line_no, format!("expected the size line 'rows columns entries', found {line:?}")))?;
+            if nums.len() != 3 {
+                return Err(text_err(line_no, format!("expected the size line 'rows columns entries', found {line:?}")));
+            }
+            size = Some((nums[0], nums[1], nums[2]));
+            break;
+        }
+        let size = size.ok_or_else(|| Error::Format { path: path.into(), message: "Matrix Market file has no size line".into() })?;
+        Ok(Layout {
+            delimiter: Delimiter::Whitespace,
+            user_col: 0,
+            item_col: 1,
+            rating_col: 2,
+            min_fields: 3,
+            max_fields: 3,
+            body_start: offset.min(bytes.len()),
+            comment: b'%',
+            mtx_size: Some(size),
+        })
+    }
+}
+
+struct ChunkResult {
+    triplets: Vec<(u64, u64, f32)>,
+    skipped: u64,
+    /// The first bad line (0-based within the chunk) and what was wrong.
+    error: Option<(u64, String)>,
+}
+
+/// Cuts the text into line-aligned pieces for the parallel parse.
+fn split_chunks(body: &[u8]) -> Vec<(usize, usize)> {
+    const CHUNK: usize = 1 << 20;
+    let mut chunks = Vec::with_capacity(body.len() / CHUNK + 1);
+    let mut start = 0;
+    while start < body.len() {
+        let mut end = (start + CHUNK).min(body.len());
+        while end < body.len() && body[end - 1] != b'\n' {
+            end += 1;
+        }
+        chunks.push((start, end));
+        start = end;
+    }
+    chunks
+}
+
+fn count_lines(bytes: &[u8]) -> u64 {
+    bytes.iter().filter(|&&b| b == b'\n').count() as u64
+}
+
+fn parse_chunk(chunk: &[u8], layout: &Layout, skip_bad: bool) -> ChunkResult {
+    let mut out = ChunkResult { triplets: Vec::with_capacity(chunk.len() / 16), skipped: 0, error: None };
+    for (line_no, raw) in chunk.split(|&b| b == b'\n').enumerate() {
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if raw.iter().all(|b| b.is_ascii_whitespace()) || raw.first() == Some(&layout.comment) {
+            continue;
+        }
+        match parse_line(raw, layout) {
+            Ok(t) => out.triplets.push(t),
+            Err(_) if skip_bad => out.skipped += 1,
+            Err(message) => {
+                out.error = Some((line_no as u64, message));
+                return out;
+            }
+        }
+    }
+    out
+}
+
+fn parse_line(raw: &[u8], layout: &Layout) -> std::result::Result<(u64, u64, f32), String> {
+    let line = std::str::from_utf8(raw).map_err(|_| "line is not UTF-8 text".to_string())?;
+    let mut fields = [""; 16];
+    let mut n = 0;
+    for f in layout.delimiter.split(line) {
+        if n < fields.len() {
+            fields[n] = f;
+        }
+        n += 1;
+    }
+    if n < layout.min_fields || n > layout.max_fields {
+        if let Some(other) = layout.delimiter.other_in(line) {
+            return Err(format!(
+                "inconsistent delimiter: the file is {}-separated but this line uses {} ({line:?})",
+                layout.delimiter.name(),
+                other.name()
+            ));
+        }
+        let expected = if layout.min_fields == layout.max_fields {
+            format!("{}", layout.min_fields)
+        } else {
+            format!("{} to {}", layout.min_fields, layout.max_fields)
+        };
+        let what = if n < layout.min_fields { "missing field" } else { "too many fields" };
+        return Err(format!("{what}: expected {expected} {}-separated fields, found {n} ({line:?})", layout.delimiter.name()));
+    }
+    let user = parse_id(fields[layout.user_col], "user")?;
+    let item = parse_id(fields[layout.item_col], "item")?;
+    let text = fields[layout.rating_col].trim().trim_matches('"');
+    let rating: f32 = text.parse().map_err(|_| format!("rating {text:?} is not a number"))?;
+    if !rating.is_finite() {
+        return Err(format!("rating {text:?} is not a finite number"));
+    }
+    Ok((user, item, rating))
+}
+
+fn parse_id(field: &str, what: &str) -> std::result::Result<u64, String> {
+    let text = field.trim().trim_matches('"');
+    if text.is_empty() {
+        return Err(format!("missing field: the {what} id is empty"));
+    }
+    text.parse::<u64>().map_err(|_| format!("bad {what} id {text:?}: expected a non-negative integer"))
+}
+
+impl Loaded {
+    /// A one-line description for logs, e.g. "100000 ratings (943 users, 1682 items), tab format".
+    pub fn summary(&self, path: &Path) -> String {
+        let r = &self.ratings;
+        let mut s = format!(
+            "{}: {} ratings ({} users x {} items), {:?} format",
+            path.display(),
+            r.len(),
+            r.users.len(),
+            r.items.len(),
+            self.format
+        );
+        if self.skipped_lines > 0 {
+            s.push_str(&format!(", {} malformed lines skipped", self.skipped_lines));
+        }
+        s
+    }
+}
+

@@ -1,0 +1,99 @@
+//! A training problem: training ratings with dense ids, and a test set in the same index space.
+
+use super::{IdMap, Rating, RatingSet, UNKNOWN};
+
+/// Test entries whose user or item never appears in training. The model predicts them from
+/// what it knows (global mean and the known side's bias); they are counted for the report.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ColdStart {
+    /// Test entries with a user unseen in training.
+    pub unknown_user_entries: usize,
+    /// Test entries with an item unseen in training.
+    pub unknown_item_entries: usize,
+    /// Test entries with either side unseen.
+    pub entries: usize,
+}
+
+/// Training ratings indexed densely over the users and items that occur in training;
+/// test ratings mapped into the same indices, with [`UNKNOWN`] for cold users or items.
+#[derive(Clone, Debug)]
+pub struct Problem {
+    pub train: Vec<Rating>,
+    pub test: Vec<Rating>,
+    pub users: IdMap,
+    pub items: IdMap,
+    pub cold: ColdStart,
+}
+
+impl Problem {
+    /// From a training set and an optional test set loaded separately (e.g. `u1.base`, `u1.test`).
+    pub fn new(train: RatingSet, test: Option<&RatingSet>) -> Problem {
+        let mut problem = Problem { train: train.entries, test: Vec::new(), users: train.users, items: train.items, cold: ColdStart::default() };
+        if let Some(test) = test {
+            let users: Vec<u32> = test.users.externals().iter().map(|&id| problem.users.index_of(id).unwrap_or(UNKNOWN)).collect();
+            let items: Vec<u32> = test.items.externals().iter().map(|&id| problem.items.index_of(id).unwrap_or(UNKNOWN)).collect();
+            problem.test = test
+                .entries
+                .iter()
+                .map(|r| Rating { user: users[r.user as usize], item: items[r.item as usize], value: r.value })
+                .collect();
+            problem.count_cold();
+        }
+        problem
+    }
+
+    /// From two subsets of one rating set (a split): renumbers ids so the model holds
+    /// only users and items that occur in training.
+    pub fn from_split(all: &RatingSet, train: Vec<Rating>, test: Vec<Rating>) -> Problem {
+        let mut user_map = vec![UNKNOWN; all.users.len()];
+        let mut item_map = vec![UNKNOWN; all.items.len()];
+        let mut users = IdMap::new();
+        let mut items = IdMap::new();
+        let train = train
+            .into_iter()
+            .map(|r| {
+                if user_map[r.user as usize] == UNKNOWN {
+                    user_map[r.user as usize] = users.intern(all.users.external_id(r.user));
+                }
+                if item_map[r.item as usize] == UNKNOWN {
+                    item_map[r.item as usize] = items.intern(all.items.external_id(r.item));
+                }
+                Rating { user: user_map[r.user as usize], item: item_map[r.item as usize], value: r.value }
+            })
+            .collect();
+        let test = test
+            .into_iter()
+            .map(|r| Rating { user: user_map[r.user as usize], item: item_map[r.item as usize], value: r.value })
+            .collect();
+        let mut problem = Problem { train, test, users, items, cold: ColdStart::default() };
+        problem.count_cold();
+        problem
+    }
+
+    fn count_cold(&mut self) {
+        let mut cold = ColdStart::default();
+        for r in &self.test {
+            let (u, i) = (r.user == UNKNOWN, r.item == UNKNOWN);
+            cold.unknown_user_entries += u as usize;
+            cold.unknown_item_entries += i as usize;
+            cold.entries += (u || i) as usize;
+        }
+        self.cold = cold;
+    }
+
+    pub fn num_users(&self) -> usize {
+        self.users.len()
+    }
+
+    pub fn num_items(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Mean of the training ratings, the model's global offset.
+    pub fn train_mean(&self) -> f32 {
+        if self.train.is_empty() {
+            return 0.0;
+        }
+        (self.train.iter().map(|r| r.value as f64).sum::<f64>() / self.train.len() as f64) as f32
+    }
+}

@@ -1,0 +1,58 @@
+//! Seeded hold-out splits of one rating set into training and test entries.
+
+use super::{Problem, Rating, RatingSet};
+use crate::error::{Error, Result};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+fn check_fraction(fraction: f64) -> Result<()> {
+    if !(fraction > 0.0 && fraction < 1.0) {
+        return Err(Error::InvalidParameter(format!("--test-fraction must lie strictly between 0 and 1, got {fraction}")));
+    }
+    Ok(())
+}
+
+/// Holds out a seeded random `fraction` of all ratings.
+pub fn split_random(all: &RatingSet, fraction: f64, seed: u64) -> Result<Problem> {
+    check_fraction(fraction)?;
+    let mut order: Vec<u32> = (0..all.len() as u32).collect();
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+    let n_test = ((all.len() as f64) * fraction).round() as usize;
+    let mut is_test = vec![false; all.len()];
+    for &i in &order[..n_test] {
+        is_test[i as usize] = true;
+    }
+    let (train, test) = partition(all, &is_test);
+    Ok(Problem::from_split(all, train, test))
+}
+
+/// Holds out a seeded random `fraction` of each user's ratings (rounded down, so users with
+/// few ratings keep them all in training and no user is entirely cold).
+pub fn split_per_user(all: &RatingSet, fraction: f64, seed: u64) -> Result<Problem> {
+    check_fraction(fraction)?;
+    let mut by_user: Vec<Vec<u32>> = vec![Vec::new(); all.users.len()];
+    for (i, r) in all.entries.iter().enumerate() {
+        by_user[r.user as usize].push(i as u32);
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut is_test = vec![false; all.len()];
+    for entries in &mut by_user {
+        entries.shuffle(&mut rng);
+        let n_test = ((entries.len() as f64) * fraction).floor() as usize;
+        for &i in &entries[..n_test.min(entries.len().saturating_sub(1))] {
+            is_test[i as usize] = true;
+        }
+    }
+    let (train, test) = partition(all, &is_test);
+    Ok(Problem::from_split(all, train, test))
+}
+
+fn partition(all: &RatingSet, is_test: &[bool]) -> (Vec<Rating>, Vec<Rating>) {
+    let mut train = Vec::with_capacity(all.len());
+    let mut test = Vec::new();
+    for (r, &t) in all.entries.iter().zip(is_test) {
+        if t { test.push(*r) } else { train.push(*r) }
+    }
+    (train, test)
+}

@@ -1,0 +1,56 @@
+//! The library's typed errors. The binary turns them into messages for people (anyhow).
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong inside gpumf, with enough context to act on.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: no such file")]
+    NotFound { path: PathBuf },
+
+    #[error("{path}: is a directory, expected a rating file")]
+    IsDirectory { path: PathBuf },
+
+    #[error("{path}: the file is empty (no ratings)")]
+    EmptyFile { path: PathBuf },
+
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{path}:{line}: {message}")]
+    Parse { path: PathBuf, line: u64, message: String },
+
+    #[error("{path}: {message}")]
+    Format { path: PathBuf, message: String },
+
+    #[error("invalid setting: {0}")]
+    InvalidParameter(String),
+
+    #[error("{0}")]
+    Data(String),
+
+    #[error("model file {path}: {message}")]
+    ModelFile { path: PathBuf, message: String },
+
+    #[error("GPU: {0}")]
+    Gpu(String),
+
+    #[error("no GPU adapter found (wgpu saw none on Vulkan, Metal or DX12); use --backend cpu, or install a Vulkan driver such as Mesa's lavapipe (mesa-vulkan-drivers)")]
+    NoAdapter,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        let path = path.into();
+        match source.kind() {
+            std::io::ErrorKind::NotFound => Error::NotFound { path },
+            _ => Error::Io { path, source },
+        }
+    }
+}

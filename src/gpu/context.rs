@@ -1,0 +1,154 @@
+//! Finding an adapter and opening a device with the features the kernels can use.
+
+use crate::error::{Error, Result};
+use std::sync::{Arc, Mutex};
+
+/// What `gpumf info` shows of one adapter.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub driver_info: String,
+    pub subgroups: bool,
+    pub subgroup_min_size: u32,
+    pub subgroup_max_size: u32,
+    pub shader_f16: bool,
+    pub timestamp_query: bool,
+    pub max_storage_buffer_binding_size: u64,
+    pub max_buffer_size: u64,
+    pub max_storage_buffers_per_shader_stage: u32,
+    pub max_compute_workgroups_per_dimension: u32,
+    pub max_compute_invocations_per_workgroup: u32,
+}
+
+fn instance() -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    desc.backends = wgpu::Backends::PRIMARY;
+    wgpu::Instance::new(desc)
+}
+
+fn summarise(adapter: &wgpu::Adapter) -> AdapterSummary {
+    let info = adapter.get_info();
+    let features = adapter.features();
+    let limits = adapter.limits();
+    AdapterSummary {
+        name: info.name,
+        backend: format!("{:?}", info.backend),
+        device_type: format!("{:?}", info.device_type),
+        driver: info.driver,
+        driver_info: info.driver_info,
+        subgroups: features.contains(wgpu::Features::SUBGROUP),
+        subgroup_min_size: info.subgroup_min_size,
+        subgroup_max_size: info.subgroup_max_size,
+        shader_f16: features.contains(wgpu::Features::SHADER_F16),
+        timestamp_query: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+        max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size as u64,
+        max_buffer_size: limits.max_buffer_size,
+        max_storage_buffers_per_shader_stage: limits.max_storage_buffers_per_shader_stage,
+        max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
+        max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
+    }
+}
+
+/// Every adapter wgpu can see on Vulkan, Metal and DX12.
+pub fn list_adapters() -> Vec<AdapterSummary> {
+    pollster::block_on(instance().enumerate_adapters(wgpu::Backends::PRIMARY)).iter().map(summarise).collect()
+}
+
+/// An open device and what it allows.
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub adapter: AdapterSummary,
+    pub limits: wgpu::Limits,
+    /// Whether kernels run one rating per subgroup (else per workgroup).
+    pub subgroups: bool,
+    pub shader_f16: bool,
+    /// Errors the device reported outside an error scope, surfaced at the next check.
+    errors: Arc<Mutex<Vec<String>>>,
+}
+
+impl Gpu {
+    /// Opens the preferred adapter (a discrete GPU before an integrated or CPU one).
+    /// `GPUMF_ADAPTER` picks one by a part of its name instead.
+    pub fn open(want_f16: bool, allow_subgroups: bool) -> Result<Gpu> {
+        let instance = instance();
+        let adapter = match std::env::var("GPUMF_ADAPTER") {
+            Ok(name) if !name.is_empty() => {
+                let all = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY));
+                let found = all.into_iter().find(|a| a.get_info().name.to_lowercase().contains(&name.to_lowercase()));
+                found.ok_or_else(|| Error::Gpu(format!("GPUMF_ADAPTER={name:?} matches no adapter (see `gpumf info`)")))?
+            }
+            _ => pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                ..Default::default()
+            }))
+            .map_err(|_| Error::NoAdapter)?,
+        };
+        let summary = summarise(&adapter);
+        if want_f16 && !summary.shader_f16 {
+            return Err(Error::Gpu(format!(
+                "--precision f16 needs the shader-f16 feature, which {} ({}) lacks; use --precision f32",
+                summary.name, summary.backend
+            )));
+        }
+        let subgroups = allow_subgroups && summary.subgroups;
+        let mut features = wgpu::Features::empty();
+        if subgroups {
+            features |= wgpu::Features::SUBGROUP;
+        }
+        if want_f16 {
+            features |= wgpu::Features::SHADER_F16;
+        }
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("gpumf"),
+            required_features: features,
+            required_limits: limits.clone(),
+            ..Default::default()
+        }))
+        .map_err(|e| Error::Gpu(format!("could not open {}: {e}", summary.name)))?;
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let sink = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            sink.lock().unwrap_or_else(|p| p.into_inner()).push(e.to_string());
+        }));
+        Ok(Gpu { device, queue, adapter: summary, limits, subgroups, shader_f16: want_f16, errors })
+    }
+
+    /// Fails with the first error the device reported since the last check.
+    pub fn check(&self) -> Result<()> {
+        let mut errors = self.errors.lock().unwrap_or_else(|p| p.into_inner());
+        let first = errors.drain(..).next();
+        match first {
+            Some(e) => Err(Error::Gpu(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits for all submitted work.
+    pub fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("waiting for the device failed: {e}")))?;
+        self.check()
+    }
+
+    /// Runs `f`, turning an out-of-memory or validation error it causes into an error.
+    pub fn scoped<T>(&self, what: &str, f: impl FnOnce() -> T) -> Result<T> {
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let value = f();
+        let v = pollster::block_on(validation.pop());
+        let o = pollster::block_on(oom.pop());
+        if let Some(e) = o {
+            return Err(Error::Gpu(format!("out of GPU memory while {what}: {e}")));
+        }
+        if let Some(e) = v {
+            return Err(Error::Gpu(format!("{what}: {e}")));
+        }
+        Ok(value)
+    }
+}

@@ -1,0 +1,128 @@
+//! Composes the one SGD kernel for a rank, a precision and a reduction mode, and builds its
+//! pipelines. The composition is one small substitution step: a generated header (storage type,
+//! rank, workgroup size) and a group prelude go before shaders/sgd.wgsl.
+
+use super::context::Gpu;
+use super::Precision;
+use crate::error::Result;
+
+pub const SGD_WGSL: &str = include_str!("../../shaders/sgd.wgsl");
+pub const GROUP_SUBGROUP_WGSL: &str = include_str!("../../shaders/group_subgroup.wgsl");
+pub const GROUP_WORKGROUP_WGSL: &str = include_str!("../../shaders/group_workgroup.wgsl");
+
+/// Threads per workgroup with subgroups (8 subgroups of 32 on NVIDIA).
+pub const SUBGROUP_MODE_WG: u32 = 256;
+/// Threads per workgroup, one rating each, without subgroups.
+pub const WORKGROUP_MODE_WG: u32 = 64;
+
+/// Everything that shapes the kernel's source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelShape {
+    pub rank: usize,
+    pub precision: Precision,
+    /// One rating per subgroup (true) or per workgroup (false).
+    pub subgroups: bool,
+    /// The smallest subgroup size the adapter may use (ignored without subgroups).
+    pub min_subgroup_size: u32,
+}
+
+impl KernelShape {
+    /// vec4s per factor row.
+    pub fn k4(&self) -> u32 {
+        self.rank.div_ceil(4) as u32
+    }
+
+    pub fn workgroup_size(&self) -> u32 {
+        if self.subgroups { SUBGROUP_MODE_WG } else { WORKGROUP_MODE_WG }
+    }
+
+    /// Lanes in one group.
+    pub fn group_width(&self) -> u32 {
+        if self.subgroups { self.min_subgroup_size.max(1) } else { WORKGROUP_MODE_WG }
+    }
+
+    /// Ratings handled at once by one workgroup.
+    pub fn groups_per_workgroup(&self) -> u32 {
+        self.workgroup_size() / self.group_width()
+    }
+
+    /// The full WGSL source.
+    pub fn source(&self) -> String {
+        let k4 = self.k4();
+        let chunks = k4.div_ceil(self.group_width());
+        let (enable, factor) = match self.precision {
+            Precision::F32 => ("", "vec4<f32>"),
+            Precision::F16 => ("enable f16;\n", "vec4<f16>"),
+        };
+        let prelude = if self.subgroups { GROUP_SUBGROUP_WGSL } else { GROUP_WORKGROUP_WGSL };
+        format!(
+            "{enable}// generated header: rank {rank}, {precision:?}\nalias Factor = {factor};\nconst K4: u32 = {k4}u;\nconst CHUNKS: u32 = {chunks}u;\nconst WG: u32 = {wg}u;\n\n{prelude}\n{SGD_WGSL}",
+            rank = self.rank,
+            precision = self.precision,
+            wg = self.workgroup_size(),
+        )
+    }
+}
+
+/// The kernel's compute pipelines over one shared bind-group layout.
+pub struct Pipelines {
+    pub layout: wgpu::BindGroupLayout,
+    pub update: wgpu::ComputePipeline,
+    pub evaluate: wgpu::ComputePipeline,
+    pub finish_evaluate: wgpu::ComputePipeline,
+    pub predict: wgpu::ComputePipeline,
+}
+
+impl Pipelines {
+    pub fn new(gpu: &Gpu, shape: &KernelShape) -> Result<Pipelines> {
+        gpu.scoped("compiling the SGD kernel", || {
+            let device = &gpu.device;
+            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some("sgd.wgsl"),
+                source: wgpu::ShaderSource::Wgsl(shape.source().into()),
+            });
+            let storage = |binding, read_only| wgpu::BindGroupLayoutEntry {
+                binding,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage { read_only },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            };
+            let uniform = wgpu::BindGroupLayoutEntry {
+                binding: 5,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Uniform, has_dynamic_offset: false, min_binding_size: None },
+                count: None,
+            };
+            let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some("sgd window"),
+                entries: &[storage(0, true), storage(1, false), storage(2, false), storage(3, false), storage(4, false), uniform, storage(6, false)],
+            });
+            let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some("sgd"),
+                bind_group_layouts: &[Some(&layout)],
+                immediate_size: 0,
+            });
+            let pipeline = |entry: &str| {
+                device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(entry),
+                    layout: Some(&pipeline_layout),
+                    module: &module,
+                    entry_point: Some(entry),
+                    compilation_options: Default::default(),
+                    cache: None,
+                })
+            };
+            Pipelines {
+                update: pipeline("sgd_update"),
+                evaluate: pipeline("evaluate"),
+                finish_evaluate: pipeline("finish_evaluate"),
+                predict: pipeline("predict"),
+                layout,
+            }
+        })
+    }
+}

@@ -1,0 +1,20 @@
+//! gpumf: masked matrix factorisation of sparse rating data by SGD, on the GPU (WGSL compute
+//! shaders through wgpu) and on the CPU, validated against the truncated SVD.
+//!
+//! The path through the crate: [`data`] loads ratings into a [`data::Problem`];
+//! [`model::Params`] configures training; [`solver::train`] runs a [`solver::Backend`]
+//! ([`cpu`] or [`gpu`]) and returns a [`model::Model`]; [`metrics`] scores it; [`svd`] gives
+//! the dense optimum for validation; [`lab`] reproduces the classic exercise.
+
+pub mod cpu;
+pub mod data;
+mod error;
+pub mod gpu;
+pub mod lab;
+pub mod metrics;
+pub mod model;
+pub mod solver;
+pub mod svd;
+pub mod validate;
+
+pub use error::{Error, Result};

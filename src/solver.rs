@@ -1,0 +1,108 @@
+//! The training loop shared by every backend. A backend only says how one epoch runs and how
+//! the current factors score; the schedule, the reporting and the result are common.
+
+use crate::cpu::{CpuMode, CpuSolver};
+use crate::data::Problem;
+use crate::error::{Error, Result};
+use crate::gpu::{GpuOptions, GpuSolver};
+use crate::metrics::ErrorSums;
+use crate::model::{Model, Params};
+use std::time::Instant;
+
+/// What a backend provides: epochs of SGD, and errors at the current factors.
+pub trait Solver {
+    /// A short description, e.g. "cpu (hogwild, 8 threads)".
+    fn name(&self) -> String;
+    /// One pass of SGD over every training rating at learning rate `lr`.
+    fn run_epoch(&mut self, epoch: usize, lr: f32) -> Result<()>;
+    /// Errors on the training set and, if there is one, the test set.
+    fn evaluate(&mut self) -> Result<(ErrorSums, Option<ErrorSums>)>;
+    /// The trained factors, as the common model type.
+    fn into_model(self: Box<Self>) -> Result<Model>;
+}
+
+/// Where training runs.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Backend {
+    Cpu(CpuMode),
+    Gpu(GpuOptions),
+}
+
+/// One epoch's figures.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct EpochReport {
+    /// 1-based.
+    pub epoch: usize,
+    pub learning_rate: f32,
+    /// Σ (r − prediction)² over the training ratings, the masked objective.
+    pub train_loss: f64,
+    pub train_rmse: f64,
+    pub test_rmse: Option<f64>,
+    pub test_mae: Option<f64>,
+    /// Seconds of the SGD pass alone (evaluation excluded).
+    pub sgd_seconds: f64,
+    /// Seconds since training started, evaluation included.
+    pub elapsed_seconds: f64,
+}
+
+/// A finished run.
+pub struct Trained {
+    pub model: Model,
+    pub history: Vec<EpochReport>,
+    /// Seconds in SGD epochs, all epochs together.
+    pub train_seconds: f64,
+    /// Seconds from start to finish: set-up, epochs, evaluation and read-back.
+    pub total_seconds: f64,
+    pub backend: String,
+}
+
+/// Creates the backend's solver over the shared, seeded initial model.
+pub fn make_solver<'a>(problem: &'a Problem, params: &Params, backend: &Backend) -> Result<Box<dyn Solver + 'a>> {
+    params.validate()?;
+    if problem.train.is_empty() {
+        return Err(Error::Data("no training ratings".into()));
+    }
+    let model = Model::init(problem, params);
+    Ok(match backend {
+        Backend::Cpu(mode) => Box::new(CpuSolver::new(problem, model, params, *mode)?),
+        Backend::Gpu(options) => Box::new(GpuSolver::new(problem, model, params, options)?),
+    })
+}
+
+/// Trains for `params.epochs` epochs, calling `on_epoch` after each.
+pub fn train(problem: &Problem, params: &Params, backend: &Backend, mut on_epoch: impl FnMut(&EpochReport)) -> Result<Trained> {
+    let start = Instant::now();
+    let mut solver = make_solver(problem, params, backend)?;
+    let backend = solver.name();
+    let mut history = Vec::with_capacity(params.epochs);
+    let mut train_seconds = 0.0;
+    for epoch in 0..params.epochs {
+        let lr = params.learning_rate_at(epoch);
+        let t = Instant::now();
+        solver.run_epoch(epoch, lr)?;
+        let sgd_seconds = t.elapsed().as_secs_f64();
+        train_seconds += sgd_seconds;
+        let (train, test) = solver.evaluate()?;
+        let report = EpochReport {
+            epoch: epoch + 1,
+            learning_rate: lr,
+            train_loss: train.squared,
+            train_rmse: train.rmse(),
+            test_rmse: test.map(|t| t.rmse()),
+            test_mae: test.map(|t| t.mae()),
+            sgd_seconds,
+            elapsed_seconds: start.elapsed().as_secs_f64(),
+        };
+        if !report.train_loss.is_finite() {
+            return Err(Error::Data(format!(
+                "training diverged at epoch {} (loss is {}); lower --lr or raise --reg",
+                epoch + 1,
+                report.train_loss
+            )));
+        }
+        on_epoch(&report);
+        history.push(report);
+    }
+    let model = solver.into_model()?;
+    Ok(Trained { model, history, train_seconds, total_seconds: start.elapsed().as_secs_f64(), backend })
+}

@@ -36,10 +36,10 @@ impl Default for Params {
     fn default() -> Self {
         Params {
             rank: 128,
-            epochs: 40,
-            learning_rate: 0.01,
+            epochs: 60,
+            learning_rate: 0.02,
             lr_decay: 0.05,
-            reg: 0.06,
+            reg: 0.1,
             reg_bias: 0.01,
             biases: true,
             init_std: 0.1,

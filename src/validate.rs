@@ -49,6 +49,12 @@ pub fn dense_params(rank: usize, epochs: usize, seed: u64) -> Params {
     Params { rank, epochs, learning_rate: 0.02, lr_decay: 0.02, reg: 0.0, reg_bias: 0.0, biases: false, init_std: 0.3, seed }
 }
 
+/// The lab's settings for its 3×3 matrix: a constant learning rate of 0.01 for 3000 epochs
+/// (nine entries need many passes, and a decaying rate would stall before the optimum).
+pub fn lab_params(seed: u64) -> Params {
+    Params { learning_rate: 0.01, lr_decay: 0.0, init_std: 0.5, ..dense_params(2, 3000, seed) }
+}
+
 /// ‖A − P·Qᵀ‖²_F of a trained model (predictions unclipped).
 pub fn dense_loss(model: &Model, a: &Array2<f64>) -> f64 {
     let (m, n) = a.dim();

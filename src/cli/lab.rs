@@ -8,7 +8,7 @@ use gpumf::lab::{exercise_mask, exercise_matrix, sgd_factorise, sgd_factorise_ma
 use gpumf::metrics::{frobenius_error, masked_loss};
 use gpumf::solver::Backend;
 use gpumf::svd::truncated_svd;
-use gpumf::validate::{compare, dense_params, low_rank_plus_noise, Comparison};
+use gpumf::validate::{compare, dense_params, lab_params, low_rank_plus_noise, Comparison};
 use gpumf::Error;
 use ndarray::Array2;
 
@@ -155,17 +155,15 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<()> {
         }
     }
     let cases = [
-        ("lab matrix 3x3".to_string(), exercise_matrix(), 2, 2000),
+        ("lab matrix 3x3".to_string(), exercise_matrix(), lab_params(args.seed)),
         (
             format!("{}x{} rank {} + N(0,{}^2)", args.rows, args.cols, args.rank, args.noise),
             low_rank_plus_noise(args.rows, args.cols, args.rank, args.noise, args.seed),
-            args.rank,
-            args.epochs,
+            dense_params(args.rank, args.epochs, args.seed),
         ),
     ];
     let mut results: Vec<(String, Comparison)> = Vec::new();
-    for (name, a, rank, epochs) in cases {
-        let params = dense_params(rank, epochs, args.seed);
+    for (name, a, params) in cases {
         results.push((name, compare(&a, &params, &backends)?));
     }
     if args.json {

@@ -10,7 +10,6 @@ use gpumf::gpu::GpuOptions;
 use gpumf::metrics;
 use gpumf::model::Model;
 use gpumf::solver::{train as run_training, Backend, Trained};
-use gpumf::Error;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -98,13 +97,17 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     let trained = match args.model.backend {
         BackendArg::Cpu => run_training(&problem, &params, &cpu, |r| progress.epoch(r)),
         BackendArg::Gpu => run_training(&problem, &params, &gpu, |r| progress.epoch(r)),
-        BackendArg::Auto => match run_training(&problem, &params, &gpu, |r| progress.epoch(r)) {
-            Err(Error::NoAdapter) => {
-                eprintln!("note: no GPU adapter found, training on the CPU ({threads} threads)");
+        BackendArg::Auto => {
+            let hardware = gpumf::gpu::list_adapters().into_iter().any(|a| !a.is_software());
+            if hardware {
+                run_training(&problem, &params, &gpu, |r| progress.epoch(r))
+            } else {
+                if !quiet {
+                    eprintln!("note: no GPU adapter found (software ones are slower than the CPU trainer); training on the CPU with {threads} threads");
+                }
                 run_training(&problem, &params, &cpu, |r| progress.epoch(r))
             }
-            other => other,
-        },
+        }
     };
     progress.finish();
     let trained = trained?;

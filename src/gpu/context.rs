@@ -23,6 +23,13 @@ pub struct AdapterSummary {
     pub max_compute_invocations_per_workgroup: u32,
 }
 
+impl AdapterSummary {
+    /// A software rasteriser such as lavapipe: correct, but slower than the native CPU trainer.
+    pub fn is_software(&self) -> bool {
+        self.device_type == format!("{:?}", wgpu::DeviceType::Cpu)
+    }
+}
+
 fn instance() -> wgpu::Instance {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
     desc.backends = wgpu::Backends::PRIMARY;

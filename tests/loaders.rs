@@ -1,0 +1,145 @@
+//! Every supported format, format detection, and a clear error for every kind of bad input.
+
+use gpumf::data::{load_ratings, Format, LoadOptions, RatingSet};
+use gpumf::Error;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn load(path: &Path) -> gpumf::Result<gpumf::data::Loaded> {
+    load_ratings(path, LoadOptions::default())
+}
+
+fn triplets(set: &RatingSet) -> Vec<(u64, u64, f32)> {
+    set.entries.iter().map(|r| (set.users.external_id(r.user), set.items.external_id(r.item), r.value)).collect()
+}
+
+const EXPECTED: [(u64, u64, f32); 3] = [(196, 242, 3.0), (186, 302, 3.5), (22, 377, 1.0)];
+
+#[test]
+fn every_format_is_detected_and_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("u.data", "196\t242\t3\t881250949\n186\t302\t3.5\t891717742\n22\t377\t1\t878887116\n", Format::Tab),
+        ("ratings.dat", "196::242::3::881250949\n186::302::3.5::891717742\n22::377::1::878887116\n", Format::Dat),
+        ("ratings.csv", "userId,movieId,rating,timestamp\n196,242,3.0,1\n186,302,3.5,2\n22,377,1.0,3\n", Format::Csv),
+        ("reordered.csv", "timestamp,rating,itemId,user\n1,3,242,196\n2,3.5,302,186\n3,1,377,22\n", Format::Csv),
+        ("libmf.txt", "196 242 3\n186 302 3.5\n22 377 1\n", Format::Space),
+        ("plain.csv", "196,242,3\n186,302,3.5\n22,377,1\n", Format::Comma),
+        ("crlf.tsv", "196\t242\t3\r\n186\t302\t3.5\r\n\r\n22\t377\t1\r\n", Format::Tab),
+        (
+            "m.mtx",
+            "%%MatrixMarket matrix coordinate real general\n% comment\n200 400 3\n196 242 3\n186 302 3.5\n22 377 1\n",
+            Format::Mtx,
+        ),
+    ];
+    for (name, text, format) in cases {
+        let path = write(dir.path(), name, text);
+        let loaded = load(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(loaded.format, format, "{name}");
+        assert_eq!(triplets(&loaded.ratings), EXPECTED, "{name}");
+        assert_eq!(loaded.ratings.users.len(), 3);
+    }
+}
+
+#[test]
+fn gzip_is_detected_from_the_bytes_not_the_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ratings.data"); // no .gz suffix on purpose
+    let mut gz = flate2::write::GzEncoder::new(std::fs::File::create(&path).unwrap(), flate2::Compression::fast());
+    gz.write_all(b"userId,movieId,rating\n196,242,3\n186,302,3.5\n22,377,1\n").unwrap();
+    gz.finish().unwrap();
+    let loaded = load(&path).unwrap();
+    assert_eq!(triplets(&loaded.ratings), EXPECTED);
+    assert_eq!(loaded.format, Format::Csv);
+
+    let bad = dir.path().join("bad.gz");
+    std::fs::write(&bad, b"\x1f\x8b\x08garbage").unwrap();
+    let e = load(&bad).unwrap_err().to_string();
+    assert!(e.contains("bad.gz") && e.contains("gzip"), "{e}");
+}
+
+#[test]
+fn a_format_flag_overrides_detection() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "x", "1 2 3\n4 5 6\n");
+    let e = load_ratings(&path, LoadOptions { format: Format::Tab, skip_bad_lines: false }).unwrap_err().to_string();
+    assert!(e.contains(":1:") && e.contains("inconsistent delimiter"), "{e}");
+    assert!(load_ratings(&path, LoadOptions { format: Format::Space, skip_bad_lines: false }).is_ok());
+}
+
+/// (file text, the line the error must name, words the message must hold)
+const BAD: &[(&str, u64, &[&str])] = &[
+    ("1\t2\t3\n4\t5\n", 2, &["missing field", "found 2"]),
+    ("1\t2\t3\n4\t5\tfive\n", 2, &["rating \"five\" is not a number"]),
+    ("1\t2\t3\n4\t5\tNaN\n", 2, &["not a finite number"]),
+    ("1\t2\t3\n\n4\t5\tinf\n", 3, &["not a finite number"]),
+    ("1\t2\t3\n-4\t5\t3\n", 2, &["bad user id \"-4\""]),
+    ("1\t2\t3\n4\tx7\t3\n", 2, &["bad item id \"x7\""]),
+    ("1\t2\t3\n4,5,3\n", 2, &["inconsistent delimiter", "comma"]),
+    ("1\t2\t3\n4\t5\t3\t1\t9\n", 2, &["too many fields"]),
+    ("userId,movieId,rating\n1,2,3\n1,2\n", 3, &["missing field"]),
+    ("userId,movieId\n1,2\n", 1, &["no rating column"]),
+    ("%%MatrixMarket matrix coordinate real general\n2 2 1\n1 2 x\n", 3, &["not a number"]),
+];
+
+#[test]
+fn every_bad_line_is_named_by_file_line_and_fault() {
+    let dir = tempfile::tempdir().unwrap();
+    for (i, (text, line, words)) in BAD.iter().enumerate() {
+        let name = format!("bad{i}.txt");
+        let path = write(dir.path(), &name, text);
+        let err = load(&path).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains(&format!("{name}:{line}:")), "case {i}: {msg}");
+        for w in *words {
+            assert!(msg.contains(w), "case {i}: {msg:?} lacks {w:?}");
+        }
+    }
+}
+
+#[test]
+fn skip_bad_lines_counts_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "mixed.tsv", "1\t2\t3\n4\t5\n6\t7\tNaN\n8\t9\t4\n");
+    let loaded = load_ratings(&path, LoadOptions { format: Format::Auto, skip_bad_lines: true }).unwrap();
+    assert_eq!(loaded.ratings.len(), 2);
+    assert_eq!(loaded.skipped_lines, 2);
+    assert!(loaded.summary(&path).contains("2 malformed lines skipped"));
+}
+
+#[test]
+fn empty_directory_missing_and_truncated_inputs_get_their_own_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = write(dir.path(), "empty.csv", "");
+    assert!(matches!(load(&empty), Err(Error::EmptyFile { .. })));
+    let blank = write(dir.path(), "blank.csv", "\n  \n");
+    assert!(matches!(load(&blank), Err(Error::EmptyFile { .. })));
+    let header_only = write(dir.path(), "header.csv", "userId,movieId,rating\n");
+    assert!(load(&header_only).unwrap_err().to_string().contains("no ratings"));
+    assert!(matches!(load(dir.path()), Err(Error::IsDirectory { .. })));
+    let missing = dir.path().join("nope.csv");
+    let e = load(&missing).unwrap_err();
+    assert!(matches!(e, Error::NotFound { .. }) && e.to_string().contains("nope.csv"), "{e}");
+    let mtx = write(dir.path(), "short.mtx", "%%MatrixMarket matrix coordinate real general\n3 3 4\n1 1 1\n2 2 2\n");
+    let e = load(&mtx).unwrap_err().to_string();
+    assert!(e.contains("declares 4 entries") && e.contains("has 2"), "{e}");
+    let outside = write(dir.path(), "outside.mtx", "%%MatrixMarket matrix coordinate real general\n3 3 1\n4 1 1\n");
+    assert!(load(&outside).unwrap_err().to_string().contains("outside the declared 3 x 3"));
+    let binary = dir.path().join("bin");
+    std::fs::write(&binary, [0u8, 159, 146, 150, b'\n', 1, 2]).unwrap();
+    assert!(load(&binary).is_err());
+}
+
+#[test]
+fn the_shipped_latest_small_loads() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/ml-latest-small/ratings.csv");
+    let loaded = load(&path).unwrap();
+    assert_eq!((loaded.ratings.len(), loaded.ratings.users.len(), loaded.ratings.items.len()), (100836, 610, 9724));
+    assert_eq!(loaded.format, Format::Csv);
+}

@@ -1,0 +1,170 @@
+//! The CPU trainer, splits, metrics and the model file, on real data where it matters.
+
+mod common;
+
+use gpumf::cpu::CpuMode;
+use gpumf::data::{load_ratings, split_per_user, split_random, LoadOptions, Problem, RatingSet, UNKNOWN};
+use gpumf::metrics::{self, mae, rmse};
+use gpumf::model::{Model, Params};
+use gpumf::solver::{train, Backend};
+
+fn latest_small() -> RatingSet {
+    load_ratings(&common::latest_small(), LoadOptions::default()).unwrap().ratings
+}
+
+#[test]
+fn default_settings_reach_0_935_on_ml100k_u1() {
+    let Some(problem) = common::ml100k_fold(1) else { return };
+    let t = train(&problem, &Params::default(), &Backend::Cpu(CpuMode::Sequential), |_| {}).unwrap();
+    let rmse = t.history.last().unwrap().test_rmse.unwrap();
+    println!("u1 test RMSE {rmse:.4}");
+    assert!(rmse <= 0.935, "u1 test RMSE {rmse}");
+    assert_eq!(problem.cold.entries, 32); // items of u1.test absent from u1.base
+}
+
+#[test]
+fn default_settings_reach_0_870_on_latest_small_80_20() {
+    let all = latest_small();
+    let problem = split_random(&all, 0.2, Params::default().seed).unwrap();
+    for backend in [Backend::Cpu(CpuMode::Sequential), Backend::Cpu(CpuMode::Hogwild { threads: 2 })] {
+        let t = train(&problem, &Params::default(), &backend, |_| {}).unwrap();
+        let rmse = t.history.last().unwrap().test_rmse.unwrap();
+        println!("{}: latest-small test RMSE {rmse:.4}", t.backend);
+        assert!(rmse <= 0.870, "{}: test RMSE {rmse}", t.backend);
+    }
+}
+
+#[test]
+fn sequential_training_is_bit_reproducible_and_the_loss_falls() {
+    let problem = split_random(&latest_small(), 0.2, 1).unwrap();
+    let params = Params { epochs: 5, rank: 16, ..Params::default() };
+    let a = train(&problem, &params, &Backend::Cpu(CpuMode::Sequential), |_| {}).unwrap();
+    let b = train(&problem, &params, &Backend::Cpu(CpuMode::Sequential), |_| {}).unwrap();
+    assert_eq!(a.model, b.model);
+    let c = train(&problem, &Params { seed: 2, ..params.clone() }, &Backend::Cpu(CpuMode::Sequential), |_| {}).unwrap();
+    assert_ne!(a.model, c.model);
+    for w in a.history.windows(2) {
+        assert!(w[1].train_loss < w[0].train_loss, "training loss rose: {:?}", a.history);
+    }
+}
+
+#[test]
+fn hogwild_matches_sequential_accuracy() {
+    let Some(problem) = common::ml100k_fold(1) else { return };
+    let rmse = |backend| train(&problem, &Params::default(), &backend, |_| {}).unwrap().history.last().unwrap().test_rmse.unwrap();
+    let (seq, hog) = (rmse(Backend::Cpu(CpuMode::Sequential)), rmse(Backend::Cpu(CpuMode::Hogwild { threads: 4 })));
+    assert!((seq - hog).abs() < 0.01, "sequential {seq} vs hogwild {hog}");
+}
+
+#[test]
+fn the_pure_dot_product_model_trains_too() {
+    let problem = split_random(&latest_small(), 0.2, 3).unwrap();
+    let params = Params { biases: false, rank: 32, epochs: 30, learning_rate: 0.01, reg: 0.05, ..Params::default() };
+    let t = train(&problem, &params, &Backend::Cpu(CpuMode::Sequential), |_| {}).unwrap();
+    assert_eq!(t.model.mean, 0.0);
+    assert!(t.model.user_bias.iter().all(|&b| b == 0.0));
+    // Without biases cold items score 0 (clipped to 0.5), so the bar is "far better than chance".
+    let rmse = t.history.last().unwrap().test_rmse.unwrap();
+    assert!(rmse < 1.2, "pure model test RMSE {rmse}");
+    assert!(t.history.last().unwrap().train_rmse < 0.5 * t.history[0].train_rmse.max(1.0));
+}
+
+#[test]
+fn bad_settings_are_rejected_by_name() {
+    let problem = split_random(&latest_small(), 0.2, 3).unwrap();
+    for (params, flag) in [
+        (Params { rank: 0, ..Params::default() }, "--rank"),
+        (Params { epochs: 0, ..Params::default() }, "--epochs"),
+        (Params { learning_rate: -0.1, ..Params::default() }, "--lr"),
+        (Params { reg: f32::NAN, ..Params::default() }, "--reg"),
+    ] {
+        let e = train(&problem, &params, &Backend::Cpu(CpuMode::Sequential), |_| {}).err().expect("rejected").to_string();
+        assert!(e.contains(flag), "{e}");
+    }
+    let diverging = Params { learning_rate: 50.0, epochs: 3, ..Params::default() };
+    let e = train(&problem, &diverging, &Backend::Cpu(CpuMode::Sequential), |_| {}).err().expect("diverges").to_string();
+    assert!(e.contains("diverged"), "{e}");
+}
+
+#[test]
+fn random_split_is_seeded_and_sized() {
+    let all = latest_small();
+    let a = split_random(&all, 0.2, 9).unwrap();
+    let b = split_random(&all, 0.2, 9).unwrap();
+    assert_eq!(a.test, b.test);
+    assert_eq!(a.test.len(), (all.len() as f64 * 0.2).round() as usize);
+    assert_eq!(a.train.len() + a.test.len(), all.len());
+    assert_ne!(split_random(&all, 0.2, 10).unwrap().test, a.test);
+    // Training ids are dense; cold test entries are counted.
+    assert!(a.train.iter().all(|r| (r.user as usize) < a.num_users() && (r.item as usize) < a.num_items()));
+    let cold = a.test.iter().filter(|r| r.user == UNKNOWN || r.item == UNKNOWN).count();
+    assert_eq!(cold, a.cold.entries);
+    assert!(cold > 0);
+    for f in [0.0, 1.0, -0.5, f64::NAN] {
+        assert!(split_random(&all, f, 1).unwrap_err().to_string().contains("--test-fraction"));
+    }
+}
+
+#[test]
+fn per_user_split_keeps_every_user_in_training() {
+    let all = latest_small();
+    let p = split_per_user(&all, 0.2, 5).unwrap();
+    assert_eq!(p.cold.unknown_user_entries, 0);
+    assert_eq!(p.num_users(), all.users.len());
+    assert_eq!(p.train.len() + p.test.len(), all.len());
+    let share = p.test.len() as f64 / all.len() as f64;
+    assert!((0.17..=0.2).contains(&share), "{share}");
+}
+
+#[test]
+fn separate_test_files_map_through_the_training_ids() {
+    let train = RatingSet::from_triplets([(10, 100, 4.0), (11, 101, 2.0)]);
+    let test = RatingSet::from_triplets([(11, 100, 3.0), (12, 101, 5.0), (10, 999, 1.0)]);
+    let p = Problem::new(train, Some(&test));
+    assert_eq!((p.test[0].user, p.test[0].item), (1, 0));
+    assert_eq!(p.test[1].user, UNKNOWN);
+    assert_eq!(p.test[2].item, UNKNOWN);
+    assert_eq!((p.cold.entries, p.cold.unknown_user_entries, p.cold.unknown_item_entries), (2, 1, 1));
+    // Cold entries are predicted from the mean and the known side's bias.
+    let params = Params { rank: 2, epochs: 1, ..Params::default() };
+    let mut model = Model::init(&p, &params);
+    model.item_bias[1] = 0.5;
+    assert_eq!(model.predict(UNKNOWN, 1), model.mean + 0.5);
+    assert_eq!(model.predict(UNKNOWN, UNKNOWN), model.mean);
+}
+
+#[test]
+fn metrics_are_right_on_known_values() {
+    assert!((rmse(&[1.0, 2.0], &[2.0, 4.0]) - (2.5f64).sqrt()).abs() < 1e-12);
+    assert!((mae(&[1.0, 2.0], &[2.0, 4.0]) - 1.5).abs() < 1e-12);
+    let a = ndarray::array![[1.0, 2.0], [3.0, 4.0]];
+    let b = ndarray::array![[1.0, 0.0], [0.0, 4.0]];
+    let mask = ndarray::array![[1.0, 1.0], [0.0, 1.0]];
+    assert_eq!(metrics::masked_loss(a.view(), b.view(), mask.view()), 4.0);
+    assert_eq!(metrics::frobenius_error(a.view(), b.view()), 13.0);
+}
+
+#[test]
+fn model_files_round_trip_and_are_never_overwritten_silently() {
+    let problem = split_random(&latest_small(), 0.2, 3).unwrap();
+    let params = Params { rank: 8, epochs: 2, ..Params::default() };
+    let t = train(&problem, &params, &Backend::Cpu(CpuMode::Sequential), |_| {}).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.gpumf");
+    t.model.save(&path, false).unwrap();
+    let back = Model::load(&path).unwrap();
+    assert_eq!(back, t.model);
+    assert_eq!(metrics::evaluate(&back, &problem.test), metrics::evaluate(&t.model, &problem.test));
+
+    let e = t.model.save(&path, false).unwrap_err().to_string();
+    assert!(e.contains("already exists"), "{e}");
+    t.model.save(&path, true).unwrap();
+
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    assert!(Model::load(&path).unwrap_err().to_string().contains("does not match"));
+    std::fs::write(&path, b"hello").unwrap();
+    assert!(Model::load(&path).unwrap_err().to_string().contains("too short"));
+    std::fs::write(&path, b"not a model at all, just text").unwrap();
+    assert!(Model::load(&path).unwrap_err().to_string().contains("not a gpumf model"));
+}

@@ -1,7 +1,7 @@
 //! Rating-file loaders: format detected from the content, parsed in parallel, every bad line
 //! reported with its file and line number.
 
-use super::{Rating, RatingSet};
+use super::{IdMap, Rating, RatingSet};
 use crate::error::{Error, Result};
 use rayon::prelude::*;
 use std::io::Read;
@@ -124,16 +124,60 @@ pub fn parse_ratings(bytes: &[u8], path: &Path, options: LoadOptions) -> Result<
         }
     }
 
-    let mut ratings = RatingSet::default();
-    ratings.entries.reserve(total);
+    let (max_user, max_item) = parsed
+        .par_iter()
+        .flat_map_iter(|c| c.triplets.iter())
+        .fold(|| (0u64, 0u64), |(u, i), t| (u.max(t.0), i.max(t.1)))
+        .reduce(|| (0, 0), |a, b| (a.0.max(b.0), a.1.max(b.1)));
+    let mut users = Interner::new(max_user, total);
+    let mut items = Interner::new(max_item, total);
+    let mut entries = Vec::with_capacity(total);
     for chunk in parsed {
         for (u, i, r) in chunk.triplets {
-            let user = ratings.users.intern(u);
-            let item = ratings.items.intern(i);
-            ratings.entries.push(Rating { user, item, value: r });
+            entries.push(Rating { user: users.intern(u), item: items.intern(i), value: r });
         }
     }
+    let ratings = RatingSet { entries, users: users.finish(), items: items.finish() };
     Ok(Loaded { ratings, format, skipped_lines: skipped })
+}
+
+/// Assigns dense indices in order of first appearance: through a direct table when the ids are
+/// small integers (MovieLens, Netflix: far faster than hashing), else through the hash map.
+enum Interner {
+    Table { index: Vec<u32>, external: Vec<u64> },
+    Map(IdMap),
+}
+
+impl Interner {
+    fn new(max_id: u64, entries: usize) -> Interner {
+        if max_id < (1 << 20) || max_id <= 4 * entries as u64 {
+            Interner::Table { index: vec![u32::MAX; max_id as usize + 1], external: Vec::new() }
+        } else {
+            Interner::Map(IdMap::new())
+        }
+    }
+
+    #[inline]
+    fn intern(&mut self, id: u64) -> u32 {
+        match self {
+            Interner::Table { index, external } => {
+                let slot = &mut index[id as usize];
+                if *slot == u32::MAX {
+                    *slot = external.len() as u32;
+                    external.push(id);
+                }
+                *slot
+            }
+            Interner::Map(map) => map.intern(id),
+        }
+    }
+
+    fn finish(self) -> IdMap {
+        match self {
+            Interner::Table { external, .. } => IdMap::from_externals(external),
+            Interner::Map(map) => map,
+        }
+    }
 }
 
 /// Guesses the format from the first bytes of (decompressed) text.
@@ -411,18 +455,47 @@ fn parse_chunk(chunk: &[u8], layout: &Layout, skip_bad: bool) -> ChunkResult {
     out
 }
 
-fn parse_line(raw: &[u8], layout: &Layout) -> std::result::Result<(u64, u64, f32), String> {
-    let line = std::str::from_utf8(raw).map_err(|_| "line is not UTF-8 text".to_string())?;
-    let mut fields = [""; 16];
+/// Splits a line into at most `out.len()` fields without allocating; returns the field count
+/// (which may exceed `out.len()`: extra fields are counted, not stored).
+fn split_fields<'a>(line: &'a [u8], delimiter: Delimiter, out: &mut [&'a [u8]; 16]) -> usize {
     let mut n = 0;
-    for f in layout.delimiter.split(line) {
-        if n < fields.len() {
-            fields[n] = f;
+    let mut push = |f: &'a [u8]| {
+        if n < out.len() {
+            out[n] = f;
         }
         n += 1;
+    };
+    match delimiter {
+        Delimiter::Whitespace => {
+            for f in line.split(|b| *b == b' ' || *b == b'\t').filter(|f| !f.is_empty()) {
+                push(f);
+            }
+        }
+        Delimiter::DoubleColon => {
+            let mut rest = line;
+            while let Some(p) = rest.windows(2).position(|w| w == b"::") {
+                push(&rest[..p]);
+                rest = &rest[p + 2..];
+            }
+            push(rest);
+        }
+        d => {
+            let sep = d.symbol().as_bytes()[0];
+            for f in line.split(|b| *b == sep) {
+                push(f);
+            }
+        }
     }
+    n
+}
+
+fn parse_line(raw: &[u8], layout: &Layout) -> std::result::Result<(u64, u64, f32), String> {
+    let text = || String::from_utf8_lossy(raw).into_owned();
+    let mut fields: [&[u8]; 16] = [&[]; 16];
+    let n = split_fields(raw, layout.delimiter, &mut fields);
     if n < layout.min_fields || n > layout.max_fields {
-        if let Some(other) = layout.delimiter.other_in(line) {
+        let line = text();
+        if let Some(other) = layout.delimiter.other_in(&line) {
             return Err(format!(
                 "inconsistent delimiter: the file is {}-separated but this line uses {} ({line:?})",
                 layout.delimiter.name(),
@@ -439,20 +512,38 @@ fn parse_line(raw: &[u8], layout: &Layout) -> std::result::Result<(u64, u64, f32
     }
     let user = parse_id(fields[layout.user_col], "user")?;
     let item = parse_id(fields[layout.item_col], "item")?;
-    let text = fields[layout.rating_col].trim().trim_matches('"');
-    let rating: f32 = text.parse().map_err(|_| format!("rating {text:?} is not a number"))?;
+    let field = trim_field(fields[layout.rating_col]);
+    let value = std::str::from_utf8(field).ok().and_then(|t| t.parse::<f32>().ok());
+    let shown = || String::from_utf8_lossy(field).into_owned();
+    let rating = value.ok_or_else(|| format!("rating {:?} is not a number", shown()))?;
     if !rating.is_finite() {
-        return Err(format!("rating {text:?} is not a finite number"));
+        return Err(format!("rating {:?} is not a finite number", shown()));
     }
     Ok((user, item, rating))
 }
 
-fn parse_id(field: &str, what: &str) -> std::result::Result<u64, String> {
-    let text = field.trim().trim_matches('"');
-    if text.is_empty() {
+fn trim_field(field: &[u8]) -> &[u8] {
+    let field = field.trim_ascii();
+    field.strip_prefix(b"\"").and_then(|f| f.strip_suffix(b"\"")).unwrap_or(field)
+}
+
+fn parse_id(field: &[u8], what: &str) -> std::result::Result<u64, String> {
+    let digits = trim_field(field);
+    if digits.is_empty() {
         return Err(format!("missing field: the {what} id is empty"));
     }
-    text.parse::<u64>().map_err(|_| format!("bad {what} id {text:?}: expected a non-negative integer"))
+    let mut id: u64 = 0;
+    for &d in digits {
+        let digit = d.wrapping_sub(b'0');
+        if digit > 9 {
+            return Err(format!("bad {what} id {:?}: expected a non-negative integer", String::from_utf8_lossy(digits)));
+        }
+        id = id
+            .checked_mul(10)
+            .and_then(|v| v.checked_add(digit as u64))
+            .ok_or_else(|| format!("bad {what} id {:?}: larger than 2^64", String::from_utf8_lossy(digits)))?;
+    }
+    Ok(id)
 }
 
 impl Loaded {

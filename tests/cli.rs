@@ -1,0 +1,112 @@
+//! The `gpumf` binary as a user runs it: clear errors for bad flags and files, JSON output,
+//! and no file of the user's overwritten.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn gpumf(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gpumf")).args(args).env("GPUMF_ADAPTER", "").output().expect("runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn shipped() -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/ml-latest-small/ratings.csv").display().to_string()
+}
+
+#[test]
+fn bad_flags_get_clear_errors_not_panics() {
+    let data = shipped();
+    let cases: &[(&[&str], &str)] = &[
+        (&["train", "--train", &data, "--rank", "0"], "--rank must be at least 1"),
+        (&["train", "--train", &data, "--epochs", "0"], "--epochs must be at least 1"),
+        (&["train", "--train", &data, "--epochs", "-3"], "-3"),
+        (&["train", "--train", &data, "--lr", "-0.1"], "--lr"),
+        (&["train", "--train", &data, "--backend", "tpu"], "tpu"),
+        (&["train", "--train", &data, "--test-fraction", "1.5"], "--test-fraction"),
+        (&["train", "--train", &data, "--threads", "0"], "--threads"),
+        (&["train", "--train", "/no/such/file.csv"], "/no/such/file.csv: no such file"),
+        (&["train", "--train", "/"], "is a directory"),
+        (&["lab", "--rank", "7"], "--rank"),
+    ];
+    for (args, expected) in cases {
+        let o = gpumf(args);
+        let err = stderr(&o);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        assert!(err.contains(expected), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    }
+}
+
+#[test]
+fn train_prints_json_with_the_promised_fields_and_saves_a_usable_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.gpumf");
+    let model_s = model.display().to_string();
+    let data = shipped();
+    let o = gpumf(&["train", "--train", &data, "--test-fraction", "0.2", "--backend", "cpu", "--epochs", "5", "--rank", "16", "--json", "--save", &model_s]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON on stdout");
+    for key in ["test_rmse", "test_mae", "train_seconds", "settings", "history"] {
+        assert!(!v[key].is_null(), "missing {key}: {v}");
+    }
+    assert_eq!(v["settings"]["params"]["rank"], 16);
+    assert_eq!(v["history"].as_array().unwrap().len(), 5);
+
+    // eval on a file of known ratings, predict pairs and a user's top items.
+    let pairs = dir.path().join("pairs.txt");
+    std::fs::write(&pairs, "userId,movieId\n1,1\n1,3\n999999,1\n").unwrap();
+    let o = gpumf(&["predict", "--model", &model_s, "--pairs", &pairs.display().to_string()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(out.lines().count(), 3, "{out}");
+    assert!(out.lines().nth(2).unwrap().ends_with("cold"));
+    let o = gpumf(&["predict", "--model", &model_s, "--user", "1", "--top", "4"]);
+    assert_eq!(String::from_utf8(o.stdout).unwrap().lines().count(), 4);
+    let o = gpumf(&["eval", "--model", &model_s, "--test", &data, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert!(v["test_rmse"].as_f64().unwrap() < 1.0);
+
+    // Nothing of the user's is overwritten without --force.
+    let before = std::fs::read(&model).unwrap();
+    let o = gpumf(&["train", "--train", &data, "--backend", "cpu", "--epochs", "1", "--save", &model_s]);
+    assert!(!o.status.success() && stderr(&o).contains("--force"), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&model).unwrap(), before);
+    let o = gpumf(&["predict", "--model", &model_s, "--user", "1", "--output", &model_s]);
+    assert!(!o.status.success() && stderr(&o).contains("already exists"));
+    assert_eq!(std::fs::read(&model).unwrap(), before);
+    let o = gpumf(&["eval", "--model", &data, "--test", &data]);
+    assert!(stderr(&o).contains("not a gpumf model"), "{}", stderr(&o));
+}
+
+#[test]
+fn bad_lines_stop_with_file_and_line_or_are_skipped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.tsv");
+    let mut text = String::new();
+    for u in 0..50 {
+        for i in 0..20 {
+            text.push_str(&format!("{u}\t{i}\t{}\n", 1 + (u + i) % 5));
+        }
+    }
+    text.push_str("7\t8\tbad\n");
+    std::fs::write(&path, text).unwrap();
+    let p = path.display().to_string();
+    let o = gpumf(&["train", "--train", &p, "--backend", "cpu", "--epochs", "1"]);
+    assert!(stderr(&o).contains(&format!("{p}:1001: rating \"bad\" is not a number")), "{}", stderr(&o));
+    let o = gpumf(&["train", "--train", &p, "--backend", "cpu", "--epochs", "1", "--skip-bad-lines"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("1 malformed lines skipped"), "{}", stderr(&o));
+}
+
+#[test]
+fn lab_prints_the_exercise() {
+    let o = gpumf(&["lab"]);
+    assert!(o.status.success());
+    let out = String::from_utf8(o.stdout).unwrap();
+    for s in ["Truncated SVD", "0.1219", "Masked SGD", "true 3.3359", "true 0.5301"] {
+        assert!(out.contains(s), "lab output lacks {s}: {out}");
+    }
+}

@@ -110,3 +110,21 @@ fn lab_prints_the_exercise() {
         assert!(out.contains(s), "lab output lacks {s}: {out}");
     }
 }
+
+#[test]
+fn without_any_adapter_gpu_is_a_clear_error_and_auto_falls_back_to_the_cpu() {
+    let data = shipped();
+    // Point the Vulkan loader at no driver: wgpu then finds no adapter at all.
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_gpumf")).args(args).env("VK_DRIVER_FILES", "/nonexistent/icd.json").output().unwrap()
+    };
+    let o = run(&["train", "--train", &data, "--backend", "gpu", "--epochs", "1"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("no GPU adapter found"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"));
+    let o = run(&["train", "--train", &data, "--epochs", "1", "--rank", "4"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("training on the CPU"), "{}", stderr(&o));
+    let o = run(&["info"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("no GPU adapters found"));
+}

@@ -6,6 +6,7 @@
 //! ([`cpu`] or [`gpu`]) and returns a [`model::Model`]; [`metrics`] scores it; [`svd`] gives
 //! the dense optimum for validation; [`lab`] reproduces the classic exercise.
 
+pub mod bench;
 pub mod cpu;
 pub mod data;
 mod error;

@@ -19,6 +19,10 @@ pub trait Solver {
     fn evaluate(&mut self) -> Result<(ErrorSums, Option<ErrorSums>)>;
     /// The trained factors, as the common model type.
     fn into_model(self: Box<Self>) -> Result<Model>;
+    /// Bytes held in device buffers (0 on the CPU).
+    fn device_bytes(&self) -> u64 {
+        0
+    }
 }
 
 /// Where training runs.
@@ -54,6 +58,8 @@ pub struct Trained {
     /// Seconds from start to finish: set-up, epochs, evaluation and read-back.
     pub total_seconds: f64,
     pub backend: String,
+    /// Bytes the backend held in device buffers (0 on the CPU).
+    pub device_bytes: u64,
 }
 
 /// Creates the backend's solver over the shared, seeded initial model.
@@ -103,6 +109,7 @@ pub fn train(problem: &Problem, params: &Params, backend: &Backend, mut on_epoch
         on_epoch(&report);
         history.push(report);
     }
+    let device_bytes = solver.device_bytes();
     let model = solver.into_model()?;
-    Ok(Trained { model, history, train_seconds, total_seconds: start.elapsed().as_secs_f64(), backend })
+    Ok(Trained { model, history, train_seconds, total_seconds: start.elapsed().as_secs_f64(), backend, device_bytes })
 }

@@ -1,5 +1,6 @@
 //! Command-line arguments and the commands behind them.
 
+mod bench;
 mod lab;
 mod progress;
 mod train;
@@ -30,6 +31,10 @@ enum Command {
     Info(lab::InfoArgs),
     /// Check the GPU and CPU SGD trainers against the truncated SVD (the optimum).
     Validate(lab::ValidateArgs),
+    /// Write a seeded synthetic rating set (low rank plus noise).
+    Generate(bench::GenerateArgs),
+    /// Time the trainers side by side on generated or real data.
+    Bench(bench::BenchArgs),
 }
 
 pub fn run() -> anyhow::Result<()> {
@@ -40,6 +45,8 @@ pub fn run() -> anyhow::Result<()> {
         Command::Lab(a) => lab::lab(a),
         Command::Info(a) => lab::info(a),
         Command::Validate(a) => lab::validate(a),
+        Command::Generate(a) => bench::generate(a),
+        Command::Bench(a) => bench::bench(a),
     }
 }
 
@@ -63,9 +70,9 @@ pub struct InputArgs {
     pub skip_bad_lines: bool,
 }
 
-/// The model's hyper-parameters and the trainer's settings.
+/// The model's hyper-parameters.
 #[derive(Args, Clone, Debug)]
-pub struct ModelArgs {
+pub struct ParamArgs {
     /// Latent factors per user and item.
     #[arg(long, short = 'k', default_value_t = Params::default().rank)]
     pub rank: usize,
@@ -92,6 +99,38 @@ pub struct ModelArgs {
     /// Seed for the initial factors, the visiting order and random splits.
     #[arg(long, default_value_t = Params::default().seed)]
     pub seed: u64,
+}
+
+impl ParamArgs {
+    pub fn params(&self) -> Params {
+        Params {
+            rank: self.rank,
+            epochs: self.epochs,
+            learning_rate: self.lr,
+            lr_decay: self.lr_decay,
+            reg: self.reg,
+            reg_bias: self.reg_bias,
+            biases: !self.no_biases,
+            init_std: self.init_std,
+            seed: self.seed,
+        }
+    }
+}
+
+/// CPU threads, shared by the commands that train.
+pub fn threads(requested: Option<usize>) -> anyhow::Result<usize> {
+    match requested {
+        Some(0) => anyhow::bail!("--threads must be at least 1"),
+        Some(t) => Ok(t),
+        None => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+    }
+}
+
+/// The hyper-parameters and where training runs.
+#[derive(Args, Clone, Debug)]
+pub struct ModelArgs {
+    #[command(flatten)]
+    pub params: ParamArgs,
     #[arg(long, value_enum, default_value = "auto")]
     pub backend: BackendArg,
     /// CPU threads: 1 runs the sequential, bit-reproducible trainer; more run Hogwild.
@@ -111,25 +150,11 @@ pub struct ModelArgs {
 
 impl ModelArgs {
     pub fn params(&self) -> Params {
-        Params {
-            rank: self.rank,
-            epochs: self.epochs,
-            learning_rate: self.lr,
-            lr_decay: self.lr_decay,
-            reg: self.reg,
-            reg_bias: self.reg_bias,
-            biases: !self.no_biases,
-            init_std: self.init_std,
-            seed: self.seed,
-        }
+        self.params.params()
     }
 
     pub fn threads(&self) -> anyhow::Result<usize> {
-        match self.threads {
-            Some(0) => anyhow::bail!("--threads must be at least 1"),
-            Some(t) => Ok(t),
-            None => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
-        }
+        threads(self.threads)
     }
 }
 

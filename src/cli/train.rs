@@ -159,7 +159,7 @@ fn report(args: &TrainArgs, problem: &Problem, t: &Trained) -> anyhow::Result<()
     }
     println!(
         "trained rank {} on {} in {:.2} s: {} epochs, {:.4} s/epoch, {:.1} M updates/s",
-        args.model.rank,
+        args.model.params.rank,
         t.backend,
         t.train_seconds,
         epochs,

@@ -25,6 +25,8 @@ pub enum Format {
     Csv,
     /// Matrix Market coordinate format (`.mtx`), 1-based row and column indices.
     Mtx,
+    /// cuMF_SGD's binary records {i32 user, i32 item, f32 rating}, 12 bytes each, no header.
+    Binary,
 }
 
 /// How to read a rating file.
@@ -79,6 +81,9 @@ pub fn parse_ratings(bytes: &[u8], path: &Path, options: LoadOptions) -> Result<
         Format::Auto => detect_format(bytes),
         f => f,
     };
+    if format == Format::Binary {
+        return parse_binary(bytes, path, options.skip_bad_lines);
+    }
     let layout = Layout::for_file(format, bytes, path)?;
     let body = &bytes[layout.body_start..];
     let chunks = split_chunks(body);
@@ -180,8 +185,55 @@ impl Interner {
     }
 }
 
+/// Reads cuMF_SGD's binary records; "line" numbers in errors are record numbers.
+fn parse_binary(bytes: &[u8], path: &Path, skip_bad: bool) -> Result<Loaded> {
+    const RECORD: usize = 12;
+    if bytes.len() % RECORD != 0 {
+        return Err(Error::Format {
+            path: path.into(),
+            message: format!(
+                "binary ratings file of {} bytes is not a whole number of 12-byte records {{i32 user, i32 item, f32 rating}} (truncated?)",
+                bytes.len()
+            ),
+        });
+    }
+    let word = |b: &[u8], i: usize| [b[i], b[i + 1], b[i + 2], b[i + 3]];
+    let mut ratings = RatingSet::default();
+    ratings.entries.reserve(bytes.len() / RECORD);
+    let mut skipped = 0u64;
+    let max = |k: usize| bytes.chunks_exact(RECORD).map(|b| i32::from_le_bytes(word(b, k)).max(0) as u64).max().unwrap_or(0);
+    let (mut users, mut items) = (Interner::new(max(0), bytes.len() / RECORD), Interner::new(max(4), bytes.len() / RECORD));
+    for (n, b) in bytes.chunks_exact(RECORD).enumerate() {
+        let (u, i, r) = (i32::from_le_bytes(word(b, 0)), i32::from_le_bytes(word(b, 4)), f32::from_le_bytes(word(b, 8)));
+        let fault = if u < 0 {
+            Some(format!("bad user id {u}: expected a non-negative integer"))
+        } else if i < 0 {
+            Some(format!("bad item id {i}: expected a non-negative integer"))
+        } else if !r.is_finite() {
+            Some(format!("rating {r} is not a finite number"))
+        } else {
+            None
+        };
+        match fault {
+            None => ratings.entries.push(Rating { user: users.intern(u as u64), item: items.intern(i as u64), value: r }),
+            Some(_) if skip_bad => skipped += 1,
+            Some(message) => return Err(Error::Parse { path: path.into(), line: n as u64 + 1, message: format!("record {}: {message}", n + 1) }),
+        }
+    }
+    if ratings.entries.is_empty() {
+        return Err(Error::Format { path: path.into(), message: "no valid ratings in the binary file".into() });
+    }
+    ratings.users = users.finish();
+    ratings.items = items.finish();
+    Ok(Loaded { ratings, format: Format::Binary, skipped_lines: skipped })
+}
+
 /// Guesses the format from the first bytes of (decompressed) text.
 fn detect_format(bytes: &[u8]) -> Format {
+    // Text rating files never hold a NUL byte; binary records of small ids always do.
+    if bytes[..bytes.len().min(4096)].contains(&0) {
+        return Format::Binary;
+    }
     if bytes.starts_with(b"%%MatrixMarket") {
         return Format::Mtx;
     }
@@ -304,7 +356,7 @@ impl Layout {
             Format::Dat => plain(Delimiter::DoubleColon),
             Format::Csv => Self::with_header(bytes, path)?,
             Format::Mtx => Self::matrix_market(bytes, path)?,
-            Format::Auto => unreachable!("detected before"),
+            Format::Auto | Format::Binary => unreachable!("detected and handled before"),
         })
     }
 

@@ -3,10 +3,12 @@
 mod load;
 mod problem;
 mod split;
+mod write;
 
 pub use load::{load_ratings, parse_ratings, Format, LoadOptions, Loaded};
 pub use problem::{ColdStart, Problem};
 pub use split::{split_per_user, split_random};
+pub use write::{write_ratings, WriteFormat};
 
 use rustc_hash::FxHashMap;
 

@@ -422,9 +422,10 @@ fn pack_rows(factors: &ndarray::Array2<f32>, start: usize, rows: usize, shape: &
 
 impl Solver for GpuSolver {
     fn name(&self) -> String {
+        let adapter = self.gpu.adapter.name.split(" (").next().unwrap_or(&self.gpu.adapter.name);
         format!(
             "gpu ({}, {}, {:?}, {})",
-            self.gpu.adapter.name,
+            adapter,
             self.gpu.adapter.backend,
             self.shape.precision,
             if self.shape.subgroups { format!("subgroups of {}", self.gpu.adapter.subgroup_min_size) } else { "workgroup reduction".into() }
@@ -462,6 +463,10 @@ impl Solver for GpuSolver {
         let train = ErrorSums { count: count(&self.train_windows), squared: sums[0] as f64, absolute: sums[1] as f64 };
         let test = has_test.then(|| ErrorSums { count: count(&self.test_windows), squared: sums[2] as f64, absolute: sums[3] as f64 });
         Ok((train, test))
+    }
+
+    fn device_bytes(&self) -> u64 {
+        self.buffer_bytes
     }
 
     fn into_model(self: Box<Self>) -> Result<Model> {

@@ -1,0 +1,149 @@
+//! Timed training runs of each backend on one problem, with the figures a user compares.
+
+use crate::cpu::CpuMode;
+use crate::data::Problem;
+use crate::error::Result;
+use crate::gpu::{GpuOptions, Precision};
+use crate::model::Params;
+use crate::solver::{train, Backend, EpochReport};
+
+/// One backend's run.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BenchRow {
+    pub backend: String,
+    pub data: String,
+    pub ratings: usize,
+    pub users: usize,
+    pub items: usize,
+    pub rank: usize,
+    pub epochs: usize,
+    pub seconds_per_epoch: f64,
+    pub updates_per_second: f64,
+    /// Bytes one update moves at the least: the rating, both rows and biases read and written.
+    pub bytes_per_update: f64,
+    pub gigabytes_per_second: f64,
+    /// Share of the device's memory bandwidth, when it was given.
+    pub bandwidth_share: Option<f64>,
+    pub test_rmse: Option<f64>,
+    /// Wall seconds (evaluation included) until the test RMSE first reached the target.
+    pub seconds_to_target: Option<f64>,
+    /// Peak resident memory of this process so far (Linux), bytes.
+    pub peak_rss_bytes: Option<u64>,
+    pub device_buffer_bytes: u64,
+    pub history: Vec<EpochReport>,
+}
+
+/// The least traffic of one SGD update: a 12-byte rating, the user and item rows read and
+/// written, and two f32 biases read and written.
+pub fn bytes_per_update(rank: usize, precision: Precision) -> f64 {
+    let factor = match precision {
+        Precision::F32 => 4.0,
+        Precision::F16 => 2.0,
+    };
+    12.0 + 4.0 * rank as f64 * factor + 16.0
+}
+
+/// Peak resident set size of this process, from /proc (Linux only).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Trains `backend` on `problem` and measures it.
+pub fn run(problem: &Problem, data: &str, params: &Params, backend: &Backend, target_rmse: Option<f64>, bandwidth_gbps: Option<f64>) -> Result<BenchRow> {
+    let t = train(problem, params, backend, |_| {})?;
+    let precision = match backend {
+        Backend::Gpu(GpuOptions { precision, .. }) => *precision,
+        Backend::Cpu(_) => Precision::F32,
+    };
+    let epochs = t.history.len();
+    let updates_per_second = (problem.train.len() * epochs) as f64 / t.train_seconds;
+    let bytes = bytes_per_update(params.rank, precision);
+    let gbps = updates_per_second * bytes / 1e9;
+    Ok(BenchRow {
+        backend: t.backend,
+        data: data.to_string(),
+        ratings: problem.train.len(),
+        users: problem.num_users(),
+        items: problem.num_items(),
+        rank: params.rank,
+        epochs,
+        seconds_per_epoch: t.train_seconds / epochs as f64,
+        updates_per_second,
+        bytes_per_update: bytes,
+        gigabytes_per_second: gbps,
+        bandwidth_share: bandwidth_gbps.map(|b| gbps / b),
+        test_rmse: t.history.last().and_then(|r| r.test_rmse),
+        seconds_to_target: target_rmse
+            .and_then(|target| t.history.iter().find(|r| r.test_rmse.is_some_and(|x| x <= target)).map(|r| r.elapsed_seconds)),
+        peak_rss_bytes: peak_rss_bytes(),
+        device_buffer_bytes: t.device_bytes,
+        history: t.history,
+    })
+}
+
+/// The backends a bench compares, by name: `gpu`, `gpu-f16`, `cpu` (sequential), `hogwild`.
+pub fn backend_named(name: &str, threads: usize, gpu: &GpuOptions) -> Option<Backend> {
+    Some(match name {
+        "gpu" => Backend::Gpu(GpuOptions { precision: Precision::F32, ..gpu.clone() }),
+        "gpu-f16" => Backend::Gpu(GpuOptions { precision: Precision::F16, ..gpu.clone() }),
+        "cpu" | "sequential" => Backend::Cpu(CpuMode::Sequential),
+        "hogwild" => Backend::Cpu(CpuMode::Hogwild { threads: threads.max(2) }),
+        _ => return None,
+    })
+}
+
+/// A plain-text table of rows, for people.
+pub fn table(rows: &[BenchRow]) -> String {
+    let mut s = format!(
+        "{:<58} {:>10} {:>5} {:>10} {:>10} {:>8} {:>8} {:>9} {:>9} {:>9}\n",
+        "backend", "ratings", "rank", "s/epoch", "updates/s", "GB/s", "RMSE", "to target", "RSS MiB", "GPU MiB"
+    );
+    for r in rows {
+        let opt = |v: Option<f64>, p: usize| v.map_or("-".into(), |x| format!("{x:.p$}"));
+        s.push_str(&format!(
+            "{:<58} {:>10} {:>5} {:>10.4} {:>9.1}M {:>8.1} {:>8} {:>9} {:>9} {:>9.1}\n",
+            r.backend,
+            r.ratings,
+            r.rank,
+            r.seconds_per_epoch,
+            r.updates_per_second / 1e6,
+            r.gigabytes_per_second,
+            opt(r.test_rmse, 4),
+            opt(r.seconds_to_target, 2),
+            r.peak_rss_bytes.map_or("-".into(), |b| format!("{}", b >> 20)),
+            r.device_buffer_bytes as f64 / (1u64 << 20) as f64,
+        ));
+    }
+    s
+}
+
+/// Rows as CSV (no history), for tools.
+pub fn csv(rows: &[BenchRow]) -> String {
+    let mut s = String::from("backend,data,ratings,users,items,rank,epochs,seconds_per_epoch,updates_per_second,bytes_per_update,gigabytes_per_second,bandwidth_share,test_rmse,seconds_to_target,peak_rss_bytes,device_buffer_bytes\n");
+    let opt = |v: Option<f64>| v.map_or(String::new(), |x| x.to_string());
+    for r in rows {
+        s.push_str(&format!(
+            "\"{}\",\"{}\",{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            r.backend.replace('"', "'"),
+            r.data.replace('"', "'"),
+            r.ratings,
+            r.users,
+            r.items,
+            r.rank,
+            r.epochs,
+            r.seconds_per_epoch,
+            r.updates_per_second,
+            r.bytes_per_update,
+            r.gigabytes_per_second,
+            opt(r.bandwidth_share),
+            opt(r.test_rmse),
+            opt(r.seconds_to_target),
+            r.peak_rss_bytes.map_or(String::new(), |b| b.to_string()),
+            r.device_buffer_bytes
+        ));
+    }
+    s
+}

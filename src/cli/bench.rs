@@ -1,0 +1,257 @@
+//! `gpumf generate` and `gpumf bench`.
+
+use super::{threads, ParamArgs};
+use anyhow::{bail, Context};
+use clap::Args;
+use gpumf::bench::{backend_named, csv, plot_bench, run, synthetic_problem, table, BenchRow, Popularity, SyntheticSpec};
+use gpumf::data::{load_ratings, split_random, write_ratings, LoadOptions, Problem, WriteFormat};
+use gpumf::gpu::GpuOptions;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// The synthetic set's shape, shared by `generate` and `bench`.
+#[derive(Args, Clone, Debug)]
+pub struct SyntheticArgs {
+    /// The full Netflix shape: 480,189 users x 17,770 items, 99,072,112 + 1,408,395 ratings.
+    #[arg(long)]
+    pub netflix: bool,
+    /// Training ratings (the Netflix shape scaled to this many unless --users/--items say).
+    #[arg(long)]
+    pub ratings: Option<usize>,
+    #[arg(long)]
+    pub users: Option<usize>,
+    #[arg(long)]
+    pub items: Option<usize>,
+    /// Test ratings (default: the Netflix share, 1.4% of the training ratings).
+    #[arg(long)]
+    pub test_ratings: Option<usize>,
+    /// Dimension of the hidden factors.
+    #[arg(long, default_value_t = 8)]
+    pub hidden_rank: usize,
+    /// Standard deviation of the rating noise (the best reachable RMSE).
+    #[arg(long, default_value_t = 0.1)]
+    pub noise: f32,
+    /// Zipf exponent of user and item popularity (default: uniform).
+    #[arg(long)]
+    pub zipf: Option<f64>,
+    /// Clip ratings to a scale, e.g. --clip 1,5.
+    #[arg(long, value_parser = parse_clip)]
+    pub clip: Option<(f32, f32)>,
+    /// Seed of the generated data.
+    #[arg(long, default_value_t = 42)]
+    pub data_seed: u64,
+}
+
+fn parse_clip(s: &str) -> Result<(f32, f32), String> {
+    let (lo, hi) = s.split_once(',').ok_or("expected LOW,HIGH, e.g. 1,5")?;
+    let parse = |v: &str| v.trim().parse::<f32>().map_err(|_| format!("{v:?} is not a number"));
+    Ok((parse(lo)?, parse(hi)?))
+}
+
+impl SyntheticArgs {
+    fn spec(&self, default_ratings: usize) -> SyntheticSpec {
+        let base = if self.netflix { SyntheticSpec::netflix(self.data_seed) } else { SyntheticSpec::netflix_scaled(self.ratings.unwrap_or(default_ratings), self.data_seed) };
+        let train = self.ratings.unwrap_or(base.train);
+        SyntheticSpec {
+            users: self.users.unwrap_or(base.users),
+            items: self.items.unwrap_or(base.items),
+            train,
+            test: self.test_ratings.unwrap_or(if self.netflix && self.ratings.is_none() { base.test } else { (train as f64 * 0.0142).round() as usize }),
+            rank: self.hidden_rank,
+            noise: self.noise,
+            clip: self.clip,
+            popularity: self.zipf.map_or(Popularity::Uniform, Popularity::Zipf),
+            ..base
+        }
+    }
+
+    fn with_ratings(&self, ratings: usize) -> SyntheticSpec {
+        SyntheticArgs { ratings: Some(ratings), netflix: false, users: None, items: None, test_ratings: None, ..self.clone() }.spec(ratings)
+    }
+}
+
+#[derive(Args)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    pub shape: SyntheticArgs,
+    /// Where the training ratings go.
+    #[arg(long)]
+    pub train_out: PathBuf,
+    /// Where the test ratings go.
+    #[arg(long)]
+    pub test_out: Option<PathBuf>,
+    /// binary: cuMF_SGD's 12-byte records (compact, read by gpumf and cuMF_SGD); tab or space: text.
+    #[arg(long, value_enum, default_value = "binary")]
+    pub output_format: WriteFormat,
+    /// Replace existing output files.
+    #[arg(long)]
+    pub force: bool,
+}
+
+pub fn generate(args: GenerateArgs) -> anyhow::Result<()> {
+    let spec = args.shape.spec(1_000_000);
+    for out in [Some(&args.train_out), args.test_out.as_ref()].into_iter().flatten() {
+        if out.exists() && !args.force {
+            bail!("{}: already exists; pass --force to replace it", out.display());
+        }
+    }
+    let t = Instant::now();
+    let (train, test) = gpumf::bench::generate(&spec)?;
+    let generated = t.elapsed().as_secs_f64();
+    write_ratings(&args.train_out, &train, args.output_format, args.force)?;
+    if let Some(out) = &args.test_out {
+        write_ratings(out, &test, args.output_format, args.force)?;
+    }
+    eprintln!(
+        "generated {} training and {} test ratings ({} users x {} items, hidden rank {}, noise {}) in {generated:.2} s; written in {:.2} s",
+        train.len(),
+        if args.test_out.is_some() { test.len() } else { 0 },
+        spec.users,
+        spec.items,
+        spec.rank,
+        spec.noise,
+        t.elapsed().as_secs_f64() - generated
+    );
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Real training ratings instead of synthetic ones.
+    #[arg(long)]
+    pub train: Option<PathBuf>,
+    /// Test ratings for --train.
+    #[arg(long, requires = "train", conflicts_with = "test_fraction")]
+    pub test: Option<PathBuf>,
+    /// Hold out this fraction of --train as the test set.
+    #[arg(long, requires = "train")]
+    pub test_fraction: Option<f64>,
+    #[command(flatten)]
+    pub shape: SyntheticArgs,
+    /// Backends to compare: gpu, gpu-f16, hogwild (CPU threads), cpu (sequential).
+    #[arg(long, value_delimiter = ',', default_value = "gpu,hogwild,cpu")]
+    pub backends: Vec<String>,
+    /// Also time every backend at these ranks (a comma-separated list).
+    #[arg(long, value_delimiter = ',')]
+    pub ranks: Vec<usize>,
+    /// Also time every backend on synthetic sets of these many training ratings.
+    #[arg(long, value_delimiter = ',')]
+    pub sizes: Vec<usize>,
+    /// Report the wall time until the test RMSE first reaches this.
+    #[arg(long)]
+    pub target_rmse: Option<f64>,
+    /// The device's memory bandwidth in GB/s, to report the share used.
+    #[arg(long)]
+    pub bandwidth: Option<f64>,
+    #[command(flatten)]
+    pub params: ParamArgs,
+    /// CPU threads for the hogwild backend (default: every core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// GPU: workgroups per update dispatch.
+    #[arg(long)]
+    pub workgroups: Option<u32>,
+    /// GPU: users per block.
+    #[arg(long)]
+    pub user_block_rows: Option<usize>,
+    /// Print JSON (with per-epoch histories) instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the rows as CSV here.
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+    /// Draw test RMSE against time, and updates/s against rank and size, into this SVG.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Replace existing --csv and --plot files.
+    #[arg(long)]
+    pub force: bool,
+}
+
+pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    let params = args.params.params();
+    params.validate()?;
+    let threads = threads(args.threads)?;
+    let gpu_options = GpuOptions { workgroups: args.workgroups, user_block_rows: args.user_block_rows, ..GpuOptions::default() };
+    for out in [&args.csv, &args.plot].into_iter().flatten() {
+        if out.exists() && !args.force {
+            bail!("{}: already exists; pass --force to replace it", out.display());
+        }
+    }
+    if !args.sizes.is_empty() && args.train.is_some() {
+        bail!("--sizes sweeps synthetic data; it cannot be combined with --train");
+    }
+    let mut backends = Vec::new();
+    let have_gpu = !gpumf::gpu::list_adapters().is_empty();
+    for name in &args.backends {
+        let backend = backend_named(name, threads, &gpu_options)
+            .with_context(|| format!("--backends: unknown backend {name:?} (known: gpu, gpu-f16, hogwild, cpu)"))?;
+        if matches!(backend, gpumf::solver::Backend::Gpu(_)) && !have_gpu {
+            eprintln!("note: no GPU adapter found; skipping backend {name}");
+            continue;
+        }
+        backends.push(backend);
+    }
+    if backends.is_empty() {
+        bail!("--backends: nothing left to run");
+    }
+
+    let t = Instant::now();
+    let (problem, label): (Problem, String) = match &args.train {
+        Some(path) => {
+            let all = load_ratings(path, LoadOptions::default())?.ratings;
+            let problem = match (&args.test, args.test_fraction) {
+                (Some(test), _) => Problem::new(all, Some(&load_ratings(test, LoadOptions::default())?.ratings)),
+                (None, Some(f)) => split_random(&all, f, params.seed)?,
+                (None, None) => Problem::new(all, None),
+            };
+            (problem, path.display().to_string())
+        }
+        None => {
+            let spec = args.shape.spec(1_000_000);
+            (synthetic_problem(&spec)?, format!("synthetic {} x {}, {} ratings", spec.users, spec.items, spec.train))
+        }
+    };
+    if !args.json {
+        eprintln!("data: {label} ({} training, {} test ratings), prepared in {:.2} s", problem.train.len(), problem.test.len(), t.elapsed().as_secs_f64());
+    }
+
+    let run_all = |problem: &Problem, label: &str, params: &gpumf::model::Params| -> anyhow::Result<Vec<BenchRow>> {
+        backends.iter().map(|b| Ok(run(problem, label, params, b, args.target_rmse, args.bandwidth)?)).collect()
+    };
+    let runs = run_all(&problem, &label, &params)?;
+    let mut by_rank = runs.clone();
+    for &rank in args.ranks.iter().filter(|&&r| r != params.rank) {
+        by_rank.extend(run_all(&problem, &label, &gpumf::model::Params { rank, ..params.clone() })?);
+    }
+    let mut by_size = Vec::new();
+    if !args.sizes.is_empty() {
+        if args.train.is_none() {
+            by_size.extend(runs.iter().cloned());
+        }
+        for &size in args.sizes.iter().filter(|&&s| s != problem.train.len()) {
+            let spec = args.shape.with_ratings(size);
+            let p = synthetic_problem(&spec)?;
+            by_size.extend(run_all(&p, &format!("synthetic {} x {}, {} ratings", spec.users, spec.items, spec.train), &params)?);
+        }
+    }
+    drop(problem);
+
+    let mut all_rows: Vec<BenchRow> = by_rank.clone();
+    all_rows.extend(by_size.iter().skip(if args.train.is_none() && !args.sizes.is_empty() { runs.len() } else { 0 }).cloned());
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&all_rows)?);
+    } else {
+        print!("{}", table(&all_rows));
+    }
+    if let Some(path) = &args.csv {
+        std::fs::write(path, csv(&all_rows)).with_context(|| format!("{}: cannot write", path.display()))?;
+    }
+    if let Some(path) = &args.plot {
+        plot_bench(path, &runs, if args.ranks.is_empty() { &[] } else { &by_rank }, &by_size)?;
+        if !args.json {
+            eprintln!("plot written to {}", path.display());
+        }
+    }
+    Ok(())
+}

@@ -81,8 +81,10 @@ pub struct CpuSolver<'a> {
     problem: &'a Problem,
     model: Model,
     params: Params,
-    /// The training ratings in visiting order, reshuffled as the mode says.
+    /// Sequential mode: the training ratings, reshuffled in full every epoch.
     ratings: Vec<Rating>,
+    /// Hogwild mode: the ratings in tiles.
+    tiles: Option<hogwild::Tiles>,
     rng: ChaCha8Rng,
     mode: CpuMode,
     pool: rayon::ThreadPool,
@@ -98,12 +100,17 @@ impl<'a> CpuSolver<'a> {
             .num_threads(threads)
             .build()
             .map_err(|e| Error::InvalidParameter(format!("--threads {threads}: cannot start the thread pool: {e}")))?;
-        let mut rng = ChaCha8Rng::seed_from_u64(params.seed ^ 0x5eed_0f_0bde7);
-        let mut ratings = problem.train.clone();
-        if let CpuMode::Hogwild { .. } = mode {
-            ratings.shuffle(&mut rng);
-        }
-        Ok(CpuSolver { problem, model, params: params.clone(), ratings, rng, mode, pool })
+        let rng = ChaCha8Rng::seed_from_u64(params.seed ^ 0x5eed_0f_0bde7);
+        let (ratings, tiles) = match mode {
+            CpuMode::Sequential => (problem.train.clone(), None),
+            CpuMode::Hogwild { threads } => {
+                let tiles = pool.install(|| {
+                    hogwild::Tiles::new(problem.train.clone(), problem.num_users(), problem.num_items(), threads, params.seed)
+                });
+                (Vec::new(), Some(tiles))
+            }
+        };
+        Ok(CpuSolver { problem, model, params: params.clone(), ratings, tiles, rng, mode, pool })
     }
 
     fn step(&self, lr: f32) -> Step {
@@ -132,10 +139,11 @@ impl Solver for CpuSolver<'_> {
                     sgd_update(&mut p[u * k..][..k], &mut q[i * k..][..k], &mut m.user_bias[u], &mut m.item_bias[i], r.value, &step);
                 }
             }
-            CpuMode::Hogwild { threads } => {
+            CpuMode::Hogwild { .. } => {
                 let seed = self.params.seed.wrapping_add(epoch as u64 * 0x9e37_79b9);
-                let (model, ratings) = (&mut self.model, &mut self.ratings);
-                self.pool.install(|| hogwild::epoch(model, ratings, threads, seed, &step));
+                let (model, tiles) = (&mut self.model, self.tiles.as_ref().expect("built for hogwild"));
+                debug_assert_eq!(tiles.len(), self.problem.train.len());
+                self.pool.install(|| hogwild::epoch(model, tiles, seed, &step));
             }
         }
         Ok(())

@@ -13,7 +13,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 /// Dot product with eight independent accumulators, so the compiler can vectorise it.
-#[inline]
+#[inline(always)]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     debug_assert_eq!(a.len(), b.len());
     let mut acc = [0.0f32; 8];
@@ -43,7 +43,7 @@ pub(crate) struct Step {
 
 /// One SGD update for one rating, reading the old p and q on both sides:
 /// e = r − prediction; p += lr(e·q − λp); q += lr(e·p − λq); biases likewise.
-#[inline]
+#[inline(always)]
 pub(crate) fn sgd_update(p: &mut [f32], q: &mut [f32], bu: &mut f32, bi: &mut f32, value: f32, s: &Step) {
     let mut prediction = s.mean + dot(p, q);
     if s.biases {

@@ -1,0 +1,45 @@
+//! One SGD epoch per backend on synthetic Netflix-shaped data, so a regression shows on any
+//! machine. Sizes from `GPUMF_BENCH_SIZES` (training ratings, comma-separated; default
+//! 100000,1000000), ranks from `GPUMF_BENCH_RANKS` (default 32,128). The GPU is benched when
+//! wgpu finds an adapter (lavapipe counts). Run: `cargo bench --bench train`.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use gpumf::bench::{synthetic_problem, SyntheticSpec};
+use gpumf::cpu::CpuMode;
+use gpumf::gpu::GpuOptions;
+use gpumf::model::Params;
+use gpumf::solver::{make_solver, Backend};
+
+fn list(var: &str, default: &str) -> Vec<usize> {
+    std::env::var(var).unwrap_or_else(|_| default.into()).split(',').filter_map(|s| s.trim().parse().ok()).collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let mut backends = vec![("cpu-sequential", Backend::Cpu(CpuMode::Sequential)), ("cpu-hogwild", Backend::Cpu(CpuMode::with_threads(num_threads())))];
+    if !gpumf::gpu::list_adapters().is_empty() {
+        backends.push(("gpu", Backend::Gpu(GpuOptions::default())));
+    }
+    let mut group = c.benchmark_group("epoch");
+    group.sample_size(10);
+    for size in list("GPUMF_BENCH_SIZES", "100000,1000000") {
+        let problem = synthetic_problem(&SyntheticSpec::netflix_scaled(size, 1)).expect("generates");
+        group.throughput(Throughput::Elements(problem.train.len() as u64));
+        for rank in list("GPUMF_BENCH_RANKS", "32,128") {
+            let params = Params { rank, epochs: 1, ..Params::default() };
+            for (name, backend) in &backends {
+                let mut solver = make_solver(&problem, &params, backend).expect("solver");
+                group.bench_function(BenchmarkId::new(*name, format!("{size} ratings, rank {rank}")), |b| {
+                    b.iter(|| solver.run_epoch(0, params.learning_rate).expect("epoch"))
+                });
+            }
+        }
+    }
+    group.finish();
+}
+
+fn num_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()).max(2)
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -88,7 +88,7 @@ impl SyntheticSpec {
             }
         }
         if let Some((lo, hi)) = self.clip {
-            if !(lo < hi) {
+            if lo.partial_cmp(&hi) != Some(std::cmp::Ordering::Less) {
                 return bad(format!("--clip needs low < high, got {lo}..{hi}"));
             }
         }

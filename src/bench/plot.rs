@@ -21,6 +21,13 @@ fn series_names<'a>(names: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
     out
 }
 
+/// The legend, top right, over a translucent box.
+fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+) -> std::result::Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    chart.configure_series_labels().position(SeriesLabelPosition::UpperRight).background_style(WHITE.mix(0.8)).border_style(BLACK).draw()
+}
+
 /// Three charts in one SVG: test RMSE against wall time per backend (from `runs`), and
 /// updates/s against rank (`by_rank`) and against data size (`by_size`).
 pub fn plot_bench(path: &Path, runs: &[BenchRow], by_rank: &[BenchRow], by_size: &[BenchRow]) -> Result<()> {
@@ -55,13 +62,7 @@ pub fn plot_bench(path: &Path, runs: &[BenchRow], by_rank: &[BenchRow], by_size:
                 .label(*name)
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(&err)?;
+        draw_legend(&mut chart).map_err(&err)?;
     }
 
     for (area, rows, title, x_desc, x_of) in [
@@ -102,13 +103,7 @@ pub fn plot_bench(path: &Path, runs: &[BenchRow], by_rank: &[BenchRow], by_size:
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
             chart.draw_series(p.iter().map(|&xy| Circle::new(xy, 4, color.filled()))).map_err(&err)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(&err)?;
+        draw_legend(&mut chart).map_err(&err)?;
     }
     root.present().map_err(&err)?;
     Ok(())
@@ -142,13 +137,7 @@ pub fn plot_validation(path: &Path, comparisons: &[Comparison]) -> Result<()> {
             .label(name)
             .legend(move |(x, y)| Circle::new((x + 10, y), 5, color.filled()));
     }
-    chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(&err)?;
+    draw_legend(&mut chart).map_err(&err)?;
     root.present().map_err(&err)?;
     Ok(())
 }

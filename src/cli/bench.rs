@@ -1,11 +1,10 @@
 //! `gpumf generate` and `gpumf bench`.
 
-use super::{threads, ParamArgs};
+use super::{threads, GpuTuningArgs, ParamArgs};
 use anyhow::{bail, Context};
 use clap::Args;
 use gpumf::bench::{backend_named, csv, plot_bench, run, synthetic_problem, table, BenchRow, Popularity, SyntheticSpec};
 use gpumf::data::{load_ratings, split_random, write_ratings, LoadOptions, Problem, WriteFormat};
-use gpumf::gpu::GpuOptions;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -148,12 +147,8 @@ pub struct BenchArgs {
     /// CPU threads for the hogwild backend (default: every core).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// GPU: workgroups per update dispatch.
-    #[arg(long)]
-    pub workgroups: Option<u32>,
-    /// GPU: users per block.
-    #[arg(long)]
-    pub user_block_rows: Option<usize>,
+    #[command(flatten)]
+    pub gpu: GpuTuningArgs,
     /// Print JSON (with per-epoch histories) instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -172,7 +167,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let params = args.params.params();
     params.validate()?;
     let threads = threads(args.threads)?;
-    let gpu_options = GpuOptions { workgroups: args.workgroups, user_block_rows: args.user_block_rows, ..GpuOptions::default() };
+    let gpu_options = args.gpu.options(gpumf::gpu::Precision::F32);
     for out in [&args.csv, &args.plot].into_iter().flatten() {
         if out.exists() && !args.force {
             bail!("{}: already exists; pass --force to replace it", out.display());

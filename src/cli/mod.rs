@@ -17,6 +17,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per run, so the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Train a model on a rating file and report its test error.
@@ -140,12 +142,30 @@ pub struct ModelArgs {
     /// How the GPU stores factors (arithmetic is f32 either way).
     #[arg(long, value_enum, default_value = "f32")]
     pub precision: Precision,
-    /// GPU: workgroups per update dispatch (tuning).
+    #[command(flatten)]
+    pub gpu: GpuTuningArgs,
+}
+
+/// GPU tuning knobs, for `train` and `bench`.
+#[derive(Args, Clone, Debug)]
+pub struct GpuTuningArgs {
+    /// GPU: workgroups per update dispatch.
     #[arg(long)]
     pub workgroups: Option<u32>,
-    /// GPU: users per block, e.g. so one block's rows fit the L2 cache (tuning).
+    /// GPU: users per block, e.g. so one block's rows fit the L2 cache.
     #[arg(long)]
     pub user_block_rows: Option<usize>,
+}
+
+impl GpuTuningArgs {
+    pub fn options(&self, precision: gpumf::gpu::Precision) -> gpumf::gpu::GpuOptions {
+        gpumf::gpu::GpuOptions {
+            precision,
+            workgroups: self.workgroups,
+            user_block_rows: self.user_block_rows,
+            ..Default::default()
+        }
+    }
 }
 
 impl ModelArgs {

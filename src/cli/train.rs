@@ -6,7 +6,6 @@ use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use gpumf::cpu::CpuMode;
 use gpumf::data::{load_ratings, split_per_user, split_random, LoadOptions, Problem, UNKNOWN};
-use gpumf::gpu::GpuOptions;
 use gpumf::metrics;
 use gpumf::model::Model;
 use gpumf::solver::{train as run_training, Backend, Trained};
@@ -87,12 +86,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     };
 
     let cpu = Backend::Cpu(CpuMode::with_threads(threads));
-    let gpu = Backend::Gpu(GpuOptions {
-        precision: args.model.precision,
-        workgroups: args.model.workgroups,
-        user_block_rows: args.model.user_block_rows,
-        ..GpuOptions::default()
-    });
+    let gpu = Backend::Gpu(args.model.gpu.options(args.model.precision));
     let progress = Progress::new(params.epochs, quiet);
     let trained = match args.model.backend {
         BackendArg::Cpu => run_training(&problem, &params, &cpu, |r| progress.epoch(r)),
@@ -258,7 +252,7 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let fields: Vec<&str> = line.split(|c: char| c == ',' || c == '\t' || c == ' ').filter(|f| !f.is_empty()).collect();
+            let fields: Vec<&str> = line.split([',', '\t', ' ']).filter(|f| !f.is_empty()).collect();
             let id = |k: usize, what: &str| -> anyhow::Result<u64> {
                 let f = fields.get(k).with_context(|| format!("{}:{}: missing the {what} id", path.display(), n + 1))?;
                 f.parse().with_context(|| format!("{}:{}: bad {what} id {f:?}", path.display(), n + 1))

@@ -100,7 +100,7 @@ impl<'a> CpuSolver<'a> {
             .num_threads(threads)
             .build()
             .map_err(|e| Error::InvalidParameter(format!("--threads {threads}: cannot start the thread pool: {e}")))?;
-        let rng = ChaCha8Rng::seed_from_u64(params.seed ^ 0x5eed_0f_0bde7);
+        let rng = ChaCha8Rng::seed_from_u64(params.seed ^ 0x05ee_d0f0_bde7);
         let (ratings, tiles) = match mode {
             CpuMode::Sequential => (problem.train.clone(), None),
             CpuMode::Hogwild { threads } => {

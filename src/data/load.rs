@@ -188,7 +188,7 @@ impl Interner {
 /// Reads cuMF_SGD's binary records; "line" numbers in errors are record numbers.
 fn parse_binary(bytes: &[u8], path: &Path, skip_bad: bool) -> Result<Loaded> {
     const RECORD: usize = 12;
-    if bytes.len() % RECORD != 0 {
+    if !bytes.len().is_multiple_of(RECORD) {
         return Err(Error::Format {
             path: path.into(),
             message: format!(

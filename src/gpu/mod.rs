@@ -132,7 +132,7 @@ impl GpuSolver {
             )));
         }
         let pipelines = Pipelines::new(&gpu, &shape)?;
-        let device_binding = (gpu.limits.max_storage_buffer_binding_size as u64).min(gpu.limits.max_buffer_size);
+        let device_binding = gpu.limits.max_storage_buffer_binding_size.min(gpu.limits.max_buffer_size);
         let max_binding = options.max_binding_bytes.map_or(device_binding, |cap| cap.min(device_binding));
         let row_bytes = shape.k4() as u64 * 4 * options.precision.bytes();
         let (m, n) = (problem.num_users(), problem.num_items());
@@ -140,7 +140,7 @@ impl GpuSolver {
         let max_ratings = (max_binding / std::mem::size_of::<Rating>() as u64) as usize;
 
         let mut shuffled = problem.train.clone();
-        shuffled.shuffle(&mut ChaCha8Rng::seed_from_u64(params.seed ^ 0x6770_756d_66));
+        shuffled.shuffle(&mut ChaCha8Rng::seed_from_u64(params.seed ^ 0x0067_7075_6d66));
         let train_windows = windows(&shuffled, &plan, max_ratings);
         drop(shuffled);
         let test_windows = windows(&problem.test, &plan, max_ratings);

@@ -7,8 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 peers=${1:-../shared/peers}
-grep -qx '/.gl/' .git/info/exclude 2>/dev/null || echo '/.gl/' >> .git/info/exclude
-grep -qx '/.device/' .git/info/exclude 2>/dev/null || echo '/.device/' >> .git/info/exclude
+exclude=$(git rev-parse --git-path info/exclude)
+mkdir -p "$(dirname "$exclude")"
+for d in /.gl/ /.device/; do grep -qx "$d" "$exclude" 2>/dev/null || echo "$d" >> "$exclude"; done
 cargo build --release
 rm -rf .device && mkdir -p .device
 strip -o .device/gpumf target/release/gpumf 2>/dev/null || cp target/release/gpumf .device/gpumf

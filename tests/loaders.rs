@@ -86,6 +86,8 @@ const BAD: &[(&str, u64, &[&str])] = &[
     ("userId,movieId,rating\n1,2,3\n1,2\n", 3, &["missing field"]),
     ("userId,movieId\n1,2\n", 1, &["no rating column"]),
     ("%%MatrixMarket matrix coordinate real general\n2 2 1\n1 2 x\n", 3, &["not a number"]),
+    // A headerless file whose first line is bad: its fault, not "header has no user column".
+    ("1,2,abc\n3,4,5\n", 1, &["rating \"abc\" is not a number"]),
 ];
 
 #[test]

@@ -334,8 +334,9 @@ struct Layout {
 }
 
 impl Layout {
-    fn for_file(format: Format, bytes: &[u8], path: &Path) -> Result<Layout> {
-        let plain = |delimiter| Layout {
+    /// `user item rating [timestamp]` with the given delimiter.
+    fn plain(delimiter: Delimiter) -> Layout {
+        Layout {
             delimiter,
             user_col: 0,
             item_col: 1,
@@ -345,7 +346,11 @@ impl Layout {
             body_start: 0,
             comment: b'#',
             mtx_size: None,
-        };
+        }
+    }
+
+    fn for_file(format: Format, bytes: &[u8], path: &Path) -> Result<Layout> {
+        let plain = Layout::plain;
         Ok(match format {
             Format::Tab => plain(Delimiter::Tab),
             Format::Comma => {
@@ -377,6 +382,13 @@ impl Layout {
         };
         let names: Vec<String> =
             delimiter.split(header).map(|f| f.trim().trim_matches('"').to_ascii_lowercase()).collect();
+        // A first line that starts with a numeric id is data with a bad field, not a header:
+        // report that field's fault.
+        if names.first().is_some_and(|n| n.parse::<u64>().is_ok()) {
+            if let Err(message) = parse_line(header.as_bytes(), &Layout::plain(delimiter)) {
+                return Err(Error::Parse { path: path.into(), line: 1, message });
+            }
+        }
         let find = |wanted: &[&str], what: &str| {
             names.iter().position(|n| wanted.contains(&n.as_str())).ok_or_else(|| Error::Parse {
                 path: path.into(),

@@ -8,7 +8,7 @@ pub enum Error {
     #[error("{path}: no such file")]
     NotFound { path: PathBuf },
 
-    #[error("{path}: is a directory, expected a rating file")]
+    #[error("{path}: is a directory, expected a file")]
     IsDirectory { path: PathBuf },
 
     #[error("{path}: the file is empty (no ratings)")]

@@ -204,6 +204,9 @@ impl Model {
     /// Reads a model written by [`Model::save`].
     pub fn load(path: &Path) -> Result<Model> {
         let err = |message: String| Error::ModelFile { path: path.into(), message };
+        if path.is_dir() {
+            return Err(Error::IsDirectory { path: path.into() });
+        }
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
         let mut r = BufReader::new(file);

@@ -30,6 +30,10 @@ fn bad_flags_get_clear_errors_not_panics() {
         (&["train", "--train", "/no/such/file.csv"], "/no/such/file.csv: no such file"),
         (&["train", "--train", "/"], "is a directory"),
         (&["lab", "--rank", "7"], "--rank"),
+        (&["generate", "--ratings", "10", "--zipf", "-1", "--train-out", "/tmp/never-written.bin"], "--zipf"),
+        (&["generate", "--ratings", "10", "--train-out", "/nonexistent/dir/x.bin"], "cannot write"),
+        (&["bench", "--ratings", "1000", "--backends", "foo"], "unknown backend"),
+        (&["eval", "--model", "/", "--test", &data], "is a directory"),
     ];
     for (args, expected) in cases {
         let o = gpumf(args);

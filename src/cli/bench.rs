@@ -28,10 +28,10 @@ pub struct SyntheticArgs {
     #[arg(long, default_value_t = 8)]
     pub hidden_rank: usize,
     /// Standard deviation of the rating noise (the best reachable RMSE).
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, allow_negative_numbers = true)]
     pub noise: f32,
     /// Zipf exponent of user and item popularity (default: uniform).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub zipf: Option<f64>,
     /// Clip ratings to a scale, e.g. --clip 1,5.
     #[arg(long, value_parser = parse_clip)]

@@ -40,9 +40,10 @@ pub fn write_ratings(path: &Path, ratings: &[Rating], format: WriteFormat, overw
         }
         w.into_inner().map_err(|e| e.into_error())?.sync_all()
     };
+    let cannot = |e: std::io::Error| Error::Format { path: path.into(), message: format!("cannot write: {e}") };
     if let Err(e) = write() {
         let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io(path, e));
+        return Err(cannot(e));
     }
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    std::fs::rename(&tmp, path).map_err(cannot)
 }

@@ -259,10 +259,7 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
             };
             let (user, item) = match (id(0, "user"), id(1, "item")) {
                 (Ok(u), Ok(i)) => (u, i),
-                (Err(e), _) | (_, Err(e)) if n == 0 => {
-                    let _ = e;
-                    continue; // a header line
-                }
+                _ if n == 0 => continue, // a header line
                 (Err(e), _) | (_, Err(e)) => return Err(e),
             };
             let known = model.users.index_of(user).unwrap_or(UNKNOWN) != UNKNOWN && model.items.index_of(item).is_some();

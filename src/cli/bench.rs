@@ -219,21 +219,16 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     for &rank in args.ranks.iter().filter(|&&r| r != params.rank) {
         by_rank.extend(run_all(&problem, &label, &gpumf::model::Params { rank, ..params.clone() })?);
     }
-    let mut by_size = Vec::new();
-    if !args.sizes.is_empty() {
-        if args.train.is_none() {
-            by_size.extend(runs.iter().cloned());
-        }
-        for &size in args.sizes.iter().filter(|&&s| s != problem.train.len()) {
-            let spec = args.shape.with_ratings(size);
-            let p = synthetic_problem(&spec)?;
-            by_size.extend(run_all(&p, &format!("synthetic {} x {}, {} ratings", spec.users, spec.items, spec.train), &params)?);
-        }
+    // Rows of the size sweep beyond the main runs (--sizes is synthetic only, checked above).
+    let mut other_sizes = Vec::new();
+    for &size in args.sizes.iter().filter(|&&s| s != problem.train.len()) {
+        let spec = args.shape.with_ratings(size);
+        let p = synthetic_problem(&spec)?;
+        other_sizes.extend(run_all(&p, &format!("synthetic {} x {}, {} ratings", spec.users, spec.items, spec.train), &params)?);
     }
     drop(problem);
 
-    let mut all_rows: Vec<BenchRow> = by_rank.clone();
-    all_rows.extend(by_size.iter().skip(if args.train.is_none() && !args.sizes.is_empty() { runs.len() } else { 0 }).cloned());
+    let all_rows: Vec<BenchRow> = by_rank.iter().chain(&other_sizes).cloned().collect();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&all_rows)?);
     } else {
@@ -243,6 +238,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         std::fs::write(path, csv(&all_rows)).with_context(|| format!("{}: cannot write", path.display()))?;
     }
     if let Some(path) = &args.plot {
+        let by_size: Vec<BenchRow> = if args.sizes.is_empty() { Vec::new() } else { runs.iter().chain(&other_sizes).cloned().collect() };
         plot_bench(path, &runs, if args.ranks.is_empty() { &[] } else { &by_rank }, &by_size)?;
         if !args.json {
             eprintln!("plot written to {}", path.display());

@@ -1,5 +1,5 @@
-// Group = one workgroup: each workgroup handles one rating and a shared-memory tree reduction
-// forms the dot product. Prepended to sgd.wgsl when the adapter lacks subgroups.
+// Group = one workgroup: each workgroup handles one rating (LANES = WG) and a shared-memory
+// tree reduction forms the dot product. Prepended to sgd.wgsl when the adapter lacks subgroups.
 
 struct GroupIds {
     @builtin(workgroup_id) workgroup: vec3<u32>,
@@ -9,10 +9,10 @@ struct GroupIds {
 
 var<workgroup> group_scratch: array<f32, WG>;
 
-fn group_index(ids: GroupIds) -> u32 { return ids.workgroup.x; }
-fn group_count(ids: GroupIds) -> u32 { return ids.workgroups.x; }
+fn group_id(ids: GroupIds) -> u32 { return ids.workgroup.x; }
+fn group_total(ids: GroupIds) -> u32 { return ids.workgroups.x; }
+fn group_offset(ids: GroupIds) -> u32 { return 0u; }
 fn group_lane(ids: GroupIds) -> u32 { return ids.local; }
-fn group_width(ids: GroupIds) -> u32 { return WG; }
 
 fn group_sum(x: f32, ids: GroupIds) -> f32 {
     group_scratch[ids.local] = x;

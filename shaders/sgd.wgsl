@@ -1,14 +1,21 @@
-// Masked SGD for matrix factorisation, Hogwild style: groups of lanes (a subgroup, or a whole
-// workgroup without subgroup support) each take one rating at a time and update its user and
-// item rows in place, with no locks; in sparse data two groups rarely share a row.
+// Masked SGD for matrix factorisation, Hogwild style: groups of lanes (part of a subgroup, or a
+// whole workgroup without subgroup support) each take one rating at a time and update its user
+// and item rows in place, with no locks; in sparse data two groups rarely share a row.
 //
 // Composed at pipeline creation as: header + group prelude + this file. The header defines
 //   Factor  the storage type of four factors, vec4<f32> or vec4<f16> (then `enable f16;`)
 //   K4      vec4s per factor row: ceil(rank / 4), the padding lanes stay exactly zero
-//   CHUNKS  vec4s per lane at most: ceil(K4 / smallest group width)
+//   LANES   lanes per group (one rating each): a power of two, at most the subgroup size
+//   CHUNKS  vec4s per lane at most: ceil(K4 / LANES)
 //   WG      workgroup size
-// Lane l owns the vec4s l, l + width, l + 2·width, ...: consecutive lanes touch consecutive
-// 16-byte words, so every row access is one contiguous transaction.
+// Lane l of a group owns the vec4s l, l + LANES, l + 2·LANES, ...: consecutive lanes touch
+// consecutive 16-byte words, so every row access is one contiguous transaction.
+//
+// With G groups taking ratings, group g handles ratings g, g + G, g + 2·G, ...: neighbouring
+// groups read neighbouring ratings (shuffled once at upload, so independent of each other).
+// The loops run over the subgroup's first index, so all lanes of a subgroup (or workgroup)
+// take the same iterations and the reductions stay in step; a group whose rating is past the
+// end, or which is beyond G, takes part with `live` false.
 
 struct Rating {
     user: u32,
@@ -24,7 +31,9 @@ struct Params {
     use_biases: u32,
     clip_low: f32,
     clip_high: f32,
-    _pad: u32,
+    // Groups that update at once, at most: Hogwild's conflicts stay rare only while the ratings
+    // in flight are few beside the rows they touch (a 3×3 problem must run one at a time).
+    max_groups: u32,
 }
 
 const UNKNOWN: u32 = 0xffffffffu;
@@ -47,11 +56,11 @@ struct Rows {
     dot: f32,
 }
 
-fn load_rows(user: u32, item: u32, lane: u32, width: u32) -> Rows {
+fn load_rows(user: u32, item: u32, lane: u32) -> Rows {
     var rows: Rows;
     var partial = 0.0;
     for (var c = 0u; c < CHUNKS; c++) {
-        let f = lane + c * width;
+        let f = lane + c * LANES;
         if (f < K4) {
             rows.p[c] = vec4<f32>(user_factors[user * K4 + f]);
             rows.q[c] = vec4<f32>(item_factors[item * K4 + f]);
@@ -63,15 +72,14 @@ fn load_rows(user: u32, item: u32, lane: u32, width: u32) -> Rows {
 }
 
 // The model's unclipped score of a rating; cold users or items contribute only what is known.
-// Every lane of the group must call it (it reduces across the group).
-fn score(r: Rating, ids: GroupIds) -> f32 {
-    let known = r.user != UNKNOWN && r.item != UNKNOWN;
+// Every lane of the subgroup must call it (it reduces across the group), `live` or not.
+fn score(r: Rating, live: bool, ids: GroupIds) -> f32 {
     var partial = 0.0;
-    if (known) {
-        partial = load_rows(r.user, r.item, group_lane(ids), group_width(ids)).dot;
+    if (live && r.user != UNKNOWN && r.item != UNKNOWN) {
+        partial = load_rows(r.user, r.item, group_lane(ids)).dot;
     }
     var s = params.mean + group_sum(partial, ids);
-    if (params.use_biases != 0u) {
+    if (live && params.use_biases != 0u) {
         if (r.user != UNKNOWN) { s += user_bias[r.user]; }
         if (r.item != UNKNOWN) { s += item_bias[r.item]; }
     }
@@ -81,15 +89,26 @@ fn score(r: Rating, ids: GroupIds) -> f32 {
 @compute @workgroup_size(WG)
 fn sgd_update(ids: GroupIds) {
     let lane = group_lane(ids);
-    let width = group_width(ids);
     let lr = params.learning_rate;
     let reg = params.reg;
+    let biases = params.use_biases != 0u;
     let count = arrayLength(&ratings);
-    for (var i = group_index(ids); i < count; i += group_count(ids)) {
-        let r = ratings[i];
-        let rows = load_rows(r.user, r.item, lane, width);
+    let g = group_id(ids);
+    let groups = min(group_total(ids), params.max_groups);
+    let first = g - group_offset(ids);
+    for (var base = first; first < groups && base < count; base += groups) {
+        let i = base + group_offset(ids);
+        let live = g < groups && i < count;
+        var r = Rating(0u, 0u, 0.0);
+        var rows: Rows;
+        if (live) {
+            r = ratings[i];
+            rows = load_rows(r.user, r.item, lane);
+        }
         var prediction = params.mean + group_sum(rows.dot, ids);
-        let biases = params.use_biases != 0u;
+        if (!live) {
+            continue;
+        }
         var bu = 0.0;
         var bi = 0.0;
         if (biases) {
@@ -99,7 +118,7 @@ fn sgd_update(ids: GroupIds) {
         }
         let e = r.value - prediction;
         for (var c = 0u; c < CHUNKS; c++) {
-            let f = lane + c * width;
+            let f = lane + c * LANES;
             if (f < K4) {
                 let p = rows.p[c];
                 let q = rows.q[c];
@@ -121,10 +140,14 @@ var<workgroup> error_scratch: array<vec2<f32>, WG>;
 fn evaluate(ids: GroupIds) {
     var sums = vec2<f32>(0.0);
     let count = arrayLength(&ratings);
-    for (var i = group_index(ids); i < count; i += group_count(ids)) {
-        let r = ratings[i];
-        let e = r.value - clamp(score(r, ids), params.clip_low, params.clip_high);
-        if (group_lane(ids) == 0u) {
+    let groups = group_total(ids);
+    for (var base = group_id(ids) - group_offset(ids); base < count; base += groups) {
+        let i = base + group_offset(ids);
+        let live = i < count;
+        var r = Rating(0u, 0u, 0.0);
+        if (live) { r = ratings[i]; }
+        let e = r.value - clamp(score(r, live, ids), params.clip_low, params.clip_high);
+        if (live && group_lane(ids) == 0u) {
             sums += vec2<f32>(e * e, abs(e));
         }
     }
@@ -169,9 +192,14 @@ fn finish_evaluate(@builtin(local_invocation_index) local: u32) {
 @compute @workgroup_size(WG)
 fn predict(ids: GroupIds) {
     let count = arrayLength(&ratings);
-    for (var i = group_index(ids); i < count; i += group_count(ids)) {
-        let s = clamp(score(ratings[i], ids), params.clip_low, params.clip_high);
-        if (group_lane(ids) == 0u) {
+    let groups = group_total(ids);
+    for (var base = group_id(ids) - group_offset(ids); base < count; base += groups) {
+        let i = base + group_offset(ids);
+        let live = i < count;
+        var r = Rating(0u, 0u, 0.0);
+        if (live) { r = ratings[i]; }
+        let s = clamp(score(r, live, ids), params.clip_low, params.clip_high);
+        if (live && group_lane(ids) == 0u) {
             output[i] = s;
         }
     }

@@ -13,8 +13,9 @@ use std::time::Instant;
 pub trait Solver {
     /// A short description, e.g. "cpu (hogwild, 8 threads)".
     fn name(&self) -> String;
-    /// One pass of SGD over every training rating at learning rate `lr`.
-    fn run_epoch(&mut self, epoch: usize, lr: f32) -> Result<()>;
+    /// One pass of SGD over every training rating at learning rate `lr`. Returns the seconds
+    /// the device's own clock measured for the pass, where it has one (GPU timestamp queries).
+    fn run_epoch(&mut self, epoch: usize, lr: f32) -> Result<Option<f64>>;
     /// Errors on the training set and, if there is one, the test set.
     fn evaluate(&mut self) -> Result<(ErrorSums, Option<ErrorSums>)>;
     /// The trained factors, as the common model type.
@@ -43,8 +44,11 @@ pub struct EpochReport {
     pub train_rmse: f64,
     pub test_rmse: Option<f64>,
     pub test_mae: Option<f64>,
-    /// Seconds of the SGD pass alone (evaluation excluded).
+    /// Seconds of the SGD pass alone (evaluation excluded), on the host's clock: submission,
+    /// the kernels and the wait for them.
     pub sgd_seconds: f64,
+    /// Seconds the device's clock measured for the kernels of the pass, where it has one.
+    pub kernel_seconds: Option<f64>,
     /// Seconds since training started, evaluation included.
     pub elapsed_seconds: f64,
 }
@@ -55,6 +59,8 @@ pub struct Trained {
     pub history: Vec<EpochReport>,
     /// Seconds in SGD epochs, all epochs together.
     pub train_seconds: f64,
+    /// The device's kernel seconds over all epochs, where every epoch was measured.
+    pub kernel_seconds: Option<f64>,
     /// Seconds from start to finish: set-up, epochs, evaluation and read-back.
     pub total_seconds: f64,
     pub backend: String,
@@ -85,7 +91,7 @@ pub fn train(problem: &Problem, params: &Params, backend: &Backend, mut on_epoch
     for epoch in 0..params.epochs {
         let lr = params.learning_rate_at(epoch);
         let t = Instant::now();
-        solver.run_epoch(epoch, lr)?;
+        let kernel_seconds = solver.run_epoch(epoch, lr)?;
         let sgd_seconds = t.elapsed().as_secs_f64();
         train_seconds += sgd_seconds;
         let (train, test) = solver.evaluate()?;
@@ -97,6 +103,7 @@ pub fn train(problem: &Problem, params: &Params, backend: &Backend, mut on_epoch
             test_rmse: test.map(|t| t.rmse()),
             test_mae: test.map(|t| t.mae()),
             sgd_seconds,
+            kernel_seconds,
             elapsed_seconds: start.elapsed().as_secs_f64(),
         };
         if !report.train_loss.is_finite() {
@@ -111,5 +118,6 @@ pub fn train(problem: &Problem, params: &Params, backend: &Backend, mut on_epoch
     }
     let device_bytes = solver.device_bytes();
     let model = solver.into_model()?;
-    Ok(Trained { model, history, train_seconds, total_seconds: start.elapsed().as_secs_f64(), backend, device_bytes })
+    let kernel_seconds = history.iter().map(|r| r.kernel_seconds).sum::<Option<f64>>();
+    Ok(Trained { model, history, train_seconds, kernel_seconds, total_seconds: start.elapsed().as_secs_f64(), backend, device_bytes })
 }

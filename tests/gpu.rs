@@ -26,7 +26,13 @@ fn shapes() -> Vec<KernelShape> {
     for precision in [Precision::F32, Precision::F16] {
         for (subgroups, width) in [(true, 8), (true, 32), (true, 64), (false, 0)] {
             for rank in [1, 3, 4, 31, 32, 128, 130, 512, 1000] {
-                out.push(KernelShape { rank, precision, subgroups, min_subgroup_size: width });
+                out.push(KernelShape::new(rank, precision, subgroups, width, None).unwrap());
+            }
+        }
+        // Every lane count the flag allows, on the widest subgroup.
+        for lanes in [1, 2, 4, 8, 16, 32, 64] {
+            for rank in [1, 32, 128, 130] {
+                out.push(KernelShape::new(rank, precision, true, 64, Some(lanes)).unwrap());
             }
         }
     }
@@ -45,7 +51,7 @@ fn sgd_wgsl_validates_for_every_rank_precision_and_group() {
 #[test]
 fn group_preludes_each_validate_with_the_kernel() {
     for (prelude, subgroups) in [(GROUP_SUBGROUP_WGSL, true), (GROUP_WORKGROUP_WGSL, false)] {
-        let shape = KernelShape { rank: 64, precision: Precision::F32, subgroups, min_subgroup_size: 32 };
+        let shape = KernelShape::new(64, Precision::F32, subgroups, 32, None).unwrap();
         let source = shape.source();
         assert!(source.contains(prelude));
         validate_wgsl(&source, if subgroups { "group_subgroup.wgsl" } else { "group_workgroup.wgsl" });
@@ -53,8 +59,40 @@ fn group_preludes_each_validate_with_the_kernel() {
 }
 
 #[test]
+fn a_rating_gets_the_fewest_lanes_that_hold_its_row_within_one_subgroup() {
+    let lanes = |rank, width, wanted| KernelShape::new(rank, Precision::F32, true, width, wanted).map(|s| s.lanes);
+    assert_eq!(lanes(128, 32, None).unwrap(), 32);
+    assert_eq!(lanes(512, 32, None).unwrap(), 32);
+    assert_eq!(lanes(64, 32, None).unwrap(), 16);
+    assert_eq!(lanes(32, 32, None).unwrap(), 8, "rank 32: four ratings per subgroup of 32");
+    assert_eq!(lanes(33, 8, None).unwrap(), 8);
+    assert_eq!(lanes(1, 32, None).unwrap(), 1);
+    assert_eq!(lanes(128, 32, Some(16)).unwrap(), 16);
+    assert_eq!(lanes(128, 64, Some(64)).unwrap(), 64);
+    for bad in [0, 3, 12, 64] {
+        let e = lanes(128, 32, Some(bad)).unwrap_err().to_string();
+        assert!(e.contains("--lanes-per-rating") && e.contains("32"), "{bad}: {e}");
+    }
+    let e = KernelShape::new(128, Precision::F32, false, 0, Some(8)).unwrap_err().to_string();
+    assert!(e.contains("needs subgroups"), "{e}");
+    assert_eq!(KernelShape::new(128, Precision::F32, false, 0, None).unwrap().ratings_per_workgroup(), 1);
+    assert_eq!(KernelShape::new(32, Precision::F32, true, 32, None).unwrap().ratings_per_workgroup(), 32);
+}
+
+#[test]
+fn ratings_in_flight_stay_few_beside_the_rows_they_touch() {
+    use gpumf::gpu::default_in_flight;
+    assert_eq!(default_in_flight(3, 3), 1, "the lab's 3x3 matrix runs one rating at a time");
+    assert_eq!(default_in_flight(300, 200), 120);
+    assert_eq!(default_in_flight(943, 1682), 604);
+    // Netflix: enough to keep every SM of a large GPU busy.
+    assert_eq!(default_in_flight(480_189, 17_770), 17_135);
+    assert_eq!(default_in_flight(0, 0), 1);
+}
+
+#[test]
 fn a_broken_shader_fails_validation() {
-    let shape = KernelShape { rank: 8, precision: Precision::F32, subgroups: true, min_subgroup_size: 32 };
+    let shape = KernelShape::new(8, Precision::F32, true, 32, None).unwrap();
     let broken = shape.source().replace("let e = r.value - prediction;", "let e = r.value - undefined_name;");
     assert!(naga::front::wgsl::parse_str(&broken).is_err());
 }
@@ -150,6 +188,40 @@ fn ranks_that_are_not_multiples_of_four_or_the_subgroup_train_like_the_cpu() {
 }
 
 #[test]
+fn every_lane_count_trains_like_the_cpu() {
+    if !common::gpu_available() {
+        return;
+    }
+    let problem = small_problem();
+    let params = Params { rank: 24, epochs: 8, ..Params::default() };
+    let c = test_rmse(&problem, &params, &Backend::Cpu(CpuMode::Sequential));
+    let widest = gpumf::gpu::Gpu::open(false, true).unwrap().adapter.subgroup_min_size;
+    for lanes in [1, 2, 4, 8].into_iter().filter(|&l| l <= widest) {
+        let g = test_rmse(&problem, &params, &gpu(GpuOptions { lanes_per_rating: Some(lanes), ..GpuOptions::default() }));
+        println!("{lanes} lanes per rating: gpu {g:.4} cpu {c:.4}");
+        assert!((g - c).abs() <= 0.01, "{lanes} lanes: gpu {g} vs cpu {c}");
+    }
+}
+
+#[test]
+fn kernels_are_timed_on_the_devices_clock_where_it_has_timestamps() {
+    if !common::gpu_available() {
+        return;
+    }
+    let problem = small_problem();
+    let params = Params { rank: 16, epochs: 3, ..Params::default() };
+    let t = train(&problem, &params, &gpu(GpuOptions::default()), |_| {}).unwrap();
+    let adapter = gpumf::gpu::Gpu::open(false, true).unwrap().adapter;
+    for r in &t.history {
+        match r.kernel_seconds {
+            Some(k) => assert!(k > 0.0 && k <= r.sgd_seconds * 1.01 + 1e-4, "epoch {}: kernels {k} s, host {} s", r.epoch, r.sgd_seconds),
+            None => assert!(!adapter.timestamp_query, "{} has timestamps but the epoch was not timed", adapter.name),
+        }
+    }
+    assert_eq!(t.kernel_seconds.is_some(), adapter.timestamp_query);
+}
+
+#[test]
 fn the_workgroup_reduction_path_trains_like_the_subgroup_path() {
     if !common::gpu_available() {
         return;
@@ -186,7 +258,9 @@ fn the_predict_kernel_agrees_with_the_cpu_model() {
     }
     let problem = small_problem();
     let params = Params { rank: 24, epochs: 3, ..Params::default() };
-    for options in [GpuOptions::default(), GpuOptions { max_binding_bytes: Some(32 << 10), ..GpuOptions::default() }] {
+    // Several ratings per subgroup (2 lanes each) leave groups idle at the end of a window.
+    let several = GpuOptions { lanes_per_rating: Some(2), ..GpuOptions::default() };
+    for options in [GpuOptions::default(), GpuOptions { max_binding_bytes: Some(32 << 10), ..GpuOptions::default() }, several] {
         let mut solver = GpuSolver::new(&problem, Model::init(&problem, &params), &params, &options).unwrap();
         for e in 0..params.epochs {
             solver.run_epoch(e, params.learning_rate_at(e)).unwrap();

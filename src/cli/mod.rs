@@ -155,6 +155,14 @@ pub struct GpuTuningArgs {
     /// GPU: users per block, e.g. so one block's rows fit the L2 cache.
     #[arg(long)]
     pub user_block_rows: Option<usize>,
+    /// GPU: lanes of a subgroup per rating, a power of two up to the subgroup size
+    /// (default: the fewest that hold a factor row in one vec4 each).
+    #[arg(long)]
+    pub lanes_per_rating: Option<u32>,
+    /// GPU: ratings updated at once, at most (default: users·items/(users+items) of a block,
+    /// so that Hogwild's write conflicts stay rare).
+    #[arg(long)]
+    pub in_flight: Option<u32>,
 }
 
 impl GpuTuningArgs {
@@ -163,6 +171,8 @@ impl GpuTuningArgs {
             precision,
             workgroups: self.workgroups,
             user_block_rows: self.user_block_rows,
+            lanes_per_rating: self.lanes_per_rating,
+            in_flight: self.in_flight,
             ..Default::default()
         }
     }

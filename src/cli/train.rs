@@ -126,6 +126,7 @@ fn report(args: &TrainArgs, problem: &Problem, t: &Trained) -> anyhow::Result<()
             "train_rmse": last.train_rmse,
             "train_loss": last.train_loss,
             "train_seconds": t.train_seconds,
+            "kernel_seconds": t.kernel_seconds,
             "total_seconds": t.total_seconds,
             "seconds_per_epoch": t.train_seconds / epochs as f64,
             "updates_per_second": updates_per_second,
@@ -160,6 +161,9 @@ fn report(args: &TrainArgs, problem: &Problem, t: &Trained) -> anyhow::Result<()
         t.train_seconds / epochs as f64,
         updates_per_second / 1e6
     );
+    if let Some(k) = t.kernel_seconds {
+        println!("kernels: {:.4} s/epoch on the device's clock", k / epochs as f64);
+    }
     println!("train RMSE {:.4} ({} ratings)", last.train_rmse, problem.train.len());
     if let (Some(rmse), Some(mae)) = (last.test_rmse, last.test_mae) {
         println!("test RMSE {rmse:.4}  MAE {mae:.4} ({} ratings)", problem.test.len());

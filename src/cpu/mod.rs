@@ -126,7 +126,7 @@ impl Solver for CpuSolver<'_> {
         }
     }
 
-    fn run_epoch(&mut self, epoch: usize, lr: f32) -> Result<()> {
+    fn run_epoch(&mut self, epoch: usize, lr: f32) -> Result<Option<f64>> {
         let step = self.step(lr);
         match self.mode {
             CpuMode::Sequential => {
@@ -146,7 +146,7 @@ impl Solver for CpuSolver<'_> {
                 self.pool.install(|| hogwild::epoch(model, tiles, seed, &step));
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     fn evaluate(&mut self) -> Result<(ErrorSums, Option<ErrorSums>)> {

@@ -73,6 +73,8 @@ pub struct Gpu {
     /// Whether kernels run one rating per subgroup (else per workgroup).
     pub subgroups: bool,
     pub shader_f16: bool,
+    /// Whether the device was opened with timestamp queries, to time kernels on its own clock.
+    pub timestamps: bool,
     /// Errors the device reported outside an error scope, surfaced at the next check.
     errors: Arc<Mutex<Vec<String>>>,
 }
@@ -109,6 +111,10 @@ impl Gpu {
         if want_f16 {
             features |= wgpu::Features::SHADER_F16;
         }
+        let timestamps = summary.timestamp_query;
+        if timestamps {
+            features |= wgpu::Features::TIMESTAMP_QUERY;
+        }
         let limits = adapter.limits();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("gpumf"),
@@ -122,7 +128,7 @@ impl Gpu {
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
             sink.lock().unwrap_or_else(|p| p.into_inner()).push(e.to_string());
         }));
-        Ok(Gpu { device, queue, adapter: summary, limits, subgroups, shader_f16: want_f16, errors })
+        Ok(Gpu { device, queue, adapter: summary, limits, subgroups, shader_f16: want_f16, timestamps, errors })
     }
 
     /// Fails with the first error the device reported since the last check.

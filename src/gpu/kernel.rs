@@ -4,7 +4,7 @@
 
 use super::context::Gpu;
 use super::Precision;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 pub const SGD_WGSL: &str = include_str!("../../shaders/sgd.wgsl");
 pub const GROUP_SUBGROUP_WGSL: &str = include_str!("../../shaders/group_subgroup.wgsl");
@@ -20,13 +20,43 @@ pub const WORKGROUP_MODE_WG: u32 = 64;
 pub struct KernelShape {
     pub rank: usize,
     pub precision: Precision,
-    /// One rating per subgroup (true) or per workgroup (false).
+    /// Ratings go to groups of lanes within a subgroup (true) or to whole workgroups (false).
     pub subgroups: bool,
-    /// The smallest subgroup size the adapter may use (ignored without subgroups).
-    pub min_subgroup_size: u32,
+    /// Lanes per rating: a power of two no wider than the smallest subgroup, or the whole
+    /// workgroup without subgroups.
+    pub lanes: u32,
 }
 
 impl KernelShape {
+    /// The shape for an adapter whose subgroups are at least `min_subgroup_size` wide.
+    /// By default a rating gets the fewest lanes that hold its row in one vec4 each (so at rank
+    /// 32 a subgroup of 32 works on 4 ratings at once), and never more than a subgroup;
+    /// `lanes_wanted` overrides that with any power of two up to the smallest subgroup.
+    pub fn new(rank: usize, precision: Precision, subgroups: bool, min_subgroup_size: u32, lanes_wanted: Option<u32>) -> Result<KernelShape> {
+        let k4 = rank.div_ceil(4) as u32;
+        let lanes = if !subgroups {
+            if let Some(l) = lanes_wanted {
+                return Err(Error::InvalidParameter(format!(
+                    "--lanes-per-rating {l} needs subgroups, which this adapter (or --no-subgroups) rules out"
+                )));
+            }
+            WORKGROUP_MODE_WG
+        } else {
+            // Subgroup sizes are powers of two; round down defensively all the same.
+            let widest = 1u32 << (31 - min_subgroup_size.max(1).leading_zeros());
+            match lanes_wanted {
+                Some(l) if l == 0 || !l.is_power_of_two() || l > widest => {
+                    return Err(Error::InvalidParameter(format!(
+                        "--lanes-per-rating {l}: must be a power of two from 1 to the smallest subgroup size, {widest}"
+                    )))
+                }
+                Some(l) => l,
+                None => k4.max(1).next_power_of_two().min(widest),
+            }
+        };
+        Ok(KernelShape { rank, precision, subgroups, lanes })
+    }
+
     /// vec4s per factor row.
     pub fn k4(&self) -> u32 {
         self.rank.div_ceil(4) as u32
@@ -36,29 +66,25 @@ impl KernelShape {
         if self.subgroups { SUBGROUP_MODE_WG } else { WORKGROUP_MODE_WG }
     }
 
-    /// Lanes in one group.
-    pub fn group_width(&self) -> u32 {
-        if self.subgroups { self.min_subgroup_size.max(1) } else { WORKGROUP_MODE_WG }
-    }
-
-    /// Ratings handled at once by one workgroup.
-    pub fn groups_per_workgroup(&self) -> u32 {
-        self.workgroup_size() / self.group_width()
+    /// Ratings one workgroup works on at once.
+    pub fn ratings_per_workgroup(&self) -> u32 {
+        self.workgroup_size() / self.lanes
     }
 
     /// The full WGSL source.
     pub fn source(&self) -> String {
         let k4 = self.k4();
-        let chunks = k4.div_ceil(self.group_width());
+        let chunks = k4.div_ceil(self.lanes);
         let (enable, factor) = match self.precision {
             Precision::F32 => ("", "vec4<f32>"),
             Precision::F16 => ("enable f16;\n", "vec4<f16>"),
         };
         let prelude = if self.subgroups { GROUP_SUBGROUP_WGSL } else { GROUP_WORKGROUP_WGSL };
         format!(
-            "{enable}// generated header: rank {rank}, {precision:?}\nalias Factor = {factor};\nconst K4: u32 = {k4}u;\nconst CHUNKS: u32 = {chunks}u;\nconst WG: u32 = {wg}u;\n\n{prelude}\n{SGD_WGSL}",
+            "{enable}// generated header: rank {rank}, {precision:?}, {lanes} lanes per rating\nalias Factor = {factor};\nconst K4: u32 = {k4}u;\nconst LANES: u32 = {lanes}u;\nconst CHUNKS: u32 = {chunks}u;\nconst WG: u32 = {wg}u;\n\n{prelude}\n{SGD_WGSL}",
             rank = self.rank,
             precision = self.precision,
+            lanes = self.lanes,
             wg = self.workgroup_size(),
         )
     }

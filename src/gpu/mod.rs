@@ -55,12 +55,26 @@ pub struct GpuOptions {
     pub user_block_rows: Option<usize>,
     /// Workgroups per update dispatch (default: enough groups to hide memory latency).
     pub workgroups: Option<u32>,
+    /// Lanes of a subgroup per rating (default: the fewest that hold a row in one vec4 each).
+    pub lanes_per_rating: Option<u32>,
+    /// Ratings updated at once, at most (default: [`default_in_flight`]).
+    pub in_flight: Option<u32>,
 }
 
 impl Default for GpuOptions {
     fn default() -> Self {
-        GpuOptions { precision: Precision::F32, subgroups: true, max_binding_bytes: None, user_block_rows: None, workgroups: None }
+        GpuOptions { precision: Precision::F32, subgroups: true, max_binding_bytes: None, user_block_rows: None, workgroups: None, lanes_per_rating: None, in_flight: None }
     }
+}
+
+/// Ratings updated at once by default, for blocks of `users` × `items` rows: m·n/(m+n), the
+/// number at which a rating expects about one other in flight to share its user or item row.
+/// Hogwild needs such conflicts to stay rare, and the ratings' order is fixed at upload, so on a
+/// small problem the same pairs would collide every epoch and bias the result (the 3×3 lab
+/// matrix runs one rating at a time). Netflix-sized problems still fill the GPU (about 17,000).
+pub fn default_in_flight(users: usize, items: usize) -> u32 {
+    let (m, n) = (users.max(1) as f64, items.max(1) as f64);
+    ((m * n / (m + n)).floor() as u64).clamp(1, u32::MAX as u64) as u32
 }
 
 /// Workgroups per evaluation dispatch; also the number of partial sums.
@@ -78,7 +92,7 @@ struct ParamsUniform {
     use_biases: u32,
     clip_low: f32,
     clip_high: f32,
-    _pad: u32,
+    max_groups: u32,
 }
 
 /// One block of factor rows and their biases on the GPU.
@@ -86,6 +100,51 @@ struct Block {
     factors: wgpu::Buffer,
     bias: wgpu::Buffer,
     rows: usize,
+}
+
+/// Timestamps written at the start and end of an epoch's pass, to time the kernels on the
+/// device's own clock (the host's clock adds submission and the wait).
+struct KernelTimer {
+    queries: wgpu::QuerySet,
+    resolved: wgpu::Buffer,
+    readback: wgpu::Buffer,
+    nanoseconds_per_tick: f64,
+}
+
+impl KernelTimer {
+    fn new(gpu: &Gpu) -> Result<KernelTimer> {
+        gpu.scoped("creating the kernel timer", || KernelTimer {
+            queries: gpu.device.create_query_set(&wgpu::QuerySetDescriptor { label: Some("epoch timestamps"), ty: wgpu::QueryType::Timestamp, count: 2 }),
+            resolved: gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("resolved timestamps"),
+                size: 16,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            }),
+            readback: gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("timestamp readback"),
+                size: 16,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }),
+            nanoseconds_per_tick: gpu.queue.get_timestamp_period() as f64,
+        })
+    }
+
+    fn writes(&self) -> wgpu::ComputePassTimestampWrites<'_> {
+        wgpu::ComputePassTimestampWrites { query_set: &self.queries, beginning_of_pass_write_index: Some(0), end_of_pass_write_index: Some(1) }
+    }
+
+    fn encode_resolve(&self, encoder: &mut wgpu::CommandEncoder) {
+        encoder.resolve_query_set(&self.queries, 0..2, &self.resolved, 0);
+        encoder.copy_buffer_to_buffer(&self.resolved, 0, &self.readback, 0, 16);
+    }
+
+    /// Seconds between the two timestamps, once the resolve has run.
+    fn seconds(&self, solver: &GpuSolver) -> Result<f64> {
+        let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&solver.map_and_read(&self.readback, 16)?);
+        Ok(ticks[1].saturating_sub(ticks[0]) as f64 * self.nanoseconds_per_tick * 1e-9)
+    }
 }
 
 /// A window's ratings on the GPU, bound with its blocks.
@@ -108,6 +167,7 @@ pub struct GpuSolver {
     train_windows: Vec<GpuWindow>,
     test_windows: Vec<GpuWindow>,
     update_workgroups: u32,
+    timer: Option<KernelTimer>,
     /// The model's non-factor parts, completed by the read-back.
     template: Model,
     seed: u64,
@@ -118,13 +178,16 @@ pub struct GpuSolver {
 
 impl GpuSolver {
     pub fn new(problem: &Problem, model: Model, params: &Params, options: &GpuOptions) -> Result<GpuSolver> {
+        for (flag, value) in [("--in-flight", options.in_flight), ("--workgroups", options.workgroups), ("--lanes-per-rating", options.lanes_per_rating)] {
+            if value == Some(0) {
+                return Err(Error::InvalidParameter(format!("{flag} must be at least 1")));
+            }
+        }
+        if options.user_block_rows == Some(0) {
+            return Err(Error::InvalidParameter("--user-block-rows must be at least 1".into()));
+        }
         let gpu = Gpu::open(options.precision == Precision::F16, options.subgroups)?;
-        let shape = KernelShape {
-            rank: params.rank,
-            precision: options.precision,
-            subgroups: gpu.subgroups,
-            min_subgroup_size: gpu.adapter.subgroup_min_size,
-        };
+        let shape = KernelShape::new(params.rank, options.precision, gpu.subgroups, gpu.adapter.subgroup_min_size, options.lanes_per_rating)?;
         if gpu.limits.max_storage_buffers_per_shader_stage < 6 {
             return Err(Error::Gpu(format!(
                 "{} allows {} storage buffers per shader stage; the kernel needs 6",
@@ -158,7 +221,7 @@ impl GpuSolver {
             use_biases: params.biases as u32,
             clip_low: lo.max(f32::MIN),
             clip_high: hi.min(f32::MAX),
-            _pad: 0,
+            max_groups: options.in_flight.unwrap_or_else(|| default_in_flight(m.min(plan.user_rows), n.min(plan.item_rows))).max(1),
         };
         let what = format!(
             "allocating {:.2} GiB of GPU buffers ({} ratings, {} users x {} items, rank {}, {:?})",
@@ -228,14 +291,19 @@ impl GpuSolver {
             train_windows: Vec::new(),
             test_windows: Vec::new(),
             update_workgroups: 0,
+            timer: None,
             template: model,
             seed: params.seed,
             buffer_bytes: needed,
             max_window_ratings: max_ratings,
         };
+        if solver.gpu.timestamps {
+            solver.timer = Some(KernelTimer::new(&solver.gpu)?);
+        }
         solver.train_windows = solver.upload_windows(&train_windows, "train ratings")?;
         solver.test_windows = solver.upload_windows(&test_windows, "test ratings")?;
-        let cap = options.workgroups.unwrap_or(UPDATE_WORKGROUPS).max(1);
+        let in_flight_workgroups = solver.uniform.max_groups.div_ceil(solver.shape.ratings_per_workgroup());
+        let cap = options.workgroups.unwrap_or(UPDATE_WORKGROUPS).min(in_flight_workgroups).max(1);
         solver.update_workgroups = solver.workgroups_for(train_windows.iter().map(|w| w.ratings.len()).max().unwrap_or(1), cap);
         Ok(solver)
     }
@@ -259,7 +327,7 @@ impl GpuSolver {
 
     /// Workgroups to cover `ratings` with one group each, at most `cap` (grid-stride beyond).
     fn workgroups_for(&self, ratings: usize, cap: u32) -> u32 {
-        let needed = ratings.div_ceil(self.shape.groups_per_workgroup() as usize).max(1);
+        let needed = ratings.div_ceil(self.shape.ratings_per_workgroup() as usize).max(1);
         (needed as u64).min(cap as u64).min(self.gpu.limits.max_compute_workgroups_per_dimension as u64) as u32
     }
 
@@ -424,30 +492,40 @@ impl Solver for GpuSolver {
     fn name(&self) -> String {
         let adapter = self.gpu.adapter.name.split(" (").next().unwrap_or(&self.gpu.adapter.name);
         format!(
-            "gpu ({}, {}, {:?}, {})",
+            "gpu ({}, {}, {:?}, {}, {} in flight)",
             adapter,
             self.gpu.adapter.backend,
             self.shape.precision,
-            if self.shape.subgroups { format!("subgroups of {}", self.gpu.adapter.subgroup_min_size) } else { "workgroup reduction".into() }
+            if self.shape.subgroups {
+                format!("{} lanes per rating, subgroups of {}", self.shape.lanes, self.gpu.adapter.subgroup_min_size)
+            } else {
+                "workgroup reduction".into()
+            },
+            self.uniform.max_groups
         )
     }
 
-    fn run_epoch(&mut self, epoch: usize, lr: f32) -> Result<()> {
+    fn run_epoch(&mut self, epoch: usize, lr: f32) -> Result<Option<f64>> {
         self.uniform.learning_rate = lr;
         self.gpu.queue.write_buffer(&self.params_buffer, 0, bytemuck::bytes_of(&self.uniform));
         let mut order: Vec<usize> = (0..self.train_windows.len()).collect();
         order.shuffle(&mut ChaCha8Rng::seed_from_u64(self.seed.wrapping_add(epoch as u64)));
         let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
         {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("sgd epoch"), timestamp_writes: None });
+            let timestamp_writes = self.timer.as_ref().map(KernelTimer::writes);
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("sgd epoch"), timestamp_writes });
             pass.set_pipeline(&self.pipelines.update);
             for &w in &order {
                 pass.set_bind_group(0, &self.train_windows[w].bind_group, &[]);
                 pass.dispatch_workgroups(self.update_workgroups, 1, 1);
             }
         }
+        if let Some(timer) = &self.timer {
+            timer.encode_resolve(&mut encoder);
+        }
         self.gpu.queue.submit([encoder.finish()]);
-        self.gpu.wait()
+        self.gpu.wait()?;
+        self.timer.as_ref().map(|t| t.seconds(self)).transpose()
     }
 
     fn evaluate(&mut self) -> Result<(ErrorSums, Option<ErrorSums>)> {

@@ -86,6 +86,8 @@ fn score(r: Rating, live: bool, ids: GroupIds) -> f32 {
     return s;
 }
 
+// One rating's chain of memory latencies is kept short: the next rating is read while this one
+// is worked on, and the biases are read beside the rows, before the reduction.
 @compute @workgroup_size(WG)
 fn sgd_update(ids: GroupIds) {
     let lane = group_lane(ids);
@@ -96,27 +98,31 @@ fn sgd_update(ids: GroupIds) {
     let g = group_id(ids);
     let groups = min(group_total(ids), params.max_groups);
     let first = g - group_offset(ids);
+    var next = Rating(0u, 0u, 0.0);
+    if (g < groups && g < count) {
+        next = ratings[g];
+    }
     for (var base = first; first < groups && base < count; base += groups) {
         let i = base + group_offset(ids);
         let live = g < groups && i < count;
-        var r = Rating(0u, 0u, 0.0);
-        var rows: Rows;
-        if (live) {
-            r = ratings[i];
-            rows = load_rows(r.user, r.item, lane);
+        let r = next;
+        if (live && i + groups < count) {
+            next = ratings[i + groups];
         }
-        var prediction = params.mean + group_sum(rows.dot, ids);
+        var rows: Rows;
+        var bu = 0.0;
+        var bi = 0.0;
+        if (live) {
+            rows = load_rows(r.user, r.item, lane);
+            if (biases) {
+                bu = user_bias[r.user];
+                bi = item_bias[r.item];
+            }
+        }
+        let e = r.value - (params.mean + bu + bi + group_sum(rows.dot, ids));
         if (!live) {
             continue;
         }
-        var bu = 0.0;
-        var bi = 0.0;
-        if (biases) {
-            bu = user_bias[r.user];
-            bi = item_bias[r.item];
-            prediction += bu + bi;
-        }
-        let e = r.value - prediction;
         for (var c = 0u; c < CHUNKS; c++) {
             let f = lane + c * LANES;
             if (f < K4) {

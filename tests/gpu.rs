@@ -93,7 +93,9 @@ fn ratings_in_flight_stay_few_beside_the_rows_they_touch() {
 #[test]
 fn a_broken_shader_fails_validation() {
     let shape = KernelShape::new(8, Precision::F32, true, 32, None).unwrap();
-    let broken = shape.source().replace("let e = r.value - prediction;", "let e = r.value - undefined_name;");
+    let source = shape.source();
+    let broken = source.replace("let e = r.value - (", "let e = undefined_name - (");
+    assert_ne!(broken, source, "the test's edit must hit the kernel");
     assert!(naga::front::wgsl::parse_str(&broken).is_err());
 }
 

@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""One table from the runs of scripts/h100_bench.sh: every `gpumf bench --json` file under
+OUT/runs, and cuMF_SGD's log OUT/cumf.txt when there is one.
+
+usage: bench_table.py OUT EPOCHS
+
+Per row: host seconds per epoch and the kernels' own (GPU timestamps), updates/s on each
+clock, GB/s at the least traffic per update, the final test RMSE, whether it fell every epoch,
+and the ratio to cuMF_SGD at rank 128.
+"""
+import json
+import os
+import re
+import sys
+
+
+def load_rows(out):
+    rows = []
+    runs = os.path.join(out, "runs")
+    for name in sorted(os.listdir(runs)) if os.path.isdir(runs) else []:
+        path = os.path.join(runs, name)
+        if not name.endswith(".json"):
+            continue
+        if os.path.getsize(path) == 0:
+            err = path[: -len(".json")] + ".err"
+            lines = [l for l in open(err).read().splitlines() if l.startswith("error")] if os.path.exists(err) else []
+            print(f"{name[:-5]}: no result: {lines[-1] if lines else 'see ' + err}", file=sys.stderr)
+            continue
+        try:
+            for row in json.load(open(path)):
+                row["run"] = name[: -len(".json")]
+                rows.append(row)
+        except json.JSONDecodeError as e:
+            print(f"{path}: not JSON ({e}); see {path[:-5]}.err", file=sys.stderr)
+    return rows
+
+
+def cumf_result(out, epochs):
+    path = os.path.join(out, "cumf.txt")
+    if not os.path.exists(path):
+        return None
+    text = open(path).read()
+    wall = re.search(r"GPUMF_TIMING.*?wall_s=([0-9.]+)", text)
+    nnz = re.search(r"GPUMF_TIMING.*?nnz=([0-9]+)", text)
+    rmse = re.search(r"RMSE = ([0-9.]+)", text)
+    if not wall:
+        return None
+    seconds = float(wall.group(1))
+    ratings = int(nnz.group(1)) if nnz else None
+    return dict(seconds_per_epoch=seconds / epochs, ratings=ratings, rmse=float(rmse.group(1)) if rmse else None)
+
+
+def falls_every_epoch(history):
+    values = [h["test_rmse"] for h in history if h.get("test_rmse") is not None]
+    return all(b < a for a, b in zip(values, values[1:]))
+
+
+def main():
+    out, epochs = sys.argv[1], int(sys.argv[2])
+    rows = load_rows(out)
+    cumf = cumf_result(out, epochs)
+    cumf_rate = None
+    if cumf and cumf["ratings"]:
+        cumf_rate = cumf["ratings"] / cumf["seconds_per_epoch"]
+    header = f"{'run':22}{'backend':>8}{'rank':>5}{'epochs':>7}{'s/epoch':>9}{'kernel s':>9}{'G upd/s':>8}{'kernel G/s':>11}{'GB/s':>7}{'RMSE':>8}{'falls':>6}{'/cuMF':>7}"
+    print(header)
+    for r in rows:
+        kernel = r.get("kernel_seconds_per_epoch")
+        kernel_rate = r["ratings"] / kernel if kernel else None
+        precision = "f16" if "F16" in r["backend"] else "f32"
+        ratio = f"{r['updates_per_second'] / cumf_rate:.2f}" if cumf_rate and r["rank"] == 128 else "-"
+        print(
+            f"{r['run']:22}{('gpu-' + precision) if r['backend'].startswith('gpu') else r['backend'][:8]:>8}{r['rank']:>5}{r['epochs']:>7}"
+            f"{r['seconds_per_epoch']:>9.4f}{(f'{kernel:.4f}' if kernel else '-'):>9}{r['updates_per_second'] / 1e9:>8.2f}"
+            f"{(f'{kernel_rate / 1e9:.2f}' if kernel_rate else '-'):>11}{r['gigabytes_per_second']:>7.0f}"
+            f"{(r['test_rmse'] or float('nan')):>8.4f}{('yes' if falls_every_epoch(r['history']) else 'NO'):>6}{ratio:>7}"
+        )
+    if cumf:
+        rate = f"{cumf_rate / 1e9:8.2f}" if cumf_rate else f"{'-':>8}"
+        print(f"{'cumf_sgd':22}{'f16':>8}{128:>5}{epochs:>7}{cumf['seconds_per_epoch']:>9.4f}{'-':>9}{rate}{'-':>11}{'-':>7}{(cumf['rmse'] or float('nan')):>8.4f}")
+    for r in rows:
+        print(f"  {r['run']}: {r['backend']}")
+
+
+if __name__ == "__main__":
+    main()

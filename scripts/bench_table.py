@@ -62,7 +62,7 @@ def main():
     cumf_rate = None
     if cumf and cumf["ratings"]:
         cumf_rate = cumf["ratings"] / cumf["seconds_per_epoch"]
-    header = f"{'run':22}{'backend':>8}{'rank':>5}{'epochs':>7}{'s/epoch':>9}{'kernel s':>9}{'G upd/s':>8}{'kernel G/s':>11}{'GB/s':>7}{'RMSE':>8}{'falls':>6}{'/cuMF':>7}"
+    header = f"{'run':22}{'backend':>8}{'rank':>5}{'epochs':>7}{'set-up s':>9}{'s/epoch':>9}{'kernel s':>9}{'G upd/s':>8}{'kernel G/s':>11}{'GB/s':>7}{'RMSE':>8}{'falls':>6}{'/cuMF':>7}"
     print(header)
     for r in rows:
         kernel = r.get("kernel_seconds_per_epoch")
@@ -71,13 +71,13 @@ def main():
         ratio = f"{r['updates_per_second'] / cumf_rate:.2f}" if cumf_rate and r["rank"] == 128 else "-"
         print(
             f"{r['run']:22}{('gpu-' + precision) if r['backend'].startswith('gpu') else r['backend'][:8]:>8}{r['rank']:>5}{r['epochs']:>7}"
-            f"{r['seconds_per_epoch']:>9.4f}{(f'{kernel:.4f}' if kernel else '-'):>9}{r['updates_per_second'] / 1e9:>8.2f}"
+            f"{r.get('setup_seconds', float('nan')):>9.2f}{r['seconds_per_epoch']:>9.4f}{(f'{kernel:.4f}' if kernel else '-'):>9}{r['updates_per_second'] / 1e9:>8.2f}"
             f"{(f'{kernel_rate / 1e9:.2f}' if kernel_rate else '-'):>11}{r['gigabytes_per_second']:>7.0f}"
             f"{(r['test_rmse'] or float('nan')):>8.4f}{('yes' if falls_every_epoch(r['history']) else 'NO'):>6}{ratio:>7}"
         )
     if cumf:
         rate = f"{cumf_rate / 1e9:8.2f}" if cumf_rate else f"{'-':>8}"
-        print(f"{'cumf_sgd':22}{'f16':>8}{128:>5}{epochs:>7}{cumf['seconds_per_epoch']:>9.4f}{'-':>9}{rate}{'-':>11}{'-':>7}{(cumf['rmse'] or float('nan')):>8.4f}")
+        print(f"{'cumf_sgd':22}{'f16':>8}{128:>5}{epochs:>7}{'-':>9}{cumf['seconds_per_epoch']:>9.4f}{'-':>9}{rate}{'-':>11}{'-':>7}{(cumf['rmse'] or float('nan')):>8.4f}")
     for r in rows:
         print(f"  {r['run']}: {r['backend']}")
 

@@ -14,6 +14,7 @@ pub mod gpu;
 pub mod lab;
 pub mod metrics;
 pub mod model;
+mod rng;
 pub mod solver;
 pub mod svd;
 pub mod validate;

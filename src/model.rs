@@ -3,11 +3,14 @@
 use crate::data::{IdMap, Problem, UNKNOWN};
 use crate::error::{Error, Result};
 use ndarray::Array2;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
+use crate::rng::part_rng;
 use rand_distr::{Distribution, Normal};
+use rayon::prelude::*;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
+
+/// Rows of initial factors drawn from one generator stream.
+const INIT_BLOCK_ROWS: usize = 4096;
 
 /// Hyper-parameters of SGD training, the same for the CPU and the GPU.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -98,11 +101,19 @@ pub struct Model {
 impl Model {
     /// The seeded starting point shared by all backends: N(0, init_std) factors, zero biases.
     pub fn init(problem: &Problem, params: &Params) -> Model {
-        let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
         let normal = Normal::new(0.0f32, params.init_std).expect("init_std validated");
         let (m, n, k) = (problem.num_users(), problem.num_items(), params.rank);
-        let user_factors = Array2::from_shape_fn((m, k), |_| normal.sample(&mut rng));
-        let item_factors = Array2::from_shape_fn((n, k), |_| normal.sample(&mut rng));
+        // In parallel, blocks of rows each from their own stream (Netflix at rank 128 is 64M draws).
+        let random = |rows: usize, stream: u64| {
+            let mut a = Array2::<f32>::zeros((rows, k));
+            let values = a.as_slice_mut().expect("row-major");
+            values.par_chunks_mut(INIT_BLOCK_ROWS * k.max(1)).enumerate().for_each(|(b, block)| {
+                let mut rng = part_rng(params.seed, stream, b);
+                block.iter_mut().for_each(|x| *x = normal.sample(&mut rng));
+            });
+            a
+        };
+        let (user_factors, item_factors) = (random(m, 1), random(n, 2));
         let (lo, hi) = problem
             .train
             .iter()

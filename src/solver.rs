@@ -63,6 +63,8 @@ pub struct Trained {
     pub kernel_seconds: Option<f64>,
     /// Seconds from start to finish: set-up, epochs, evaluation and read-back.
     pub total_seconds: f64,
+    /// Seconds of set-up before the first epoch: initial model, shuffling, upload, compiling.
+    pub setup_seconds: f64,
     pub backend: String,
     /// Bytes the backend held in device buffers (0 on the CPU).
     pub device_bytes: u64,
@@ -85,6 +87,7 @@ pub fn make_solver<'a>(problem: &'a Problem, params: &Params, backend: &Backend)
 pub fn train(problem: &Problem, params: &Params, backend: &Backend, mut on_epoch: impl FnMut(&EpochReport)) -> Result<Trained> {
     let start = Instant::now();
     let mut solver = make_solver(problem, params, backend)?;
+    let setup_seconds = start.elapsed().as_secs_f64();
     let backend = solver.name();
     let mut history = Vec::with_capacity(params.epochs);
     let mut train_seconds = 0.0;
@@ -119,5 +122,5 @@ pub fn train(problem: &Problem, params: &Params, backend: &Backend, mut on_epoch
     let device_bytes = solver.device_bytes();
     let model = solver.into_model()?;
     let kernel_seconds = history.iter().map(|r| r.kernel_seconds).sum::<Option<f64>>();
-    Ok(Trained { model, history, train_seconds, kernel_seconds, total_seconds: start.elapsed().as_secs_f64(), backend, device_bytes })
+    Ok(Trained { model, history, train_seconds, kernel_seconds, total_seconds: start.elapsed().as_secs_f64(), setup_seconds, backend, device_bytes })
 }

@@ -22,6 +22,8 @@ pub struct BenchRow {
     pub updates_per_second: f64,
     /// The device's own clock over the update kernels alone (GPU timestamp queries).
     pub kernel_seconds_per_epoch: Option<f64>,
+    /// Set-up before the first epoch (shuffle, upload, kernel compilation), once per run.
+    pub setup_seconds: f64,
     /// Bytes one update moves at the least: the rating, both rows and biases read and written.
     pub bytes_per_update: f64,
     pub gigabytes_per_second: f64,
@@ -76,6 +78,7 @@ pub fn run(problem: &Problem, data: &str, params: &Params, backend: &Backend, ta
         seconds_per_epoch: t.train_seconds / epochs as f64,
         updates_per_second,
         kernel_seconds_per_epoch: t.kernel_seconds.map(|k| k / epochs as f64),
+        setup_seconds: t.setup_seconds,
         bytes_per_update: bytes,
         gigabytes_per_second: gbps,
         bandwidth_share: bandwidth_gbps.map(|b| gbps / b),
@@ -103,16 +106,17 @@ pub fn backend_named(name: &str, threads: usize, gpu: &GpuOptions) -> Option<Bac
 pub fn table(rows: &[BenchRow]) -> String {
     let w = rows.iter().map(|r| r.backend.chars().count()).max().unwrap_or(0).max(7);
     let mut s = format!(
-        "{:<w$} {:>10} {:>5} {:>10} {:>10} {:>10} {:>8} {:>8} {:>9} {:>9} {:>9}\n",
-        "backend", "ratings", "rank", "s/epoch", "kernel s", "updates/s", "GB/s", "RMSE", "to target", "RSS MiB", "GPU MiB"
+        "{:<w$} {:>10} {:>5} {:>9} {:>10} {:>10} {:>10} {:>8} {:>8} {:>9} {:>9} {:>9}\n",
+        "backend", "ratings", "rank", "set-up s", "s/epoch", "kernel s", "updates/s", "GB/s", "RMSE", "to target", "RSS MiB", "GPU MiB"
     );
     for r in rows {
         let opt = |v: Option<f64>, p: usize| v.map_or("-".into(), |x| format!("{x:.p$}"));
         s.push_str(&format!(
-            "{:<w$} {:>10} {:>5} {:>10.4} {:>10} {:>9.1}M {:>8.1} {:>8} {:>9} {:>9} {:>9.1}\n",
+            "{:<w$} {:>10} {:>5} {:>9.2} {:>10.4} {:>10} {:>9.1}M {:>8.1} {:>8} {:>9} {:>9} {:>9.1}\n",
             r.backend,
             r.ratings,
             r.rank,
+            r.setup_seconds,
             r.seconds_per_epoch,
             opt(r.kernel_seconds_per_epoch, 4),
             r.updates_per_second / 1e6,
@@ -128,11 +132,11 @@ pub fn table(rows: &[BenchRow]) -> String {
 
 /// Rows as CSV (no history), for tools.
 pub fn csv(rows: &[BenchRow]) -> String {
-    let mut s = String::from("backend,data,ratings,users,items,rank,epochs,seconds_per_epoch,kernel_seconds_per_epoch,updates_per_second,bytes_per_update,gigabytes_per_second,bandwidth_share,test_rmse,seconds_to_target,peak_rss_bytes,device_buffer_bytes\n");
+    let mut s = String::from("backend,data,ratings,users,items,rank,epochs,setup_seconds,seconds_per_epoch,kernel_seconds_per_epoch,updates_per_second,bytes_per_update,gigabytes_per_second,bandwidth_share,test_rmse,seconds_to_target,peak_rss_bytes,device_buffer_bytes\n");
     let opt = |v: Option<f64>| v.map_or(String::new(), |x| x.to_string());
     for r in rows {
         s.push_str(&format!(
-            "\"{}\",\"{}\",{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "\"{}\",\"{}\",{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             r.backend.replace('"', "'"),
             r.data.replace('"', "'"),
             r.ratings,
@@ -140,6 +144,7 @@ pub fn csv(rows: &[BenchRow]) -> String {
             r.items,
             r.rank,
             r.epochs,
+            r.setup_seconds,
             r.seconds_per_epoch,
             opt(r.kernel_seconds_per_epoch),
             r.updates_per_second,

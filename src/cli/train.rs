@@ -127,6 +127,7 @@ fn report(args: &TrainArgs, problem: &Problem, t: &Trained) -> anyhow::Result<()
             "train_loss": last.train_loss,
             "train_seconds": t.train_seconds,
             "kernel_seconds": t.kernel_seconds,
+            "setup_seconds": t.setup_seconds,
             "total_seconds": t.total_seconds,
             "seconds_per_epoch": t.train_seconds / epochs as f64,
             "updates_per_second": updates_per_second,

@@ -8,7 +8,7 @@
 //! up. Reshuffling every rating every epoch, by contrast, costs more than the epoch's updates.
 
 use super::{sgd_update, Step};
-use crate::data::Rating;
+use crate::data::{shuffled, Rating};
 use crate::model::Model;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -25,8 +25,8 @@ pub(super) struct Tiles {
 impl Tiles {
     /// Tiles of about `users / side` × `items / side` rows, with `side` growing with the threads
     /// so every thread always finds a tile to take.
-    pub(super) fn new(mut ratings: Vec<Rating>, users: usize, items: usize, threads: usize, seed: u64) -> Tiles {
-        ratings.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+    pub(super) fn new(ratings: &[Rating], users: usize, items: usize, threads: usize, seed: u64) -> Tiles {
+        let mut ratings = shuffled(ratings, seed);
         let side = (4 * threads).clamp(1, 64);
         let (user_rows, item_rows) = (users.div_ceil(side).max(1), items.div_ceil(side).max(1));
         let tile_of = |r: &Rating| (r.user as usize / user_rows) * side + r.item as usize / item_rows;

@@ -105,7 +105,7 @@ impl<'a> CpuSolver<'a> {
             CpuMode::Sequential => (problem.train.clone(), None),
             CpuMode::Hogwild { threads } => {
                 let tiles = pool.install(|| {
-                    hogwild::Tiles::new(problem.train.clone(), problem.num_users(), problem.num_items(), threads, params.seed)
+                    hogwild::Tiles::new(&problem.train, problem.num_users(), problem.num_items(), threads, params.seed)
                 });
                 (Vec::new(), Some(tiles))
             }

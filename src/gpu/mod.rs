@@ -14,7 +14,7 @@ pub use context::{list_adapters, AdapterSummary, Gpu};
 pub use kernel::{KernelShape, GROUP_SUBGROUP_WGSL, GROUP_WORKGROUP_WGSL, SGD_WGSL};
 pub use plan::{windows, BlockPlan, Window};
 
-use crate::data::{Problem, Rating};
+use crate::data::{shuffled, Problem, Rating};
 use crate::error::{Error, Result};
 use crate::metrics::ErrorSums;
 use crate::model::{Model, Params};
@@ -202,11 +202,9 @@ impl GpuSolver {
         let plan = BlockPlan::new(m, n, row_bytes, max_binding, options.user_block_rows)?;
         let max_ratings = (max_binding / std::mem::size_of::<Rating>() as u64) as usize;
 
-        let mut shuffled = problem.train.clone();
-        shuffled.shuffle(&mut ChaCha8Rng::seed_from_u64(params.seed ^ 0x0067_7075_6d66));
-        let train_windows = windows(&shuffled, &plan, max_ratings);
-        drop(shuffled);
-        let test_windows = windows(&problem.test, &plan, max_ratings);
+        let shuffled = shuffled(&problem.train, params.seed ^ 0x0067_7075_6d66);
+        let train_windows = windows(&shuffled, &plan, max_ratings, false);
+        let test_windows = windows(&problem.test, &plan, max_ratings, false);
 
         let needed = row_bytes * (m + n) as u64
             + 4 * (m + n) as u64
@@ -416,7 +414,7 @@ impl GpuSolver {
     pub fn predict(&self, ratings: &[Rating]) -> Result<Vec<f32>> {
         let max_ratings = self.max_window_ratings;
         let mut out = vec![0.0f32; ratings.len()];
-        for window in windows(ratings, &self.plan, max_ratings) {
+        for window in windows(ratings, &self.plan, max_ratings, true) {
             let size = 4 * window.ratings.len() as u64;
             let output = self.gpu.scoped("allocating prediction output", || {
                 self.gpu.device.create_buffer(&wgpu::BufferDescriptor {

@@ -5,7 +5,8 @@
 //! block of each and one window per `max_ratings` run; on drivers with 128 MiB bindings, or
 //! when `user_block_rows` asks for blocks that fit the cache, there are more.
 
-use crate::data::{Rating, UNKNOWN};
+use crate::data::{group_by_key, Rating, UNKNOWN};
+use std::borrow::Cow;
 use crate::error::{Error, Result};
 
 /// How users and items are cut into blocks of rows.
@@ -43,47 +44,54 @@ impl BlockPlan {
 
 /// A run of ratings within one user block and one item block, ids relative to the blocks.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Window {
+pub struct Window<'a> {
     pub user_block: usize,
     pub item_block: usize,
-    pub ratings: Vec<Rating>,
-    /// Where each rating stood in the input, to put results back in order.
+    /// Borrowed when the problem is one block (the ids need no change), else grouped anew.
+    pub ratings: Cow<'a, [Rating]>,
+    /// Where each rating stood in the input, to put results back in order (when asked for).
     pub origin: Vec<u32>,
 }
 
 /// Groups `ratings` by block pair, keeping their order within each, and cuts every group into
 /// runs of at most `max_ratings`. Cold entries ([`UNKNOWN`] side) go with the known side's block.
-pub fn windows(ratings: &[Rating], plan: &BlockPlan, max_ratings: usize) -> Vec<Window> {
-    let block_of = |r: &Rating| {
+/// `keep_origin` records each rating's index in `ratings` (for predictions; training needs none).
+pub fn windows<'a>(ratings: &'a [Rating], plan: &BlockPlan, max_ratings: usize, keep_origin: bool) -> Vec<Window<'a>> {
+    let max_ratings = max_ratings.max(1);
+    let tiles = plan.user_blocks * plan.item_blocks;
+    if tiles == 1 {
+        return ratings
+            .chunks(max_ratings)
+            .enumerate()
+            .map(|(k, run)| Window {
+                user_block: 0,
+                item_block: 0,
+                ratings: Cow::Borrowed(run),
+                origin: if keep_origin { (k * max_ratings..k * max_ratings + run.len()).map(|i| i as u32).collect() } else { Vec::new() },
+            })
+            .collect();
+    }
+    let tile_of = |r: &Rating| {
         let ub = if r.user == UNKNOWN { 0 } else { r.user as usize / plan.user_rows };
         let ib = if r.item == UNKNOWN { 0 } else { r.item as usize / plan.item_rows };
-        ub * plan.item_blocks + ib
+        (ub * plan.item_blocks + ib) as u32
     };
-    let tiles = plan.user_blocks * plan.item_blocks;
-    let mut counts = vec![0usize; tiles];
-    for r in ratings {
-        counts[block_of(r)] += 1;
-    }
-    let mut grouped: Vec<Vec<Rating>> = counts.iter().map(|&c| Vec::with_capacity(c)).collect();
-    let mut origins: Vec<Vec<u32>> = counts.iter().map(|&c| Vec::with_capacity(c)).collect();
-    for (index, r) in ratings.iter().enumerate() {
-        let t = block_of(r);
-        let local = |id: u32, rows: usize| if id == UNKNOWN { UNKNOWN } else { (id as usize % rows) as u32 };
-        grouped[t].push(Rating { user: local(r.user, plan.user_rows), item: local(r.item, plan.item_rows), value: r.value });
-        origins[t].push(index as u32);
-    }
-    let max_ratings = max_ratings.max(1);
+    let keys = |_: usize, chunk: &[Rating]| -> Vec<u32> { chunk.iter().map(tile_of).collect() };
+    let local = |id: u32, rows: usize| if id == UNKNOWN { UNKNOWN } else { (id as usize % rows) as u32 };
+    let grouped = group_by_key(ratings, tiles, keys, |_, r| Rating { user: local(r.user, plan.user_rows), item: local(r.item, plan.item_rows), value: r.value });
+    let origins = if keep_origin { group_by_key(ratings, tiles, keys, |i, _| i as u32) } else { vec![Vec::new(); tiles] };
     let mut out = Vec::new();
     for (t, (group, origin)) in grouped.into_iter().zip(origins).enumerate() {
         let (user_block, item_block) = (t / plan.item_blocks, t % plan.item_blocks);
         if group.len() <= max_ratings {
             if !group.is_empty() {
-                out.push(Window { user_block, item_block, ratings: group, origin });
+                out.push(Window { user_block, item_block, ratings: Cow::Owned(group), origin });
             }
             continue;
         }
-        for (run, from) in group.chunks(max_ratings).zip(origin.chunks(max_ratings)) {
-            out.push(Window { user_block, item_block, ratings: run.to_vec(), origin: from.to_vec() });
+        for (k, run) in group.chunks(max_ratings).enumerate() {
+            let from = if keep_origin { origin[k * max_ratings..][..run.len()].to_vec() } else { Vec::new() };
+            out.push(Window { user_block, item_block, ratings: Cow::Owned(run.to_vec()), origin: from });
         }
     }
     out
@@ -102,7 +110,8 @@ mod tests {
         let plan = BlockPlan::new(10, 5, 512, 1 << 20, None).unwrap();
         assert_eq!((plan.user_blocks, plan.item_blocks), (1, 1));
         let ratings = vec![r(0, 1), r(9, 4), r(3, 3)];
-        let w = windows(&ratings, &plan, 100);
+        let w = windows(&ratings, &plan, 100, false);
+        assert!(matches!(w[0].ratings, Cow::Borrowed(_)), "one block: no copy");
         assert_eq!(w.len(), 1);
         assert_eq!(w[0].ratings, ratings);
     }
@@ -114,7 +123,7 @@ mod tests {
         assert_eq!(plan, BlockPlan { user_rows: 4, item_rows: 4, user_blocks: 3, item_blocks: 2 });
         assert_eq!(plan.user_block_len(2, 10), 2);
         let ratings: Vec<Rating> = (0..10).flat_map(|u| (0..7).map(move |i| r(u, i))).collect();
-        let w = windows(&ratings, &plan, 5);
+        let w = windows(&ratings, &plan, 5, true);
         let mut seen = Vec::new();
         for win in &w {
             assert!(win.ratings.len() <= 5);
@@ -131,7 +140,8 @@ mod tests {
     #[test]
     fn cold_entries_keep_unknown_and_join_the_known_block() {
         let plan = BlockPlan::new(8, 8, 16, 64, None).unwrap();
-        let w = windows(&[r(UNKNOWN, 6), r(5, UNKNOWN)], &plan, 10);
+        let cold = [r(UNKNOWN, 6), r(5, UNKNOWN)];
+        let w = windows(&cold, &plan, 10, true);
         assert_eq!(w.len(), 2);
         assert_eq!((w[0].user_block, w[0].item_block, w[0].ratings[0].user, w[0].ratings[0].item), (0, 1, UNKNOWN, 2));
         assert_eq!((w[1].user_block, w[1].item_block, w[1].ratings[0].user, w[1].ratings[0].item), (1, 0, 1, UNKNOWN));

@@ -1,0 +1,153 @@
+//! Seeded, parallel reordering of large rating arrays: a stable grouping by key, and a shuffle
+//! built on it.
+//!
+//! Shuffling 100M ratings one swap at a time takes seconds, every swap a cache miss, on one
+//! core. Scattering them first into buckets of a cache's size, in parallel, then shuffling each
+//! bucket on its own gives a uniformly random order too (each element's bucket is uniform and
+//! each bucket's order is uniform), and runs on every core from cache. The work is cut into
+//! chunks of a fixed size, each with its own seeded generator, so the result depends on the
+//! seed alone, not on the number of threads.
+
+use crate::rng::part_rng;
+use rand::seq::SliceRandom;
+use rand::Rng;
+use rayon::prelude::*;
+
+/// Elements per chunk of the parallel passes.
+const CHUNK: usize = 1 << 18;
+/// Elements per bucket of the shuffle, on average: 64 Ki ratings are 768 KiB, in L2.
+const BUCKET: usize = 1 << 16;
+
+/// Splits `items` into `groups` by key, keeping their order within each group. `keys` gives the
+/// keys (each below `groups`) of one chunk, from the chunk's index and contents; `map` turns an
+/// element, with its index in `items`, into what its group stores.
+pub fn group_by_key<T, U>(
+    items: &[T],
+    groups: usize,
+    keys: impl Fn(usize, &[T]) -> Vec<u32> + Sync,
+    map: impl Fn(usize, &T) -> U + Sync,
+) -> Vec<Vec<U>>
+where
+    T: Sync,
+    U: Copy + Send + Sync,
+{
+    scatter(items, groups, keys, map).into_par_iter().map(|parts| parts.concat()).collect()
+}
+
+/// The work of [`group_by_key`] before the last copy: each group as its chunks' parts, in order.
+fn scatter<T, U>(items: &[T], groups: usize, keys: impl Fn(usize, &[T]) -> Vec<u32> + Sync, map: impl Fn(usize, &T) -> U + Sync) -> Vec<Vec<Vec<U>>>
+where
+    T: Sync,
+    U: Copy + Send + Sync,
+{
+    let parts: Vec<Vec<Vec<U>>> = items
+        .par_chunks(CHUNK)
+        .enumerate()
+        .map(|(c, chunk)| {
+            let keys = keys(c, chunk);
+            debug_assert_eq!(keys.len(), chunk.len());
+            let mut counts = vec![0usize; groups];
+            for &k in &keys {
+                counts[k as usize] += 1;
+            }
+            let mut out: Vec<Vec<U>> = counts.iter().map(|&n| Vec::with_capacity(n)).collect();
+            for (j, (x, &k)) in chunk.iter().zip(&keys).enumerate() {
+                out[k as usize].push(map(c * CHUNK + j, x));
+            }
+            out
+        })
+        .collect();
+    let mut by_group: Vec<Vec<Vec<U>>> = (0..groups).map(|_| Vec::with_capacity(parts.len())).collect();
+    for chunk_parts in parts {
+        for (g, part) in chunk_parts.into_iter().enumerate() {
+            by_group[g].push(part);
+        }
+    }
+    by_group
+}
+
+/// A seeded random permutation of `items`, computed in parallel.
+pub fn shuffled<T: Copy + Send + Sync>(items: &[T], seed: u64) -> Vec<T> {
+    let buckets = (items.len() / BUCKET).max(1);
+    if buckets == 1 {
+        let mut out = items.to_vec();
+        out.shuffle(&mut part_rng(seed, 1, 0));
+        return out;
+    }
+    let groups = scatter(
+        items,
+        buckets,
+        |c, chunk| {
+            let mut rng = part_rng(seed, 0, c);
+            chunk.iter().map(|_| rng.random_range(0..buckets as u32)).collect()
+        },
+        |_, x| *x,
+    );
+    // Fill the output in parallel: each bucket owns a disjoint slice of it.
+    let mut out: Vec<T> = Vec::with_capacity(items.len());
+    out.par_extend(rayon::iter::repeat_n(items[0], items.len()));
+    let mut slices = Vec::with_capacity(groups.len());
+    let mut rest = out.as_mut_slice();
+    for parts in &groups {
+        let (head, tail) = rest.split_at_mut(parts.iter().map(Vec::len).sum());
+        slices.push(head);
+        rest = tail;
+    }
+    slices.into_par_iter().zip(groups).enumerate().for_each(|(b, (slice, parts))| {
+        let mut at = 0;
+        for part in parts {
+            slice[at..at + part.len()].copy_from_slice(&part);
+            at += part.len();
+        }
+        slice.shuffle(&mut part_rng(seed, 1, b));
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grouping_keeps_the_order_within_each_group() {
+        let items: Vec<u32> = (0..(3 * CHUNK as u32 + 17)).collect();
+        let groups = group_by_key(&items, 3, |_, chunk| chunk.iter().map(|x| x % 3).collect(), |i, x| (i as u32, *x));
+        assert_eq!(groups.len(), 3);
+        for (g, group) in groups.iter().enumerate() {
+            assert!(group.iter().all(|&(i, x)| i == x && x % 3 == g as u32));
+            assert!(group.windows(2).all(|w| w[0].0 < w[1].0), "order kept in group {g}");
+        }
+        assert_eq!(groups.iter().map(Vec::len).sum::<usize>(), items.len());
+    }
+
+    #[test]
+    fn shuffling_is_a_seeded_permutation() {
+        for n in [0, 1, 5, BUCKET - 1, 5 * BUCKET + 123] {
+            let items: Vec<u32> = (0..n as u32).collect();
+            let a = shuffled(&items, 7);
+            assert_eq!(a, shuffled(&items, 7), "same seed, same order (n = {n})");
+            let mut sorted = a.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, items, "a permutation (n = {n})");
+            if n > 100 {
+                assert_ne!(a, shuffled(&items, 8), "another seed, another order");
+                let fixed = a.iter().enumerate().filter(|&(i, &x)| i as u32 == x).count();
+                assert!(fixed < n / 50, "{fixed} of {n} elements stayed in place");
+            }
+        }
+    }
+
+    #[test]
+    fn every_position_is_reached_evenly() {
+        // Where element 0 of 5 buckets' worth lands, over many seeds: about uniform over the
+        // five fifths of the output, not stuck near the start.
+        let n = 5 * BUCKET;
+        let items: Vec<u32> = (0..n as u32).collect();
+        let mut fifths = [0usize; 5];
+        for seed in 0..200 {
+            let pos = shuffled(&items, seed).iter().position(|&x| x == 0).unwrap();
+            fifths[pos * 5 / n] += 1;
+        }
+        assert!(fifths.iter().all(|&c| (20..=60).contains(&c)), "{fifths:?}");
+    }
+}

@@ -86,6 +86,19 @@ fn score(r: Rating, live: bool, ids: GroupIds) -> f32 {
     return s;
 }
 
+// The rating at i, or an empty one past the end (its group then only joins the reduction).
+fn rating_at(i: u32, count: u32) -> Rating {
+    if (i < count) {
+        return ratings[i];
+    }
+    return Rating(0u, 0u, 0.0);
+}
+
+// The score as a prediction: clipped to the training ratings' range.
+fn clipped_score(r: Rating, live: bool, ids: GroupIds) -> f32 {
+    return clamp(score(r, live, ids), params.clip_low, params.clip_high);
+}
+
 // One rating's chain of memory latencies is kept short: the next rating is read while this one
 // is worked on, and the biases are read beside the rows, before the reduction.
 @compute @workgroup_size(WG)
@@ -149,11 +162,9 @@ fn evaluate(ids: GroupIds) {
     let groups = group_total(ids);
     for (var base = group_id(ids) - group_offset(ids); base < count; base += groups) {
         let i = base + group_offset(ids);
-        let live = i < count;
-        var r = Rating(0u, 0u, 0.0);
-        if (live) { r = ratings[i]; }
-        let e = r.value - clamp(score(r, live, ids), params.clip_low, params.clip_high);
-        if (live && group_lane(ids) == 0u) {
+        let r = rating_at(i, count);
+        let e = r.value - clipped_score(r, i < count, ids);
+        if (i < count && group_lane(ids) == 0u) {
             sums += vec2<f32>(e * e, abs(e));
         }
     }
@@ -201,11 +212,8 @@ fn predict(ids: GroupIds) {
     let groups = group_total(ids);
     for (var base = group_id(ids) - group_offset(ids); base < count; base += groups) {
         let i = base + group_offset(ids);
-        let live = i < count;
-        var r = Rating(0u, 0u, 0.0);
-        if (live) { r = ratings[i]; }
-        let s = clamp(score(r, live, ids), params.clip_low, params.clip_high);
-        if (live && group_lane(ids) == 0u) {
+        let s = clipped_score(rating_at(i, count), i < count, ids);
+        if (i < count && group_lane(ids) == 0u) {
             output[i] = s;
         }
     }

@@ -219,7 +219,7 @@ impl GpuSolver {
             use_biases: params.biases as u32,
             clip_low: lo.max(f32::MIN),
             clip_high: hi.min(f32::MAX),
-            max_groups: options.in_flight.unwrap_or_else(|| default_in_flight(m.min(plan.user_rows), n.min(plan.item_rows))).max(1),
+            max_groups: options.in_flight.unwrap_or_else(|| default_in_flight(m.min(plan.user_rows), n.min(plan.item_rows))),
         };
         let what = format!(
             "allocating {:.2} GiB of GPU buffers ({} ratings, {} users x {} items, rank {}, {:?})",

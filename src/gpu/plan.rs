@@ -6,8 +6,8 @@
 //! when `user_block_rows` asks for blocks that fit the cache, there are more.
 
 use crate::data::{group_by_key, Rating, UNKNOWN};
-use std::borrow::Cow;
 use crate::error::{Error, Result};
+use std::borrow::Cow;
 
 /// How users and items are cut into blocks of rows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -12,7 +12,7 @@ mod plan;
 
 pub use context::{list_adapters, AdapterSummary, Gpu};
 pub use kernel::{KernelShape, GROUP_SUBGROUP_WGSL, GROUP_WORKGROUP_WGSL, SGD_WGSL};
-pub use plan::{windows, BlockPlan, Window};
+pub use plan::{block_len, windows, BlockPlan, Window};
 
 use crate::data::{shuffled, Problem, Rating};
 use crate::error::{Error, Result};
@@ -236,7 +236,7 @@ impl GpuSolver {
                 (0..count)
                     .map(|b| {
                         let start = b * rows_per;
-                        let rows = rows_per.min(bias.len() - start);
+                        let rows = block_len(b, rows_per, bias.len());
                         let data = pack_rows(factors, start, rows, &shape);
                         Block {
                             factors: device.create_buffer_init(&wgpu::util::BufferInitDescriptor {

@@ -31,15 +31,11 @@ impl BlockPlan {
         let item_rows = rows_fit.min(items.max(1));
         Ok(BlockPlan { user_rows, item_rows, user_blocks: users.div_ceil(user_rows).max(1), item_blocks: items.div_ceil(item_rows).max(1) })
     }
+}
 
-    /// Rows in user block `b`.
-    pub fn user_block_len(&self, b: usize, users: usize) -> usize {
-        (users - b * self.user_rows).min(self.user_rows)
-    }
-
-    pub fn item_block_len(&self, b: usize, items: usize) -> usize {
-        (items - b * self.item_rows).min(self.item_rows)
-    }
+/// Rows in block `b` of `total` rows cut into blocks of `rows_per_block`: the last may be short.
+pub fn block_len(b: usize, rows_per_block: usize, total: usize) -> usize {
+    (total - b * rows_per_block).min(rows_per_block)
 }
 
 /// A run of ratings within one user block and one item block, ids relative to the blocks.
@@ -121,7 +117,7 @@ mod tests {
         // 16-byte rows, 64-byte bindings: 4 rows a block.
         let plan = BlockPlan::new(10, 7, 16, 64, None).unwrap();
         assert_eq!(plan, BlockPlan { user_rows: 4, item_rows: 4, user_blocks: 3, item_blocks: 2 });
-        assert_eq!(plan.user_block_len(2, 10), 2);
+        assert_eq!(block_len(2, plan.user_rows, 10), 2);
         let ratings: Vec<Rating> = (0..10).flat_map(|u| (0..7).map(move |i| r(u, i))).collect();
         let w = windows(&ratings, &plan, 5, true);
         let mut seen = Vec::new();

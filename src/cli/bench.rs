@@ -177,11 +177,12 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         bail!("--sizes sweeps synthetic data; it cannot be combined with --train");
     }
     let mut backends = Vec::new();
-    let have_gpu = !gpumf::gpu::list_adapters().is_empty();
+    // Enumerating adapters starts every Vulkan driver; a CPU-only bench need not.
+    let have_gpu = std::cell::OnceCell::new();
     for name in &args.backends {
         let backend = backend_named(name, threads, &gpu_options)
             .with_context(|| format!("--backends: unknown backend {name:?} (known: gpu, gpu-f16, hogwild, cpu)"))?;
-        if matches!(backend, gpumf::solver::Backend::Gpu(_)) && !have_gpu {
+        if matches!(backend, gpumf::solver::Backend::Gpu(_)) && !*have_gpu.get_or_init(|| !gpumf::gpu::list_adapters().is_empty()) {
             eprintln!("note: no GPU adapter found; skipping backend {name}");
             continue;
         }

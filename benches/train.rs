@@ -1,13 +1,14 @@
-//! One SGD epoch per backend on synthetic Netflix-shaped data, so a regression shows on any
-//! machine. Sizes from `GPUMF_BENCH_SIZES` (training ratings, comma-separated; default
+//! One SGD epoch per backend, and the set-up before the first (shuffle, initial factors,
+//! upload), on synthetic Netflix-shaped data, so a regression shows on any machine. Sizes from `GPUMF_BENCH_SIZES` (training ratings, comma-separated; default
 //! 100000,1000000), ranks from `GPUMF_BENCH_RANKS` (default 32,128). The GPU is benched when
 //! wgpu finds an adapter (lavapipe counts). Run: `cargo bench --bench train`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use gpumf::bench::{synthetic_problem, SyntheticSpec};
 use gpumf::cpu::CpuMode;
+use gpumf::data::shuffled;
 use gpumf::gpu::GpuOptions;
-use gpumf::model::Params;
+use gpumf::model::{Model, Params};
 use gpumf::solver::{make_solver, Backend};
 
 fn list(var: &str, default: &str) -> Vec<usize> {
@@ -32,6 +33,24 @@ fn bench(c: &mut Criterion) {
                     b.iter(|| solver.run_epoch(0, params.learning_rate).expect("epoch"))
                 });
             }
+        }
+    }
+    group.finish();
+
+    // Host-side work must not dominate a short training run (cuMF_SGD's epoch at Netflix size
+    // is 0.025 s on an H100), so the set-up is benched on its own.
+    let mut group = c.benchmark_group("set-up");
+    group.sample_size(10);
+    for size in list("GPUMF_BENCH_SIZES", "100000,1000000") {
+        let problem = synthetic_problem(&SyntheticSpec::netflix_scaled(size, 1)).expect("generates");
+        let params = Params { rank: 32, epochs: 1, ..Params::default() };
+        group.throughput(Throughput::Elements(problem.train.len() as u64));
+        group.bench_function(BenchmarkId::new("shuffle", format!("{size} ratings")), |b| b.iter(|| shuffled(&problem.train, params.seed)));
+        group.bench_function(BenchmarkId::new("initial factors", format!("{size} ratings, rank 32")), |b| b.iter(|| Model::init(&problem, &params)));
+        for (name, backend) in &backends {
+            group.bench_function(BenchmarkId::new(format!("{name} solver"), format!("{size} ratings, rank 32")), |b| {
+                b.iter(|| make_solver(&problem, &params, backend).expect("solver"))
+            });
         }
     }
     group.finish();

@@ -8,7 +8,7 @@
 //! up. Reshuffling every rating every epoch, by contrast, costs more than the epoch's updates.
 
 use super::{sgd_update, Step};
-use crate::data::{shuffled, Rating};
+use crate::data::{tiled, Rating};
 use crate::model::Model;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -26,21 +26,14 @@ impl Tiles {
     /// Tiles of about `users / side` × `items / side` rows, with `side` growing with the threads
     /// so every thread always finds a tile to take.
     pub(super) fn new(ratings: &[Rating], users: usize, items: usize, threads: usize, seed: u64) -> Tiles {
-        let mut ratings = shuffled(ratings, seed);
         let side = (4 * threads).clamp(1, 64);
         let (user_rows, item_rows) = (users.div_ceil(side).max(1), items.div_ceil(side).max(1));
-        let tile_of = |r: &Rating| (r.user as usize / user_rows) * side + r.item as usize / item_rows;
-        // Stable: within a tile and a user, the shuffled order of items is kept.
-        ratings.par_sort_by_key(|r| (tile_of(r), r.user));
-        let mut tiles = Vec::new();
-        let mut start = 0;
-        while start < ratings.len() {
-            let t = tile_of(&ratings[start]);
-            let len = ratings[start..].partition_point(|r| tile_of(r) == t);
-            tiles.push(start..start + len);
-            start += len;
-        }
-        Tiles { ratings, tiles }
+        let key = |r: &Rating| {
+            let (user_block, item_block) = (r.user as usize / user_rows, r.item as usize / item_rows);
+            ((user_block * side + item_block) as u32, (r.user as usize - user_block * user_rows) as u32)
+        };
+        let (ratings, tiles) = tiled(ratings, side * side, user_rows, key, seed ^ 0x7469_6c65);
+        Tiles { ratings, tiles: tiles.into_iter().filter(|t| !t.is_empty()).collect() }
     }
 
     pub(super) fn len(&self) -> usize {

@@ -8,7 +8,7 @@ mod write;
 
 pub use load::{load_ratings, parse_ratings, Format, LoadOptions, Loaded};
 pub use problem::{ColdStart, Problem};
-pub use shuffle::{group_by_key, shuffled};
+pub use shuffle::{group_by_key, shuffled, tiled};
 pub use split::{split_per_user, split_random};
 pub use write::{write_ratings, WriteFormat};
 

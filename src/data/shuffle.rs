@@ -1,5 +1,5 @@
 //! Seeded, parallel reordering of large rating arrays: a stable grouping by key, and a shuffle
-//! built on it.
+//! and a tiling built on it.
 //!
 //! Shuffling 100M ratings one swap at a time takes seconds, every swap a cache miss, on one
 //! core. Scattering them first into buckets of a cache's size, in parallel, then shuffling each
@@ -12,6 +12,7 @@ use crate::rng::part_rng;
 use rand::seq::SliceRandom;
 use rand::Rng;
 use rayon::prelude::*;
+use std::ops::Range;
 
 /// Elements per chunk of the parallel passes.
 const CHUNK: usize = 1 << 18;
@@ -104,6 +105,52 @@ pub fn shuffled<T: Copy + Send + Sync>(items: &[T], seed: u64) -> Vec<T> {
     out
 }
 
+/// `items` ordered by group, by row within a group, and at random within a row: tiles of
+/// ratings sorted by user, each user's items in a seeded random order. `key` gives an element's
+/// group (below `groups`) and its row in the group (below `rows`). Returns the ordered items and
+/// each group's range. Linear time (a scatter, then a counting sort per group), in parallel;
+/// a comparison sort of 100M ratings by a computed key took 20 s on 2 cores.
+pub fn tiled<T: Copy + Send + Sync>(items: &[T], groups: usize, rows: usize, key: impl Fn(&T) -> (u32, u32) + Sync, seed: u64) -> (Vec<T>, Vec<Range<usize>>) {
+    let Some(&first) = items.first() else {
+        return (Vec::new(), vec![0..0; groups]);
+    };
+    let parts = scatter(items, groups, |_, chunk| chunk.iter().map(|x| key(x).0).collect(), |_, x| *x);
+    let mut out: Vec<T> = Vec::with_capacity(items.len());
+    out.par_extend(rayon::iter::repeat_n(first, items.len()));
+    let mut slices = Vec::with_capacity(groups);
+    let mut ranges = Vec::with_capacity(groups);
+    let mut rest = out.as_mut_slice();
+    for group in &parts {
+        let len: usize = group.iter().map(Vec::len).sum();
+        let start = ranges.last().map_or(0, |r: &Range<usize>| r.end);
+        ranges.push(start..start + len);
+        let (head, tail) = rest.split_at_mut(len);
+        slices.push(head);
+        rest = tail;
+    }
+    slices.into_par_iter().zip(parts).enumerate().for_each(|(g, (slice, group))| {
+        // Row r's run is ends[r]..ends[r + 1] once placed.
+        let mut ends = vec![0usize; rows + 1];
+        for x in group.iter().flatten() {
+            ends[key(x).1 as usize + 1] += 1;
+        }
+        for r in 0..rows {
+            ends[r + 1] += ends[r];
+        }
+        let mut next = ends.clone();
+        for x in group.iter().flatten() {
+            let row = key(x).1 as usize;
+            slice[next[row]] = *x;
+            next[row] += 1;
+        }
+        let mut rng = part_rng(seed, 2, g);
+        for run in ends.windows(2).filter(|w| w[1] - w[0] > 1) {
+            slice[run[0]..run[1]].shuffle(&mut rng);
+        }
+    });
+    (out, ranges)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,6 +182,30 @@ mod tests {
                 assert!(fixed < n / 50, "{fixed} of {n} elements stayed in place");
             }
         }
+    }
+
+    #[test]
+    fn tiles_are_grouped_then_sorted_by_row_with_each_row_shuffled() {
+        // (group, row, serial): 3 groups of 50 rows, 40 elements a row, in scrambled order.
+        let items: Vec<(u32, u32, u32)> = (0..6000u32).map(|i| ((i * 7919) % 3, (i * 104_729) % 50, i)).collect();
+        let key = |x: &(u32, u32, u32)| (x.0, x.1);
+        let (out, ranges) = tiled(&items, 3, 50, key, 5);
+        assert_eq!(out.len(), items.len());
+        let mut sorted = out.iter().map(|x| x.2).collect::<Vec<_>>();
+        sorted.sort_unstable();
+        assert!(sorted.iter().copied().eq(0..6000), "a permutation");
+        assert_eq!(ranges.iter().map(|r| r.len()).sum::<usize>(), items.len());
+        for (g, range) in ranges.iter().enumerate() {
+            let tile = &out[range.clone()];
+            assert!(tile.iter().all(|x| x.0 == g as u32), "group {g} holds only its own");
+            assert!(tile.windows(2).all(|w| w[0].1 <= w[1].1), "group {g} sorted by row");
+        }
+        // Within a row, the input order is not kept: serials are not all increasing.
+        let rows_in_input_order = out.chunk_by(|a, b| key(a) == key(b)).filter(|run| run.windows(2).all(|w| w[0].2 < w[1].2)).count();
+        assert!(rows_in_input_order < 5, "{rows_in_input_order} of 150 rows kept the input order");
+        assert_eq!((out.clone(), ranges.clone()), tiled(&items, 3, 50, key, 5), "the seed fixes the order");
+        assert_ne!(out, tiled(&items, 3, 50, key, 6).0, "another seed, another order");
+        assert_eq!(tiled(&items[..0], 3, 50, key, 5), (Vec::new(), vec![0..0; 3]));
     }
 
     #[test]

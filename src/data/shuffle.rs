@@ -84,25 +84,40 @@ pub fn shuffled<T: Copy + Send + Sync>(items: &[T], seed: u64) -> Vec<T> {
         },
         |_, x| *x,
     );
-    // Fill the output in parallel: each bucket owns a disjoint slice of it.
-    let mut out: Vec<T> = Vec::with_capacity(items.len());
-    out.par_extend(rayon::iter::repeat_n(items[0], items.len()));
-    let mut slices = Vec::with_capacity(groups.len());
-    let mut rest = out.as_mut_slice();
-    for parts in &groups {
-        let (head, tail) = rest.split_at_mut(parts.iter().map(Vec::len).sum());
-        slices.push(head);
-        rest = tail;
-    }
-    slices.into_par_iter().zip(groups).enumerate().for_each(|(b, (slice, parts))| {
-        let mut at = 0;
-        for part in parts {
-            slice[at..at + part.len()].copy_from_slice(&part);
-            at += part.len();
+    let (out, _) = lay_out(groups, |b, parts, slice| {
+        for (to, from) in slice.iter_mut().zip(parts.iter().flatten()) {
+            *to = *from;
         }
         slice.shuffle(&mut part_rng(seed, 1, b));
     });
     out
+}
+
+/// The scattered groups laid out one after another in one vector, each group's slice filled
+/// from its parts by `fill(group, parts, slice)`, in parallel. Returns the vector and each
+/// group's range in it.
+fn lay_out<T: Copy + Send + Sync>(groups: Vec<Vec<Vec<T>>>, fill: impl Fn(usize, &[Vec<T>], &mut [T]) + Sync) -> (Vec<T>, Vec<Range<usize>>) {
+    let mut ranges = Vec::with_capacity(groups.len());
+    let mut end = 0;
+    for parts in &groups {
+        let len: usize = parts.iter().map(Vec::len).sum();
+        ranges.push(end..end + len);
+        end += len;
+    }
+    let Some(&first) = groups.iter().flatten().flatten().next() else {
+        return (Vec::new(), ranges);
+    };
+    let mut out: Vec<T> = Vec::with_capacity(end);
+    out.par_extend(rayon::iter::repeat_n(first, end));
+    let mut slices = Vec::with_capacity(groups.len());
+    let mut rest = out.as_mut_slice();
+    for range in &ranges {
+        let (head, tail) = rest.split_at_mut(range.len());
+        slices.push(head);
+        rest = tail;
+    }
+    slices.into_par_iter().zip(groups).enumerate().for_each(|(g, (slice, parts))| fill(g, &parts, slice));
+    (out, ranges)
 }
 
 /// `items` ordered by group, by row within a group, and at random within a row: tiles of
@@ -111,34 +126,18 @@ pub fn shuffled<T: Copy + Send + Sync>(items: &[T], seed: u64) -> Vec<T> {
 /// each group's range. Linear time (a scatter, then a counting sort per group), in parallel;
 /// a comparison sort of 100M ratings by a computed key took 20 s on 2 cores.
 pub fn tiled<T: Copy + Send + Sync>(items: &[T], groups: usize, rows: usize, key: impl Fn(&T) -> (u32, u32) + Sync, seed: u64) -> (Vec<T>, Vec<Range<usize>>) {
-    let Some(&first) = items.first() else {
-        return (Vec::new(), vec![0..0; groups]);
-    };
     let parts = scatter(items, groups, |_, chunk| chunk.iter().map(|x| key(x).0).collect(), |_, x| *x);
-    let mut out: Vec<T> = Vec::with_capacity(items.len());
-    out.par_extend(rayon::iter::repeat_n(first, items.len()));
-    let mut slices = Vec::with_capacity(groups);
-    let mut ranges = Vec::with_capacity(groups);
-    let mut rest = out.as_mut_slice();
-    for group in &parts {
-        let len: usize = group.iter().map(Vec::len).sum();
-        let start = ranges.last().map_or(0, |r: &Range<usize>| r.end);
-        ranges.push(start..start + len);
-        let (head, tail) = rest.split_at_mut(len);
-        slices.push(head);
-        rest = tail;
-    }
-    slices.into_par_iter().zip(parts).enumerate().for_each(|(g, (slice, group))| {
+    lay_out(parts, |g, parts, slice| {
         // Row r's run is ends[r]..ends[r + 1] once placed.
         let mut ends = vec![0usize; rows + 1];
-        for x in group.iter().flatten() {
+        for x in parts.iter().flatten() {
             ends[key(x).1 as usize + 1] += 1;
         }
         for r in 0..rows {
             ends[r + 1] += ends[r];
         }
         let mut next = ends.clone();
-        for x in group.iter().flatten() {
+        for x in parts.iter().flatten() {
             let row = key(x).1 as usize;
             slice[next[row]] = *x;
             next[row] += 1;
@@ -147,8 +146,7 @@ pub fn tiled<T: Copy + Send + Sync>(items: &[T], groups: usize, rows: usize, key
         for run in ends.windows(2).filter(|w| w[1] - w[0] > 1) {
             slice[run[0]..run[1]].shuffle(&mut rng);
         }
-    });
-    (out, ranges)
+    })
 }
 
 #[cfg(test)]

@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::{Needs, Test};
+
 use gpumf::cpu::CpuMode;
 use gpumf::data::{load_ratings, split_random, LoadOptions, Problem};
 use gpumf::gpu::{GpuOptions, GpuSolver, KernelShape, Precision, GROUP_SUBGROUP_WGSL, GROUP_WORKGROUP_WGSL, SGD_WGSL};
@@ -39,7 +41,6 @@ fn shapes() -> Vec<KernelShape> {
     out
 }
 
-#[test]
 fn sgd_wgsl_validates_for_every_rank_precision_and_group() {
     for shape in shapes() {
         let source = shape.source();
@@ -48,7 +49,6 @@ fn sgd_wgsl_validates_for_every_rank_precision_and_group() {
     }
 }
 
-#[test]
 fn group_preludes_each_validate_with_the_kernel() {
     for (prelude, subgroups) in [(GROUP_SUBGROUP_WGSL, true), (GROUP_WORKGROUP_WGSL, false)] {
         let shape = KernelShape::new(64, Precision::F32, subgroups, 32, None).unwrap();
@@ -58,7 +58,6 @@ fn group_preludes_each_validate_with_the_kernel() {
     }
 }
 
-#[test]
 fn a_rating_gets_the_fewest_lanes_that_hold_its_row_within_one_subgroup() {
     let lanes = |rank, width, wanted| KernelShape::new(rank, Precision::F32, true, width, wanted).map(|s| s.lanes);
     assert_eq!(lanes(128, 32, None).unwrap(), 32);
@@ -79,7 +78,6 @@ fn a_rating_gets_the_fewest_lanes_that_hold_its_row_within_one_subgroup() {
     assert_eq!(KernelShape::new(32, Precision::F32, true, 32, None).unwrap().ratings_per_workgroup(), 32);
 }
 
-#[test]
 fn ratings_in_flight_stay_few_beside_the_rows_they_touch() {
     use gpumf::gpu::default_in_flight;
     assert_eq!(default_in_flight(3, 3), 1, "the lab's 3x3 matrix runs one rating at a time");
@@ -90,7 +88,6 @@ fn ratings_in_flight_stay_few_beside_the_rows_they_touch() {
     assert_eq!(default_in_flight(0, 0), 1);
 }
 
-#[test]
 fn a_broken_shader_fails_validation() {
     let shape = KernelShape::new(8, Precision::F32, true, 32, None).unwrap();
     let source = shape.source();
@@ -108,7 +105,6 @@ fn test_rmse(problem: &Problem, params: &Params, backend: &Backend) -> f64 {
     t.history.last().unwrap().test_rmse.unwrap()
 }
 
-#[test]
 fn gpu_matches_the_cpu_on_ml100k_u1() {
     if !common::gpu_available() {
         return;
@@ -126,7 +122,6 @@ fn gpu_matches_the_cpu_on_ml100k_u1() {
     assert!((cpu_view - g).abs() < 1e-3, "GPU-reduced {g} vs CPU-scored {cpu_view}");
 }
 
-#[test]
 fn f16_factors_stay_within_0_005_of_f32() {
     if !common::gpu_available() {
         return;
@@ -149,7 +144,6 @@ fn f16_factors_stay_within_0_005_of_f32() {
     }
 }
 
-#[test]
 fn gpu_sgd_is_within_5_percent_of_the_svd_and_never_below_it() {
     if !common::gpu_available() {
         return;
@@ -174,7 +168,6 @@ fn small_problem() -> Problem {
     split_random(&all, 0.2, 7).unwrap()
 }
 
-#[test]
 fn ranks_that_are_not_multiples_of_four_or_the_subgroup_train_like_the_cpu() {
     if !common::gpu_available() {
         return;
@@ -189,7 +182,6 @@ fn ranks_that_are_not_multiples_of_four_or_the_subgroup_train_like_the_cpu() {
     }
 }
 
-#[test]
 fn every_lane_count_trains_like_the_cpu() {
     if !common::gpu_available() {
         return;
@@ -205,7 +197,6 @@ fn every_lane_count_trains_like_the_cpu() {
     }
 }
 
-#[test]
 fn kernels_are_timed_on_the_devices_clock_where_it_has_timestamps() {
     if !common::gpu_available() {
         return;
@@ -223,7 +214,6 @@ fn kernels_are_timed_on_the_devices_clock_where_it_has_timestamps() {
     assert_eq!(t.kernel_seconds.is_some(), adapter.timestamp_query);
 }
 
-#[test]
 fn the_workgroup_reduction_path_trains_like_the_subgroup_path() {
     if !common::gpu_available() {
         return;
@@ -235,7 +225,6 @@ fn the_workgroup_reduction_path_trains_like_the_subgroup_path() {
     assert!((sub - wg).abs() <= 0.01, "subgroups {sub} vs workgroup {wg}");
 }
 
-#[test]
 fn problems_larger_than_one_binding_are_split_into_windows() {
     if !common::gpu_available() {
         return;
@@ -253,7 +242,6 @@ fn problems_larger_than_one_binding_are_split_into_windows() {
     assert!((split - whole).abs() <= 0.01, "split {split} vs whole {whole}");
 }
 
-#[test]
 fn the_predict_kernel_agrees_with_the_cpu_model() {
     if !common::gpu_available() {
         return;
@@ -278,4 +266,23 @@ fn the_predict_kernel_agrees_with_the_cpu_model() {
         assert!((cpu_test.rmse() - test_sums.unwrap().rmse()).abs() < 1e-4);
         assert!((metrics::evaluate(&model, &problem.train).rmse() - train_sums.rmse()).abs() < 1e-4);
     }
+}
+
+fn main() -> std::process::ExitCode {
+    common::harness(vec![
+        Test { name: "sgd_wgsl_validates_for_every_rank_precision_and_group", needs: Needs::NOTHING, run: sgd_wgsl_validates_for_every_rank_precision_and_group },
+        Test { name: "group_preludes_each_validate_with_the_kernel", needs: Needs::NOTHING, run: group_preludes_each_validate_with_the_kernel },
+        Test { name: "a_rating_gets_the_fewest_lanes_that_hold_its_row_within_one_subgroup", needs: Needs::NOTHING, run: a_rating_gets_the_fewest_lanes_that_hold_its_row_within_one_subgroup },
+        Test { name: "ratings_in_flight_stay_few_beside_the_rows_they_touch", needs: Needs::NOTHING, run: ratings_in_flight_stay_few_beside_the_rows_they_touch },
+        Test { name: "a_broken_shader_fails_validation", needs: Needs::NOTHING, run: a_broken_shader_fails_validation },
+        Test { name: "gpu_matches_the_cpu_on_ml100k_u1", needs: Needs::GPU_AND_ML100K, run: gpu_matches_the_cpu_on_ml100k_u1 },
+        Test { name: "f16_factors_stay_within_0_005_of_f32", needs: Needs::GPU_AND_ML100K, run: f16_factors_stay_within_0_005_of_f32 },
+        Test { name: "gpu_sgd_is_within_5_percent_of_the_svd_and_never_below_it", needs: Needs::GPU, run: gpu_sgd_is_within_5_percent_of_the_svd_and_never_below_it },
+        Test { name: "ranks_that_are_not_multiples_of_four_or_the_subgroup_train_like_the_cpu", needs: Needs::GPU, run: ranks_that_are_not_multiples_of_four_or_the_subgroup_train_like_the_cpu },
+        Test { name: "every_lane_count_trains_like_the_cpu", needs: Needs::GPU, run: every_lane_count_trains_like_the_cpu },
+        Test { name: "kernels_are_timed_on_the_devices_clock_where_it_has_timestamps", needs: Needs::GPU, run: kernels_are_timed_on_the_devices_clock_where_it_has_timestamps },
+        Test { name: "the_workgroup_reduction_path_trains_like_the_subgroup_path", needs: Needs::GPU, run: the_workgroup_reduction_path_trains_like_the_subgroup_path },
+        Test { name: "problems_larger_than_one_binding_are_split_into_windows", needs: Needs::GPU, run: problems_larger_than_one_binding_are_split_into_windows },
+        Test { name: "the_predict_kernel_agrees_with_the_cpu_model", needs: Needs::GPU, run: the_predict_kernel_agrees_with_the_cpu_model },
+    ])
 }

@@ -2,6 +2,8 @@
 
 mod common;
 
+use common::{Needs, Test};
+
 use gpumf::cpu::CpuMode;
 use gpumf::data::{load_ratings, split_per_user, split_random, LoadOptions, Problem, RatingSet, UNKNOWN};
 use gpumf::metrics::{self, mae, rmse};
@@ -12,7 +14,6 @@ fn latest_small() -> RatingSet {
     load_ratings(&common::latest_small(), LoadOptions::default()).unwrap().ratings
 }
 
-#[test]
 fn default_settings_reach_0_935_on_ml100k_u1() {
     let Some(problem) = common::ml100k_fold(1) else { return };
     let t = train(&problem, &Params::default(), &Backend::Cpu(CpuMode::Sequential), |_| {}).unwrap();
@@ -22,7 +23,6 @@ fn default_settings_reach_0_935_on_ml100k_u1() {
     assert_eq!(problem.cold.entries, 32); // items of u1.test absent from u1.base
 }
 
-#[test]
 fn default_settings_reach_0_870_on_latest_small_80_20() {
     let all = latest_small();
     let problem = split_random(&all, 0.2, Params::default().seed).unwrap();
@@ -34,7 +34,6 @@ fn default_settings_reach_0_870_on_latest_small_80_20() {
     }
 }
 
-#[test]
 fn sequential_training_is_bit_reproducible_and_the_loss_falls() {
     let problem = split_random(&latest_small(), 0.2, 1).unwrap();
     let params = Params { epochs: 5, rank: 16, ..Params::default() };
@@ -48,7 +47,6 @@ fn sequential_training_is_bit_reproducible_and_the_loss_falls() {
     }
 }
 
-#[test]
 fn hogwild_matches_sequential_accuracy() {
     let Some(problem) = common::ml100k_fold(1) else { return };
     let rmse = |backend| train(&problem, &Params::default(), &backend, |_| {}).unwrap().history.last().unwrap().test_rmse.unwrap();
@@ -56,7 +54,6 @@ fn hogwild_matches_sequential_accuracy() {
     assert!((seq - hog).abs() < 0.01, "sequential {seq} vs hogwild {hog}");
 }
 
-#[test]
 fn the_pure_dot_product_model_trains_too() {
     let problem = split_random(&latest_small(), 0.2, 3).unwrap();
     let params = Params { biases: false, rank: 32, epochs: 30, learning_rate: 0.01, reg: 0.05, ..Params::default() };
@@ -69,7 +66,6 @@ fn the_pure_dot_product_model_trains_too() {
     assert!(t.history.last().unwrap().train_rmse < 0.5 * t.history[0].train_rmse.max(1.0));
 }
 
-#[test]
 fn bad_settings_are_rejected_by_name() {
     let problem = split_random(&latest_small(), 0.2, 3).unwrap();
     for (params, flag) in [
@@ -86,7 +82,6 @@ fn bad_settings_are_rejected_by_name() {
     assert!(e.contains("diverged"), "{e}");
 }
 
-#[test]
 fn random_split_is_seeded_and_sized() {
     let all = latest_small();
     let a = split_random(&all, 0.2, 9).unwrap();
@@ -105,7 +100,6 @@ fn random_split_is_seeded_and_sized() {
     }
 }
 
-#[test]
 fn per_user_split_keeps_every_user_in_training() {
     let all = latest_small();
     let p = split_per_user(&all, 0.2, 5).unwrap();
@@ -116,7 +110,6 @@ fn per_user_split_keeps_every_user_in_training() {
     assert!((0.17..=0.2).contains(&share), "{share}");
 }
 
-#[test]
 fn separate_test_files_map_through_the_training_ids() {
     let train = RatingSet::from_triplets([(10, 100, 4.0), (11, 101, 2.0)]);
     let test = RatingSet::from_triplets([(11, 100, 3.0), (12, 101, 5.0), (10, 999, 1.0)]);
@@ -133,7 +126,6 @@ fn separate_test_files_map_through_the_training_ids() {
     assert_eq!(model.predict(UNKNOWN, UNKNOWN), model.mean);
 }
 
-#[test]
 fn metrics_are_right_on_known_values() {
     assert!((rmse(&[1.0, 2.0], &[2.0, 4.0]) - (2.5f64).sqrt()).abs() < 1e-12);
     assert!((mae(&[1.0, 2.0], &[2.0, 4.0]) - 1.5).abs() < 1e-12);
@@ -144,7 +136,6 @@ fn metrics_are_right_on_known_values() {
     assert_eq!(metrics::frobenius_error(a.view(), b.view()), 13.0);
 }
 
-#[test]
 fn model_files_round_trip_and_are_never_overwritten_silently() {
     let problem = split_random(&latest_small(), 0.2, 3).unwrap();
     let params = Params { rank: 8, epochs: 2, ..Params::default() };
@@ -167,4 +158,20 @@ fn model_files_round_trip_and_are_never_overwritten_silently() {
     assert!(Model::load(&path).unwrap_err().to_string().contains("too short"));
     std::fs::write(&path, b"not a model at all, just text").unwrap();
     assert!(Model::load(&path).unwrap_err().to_string().contains("not a gpumf model"));
+}
+
+fn main() -> std::process::ExitCode {
+    common::harness(vec![
+        Test { name: "default_settings_reach_0_935_on_ml100k_u1", needs: Needs::ML100K, run: default_settings_reach_0_935_on_ml100k_u1 },
+        Test { name: "default_settings_reach_0_870_on_latest_small_80_20", needs: Needs::NOTHING, run: default_settings_reach_0_870_on_latest_small_80_20 },
+        Test { name: "sequential_training_is_bit_reproducible_and_the_loss_falls", needs: Needs::NOTHING, run: sequential_training_is_bit_reproducible_and_the_loss_falls },
+        Test { name: "hogwild_matches_sequential_accuracy", needs: Needs::ML100K, run: hogwild_matches_sequential_accuracy },
+        Test { name: "the_pure_dot_product_model_trains_too", needs: Needs::NOTHING, run: the_pure_dot_product_model_trains_too },
+        Test { name: "bad_settings_are_rejected_by_name", needs: Needs::NOTHING, run: bad_settings_are_rejected_by_name },
+        Test { name: "random_split_is_seeded_and_sized", needs: Needs::NOTHING, run: random_split_is_seeded_and_sized },
+        Test { name: "per_user_split_keeps_every_user_in_training", needs: Needs::NOTHING, run: per_user_split_keeps_every_user_in_training },
+        Test { name: "separate_test_files_map_through_the_training_ids", needs: Needs::NOTHING, run: separate_test_files_map_through_the_training_ids },
+        Test { name: "metrics_are_right_on_known_values", needs: Needs::NOTHING, run: metrics_are_right_on_known_values },
+        Test { name: "model_files_round_trip_and_are_never_overwritten_silently", needs: Needs::NOTHING, run: model_files_round_trip_and_are_never_overwritten_silently },
+    ])
 }

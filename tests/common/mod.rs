@@ -11,10 +11,7 @@ pub fn in_ci() -> bool {
 /// MovieLens 100k, which may not be redistributed: read from `GPUMF_DATA` (default
 /// ../shared/data). Outside CI a missing copy skips the test with a message; in CI it fails.
 pub fn ml100k() -> Option<PathBuf> {
-    let root = std::env::var_os("GPUMF_DATA").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("shared").join("data")
-    });
-    let dir = root.join("ml-100k");
+    let dir = data_root().join("ml-100k");
     if dir.join("u1.base").is_file() {
         return Some(dir);
     }
@@ -27,6 +24,13 @@ pub fn ml100k() -> Option<PathBuf> {
     }
     eprintln!("skipped: {message}");
     None
+}
+
+/// Where data that may not be redistributed lives: `GPUMF_DATA`, default ../shared/data.
+pub fn data_root() -> PathBuf {
+    std::env::var_os("GPUMF_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("shared").join("data"))
 }
 
 /// The u`fold`.base / u`fold`.test problem.
@@ -54,4 +58,63 @@ pub fn gpu_available() -> bool {
     }
     eprintln!("skipped: {message}");
     false
+}
+
+/// What a test needs beyond the repository.
+#[derive(Clone, Copy, Debug)]
+pub struct Needs {
+    pub gpu: bool,
+    pub ml100k: bool,
+}
+
+impl Needs {
+    pub const NOTHING: Needs = Needs { gpu: false, ml100k: false };
+    pub const GPU: Needs = Needs { gpu: true, ml100k: false };
+    pub const ML100K: Needs = Needs { gpu: false, ml100k: true };
+    pub const GPU_AND_ML100K: Needs = Needs { gpu: true, ml100k: true };
+}
+
+pub struct Test {
+    pub name: &'static str,
+    pub needs: Needs,
+    pub run: fn(),
+}
+
+/// Runs `tests` as cargo's own harness would, with one difference: outside CI, a test whose
+/// GPU adapter or MovieLens 100k copy is missing is reported *ignored* (so cargo's summary
+/// counts it as not run) instead of passing without running. In CI it runs, and fails.
+pub fn harness(tests: Vec<Test>) -> std::process::ExitCode {
+    let args = libtest_mimic::Arguments::from_args();
+    let ci = in_ci();
+    let wanted = |need: fn(&Needs) -> bool| tests.iter().any(|t| need(&t.needs));
+    let gpu = !wanted(|n| n.gpu) || !gpumf::gpu::list_adapters().is_empty();
+    let data_dir = data_root().join("ml-100k");
+    let ml100k = !wanted(|n| n.ml100k) || data_dir.join("u1.base").is_file();
+    let mut reasons = std::collections::BTreeSet::new();
+    let trials = tests
+        .into_iter()
+        .map(|t| {
+            let mut missing = Vec::new();
+            if t.needs.gpu && !gpu {
+                missing.push("a GPU adapter (install mesa-vulkan-drivers for lavapipe)".to_string());
+            }
+            if t.needs.ml100k && !ml100k {
+                missing.push(format!("MovieLens 100k at {} (set GPUMF_DATA to the folder holding ml-100k/)", data_dir.display()));
+            }
+            let ignore = !missing.is_empty() && !ci;
+            if ignore {
+                reasons.extend(missing);
+            }
+            let run = t.run;
+            libtest_mimic::Trial::test(t.name, move || {
+                run();
+                Ok(())
+            })
+            .with_ignored_flag(ignore)
+        })
+        .collect();
+    for reason in reasons {
+        eprintln!("note: tests that need {reason} are ignored: it is missing");
+    }
+    libtest_mimic::run(&args, trials).exit_code()
 }

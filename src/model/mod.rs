@@ -1,0 +1,215 @@
+//! The factor model shared by every backend, its hyper-parameters, and (in [`file`]) its file
+//! format.
+
+mod file;
+mod seen;
+
+pub use file::{ModelFileInfo, MODEL_FORMAT_VERSION};
+pub use seen::SeenItems;
+
+use crate::data::{IdMap, Problem, UNKNOWN};
+use crate::error::{Error, Result};
+use crate::rng::part_rng;
+use ndarray::Array2;
+use rand_distr::{Distribution, Normal};
+use rayon::prelude::*;
+
+/// Rows of initial factors drawn from one generator stream.
+const INIT_BLOCK_ROWS: usize = 4096;
+
+/// Hyper-parameters of SGD training, the same for the CPU and the GPU.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Params {
+    /// Number of latent factors k.
+    pub rank: usize,
+    pub epochs: usize,
+    /// Initial learning rate.
+    pub learning_rate: f32,
+    /// Learning rate at epoch t is `learning_rate / (1 + lr_decay * t)`.
+    pub lr_decay: f32,
+    /// L2 regularisation of the factors (λ).
+    pub reg: f32,
+    /// L2 regularisation of the biases.
+    pub reg_bias: f32,
+    /// Predict μ + b_u + b_i + p_u·q_i (true) or the lab's pure p_u·q_i (false).
+    pub biases: bool,
+    /// Standard deviation of the normal initial factors.
+    pub init_std: f32,
+    /// Seeds the initial factors and the visiting order.
+    pub seed: u64,
+}
+
+impl Default for Params {
+    /// Defaults tuned on MovieLens 100k u1 and latest-small (see README).
+    fn default() -> Self {
+        Params {
+            rank: 128,
+            epochs: 60,
+            learning_rate: 0.02,
+            lr_decay: 0.05,
+            reg: 0.1,
+            reg_bias: 0.01,
+            biases: true,
+            init_std: 0.1,
+            seed: 42,
+        }
+    }
+}
+
+impl Params {
+    /// Rejects settings that cannot train, naming the flag.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::InvalidParameter(m));
+        if self.rank == 0 {
+            return bad("--rank must be at least 1".into());
+        }
+        if self.rank > 4096 {
+            return bad(format!("--rank {} is larger than the supported 4096", self.rank));
+        }
+        if self.epochs == 0 {
+            return bad("--epochs must be at least 1".into());
+        }
+        for (flag, v) in [("--lr", self.learning_rate), ("--lr-decay", self.lr_decay), ("--reg", self.reg), ("--reg-bias", self.reg_bias), ("--init-std", self.init_std)] {
+            if !v.is_finite() || v < 0.0 {
+                return bad(format!("{flag} must be a finite non-negative number, got {v}"));
+            }
+        }
+        if self.learning_rate == 0.0 {
+            return bad("--lr must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// The learning rate of epoch `epoch` (0-based).
+    pub fn learning_rate_at(&self, epoch: usize) -> f32 {
+        self.learning_rate / (1.0 + self.lr_decay * epoch as f32)
+    }
+}
+
+/// A trained (or initial) factorisation: prediction(u, i) = μ + b_u + b_i + p_u·q_i.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Model {
+    pub mean: f32,
+    pub biases: bool,
+    pub user_bias: Vec<f32>,
+    pub item_bias: Vec<f32>,
+    /// P, users × rank.
+    pub user_factors: Array2<f32>,
+    /// Q, items × rank.
+    pub item_factors: Array2<f32>,
+    /// Predictions are clipped to the training ratings' range.
+    pub rating_range: (f32, f32),
+    pub users: IdMap,
+    pub items: IdMap,
+    /// Each user's training items, so recommendations can leave them out. Recorded when a
+    /// model is saved after training (see [`Model::record_seen`]); `None` in files written
+    /// before gpumf kept it.
+    pub seen: Option<SeenItems>,
+}
+
+impl Model {
+    /// The seeded starting point shared by all backends: N(0, init_std) factors, zero biases.
+    pub fn init(problem: &Problem, params: &Params) -> Model {
+        let normal = Normal::new(0.0f32, params.init_std).expect("init_std validated");
+        let (m, n, k) = (problem.num_users(), problem.num_items(), params.rank);
+        // In parallel, blocks of rows each from their own stream (Netflix at rank 128 is 64M draws).
+        let random = |rows: usize, stream: u64| {
+            let mut a = Array2::<f32>::zeros((rows, k));
+            let values = a.as_slice_mut().expect("row-major");
+            values.par_chunks_mut(INIT_BLOCK_ROWS * k.max(1)).enumerate().for_each(|(b, block)| {
+                let mut rng = part_rng(params.seed, stream, b);
+                block.iter_mut().for_each(|x| *x = normal.sample(&mut rng));
+            });
+            a
+        };
+        let (user_factors, item_factors) = (random(m, 1), random(n, 2));
+        let (lo, hi) = problem
+            .train
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), r| (lo.min(r.value), hi.max(r.value)));
+        Model {
+            mean: if params.biases { problem.train_mean() } else { 0.0 },
+            biases: params.biases,
+            user_bias: vec![0.0; m],
+            item_bias: vec![0.0; n],
+            user_factors,
+            item_factors,
+            rating_range: if lo <= hi { (lo, hi) } else { (f32::NEG_INFINITY, f32::INFINITY) },
+            users: problem.users.clone(),
+            items: problem.items.clone(),
+            seen: None,
+        }
+    }
+
+    pub fn rank(&self) -> usize {
+        self.user_factors.ncols()
+    }
+
+    /// The unclipped score; unknown users or items contribute nothing beyond what is known.
+    #[inline]
+    pub fn score(&self, user: u32, item: u32) -> f32 {
+        let mut s = self.mean;
+        let known_user = user != UNKNOWN;
+        let known_item = item != UNKNOWN;
+        if known_user {
+            s += self.user_bias[user as usize];
+        }
+        if known_item {
+            s += self.item_bias[item as usize];
+        }
+        if known_user && known_item {
+            s += crate::cpu::dot(self.user_row(user), self.item_row(item));
+        }
+        s
+    }
+
+    /// The predicted rating, clipped to the training range (`max`/`min`, not `clamp`, so a
+    /// range built by hand can never panic).
+    #[inline]
+    pub fn predict(&self, user: u32, item: u32) -> f32 {
+        self.score(user, item).max(self.rating_range.0).min(self.rating_range.1)
+    }
+
+    /// Records which items each user rated in `problem`'s training set, for
+    /// [`Model::recommend`] to leave out; saved with the model.
+    pub fn record_seen(&mut self, problem: &Problem) {
+        self.seen = Some(SeenItems::from_ratings(&problem.train, self.users.len(), self.items.len()));
+    }
+
+    /// The `n` items with the highest unclipped scores for `user` (a dense index), best first.
+    /// Ranking by the unclipped score keeps the order among items whose predictions all clip
+    /// to the top of the scale. With `exclude_seen`, the user's training items are left out
+    /// (when the model recorded them: see [`Model::seen`]).
+    pub fn recommend(&self, user: u32, n: usize, exclude_seen: bool) -> Vec<(u32, f32)> {
+        let seen = match (&self.seen, exclude_seen) {
+            (Some(seen), true) => seen.items_of(user),
+            _ => Vec::new(),
+        };
+        let mut scored: Vec<(u32, f32)> = (0..self.items.len() as u32)
+            .filter(|i| seen.binary_search(i).is_err())
+            .map(|i| (i, self.score(user, i)))
+            .collect();
+        let best_first = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        if n < scored.len() {
+            scored.select_nth_unstable_by(n, best_first);
+            scored.truncate(n);
+        }
+        scored.sort_unstable_by(best_first);
+        scored
+    }
+
+    /// Predicts from external ids, as written in the user's files.
+    pub fn predict_external(&self, user: u64, item: u64) -> f32 {
+        self.predict(self.users.index_of(user).unwrap_or(UNKNOWN), self.items.index_of(item).unwrap_or(UNKNOWN))
+    }
+
+    pub fn user_row(&self, user: u32) -> &[f32] {
+        let k = self.rank();
+        &self.user_factors.as_slice().expect("row-major")[user as usize * k..][..k]
+    }
+
+    pub fn item_row(&self, item: u32) -> &[f32] {
+        let k = self.rank();
+        &self.item_factors.as_slice().expect("row-major")[item as usize * k..][..k]
+    }
+}

@@ -32,7 +32,7 @@ fn bench(c: &mut Criterion) {
         ("csv with header (ratings.csv)", ratings_text(n, ",", Some("userId,movieId,rating,timestamp"))),
     ] {
         group.bench_function(format!("{name}, {n} ratings"), |b| {
-            b.iter(|| parse_ratings(&text, Path::new("bench"), LoadOptions { format: Format::Auto, skip_bad_lines: false }).unwrap())
+            b.iter(|| parse_ratings(&text, Path::new("bench"), LoadOptions { format: Format::Auto, ..Default::default() }).unwrap())
         });
     }
     group.finish();

@@ -33,6 +33,12 @@ pub enum Error {
     #[error("{0}")]
     Data(String),
 
+    #[error("{path}: {message}")]
+    Output { path: PathBuf, message: String },
+
+    #[error("{0}")]
+    TooLarge(String),
+
     #[error("model file {path}: {message}")]
     ModelFile { path: PathBuf, message: String },
 

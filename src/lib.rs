@@ -14,6 +14,8 @@ pub mod gpu;
 pub mod lab;
 pub mod metrics;
 pub mod model;
+pub mod output;
+pub mod resources;
 mod rng;
 pub mod solver;
 pub mod svd;

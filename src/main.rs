@@ -3,6 +3,8 @@
 mod cli;
 
 fn main() -> std::process::ExitCode {
+    // Before any thread starts: it may set an environment variable.
+    gpumf::gpu::quiet_headless_drivers();
     match cli::run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

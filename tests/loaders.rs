@@ -68,9 +68,9 @@ fn gzip_is_detected_from_the_bytes_not_the_name() {
 fn a_format_flag_overrides_detection() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), "x", "1 2 3\n4 5 6\n");
-    let e = load_ratings(&path, LoadOptions { format: Format::Tab, skip_bad_lines: false }).unwrap_err().to_string();
+    let e = load_ratings(&path, LoadOptions { format: Format::Tab, ..Default::default() }).unwrap_err().to_string();
     assert!(e.contains(":1:") && e.contains("inconsistent delimiter"), "{e}");
-    assert!(load_ratings(&path, LoadOptions { format: Format::Space, skip_bad_lines: false }).is_ok());
+    assert!(load_ratings(&path, LoadOptions { format: Format::Space, ..Default::default() }).is_ok());
 }
 
 /// (file text, the line the error must name, words the message must hold)
@@ -109,7 +109,7 @@ fn every_bad_line_is_named_by_file_line_and_fault() {
 fn skip_bad_lines_counts_them() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), "mixed.tsv", "1\t2\t3\n4\t5\n6\t7\tNaN\n8\t9\t4\n");
-    let loaded = load_ratings(&path, LoadOptions { format: Format::Auto, skip_bad_lines: true }).unwrap();
+    let loaded = load_ratings(&path, LoadOptions { format: Format::Auto, skip_bad_lines: true, ..Default::default() }).unwrap();
     assert_eq!(loaded.ratings.len(), 2);
     assert_eq!(loaded.skipped_lines, 2);
     assert!(loaded.summary(&path).contains("2 malformed lines skipped"));

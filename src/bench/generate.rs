@@ -201,9 +201,30 @@ fn draw(spec: &SyntheticSpec, a: &[f32], b: &[f32], users: &Sampler, items: &Sam
     out
 }
 
+impl SyntheticSpec {
+    /// Bytes `generate` holds at its peak: the ratings, the hidden factors and the samplers.
+    pub fn memory_bytes(&self) -> u64 {
+        let ratings = (self.train as u64).saturating_add(self.test as u64).saturating_mul(std::mem::size_of::<Rating>() as u64);
+        let rows = (self.users as u64).saturating_add(self.items as u64);
+        ratings.saturating_add(rows.saturating_mul(4 * self.rank as u64 + 8))
+    }
+
+    /// Fails before allocating when `copies` of the ratings (plus the factors) exceed the
+    /// memory available, saying how many ratings would fit.
+    pub fn ensure_fits(&self, copies: u64) -> Result<()> {
+        let per_rating = copies * std::mem::size_of::<Rating>() as u64;
+        let rows = (self.users as u64).saturating_add(self.items as u64).saturating_mul(4 * self.rank as u64 + 8);
+        let needed = self.memory_bytes().saturating_add((copies - 1).saturating_mul((self.train + self.test) as u64 * 12));
+        crate::resources::ensure_memory(needed, &format!("generating {} ratings ({} users x {} items)", self.train + self.test, self.users, self.items), |available| {
+            format!("at most about {} ratings fit", available.saturating_sub(rows) / per_rating)
+        })
+    }
+}
+
 /// Training and test ratings, ids 0-based (user u is row u).
 pub fn generate(spec: &SyntheticSpec) -> Result<(Vec<Rating>, Vec<Rating>)> {
     spec.validate()?;
+    spec.ensure_fits(1)?;
     let a = hidden_factors(spec.users, spec.rank, spec.seed ^ 0xa);
     let b = hidden_factors(spec.items, spec.rank, spec.seed ^ 0xb);
     let (users, items) = (Sampler::new(spec.users, spec.popularity), Sampler::new(spec.items, spec.popularity));
@@ -214,6 +235,9 @@ pub fn generate(spec: &SyntheticSpec) -> Result<(Vec<Rating>, Vec<Rating>)> {
 
 /// A generated set as a training problem (users or items absent from training become cold).
 pub fn synthetic_problem(spec: &SyntheticSpec) -> Result<Problem> {
+    // The split copies the ratings once more.
+    spec.validate()?;
+    spec.ensure_fits(2)?;
     let (train, test) = generate(spec)?;
     let all = RatingSet {
         entries: Vec::new(),

@@ -107,7 +107,7 @@ pub fn table(rows: &[BenchRow]) -> String {
     let w = rows.iter().map(|r| r.backend.chars().count()).max().unwrap_or(0).max(7);
     let mut s = format!(
         "{:<w$} {:>10} {:>5} {:>9} {:>10} {:>10} {:>10} {:>8} {:>8} {:>9} {:>9} {:>9}\n",
-        "backend", "ratings", "rank", "set-up s", "s/epoch", "kernel s", "updates/s", "GB/s", "RMSE", "to target", "RSS MiB", "GPU MiB"
+        "backend", "ratings", "rank", "set-up s", "s/epoch", "kernel s", "updates/s", "eff GB/s", "RMSE", "to target", "RSS MiB", "GPU MiB"
     );
     for r in rows {
         let opt = |v: Option<f64>, p: usize| v.map_or("-".into(), |x| format!("{x:.p$}"));
@@ -126,6 +126,13 @@ pub fn table(rows: &[BenchRow]) -> String {
             r.peak_rss_bytes.map_or("-".into(), |b| format!("{}", b >> 20)),
             r.device_buffer_bytes as f64 / (1u64 << 20) as f64,
         ));
+    }
+    if !rows.is_empty() {
+        s.push_str("eff GB/s: effective bytes, updates/s x (12 + 4 x rank x bytes per factor + 16), the least an update moves if no row stays in cache");
+        if rows.iter().any(|r| r.backend.starts_with("cpu")) {
+            s.push_str(";\n  on the CPU rows stay in its caches, so the figure can exceed what the memory delivers");
+        }
+        s.push('\n');
     }
     s
 }

@@ -5,6 +5,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use gpumf::bench::{backend_named, csv, plot_bench, run, synthetic_problem, table, BenchRow, Popularity, SyntheticSpec};
 use gpumf::data::{load_ratings, split_random, write_ratings, LoadOptions, Problem, WriteFormat};
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -89,10 +90,18 @@ pub struct GenerateArgs {
 
 pub fn generate(args: GenerateArgs) -> anyhow::Result<()> {
     let spec = args.shape.spec(1_000_000);
-    for out in [Some(&args.train_out), args.test_out.as_ref()].into_iter().flatten() {
-        if out.exists() && !args.force {
-            bail!("{}: already exists; pass --force to replace it", out.display());
-        }
+    spec.validate()?;
+    spec.ensure_fits(1)?;
+    // Before the work: every output writable, and its disk large enough.
+    let outputs = [(Some(&args.train_out), spec.train, "--train-out"), (args.test_out.as_ref(), spec.test, "--test-out")];
+    for (out, ratings, flag) in outputs.iter().filter_map(|(o, n, f)| o.map(|o| (o, *n, *f))) {
+        gpumf::output::check_output(out, args.force).context(flag)?;
+        let bytes = gpumf::data::written_size(ratings as u64, args.output_format);
+        let per_rating = (bytes / ratings.max(1) as u64).max(1);
+        gpumf::resources::ensure_disk(out, bytes, &format!("{ratings} ratings in {:?} format", args.output_format), |free| {
+            format!("at most about {} ratings fit", free / per_rating)
+        })
+        .context(flag)?;
     }
     let t = Instant::now();
     let (train, test) = gpumf::bench::generate(&spec)?;
@@ -130,8 +139,8 @@ pub struct BenchArgs {
     /// Backends to compare: gpu, gpu-f16, hogwild (CPU threads), cpu (sequential).
     #[arg(long, value_delimiter = ',', default_value = "gpu,hogwild,cpu")]
     pub backends: Vec<String>,
-    /// Also time every backend at these ranks (a comma-separated list).
-    #[arg(long, value_delimiter = ',')]
+    /// Time every backend at exactly these ranks (a comma-separated list) instead of --rank.
+    #[arg(long, value_delimiter = ',', conflicts_with = "rank")]
     pub ranks: Vec<usize>,
     /// Also time every backend on synthetic sets of these many training ratings.
     #[arg(long, value_delimiter = ',')]
@@ -164,13 +173,24 @@ pub struct BenchArgs {
 }
 
 pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
-    let params = args.params.params();
-    params.validate()?;
+    let mut ranks: Vec<usize> = Vec::new();
+    for &rank in &args.ranks {
+        if !ranks.contains(&rank) {
+            ranks.push(rank);
+        }
+    }
+    if ranks.is_empty() {
+        ranks.push(args.params.rank);
+    }
+    let params = gpumf::model::Params { rank: ranks[0], ..args.params.params() };
+    for &rank in &ranks {
+        gpumf::model::Params { rank, ..params.clone() }.validate().context("--ranks")?;
+    }
     let threads = threads(args.threads)?;
     let gpu_options = args.gpu.options(gpumf::gpu::Precision::F32);
-    for out in [&args.csv, &args.plot].into_iter().flatten() {
-        if out.exists() && !args.force {
-            bail!("{}: already exists; pass --force to replace it", out.display());
+    for (out, flag) in [(&args.csv, "--csv"), (&args.plot, "--plot")] {
+        if let Some(out) = out {
+            gpumf::output::check_output(out, args.force).context(flag)?;
         }
     }
     if !args.sizes.is_empty() && args.train.is_some() {
@@ -217,7 +237,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     };
     let runs = run_all(&problem, &label, &params)?;
     let mut by_rank = runs.clone();
-    for &rank in args.ranks.iter().filter(|&&r| r != params.rank) {
+    for &rank in &ranks[1..] {
         by_rank.extend(run_all(&problem, &label, &gpumf::model::Params { rank, ..params.clone() })?);
     }
     // Rows of the size sweep beyond the main runs (--sizes is synthetic only, checked above).
@@ -236,7 +256,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         print!("{}", table(&all_rows));
     }
     if let Some(path) = &args.csv {
-        std::fs::write(path, csv(&all_rows)).with_context(|| format!("{}: cannot write", path.display()))?;
+        gpumf::output::write_atomically(path, args.force, |w| w.write_all(csv(&all_rows).as_bytes())).context("--csv")?;
     }
     if let Some(path) = &args.plot {
         let by_size: Vec<BenchRow> = if args.sizes.is_empty() { Vec::new() } else { runs.iter().chain(&other_sizes).cloned().collect() };

@@ -1,6 +1,6 @@
 //! `gpumf lab`, `gpumf info` and `gpumf validate`.
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use clap::Args;
 use gpumf::cpu::CpuMode;
 use gpumf::gpu::{list_adapters, GpuOptions, Precision};
@@ -114,6 +114,26 @@ pub fn info(args: InfoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What a case's SGD loss says, and whether it fails the run. In a sweep, slow convergence at
+/// a large rank is a finding, not a failure; falling below the optimum is always a bug.
+fn verdict(c: &Comparison, loss: f64, sweep: bool) -> (&'static str, bool) {
+    if c.below_optimum(loss) {
+        ("BELOW THE OPTIMUM: a bug", true)
+    } else if loss / c.svd_loss <= 1.05 {
+        ("ok (within 5%)", false)
+    } else {
+        ("more than 5% above the optimum", !sweep)
+    }
+}
+
+fn print_case(name: &str, c: &Comparison, sweep: bool) {
+    println!("{name}, rank {}: SVD loss {:.6} ({:.3} s)", c.rank, c.svd_loss, c.svd_seconds);
+    for r in &c.sgd {
+        let ratio = r.loss / c.svd_loss;
+        println!("  {:<48} SGD loss {:.6}  x{ratio:.4} of SVD  {:.3} s  {}", r.backend, r.loss, r.seconds, verdict(c, r.loss, sweep).0);
+    }
+}
+
 fn yes(b: bool) -> &'static str {
     if b { "yes" } else { "no" }
 }
@@ -174,10 +194,14 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<()> {
         }
     }
     if let Some(plot) = &args.plot {
-        if plot.exists() {
-            bail!("--plot {}: already exists; not overwriting it", plot.display());
-        }
+        gpumf::output::check_output(plot, false).context("--plot")?;
     }
+    // The dense matrix, its reconstruction and the SVD's working copies: about four of it.
+    let largest = if args.sweep { args.sizes.iter().map(|&n| (n, n)).max().unwrap_or((0, 0)) } else { (args.rows, args.cols) };
+    let bytes = (largest.0 as u64).saturating_mul(largest.1 as u64).saturating_mul(8 * 4);
+    gpumf::resources::ensure_memory(bytes, &format!("a dense {} x {} matrix and its SVD", largest.0, largest.1), |available| {
+        format!("matrices up to about {0} x {0} fit", ((available / 32) as f64).sqrt() as u64)
+    })?;
     let mut cases = Vec::new();
     if args.sweep {
         for &n in &args.sizes {
@@ -201,8 +225,8 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<()> {
         let a = low_rank_plus_noise(rows, cols, rank, noise, args.seed);
         let c = compare(&a, &dense_params(rank, args.epochs, args.seed), &backends)?;
         if args.sweep && !args.json {
-            eprintln!("{name}: SVD {:.3} s, loss {:.4}; {}", c.svd_seconds, c.svd_loss,
-                c.sgd.iter().map(|r| format!("{} x{:.4} in {:.2} s", r.backend, r.loss / c.svd_loss, r.seconds)).collect::<Vec<_>>().join("; "));
+            // A sweep runs for minutes: each case is printed once, as it finishes.
+            print_case(&name, &c, true);
         }
         results.push((name, c));
     }
@@ -216,25 +240,10 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<()> {
     }
     let mut failed = false;
     for (name, c) in &results {
-        if !args.json {
-            println!("{name}, rank {}: SVD loss {:.6} ({:.3} s)", c.rank, c.svd_loss, c.svd_seconds);
+        if !args.json && !args.sweep {
+            print_case(name, c, false);
         }
-        for r in &c.sgd {
-            let ratio = r.loss / c.svd_loss;
-            let verdict = if c.below_optimum(r.loss) {
-                failed = true;
-                "BELOW THE OPTIMUM: a bug"
-            } else if ratio <= 1.05 {
-                "ok (within 5%)"
-            } else {
-                // In a sweep, slow convergence at a large rank is a finding, not a failure.
-                failed |= !args.sweep;
-                "more than 5% above the optimum"
-            };
-            if !args.json {
-                println!("  {:<48} SGD loss {:.6}  x{:.4} of SVD  {:.3} s  {verdict}", r.backend, r.loss, ratio, r.seconds);
-            }
-        }
+        failed |= c.sgd.iter().any(|r| verdict(c, r.loss, args.sweep).1);
     }
     if failed {
         bail!("validation failed (see above)");

@@ -6,7 +6,7 @@ mod progress;
 mod train;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use gpumf::data::Format;
+use gpumf::data::{Duplicates, Format, LoadOptions};
 use gpumf::gpu::Precision;
 use gpumf::model::Params;
 
@@ -55,9 +55,12 @@ pub fn run() -> anyhow::Result<()> {
 /// Where to train.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum BackendArg {
-    /// The GPU when an adapter exists, else the CPU (with a notice).
+    /// A hardware GPU when wgpu finds one; otherwise the CPU, with a notice naming any
+    /// software adapter passed over (lavapipe, llvmpipe: slower than the CPU trainer).
     Auto,
+    /// The GPU, a software adapter included; an error when there is none.
     Gpu,
+    /// The CPU trainer (--threads 1: sequential; more: Hogwild).
     Cpu,
 }
 
@@ -70,6 +73,29 @@ pub struct InputArgs {
     /// Skip malformed lines (and report how many) instead of stopping at the first.
     #[arg(long)]
     pub skip_bad_lines: bool,
+    /// --format dense: the value that marks a missing entry, e.g. 99 (empty cells always do).
+    #[arg(long, allow_hyphen_values = true)]
+    pub missing: Option<String>,
+    /// --format dense: leading columns that are not ratings, e.g. 1 for a count per user.
+    #[arg(long, default_value_t = 0)]
+    pub skip_columns: usize,
+    /// A (user, item) pair rated more than once in a file: keep every rating, keep the last,
+    /// average them, or stop with an error naming the lines. The load report counts them.
+    #[arg(long, value_enum, default_value = "keep")]
+    pub duplicates: Duplicates,
+}
+
+impl InputArgs {
+    pub fn options(&self) -> LoadOptions {
+        LoadOptions {
+            format: self.format,
+            skip_bad_lines: self.skip_bad_lines,
+            missing: self.missing.clone(),
+            skip_columns: self.skip_columns,
+            split_column: None,
+            duplicates: self.duplicates,
+        }
+    }
 }
 
 /// The model's hyper-parameters.
@@ -121,11 +147,7 @@ impl ParamArgs {
 
 /// CPU threads, shared by the commands that train.
 pub fn threads(requested: Option<usize>) -> anyhow::Result<usize> {
-    match requested {
-        Some(0) => anyhow::bail!("--threads must be at least 1"),
-        Some(t) => Ok(t),
-        None => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
-    }
+    Ok(gpumf::resources::threads(requested, "--threads")?)
 }
 
 /// The hyper-parameters and where training runs.

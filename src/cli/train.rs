@@ -5,7 +5,7 @@ use super::{BackendArg, InputArgs, ModelArgs, OutputArgs};
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use gpumf::cpu::CpuMode;
-use gpumf::data::{load_ratings, split_per_user, split_random, LoadOptions, Problem, UNKNOWN};
+use gpumf::data::{load_pairs, load_ratings, split_marked, split_per_user, split_random, LoadOptions, Problem};
 use gpumf::metrics;
 use gpumf::model::Model;
 use gpumf::solver::{train as run_training, Backend, Trained};
@@ -32,6 +32,10 @@ pub struct TrainArgs {
     /// Hold out this fraction of the training file as the test set (seeded by --seed).
     #[arg(long)]
     pub test_fraction: Option<f64>,
+    /// The column (from 1) that marks each rating of --train as train or test (values
+    /// train/test, or 0/1 with 1 for test), as some benchmark sets ship.
+    #[arg(long, conflicts_with_all = ["test", "test_fraction"])]
+    pub split_column: Option<usize>,
     /// How --test-fraction picks the held-out ratings.
     #[arg(long, value_enum, default_value = "random", requires = "test_fraction")]
     pub split: SplitArg,
@@ -49,12 +53,16 @@ pub struct TrainArgs {
     pub output: OutputArgs,
 }
 
-fn load(path: &Path, input: &InputArgs, quiet: bool) -> anyhow::Result<gpumf::data::RatingSet> {
-    let loaded = load_ratings(path, LoadOptions { format: input.format, skip_bad_lines: input.skip_bad_lines })?;
+fn load_with(path: &Path, options: LoadOptions, quiet: bool) -> anyhow::Result<gpumf::data::Loaded> {
+    let loaded = load_ratings(path, options)?;
     if !quiet {
         eprintln!("{}", loaded.summary(path));
     }
-    Ok(loaded.ratings)
+    Ok(loaded)
+}
+
+fn load(path: &Path, input: &InputArgs, quiet: bool) -> anyhow::Result<gpumf::data::RatingSet> {
+    Ok(load_with(path, input.options(), quiet)?.ratings)
 }
 
 pub fn train(args: TrainArgs) -> anyhow::Result<()> {
@@ -67,13 +75,15 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         }
     }
     if let Some(save) = &args.save {
-        if save.exists() && !args.force {
-            bail!("--save {}: the file already exists; pass --force to replace it", save.display());
-        }
+        // Before the work: a save that fails after training loses it.
+        gpumf::output::check_output(save, args.force).context("--save")?;
     }
     let quiet = args.output.quiet || args.output.json;
-    let all = load(&args.train, &args.input, quiet)?;
+    let options = LoadOptions { split_column: args.split_column, ..args.input.options() };
+    let loaded = load_with(&args.train, options, quiet)?;
+    let all = loaded.ratings;
     let problem = match (&args.test, args.test_fraction) {
+        _ if args.split_column.is_some() => split_marked(&all, loaded.test_marks.as_deref().expect("a split column marks"))?,
         (Some(test), _) => {
             let test = load(test, &args.input, quiet)?;
             Problem::new(all, Some(&test))
@@ -92,27 +102,42 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         BackendArg::Cpu => run_training(&problem, &params, &cpu, |r| progress.epoch(r)),
         BackendArg::Gpu => run_training(&problem, &params, &gpu, |r| progress.epoch(r)),
         BackendArg::Auto => {
-            let hardware = gpumf::gpu::list_adapters().into_iter().any(|a| !a.is_software());
-            if hardware {
+            let adapters = gpumf::gpu::list_adapters();
+            if adapters.iter().any(|a| !a.is_software()) {
                 run_training(&problem, &params, &gpu, |r| progress.epoch(r))
             } else {
                 if !quiet {
-                    eprintln!("note: no GPU adapter found (software ones are slower than the CPU trainer); training on the CPU with {threads} threads");
+                    eprintln!("note: {}; training on the CPU with {threads} thread{}", passed_over(&adapters), if threads == 1 { "" } else { "s" });
                 }
                 run_training(&problem, &params, &cpu, |r| progress.epoch(r))
             }
         }
     };
     progress.finish();
-    let trained = trained?;
+    let mut trained = trained?;
     report(&args, &problem, &trained)?;
     if let Some(save) = &args.save {
-        trained.model.save(save, args.force)?;
+        trained.model.record_seen(&problem);
+        trained.model.save(save, args.force).context("--save")?;
         if !quiet {
             eprintln!("saved the model to {}", save.display());
         }
     }
     Ok(())
+}
+
+/// Why `--backend auto` did not take a GPU: none, or only software ones (named).
+fn passed_over(adapters: &[gpumf::gpu::AdapterSummary]) -> String {
+    if adapters.is_empty() {
+        return "no GPU adapter found".into();
+    }
+    let names: Vec<String> = adapters.iter().map(|a| format!("{} ({})", a.name, a.backend)).collect();
+    format!(
+        "the only GPU adapter{} {} {}, a software renderer on the CPU, slower than the CPU trainer (--backend gpu uses it anyway)",
+        if names.len() == 1 { "" } else { "s" },
+        if names.len() == 1 { "is" } else { "are" },
+        names.join(", ")
+    )
 }
 
 fn report(args: &TrainArgs, problem: &Problem, t: &Trained) -> anyhow::Result<()> {
@@ -139,6 +164,7 @@ fn report(args: &TrainArgs, problem: &Problem, t: &Trained) -> anyhow::Result<()
                 "train": args.train,
                 "test": args.test,
                 "test_fraction": args.test_fraction,
+                "split_column": args.split_column,
                 "split": args.test_fraction.map(|_| args.split),
             },
             "data": {
@@ -196,7 +222,7 @@ pub struct EvalArgs {
 }
 
 pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
-    let model = Model::load(&args.model)?;
+    let model = load_model(&args.model)?;
     let test = load(&args.test, &args.input, args.json)?;
     let problem = Problem::new(
         gpumf::data::RatingSet { entries: Vec::new(), users: model.users.clone(), items: model.items.clone() },
@@ -222,15 +248,20 @@ pub struct PredictArgs {
     /// A model saved by `gpumf train --save`.
     #[arg(long)]
     pub model: PathBuf,
-    /// Pairs to predict, one `user item` per line (space, tab or comma; more columns are ignored).
+    /// Pairs to predict, one `user item` per line, separated as in training files (tab, comma,
+    /// semicolon, space or '::'; more columns are ignored; a header line is skipped).
     #[arg(long, required_unless_present = "user", conflicts_with = "user")]
     pub pairs: Option<PathBuf>,
-    /// Recommend for this user (external id): the items with the highest predictions.
+    /// Recommend for this user (external id): the items with the highest scores, leaving out
+    /// the items the user rated in training.
     #[arg(long)]
     pub user: Option<u64>,
     /// How many items --user lists.
-    #[arg(long, default_value_t = 10, requires = "user")]
+    #[arg(long, default_value_t = 10, requires = "user", value_parser = at_least_one)]
     pub top: usize,
+    /// Let --user list items the user rated in training too.
+    #[arg(long, requires = "user")]
+    pub include_seen: bool,
     /// Write predictions here instead of stdout (an existing file is kept unless --force).
     #[arg(long)]
     pub output: Option<PathBuf>,
@@ -238,47 +269,51 @@ pub struct PredictArgs {
     pub force: bool,
 }
 
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{s:?} is not a whole number")),
+    }
+}
+
+/// Loads a model, telling the user when its file is of an older format.
+fn load_model(path: &Path) -> anyhow::Result<Model> {
+    let (model, info) = Model::load_with_info(path)?;
+    if let Some(note) = info.note() {
+        eprintln!("{note}");
+    }
+    Ok(model)
+}
+
 pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
-    let model = Model::load(&args.model)?;
+    if let Some(out) = &args.output {
+        gpumf::output::check_output(out, args.force).context("--output")?;
+    }
+    let model = load_model(&args.model)?;
     let mut lines = String::new();
     if let Some(user) = args.user {
         let Some(u) = model.users.index_of(user) else {
             bail!("--user {user}: the model has no such user (it knows {} users)", model.users.len());
         };
-        let mut scored: Vec<(u32, f32)> = (0..model.items.len() as u32).map(|i| (i, model.predict(u, i))).collect();
-        scored.sort_by(|a, b| b.1.total_cmp(&a.1));
-        for (i, p) in scored.into_iter().take(args.top) {
-            lines.push_str(&format!("{user}\t{}\t{p:.4}\n", model.items.external_id(i)));
+        let exclude_seen = !args.include_seen;
+        if exclude_seen && model.seen.is_none() {
+            eprintln!("note: this model file does not record which items each user rated, so the list may include them");
+        }
+        // Columns: user, item, the predicted rating (clipped to the scale), and the unclipped
+        // score that orders the list.
+        for (i, score) in model.recommend(u, args.top, exclude_seen) {
+            lines.push_str(&format!("{user}\t{}\t{:.4}\t{score:.4}\n", model.items.external_id(i), model.predict(u, i)));
         }
     } else if let Some(path) = &args.pairs {
-        let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
-        for (n, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let fields: Vec<&str> = line.split([',', '\t', ' ']).filter(|f| !f.is_empty()).collect();
-            let id = |k: usize, what: &str| -> anyhow::Result<u64> {
-                let f = fields.get(k).with_context(|| format!("{}:{}: missing the {what} id", path.display(), n + 1))?;
-                f.parse().with_context(|| format!("{}:{}: bad {what} id {f:?}", path.display(), n + 1))
-            };
-            let (user, item) = match (id(0, "user"), id(1, "item")) {
-                (Ok(u), Ok(i)) => (u, i),
-                _ if n == 0 => continue, // a header line
-                (Err(e), _) | (_, Err(e)) => return Err(e),
-            };
-            let known = model.users.index_of(user).unwrap_or(UNKNOWN) != UNKNOWN && model.items.index_of(item).is_some();
+        for (user, item) in load_pairs(path)? {
+            let known = model.users.index_of(user).is_some() && model.items.index_of(item).is_some();
             let note = if known { "" } else { "\tcold" };
             lines.push_str(&format!("{user}\t{item}\t{:.4}{note}\n", model.predict_external(user, item)));
         }
     }
     match &args.output {
-        Some(out) => {
-            if out.exists() && !args.force {
-                bail!("--output {}: the file already exists; pass --force to replace it", out.display());
-            }
-            std::fs::write(out, lines).with_context(|| format!("{}: cannot write", out.display()))?;
-        }
+        Some(out) => gpumf::output::write_atomically(out, args.force, |w| w.write_all(lines.as_bytes())).context("--output")?,
         None => std::io::stdout().write_all(lines.as_bytes())?,
     }
     Ok(())

@@ -1,17 +1,18 @@
 //! Rating-file loaders: format detected from the content, parsed in parallel, every bad line
 //! reported with its file and line number.
 
+use super::archive::{read_unpacked, unread_container};
 use super::{IdMap, Rating, RatingSet};
 use crate::error::{Error, Result};
 use rayon::prelude::*;
-use std::io::Read;
 use std::path::Path;
 
 /// The rating-file formats gpumf reads. Gzip is detected separately, under any of them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Format {
     /// Detect from the content (the default).
+    #[default]
     Auto,
     /// `user<TAB>item<TAB>rating[<TAB>timestamp]`, e.g. MovieLens 100k `u.data`.
     Tab,
@@ -27,20 +28,39 @@ pub enum Format {
     Mtx,
     /// cuMF_SGD's binary records {i32 user, i32 item, f32 rating}, 12 bytes each, no header.
     Binary,
+    /// A dense matrix: one line per user, one column per item, a marker for missing entries
+    /// (`--missing`); ids are the row and column numbers, from 1.
+    Dense,
+}
+
+/// What to do with a (user, item) pair rated more than once in one file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Duplicates {
+    /// Keep every rating (each is trained on), and count them.
+    #[default]
+    Keep,
+    /// Keep the one that comes last in the file.
+    Last,
+    /// Keep one rating, the mean of them all.
+    Mean,
+    /// Stop with the lines of the first repeated pair.
+    Error,
 }
 
 /// How to read a rating file.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct LoadOptions {
     pub format: Format,
     /// Skip malformed lines (and count them) instead of failing on the first.
     pub skip_bad_lines: bool,
-}
-
-impl Default for LoadOptions {
-    fn default() -> Self {
-        Self { format: Format::Auto, skip_bad_lines: false }
-    }
+    /// `--format dense`: the text that marks a missing entry (empty fields always do).
+    pub missing: Option<String>,
+    /// `--format dense`: leading columns that are not ratings (e.g. a count per user).
+    pub skip_columns: usize,
+    /// The column (from 1) that marks each rating `train` or `test` (or 0 or 1).
+    pub split_column: Option<usize>,
+    pub duplicates: Duplicates,
 }
 
 /// A loaded rating file.
@@ -51,40 +71,63 @@ pub struct Loaded {
     pub format: Format,
     /// Malformed lines skipped under `skip_bad_lines`.
     pub skipped_lines: u64,
+    /// With a split column: whether each rating is marked test.
+    pub test_marks: Option<Vec<bool>>,
+    /// Ratings of a (user, item) pair beyond its first in the file, before `duplicates` acted.
+    pub duplicates: usize,
+    pub duplicate_policy: Duplicates,
 }
 
-/// Reads and parses a rating file, gzip-compressed or not.
+/// Reads and parses a rating file; gzip and single-file zip are unpacked, other archives
+/// are named in the error.
 pub fn load_ratings(path: &Path, options: LoadOptions) -> Result<Loaded> {
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     if meta.is_dir() {
         return Err(Error::IsDirectory { path: path.into() });
     }
-    let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::with_capacity(raw.len() * 4);
-        flate2::read::MultiGzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| Error::Format { path: path.into(), message: format!("gzip data is corrupt or truncated: {e}") })?;
-        out
-    } else {
-        raw
-    };
-    parse_ratings(&bytes, path, options)
+    parse_ratings(&read_unpacked(path)?, path, options)
 }
 
 /// Parses rating text already in memory; `path` names it in errors.
 pub fn parse_ratings(bytes: &[u8], path: &Path, options: LoadOptions) -> Result<Loaded> {
+    check_options(&options)?;
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(Error::EmptyFile { path: path.into() });
     }
+    if let Some(what) = unread_container(bytes) {
+        return Err(Error::Format { path: path.into(), message: format!("this is {what}") });
+    }
     let format = match options.format {
-        Format::Auto => detect_format(bytes),
+        Format::Auto => detect_format(bytes, path, options.split_column)?,
         f => f,
     };
     if format == Format::Binary {
-        return parse_binary(bytes, path, options.skip_bad_lines);
+        let mut loaded = parse_binary(bytes, path, options.skip_bad_lines)?;
+        let locate = |ordinal: usize| format!("record {}", ordinal + 1);
+        loaded.duplicates = resolve_duplicates(&mut loaded.ratings, &mut None, options.duplicates, path, locate)?;
+        loaded.duplicate_policy = options.duplicates;
+        return Ok(loaded);
     }
-    let layout = Layout::for_file(format, bytes, path)?;
+    if format == Format::Dense {
+        return super::dense::parse_dense(bytes, path, &options);
+    }
+    let mut layout = Layout::for_file(format, bytes, path)?;
+    if let Some(column) = options.split_column {
+        if format == Format::Mtx {
+            return Err(Error::InvalidParameter("--split-column applies to delimited text, not Matrix Market files".into()));
+        }
+        if format == Format::Csv && column > layout.max_fields {
+            return Err(Error::InvalidParameter(format!("--split-column {column}: the header names only {} columns", layout.max_fields)));
+        }
+        for used in [layout.user_col, layout.item_col, layout.rating_col] {
+            if column == used + 1 {
+                return Err(Error::InvalidParameter(format!("--split-column {column} is the user, item or rating column")));
+            }
+        }
+        layout.split_col = Some(column - 1);
+        layout.min_fields = layout.min_fields.max(column);
+        layout.max_fields = layout.max_fields.max(column);
+    }
     let body = &bytes[layout.body_start..];
     let chunks = split_chunks(body);
     let parsed: Vec<ChunkResult> = chunks
@@ -120,7 +163,7 @@ pub fn parse_ratings(bytes: &[u8], path: &Path, options: LoadOptions) -> Result<
             });
         }
         for c in &parsed {
-            if let Some(&(u, i, _)) = c.triplets.iter().find(|t| t.0 == 0 || t.0 > m || t.1 == 0 || t.1 > n) {
+            if let Some(&(u, i, _, _)) = c.triplets.iter().find(|t| t.0 == 0 || t.0 > m || t.1 == 0 || t.1 > n) {
                 return Err(Error::Format {
                     path: path.into(),
                     message: format!("entry ({u}, {i}) lies outside the declared {m} x {n} matrix (indices are 1-based)"),
@@ -137,24 +180,145 @@ pub fn parse_ratings(bytes: &[u8], path: &Path, options: LoadOptions) -> Result<
     let mut users = Interner::new(max_user, total);
     let mut items = Interner::new(max_item, total);
     let mut entries = Vec::with_capacity(total);
+    let mut marks = layout.split_col.map(|_| Vec::with_capacity(total));
     for chunk in parsed {
-        for (u, i, r) in chunk.triplets {
+        for (u, i, r, test) in chunk.triplets {
             entries.push(Rating { user: users.intern(u), item: items.intern(i), value: r });
+            if let Some(marks) = &mut marks {
+                marks.push(test);
+            }
         }
     }
-    let ratings = RatingSet { entries, users: users.finish(), items: items.finish() };
-    Ok(Loaded { ratings, format, skipped_lines: skipped })
+    let mut ratings = RatingSet { entries, users: users.finish(), items: items.finish() };
+    let locate = |ordinal: usize| format!("line {}", line_of_entry(bytes, &layout, ordinal));
+    let duplicates = resolve_duplicates(&mut ratings, &mut marks, options.duplicates, path, locate)?;
+    Ok(Loaded { ratings, format, skipped_lines: skipped, test_marks: marks, duplicates, duplicate_policy: options.duplicates })
+}
+
+/// Flags that belong to one format, given with another, are errors rather than ignored.
+fn check_options(options: &LoadOptions) -> Result<()> {
+    let dense = options.format == Format::Dense;
+    if !dense && options.missing.is_some() {
+        return Err(Error::InvalidParameter("--missing applies to --format dense".into()));
+    }
+    if !dense && options.skip_columns > 0 {
+        return Err(Error::InvalidParameter("--skip-columns applies to --format dense".into()));
+    }
+    match options.split_column {
+        Some(0) => Err(Error::InvalidParameter("--split-column counts columns from 1".into())),
+        Some(_) if dense || options.format == Format::Binary => {
+            Err(Error::InvalidParameter("--split-column applies to delimited text with one rating per line".into()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The file line of the `ordinal`-th rating read, by the same rules as the parse.
+fn line_of_entry(bytes: &[u8], layout: &Layout, ordinal: usize) -> u64 {
+    let before = count_lines(&bytes[..layout.body_start]);
+    let mut seen = 0;
+    for (n, raw) in bytes[layout.body_start..].split(|&b| b == b'\n').enumerate() {
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if raw.iter().all(|b| b.is_ascii_whitespace()) || raw.first() == Some(&layout.comment) || parse_line(raw, layout).is_err() {
+            continue;
+        }
+        if seen == ordinal {
+            return before + n as u64 + 1;
+        }
+        seen += 1;
+    }
+    0
+}
+
+/// Finds (user, item) pairs rated more than once and applies `policy`; returns how many
+/// ratings repeated an earlier pair. `locate` names a rating's place in the file by its
+/// ordinal, for the error.
+pub(super) fn resolve_duplicates(
+    ratings: &mut RatingSet,
+    marks: &mut Option<Vec<bool>>,
+    policy: Duplicates,
+    path: &Path,
+    locate: impl Fn(usize) -> String,
+) -> Result<usize> {
+    let groups = repeated_pairs(&ratings.entries, ratings.users.len());
+    let repeats: usize = groups.iter().map(|g| g.len() - 1).sum();
+    if repeats == 0 {
+        return Ok(0);
+    }
+    let mut remove = vec![false; ratings.entries.len()];
+    match policy {
+        Duplicates::Keep => return Ok(repeats),
+        Duplicates::Error => {
+            let first = groups.iter().min_by_key(|g| g[1]).expect("a repeat");
+            let (user, item) = ratings.external(&ratings.entries[first[0] as usize]);
+            return Err(Error::Data(format!(
+                "{}: user {user} rates item {item} more than once ({} and {}); {repeats} such repeats in all (--duplicates keep, last or mean resolves them)",
+                path.display(),
+                locate(first[0] as usize),
+                locate(first[1] as usize)
+            )));
+        }
+        Duplicates::Last => {
+            for g in &groups {
+                g[..g.len() - 1].iter().for_each(|&i| remove[i as usize] = true);
+            }
+        }
+        Duplicates::Mean => {
+            for g in &groups {
+                let mean = g.iter().map(|&i| ratings.entries[i as usize].value as f64).sum::<f64>() / g.len() as f64;
+                ratings.entries[g[0] as usize].value = mean as f32;
+                g[1..].iter().for_each(|&i| remove[i as usize] = true);
+            }
+        }
+    }
+    let mut kept = remove.iter().map(|r| !r);
+    ratings.entries.retain(|_| kept.next().expect("one flag a rating"));
+    if let Some(marks) = marks {
+        let mut kept = remove.iter().map(|r| !r);
+        marks.retain(|_| kept.next().expect("one flag a rating"));
+    }
+    Ok(repeats)
+}
+
+/// The positions of each pair rated more than once, ascending within a pair. Linear: a
+/// counting sort by user, then each user's few ratings sorted by item.
+fn repeated_pairs(entries: &[Rating], users: usize) -> Vec<Vec<u32>> {
+    // (item << 32 | position): sorting a user's run orders by item, then by file order.
+    let (starts, mut keyed) = super::by_user(entries, users, |i, r| (r.item as u64) << 32 | i as u64);
+    let mut runs: Vec<&mut [u64]> = Vec::with_capacity(users);
+    let mut rest = &mut keyed[..];
+    for u in 0..users {
+        let (run, tail) = rest.split_at_mut(starts[u + 1] - starts[u]);
+        runs.push(run);
+        rest = tail;
+    }
+    runs.into_par_iter()
+        .flat_map_iter(|run| {
+            run.sort_unstable();
+            let mut groups = Vec::new();
+            let mut start = 0;
+            for end in 1..=run.len() {
+                if end == run.len() || run[end] >> 32 != run[start] >> 32 {
+                    if end - start > 1 {
+                        groups.push(run[start..end].iter().map(|k| *k as u32).collect());
+                    }
+                    start = end;
+                }
+            }
+            groups
+        })
+        .collect()
 }
 
 /// Assigns dense indices in order of first appearance: through a direct table when the ids are
 /// small integers (MovieLens, Netflix: far faster than hashing), else through the hash map.
-enum Interner {
+pub(super) enum Interner {
     Table { index: Vec<u32>, external: Vec<u64> },
     Map(IdMap),
 }
 
 impl Interner {
-    fn new(max_id: u64, entries: usize) -> Interner {
+    pub(super) fn new(max_id: u64, entries: usize) -> Interner {
         if max_id < (1 << 20) || max_id <= 4 * entries as u64 {
             Interner::Table { index: vec![u32::MAX; max_id as usize + 1], external: Vec::new() }
         } else {
@@ -163,7 +327,7 @@ impl Interner {
     }
 
     #[inline]
-    fn intern(&mut self, id: u64) -> u32 {
+    pub(super) fn intern(&mut self, id: u64) -> u32 {
         match self {
             Interner::Table { index, external } => {
                 let slot = &mut index[id as usize];
@@ -177,7 +341,7 @@ impl Interner {
         }
     }
 
-    fn finish(self) -> IdMap {
+    pub(super) fn finish(self) -> IdMap {
         match self {
             Interner::Table { external, .. } => IdMap::from_externals(external),
             Interner::Map(map) => map,
@@ -225,32 +389,66 @@ fn parse_binary(bytes: &[u8], path: &Path, skip_bad: bool) -> Result<Loaded> {
     }
     ratings.users = users.finish();
     ratings.items = items.finish();
-    Ok(Loaded { ratings, format: Format::Binary, skipped_lines: skipped })
+    Ok(Loaded { ratings, format: Format::Binary, skipped_lines: skipped, test_marks: None, duplicates: 0, duplicate_policy: Duplicates::Keep })
 }
 
-/// Guesses the format from the first bytes of (decompressed) text.
-fn detect_format(bytes: &[u8]) -> Format {
-    // Text rating files never hold a NUL byte; binary records of small ids always do.
-    if bytes[..bytes.len().min(4096)].contains(&0) {
-        return Format::Binary;
+/// Records checked before a file without a known extension is taken as binary ratings.
+const PLAUSIBLE_RECORDS: usize = 1024;
+/// Larger ratings are taken as a sign that the bytes are not rating records.
+const PLAUSIBLE_RATING: f32 = 1e6;
+
+/// Why the start of `bytes` is not cuMF_SGD's records, if it is not.
+fn implausible_binary(bytes: &[u8]) -> Option<String> {
+    if !bytes.len().is_multiple_of(12) {
+        return Some(format!("its {} bytes are not a whole number of 12-byte records", bytes.len()));
     }
+    for (n, b) in bytes.chunks_exact(12).take(PLAUSIBLE_RECORDS).enumerate() {
+        let word = |i: usize| [b[i], b[i + 1], b[i + 2], b[i + 3]];
+        let (u, i, r) = (i32::from_le_bytes(word(0)), i32::from_le_bytes(word(4)), f32::from_le_bytes(word(8)));
+        if u < 0 || i < 0 || !r.is_finite() || r.abs() > PLAUSIBLE_RATING {
+            return Some(format!("record {} would be user {u}, item {i}, rating {r}", n + 1));
+        }
+    }
+    None
+}
+
+/// Guesses the format from the first bytes of (decompressed) content.
+fn detect_format(bytes: &[u8], path: &Path, split_column: Option<usize>) -> Result<Format> {
+    // Text rating files never hold a NUL byte; binary records of small ids always do. The
+    // binary format is assumed only for its extension or records that look like ratings.
+    if bytes[..bytes.len().min(4096)].contains(&0) {
+        let known_extension = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("bin"));
+        if known_extension {
+            return Ok(Format::Binary);
+        }
+        return match implausible_binary(bytes) {
+            None => Ok(Format::Binary),
+            Some(why) => Err(Error::Format {
+                path: path.into(),
+                message: format!(
+                    "not a rating file: it holds NUL bytes, so it is not text, and it is not cuMF_SGD's binary records ({why}); convert it to text, or pass --format binary if it really is such records"
+                ),
+            }),
+        };
+    }
+    Ok(detect_text_format(bytes, split_column))
+}
+
+/// A text format from the first data line; a split column's words (train, test) are not a
+/// sign of a header.
+fn detect_text_format(bytes: &[u8], split_column: Option<usize>) -> Format {
     if bytes.starts_with(b"%%MatrixMarket") {
         return Format::Mtx;
     }
     let first = first_data_line(bytes);
-    if first.contains("::") {
+    let delim = Delimiter::of_line(first);
+    if delim == Delimiter::DoubleColon {
         return Format::Dat;
     }
-    let delim = if first.contains('\t') {
-        Delimiter::Tab
-    } else if first.contains(',') {
-        Delimiter::Comma
-    } else if first.contains(';') {
-        Delimiter::Semicolon
-    } else {
-        Delimiter::Whitespace
-    };
-    let looks_like_header = delim.split(first).any(|f| f.trim().parse::<f64>().is_err());
+    let looks_like_header = delim
+        .split(first)
+        .enumerate()
+        .any(|(c, f)| Some(c + 1) != split_column && f.trim().parse::<f64>().is_err());
     if looks_like_header {
         return Format::Csv;
     }
@@ -261,14 +459,14 @@ fn detect_format(bytes: &[u8]) -> Format {
     }
 }
 
-fn first_data_line(bytes: &[u8]) -> &str {
+pub(super) fn first_data_line(bytes: &[u8]) -> &str {
     let head = &bytes[..bytes.len().min(64 * 1024)];
     let head = std::str::from_utf8(head).unwrap_or_else(|e| std::str::from_utf8(&head[..e.valid_up_to()]).unwrap_or(""));
     head.lines().map(|l| l.trim_end_matches('\r')).find(|l| !l.trim().is_empty() && !l.starts_with('#')).unwrap_or("")
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Delimiter {
+pub(super) enum Delimiter {
     Tab,
     Comma,
     Semicolon,
@@ -278,7 +476,22 @@ enum Delimiter {
 }
 
 impl Delimiter {
-    fn name(self) -> &'static str {
+    /// The delimiter a line of delimited text uses: '::', tab, comma, semicolon, else spaces.
+    pub(super) fn of_line(line: &str) -> Delimiter {
+        if line.contains("::") {
+            Delimiter::DoubleColon
+        } else if line.contains('\t') {
+            Delimiter::Tab
+        } else if line.contains(',') {
+            Delimiter::Comma
+        } else if line.contains(';') {
+            Delimiter::Semicolon
+        } else {
+            Delimiter::Whitespace
+        }
+    }
+
+    pub(super) fn name(self) -> &'static str {
         match self {
             Delimiter::Tab => "tab",
             Delimiter::Comma => "comma",
@@ -288,7 +501,7 @@ impl Delimiter {
         }
     }
 
-    fn split(self, line: &str) -> Box<dyn Iterator<Item = &str> + '_> {
+    pub(super) fn split(self, line: &str) -> Box<dyn Iterator<Item = &str> + '_> {
         match self {
             Delimiter::Tab => Box::new(line.split('\t')),
             Delimiter::Comma => Box::new(line.split(',')),
@@ -331,6 +544,8 @@ struct Layout {
     comment: u8,
     /// Matrix Market's declared rows, columns and entries.
     mtx_size: Option<(u64, u64, u64)>,
+    /// The column that marks a rating train or test.
+    split_col: Option<usize>,
 }
 
 impl Layout {
@@ -346,6 +561,7 @@ impl Layout {
             body_start: 0,
             comment: b'#',
             mtx_size: None,
+            split_col: None,
         }
     }
 
@@ -361,7 +577,7 @@ impl Layout {
             Format::Dat => plain(Delimiter::DoubleColon),
             Format::Csv => Self::with_header(bytes, path)?,
             Format::Mtx => Self::matrix_market(bytes, path)?,
-            Format::Auto | Format::Binary => unreachable!("detected and handled before"),
+            Format::Auto | Format::Binary | Format::Dense => unreachable!("detected and handled before"),
         })
     }
 
@@ -413,6 +629,7 @@ impl Layout {
             body_start: (end + 1).min(bytes.len()),
             comment: b'#',
             mtx_size: None,
+            split_col: None,
         })
     }
 
@@ -469,19 +686,21 @@ impl Layout {
             body_start: offset.min(bytes.len()),
             comment: b'%',
             mtx_size: Some(size),
+            split_col: None,
         })
     }
 }
 
 struct ChunkResult {
-    triplets: Vec<(u64, u64, f32)>,
+    /// User, item, rating, and whether the split column marks it test.
+    triplets: Vec<(u64, u64, f32, bool)>,
     skipped: u64,
     /// The first bad line (0-based within the chunk) and what was wrong.
     error: Option<(u64, String)>,
 }
 
 /// Cuts the text into line-aligned pieces for the parallel parse.
-fn split_chunks(body: &[u8]) -> Vec<(usize, usize)> {
+pub(super) fn split_chunks(body: &[u8]) -> Vec<(usize, usize)> {
     const CHUNK: usize = 1 << 20;
     let mut chunks = Vec::with_capacity(body.len() / CHUNK + 1);
     let mut start = 0;
@@ -496,7 +715,7 @@ fn split_chunks(body: &[u8]) -> Vec<(usize, usize)> {
     chunks
 }
 
-fn count_lines(bytes: &[u8]) -> u64 {
+pub(super) fn count_lines(bytes: &[u8]) -> u64 {
     bytes.iter().filter(|&&b| b == b'\n').count() as u64
 }
 
@@ -553,7 +772,7 @@ fn split_fields<'a>(line: &'a [u8], delimiter: Delimiter, out: &mut [&'a [u8]; 1
     n
 }
 
-fn parse_line(raw: &[u8], layout: &Layout) -> std::result::Result<(u64, u64, f32), String> {
+fn parse_line(raw: &[u8], layout: &Layout) -> std::result::Result<(u64, u64, f32, bool), String> {
     let text = || String::from_utf8_lossy(raw).into_owned();
     let mut fields: [&[u8]; 16] = [&[]; 16];
     let n = split_fields(raw, layout.delimiter, &mut fields);
@@ -572,7 +791,13 @@ fn parse_line(raw: &[u8], layout: &Layout) -> std::result::Result<(u64, u64, f32
             format!("{} to {}", layout.min_fields, layout.max_fields)
         };
         let what = if n < layout.min_fields { "missing field" } else { "too many fields" };
-        return Err(format!("{what}: expected {expected} {}-separated fields, found {n} ({line:?})", layout.delimiter.name()));
+        let hint = if n > 4 && layout.mtx_size.is_none() {
+            "; if each line is a user's row of a dense matrix, read it with --format dense --missing VALUE [--skip-columns N]"
+        } else {
+            ""
+        };
+        let line = if line.chars().count() > 120 { format!("{}…", line.chars().take(120).collect::<String>()) } else { line };
+        return Err(format!("{what}: expected {expected} {}-separated fields, found {n} ({line:?}){hint}", layout.delimiter.name()));
     }
     let user = parse_id(fields[layout.user_col], "user")?;
     let item = parse_id(fields[layout.item_col], "item")?;
@@ -583,7 +808,22 @@ fn parse_line(raw: &[u8], layout: &Layout) -> std::result::Result<(u64, u64, f32
     if !rating.is_finite() {
         return Err(format!("rating {:?} is not a finite number", shown()));
     }
-    Ok((user, item, rating))
+    let test = match layout.split_col {
+        Some(col) => split_mark(trim_field(fields[col])).ok_or_else(|| {
+            format!("split column {} holds {:?}; expected train or test (or 0 or 1)", col + 1, String::from_utf8_lossy(trim_field(fields[col])))
+        })?,
+        None => false,
+    };
+    Ok((user, item, rating, test))
+}
+
+/// A split column's value: `train`/`0` or `test`/`1`.
+fn split_mark(field: &[u8]) -> Option<bool> {
+    match field.to_ascii_lowercase().as_slice() {
+        b"train" | b"0" => Some(false),
+        b"test" | b"1" => Some(true),
+        _ => None,
+    }
 }
 
 fn trim_field(field: &[u8]) -> &[u8] {
@@ -625,7 +865,58 @@ impl Loaded {
         if self.skipped_lines > 0 {
             s.push_str(&format!(", {} malformed lines skipped", self.skipped_lines));
         }
+        if self.duplicates > 0 {
+            let done = match self.duplicate_policy {
+                Duplicates::Keep => "all kept (--duplicates last|mean|error to resolve them)",
+                Duplicates::Last => "the last of each kept",
+                Duplicates::Mean => "each pair's ratings averaged",
+                Duplicates::Error => "",
+            };
+            s.push_str(&format!(", {} ratings repeat a (user, item) pair: {done}", self.duplicates));
+        }
+        if let Some(marks) = &self.test_marks {
+            let tests = marks.iter().filter(|&&t| t).count();
+            s.push_str(&format!("; the split column marks {} train and {tests} test", marks.len() - tests));
+        }
         s
     }
 }
 
+
+/// Reads (user, item) pairs, one a line, for `predict --pairs`: separated as rating files are
+/// (tab, comma, semicolon, spaces or '::'), further columns ignored, a header line skipped.
+pub fn load_pairs(path: &Path) -> Result<Vec<(u64, u64)>> {
+    if path.is_dir() {
+        return Err(Error::IsDirectory { path: path.into() });
+    }
+    let bytes = read_unpacked(path)?;
+    let text = std::str::from_utf8(&bytes).map_err(|e| Error::Format { path: path.into(), message: format!("not UTF-8 text (byte {})", e.valid_up_to()) })?;
+    let delimiter = Delimiter::of_line(first_data_line(&bytes));
+    let mut pairs = Vec::new();
+    let mut first = true;
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let fields: Vec<&str> = delimiter.split(line).map(str::trim).collect();
+        let id = |k: usize, what: &str| match fields.get(k) {
+            None | Some(&"") => Err(format!("missing the {what} id")),
+            Some(f) => parse_id(f.as_bytes(), what),
+        };
+        match (id(0, "user"), id(1, "item")) {
+            (Ok(u), Ok(i)) => pairs.push((u, i)),
+            // A header names its columns: a first line whose first field is a word.
+            (Err(_), _) if first && fields[0].bytes().any(|b| b.is_ascii_alphabetic()) => {}
+            (Err(message), _) | (_, Err(message)) => {
+                let message = format!("{message} ({line:?}; expected `user item`, {}-separated)", delimiter.name());
+                return Err(Error::Parse { path: path.into(), line: n as u64 + 1, message });
+            }
+        }
+        first = false;
+    }
+    if pairs.is_empty() {
+        return Err(Error::Format { path: path.into(), message: "no (user, item) pairs in the file".into() });
+    }
+    Ok(pairs)
+}

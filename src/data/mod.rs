@@ -1,16 +1,18 @@
 //! Rating data: the one sparse type shared by every trainer, id maps, loaders and splits.
 
+mod archive;
+mod dense;
 mod load;
 mod problem;
 mod shuffle;
 mod split;
 mod write;
 
-pub use load::{load_ratings, parse_ratings, Format, LoadOptions, Loaded};
+pub use load::{load_pairs, load_ratings, parse_ratings, Duplicates, Format, LoadOptions, Loaded};
 pub use problem::{ColdStart, Problem};
-pub use shuffle::{group_by_key, shuffled, tiled};
-pub use split::{split_per_user, split_random};
-pub use write::{write_ratings, WriteFormat};
+pub use shuffle::{by_user, group_by_key, shuffled, tiled};
+pub use split::{split_marked, split_per_user, split_random};
+pub use write::{write_ratings, written_size, WriteFormat};
 
 use rustc_hash::FxHashMap;
 
@@ -68,6 +70,12 @@ impl IdMap {
 
     pub fn len(&self) -> usize {
         self.external.len()
+    }
+
+    /// Distinct ids in the lookup: fewer than [`IdMap::len`] when a table read from a file
+    /// repeats an id.
+    pub fn distinct(&self) -> usize {
+        self.index.len()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -8,6 +8,7 @@
 //! chunks of a fixed size, each with its own seeded generator, so the result depends on the
 //! seed alone, not on the number of threads.
 
+use super::Rating;
 use crate::rng::part_rng;
 use rand::seq::SliceRandom;
 use rand::Rng;
@@ -33,6 +34,27 @@ where
     U: Copy + Send + Sync,
 {
     scatter(items, groups, keys, map).into_par_iter().map(|parts| parts.concat()).collect()
+}
+
+/// Each user's ratings together, in file order within a user: `value(position, rating)` of
+/// user u's ratings lies at `starts[u]..starts[u + 1]` of the values. A counting sort, linear,
+/// for the many groups (one per user) that [`group_by_key`]'s per-group vectors do not suit.
+pub fn by_user<U: Copy + Default>(ratings: &[Rating], users: usize, value: impl Fn(usize, &Rating) -> U) -> (Vec<usize>, Vec<U>) {
+    let mut starts = vec![0usize; users + 1];
+    for r in ratings {
+        starts[r.user as usize + 1] += 1;
+    }
+    for u in 0..users {
+        starts[u + 1] += starts[u];
+    }
+    let mut next = starts.clone();
+    let mut values = vec![U::default(); ratings.len()];
+    for (i, r) in ratings.iter().enumerate() {
+        let slot = &mut next[r.user as usize];
+        values[*slot] = value(i, r);
+        *slot += 1;
+    }
+    (starts, values)
 }
 
 /// The work of [`group_by_key`] before the last copy: each group as its chunks' parts, in order.

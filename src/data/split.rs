@@ -13,6 +13,18 @@ fn check_fraction(fraction: f64) -> Result<()> {
     Ok(())
 }
 
+/// Splits by marks read from the file itself (`--split-column`): marked ratings are the test
+/// set. An empty side is an error, since it would train on nothing or measure nothing.
+pub fn split_marked(all: &RatingSet, is_test: &[bool]) -> Result<Problem> {
+    let tests = is_test.iter().filter(|&&t| t).count();
+    if tests == 0 || tests == all.len() {
+        let side = if tests == 0 { "test" } else { "train" };
+        return Err(Error::Data(format!("the split column marks no rating {side}")));
+    }
+    let (train, test) = partition(all, is_test);
+    Ok(Problem::from_split(all, train, test))
+}
+
 /// Holds out a seeded random `fraction` of all ratings.
 pub fn split_random(all: &RatingSet, fraction: f64, seed: u64) -> Result<Problem> {
     check_fraction(fraction)?;

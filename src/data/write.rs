@@ -3,7 +3,7 @@
 
 use super::Rating;
 use crate::error::{Error, Result};
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::Path;
 
 /// The formats gpumf writes.
@@ -18,32 +18,29 @@ pub enum WriteFormat {
     Binary,
 }
 
-/// Writes `ratings` with their indices as ids, through a temporary file renamed into place.
+/// Writes `ratings` with their indices as ids, checked first and written whole or not at all
+/// ([`crate::output::write_atomically`]).
 pub fn write_ratings(path: &Path, ratings: &[Rating], format: WriteFormat, overwrite: bool) -> Result<()> {
-    if path.exists() && !overwrite {
-        return Err(Error::Format { path: path.into(), message: "already exists; not overwriting it (pass --force to replace it)".into() });
-    }
     if format == WriteFormat::Binary && ratings.iter().any(|r| r.user > i32::MAX as u32 || r.item > i32::MAX as u32) {
         return Err(Error::Format { path: path.into(), message: "ids above 2^31 - 1 do not fit cuMF_SGD's int32 records".into() });
     }
-    let tmp = path.with_extension("tmp-gpumf");
-    let write = || -> std::io::Result<()> {
-        let mut w = BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp)?);
-        match format {
-            WriteFormat::Binary => w.write_all(bytemuck::cast_slice(ratings))?,
-            WriteFormat::Tab | WriteFormat::Space => {
-                let sep = if format == WriteFormat::Tab { '\t' } else { ' ' };
-                for r in ratings {
-                    writeln!(w, "{}{sep}{}{sep}{}", r.user, r.item, r.value)?;
-                }
+    crate::output::write_atomically(path, overwrite, |w| match format {
+        WriteFormat::Binary => w.write_all(bytemuck::cast_slice(ratings)),
+        WriteFormat::Tab | WriteFormat::Space => {
+            let sep = if format == WriteFormat::Tab { '\t' } else { ' ' };
+            for r in ratings {
+                writeln!(w, "{}{sep}{}{sep}{}", r.user, r.item, r.value)?;
             }
+            Ok(())
         }
-        w.into_inner().map_err(|e| e.into_error())?.sync_all()
-    };
-    let cannot = |e: std::io::Error| Error::Format { path: path.into(), message: format!("cannot write: {e}") };
-    if let Err(e) = write() {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(cannot(e));
+    })
+}
+
+/// Bytes a file of `ratings` takes at most in `format`, for the disk-space check before writing.
+pub fn written_size(ratings: u64, format: WriteFormat) -> u64 {
+    match format {
+        WriteFormat::Binary => 12 * ratings,
+        // Ids up to 10 digits, a rating such as 3.1234567 and two separators and a newline.
+        WriteFormat::Tab | WriteFormat::Space => 34 * ratings,
     }
-    std::fs::rename(&tmp, path).map_err(cannot)
 }

@@ -30,7 +30,39 @@ impl AdapterSummary {
     }
 }
 
+/// Mesa's Vulkan drivers (through libwayland) print "error: XDG_RUNTIME_DIR is invalid or not
+/// set in the environment." whenever it is unset, as in root shells, containers and CI, though
+/// nothing failed. Where it is unset or not an absolute directory, point it at a private
+/// directory of gpumf's own. Called before the first wgpu instance; the binary also calls it
+/// first thing, before any thread exists, since changing the environment races with threads
+/// that read it.
+pub fn quiet_headless_drivers() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+            let usable = std::env::var_os("XDG_RUNTIME_DIR")
+                .map(std::path::PathBuf::from)
+                .is_some_and(|d| d.is_absolute() && d.is_dir());
+            if usable {
+                return;
+            }
+            // SAFETY: getuid has no preconditions and cannot fail.
+            let uid = unsafe { libc::getuid() };
+            let dir = std::env::temp_dir().join(format!("gpumf-runtime-{uid}"));
+            let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+            // Only a directory of this user's, closed to others, stands in for the real one.
+            let ours = std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir() && m.uid() == uid && m.mode() & 0o077 == 0);
+            if ours {
+                std::env::set_var("XDG_RUNTIME_DIR", &dir);
+            }
+        }
+    });
+}
+
 fn instance() -> wgpu::Instance {
+    quiet_headless_drivers();
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
     desc.backends = wgpu::Backends::PRIMARY;
     wgpu::Instance::new(desc)

@@ -10,7 +10,7 @@ mod context;
 mod kernel;
 mod plan;
 
-pub use context::{list_adapters, AdapterSummary, Gpu};
+pub use context::{list_adapters, quiet_headless_drivers, AdapterSummary, Gpu};
 pub use kernel::{KernelShape, GROUP_SUBGROUP_WGSL, GROUP_WORKGROUP_WGSL, SGD_WGSL};
 pub use plan::{block_len, windows, BlockPlan, Window};
 

@@ -163,11 +163,20 @@ impl Model {
         s
     }
 
-    /// The predicted rating, clipped to the training range (`max`/`min`, not `clamp`, so a
-    /// range built by hand can never panic).
+    /// The predicted rating, clipped to the training range. Comparisons rather than `clamp`,
+    /// which panics on a range built by hand the wrong way round; and rather than `max`/`min`,
+    /// which would turn a diverged NaN into a plausible rating and hide the divergence.
     #[inline]
     pub fn predict(&self, user: u32, item: u32) -> f32 {
-        self.score(user, item).max(self.rating_range.0).min(self.rating_range.1)
+        let (lo, hi) = self.rating_range;
+        let s = self.score(user, item);
+        if s < lo {
+            lo
+        } else if s > hi {
+            hi
+        } else {
+            s
+        }
     }
 
     /// Records which items each user rated in `problem`'s training set, for

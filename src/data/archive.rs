@@ -1,0 +1,209 @@
+//! Compressed and archived inputs: gzip and single-file zip are read; other archives and
+//! well-known binary formats are named, so they are never misread as rating records.
+
+use crate::error::{Error, Result};
+use std::io::Read;
+use std::path::Path;
+
+/// Signatures of containers gpumf does not read, with what to do instead.
+const UNREAD: &[(&[u8], usize, &str)] = &[
+    (b"BZh", 0, "a bzip2 archive; unpack it first (bunzip2 -k FILE)"),
+    (b"\xFD7zXZ\x00", 0, "an xz archive; unpack it first (unxz -k FILE)"),
+    (b"\x28\xB5\x2F\xFD", 0, "a zstd archive; unpack it first (unzstd FILE)"),
+    (b"7z\xBC\xAF\x27\x1C", 0, "a 7-Zip archive; unpack it first (7z x FILE)"),
+    (b"Rar!\x1A\x07", 0, "a RAR archive; unpack it first (unrar x FILE)"),
+    (b"ustar", 257, "a tar archive; unpack it first (tar xf FILE) and give one of its files"),
+    (b"MATLAB", 0, "a MATLAB .mat file, not ratings; export the matrix as text (e.g. writematrix) first"),
+    (b"\x89HDF\r\n\x1a\n", 0, "an HDF5 file, not ratings; export the ratings as text first"),
+    (b"RDX2\n", 0, "an R data file, not ratings; write the ratings as CSV from R first"),
+    (b"RDX3\n", 0, "an R data file, not ratings; write the ratings as CSV from R first"),
+    (b"\xD0\xCF\x11\xE0\xA1\xB1\x1A\xE1", 0, "an Excel workbook (.xls); save the sheet as CSV first"),
+    (b"PAR1", 0, "a Parquet file; write the ratings as CSV first"),
+    (b"\x93NUMPY", 0, "a NumPy .npy file; write the ratings as text (numpy.savetxt) first"),
+    (b"%PDF", 0, "a PDF document, not ratings"),
+];
+
+/// Reads `path`, unpacking gzip (any number of members) and a zip that holds one file.
+pub fn read_unpacked(path: &Path) -> Result<Vec<u8>> {
+    let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::with_capacity(raw.len().saturating_mul(4));
+        flate2::read::MultiGzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .map_err(|e| Error::Format { path: path.into(), message: format!("gzip data is corrupt or truncated: {e}") })?;
+        out
+    } else if raw.starts_with(b"PK\x03\x04") || raw.starts_with(b"PK\x05\x06") {
+        unzip_single(&raw).map_err(|message| Error::Format { path: path.into(), message })?
+    } else {
+        raw
+    };
+    if let Some(what) = unread_container(&bytes) {
+        return Err(Error::Format { path: path.into(), message: format!("this is {what}") });
+    }
+    Ok(bytes)
+}
+
+/// What an unreadable container is, if `bytes` start like one.
+pub fn unread_container(bytes: &[u8]) -> Option<&'static str> {
+    UNREAD.iter().find(|(magic, at, _)| bytes.get(*at..*at + magic.len()) == Some(*magic)).map(|(_, _, what)| *what)
+}
+
+fn u16_at(b: &[u8], at: usize) -> Option<usize> {
+    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?) as usize)
+}
+
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// One entry of a zip's central directory.
+struct ZipEntry {
+    name: String,
+    method: usize,
+    crc: u32,
+    compressed: usize,
+    size: usize,
+    local_header: usize,
+}
+
+/// The contents of a zip archive's one file (folders and macOS `__MACOSX/` metadata aside).
+fn unzip_single(zip: &[u8]) -> std::result::Result<Vec<u8>, String> {
+    let corrupt = || "a zip archive whose directory is corrupt or truncated".to_string();
+    // The end-of-directory record sits in the last 22 + 65,535 bytes.
+    let search_from = zip.len().saturating_sub(22 + 65_535);
+    let end = (search_from..zip.len().saturating_sub(21)).rev().find(|&i| zip[i..].starts_with(b"PK\x05\x06")).ok_or_else(corrupt)?;
+    let count = u16_at(zip, end + 10).ok_or_else(corrupt)?;
+    let mut at = u32_at(zip, end + 16).ok_or_else(corrupt)? as usize;
+    if at == u32::MAX as usize || count == u16::MAX as usize {
+        return Err("a zip64 archive (over 4 GiB); unpack it first (unzip FILE)".into());
+    }
+    let mut files = Vec::new();
+    for _ in 0..count {
+        if zip.get(at..at + 4) != Some(b"PK\x01\x02") {
+            return Err(corrupt());
+        }
+        let name_len = u16_at(zip, at + 28).ok_or_else(corrupt)?;
+        let skip = name_len + u16_at(zip, at + 30).ok_or_else(corrupt)? + u16_at(zip, at + 32).ok_or_else(corrupt)?;
+        let name = String::from_utf8_lossy(zip.get(at + 46..at + 46 + name_len).ok_or_else(corrupt)?).into_owned();
+        let entry = ZipEntry {
+            method: u16_at(zip, at + 10).ok_or_else(corrupt)?,
+            crc: u32_at(zip, at + 16).ok_or_else(corrupt)?,
+            compressed: u32_at(zip, at + 20).ok_or_else(corrupt)? as usize,
+            size: u32_at(zip, at + 24).ok_or_else(corrupt)? as usize,
+            local_header: u32_at(zip, at + 42).ok_or_else(corrupt)? as usize,
+            name,
+        };
+        if !entry.name.ends_with('/') && !entry.name.starts_with("__MACOSX/") {
+            files.push(entry);
+        }
+        at += 46 + skip;
+    }
+    if files.iter().any(|f| f.name == "[Content_Types].xml") && files.iter().any(|f| f.name.starts_with("xl/")) {
+        return Err("an Excel workbook (.xlsx); save the sheet as CSV first".into());
+    }
+    let file = match files.len() {
+        1 => files.pop().expect("one"),
+        0 => return Err("a zip archive with no files in it".into()),
+        n => {
+            let names: Vec<&str> = files.iter().take(5).map(|f| f.name.as_str()).collect();
+            return Err(format!("a zip archive of {n} files ({}{}); unpack it (unzip FILE) and give the ratings file", names.join(", "), if n > 5 { ", …" } else { "" }));
+        }
+    };
+    let local = file.local_header;
+    if zip.get(local..local + 4) != Some(b"PK\x03\x04") {
+        return Err(corrupt());
+    }
+    let data_start = local + 30 + u16_at(zip, local + 26).ok_or_else(corrupt)? + u16_at(zip, local + 28).ok_or_else(corrupt)?;
+    let data = zip.get(data_start..data_start + file.compressed).ok_or_else(corrupt)?;
+    let mut out = Vec::with_capacity(file.size);
+    match file.method {
+        0 => out.extend_from_slice(data),
+        8 => {
+            flate2::read::DeflateDecoder::new(data).read_to_end(&mut out).map_err(|e| format!("zip member {} is corrupt: {e}", file.name))?;
+        }
+        m => return Err(format!("zip member {} is compressed with method {m}, which gpumf does not read; unpack it first (unzip FILE)", file.name)),
+    }
+    if crc32fast::hash(&out) != file.crc || out.len() != file.size {
+        return Err(format!("zip member {} fails its checksum: the archive is corrupt", file.name));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A minimal zip writer for the tests: stored (method 0) or deflated (method 8) members.
+    pub(crate) fn zip(files: &[(&str, &[u8])], deflate: bool) -> Vec<u8> {
+        let (mut out, mut directory) = (Vec::new(), Vec::new());
+        for (name, data) in files {
+            let body = if deflate {
+                let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+                std::io::Write::write_all(&mut e, data).unwrap();
+                e.finish().unwrap()
+            } else {
+                data.to_vec()
+            };
+            let crc = crc32fast::hash(data);
+            let method: u16 = if deflate { 8 } else { 0 };
+            let offset = out.len() as u32;
+            out.extend(b"PK\x03\x04");
+            out.extend(20u16.to_le_bytes());
+            out.extend([0u8; 2]);
+            out.extend(method.to_le_bytes());
+            out.extend([0u8; 4]);
+            out.extend(crc.to_le_bytes());
+            out.extend((body.len() as u32).to_le_bytes());
+            out.extend((data.len() as u32).to_le_bytes());
+            out.extend((name.len() as u16).to_le_bytes());
+            out.extend(0u16.to_le_bytes());
+            out.extend(name.as_bytes());
+            out.extend(&body);
+            directory.extend(b"PK\x01\x02");
+            directory.extend([20u8, 0, 20, 0, 0, 0]);
+            directory.extend(method.to_le_bytes());
+            directory.extend([0u8; 4]);
+            directory.extend(crc.to_le_bytes());
+            directory.extend((body.len() as u32).to_le_bytes());
+            directory.extend((data.len() as u32).to_le_bytes());
+            directory.extend((name.len() as u16).to_le_bytes());
+            directory.extend([0u8; 12]);
+            directory.extend(offset.to_le_bytes());
+            directory.extend(name.as_bytes());
+        }
+        let start = out.len() as u32;
+        out.extend(&directory);
+        out.extend(b"PK\x05\x06");
+        out.extend([0u8; 4]);
+        out.extend((files.len() as u16).to_le_bytes());
+        out.extend((files.len() as u16).to_le_bytes());
+        out.extend((directory.len() as u32).to_le_bytes());
+        out.extend(start.to_le_bytes());
+        out.extend([0u8; 2]);
+        out
+    }
+
+    #[test]
+    fn a_single_file_zip_is_read_and_other_archives_are_named() {
+        let text: &[u8] = b"1\t2\t3.5\n2\t3\t4\n";
+        for deflate in [false, true] {
+            assert_eq!(unzip_single(&zip(&[("dir/", b""), ("r.tsv", text)], deflate)).unwrap(), text);
+        }
+        let two = unzip_single(&zip(&[("a.csv", text), ("b.csv", text)], true)).unwrap_err();
+        assert!(two.contains("2 files") && two.contains("a.csv"), "{two}");
+        let xlsx = unzip_single(&zip(&[("[Content_Types].xml", b"x"), ("xl/workbook.xml", b"y")], true)).unwrap_err();
+        assert!(xlsx.contains("Excel"), "{xlsx}");
+        let mut bad = zip(&[("r.tsv", text)], false);
+        bad[35] ^= 1; // a byte of the member's data
+        assert!(unzip_single(&bad).unwrap_err().contains("checksum"));
+        assert!(unread_container(b"BZh91AY&SY").unwrap().contains("bzip2"));
+        assert!(unread_container(b"MATLAB 5.0 MAT-file").unwrap().contains("MATLAB"));
+        assert!(unread_container(b"1\t2\t3\n").is_none());
+        // Through the loader, a zipped rating file trains like the file itself.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ratings.zip");
+        std::fs::write(&path, zip(&[("ratings.tsv", text)], true)).unwrap();
+        let loaded = crate::data::load_ratings(&path, Default::default()).unwrap();
+        assert_eq!(loaded.ratings.len(), 2);
+    }
+}

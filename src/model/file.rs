@@ -1,0 +1,309 @@
+//! The model file: a little-endian header, the id maps, biases and factors, each user's
+//! training items, and a CRC-32 of everything before it, so that corruption is an error
+//! rather than silent nonsense.
+//!
+//! Version 2 (written now):
+//! ```text
+//! magic "GPUMF\0\0\x02"
+//! u64 users m, u64 items n, u64 rank k, u64 biases (0|1), u64 seen-items bytes s (0: none)
+//! f32 mean, f32 lowest rating, f32 highest rating
+//! u64 × m user ids, u64 × n item ids, f32 × m user biases, f32 × n item biases
+//! f32 × m·k P (row-major), f32 × n·k Q, s bytes of seen items (see seen.rs)
+//! u32 CRC-32 of every byte from the magic on
+//! ```
+//! Version 1 had no seen items and no checksum; it still loads, with a note.
+
+use super::{Model, SeenItems};
+use crate::data::IdMap;
+use crate::error::{Error, Result};
+use ndarray::Array2;
+use std::io::Write;
+use std::path::Path;
+
+const MAGIC_V1: &[u8; 8] = b"GPUMF\0\0\x01";
+const MAGIC_V2: &[u8; 8] = b"GPUMF\0\0\x02";
+/// The version [`Model::save`] writes.
+pub const MODEL_FORMAT_VERSION: u8 = 2;
+/// The largest rank a model file may declare (as `Params::validate` allows).
+const MAX_RANK: u64 = 4096;
+
+/// What loading learnt about the file itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelFileInfo {
+    pub version: u8,
+    /// Whether the payload was checked against a stored checksum.
+    pub checksummed: bool,
+}
+
+impl ModelFileInfo {
+    /// A line for people about a file of an older version, if it is one.
+    pub fn note(&self) -> Option<String> {
+        (!self.checksummed).then(|| {
+            format!(
+                "note: this model file is format version {} (written by an older gpumf): it has no checksum, so corruption cannot be detected, and no record of each user's training items, so `predict --user` cannot leave them out; train and save it again to upgrade",
+                self.version
+            )
+        })
+    }
+}
+
+/// A writer that keeps a CRC-32 of what passes through it.
+struct Checksummed<W> {
+    inner: W,
+    crc: crc32fast::Hasher,
+}
+
+impl<W: Write> Write for Checksummed<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl Model {
+    /// Writes the model to `path`, checked before and written whole or not at all (see
+    /// [`crate::output::write_atomically`]). Refuses to replace an existing file unless
+    /// `overwrite`.
+    pub fn save(&self, path: &Path, overwrite: bool) -> Result<()> {
+        crate::output::write_atomically(path, overwrite, |w| {
+            let mut w = Checksummed { inner: w, crc: crc32fast::Hasher::new() };
+            w.write_all(MAGIC_V2)?;
+            let seen: &[u8] = self.seen.as_ref().map_or(&[], |s| s.as_bytes());
+            let (m, n, k) = (self.users.len() as u64, self.items.len() as u64, self.rank() as u64);
+            for v in [m, n, k, self.biases as u64, seen.len() as u64] {
+                w.write_all(&v.to_le_bytes())?;
+            }
+            for v in [self.mean, self.rating_range.0, self.rating_range.1] {
+                w.write_all(&v.to_le_bytes())?;
+            }
+            for ids in [self.users.externals(), self.items.externals()] {
+                w.write_all(bytemuck::cast_slice(ids))?;
+            }
+            w.write_all(bytemuck::cast_slice(&self.user_bias))?;
+            w.write_all(bytemuck::cast_slice(&self.item_bias))?;
+            w.write_all(bytemuck::cast_slice(self.user_factors.as_slice().expect("row-major")))?;
+            w.write_all(bytemuck::cast_slice(self.item_factors.as_slice().expect("row-major")))?;
+            w.write_all(seen)?;
+            let crc = w.crc.finalize();
+            w.inner.write_all(&crc.to_le_bytes())
+        })
+    }
+
+    /// Reads a model written by [`Model::save`] (or by gpumf before checksums).
+    pub fn load(path: &Path) -> Result<Model> {
+        Self::load_with_info(path).map(|(model, _)| model)
+    }
+
+    /// Reads a model and says what kind of file it was. Every header value is checked before
+    /// anything is allocated, the checksum before any value is used.
+    pub fn load_with_info(path: &Path) -> Result<(Model, ModelFileInfo)> {
+        let err = |message: String| Error::ModelFile { path: path.into(), message };
+        if path.is_dir() {
+            return Err(Error::IsDirectory { path: path.into() });
+        }
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        if bytes.len() < 8 {
+            return Err(err("too short to be a gpumf model".into()));
+        }
+        let version = match &bytes[..8] {
+            m if m == MAGIC_V2 => 2u8,
+            m if m == MAGIC_V1 => 1,
+            _ => return Err(err("not a gpumf model file (bad magic bytes)".into())),
+        };
+        let header_words = if version == 2 { 5 } else { 4 };
+        let header_len = 8 + 8 * header_words + 12;
+        if bytes.len() < header_len {
+            return Err(err(format!("truncated: {} bytes, shorter than the header", bytes.len())));
+        }
+        let u64_at = |i: usize| u64::from_le_bytes(bytes[8 + 8 * i..16 + 8 * i].try_into().expect("8 bytes"));
+        let f32_at = |i: usize| f32::from_le_bytes(bytes[8 + 8 * header_words + 4 * i..][..4].try_into().expect("4 bytes"));
+        let (m, n, k, biases) = (u64_at(0), u64_at(1), u64_at(2), u64_at(3));
+        let seen_len = if version == 2 { u64_at(4) } else { 0 };
+        let checksum_len = if version == 2 { 4 } else { 0 };
+        let expected = (|| {
+            let rows = m.checked_add(n)?;
+            let ids_and_biases = rows.checked_mul(12)?;
+            let factors = rows.checked_mul(k)?.checked_mul(4)?;
+            (header_len as u64).checked_add(ids_and_biases)?.checked_add(factors)?.checked_add(seen_len)?.checked_add(checksum_len)
+        })();
+        if expected != Some(bytes.len() as u64) {
+            return Err(err(format!(
+                "size {} bytes does not match its header ({m} users, {n} items, rank {k}{}): truncated or corrupt",
+                bytes.len(),
+                if version == 2 { format!(", {seen_len} bytes of seen items") } else { String::new() }
+            )));
+        }
+        if version == 2 {
+            let (body, stored) = bytes.split_at(bytes.len() - 4);
+            let stored = u32::from_le_bytes(stored.try_into().expect("4 bytes"));
+            if crc32fast::hash(body) != stored {
+                return Err(err("checksum mismatch: the file is corrupt (changed since it was saved); train and save it again".into()));
+            }
+        }
+        if k == 0 || k > MAX_RANK {
+            return Err(err(format!("header declares rank {k}, outside 1..={MAX_RANK}")));
+        }
+        if m > u32::MAX as u64 - 1 || n > u32::MAX as u64 - 1 {
+            return Err(err(format!("header declares {m} users and {n} items; at most {} each are supported", u32::MAX - 1)));
+        }
+        if biases > 1 {
+            return Err(err(format!("header's biases flag is {biases}, expected 0 or 1")));
+        }
+        let (mean, lo, hi) = (f32_at(0), f32_at(1), f32_at(2));
+        if !mean.is_finite() {
+            return Err(err(format!("header's global mean is {mean}, not a finite number")));
+        }
+        if lo.is_nan() || hi.is_nan() || lo > hi {
+            return Err(err(format!("header's rating range {lo}..{hi} is not a range")));
+        }
+
+        let (m, n, k) = (m as usize, n as usize, k as usize);
+        let mut at = header_len;
+        let mut take = |len: usize| {
+            let slice = &bytes[at..at + len];
+            at += len;
+            slice
+        };
+        let floats = |b: &[u8]| -> Vec<f32> { b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect() };
+        let ids = |b: &[u8]| -> Vec<u64> { b.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect() };
+        let users = ids(take(8 * m));
+        let items = ids(take(8 * n));
+        let user_bias = floats(take(4 * m));
+        let item_bias = floats(take(4 * n));
+        let p = floats(take(4 * m * k));
+        let q = floats(take(4 * n * k));
+        let seen_bytes = take(seen_len as usize).to_vec();
+        for (what, values) in [("user biases", &user_bias), ("item biases", &item_bias), ("user factors", &p), ("item factors", &q)] {
+            if let Some(at) = values.iter().position(|v| !v.is_finite()) {
+                return Err(err(format!("{what} hold a non-finite value ({}) at position {at}: corrupt, or saved from a diverged run", values[at])));
+            }
+        }
+        let users = IdMap::from_externals(users);
+        let items = IdMap::from_externals(items);
+        if users.distinct() != m || items.distinct() != n {
+            return Err(err("the id table repeats a user or item id: corrupt".into()));
+        }
+        let seen = match seen_len {
+            0 => None,
+            _ => Some(SeenItems::from_bytes(seen_bytes, m, n).map_err(|e| err(format!("{e}: corrupt")))?),
+        };
+        let model = Model {
+            mean,
+            biases: biases != 0,
+            user_bias,
+            item_bias,
+            user_factors: Array2::from_shape_vec((m, k), p).expect("sized above"),
+            item_factors: Array2::from_shape_vec((n, k), q).expect("sized above"),
+            rating_range: (lo, hi),
+            users,
+            items,
+            seen,
+        };
+        Ok((model, ModelFileInfo { version, checksummed: version >= 2 }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{Problem, RatingSet};
+    use crate::model::Params;
+
+    fn model() -> Model {
+        let set = RatingSet::from_triplets([(10, 1, 4.0), (10, 2, 3.0), (11, 1, 5.0), (12, 3, 1.0)]);
+        let problem = Problem::new(set, None);
+        let mut model = Model::init(&problem, &Params { rank: 3, ..Params::default() });
+        model.record_seen(&problem);
+        model
+    }
+
+    /// Writes a version-1 file as gpumf did before checksums.
+    fn write_v1(model: &Model, path: &Path) {
+        let mut out = MAGIC_V1.to_vec();
+        for v in [model.users.len(), model.items.len(), model.rank(), model.biases as usize] {
+            out.extend((v as u64).to_le_bytes());
+        }
+        for v in [model.mean, model.rating_range.0, model.rating_range.1] {
+            out.extend(v.to_le_bytes());
+        }
+        out.extend(bytemuck::cast_slice(model.users.externals()));
+        out.extend(bytemuck::cast_slice(model.items.externals()));
+        out.extend(bytemuck::cast_slice(&model.user_bias));
+        out.extend(bytemuck::cast_slice(&model.item_bias));
+        out.extend(bytemuck::cast_slice(model.user_factors.as_slice().unwrap()));
+        out.extend(bytemuck::cast_slice(model.item_factors.as_slice().unwrap()));
+        std::fs::write(path, out).unwrap();
+    }
+
+    #[test]
+    fn a_saved_model_loads_back_equal_with_its_seen_items() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.gpumf");
+        let m = model();
+        m.save(&path, false).unwrap();
+        let (back, info) = Model::load_with_info(&path).unwrap();
+        assert_eq!(back, m);
+        assert_eq!(info, ModelFileInfo { version: 2, checksummed: true });
+        assert!(info.note().is_none());
+    }
+
+    #[test]
+    fn every_flipped_byte_is_caught() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.gpumf");
+        model().save(&path, false).unwrap();
+        let good = std::fs::read(&path).unwrap();
+        for at in 8..good.len() {
+            let mut bad = good.clone();
+            bad[at] ^= 0x10;
+            std::fs::write(&path, &bad).unwrap();
+            assert!(Model::load(&path).is_err(), "byte {at} flipped loaded");
+        }
+    }
+
+    #[test]
+    fn impossible_headers_are_errors_not_panics() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.gpumf");
+        let m = model();
+        // Version 1 has no checksum, so its header values are what stands between a crafted
+        // file and a panic.
+        type Spoil = fn(&mut Model);
+        let cases: [(&str, Spoil, &str); 3] = [
+            ("NaN mean", |m| m.mean = f32::NAN, "mean"),
+            ("inverted range", |m| m.rating_range = (5.0, 1.0), "not a range"),
+            ("NaN factor", |m| m.user_factors[[0, 0]] = f32::NAN, "non-finite"),
+        ];
+        for (name, spoil, expected) in cases {
+            let mut bad = m.clone();
+            spoil(&mut bad);
+            write_v1(&bad, &path);
+            let e = Model::load(&path).unwrap_err().to_string();
+            assert!(e.contains(expected), "{name}: {e}");
+        }
+        // Sizes crafted so that the size arithmetic would wrap.
+        write_v1(&m, &path);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[8..16].copy_from_slice(&(u64::MAX / 4).to_le_bytes());
+        bytes[24..32].copy_from_slice(&8u64.to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(Model::load(&path).unwrap_err().to_string().contains("does not match its header"));
+    }
+
+    #[test]
+    fn version_1_files_still_load_with_a_note() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.gpumf");
+        let m = model();
+        write_v1(&m, &path);
+        let (back, info) = Model::load_with_info(&path).unwrap();
+        assert_eq!(back, Model { seen: None, ..m });
+        assert_eq!(info.version, 1);
+        assert!(info.note().unwrap().contains("no checksum"));
+    }
+}

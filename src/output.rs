@@ -1,0 +1,105 @@
+//! Output files: checked before the work that fills them (so a long run never ends in a
+//! failed save), and written whole or not at all.
+
+use crate::error::{Error, Result};
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+fn fail(path: &Path, message: String) -> Error {
+    Error::Output { path: path.into(), message }
+}
+
+/// An I/O error without the probe's temporary path that tempfile adds to it.
+fn plain(e: &std::io::Error) -> String {
+    e.get_ref().and_then(|inner| inner.source()).map_or_else(|| e.to_string(), |source| source.to_string())
+}
+
+/// A temporary file in `dir` with the permissions a plain create would give (tempfile's own
+/// are owner-only).
+fn temporary(dir: &Path, prefix: &str, suffix: &str) -> std::io::Result<tempfile::NamedTempFile> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(prefix).suffix(suffix);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    builder.tempfile_in(dir)
+}
+
+/// The directory a file will be created in ("." for a bare file name).
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Fails unless `path` can be written: not a directory, not an existing file (unless
+/// `overwrite`), in a directory that exists and takes a new file. Creates and removes a
+/// probe file there, since permissions alone do not tell (read-only mounts, ACLs, root).
+pub fn check_output(path: &Path, overwrite: bool) -> Result<()> {
+    if path.is_dir() {
+        return Err(fail(path, "cannot write: it is a directory; give a file name inside it".into()));
+    }
+    if path.exists() && !overwrite {
+        return Err(fail(path, "already exists; not overwriting it (pass --force to replace it)".into()));
+    }
+    let dir = parent_dir(path);
+    match std::fs::metadata(dir) {
+        Err(_) => return Err(fail(path, format!("cannot write: the directory {} does not exist", dir.display()))),
+        Ok(m) if !m.is_dir() => return Err(fail(path, format!("cannot write: {} is not a directory", dir.display()))),
+        Ok(_) => {}
+    }
+    temporary(dir, ".gpumf-probe.", "").map_err(|e| fail(path, format!("cannot write in {}: {}", dir.display(), plain(&e))))?;
+    Ok(())
+}
+
+/// Writes `path` through a temporary file beside it, renamed into place once complete.
+/// The temporary name (`.NAME.XXXXXX.partial`, created exclusively) cannot be a file of the
+/// user's, and it is removed on every failure, the final rename included.
+pub fn write_atomically(path: &Path, overwrite: bool, fill: impl FnOnce(&mut BufWriter<&File>) -> std::io::Result<()>) -> Result<()> {
+    check_output(path, overwrite)?;
+    let name = path.file_name().map_or_else(|| "output".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = temporary(parent_dir(path), &format!(".{name}."), ".partial").map_err(|e| fail(path, format!("cannot write: {}", plain(&e))))?;
+    let written = (|| {
+        let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file());
+        fill(&mut w)?;
+        w.flush()?;
+        drop(w);
+        tmp.as_file().sync_all()
+    })();
+    written.map_err(|e| fail(path, format!("cannot write: {e}")))?;
+    let placed = if overwrite { tmp.persist(path) } else { tmp.persist_noclobber(path) };
+    placed.map(drop).map_err(|e| fail(path, format!("cannot move the finished file into place: {}", e.error)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_are_checked_and_written_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("m.gpumf");
+        assert!(check_output(&target, false).is_ok());
+        assert!(check_output(&dir.path().join("no/such/dir/m"), false).unwrap_err().to_string().contains("does not exist"));
+        assert!(check_output(dir.path(), true).unwrap_err().to_string().contains("is a directory"));
+
+        // A user's file that today's scheme would have used as its temporary is untouched.
+        let bystander = dir.path().join("m.tmp-gpumf");
+        std::fs::write(&bystander, b"mine").unwrap();
+        write_atomically(&target, false, |w| w.write_all(b"model")).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"model");
+        assert_eq!(std::fs::read(&bystander).unwrap(), b"mine");
+        assert!(write_atomically(&target, false, |w| w.write_all(b"x")).unwrap_err().to_string().contains("--force"));
+
+        // A failure while writing leaves neither a partial file nor a changed target.
+        let e = write_atomically(&target, true, |_| Err(std::io::Error::other("disk full"))).unwrap_err();
+        assert!(e.to_string().contains("disk full"), "{e}");
+        assert_eq!(std::fs::read(&target).unwrap(), b"model");
+        let names: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
+}

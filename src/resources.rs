@@ -1,0 +1,123 @@
+//! What this machine can hold, checked before a size the user gave is allocated: an
+//! allocation that fails aborts the process, where a check can say what fits.
+
+use crate::error::{Error, Result};
+use std::path::Path;
+
+/// Memory the kernel says can be allocated without swapping (Linux: MemAvailable), bytes.
+/// `None` where the platform does not say; then nothing is refused.
+pub fn available_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Free space for an unprivileged user on the file system holding `dir`, bytes.
+#[cfg(unix)]
+pub fn available_disk(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is a valid C string and `stat` a writable statvfs.
+    let rc = unsafe { libc::statvfs(path.as_ptr(), &mut stat) };
+    (rc == 0).then(|| stat.f_bavail as u64 * stat.f_frsize as u64)
+}
+
+#[cfg(not(unix))]
+pub fn available_disk(_dir: &Path) -> Option<u64> {
+    None
+}
+
+/// Bytes for people: "11.2 TiB".
+pub fn human_bytes(bytes: u64) -> String {
+    let units = ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < units.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{bytes} bytes") } else { format!("{value:.1} {}", units[unit]) }
+}
+
+/// Fails when `needed` bytes of memory are more than this machine has available.
+/// `what` says what needs them ("generating 10^12 ratings"); `fits` says what would fit in
+/// the bytes available, in the user's terms ("at most about 1.6 billion ratings").
+pub fn ensure_memory(needed: u64, what: &str, fits: impl FnOnce(u64) -> String) -> Result<()> {
+    match available_memory() {
+        Some(available) if needed > available => Err(Error::TooLarge(format!(
+            "{what} needs about {} of memory, but {} is available; {}",
+            human_bytes(needed),
+            human_bytes(available),
+            fits(available)
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Fails when writing `needed` bytes to `path` would not fit the free space of its disk;
+/// `fits` says what would, in the user's terms.
+pub fn ensure_disk(path: &Path, needed: u64, what: &str, fits: impl FnOnce(u64) -> String) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    match available_disk(dir) {
+        Some(free) if needed > free => Err(Error::TooLarge(format!(
+            "{}: {what} takes about {}, but its disk has {} free; {}",
+            path.display(),
+            human_bytes(needed),
+            human_bytes(free),
+            fits(free)
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Cores this process may use.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The most threads a trainer accepts: a few per core (more only queue for the cores and
+/// cost their start-up), and never fewer than 64.
+pub fn max_threads() -> usize {
+    (4 * cores()).max(64)
+}
+
+/// Checks a requested thread count (`None`: one per core), naming `flag` in the error.
+pub fn threads(requested: Option<usize>, flag: &str) -> Result<usize> {
+    match requested {
+        None => Ok(cores()),
+        Some(0) => Err(Error::InvalidParameter(format!("{flag} must be at least 1"))),
+        Some(t) if t > max_threads() => Err(Error::InvalidParameter(format!(
+            "{flag} {t} is far more than the {} cores here; at most {} are accepted (the default is one per core)",
+            cores(),
+            max_threads()
+        ))),
+        Some(t) => Ok(t),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_beyond_the_machine_are_refused_with_what_fits() {
+        if available_memory().is_some() {
+            let e = ensure_memory(u64::MAX / 2, "a test", |a| format!("{a} bytes fit")).unwrap_err().to_string();
+            assert!(e.contains("EiB") && e.contains("bytes fit"), "{e}");
+            assert!(ensure_memory(1 << 20, "a test", |_| String::new()).is_ok());
+        }
+        if available_disk(Path::new(".")).is_some() {
+            let e = ensure_disk(Path::new("out.bin"), u64::MAX / 2, "the file", |_| String::new()).unwrap_err().to_string();
+            assert!(e.contains("free"), "{e}");
+        }
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert!(threads(Some(10_000), "--threads").unwrap_err().to_string().contains("cores"));
+        assert_eq!(threads(Some(2), "--threads").unwrap(), 2);
+        assert!(threads(Some(0), "--threads").is_err());
+    }
+}

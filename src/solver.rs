@@ -96,7 +96,9 @@ pub fn train(problem: &Problem, params: &Params, backend: &Backend, mut on_epoch
     let mut solver = make_solver(problem, params, backend)?;
     let setup_seconds = start.elapsed().as_secs_f64();
     let backend = solver.name();
-    let mut history = Vec::with_capacity(params.epochs);
+    // Not `with_capacity(params.epochs)`: an epoch count is the user's to give, and a huge one
+    // must cost time, not an allocation that aborts.
+    let mut history = Vec::with_capacity(params.epochs.min(1024));
     let mut train_seconds = 0.0;
     for epoch in 0..params.epochs {
         let lr = params.learning_rate_at(epoch);

@@ -218,6 +218,18 @@ fn sizes_beyond_the_machine_are_refused_before_allocating() {
     assert!(!Path::new(&out).exists());
     fails_with(&gpumf(&["validate", "--rows", "10000000", "--cols", "10000000", "--rank", "2", "--no-gpu"]), "fit");
     fails_with(&gpumf(&["train", "--train", &s(&shipped()), "--threads", "10000"]), "--threads 10000 is far more than");
+    fails_with(&gpumf(&["generate", "--ratings", "10", "--hidden-rank", "4611686018427387904", "--train-out", &out]), "--hidden-rank");
+    // An epoch count costs time, not an allocation up front: one that would abort is refused
+    // by no one, so a short run with a huge count must start (and is stopped by its own time).
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gpumf"))
+        .args(["train", "--train", &s(&shipped()), "--epochs", "1000000000000000", "--rank", "2", "--backend", "cpu", "--quiet"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(child.try_wait().unwrap().is_none(), "a huge --epochs ended at once (an abort?)");
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
 
 #[test]

@@ -79,6 +79,9 @@ impl SyntheticSpec {
         if self.users > u32::MAX as usize - 1 || self.items > u32::MAX as usize - 1 {
             return bad("--users and --items must be below 2^32 - 1".into());
         }
+        if self.rank > 4096 {
+            return bad(format!("--hidden-rank {} is larger than the supported 4096", self.rank));
+        }
         if !(self.noise >= 0.0 && self.noise.is_finite()) {
             return bad(format!("--noise must be a finite non-negative number, got {}", self.noise));
         }
@@ -204,21 +207,33 @@ fn draw(spec: &SyntheticSpec, a: &[f32], b: &[f32], users: &Sampler, items: &Sam
 impl SyntheticSpec {
     /// Bytes `generate` holds at its peak: the ratings, the hidden factors and the samplers.
     pub fn memory_bytes(&self) -> u64 {
-        let ratings = (self.train as u64).saturating_add(self.test as u64).saturating_mul(std::mem::size_of::<Rating>() as u64);
+        ratings_bytes(self.ratings(), 1).saturating_add(self.row_bytes())
+    }
+
+    /// Training and test ratings together.
+    fn ratings(&self) -> u64 {
+        (self.train as u64).saturating_add(self.test as u64)
+    }
+
+    /// The hidden factors and the samplers' tables.
+    fn row_bytes(&self) -> u64 {
         let rows = (self.users as u64).saturating_add(self.items as u64);
-        ratings.saturating_add(rows.saturating_mul(4 * self.rank as u64 + 8))
+        rows.saturating_mul((self.rank as u64).saturating_mul(4).saturating_add(8))
     }
 
     /// Fails before allocating when `copies` of the ratings (plus the factors) exceed the
     /// memory available, saying how many ratings would fit.
     pub fn ensure_fits(&self, copies: u64) -> Result<()> {
-        let per_rating = copies * std::mem::size_of::<Rating>() as u64;
-        let rows = (self.users as u64).saturating_add(self.items as u64).saturating_mul(4 * self.rank as u64 + 8);
-        let needed = self.memory_bytes().saturating_add((copies - 1).saturating_mul((self.train + self.test) as u64 * 12));
-        crate::resources::ensure_memory(needed, &format!("generating {} ratings ({} users x {} items)", self.train + self.test, self.users, self.items), |available| {
-            format!("at most about {} ratings fit", available.saturating_sub(rows) / per_rating)
+        let needed = ratings_bytes(self.ratings(), copies).saturating_add(self.row_bytes());
+        crate::resources::ensure_memory(needed, &format!("generating {} ratings ({} users x {} items)", self.ratings(), self.users, self.items), |available| {
+            format!("at most about {} ratings fit", available.saturating_sub(self.row_bytes()) / ratings_bytes(1, copies))
         })
     }
+}
+
+/// Bytes of `copies` copies of `ratings` ratings.
+fn ratings_bytes(ratings: u64, copies: u64) -> u64 {
+    ratings.saturating_mul(copies).saturating_mul(std::mem::size_of::<Rating>() as u64)
 }
 
 /// Training and test ratings, ids 0-based (user u is row u).

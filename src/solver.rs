@@ -90,8 +90,39 @@ pub fn make_solver<'a>(problem: &'a Problem, params: &Params, backend: &Backend)
     })
 }
 
+/// Where `--backend auto` trains: a hardware GPU when wgpu finds one, else the CPU, with a note
+/// for people naming the software adapters passed over (lavapipe is slower than the CPU trainer).
+pub fn choose_auto(cpu: Backend, gpu: Backend) -> (Backend, Option<String>) {
+    let adapters = crate::gpu::list_adapters();
+    if adapters.iter().any(|a| !a.is_software()) {
+        return (gpu, None);
+    }
+    let why = if adapters.is_empty() {
+        "no GPU adapter found".to_string()
+    } else {
+        let names: Vec<String> = adapters.iter().map(|a| format!("{} ({})", a.name, a.backend)).collect();
+        let one = names.len() == 1;
+        format!(
+            "the only GPU adapter{} {} {}, a software renderer on the CPU, slower than the CPU trainer (--backend gpu uses it anyway)",
+            if one { "" } else { "s" },
+            if one { "is" } else { "are" },
+            names.join(", ")
+        )
+    };
+    (cpu, Some(why))
+}
+
 /// Trains for `params.epochs` epochs, calling `on_epoch` after each.
 pub fn train(problem: &Problem, params: &Params, backend: &Backend, mut on_epoch: impl FnMut(&EpochReport)) -> Result<Trained> {
+    train_until(problem, params, backend, |report| {
+        on_epoch(report);
+        true
+    })
+}
+
+/// Like [`train`], but training ends after any epoch for which `on_epoch` returns false, with
+/// the model of the epochs done (how an interrupt from Python stops at an epoch's end).
+pub fn train_until(problem: &Problem, params: &Params, backend: &Backend, mut on_epoch: impl FnMut(&EpochReport) -> bool) -> Result<Trained> {
     let start = Instant::now();
     let mut solver = make_solver(problem, params, backend)?;
     let setup_seconds = start.elapsed().as_secs_f64();
@@ -125,8 +156,11 @@ pub fn train(problem: &Problem, params: &Params, backend: &Backend, mut on_epoch
                 report.train_loss
             )));
         }
-        on_epoch(&report);
+        let go_on = on_epoch(&report);
         history.push(report);
+        if !go_on {
+            break;
+        }
     }
     let device_bytes = solver.device_bytes();
     let model = solver.into_model()?;

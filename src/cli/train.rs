@@ -102,15 +102,11 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         BackendArg::Cpu => run_training(&problem, &params, &cpu, |r| progress.epoch(r)),
         BackendArg::Gpu => run_training(&problem, &params, &gpu, |r| progress.epoch(r)),
         BackendArg::Auto => {
-            let adapters = gpumf::gpu::list_adapters();
-            if adapters.iter().any(|a| !a.is_software()) {
-                run_training(&problem, &params, &gpu, |r| progress.epoch(r))
-            } else {
-                if !quiet {
-                    eprintln!("note: {}; training on the CPU with {threads} thread{}", passed_over(&adapters), if threads == 1 { "" } else { "s" });
-                }
-                run_training(&problem, &params, &cpu, |r| progress.epoch(r))
+            let (backend, passed_over) = gpumf::solver::choose_auto(cpu, gpu);
+            if let (Some(why), false) = (passed_over, quiet) {
+                eprintln!("note: {why}; training on the CPU with {threads} thread{}", if threads == 1 { "" } else { "s" });
             }
+            run_training(&problem, &params, &backend, |r| progress.epoch(r))
         }
     };
     progress.finish();
@@ -124,20 +120,6 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Why `--backend auto` did not take a GPU: none, or only software ones (named).
-fn passed_over(adapters: &[gpumf::gpu::AdapterSummary]) -> String {
-    if adapters.is_empty() {
-        return "no GPU adapter found".into();
-    }
-    let names: Vec<String> = adapters.iter().map(|a| format!("{} ({})", a.name, a.backend)).collect();
-    format!(
-        "the only GPU adapter{} {} {}, a software renderer on the CPU, slower than the CPU trainer (--backend gpu uses it anyway)",
-        if names.len() == 1 { "" } else { "s" },
-        if names.len() == 1 { "is" } else { "are" },
-        names.join(", ")
-    )
 }
 
 fn report(args: &TrainArgs, problem: &Problem, t: &Trained) -> anyhow::Result<()> {

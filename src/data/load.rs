@@ -310,6 +310,34 @@ fn repeated_pairs(entries: &[Rating], users: usize) -> Vec<Vec<u32>> {
         .collect()
 }
 
+impl RatingSet {
+    /// From columns of external ids and ratings (e.g. NumPy arrays), interning ids in order of
+    /// first appearance exactly as the file loaders do, so the same ratings in the same order
+    /// train the same model however they arrive. `what` names the data in errors.
+    pub fn from_columns(users: &[u64], items: &[u64], ratings: &[f32], what: &str) -> Result<RatingSet> {
+        if users.len() != items.len() || users.len() != ratings.len() {
+            return Err(Error::Data(format!(
+                "{what}: the user, item and rating columns differ in length ({}, {} and {})",
+                users.len(),
+                items.len(),
+                ratings.len()
+            )));
+        }
+        if ratings.is_empty() {
+            return Err(Error::Data(format!("{what}: no ratings")));
+        }
+        if let Some(at) = ratings.iter().position(|r| !r.is_finite()) {
+            return Err(Error::Data(format!("{what}: rating {} at row {at} is not a finite number", ratings[at])));
+        }
+        let max = |ids: &[u64]| ids.par_iter().copied().max().unwrap_or(0);
+        let (mut user_ids, mut item_ids) = (Interner::new(max(users), users.len()), Interner::new(max(items), items.len()));
+        let entries = (0..users.len())
+            .map(|k| Rating { user: user_ids.intern(users[k]), item: item_ids.intern(items[k]), value: ratings[k] })
+            .collect();
+        Ok(RatingSet { entries, users: user_ids.finish(), items: item_ids.finish() })
+    }
+}
+
 /// Assigns dense indices in order of first appearance: through a direct table when the ids are
 /// small integers (MovieLens, Netflix: far faster than hashing), else through the hash map.
 pub(super) enum Interner {

@@ -1,0 +1,458 @@
+"""gpumf: matrix factorisation of sparse rating data by SGD, on the GPU (wgpu) or the CPU.
+
+The same engine as the ``gpumf`` command line: the model, the trainers, the loaders and the
+model file are the Rust library's; this package turns NumPy, SciPy and pandas data into its
+columns and its results into NumPy arrays.
+
+    >>> import gpumf
+    >>> ratings = gpumf.datasets.load_latest_small()
+    >>> model = gpumf.MF(epochs=20).fit(ratings, test_fraction=0.2)
+    >>> model.history[-1]["test_rmse"]
+    >>> items, scores = model.recommend(1, n=10)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import warnings
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from . import _gpumf, datasets
+
+__all__ = ["MF", "load", "adapters", "datasets"]
+
+_DEFAULTS = _gpumf.default_params()
+_USER_COLUMNS = ("user", "userid", "user_id", "uid")
+_ITEM_COLUMNS = ("item", "movieid", "itemid", "item_id", "movie_id", "movie", "iid")
+_RATING_COLUMNS = ("rating", "score", "value")
+# Stands for an id the model has never seen (predicted from the mean and the known biases).
+_UNKNOWN = np.iinfo(np.uint64).max
+
+
+def adapters() -> list:
+    """The GPU adapters wgpu sees, as ``gpumf info --json`` lists them (a list of dicts)."""
+    return json.loads(_gpumf.adapters())
+
+
+class _Ids:
+    """How one side's ids (users or items) map to the engine's unsigned integer ids.
+
+    Non-negative integer ids pass through unchanged, so a saved model answers to them in the
+    CLI too. Any other ids (strings, negative numbers, dates) are numbered in order of first
+    appearance and the labels are kept, to map results back.
+    """
+
+    def __init__(self, labels: Optional[np.ndarray] = None):
+        self.labels = labels
+        self._index = None
+
+    @classmethod
+    def from_column(cls, values, name: str):
+        """The mapping for a training column, and the column to hand the engine: numbers go
+        as they are (the engine reads int, uint and float columns in place and checks that
+        they are whole and non-negative); anything else is numbered here."""
+        values = np.asarray(values)
+        if values.dtype.kind in "iu":
+            return cls(), values if values.dtype.itemsize in (4, 8) else values.astype(np.int64)
+        if values.dtype.kind == "f":
+            return cls(), values if values.dtype.itemsize in (4, 8) else values.astype(np.float64)
+        codes, labels = _factorize(values)
+        return cls(np.asarray(labels)), codes.astype(np.uint64)
+
+    def encode(self, values, name: str, grow: bool = False) -> np.ndarray:
+        """External ids as engine ids; unknown labels become ids the model has never seen."""
+        values = np.asarray(values)
+        if self.labels is None:
+            if not (_integral(values) or values.dtype.kind == "f"):
+                if grow:
+                    raise ValueError(f"{name}: ids are not numbers, but the training ids were")
+                return np.full(values.shape, _UNKNOWN, dtype=np.uint64)
+            ids = values.astype(np.int64)
+            out = ids.astype(np.uint64)
+            out[ids < 0] = _UNKNOWN
+            return out
+        codes = self._lookup(values)
+        unknown = codes < 0
+        out = codes.astype(np.uint64)
+        if grow and unknown.any():
+            # Test ids absent from training: fresh numbers beyond the training labels.
+            fresh, _ = _factorize(values[unknown])
+            out[unknown] = len(self.labels) + fresh.astype(np.uint64)
+        else:
+            out[unknown] = _UNKNOWN
+        return out
+
+    def decode(self, ids: np.ndarray) -> np.ndarray:
+        """Engine ids as the user's labels."""
+        if self.labels is None:
+            return ids
+        return self.labels[ids.astype(np.int64)]
+
+    def _lookup(self, values) -> np.ndarray:
+        if self._index is None:
+            try:
+                import pandas as pd
+
+                self._index = pd.Index(self.labels)
+            except ImportError:
+                self._index = {label: k for k, label in enumerate(self.labels.tolist())}
+        if isinstance(self._index, dict):
+            return np.array([self._index.get(v, -1) for v in np.asarray(values).tolist()], dtype=np.int64)
+        return np.asarray(self._index.get_indexer(values), dtype=np.int64)
+
+
+def _integral(values: np.ndarray) -> bool:
+    return values.dtype.kind in "iu"
+
+
+def _factorize(values):
+    """Codes in order of first appearance and the distinct labels (pandas when it is there)."""
+    try:
+        import pandas as pd
+
+        codes, labels = pd.factorize(values, sort=False)
+        return np.asarray(codes), np.asarray(labels, dtype=object)
+    except ImportError:
+        labels, first, codes = np.unique(values, return_index=True, return_inverse=True)
+        order = np.argsort(first, kind="stable")
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order))
+        return rank[codes], labels[order]
+
+
+def _pick(columns, wanted, position: int, what: str):
+    lowered = {str(c).lower(): c for c in columns}
+    for name in wanted:
+        if name in lowered:
+            return lowered[name]
+    if len(columns) < 3:
+        raise ValueError(f"data frame has {len(columns)} columns; need {what} columns (user, item, rating)")
+    return columns[position]
+
+
+def _columns(X, what: str, **load_options):
+    """(user column, item column, ratings as float32) from any accepted input, and for a file
+    the loader's one-line report."""
+    if isinstance(X, (str, os.PathLike)):
+        (users, items, ratings), report = _gpumf.load_file(os.fspath(X), **load_options)
+        return users, items, ratings, report
+    if hasattr(X, "tocoo") and hasattr(X, "nnz"):  # a SciPy sparse matrix or array
+        coo = X.tocoo()
+        if coo.nnz == 0:
+            raise ValueError(f"{what}: the sparse matrix holds no ratings")
+        return coo.row, coo.col, _ratings(coo.data, what), None
+    if hasattr(X, "columns") and hasattr(X, "iloc"):  # a pandas DataFrame
+        columns = list(X.columns)
+        user = _pick(columns, _USER_COLUMNS, 0, what)
+        item = _pick(columns, _ITEM_COLUMNS, 1, what)
+        rating = _pick(columns, _RATING_COLUMNS, 2, what)
+        return X[user].to_numpy(), X[item].to_numpy(), _ratings(X[rating].to_numpy(), what), None
+    array = np.asarray(X)
+    if array.ndim != 2 or array.shape[1] < 3:
+        raise ValueError(
+            f"{what}: expected a SciPy sparse matrix, a pandas DataFrame, an (n, 3) array of "
+            f"(user, item, rating) or a file path; got an array of shape {array.shape}"
+        )
+    if array.shape[0] == 0:
+        raise ValueError(f"{what}: no ratings")
+    return array[:, 0], array[:, 1], _ratings(array[:, 2], what), None
+
+
+def _ratings(values, what: str) -> np.ndarray:
+    """Ratings as a numeric column; the engine converts to float32 and checks finiteness."""
+    values = np.asarray(values)
+    if values.dtype.kind in "fiu" and values.dtype.itemsize in (4, 8):
+        return values
+    try:
+        return values.astype(np.float64)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{what}: ratings must be numbers ({e})") from None
+
+
+class _Progress:
+    """Epoch, loss and RMSE as training goes: tqdm (terminals and notebooks) when installed,
+    else one line on stderr rewritten in place."""
+
+    def __init__(self, epochs: int, enabled: bool):
+        self.bar = None
+        self.enabled = enabled
+        if not enabled:
+            return
+        try:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=epochs, unit="epoch", desc="gpumf")
+        except ImportError:
+            self.total = epochs
+
+    def update(self, report: dict):
+        if not self.enabled:
+            return
+        test = report.get("test_rmse")
+        facts = f"loss {report['train_loss']:.4g}, train RMSE {report['train_rmse']:.4f}"
+        if test is not None:
+            facts += f", test RMSE {test:.4f}"
+        if self.bar is not None:
+            self.bar.set_postfix_str(facts, refresh=False)
+            self.bar.update(1)
+        else:
+            end = "\r" if sys.stderr.isatty() else "\n"
+            print(f"epoch {report['epoch']}/{self.total}: {facts}", end=end, file=sys.stderr, flush=True)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+        elif self.enabled and sys.stderr.isatty():
+            print(file=sys.stderr)
+
+
+class MF:
+    """Biased matrix factorisation, prediction = mean + b_u + b_i + p_u . q_i, trained by SGD.
+
+    Parameters are the CLI's: ``rank``, ``epochs``, ``lr`` (initial learning rate), ``lr_decay``
+    (lr / (1 + lr_decay * epoch)), ``reg`` and ``reg_bias`` (L2 on factors and biases),
+    ``biases`` (False for the pure p_u . q_i model), ``init_std``, ``seed``. ``backend`` is
+    "auto" (a hardware GPU when there is one, else the CPU), "gpu" or "cpu"; ``threads`` the
+    CPU threads (1: the sequential, bit-reproducible trainer; default every core);
+    ``precision`` "f32" or "f16" (GPU factor storage). ``verbose`` shows a progress bar.
+    """
+
+    def __init__(
+        self,
+        rank: int = _DEFAULTS["rank"],
+        epochs: int = _DEFAULTS["epochs"],
+        lr: float = _DEFAULTS["lr"],
+        reg: float = _DEFAULTS["reg"],
+        backend: str = "auto",
+        threads: Optional[int] = None,
+        seed: int = _DEFAULTS["seed"],
+        precision: str = "f32",
+        lr_decay: float = _DEFAULTS["lr_decay"],
+        reg_bias: float = _DEFAULTS["reg_bias"],
+        biases: bool = _DEFAULTS["biases"],
+        init_std: float = _DEFAULTS["init_std"],
+        verbose: bool = True,
+    ):
+        self.rank, self.epochs, self.lr, self.reg = rank, epochs, lr, reg
+        self.backend, self.threads, self.seed, self.precision = backend, threads, seed, precision
+        self.lr_decay, self.reg_bias, self.biases, self.init_std = lr_decay, reg_bias, biases, init_std
+        self.verbose = verbose
+        self.history: list = []
+        self.summary: dict = {}
+        self._model = None
+        self._users = _Ids()
+        self._items = _Ids()
+
+    def __repr__(self) -> str:
+        state = f"fitted, {len(self.history)} epochs" if self._model is not None else "not fitted"
+        return f"gpumf.MF(rank={self.rank}, epochs={self.epochs}, lr={self.lr}, reg={self.reg}, backend={self.backend!r}; {state})"
+
+    def fit(
+        self,
+        X,
+        test=None,
+        *,
+        test_fraction: Optional[float] = None,
+        callback: Optional[Callable[[dict], Any]] = None,
+        **load_options,
+    ) -> "MF":
+        """Trains on ``X`` and returns self.
+
+        ``X`` is a SciPy sparse matrix (rows users, columns items), a pandas DataFrame (user,
+        item and rating columns, found by name as the CLI finds them, else the first three;
+        ids of any type), an (n, 3) NumPy array of (user, item, rating), or the path of a rating
+        file in any format the CLI reads (``format``, ``skip_bad_lines``, ``missing``,
+        ``skip_columns`` and ``duplicates`` pass to its loader). ``test`` is scored after every
+        epoch; it takes the same kinds of input, or ``test_fraction`` holds out a seeded share
+        of ``X`` as the CLI's ``--test-fraction`` does. ``callback(report)`` is called after
+        every epoch with the CLI's per-epoch JSON as a dict.
+
+        Training runs with the GIL released. Ctrl-C (KeyboardInterrupt) stops it at the end of
+        the current epoch: the model of the finished epochs is kept, then the interrupt is
+        raised. An exception from ``callback`` stops training the same way.
+        """
+        settings = {
+            "rank": self.rank,
+            "epochs": self.epochs,
+            "lr": self.lr,
+            "lr_decay": self.lr_decay,
+            "reg": self.reg,
+            "reg_bias": self.reg_bias,
+            "biases": self.biases,
+            "init_std": self.init_std,
+            "seed": self.seed,
+            "backend": self.backend,
+            "threads": self.threads,
+            "precision": self.precision,
+        }
+        progress = _Progress(self.epochs, self.verbose)
+        history = []
+
+        def on_epoch(line: str):
+            report = json.loads(line)
+            history.append(report)
+            progress.update(report)
+            if callback is not None:
+                callback(report)
+
+        def on_note(note: str):
+            if self.verbose:
+                print(f"note: {note}; training on the CPU", file=sys.stderr)
+
+        hooks = {"on_epoch": on_epoch, "on_note": on_note}
+        is_path = lambda v: isinstance(v, (str, os.PathLike))  # noqa: E731
+        try:
+            if is_path(X) and (test is None or is_path(test)):
+                # Straight from the file to the engine, as the CLI reads it: integer ids.
+                user_ids, item_ids = _Ids(), _Ids()
+                test_path = None if test is None else os.fspath(test)
+                fitted = _gpumf.train_files(os.fspath(X), test_path, test_fraction, settings, **load_options, **hooks)
+            else:
+                users, items, ratings, report = _columns(X, "training data", **load_options)
+                if report and self.verbose:
+                    print(report, file=sys.stderr)
+                user_ids, users = _Ids.from_column(users, "training user ids")
+                item_ids, items = _Ids.from_column(items, "training item ids")
+                test_columns = None
+                if test is not None:
+                    tu, ti, tr, _ = _columns(test, "test data", **load_options)
+                    test_columns = (
+                        user_ids.encode(tu, "test user ids", grow=True),
+                        item_ids.encode(ti, "test item ids", grow=True),
+                        tr,
+                    )
+                data = (users, items, ratings)
+                fitted = _gpumf.train_columns(data, test_columns, test_fraction, settings, **hooks)
+        finally:
+            progress.close()
+        model, lines, summary, stopped = fitted
+        self._model, self._users, self._items = model, user_ids, item_ids
+        self.history = [json.loads(line) for line in lines]
+        self.summary = json.loads(summary)
+        if stopped is not None:
+            raise stopped
+        return self
+
+    @property
+    def model(self):
+        """The engine's model; raises if the model has not been fitted or loaded."""
+        if self._model is None:
+            raise RuntimeError("this MF is not fitted yet: call fit() or gpumf.load() first")
+        return self._model
+
+    def predict(self, users, items) -> np.ndarray:
+        """Predicted ratings (float32) for each (user, item) pair, clipped to the training
+        scale; a user or item never seen in training is predicted from what is known."""
+        users, items = np.atleast_1d(users), np.atleast_1d(items)
+        if users.shape != items.shape:
+            raise ValueError(f"users and items differ in shape ({users.shape} and {items.shape})")
+        return self.model.predict(self._users.encode(users, "users"), self._items.encode(items, "items"))
+
+    def recommend(self, user, n: int = 10, exclude_seen: bool = True):
+        """The ``n`` items with the highest scores for ``user``: (item ids, scores), best first.
+        With ``exclude_seen`` (default) the user's training items are left out. Scores are
+        unclipped, so the order holds above the top of the rating scale."""
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n}")
+        (uid,) = self._users.encode([user], "user")
+        if uid == _UNKNOWN:
+            raise ValueError(f"user {user!r}: the model has no such user")
+        ids, scores = self.model.recommend(int(uid), n, exclude_seen)
+        return self._items.decode(ids), scores
+
+    def recommend_many(self, users, n: int = 10, exclude_seen: bool = True):
+        """``recommend`` for many users at once, in parallel: (ids, scores), one row a user,
+        padded with -1 (or None, for mapped ids) and NaN where a user has fewer than n items."""
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n}")
+        users = np.atleast_1d(users)
+        encoded = self._users.encode(users, "users")
+        if (encoded == _UNKNOWN).any():
+            raise ValueError(f"user {users[encoded == _UNKNOWN][0]!r}: the model has no such user")
+        ids, scores = self.model.recommend_many(encoded, n, exclude_seen)
+        if self._items.labels is None:
+            return ids, scores
+        labels = np.full(ids.shape, None, dtype=object)
+        present = ids >= 0
+        labels[present] = self._items.decode(ids[present])
+        return labels, scores
+
+    @property
+    def user_factors(self) -> np.ndarray:
+        """P, users x rank (float32); row k belongs to ``user_ids[k]``."""
+        return self.model.user_factors
+
+    @property
+    def item_factors(self) -> np.ndarray:
+        """Q, items x rank (float32); row k belongs to ``item_ids[k]``."""
+        return self.model.item_factors
+
+    @property
+    def user_bias(self) -> np.ndarray:
+        """b_u per user, in the order of ``user_ids``."""
+        return self.model.user_bias
+
+    @property
+    def item_bias(self) -> np.ndarray:
+        """b_i per item, in the order of ``item_ids``."""
+        return self.model.item_bias
+
+    @property
+    def global_mean(self) -> float:
+        """The mean training rating, the model's offset."""
+        return self.model.global_mean
+
+    @property
+    def user_ids(self) -> np.ndarray:
+        """The user of each row of ``user_factors``, as given to ``fit``."""
+        return self._users.decode(self.model.user_ids)
+
+    @property
+    def item_ids(self) -> np.ndarray:
+        """The item of each row of ``item_factors``, as given to ``fit``."""
+        return self._items.decode(self.model.item_ids)
+
+    def save(self, path, overwrite: bool = False) -> None:
+        """Writes the model in the CLI's format (``gpumf predict --model PATH`` reads it).
+
+        Ids that were not non-negative integers are numbered in the file (the CLI knows only
+        integer ids); their labels go beside it in ``PATH.labels.npz`` for ``gpumf.load``.
+        """
+        path = os.fspath(path)
+        self.model.save(path, overwrite)
+        sidecar = path + ".labels.npz"
+        if self._users.labels is not None or self._items.labels is not None:
+            empty = np.array([], dtype=str)
+            users = empty if self._users.labels is None else self._users.labels.astype(str)
+            items = empty if self._items.labels is None else self._items.labels.astype(str)
+            with open(sidecar, "wb") as f:
+                np.savez(f, users=users, items=items)
+
+    def score(self, X) -> dict:
+        """Test RMSE and MAE of the model on ratings given as ``fit`` takes them."""
+        users, items, ratings, _ = _columns(X, "test data")
+        predicted = self.predict(users, items).astype(np.float64)
+        error = predicted - ratings
+        return {"rmse": float(np.sqrt(np.mean(error**2))), "mae": float(np.mean(np.abs(error))), "ratings": int(len(ratings))}
+
+
+def load(path) -> MF:
+    """Reads a model saved by ``MF.save`` or by ``gpumf train --save``."""
+    path = os.fspath(path)
+    model, note = _gpumf.Model.load(path)
+    if note:
+        warnings.warn(note, stacklevel=2)
+    mf = MF(rank=model.rank, verbose=False)
+    mf._model = model
+    sidecar = path + ".labels.npz"
+    if os.path.exists(sidecar):
+        with np.load(sidecar, allow_pickle=False) as saved:
+            if saved["users"].size:
+                mf._users = _Ids(saved["users"].astype(object))
+            if saved["items"].size:
+                mf._items = _Ids(saved["items"].astype(object))
+    return mf

@@ -1,0 +1,257 @@
+"""The Python package: every input type, results out, round trips with the CLI, bad input,
+the GIL, Ctrl-C, and the GPU backend (lavapipe counts)."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import gpumf
+
+REPO = Path(__file__).resolve().parents[2]
+LATEST_SMALL = REPO / "data" / "ml-latest-small" / "ratings.csv"
+IN_CI = os.environ.get("CI") in ("true", "1")
+# Small and fast unless a test says otherwise.
+FAST = dict(rank=8, epochs=3, verbose=False, backend="cpu")
+
+
+def cli() -> Path:
+    """The gpumf binary the README's test command builds first; built here if missing."""
+    binary = REPO / "target" / "release" / "gpumf"
+    if not binary.exists():
+        subprocess.run(["cargo", "build", "--release", "--bin", "gpumf"], cwd=REPO, check=True)
+    return binary
+
+
+def cli_json(*args) -> dict:
+    out = subprocess.run([str(cli()), *args, "--json"], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+@pytest.fixture(scope="module")
+def frame():
+    return gpumf.datasets.load_latest_small()
+
+
+def test_latest_small_ships_inside_the_package(frame):
+    assert frame.shape == (100836, 3)
+    assert list(frame.columns) == ["user", "item", "rating"]
+    assert frame["user"].nunique() == 610 and frame["item"].nunique() == 9724
+    array = gpumf.datasets.load_latest_small(as_frame=False)
+    assert array.shape == (100836, 3) and array.dtype == np.float64
+
+
+def test_every_input_type_trains_the_same_model(frame, tmp_path):
+    scipy = pytest.importorskip("scipy.sparse")
+    array = frame.to_numpy(dtype=np.float64)
+    path = tmp_path / "r.tsv"
+    np.savetxt(path, array, fmt=["%d", "%d", "%.1f"], delimiter="\t")
+    sparse_users, users = np.unique(frame["user"], return_inverse=True)
+    sparse_items, items = np.unique(frame["item"], return_inverse=True)
+    matrix = scipy.coo_matrix((frame["rating"].to_numpy(), (users, items)))
+    rmse = {}
+    for name, data in [("frame", frame), ("array", array), ("path", path), ("str path", str(path))]:
+        m = gpumf.MF(threads=1, **FAST).fit(data, test_fraction=0.2)
+        rmse[name] = m.history[-1]["test_rmse"]
+    assert len(set(rmse.values())) == 1, rmse
+    # A sparse matrix's ids are its row and column numbers.
+    m = gpumf.MF(threads=1, **FAST).fit(matrix.tocsr())
+    assert m.user_factors.shape == (610, 8) and m.item_factors.shape == (9724, 8)
+    assert set(m.user_ids.tolist()) == set(range(610))
+
+
+def test_string_ids_are_mapped_and_kept(frame, tmp_path):
+    named = frame.assign(user="u" + frame["user"].astype(str), item="movie-" + frame["item"].astype(str))
+    m = gpumf.MF(threads=1, **FAST).fit(named, test_fraction=0.2)
+    numeric = gpumf.MF(threads=1, **FAST).fit(frame, test_fraction=0.2)
+    assert m.history[-1]["test_rmse"] == numeric.history[-1]["test_rmse"], "the same data in the same order trains the same"
+    items, scores = m.recommend("u1", n=5)
+    assert all(str(i).startswith("movie-") for i in items) and len(scores) == 5
+    assert m.user_ids[0] == "u1"
+    p = m.predict(["u1", "u1", "nobody"], ["movie-1", "movie-3", "movie-1"])
+    assert p.dtype == np.float32 and np.isfinite(p).all()
+    # Saved with its labels beside the CLI's file, and loaded back whole.
+    m.save(tmp_path / "named.gpumf")
+    back = gpumf.load(tmp_path / "named.gpumf")
+    np.testing.assert_array_equal(back.predict(["u1"], ["movie-1"]), m.predict(["u1"], ["movie-1"]))
+    np.testing.assert_array_equal(back.recommend("u1", 5)[0], items)
+
+
+def test_predict_recommend_and_factors(frame):
+    m = gpumf.MF(threads=1, **FAST).fit(frame)
+    assert m.user_factors.shape == (610, 8) and m.user_bias.shape == (610,)
+    assert m.item_factors.shape == (9724, 8) and m.item_bias.shape == (9724,)
+    assert abs(m.global_mean - frame["rating"].mean()) < 1e-4
+    p = m.predict(np.array([1, 1]), np.array([1, 3]))
+    manual = m.global_mean + m.user_bias[0] + m.item_bias[0] + m.user_factors[0] @ m.item_factors[0]
+    assert abs(p[0] - min(max(manual, 0.5), 5.0)) < 1e-5
+    seen = set(frame.loc[frame["user"] == 1, "item"])
+    items, scores = m.recommend(1, n=20)
+    assert len(items) == 20 and not seen & set(items.tolist())
+    assert np.all(np.diff(scores) <= 0)
+    with_seen, _ = m.recommend(1, n=9724, exclude_seen=False)
+    assert seen <= set(with_seen.tolist())
+    many_ids, many_scores = m.recommend_many([1, 2, 3], n=20)
+    assert many_ids.shape == (3, 20) and many_scores.shape == (3, 20)
+    np.testing.assert_array_equal(many_ids[0], items)
+
+
+def test_save_and_load_round_trip_with_the_cli(frame, tmp_path):
+    m = gpumf.MF(threads=1, **FAST).fit(frame)
+    path = tmp_path / "py.gpumf"
+    m.save(path)
+    with pytest.raises(OSError, match="already exists"):
+        m.save(path)
+    # The CLI reads the Python model ...
+    out = subprocess.run([str(cli()), "predict", "--model", str(path), "--user", "1", "--top", "5"], capture_output=True, text=True, check=True)
+    cli_items = [int(line.split("\t")[1]) for line in out.stdout.splitlines()]
+    assert cli_items == m.recommend(1, n=5)[0].tolist()
+    # ... and Python reads the CLI's.
+    cli_model = tmp_path / "cli.gpumf"
+    subprocess.run([str(cli()), "train", "--train", str(LATEST_SMALL), "--epochs", "2", "--rank", "4", "--backend", "cpu", "--quiet", "--save", str(cli_model)], check=True)
+    loaded = gpumf.load(cli_model)
+    assert loaded.user_factors.shape == (610, 4)
+    out = subprocess.run([str(cli()), "predict", "--model", str(cli_model), "--user", "1", "--top", "3"], capture_output=True, text=True, check=True)
+    assert [int(line.split("\t")[1]) for line in out.stdout.splitlines()] == loaded.recommend(1, n=3)[0].tolist()
+
+
+def test_the_sequential_trainer_gives_the_clis_test_rmse_exactly(frame):
+    settings = ["--test-fraction", "0.2", "--backend", "cpu", "--threads", "1", "--epochs", "10", "--rank", "32"]
+    expected = cli_json("train", "--train", str(LATEST_SMALL), *settings)
+    for data in (LATEST_SMALL, frame):
+        m = gpumf.MF(rank=32, epochs=10, backend="cpu", threads=1, verbose=False).fit(data, test_fraction=0.2)
+        assert m.history[-1]["test_rmse"] == expected["test_rmse"]
+        assert [h["train_loss"] for h in m.history] == [h["train_loss"] for h in expected["history"]]
+
+
+def test_a_separate_test_set_maps_through_the_training_ids(frame):
+    train, test = frame.iloc[:80000], frame.iloc[80000:]
+    m = gpumf.MF(threads=1, **FAST).fit(train, test)
+    assert m.summary["test_ratings"] == len(test)
+    assert m.summary["cold_start"]["entries"] > 0
+    scored = m.score(test)
+    assert abs(scored["rmse"] - m.history[-1]["test_rmse"]) < 1e-4
+
+
+def test_bad_data_and_settings_are_value_errors_with_the_clis_messages(frame):
+    good = frame.to_numpy(dtype=np.float64)[:100]
+    nan = good.copy()
+    nan[5, 2] = np.nan
+    inf = good.copy()
+    inf[7, 2] = np.inf
+    negative = good.copy()
+    negative[3, 0] = -4
+    cases = [
+        (nan, {}, "training data: rating NaN at row 5 is not a finite number"),
+        (inf, {}, "rating inf at row 7"),
+        (negative, {}, "non-negative"),
+        (np.zeros((0, 3)), {}, "no ratings"),
+        (np.ones(4), {}, "shape"),
+        (good, {"rank": 0}, "--rank must be at least 1"),
+        (good, {"lr": -1.0}, "--lr"),
+        (good, {"backend": "tpu"}, "backend must be"),
+        (good, {"precision": "f64"}, "precision must be one of"),
+        (good, {"threads": 100000}, "threads 100000 is far more than"),
+    ]
+    for data, settings, message in cases:
+        with pytest.raises(ValueError, match=message):
+            gpumf.MF(**{**FAST, **settings}).fit(data)
+    scipy = pytest.importorskip("scipy.sparse")
+    with pytest.raises(ValueError, match="no ratings"):
+        gpumf.MF(**FAST).fit(scipy.csr_matrix((3, 3)))
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        gpumf.MF(**FAST).fit("/no/such/ratings.csv")
+    with pytest.raises(ValueError, match="ratings.csv:2: rating"):
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as d:
+            bad = Path(d) / "ratings.csv"
+            bad.write_text("userId,movieId,rating\n1,2,x\n")
+            gpumf.MF(**FAST).fit(bad)
+    m = gpumf.MF(**FAST).fit(good)
+    with pytest.raises(ValueError, match="differ in shape"):
+        m.predict([1, 2], [1])
+    with pytest.raises(ValueError, match="no such user"):
+        m.recommend(987654)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        gpumf.MF().predict([1], [1])
+
+
+def test_the_gil_is_released_while_training(frame):
+    ticks = 0
+    done = threading.Event()
+    m = gpumf.MF(rank=64, epochs=40, threads=1, backend="cpu", verbose=False)
+    worker = threading.Thread(target=lambda: (m.fit(frame), done.set()))
+    worker.start()
+    while not done.is_set():
+        ticks += 1  # Python bytecode on this thread: runs only while the GIL is free.
+    worker.join()
+    assert len(m.history) == 40
+    assert ticks > 10_000, f"the main thread ran {ticks} steps while training held the GIL"
+
+
+def test_ctrl_c_stops_at_the_end_of_an_epoch_and_keeps_a_usable_model(frame):
+    import _thread
+
+    m = gpumf.MF(rank=64, epochs=100_000, threads=1, backend="cpu", verbose=False)
+    timer = threading.Timer(0.5, _thread.interrupt_main)
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        m.fit(frame)
+    timer.cancel()
+    assert 0 < len(m.history) < 100_000
+    assert np.isfinite(m.predict([1], [1])).all()
+    assert len(m.recommend(1, 5)[0]) == 5
+
+
+def test_a_callback_sees_every_epoch_and_can_stop_training(frame):
+    reports = []
+    m = gpumf.MF(threads=1, **FAST).fit(frame, test_fraction=0.2, callback=reports.append)
+    assert [r["epoch"] for r in reports] == [1, 2, 3] and reports == m.history
+    assert set(reports[0]) >= {"epoch", "train_loss", "train_rmse", "test_rmse", "learning_rate", "sgd_seconds"}
+
+    class Enough(Exception):
+        pass
+
+    def stop_at_two(report):
+        if report["epoch"] == 2:
+            raise Enough()
+
+    m = gpumf.MF(threads=1, **{**FAST, "epochs": 10})
+    with pytest.raises(Enough):
+        m.fit(frame, callback=stop_at_two)
+    assert len(m.history) == 2
+
+
+def test_progress_goes_to_stderr_and_verbose_false_silences_it(frame, capfd):
+    gpumf.MF(**{**FAST, "verbose": True}).fit(frame)
+    err = capfd.readouterr().err
+    assert "epoch" in err or "gpumf" in err, err
+    gpumf.MF(**FAST).fit(frame)
+    captured = capfd.readouterr()
+    assert captured.err == "" and captured.out == ""
+
+
+def test_the_gpu_backend_trains_like_the_cpu(frame):
+    if not gpumf.adapters():
+        if IN_CI:
+            pytest.fail("no GPU adapter: GPU tests must run in CI (install mesa-vulkan-drivers)")
+        pytest.skip("no GPU adapter (install mesa-vulkan-drivers for lavapipe)")
+    settings = dict(rank=16, epochs=10, verbose=False, threads=1)
+    gpu = gpumf.MF(backend="gpu", **settings).fit(frame, test_fraction=0.2)
+    cpu = gpumf.MF(backend="cpu", **settings).fit(frame, test_fraction=0.2)
+    assert "gpu" in gpu.summary["backend"]
+    assert abs(gpu.history[-1]["test_rmse"] - cpu.history[-1]["test_rmse"]) < 0.01
+
+
+
+def test_gpu_failures_are_runtime_errors(frame, monkeypatch):
+    monkeypatch.setenv("GPUMF_ADAPTER", "no-such-gpu")
+    with pytest.raises(RuntimeError, match="GPUMF_ADAPTER=\"no-such-gpu\" matches no adapter"):
+        gpumf.MF(backend="gpu", rank=4, epochs=1, verbose=False).fit(frame)

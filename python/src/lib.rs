@@ -62,10 +62,7 @@ impl Column<'_> {
 
     /// Ids: whole non-negative numbers, whatever the dtype.
     fn ids(&self, what: &str) -> PyResult<Vec<u64>> {
-        fn whole<T: Copy + Into<f64>>(a: &PyReadonlyArray1<'_, T>, what: &str) -> PyResult<Vec<u64>>
-        where
-            T: numpy::Element,
-        {
+        fn whole<T: Copy + Into<f64> + numpy::Element>(a: &PyReadonlyArray1<'_, T>, what: &str) -> PyResult<Vec<u64>> {
             a.as_array()
                 .iter()
                 .enumerate()
@@ -342,6 +339,10 @@ fn fit(py: Python<'_>, problem: &Problem, params: &Params, settings: &Settings, 
     Ok((PyModel { model: trained.model }, history, summary.to_string(), stopped))
 }
 
+/// Recommendations: item ids and their scores, one row a user for many users.
+type Ranked<'py> = (Bound<'py, PyArray1<u64>>, Bound<'py, PyArray1<f32>>);
+type RankedMany<'py> = (Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>);
+
 #[pymethods]
 impl PyModel {
     /// Predicted ratings for pairs of ids (unknown ids predicted from what is known).
@@ -357,7 +358,7 @@ impl PyModel {
 
     /// The `n` best items for one user: (item ids, unclipped scores), best first.
     #[pyo3(signature = (user, n=10, exclude_seen=true))]
-    fn recommend<'py>(&self, py: Python<'py>, user: u64, n: usize, exclude_seen: bool) -> PyResult<(Bound<'py, PyArray1<u64>>, Bound<'py, PyArray1<f32>>)> {
+    fn recommend<'py>(&self, py: Python<'py>, user: u64, n: usize, exclude_seen: bool) -> PyResult<Ranked<'py>> {
         let u = self.user_index(user)?;
         let best = py.detach(|| self.model.recommend(u, n, exclude_seen));
         let ids: Vec<u64> = best.iter().map(|&(i, _)| self.model.items.external_id(i)).collect();
@@ -368,7 +369,7 @@ impl PyModel {
     /// The `n` best items for each of many users, in parallel: (ids, scores), one row a user;
     /// rows with fewer than `n` items are padded with id -1 and score NaN.
     #[pyo3(signature = (users, n=10, exclude_seen=true))]
-    fn recommend_many<'py>(&self, py: Python<'py>, users: PyReadonlyArray1<'py, u64>, n: usize, exclude_seen: bool) -> PyResult<(Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>)> {
+    fn recommend_many<'py>(&self, py: Python<'py>, users: PyReadonlyArray1<'py, u64>, n: usize, exclude_seen: bool) -> PyResult<RankedMany<'py>> {
         let indices: Vec<u32> = slice(&users, "users")?.iter().map(|&u| self.user_index(u)).collect::<PyResult<_>>()?;
         let rows: Vec<Vec<(u32, f32)>> = py.detach(|| indices.par_iter().map(|&u| self.model.recommend(u, n, exclude_seen)).collect());
         let mut ids = numpy::ndarray::Array2::<i64>::from_elem((rows.len(), n), -1);

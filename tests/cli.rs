@@ -132,3 +132,55 @@ fn without_any_adapter_gpu_is_a_clear_error_and_auto_falls_back_to_the_cpu() {
     let o = run(&["info"]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("no GPU adapters found"));
 }
+
+#[test]
+fn cv_reports_each_fold_and_the_spread_reproducibly() {
+    let data = shipped();
+    let run = || {
+        let o = gpumf(&["cv", "--data", &data, "--folds", "3", "--epochs", "2", "--rank", "4", "--backend", "cpu", "--threads", "1", "--json"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).expect("JSON")
+    };
+    let v = run();
+    let folds = v["folds"].as_array().unwrap();
+    assert_eq!(folds.len(), 3);
+    let sizes: Vec<u64> = folds.iter().map(|f| f["test_ratings"].as_u64().unwrap()).collect();
+    assert_eq!(sizes.iter().sum::<u64>(), 100836, "every rating is tested once");
+    assert!(sizes.iter().all(|&n| n.abs_diff(100836 / 3) <= 1), "{sizes:?}");
+    let rmses: Vec<f64> = folds.iter().map(|f| f["rmse"].as_f64().unwrap()).collect();
+    let mean = rmses.iter().sum::<f64>() / 3.0;
+    assert!((v["rmse"]["mean"].as_f64().unwrap() - mean).abs() < 1e-12);
+    assert!(v["rmse"]["std"].as_f64().unwrap() > 0.0 && v["mae"]["mean"].as_f64().unwrap() > 0.0);
+    assert_eq!(run()["rmse"], v["rmse"], "seeded folds and the sequential trainer repeat exactly");
+
+    // Given fold files, each pair trains and tests once, under its own names.
+    let dir = tempfile::tempdir().unwrap();
+    let mut pairs = Vec::new();
+    for f in 0..2 {
+        let (train, test) = (dir.path().join(format!("u{f}.base")), dir.path().join(format!("u{f}.test")));
+        let (mut a, mut b) = (String::new(), String::new());
+        for u in 0..60 {
+            for i in 0..20 {
+                let line = format!("{u}\t{i}\t{}\n", 1 + (u * 3 + i) % 5);
+                if (u + i + f) % 5 == 0 { b.push_str(&line) } else { a.push_str(&line) }
+            }
+        }
+        std::fs::write(&train, a).unwrap();
+        std::fs::write(&test, b).unwrap();
+        pairs.push(format!("{},{}", train.display(), test.display()));
+    }
+    let o = gpumf(&["cv", "--fold", &pairs[0], "--fold", &pairs[1], "--epochs", "2", "--rank", "4", "--backend", "cpu", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["folds"].as_array().unwrap().len(), 2);
+    assert!(v["folds"][1]["test"].as_str().unwrap().ends_with("u1.test"));
+
+    for (args, expected) in [
+        (vec!["cv", "--data", data.as_str(), "--folds", "1"], "--folds must lie between 2"),
+        (vec!["cv", "--fold", "u1.base"], "expected TRAIN,TEST"),
+        (vec!["cv", "--fold", "/no/such.base,/no/such.test"], "/no/such.base: no such file"),
+    ] {
+        let o = gpumf(&args);
+        assert!(!o.status.success() && stderr(&o).contains(expected), "{args:?}: {}", stderr(&o));
+    }
+}

@@ -1,6 +1,7 @@
 //! Command-line arguments and the commands behind them.
 
 mod bench;
+mod cv;
 mod lab;
 mod progress;
 mod train;
@@ -25,6 +26,9 @@ enum Command {
     Train(train::TrainArgs),
     /// Score a saved model on a rating file.
     Eval(train::EvalArgs),
+    /// Cross-validate: train and test on each of k seeded folds of a file, or on given fold
+    /// files (e.g. MovieLens u1-u5), and report RMSE and MAE per fold with their spread.
+    Cv(cv::CvArgs),
     /// Predict ratings with a saved model: for user-item pairs, or a user's top items.
     Predict(train::PredictArgs),
     /// The lab exercise: dense SGD factorisation, truncated SVD and masked completion.
@@ -43,6 +47,7 @@ pub fn run() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Train(a) => train::train(a),
         Command::Eval(a) => train::eval(a),
+        Command::Cv(a) => cv::cv(a),
         Command::Predict(a) => train::predict(a),
         Command::Lab(a) => lab::lab(a),
         Command::Info(a) => lab::info(a),

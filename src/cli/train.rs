@@ -61,7 +61,7 @@ fn load_with(path: &Path, options: LoadOptions, quiet: bool) -> anyhow::Result<g
     Ok(loaded)
 }
 
-fn load(path: &Path, input: &InputArgs, quiet: bool) -> anyhow::Result<gpumf::data::RatingSet> {
+pub fn load(path: &Path, input: &InputArgs, quiet: bool) -> anyhow::Result<gpumf::data::RatingSet> {
     Ok(load_with(path, input.options(), quiet)?.ratings)
 }
 
@@ -95,20 +95,9 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         (None, None) => Problem::new(all, None),
     };
 
-    let cpu = Backend::Cpu(CpuMode::with_threads(threads));
-    let gpu = Backend::Gpu(args.model.gpu.options(args.model.precision));
+    let backend = chosen_backend(&args.model, threads, quiet);
     let progress = Progress::new(params.epochs, quiet);
-    let trained = match args.model.backend {
-        BackendArg::Cpu => run_training(&problem, &params, &cpu, |r| progress.epoch(r)),
-        BackendArg::Gpu => run_training(&problem, &params, &gpu, |r| progress.epoch(r)),
-        BackendArg::Auto => {
-            let (backend, passed_over) = gpumf::solver::choose_auto(cpu, gpu);
-            if let (Some(why), false) = (passed_over, quiet) {
-                eprintln!("note: {why}; training on the CPU with {threads} thread{}", if threads == 1 { "" } else { "s" });
-            }
-            run_training(&problem, &params, &backend, |r| progress.epoch(r))
-        }
-    };
+    let trained = run_training(&problem, &params, &backend, |r| progress.epoch(r));
     progress.finish();
     let mut trained = trained?;
     report(&args, &problem, &trained)?;
@@ -120,6 +109,23 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Where `--backend` trains; for `auto`, says why a GPU was passed over (unless `quiet`).
+pub fn chosen_backend(model: &ModelArgs, threads: usize, quiet: bool) -> Backend {
+    let cpu = Backend::Cpu(CpuMode::with_threads(threads));
+    let gpu = Backend::Gpu(model.gpu.options(model.precision));
+    match model.backend {
+        BackendArg::Cpu => cpu,
+        BackendArg::Gpu => gpu,
+        BackendArg::Auto => {
+            let (backend, passed_over) = gpumf::solver::choose_auto(cpu, gpu);
+            if let (Some(why), false) = (passed_over, quiet) {
+                eprintln!("note: {why}; training on the CPU with {threads} thread{}", if threads == 1 { "" } else { "s" });
+            }
+            backend
+        }
+    }
 }
 
 fn report(args: &TrainArgs, problem: &Problem, t: &Trained) -> anyhow::Result<()> {

@@ -11,7 +11,7 @@ mod write;
 pub use load::{load_pairs, load_ratings, parse_ratings, Duplicates, Format, LoadOptions, Loaded};
 pub use problem::{ColdStart, Problem};
 pub use shuffle::{by_user, group_by_key, shuffled, tiled};
-pub use split::{split_marked, split_per_user, split_random};
+pub use split::{k_folds, split_fold, split_marked, split_per_user, split_random};
 pub use write::{write_ratings, written_size, WriteFormat};
 
 use rustc_hash::FxHashMap;

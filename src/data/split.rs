@@ -60,6 +60,28 @@ pub fn split_per_user(all: &RatingSet, fraction: f64, seed: u64) -> Result<Probl
     Ok(Problem::from_split(all, train, test))
 }
 
+/// Seeded k-fold cross-validation: each rating's fold, 0..k, the folds as equal in size as
+/// can be (a seeded shuffle, then every k-th rating to the same fold).
+pub fn k_folds(all: &RatingSet, k: usize, seed: u64) -> Result<Vec<u32>> {
+    if k < 2 || k > all.len() {
+        return Err(Error::InvalidParameter(format!("--folds must lie between 2 and the {} ratings, got {k}", all.len())));
+    }
+    let mut order: Vec<u32> = (0..all.len() as u32).collect();
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+    let mut fold = vec![0u32; all.len()];
+    for (position, &i) in order.iter().enumerate() {
+        fold[i as usize] = (position % k) as u32;
+    }
+    Ok(fold)
+}
+
+/// Fold `which` of [`k_folds`]'s assignment as the test set, every other fold as training.
+pub fn split_fold(all: &RatingSet, folds: &[u32], which: u32) -> Problem {
+    let is_test: Vec<bool> = folds.iter().map(|&f| f == which).collect();
+    let (train, test) = partition(all, &is_test);
+    Problem::from_split(all, train, test)
+}
+
 fn partition(all: &RatingSet, is_test: &[bool]) -> (Vec<Rating>, Vec<Rating>) {
     let mut train = Vec::with_capacity(all.len());
     let mut test = Vec::new();

@@ -1,0 +1,174 @@
+//! `gpumf cv`: cross-validation, seeded folds of one file or fold files given in pairs.
+
+use super::progress::Progress;
+use super::train::{chosen_backend, load};
+use super::{InputArgs, ModelArgs, OutputArgs};
+use anyhow::{bail, Context};
+use clap::Args;
+use gpumf::data::{k_folds, split_fold, Problem, RatingSet};
+use gpumf::solver::train;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct CvArgs {
+    /// Ratings to cut into --folds seeded folds (by --seed); each fold is the test set once.
+    #[arg(long, required_unless_present = "fold", conflicts_with = "fold")]
+    pub data: Option<PathBuf>,
+    /// How many folds --data is cut into.
+    #[arg(long, default_value_t = 5)]
+    pub folds: usize,
+    /// A fold given as its TRAIN,TEST files, e.g. --fold u1.base,u1.test; once for each fold.
+    #[arg(long, value_parser = parse_fold)]
+    pub fold: Vec<(PathBuf, PathBuf)>,
+    #[command(flatten)]
+    pub input: InputArgs,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+fn parse_fold(s: &str) -> Result<(PathBuf, PathBuf), String> {
+    let (train, test) = s.split_once(',').ok_or_else(|| format!("expected TRAIN,TEST files, e.g. u1.base,u1.test; got {s:?}"))?;
+    Ok((PathBuf::from(train), PathBuf::from(test)))
+}
+
+/// One fold's result.
+#[derive(serde::Serialize)]
+struct FoldResult {
+    fold: usize,
+    train: String,
+    test: String,
+    train_ratings: usize,
+    test_ratings: usize,
+    rmse: f64,
+    mae: f64,
+    seconds: f64,
+}
+
+/// Mean, sample standard deviation (none for one value), lowest and highest.
+#[derive(serde::Serialize)]
+struct Spread {
+    mean: f64,
+    std: Option<f64>,
+    min: f64,
+    max: f64,
+}
+
+fn spread(values: &[f64]) -> Spread {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let std = (values.len() > 1).then(|| (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt());
+    let (min, max) = values.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    Spread { mean, std, min, max }
+}
+
+pub fn cv(args: CvArgs) -> anyhow::Result<()> {
+    let params = args.model.params();
+    params.validate()?;
+    let threads = args.model.threads()?;
+    let quiet = args.output.quiet || args.output.json;
+    let backend = chosen_backend(&args.model, threads, quiet);
+
+    let folds = match &args.data {
+        Some(path) => {
+            let all = load(path, &args.input, quiet)?;
+            let assignment = k_folds(&all, args.folds, params.seed)?;
+            Folds::Seeded { path: path.clone(), all, assignment, k: args.folds }
+        }
+        None if args.fold.is_empty() => bail!("--fold: give at least one TRAIN,TEST pair, or --data FILE"),
+        None => Folds::Files(args.fold.clone()),
+    };
+
+    let mut results = Vec::new();
+    let mut trained_on = String::new();
+    for k in 0..folds.len() {
+        let (problem, train_name, test_name) = folds.problem(k, &args.input, quiet)?;
+        if problem.test.is_empty() {
+            bail!("fold {}: the test set is empty", k + 1);
+        }
+        let progress = Progress::new(params.epochs, quiet);
+        let trained = train(&problem, &params, &backend, |r| progress.epoch(r));
+        progress.finish();
+        let trained = trained.with_context(|| format!("fold {}", k + 1))?;
+        trained_on = trained.backend.clone();
+        let last = trained.history.last().expect("at least one epoch");
+        let result = FoldResult {
+            fold: k + 1,
+            train: train_name,
+            test: test_name,
+            train_ratings: problem.train.len(),
+            test_ratings: problem.test.len(),
+            rmse: last.test_rmse.expect("a test set"),
+            mae: last.test_mae.expect("a test set"),
+            seconds: trained.total_seconds,
+        };
+        if !args.output.json {
+            println!(
+                "fold {}/{}: test RMSE {:.4}  MAE {:.4}  ({} training, {} test ratings, {:.2} s)",
+                result.fold,
+                folds.len(),
+                result.rmse,
+                result.mae,
+                result.train_ratings,
+                result.test_ratings,
+                result.seconds
+            );
+        }
+        results.push(result);
+    }
+    let rmse = spread(&results.iter().map(|r| r.rmse).collect::<Vec<_>>());
+    let mae = spread(&results.iter().map(|r| r.mae).collect::<Vec<_>>());
+    if args.output.json {
+        let summary = serde_json::json!({
+            "folds": results,
+            "rmse": rmse,
+            "mae": mae,
+            "backend": trained_on,
+            "settings": { "params": params, "precision": args.model.precision, "threads": threads, "data": args.data, "k": args.data.as_ref().map(|_| args.folds) },
+        });
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        let show = |name: &str, s: &Spread| {
+            let std = s.std.map_or(String::new(), |d| format!(" ± {d:.4}"));
+            println!("{name} {:.4}{std} (lowest {:.4}, highest {:.4}) over {} folds", s.mean, s.min, s.max, results.len());
+        };
+        show("mean test RMSE", &rmse);
+        show("mean test MAE ", &mae);
+    }
+    Ok(())
+}
+
+/// Where the folds come from. Each fold's problem is made when its turn comes, so only one
+/// is held at a time.
+enum Folds {
+    /// One file cut into k seeded folds: `assignment` holds each rating's fold.
+    Seeded { path: PathBuf, all: RatingSet, assignment: Vec<u32>, k: usize },
+    /// (training, test) files, one pair a fold.
+    Files(Vec<(PathBuf, PathBuf)>),
+}
+
+impl Folds {
+    fn len(&self) -> usize {
+        match self {
+            Folds::Seeded { k, .. } => *k,
+            Folds::Files(pairs) => pairs.len(),
+        }
+    }
+
+    /// Fold `k`'s problem, and names for its training and test sides.
+    fn problem(&self, k: usize, input: &InputArgs, quiet: bool) -> anyhow::Result<(Problem, String, String)> {
+        Ok(match self {
+            Folds::Seeded { path, all, assignment, .. } => {
+                let name = path.display();
+                (split_fold(all, assignment, k as u32), format!("{name} without fold {}", k + 1), format!("{name} fold {}", k + 1))
+            }
+            Folds::Files(pairs) => {
+                let (train_path, test_path) = &pairs[k];
+                let train = load(train_path, input, quiet).with_context(|| format!("--fold {}", train_path.display()))?;
+                let test = load(test_path, input, quiet).with_context(|| format!("--fold {}", test_path.display()))?;
+                (Problem::new(train, Some(&test)), train_path.display().to_string(), test_path.display().to_string())
+            }
+        })
+    }
+}

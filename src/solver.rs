@@ -20,6 +20,8 @@ pub trait Solver {
     fn evaluate(&mut self) -> Result<(ErrorSums, Option<ErrorSums>)>;
     /// The trained factors, as the common model type.
     fn into_model(self: Box<Self>) -> Result<Model>;
+    /// A copy of the factors as they stand, for keeping the best epoch's (early stopping).
+    fn snapshot(&self) -> Result<Model>;
     /// Bytes held in device buffers (0 on the CPU).
     fn device_bytes(&self) -> u64 {
         0
@@ -68,6 +70,9 @@ pub struct Trained {
     pub backend: String,
     /// Bytes the backend held in device buffers (0 on the CPU).
     pub device_bytes: u64,
+    /// With early stopping: the epoch (from 1) whose factors `model` holds, the one with the
+    /// lowest held-out RMSE.
+    pub best_epoch: Option<usize>,
 }
 
 /// Creates the backend's solver over the shared, seeded initial model.
@@ -122,8 +127,31 @@ pub fn train(problem: &Problem, params: &Params, backend: &Backend, mut on_epoch
 
 /// Like [`train`], but training ends after any epoch for which `on_epoch` returns false, with
 /// the model of the epochs done (how an interrupt from Python stops at an epoch's end).
-pub fn train_until(problem: &Problem, params: &Params, backend: &Backend, mut on_epoch: impl FnMut(&EpochReport) -> bool) -> Result<Trained> {
+pub fn train_until(problem: &Problem, params: &Params, backend: &Backend, on_epoch: impl FnMut(&EpochReport) -> bool) -> Result<Trained> {
+    run(problem, params, backend, None, on_epoch)
+}
+
+/// Early stopping: `problem.test` is a validation set held out of the training data. Training
+/// stops once its RMSE has not improved for `patience` epochs (or after `params.epochs`), and
+/// the model returned is the best epoch's, a snapshot taken when it was reached.
+pub fn train_early_stopping(problem: &Problem, params: &Params, backend: &Backend, patience: usize, on_epoch: impl FnMut(&EpochReport)) -> Result<Trained> {
+    if problem.test.is_empty() {
+        return Err(Error::Data("early stopping needs a validation set, and it is empty".into()));
+    }
+    if patience == 0 {
+        return Err(Error::InvalidParameter("--patience must be at least 1".into()));
+    }
+    let mut on_epoch = on_epoch;
+    run(problem, params, backend, Some(patience), |r| {
+        on_epoch(r);
+        true
+    })
+}
+
+/// The one training loop; `patience` turns on early stopping on `problem.test`.
+fn run(problem: &Problem, params: &Params, backend: &Backend, patience: Option<usize>, mut on_epoch: impl FnMut(&EpochReport) -> bool) -> Result<Trained> {
     let start = Instant::now();
+    let mut best: Option<(usize, f64, Model)> = None;
     let mut solver = make_solver(problem, params, backend)?;
     let setup_seconds = start.elapsed().as_secs_f64();
     let backend = solver.name();
@@ -156,14 +184,24 @@ pub fn train_until(problem: &Problem, params: &Params, backend: &Backend, mut on
                 report.train_loss
             )));
         }
-        let go_on = on_epoch(&report);
+        let mut go_on = on_epoch(&report);
+        if let (Some(patience), Some(rmse)) = (patience, report.test_rmse) {
+            if best.as_ref().is_none_or(|b| rmse < b.1) {
+                best = Some((epoch + 1, rmse, solver.snapshot()?));
+            } else if epoch + 1 - best.as_ref().map_or(0, |b| b.0) >= patience {
+                go_on = false;
+            }
+        }
         history.push(report);
         if !go_on {
             break;
         }
     }
     let device_bytes = solver.device_bytes();
-    let model = solver.into_model()?;
+    let (model, best_epoch) = match best {
+        Some((epoch, _, snapshot)) => (snapshot, Some(epoch)),
+        None => (solver.into_model()?, None),
+    };
     let kernel_seconds = history.iter().map(|r| r.kernel_seconds).sum::<Option<f64>>();
-    Ok(Trained { model, history, train_seconds, kernel_seconds, total_seconds: start.elapsed().as_secs_f64(), setup_seconds, backend, device_bytes })
+    Ok(Trained { model, history, train_seconds, kernel_seconds, total_seconds: start.elapsed().as_secs_f64(), setup_seconds, backend, device_bytes, best_epoch })
 }

@@ -184,3 +184,28 @@ fn cv_reports_each_fold_and_the_spread_reproducibly() {
         assert!(!o.status.success() && stderr(&o).contains(expected), "{args:?}: {}", stderr(&o));
     }
 }
+
+#[test]
+fn validation_stops_early_keeps_the_best_epoch_and_refits() {
+    let data = shipped();
+    let base = ["train", "--train", data.as_str(), "--test-fraction", "0.2", "--backend", "cpu", "--threads", "1", "--rank", "16", "--epochs", "200", "--lr", "0.05", "--lr-decay", "0", "--reg", "0.02", "--json"];
+    let run = |extra: &[&str]| {
+        let o = gpumf(&[&base[..], extra].concat());
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).expect("JSON")
+    };
+    let v = run(&["--validation", "0.1", "--patience", "3"]);
+    let val = &v["validation"];
+    let best = val["best_epoch"].as_u64().unwrap();
+    assert!(val["stopped_early"].as_bool().unwrap() && val["epochs_run"].as_u64().unwrap() == best + 3, "{val}");
+    assert!(v["history"][0]["validation_rmse"].is_number() && v["history"][0]["test_rmse"].is_null());
+    assert_eq!(v["data"]["train_ratings"].as_u64().unwrap() + val["ratings"].as_u64().unwrap(), 80669);
+    let refit = run(&["--validation", "0.1", "--patience", "3", "--refit"]);
+    assert_eq!(refit["history"].as_array().unwrap().len() as u64, best, "refit trains for the best epoch count");
+    assert_eq!(refit["data"]["train_ratings"], 80669, "on every training rating");
+    assert!(refit["test_rmse"].as_f64().unwrap() > 0.0);
+    for (extra, expected) in [(vec!["--validation", "1.5"], "--validation must lie strictly between 0 and 1"), (vec!["--patience", "3"], "--validation")] {
+        let o = gpumf(&[&base[..], &extra[..]].concat());
+        assert!(!o.status.success() && stderr(&o).contains(expected), "{extra:?}: {}", stderr(&o));
+    }
+}

@@ -268,6 +268,13 @@ fn the_predict_kernel_agrees_with_the_cpu_model() {
     }
 }
 
+fn early_stopping_keeps_the_best_epoch_on_the_gpu() {
+    if !common::gpu_available() {
+        return;
+    }
+    common::check_early_stopping(&gpu(GpuOptions::default()));
+}
+
 fn main() -> std::process::ExitCode {
     common::harness(vec![
         Test { name: "sgd_wgsl_validates_for_every_rank_precision_and_group", needs: Needs::NOTHING, run: sgd_wgsl_validates_for_every_rank_precision_and_group },
@@ -284,5 +291,6 @@ fn main() -> std::process::ExitCode {
         Test { name: "the_workgroup_reduction_path_trains_like_the_subgroup_path", needs: Needs::GPU, run: the_workgroup_reduction_path_trains_like_the_subgroup_path },
         Test { name: "problems_larger_than_one_binding_are_split_into_windows", needs: Needs::GPU, run: problems_larger_than_one_binding_are_split_into_windows },
         Test { name: "the_predict_kernel_agrees_with_the_cpu_model", needs: Needs::GPU, run: the_predict_kernel_agrees_with_the_cpu_model },
+        Test { name: "early_stopping_keeps_the_best_epoch_on_the_gpu", needs: Needs::GPU, run: early_stopping_keeps_the_best_epoch_on_the_gpu },
     ])
 }

@@ -160,6 +160,11 @@ fn model_files_round_trip_and_are_never_overwritten_silently() {
     assert!(Model::load(&path).unwrap_err().to_string().contains("not a gpumf model"));
 }
 
+fn early_stopping_keeps_the_best_epoch_on_the_cpu() {
+    common::check_early_stopping(&Backend::Cpu(CpuMode::Sequential));
+    common::check_early_stopping(&Backend::Cpu(CpuMode::Hogwild { threads: 2 }));
+}
+
 fn main() -> std::process::ExitCode {
     common::harness(vec![
         Test { name: "default_settings_reach_0_935_on_ml100k_u1", needs: Needs::ML100K, run: default_settings_reach_0_935_on_ml100k_u1 },
@@ -173,5 +178,6 @@ fn main() -> std::process::ExitCode {
         Test { name: "separate_test_files_map_through_the_training_ids", needs: Needs::NOTHING, run: separate_test_files_map_through_the_training_ids },
         Test { name: "metrics_are_right_on_known_values", needs: Needs::NOTHING, run: metrics_are_right_on_known_values },
         Test { name: "model_files_round_trip_and_are_never_overwritten_silently", needs: Needs::NOTHING, run: model_files_round_trip_and_are_never_overwritten_silently },
+        Test { name: "early_stopping_keeps_the_best_epoch_on_the_cpu", needs: Needs::NOTHING, run: early_stopping_keeps_the_best_epoch_on_the_cpu },
     ])
 }

@@ -5,6 +5,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 pub struct Progress {
     bar: Option<ProgressBar>,
+    /// What the held-out RMSE is called: "test", or "validation" when training stops early.
+    held_out: &'static str,
 }
 
 impl Progress {
@@ -20,12 +22,17 @@ impl Progress {
             bar.set_prefix("training");
             bar
         });
-        Progress { bar }
+        Progress { bar, held_out: "test" }
+    }
+
+    /// The same bar, calling the held-out RMSE `name`.
+    pub fn held_out(self, name: &'static str) -> Progress {
+        Progress { held_out: name, ..self }
     }
 
     pub fn epoch(&self, r: &EpochReport) {
         if let Some(bar) = &self.bar {
-            let test = r.test_rmse.map_or(String::new(), |t| format!(", test RMSE {t:.4}"));
+            let test = r.test_rmse.map_or(String::new(), |t| format!(", {} RMSE {t:.4}", self.held_out));
             bar.set_message(format!("loss {:.4e}, train RMSE {:.4}{test}", r.train_loss, r.train_rmse));
             bar.set_position(r.epoch as u64);
         }

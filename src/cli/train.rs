@@ -8,7 +8,8 @@ use gpumf::cpu::CpuMode;
 use gpumf::data::{load_pairs, load_ratings, split_marked, split_per_user, split_random, LoadOptions, Problem};
 use gpumf::metrics;
 use gpumf::model::Model;
-use gpumf::solver::{train as run_training, Backend, Trained};
+use gpumf::model::Params;
+use gpumf::solver::{train as run_training, train_early_stopping, Backend, EpochReport, Trained};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -39,6 +40,18 @@ pub struct TrainArgs {
     /// How --test-fraction picks the held-out ratings.
     #[arg(long, value_enum, default_value = "random", requires = "test_fraction")]
     pub split: SplitArg,
+    /// Early stopping: hold out this fraction of the training ratings (seeded by --seed) and
+    /// stop when their RMSE has not improved for --patience epochs, keeping the best epoch's
+    /// factors.
+    #[arg(long)]
+    pub validation: Option<f64>,
+    /// With --validation: epochs without improvement before training stops.
+    #[arg(long, default_value_t = 5, requires = "validation")]
+    pub patience: usize,
+    /// With --validation: then train afresh on all the training ratings for the best epoch
+    /// count, and keep that model.
+    #[arg(long, requires = "validation")]
+    pub refit: bool,
     /// Save the trained model here.
     #[arg(long)]
     pub save: Option<PathBuf>,
@@ -96,14 +109,15 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     };
 
     let backend = chosen_backend(&args.model, threads, quiet);
-    let progress = Progress::new(params.epochs, quiet);
-    let trained = run_training(&problem, &params, &backend, |r| progress.epoch(r));
-    progress.finish();
-    let mut trained = trained?;
-    report(&args, &problem, &trained)?;
+    let mut outcome = match args.validation {
+        None => plain(&problem, &params, &backend, quiet)?,
+        Some(fraction) => early_stopping(&args, fraction, &problem, &params, &backend, quiet)?,
+    };
+    report(&args, &problem, &outcome)?;
     if let Some(save) = &args.save {
-        trained.model.record_seen(&problem);
-        trained.model.save(save, args.force).context("--save")?;
+        let fitted_on = outcome.fitted_on.as_ref().unwrap_or(&problem);
+        outcome.trained.model.record_seen(fitted_on);
+        outcome.trained.model.save(save, args.force).context("--save")?;
         if !quiet {
             eprintln!("saved the model to {}", save.display());
         }
@@ -128,16 +142,109 @@ pub fn chosen_backend(model: &ModelArgs, threads: usize, quiet: bool) -> Backend
     }
 }
 
-fn report(args: &TrainArgs, problem: &Problem, t: &Trained) -> anyhow::Result<()> {
-    let last = t.history.last().expect("at least one epoch");
+/// What a `train` run ends with: the model to report and save, and how it was scored.
+struct Outcome {
+    trained: Trained,
+    /// The problem the model was fitted on, when not the one loaded (early stopping without
+    /// --refit fits on the training ratings less the validation ones).
+    fitted_on: Option<Problem>,
+    /// The kept epoch's report (its train RMSE and loss).
+    kept: EpochReport,
+    /// Test RMSE and MAE of the kept model, when there is a test set.
+    test: Option<(f64, f64)>,
+    /// How early stopping went, for the report.
+    validation: Option<serde_json::Value>,
+}
+
+/// Training for --epochs, the test set scored after every epoch.
+fn plain(problem: &Problem, params: &Params, backend: &Backend, quiet: bool) -> anyhow::Result<Outcome> {
+    let progress = Progress::new(params.epochs, quiet);
+    let trained = run_training(problem, params, backend, |r| progress.epoch(r));
+    progress.finish();
+    let trained = trained?;
+    let kept = trained.history.last().expect("at least one epoch").clone();
+    let test = kept.test_rmse.zip(kept.test_mae);
+    Ok(Outcome { trained, fitted_on: None, kept, test, validation: None })
+}
+
+/// --validation: stop when the held-out ratings stop improving, keep the best epoch, and
+/// with --refit train afresh on every training rating for that many epochs.
+fn early_stopping(args: &TrainArgs, fraction: f64, problem: &Problem, params: &Params, backend: &Backend, quiet: bool) -> anyhow::Result<Outcome> {
+    if !(fraction > 0.0 && fraction < 1.0) {
+        bail!("--validation must lie strictly between 0 and 1, got {fraction}");
+    }
+    let training = gpumf::data::RatingSet { entries: problem.train.clone(), users: problem.users.clone(), items: problem.items.clone() };
+    // A stream of its own, so that the validation draw is not --test-fraction's draw again.
+    let fit = split_random(&training, fraction, params.seed ^ VALIDATION_STREAM)?;
+    let progress = Progress::new(params.epochs, quiet).held_out("validation");
+    let stopped = train_early_stopping(&fit, params, backend, args.patience, |r| progress.epoch(r));
+    progress.finish();
+    let stopped = stopped?;
+    let best = stopped.best_epoch.expect("a validation set");
+    let kept = stopped.history[best - 1].clone();
+    let ran = stopped.history.len();
+    let validation = serde_json::json!({
+        "fraction": fraction,
+        "ratings": fit.test.len(),
+        "patience": args.patience,
+        "best_epoch": best,
+        "best_rmse": kept.test_rmse,
+        "epochs_run": ran,
+        "stopped_early": ran < params.epochs,
+        "refit": args.refit,
+        "history": renamed_history(&stopped.history),
+    });
+    if !quiet {
+        let how = if ran < params.epochs { format!("stopped after {} epochs without improvement", args.patience) } else { "ran every epoch".to_string() };
+        eprintln!("validation: best RMSE {:.4} at epoch {best} of {ran} ({how}; {} validation ratings)", kept.test_rmse.unwrap_or(f64::NAN), fit.test.len());
+    }
+    if args.refit {
+        if !quiet {
+            eprintln!("refit: training on all {} training ratings for {best} epochs", problem.train.len());
+        }
+        let mut refit = plain(problem, &Params { epochs: best, ..params.clone() }, backend, quiet)?;
+        refit.validation = Some(validation);
+        return Ok(refit);
+    }
+    let test = (!problem.test.is_empty()).then(|| {
+        let sums = metrics::evaluate(&stopped.model, &fit.remap(&problem.test, problem));
+        (sums.rmse(), sums.mae())
+    });
+    Ok(Outcome { trained: stopped, fitted_on: Some(fit), kept, test, validation: Some(validation) })
+}
+
+/// Seeds the validation split apart from the test split.
+const VALIDATION_STREAM: u64 = 0x7661_6c69_6461_7465;
+
+/// An early-stopping run's history, its held-out RMSE named for what it is.
+fn renamed_history(history: &[EpochReport]) -> serde_json::Value {
+    let mut value = serde_json::to_value(history).unwrap_or_default();
+    for epoch in value.as_array_mut().into_iter().flatten() {
+        if let Some(map) = epoch.as_object_mut() {
+            for (from, to) in [("test_rmse", "validation_rmse"), ("test_mae", "validation_mae")] {
+                if let Some(v) = map.remove(from) {
+                    map.insert(to.into(), v);
+                }
+            }
+        }
+    }
+    value
+}
+
+fn report(args: &TrainArgs, problem: &Problem, outcome: &Outcome) -> anyhow::Result<()> {
+    let t = &outcome.trained;
+    let last = &outcome.kept;
+    let (test_rmse, test_mae) = (outcome.test.map(|t| t.0), outcome.test.map(|t| t.1));
+    let fitted_on = outcome.fitted_on.as_ref().unwrap_or(problem);
     let epochs = t.history.len();
-    let updates_per_second = (problem.train.len() * epochs) as f64 / t.train_seconds;
+    let updates_per_second = (fitted_on.train.len() * epochs) as f64 / t.train_seconds;
     if args.output.json {
         let summary = serde_json::json!({
-            "test_rmse": last.test_rmse,
-            "test_mae": last.test_mae,
+            "test_rmse": test_rmse,
+            "test_mae": test_mae,
             "train_rmse": last.train_rmse,
             "train_loss": last.train_loss,
+            "validation": outcome.validation,
             "train_seconds": t.train_seconds,
             "kernel_seconds": t.kernel_seconds,
             "setup_seconds": t.setup_seconds,
@@ -156,13 +263,13 @@ fn report(args: &TrainArgs, problem: &Problem, t: &Trained) -> anyhow::Result<()
                 "split": args.test_fraction.map(|_| args.split),
             },
             "data": {
-                "train_ratings": problem.train.len(),
+                "train_ratings": fitted_on.train.len(),
                 "test_ratings": problem.test.len(),
                 "users": problem.num_users(),
                 "items": problem.num_items(),
                 "cold_start": problem.cold,
             },
-            "history": t.history,
+            "history": if outcome.fitted_on.is_some() { renamed_history(&t.history) } else { serde_json::to_value(&t.history)? },
         });
         println!("{}", serde_json::to_string_pretty(&summary)?);
         return Ok(());
@@ -179,8 +286,11 @@ fn report(args: &TrainArgs, problem: &Problem, t: &Trained) -> anyhow::Result<()
     if let Some(k) = t.kernel_seconds {
         println!("kernels: {:.4} s/epoch on the device's clock", k / epochs as f64);
     }
-    println!("train RMSE {:.4} ({} ratings)", last.train_rmse, problem.train.len());
-    if let (Some(rmse), Some(mae)) = (last.test_rmse, last.test_mae) {
+    if let Some(best) = t.best_epoch {
+        println!("kept the factors of epoch {best}, the best on the validation ratings");
+    }
+    println!("train RMSE {:.4} ({} ratings)", last.train_rmse, fitted_on.train.len());
+    if let (Some(rmse), Some(mae)) = (test_rmse, test_mae) {
         println!("test RMSE {rmse:.4}  MAE {mae:.4} ({} ratings)", problem.test.len());
         if problem.cold.entries > 0 {
             println!(

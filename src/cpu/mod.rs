@@ -163,4 +163,8 @@ impl Solver for CpuSolver<'_> {
     fn into_model(self: Box<Self>) -> Result<Model> {
         Ok(self.model)
     }
+
+    fn snapshot(&self) -> Result<Model> {
+        Ok(self.model.clone())
+    }
 }

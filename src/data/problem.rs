@@ -70,6 +70,18 @@ impl Problem {
         problem
     }
 
+    /// Ratings of another problem (`from`'s index space) in this one's, for scoring a test set
+    /// against a model trained on a subset: ids this problem lacks become [`UNKNOWN`].
+    pub fn remap(&self, ratings: &[Rating], from: &Problem) -> Vec<Rating> {
+        let map = |index: u32, ours: &IdMap, theirs: &IdMap| {
+            if index == UNKNOWN { UNKNOWN } else { ours.index_of(theirs.external_id(index)).unwrap_or(UNKNOWN) }
+        };
+        ratings
+            .iter()
+            .map(|r| Rating { user: map(r.user, &self.users, &from.users), item: map(r.item, &self.items, &from.items), value: r.value })
+            .collect()
+    }
+
     fn count_cold(&mut self) {
         let mut cold = ColdStart::default();
         for r in &self.test {

@@ -546,6 +546,10 @@ impl Solver for GpuSolver {
     }
 
     fn into_model(self: Box<Self>) -> Result<Model> {
+        self.snapshot()
+    }
+
+    fn snapshot(&self) -> Result<Model> {
         let mut model = self.template.clone();
         self.read_factors(&mut model)?;
         Ok(model)

@@ -118,3 +118,25 @@ pub fn harness(tests: Vec<Test>) -> std::process::ExitCode {
     }
     libtest_mimic::run(&args, trials).exit_code()
 }
+
+/// Early stopping keeps the best epoch's factors (not the last's), and stops `patience`
+/// epochs after the best unless the epochs run out first.
+pub fn check_early_stopping(backend: &gpumf::solver::Backend) {
+    use gpumf::data::{load_ratings, split_random, LoadOptions};
+    use gpumf::model::Params;
+    let all = load_ratings(&latest_small(), LoadOptions::default()).unwrap().ratings;
+    let problem = split_random(&all, 0.1, 3).unwrap();
+    // A large, slowly decaying rate overfits within a few dozen epochs: validation RMSE turns.
+    let params = Params { rank: 32, epochs: 80, learning_rate: 0.05, lr_decay: 0.0, reg: 0.02, ..Params::default() };
+    let patience = 3;
+    let t = gpumf::solver::train_early_stopping(&problem, &params, backend, patience, |_| {}).unwrap();
+    let rmse: Vec<f64> = t.history.iter().map(|r| r.test_rmse.unwrap()).collect();
+    let best = t.best_epoch.unwrap();
+    let lowest = rmse.iter().cloned().fold(f64::INFINITY, f64::min);
+    assert_eq!(rmse[best - 1], lowest, "best epoch {best} of {rmse:?}");
+    assert!(t.history.len() == best + patience || t.history.len() == params.epochs, "ran {} epochs, best {best}", t.history.len());
+    assert!(t.history.len() < params.epochs, "this set-up overfits, so training must stop early: {rmse:?}");
+    let kept = gpumf::metrics::evaluate(&t.model, &problem.test).rmse();
+    assert!((kept - lowest).abs() < 1e-4, "the model scores {kept} on validation; the best epoch scored {lowest}");
+    assert!(kept < rmse[rmse.len() - 1], "the kept model is better than the last epoch's");
+}

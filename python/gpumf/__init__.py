@@ -310,7 +310,8 @@ class MF:
                 # Straight from the file to the engine, as the CLI reads it: integer ids.
                 user_ids, item_ids = _Ids(), _Ids()
                 test_path = None if test is None else os.fspath(test)
-                fitted = _gpumf.train_files(os.fspath(X), test_path, test_fraction, settings, **load_options, **hooks)
+                on_load = (lambda report: print(report, file=sys.stderr)) if self.verbose else None
+                fitted = _gpumf.train_files(os.fspath(X), test_path, test_fraction, settings, **load_options, **hooks, on_load=on_load)
             else:
                 users, items, ratings, report = _columns(X, "training data", **load_options)
                 if report and self.verbose:

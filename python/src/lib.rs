@@ -244,7 +244,7 @@ fn train_columns(py: Python<'_>, data: ColumnArgs<'_>, test: Option<ColumnArgs<'
 /// Trains on rating files read by the CLI's loader, as `gpumf train --train PATH` does: the
 /// ratings go from the file to the engine without a round trip through Python.
 #[pyfunction]
-#[pyo3(signature = (path, test_path, test_fraction, settings, format="auto", skip_bad_lines=false, missing=None, skip_columns=0, duplicates="keep", on_epoch=None, on_note=None))]
+#[pyo3(signature = (path, test_path, test_fraction, settings, format="auto", skip_bad_lines=false, missing=None, skip_columns=0, duplicates="keep", on_epoch=None, on_note=None, on_load=None))]
 #[allow(clippy::too_many_arguments)]
 fn train_files(
     py: Python<'_>,
@@ -259,16 +259,21 @@ fn train_files(
     duplicates: &str,
     on_epoch: Option<Py<PyAny>>,
     on_note: Option<Py<PyAny>>,
+    on_load: Option<Py<PyAny>>,
 ) -> PyResult<Fitted> {
     let params = settings.params()?;
     let options = load_options(format, skip_bad_lines, missing, skip_columns, duplicates)?;
-    let (train_set, test_set) = py
-        .detach(|| -> gpumf::Result<_> {
-            let train = load_ratings(&path, options.clone())?.ratings;
-            let test = test_path.map(|t| load_ratings(&t, options).map(|l| l.ratings)).transpose()?;
-            Ok((train, test))
-        })
-        .map_err(py_err)?;
+    let mut sets = Vec::new();
+    for file in std::iter::once(&path).chain(test_path.as_ref()) {
+        let loaded = py.detach(|| load_ratings(file, options.clone())).map_err(py_err)?;
+        // The loader's one-line report, as the CLI prints it.
+        if let Some(f) = &on_load {
+            f.call1(py, (loaded.summary(file),))?;
+        }
+        sets.push(loaded.ratings);
+    }
+    let test_set = (sets.len() == 2).then(|| sets.pop().expect("two sets"));
+    let train_set = sets.pop().expect("the training set");
     let problem = problem(train_set, test_set, test_fraction, params.seed)?;
     fit(py, &problem, &params, &settings, on_epoch, on_note)
 }

@@ -155,6 +155,12 @@ fn a_split_column_pairs_with_double_colons_and_duplicates_are_handled() {
     std::fs::write(&bad, text.replacen("\ttrain", "\tvalidation", 1)).unwrap();
     fails_with(&gpumf(&["train", "--train", &s(&bad), "--split-column", "4"]), "bad.tsv:1: split column 4 holds \"validation\"");
 
+    // A file detected as binary records has no columns to split by.
+    let bin = dir.path().join("gen");
+    let o = gpumf(&["generate", "--ratings", "300", "--users", "20", "--items", "10", "--train-out", &s(&bin)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    fails_with(&gpumf(&["train", "--train", &s(&bin), "--split-column", "4"]), "holds binary records");
+
     // predict --pairs reads '::' as train does.
     let model = dir.path().join("m.gpumf");
     let o = gpumf(&["train", "--train", &s(&shipped()), "--epochs", "1", "--rank", "4", "--backend", "cpu", "--quiet", "--save", &s(&model)]);

@@ -96,7 +96,10 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     let loaded = load_with(&args.train, options, quiet)?;
     let all = loaded.ratings;
     let problem = match (&args.test, args.test_fraction) {
-        _ if args.split_column.is_some() => split_marked(&all, loaded.test_marks.as_deref().expect("a split column marks"))?,
+        _ if args.split_column.is_some() => {
+            let marks = loaded.test_marks.as_deref().context("--split-column: the loader found no split marks")?;
+            split_marked(&all, marks)?
+        }
         (Some(test), _) => {
             let test = load(test, &args.input, quiet)?;
             Problem::new(all, Some(&test))

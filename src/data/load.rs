@@ -102,6 +102,13 @@ pub fn parse_ratings(bytes: &[u8], path: &Path, options: LoadOptions) -> Result<
         f => f,
     };
     if format == Format::Binary {
+        // Detection may find binary records where the user expected text with a split column.
+        if options.split_column.is_some() {
+            return Err(Error::InvalidParameter(format!(
+                "--split-column applies to delimited text with one rating per line, and {} holds binary records",
+                path.display()
+            )));
+        }
         let mut loaded = parse_binary(bytes, path, options.skip_bad_lines)?;
         let locate = |ordinal: usize| format!("record {}", ordinal + 1);
         loaded.duplicates = resolve_duplicates(&mut loaded.ratings, &mut None, options.duplicates, path, locate)?;

@@ -203,6 +203,9 @@ fn validation_stops_early_keeps_the_best_epoch_and_refits() {
     let refit = run(&["--validation", "0.1", "--patience", "3", "--refit"]);
     assert_eq!(refit["history"].as_array().unwrap().len() as u64, best, "refit trains for the best epoch count");
     assert_eq!(refit["data"]["train_ratings"], 80669, "on every training rating");
+    // Held-out ratings can only make test users or items cold for the kept model.
+    let cold = |v: &serde_json::Value| v["data"]["cold_start"]["entries"].as_u64().unwrap();
+    assert!(cold(&v) >= cold(&refit), "{} < {}", cold(&v), cold(&refit));
     assert!(refit["test_rmse"].as_f64().unwrap() > 0.0);
     for (extra, expected) in [(vec!["--validation", "1.5"], "--validation must lie strictly between 0 and 1"), (vec!["--patience", "3"], "--validation")] {
         let o = gpumf(&[&base[..], &extra[..]].concat());

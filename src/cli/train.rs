@@ -5,7 +5,7 @@ use super::{BackendArg, InputArgs, ModelArgs, OutputArgs};
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use gpumf::cpu::CpuMode;
-use gpumf::data::{load_pairs, load_ratings, split_marked, split_per_user, split_random, LoadOptions, Problem};
+use gpumf::data::{load_pairs, load_ratings, split_marked, split_per_user, split_random, ColdStart, LoadOptions, Problem};
 use gpumf::metrics;
 use gpumf::model::Model;
 use gpumf::model::Params;
@@ -157,6 +157,8 @@ struct Outcome {
     test: Option<(f64, f64)>,
     /// How early stopping went, for the report.
     validation: Option<serde_json::Value>,
+    /// Test ratings whose user or item the kept model never saw.
+    cold: ColdStart,
 }
 
 /// Training for --epochs, the test set scored after every epoch.
@@ -167,7 +169,7 @@ fn plain(problem: &Problem, params: &Params, backend: &Backend, quiet: bool) -> 
     let trained = trained?;
     let kept = trained.history.last().expect("at least one epoch").clone();
     let test = kept.test_rmse.zip(kept.test_mae);
-    Ok(Outcome { trained, fitted_on: None, kept, test, validation: None })
+    Ok(Outcome { trained, fitted_on: None, kept, test, validation: None, cold: problem.cold })
 }
 
 /// --validation: stop when the held-out ratings stop improving, keep the best epoch, and
@@ -209,11 +211,15 @@ fn early_stopping(args: &TrainArgs, fraction: f64, problem: &Problem, params: &P
         refit.validation = Some(validation);
         return Ok(refit);
     }
-    let test = (!problem.test.is_empty()).then(|| {
-        let sums = metrics::evaluate(&stopped.model, &fit.remap(&problem.test, problem));
+    // The test set in the kept model's indices: a user seen only among the validation ratings
+    // is cold for it.
+    let test_ratings = fit.remap(&problem.test, problem);
+    let test = (!test_ratings.is_empty()).then(|| {
+        let sums = metrics::evaluate(&stopped.model, &test_ratings);
         (sums.rmse(), sums.mae())
     });
-    Ok(Outcome { trained: stopped, fitted_on: Some(fit), kept, test, validation: Some(validation) })
+    let cold = ColdStart::of(&test_ratings);
+    Ok(Outcome { trained: stopped, fitted_on: Some(fit), kept, test, validation: Some(validation), cold })
 }
 
 /// Seeds the validation split apart from the test split.
@@ -270,7 +276,7 @@ fn report(args: &TrainArgs, problem: &Problem, outcome: &Outcome) -> anyhow::Res
                 "test_ratings": problem.test.len(),
                 "users": problem.num_users(),
                 "items": problem.num_items(),
-                "cold_start": problem.cold,
+                "cold_start": outcome.cold,
             },
             "history": if outcome.fitted_on.is_some() { renamed_history(&t.history) } else { serde_json::to_value(&t.history)? },
         });
@@ -295,10 +301,11 @@ fn report(args: &TrainArgs, problem: &Problem, outcome: &Outcome) -> anyhow::Res
     println!("train RMSE {:.4} ({} ratings)", last.train_rmse, fitted_on.train.len());
     if let (Some(rmse), Some(mae)) = (test_rmse, test_mae) {
         println!("test RMSE {rmse:.4}  MAE {mae:.4} ({} ratings)", problem.test.len());
-        if problem.cold.entries > 0 {
+        let cold = &outcome.cold;
+        if cold.entries > 0 {
             println!(
                 "  {} test ratings have a user ({}) or item ({}) unseen in training; predicted from the mean and known biases",
-                problem.cold.entries, problem.cold.unknown_user_entries, problem.cold.unknown_item_entries
+                cold.entries, cold.unknown_user_entries, cold.unknown_item_entries
             );
         }
     } else {

@@ -14,6 +14,20 @@ pub struct ColdStart {
     pub entries: usize,
 }
 
+impl ColdStart {
+    /// The cold entries among ratings already mapped into a model's indices.
+    pub fn of(ratings: &[Rating]) -> ColdStart {
+        let mut cold = ColdStart::default();
+        for r in ratings {
+            let (u, i) = (r.user == UNKNOWN, r.item == UNKNOWN);
+            cold.unknown_user_entries += u as usize;
+            cold.unknown_item_entries += i as usize;
+            cold.entries += (u || i) as usize;
+        }
+        cold
+    }
+}
+
 /// Training ratings indexed densely over the users and items that occur in training;
 /// test ratings mapped into the same indices, with [`UNKNOWN`] for cold users or items.
 #[derive(Clone, Debug)]
@@ -83,14 +97,7 @@ impl Problem {
     }
 
     fn count_cold(&mut self) {
-        let mut cold = ColdStart::default();
-        for r in &self.test {
-            let (u, i) = (r.user == UNKNOWN, r.item == UNKNOWN);
-            cold.unknown_user_entries += u as usize;
-            cold.unknown_item_entries += i as usize;
-            cold.entries += (u || i) as usize;
-        }
-        self.cold = cold;
+        self.cold = ColdStart::of(&self.test);
     }
 
     pub fn num_users(&self) -> usize {

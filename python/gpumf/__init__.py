@@ -135,8 +135,8 @@ def _pick(columns, wanted, position: int, what: str):
 
 
 def _columns(X, what: str, **load_options):
-    """(user column, item column, ratings as float32) from any accepted input, and for a file
-    the loader's one-line report."""
+    """(user column, item column, rating column) from any accepted input, as NumPy columns the
+    extension reads in place, and for a file the loader's one-line report."""
     if isinstance(X, (str, os.PathLike)):
         (users, items, ratings), report = _gpumf.load_file(os.fspath(X), **load_options)
         return users, items, ratings, report

@@ -9,7 +9,7 @@ use gpumf::cpu::CpuMode;
 use gpumf::data::shuffled;
 use gpumf::gpu::GpuOptions;
 use gpumf::model::{Model, Params};
-use gpumf::solver::{make_solver, Backend};
+use gpumf::training::{make_solver, Backend};
 
 fn list(var: &str, default: &str) -> Vec<usize> {
     std::env::var(var).unwrap_or_else(|_| default.into()).split(',').filter_map(|s| s.trim().parse().ok()).collect()

@@ -46,7 +46,7 @@ const UNKNOWN: u32 = 0xffffffffu;
 @group(0) @binding(3) var<storage, read_write> user_bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> item_bias: array<f32>;
 @group(0) @binding(5) var<uniform> params: Params;
-// evaluate: per-workgroup (Σe², Σ|e|), accumulated over windows; predict: one value per rating.
+// Per-workgroup (Σe², Σ|e|) of sgd_update and evaluate, accumulated over windows.
 @group(0) @binding(6) var<storage, read_write> output: array<f32>;
 
 // A group's share of the two rows: lane-owned vec4s, zero where the row has no more.
@@ -100,9 +100,12 @@ fn clipped_score(r: Rating, live: bool, ids: GroupIds) -> f32 {
 }
 
 // One rating's chain of memory latencies is kept short: the next rating is read while this one
-// is worked on, and the biases are read beside the rows, before the reduction.
+// is worked on, and the biases are read beside the rows, before the reduction. Each error met,
+// before its update, is added to the workgroup's (Σe², Σ|e|) in output: the epoch's training
+// loss at no extra pass (see `add_workgroup_sums`).
 @compute @workgroup_size(WG)
 fn sgd_update(ids: GroupIds) {
+    var sums = vec2<f32>(0.0);
     let lane = group_lane(ids);
     let lr = params.learning_rate;
     let reg = params.reg;
@@ -136,6 +139,9 @@ fn sgd_update(ids: GroupIds) {
         if (!live) {
             continue;
         }
+        if (lane == 0u) {
+            sums += vec2<f32>(e * e, abs(e));
+        }
         for (var c = 0u; c < CHUNKS; c++) {
             let f = lane + c * LANES;
             if (f < K4) {
@@ -150,9 +156,27 @@ fn sgd_update(ids: GroupIds) {
             item_bias[r.item] = bi + lr * (e - params.reg_bias * bi);
         }
     }
+    add_workgroup_sums(sums, ids);
 }
 
 var<workgroup> error_scratch: array<vec2<f32>, WG>;
+
+// Adds the lanes' sums of the workgroup into output[2·workgroup ..], accumulated over windows.
+fn add_workgroup_sums(sums: vec2<f32>, ids: GroupIds) {
+    error_scratch[ids.local] = sums;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
+        if (ids.local < stride) {
+            error_scratch[ids.local] += error_scratch[ids.local + stride];
+        }
+        workgroupBarrier();
+    }
+    if (ids.local == 0u) {
+        let w = ids.workgroup.x;
+        output[2u * w] += error_scratch[0].x;
+        output[2u * w + 1u] += error_scratch[0].y;
+    }
+}
 
 // Adds Σ(r − clip(score))² and Σ|r − clip(score)| of this window into output[2·workgroup ..].
 @compute @workgroup_size(WG)
@@ -168,19 +192,7 @@ fn evaluate(ids: GroupIds) {
             sums += vec2<f32>(e * e, abs(e));
         }
     }
-    error_scratch[ids.local] = sums;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
-        if (ids.local < stride) {
-            error_scratch[ids.local] += error_scratch[ids.local + stride];
-        }
-        workgroupBarrier();
-    }
-    if (ids.local == 0u) {
-        let w = ids.workgroup.x;
-        output[2u * w] += error_scratch[0].x;
-        output[2u * w + 1u] += error_scratch[0].y;
-    }
+    add_workgroup_sums(sums, ids);
 }
 
 // Reduces the per-workgroup sums of `evaluate` into output[0..2]; one workgroup.
@@ -202,19 +214,5 @@ fn finish_evaluate(@builtin(local_invocation_index) local: u32) {
     if (local == 0u) {
         output[0] = error_scratch[0].x;
         output[1] = error_scratch[0].y;
-    }
-}
-
-// Writes the clipped prediction of every rating of the window into output.
-@compute @workgroup_size(WG)
-fn predict(ids: GroupIds) {
-    let count = arrayLength(&ratings);
-    let groups = group_total(ids);
-    for (var base = group_id(ids) - group_offset(ids); base < count; base += groups) {
-        let i = base + group_offset(ids);
-        let s = clipped_score(rating_at(i, count), i < count, ids);
-        if (i < count && group_lane(ids) == 0u) {
-            output[i] = s;
-        }
     }
 }

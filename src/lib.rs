@@ -2,8 +2,9 @@
 //! shaders through wgpu) and on the CPU, validated against the truncated SVD.
 //!
 //! The path through the crate: [`data`] loads ratings into a [`data::Problem`];
-//! [`model::Params`] configures training; [`solver::train`] runs a [`solver::Backend`]
-//! ([`cpu`] or [`gpu`]) and returns a [`model::Model`]; [`metrics`] scores it; [`svd`] gives
+//! [`model::Params`] configures training; [`training::train`] runs a [`training::Backend`]
+//! ([`cpu`] or [`gpu`], each a [`solver::Solver`] over the blocks of [`schedule`]) and returns
+//! a [`model::Model`]; [`metrics`] scores it; [`svd`] gives
 //! the dense optimum for validation; [`lab`] reproduces the classic exercise.
 
 pub mod bench;
@@ -17,8 +18,11 @@ pub mod model;
 pub mod output;
 pub mod resources;
 mod rng;
+pub mod schedule;
 pub mod solver;
 pub mod svd;
+pub mod training;
+pub mod update;
 pub mod validate;
 
 pub use error::{Error, Result};

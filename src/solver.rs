@@ -1,23 +1,36 @@
-//! The training loop shared by every backend. A backend only says how one epoch runs and how
-//! the current factors score; the schedule, the reporting and the result are common.
+//! What a backend provides to the training loop ([`crate::training`]): epochs of SGD over the
+//! block schedule, and the factors. Backends import this module and nothing above it.
 
-use crate::cpu::{CpuMode, CpuSolver};
-use crate::data::Problem;
-use crate::error::{Error, Result};
-use crate::gpu::{GpuOptions, GpuSolver};
+use crate::error::Result;
 use crate::metrics::ErrorSums;
-use crate::model::{Model, Params};
-use std::time::Instant;
+use crate::model::Model;
 
-/// What a backend provides: epochs of SGD, and errors at the current factors.
+/// What one epoch measured.
+#[derive(Clone, Copy, Debug)]
+pub struct EpochFigures {
+    /// Errors of the training ratings as the pass met them, each just before its update (the
+    /// pass's own loss: no second pass over every rating).
+    pub train: ErrorSums,
+    /// Errors of the test ratings after the epoch, when it was asked to score them.
+    pub test: Option<ErrorSums>,
+    /// Seconds the device's own clock measured for the epoch's kernels, where it has one.
+    pub kernel_seconds: Option<f64>,
+}
+
+/// A backend's trainer.
 pub trait Solver {
-    /// A short description, e.g. "cpu (hogwild, 8 threads)".
+    /// A short description, e.g. "cpu (blocks, 8 threads)".
     fn name(&self) -> String;
-    /// One pass of SGD over every training rating at learning rate `lr`. Returns the seconds
-    /// the device's own clock measured for the pass, where it has one (GPU timestamp queries).
-    fn run_epoch(&mut self, epoch: usize, lr: f32) -> Result<Option<f64>>;
-    /// Errors on the training set and, if there is one, the test set.
-    fn evaluate(&mut self) -> Result<(ErrorSums, Option<ErrorSums>)>;
+    /// Starts epoch `epoch` (0-based) of SGD over every training rating at learning rate `lr`,
+    /// scoring the test set after it when `score_test`. A device may return before the work is
+    /// done (the GPU queues it), so the next epoch goes out with no wait between them.
+    fn submit_epoch(&mut self, epoch: usize, lr: f32, score_test: bool) -> Result<()>;
+    /// Waits for the oldest submitted epoch and returns its figures.
+    fn finish_epoch(&mut self) -> Result<EpochFigures>;
+    /// How many epochs may be submitted before the first is finished (1: no overlap).
+    fn epochs_in_flight(&self) -> usize {
+        1
+    }
     /// The trained factors, as the common model type.
     fn into_model(self: Box<Self>) -> Result<Model>;
     /// A copy of the factors as they stand, for keeping the best epoch's (early stopping).
@@ -26,182 +39,4 @@ pub trait Solver {
     fn device_bytes(&self) -> u64 {
         0
     }
-}
-
-/// Where training runs.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Backend {
-    Cpu(CpuMode),
-    Gpu(GpuOptions),
-}
-
-/// One epoch's figures.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct EpochReport {
-    /// 1-based.
-    pub epoch: usize,
-    pub learning_rate: f32,
-    /// Σ (r − prediction)² over the training ratings, the masked objective.
-    pub train_loss: f64,
-    pub train_rmse: f64,
-    pub test_rmse: Option<f64>,
-    pub test_mae: Option<f64>,
-    /// Seconds of the SGD pass alone (evaluation excluded), on the host's clock: submission,
-    /// the kernels and the wait for them.
-    pub sgd_seconds: f64,
-    /// Seconds the device's clock measured for the kernels of the pass, where it has one.
-    pub kernel_seconds: Option<f64>,
-    /// Seconds since training started, evaluation included.
-    pub elapsed_seconds: f64,
-}
-
-/// A finished run.
-pub struct Trained {
-    pub model: Model,
-    pub history: Vec<EpochReport>,
-    /// Seconds in SGD epochs, all epochs together.
-    pub train_seconds: f64,
-    /// The device's kernel seconds over all epochs, where every epoch was measured.
-    pub kernel_seconds: Option<f64>,
-    /// Seconds from start to finish: set-up, epochs, evaluation and read-back.
-    pub total_seconds: f64,
-    /// Seconds of set-up before the first epoch: initial model, shuffling, upload, compiling.
-    pub setup_seconds: f64,
-    pub backend: String,
-    /// Bytes the backend held in device buffers (0 on the CPU).
-    pub device_bytes: u64,
-    /// With early stopping: the epoch (from 1) whose factors `model` holds, the one with the
-    /// lowest held-out RMSE.
-    pub best_epoch: Option<usize>,
-}
-
-/// Creates the backend's solver over the shared, seeded initial model.
-pub fn make_solver<'a>(problem: &'a Problem, params: &Params, backend: &Backend) -> Result<Box<dyn Solver + 'a>> {
-    params.validate()?;
-    if problem.train.is_empty() {
-        return Err(Error::Data("no training ratings".into()));
-    }
-    // The factors, twice: the model, and the backend's working copy (Hogwild's shared rows, the
-    // GPU's read-back). An allocation that fails would abort the process without a word.
-    let (m, n, k) = (problem.num_users() as u64, problem.num_items() as u64, params.rank as u64);
-    let factors = (m + n).saturating_mul(k).saturating_mul(4);
-    crate::resources::ensure_memory(factors.saturating_mul(2), &format!("rank {k} for {m} users and {n} items"), |available| {
-        format!("--rank {} at most fits", (available / 2 / 4 / (m + n).max(1)).min(k.saturating_sub(1)))
-    })?;
-    let model = Model::init(problem, params);
-    Ok(match backend {
-        Backend::Cpu(mode) => Box::new(CpuSolver::new(problem, model, params, *mode)?),
-        Backend::Gpu(options) => Box::new(GpuSolver::new(problem, model, params, options)?),
-    })
-}
-
-/// Where `--backend auto` trains: a hardware GPU when wgpu finds one, else the CPU, with a note
-/// for people naming the software adapters passed over (lavapipe is slower than the CPU trainer).
-pub fn choose_auto(cpu: Backend, gpu: Backend) -> (Backend, Option<String>) {
-    let adapters = crate::gpu::list_adapters();
-    if adapters.iter().any(|a| !a.is_software()) {
-        return (gpu, None);
-    }
-    let why = if adapters.is_empty() {
-        "no GPU adapter found".to_string()
-    } else {
-        let names: Vec<String> = adapters.iter().map(|a| format!("{} ({})", a.name, a.backend)).collect();
-        let one = names.len() == 1;
-        format!(
-            "the only GPU adapter{} {} {}, a software renderer on the CPU, slower than the CPU trainer (--backend gpu uses it anyway)",
-            if one { "" } else { "s" },
-            if one { "is" } else { "are" },
-            names.join(", ")
-        )
-    };
-    (cpu, Some(why))
-}
-
-/// Trains for `params.epochs` epochs, calling `on_epoch` after each.
-pub fn train(problem: &Problem, params: &Params, backend: &Backend, mut on_epoch: impl FnMut(&EpochReport)) -> Result<Trained> {
-    train_until(problem, params, backend, |report| {
-        on_epoch(report);
-        true
-    })
-}
-
-/// Like [`train`], but training ends after any epoch for which `on_epoch` returns false, with
-/// the model of the epochs done (how an interrupt from Python stops at an epoch's end).
-pub fn train_until(problem: &Problem, params: &Params, backend: &Backend, on_epoch: impl FnMut(&EpochReport) -> bool) -> Result<Trained> {
-    run(problem, params, backend, None, on_epoch)
-}
-
-/// Early stopping: `problem.test` is a validation set held out of the training data. Training
-/// stops once its RMSE has not improved for `patience` epochs (or after `params.epochs`), and
-/// the model returned is the best epoch's, a snapshot taken when it was reached.
-pub fn train_early_stopping(problem: &Problem, params: &Params, backend: &Backend, patience: usize, on_epoch: impl FnMut(&EpochReport)) -> Result<Trained> {
-    if problem.test.is_empty() {
-        return Err(Error::Data("early stopping needs a validation set, and it is empty".into()));
-    }
-    if patience == 0 {
-        return Err(Error::InvalidParameter("--patience must be at least 1".into()));
-    }
-    let mut on_epoch = on_epoch;
-    run(problem, params, backend, Some(patience), |r| {
-        on_epoch(r);
-        true
-    })
-}
-
-/// The one training loop; `patience` turns on early stopping on `problem.test`.
-fn run(problem: &Problem, params: &Params, backend: &Backend, patience: Option<usize>, mut on_epoch: impl FnMut(&EpochReport) -> bool) -> Result<Trained> {
-    let start = Instant::now();
-    let mut best: Option<(usize, f64, Model)> = None;
-    let mut solver = make_solver(problem, params, backend)?;
-    let setup_seconds = start.elapsed().as_secs_f64();
-    let backend = solver.name();
-    // Not `with_capacity(params.epochs)`: an epoch count is the user's to give, and a huge one
-    // must cost time, not an allocation that aborts.
-    let mut history = Vec::with_capacity(params.epochs.min(1024));
-    let mut train_seconds = 0.0;
-    for epoch in 0..params.epochs {
-        let lr = params.learning_rate_at(epoch);
-        let t = Instant::now();
-        let kernel_seconds = solver.run_epoch(epoch, lr)?;
-        let sgd_seconds = t.elapsed().as_secs_f64();
-        train_seconds += sgd_seconds;
-        let (train, test) = solver.evaluate()?;
-        let report = EpochReport {
-            epoch: epoch + 1,
-            learning_rate: lr,
-            train_loss: train.squared,
-            train_rmse: train.rmse(),
-            test_rmse: test.map(|t| t.rmse()),
-            test_mae: test.map(|t| t.mae()),
-            sgd_seconds,
-            kernel_seconds,
-            elapsed_seconds: start.elapsed().as_secs_f64(),
-        };
-        if !report.train_loss.is_finite() {
-            return Err(Error::Data(format!(
-                "training diverged at epoch {} (loss is {}); lower --lr or raise --reg",
-                epoch + 1,
-                report.train_loss
-            )));
-        }
-        let mut go_on = on_epoch(&report);
-        if let (Some(patience), Some(rmse)) = (patience, report.test_rmse) {
-            if best.as_ref().is_none_or(|b| rmse < b.1) {
-                best = Some((epoch + 1, rmse, solver.snapshot()?));
-            } else if epoch + 1 - best.as_ref().map_or(0, |b| b.0) >= patience {
-                go_on = false;
-            }
-        }
-        history.push(report);
-        if !go_on {
-            break;
-        }
-    }
-    let device_bytes = solver.device_bytes();
-    let (model, best_epoch) = match best {
-        Some((epoch, _, snapshot)) => (snapshot, Some(epoch)),
-        None => (solver.into_model()?, None),
-    };
-    let kernel_seconds = history.iter().map(|r| r.kernel_seconds).sum::<Option<f64>>();
-    Ok(Trained { model, history, train_seconds, kernel_seconds, total_seconds: start.elapsed().as_secs_f64(), setup_seconds, backend, device_bytes, best_epoch })
 }

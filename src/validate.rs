@@ -5,7 +5,7 @@
 use crate::data::{IdMap, Problem, Rating};
 use crate::error::Result;
 use crate::model::{Model, Params};
-use crate::solver::{train, Backend};
+use crate::training::{train, Backend};
 use crate::svd::truncated_svd;
 use ndarray::Array2;
 use rand::SeedableRng;
@@ -46,7 +46,7 @@ pub fn dense_problem(a: &Array2<f64>) -> Problem {
 /// Settings that drive SGD close to the optimum of the plain (unregularised, bias-free)
 /// objective, as the SVD comparison needs.
 pub fn dense_params(rank: usize, epochs: usize, seed: u64) -> Params {
-    Params { rank, epochs, learning_rate: 0.02, lr_decay: 0.02, reg: 0.0, reg_bias: 0.0, biases: false, init_std: 0.3, seed }
+    Params { rank, epochs, learning_rate: 0.02, lr_decay: 0.02, reg: 0.0, reg_bias: 0.0, biases: false, init_std: 0.3, seed, ..Params::default() }
 }
 
 /// The lab's settings for its 3×3 matrix: a constant learning rate of 0.01 for 3000 epochs

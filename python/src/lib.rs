@@ -7,7 +7,7 @@ use gpumf::cpu::CpuMode;
 use gpumf::data::{load_ratings, parse_ratings, split_random, Duplicates, Format, LoadOptions, Problem, RatingSet};
 use gpumf::gpu::{GpuOptions, Precision};
 use gpumf::model::{Model, Params};
-use gpumf::solver::{choose_auto, train_until, Backend};
+use gpumf::training::{choose_auto, train_until, Backend};
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, ToPyArray};
 use pyo3::exceptions::{PyFileNotFoundError, PyIsADirectoryError, PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -220,6 +220,7 @@ impl Settings {
             biases: self.biases,
             init_std: self.init_std,
             seed: self.seed,
+            ..Params::default()
         };
         params.validate().map_err(py_err)?;
         Ok(params)

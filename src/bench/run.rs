@@ -5,7 +5,7 @@ use crate::data::Problem;
 use crate::error::Result;
 use crate::gpu::{GpuOptions, Precision};
 use crate::model::Params;
-use crate::solver::{train, Backend, EpochReport};
+use crate::training::{train, Backend, EpochReport};
 
 /// One backend's run.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -91,13 +91,13 @@ pub fn run(problem: &Problem, data: &str, params: &Params, backend: &Backend, ta
     })
 }
 
-/// The backends a bench compares, by name: `gpu`, `gpu-f16`, `cpu` (sequential), `hogwild`.
+/// The backends a bench compares, by name: `gpu`, `gpu-f16`, `cpu` (sequential), `cpu-threads` (parallel blocks; `hogwild` is its old name).
 pub fn backend_named(name: &str, threads: usize, gpu: &GpuOptions) -> Option<Backend> {
     Some(match name {
         "gpu" => Backend::Gpu(GpuOptions { precision: Precision::F32, ..gpu.clone() }),
         "gpu-f16" => Backend::Gpu(GpuOptions { precision: Precision::F16, ..gpu.clone() }),
         "cpu" | "sequential" => Backend::Cpu(CpuMode::Sequential),
-        "hogwild" => Backend::Cpu(CpuMode::Hogwild { threads: threads.max(2) }),
+        "cpu-threads" | "hogwild" => Backend::Cpu(CpuMode::Parallel { threads: threads.max(2) }),
         _ => return None,
     })
 }

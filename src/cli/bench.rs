@@ -136,8 +136,8 @@ pub struct BenchArgs {
     pub test_fraction: Option<f64>,
     #[command(flatten)]
     pub shape: SyntheticArgs,
-    /// Backends to compare: gpu, gpu-f16, hogwild (CPU threads), cpu (sequential).
-    #[arg(long, value_delimiter = ',', default_value = "gpu,hogwild,cpu")]
+    /// Backends to compare: gpu, gpu-f16, cpu-threads (parallel blocks), cpu (sequential).
+    #[arg(long, value_delimiter = ',', default_value = "gpu,cpu-threads,cpu")]
     pub backends: Vec<String>,
     /// Time every backend at exactly these ranks (a comma-separated list) instead of --rank.
     #[arg(long, value_delimiter = ',', conflicts_with = "rank")]
@@ -153,7 +153,7 @@ pub struct BenchArgs {
     pub bandwidth: Option<f64>,
     #[command(flatten)]
     pub params: ParamArgs,
-    /// CPU threads for the hogwild backend (default: every core).
+    /// CPU threads for the cpu-threads backend (default: every core).
     #[arg(long)]
     pub threads: Option<usize>,
     #[command(flatten)]
@@ -201,8 +201,8 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let have_gpu = std::cell::OnceCell::new();
     for name in &args.backends {
         let backend = backend_named(name, threads, &gpu_options)
-            .with_context(|| format!("--backends: unknown backend {name:?} (known: gpu, gpu-f16, hogwild, cpu)"))?;
-        if matches!(backend, gpumf::solver::Backend::Gpu(_)) && !*have_gpu.get_or_init(|| !gpumf::gpu::list_adapters().is_empty()) {
+            .with_context(|| format!("--backends: unknown backend {name:?} (known: gpu, gpu-f16, cpu-threads, cpu)"))?;
+        if matches!(backend, gpumf::training::Backend::Gpu(_)) && !*have_gpu.get_or_init(|| !gpumf::gpu::list_adapters().is_empty()) {
             eprintln!("note: no GPU adapter found; skipping backend {name}");
             continue;
         }

@@ -6,7 +6,7 @@ use super::{InputArgs, ModelArgs, OutputArgs};
 use anyhow::{bail, Context};
 use clap::Args;
 use gpumf::data::{k_folds, split_fold, Problem, RatingSet};
-use gpumf::solver::train;
+use gpumf::training::train;
 use std::path::PathBuf;
 
 #[derive(Args)]

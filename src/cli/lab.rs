@@ -6,7 +6,7 @@ use gpumf::cpu::CpuMode;
 use gpumf::gpu::{list_adapters, GpuOptions, Precision};
 use gpumf::lab::{exercise_mask, exercise_matrix, sgd_factorise, sgd_factorise_masked, svd_factorise};
 use gpumf::metrics::{frobenius_error, masked_loss};
-use gpumf::solver::Backend;
+use gpumf::training::Backend;
 use gpumf::svd::truncated_svd;
 use gpumf::validate::{compare, dense_params, lab_params, low_rank_plus_noise, Comparison};
 use gpumf::Error;

@@ -65,7 +65,7 @@ pub enum BackendArg {
     Auto,
     /// The GPU, a software adapter included; an error when there is none.
     Gpu,
-    /// The CPU trainer (--threads 1: sequential; more: Hogwild).
+    /// The CPU trainer (--threads 1: sequential; more: conflict-free parallel blocks).
     Cpu,
 }
 
@@ -132,6 +132,14 @@ pub struct ParamArgs {
     /// Seed for the initial factors, the visiting order and random splits.
     #[arg(long, default_value_t = Params::default().seed)]
     pub seed: u64,
+    /// Cut the rating matrix into this grid of blocks, users x items (`8` or `16x4`), the same
+    /// on every backend. Default: one block where it fits; two per CPU thread and side.
+    #[arg(long)]
+    pub blocks: Option<gpumf::schedule::GridSize>,
+    /// Score the test set every N epochs and after the last (the training loss comes from the
+    /// update pass every epoch, at no extra cost).
+    #[arg(long, default_value_t = Params::default().eval_every)]
+    pub eval_every: usize,
 }
 
 impl ParamArgs {
@@ -146,6 +154,8 @@ impl ParamArgs {
             biases: !self.no_biases,
             init_std: self.init_std,
             seed: self.seed,
+            blocks: self.blocks,
+            eval_every: self.eval_every,
         }
     }
 }
@@ -162,7 +172,8 @@ pub struct ModelArgs {
     pub params: ParamArgs,
     #[arg(long, value_enum, default_value = "auto")]
     pub backend: BackendArg,
-    /// CPU threads: 1 runs the sequential, bit-reproducible trainer; more run Hogwild.
+    /// CPU threads: 1 runs the sequential, bit-reproducible trainer; more train
+    /// blocks that share no user or item at once.
     /// Default: every core.
     #[arg(long)]
     pub threads: Option<usize>,

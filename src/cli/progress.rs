@@ -1,6 +1,6 @@
 //! The per-run progress bar: epoch, loss and RMSE, only on a terminal.
 
-use gpumf::solver::EpochReport;
+use gpumf::training::EpochReport;
 use indicatif::{ProgressBar, ProgressStyle};
 
 pub struct Progress {

@@ -9,7 +9,7 @@ use gpumf::data::{load_pairs, load_ratings, split_marked, split_per_user, split_
 use gpumf::metrics;
 use gpumf::model::Model;
 use gpumf::model::Params;
-use gpumf::solver::{train as run_training, train_early_stopping, Backend, EpochReport, Trained};
+use gpumf::training::{train as run_training, train_early_stopping, Backend, EpochReport, Trained};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -136,7 +136,7 @@ pub fn chosen_backend(model: &ModelArgs, threads: usize, quiet: bool) -> Backend
         BackendArg::Cpu => cpu,
         BackendArg::Gpu => gpu,
         BackendArg::Auto => {
-            let (backend, passed_over) = gpumf::solver::choose_auto(cpu, gpu);
+            let (backend, passed_over) = gpumf::training::choose_auto(cpu, gpu);
             if let (Some(why), false) = (passed_over, quiet) {
                 eprintln!("note: {why}; training on the CPU with {threads} thread{}", if threads == 1 { "" } else { "s" });
             }

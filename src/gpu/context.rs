@@ -181,6 +181,42 @@ impl Gpu {
         self.check()
     }
 
+    /// Maps the first `size` bytes of `buffer` (a MAP_READ buffer) and copies them out, waiting
+    /// for submission `until` only (for all submitted work when `None`), so later submissions
+    /// keep the device busy meanwhile.
+    pub fn read_mapped(&self, buffer: &wgpu::Buffer, size: u64, until: Option<wgpu::SubmissionIndex>) -> Result<Vec<u8>> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        buffer.map_async(wgpu::MapMode::Read, 0..size, move |r| {
+            let _ = tx.send(r);
+        });
+        self.device
+            .poll(wgpu::PollType::Wait { submission_index: until, timeout: None })
+            .map_err(|e| Error::Gpu(format!("waiting for the device failed: {e}")))?;
+        self.check()?;
+        rx.recv()
+            .map_err(|_| Error::Gpu("read-back was never answered".into()))?
+            .map_err(|e| Error::Gpu(format!("read-back failed: {e}")))?;
+        let bytes = buffer.get_mapped_range(0..size).map_err(|e| Error::Gpu(format!("read-back failed: {e}")))?.to_vec();
+        buffer.unmap();
+        Ok(bytes)
+    }
+
+    /// Copies `size` bytes of `source` (a COPY_SRC buffer) back to the host, after all work.
+    pub fn read_back(&self, source: &wgpu::Buffer, size: u64) -> Result<Vec<u8>> {
+        let staging = self.scoped("allocating a read-back buffer", || {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("staging"),
+                size,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })?;
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(source, 0, &staging, 0, size);
+        let index = self.queue.submit([encoder.finish()]);
+        self.read_mapped(&staging, size, Some(index))
+    }
+
     /// Runs `f`, turning an out-of-memory or validation error it causes into an error.
     pub fn scoped<T>(&self, what: &str, f: impl FnOnce() -> T) -> Result<T> {
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);

@@ -37,7 +37,7 @@ impl KernelShape {
         let lanes = if !subgroups {
             if let Some(l) = lanes_wanted {
                 return Err(Error::InvalidParameter(format!(
-                    "--lanes-per-rating {l} needs subgroups, which this adapter (or --no-subgroups) rules out"
+                    "--lanes-per-rating {l} needs subgroups, which this adapter lacks (it reports no subgroup support)"
                 )));
             }
             WORKGROUP_MODE_WG
@@ -60,6 +60,11 @@ impl KernelShape {
     /// vec4s per factor row.
     pub fn k4(&self) -> u32 {
         self.rank.div_ceil(4) as u32
+    }
+
+    /// Bytes of one factor row on the device.
+    pub fn row_bytes(&self) -> u64 {
+        self.k4() as u64 * 4 * self.precision.bytes()
     }
 
     pub fn workgroup_size(&self) -> u32 {
@@ -96,7 +101,6 @@ pub struct Pipelines {
     pub update: wgpu::ComputePipeline,
     pub evaluate: wgpu::ComputePipeline,
     pub finish_evaluate: wgpu::ComputePipeline,
-    pub predict: wgpu::ComputePipeline,
 }
 
 impl Pipelines {
@@ -146,7 +150,6 @@ impl Pipelines {
                 update: pipeline("sgd_update"),
                 evaluate: pipeline("evaluate"),
                 finish_evaluate: pipeline("finish_evaluate"),
-                predict: pipeline("predict"),
                 layout,
             }
         })

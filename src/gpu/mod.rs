@@ -1,28 +1,31 @@
 //! The GPU solver: Hogwild masked SGD in WGSL compute shaders through wgpu.
 //!
-//! Data path: the training ratings are shuffled once with the seed and uploaded once (as
-//! cuMF_SGD does: reshuffling 100M ratings per epoch would cost more than the epoch), cut into
-//! windows that each fit one storage binding. Each epoch is one submission: one dispatch per
-//! window, in a seeded order per epoch, each a grid-stride loop of groups over its ratings.
-//! Errors are reduced on the GPU (two floats read back per set); the factors come back once.
+//! The path of the data, one step a module: the [schedule](crate::schedule) cuts the ratings
+//! into blocks, each block's ratings in a fixed random order (as cuMF_SGD does: reshuffling
+//! 100M ratings per epoch would cost more than the epoch); [`buffers`] uploads the factor rows
+//! block by block and each block's ratings as windows of one binding; [`kernel`] composes the
+//! one WGSL kernel; an epoch is one submission here, one dispatch per window in the epoch's
+//! block sequence, each a grid-stride loop of groups over its ratings, summing the errors it
+//! meets; [`readback`] brings back those sums (and the test set's) without stopping the next
+//! epoch from going out. The factors come back once, at the end.
 
+mod buffers;
 mod context;
 mod kernel;
-mod plan;
+mod readback;
 
 pub use context::{list_adapters, quiet_headless_drivers, AdapterSummary, Gpu};
 pub use kernel::{KernelShape, GROUP_SUBGROUP_WGSL, GROUP_WORKGROUP_WGSL, SGD_WGSL};
-pub use plan::{block_len, windows, BlockPlan, Window};
 
-use crate::data::{shuffled, Problem, Rating};
+use crate::data::Problem;
 use crate::error::{Error, Result};
 use crate::metrics::ErrorSums;
 use crate::model::{Model, Params};
-use crate::solver::Solver;
+use crate::schedule::{GridSize, Order, Schedule};
+use crate::solver::{EpochFigures, Solver};
+use buffers::{Bindings, FactorBlock, Window};
 use kernel::Pipelines;
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
+use readback::EpochSlots;
 use wgpu::util::DeviceExt;
 
 /// How factors are stored on the GPU; arithmetic is always f32.
@@ -35,7 +38,7 @@ pub enum Precision {
 }
 
 impl Precision {
-    fn bytes(self) -> u64 {
+    pub(crate) fn bytes(self) -> u64 {
         match self {
             Precision::F32 => 4,
             Precision::F16 => 2,
@@ -49,9 +52,11 @@ pub struct GpuOptions {
     pub precision: Precision,
     /// Use subgroups when the adapter has them; false forces the workgroup reduction.
     pub subgroups: bool,
-    /// Caps one binding below the device's own limit (exercises the splitting on any device).
+    /// Caps one binding below the device's own limit (exercises the blocks and windows on any
+    /// device).
     pub max_binding_bytes: Option<u64>,
-    /// Users per block, e.g. to keep a block's rows in the L2 cache.
+    /// Users per block at most, e.g. to keep a block's rows in the L2 cache (cuts the grid's
+    /// user side finer than `Params::blocks` where needed).
     pub user_block_rows: Option<usize>,
     /// Workgroups per update dispatch (default: enough groups to hide memory latency).
     pub workgroups: Option<u32>,
@@ -79,6 +84,11 @@ pub fn default_in_flight(users: usize, items: usize) -> u32 {
 
 /// Workgroups per evaluation dispatch; also the number of partial sums.
 const EVAL_WORKGROUPS: u32 = 1024;
+/// Ratings one group of lanes updates in one dispatch, at most. Mesa's llvmpipe (lavapipe) ends
+/// a loop silently after about 16,000 iterations of a kernel's loops together (measured: one
+/// rating in flight trained only the first 16,000 of u1's 80,000 ratings), and a long dispatch
+/// can trip a desktop driver's watchdog; cutting windows shorter costs a dispatch per window.
+const MAX_GROUP_ITERATIONS: usize = 1024;
 /// Default workgroups per update dispatch: 2048 × 8 subgroups keeps every SM of a large GPU busy.
 const UPDATE_WORKGROUPS: u32 = 2048;
 
@@ -95,85 +105,42 @@ struct ParamsUniform {
     max_groups: u32,
 }
 
-/// One block of factor rows and their biases on the GPU.
-struct Block {
-    factors: wgpu::Buffer,
-    bias: wgpu::Buffer,
-    rows: usize,
-}
-
-/// Timestamps written at the start and end of an epoch's pass, to time the kernels on the
-/// device's own clock (the host's clock adds submission and the wait).
-struct KernelTimer {
-    queries: wgpu::QuerySet,
-    resolved: wgpu::Buffer,
-    readback: wgpu::Buffer,
-    nanoseconds_per_tick: f64,
-}
-
-impl KernelTimer {
-    fn new(gpu: &Gpu) -> Result<KernelTimer> {
-        gpu.scoped("creating the kernel timer", || KernelTimer {
-            queries: gpu.device.create_query_set(&wgpu::QuerySetDescriptor { label: Some("epoch timestamps"), ty: wgpu::QueryType::Timestamp, count: 2 }),
-            resolved: gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("resolved timestamps"),
-                size: 16,
-                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-                mapped_at_creation: false,
-            }),
-            readback: gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("timestamp readback"),
-                size: 16,
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            }),
-            nanoseconds_per_tick: gpu.queue.get_timestamp_period() as f64,
-        })
+/// The grid the GPU trains by: the one asked for (one block by default), each side cut finer
+/// where its rows would not fit one binding (or `user_block_rows`).
+fn gpu_grid(requested: Option<GridSize>, users: usize, items: usize, row_bytes: u64, max_binding: u64, user_block_rows: Option<usize>) -> Result<GridSize> {
+    let rows_fit = (max_binding / row_bytes) as usize;
+    if rows_fit == 0 {
+        return Err(Error::Gpu(format!(
+            "one factor row takes {row_bytes} bytes but the device binds at most {max_binding} bytes per buffer; lower --rank"
+        )));
     }
-
-    fn writes(&self) -> wgpu::ComputePassTimestampWrites<'_> {
-        wgpu::ComputePassTimestampWrites { query_set: &self.queries, beginning_of_pass_write_index: Some(0), end_of_pass_write_index: Some(1) }
-    }
-
-    fn encode_resolve(&self, encoder: &mut wgpu::CommandEncoder) {
-        encoder.resolve_query_set(&self.queries, 0..2, &self.resolved, 0);
-        encoder.copy_buffer_to_buffer(&self.resolved, 0, &self.readback, 0, 16);
-    }
-
-    /// Seconds between the two timestamps, once the resolve has run.
-    fn seconds(&self, solver: &GpuSolver) -> Result<f64> {
-        let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&solver.map_and_read(&self.readback, 16)?);
-        Ok(ticks[1].saturating_sub(ticks[0]) as f64 * self.nanoseconds_per_tick * 1e-9)
-    }
-}
-
-/// A window's ratings on the GPU, bound with its blocks.
-struct GpuWindow {
-    bind_group: wgpu::BindGroup,
-    count: u32,
+    let user_rows = user_block_rows.unwrap_or(usize::MAX).min(rows_fit);
+    let base = requested.unwrap_or(GridSize { user_blocks: 1, item_blocks: 1 });
+    Ok(GridSize { user_blocks: base.user_blocks.max(users.div_ceil(user_rows)), item_blocks: base.item_blocks.max(items.div_ceil(rows_fit)) })
 }
 
 pub struct GpuSolver {
     gpu: Gpu,
     shape: KernelShape,
     pipelines: Pipelines,
-    plan: BlockPlan,
-    user_blocks: Vec<Block>,
-    item_blocks: Vec<Block>,
+    schedule: Schedule,
+    user_blocks: Vec<FactorBlock>,
+    item_blocks: Vec<FactorBlock>,
     params_buffer: wgpu::Buffer,
     uniform: ParamsUniform,
-    partials: wgpu::Buffer,
-    readback: wgpu::Buffer,
-    train_windows: Vec<GpuWindow>,
-    test_windows: Vec<GpuWindow>,
+    /// Per-workgroup error sums of the update pass, and of the test set's scoring.
+    train_partials: wgpu::Buffer,
+    test_partials: wgpu::Buffer,
+    /// Each schedule block's windows, by block index.
+    train_windows: Vec<Vec<Window>>,
+    test_windows: Vec<Window>,
     update_workgroups: u32,
-    timer: Option<KernelTimer>,
+    slots: EpochSlots,
     /// The model's non-factor parts, completed by the read-back.
     template: Model,
-    seed: u64,
     buffer_bytes: u64,
-    /// Ratings in one window: as many as one binding holds.
-    max_window_ratings: usize,
+    train_count: u64,
+    test_count: u64,
 }
 
 impl GpuSolver {
@@ -197,19 +164,11 @@ impl GpuSolver {
         let pipelines = Pipelines::new(&gpu, &shape)?;
         let device_binding = gpu.limits.max_storage_buffer_binding_size.min(gpu.limits.max_buffer_size);
         let max_binding = options.max_binding_bytes.map_or(device_binding, |cap| cap.min(device_binding));
-        let row_bytes = shape.k4() as u64 * 4 * options.precision.bytes();
         let (m, n) = (problem.num_users(), problem.num_items());
-        let plan = BlockPlan::new(m, n, row_bytes, max_binding, options.user_block_rows)?;
-        let max_ratings = (max_binding / std::mem::size_of::<Rating>() as u64) as usize;
+        let grid = gpu_grid(params.blocks, m, n, shape.row_bytes(), max_binding, options.user_block_rows)?;
+        let schedule = Schedule::new(&problem.train, m, n, grid, Order::Shuffled, params.seed)?;
+        let max_ratings = (max_binding / std::mem::size_of::<crate::data::Rating>() as u64) as usize;
 
-        let shuffled = shuffled(&problem.train, params.seed ^ 0x0067_7075_6d66);
-        let train_windows = windows(&shuffled, &plan, max_ratings, false);
-        let test_windows = windows(&problem.test, &plan, max_ratings, false);
-
-        let needed = row_bytes * (m + n) as u64
-            + 4 * (m + n) as u64
-            + 12 * (problem.train.len() + problem.test.len()) as u64
-            + 8 * EVAL_WORKGROUPS as u64;
         let (lo, hi) = model.rating_range;
         let uniform = ParamsUniform {
             learning_rate: params.learning_rate,
@@ -219,8 +178,23 @@ impl GpuSolver {
             use_biases: params.biases as u32,
             clip_low: lo.max(f32::MIN),
             clip_high: hi.min(f32::MAX),
-            max_groups: options.in_flight.unwrap_or_else(|| default_in_flight(m.min(plan.user_rows), n.min(plan.item_rows))),
+            max_groups: options.in_flight.unwrap_or_else(|| default_in_flight(schedule.users.max_rows(), schedule.items.max_rows())),
         };
+        let in_flight_workgroups = uniform.max_groups.div_ceil(shape.ratings_per_workgroup());
+        let cap = options.workgroups.unwrap_or(UPDATE_WORKGROUPS).min(in_flight_workgroups).max(1);
+        let largest_block = (0..schedule.len()).map(|b| schedule.block(b).len()).max().unwrap_or(1).min(max_ratings);
+        let update_workgroups = workgroups_for(&gpu, &shape, largest_block, cap);
+        // A window is as long as one binding holds, but no group loops more than
+        // MAX_GROUP_ITERATIONS times in one dispatch.
+        let live_groups = (uniform.max_groups as usize).min(update_workgroups as usize * shape.ratings_per_workgroup() as usize);
+        let max_ratings = max_ratings.min(live_groups.saturating_mul(MAX_GROUP_ITERATIONS)).max(1);
+
+        let partial_bytes = |workgroups: u32| 8 * workgroups.max(1) as u64;
+        let needed = shape.row_bytes() * (m + n) as u64
+            + 4 * (m + n) as u64
+            + 12 * (problem.train.len() + problem.test.len()) as u64
+            + partial_bytes(update_workgroups)
+            + partial_bytes(EVAL_WORKGROUPS);
         let what = format!(
             "allocating {:.2} GiB of GPU buffers ({} ratings, {} users x {} items, rank {}, {:?})",
             needed as f64 / (1u64 << 30) as f64,
@@ -230,80 +204,63 @@ impl GpuSolver {
             params.rank,
             options.precision
         );
-        let (user_blocks, item_blocks, params_buffer, partials, readback) = gpu.scoped(&what, || {
-            let device = &gpu.device;
-            let blocks = |factors: &ndarray::Array2<f32>, bias: &[f32], rows_per: usize, count: usize, label: &str| {
-                (0..count)
-                    .map(|b| {
-                        let start = b * rows_per;
-                        let rows = block_len(b, rows_per, bias.len());
-                        let data = pack_rows(factors, start, rows, &shape);
-                        Block {
-                            factors: device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                                label: Some(label),
-                                contents: &data,
-                                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-                            }),
-                            bias: device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                                label: Some(label),
-                                contents: bytemuck::cast_slice(&bias[start..start + rows]),
-                                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-                            }),
-                            rows,
-                        }
-                    })
-                    .collect::<Vec<_>>()
+        let (user_blocks, item_blocks, params_buffer, train_partials, test_partials) = gpu.scoped(&what, || {
+            let partials = |label: &str, workgroups: u32| {
+                gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(label),
+                    size: partial_bytes(workgroups),
+                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                })
             };
-            let user_blocks = blocks(&model.user_factors, &model.user_bias, plan.user_rows, plan.user_blocks, "user block");
-            let item_blocks = blocks(&model.item_factors, &model.item_bias, plan.item_rows, plan.item_blocks, "item block");
-            let params_buffer = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("params"),
-                contents: bytemuck::bytes_of(&uniform),
-                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            });
-            let partials = device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("error partials"),
-                size: 8 * EVAL_WORKGROUPS as u64,
-                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            });
-            let readback = device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("error readback"),
-                size: 16,
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            });
-            (user_blocks, item_blocks, params_buffer, partials, readback)
+            (
+                buffers::upload_factor_blocks(&gpu, &shape, &schedule.users, &model.user_factors, &model.user_bias, "user block"),
+                buffers::upload_factor_blocks(&gpu, &shape, &schedule.items, &model.item_factors, &model.item_bias, "item block"),
+                gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("params"),
+                    contents: bytemuck::bytes_of(&uniform),
+                    usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                }),
+                partials("training error partials", update_workgroups),
+                partials("test error partials", EVAL_WORKGROUPS),
+            )
         })?;
-        let mut solver = GpuSolver {
-            gpu,
+        let bindings = |b: usize, output| {
+            let (ub, ib) = schedule.coordinates(b);
+            Bindings { pipelines: &pipelines, users: &user_blocks[ub], items: &item_blocks[ib], params: &params_buffer, output }
+        };
+        let train_windows = gpu.scoped("uploading the train ratings", || {
+            (0..schedule.len()).map(|b| buffers::upload_windows(&gpu, &schedule.local_block(b), max_ratings, &bindings(b, &train_partials), "train ratings")).collect()
+        })?;
+        let test_windows = gpu.scoped("uploading the test ratings", || {
+            schedule
+                .localize(&problem.test)
+                .iter()
+                .enumerate()
+                .flat_map(|(b, ratings)| buffers::upload_windows(&gpu, ratings, max_ratings, &bindings(b, &test_partials), "test ratings"))
+                .collect()
+        })?;
+        let slots = EpochSlots::new(&gpu)?;
+        Ok(GpuSolver {
             shape,
             pipelines,
-            plan,
             user_blocks,
             item_blocks,
             params_buffer,
             uniform,
-            partials,
-            readback,
-            train_windows: Vec::new(),
-            test_windows: Vec::new(),
-            update_workgroups: 0,
-            timer: None,
+            train_partials,
+            test_partials,
+            train_windows,
+            test_windows,
+            update_workgroups,
+            slots,
             template: model,
-            seed: params.seed,
             buffer_bytes: needed,
-            max_window_ratings: max_ratings,
-        };
-        if solver.gpu.timestamps {
-            solver.timer = Some(KernelTimer::new(&solver.gpu)?);
-        }
-        solver.train_windows = solver.upload_windows(&train_windows, "train ratings")?;
-        solver.test_windows = solver.upload_windows(&test_windows, "test ratings")?;
-        let in_flight_workgroups = solver.uniform.max_groups.div_ceil(solver.shape.ratings_per_workgroup());
-        let cap = options.workgroups.unwrap_or(UPDATE_WORKGROUPS).min(in_flight_workgroups).max(1);
-        solver.update_workgroups = solver.workgroups_for(train_windows.iter().map(|w| w.ratings.len()).max().unwrap_or(1), cap);
-        Ok(solver)
+            train_count: problem.train.len() as u64,
+            test_count: problem.test.len() as u64,
+            schedule,
+            gpu,
+        })
     }
 
     /// Bytes of GPU buffers this solver holds.
@@ -319,178 +276,30 @@ impl GpuSolver {
         &self.shape
     }
 
-    pub fn plan(&self) -> &BlockPlan {
-        &self.plan
+    pub fn schedule(&self) -> &Schedule {
+        &self.schedule
     }
 
-    /// Workgroups to cover `ratings` with one group each, at most `cap` (grid-stride beyond).
-    fn workgroups_for(&self, ratings: usize, cap: u32) -> u32 {
-        let needed = ratings.div_ceil(self.shape.ratings_per_workgroup() as usize).max(1);
-        (needed as u64).min(cap as u64).min(self.gpu.limits.max_compute_workgroups_per_dimension as u64) as u32
-    }
-
-    fn upload_windows(&self, windows: &[Window], label: &str) -> Result<Vec<GpuWindow>> {
-        self.gpu.scoped(&format!("uploading the {label}"), || {
-            windows.iter().map(|w| self.bind_window(w, &self.partials, label)).collect()
-        })
-    }
-
-    fn bind_window(&self, window: &Window, output: &wgpu::Buffer, label: &str) -> GpuWindow {
-        let device = &self.gpu.device;
-        let ratings = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents: bytemuck::cast_slice(&window.ratings),
-            usage: wgpu::BufferUsages::STORAGE,
-        });
-        let (ub, ib) = (&self.user_blocks[window.user_block], &self.item_blocks[window.item_block]);
-        fn entry(binding: u32, buffer: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
-            wgpu::BindGroupEntry { binding, resource: buffer.as_entire_binding() }
-        }
-        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(label),
-            layout: &self.pipelines.layout,
-            entries: &[
-                entry(0, &ratings),
-                entry(1, &ub.factors),
-                entry(2, &ib.factors),
-                entry(3, &ub.bias),
-                entry(4, &ib.bias),
-                entry(5, &self.params_buffer),
-                entry(6, output),
-            ],
-        });
-        GpuWindow { bind_group, count: window.ratings.len() as u32 }
-    }
-
-    /// Adds the error sums of `windows` to the partials, reduces them, and copies the two
-    /// totals to `readback` at `offset`.
-    fn encode_evaluation(&self, encoder: &mut wgpu::CommandEncoder, windows: &[GpuWindow], offset: u64) {
-        encoder.clear_buffer(&self.partials, 0, None);
-        {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("evaluate"), timestamp_writes: None });
-            pass.set_pipeline(&self.pipelines.evaluate);
-            for w in windows {
-                pass.set_bind_group(0, &w.bind_group, &[]);
-                pass.dispatch_workgroups(self.workgroups_for(w.count as usize, EVAL_WORKGROUPS), 1, 1);
-            }
-            pass.set_pipeline(&self.pipelines.finish_evaluate);
-            pass.set_bind_group(0, &windows[0].bind_group, &[]);
-            pass.dispatch_workgroups(1, 1, 1);
-        }
-        encoder.copy_buffer_to_buffer(&self.partials, 0, &self.readback, offset, 8);
-    }
-
-    /// Copies `size` bytes of `source` back to the host.
-    fn read_back(&self, source: &wgpu::Buffer, size: u64) -> Result<Vec<u8>> {
-        let staging = self.gpu.scoped("allocating a read-back buffer", || {
-            self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("staging"),
-                size,
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            })
-        })?;
-        let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
-        encoder.copy_buffer_to_buffer(source, 0, &staging, 0, size);
-        self.gpu.queue.submit([encoder.finish()]);
-        self.map_and_read(&staging, size)
-    }
-
-    fn map_and_read(&self, buffer: &wgpu::Buffer, size: u64) -> Result<Vec<u8>> {
-        let (tx, rx) = std::sync::mpsc::channel();
-        buffer.map_async(wgpu::MapMode::Read, 0..size, move |r| {
-            let _ = tx.send(r);
-        });
-        self.gpu.wait()?;
-        rx.recv()
-            .map_err(|_| Error::Gpu("read-back was never answered".into()))?
-            .map_err(|e| Error::Gpu(format!("read-back failed: {e}")))?;
-        let bytes = buffer.get_mapped_range(0..size).map_err(|e| Error::Gpu(format!("read-back failed: {e}")))?.to_vec();
-        buffer.unmap();
-        Ok(bytes)
-    }
-
-    /// Clipped predictions for `ratings` (ids in the model's index space), computed on the GPU.
-    pub fn predict(&self, ratings: &[Rating]) -> Result<Vec<f32>> {
-        let max_ratings = self.max_window_ratings;
-        let mut out = vec![0.0f32; ratings.len()];
-        for window in windows(ratings, &self.plan, max_ratings, true) {
-            let size = 4 * window.ratings.len() as u64;
-            let output = self.gpu.scoped("allocating prediction output", || {
-                self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("predictions"),
-                    size,
-                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-                    mapped_at_creation: false,
-                })
-            })?;
-            let bound = self.gpu.scoped("uploading ratings to predict", || self.bind_window(&window, &output, "predict"))?;
-            let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
-            {
-                let mut pass = encoder.begin_compute_pass(&Default::default());
-                pass.set_pipeline(&self.pipelines.predict);
-                pass.set_bind_group(0, &bound.bind_group, &[]);
-                pass.dispatch_workgroups(self.workgroups_for(window.ratings.len(), UPDATE_WORKGROUPS), 1, 1);
-            }
-            self.gpu.queue.submit([encoder.finish()]);
-            let values: Vec<f32> = bytemuck::pod_collect_to_vec(&self.read_back(&output, size)?);
-            for (&o, v) in window.origin.iter().zip(values) {
-                out[o as usize] = v;
-            }
-        }
-        Ok(out)
-    }
-
-    /// Reads the factor and bias blocks back into `model`.
-    fn read_factors(&self, model: &mut Model) -> Result<()> {
-        let k = model.rank();
-        for (blocks, rows_per, factors, bias) in [
-            (&self.user_blocks, self.plan.user_rows, &mut model.user_factors, &mut model.user_bias),
-            (&self.item_blocks, self.plan.item_rows, &mut model.item_factors, &mut model.item_bias),
-        ] {
-            for (b, block) in blocks.iter().enumerate() {
-                let start = b * rows_per;
-                let stride = self.shape.k4() as usize * 4;
-                let raw = self.read_back(&block.factors, (block.rows * stride) as u64 * self.shape.precision.bytes())?;
-                let values: Vec<f32> = match self.shape.precision {
-                    Precision::F32 => bytemuck::pod_collect_to_vec(&raw),
-                    Precision::F16 => bytemuck::pod_collect_to_vec::<u8, half::f16>(&raw).iter().map(|h| h.to_f32()).collect(),
-                };
-                let dest = factors.as_slice_mut().expect("row-major");
-                for r in 0..block.rows {
-                    dest[(start + r) * k..][..k].copy_from_slice(&values[r * stride..][..k]);
-                }
-                let b: Vec<f32> = bytemuck::pod_collect_to_vec(&self.read_back(&block.bias, 4 * block.rows as u64)?);
-                bias[start..start + block.rows].copy_from_slice(&b);
-            }
-        }
-        Ok(())
+    /// Reduces the per-workgroup error sums in the output that `window` binds into its first
+    /// two floats.
+    fn encode_reduction(&self, pass: &mut wgpu::ComputePass, window: &Window) {
+        pass.set_pipeline(&self.pipelines.finish_evaluate);
+        pass.set_bind_group(0, &window.bind_group, &[]);
+        pass.dispatch_workgroups(1, 1, 1);
     }
 }
 
-/// Rows `start..start + rows` of `factors`, padded to whole vec4s, in the storage precision.
-fn pack_rows(factors: &ndarray::Array2<f32>, start: usize, rows: usize, shape: &KernelShape) -> Vec<u8> {
-    let k = factors.ncols();
-    let stride = shape.k4() as usize * 4;
-    let mut padded = vec![0.0f32; rows * stride];
-    let src = factors.as_slice().expect("row-major");
-    for r in 0..rows {
-        padded[r * stride..][..k].copy_from_slice(&src[(start + r) * k..][..k]);
-    }
-    match shape.precision {
-        Precision::F32 => bytemuck::cast_slice(&padded).to_vec(),
-        Precision::F16 => {
-            let halves: Vec<half::f16> = padded.iter().map(|&x| half::f16::from_f32(x)).collect();
-            bytemuck::cast_slice(&halves).to_vec()
-        }
-    }
+/// Workgroups to cover `ratings` with one group each, at most `cap` (grid-stride beyond).
+fn workgroups_for(gpu: &Gpu, shape: &KernelShape, ratings: usize, cap: u32) -> u32 {
+    let needed = ratings.div_ceil(shape.ratings_per_workgroup() as usize).max(1);
+    (needed as u64).min(cap as u64).min(gpu.limits.max_compute_workgroups_per_dimension as u64) as u32
 }
 
 impl Solver for GpuSolver {
     fn name(&self) -> String {
         let adapter = self.gpu.adapter.name.split(" (").next().unwrap_or(&self.gpu.adapter.name);
         format!(
-            "gpu ({}, {}, {:?}, {}, {} in flight)",
+            "gpu ({}, {}, {:?}, {}, {} in flight, {} blocks)",
             adapter,
             self.gpu.adapter.backend,
             self.shape.precision,
@@ -499,46 +308,66 @@ impl Solver for GpuSolver {
             } else {
                 "workgroup reduction".into()
             },
-            self.uniform.max_groups
+            self.uniform.max_groups,
+            self.schedule.grid()
         )
     }
 
-    fn run_epoch(&mut self, epoch: usize, lr: f32) -> Result<Option<f64>> {
+    fn submit_epoch(&mut self, epoch: usize, lr: f32, score_test: bool) -> Result<()> {
         self.uniform.learning_rate = lr;
+        // Ordered on the queue: epochs already submitted keep the rate they were given.
         self.gpu.queue.write_buffer(&self.params_buffer, 0, bytemuck::bytes_of(&self.uniform));
-        let mut order: Vec<usize> = (0..self.train_windows.len()).collect();
-        order.shuffle(&mut ChaCha8Rng::seed_from_u64(self.seed.wrapping_add(epoch as u64)));
+        let slot = self.slots.take()?;
         let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
+        encoder.clear_buffer(&self.train_partials, 0, None);
         {
-            let timestamp_writes = self.timer.as_ref().map(KernelTimer::writes);
+            let timestamp_writes = self.slots.timestamp_writes(slot);
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("sgd epoch"), timestamp_writes });
             pass.set_pipeline(&self.pipelines.update);
-            for &w in &order {
-                pass.set_bind_group(0, &self.train_windows[w].bind_group, &[]);
-                pass.dispatch_workgroups(self.update_workgroups, 1, 1);
+            for b in self.schedule.sequence(epoch) {
+                for w in &self.train_windows[b] {
+                    pass.set_bind_group(0, &w.bind_group, &[]);
+                    pass.dispatch_workgroups(self.update_workgroups, 1, 1);
+                }
             }
         }
-        if let Some(timer) = &self.timer {
-            timer.encode_resolve(&mut encoder);
+        let any_train = self.train_windows.iter().flatten().next().expect("training ratings are not empty");
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("training loss"), timestamp_writes: None });
+            self.encode_reduction(&mut pass, any_train);
         }
-        self.gpu.queue.submit([encoder.finish()]);
-        self.gpu.wait()?;
-        self.timer.as_ref().map(|t| t.seconds(self)).transpose()
+        self.slots.encode_copy(&mut encoder, slot, &self.train_partials, 0);
+        let score_test = score_test && !self.test_windows.is_empty();
+        if score_test {
+            encoder.clear_buffer(&self.test_partials, 0, None);
+            {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("score test"), timestamp_writes: None });
+                pass.set_pipeline(&self.pipelines.evaluate);
+                for w in &self.test_windows {
+                    pass.set_bind_group(0, &w.bind_group, &[]);
+                    pass.dispatch_workgroups(workgroups_for(&self.gpu, &self.shape, w.count as usize, EVAL_WORKGROUPS), 1, 1);
+                }
+                self.encode_reduction(&mut pass, &self.test_windows[0]);
+            }
+            self.slots.encode_copy(&mut encoder, slot, &self.test_partials, 8);
+        }
+        self.slots.encode_timestamps(&mut encoder, slot);
+        let submission = self.gpu.queue.submit([encoder.finish()]);
+        self.slots.submitted(slot, submission, score_test);
+        Ok(())
     }
 
-    fn evaluate(&mut self) -> Result<(ErrorSums, Option<ErrorSums>)> {
-        let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
-        self.encode_evaluation(&mut encoder, &self.train_windows, 0);
-        let has_test = !self.test_windows.is_empty();
-        if has_test {
-            self.encode_evaluation(&mut encoder, &self.test_windows, 8);
-        }
-        self.gpu.queue.submit([encoder.finish()]);
-        let sums: Vec<f32> = bytemuck::pod_collect_to_vec(&self.map_and_read(&self.readback, 16)?);
-        let count = |ws: &[GpuWindow]| ws.iter().map(|w| w.count as u64).sum::<u64>();
-        let train = ErrorSums { count: count(&self.train_windows), squared: sums[0] as f64, absolute: sums[1] as f64 };
-        let test = has_test.then(|| ErrorSums { count: count(&self.test_windows), squared: sums[2] as f64, absolute: sums[3] as f64 });
-        Ok((train, test))
+    fn finish_epoch(&mut self) -> Result<EpochFigures> {
+        let done = self.slots.finish(&self.gpu)?;
+        Ok(EpochFigures {
+            train: ErrorSums { count: self.train_count, squared: done.sums[0] as f64, absolute: done.sums[1] as f64 },
+            test: done.scored_test.then(|| ErrorSums { count: self.test_count, squared: done.sums[2] as f64, absolute: done.sums[3] as f64 }),
+            kernel_seconds: done.kernel_seconds,
+        })
+    }
+
+    fn epochs_in_flight(&self) -> usize {
+        readback::SLOTS
     }
 
     fn device_bytes(&self) -> u64 {
@@ -551,7 +380,8 @@ impl Solver for GpuSolver {
 
     fn snapshot(&self) -> Result<Model> {
         let mut model = self.template.clone();
-        self.read_factors(&mut model)?;
+        buffers::read_factor_blocks(&self.gpu, &self.shape, &self.user_blocks, &mut model.user_factors, &mut model.user_bias)?;
+        buffers::read_factor_blocks(&self.gpu, &self.shape, &self.item_blocks, &mut model.item_factors, &mut model.item_bias)?;
         Ok(model)
     }
 }

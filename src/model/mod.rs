@@ -10,6 +10,7 @@ pub use seen::SeenItems;
 use crate::data::{IdMap, Problem, UNKNOWN};
 use crate::error::{Error, Result};
 use crate::rng::part_rng;
+use crate::schedule::GridSize;
 use ndarray::Array2;
 use rand_distr::{Distribution, Normal};
 use rayon::prelude::*;
@@ -37,6 +38,11 @@ pub struct Params {
     pub init_std: f32,
     /// Seeds the initial factors and the visiting order.
     pub seed: u64,
+    /// The block grid every backend trains by (see [`crate::schedule`]); `None` lets the
+    /// backend choose: one block where it fits, two per thread and side on CPU threads.
+    pub blocks: Option<GridSize>,
+    /// Score the test set every this many epochs (and after the last).
+    pub eval_every: usize,
 }
 
 impl Default for Params {
@@ -52,6 +58,8 @@ impl Default for Params {
             biases: true,
             init_std: 0.1,
             seed: 42,
+            blocks: None,
+            eval_every: 1,
         }
     }
 }
@@ -73,6 +81,9 @@ impl Params {
             if !v.is_finite() || v < 0.0 {
                 return bad(format!("{flag} must be a finite non-negative number, got {v}"));
             }
+        }
+        if self.eval_every == 0 {
+            return bad("--eval-every must be at least 1".into());
         }
         if self.learning_rate == 0.0 {
             return bad("--lr must be positive".into());
@@ -158,7 +169,7 @@ impl Model {
             s += self.item_bias[item as usize];
         }
         if known_user && known_item {
-            s += crate::cpu::dot(self.user_row(user), self.item_row(item));
+            s += crate::update::dot(self.user_row(user), self.item_row(item));
         }
         s
     }

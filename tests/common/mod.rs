@@ -121,7 +121,7 @@ pub fn harness(tests: Vec<Test>) -> std::process::ExitCode {
 
 /// Early stopping keeps the best epoch's factors (not the last's), and stops `patience`
 /// epochs after the best unless the epochs run out first.
-pub fn check_early_stopping(backend: &gpumf::solver::Backend) {
+pub fn check_early_stopping(backend: &gpumf::training::Backend) {
     use gpumf::data::{load_ratings, split_random, LoadOptions};
     use gpumf::model::Params;
     let all = load_ratings(&latest_small(), LoadOptions::default()).unwrap().ratings;
@@ -129,7 +129,7 @@ pub fn check_early_stopping(backend: &gpumf::solver::Backend) {
     // A large, slowly decaying rate overfits within a few dozen epochs: validation RMSE turns.
     let params = Params { rank: 32, epochs: 80, learning_rate: 0.05, lr_decay: 0.0, reg: 0.02, ..Params::default() };
     let patience = 3;
-    let t = gpumf::solver::train_early_stopping(&problem, &params, backend, patience, |_| {}).unwrap();
+    let t = gpumf::training::train_early_stopping(&problem, &params, backend, patience, |_| {}).unwrap();
     let rmse: Vec<f64> = t.history.iter().map(|r| r.test_rmse.unwrap()).collect();
     let best = t.best_epoch.unwrap();
     let lowest = rmse.iter().cloned().fold(f64::INFINITY, f64::min);

@@ -1,0 +1,372 @@
+//! The one block schedule every backend trains by: the CPU trainers, the GPU and (later) the
+//! multi-device runner differ only in where a block lives and who runs it.
+//!
+//! Users and items are permuted at random (seeded) and cut into a grid of `user_blocks` ×
+//! `item_blocks` blocks whose row counts differ by at most one, so blocks hold about equal
+//! numbers of ratings even where ids were assigned by popularity or time (LIBMF and cuMF_SGD
+//! do the same). Each block's ratings lie together, in an order fixed when the grid is built.
+//! An epoch visits every non-empty block once: one after another in a seeded order, or, on
+//! several threads, any block whose user range and item range no running block holds. Two such
+//! blocks share no factor row (DSGD's strata, LIBMF's free blocks), so they need no lock.
+
+use crate::data::{group_by_key, tiled, Rating, UNKNOWN};
+use crate::error::{Error, Result};
+use crate::rng::part_rng;
+use rand::seq::SliceRandom;
+use std::borrow::Cow;
+use std::ops::Range;
+use std::sync::{Condvar, Mutex};
+
+/// Blocks on one side of the grid, at most: 4096² blocks index 256 MiB of ranges.
+pub const MAX_SIDE: usize = 4096;
+
+/// Blocks per side of the grid, users × items; `None` lets each backend choose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct GridSize {
+    pub user_blocks: usize,
+    pub item_blocks: usize,
+}
+
+impl std::str::FromStr for GridSize {
+    type Err = String;
+
+    /// `8` (8 × 8) or `16x4` (16 user blocks × 4 item blocks).
+    fn from_str(s: &str) -> std::result::Result<GridSize, String> {
+        let number = |t: &str| -> std::result::Result<usize, String> {
+            match t.trim().parse::<usize>() {
+                Ok(0) => Err("blocks per side must be at least 1".into()),
+                Ok(n) => Ok(n),
+                Err(_) => Err(format!("{t:?} is not a whole number of blocks (write 8, or 16x4 for users x items)")),
+            }
+        };
+        let (u, i) = match s.split_once(['x', 'X']) {
+            Some((u, i)) => (number(u)?, number(i)?),
+            None => (number(s)?, number(s)?),
+        };
+        Ok(GridSize { user_blocks: u, item_blocks: i })
+    }
+}
+
+impl std::fmt::Display for GridSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}x{}", self.user_blocks, self.item_blocks)
+    }
+}
+
+/// One side of the grid: which block each id falls in and its row there.
+#[derive(Clone, Debug)]
+pub struct Axis {
+    /// Ids by position: block b holds `members[starts[b]..starts[b + 1]]`.
+    members: Vec<u32>,
+    starts: Vec<usize>,
+    /// Each id's position in `members`.
+    position: Vec<u32>,
+}
+
+impl Axis {
+    /// `ids` cut into `blocks` blocks of nearly equal size, in a seeded random order (in id
+    /// order for one block: there is nothing to balance, and the rows keep their index).
+    fn new(ids: usize, blocks: usize, seed: u64, stream: u64) -> Axis {
+        let blocks = blocks.clamp(1, ids.max(1));
+        let mut members: Vec<u32> = (0..ids as u32).collect();
+        if blocks > 1 {
+            members.shuffle(&mut part_rng(seed, stream, 0));
+        }
+        let mut position = vec![0u32; ids];
+        for (p, &id) in members.iter().enumerate() {
+            position[id as usize] = p as u32;
+        }
+        let starts = (0..=blocks).map(|b| b * ids / blocks).collect();
+        Axis { members, starts, position }
+    }
+
+    pub fn blocks(&self) -> usize {
+        self.starts.len() - 1
+    }
+
+    /// The ids of block `b`, in the order of their rows there.
+    pub fn members(&self, b: usize) -> &[u32] {
+        &self.members[self.starts[b]..self.starts[b + 1]]
+    }
+
+    /// The most rows any block has.
+    pub fn max_rows(&self) -> usize {
+        self.starts.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0)
+    }
+
+    /// The block of id `id`; [`UNKNOWN`] (a cold test entry) goes with block 0.
+    pub fn block_of(&self, id: u32) -> usize {
+        if id == UNKNOWN {
+            return 0;
+        }
+        let p = self.position[id as usize] as usize;
+        // starts is increasing; the block is the last start at or before p.
+        self.starts.partition_point(|&s| s <= p) - 1
+    }
+
+    /// The row of id `id` within its block; [`UNKNOWN`] stays unknown.
+    pub fn row_of(&self, id: u32) -> u32 {
+        if id == UNKNOWN {
+            return UNKNOWN;
+        }
+        let p = self.position[id as usize] as usize;
+        (p - self.starts[self.block_of(id)]) as u32
+    }
+}
+
+/// How a block's ratings are ordered, fixed when the grid is built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    /// Uniformly at random: ratings in flight together rarely share a row (the GPU's Hogwild),
+    /// and a sequential pass sees them as SGD expects.
+    Shuffled,
+    /// By user, each user's items at random: a thread loads a user's row once per block.
+    ByUser,
+}
+
+/// The training ratings laid out by block, and the grid that cut them.
+pub struct Schedule {
+    pub users: Axis,
+    pub items: Axis,
+    /// Ratings with the model's ids, block by block (row-major over the grid).
+    ratings: Vec<Rating>,
+    ranges: Vec<Range<usize>>,
+    seed: u64,
+}
+
+impl Schedule {
+    /// Cuts `ratings` (ids below `users` and `items`) into a `grid`, each block in `order`.
+    /// A side asking for more blocks than it has ids gets one block per id.
+    pub fn new(ratings: &[Rating], users: usize, items: usize, grid: GridSize, order: Order, seed: u64) -> Result<Schedule> {
+        if !(1..=MAX_SIDE).contains(&grid.user_blocks) || !(1..=MAX_SIDE).contains(&grid.item_blocks) {
+            return Err(Error::InvalidParameter(format!("--blocks {grid}: each side needs 1 to {MAX_SIDE} blocks")));
+        }
+        let user_axis = Axis::new(users, grid.user_blocks, seed, 11);
+        let item_axis = Axis::new(items, grid.item_blocks, seed, 12);
+        let columns = item_axis.blocks();
+        let key = |r: &Rating| {
+            let block = user_axis.block_of(r.user) * columns + item_axis.block_of(r.item);
+            let row = match order {
+                Order::Shuffled => 0,
+                Order::ByUser => user_axis.row_of(r.user),
+            };
+            (block as u32, row)
+        };
+        let rows = match order {
+            Order::Shuffled => 1,
+            Order::ByUser => user_axis.max_rows().max(1),
+        };
+        let (ratings, ranges) = tiled(ratings, user_axis.blocks() * columns, rows, key, seed ^ 0x0062_6c6f_636b);
+        Ok(Schedule { users: user_axis, items: item_axis, ratings, ranges, seed })
+    }
+
+    pub fn grid(&self) -> GridSize {
+        GridSize { user_blocks: self.users.blocks(), item_blocks: self.items.blocks() }
+    }
+
+    /// Blocks in the grid, empty ones included.
+    pub fn len(&self) -> usize {
+        self.ranges.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ratings.is_empty()
+    }
+
+    /// Ratings in all blocks.
+    pub fn ratings(&self) -> usize {
+        self.ratings.len()
+    }
+
+    /// The (user block, item block) of block `b`.
+    pub fn coordinates(&self, b: usize) -> (usize, usize) {
+        (b / self.items.blocks(), b % self.items.blocks())
+    }
+
+    /// Block `b`'s ratings, with the model's ids, in their fixed order.
+    pub fn block(&self, b: usize) -> &[Rating] {
+        &self.ratings[self.ranges[b].clone()]
+    }
+
+    /// Block `b`'s ratings with ids made rows of its user and item blocks (how the GPU binds
+    /// them beside the blocks' factor rows).
+    /// With one block the rows are the model's ids and the ratings are lent as they are.
+    pub fn local_block(&self, b: usize) -> Cow<'_, [Rating]> {
+        if self.len() == 1 {
+            return Cow::Borrowed(self.block(b));
+        }
+        Cow::Owned(self.block(b).iter().map(|r| Rating { user: self.users.row_of(r.user), item: self.items.row_of(r.item), value: r.value }).collect())
+    }
+
+    /// Other ratings (a test set) grouped by the block they fall in, ids made rows of its
+    /// blocks, in their given order within each block. Cold ids ([`UNKNOWN`]) stay unknown and
+    /// go with the known side's block.
+    pub fn localize(&self, ratings: &[Rating]) -> Vec<Vec<Rating>> {
+        let columns = self.items.blocks();
+        let keys = |_: usize, chunk: &[Rating]| -> Vec<u32> {
+            chunk.iter().map(|r| (self.users.block_of(r.user) * columns + self.items.block_of(r.item)) as u32).collect()
+        };
+        group_by_key(ratings, self.len(), keys, |_, r| Rating { user: self.users.row_of(r.user), item: self.items.row_of(r.item), value: r.value })
+    }
+
+    /// The non-empty blocks in the order epoch `epoch` trains them one after another.
+    pub fn sequence(&self, epoch: usize) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.len()).filter(|&b| !self.ranges[b].is_empty()).collect();
+        order.shuffle(&mut part_rng(self.seed, 13, epoch));
+        order
+    }
+
+    /// Runs `train(block)` once for every non-empty block on `threads` threads of the current
+    /// rayon pool, never two blocks at once that share a user block or an item block. Free
+    /// blocks are taken in the epoch's seeded [`sequence`](Self::sequence) order.
+    pub fn run_parallel(&self, epoch: usize, threads: usize, train: impl Fn(usize) + Sync) {
+        let state = Mutex::new(Free {
+            pending: self.sequence(epoch),
+            busy_users: vec![false; self.users.blocks()],
+            busy_items: vec![false; self.items.blocks()],
+        });
+        let freed = Condvar::new();
+        let worker = || loop {
+            let mut free = state.lock().unwrap_or_else(|e| e.into_inner());
+            let block = loop {
+                if free.pending.is_empty() {
+                    return;
+                }
+                let found = free.pending.iter().position(|&b| {
+                    let (u, i) = self.coordinates(b);
+                    !free.busy_users[u] && !free.busy_items[i]
+                });
+                match found {
+                    Some(at) => break free.pending.remove(at),
+                    None => free = freed.wait(free).unwrap_or_else(|e| e.into_inner()),
+                }
+            };
+            let (u, i) = self.coordinates(block);
+            free.busy_users[u] = true;
+            free.busy_items[i] = true;
+            drop(free);
+            train(block);
+            let mut free = state.lock().unwrap_or_else(|e| e.into_inner());
+            free.busy_users[u] = false;
+            free.busy_items[i] = false;
+            freed.notify_all();
+        };
+        rayon::scope(|s| {
+            for _ in 0..threads.max(1) {
+                s.spawn(|_| worker());
+            }
+        });
+    }
+}
+
+/// The parallel epoch's shared state: blocks not yet taken, and the ranges in use.
+struct Free {
+    pending: Vec<usize>,
+    busy_users: Vec<bool>,
+    busy_items: Vec<bool>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn all_pairs(users: u32, items: u32) -> Vec<Rating> {
+        (0..users).flat_map(|u| (0..items).map(move |i| Rating { user: u, item: i, value: (u * 1000 + i) as f32 })).collect()
+    }
+
+    #[test]
+    fn grid_sizes_parse_and_bad_ones_say_why() {
+        assert_eq!("8".parse::<GridSize>(), Ok(GridSize { user_blocks: 8, item_blocks: 8 }));
+        assert_eq!("16x4".parse::<GridSize>(), Ok(GridSize { user_blocks: 16, item_blocks: 4 }));
+        assert!("0".parse::<GridSize>().unwrap_err().contains("at least 1"));
+        assert!("4x".parse::<GridSize>().unwrap_err().contains("not a whole number"));
+    }
+
+    #[test]
+    fn every_rating_lands_once_in_the_block_of_its_user_and_item() {
+        let ratings = all_pairs(23, 17);
+        for order in [Order::Shuffled, Order::ByUser] {
+            let s = Schedule::new(&ratings, 23, 17, GridSize { user_blocks: 4, item_blocks: 3 }, order, 9).unwrap();
+            assert_eq!(s.grid(), GridSize { user_blocks: 4, item_blocks: 3 });
+            let mut seen = Vec::new();
+            for b in 0..s.len() {
+                let (ub, ib) = s.coordinates(b);
+                for (r, local) in s.block(b).iter().zip(s.local_block(b).iter()) {
+                    assert_eq!((s.users.block_of(r.user), s.items.block_of(r.item)), (ub, ib));
+                    assert_eq!(s.users.members(ub)[local.user as usize], r.user, "local rows name the same user");
+                    assert_eq!(s.items.members(ib)[local.item as usize], r.item);
+                    seen.push((r.user, r.item));
+                }
+                if order == Order::ByUser {
+                    let rows: Vec<u32> = s.block(b).iter().map(|r| s.users.row_of(r.user)).collect();
+                    assert!(rows.windows(2).all(|w| w[0] <= w[1]), "by user within block {b}");
+                }
+            }
+            seen.sort_unstable();
+            assert_eq!(seen, ratings.iter().map(|r| (r.user, r.item)).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn blocks_are_balanced_and_unequal_by_at_most_one_row() {
+        let s = Schedule::new(&all_pairs(10, 7), 10, 7, GridSize { user_blocks: 4, item_blocks: 3 }, Order::Shuffled, 1).unwrap();
+        let sizes: Vec<usize> = (0..4).map(|b| s.users.members(b).len()).collect();
+        assert_eq!(sizes.iter().sum::<usize>(), 10);
+        assert!(sizes.iter().all(|&n| n == 2 || n == 3), "{sizes:?}");
+        // Permuted: the first block is not simply the first ids.
+        let seeds_in_order = (0..20).filter(|&seed| {
+            let s = Schedule::new(&all_pairs(10, 7), 10, 7, GridSize { user_blocks: 4, item_blocks: 3 }, Order::Shuffled, seed).unwrap();
+            s.users.members(0) == [0, 1]
+        });
+        assert!(seeds_in_order.count() < 3);
+    }
+
+    #[test]
+    fn more_blocks_than_ids_gives_one_block_per_id_and_one_block_keeps_ids() {
+        let s = Schedule::new(&all_pairs(3, 2), 3, 2, GridSize { user_blocks: 8, item_blocks: 8 }, Order::Shuffled, 1).unwrap();
+        assert_eq!(s.grid(), GridSize { user_blocks: 3, item_blocks: 2 });
+        let one = Schedule::new(&all_pairs(5, 4), 5, 4, GridSize { user_blocks: 1, item_blocks: 1 }, Order::Shuffled, 1).unwrap();
+        assert!(matches!(one.local_block(0), Cow::Borrowed(_)), "one block: rows are the model's ids, no copy");
+        assert_eq!(one.sequence(0), vec![0]);
+    }
+
+    #[test]
+    fn empty_blocks_are_skipped_and_the_sequence_changes_with_the_epoch() {
+        // Only user 0 rates: every block of the other user blocks is empty.
+        let ratings: Vec<Rating> = (0..50).map(|i| Rating { user: 0, item: i, value: 1.0 }).collect();
+        let s = Schedule::new(&ratings, 40, 50, GridSize { user_blocks: 4, item_blocks: 5 }, Order::Shuffled, 3).unwrap();
+        let seq = s.sequence(0);
+        assert_eq!(seq.len(), 5);
+        assert!(seq.iter().all(|&b| !s.block(b).is_empty()));
+        let many = Schedule::new(&all_pairs(30, 30), 30, 30, GridSize { user_blocks: 5, item_blocks: 5 }, Order::Shuffled, 3).unwrap();
+        assert_ne!(many.sequence(0), many.sequence(1));
+        assert_eq!(many.sequence(1), many.sequence(1));
+    }
+
+    #[test]
+    fn parallel_runs_never_share_a_user_or_item_block_and_cover_every_block_once() {
+        let s = Schedule::new(&all_pairs(40, 40), 40, 40, GridSize { user_blocks: 6, item_blocks: 5 }, Order::ByUser, 2).unwrap();
+        let busy_users: Vec<AtomicUsize> = (0..6).map(|_| AtomicUsize::new(0)).collect();
+        let busy_items: Vec<AtomicUsize> = (0..5).map(|_| AtomicUsize::new(0)).collect();
+        let runs: Vec<AtomicUsize> = (0..s.len()).map(|_| AtomicUsize::new(0)).collect();
+        let overlaps = AtomicUsize::new(0);
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(4).build().unwrap();
+        pool.install(|| {
+            s.run_parallel(0, 4, |b| {
+                let (u, i) = s.coordinates(b);
+                let user_taken = busy_users[u].fetch_add(1, Ordering::SeqCst) > 0;
+                let item_taken = busy_items[i].fetch_add(1, Ordering::SeqCst) > 0;
+                if user_taken || item_taken {
+                    overlaps.fetch_add(1, Ordering::SeqCst);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+                busy_users[u].fetch_sub(1, Ordering::SeqCst);
+                busy_items[i].fetch_sub(1, Ordering::SeqCst);
+                runs[b].fetch_add(1, Ordering::SeqCst);
+            })
+        });
+        assert_eq!(overlaps.load(Ordering::SeqCst), 0);
+        assert!(runs.iter().all(|r| r.load(Ordering::SeqCst) == 1));
+    }
+}

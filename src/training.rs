@@ -1,0 +1,205 @@
+//! The training loop shared by every backend, above them: a backend ([`Solver`]) only says how
+//! an epoch runs; the learning-rate schedule, when the test set is scored, early stopping, the
+//! reports and the result are common.
+
+use crate::cpu::{CpuMode, CpuSolver};
+use crate::data::Problem;
+use crate::error::{Error, Result};
+use crate::gpu::{GpuOptions, GpuSolver};
+use crate::model::{Model, Params};
+use crate::solver::Solver;
+use std::collections::VecDeque;
+use std::time::Instant;
+
+/// Where training runs.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Backend {
+    Cpu(CpuMode),
+    Gpu(GpuOptions),
+}
+
+/// One epoch's figures.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct EpochReport {
+    /// 1-based.
+    pub epoch: usize,
+    pub learning_rate: f32,
+    /// Σ (r − prediction)² over the training ratings, the masked objective, each error taken
+    /// as the pass met it, just before its update (LIBMF's training loss).
+    pub train_loss: f64,
+    pub train_rmse: f64,
+    /// Scored every `--eval-every` epochs and after the last; `None` in between.
+    pub test_rmse: Option<f64>,
+    pub test_mae: Option<f64>,
+    /// Host seconds of the epoch: from when the host could go on with it (its submission or
+    /// the previous epoch's end, whichever is later) to its end, the test scoring included
+    /// when it had one.
+    pub sgd_seconds: f64,
+    /// Seconds the device's clock measured for the kernels of the update pass, where it has one.
+    pub kernel_seconds: Option<f64>,
+    /// Seconds since training started.
+    pub elapsed_seconds: f64,
+}
+
+/// A finished run.
+pub struct Trained {
+    pub model: Model,
+    pub history: Vec<EpochReport>,
+    /// Seconds in SGD epochs, all epochs together.
+    pub train_seconds: f64,
+    /// The device's kernel seconds over all epochs, where every epoch was measured.
+    pub kernel_seconds: Option<f64>,
+    /// Seconds from start to finish: set-up, epochs, evaluation and read-back.
+    pub total_seconds: f64,
+    /// Seconds of set-up before the first epoch: initial model, shuffling, upload, compiling.
+    pub setup_seconds: f64,
+    pub backend: String,
+    /// Bytes the backend held in device buffers (0 on the CPU).
+    pub device_bytes: u64,
+    /// With early stopping: the epoch (from 1) whose factors `model` holds, the one with the
+    /// lowest held-out RMSE.
+    pub best_epoch: Option<usize>,
+}
+
+/// Creates the backend's solver over the shared, seeded initial model.
+pub fn make_solver<'a>(problem: &'a Problem, params: &Params, backend: &Backend) -> Result<Box<dyn Solver + 'a>> {
+    params.validate()?;
+    if problem.train.is_empty() {
+        return Err(Error::Data("no training ratings".into()));
+    }
+    // The factors, twice: the model, and the backend's working copy (Hogwild's shared rows, the
+    // GPU's read-back). An allocation that fails would abort the process without a word.
+    let (m, n, k) = (problem.num_users() as u64, problem.num_items() as u64, params.rank as u64);
+    let factors = (m + n).saturating_mul(k).saturating_mul(4);
+    crate::resources::ensure_memory(factors.saturating_mul(2), &format!("rank {k} for {m} users and {n} items"), |available| {
+        format!("--rank {} at most fits", (available / 2 / 4 / (m + n).max(1)).min(k.saturating_sub(1)))
+    })?;
+    let model = Model::init(problem, params);
+    Ok(match backend {
+        Backend::Cpu(mode) => Box::new(CpuSolver::new(problem, model, params, *mode)?),
+        Backend::Gpu(options) => Box::new(GpuSolver::new(problem, model, params, options)?),
+    })
+}
+
+/// Where `--backend auto` trains: a hardware GPU when wgpu finds one, else the CPU, with a note
+/// for people naming the software adapters passed over (lavapipe is slower than the CPU trainer).
+pub fn choose_auto(cpu: Backend, gpu: Backend) -> (Backend, Option<String>) {
+    let adapters = crate::gpu::list_adapters();
+    if adapters.iter().any(|a| !a.is_software()) {
+        return (gpu, None);
+    }
+    let why = if adapters.is_empty() {
+        "no GPU adapter found".to_string()
+    } else {
+        let names: Vec<String> = adapters.iter().map(|a| format!("{} ({})", a.name, a.backend)).collect();
+        let one = names.len() == 1;
+        format!(
+            "the only GPU adapter{} {} {}, a software renderer on the CPU, slower than the CPU trainer (--backend gpu uses it anyway)",
+            if one { "" } else { "s" },
+            if one { "is" } else { "are" },
+            names.join(", ")
+        )
+    };
+    (cpu, Some(why))
+}
+
+/// Trains for `params.epochs` epochs, calling `on_epoch` after each.
+pub fn train(problem: &Problem, params: &Params, backend: &Backend, mut on_epoch: impl FnMut(&EpochReport)) -> Result<Trained> {
+    train_until(problem, params, backend, |report| {
+        on_epoch(report);
+        true
+    })
+}
+
+/// Like [`train`], but training ends after any epoch for which `on_epoch` returns false, with
+/// the model of the epochs done (how an interrupt from Python stops at an epoch's end).
+pub fn train_until(problem: &Problem, params: &Params, backend: &Backend, on_epoch: impl FnMut(&EpochReport) -> bool) -> Result<Trained> {
+    run(problem, params, backend, None, on_epoch)
+}
+
+/// Early stopping: `problem.test` is a validation set held out of the training data. Training
+/// stops once its RMSE has not improved for `patience` epochs (or after `params.epochs`), and
+/// the model returned is the best epoch's, a snapshot taken when it was reached.
+pub fn train_early_stopping(problem: &Problem, params: &Params, backend: &Backend, patience: usize, on_epoch: impl FnMut(&EpochReport)) -> Result<Trained> {
+    if problem.test.is_empty() {
+        return Err(Error::Data("early stopping needs a validation set, and it is empty".into()));
+    }
+    if patience == 0 {
+        return Err(Error::InvalidParameter("--patience must be at least 1".into()));
+    }
+    let mut on_epoch = on_epoch;
+    run(problem, params, backend, Some(patience), |r| {
+        on_epoch(r);
+        true
+    })
+}
+
+/// The one training loop; `patience` turns on early stopping on `problem.test`.
+fn run(problem: &Problem, params: &Params, backend: &Backend, patience: Option<usize>, mut on_epoch: impl FnMut(&EpochReport) -> bool) -> Result<Trained> {
+    let start = Instant::now();
+    let mut best: Option<(usize, f64, Model)> = None;
+    let mut solver = make_solver(problem, params, backend)?;
+    let setup_seconds = start.elapsed().as_secs_f64();
+    let backend = solver.name();
+    // Early stopping snapshots the factors of the epoch just finished, so nothing may run ahead.
+    let depth = if patience.is_some() { 1 } else { solver.epochs_in_flight().max(1) };
+    let scores_test = |epoch: usize| !problem.test.is_empty() && ((epoch + 1) % params.eval_every.max(1) == 0 || epoch + 1 == params.epochs);
+    // Not `with_capacity(params.epochs)`: an epoch count is the user's to give, and a huge one
+    // must cost time, not an allocation that aborts.
+    let mut history = Vec::with_capacity(params.epochs.min(1024));
+    let mut train_seconds = 0.0;
+    let mut submitted: VecDeque<Instant> = VecDeque::new();
+    let (mut next, mut stopping) = (0, false);
+    let mut last_end = Instant::now();
+    for epoch in 0..params.epochs {
+        while !stopping && next < params.epochs && next < epoch + depth {
+            submitted.push_back(Instant::now());
+            solver.submit_epoch(next, params.learning_rate_at(next), scores_test(next))?;
+            next += 1;
+        }
+        let figures = solver.finish_epoch()?;
+        let began = submitted.pop_front().expect("an epoch was submitted").max(last_end);
+        last_end = Instant::now();
+        let sgd_seconds = last_end.duration_since(began).as_secs_f64();
+        train_seconds += sgd_seconds;
+        let report = EpochReport {
+            epoch: epoch + 1,
+            learning_rate: params.learning_rate_at(epoch),
+            train_loss: figures.train.squared,
+            train_rmse: figures.train.rmse(),
+            test_rmse: figures.test.map(|t| t.rmse()),
+            test_mae: figures.test.map(|t| t.mae()),
+            sgd_seconds,
+            kernel_seconds: figures.kernel_seconds,
+            elapsed_seconds: start.elapsed().as_secs_f64(),
+        };
+        if !report.train_loss.is_finite() {
+            return Err(Error::Data(format!(
+                "training diverged at epoch {} (loss is {}); lower --lr or raise --reg",
+                epoch + 1,
+                report.train_loss
+            )));
+        }
+        // A stop asked for while later epochs were already queued takes effect after them: the
+        // model then holds every epoch reported.
+        stopping |= !on_epoch(&report);
+        if let (Some(patience), Some(rmse)) = (patience, report.test_rmse) {
+            if best.as_ref().is_none_or(|b| rmse < b.1) {
+                best = Some((epoch + 1, rmse, solver.snapshot()?));
+            } else if epoch + 1 - best.as_ref().map_or(0, |b| b.0) >= patience {
+                stopping = true;
+            }
+        }
+        history.push(report);
+        if stopping && next == epoch + 1 {
+            break;
+        }
+    }
+    let device_bytes = solver.device_bytes();
+    let (model, best_epoch) = match best {
+        Some((epoch, _, snapshot)) => (snapshot, Some(epoch)),
+        None => (solver.into_model()?, None),
+    };
+    let kernel_seconds = history.iter().map(|r| r.kernel_seconds).sum::<Option<f64>>();
+    Ok(Trained { model, history, train_seconds, kernel_seconds, total_seconds: start.elapsed().as_secs_f64(), setup_seconds, backend, device_bytes, best_epoch })
+}

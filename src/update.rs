@@ -1,0 +1,54 @@
+//! The SGD update rule of the model, written once: the CPU trainers run it as it stands and the
+//! GPU kernel (shaders/sgd.wgsl) mirrors it line for line, which the exact test checks.
+
+/// Dot product with eight independent accumulators, so the compiler can vectorise it.
+#[inline(always)]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    debug_assert_eq!(a.len(), b.len());
+    let mut acc = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut tail = 0.0;
+    for (x, y) in ra.iter().zip(rb) {
+        tail += x * y;
+    }
+    (acc[0] + acc[4]) + (acc[1] + acc[5]) + (acc[2] + acc[6]) + (acc[3] + acc[7]) + tail
+}
+
+/// The step sizes of one epoch.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Step {
+    pub lr: f32,
+    pub reg: f32,
+    pub reg_bias: f32,
+    pub mean: f32,
+    pub biases: bool,
+}
+
+/// One SGD update for one rating, reading the old p and q on both sides:
+/// e = r − prediction; p += lr(e·q − λp); q += lr(e·p − λq); biases likewise.
+/// Returns e, the error before the update: its squares summed over an epoch are the epoch's
+/// training loss, with no second pass over the ratings (as LIBMF reports it).
+#[inline(always)]
+pub(crate) fn sgd_update(p: &mut [f32], q: &mut [f32], bu: &mut f32, bi: &mut f32, value: f32, s: &Step) -> f32 {
+    let mut prediction = s.mean + dot(p, q);
+    if s.biases {
+        prediction += *bu + *bi;
+    }
+    let e = value - prediction;
+    if s.biases {
+        *bu += s.lr * (e - s.reg_bias * *bu);
+        *bi += s.lr * (e - s.reg_bias * *bi);
+    }
+    for (pf, qf) in p.iter_mut().zip(q.iter_mut()) {
+        let (a, b) = (*pf, *qf);
+        *pf = a + s.lr * (e * b - s.reg * a);
+        *qf = b + s.lr * (e * a - s.reg * b);
+    }
+    e
+}

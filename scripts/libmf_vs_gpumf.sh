@@ -28,7 +28,7 @@ t0=$(now); "$libmf/mf-train" -k "$k" -t 1 -s "$threads" -l2 "$l2" "$train" "$wor
 libmf_rmse=$("$libmf/mf-predict" -e 0 "$test" "$work/m" "$work/out" | awk '/RMSE/ {print $3}')
 libmf_epoch=$(python3 -c "print(max(1e-9, (($t2 - $t1) - ($t1 - $t0)) / $iters))")
 
-"$gpumf" bench --train "$train" --test "$test" --backends hogwild --threads "$threads" --rank "$k" --epochs "$iters" \
+"$gpumf" bench --train "$train" --test "$test" --backends cpu-threads --threads "$threads" --rank "$k" --epochs "$iters" \
     --reg "$l2" "${extra[@]}" --json > "$work/gpumf.json"
 
 python3 - "$work/gpumf.json" "$ratings" "$k" "$iters" "$threads" "$libmf_epoch" "$libmf_rmse" <<'PY'
@@ -40,6 +40,6 @@ l_ups = ratings / l_epoch
 print(f"{ratings} ratings, k={k}, {iters} iterations, {threads} threads")
 print(f"{'':22}{'s/epoch':>10}{'updates/s':>14}{'per thread':>14}{'test RMSE':>11}")
 print(f"{'LIBMF':22}{l_epoch:>10.4f}{l_ups/1e6:>13.1f}M{l_ups/threads/1e6:>13.1f}M{l_rmse:>11.4f}")
-print(f"{'gpumf cpu hogwild':22}{g['seconds_per_epoch']:>10.4f}{g['updates_per_second']/1e6:>13.1f}M{g['updates_per_second']/threads/1e6:>13.1f}M{g['test_rmse']:>11.4f}")
+print(f"{'gpumf cpu threads':22}{g['seconds_per_epoch']:>10.4f}{g['updates_per_second']/1e6:>13.1f}M{g['updates_per_second']/threads/1e6:>13.1f}M{g['test_rmse']:>11.4f}")
 print(f"gpumf / LIBMF: {g['updates_per_second']/l_ups:.2f}x the updates/s, test RMSE {g['test_rmse'] - l_rmse:+.4f}")
 PY

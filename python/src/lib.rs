@@ -2,7 +2,7 @@
 //! library's loaders, training loop and model, NumPy arrays out. The Python layer
 //! (`python/gpumf/__init__.py`) turns SciPy and pandas inputs into these columns.
 
-use clap::ValueEnum;
+use gpumf::choice::Choice;
 use gpumf::cpu::CpuMode;
 use gpumf::data::{load_ratings, parse_ratings, split_random, Duplicates, Format, LoadOptions, Problem, RatingSet};
 use gpumf::gpu::{GpuOptions, Precision};
@@ -114,9 +114,9 @@ fn columns(u: &Column<'_>, i: &Column<'_>, r: &Column<'_>, what: &str) -> PyResu
 }
 
 /// A choice given by name, as the CLI spells it.
-fn named<T: ValueEnum>(value: &str, what: &str) -> PyResult<T> {
-    T::from_str(value, true).map_err(|_| {
-        let names: Vec<String> = T::value_variants().iter().filter_map(|v| v.to_possible_value()).map(|p| p.get_name().to_string()).collect();
+fn named<T: Choice>(value: &str, what: &str) -> PyResult<T> {
+    T::named(value).map_err(|_| {
+        let names: Vec<&str> = T::ALL.iter().map(|c| c.1).collect();
         PyValueError::new_err(format!("{what} must be one of {}, got {value:?}", names.join(", ")))
     })
 }

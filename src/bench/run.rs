@@ -17,7 +17,9 @@ pub struct BenchRow {
     pub items: usize,
     pub rank: usize,
     pub epochs: usize,
-    /// Host clock: submission, kernels and the wait, evaluation excluded.
+    /// Host clock per epoch: from when the host could go on with the epoch to its end (the
+    /// GPU's epochs overlap on the host, so no wait between them is counted twice); test
+    /// scoring included on the epochs that score (`--eval-every`).
     pub seconds_per_epoch: f64,
     pub updates_per_second: f64,
     /// The device's own clock over the update kernels alone (GPU timestamp queries).
@@ -107,7 +109,7 @@ pub fn table(rows: &[BenchRow]) -> String {
     let w = rows.iter().map(|r| r.backend.chars().count()).max().unwrap_or(0).max(7);
     let mut s = format!(
         "{:<w$} {:>10} {:>5} {:>9} {:>10} {:>10} {:>10} {:>8} {:>8} {:>9} {:>9} {:>9}\n",
-        "backend", "ratings", "rank", "set-up s", "s/epoch", "kernel s", "updates/s", "eff GB/s", "RMSE", "to target", "RSS MiB", "GPU MiB"
+        "backend", "ratings", "rank", "set-up s", "host s/ep", "kernel s/ep", "updates/s", "eff GB/s", "RMSE", "to target", "RSS MiB", "GPU MiB"
     );
     for r in rows {
         let opt = |v: Option<f64>, p: usize| v.map_or("-".into(), |x| format!("{x:.p$}"));

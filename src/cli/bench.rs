@@ -81,7 +81,7 @@ pub struct GenerateArgs {
     #[arg(long)]
     pub test_out: Option<PathBuf>,
     /// binary: cuMF_SGD's 12-byte records (compact, read by gpumf and cuMF_SGD); tab or space: text.
-    #[arg(long, value_enum, default_value = "binary")]
+    #[arg(long, value_parser = super::choice::<WriteFormat>(), default_value = "binary")]
     pub output_format: WriteFormat,
     /// Replace existing output files.
     #[arg(long)]

@@ -156,7 +156,7 @@ pub struct ValidateArgs {
     pub epochs: usize,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    #[arg(long, value_enum, default_value = "f32")]
+    #[arg(long, value_parser = super::choice::<Precision>(), default_value = "f32")]
     pub precision: Precision,
     #[arg(long)]
     pub json: bool,

@@ -7,6 +7,7 @@ mod progress;
 mod train;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use gpumf::choice::Choice;
 use gpumf::data::{Duplicates, Format, LoadOptions};
 use gpumf::gpu::Precision;
 use gpumf::model::Params;
@@ -73,7 +74,7 @@ pub enum BackendArg {
 #[derive(Args, Clone, Debug)]
 pub struct InputArgs {
     /// Rating-file format; detected from the content by default.
-    #[arg(long, value_enum, default_value = "auto")]
+    #[arg(long, value_parser = choice::<Format>(), default_value = "auto")]
     pub format: Format,
     /// Skip malformed lines (and report how many) instead of stopping at the first.
     #[arg(long)]
@@ -86,7 +87,7 @@ pub struct InputArgs {
     pub skip_columns: usize,
     /// A (user, item) pair rated more than once in a file: keep every rating, keep the last,
     /// average them, or stop with an error naming the lines. The load report counts them.
-    #[arg(long, value_enum, default_value = "keep")]
+    #[arg(long, value_parser = choice::<Duplicates>(), default_value = "keep")]
     pub duplicates: Duplicates,
 }
 
@@ -160,6 +161,13 @@ impl ParamArgs {
     }
 }
 
+/// A parser for one of the library's named choices, with each name's help in `--help`.
+pub fn choice<T: Choice + Send + Sync>() -> impl clap::builder::TypedValueParser<Value = T> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+    PossibleValuesParser::new(T::ALL.iter().map(|&(_, name, help)| PossibleValue::new(name).help(help)))
+        .map(|name| T::named(&name).expect("clap accepts only the listed names"))
+}
+
 /// CPU threads, shared by the commands that train.
 pub fn threads(requested: Option<usize>) -> anyhow::Result<usize> {
     Ok(gpumf::resources::threads(requested, "--threads")?)
@@ -178,7 +186,7 @@ pub struct ModelArgs {
     #[arg(long)]
     pub threads: Option<usize>,
     /// How the GPU stores factors (arithmetic is f32 either way).
-    #[arg(long, value_enum, default_value = "f32")]
+    #[arg(long, value_parser = choice::<Precision>(), default_value = "f32")]
     pub precision: Precision,
     #[command(flatten)]
     pub gpu: GpuTuningArgs,

@@ -8,7 +8,7 @@ use rayon::prelude::*;
 use std::path::Path;
 
 /// The rating-file formats gpumf reads. Gzip is detected separately, under any of them.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Format {
     /// Detect from the content (the default).
@@ -34,7 +34,7 @@ pub enum Format {
 }
 
 /// What to do with a (user, item) pair rated more than once in one file.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Duplicates {
     /// Keep every rating (each is trained on), and count them.
@@ -46,6 +46,31 @@ pub enum Duplicates {
     Mean,
     /// Stop with the lines of the first repeated pair.
     Error,
+}
+
+impl crate::choice::Choice for Format {
+    const WHAT: &'static str = "format";
+    const ALL: &'static [(Format, &'static str, &'static str)] = &[
+        (Format::Auto, "auto", "Detect from the content (the default)"),
+        (Format::Tab, "tab", "user<TAB>item<TAB>rating[<TAB>timestamp], e.g. MovieLens 100k u.data"),
+        (Format::Comma, "comma", "user,item,rating[,timestamp] without a header line"),
+        (Format::Space, "space", "user item rating [timestamp] separated by spaces (LIBMF's text format)"),
+        (Format::Dat, "dat", "user::item::rating::timestamp, MovieLens 1M/10M ratings.dat"),
+        (Format::Csv, "csv", "Delimited text with a header line naming the columns (MovieLens ratings.csv)"),
+        (Format::Mtx, "mtx", "Matrix Market coordinate format (.mtx), 1-based row and column indices"),
+        (Format::Binary, "binary", "cuMF_SGD's binary records {i32 user, i32 item, f32 rating}, 12 bytes each"),
+        (Format::Dense, "dense", "A dense matrix: one line per user, one column per item, --missing marks gaps"),
+    ];
+}
+
+impl crate::choice::Choice for Duplicates {
+    const WHAT: &'static str = "duplicates policy";
+    const ALL: &'static [(Duplicates, &'static str, &'static str)] = &[
+        (Duplicates::Keep, "keep", "Keep every rating (each is trained on), and count them"),
+        (Duplicates::Last, "last", "Keep the one that comes last in the file"),
+        (Duplicates::Mean, "mean", "Keep one rating, the mean of them all"),
+        (Duplicates::Error, "error", "Stop with the lines of the first repeated pair"),
+    ];
 }
 
 /// How to read a rating file.

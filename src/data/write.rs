@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::Path;
 
 /// The formats gpumf writes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WriteFormat {
     /// `user<TAB>item<TAB>rating` lines (MovieLens u.data style; LIBMF reads it with spaces).
@@ -16,6 +16,15 @@ pub enum WriteFormat {
     Space,
     /// cuMF_SGD's binary records {i32 user, i32 item, f32 rating}.
     Binary,
+}
+
+impl crate::choice::Choice for WriteFormat {
+    const WHAT: &'static str = "output format";
+    const ALL: &'static [(WriteFormat, &'static str, &'static str)] = &[
+        (WriteFormat::Tab, "tab", "user<TAB>item<TAB>rating lines (MovieLens u.data style)"),
+        (WriteFormat::Space, "space", "user item rating lines, LIBMF's text format"),
+        (WriteFormat::Binary, "binary", "cuMF_SGD's binary records {i32 user, i32 item, f32 rating}"),
+    ];
 }
 
 /// Writes `ratings` with their indices as ids, checked first and written whole or not at all

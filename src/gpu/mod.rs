@@ -29,12 +29,20 @@ use readback::EpochSlots;
 use wgpu::util::DeviceExt;
 
 /// How factors are stored on the GPU; arithmetic is always f32.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
     F32,
     /// Half the bytes per update (needs the adapter's shader-f16 feature).
     F16,
+}
+
+impl crate::choice::Choice for Precision {
+    const WHAT: &'static str = "precision";
+    const ALL: &'static [(Precision, &'static str, &'static str)] = &[
+        (Precision::F32, "f32", "Factors stored as 32-bit floats"),
+        (Precision::F16, "f16", "Half the bytes per update (needs the adapter's shader-f16 feature)"),
+    ];
 }
 
 impl Precision {

@@ -4,7 +4,11 @@
 //! Users and items are permuted at random (seeded) and cut into a grid of `user_blocks` ×
 //! `item_blocks` blocks whose row counts differ by at most one, so blocks hold about equal
 //! numbers of ratings even where ids were assigned by popularity or time (LIBMF and cuMF_SGD
-//! do the same). Each block's ratings lie together, in an order fixed when the grid is built.
+//! do the same). An id's place in the permutation is its *position*: a block's rows are a run
+//! of positions, and the schedule's ratings name positions, so a trainer that keeps its factor
+//! rows in position order (the CPU's, see [`Axis::gather`]) finds each block's rows together
+//! in memory, apart from other threads' rows. Each block's ratings lie together, in an order
+//! fixed when the grid is built.
 //! An epoch visits every non-empty block once: one after another in a seeded order, or, on
 //! several threads, any block whose user range and item range no running block holds. Two such
 //! blocks share no factor row (DSGD's strata, LIBMF's free blocks), so they need no lock.
@@ -13,6 +17,7 @@ use crate::data::{group_by_key, tiled, Rating, UNKNOWN};
 use crate::error::{Error, Result};
 use crate::rng::part_rng;
 use rand::seq::SliceRandom;
+use rayon::prelude::*;
 use std::borrow::Cow;
 use std::ops::Range;
 use std::sync::{Condvar, Mutex};
@@ -53,7 +58,7 @@ impl std::fmt::Display for GridSize {
     }
 }
 
-/// One side of the grid: which block each id falls in and its row there.
+/// One side of the grid: each id's position, and the blocks as runs of positions.
 #[derive(Clone, Debug)]
 pub struct Axis {
     /// Ids by position: block b holds `members[starts[b]..starts[b + 1]]`.
@@ -64,19 +69,25 @@ pub struct Axis {
 }
 
 impl Axis {
-    /// `ids` cut into `blocks` blocks of nearly equal size, in a seeded random order (in id
-    /// order for one block: there is nothing to balance, and the rows keep their index).
+    /// `ids` dealt at random (seeded) into `blocks` blocks of nearly equal size (one block keeps
+    /// every row at its index: there is nothing to balance).
     fn new(ids: usize, blocks: usize, seed: u64, stream: u64) -> Axis {
         let blocks = blocks.clamp(1, ids.max(1));
         let mut members: Vec<u32> = (0..ids as u32).collect();
         if blocks > 1 {
             members.shuffle(&mut part_rng(seed, stream, 0));
         }
+        let starts: Vec<usize> = (0..=blocks).map(|b| b * ids / blocks).collect();
+        // Within a block, rows in id order: a CPU thread visiting a block's ratings by user then
+        // walks the factor rows in memory order, which the hardware prefetches (about 2.5x
+        // faster at rank 128 on 2 cores than the same rows in random order).
+        for w in starts.windows(2) {
+            members[w[0]..w[1]].sort_unstable();
+        }
         let mut position = vec![0u32; ids];
         for (p, &id) in members.iter().enumerate() {
             position[id as usize] = p as u32;
         }
-        let starts = (0..=blocks).map(|b| b * ids / blocks).collect();
         Axis { members, starts, position }
     }
 
@@ -94,23 +105,53 @@ impl Axis {
         self.starts.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0)
     }
 
-    /// The block of id `id`; [`UNKNOWN`] (a cold test entry) goes with block 0.
-    pub fn block_of(&self, id: u32) -> usize {
-        if id == UNKNOWN {
-            return 0;
-        }
-        let p = self.position[id as usize] as usize;
-        // starts is increasing; the block is the last start at or before p.
-        self.starts.partition_point(|&s| s <= p) - 1
+    /// The position of id `id`; [`UNKNOWN`] (a cold test entry) stays unknown.
+    pub fn position(&self, id: u32) -> u32 {
+        if id == UNKNOWN { UNKNOWN } else { self.position[id as usize] }
     }
 
-    /// The row of id `id` within its block; [`UNKNOWN`] stays unknown.
-    pub fn row_of(&self, id: u32) -> u32 {
-        if id == UNKNOWN {
-            return UNKNOWN;
+    /// The id at position `p`.
+    pub fn id_at(&self, p: u32) -> u32 {
+        self.members[p as usize]
+    }
+
+    /// The block holding position `p`; [`UNKNOWN`] goes with block 0.
+    pub fn block_at(&self, p: u32) -> usize {
+        if p == UNKNOWN {
+            return 0;
         }
-        let p = self.position[id as usize] as usize;
-        (p - self.starts[self.block_of(id)]) as u32
+        // starts is increasing; the block is the last start at or before p.
+        self.starts.partition_point(|&s| s <= p as usize) - 1
+    }
+
+    /// Position `p` as a row of its block; [`UNKNOWN`] stays unknown.
+    pub fn row_at(&self, p: u32) -> u32 {
+        if p == UNKNOWN { UNKNOWN } else { p - self.starts[self.block_at(p)] as u32 }
+    }
+
+    /// Whether every id is at its own position (one block): nothing to gather or scatter.
+    pub fn is_identity(&self) -> bool {
+        self.blocks() == 1
+    }
+
+    /// `rows` (one per id, `rows.len() / ids` values each) reordered by position.
+    pub fn gather(&self, rows: &[f32]) -> Vec<f32> {
+        let width = rows.len() / self.members.len().max(1);
+        let mut out = Vec::with_capacity(rows.len());
+        for &id in &self.members {
+            out.extend_from_slice(&rows[id as usize * width..][..width]);
+        }
+        out
+    }
+
+    /// The inverse of [`gather`](Self::gather): rows by position put back in id order.
+    pub fn scatter(&self, by_position: &[f32]) -> Vec<f32> {
+        let width = by_position.len() / self.members.len().max(1);
+        let mut out = vec![0.0; by_position.len()];
+        for (p, &id) in self.members.iter().enumerate() {
+            out[id as usize * width..][..width].copy_from_slice(&by_position[p * width..][..width]);
+        }
+        out
     }
 }
 
@@ -128,15 +169,15 @@ pub enum Order {
 pub struct Schedule {
     pub users: Axis,
     pub items: Axis,
-    /// Ratings with the model's ids, block by block (row-major over the grid).
+    /// Ratings naming positions, block by block (row-major over the grid).
     ratings: Vec<Rating>,
     ranges: Vec<Range<usize>>,
     seed: u64,
 }
 
 impl Schedule {
-    /// Cuts `ratings` (ids below `users` and `items`) into a `grid`, each block in `order`.
-    /// A side asking for more blocks than it has ids gets one block per id.
+    /// Cuts `ratings` (ids below `users` and `items`) into a `grid`, each block in `order`, ids
+    /// turned into positions. A side asking for more blocks than it has ids gets one block per id.
     pub fn new(ratings: &[Rating], users: usize, items: usize, grid: GridSize, order: Order, seed: u64) -> Result<Schedule> {
         if !(1..=MAX_SIDE).contains(&grid.user_blocks) || !(1..=MAX_SIDE).contains(&grid.item_blocks) {
             return Err(Error::InvalidParameter(format!("--blocks {grid}: each side needs 1 to {MAX_SIDE} blocks")));
@@ -145,10 +186,11 @@ impl Schedule {
         let item_axis = Axis::new(items, grid.item_blocks, seed, 12);
         let columns = item_axis.blocks();
         let key = |r: &Rating| {
-            let block = user_axis.block_of(r.user) * columns + item_axis.block_of(r.item);
+            let (u, i) = (user_axis.position(r.user), item_axis.position(r.item));
+            let block = user_axis.block_at(u) * columns + item_axis.block_at(i);
             let row = match order {
                 Order::Shuffled => 0,
-                Order::ByUser => user_axis.row_of(r.user),
+                Order::ByUser => user_axis.row_at(u),
             };
             (block as u32, row)
         };
@@ -156,7 +198,10 @@ impl Schedule {
             Order::Shuffled => 1,
             Order::ByUser => user_axis.max_rows().max(1),
         };
-        let (ratings, ranges) = tiled(ratings, user_axis.blocks() * columns, rows, key, seed ^ 0x0062_6c6f_636b);
+        let (mut ratings, ranges) = tiled(ratings, user_axis.blocks() * columns, rows, key, seed ^ 0x0062_6c6f_636b);
+        if !(user_axis.is_identity() && item_axis.is_identity()) {
+            ratings.par_iter_mut().for_each(|r| *r = Rating { user: user_axis.position(r.user), item: item_axis.position(r.item), value: r.value });
+        }
         Ok(Schedule { users: user_axis, items: item_axis, ratings, ranges, seed })
     }
 
@@ -183,7 +228,7 @@ impl Schedule {
         (b / self.items.blocks(), b % self.items.blocks())
     }
 
-    /// Block `b`'s ratings, with the model's ids, in their fixed order.
+    /// Block `b`'s ratings, naming positions, in their fixed order.
     pub fn block(&self, b: usize) -> &[Rating] {
         &self.ratings[self.ranges[b].clone()]
     }
@@ -195,7 +240,7 @@ impl Schedule {
         if self.len() == 1 {
             return Cow::Borrowed(self.block(b));
         }
-        Cow::Owned(self.block(b).iter().map(|r| Rating { user: self.users.row_of(r.user), item: self.items.row_of(r.item), value: r.value }).collect())
+        Cow::Owned(self.block(b).iter().map(|r| Rating { user: self.users.row_at(r.user), item: self.items.row_at(r.item), value: r.value }).collect())
     }
 
     /// Other ratings (a test set) grouped by the block they fall in, ids made rows of its
@@ -204,9 +249,18 @@ impl Schedule {
     pub fn localize(&self, ratings: &[Rating]) -> Vec<Vec<Rating>> {
         let columns = self.items.blocks();
         let keys = |_: usize, chunk: &[Rating]| -> Vec<u32> {
-            chunk.iter().map(|r| (self.users.block_of(r.user) * columns + self.items.block_of(r.item)) as u32).collect()
+            chunk.iter().map(|r| (self.users.block_at(self.users.position(r.user)) * columns + self.items.block_at(self.items.position(r.item))) as u32).collect()
         };
-        group_by_key(ratings, self.len(), keys, |_, r| Rating { user: self.users.row_of(r.user), item: self.items.row_of(r.item), value: r.value })
+        group_by_key(ratings, self.len(), keys, |_, r| Rating {
+            user: self.users.row_at(self.users.position(r.user)),
+            item: self.items.row_at(self.items.position(r.item)),
+            value: r.value,
+        })
+    }
+
+    /// Other ratings (a test set) with ids turned into positions, in their order.
+    pub fn to_positions(&self, ratings: &[Rating]) -> Vec<Rating> {
+        ratings.par_iter().map(|r| Rating { user: self.users.position(r.user), item: self.items.position(r.item), value: r.value }).collect()
     }
 
     /// The non-empty blocks in the order epoch `epoch` trains them one after another.
@@ -293,19 +347,37 @@ mod tests {
             for b in 0..s.len() {
                 let (ub, ib) = s.coordinates(b);
                 for (r, local) in s.block(b).iter().zip(s.local_block(b).iter()) {
-                    assert_eq!((s.users.block_of(r.user), s.items.block_of(r.item)), (ub, ib));
-                    assert_eq!(s.users.members(ub)[local.user as usize], r.user, "local rows name the same user");
-                    assert_eq!(s.items.members(ib)[local.item as usize], r.item);
-                    seen.push((r.user, r.item));
+                    assert_eq!((s.users.block_at(r.user), s.items.block_at(r.item)), (ub, ib));
+                    let (user, item) = (s.users.id_at(r.user), s.items.id_at(r.item));
+                    assert_eq!(s.users.members(ub)[local.user as usize], user, "local rows name the same user");
+                    assert_eq!(s.items.members(ib)[local.item as usize], item);
+                    assert_eq!(r.value, (user * 1000 + item) as f32, "the value stays with its pair");
+                    seen.push((user, item));
                 }
                 if order == Order::ByUser {
-                    let rows: Vec<u32> = s.block(b).iter().map(|r| s.users.row_of(r.user)).collect();
+                    let rows: Vec<u32> = s.block(b).iter().map(|r| r.user).collect();
                     assert!(rows.windows(2).all(|w| w[0] <= w[1]), "by user within block {b}");
                 }
             }
             seen.sort_unstable();
             assert_eq!(seen, ratings.iter().map(|r| (r.user, r.item)).collect::<Vec<_>>());
         }
+    }
+
+    #[test]
+    fn gather_and_scatter_are_inverse_and_blocks_are_runs_of_positions_in_id_order() {
+        let s = Schedule::new(&all_pairs(10, 7), 10, 7, GridSize { user_blocks: 3, item_blocks: 2 }, Order::Shuffled, 4).unwrap();
+        let rows: Vec<f32> = (0..20).map(|x| x as f32).collect(); // 10 ids x 2 values
+        let gathered = s.users.gather(&rows);
+        for p in 0..10u32 {
+            assert_eq!(gathered[p as usize * 2], (s.users.id_at(p) * 2) as f32);
+            assert_eq!(s.users.position(s.users.id_at(p)), p);
+        }
+        assert_eq!(s.users.scatter(&gathered), rows);
+        for b in 0..3 {
+            assert!(s.users.members(b).windows(2).all(|w| w[0] < w[1]), "ids in order within block {b}");
+        }
+        assert_eq!((s.users.position(UNKNOWN), s.users.block_at(UNKNOWN), s.users.row_at(UNKNOWN)), (UNKNOWN, 0, UNKNOWN));
     }
 
     #[test]

@@ -4,11 +4,11 @@
 
 mod blocks;
 
-use crate::data::Problem;
+use crate::data::{Problem, Rating};
 use crate::error::{Error, Result};
 use crate::metrics::{self, ErrorSums};
 use crate::model::{Model, Params};
-use crate::schedule::{GridSize, Order, Schedule};
+use crate::schedule::{Axis, GridSize, Order, Schedule};
 use crate::solver::{EpochFigures, Solver};
 use crate::update::{sgd_update, Step};
 use std::collections::VecDeque;
@@ -43,9 +43,12 @@ impl CpuMode {
     }
 }
 
-pub struct CpuSolver<'a> {
-    problem: &'a Problem,
+pub struct CpuSolver {
+    /// The model with its rows in the schedule's position order, so a block's rows lie together
+    /// and apart from other threads' (no false sharing); put back in id order on the way out.
     model: Model,
+    /// The test ratings, naming positions.
+    test: Vec<Rating>,
     params: Params,
     schedule: Schedule,
     mode: CpuMode,
@@ -54,8 +57,8 @@ pub struct CpuSolver<'a> {
     done: VecDeque<EpochFigures>,
 }
 
-impl<'a> CpuSolver<'a> {
-    pub fn new(problem: &'a Problem, model: Model, params: &Params, mode: CpuMode) -> Result<Self> {
+impl CpuSolver {
+    pub fn new(problem: &Problem, mut model: Model, params: &Params, mode: CpuMode) -> Result<Self> {
         let threads = mode.threads();
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -65,7 +68,9 @@ impl<'a> CpuSolver<'a> {
         // One thread gains nothing from user order and keeps the order SGD (and the GPU) uses.
         let order = if threads > 1 { Order::ByUser } else { Order::Shuffled };
         let schedule = pool.install(|| Schedule::new(&problem.train, problem.num_users(), problem.num_items(), grid, order, params.seed))?;
-        Ok(CpuSolver { problem, model, params: params.clone(), schedule, mode, pool, done: VecDeque::new() })
+        let test = schedule.to_positions(&problem.test);
+        reorder(&mut model, |axis, rows| axis.gather(rows), &schedule);
+        Ok(CpuSolver { model, test, params: params.clone(), schedule, mode, pool, done: VecDeque::new() })
     }
 
     fn step(&self, lr: f32) -> Step {
@@ -77,7 +82,23 @@ impl<'a> CpuSolver<'a> {
     }
 }
 
-impl Solver for CpuSolver<'_> {
+/// Reorders the model's factor rows and biases on both sides by `how` (gather into position
+/// order, or scatter back), unless the side is one block (positions are the ids).
+fn reorder(model: &mut Model, how: impl Fn(&Axis, &[f32]) -> Vec<f32>, schedule: &Schedule) {
+    for (axis, factors, bias) in [
+        (&schedule.users, &mut model.user_factors, &mut model.user_bias),
+        (&schedule.items, &mut model.item_factors, &mut model.item_bias),
+    ] {
+        if axis.is_identity() {
+            continue;
+        }
+        let reordered = how(axis, factors.as_slice().expect("row-major"));
+        factors.as_slice_mut().expect("row-major").copy_from_slice(&reordered);
+        *bias = how(axis, bias);
+    }
+}
+
+impl Solver for CpuSolver {
     fn name(&self) -> String {
         match self.mode {
             CpuMode::Sequential => format!("cpu (sequential, {} blocks)", self.schedule.grid()),
@@ -107,8 +128,8 @@ impl Solver for CpuSolver<'_> {
                 self.pool.install(|| blocks::epoch(model, schedule, epoch, threads, &step))
             }
         };
-        let test = score_test.then(|| {
-            let (model, test) = (&self.model, &self.problem.test);
+        let test = (score_test && !self.test.is_empty()).then(|| {
+            let (model, test) = (&self.model, &self.test);
             self.pool.install(|| metrics::evaluate(model, test))
         });
         self.done.push_back(EpochFigures { train, test, kernel_seconds: None });
@@ -120,10 +141,14 @@ impl Solver for CpuSolver<'_> {
     }
 
     fn into_model(self: Box<Self>) -> Result<Model> {
-        Ok(self.model)
+        let mut model = self.model;
+        reorder(&mut model, |axis, rows| axis.scatter(rows), &self.schedule);
+        Ok(model)
     }
 
     fn snapshot(&self) -> Result<Model> {
-        Ok(self.model.clone())
+        let mut model = self.model.clone();
+        reorder(&mut model, |axis, rows| axis.scatter(rows), &self.schedule);
+        Ok(model)
     }
 }

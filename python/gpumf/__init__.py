@@ -215,7 +215,9 @@ class MF:
 
     Parameters are the CLI's: ``rank``, ``epochs``, ``lr`` (initial learning rate), ``lr_decay``
     (lr / (1 + lr_decay * epoch)), ``reg`` and ``reg_bias`` (L2 on factors and biases),
-    ``biases`` (False for the pure p_u . q_i model), ``init_std``, ``seed``. ``backend`` is
+    ``biases`` (False for the pure p_u . q_i model), ``init_std``, ``seed``, ``eval_every``
+    (score the test set every N epochs and after the last), ``blocks`` (the grid every backend
+    trains by, "8" or "16x4"; default: the backend's choice). ``backend`` is
     "auto" (a hardware GPU when there is one, else the CPU), "gpu" or "cpu"; ``threads`` the
     CPU threads (1: the sequential, bit-reproducible trainer; default every core);
     ``precision`` "f32" or "f16" (GPU factor storage). ``verbose`` shows a progress bar.
@@ -235,11 +237,14 @@ class MF:
         reg_bias: float = _DEFAULTS["reg_bias"],
         biases: bool = _DEFAULTS["biases"],
         init_std: float = _DEFAULTS["init_std"],
+        eval_every: int = _DEFAULTS["eval_every"],
+        blocks: Optional[str] = None,
         verbose: bool = True,
     ):
         self.rank, self.epochs, self.lr, self.reg = rank, epochs, lr, reg
         self.backend, self.threads, self.seed, self.precision = backend, threads, seed, precision
         self.lr_decay, self.reg_bias, self.biases, self.init_std = lr_decay, reg_bias, biases, init_std
+        self.eval_every, self.blocks = eval_every, blocks
         self.verbose = verbose
         self.history: list = []
         self.summary: dict = {}
@@ -266,14 +271,14 @@ class MF:
         item and rating columns, found by name as the CLI finds them, else the first three;
         ids of any type), an (n, 3) NumPy array of (user, item, rating), or the path of a rating
         file in any format the CLI reads (``format``, ``skip_bad_lines``, ``missing``,
-        ``skip_columns`` and ``duplicates`` pass to its loader). ``test`` is scored after every
-        epoch; it takes the same kinds of input, or ``test_fraction`` holds out a seeded share
+        ``skip_columns`` and ``duplicates`` pass to its loader). ``test`` is scored every
+        ``eval_every`` epochs and after the last; it takes the same kinds of input, or ``test_fraction`` holds out a seeded share
         of ``X`` as the CLI's ``--test-fraction`` does. ``callback(report)`` is called after
         every epoch with the CLI's per-epoch JSON as a dict.
 
         Training runs with the GIL released. Ctrl-C (KeyboardInterrupt) stops it at the end of
-        the current epoch: the model of the finished epochs is kept, then the interrupt is
-        raised. An exception from ``callback`` stops training the same way.
+        the current epoch (on the GPU, after the epoch already queued behind it): the model of
+        the finished epochs is kept, then the interrupt is raised. An exception from ``callback`` stops training the same way.
         """
         settings = {
             "rank": self.rank,
@@ -285,6 +290,8 @@ class MF:
             "biases": self.biases,
             "init_std": self.init_std,
             "seed": self.seed,
+            "eval_every": self.eval_every,
+            "blocks": None if self.blocks is None else str(self.blocks),
             "backend": self.backend,
             "threads": self.threads,
             "precision": self.precision,

@@ -135,6 +135,7 @@ fn default_params(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     d.set_item("biases", p.biases)?;
     d.set_item("init_std", p.init_std)?;
     d.set_item("seed", p.seed)?;
+    d.set_item("eval_every", p.eval_every)?;
     Ok(d)
 }
 
@@ -203,6 +204,8 @@ struct Settings {
     biases: bool,
     init_std: f32,
     seed: u64,
+    eval_every: usize,
+    blocks: Option<String>,
     backend: String,
     threads: Option<usize>,
     precision: String,
@@ -220,7 +223,8 @@ impl Settings {
             biases: self.biases,
             init_std: self.init_std,
             seed: self.seed,
-            ..Params::default()
+            eval_every: self.eval_every,
+            blocks: self.blocks.as_deref().map(|b| b.parse::<gpumf::schedule::GridSize>().map_err(|e| PyValueError::new_err(format!("blocks={b:?}: {e}")))).transpose()?,
         };
         params.validate().map_err(py_err)?;
         Ok(params)

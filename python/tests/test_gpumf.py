@@ -130,6 +130,17 @@ def test_the_sequential_trainer_gives_the_clis_test_rmse_exactly(frame):
         assert [h["train_loss"] for h in m.history] == [h["train_loss"] for h in expected["history"]]
 
 
+def test_blocks_and_eval_every_are_the_clis(frame):
+    m = gpumf.MF(**{**FAST, "threads": 1}, blocks="3x2", eval_every=2).fit(frame, test_fraction=0.2)
+    assert [r["test_rmse"] is None for r in m.history] == [True, False, False], "scored at epoch 2 and after the last"
+    assert "3x2 blocks" in m.summary["backend"]
+    expected = cli_json("train", "--train", str(LATEST_SMALL), "--test-fraction", "0.2", "--rank", "8", "--epochs", "3",
+                        "--backend", "cpu", "--threads", "1", "--blocks", "3x2", "--eval-every", "2", "-q")
+    assert m.history[-1]["test_rmse"] == expected["test_rmse"]
+    with pytest.raises(ValueError, match="blocks"):
+        gpumf.MF(**FAST, blocks="0x2").fit(frame)
+
+
 def test_a_separate_test_set_maps_through_the_training_ids(frame):
     train, test = frame.iloc[:80000], frame.iloc[80000:]
     m = gpumf.MF(threads=1, **FAST).fit(train, test)

@@ -168,6 +168,11 @@ pub fn choice<T: Choice + Send + Sync>() -> impl clap::builder::TypedValueParser
         .map(|name| T::named(&name).expect("clap accepts only the listed names"))
 }
 
+/// `--gpu-memory 512MiB` and the like.
+fn parse_size(text: &str) -> Result<u64, String> {
+    gpumf::resources::parse_size(text)
+}
+
 /// CPU threads, shared by the commands that train.
 pub fn threads(requested: Option<usize>) -> anyhow::Result<usize> {
     Ok(gpumf::resources::threads(requested, "--threads")?)
@@ -205,6 +210,11 @@ pub struct GpuTuningArgs {
     /// (default: the fewest that hold a factor row in one vec4 each).
     #[arg(long)]
     pub lanes_per_rating: Option<u32>,
+    /// GPU: the most gpumf allocates on the device (e.g. 512MiB, 8GiB). When ratings and factors
+    /// need more, the ratings stay in host memory and stream through upload buffers each epoch.
+    /// Default: no cap.
+    #[arg(long, value_parser = parse_size)]
+    pub gpu_memory: Option<u64>,
     /// GPU: ratings updated at once, at most (default: users·items/(users+items) of a block,
     /// so that Hogwild's write conflicts stay rare).
     #[arg(long)]
@@ -219,6 +229,7 @@ impl GpuTuningArgs {
             user_block_rows: self.user_block_rows,
             lanes_per_rating: self.lanes_per_rating,
             in_flight: self.in_flight,
+            gpu_memory: self.gpu_memory,
             ..Default::default()
         }
     }

@@ -111,20 +111,77 @@ pub(super) fn upload_windows(gpu: &Gpu, ratings: &[Rating], max_ratings: usize, 
                 contents: bytemuck::cast_slice(run),
                 usage: wgpu::BufferUsages::STORAGE,
             });
-            let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(label),
-                layout: &with.pipelines.layout,
-                entries: &[
-                    entry(0, &buffer),
-                    entry(1, &with.users.factors),
-                    entry(2, &with.items.factors),
-                    entry(3, &with.users.bias),
-                    entry(4, &with.items.bias),
-                    entry(5, with.params),
-                    entry(6, with.output),
-                ],
-            });
-            Window { bind_group, count: run.len() as u32 }
+            bind(gpu, entry(0, &buffer), with, label, run.len())
         })
         .collect()
+}
+
+/// Upload buffers that training ratings stream through, one window at a time, when they do not
+/// all fit the device: the window written into one slot while the kernels read another, a slot
+/// reused only once the device is done with it (so host staging stays a few windows, too).
+pub(super) struct Ring {
+    buffers: Vec<wgpu::Buffer>,
+    last_use: Vec<Option<wgpu::SubmissionIndex>>,
+    next: usize,
+    /// Ratings one slot holds.
+    pub window_ratings: usize,
+}
+
+impl Ring {
+    pub(super) fn new(gpu: &Gpu, slots: usize, window_ratings: usize) -> Result<Ring> {
+        let bytes = (window_ratings * std::mem::size_of::<Rating>()) as u64;
+        let buffers = gpu.scoped(&format!("allocating {slots} upload buffers of {}", crate::resources::human_bytes(bytes)), || {
+            (0..slots)
+                .map(|_| {
+                    gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                        label: Some("streamed ratings"),
+                        size: bytes,
+                        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+                        mapped_at_creation: false,
+                    })
+                })
+                .collect()
+        })?;
+        Ok(Ring { buffers, last_use: vec![None; slots], next: 0, window_ratings })
+    }
+
+    /// Writes `ratings` (at most a window) into the next slot, once the device has finished the
+    /// work that last read it, and binds them. Returns the slot, to mark with [`Ring::used`].
+    pub(super) fn upload(&mut self, gpu: &Gpu, ratings: &[Rating], with: &Bindings) -> Result<(usize, Window)> {
+        debug_assert!(!ratings.is_empty() && ratings.len() <= self.window_ratings);
+        let slot = self.next;
+        self.next = (self.next + 1) % self.buffers.len();
+        if let Some(index) = self.last_use[slot].take() {
+            gpu.device
+                .poll(wgpu::PollType::Wait { submission_index: Some(index), timeout: None })
+                .map_err(|e| crate::error::Error::Gpu(format!("waiting for the device failed: {e}")))?;
+        }
+        let buffer = &self.buffers[slot];
+        gpu.queue.write_buffer(buffer, 0, bytemuck::cast_slice(ratings));
+        let size = std::num::NonZeroU64::new((std::mem::size_of_val(ratings)) as u64);
+        let ratings_binding = wgpu::BindGroupEntry { binding: 0, resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer, offset: 0, size }) };
+        Ok((slot, bind(gpu, ratings_binding, with, "streamed ratings", ratings.len())))
+    }
+
+    pub(super) fn used(&mut self, slot: usize, submission: wgpu::SubmissionIndex) {
+        self.last_use[slot] = Some(submission);
+    }
+}
+
+/// A bind group of a ratings binding with what `with` names.
+fn bind(gpu: &Gpu, ratings: wgpu::BindGroupEntry<'_>, with: &Bindings, label: &str, count: usize) -> Window {
+    let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some(label),
+        layout: &with.pipelines.layout,
+        entries: &[
+            ratings,
+            entry(1, &with.users.factors),
+            entry(2, &with.items.factors),
+            entry(3, &with.users.bias),
+            entry(4, &with.items.bias),
+            entry(5, with.params),
+            entry(6, with.output),
+        ],
+    });
+    Window { bind_group, count: count as u32 }
 }

@@ -17,7 +17,8 @@ mod readback;
 pub use context::{list_adapters, quiet_headless_drivers, AdapterSummary, Gpu};
 pub use kernel::{KernelShape, GROUP_SUBGROUP_WGSL, GROUP_WORKGROUP_WGSL, SGD_WGSL};
 
-use crate::data::Problem;
+use crate::data::{Problem, Rating};
+use crate::resources::human_bytes;
 use crate::error::{Error, Result};
 use crate::metrics::ErrorSums;
 use crate::model::{Model, Params};
@@ -72,11 +73,16 @@ pub struct GpuOptions {
     pub lanes_per_rating: Option<u32>,
     /// Ratings updated at once, at most (default: [`default_in_flight`]).
     pub in_flight: Option<u32>,
+    /// Bytes gpumf may allocate on the device. When the ratings and factors need more, the
+    /// ratings stay in host memory and stream through a ring of upload buffers each epoch.
+    /// `None`: no cap (wgpu does not report an adapter's memory; running out is an error that
+    /// names this setting).
+    pub gpu_memory: Option<u64>,
 }
 
 impl Default for GpuOptions {
     fn default() -> Self {
-        GpuOptions { precision: Precision::F32, subgroups: true, max_binding_bytes: None, user_block_rows: None, workgroups: None, lanes_per_rating: None, in_flight: None }
+        GpuOptions { precision: Precision::F32, subgroups: true, max_binding_bytes: None, user_block_rows: None, workgroups: None, lanes_per_rating: None, in_flight: None, gpu_memory: None }
     }
 }
 
@@ -127,6 +133,22 @@ fn gpu_grid(requested: Option<GridSize>, users: usize, items: usize, row_bytes: 
     Ok(GridSize { user_blocks: base.user_blocks.max(users.div_ceil(user_rows)), item_blocks: base.item_blocks.max(items.div_ceil(rows_fit)) })
 }
 
+/// Where the ratings live while training.
+enum Placement {
+    /// Uploaded once: each schedule block's windows (by block index), and the test set's.
+    Resident { train: Vec<Vec<Window>>, test: Vec<Window> },
+    /// In host memory (the schedule's blocks; the test set by block, rows local), uploaded
+    /// window by window each epoch through the ring.
+    Streamed { ring: buffers::Ring, test: Vec<Vec<Rating>> },
+}
+
+/// Upload buffers in the ring: one filling while one is read, and one spare so the host can
+/// run a window ahead.
+const RING_SLOTS: usize = 3;
+/// Ratings per streamed window at the least, below which dispatches would cost more than
+/// their work.
+const MIN_STREAMED_WINDOW: usize = 4096;
+
 pub struct GpuSolver {
     gpu: Gpu,
     shape: KernelShape,
@@ -139,9 +161,10 @@ pub struct GpuSolver {
     /// Per-workgroup error sums of the update pass, and of the test set's scoring.
     train_partials: wgpu::Buffer,
     test_partials: wgpu::Buffer,
-    /// Each schedule block's windows, by block index.
-    train_windows: Vec<Vec<Window>>,
-    test_windows: Vec<Window>,
+    placement: Placement,
+    /// Bind the partials for the reductions.
+    train_reduction: Window,
+    test_reduction: Window,
     update_workgroups: u32,
     slots: EpochSlots,
     /// The model's non-factor parts, completed by the read-back.
@@ -198,11 +221,30 @@ impl GpuSolver {
         let max_ratings = max_ratings.min(live_groups.saturating_mul(MAX_GROUP_ITERATIONS)).max(1);
 
         let partial_bytes = |workgroups: u32| 8 * workgroups.max(1) as u64;
-        let needed = shape.row_bytes() * (m + n) as u64
-            + 4 * (m + n) as u64
-            + 12 * (problem.train.len() + problem.test.len()) as u64
-            + partial_bytes(update_workgroups)
-            + partial_bytes(EVAL_WORKGROUPS);
+        let fixed = shape.row_bytes() * (m + n) as u64 + 4 * (m + n) as u64 + partial_bytes(update_workgroups) + partial_bytes(EVAL_WORKGROUPS) + 256;
+        let rating_bytes = 12 * (problem.train.len() + problem.test.len()) as u64;
+        // Streamed when the budget does not hold everything: the ring's windows get what the
+        // factors leave, up to a binding's worth each.
+        let streamed_window = match options.gpu_memory {
+            Some(budget) if fixed + rating_bytes > budget => {
+                let smallest = fixed + (RING_SLOTS * MIN_STREAMED_WINDOW * 12) as u64;
+                if budget < smallest {
+                    return Err(Error::InvalidParameter(format!(
+                        "--gpu-memory {}: the factors and sums alone need {} on the device (rank {}, {} users x {} items), and streaming the ratings needs {} more; the smallest budget that works is {} (or lower --rank)",
+                        human_bytes(budget),
+                        human_bytes(fixed),
+                        params.rank,
+                        m,
+                        n,
+                        human_bytes(smallest - fixed),
+                        human_bytes(smallest)
+                    )));
+                }
+                Some((((budget - fixed) / 12) as usize / RING_SLOTS).min(max_ratings))
+            }
+            _ => None,
+        };
+        let needed = fixed + streamed_window.map_or(rating_bytes, |w| (RING_SLOTS * w * 12) as u64);
         let what = format!(
             "allocating {:.2} GiB of GPU buffers ({} ratings, {} users x {} items, rank {}, {:?})",
             needed as f64 / (1u64 << 30) as f64,
@@ -237,17 +279,25 @@ impl GpuSolver {
             let (ub, ib) = schedule.coordinates(b);
             Bindings { pipelines: &pipelines, users: &user_blocks[ub], items: &item_blocks[ib], params: &params_buffer, output }
         };
-        let train_windows = gpu.scoped("uploading the train ratings", || {
-            (0..schedule.len()).map(|b| buffers::upload_windows(&gpu, &schedule.local_block(b), max_ratings, &bindings(b, &train_partials), "train ratings")).collect()
-        })?;
-        let test_windows = gpu.scoped("uploading the test ratings", || {
-            schedule
-                .localize(&problem.test)
-                .iter()
-                .enumerate()
-                .flat_map(|(b, ratings)| buffers::upload_windows(&gpu, ratings, max_ratings, &bindings(b, &test_partials), "test ratings"))
-                .collect()
-        })?;
+        let placement = match streamed_window {
+            None => Placement::Resident {
+                train: gpu.scoped("uploading the train ratings", || {
+                    (0..schedule.len()).map(|b| buffers::upload_windows(&gpu, &schedule.local_block(b), max_ratings, &bindings(b, &train_partials), "train ratings")).collect()
+                })?,
+                test: gpu.scoped("uploading the test ratings", || {
+                    schedule
+                        .localize(&problem.test)
+                        .iter()
+                        .enumerate()
+                        .flat_map(|(b, ratings)| buffers::upload_windows(&gpu, ratings, max_ratings, &bindings(b, &test_partials), "test ratings"))
+                        .collect()
+                })?,
+            },
+            Some(window) => Placement::Streamed { ring: buffers::Ring::new(&gpu, RING_SLOTS, window)?, test: schedule.localize(&problem.test) },
+        };
+        // The reductions bind the partials beside a placeholder rating.
+        let reduce = |output| buffers::upload_windows(&gpu, &[crate::data::Rating { user: 0, item: 0, value: 0.0 }], 1, &bindings(0, output), "reduction").remove(0);
+        let (train_reduction, test_reduction) = (reduce(&train_partials), reduce(&test_partials));
         let slots = EpochSlots::new(&gpu)?;
         Ok(GpuSolver {
             shape,
@@ -258,8 +308,9 @@ impl GpuSolver {
             uniform,
             train_partials,
             test_partials,
-            train_windows,
-            test_windows,
+            placement,
+            train_reduction,
+            test_reduction,
             update_workgroups,
             slots,
             template: model,
@@ -287,14 +338,15 @@ impl GpuSolver {
     pub fn schedule(&self) -> &Schedule {
         &self.schedule
     }
+}
 
-    /// Reduces the per-workgroup error sums in the output that `window` binds into its first
-    /// two floats.
-    fn encode_reduction(&self, pass: &mut wgpu::ComputePass, window: &Window) {
-        pass.set_pipeline(&self.pipelines.finish_evaluate);
-        pass.set_bind_group(0, &window.bind_group, &[]);
-        pass.dispatch_workgroups(1, 1, 1);
-    }
+/// Reduces the per-workgroup error sums in the partials that `window` binds into their first
+/// two floats, in a pass of its own.
+fn encode_reduction(encoder: &mut wgpu::CommandEncoder, pipelines: &Pipelines, window: &Window, label: &str) {
+    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(label), timestamp_writes: None });
+    pass.set_pipeline(&pipelines.finish_evaluate);
+    pass.set_bind_group(0, &window.bind_group, &[]);
+    pass.dispatch_workgroups(1, 1, 1);
 }
 
 /// Workgroups to cover `ratings` with one group each, at most `cap` (grid-stride beyond).
@@ -307,7 +359,7 @@ impl Solver for GpuSolver {
     fn name(&self) -> String {
         let adapter = self.gpu.adapter.name.split(" (").next().unwrap_or(&self.gpu.adapter.name);
         format!(
-            "gpu ({}, {}, {:?}, {}, {} in flight, {} blocks)",
+            "gpu ({}, {}, {:?}, {}, {} in flight, {} blocks{})",
             adapter,
             self.gpu.adapter.backend,
             self.shape.precision,
@@ -317,7 +369,11 @@ impl Solver for GpuSolver {
                 "workgroup reduction".into()
             },
             self.uniform.max_groups,
-            self.schedule.grid()
+            self.schedule.grid(),
+            match &self.placement {
+                Placement::Resident { .. } => String::new(),
+                Placement::Streamed { ring, .. } => format!(", ratings streamed in windows of {}", ring.window_ratings),
+            }
         )
     }
 
@@ -328,35 +384,83 @@ impl Solver for GpuSolver {
         let slot = self.slots.take()?;
         let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
         encoder.clear_buffer(&self.train_partials, 0, None);
-        {
-            let timestamp_writes = self.slots.timestamp_writes(slot);
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("sgd epoch"), timestamp_writes });
-            pass.set_pipeline(&self.pipelines.update);
-            for b in self.schedule.sequence(epoch) {
-                for w in &self.train_windows[b] {
-                    pass.set_bind_group(0, &w.bind_group, &[]);
-                    pass.dispatch_workgroups(self.update_workgroups, 1, 1);
+        let sequence = self.schedule.sequence(epoch);
+        let score_test = score_test && self.test_count > 0;
+        match &mut self.placement {
+            Placement::Resident { train, test } => {
+                {
+                    let timestamp_writes = self.slots.timestamp_writes(slot, true, true);
+                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("sgd epoch"), timestamp_writes });
+                    pass.set_pipeline(&self.pipelines.update);
+                    for &b in &sequence {
+                        for w in &train[b] {
+                            pass.set_bind_group(0, &w.bind_group, &[]);
+                            pass.dispatch_workgroups(self.update_workgroups, 1, 1);
+                        }
+                    }
+                }
+                encode_reduction(&mut encoder, &self.pipelines, &self.train_reduction, "training loss");
+                self.slots.encode_copy(&mut encoder, slot, &self.train_partials, 0);
+                if score_test {
+                    encoder.clear_buffer(&self.test_partials, 0, None);
+                    {
+                        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("score test"), timestamp_writes: None });
+                        pass.set_pipeline(&self.pipelines.evaluate);
+                        for w in test.iter() {
+                            pass.set_bind_group(0, &w.bind_group, &[]);
+                            pass.dispatch_workgroups(workgroups_for(&self.gpu, &self.shape, w.count as usize, EVAL_WORKGROUPS), 1, 1);
+                        }
+                    }
+                }
+            }
+            Placement::Streamed { ring, test } => {
+                // Each window is its own submission, so the ring's slots come free as the
+                // device works through them; the epoch's sums and timestamps span them all.
+                let windows: Vec<(usize, usize)> = sequence.iter().flat_map(|&b| (0..self.schedule.block(b).len().div_ceil(ring.window_ratings)).map(move |w| (b, w))).collect();
+                let mut local_block = None;
+                for (n, &(b, w)) in windows.iter().enumerate() {
+                    if local_block.as_ref().is_none_or(|(at, _)| *at != b) {
+                        local_block = Some((b, self.schedule.local_block(b)));
+                    }
+                    let ratings = &local_block.as_ref().expect("set above").1[w * ring.window_ratings..];
+                    let ratings = &ratings[..ratings.len().min(ring.window_ratings)];
+                    let (ub, ib) = self.schedule.coordinates(b);
+                    let with = Bindings { pipelines: &self.pipelines, users: &self.user_blocks[ub], items: &self.item_blocks[ib], params: &self.params_buffer, output: &self.train_partials };
+                    let (ring_slot, window) = ring.upload(&self.gpu, ratings, &with)?;
+                    {
+                        let timestamp_writes = self.slots.timestamp_writes(slot, n == 0, n + 1 == windows.len());
+                        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("sgd window"), timestamp_writes });
+                        pass.set_pipeline(&self.pipelines.update);
+                        pass.set_bind_group(0, &window.bind_group, &[]);
+                        pass.dispatch_workgroups(self.update_workgroups, 1, 1);
+                    }
+                    let done = std::mem::replace(&mut encoder, self.gpu.device.create_command_encoder(&Default::default()));
+                    ring.used(ring_slot, self.gpu.queue.submit([done.finish()]));
+                }
+                encode_reduction(&mut encoder, &self.pipelines, &self.train_reduction, "training loss");
+                self.slots.encode_copy(&mut encoder, slot, &self.train_partials, 0);
+                if score_test {
+                    encoder.clear_buffer(&self.test_partials, 0, None);
+                    for (b, block) in test.iter().enumerate() {
+                        let (ub, ib) = self.schedule.coordinates(b);
+                        for run in block.chunks(ring.window_ratings) {
+                            let with = Bindings { pipelines: &self.pipelines, users: &self.user_blocks[ub], items: &self.item_blocks[ib], params: &self.params_buffer, output: &self.test_partials };
+                            let (ring_slot, window) = ring.upload(&self.gpu, run, &with)?;
+                            {
+                                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("score test window"), timestamp_writes: None });
+                                pass.set_pipeline(&self.pipelines.evaluate);
+                                pass.set_bind_group(0, &window.bind_group, &[]);
+                                pass.dispatch_workgroups(workgroups_for(&self.gpu, &self.shape, run.len(), EVAL_WORKGROUPS), 1, 1);
+                            }
+                            let done = std::mem::replace(&mut encoder, self.gpu.device.create_command_encoder(&Default::default()));
+                            ring.used(ring_slot, self.gpu.queue.submit([done.finish()]));
+                        }
+                    }
                 }
             }
         }
-        let any_train = self.train_windows.iter().flatten().next().expect("training ratings are not empty");
-        {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("training loss"), timestamp_writes: None });
-            self.encode_reduction(&mut pass, any_train);
-        }
-        self.slots.encode_copy(&mut encoder, slot, &self.train_partials, 0);
-        let score_test = score_test && !self.test_windows.is_empty();
         if score_test {
-            encoder.clear_buffer(&self.test_partials, 0, None);
-            {
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("score test"), timestamp_writes: None });
-                pass.set_pipeline(&self.pipelines.evaluate);
-                for w in &self.test_windows {
-                    pass.set_bind_group(0, &w.bind_group, &[]);
-                    pass.dispatch_workgroups(workgroups_for(&self.gpu, &self.shape, w.count as usize, EVAL_WORKGROUPS), 1, 1);
-                }
-                self.encode_reduction(&mut pass, &self.test_windows[0]);
-            }
+            encode_reduction(&mut encoder, &self.pipelines, &self.test_reduction, "test error");
             self.slots.encode_copy(&mut encoder, slot, &self.test_partials, 8);
         }
         self.slots.encode_timestamps(&mut encoder, slot);

@@ -76,11 +76,13 @@ impl EpochSlots {
         Ok(slot)
     }
 
-    pub(super) fn timestamp_writes(&self, slot: usize) -> Option<wgpu::ComputePassTimestampWrites<'_>> {
-        self.slots[slot].timer.as_ref().map(|(queries, _)| wgpu::ComputePassTimestampWrites {
+    /// The timestamps a pass of the epoch writes: the epoch's start if it is the `first` pass of
+    /// the update, its end if the `last` (one pass when resident, one per window when streamed).
+    pub(super) fn timestamp_writes(&self, slot: usize, first: bool, last: bool) -> Option<wgpu::ComputePassTimestampWrites<'_>> {
+        self.slots[slot].timer.as_ref().filter(|_| first || last).map(|(queries, _)| wgpu::ComputePassTimestampWrites {
             query_set: queries,
-            beginning_of_pass_write_index: Some(0),
-            end_of_pass_write_index: Some(1),
+            beginning_of_pass_write_index: first.then_some(0),
+            end_of_pass_write_index: last.then_some(1),
         })
     }
 

@@ -243,6 +243,12 @@ impl Schedule {
         Cow::Owned(self.block(b).iter().map(|r| Rating { user: self.users.row_at(r.user), item: self.items.row_at(r.item), value: r.value }).collect())
     }
 
+    /// `ratings` of one block (naming positions) with ids made rows of their blocks, into `out`.
+    pub fn local_rows(&self, ratings: &[Rating], out: &mut Vec<Rating>) {
+        out.clear();
+        out.extend(ratings.iter().map(|r| Rating { user: self.users.row_at(r.user), item: self.items.row_at(r.item), value: r.value }));
+    }
+
     /// Other ratings (a test set) grouped by the block they fall in, ids made rows of its
     /// blocks, in their given order within each block. Cold ids ([`UNKNOWN`]) stay unknown and
     /// go with the known side's block.
@@ -263,10 +269,21 @@ impl Schedule {
         ratings.par_iter().map(|r| Rating { user: self.users.position(r.user), item: self.items.position(r.item), value: r.value }).collect()
     }
 
-    /// The non-empty blocks in the order epoch `epoch` trains them one after another.
+    /// The non-empty blocks in the order epoch `epoch` trains them one after another: the user
+    /// blocks in a seeded order, and within each its item blocks in a seeded order of their own.
+    /// A user block's rows are then needed for one run of blocks per epoch, which is what lets
+    /// a device that holds one block of rows at a time load each user block once.
     pub fn sequence(&self, epoch: usize) -> Vec<usize> {
-        let mut order: Vec<usize> = (0..self.len()).filter(|&b| !self.ranges[b].is_empty()).collect();
-        order.shuffle(&mut part_rng(self.seed, 13, epoch));
+        let columns = self.items.blocks();
+        let mut rng = part_rng(self.seed, 13, epoch);
+        let mut user_blocks: Vec<usize> = (0..self.users.blocks()).collect();
+        user_blocks.shuffle(&mut rng);
+        let mut order = Vec::with_capacity(self.len());
+        for u in user_blocks {
+            let mut item_blocks: Vec<usize> = (0..columns).map(|i| u * columns + i).filter(|&b| !self.ranges[b].is_empty()).collect();
+            item_blocks.shuffle(&mut rng);
+            order.extend(item_blocks);
+        }
         order
     }
 

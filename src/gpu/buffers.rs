@@ -17,26 +17,23 @@ pub(super) struct FactorBlock {
     rows: Vec<u32>,
 }
 
-/// Every block of one side (users or items) of the grid, uploaded.
-pub(super) fn upload_factor_blocks(gpu: &Gpu, shape: &KernelShape, axis: &Axis, factors: &Array2<f32>, bias: &[f32], label: &str) -> Vec<FactorBlock> {
-    (0..axis.blocks())
+/// Every block of one side (users or items) of the grid, uploaded; or, `swapped`, one block's
+/// room (the largest block's rows) holding block 0, the others loaded in turn by [`FactorBlock::load`].
+pub(super) fn upload_factor_blocks(gpu: &Gpu, shape: &KernelShape, axis: &Axis, factors: &Array2<f32>, bias: &[f32], swapped: bool, label: &str) -> Vec<FactorBlock> {
+    let blocks = if swapped { 1 } else { axis.blocks() };
+    (0..blocks)
         .map(|b| {
             let rows = axis.members(b).to_vec();
-            let data = pack_rows(factors, &rows, shape);
-            let bias: Vec<f32> = rows.iter().map(|&r| bias[r as usize]).collect();
-            // A block with no rows still binds: give it one zero row.
-            let (data, bias) = if rows.is_empty() { (vec![0u8; shape.row_bytes() as usize], vec![0.0f32]) } else { (data, bias) };
+            let capacity = if swapped { axis.max_rows() } else { rows.len() };
+            let mut data = pack_rows(factors, &rows, shape);
+            let mut bias: Vec<f32> = rows.iter().map(|&r| bias[r as usize]).collect();
+            // Room for the largest block (a block with no rows still binds one zero row).
+            data.resize(capacity.max(1) * shape.row_bytes() as usize, 0);
+            bias.resize(capacity.max(1), 0.0);
+            let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
             FactorBlock {
-                factors: gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some(label),
-                    contents: &data,
-                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-                }),
-                bias: gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some(label),
-                    contents: bytemuck::cast_slice(&bias),
-                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-                }),
+                factors: gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents: &data, usage }),
+                bias: gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents: bytemuck::cast_slice(&bias), usage }),
                 rows,
             }
         })
@@ -45,22 +42,42 @@ pub(super) fn upload_factor_blocks(gpu: &Gpu, shape: &KernelShape, axis: &Axis, 
 
 /// Reads every block of one side back into the model's rows.
 pub(super) fn read_factor_blocks(gpu: &Gpu, shape: &KernelShape, blocks: &[FactorBlock], factors: &mut Array2<f32>, bias: &mut [f32]) -> Result<()> {
-    let k = factors.ncols();
-    let stride = shape.k4() as usize * 4;
-    let dest = factors.as_slice_mut().expect("row-major");
-    for block in blocks.iter().filter(|b| !b.rows.is_empty()) {
-        let raw = gpu.read_back(&block.factors, block.rows.len() as u64 * shape.row_bytes())?;
+    blocks.iter().try_for_each(|block| block.store(gpu, shape, factors, bias))
+}
+
+impl FactorBlock {
+    /// Writes the rows on the device back into the model's arrays (waits for the device).
+    pub(super) fn store(&self, gpu: &Gpu, shape: &KernelShape, factors: &mut Array2<f32>, bias: &mut [f32]) -> Result<()> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        let k = factors.ncols();
+        let stride = shape.k4() as usize * 4;
+        let dest = factors.as_slice_mut().expect("row-major");
+        let raw = gpu.read_back(&self.factors, self.rows.len() as u64 * shape.row_bytes())?;
         let values: Vec<f32> = match shape.precision {
             Precision::F32 => bytemuck::pod_collect_to_vec(&raw),
             Precision::F16 => bytemuck::pod_collect_to_vec::<u8, half::f16>(&raw).iter().map(|h| h.to_f32()).collect(),
         };
-        let biases: Vec<f32> = bytemuck::pod_collect_to_vec(&gpu.read_back(&block.bias, 4 * block.rows.len() as u64)?);
-        for (r, &id) in block.rows.iter().enumerate() {
+        let biases: Vec<f32> = bytemuck::pod_collect_to_vec(&gpu.read_back(&self.bias, 4 * self.rows.len() as u64)?);
+        for (r, &id) in self.rows.iter().enumerate() {
             dest[id as usize * k..][..k].copy_from_slice(&values[r * stride..][..k]);
             bias[id as usize] = biases[r];
         }
+        Ok(())
     }
-    Ok(())
+
+    /// Puts block `b` of `axis` on the device in place of the rows there (written back first
+    /// by the caller), from the model's arrays.
+    pub(super) fn load(&mut self, gpu: &Gpu, shape: &KernelShape, axis: &Axis, b: usize, factors: &Array2<f32>, bias: &[f32]) {
+        self.rows = axis.members(b).to_vec();
+        if self.rows.is_empty() {
+            return;
+        }
+        gpu.queue.write_buffer(&self.factors, 0, &pack_rows(factors, &self.rows, shape));
+        let biases: Vec<f32> = self.rows.iter().map(|&r| bias[r as usize]).collect();
+        gpu.queue.write_buffer(&self.bias, 0, bytemuck::cast_slice(&biases));
+    }
 }
 
 /// The rows `ids` of `factors`, padded to whole vec4s, in the storage precision.

@@ -142,6 +142,48 @@ enum Placement {
     Streamed { ring: buffers::Ring, test: Vec<Vec<Rating>> },
 }
 
+/// Device bytes besides factors and ratings, at most: the error partials and the uniform.
+const OVERHEAD_BYTES: u64 = 8 * (UPDATE_WORKGROUPS as u64 + EVAL_WORKGROUPS as u64) + 256;
+
+/// What fits a `--gpu-memory` budget: everything; the factors but not the ratings (the ratings
+/// stream); or not even the factors (the ratings stream and one block of each side's rows is on
+/// the device at a time, the rest in host memory).
+struct DevicePlan {
+    budget: Option<u64>,
+    streamed: bool,
+    /// With factors swapped: the most rows a block may have on each side.
+    swapped_rows: Option<usize>,
+}
+
+impl DevicePlan {
+    fn new(budget: Option<u64>, row_bytes: u64, users: usize, items: usize, rating_bytes: u64, rank: usize) -> Result<DevicePlan> {
+        let Some(budget) = budget else { return Ok(DevicePlan { budget, streamed: false, swapped_rows: None }) };
+        let factors = (row_bytes + 4) * (users + items) as u64;
+        let ring = (RING_SLOTS * MIN_STREAMED_WINDOW * 12) as u64;
+        if factors + OVERHEAD_BYTES + rating_bytes <= budget {
+            return Ok(DevicePlan { budget: Some(budget), streamed: false, swapped_rows: None });
+        }
+        if factors + OVERHEAD_BYTES + ring <= budget {
+            return Ok(DevicePlan { budget: Some(budget), streamed: true, swapped_rows: None });
+        }
+        // A quarter of the budget for each side's block of rows, the rest for the ring.
+        let rows = (budget.saturating_sub(OVERHEAD_BYTES) / 4 / (row_bytes + 4)) as usize;
+        let smallest = OVERHEAD_BYTES + ring + 2 * (row_bytes + 4) * 4;
+        if rows == 0 || budget < smallest {
+            return Err(Error::InvalidParameter(format!(
+                "--gpu-memory {}: too small for rank {rank} ({} a factor row) beside the {} that streaming the ratings needs; the smallest budget that works is {} (with blocks of one row; {} keeps all {} factor rows on the device)",
+                human_bytes(budget),
+                human_bytes(row_bytes + 4),
+                human_bytes(ring + OVERHEAD_BYTES),
+                human_bytes(smallest),
+                human_bytes(factors + OVERHEAD_BYTES + ring),
+                users + items
+            )));
+        }
+        Ok(DevicePlan { budget: Some(budget), streamed: true, swapped_rows: Some(rows) })
+    }
+}
+
 /// Upload buffers in the ring: one filling while one is read, and one spare so the host can
 /// run a window ahead.
 const RING_SLOTS: usize = 3;
@@ -162,12 +204,16 @@ pub struct GpuSolver {
     train_partials: wgpu::Buffer,
     test_partials: wgpu::Buffer,
     placement: Placement,
+    /// With factors swapped: the (user, item) blocks whose rows are on the device now; the
+    /// other rows are in `template`.
+    swapped: Option<(usize, usize)>,
     /// Bind the partials for the reductions.
     train_reduction: Window,
     test_reduction: Window,
     update_workgroups: u32,
     slots: EpochSlots,
-    /// The model's non-factor parts, completed by the read-back.
+    /// The model's non-factor parts, completed by the read-back; with factors swapped, also the
+    /// rows not on the device.
     template: Model,
     buffer_bytes: u64,
     train_count: u64,
@@ -196,7 +242,12 @@ impl GpuSolver {
         let device_binding = gpu.limits.max_storage_buffer_binding_size.min(gpu.limits.max_buffer_size);
         let max_binding = options.max_binding_bytes.map_or(device_binding, |cap| cap.min(device_binding));
         let (m, n) = (problem.num_users(), problem.num_items());
-        let grid = gpu_grid(params.blocks, m, n, shape.row_bytes(), max_binding, options.user_block_rows)?;
+        let plan = DevicePlan::new(options.gpu_memory, shape.row_bytes(), m, n, 12 * (problem.train.len() + problem.test.len()) as u64, params.rank)?;
+        let mut grid = gpu_grid(params.blocks, m, n, shape.row_bytes(), max_binding, options.user_block_rows)?;
+        if let Some(rows) = plan.swapped_rows {
+            grid.user_blocks = grid.user_blocks.max(m.div_ceil(rows));
+            grid.item_blocks = grid.item_blocks.max(n.div_ceil(rows));
+        }
         let schedule = Schedule::new(&problem.train, m, n, grid, Order::Shuffled, params.seed)?;
         let max_ratings = (max_binding / std::mem::size_of::<crate::data::Rating>() as u64) as usize;
 
@@ -220,31 +271,17 @@ impl GpuSolver {
         let live_groups = (uniform.max_groups as usize).min(update_workgroups as usize * shape.ratings_per_workgroup() as usize);
         let max_ratings = max_ratings.min(live_groups.saturating_mul(MAX_GROUP_ITERATIONS)).max(1);
 
-        let partial_bytes = |workgroups: u32| 8 * workgroups.max(1) as u64;
-        let fixed = shape.row_bytes() * (m + n) as u64 + 4 * (m + n) as u64 + partial_bytes(update_workgroups) + partial_bytes(EVAL_WORKGROUPS) + 256;
-        let rating_bytes = 12 * (problem.train.len() + problem.test.len()) as u64;
-        // Streamed when the budget does not hold everything: the ring's windows get what the
-        // factors leave, up to a binding's worth each.
-        let streamed_window = match options.gpu_memory {
-            Some(budget) if fixed + rating_bytes > budget => {
-                let smallest = fixed + (RING_SLOTS * MIN_STREAMED_WINDOW * 12) as u64;
-                if budget < smallest {
-                    return Err(Error::InvalidParameter(format!(
-                        "--gpu-memory {}: the factors and sums alone need {} on the device (rank {}, {} users x {} items), and streaming the ratings needs {} more; the smallest budget that works is {} (or lower --rank)",
-                        human_bytes(budget),
-                        human_bytes(fixed),
-                        params.rank,
-                        m,
-                        n,
-                        human_bytes(smallest - fixed),
-                        human_bytes(smallest)
-                    )));
-                }
-                Some((((budget - fixed) / 12) as usize / RING_SLOTS).min(max_ratings))
-            }
-            _ => None,
+        let (user_rows, item_rows) = (schedule.users.max_rows() as u64, schedule.items.max_rows() as u64);
+        let factor_bytes = match plan.swapped_rows {
+            None => (shape.row_bytes() + 4) * (m + n) as u64,
+            Some(_) => (shape.row_bytes() + 4) * (user_rows + item_rows),
         };
-        let needed = fixed + streamed_window.map_or(rating_bytes, |w| (RING_SLOTS * w * 12) as u64);
+        let streamed_window = plan.budget.filter(|_| plan.streamed).map(|budget| ((budget.saturating_sub(factor_bytes + OVERHEAD_BYTES) / 12) as usize / RING_SLOTS).clamp(1, max_ratings));
+        let partial_bytes = |workgroups: u32| 8 * workgroups.max(1) as u64;
+        let needed = factor_bytes
+            + partial_bytes(update_workgroups)
+            + partial_bytes(EVAL_WORKGROUPS)
+            + streamed_window.map_or(12 * (problem.train.len() + problem.test.len()) as u64, |w| (RING_SLOTS * w * 12) as u64);
         let what = format!(
             "allocating {:.2} GiB of GPU buffers ({} ratings, {} users x {} items, rank {}, {:?})",
             needed as f64 / (1u64 << 30) as f64,
@@ -263,9 +300,10 @@ impl GpuSolver {
                     mapped_at_creation: false,
                 })
             };
+            let swapped = plan.swapped_rows.is_some();
             (
-                buffers::upload_factor_blocks(&gpu, &shape, &schedule.users, &model.user_factors, &model.user_bias, "user block"),
-                buffers::upload_factor_blocks(&gpu, &shape, &schedule.items, &model.item_factors, &model.item_bias, "item block"),
+                buffers::upload_factor_blocks(&gpu, &shape, &schedule.users, &model.user_factors, &model.user_bias, swapped, "user block"),
+                buffers::upload_factor_blocks(&gpu, &shape, &schedule.items, &model.item_factors, &model.item_bias, swapped, "item block"),
                 gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                     label: Some("params"),
                     contents: bytemuck::bytes_of(&uniform),
@@ -309,6 +347,7 @@ impl GpuSolver {
             train_partials,
             test_partials,
             placement,
+            swapped: plan.swapped_rows.map(|_| (0, 0)),
             train_reduction,
             test_reduction,
             update_workgroups,
@@ -337,6 +376,101 @@ impl GpuSolver {
 
     pub fn schedule(&self) -> &Schedule {
         &self.schedule
+    }
+
+    /// Encodes (and, when streaming, submits window by window) the epoch's updates and its
+    /// test scoring into `encoder`, leaving the reductions' copies to the slot in it.
+    fn encode_epoch(&mut self, placement: &mut Placement, encoder: &mut wgpu::CommandEncoder, slot: usize, sequence: &[usize], score_test: bool) -> Result<()> {
+        match placement {
+            Placement::Resident { train, test } => {
+                {
+                    let timestamp_writes = self.slots.timestamp_writes(slot, true, true);
+                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("sgd epoch"), timestamp_writes });
+                    pass.set_pipeline(&self.pipelines.update);
+                    for &b in sequence {
+                        for w in &train[b] {
+                            pass.set_bind_group(0, &w.bind_group, &[]);
+                            pass.dispatch_workgroups(self.update_workgroups, 1, 1);
+                        }
+                    }
+                }
+                encode_reduction(encoder, &self.pipelines, &self.train_reduction, "training loss");
+                self.slots.encode_copy(encoder, slot, &self.train_partials, 0);
+                if score_test {
+                    encoder.clear_buffer(&self.test_partials, 0, None);
+                    {
+                        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("score test"), timestamp_writes: None });
+                        pass.set_pipeline(&self.pipelines.evaluate);
+                        for w in test.iter() {
+                            pass.set_bind_group(0, &w.bind_group, &[]);
+                            pass.dispatch_workgroups(workgroups_for(&self.gpu, &self.shape, w.count as usize, EVAL_WORKGROUPS), 1, 1);
+                        }
+                    }
+                }
+            }
+            Placement::Streamed { ring, test } => {
+                // Each window is its own submission, so the ring's slots come free as the
+                // device works through them; the epoch's sums and timestamps span them all.
+                let windows: Vec<(usize, usize)> = sequence.iter().flat_map(|&b| (0..self.schedule.block(b).len().div_ceil(ring.window_ratings)).map(move |w| (b, w))).collect();
+                let mut ratings = Vec::with_capacity(ring.window_ratings);
+                for (n, &(b, w)) in windows.iter().enumerate() {
+                    let (ub, ib) = self.factor_blocks_for(b)?;
+                    let block = self.schedule.block(b);
+                    self.schedule.local_rows(&block[w * ring.window_ratings..block.len().min((w + 1) * ring.window_ratings)], &mut ratings);
+                    let with = Bindings { pipelines: &self.pipelines, users: &self.user_blocks[ub], items: &self.item_blocks[ib], params: &self.params_buffer, output: &self.train_partials };
+                    let (ring_slot, window) = ring.upload(&self.gpu, &ratings, &with)?;
+                    {
+                        let timestamp_writes = self.slots.timestamp_writes(slot, n == 0, n + 1 == windows.len());
+                        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("sgd window"), timestamp_writes });
+                        pass.set_pipeline(&self.pipelines.update);
+                        pass.set_bind_group(0, &window.bind_group, &[]);
+                        pass.dispatch_workgroups(self.update_workgroups, 1, 1);
+                    }
+                    let done = std::mem::replace(encoder, self.gpu.device.create_command_encoder(&Default::default()));
+                    ring.used(ring_slot, self.gpu.queue.submit([done.finish()]));
+                }
+                encode_reduction(encoder, &self.pipelines, &self.train_reduction, "training loss");
+                self.slots.encode_copy(encoder, slot, &self.train_partials, 0);
+                if score_test {
+                    encoder.clear_buffer(&self.test_partials, 0, None);
+                    for (b, block) in test.iter().enumerate().filter(|(_, block)| !block.is_empty()) {
+                        let (ub, ib) = self.factor_blocks_for(b)?;
+                        for run in block.chunks(ring.window_ratings) {
+                            let with = Bindings { pipelines: &self.pipelines, users: &self.user_blocks[ub], items: &self.item_blocks[ib], params: &self.params_buffer, output: &self.test_partials };
+                            let (ring_slot, window) = ring.upload(&self.gpu, run, &with)?;
+                            {
+                                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("score test window"), timestamp_writes: None });
+                                pass.set_pipeline(&self.pipelines.evaluate);
+                                pass.set_bind_group(0, &window.bind_group, &[]);
+                                pass.dispatch_workgroups(workgroups_for(&self.gpu, &self.shape, run.len(), EVAL_WORKGROUPS), 1, 1);
+                            }
+                            let done = std::mem::replace(encoder, self.gpu.device.create_command_encoder(&Default::default()));
+                            ring.used(ring_slot, self.gpu.queue.submit([done.finish()]));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The factor blocks (user, item) holding block `b`'s rows. With factors swapped, the rows
+    /// on the device are written back to the host model and `b`'s loaded in their place first
+    /// (a wait for the device: swapping trades time for memory).
+    fn factor_blocks_for(&mut self, b: usize) -> Result<(usize, usize)> {
+        let (ub, ib) = self.schedule.coordinates(b);
+        let Some((loaded_u, loaded_i)) = self.swapped else { return Ok((ub, ib)) };
+        let model = &mut self.template;
+        if loaded_u != ub {
+            self.user_blocks[0].store(&self.gpu, &self.shape, &mut model.user_factors, &mut model.user_bias)?;
+            self.user_blocks[0].load(&self.gpu, &self.shape, &self.schedule.users, ub, &model.user_factors, &model.user_bias);
+        }
+        if loaded_i != ib {
+            self.item_blocks[0].store(&self.gpu, &self.shape, &mut model.item_factors, &mut model.item_bias)?;
+            self.item_blocks[0].load(&self.gpu, &self.shape, &self.schedule.items, ib, &model.item_factors, &model.item_bias);
+        }
+        self.swapped = Some((ub, ib));
+        Ok((0, 0))
     }
 }
 
@@ -386,79 +520,11 @@ impl Solver for GpuSolver {
         encoder.clear_buffer(&self.train_partials, 0, None);
         let sequence = self.schedule.sequence(epoch);
         let score_test = score_test && self.test_count > 0;
-        match &mut self.placement {
-            Placement::Resident { train, test } => {
-                {
-                    let timestamp_writes = self.slots.timestamp_writes(slot, true, true);
-                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("sgd epoch"), timestamp_writes });
-                    pass.set_pipeline(&self.pipelines.update);
-                    for &b in &sequence {
-                        for w in &train[b] {
-                            pass.set_bind_group(0, &w.bind_group, &[]);
-                            pass.dispatch_workgroups(self.update_workgroups, 1, 1);
-                        }
-                    }
-                }
-                encode_reduction(&mut encoder, &self.pipelines, &self.train_reduction, "training loss");
-                self.slots.encode_copy(&mut encoder, slot, &self.train_partials, 0);
-                if score_test {
-                    encoder.clear_buffer(&self.test_partials, 0, None);
-                    {
-                        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("score test"), timestamp_writes: None });
-                        pass.set_pipeline(&self.pipelines.evaluate);
-                        for w in test.iter() {
-                            pass.set_bind_group(0, &w.bind_group, &[]);
-                            pass.dispatch_workgroups(workgroups_for(&self.gpu, &self.shape, w.count as usize, EVAL_WORKGROUPS), 1, 1);
-                        }
-                    }
-                }
-            }
-            Placement::Streamed { ring, test } => {
-                // Each window is its own submission, so the ring's slots come free as the
-                // device works through them; the epoch's sums and timestamps span them all.
-                let windows: Vec<(usize, usize)> = sequence.iter().flat_map(|&b| (0..self.schedule.block(b).len().div_ceil(ring.window_ratings)).map(move |w| (b, w))).collect();
-                let mut local_block = None;
-                for (n, &(b, w)) in windows.iter().enumerate() {
-                    if local_block.as_ref().is_none_or(|(at, _)| *at != b) {
-                        local_block = Some((b, self.schedule.local_block(b)));
-                    }
-                    let ratings = &local_block.as_ref().expect("set above").1[w * ring.window_ratings..];
-                    let ratings = &ratings[..ratings.len().min(ring.window_ratings)];
-                    let (ub, ib) = self.schedule.coordinates(b);
-                    let with = Bindings { pipelines: &self.pipelines, users: &self.user_blocks[ub], items: &self.item_blocks[ib], params: &self.params_buffer, output: &self.train_partials };
-                    let (ring_slot, window) = ring.upload(&self.gpu, ratings, &with)?;
-                    {
-                        let timestamp_writes = self.slots.timestamp_writes(slot, n == 0, n + 1 == windows.len());
-                        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("sgd window"), timestamp_writes });
-                        pass.set_pipeline(&self.pipelines.update);
-                        pass.set_bind_group(0, &window.bind_group, &[]);
-                        pass.dispatch_workgroups(self.update_workgroups, 1, 1);
-                    }
-                    let done = std::mem::replace(&mut encoder, self.gpu.device.create_command_encoder(&Default::default()));
-                    ring.used(ring_slot, self.gpu.queue.submit([done.finish()]));
-                }
-                encode_reduction(&mut encoder, &self.pipelines, &self.train_reduction, "training loss");
-                self.slots.encode_copy(&mut encoder, slot, &self.train_partials, 0);
-                if score_test {
-                    encoder.clear_buffer(&self.test_partials, 0, None);
-                    for (b, block) in test.iter().enumerate() {
-                        let (ub, ib) = self.schedule.coordinates(b);
-                        for run in block.chunks(ring.window_ratings) {
-                            let with = Bindings { pipelines: &self.pipelines, users: &self.user_blocks[ub], items: &self.item_blocks[ib], params: &self.params_buffer, output: &self.test_partials };
-                            let (ring_slot, window) = ring.upload(&self.gpu, run, &with)?;
-                            {
-                                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("score test window"), timestamp_writes: None });
-                                pass.set_pipeline(&self.pipelines.evaluate);
-                                pass.set_bind_group(0, &window.bind_group, &[]);
-                                pass.dispatch_workgroups(workgroups_for(&self.gpu, &self.shape, run.len(), EVAL_WORKGROUPS), 1, 1);
-                            }
-                            let done = std::mem::replace(&mut encoder, self.gpu.device.create_command_encoder(&Default::default()));
-                            ring.used(ring_slot, self.gpu.queue.submit([done.finish()]));
-                        }
-                    }
-                }
-            }
-        }
+        // Out of self for the epoch, so swapping factor blocks can borrow the rest.
+        let mut placement = std::mem::replace(&mut self.placement, Placement::Resident { train: Vec::new(), test: Vec::new() });
+        let outcome = self.encode_epoch(&mut placement, &mut encoder, slot, &sequence, score_test);
+        self.placement = placement;
+        outcome?;
         if score_test {
             encode_reduction(&mut encoder, &self.pipelines, &self.test_reduction, "test error");
             self.slots.encode_copy(&mut encoder, slot, &self.test_partials, 8);
@@ -477,7 +543,6 @@ impl Solver for GpuSolver {
             kernel_seconds: done.kernel_seconds,
         })
     }
-
     fn epochs_in_flight(&self) -> usize {
         readback::SLOTS
     }

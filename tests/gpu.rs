@@ -280,6 +280,23 @@ fn one_rating_in_flight_gives_the_sequential_trainers_factors() {
     }
     let one = GpuOptions { in_flight: Some(1), ..GpuOptions::default() };
     for (name, problem) in &problems {
+        let params = exact_params();
+        // Streamed: ratings through the ring with the factors on the device, and with the
+        // factors swapped block by block too; the grid is the one the budget makes the GPU
+        // choose, given to the CPU as well.
+        let need = GpuSolver::new(problem, Model::init(problem, &params), &params, &one).unwrap().buffer_bytes();
+        let rows = (problem.num_users() + problem.num_items()) as u64;
+        for budget in [need - 12 * 1000, rows * 68 / 2 + 200_000] {
+            let options = GpuOptions { gpu_memory: Some(budget), ..one.clone() };
+            let grid = GpuSolver::new(problem, Model::init(problem, &params), &params, &options).unwrap().schedule().grid();
+            let params = Params { blocks: Some(grid), ..params.clone() };
+            let cpu = train(problem, &params, &Backend::Cpu(CpuMode::Sequential), |_| {}).unwrap();
+            let gpu = train(problem, &params, &gpu(options), |_| {}).unwrap();
+            assert!(gpu.backend.contains("streamed"), "{}", gpu.backend);
+            let diff = largest_difference(&cpu.model, &gpu.model);
+            println!("{name}, {}: largest difference {diff:e} (--gpu-memory {budget})", gpu.backend);
+            assert!(diff < 1e-5, "{name}, --gpu-memory {budget}: the streamed GPU's factors differ from the sequential trainer's by {diff}");
+        }
         let (m, n) = (problem.num_users(), problem.num_items());
         // The default single block; an uneven grid; and blocks cut by a small binding into
         // several windows each (the grid is given, so both trainers use it).
@@ -299,6 +316,50 @@ fn one_rating_in_flight_gives_the_sequential_trainers_factors() {
             }
         }
     }
+}
+
+/// Training beyond device memory: `--gpu-memory` an eighth of what the resident run allocates
+/// streams the ratings and swaps the factor blocks, and reaches the resident run's accuracy.
+fn an_eighth_of_the_device_memory_gives_the_resident_accuracy() {
+    if !common::gpu_available() {
+        return;
+    }
+    let mut cases = vec![(
+        "generated 2M",
+        gpumf::bench::synthetic_problem(&gpumf::bench::SyntheticSpec::netflix_scaled(2_000_000, 11)).unwrap(),
+        Params { rank: 32, epochs: 8, ..Params::default() },
+    )];
+    if let Some(u1) = common::ml100k_fold(1) {
+        cases.push(("ml-100k u1", u1, Params::default()));
+    }
+    for (name, problem, params) in &cases {
+        let resident = train(problem, params, &gpu(GpuOptions::default()), |_| {}).unwrap();
+        let budget = resident.device_bytes / 8;
+        let streamed = train(problem, params, &gpu(GpuOptions { gpu_memory: Some(budget), ..GpuOptions::default() }), |_| {}).unwrap();
+        let (r, s) = (resident.history.last().unwrap().test_rmse.unwrap(), streamed.history.last().unwrap().test_rmse.unwrap());
+        println!("{name}: resident {r:.4} ({} bytes), an eighth {s:.4} ({} bytes, {})", resident.device_bytes, streamed.device_bytes, streamed.backend);
+        assert!(streamed.device_bytes <= budget, "{name}: allocated {} over the budget {budget}", streamed.device_bytes);
+        assert!(streamed.backend.contains("streamed"), "{}", streamed.backend);
+        assert!((r - s).abs() <= 0.005, "{name}: resident {r} vs streamed {s}");
+    }
+}
+
+/// A budget that cannot hold one row of each side beside the ring is refused, naming the
+/// smallest that works; that budget then trains.
+fn a_budget_too_small_names_the_smallest_that_works() {
+    if !common::gpu_available() {
+        return;
+    }
+    let problem = small_problem();
+    let params = Params { rank: 8, epochs: 1, ..Params::default() };
+    let e = train(&problem, &params, &gpu(GpuOptions { gpu_memory: Some(4096), ..GpuOptions::default() }), |_| {}).err().expect("4 KiB is too small");
+    let message = e.to_string();
+    assert!(message.contains("--gpu-memory") && message.contains("smallest budget that works is"), "{message}");
+    let smallest = message.split("smallest budget that works is ").nth(1).unwrap().split(' ').take(2).collect::<Vec<_>>().join("");
+    let bytes = gpumf::resources::parse_size(&smallest).unwrap();
+    // Rounded for people: a little above the figure it names trains.
+    let t = train(&problem, &params, &gpu(GpuOptions { gpu_memory: Some(bytes + 1024), ..GpuOptions::default() }), |_| {}).unwrap();
+    assert!(t.history[0].train_loss.is_finite());
 }
 
 /// The GPU's own scoring of the test set, through blocks and windows, agrees with scoring its
@@ -343,6 +404,8 @@ fn main() -> std::process::ExitCode {
         Test { name: "the_workgroup_reduction_path_trains_like_the_subgroup_path", needs: Needs::GPU, run: the_workgroup_reduction_path_trains_like_the_subgroup_path },
         Test { name: "problems_larger_than_one_binding_are_split_into_windows", needs: Needs::GPU, run: problems_larger_than_one_binding_are_split_into_windows },
         Test { name: "one_rating_in_flight_gives_the_sequential_trainers_factors", needs: Needs::GPU, run: one_rating_in_flight_gives_the_sequential_trainers_factors },
+        Test { name: "an_eighth_of_the_device_memory_gives_the_resident_accuracy", needs: Needs::GPU, run: an_eighth_of_the_device_memory_gives_the_resident_accuracy },
+        Test { name: "a_budget_too_small_names_the_smallest_that_works", needs: Needs::GPU, run: a_budget_too_small_names_the_smallest_that_works },
         Test { name: "the_gpu_scores_the_test_set_like_the_cpu_through_blocks_and_windows", needs: Needs::GPU, run: the_gpu_scores_the_test_set_like_the_cpu_through_blocks_and_windows },
         Test { name: "early_stopping_keeps_the_best_epoch_on_the_gpu", needs: Needs::GPU, run: early_stopping_keeps_the_best_epoch_on_the_gpu },
     ])

@@ -562,3 +562,26 @@ impl Solver for GpuSolver {
         Ok(model)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_budget_keeps_everything_streams_the_ratings_or_swaps_the_factors() {
+        // 1,000 rows of 516 bytes (rank 128, f32, with the bias) and 1 MB of ratings.
+        let plan = |budget: Option<u64>| DevicePlan::new(budget, 512, 400, 600, 1_000_000, 128);
+        let factors: u64 = 516 * 1000;
+        let all = plan(None).unwrap();
+        assert!(!all.streamed && all.swapped_rows.is_none());
+        let fits = plan(Some(factors + OVERHEAD_BYTES + 1_000_000)).unwrap();
+        assert!(!fits.streamed);
+        let streams = plan(Some(factors + OVERHEAD_BYTES + 200_000)).unwrap();
+        assert!(streams.streamed && streams.swapped_rows.is_none());
+        let swaps = plan(Some(factors / 2 + 200_000)).unwrap();
+        let rows = swaps.swapped_rows.unwrap();
+        assert!(swaps.streamed && rows > 0 && 2 * rows as u64 * 516 < factors / 2 + 200_000, "{rows} rows");
+        let e = plan(Some(10_000)).err().unwrap().to_string();
+        assert!(e.contains("--gpu-memory") && e.contains("smallest budget that works"), "{e}");
+    }
+}

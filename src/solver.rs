@@ -15,6 +15,9 @@ pub struct EpochFigures {
     pub test: Option<ErrorSums>,
     /// Seconds the device's own clock measured for the epoch's kernels, where it has one.
     pub kernel_seconds: Option<f64>,
+    /// Bytes the epoch moved between host memory and the device beyond what stays resident
+    /// (streamed ratings, swapped factor rows), or read from disk; 0 when all is resident.
+    pub streamed_bytes: u64,
 }
 
 /// A backend's trainer.

@@ -39,6 +39,8 @@ pub struct EpochReport {
     pub kernel_seconds: Option<f64>,
     /// Seconds since training started.
     pub elapsed_seconds: f64,
+    /// Bytes moved to and from the device (or disk) beyond what stays resident; 0 if none.
+    pub streamed_bytes: u64,
 }
 
 /// A finished run.
@@ -171,6 +173,7 @@ fn run(problem: &Problem, params: &Params, backend: &Backend, patience: Option<u
             test_mae: figures.test.map(|t| t.mae()),
             sgd_seconds,
             kernel_seconds: figures.kernel_seconds,
+            streamed_bytes: figures.streamed_bytes,
             elapsed_seconds: start.elapsed().as_secs_f64(),
         };
         if !report.train_loss.is_finite() {

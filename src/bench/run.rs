@@ -24,6 +24,10 @@ pub struct BenchRow {
     pub updates_per_second: f64,
     /// The device's own clock over the update kernels alone (GPU timestamp queries).
     pub kernel_seconds_per_epoch: Option<f64>,
+    /// Bytes streamed to and from the device (or disk) per epoch beyond what stays resident.
+    pub streamed_bytes_per_epoch: f64,
+    /// Those bytes over the host seconds of the epochs.
+    pub streamed_gigabytes_per_second: f64,
     /// Set-up before the first epoch (shuffle, upload, kernel compilation), once per run.
     pub setup_seconds: f64,
     /// Bytes one update moves at the least: the rating, both rows and biases read and written.
@@ -80,6 +84,8 @@ pub fn run(problem: &Problem, data: &str, params: &Params, backend: &Backend, ta
         seconds_per_epoch: t.train_seconds / epochs as f64,
         updates_per_second,
         kernel_seconds_per_epoch: t.kernel_seconds.map(|k| k / epochs as f64),
+        streamed_bytes_per_epoch: t.history.iter().map(|r| r.streamed_bytes as f64).sum::<f64>() / epochs as f64,
+        streamed_gigabytes_per_second: t.history.iter().map(|r| r.streamed_bytes as f64).sum::<f64>() / t.train_seconds / 1e9,
         setup_seconds: t.setup_seconds,
         bytes_per_update: bytes,
         gigabytes_per_second: gbps,
@@ -108,13 +114,13 @@ pub fn backend_named(name: &str, threads: usize, gpu: &GpuOptions) -> Option<Bac
 pub fn table(rows: &[BenchRow]) -> String {
     let w = rows.iter().map(|r| r.backend.chars().count()).max().unwrap_or(0).max(7);
     let mut s = format!(
-        "{:<w$} {:>10} {:>5} {:>9} {:>10} {:>10} {:>10} {:>8} {:>8} {:>9} {:>9} {:>9}\n",
-        "backend", "ratings", "rank", "set-up s", "host s/ep", "kernel s/ep", "updates/s", "eff GB/s", "RMSE", "to target", "RSS MiB", "GPU MiB"
+        "{:<w$} {:>10} {:>5} {:>9} {:>10} {:>11} {:>10} {:>8} {:>11} {:>10} {:>8} {:>9} {:>9} {:>9}\n",
+        "backend", "ratings", "rank", "set-up s", "host s/ep", "kernel s/ep", "updates/s", "eff GB/s", "stream MB/ep", "stream GB/s", "RMSE", "to target", "RSS MiB", "GPU MiB"
     );
     for r in rows {
         let opt = |v: Option<f64>, p: usize| v.map_or("-".into(), |x| format!("{x:.p$}"));
         s.push_str(&format!(
-            "{:<w$} {:>10} {:>5} {:>9.2} {:>10.4} {:>10} {:>9.1}M {:>8.1} {:>8} {:>9} {:>9} {:>9.1}\n",
+            "{:<w$} {:>10} {:>5} {:>9.2} {:>10.4} {:>11} {:>9.1}M {:>8.1} {:>11.1} {:>10.2} {:>8} {:>9} {:>9} {:>9.1}\n",
             r.backend,
             r.ratings,
             r.rank,
@@ -123,6 +129,8 @@ pub fn table(rows: &[BenchRow]) -> String {
             opt(r.kernel_seconds_per_epoch, 4),
             r.updates_per_second / 1e6,
             r.gigabytes_per_second,
+            r.streamed_bytes_per_epoch / 1e6,
+            r.streamed_gigabytes_per_second,
             opt(r.test_rmse, 4),
             opt(r.seconds_to_target, 2),
             r.peak_rss_bytes.map_or("-".into(), |b| format!("{}", b >> 20)),
@@ -141,11 +149,11 @@ pub fn table(rows: &[BenchRow]) -> String {
 
 /// Rows as CSV (no history), for tools.
 pub fn csv(rows: &[BenchRow]) -> String {
-    let mut s = String::from("backend,data,ratings,users,items,rank,epochs,setup_seconds,seconds_per_epoch,kernel_seconds_per_epoch,updates_per_second,bytes_per_update,gigabytes_per_second,bandwidth_share,test_rmse,seconds_to_target,peak_rss_bytes,device_buffer_bytes\n");
+    let mut s = String::from("backend,data,ratings,users,items,rank,epochs,setup_seconds,seconds_per_epoch,kernel_seconds_per_epoch,streamed_bytes_per_epoch,streamed_gigabytes_per_second,updates_per_second,bytes_per_update,gigabytes_per_second,bandwidth_share,test_rmse,seconds_to_target,peak_rss_bytes,device_buffer_bytes\n");
     let opt = |v: Option<f64>| v.map_or(String::new(), |x| x.to_string());
     for r in rows {
         s.push_str(&format!(
-            "\"{}\",\"{}\",{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "\"{}\",\"{}\",{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             r.backend.replace('"', "'"),
             r.data.replace('"', "'"),
             r.ratings,
@@ -156,6 +164,8 @@ pub fn csv(rows: &[BenchRow]) -> String {
             r.setup_seconds,
             r.seconds_per_epoch,
             opt(r.kernel_seconds_per_epoch),
+            r.streamed_bytes_per_epoch,
+            r.streamed_gigabytes_per_second,
             r.updates_per_second,
             r.bytes_per_update,
             r.gigabytes_per_second,

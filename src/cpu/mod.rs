@@ -132,7 +132,7 @@ impl Solver for CpuSolver {
             let (model, test) = (&self.model, &self.test);
             self.pool.install(|| metrics::evaluate(model, test))
         });
-        self.done.push_back(EpochFigures { train, test, kernel_seconds: None });
+        self.done.push_back(EpochFigures { train, test, kernel_seconds: None, streamed_bytes: 0 });
         Ok(())
     }
 

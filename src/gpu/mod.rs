@@ -19,6 +19,7 @@ pub use kernel::{KernelShape, GROUP_SUBGROUP_WGSL, GROUP_WORKGROUP_WGSL, SGD_WGS
 
 use crate::data::{Problem, Rating};
 use crate::resources::human_bytes;
+use std::collections::VecDeque;
 use crate::error::{Error, Result};
 use crate::metrics::ErrorSums;
 use crate::model::{Model, Params};
@@ -207,6 +208,8 @@ pub struct GpuSolver {
     /// With factors swapped: the (user, item) blocks whose rows are on the device now; the
     /// other rows are in `template`.
     swapped: Option<(usize, usize)>,
+    /// Bytes streamed or swapped by epochs submitted and not yet finished, oldest first.
+    streamed: VecDeque<u64>,
     /// Bind the partials for the reductions.
     train_reduction: Window,
     test_reduction: Window,
@@ -348,6 +351,7 @@ impl GpuSolver {
             test_partials,
             placement,
             swapped: plan.swapped_rows.map(|_| (0, 0)),
+            streamed: VecDeque::new(),
             train_reduction,
             test_reduction,
             update_workgroups,
@@ -419,6 +423,7 @@ impl GpuSolver {
                     self.schedule.local_rows(&block[w * ring.window_ratings..block.len().min((w + 1) * ring.window_ratings)], &mut ratings);
                     let with = Bindings { pipelines: &self.pipelines, users: &self.user_blocks[ub], items: &self.item_blocks[ib], params: &self.params_buffer, output: &self.train_partials };
                     let (ring_slot, window) = ring.upload(&self.gpu, &ratings, &with)?;
+                    *self.streamed.back_mut().expect("pushed by submit_epoch") += std::mem::size_of_val(&ratings[..]) as u64;
                     {
                         let timestamp_writes = self.slots.timestamp_writes(slot, n == 0, n + 1 == windows.len());
                         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("sgd window"), timestamp_writes });
@@ -438,6 +443,7 @@ impl GpuSolver {
                         for run in block.chunks(ring.window_ratings) {
                             let with = Bindings { pipelines: &self.pipelines, users: &self.user_blocks[ub], items: &self.item_blocks[ib], params: &self.params_buffer, output: &self.test_partials };
                             let (ring_slot, window) = ring.upload(&self.gpu, run, &with)?;
+                            *self.streamed.back_mut().expect("pushed by submit_epoch") += std::mem::size_of_val(run) as u64;
                             {
                                 let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("score test window"), timestamp_writes: None });
                                 pass.set_pipeline(&self.pipelines.evaluate);
@@ -461,6 +467,12 @@ impl GpuSolver {
         let (ub, ib) = self.schedule.coordinates(b);
         let Some((loaded_u, loaded_i)) = self.swapped else { return Ok((ub, ib)) };
         let model = &mut self.template;
+        let row_bytes = self.shape.row_bytes() + 4;
+        let moved = |old: usize, new: usize, axis: &crate::schedule::Axis| (axis.members(old).len() + axis.members(new).len()) as u64 * row_bytes;
+        let swapped_bytes = if loaded_u != ub { moved(loaded_u, ub, &self.schedule.users) } else { 0 } + if loaded_i != ib { moved(loaded_i, ib, &self.schedule.items) } else { 0 };
+        if let Some(bytes) = self.streamed.back_mut() {
+            *bytes += swapped_bytes;
+        }
         if loaded_u != ub {
             self.user_blocks[0].store(&self.gpu, &self.shape, &mut model.user_factors, &mut model.user_bias)?;
             self.user_blocks[0].load(&self.gpu, &self.shape, &self.schedule.users, ub, &model.user_factors, &model.user_bias);
@@ -522,6 +534,7 @@ impl Solver for GpuSolver {
         let score_test = score_test && self.test_count > 0;
         // Out of self for the epoch, so swapping factor blocks can borrow the rest.
         let mut placement = std::mem::replace(&mut self.placement, Placement::Resident { train: Vec::new(), test: Vec::new() });
+        self.streamed.push_back(0);
         let outcome = self.encode_epoch(&mut placement, &mut encoder, slot, &sequence, score_test);
         self.placement = placement;
         outcome?;
@@ -541,6 +554,7 @@ impl Solver for GpuSolver {
             train: ErrorSums { count: self.train_count, squared: done.sums[0] as f64, absolute: done.sums[1] as f64 },
             test: done.scored_test.then(|| ErrorSums { count: self.test_count, squared: done.sums[2] as f64, absolute: done.sums[3] as f64 }),
             kernel_seconds: done.kernel_seconds,
+            streamed_bytes: self.streamed.pop_front().unwrap_or(0),
         })
     }
     fn epochs_in_flight(&self) -> usize {

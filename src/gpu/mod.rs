@@ -11,22 +11,25 @@
 
 mod buffers;
 mod context;
+mod dispatch;
 mod kernel;
+mod plan;
 mod readback;
 
 pub use context::{list_adapters, quiet_headless_drivers, AdapterSummary, Gpu};
 pub use kernel::{KernelShape, GROUP_SUBGROUP_WGSL, GROUP_WORKGROUP_WGSL, SGD_WGSL};
 
 use crate::data::{Problem, Rating};
-use crate::resources::human_bytes;
 use std::collections::VecDeque;
 use crate::error::{Error, Result};
 use crate::metrics::ErrorSums;
 use crate::model::{Model, Params};
-use crate::schedule::{GridSize, Order, Schedule};
+use crate::schedule::{Order, Schedule};
 use crate::solver::{EpochFigures, Solver};
 use buffers::{Bindings, FactorBlock, Window};
+use dispatch::{encode_reduction, workgroups_for};
 use kernel::Pipelines;
+use plan::{gpu_grid, DevicePlan, OVERHEAD_BYTES, RING_SLOTS};
 use readback::EpochSlots;
 use wgpu::util::DeviceExt;
 
@@ -98,14 +101,14 @@ pub fn default_in_flight(users: usize, items: usize) -> u32 {
 }
 
 /// Workgroups per evaluation dispatch; also the number of partial sums.
-const EVAL_WORKGROUPS: u32 = 1024;
+pub(crate) const EVAL_WORKGROUPS: u32 = 1024;
 /// Ratings one group of lanes updates in one dispatch, at most. Mesa's llvmpipe (lavapipe) ends
 /// a loop silently after about 16,000 iterations of a kernel's loops together (measured: one
 /// rating in flight trained only the first 16,000 of u1's 80,000 ratings), and a long dispatch
 /// can trip a desktop driver's watchdog; cutting windows shorter costs a dispatch per window.
 const MAX_GROUP_ITERATIONS: usize = 1024;
 /// Default workgroups per update dispatch: 2048 × 8 subgroups keeps every SM of a large GPU busy.
-const UPDATE_WORKGROUPS: u32 = 2048;
+pub(crate) const UPDATE_WORKGROUPS: u32 = 2048;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -120,20 +123,6 @@ struct ParamsUniform {
     max_groups: u32,
 }
 
-/// The grid the GPU trains by: the one asked for (one block by default), each side cut finer
-/// where its rows would not fit one binding (or `user_block_rows`).
-fn gpu_grid(requested: Option<GridSize>, users: usize, items: usize, row_bytes: u64, max_binding: u64, user_block_rows: Option<usize>) -> Result<GridSize> {
-    let rows_fit = (max_binding / row_bytes) as usize;
-    if rows_fit == 0 {
-        return Err(Error::Gpu(format!(
-            "one factor row takes {row_bytes} bytes but the device binds at most {max_binding} bytes per buffer; lower --rank"
-        )));
-    }
-    let user_rows = user_block_rows.unwrap_or(usize::MAX).min(rows_fit);
-    let base = requested.unwrap_or(GridSize { user_blocks: 1, item_blocks: 1 });
-    Ok(GridSize { user_blocks: base.user_blocks.max(users.div_ceil(user_rows)), item_blocks: base.item_blocks.max(items.div_ceil(rows_fit)) })
-}
-
 /// Where the ratings live while training.
 enum Placement {
     /// Uploaded once: each schedule block's windows (by block index), and the test set's.
@@ -143,54 +132,30 @@ enum Placement {
     Streamed { ring: buffers::Ring, test: Vec<Vec<Rating>> },
 }
 
-/// Device bytes besides factors and ratings, at most: the error partials and the uniform.
-const OVERHEAD_BYTES: u64 = 8 * (UPDATE_WORKGROUPS as u64 + EVAL_WORKGROUPS as u64) + 256;
-
-/// What fits a `--gpu-memory` budget: everything; the factors but not the ratings (the ratings
-/// stream); or not even the factors (the ratings stream and one block of each side's rows is on
-/// the device at a time, the rest in host memory).
-struct DevicePlan {
-    budget: Option<u64>,
-    streamed: bool,
-    /// With factors swapped: the most rows a block may have on each side.
-    swapped_rows: Option<usize>,
-}
-
-impl DevicePlan {
-    fn new(budget: Option<u64>, row_bytes: u64, users: usize, items: usize, rating_bytes: u64, rank: usize) -> Result<DevicePlan> {
-        let Some(budget) = budget else { return Ok(DevicePlan { budget, streamed: false, swapped_rows: None }) };
-        let factors = (row_bytes + 4) * (users + items) as u64;
-        let ring = (RING_SLOTS * MIN_STREAMED_WINDOW * 12) as u64;
-        if factors + OVERHEAD_BYTES + rating_bytes <= budget {
-            return Ok(DevicePlan { budget: Some(budget), streamed: false, swapped_rows: None });
+/// Checks the GPU settings, opens the device and builds the kernel for the rank and precision.
+/// Returns them with the largest binding the windows may use.
+fn open_kernel(params: &Params, options: &GpuOptions) -> Result<(Gpu, KernelShape, Pipelines, u64)> {
+        for (flag, value) in [("--in-flight", options.in_flight), ("--workgroups", options.workgroups), ("--lanes-per-rating", options.lanes_per_rating)] {
+            if value == Some(0) {
+                return Err(Error::InvalidParameter(format!("{flag} must be at least 1")));
+            }
         }
-        if factors + OVERHEAD_BYTES + ring <= budget {
-            return Ok(DevicePlan { budget: Some(budget), streamed: true, swapped_rows: None });
+        if options.user_block_rows == Some(0) {
+            return Err(Error::InvalidParameter("--user-block-rows must be at least 1".into()));
         }
-        // A quarter of the budget for each side's block of rows, the rest for the ring.
-        let rows = (budget.saturating_sub(OVERHEAD_BYTES) / 4 / (row_bytes + 4)) as usize;
-        let smallest = OVERHEAD_BYTES + ring + 2 * (row_bytes + 4) * 4;
-        if rows == 0 || budget < smallest {
-            return Err(Error::InvalidParameter(format!(
-                "--gpu-memory {}: too small for rank {rank} ({} a factor row) beside the {} that streaming the ratings needs; the smallest budget that works is {} (with blocks of one row; {} keeps all {} factor rows on the device)",
-                human_bytes(budget),
-                human_bytes(row_bytes + 4),
-                human_bytes(ring + OVERHEAD_BYTES),
-                human_bytes(smallest),
-                human_bytes(factors + OVERHEAD_BYTES + ring),
-                users + items
+        let gpu = Gpu::open(options.precision == Precision::F16, options.subgroups)?;
+        let shape = KernelShape::new(params.rank, options.precision, gpu.subgroups, gpu.adapter.subgroup_min_size, options.lanes_per_rating)?;
+        if gpu.limits.max_storage_buffers_per_shader_stage < 6 {
+            return Err(Error::Gpu(format!(
+                "{} allows {} storage buffers per shader stage; the kernel needs 6",
+                gpu.adapter.name, gpu.limits.max_storage_buffers_per_shader_stage
             )));
         }
-        Ok(DevicePlan { budget: Some(budget), streamed: true, swapped_rows: Some(rows) })
-    }
+        let pipelines = Pipelines::new(&gpu, &shape)?;
+        let device_binding = gpu.limits.max_storage_buffer_binding_size.min(gpu.limits.max_buffer_size);
+        let max_binding = options.max_binding_bytes.map_or(device_binding, |cap| cap.min(device_binding));
+    Ok((gpu, shape, pipelines, max_binding))
 }
-
-/// Upload buffers in the ring: one filling while one is read, and one spare so the host can
-/// run a window ahead.
-const RING_SLOTS: usize = 3;
-/// Ratings per streamed window at the least, below which dispatches would cost more than
-/// their work.
-const MIN_STREAMED_WINDOW: usize = 4096;
 
 pub struct GpuSolver {
     gpu: Gpu,
@@ -225,32 +190,10 @@ pub struct GpuSolver {
 
 impl GpuSolver {
     pub fn new(problem: &Problem, model: Model, params: &Params, options: &GpuOptions) -> Result<GpuSolver> {
-        for (flag, value) in [("--in-flight", options.in_flight), ("--workgroups", options.workgroups), ("--lanes-per-rating", options.lanes_per_rating)] {
-            if value == Some(0) {
-                return Err(Error::InvalidParameter(format!("{flag} must be at least 1")));
-            }
-        }
-        if options.user_block_rows == Some(0) {
-            return Err(Error::InvalidParameter("--user-block-rows must be at least 1".into()));
-        }
-        let gpu = Gpu::open(options.precision == Precision::F16, options.subgroups)?;
-        let shape = KernelShape::new(params.rank, options.precision, gpu.subgroups, gpu.adapter.subgroup_min_size, options.lanes_per_rating)?;
-        if gpu.limits.max_storage_buffers_per_shader_stage < 6 {
-            return Err(Error::Gpu(format!(
-                "{} allows {} storage buffers per shader stage; the kernel needs 6",
-                gpu.adapter.name, gpu.limits.max_storage_buffers_per_shader_stage
-            )));
-        }
-        let pipelines = Pipelines::new(&gpu, &shape)?;
-        let device_binding = gpu.limits.max_storage_buffer_binding_size.min(gpu.limits.max_buffer_size);
-        let max_binding = options.max_binding_bytes.map_or(device_binding, |cap| cap.min(device_binding));
+        let (gpu, shape, pipelines, max_binding) = open_kernel(params, options)?;
         let (m, n) = (problem.num_users(), problem.num_items());
         let plan = DevicePlan::new(options.gpu_memory, shape.row_bytes(), m, n, 12 * (problem.train.len() + problem.test.len()) as u64, params.rank)?;
-        let mut grid = gpu_grid(params.blocks, m, n, shape.row_bytes(), max_binding, options.user_block_rows)?;
-        if let Some(rows) = plan.swapped_rows {
-            grid.user_blocks = grid.user_blocks.max(m.div_ceil(rows));
-            grid.item_blocks = grid.item_blocks.max(n.div_ceil(rows));
-        }
+        let grid = plan.grid(gpu_grid(params.blocks, m, n, shape.row_bytes(), max_binding, options.user_block_rows)?, m, n);
         let schedule = Schedule::new(&problem.train, m, n, grid, Order::Shuffled, params.seed)?;
         let max_ratings = (max_binding / std::mem::size_of::<crate::data::Rating>() as u64) as usize;
 
@@ -381,124 +324,6 @@ impl GpuSolver {
     pub fn schedule(&self) -> &Schedule {
         &self.schedule
     }
-
-    /// Encodes (and, when streaming, submits window by window) the epoch's updates and its
-    /// test scoring into `encoder`, leaving the reductions' copies to the slot in it.
-    fn encode_epoch(&mut self, placement: &mut Placement, encoder: &mut wgpu::CommandEncoder, slot: usize, sequence: &[usize], score_test: bool) -> Result<()> {
-        match placement {
-            Placement::Resident { train, test } => {
-                {
-                    let timestamp_writes = self.slots.timestamp_writes(slot, true, true);
-                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("sgd epoch"), timestamp_writes });
-                    pass.set_pipeline(&self.pipelines.update);
-                    for &b in sequence {
-                        for w in &train[b] {
-                            pass.set_bind_group(0, &w.bind_group, &[]);
-                            pass.dispatch_workgroups(self.update_workgroups, 1, 1);
-                        }
-                    }
-                }
-                encode_reduction(encoder, &self.pipelines, &self.train_reduction, "training loss");
-                self.slots.encode_copy(encoder, slot, &self.train_partials, 0);
-                if score_test {
-                    encoder.clear_buffer(&self.test_partials, 0, None);
-                    {
-                        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("score test"), timestamp_writes: None });
-                        pass.set_pipeline(&self.pipelines.evaluate);
-                        for w in test.iter() {
-                            pass.set_bind_group(0, &w.bind_group, &[]);
-                            pass.dispatch_workgroups(workgroups_for(&self.gpu, &self.shape, w.count as usize, EVAL_WORKGROUPS), 1, 1);
-                        }
-                    }
-                }
-            }
-            Placement::Streamed { ring, test } => {
-                // Each window is its own submission, so the ring's slots come free as the
-                // device works through them; the epoch's sums and timestamps span them all.
-                let windows: Vec<(usize, usize)> = sequence.iter().flat_map(|&b| (0..self.schedule.block(b).len().div_ceil(ring.window_ratings)).map(move |w| (b, w))).collect();
-                let mut ratings = Vec::with_capacity(ring.window_ratings);
-                for (n, &(b, w)) in windows.iter().enumerate() {
-                    let (ub, ib) = self.factor_blocks_for(b)?;
-                    let block = self.schedule.block(b);
-                    self.schedule.local_rows(&block[w * ring.window_ratings..block.len().min((w + 1) * ring.window_ratings)], &mut ratings);
-                    let with = Bindings { pipelines: &self.pipelines, users: &self.user_blocks[ub], items: &self.item_blocks[ib], params: &self.params_buffer, output: &self.train_partials };
-                    let (ring_slot, window) = ring.upload(&self.gpu, &ratings, &with)?;
-                    *self.streamed.back_mut().expect("pushed by submit_epoch") += std::mem::size_of_val(&ratings[..]) as u64;
-                    {
-                        let timestamp_writes = self.slots.timestamp_writes(slot, n == 0, n + 1 == windows.len());
-                        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("sgd window"), timestamp_writes });
-                        pass.set_pipeline(&self.pipelines.update);
-                        pass.set_bind_group(0, &window.bind_group, &[]);
-                        pass.dispatch_workgroups(self.update_workgroups, 1, 1);
-                    }
-                    let done = std::mem::replace(encoder, self.gpu.device.create_command_encoder(&Default::default()));
-                    ring.used(ring_slot, self.gpu.queue.submit([done.finish()]));
-                }
-                encode_reduction(encoder, &self.pipelines, &self.train_reduction, "training loss");
-                self.slots.encode_copy(encoder, slot, &self.train_partials, 0);
-                if score_test {
-                    encoder.clear_buffer(&self.test_partials, 0, None);
-                    for (b, block) in test.iter().enumerate().filter(|(_, block)| !block.is_empty()) {
-                        let (ub, ib) = self.factor_blocks_for(b)?;
-                        for run in block.chunks(ring.window_ratings) {
-                            let with = Bindings { pipelines: &self.pipelines, users: &self.user_blocks[ub], items: &self.item_blocks[ib], params: &self.params_buffer, output: &self.test_partials };
-                            let (ring_slot, window) = ring.upload(&self.gpu, run, &with)?;
-                            *self.streamed.back_mut().expect("pushed by submit_epoch") += std::mem::size_of_val(run) as u64;
-                            {
-                                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("score test window"), timestamp_writes: None });
-                                pass.set_pipeline(&self.pipelines.evaluate);
-                                pass.set_bind_group(0, &window.bind_group, &[]);
-                                pass.dispatch_workgroups(workgroups_for(&self.gpu, &self.shape, run.len(), EVAL_WORKGROUPS), 1, 1);
-                            }
-                            let done = std::mem::replace(encoder, self.gpu.device.create_command_encoder(&Default::default()));
-                            ring.used(ring_slot, self.gpu.queue.submit([done.finish()]));
-                        }
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// The factor blocks (user, item) holding block `b`'s rows. With factors swapped, the rows
-    /// on the device are written back to the host model and `b`'s loaded in their place first
-    /// (a wait for the device: swapping trades time for memory).
-    fn factor_blocks_for(&mut self, b: usize) -> Result<(usize, usize)> {
-        let (ub, ib) = self.schedule.coordinates(b);
-        let Some((loaded_u, loaded_i)) = self.swapped else { return Ok((ub, ib)) };
-        let model = &mut self.template;
-        let row_bytes = self.shape.row_bytes() + 4;
-        let moved = |old: usize, new: usize, axis: &crate::schedule::Axis| (axis.members(old).len() + axis.members(new).len()) as u64 * row_bytes;
-        let swapped_bytes = if loaded_u != ub { moved(loaded_u, ub, &self.schedule.users) } else { 0 } + if loaded_i != ib { moved(loaded_i, ib, &self.schedule.items) } else { 0 };
-        if let Some(bytes) = self.streamed.back_mut() {
-            *bytes += swapped_bytes;
-        }
-        if loaded_u != ub {
-            self.user_blocks[0].store(&self.gpu, &self.shape, &mut model.user_factors, &mut model.user_bias)?;
-            self.user_blocks[0].load(&self.gpu, &self.shape, &self.schedule.users, ub, &model.user_factors, &model.user_bias);
-        }
-        if loaded_i != ib {
-            self.item_blocks[0].store(&self.gpu, &self.shape, &mut model.item_factors, &mut model.item_bias)?;
-            self.item_blocks[0].load(&self.gpu, &self.shape, &self.schedule.items, ib, &model.item_factors, &model.item_bias);
-        }
-        self.swapped = Some((ub, ib));
-        Ok((0, 0))
-    }
-}
-
-/// Reduces the per-workgroup error sums in the partials that `window` binds into their first
-/// two floats, in a pass of its own.
-fn encode_reduction(encoder: &mut wgpu::CommandEncoder, pipelines: &Pipelines, window: &Window, label: &str) {
-    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(label), timestamp_writes: None });
-    pass.set_pipeline(&pipelines.finish_evaluate);
-    pass.set_bind_group(0, &window.bind_group, &[]);
-    pass.dispatch_workgroups(1, 1, 1);
-}
-
-/// Workgroups to cover `ratings` with one group each, at most `cap` (grid-stride beyond).
-fn workgroups_for(gpu: &Gpu, shape: &KernelShape, ratings: usize, cap: u32) -> u32 {
-    let needed = ratings.div_ceil(shape.ratings_per_workgroup() as usize).max(1);
-    (needed as u64).min(cap as u64).min(gpu.limits.max_compute_workgroups_per_dimension as u64) as u32
 }
 
 impl Solver for GpuSolver {
@@ -574,28 +399,5 @@ impl Solver for GpuSolver {
         buffers::read_factor_blocks(&self.gpu, &self.shape, &self.user_blocks, &mut model.user_factors, &mut model.user_bias)?;
         buffers::read_factor_blocks(&self.gpu, &self.shape, &self.item_blocks, &mut model.item_factors, &mut model.item_bias)?;
         Ok(model)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_budget_keeps_everything_streams_the_ratings_or_swaps_the_factors() {
-        // 1,000 rows of 516 bytes (rank 128, f32, with the bias) and 1 MB of ratings.
-        let plan = |budget: Option<u64>| DevicePlan::new(budget, 512, 400, 600, 1_000_000, 128);
-        let factors: u64 = 516 * 1000;
-        let all = plan(None).unwrap();
-        assert!(!all.streamed && all.swapped_rows.is_none());
-        let fits = plan(Some(factors + OVERHEAD_BYTES + 1_000_000)).unwrap();
-        assert!(!fits.streamed);
-        let streams = plan(Some(factors + OVERHEAD_BYTES + 200_000)).unwrap();
-        assert!(streams.streamed && streams.swapped_rows.is_none());
-        let swaps = plan(Some(factors / 2 + 200_000)).unwrap();
-        let rows = swaps.swapped_rows.unwrap();
-        assert!(swaps.streamed && rows > 0 && 2 * rows as u64 * 516 < factors / 2 + 200_000, "{rows} rows");
-        let e = plan(Some(10_000)).err().unwrap().to_string();
-        assert!(e.contains("--gpu-memory") && e.contains("smallest budget that works"), "{e}");
     }
 }

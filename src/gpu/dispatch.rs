@@ -1,0 +1,128 @@
+//! An epoch's work on the device: the update dispatches over the schedule's blocks (resident
+//! windows in one pass, or streamed windows one submission each), the test scoring, and the
+//! reductions of their error sums.
+
+use super::buffers::{Bindings, Window};
+use super::kernel::{KernelShape, Pipelines};
+use super::{Gpu, GpuSolver, Placement, EVAL_WORKGROUPS};
+use crate::error::Result;
+
+impl GpuSolver {
+    /// Encodes (and, when streaming, submits window by window) the epoch's updates and its
+    /// test scoring into `encoder`, leaving the reductions' copies to the slot in it.
+    pub(super) fn encode_epoch(&mut self, placement: &mut Placement, encoder: &mut wgpu::CommandEncoder, slot: usize, sequence: &[usize], score_test: bool) -> Result<()> {
+        match placement {
+            Placement::Resident { train, test } => {
+                {
+                    let timestamp_writes = self.slots.timestamp_writes(slot, true, true);
+                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("sgd epoch"), timestamp_writes });
+                    pass.set_pipeline(&self.pipelines.update);
+                    for &b in sequence {
+                        for w in &train[b] {
+                            pass.set_bind_group(0, &w.bind_group, &[]);
+                            pass.dispatch_workgroups(self.update_workgroups, 1, 1);
+                        }
+                    }
+                }
+                encode_reduction(encoder, &self.pipelines, &self.train_reduction, "training loss");
+                self.slots.encode_copy(encoder, slot, &self.train_partials, 0);
+                if score_test {
+                    encoder.clear_buffer(&self.test_partials, 0, None);
+                    {
+                        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("score test"), timestamp_writes: None });
+                        pass.set_pipeline(&self.pipelines.evaluate);
+                        for w in test.iter() {
+                            pass.set_bind_group(0, &w.bind_group, &[]);
+                            pass.dispatch_workgroups(workgroups_for(&self.gpu, &self.shape, w.count as usize, EVAL_WORKGROUPS), 1, 1);
+                        }
+                    }
+                }
+            }
+            Placement::Streamed { ring, test } => {
+                // Each window is its own submission, so the ring's slots come free as the
+                // device works through them; the epoch's sums and timestamps span them all.
+                let windows: Vec<(usize, usize)> = sequence.iter().flat_map(|&b| (0..self.schedule.block(b).len().div_ceil(ring.window_ratings)).map(move |w| (b, w))).collect();
+                let mut ratings = Vec::with_capacity(ring.window_ratings);
+                for (n, &(b, w)) in windows.iter().enumerate() {
+                    let (ub, ib) = self.factor_blocks_for(b)?;
+                    let block = self.schedule.block(b);
+                    self.schedule.local_rows(&block[w * ring.window_ratings..block.len().min((w + 1) * ring.window_ratings)], &mut ratings);
+                    let with = Bindings { pipelines: &self.pipelines, users: &self.user_blocks[ub], items: &self.item_blocks[ib], params: &self.params_buffer, output: &self.train_partials };
+                    let (ring_slot, window) = ring.upload(&self.gpu, &ratings, &with)?;
+                    *self.streamed.back_mut().expect("pushed by submit_epoch") += std::mem::size_of_val(&ratings[..]) as u64;
+                    {
+                        let timestamp_writes = self.slots.timestamp_writes(slot, n == 0, n + 1 == windows.len());
+                        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("sgd window"), timestamp_writes });
+                        pass.set_pipeline(&self.pipelines.update);
+                        pass.set_bind_group(0, &window.bind_group, &[]);
+                        pass.dispatch_workgroups(self.update_workgroups, 1, 1);
+                    }
+                    let done = std::mem::replace(encoder, self.gpu.device.create_command_encoder(&Default::default()));
+                    ring.used(ring_slot, self.gpu.queue.submit([done.finish()]));
+                }
+                encode_reduction(encoder, &self.pipelines, &self.train_reduction, "training loss");
+                self.slots.encode_copy(encoder, slot, &self.train_partials, 0);
+                if score_test {
+                    encoder.clear_buffer(&self.test_partials, 0, None);
+                    for (b, block) in test.iter().enumerate().filter(|(_, block)| !block.is_empty()) {
+                        let (ub, ib) = self.factor_blocks_for(b)?;
+                        for run in block.chunks(ring.window_ratings) {
+                            let with = Bindings { pipelines: &self.pipelines, users: &self.user_blocks[ub], items: &self.item_blocks[ib], params: &self.params_buffer, output: &self.test_partials };
+                            let (ring_slot, window) = ring.upload(&self.gpu, run, &with)?;
+                            *self.streamed.back_mut().expect("pushed by submit_epoch") += std::mem::size_of_val(run) as u64;
+                            {
+                                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("score test window"), timestamp_writes: None });
+                                pass.set_pipeline(&self.pipelines.evaluate);
+                                pass.set_bind_group(0, &window.bind_group, &[]);
+                                pass.dispatch_workgroups(workgroups_for(&self.gpu, &self.shape, run.len(), EVAL_WORKGROUPS), 1, 1);
+                            }
+                            let done = std::mem::replace(encoder, self.gpu.device.create_command_encoder(&Default::default()));
+                            ring.used(ring_slot, self.gpu.queue.submit([done.finish()]));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The factor blocks (user, item) holding block `b`'s rows. With factors swapped, the rows
+    /// on the device are written back to the host model and `b`'s loaded in their place first
+    /// (a wait for the device: swapping trades time for memory).
+    fn factor_blocks_for(&mut self, b: usize) -> Result<(usize, usize)> {
+        let (ub, ib) = self.schedule.coordinates(b);
+        let Some((loaded_u, loaded_i)) = self.swapped else { return Ok((ub, ib)) };
+        let model = &mut self.template;
+        let row_bytes = self.shape.row_bytes() + 4;
+        let moved = |old: usize, new: usize, axis: &crate::schedule::Axis| (axis.members(old).len() + axis.members(new).len()) as u64 * row_bytes;
+        let swapped_bytes = if loaded_u != ub { moved(loaded_u, ub, &self.schedule.users) } else { 0 } + if loaded_i != ib { moved(loaded_i, ib, &self.schedule.items) } else { 0 };
+        if let Some(bytes) = self.streamed.back_mut() {
+            *bytes += swapped_bytes;
+        }
+        if loaded_u != ub {
+            self.user_blocks[0].store(&self.gpu, &self.shape, &mut model.user_factors, &mut model.user_bias)?;
+            self.user_blocks[0].load(&self.gpu, &self.shape, &self.schedule.users, ub, &model.user_factors, &model.user_bias);
+        }
+        if loaded_i != ib {
+            self.item_blocks[0].store(&self.gpu, &self.shape, &mut model.item_factors, &mut model.item_bias)?;
+            self.item_blocks[0].load(&self.gpu, &self.shape, &self.schedule.items, ib, &model.item_factors, &model.item_bias);
+        }
+        self.swapped = Some((ub, ib));
+        Ok((0, 0))
+    }
+}
+
+/// Reduces the per-workgroup error sums in the partials that `window` binds into their first
+/// two floats, in a pass of its own.
+pub(super) fn encode_reduction(encoder: &mut wgpu::CommandEncoder, pipelines: &Pipelines, window: &Window, label: &str) {
+    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(label), timestamp_writes: None });
+    pass.set_pipeline(&pipelines.finish_evaluate);
+    pass.set_bind_group(0, &window.bind_group, &[]);
+    pass.dispatch_workgroups(1, 1, 1);
+}
+
+/// Workgroups to cover `ratings` with one group each, at most `cap` (grid-stride beyond).
+pub(super) fn workgroups_for(gpu: &Gpu, shape: &KernelShape, ratings: usize, cap: u32) -> u32 {
+    let needed = ratings.div_ceil(shape.ratings_per_workgroup() as usize).max(1);
+    (needed as u64).min(cap as u64).min(gpu.limits.max_compute_workgroups_per_dimension as u64) as u32
+}

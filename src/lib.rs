@@ -8,6 +8,7 @@
 //! the dense optimum for validation; [`lab`] reproduces the classic exercise.
 
 pub mod bench;
+pub mod cache;
 pub mod choice;
 pub mod cpu;
 pub mod data;

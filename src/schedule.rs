@@ -13,6 +13,7 @@
 //! several threads, any block whose user range and item range no running block holds. Two such
 //! blocks share no factor row (DSGD's strata, LIBMF's free blocks), so they need no lock.
 
+use crate::cache::DiskBlocks;
 use crate::data::{group_by_key, tiled, Rating, UNKNOWN};
 use crate::error::{Error, Result};
 use crate::rng::part_rng;
@@ -20,7 +21,7 @@ use rand::seq::SliceRandom;
 use rayon::prelude::*;
 use std::borrow::Cow;
 use std::ops::Range;
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 /// Blocks on one side of the grid, at most: 4096² blocks index 256 MiB of ranges.
 pub const MAX_SIDE: usize = 4096;
@@ -71,7 +72,7 @@ pub struct Axis {
 impl Axis {
     /// `ids` dealt at random (seeded) into `blocks` blocks of nearly equal size (one block keeps
     /// every row at its index: there is nothing to balance).
-    fn new(ids: usize, blocks: usize, seed: u64, stream: u64) -> Axis {
+    pub(crate) fn new(ids: usize, blocks: usize, seed: u64, stream: u64) -> Axis {
         let blocks = blocks.clamp(1, ids.max(1));
         let mut members: Vec<u32> = (0..ids as u32).collect();
         if blocks > 1 {
@@ -165,12 +166,19 @@ pub enum Order {
     ByUser,
 }
 
+/// Where the blocks' ratings live.
+enum Store {
+    Memory(Vec<Rating>),
+    /// In a block cache, read when the schedule reaches them.
+    Disk(Arc<DiskBlocks>),
+}
+
 /// The training ratings laid out by block, and the grid that cut them.
 pub struct Schedule {
     pub users: Axis,
     pub items: Axis,
-    /// Ratings naming positions, block by block (row-major over the grid).
-    ratings: Vec<Rating>,
+    /// Ratings naming positions, block by block (row-major over the grid), in memory or on disk.
+    store: Store,
     ranges: Vec<Range<usize>>,
     seed: u64,
 }
@@ -202,7 +210,30 @@ impl Schedule {
         if !(user_axis.is_identity() && item_axis.is_identity()) {
             ratings.par_iter_mut().for_each(|r| *r = Rating { user: user_axis.position(r.user), item: item_axis.position(r.item), value: r.value });
         }
-        Ok(Schedule { users: user_axis, items: item_axis, ratings, ranges, seed })
+        Ok(Schedule { users: user_axis, items: item_axis, store: Store::Memory(ratings), ranges, seed })
+    }
+
+    /// The schedule of a block cache: the grid, order and seed it was written with.
+    pub fn from_disk(disk: Arc<DiskBlocks>) -> Schedule {
+        let users = Axis::new(disk.users.len(), disk.grid.user_blocks, disk.seed, 11);
+        let items = Axis::new(disk.items.len(), disk.grid.item_blocks, disk.seed, 12);
+        Schedule { users, items, ranges: disk.block_ranges(), seed: disk.seed, store: Store::Disk(disk) }
+    }
+
+    /// Whether the blocks are read from disk as they are scheduled.
+    pub fn on_disk(&self) -> bool {
+        matches!(self.store, Store::Disk(_))
+    }
+
+    /// Block `b`'s ratings: lent from memory, or read from disk into `buf`.
+    pub fn block_into<'s>(&'s self, b: usize, buf: &'s mut Vec<Rating>) -> Result<&'s [Rating]> {
+        match &self.store {
+            Store::Memory(ratings) => Ok(&ratings[self.ranges[b].clone()]),
+            Store::Disk(disk) => {
+                disk.read_block(b, buf)?;
+                Ok(buf)
+            }
+        }
     }
 
     pub fn grid(&self) -> GridSize {
@@ -215,12 +246,12 @@ impl Schedule {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ratings.is_empty()
+        self.ratings() == 0
     }
 
     /// Ratings in all blocks.
     pub fn ratings(&self) -> usize {
-        self.ratings.len()
+        self.ranges.last().map_or(0, |r| r.end)
     }
 
     /// The (user block, item block) of block `b`.
@@ -228,9 +259,13 @@ impl Schedule {
         (b / self.items.blocks(), b % self.items.blocks())
     }
 
-    /// Block `b`'s ratings, naming positions, in their fixed order.
+    /// Block `b`'s ratings, naming positions, in their fixed order, from memory (blocks on disk
+    /// are read with [`block_into`](Self::block_into)).
     pub fn block(&self, b: usize) -> &[Rating] {
-        &self.ratings[self.ranges[b].clone()]
+        match &self.store {
+            Store::Memory(ratings) => &ratings[self.ranges[b].clone()],
+            Store::Disk(_) => panic!("block {b} is on disk: read it with block_into"),
+        }
     }
 
     /// Block `b`'s ratings with ids made rows of its user and item blocks (how the GPU binds

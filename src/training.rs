@@ -66,7 +66,7 @@ pub struct Trained {
 /// Creates the backend's solver over the shared, seeded initial model.
 pub fn make_solver<'a>(problem: &'a Problem, params: &Params, backend: &Backend) -> Result<Box<dyn Solver + 'a>> {
     params.validate()?;
-    if problem.train.is_empty() {
+    if problem.train_len() == 0 {
         return Err(Error::Data("no training ratings".into()));
     }
     // The factors, twice: the model, and the backend's working copy (Hogwild's shared rows, the

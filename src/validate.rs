@@ -40,6 +40,7 @@ pub fn dense_problem(a: &Array2<f64>) -> Problem {
         users: IdMap::from_externals((0..m as u64).collect()),
         items: IdMap::from_externals((0..n as u64).collect()),
         cold: Default::default(),
+        train_on_disk: None,
     }
 }
 

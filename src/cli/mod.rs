@@ -169,7 +169,7 @@ pub fn choice<T: Choice + Send + Sync>() -> impl clap::builder::TypedValueParser
 }
 
 /// `--gpu-memory 512MiB` and the like.
-fn parse_size(text: &str) -> Result<u64, String> {
+pub fn parse_size(text: &str) -> Result<u64, String> {
     gpumf::resources::parse_size(text)
 }
 

@@ -52,6 +52,15 @@ pub struct TrainArgs {
     /// count, and keep that model.
     #[arg(long, requires = "validation")]
     pub refit: bool,
+    /// Hold at most this much of the training ratings in memory (e.g. 512MiB, 4GiB). A file
+    /// that may need more is read once, piece by piece, into a cache of blocks on disk, and
+    /// each block is read when training reaches it; the factors stay in memory. CPU only.
+    #[arg(long, value_parser = super::parse_size)]
+    pub memory: Option<u64>,
+    /// Where --memory keeps its block cache (default: beside the --train file). A cache that
+    /// matches the file and the settings is reused on the next run.
+    #[arg(long, requires = "memory")]
+    pub cache_dir: Option<PathBuf>,
     /// Save the trained model here.
     #[arg(long)]
     pub save: Option<PathBuf>,
@@ -93,6 +102,12 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     }
     let quiet = args.output.quiet || args.output.json;
     let options = LoadOptions { split_column: args.split_column, ..args.input.options() };
+    // A file of s bytes holds at most s/6 ratings (`1 1 1` and a newline), which take 24 bytes
+    // each while loaded and laid out: 4·s bytes surely fit, anything more goes to disk.
+    let on_disk = args.memory.filter(|&memory| std::fs::metadata(&args.train).map_or(true, |m| m.len().saturating_mul(4) > memory));
+    if let Some(memory) = on_disk {
+        return train_on_disk(&args, memory, options, &params, threads, quiet);
+    }
     let loaded = load_with(&args.train, options, quiet)?;
     let all = loaded.ratings;
     let problem = match (&args.test, args.test_fraction) {
@@ -123,6 +138,60 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         outcome.trained.model.save(save, args.force).context("--save")?;
         if !quiet {
             eprintln!("saved the model to {}", save.display());
+        }
+    }
+    Ok(())
+}
+
+/// `train --memory`: the training ratings in a block cache on disk.
+fn train_on_disk(args: &TrainArgs, memory: u64, options: LoadOptions, params: &Params, threads: usize, quiet: bool) -> anyhow::Result<()> {
+    if args.test_fraction.is_some() || args.split_column.is_some() || args.validation.is_some() {
+        bail!("--memory reads --train piece by piece into blocks on disk, so it takes the test set as --test FILE; --test-fraction, --split-column and --validation need every rating in memory at once");
+    }
+    let backend = chosen_backend(&args.model, threads, true);
+    if matches!(backend, Backend::Gpu(_)) {
+        bail!("--memory trains from blocks on disk on the CPU (--backend cpu); on the GPU, --gpu-memory streams the ratings from host memory");
+    }
+    let dir = match &args.cache_dir {
+        Some(dir) => dir.clone(),
+        None => args.train.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+    };
+    if !dir.is_dir() {
+        bail!("--cache-dir {}: not a directory", dir.display());
+    }
+    let settings = gpumf::cache::CacheSettings {
+        grid: params.blocks,
+        order: if threads > 1 { gpumf::schedule::Order::ByUser } else { gpumf::schedule::Order::Shuffled },
+        seed: params.seed,
+        memory,
+        threads,
+    };
+    let cache = gpumf::cache::DiskBlocks::open_or_build(&args.train, &options, &dir, &settings, |note| {
+        if !quiet {
+            eprintln!("{note}");
+        }
+    })?;
+    if !quiet {
+        eprintln!(
+            "{}: {} ratings ({} users x {} items) in {} blocks on disk, at most {} each{}",
+            args.train.display(),
+            cache.count,
+            cache.users.len(),
+            cache.items.len(),
+            cache.grid,
+            gpumf::resources::human_bytes(cache.largest_block()),
+            if cache.skipped_lines > 0 { format!("; {} malformed lines skipped", cache.skipped_lines) } else { String::new() }
+        );
+    }
+    let test = args.test.as_ref().map(|t| load(t, &args.input, quiet)).transpose()?;
+    let problem = Problem::on_disk(std::sync::Arc::new(cache), test.as_ref());
+    let mut outcome = plain(&problem, params, &backend, quiet)?;
+    report(args, &problem, &outcome)?;
+    if let Some(save) = &args.save {
+        outcome.trained.model.record_seen(&problem);
+        outcome.trained.model.save(save, args.force).context("--save")?;
+        if !quiet {
+            eprintln!("saved the model to {} (without each user's seen items: the ratings stayed on disk)", save.display());
         }
     }
     Ok(())
@@ -246,7 +315,7 @@ fn report(args: &TrainArgs, problem: &Problem, outcome: &Outcome) -> anyhow::Res
     let (test_rmse, test_mae) = (outcome.test.map(|t| t.0), outcome.test.map(|t| t.1));
     let fitted_on = outcome.fitted_on.as_ref().unwrap_or(problem);
     let epochs = t.history.len();
-    let updates_per_second = (fitted_on.train.len() * epochs) as f64 / t.train_seconds;
+    let updates_per_second = (fitted_on.train_len() * epochs) as f64 / t.train_seconds;
     if args.output.json {
         let summary = serde_json::json!({
             "test_rmse": test_rmse,
@@ -272,7 +341,7 @@ fn report(args: &TrainArgs, problem: &Problem, outcome: &Outcome) -> anyhow::Res
                 "split": args.test_fraction.map(|_| args.split),
             },
             "data": {
-                "train_ratings": fitted_on.train.len(),
+                "train_ratings": fitted_on.train_len(),
                 "test_ratings": problem.test.len(),
                 "users": problem.num_users(),
                 "items": problem.num_items(),
@@ -298,7 +367,7 @@ fn report(args: &TrainArgs, problem: &Problem, outcome: &Outcome) -> anyhow::Res
     if let Some(best) = t.best_epoch {
         println!("kept the factors of epoch {best}, the best on the validation ratings");
     }
-    println!("train RMSE {:.4} ({} ratings)", last.train_rmse, fitted_on.train.len());
+    println!("train RMSE {:.4} ({} ratings)", last.train_rmse, fitted_on.train_len());
     if let (Some(rmse), Some(mae)) = (test_rmse, test_mae) {
         println!("test RMSE {rmse:.4}  MAE {mae:.4} ({} ratings)", problem.test.len());
         let cold = &outcome.cold;

@@ -6,6 +6,7 @@
 //! rows stay in cache.
 
 use crate::data::Rating;
+use crate::error::{Error, Result};
 use crate::metrics::ErrorSums;
 use crate::model::Model;
 use crate::schedule::Schedule;
@@ -33,10 +34,11 @@ unsafe impl Send for SharedFactors {}
 /// user block or an item block, and a row belongs to exactly one block of its side, so no two
 /// threads ever touch the same row or bias: the shared pointers are only ever used for
 /// disjoint parts of the arrays. Every index is in bounds (asserted below).
-pub(super) fn epoch(model: &mut Model, schedule: &Schedule, epoch: usize, threads: usize, step: &Step) -> ErrorSums {
+pub(super) fn epoch(model: &mut Model, schedule: &Schedule, epoch: usize, threads: usize, step: &Step) -> Result<ErrorSums> {
     let k = model.rank();
     let (m, n) = (model.user_bias.len(), model.item_bias.len());
     let sums = Mutex::new(vec![ErrorSums::default(); schedule.len()]);
+    let failure: Mutex<Option<Error>> = Mutex::new(None);
     let shared = SharedFactors {
         p: model.user_factors.as_mut_ptr(),
         q: model.item_factors.as_mut_ptr(),
@@ -47,7 +49,15 @@ pub(super) fn epoch(model: &mut Model, schedule: &Schedule, epoch: usize, thread
     #[cfg(target_arch = "x86_64")]
     let wide = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
     schedule.run_parallel(epoch, threads, |b| {
-        let ratings = schedule.block(b);
+        // A block on disk is read by the thread that trains it, into memory of its own.
+        let mut buf = Vec::new();
+        let ratings = match schedule.block_into(b, &mut buf) {
+            Ok(ratings) => ratings,
+            Err(e) => {
+                failure.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
+                return;
+            }
+        };
         assert!(ratings.iter().all(|r| (r.user as usize) < m && (r.item as usize) < n), "rating index out of range");
         #[cfg(target_arch = "x86_64")]
         let block_sums = if wide {
@@ -62,7 +72,10 @@ pub(super) fn epoch(model: &mut Model, schedule: &Schedule, epoch: usize, thread
         let block_sums = unsafe { run_block(ratings, &shared, step) };
         sums.lock().unwrap_or_else(|e| e.into_inner())[b] = block_sums;
     });
-    sums.into_inner().unwrap_or_else(|e| e.into_inner()).into_iter().fold(ErrorSums::default(), ErrorSums::merge)
+    if let Some(e) = failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        return Err(e);
+    }
+    Ok(sums.into_inner().unwrap_or_else(|e| e.into_inner()).into_iter().fold(ErrorSums::default(), ErrorSums::merge))
 }
 
 /// How many ratings ahead the item row is prefetched (chosen on a 2-core EPYC at ranks 32 and

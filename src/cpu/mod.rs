@@ -67,7 +67,20 @@ impl CpuSolver {
         let grid = params.blocks.unwrap_or(mode.default_grid());
         // One thread gains nothing from user order and keeps the order SGD (and the GPU) uses.
         let order = if threads > 1 { Order::ByUser } else { Order::Shuffled };
-        let schedule = pool.install(|| Schedule::new(&problem.train, problem.num_users(), problem.num_items(), grid, order, params.seed))?;
+        let schedule = match &problem.train_on_disk {
+            Some(disk) if disk.order != order || disk.seed != params.seed => {
+                return Err(Error::InvalidParameter(format!(
+                    "the block cache {} was written for {} with seed {}; this run needs {} with seed {}",
+                    disk.path.display(),
+                    if disk.order == Order::ByUser { "several threads" } else { "one thread" },
+                    disk.seed,
+                    if order == Order::ByUser { "several threads" } else { "one thread" },
+                    params.seed
+                )))
+            }
+            Some(disk) => Schedule::from_disk(disk.clone()),
+            None => pool.install(|| Schedule::new(&problem.train, problem.num_users(), problem.num_items(), grid, order, params.seed))?,
+        };
         let test = schedule.to_positions(&problem.test);
         reorder(&mut model, |axis, rows| axis.gather(rows), &schedule);
         Ok(CpuSolver { model, test, params: params.clone(), schedule, mode, pool, done: VecDeque::new() })
@@ -114,8 +127,9 @@ impl Solver for CpuSolver {
                 let m = &mut self.model;
                 let (p, q) = (m.user_factors.as_slice_mut().expect("row-major"), m.item_factors.as_slice_mut().expect("row-major"));
                 let mut sums = ErrorSums::default();
+                let mut buf = Vec::new();
                 for b in self.schedule.sequence(epoch) {
-                    for r in self.schedule.block(b) {
+                    for r in self.schedule.block_into(b, &mut buf)? {
                         let (u, i) = (r.user as usize, r.item as usize);
                         let e = sgd_update(&mut p[u * k..][..k], &mut q[i * k..][..k], &mut m.user_bias[u], &mut m.item_bias[i], r.value, &step);
                         sums.add(e as f64);
@@ -125,7 +139,7 @@ impl Solver for CpuSolver {
             }
             CpuMode::Parallel { threads } => {
                 let (model, schedule) = (&mut self.model, &self.schedule);
-                self.pool.install(|| blocks::epoch(model, schedule, epoch, threads, &step))
+                self.pool.install(|| blocks::epoch(model, schedule, epoch, threads, &step))?
             }
         };
         let test = (score_test && !self.test.is_empty()).then(|| {

@@ -980,3 +980,186 @@ pub fn load_pairs(path: &Path) -> Result<Vec<(u64, u64)>> {
     }
     Ok(pairs)
 }
+
+/// What [`stream_ratings`] read: the id maps it built, and counts.
+#[derive(Debug)]
+pub struct StreamReport {
+    pub users: IdMap,
+    pub items: IdMap,
+    pub ratings: u64,
+    pub skipped_lines: u64,
+    pub format: Format,
+}
+
+/// Bytes of the file in memory at once while streaming.
+const PIECE: usize = 64 << 20;
+
+/// Reads a rating file piece by piece, never whole, handing each piece's ratings (ids interned
+/// into dense indices as they come) to `sink`: how a file larger than memory goes into the
+/// block cache. Text with one rating per line (every delimited format, CSV with its header,
+/// Matrix Market) and binary records; what needs the whole file (gzip or zip, a dense matrix,
+/// a split column, a duplicates policy other than keep) is refused by name.
+pub fn stream_ratings(path: &Path, options: &LoadOptions, sink: impl FnMut(&[Rating]) -> Result<()>) -> Result<StreamReport> {
+    stream_in_pieces(path, options, PIECE, sink)
+}
+
+/// [`stream_ratings`] with pieces of `piece_bytes` (small ones test the seams).
+fn stream_in_pieces(path: &Path, options: &LoadOptions, piece_bytes: usize, mut sink: impl FnMut(&[Rating]) -> Result<()>) -> Result<StreamReport> {
+    use std::io::Read;
+    check_options(options)?;
+    let whole_file = if options.split_column.is_some() {
+        Some("--split-column")
+    } else if options.duplicates != Duplicates::Keep {
+        Some("--duplicates other than keep")
+    } else if options.format == Format::Dense {
+        Some("--format dense")
+    } else {
+        None
+    };
+    if let Some(flag) = whole_file {
+        return Err(Error::InvalidParameter(format!("{flag} needs the whole file in memory, and --memory reads it piece by piece; leave one of them out")));
+    }
+    if std::fs::metadata(path).map_err(|e| Error::io(path, e))?.is_dir() {
+        return Err(Error::IsDirectory { path: path.into() });
+    }
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut piece: Vec<u8> = Vec::with_capacity(piece_bytes);
+    let mut fill = |piece: &mut Vec<u8>| -> Result<bool> {
+        let want = piece_bytes.saturating_sub(piece.len()) as u64;
+        let got = (&mut file).take(want).read_to_end(piece).map_err(|e| Error::io(path, e))?;
+        Ok((got as u64) < want)
+    };
+    let mut at_end = fill(&mut piece)?;
+    if piece.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(Error::EmptyFile { path: path.into() });
+    }
+    let packed = piece.starts_with(&[0x1f, 0x8b]) || piece.starts_with(b"PK\x03\x04");
+    if let Some(what) = unread_container(&piece).or(packed.then_some("a compressed file (gzip or zip)")) {
+        return Err(Error::Format { path: path.into(), message: format!("this is {what}; --memory reads uncompressed rating files piece by piece: unpack it first") });
+    }
+    let format = match options.format {
+        Format::Auto => detect_format(&piece, path, None)?,
+        f => f,
+    };
+    let (mut users, mut items) = (IdMap::new(), IdMap::new());
+    let (mut count, mut skipped) = (0u64, 0u64);
+    let mut out: Vec<Rating> = Vec::new();
+    if format == Format::Binary {
+        const RECORD: usize = 12;
+        let word = |b: &[u8], i: usize| [b[i], b[i + 1], b[i + 2], b[i + 3]];
+        let mut record = 0u64;
+        loop {
+            let whole = piece.len() / RECORD * RECORD;
+            for b in piece[..whole].chunks_exact(RECORD) {
+                record += 1;
+                let (u, i, r) = (i32::from_le_bytes(word(b, 0)), i32::from_le_bytes(word(b, 4)), f32::from_le_bytes(word(b, 8)));
+                if u < 0 || i < 0 || !r.is_finite() {
+                    if options.skip_bad_lines {
+                        skipped += 1;
+                        continue;
+                    }
+                    let message = format!("record {record}: user {u}, item {i}, rating {r}: ids must be non-negative and the rating finite");
+                    return Err(Error::Parse { path: path.into(), line: record, message });
+                }
+                out.push(Rating { user: users.intern(u as u64), item: items.intern(i as u64), value: r });
+            }
+            count += out.len() as u64;
+            sink(&out)?;
+            out.clear();
+            piece.drain(..whole);
+            if at_end {
+                break;
+            }
+            at_end = fill(&mut piece)?;
+        }
+        if !piece.is_empty() {
+            return Err(Error::Format { path: path.into(), message: format!("binary ratings end in {} bytes that are not a whole 12-byte record (truncated?)", piece.len()) });
+        }
+    } else {
+        let layout = Layout::for_file(format, &piece, path)?;
+        let mut lines_before = count_lines(&piece[..layout.body_start]);
+        piece.drain(..layout.body_start);
+        loop {
+            let end = if at_end {
+                piece.len()
+            } else {
+                match piece.iter().rposition(|&b| b == b'\n') {
+                    Some(last) => last + 1,
+                    None => return Err(Error::Parse { path: path.into(), line: lines_before + 1, message: format!("a line longer than {} bytes", piece_bytes) }),
+                }
+            };
+            let body = &piece[..end];
+            let chunks = split_chunks(body);
+            let parsed: Vec<ChunkResult> = chunks.par_iter().map(|&(s, e)| parse_chunk(&body[s..e], &layout, options.skip_bad_lines)).collect();
+            for (c, chunk) in parsed.into_iter().enumerate() {
+                if let Some((local, message)) = chunk.error {
+                    return Err(Error::Parse { path: path.into(), line: lines_before + count_lines(&body[..chunks[c].0]) + local + 1, message });
+                }
+                skipped += chunk.skipped;
+                out.extend(chunk.triplets.iter().map(|&(u, i, r, _)| Rating { user: users.intern(u), item: items.intern(i), value: r }));
+            }
+            count += out.len() as u64;
+            sink(&out)?;
+            out.clear();
+            lines_before += count_lines(body);
+            piece.drain(..end);
+            if at_end {
+                break;
+            }
+            at_end = fill(&mut piece)?;
+        }
+        if let Some((_, _, nnz)) = layout.mtx_size {
+            if !options.skip_bad_lines && count != nnz {
+                return Err(Error::Format { path: path.into(), message: format!("Matrix Market header declares {nnz} entries but the file has {count} (truncated?)") });
+            }
+        }
+    }
+    if count == 0 {
+        return Err(Error::Format { path: path.into(), message: "no valid ratings".into() });
+    }
+    Ok(StreamReport { users, items, ratings: count, skipped_lines: skipped, format })
+}
+
+#[cfg(test)]
+mod stream_tests {
+    use super::*;
+
+    /// Streaming in pieces of a few hundred bytes reads what the whole-file loader reads: the
+    /// same ratings, ids and values, in order, whatever the seams cut (lines, a CSV header,
+    /// binary records).
+    #[test]
+    fn streaming_in_small_pieces_reads_what_the_whole_file_loader_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let text: String = (0..997).map(|n| format!("{}\t{}\t{}.5\n", n * 7 % 131 + 1000, n * 13 % 89, n % 5)).collect();
+        let csv = format!("userId,movieId,rating,timestamp\n{}", (0..500).map(|n| format!("{},{},{},9\n", n % 37, n * 3 % 101, n % 5 + 1)).collect::<String>());
+        let records: Vec<Rating> = (0..777).map(|n| Rating { user: n % 51, item: n * 5 % 97, value: (n % 5) as f32 }).collect();
+        let files = [("a.tsv", text.into_bytes()), ("b.csv", csv.into_bytes()), ("c.bin", bytemuck::cast_slice(&records).to_vec())];
+        for (name, bytes) in files {
+            let path = dir.path().join(name);
+            std::fs::write(&path, &bytes).unwrap();
+            let whole = load_ratings(&path, LoadOptions::default()).unwrap().ratings;
+            for piece in [100, 257, 1 << 20] {
+                let mut streamed = Vec::new();
+                let report = stream_in_pieces(&path, &LoadOptions::default(), piece, |rs| {
+                    streamed.extend_from_slice(rs);
+                    Ok(())
+                })
+                .unwrap();
+                assert_eq!(streamed, whole.entries, "{name}, pieces of {piece}");
+                assert_eq!((report.users, report.items), (whole.users.clone(), whole.items.clone()), "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn what_needs_the_whole_file_is_refused_by_name_and_bad_lines_keep_their_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.tsv");
+        let text: String = (0..300).map(|n| if n == 211 { "1\t2\tlots\n".to_string() } else { format!("{n}\t{n}\t3\n") }).collect();
+        std::fs::write(&path, text).unwrap();
+        let e = stream_in_pieces(&path, &LoadOptions::default(), 64, |_| Ok(())).unwrap_err().to_string();
+        assert!(e.contains(":212:"), "{e}");
+        let e = stream_ratings(&path, &LoadOptions { duplicates: Duplicates::Mean, ..LoadOptions::default() }, |_| Ok(())).unwrap_err().to_string();
+        assert!(e.contains("--duplicates") && e.contains("--memory"), "{e}");
+    }
+}

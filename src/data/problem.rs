@@ -1,6 +1,8 @@
 //! A training problem: training ratings with dense ids, and a test set in the same index space.
 
 use super::{IdMap, Rating, RatingSet, UNKNOWN};
+use crate::cache::DiskBlocks;
+use std::sync::Arc;
 
 /// Test entries whose user or item never appears in training. The model predicts them from
 /// what it knows (global mean and the known side's bias); they are counted for the report.
@@ -37,12 +39,14 @@ pub struct Problem {
     pub users: IdMap,
     pub items: IdMap,
     pub cold: ColdStart,
+    /// The training ratings when they live in a block cache on disk (`train` is then empty).
+    pub train_on_disk: Option<Arc<DiskBlocks>>,
 }
 
 impl Problem {
     /// From a training set and an optional test set loaded separately (e.g. `u1.base`, `u1.test`).
     pub fn new(train: RatingSet, test: Option<&RatingSet>) -> Problem {
-        let mut problem = Problem { train: train.entries, test: Vec::new(), users: train.users, items: train.items, cold: ColdStart::default() };
+        let mut problem = Problem { train: train.entries, test: Vec::new(), users: train.users, items: train.items, cold: ColdStart::default(), train_on_disk: None };
         if let Some(test) = test {
             let users: Vec<u32> = test.users.externals().iter().map(|&id| problem.users.index_of(id).unwrap_or(UNKNOWN)).collect();
             let items: Vec<u32> = test.items.externals().iter().map(|&id| problem.items.index_of(id).unwrap_or(UNKNOWN)).collect();
@@ -54,6 +58,28 @@ impl Problem {
             problem.count_cold();
         }
         problem
+    }
+
+    /// Training ratings in a block cache, and a test set loaded separately.
+    pub fn on_disk(disk: Arc<DiskBlocks>, test: Option<&RatingSet>) -> Problem {
+        let (users, items) = (disk.users.clone(), disk.items.clone());
+        let mut problem = Problem::new(RatingSet { entries: Vec::new(), users, items }, test);
+        problem.train_on_disk = Some(disk);
+        problem
+    }
+
+    /// Training ratings, in memory or on disk.
+    pub fn train_len(&self) -> usize {
+        self.train_on_disk.as_ref().map_or(self.train.len(), |d| d.count as usize)
+    }
+
+    /// The least and greatest training rating (NaN-free; `None` without ratings).
+    pub fn train_range(&self) -> Option<(f32, f32)> {
+        if let Some(disk) = &self.train_on_disk {
+            return (disk.count > 0).then_some(disk.range);
+        }
+        let (lo, hi) = self.train.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), r| (lo.min(r.value), hi.max(r.value)));
+        (lo <= hi).then_some((lo, hi))
     }
 
     /// From two subsets of one rating set (a split): renumbers ids so the model holds
@@ -79,7 +105,7 @@ impl Problem {
             .into_iter()
             .map(|r| Rating { user: user_map[r.user as usize], item: item_map[r.item as usize], value: r.value })
             .collect();
-        let mut problem = Problem { train, test, users, items, cold: ColdStart::default() };
+        let mut problem = Problem { train, test, users, items, cold: ColdStart::default(), train_on_disk: None };
         problem.count_cold();
         problem
     }
@@ -110,6 +136,9 @@ impl Problem {
 
     /// Mean of the training ratings, the model's global offset.
     pub fn train_mean(&self) -> f32 {
+        if let Some(disk) = &self.train_on_disk {
+            return if disk.count == 0 { 0.0 } else { (disk.sum / disk.count as f64) as f32 };
+        }
         if self.train.is_empty() {
             return 0.0;
         }

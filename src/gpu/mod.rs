@@ -190,6 +190,11 @@ pub struct GpuSolver {
 
 impl GpuSolver {
     pub fn new(problem: &Problem, model: Model, params: &Params, options: &GpuOptions) -> Result<GpuSolver> {
+        if problem.train_on_disk.is_some() {
+            return Err(Error::InvalidParameter(
+                "training ratings in a block cache on disk (--memory) train on the CPU; the GPU streams ratings from host memory (--gpu-memory)".into(),
+            ));
+        }
         let (gpu, shape, pipelines, max_binding) = open_kernel(params, options)?;
         let (m, n) = (problem.num_users(), problem.num_items());
         let plan = DevicePlan::new(options.gpu_memory, shape.row_bytes(), m, n, 12 * (problem.train.len() + problem.test.len()) as u64, params.rank)?;

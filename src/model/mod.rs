@@ -134,10 +134,7 @@ impl Model {
             a
         };
         let (user_factors, item_factors) = (random(m, 1), random(n, 2));
-        let (lo, hi) = problem
-            .train
-            .iter()
-            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), r| (lo.min(r.value), hi.max(r.value)));
+        let range = problem.train_range();
         Model {
             mean: if params.biases { problem.train_mean() } else { 0.0 },
             biases: params.biases,
@@ -145,7 +142,7 @@ impl Model {
             item_bias: vec![0.0; n],
             user_factors,
             item_factors,
-            rating_range: if lo <= hi { (lo, hi) } else { (f32::NEG_INFINITY, f32::INFINITY) },
+            rating_range: range.unwrap_or((f32::NEG_INFINITY, f32::INFINITY)),
             users: problem.users.clone(),
             items: problem.items.clone(),
             seen: None,
@@ -192,7 +189,12 @@ impl Model {
 
     /// Records which items each user rated in `problem`'s training set, for
     /// [`Model::recommend`] to leave out; saved with the model.
+    /// Training ratings on disk are not gathered again: the model then records none.
     pub fn record_seen(&mut self, problem: &Problem) {
+        if problem.train_on_disk.is_some() {
+            self.seen = None;
+            return;
+        }
         self.seen = Some(SeenItems::from_ratings(&problem.train, self.users.len(), self.items.len()));
     }
 

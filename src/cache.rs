@@ -1,0 +1,431 @@
+//! Blocks on disk: the training ratings cut into the schedule's blocks once and written to a
+//! cache file, so a trainer reads each block when the schedule reaches it and only the factors
+//! stay in memory (LIBMF's disk mode, in our own form). The input is read piece by piece
+//! ([`stream_ratings`]) and never held whole.
+//!
+//! The file: 4096 bytes of magic and padding; the ratings, block after block, naming positions
+//! (see [`crate::schedule`]); each block's start, each block's CRC-32, the user and item ids;
+//! a JSON header (the input's size and modification time, the block settings, the counts, a
+//! CRC-32 of the metadata); its length; the magic again. A cache is reused only when all of it
+//! checks out against the input and the settings asked for; otherwise it is rebuilt. It is
+//! written to a temporary file beside its place and renamed there when complete, so a failure
+//! (a full disk) leaves no partial cache.
+
+use crate::data::{stream_ratings, IdMap, LoadOptions, Rating};
+use crate::error::{Error, Result};
+use crate::rng::part_rng;
+use crate::schedule::{Axis, GridSize, Order, MAX_SIDE};
+use rand::seq::SliceRandom;
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+const MAGIC: &[u8; 8] = b"GPUMFBK1";
+const VERSION: u32 = 1;
+const DATA_AT: u64 = 4096;
+const RECORD: u64 = 12;
+/// Ratings per block at the least: smaller blocks cost more in reads than they save in memory.
+pub const MIN_BLOCK_RATINGS: u64 = 4096;
+
+/// What the blocks are cut for: the grid (`None`: the fewest blocks that fit `memory`), the
+/// order within a block, the seed, and the memory for ratings that `threads` readers share.
+#[derive(Clone, Debug)]
+pub struct CacheSettings {
+    pub grid: Option<GridSize>,
+    pub order: Order,
+    pub seed: u64,
+    pub memory: u64,
+    pub threads: usize,
+}
+
+/// The facts a reused cache must match.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Header {
+    version: u32,
+    input_bytes: u64,
+    input_modified_ns: u128,
+    skip_bad_lines: bool,
+    format: String,
+    user_blocks: usize,
+    item_blocks: usize,
+    by_user: bool,
+    seed: u64,
+    users: usize,
+    items: usize,
+    ratings: u64,
+    skipped_lines: u64,
+    sum: f64,
+    min: f32,
+    max: f32,
+    metadata_crc: u32,
+}
+
+/// An open, checked block cache.
+#[derive(Debug)]
+pub struct DiskBlocks {
+    file: File,
+    pub path: PathBuf,
+    /// Block b holds ratings `starts[b]..starts[b + 1]` of the data.
+    starts: Vec<u64>,
+    pub users: IdMap,
+    pub items: IdMap,
+    pub grid: GridSize,
+    pub order: Order,
+    pub seed: u64,
+    /// Count, sum, least and greatest of the training ratings.
+    pub count: u64,
+    pub sum: f64,
+    pub range: (f32, f32),
+    /// Malformed lines skipped when the cache was built.
+    pub skipped_lines: u64,
+    /// Whether this run built the cache (false: reused).
+    pub built: bool,
+}
+
+impl DiskBlocks {
+    /// The cache for `input` in `dir` (named after the input), reused when it checks out,
+    /// else built; `note` hears what happened, for people.
+    pub fn open_or_build(input: &Path, load: &LoadOptions, dir: &Path, settings: &CacheSettings, mut note: impl FnMut(&str)) -> Result<DiskBlocks> {
+        let name = input.file_name().ok_or_else(|| Error::InvalidParameter(format!("{}: not a file name", input.display())))?;
+        let path = dir.join(format!("{}.gpumf-blocks", name.to_string_lossy()));
+        let input_meta = std::fs::metadata(input).map_err(|e| Error::io(input, e))?;
+        if path.exists() {
+            // Only a file that says it is a block cache is ever replaced.
+            let mut magic = [0u8; 8];
+            let ours = File::open(&path).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && &magic == MAGIC;
+            if !ours {
+                return Err(Error::InvalidParameter(format!(
+                    "{} exists and is not a gpumf block cache; gpumf will not replace it: move it, or pass --cache-dir",
+                    path.display()
+                )));
+            }
+            match DiskBlocks::open(&path, input, &input_meta, load, settings) {
+                Ok(cache) => {
+                    note(&format!("reusing the block cache {} ({} ratings in {} blocks)", path.display(), cache.count, cache.grid));
+                    return Ok(cache);
+                }
+                Err(why) => note(&format!("the block cache {} cannot be used ({why}); rebuilding it", path.display())),
+            }
+        }
+        note(&format!("writing the block cache {} (the input is read once, piece by piece)", path.display()));
+        build(input, &input_meta, load, dir, &path, settings)?;
+        let mut cache = DiskBlocks::open(&path, input, &input_meta, load, settings).map_err(|why| Error::Data(format!("{}: the block cache just written does not check out: {why}", path.display())))?;
+        cache.built = true;
+        Ok(cache)
+    }
+
+    /// Opens and checks the cache at `path` against `input` and `settings`: every byte of it,
+    /// so a stale, truncated or corrupt cache is never trained on.
+    fn open(path: &Path, input: &Path, input_meta: &std::fs::Metadata, load: &LoadOptions, settings: &CacheSettings) -> std::result::Result<DiskBlocks, String> {
+        let file = File::open(path).map_err(|e| e.to_string())?;
+        let len = file.metadata().map_err(|e| e.to_string())?.len();
+        let mut magic = [0u8; 8];
+        file.read_exact_at(&mut magic, 0).map_err(|_| "truncated".to_string())?;
+        if &magic != MAGIC || len < DATA_AT + 16 {
+            return Err("not a gpumf block cache, or truncated".into());
+        }
+        let mut tail = [0u8; 16];
+        file.read_exact_at(&mut tail, len - 16).map_err(|e| e.to_string())?;
+        if &tail[8..] != MAGIC {
+            return Err("truncated (no end marker)".into());
+        }
+        let json_len = u64::from_le_bytes(tail[..8].try_into().expect("8 bytes"));
+        if json_len > len - 16 - DATA_AT {
+            return Err("corrupt header length".into());
+        }
+        let mut json = vec![0u8; json_len as usize];
+        file.read_exact_at(&mut json, len - 16 - json_len).map_err(|e| e.to_string())?;
+        let header: Header = serde_json::from_slice(&json).map_err(|e| format!("corrupt header: {e}"))?;
+        let expected = Header { metadata_crc: header.metadata_crc, ..expected_header(input_meta, load, settings, &header) };
+        if header.version != VERSION {
+            return Err(format!("written by another gpumf (cache version {})", header.version));
+        }
+        if (header.input_bytes, header.input_modified_ns) != (expected.input_bytes, expected.input_modified_ns) {
+            return Err(format!("{} changed since it was written", input.display()));
+        }
+        if header != expected {
+            return Err("written for other settings (seed, blocks, order or loader flags)".into());
+        }
+        let blocks = header.user_blocks * header.item_blocks;
+        let data_bytes = header.ratings * RECORD;
+        let metadata_bytes = 8 * (blocks as u64 + 1) + 4 * blocks as u64 + 8 * (header.users + header.items) as u64;
+        if len != DATA_AT + data_bytes + metadata_bytes + json_len + 16 {
+            return Err(format!("{len} bytes long, not the {} its header implies (truncated?)", DATA_AT + data_bytes + metadata_bytes + json_len + 16));
+        }
+        let mut metadata = vec![0u8; metadata_bytes as usize];
+        file.read_exact_at(&mut metadata, DATA_AT + data_bytes).map_err(|e| e.to_string())?;
+        if crc32fast::hash(&metadata) != header.metadata_crc {
+            return Err("metadata checksum mismatch (corrupt)".into());
+        }
+        let words = |at: usize, n: usize| -> Vec<u64> { metadata[at..at + 8 * n].chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8"))).collect() };
+        let starts = words(0, blocks + 1);
+        let crc_at = 8 * (blocks + 1);
+        let crcs: Vec<u32> = metadata[crc_at..crc_at + 4 * blocks].chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().expect("4"))).collect();
+        let ids_at = crc_at + 4 * blocks;
+        let users = IdMap::from_externals(words(ids_at, header.users));
+        let items = IdMap::from_externals(words(ids_at + 8 * header.users, header.items));
+        if starts.first() != Some(&0) || starts.last() != Some(&header.ratings) || starts.windows(2).any(|w| w[0] > w[1]) {
+            return Err("corrupt block table".into());
+        }
+        let grid = GridSize { user_blocks: header.user_blocks, item_blocks: header.item_blocks };
+        let cache = DiskBlocks {
+            file,
+            path: path.into(),
+            starts,
+            users,
+            items,
+            grid,
+            order: if header.by_user { Order::ByUser } else { Order::Shuffled },
+            seed: header.seed,
+            count: header.ratings,
+            sum: header.sum,
+            range: (header.min, header.max),
+            skipped_lines: header.skipped_lines,
+            built: false,
+        };
+        let largest = cache.largest_block();
+        if largest * (settings.threads as u64 + 1) > settings.memory.max(1) && settings.grid.is_none() {
+            return Err(format!("its blocks of up to {} do not fit --memory for {} threads", crate::resources::human_bytes(largest), settings.threads));
+        }
+        let mut buf = Vec::new();
+        for (b, &crc) in crcs.iter().enumerate() {
+            cache.read_block(b, &mut buf).map_err(|e| e.to_string())?;
+            if crc32fast::hash(bytemuck::cast_slice(&buf)) != crc {
+                return Err(format!("block {b} fails its checksum (corrupt)"));
+            }
+        }
+        Ok(cache)
+    }
+
+    /// Blocks in the cache.
+    pub fn len(&self) -> usize {
+        self.starts.len() - 1
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Ratings of block `b`.
+    pub fn block_len(&self, b: usize) -> u64 {
+        self.starts[b + 1] - self.starts[b]
+    }
+
+    /// Bytes of the largest block.
+    pub fn largest_block(&self) -> u64 {
+        (0..self.len()).map(|b| self.block_len(b)).max().unwrap_or(0) * RECORD
+    }
+
+    /// Reads block `b` into `buf` (its ratings name positions).
+    pub fn read_block(&self, b: usize, buf: &mut Vec<Rating>) -> Result<()> {
+        buf.clear();
+        buf.resize(self.block_len(b) as usize, Rating { user: 0, item: 0, value: 0.0 });
+        self.file
+            .read_exact_at(bytemuck::cast_slice_mut(buf), DATA_AT + self.starts[b] * RECORD)
+            .map_err(|e| Error::io(&self.path, e))
+    }
+
+    /// Ratings per block, for the schedule.
+    pub fn block_ranges(&self) -> Vec<std::ops::Range<usize>> {
+        self.starts.windows(2).map(|w| w[0] as usize..w[1] as usize).collect()
+    }
+}
+
+/// The header a cache for this input and these settings has (counts from `found`).
+fn expected_header(input_meta: &std::fs::Metadata, load: &LoadOptions, settings: &CacheSettings, found: &Header) -> Header {
+    let modified = input_meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
+    let grid = settings.grid.unwrap_or(GridSize { user_blocks: found.user_blocks, item_blocks: found.item_blocks });
+    Header {
+        version: VERSION,
+        input_bytes: input_meta.len(),
+        input_modified_ns: modified,
+        skip_bad_lines: load.skip_bad_lines,
+        format: format!("{:?}", load.format),
+        user_blocks: grid.user_blocks.min(found.users.max(1)),
+        item_blocks: grid.item_blocks.min(found.items.max(1)),
+        by_user: settings.order == Order::ByUser,
+        seed: settings.seed,
+        ..found.clone()
+    }
+}
+
+/// The fewest blocks a side may have so `threads` readers and the block being ordered fit
+/// `memory`, for `ratings` ratings; an error names the smallest memory that works.
+fn grid_for(ratings: u64, users: usize, items: usize, settings: &CacheSettings) -> Result<GridSize> {
+    if let Some(grid) = settings.grid {
+        return Ok(grid);
+    }
+    let readers = settings.threads as u64 + 1;
+    let smallest = readers * MIN_BLOCK_RATINGS * RECORD;
+    if settings.memory < smallest {
+        return Err(Error::InvalidParameter(format!(
+            "--memory {}: too small to hold a block of {MIN_BLOCK_RATINGS} ratings for each of {} threads and one more; the smallest budget that works is {}",
+            crate::resources::human_bytes(settings.memory),
+            settings.threads,
+            crate::resources::human_bytes(smallest)
+        )));
+    }
+    let per_block = (settings.memory / readers / RECORD).max(1);
+    // Blocks hold about ratings / blocks each; leave room for uneven ones.
+    let blocks = (2 * ratings).div_ceil(per_block).max(1);
+    let side = ((blocks as f64).sqrt().ceil() as usize).max(1);
+    let (u, i) = (side.min(users.max(1)), blocks.div_ceil(side.min(users.max(1)) as u64) as usize);
+    let grid = GridSize { user_blocks: u, item_blocks: i.min(items.max(1)).max(1) };
+    if grid.user_blocks > MAX_SIDE || grid.item_blocks > MAX_SIDE || (grid.user_blocks as u64 * grid.item_blocks as u64) < blocks {
+        let need = (2 * ratings).div_ceil((MAX_SIDE * MAX_SIDE) as u64).max(1) * RECORD * readers;
+        return Err(Error::InvalidParameter(format!(
+            "--memory {}: {ratings} ratings over {users} users and {items} items cannot be cut into blocks that small; the smallest budget that works is {}",
+            crate::resources::human_bytes(settings.memory),
+            crate::resources::human_bytes(need.max(smallest))
+        )));
+    }
+    Ok(grid)
+}
+
+/// Reads `input` once into a spill file of dense ratings, then lays them out block by block in
+/// a temporary cache, orders each block, and renames it to `path` when whole.
+fn build(input: &Path, input_meta: &std::fs::Metadata, load: &LoadOptions, dir: &Path, path: &Path, settings: &CacheSettings) -> Result<()> {
+    let fail = |e: std::io::Error| Error::Data(format!("writing the block cache in {} failed: {e}; free some space or choose another place with --cache-dir", dir.display()));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let spill = tempfile::Builder::new().prefix(&format!(".{name}.spill.")).suffix(".partial").tempfile_in(dir).map_err(fail)?;
+    let (mut sum, mut min, mut max) = (0f64, f32::INFINITY, f32::NEG_INFINITY);
+    let report = {
+        let mut writer = BufWriter::with_capacity(1 << 20, spill.as_file());
+        let report = stream_ratings(input, load, |ratings| {
+            for r in ratings {
+                sum += r.value as f64;
+                min = min.min(r.value);
+                max = max.max(r.value);
+            }
+            writer.write_all(bytemuck::cast_slice(ratings)).map_err(fail)
+        })?;
+        writer.flush().map_err(fail)?;
+        report
+    };
+    let (users, items, ratings) = (report.users.len(), report.items.len(), report.ratings);
+    let grid = grid_for(ratings, users, items, settings)?;
+    let (user_axis, item_axis) = (Axis::new(users, grid.user_blocks, settings.seed, 11), Axis::new(items, grid.item_blocks, settings.seed, 12));
+    let grid = GridSize { user_blocks: user_axis.blocks(), item_blocks: item_axis.blocks() };
+    let blocks = grid.user_blocks * grid.item_blocks;
+    let place = |r: &Rating| -> (usize, Rating) {
+        let (u, i) = (user_axis.position(r.user), item_axis.position(r.item));
+        (user_axis.block_at(u) * grid.item_blocks + item_axis.block_at(i), Rating { user: u, item: i, value: r.value })
+    };
+    let spilled = || -> Result<BufReader<File>> { spill.reopen().map(|f| BufReader::with_capacity(1 << 20, f)).map_err(fail) };
+    let each_chunk = |f: &mut dyn FnMut(&[Rating]) -> Result<()>| -> Result<()> {
+        let mut reader = spilled()?;
+        let mut chunk = vec![Rating { user: 0, item: 0, value: 0.0 }; 1 << 16];
+        loop {
+            let capacity = std::mem::size_of_val(&chunk[..]);
+            let mut filled = 0;
+            {
+                let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut chunk);
+                while filled < bytes.len() {
+                    match reader.read(&mut bytes[filled..]).map_err(fail)? {
+                        0 => break,
+                        n => filled += n,
+                    }
+                }
+            }
+            let n = filled / RECORD as usize;
+            if n > 0 {
+                f(&chunk[..n])?;
+            }
+            if filled < capacity {
+                return Ok(());
+            }
+        }
+    };
+    // Count, then place each rating at its block's next slot.
+    let mut starts = vec![0u64; blocks + 1];
+    each_chunk(&mut |chunk| {
+        for r in chunk {
+            starts[place(r).0 + 1] += 1;
+        }
+        Ok(())
+    })?;
+    for b in 0..blocks {
+        starts[b + 1] += starts[b];
+    }
+    let tmp = tempfile::Builder::new().prefix(&format!(".{name}.")).suffix(".partial").tempfile_in(dir).map_err(fail)?;
+    let file = tmp.as_file();
+    file.write_all_at(MAGIC, 0).map_err(fail)?;
+    let buffered = ((settings.memory / 4 / blocks as u64 / RECORD) as usize).clamp(256, 1 << 16);
+    let mut pending: Vec<Vec<Rating>> = vec![Vec::new(); blocks];
+    let mut written = starts.clone();
+    let flush = |b: usize, pending: &mut Vec<Rating>, written: &mut [u64]| -> Result<()> {
+        file.write_all_at(bytemuck::cast_slice(pending), DATA_AT + written[b] * RECORD).map_err(fail)?;
+        written[b] += pending.len() as u64;
+        pending.clear();
+        Ok(())
+    };
+    each_chunk(&mut |chunk| {
+        for r in chunk {
+            let (b, placed) = place(r);
+            pending[b].push(placed);
+            if pending[b].len() >= buffered {
+                flush(b, &mut pending[b], &mut written)?;
+            }
+        }
+        Ok(())
+    })?;
+    for b in 0..blocks {
+        flush(b, &mut pending[b], &mut written)?;
+    }
+    drop(pending);
+    drop(spill);
+    // Order each block as the in-memory schedule would, and checksum it.
+    let mut crcs = Vec::with_capacity(blocks);
+    let mut block: Vec<Rating> = Vec::new();
+    for b in 0..blocks {
+        let len = (starts[b + 1] - starts[b]) as usize;
+        block.clear();
+        block.resize(len, Rating { user: 0, item: 0, value: 0.0 });
+        let at = DATA_AT + starts[b] * RECORD;
+        file.read_exact_at(bytemuck::cast_slice_mut(&mut block), at).map_err(fail)?;
+        let mut rng = part_rng(settings.seed, 14, b);
+        block.shuffle(&mut rng);
+        if settings.order == Order::ByUser {
+            // Stable: each user's items keep the shuffled order.
+            block.sort_by_key(|r| r.user);
+        }
+        file.write_all_at(bytemuck::cast_slice(&block), at).map_err(fail)?;
+        crcs.push(crc32fast::hash(bytemuck::cast_slice(&block)));
+    }
+    let mut metadata = Vec::with_capacity(8 * (blocks + 1) + 4 * blocks + 8 * (users + items));
+    starts.iter().for_each(|s| metadata.extend_from_slice(&s.to_le_bytes()));
+    crcs.iter().for_each(|c| metadata.extend_from_slice(&c.to_le_bytes()));
+    for ids in [&report.users, &report.items] {
+        ids.externals().iter().for_each(|id| metadata.extend_from_slice(&id.to_le_bytes()));
+    }
+    let found = Header {
+        version: VERSION,
+        input_bytes: 0,
+        input_modified_ns: 0,
+        skip_bad_lines: false,
+        format: String::new(),
+        user_blocks: grid.user_blocks,
+        item_blocks: grid.item_blocks,
+        by_user: false,
+        seed: 0,
+        users,
+        items,
+        ratings,
+        skipped_lines: report.skipped_lines,
+        sum,
+        min,
+        max,
+        metadata_crc: crc32fast::hash(&metadata),
+    };
+    let header = Header { metadata_crc: found.metadata_crc, ..expected_header(input_meta, load, &CacheSettings { grid: Some(grid), ..settings.clone() }, &found) };
+    let json = serde_json::to_vec(&header).map_err(|e| Error::Data(format!("block cache header: {e}")))?;
+    let mut at = DATA_AT + ratings * RECORD;
+    for part in [&metadata[..], &json[..], &(json.len() as u64).to_le_bytes()[..], &MAGIC[..]] {
+        file.write_all_at(part, at).map_err(fail)?;
+        at += part.len() as u64;
+    }
+    file.sync_all().map_err(fail)?;
+    tmp.persist(path).map_err(|e| fail(e.error))?;
+    Ok(())
+}

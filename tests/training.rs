@@ -182,6 +182,97 @@ fn early_stopping_keeps_the_best_epoch_on_the_cpu() {
     common::check_early_stopping(&Backend::Cpu(CpuMode::Parallel { threads: 2 }));
 }
 
+/// Trains from a block cache of `path` in `dir` under `memory`, testing on `test`.
+fn train_from_disk(path: &std::path::Path, dir: &std::path::Path, memory: u64, threads: usize, params: &Params, test: &RatingSet) -> (f64, bool, gpumf::schedule::GridSize) {
+    use gpumf::cache::{CacheSettings, DiskBlocks};
+    let order = if threads > 1 { gpumf::schedule::Order::ByUser } else { gpumf::schedule::Order::Shuffled };
+    let settings = CacheSettings { grid: None, order, seed: params.seed, memory, threads };
+    let cache = DiskBlocks::open_or_build(path, &LoadOptions::default(), dir, &settings, |_| {}).unwrap();
+    let (built, grid) = (cache.built, cache.grid);
+    assert!(cache.largest_block() * (threads as u64 + 1) <= memory, "blocks of {} for {threads} threads over {memory}", cache.largest_block());
+    let problem = Problem::on_disk(std::sync::Arc::new(cache), Some(test));
+    let t = train(&problem, params, &Backend::Cpu(CpuMode::with_threads(threads)), |_| {}).unwrap();
+    (t.history.last().unwrap().test_rmse.unwrap(), built, grid)
+}
+
+/// `--memory` an eighth of what the ratings take in memory trains from blocks on disk and
+/// reaches the in-memory run's test RMSE (same seed), sequential and on threads, on ml-100k u1
+/// and on 2M generated ratings.
+fn blocks_on_disk_reach_the_in_memory_accuracy() {
+    use gpumf::bench::{generate, SyntheticSpec};
+    let dir = tempfile::tempdir().unwrap();
+    let mut cases = Vec::new();
+    let spec = SyntheticSpec::netflix_scaled(2_000_000, 17);
+    let (train_ratings, test_ratings) = generate(&spec).unwrap();
+    let generated = dir.path().join("generated.bin");
+    gpumf::data::write_ratings(&generated, &train_ratings, gpumf::data::WriteFormat::Binary, false).unwrap();
+    let test_file = dir.path().join("generated-test.bin");
+    gpumf::data::write_ratings(&test_file, &test_ratings, gpumf::data::WriteFormat::Binary, false).unwrap();
+    cases.push((generated, test_file, Params { rank: 16, epochs: 10, ..Params::default() }));
+    if let Some(root) = common::ml100k() {
+        let base = dir.path().join("u1.base");
+        std::fs::copy(root.join("u1.base"), &base).unwrap();
+        cases.push((base, root.join("u1.test"), Params::default()));
+    }
+    for (path, test_path, params) in &cases {
+        let all = load_ratings(path, LoadOptions::default()).unwrap().ratings;
+        let test = load_ratings(test_path, LoadOptions::default()).unwrap().ratings;
+        let in_memory_bytes = 24 * all.len() as u64; // loaded, then laid out in blocks
+        let problem = Problem::new(all, Some(&test));
+        for threads in [1, 2] {
+            let resident = train(&problem, params, &Backend::Cpu(CpuMode::with_threads(threads)), |_| {}).unwrap().history.last().unwrap().test_rmse.unwrap();
+            let (on_disk, _, grid) = train_from_disk(path, dir.path(), in_memory_bytes / 8, threads, params, &test);
+            println!("{}, {threads} threads: in memory {resident:.4}, on disk in {grid} blocks {on_disk:.4}", path.display());
+            assert!(grid.user_blocks * grid.item_blocks > 1, "an eighth of the memory needs several blocks");
+            assert!((resident - on_disk).abs() <= 0.005, "{} with {threads} threads: in memory {resident} vs on disk {on_disk}", path.display());
+        }
+    }
+}
+
+/// The cache is reused when it matches, rebuilt when the input changed or the cache is
+/// truncated or corrupt, and a file at its place that is not a cache is never replaced.
+fn the_block_cache_is_reused_and_rebuilt_when_it_no_longer_matches() {
+    use gpumf::bench::{generate, SyntheticSpec};
+    let dir = tempfile::tempdir().unwrap();
+    let spec = SyntheticSpec { users: 300, items: 200, train: 20_000, test: 2_000, ..SyntheticSpec::netflix(3) };
+    let (train_ratings, test_ratings) = generate(&spec).unwrap();
+    let path = dir.path().join("small.tsv");
+    gpumf::data::write_ratings(&path, &train_ratings, gpumf::data::WriteFormat::Tab, false).unwrap();
+    let test = RatingSet::from_triplets(test_ratings.iter().map(|r| (r.user as u64, r.item as u64, r.value)));
+    let params = Params { rank: 8, epochs: 3, ..Params::default() };
+    let memory = 160 * 1024;
+    let cache_path = dir.path().join("small.tsv.gpumf-blocks");
+    let (first, built, grid) = train_from_disk(&path, dir.path(), memory, 1, &params, &test);
+    assert!(built && grid.user_blocks * grid.item_blocks > 1, "{grid}");
+    let (again, built, _) = train_from_disk(&path, dir.path(), memory, 1, &params, &test);
+    assert!(!built, "the same input and settings reuse the cache");
+    assert_eq!(first, again, "the sequential trainer gives the same answer from a reused cache");
+    // A changed input (other ratings, another length) invalidates it.
+    gpumf::data::write_ratings(&path, &train_ratings[..15_000], gpumf::data::WriteFormat::Tab, true).unwrap();
+    assert!(train_from_disk(&path, dir.path(), memory, 1, &params, &test).1, "rebuilt after the input changed");
+    // One flipped byte in a block, then a truncated file: detected, rebuilt, never trained on.
+    let mut bytes = std::fs::read(&cache_path).unwrap();
+    bytes[4096 + 100] ^= 0x40;
+    std::fs::write(&cache_path, &bytes).unwrap();
+    assert!(train_from_disk(&path, dir.path(), memory, 1, &params, &test).1, "rebuilt after corruption");
+    let len = std::fs::metadata(&cache_path).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&cache_path).unwrap().set_len(len / 2).unwrap();
+    assert!(train_from_disk(&path, dir.path(), memory, 1, &params, &test).1, "rebuilt after truncation");
+    // Another thread count wants blocks ordered otherwise: rebuilt, not misread.
+    assert!(train_from_disk(&path, dir.path(), memory, 2, &params, &test).1);
+    assert!(std::fs::read_dir(dir.path()).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().ends_with(".partial")), "no partial files left");
+    // Not a cache: refused, left alone.
+    std::fs::write(&cache_path, b"my notes").unwrap();
+    let settings = gpumf::cache::CacheSettings { grid: None, order: gpumf::schedule::Order::Shuffled, seed: 42, memory, threads: 1 };
+    let e = gpumf::cache::DiskBlocks::open_or_build(&path, &LoadOptions::default(), dir.path(), &settings, |_| {}).unwrap_err().to_string();
+    assert!(e.contains("not a gpumf block cache"), "{e}");
+    assert_eq!(std::fs::read(&cache_path).unwrap(), b"my notes");
+    // A budget too small for a block per thread names the smallest that works.
+    std::fs::remove_file(&cache_path).unwrap();
+    let e = gpumf::cache::DiskBlocks::open_or_build(&path, &LoadOptions::default(), dir.path(), &gpumf::cache::CacheSettings { memory: 1000, ..settings }, |_| {}).unwrap_err().to_string();
+    assert!(e.contains("--memory") && e.contains("smallest budget that works is"), "{e}");
+}
+
 fn main() -> std::process::ExitCode {
     common::harness(vec![
         Test { name: "default_settings_reach_0_935_on_ml100k_u1", needs: Needs::ML100K, run: default_settings_reach_0_935_on_ml100k_u1 },
@@ -189,6 +280,8 @@ fn main() -> std::process::ExitCode {
         Test { name: "sequential_training_is_bit_reproducible_and_the_loss_falls", needs: Needs::NOTHING, run: sequential_training_is_bit_reproducible_and_the_loss_falls },
         Test { name: "parallel_blocks_match_sequential_accuracy", needs: Needs::ML100K, run: parallel_blocks_match_sequential_accuracy },
         Test { name: "parallel_training_of_few_columns_or_rows_matches_sequential", needs: Needs::NOTHING, run: parallel_training_of_few_columns_or_rows_matches_sequential },
+        Test { name: "blocks_on_disk_reach_the_in_memory_accuracy", needs: Needs::NOTHING, run: blocks_on_disk_reach_the_in_memory_accuracy },
+        Test { name: "the_block_cache_is_reused_and_rebuilt_when_it_no_longer_matches", needs: Needs::NOTHING, run: the_block_cache_is_reused_and_rebuilt_when_it_no_longer_matches },
         Test { name: "the_pure_dot_product_model_trains_too", needs: Needs::NOTHING, run: the_pure_dot_product_model_trains_too },
         Test { name: "bad_settings_are_rejected_by_name", needs: Needs::NOTHING, run: bad_settings_are_rejected_by_name },
         Test { name: "random_split_is_seeded_and_sized", needs: Needs::NOTHING, run: random_split_is_seeded_and_sized },

@@ -70,13 +70,13 @@ pub fn run(problem: &Problem, data: &str, params: &Params, backend: &Backend, ta
         Backend::Cpu(_) => Precision::F32,
     };
     let epochs = t.history.len();
-    let updates_per_second = (problem.train.len() * epochs) as f64 / t.train_seconds;
+    let updates_per_second = (problem.train_len() * epochs) as f64 / t.train_seconds;
     let bytes = bytes_per_update(params.rank, precision);
     let gbps = updates_per_second * bytes / 1e9;
     Ok(BenchRow {
         backend: t.backend,
         data: data.to_string(),
-        ratings: problem.train.len(),
+        ratings: problem.train_len(),
         users: problem.num_users(),
         items: problem.num_items(),
         rank: params.rank,

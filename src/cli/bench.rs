@@ -153,6 +153,14 @@ pub struct BenchArgs {
     pub bandwidth: Option<f64>,
     #[command(flatten)]
     pub params: ParamArgs,
+    /// With --train and --test, CPU backends: train from blocks on disk holding at most this much
+    /// of the ratings in memory (as `train --memory`); the table then shows the bytes read per
+    /// epoch and their GB/s.
+    #[arg(long, value_parser = super::parse_size, requires_all = ["train", "test"])]
+    pub memory: Option<u64>,
+    /// Where --memory keeps its block caches (default: beside --train).
+    #[arg(long, requires = "memory")]
+    pub cache_dir: Option<PathBuf>,
     /// CPU threads for the cpu-threads backend (default: every core).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -170,6 +178,44 @@ pub struct BenchArgs {
     /// Replace existing --csv and --plot files.
     #[arg(long)]
     pub force: bool,
+}
+
+/// `bench --memory`: each CPU backend trains from a block cache laid out for it.
+fn bench_on_disk(args: &BenchArgs, memory: u64, backends: &[gpumf::training::Backend], params: &gpumf::model::Params) -> anyhow::Result<()> {
+    use gpumf::training::Backend;
+    let (train, test) = (args.train.as_ref().expect("clap requires --train"), args.test.as_ref().expect("clap requires --test"));
+    let test_set = load_ratings(test, LoadOptions::default())?.ratings;
+    let dir = args.cache_dir.clone().unwrap_or_else(|| train.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), |p| p.to_path_buf()));
+    let mut rows = Vec::new();
+    for backend in backends {
+        let Backend::Cpu(mode) = backend else { bail!("--memory trains from disk on the CPU backends (cpu, cpu-threads)") };
+        let threads = match mode {
+            gpumf::cpu::CpuMode::Sequential => 1,
+            gpumf::cpu::CpuMode::Parallel { threads } => *threads,
+        };
+        let order = if threads > 1 { gpumf::schedule::Order::ByUser } else { gpumf::schedule::Order::Shuffled };
+        let settings = gpumf::cache::CacheSettings { grid: params.blocks, order, seed: params.seed, memory, threads };
+        let t = Instant::now();
+        let cache = gpumf::cache::DiskBlocks::open_or_build(train, &LoadOptions::default(), &dir, &settings, |note| {
+            if !args.json {
+                eprintln!("{note}");
+            }
+        })?;
+        if !args.json {
+            eprintln!("data: {} in {} blocks on disk, ready in {:.2} s", train.display(), cache.grid, t.elapsed().as_secs_f64());
+        }
+        let problem = Problem::on_disk(std::sync::Arc::new(cache), Some(&test_set));
+        rows.push(run(&problem, &train.display().to_string(), params, backend, args.target_rmse, args.bandwidth)?);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print!("{}", table(&rows));
+    }
+    if let Some(path) = &args.csv {
+        gpumf::output::write_atomically(path, args.force, |w| w.write_all(csv(&rows).as_bytes())).context("--csv")?;
+    }
+    Ok(())
 }
 
 pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
@@ -212,6 +258,9 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         bail!("--backends: nothing left to run");
     }
 
+    if let Some(memory) = args.memory {
+        return bench_on_disk(&args, memory, &backends, &params);
+    }
     let t = Instant::now();
     let (problem, label): (Problem, String) = match &args.train {
         Some(path) => {
@@ -229,7 +278,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         }
     };
     if !args.json {
-        eprintln!("data: {label} ({} training, {} test ratings), prepared in {:.2} s", problem.train.len(), problem.test.len(), t.elapsed().as_secs_f64());
+        eprintln!("data: {label} ({} training, {} test ratings), prepared in {:.2} s", problem.train_len(), problem.test.len(), t.elapsed().as_secs_f64());
     }
 
     let run_all = |problem: &Problem, label: &str, params: &gpumf::model::Params| -> anyhow::Result<Vec<BenchRow>> {
@@ -242,7 +291,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     }
     // Rows of the size sweep beyond the main runs (--sizes is synthetic only, checked above).
     let mut other_sizes = Vec::new();
-    for &size in args.sizes.iter().filter(|&&s| s != problem.train.len()) {
+    for &size in args.sizes.iter().filter(|&&s| s != problem.train_len()) {
         let spec = args.shape.with_ratings(size);
         let p = synthetic_problem(&spec)?;
         other_sizes.extend(run_all(&p, &format!("synthetic {} x {}, {} ratings", spec.users, spec.items, spec.train), &params)?);

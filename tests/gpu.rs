@@ -318,6 +318,31 @@ fn one_rating_in_flight_gives_the_sequential_trainers_factors() {
     }
 }
 
+/// A problem whose grid leaves most blocks empty (one user rates most items; a few others
+/// rate one each) trains on every placement, and the GPU with one rating in flight still gives
+/// the sequential trainer's factors, resident and streamed.
+fn empty_and_unequal_blocks_train_everywhere_and_exactly() {
+    if !common::gpu_available() {
+        return;
+    }
+    let mut triplets: Vec<(u64, u64, f32)> = (0..20_000).map(|i| (7, i, (i % 5) as f32 + 1.0)).collect();
+    triplets.extend((0..9).map(|u| (100 + u, u * 3, 4.0)));
+    let all = gpumf::data::RatingSet::from_triplets(triplets);
+    let problem = Problem::new(all, None);
+    let params = Params { blocks: Some(GridSize { user_blocks: 4, item_blocks: 3 }), ..exact_params() };
+    let cpu = train(&problem, &params, &Backend::Cpu(CpuMode::Sequential), |_| {}).unwrap();
+    let threads = train(&problem, &params, &Backend::Cpu(CpuMode::Parallel { threads: 3 }), |_| {}).unwrap();
+    assert!(threads.history.iter().all(|r| r.train_loss.is_finite()));
+    let one = GpuOptions { in_flight: Some(1), ..GpuOptions::default() };
+    let need = GpuSolver::new(&problem, Model::init(&problem, &params), &params, &one).unwrap().buffer_bytes();
+    for options in [one.clone(), GpuOptions { gpu_memory: Some(need - 12 * 100), ..one.clone() }] {
+        let gpu = train(&problem, &params, &gpu(options), |_| {}).unwrap();
+        let diff = largest_difference(&cpu.model, &gpu.model);
+        println!("{}: largest difference {diff:e}", gpu.backend);
+        assert!(diff < 1e-5, "{}: differs by {diff}", gpu.backend);
+    }
+}
+
 /// Training beyond device memory: `--gpu-memory` an eighth of what the resident run allocates
 /// streams the ratings and swaps the factor blocks, and reaches the resident run's accuracy.
 fn an_eighth_of_the_device_memory_gives_the_resident_accuracy() {
@@ -404,6 +429,7 @@ fn main() -> std::process::ExitCode {
         Test { name: "the_workgroup_reduction_path_trains_like_the_subgroup_path", needs: Needs::GPU, run: the_workgroup_reduction_path_trains_like_the_subgroup_path },
         Test { name: "problems_larger_than_one_binding_are_split_into_windows", needs: Needs::GPU, run: problems_larger_than_one_binding_are_split_into_windows },
         Test { name: "one_rating_in_flight_gives_the_sequential_trainers_factors", needs: Needs::GPU, run: one_rating_in_flight_gives_the_sequential_trainers_factors },
+        Test { name: "empty_and_unequal_blocks_train_everywhere_and_exactly", needs: Needs::GPU, run: empty_and_unequal_blocks_train_everywhere_and_exactly },
         Test { name: "an_eighth_of_the_device_memory_gives_the_resident_accuracy", needs: Needs::GPU, run: an_eighth_of_the_device_memory_gives_the_resident_accuracy },
         Test { name: "a_budget_too_small_names_the_smallest_that_works", needs: Needs::GPU, run: a_budget_too_small_names_the_smallest_that_works },
         Test { name: "the_gpu_scores_the_test_set_like_the_cpu_through_blocks_and_windows", needs: Needs::GPU, run: the_gpu_scores_the_test_set_like_the_cpu_through_blocks_and_windows },

@@ -207,13 +207,18 @@ fn bench_on_disk(args: &BenchArgs, memory: u64, backends: &[gpumf::training::Bac
         let problem = Problem::on_disk(std::sync::Arc::new(cache), Some(&test_set));
         rows.push(run(&problem, &train.display().to_string(), params, backend, args.target_rmse, args.bandwidth)?);
     }
+    print_rows(args, &rows)
+}
+
+/// The rows as JSON or a table on stdout, and as CSV where `--csv` asks.
+fn print_rows(args: &BenchArgs, rows: &[BenchRow]) -> anyhow::Result<()> {
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        println!("{}", serde_json::to_string_pretty(rows)?);
     } else {
-        print!("{}", table(&rows));
+        print!("{}", table(rows));
     }
     if let Some(path) = &args.csv {
-        gpumf::output::write_atomically(path, args.force, |w| w.write_all(csv(&rows).as_bytes())).context("--csv")?;
+        gpumf::output::write_atomically(path, args.force, |w| w.write_all(csv(rows).as_bytes())).context("--csv")?;
     }
     Ok(())
 }
@@ -299,14 +304,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     drop(problem);
 
     let all_rows: Vec<BenchRow> = by_rank.iter().chain(&other_sizes).cloned().collect();
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&all_rows)?);
-    } else {
-        print!("{}", table(&all_rows));
-    }
-    if let Some(path) = &args.csv {
-        gpumf::output::write_atomically(path, args.force, |w| w.write_all(csv(&all_rows).as_bytes())).context("--csv")?;
-    }
+    print_rows(&args, &all_rows)?;
     if let Some(path) = &args.plot {
         let by_size: Vec<BenchRow> = if args.sizes.is_empty() { Vec::new() } else { runs.iter().chain(&other_sizes).cloned().collect() };
         plot_bench(path, &runs, if args.ranks.is_empty() { &[] } else { &by_rank }, &by_size)?;

@@ -213,6 +213,10 @@ fn kernels_are_timed_on_the_devices_clock_where_it_has_timestamps() {
         }
     }
     assert_eq!(t.kernel_seconds.is_some(), adapter.timestamp_query);
+    // The default --gpu-memory comes from the Vulkan driver's device-local heap.
+    if adapter.backend == "Vulkan" {
+        assert!(adapter.device_memory.is_some_and(|m| m >= 64 << 20), "{}: device memory {:?}", adapter.name, adapter.device_memory);
+    }
     // Epochs overlap on the host's clock (the next goes out before the last is read), so the
     // kernels are held to the host's time over the whole run.
     if let Some(k) = t.kernel_seconds {

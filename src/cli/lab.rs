@@ -110,6 +110,9 @@ pub fn info(args: InfoArgs) -> anyhow::Result<()> {
             a.max_storage_buffers_per_shader_stage,
             a.max_compute_workgroups_per_dimension
         );
+        if let Some(bytes) = a.device_memory {
+            println!("  device memory {} (the default --gpu-memory keeps a tenth of it, at least 512 MiB, free)", gpumf::resources::human_bytes(bytes));
+        }
     }
     Ok(())
 }

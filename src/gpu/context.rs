@@ -21,6 +21,8 @@ pub struct AdapterSummary {
     pub max_storage_buffers_per_shader_stage: u32,
     pub max_compute_workgroups_per_dimension: u32,
     pub max_compute_invocations_per_workgroup: u32,
+    /// Bytes of the adapter's largest device-local memory heap, where the driver says (Vulkan).
+    pub device_memory: Option<u64>,
 }
 
 impl AdapterSummary {
@@ -88,6 +90,28 @@ fn summarise(adapter: &wgpu::Adapter) -> AdapterSummary {
         max_storage_buffers_per_shader_stage: limits.max_storage_buffers_per_shader_stage,
         max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
         max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
+        device_memory: device_memory(adapter),
+    }
+}
+
+/// The largest device-local memory heap, asked of the Vulkan driver: wgpu itself does not tell
+/// how much memory an adapter has. `None` on other backends.
+fn device_memory(adapter: &wgpu::Adapter) -> Option<u64> {
+    #[cfg(any(target_os = "linux", target_os = "windows", target_os = "android", target_os = "freebsd"))]
+    {
+        // SAFETY: the hal adapter is only read (one query of memory properties) while `adapter`
+        // keeps it alive; nothing is created or destroyed through it.
+        let hal = unsafe { adapter.as_hal::<wgpu::hal::api::Vulkan>() }?;
+        let instance = hal.shared_instance().raw_instance();
+        // SAFETY: the physical device belongs to this instance, as wgpu-hal opened both.
+        let properties = unsafe { instance.get_physical_device_memory_properties(hal.raw_physical_device()) };
+        const DEVICE_LOCAL: u32 = 0x1; // VK_MEMORY_HEAP_DEVICE_LOCAL_BIT
+        properties.memory_heaps[..properties.memory_heap_count as usize].iter().filter(|h| h.flags.as_raw() & DEVICE_LOCAL != 0).map(|h| h.size).max()
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "windows", target_os = "android", target_os = "freebsd")))]
+    {
+        let _ = adapter;
+        None
     }
 }
 

@@ -79,8 +79,8 @@ pub struct GpuOptions {
     pub in_flight: Option<u32>,
     /// Bytes gpumf may allocate on the device. When the ratings and factors need more, the
     /// ratings stay in host memory and stream through a ring of upload buffers each epoch.
-    /// `None`: no cap (wgpu does not report an adapter's memory; running out is an error that
-    /// names this setting).
+    /// `None`: the adapter's device-local memory less a tenth (at least 512 MiB) where the
+    /// Vulkan driver reports it; no cap elsewhere.
     pub gpu_memory: Option<u64>,
 }
 
@@ -197,7 +197,10 @@ impl GpuSolver {
         }
         let (gpu, shape, pipelines, max_binding) = open_kernel(params, options)?;
         let (m, n) = (problem.num_users(), problem.num_items());
-        let plan = DevicePlan::new(options.gpu_memory, shape.row_bytes(), m, n, 12 * (problem.train.len() + problem.test.len()) as u64, params.rank)?;
+        // Without --gpu-memory, what the driver reports less a margin (for the driver, other
+        // programs and the read-back buffers); no cap where it reports nothing.
+        let budget = options.gpu_memory.or(gpu.adapter.device_memory.map(|m| m - (m / 10).max(512 << 20).min(m / 2)));
+        let plan = DevicePlan::new(budget, shape.row_bytes(), m, n, 12 * (problem.train.len() + problem.test.len()) as u64, params.rank)?;
         let grid = plan.grid(gpu_grid(params.blocks, m, n, shape.row_bytes(), max_binding, options.user_block_rows)?, m, n);
         let schedule = Schedule::new(&problem.train, m, n, grid, Order::Shuffled, params.seed)?;
         let max_ratings = (max_binding / std::mem::size_of::<crate::data::Rating>() as u64) as usize;
@@ -234,7 +237,7 @@ impl GpuSolver {
             + partial_bytes(EVAL_WORKGROUPS)
             + streamed_window.map_or(12 * (problem.train.len() + problem.test.len()) as u64, |w| (RING_SLOTS * w * 12) as u64);
         let what = format!(
-            "allocating {:.2} GiB of GPU buffers ({} ratings, {} users x {} items, rank {}, {:?})",
+            "allocating {:.2} GiB of GPU buffers ({} ratings, {} users x {} items, rank {}, {:?}; --gpu-memory SIZE below what the device holds streams what does not fit)",
             needed as f64 / (1u64 << 30) as f64,
             problem.train.len() + problem.test.len(),
             m,

@@ -411,6 +411,9 @@ mod tests {
                     assert!(rows.windows(2).all(|w| w[0] <= w[1]), "by user within block {b}");
                 }
             }
+            // Every user's ratings cross block boundaries: they lie in each of its item blocks.
+            let blocks_of_user_0 = (0..s.len()).filter(|&b| s.block(b).iter().any(|r| s.users.id_at(r.user) == 0)).count();
+            assert_eq!(blocks_of_user_0, 3, "user 0's ratings span its row of blocks");
             seen.sort_unstable();
             assert_eq!(seen, ratings.iter().map(|r| (r.user, r.item)).collect::<Vec<_>>());
         }

@@ -69,8 +69,9 @@ pub fn make_solver<'a>(problem: &'a Problem, params: &Params, backend: &Backend)
     if problem.train_len() == 0 {
         return Err(Error::Data("no training ratings".into()));
     }
-    // The factors, twice: the model, and the backend's working copy (Hogwild's shared rows, the
-    // GPU's read-back). An allocation that fails would abort the process without a word.
+    // The factors, twice: the model, and the backend's working copy (the CPU's rows reordered
+    // into the schedule's positions, the GPU's read-back). An allocation that fails would abort
+    // the process without a word.
     let (m, n, k) = (problem.num_users() as u64, problem.num_items() as u64, params.rank as u64);
     let factors = (m + n).saturating_mul(k).saturating_mul(4);
     crate::resources::ensure_memory(factors.saturating_mul(2), &format!("rank {k} for {m} users and {n} items"), |available| {

@@ -61,6 +61,16 @@ struct Header {
     metadata_crc: u32,
 }
 
+/// How much of a cache [`DiskBlocks::open`] reads to check it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Check {
+    /// Every block against its checksum: a cache found on disk.
+    EveryBlock,
+    /// The header and block table: a cache this run has just written and checksummed, whose
+    /// blocks a second full read would only confirm.
+    Metadata,
+}
+
 /// An open, checked block cache.
 #[derive(Debug)]
 pub struct DiskBlocks {
@@ -100,7 +110,7 @@ impl DiskBlocks {
                     path.display()
                 )));
             }
-            match DiskBlocks::open(&path, input, &input_meta, load, settings) {
+            match DiskBlocks::open(&path, input, &input_meta, load, settings, Check::EveryBlock) {
                 Ok(cache) => {
                     note(&format!("reusing the block cache {} ({} ratings in {} blocks)", path.display(), cache.count, cache.grid));
                     return Ok(cache);
@@ -110,14 +120,15 @@ impl DiskBlocks {
         }
         note(&format!("writing the block cache {} (the input is read once, piece by piece)", path.display()));
         build(input, &input_meta, load, dir, &path, settings)?;
-        let mut cache = DiskBlocks::open(&path, input, &input_meta, load, settings).map_err(|why| Error::Data(format!("{}: the block cache just written does not check out: {why}", path.display())))?;
+        let mut cache = DiskBlocks::open(&path, input, &input_meta, load, settings, Check::Metadata).map_err(|why| Error::Data(format!("{}: the block cache just written does not check out: {why}", path.display())))?;
         cache.built = true;
         Ok(cache)
     }
 
-    /// Opens and checks the cache at `path` against `input` and `settings`: every byte of it,
-    /// so a stale, truncated or corrupt cache is never trained on.
-    fn open(path: &Path, input: &Path, input_meta: &std::fs::Metadata, load: &LoadOptions, settings: &CacheSettings) -> std::result::Result<DiskBlocks, String> {
+    /// Opens and checks the cache at `path` against `input` and `settings`: with
+    /// [`Check::EveryBlock`] every byte of it, so a stale, truncated or corrupt cache is never
+    /// trained on.
+    fn open(path: &Path, input: &Path, input_meta: &std::fs::Metadata, load: &LoadOptions, settings: &CacheSettings, check: Check) -> std::result::Result<DiskBlocks, String> {
         let file = File::open(path).map_err(|e| e.to_string())?;
         let len = file.metadata().map_err(|e| e.to_string())?.len();
         let mut magic = [0u8; 8];
@@ -189,7 +200,7 @@ impl DiskBlocks {
             return Err(format!("its blocks of up to {} do not fit --memory for {} threads", crate::resources::human_bytes(largest), settings.threads));
         }
         let mut buf = Vec::new();
-        for (b, &crc) in crcs.iter().enumerate() {
+        for (b, &crc) in crcs.iter().enumerate().filter(|_| check == Check::EveryBlock) {
             cache.read_block(b, &mut buf).map_err(|e| e.to_string())?;
             if crc32fast::hash(bytemuck::cast_slice(&buf)) != crc {
                 return Err(format!("block {b} fails its checksum (corrupt)"));

@@ -156,7 +156,7 @@ pub struct BenchArgs {
     /// With --train and --test, CPU backends: train from blocks on disk holding at most this much
     /// of the ratings in memory (as `train --memory`); the table then shows the bytes read per
     /// epoch and their GB/s.
-    #[arg(long, value_parser = super::parse_size, requires_all = ["train", "test"])]
+    #[arg(long, value_parser = gpumf::resources::parse_size, requires_all = ["train", "test"])]
     pub memory: Option<u64>,
     /// Where --memory keeps its block caches (default: beside --train).
     #[arg(long, requires = "memory")]

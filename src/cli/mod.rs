@@ -168,11 +168,6 @@ pub fn choice<T: Choice + Send + Sync>() -> impl clap::builder::TypedValueParser
         .map(|name| T::named(&name).expect("clap accepts only the listed names"))
 }
 
-/// `--gpu-memory 512MiB` and the like.
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    gpumf::resources::parse_size(text)
-}
-
 /// CPU threads, shared by the commands that train.
 pub fn threads(requested: Option<usize>) -> anyhow::Result<usize> {
     Ok(gpumf::resources::threads(requested, "--threads")?)
@@ -213,7 +208,7 @@ pub struct GpuTuningArgs {
     /// GPU: the most gpumf allocates on the device (e.g. 512MiB, 8GiB). When ratings and factors
     /// need more, the ratings stay in host memory and stream through upload buffers each epoch.
     /// Default: no cap.
-    #[arg(long, value_parser = parse_size)]
+    #[arg(long, value_parser = gpumf::resources::parse_size)]
     pub gpu_memory: Option<u64>,
     /// GPU: ratings updated at once, at most (default: users·items/(users+items) of a block,
     /// so that Hogwild's write conflicts stay rare).

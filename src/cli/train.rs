@@ -55,7 +55,7 @@ pub struct TrainArgs {
     /// Hold at most this much of the training ratings in memory (e.g. 512MiB, 4GiB). A file
     /// that may need more is read once, piece by piece, into a cache of blocks on disk, and
     /// each block is read when training reaches it; the factors stay in memory. CPU only.
-    #[arg(long, value_parser = super::parse_size)]
+    #[arg(long, value_parser = gpumf::resources::parse_size)]
     pub memory: Option<u64>,
     /// Where --memory keeps its block cache (default: beside the --train file). A cache that
     /// matches the file and the settings is reused on the next run.

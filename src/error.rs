@@ -42,6 +42,10 @@ pub enum Error {
     #[error("model file {path}: {message}")]
     ModelFile { path: PathBuf, message: String },
 
+    /// A DSGD cluster that cannot start or lost a member.
+    #[error("cluster: {0}")]
+    Cluster(String),
+
     #[error("GPU: {0}")]
     Gpu(String),
 

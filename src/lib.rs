@@ -12,6 +12,7 @@ pub mod cache;
 pub mod choice;
 pub mod cpu;
 pub mod data;
+pub mod distributed;
 mod error;
 pub mod gpu;
 pub mod lab;

@@ -101,6 +101,11 @@ impl Axis {
         &self.members[self.starts[b]..self.starts[b + 1]]
     }
 
+    /// The first position of block `b`: its rows are positions `start(b)..start(b + 1)`.
+    pub fn start(&self, b: usize) -> usize {
+        self.starts[b]
+    }
+
     /// The most rows any block has.
     pub fn max_rows(&self) -> usize {
         self.starts.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0)
@@ -322,6 +327,35 @@ impl Schedule {
         order
     }
 
+    /// DSGD's grid of `stripes` user blocks: as many item blocks, each cut into two halves (item
+    /// blocks `2j` and `2j + 1` of the grid), so a worker can send one half on while it trains
+    /// the other (DSGD++).
+    pub fn dsgd_grid(stripes: usize) -> GridSize {
+        GridSize { user_blocks: stripes, item_blocks: 2 * stripes }
+    }
+
+    /// DSGD's strata of epoch `epoch` on a [`dsgd_grid`](Self::dsgd_grid): the shifts
+    /// `0..stripes` in a seeded order. In the stratum of shift `s`, user block `p` trains item
+    /// pair `(p + s) % stripes`, so no two user blocks share an item row; `stripes` strata
+    /// visit every block once. The order depends on the seed and the epoch only, never on
+    /// who trains the blocks: that is what makes every worker count give the same bits.
+    pub fn strata(&self, epoch: usize) -> Vec<usize> {
+        let mut shifts: Vec<usize> = (0..self.users.blocks()).collect();
+        shifts.shuffle(&mut part_rng(self.seed, 14, epoch));
+        shifts
+    }
+
+    /// The item pair user block `stripe` trains in the stratum of shift `shift`.
+    pub fn pair_of(&self, stripe: usize, shift: usize) -> usize {
+        (stripe + shift) % self.users.blocks()
+    }
+
+    /// The user block that trains item pair `pair` in the stratum of shift `shift`.
+    pub fn stripe_of(&self, pair: usize, shift: usize) -> usize {
+        let side = self.users.blocks();
+        (pair + side - shift % side) % side
+    }
+
     /// Runs `train(block)` once for every non-empty block on `threads` threads of the current
     /// rayon pool, never two blocks at once that share a user block or an item block. Free
     /// blocks are taken in the epoch's seeded [`sequence`](Self::sequence) order.
@@ -469,6 +503,32 @@ mod tests {
         let many = Schedule::new(&all_pairs(30, 30), 30, 30, GridSize { user_blocks: 5, item_blocks: 5 }, Order::Shuffled, 3).unwrap();
         assert_ne!(many.sequence(0), many.sequence(1));
         assert_eq!(many.sequence(1), many.sequence(1));
+    }
+
+    #[test]
+    fn dsgd_strata_cover_every_block_once_and_never_share_an_item_pair() {
+        let g = 5;
+        let s = Schedule::new(&all_pairs(40, 40), 40, 40, Schedule::dsgd_grid(g), Order::Shuffled, 6).unwrap();
+        assert_eq!(s.grid(), GridSize { user_blocks: 5, item_blocks: 10 });
+        let strata = s.strata(3);
+        let mut sorted = strata.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..g).collect::<Vec<_>>());
+        assert_eq!(strata, s.strata(3), "seeded");
+        assert!((0..6).any(|e| s.strata(e) != strata), "another epoch, another order");
+        let mut visits = vec![0; g * g];
+        for &shift in &strata {
+            let pairs: Vec<usize> = (0..g).map(|p| s.pair_of(p, shift)).collect();
+            let mut distinct = pairs.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            assert_eq!(distinct.len(), g, "one stratum: every pair once");
+            for (p, &j) in pairs.iter().enumerate() {
+                assert_eq!(s.stripe_of(j, shift), p);
+                visits[p * g + j] += 1;
+            }
+        }
+        assert!(visits.iter().all(|&v| v == 1), "an epoch trains every (stripe, pair) once");
     }
 
     #[test]

@@ -61,6 +61,8 @@ pub struct TrainArgs {
     /// matches the file and the settings is reused on the next run.
     #[arg(long, requires = "memory")]
     pub cache_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
     /// Save the trained model here.
     #[arg(long)]
     pub save: Option<PathBuf>,
@@ -73,6 +75,75 @@ pub struct TrainArgs {
     pub model: ModelArgs,
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+/// DSGD: several workers in one process, or one process of a cluster.
+#[derive(Args, Clone, Debug)]
+pub struct ClusterArgs {
+    /// Train by distributed SGD on this many workers (threads) in this process: users are cut
+    /// into stripes pinned to workers and item blocks travel between them. On the CPU, each
+    /// block trained in order: any worker count gives the same model for a seed and --blocks.
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Run as one process of a cluster: FILE lists `host:port` for each process, one per line,
+    /// the same file everywhere. Each process keeps only its users' ratings; process 0 prints
+    /// the progress and writes the model.
+    #[arg(long, requires = "process")]
+    pub hosts: Option<PathBuf>,
+    /// With --hosts: which line of the host file this process is (from 0).
+    #[arg(long, requires = "hosts")]
+    pub process: Option<usize>,
+    /// Seconds a worker waits for a peer (to start, or to send a block) before giving up.
+    #[arg(long, default_value_t = 300)]
+    pub timeout: u64,
+    /// With --workers or --hosts: write each worker's factors every this many epochs (and after
+    /// the last) to --checkpoint-dir.
+    #[arg(long)]
+    pub checkpoint_every: Option<usize>,
+    /// Where checkpoints go (created if missing).
+    #[arg(long, default_value = "gpumf-checkpoints", requires = "checkpoint_every")]
+    pub checkpoint_dir: PathBuf,
+    /// Continue from the latest checkpoint in this directory, written with the same settings.
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+}
+
+impl ClusterArgs {
+    /// The cluster these flags ask for, or `None` for training in one piece.
+    fn cluster(&self) -> anyhow::Result<Option<gpumf::distributed::Cluster>> {
+        let distributed = self.workers.is_some() || self.hosts.is_some();
+        if !distributed {
+            if self.checkpoint_every.is_some() || self.resume.is_some() {
+                bail!("--checkpoint-every and --resume belong to distributed training: add --workers N (one process) or --hosts FILE --process I");
+            }
+            return Ok(None);
+        }
+        let workers = self.workers.unwrap_or(1);
+        gpumf::resources::threads(Some(workers), "--workers")?;
+        let hosts = match &self.hosts {
+            Some(file) => gpumf::distributed::read_hosts(file).context("--hosts")?,
+            None => Vec::new(),
+        };
+        if self.timeout == 0 {
+            bail!("--timeout must be at least 1 second");
+        }
+        let checkpoint = match self.checkpoint_every {
+            Some(0) => bail!("--checkpoint-every must be at least 1"),
+            Some(every) => {
+                std::fs::create_dir_all(&self.checkpoint_dir).with_context(|| format!("--checkpoint-dir {}", self.checkpoint_dir.display()))?;
+                Some((self.checkpoint_dir.clone(), every))
+            }
+            None => None,
+        };
+        Ok(Some(gpumf::distributed::Cluster {
+            workers,
+            hosts,
+            process: self.process.unwrap_or(0),
+            timeout: std::time::Duration::from_secs(self.timeout),
+            checkpoint,
+            resume: self.resume.clone(),
+        }))
+    }
 }
 
 fn load_with(path: &Path, options: LoadOptions, quiet: bool) -> anyhow::Result<gpumf::data::Loaded> {
@@ -100,6 +171,15 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         // Before the work: a save that fails after training loses it.
         gpumf::output::check_output(save, args.force).context("--save")?;
     }
+    let cluster = args.cluster.cluster()?;
+    if cluster.is_some() {
+        if args.memory.is_some() || args.validation.is_some() {
+            bail!("--workers/--hosts train in memory for --epochs: leave out --memory and --validation");
+        }
+        if args.model.backend == BackendArg::Gpu {
+            bail!("distributed workers train on the CPU in this version (one thread each); --backend gpu with --workers is not supported yet");
+        }
+    }
     let quiet = args.output.quiet || args.output.json;
     let options = LoadOptions { split_column: args.split_column, ..args.input.options() };
     // A file of s bytes holds at most s/6 ratings (`1 1 1` and a newline), which take 24 bytes
@@ -126,6 +206,9 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         (None, None) => Problem::new(all, None),
     };
 
+    if let Some(cluster) = cluster {
+        return train_distributed(&args, problem, &params, &cluster, quiet);
+    }
     let backend = chosen_backend(&args.model, threads, quiet);
     let mut outcome = match args.validation {
         None => plain(&problem, &params, &backend, quiet)?,
@@ -135,6 +218,36 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     if let Some(save) = &args.save {
         let fitted_on = outcome.fitted_on.as_ref().unwrap_or(&problem);
         outcome.trained.model.record_seen(fitted_on);
+        outcome.trained.model.save(save, args.force).context("--save")?;
+        if !quiet {
+            eprintln!("saved the model to {}", save.display());
+        }
+    }
+    Ok(())
+}
+
+/// `train --workers` / `--hosts`: DSGD. Process 0 reports and saves as a one-process run does.
+fn train_distributed(args: &TrainArgs, problem: Problem, params: &Params, cluster: &gpumf::distributed::Cluster, quiet: bool) -> anyhow::Result<()> {
+    let lead = cluster.process == 0;
+    // What the report and the saved model need once `problem` is handed over.
+    let train_ratings = problem.train.len();
+    let shell = Problem { train: Vec::new(), test: problem.test.clone(), users: problem.users.clone(), items: problem.items.clone(), cold: problem.cold, train_on_disk: None };
+    let seen = (lead && args.save.is_some()).then(|| gpumf::model::SeenItems::from_ratings(&problem.train, problem.num_users(), problem.num_items()));
+    let progress = Progress::new(params.epochs, quiet || !lead);
+    let trained = gpumf::distributed::train(problem, params, cluster, |r| progress.epoch(r));
+    progress.finish();
+    let Some(trained) = trained? else {
+        if !quiet {
+            eprintln!("process {}: done; process 0 reports and holds the model", cluster.process);
+        }
+        return Ok(());
+    };
+    let kept = trained.history.last().expect("at least one epoch").clone();
+    let test = kept.test_rmse.zip(kept.test_mae);
+    let mut outcome = Outcome { trained, fitted_on: None, train_ratings, kept, test, validation: None, cold: shell.cold };
+    report(args, &shell, &outcome)?;
+    if let Some(save) = &args.save {
+        outcome.trained.model.seen = seen;
         outcome.trained.model.save(save, args.force).context("--save")?;
         if !quiet {
             eprintln!("saved the model to {}", save.display());
@@ -220,6 +333,8 @@ struct Outcome {
     /// The problem the model was fitted on, when not the one loaded (early stopping without
     /// --refit fits on the training ratings less the validation ones).
     fitted_on: Option<Problem>,
+    /// Ratings the model was fitted on.
+    train_ratings: usize,
     /// The kept epoch's report (its train RMSE and loss).
     kept: EpochReport,
     /// Test RMSE and MAE of the kept model, when there is a test set.
@@ -238,7 +353,7 @@ fn plain(problem: &Problem, params: &Params, backend: &Backend, quiet: bool) -> 
     let trained = trained?;
     let kept = trained.history.last().expect("at least one epoch").clone();
     let test = kept.test_rmse.zip(kept.test_mae);
-    Ok(Outcome { trained, fitted_on: None, kept, test, validation: None, cold: problem.cold })
+    Ok(Outcome { trained, fitted_on: None, train_ratings: problem.train_len(), kept, test, validation: None, cold: problem.cold })
 }
 
 /// --validation: stop when the held-out ratings stop improving, keep the best epoch, and
@@ -288,7 +403,7 @@ fn early_stopping(args: &TrainArgs, fraction: f64, problem: &Problem, params: &P
         (sums.rmse(), sums.mae())
     });
     let cold = ColdStart::of(&test_ratings);
-    Ok(Outcome { trained: stopped, fitted_on: Some(fit), kept, test, validation: Some(validation), cold })
+    Ok(Outcome { trained: stopped, train_ratings: fit.train_len(), fitted_on: Some(fit), kept, test, validation: Some(validation), cold })
 }
 
 /// Seeds the validation split apart from the test split.
@@ -313,9 +428,8 @@ fn report(args: &TrainArgs, problem: &Problem, outcome: &Outcome) -> anyhow::Res
     let t = &outcome.trained;
     let last = &outcome.kept;
     let (test_rmse, test_mae) = (outcome.test.map(|t| t.0), outcome.test.map(|t| t.1));
-    let fitted_on = outcome.fitted_on.as_ref().unwrap_or(problem);
     let epochs = t.history.len();
-    let updates_per_second = (fitted_on.train_len() * epochs) as f64 / t.train_seconds;
+    let updates_per_second = (outcome.train_ratings * epochs) as f64 / t.train_seconds;
     if args.output.json {
         let summary = serde_json::json!({
             "test_rmse": test_rmse,
@@ -341,7 +455,7 @@ fn report(args: &TrainArgs, problem: &Problem, outcome: &Outcome) -> anyhow::Res
                 "split": args.test_fraction.map(|_| args.split),
             },
             "data": {
-                "train_ratings": fitted_on.train_len(),
+                "train_ratings": outcome.train_ratings,
                 "test_ratings": problem.test.len(),
                 "users": problem.num_users(),
                 "items": problem.num_items(),
@@ -367,7 +481,7 @@ fn report(args: &TrainArgs, problem: &Problem, outcome: &Outcome) -> anyhow::Res
     if let Some(best) = t.best_epoch {
         println!("kept the factors of epoch {best}, the best on the validation ratings");
     }
-    println!("train RMSE {:.4} ({} ratings)", last.train_rmse, fitted_on.train_len());
+    println!("train RMSE {:.4} ({} ratings)", last.train_rmse, outcome.train_ratings);
     if let (Some(rmse), Some(mae)) = (test_rmse, test_mae) {
         println!("test RMSE {rmse:.4}  MAE {mae:.4} ({} ratings)", problem.test.len());
         let cold = &outcome.cold;

@@ -156,35 +156,15 @@ impl Model {
     /// The unclipped score; unknown users or items contribute nothing beyond what is known.
     #[inline]
     pub fn score(&self, user: u32, item: u32) -> f32 {
-        let mut s = self.mean;
-        let known_user = user != UNKNOWN;
-        let known_item = item != UNKNOWN;
-        if known_user {
-            s += self.user_bias[user as usize];
-        }
-        if known_item {
-            s += self.item_bias[item as usize];
-        }
-        if known_user && known_item {
-            s += crate::update::dot(self.user_row(user), self.item_row(item));
-        }
-        s
+        let user = (user != UNKNOWN).then(|| (self.user_row(user), self.user_bias[user as usize]));
+        let item = (item != UNKNOWN).then(|| (self.item_row(item), self.item_bias[item as usize]));
+        score_rows(self.mean, user, item)
     }
 
-    /// The predicted rating, clipped to the training range. Comparisons rather than `clamp`,
-    /// which panics on a range built by hand the wrong way round; and rather than `max`/`min`,
-    /// which would turn a diverged NaN into a plausible rating and hide the divergence.
+    /// The predicted rating, clipped to the training range.
     #[inline]
     pub fn predict(&self, user: u32, item: u32) -> f32 {
-        let (lo, hi) = self.rating_range;
-        let s = self.score(user, item);
-        if s < lo {
-            lo
-        } else if s > hi {
-            hi
-        } else {
-            s
-        }
+        clip(self.score(user, item), self.rating_range)
     }
 
     /// Records which items each user rated in `problem`'s training set, for
@@ -233,5 +213,36 @@ impl Model {
     pub fn item_row(&self, item: u32) -> &[f32] {
         let k = self.rank();
         &self.item_factors.as_slice().expect("row-major")[item as usize * k..][..k]
+    }
+}
+
+/// The one scoring rule: the mean, the bias of each known side, and p·q when both are known.
+/// Takes rows rather than a model, so a DSGD worker holding only some rows scores with it too.
+#[inline]
+pub(crate) fn score_rows(mean: f32, user: Option<(&[f32], f32)>, item: Option<(&[f32], f32)>) -> f32 {
+    let mut s = mean;
+    if let Some((_, bias)) = user {
+        s += bias;
+    }
+    if let Some((_, bias)) = item {
+        s += bias;
+    }
+    if let (Some((p, _)), Some((q, _))) = (user, item) {
+        s += crate::update::dot(p, q);
+    }
+    s
+}
+
+/// A score clipped to the training range. Comparisons rather than `clamp`, which panics on a
+/// range built by hand the wrong way round; and rather than `max`/`min`, which would turn a
+/// diverged NaN into a plausible rating and hide the divergence.
+#[inline]
+pub(crate) fn clip(s: f32, (lo, hi): (f32, f32)) -> f32 {
+    if s < lo {
+        lo
+    } else if s > hi {
+        hi
+    } else {
+        s
     }
 }

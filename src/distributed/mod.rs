@@ -1,0 +1,689 @@
+//! Distributed SGD (DSGD, Gemulla et al. 2011) over worker threads and processes.
+//!
+//! The [schedule](crate::schedule) cuts users into `G` stripes, pinned to workers (stripe `p`
+//! to worker `p % W`), and items into `G` pairs of halves that travel. An epoch is `G`
+//! strata; in each, every stripe trains the one item pair no other stripe holds, half by half,
+//! and each half goes on to the stripe that needs it in the next stratum as soon as it is
+//! trained, while its twin trains (DSGD++'s overlap). Every block is trained in its fixed
+//! order and the strata's order depends only on the seed, so any number of workers, as
+//! threads or processes, writes the same bits.
+//!
+//! This module owns only who trains what and when; the blocks travel through a
+//! [`BlockExchange`](exchange::BlockExchange), and the update is the one rule of
+//! [`crate::update`].
+
+mod checkpoint;
+pub mod exchange;
+
+use crate::data::{Problem, Rating, UNKNOWN};
+use crate::error::{Error, Result};
+use crate::metrics::ErrorSums;
+use crate::model::{clip, score_rows, Model, Params};
+use crate::schedule::{Axis, Order, Schedule};
+use crate::training::{EpochReport, Trained};
+use crate::update::{sgd_update, Step};
+use exchange::{BlockExchange, Hello, Message, RowsKind, TimelyExchange, Transport};
+use rayon::prelude::*;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Who takes part, and how this process finds the others.
+#[derive(Clone, Debug)]
+pub struct Cluster {
+    /// Worker threads in this process (the same in every process).
+    pub workers: usize,
+    /// `host:port` of each process, in order; empty for one process.
+    pub hosts: Vec<String>,
+    /// This process's line of `hosts`.
+    pub process: usize,
+    /// How long a worker waits for a block, or a process for the others to start, before it
+    /// calls the peer lost.
+    pub timeout: Duration,
+    /// Write each worker's factors to this directory every so many epochs.
+    pub checkpoint: Option<(PathBuf, usize)>,
+    /// Start from the latest checkpoint in this directory.
+    pub resume: Option<PathBuf>,
+}
+
+impl Cluster {
+    /// `workers` threads in one process.
+    pub fn threads(workers: usize) -> Cluster {
+        Cluster { workers, hosts: Vec::new(), process: 0, timeout: Duration::from_secs(300), checkpoint: None, resume: None }
+    }
+
+    pub fn processes(&self) -> usize {
+        self.hosts.len().max(1)
+    }
+
+    pub fn total_workers(&self) -> usize {
+        self.workers * self.processes()
+    }
+
+    /// The process a worker runs in, for messages about it.
+    fn describe_worker(&self, worker: usize) -> String {
+        let process = worker / self.workers.max(1);
+        match self.hosts.get(process) {
+            Some(host) => format!("worker {worker} (process {process}, {host})"),
+            None => format!("worker {worker}"),
+        }
+    }
+}
+
+/// Reads a host file: one `host:port` per process, blank lines and `#` comments skipped.
+pub fn read_hosts(path: &std::path::Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let mut hosts = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let port = line.rsplit_once(':').map(|(_, p)| p);
+        if port.is_none_or(|p| p.parse::<u16>().is_err()) {
+            return Err(Error::Parse { path: path.into(), line: n as u64 + 1, message: format!("{line:?} is not host:port") });
+        }
+        hosts.push(line.to_string());
+    }
+    if hosts.is_empty() {
+        return Err(Error::Format { path: path.into(), message: "lists no processes (one host:port per line)".into() });
+    }
+    Ok(hosts)
+}
+
+/// Item halves per pair.
+const HALVES: usize = 2;
+
+/// What every worker of a process reads.
+struct Shared {
+    /// This process's stripes' ratings (the others' blocks are empty), naming positions.
+    schedule: Schedule,
+    /// Test ratings of this process's stripes, by block, ids made rows of their blocks.
+    test: Vec<Vec<Rating>>,
+    params: Params,
+    cluster: Cluster,
+    mean: f32,
+    range: (f32, f32),
+    start_epoch: usize,
+    settings: Vec<(String, String)>,
+}
+
+impl Shared {
+    fn side(&self) -> usize {
+        self.schedule.users.blocks()
+    }
+
+    fn owner(&self, stripe: usize) -> usize {
+        stripe % self.cluster.total_workers()
+    }
+
+    /// Strata are numbered across epochs, so a half's message names the one it is for.
+    fn tag(&self, epoch: usize, stratum: usize) -> u64 {
+        (epoch * self.side() + stratum) as u64
+    }
+
+    fn scores_test(&self, epoch: usize) -> bool {
+        let p = &self.params;
+        !self.test.iter().all(Vec::is_empty) && ((epoch + 1) % p.eval_every.max(1) == 0 || epoch + 1 == p.epochs)
+    }
+}
+
+/// Factor rows of one stripe or half, in position order, with their biases.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Rows {
+    pub factors: Vec<f32>,
+    pub bias: Vec<f32>,
+}
+
+/// What worker 0 hands back at the end: every stripe's and half's rows.
+struct Gathered {
+    stripes: Vec<Rows>,
+    halves: Vec<Rows>,
+}
+
+/// Trains `problem` by DSGD on `cluster`. Process 0 returns the run (its model gathered from
+/// every worker) and calls `on_epoch` after each epoch with the figures of all workers; the
+/// other processes return `None`. `problem` is taken whole so this process can keep only its
+/// stripes' ratings.
+pub fn train(problem: Problem, params: &Params, cluster: &Cluster, mut on_epoch: impl FnMut(&EpochReport)) -> Result<Option<Trained>> {
+    let start = Instant::now();
+    params.validate()?;
+    let workers = cluster.total_workers();
+    if cluster.workers == 0 {
+        return Err(Error::InvalidParameter("--workers must be at least 1".into()));
+    }
+    if !cluster.hosts.is_empty() && cluster.process >= cluster.hosts.len() {
+        return Err(Error::InvalidParameter(format!("--process {}: the host file lists {} processes (0 to {})", cluster.process, cluster.hosts.len(), cluster.hosts.len() - 1)));
+    }
+    let side = match params.blocks {
+        None => workers,
+        Some(g) if g.user_blocks == g.item_blocks => g.user_blocks,
+        Some(g) => {
+            return Err(Error::InvalidParameter(format!("--blocks {g}: DSGD cuts users and items into as many blocks each; give one number, e.g. --blocks {}", g.user_blocks)))
+        }
+    };
+    if side % workers != 0 {
+        return Err(Error::InvalidParameter(format!(
+            "--blocks {side} with {workers} workers: DSGD needs blocks per side a multiple of the workers ({workers}, {}, ...)",
+            2 * workers
+        )));
+    }
+    if problem.train_on_disk.is_some() {
+        return Err(Error::InvalidParameter("--memory (blocks on disk) trains in one process; with --workers or --hosts each process keeps its stripes in memory".into()));
+    }
+    if problem.train.is_empty() {
+        return Err(Error::Data("no training ratings".into()));
+    }
+    let (m, n) = (problem.num_users(), problem.num_items());
+    if m < side || n < HALVES * side {
+        return Err(Error::InvalidParameter(format!("--blocks {side}: DSGD needs at least {side} users and {} items, and there are {m} users and {n} items", HALVES * side)));
+    }
+    let resume = match &cluster.resume {
+        Some(dir) => Some(checkpoint::latest(dir, cluster)?),
+        None => None,
+    };
+    let start_epoch = resume.as_ref().map_or(0, |r| r.epoch);
+    if start_epoch >= params.epochs {
+        return Err(Error::InvalidParameter(format!("--resume: the checkpoint is after epoch {start_epoch}, and --epochs is {}: nothing is left to train", params.epochs)));
+    }
+    let settings = settings(&problem, params, cluster, side, start_epoch);
+
+    // This process's stripes only: the ratings of other processes' users are dropped here.
+    let process = cluster.process;
+    let user_axis = Axis::new(m, side, params.seed, 11);
+    let owner_process = |stripe: usize| (stripe % workers) / cluster.workers;
+    let mine: Vec<Rating> = problem.train.par_iter().filter(|r| owner_process(user_axis.block_at(user_axis.position(r.user))) == process).copied().collect();
+    let schedule = Schedule::new(&mine, m, n, Schedule::dsgd_grid(side), Order::Shuffled, params.seed)?;
+    drop(mine);
+    let mut test = schedule.localize(&problem.test);
+    for (b, ratings) in test.iter_mut().enumerate() {
+        if owner_process(schedule.coordinates(b).0) != process {
+            *ratings = Vec::new();
+        }
+    }
+    let model = Model::init(&problem, params);
+    drop(problem);
+
+    let shared =
+        Arc::new(Shared { mean: model.mean, range: model.rating_range, schedule, test, params: params.clone(), cluster: cluster.clone(), start_epoch, settings: settings.clone() });
+    // Each worker's rows to start from: its stripes, and the halves its stripes train first.
+    let first = cluster.workers * process..cluster.workers * (process + 1);
+    let mut starts: Vec<Option<WorkerStart>> = first.clone().map(|w| Some(WorkerStart::from_model(&shared, &model, w))).collect();
+    if let Some(resume) = &resume {
+        for (slot, w) in starts.iter_mut().zip(first.clone()) {
+            *slot = Some(checkpoint::read(&resume.dir, resume.epoch, w, &shared)?);
+        }
+    }
+    // Process 0 keeps the model to gather into; the others need only their rows.
+    let model = (process == 0).then_some(model);
+
+    let transport = if cluster.hosts.is_empty() {
+        exchange::in_process(cluster.workers)
+    } else {
+        let hello = Hello { process, processes: cluster.hosts.len(), settings };
+        exchange::over_tcp(&cluster.hosts, process, cluster.workers, &hello, cluster.timeout)?
+    };
+    let setup_seconds = start.elapsed().as_secs_f64();
+    quiet_timely_panics();
+    let Transport { builders, comms } = transport;
+    let starts = Arc::new(Mutex::new(starts));
+    let (report_tx, reports) = mpsc::channel::<EpochReport>();
+    let report_tx = Arc::new(Mutex::new(Some(report_tx)));
+    let first_worker = first.start;
+    let for_workers = shared.clone();
+    let guards = timely_communication::initialize_from(builders, Box::new(()), move |allocator| {
+        let exchange = TimelyExchange::new(allocator);
+        let me = exchange.worker();
+        let start = starts.lock().unwrap_or_else(|e| e.into_inner())[me - first_worker].take().expect("each worker starts once");
+        let reports = if me == 0 { report_tx.lock().unwrap_or_else(|e| e.into_inner()).take() } else { None };
+        Worker::new(exchange, for_workers.clone(), start, reports).run()
+    })
+    .map_err(|e| Error::Cluster(format!("cannot start the worker threads: {e}")))?;
+    let mut history = Vec::new();
+    for report in reports {
+        on_epoch(&report);
+        history.push(report);
+    }
+    let results = guards.join();
+    let mut gathered = None;
+    let mut failure = None;
+    for (w, result) in results.into_iter().enumerate() {
+        match result {
+            Ok(Ok(g)) => gathered = gathered.or(g),
+            Ok(Err(e)) => failure = failure.or(Some(e)),
+            Err(panic) => failure = failure.or(Some(lost_peer(cluster, first_worker + w, &panic))),
+        }
+    }
+    if let Some(e) = failure {
+        // A vanished peer's threads panicked; joining them would too.
+        std::mem::forget(comms);
+        return Err(e);
+    }
+    drop(comms);
+    let Some(mut model) = model else {
+        return Ok(None);
+    };
+    let gathered = gathered.ok_or_else(|| Error::Cluster("worker 0 ended without the model".into()))?;
+    let s = &shared.schedule;
+    for (p, rows) in gathered.stripes.iter().enumerate() {
+        scatter_rows(s.users.members(p), rows, &mut model.user_factors, &mut model.user_bias);
+    }
+    for (h, rows) in gathered.halves.iter().enumerate() {
+        scatter_rows(s.items.members(h), rows, &mut model.item_factors, &mut model.item_bias);
+    }
+    let train_seconds = history.iter().map(|r: &EpochReport| r.sgd_seconds).sum();
+    let backend = if cluster.hosts.is_empty() {
+        format!("dsgd ({workers} workers, {side}x{side} blocks)")
+    } else {
+        format!("dsgd ({} processes x {} workers, {side}x{side} blocks)", cluster.hosts.len(), cluster.workers)
+    };
+    Ok(Some(Trained {
+        model,
+        history,
+        train_seconds,
+        kernel_seconds: None,
+        total_seconds: start.elapsed().as_secs_f64(),
+        setup_seconds,
+        backend,
+        device_bytes: 0,
+        best_epoch: None,
+    }))
+}
+
+/// Rows by position within a block put back at their ids.
+fn scatter_rows(ids: &[u32], rows: &Rows, factors: &mut ndarray::Array2<f32>, bias: &mut [f32]) {
+    let k = factors.ncols();
+    let all = factors.as_slice_mut().expect("row-major");
+    for (j, &id) in ids.iter().enumerate() {
+        all[id as usize * k..][..k].copy_from_slice(&rows.factors[j * k..][..k]);
+        bias[id as usize] = rows.bias[j];
+    }
+}
+
+/// Rows of the ids of a block, in its order.
+fn gather_rows(ids: &[u32], factors: &ndarray::Array2<f32>, bias: &[f32]) -> Rows {
+    let k = factors.ncols();
+    let all = factors.as_slice().expect("row-major");
+    let mut out = Rows { factors: Vec::with_capacity(ids.len() * k), bias: Vec::with_capacity(ids.len()) };
+    for &id in ids {
+        out.factors.extend_from_slice(&all[id as usize * k..][..k]);
+        out.bias.push(bias[id as usize]);
+    }
+    out
+}
+
+/// Everything that must match in every process, as text for the start-up comparison.
+fn settings(problem: &Problem, params: &Params, cluster: &Cluster, side: usize, start_epoch: usize) -> Vec<(String, String)> {
+    let mut data = crc32fast::Hasher::new();
+    data.update(bytemuck::cast_slice(&problem.train));
+    data.update(bytemuck::cast_slice(&problem.test));
+    data.update(bytemuck::cast_slice(problem.users.externals()));
+    data.update(bytemuck::cast_slice(problem.items.externals()));
+    let p = params;
+    [
+        ("--rank", p.rank.to_string()),
+        ("--seed", p.seed.to_string()),
+        ("--blocks", side.to_string()),
+        ("--workers", cluster.workers.to_string()),
+        ("--epochs", p.epochs.to_string()),
+        ("--lr", p.learning_rate.to_string()),
+        ("--lr-decay", p.lr_decay.to_string()),
+        ("--reg", p.reg.to_string()),
+        ("--reg-bias", p.reg_bias.to_string()),
+        ("--no-biases", (!p.biases).to_string()),
+        ("--init-std", p.init_std.to_string()),
+        ("--eval-every", p.eval_every.to_string()),
+        ("--checkpoint-every", cluster.checkpoint.as_ref().map_or("none".into(), |c| c.1.to_string())),
+        ("resume epoch", start_epoch.to_string()),
+        ("training ratings", problem.train.len().to_string()),
+        ("test ratings", problem.test.len().to_string()),
+        ("data checksum", format!("{:08x}", data.finalize())),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// A worker's rows at the start of its first epoch.
+pub(crate) struct WorkerStart {
+    stripes: BTreeMap<usize, Rows>,
+    /// Halves, each with the stratum it is for.
+    halves: HashMap<usize, (u64, Rows)>,
+}
+
+impl WorkerStart {
+    fn from_model(shared: &Shared, model: &Model, worker: usize) -> WorkerStart {
+        let s = &shared.schedule;
+        let shift = s.strata(shared.start_epoch)[0];
+        let tag = shared.tag(shared.start_epoch, 0);
+        let mut start = WorkerStart { stripes: BTreeMap::new(), halves: HashMap::new() };
+        for p in (0..shared.side()).filter(|&p| shared.owner(p) == worker) {
+            start.stripes.insert(p, gather_rows(s.users.members(p), &model.user_factors, &model.user_bias));
+            let pair = s.pair_of(p, shift);
+            for h in HALVES * pair..HALVES * (pair + 1) {
+                start.halves.insert(h, (tag, gather_rows(s.items.members(h), &model.item_factors, &model.item_bias)));
+            }
+        }
+        start
+    }
+}
+
+struct Worker<E> {
+    exchange: E,
+    me: usize,
+    shared: Arc<Shared>,
+    stripes: BTreeMap<usize, Rows>,
+    halves: HashMap<usize, (u64, Rows)>,
+    /// Messages that arrived before they were wanted.
+    inbox: Vec<Message>,
+    sent_bytes: u64,
+    /// Worker 0 reports each epoch here.
+    reports: Option<mpsc::Sender<EpochReport>>,
+}
+
+impl<E: BlockExchange> Worker<E> {
+    fn new(exchange: E, shared: Arc<Shared>, start: WorkerStart, reports: Option<mpsc::Sender<EpochReport>>) -> Self {
+        let me = exchange.worker();
+        Worker { exchange, me, shared, stripes: start.stripes, halves: start.halves, inbox: Vec::new(), sent_bytes: 0, reports }
+    }
+
+    fn run(mut self) -> Result<Option<Gathered>> {
+        let sh = self.shared.clone();
+        let (s, p) = (&sh.schedule, &sh.params);
+        let side = sh.side();
+        let began = Instant::now();
+        let my_stripes: Vec<usize> = self.stripes.keys().copied().collect();
+        for epoch in sh.start_epoch..p.epochs {
+            let epoch_began = Instant::now();
+            let sent_before = self.sent_bytes;
+            let strata = s.strata(epoch);
+            let following = s.strata(epoch + 1)[0];
+            let step = Step { lr: p.learning_rate_at(epoch), reg: p.reg, reg_bias: p.reg_bias, mean: sh.mean, biases: p.biases };
+            let mut sums = Vec::new();
+            for (t, &shift) in strata.iter().enumerate() {
+                let (next_shift, next_tag) = if t + 1 < side { (strata[t + 1], sh.tag(epoch, t + 1)) } else { (following, sh.tag(epoch + 1, 0)) };
+                for &stripe in &my_stripes {
+                    let pair = s.pair_of(stripe, shift);
+                    for h in HALVES * pair..HALVES * (pair + 1) {
+                        let mut half = self.take_half(h, sh.tag(epoch, t))?;
+                        let b = stripe * HALVES * side + h;
+                        let rows = self.stripes.get_mut(&stripe).expect("own stripe");
+                        if let Some(block_sums) = train_block(s, b, rows, &mut half, &step) {
+                            sums.push((b as u32, block_sums));
+                        }
+                        self.pass_on(h, next_tag, half, sh.owner(s.stripe_of(pair, next_shift)));
+                    }
+                }
+            }
+            let last = epoch + 1 == p.epochs;
+            let checkpoint = sh.cluster.checkpoint.as_ref().filter(|(_, every)| (epoch + 1) % every.max(&1) == 0 || last);
+            let score = sh.scores_test(epoch);
+            if score || last || checkpoint.is_some() {
+                self.collect_halves(sh.tag(epoch + 1, 0), following)?;
+            }
+            let test = if score { Some(self.score_test(epoch)?) } else { None };
+            if let Some((dir, _)) = checkpoint {
+                checkpoint::write(dir, epoch + 1, self.me, &sh, &self.stripes, &self.halves)?;
+            }
+            let sent = self.sent_bytes - sent_before;
+            if self.me != 0 {
+                self.send(0, Message::Sums { epoch: epoch as u32, test: false, blocks: sums, sent_bytes: sent });
+                if let Some(test) = test {
+                    self.send(0, Message::Sums { epoch: epoch as u32, test: true, blocks: test, sent_bytes: 0 });
+                }
+            } else {
+                let report = self.gather_report(epoch, sums, test, sent, step.lr, epoch_began, began)?;
+                if !report.train_loss.is_finite() {
+                    return Err(Error::Data(format!("training diverged at epoch {} (loss is {}); lower --lr or raise --reg", epoch + 1, report.train_loss)));
+                }
+                if let Some(tx) = &self.reports {
+                    // The receiver is gone only if training is being abandoned anyway.
+                    let _ = tx.send(report);
+                }
+            }
+        }
+        self.reports = None;
+        self.gather_model()
+    }
+
+    fn send(&mut self, to: usize, message: Message) {
+        self.sent_bytes += message.payload_bytes();
+        self.exchange.send(to, message);
+    }
+
+    /// Item half `h` for the stratum `tag`: kept here, or received.
+    fn take_half(&mut self, h: usize, tag: u64) -> Result<Rows> {
+        if self.halves.get(&h).is_some_and(|(t, _)| *t == tag) {
+            return Ok(self.halves.remove(&h).expect("present").1);
+        }
+        let message =
+            self.wait_for(&format!("item half {h} for stratum {tag}"), |m| matches!(m, Message::Rows { kind: RowsKind::Half, id, tag: t, .. } if *id as usize == h && *t == tag))?;
+        match message {
+            Message::Rows { factors, bias, .. } => Ok(Rows { factors, bias }),
+            Message::Sums { .. } => unreachable!("matched rows"),
+        }
+    }
+
+    /// Keeps half `h` for the stratum `tag` if `to` is this worker, else sends it there.
+    fn pass_on(&mut self, h: usize, tag: u64, half: Rows, to: usize) {
+        if to == self.me {
+            self.halves.insert(h, (tag, half));
+        } else {
+            self.send(to, Message::Rows { kind: RowsKind::Half, id: h as u32, tag, factors: half.factors, bias: half.bias });
+        }
+    }
+
+    /// Waits until this worker holds every half its stripes train first in the next epoch:
+    /// then it holds the epoch's final rows of those halves.
+    fn collect_halves(&mut self, tag: u64, shift: usize) -> Result<()> {
+        let stripes: Vec<usize> = self.stripes.keys().copied().collect();
+        for stripe in stripes {
+            let pair = self.shared.schedule.pair_of(stripe, shift);
+            for h in HALVES * pair..HALVES * (pair + 1) {
+                let half = self.take_half(h, tag)?;
+                self.halves.insert(h, (tag, half));
+            }
+        }
+        Ok(())
+    }
+
+    /// Scores this worker's stripes' test ratings after epoch `epoch`: every worker sends the
+    /// others a copy of the halves it holds, so each sees every item row once.
+    fn score_test(&mut self, epoch: usize) -> Result<Vec<(u32, ErrorSums)>> {
+        let sh = self.shared.clone();
+        let side = sh.side();
+        let held: Vec<(usize, Rows)> = self.halves.iter().map(|(&h, (_, rows))| (h, rows.clone())).collect();
+        let me = self.me;
+        for to in (0..self.exchange.workers()).filter(|&w| w != me) {
+            for (h, rows) in &held {
+                self.send(to, Message::Rows { kind: RowsKind::Copy, id: *h as u32, tag: epoch as u64, factors: rows.factors.clone(), bias: rows.bias.clone() });
+            }
+        }
+        let mut all: Vec<Option<Rows>> = vec![None; HALVES * side];
+        for (h, rows) in held {
+            all[h] = Some(rows);
+        }
+        while all.iter().any(Option::is_none) {
+            let message = self
+                .wait_for(&format!("copies of item halves after epoch {}", epoch + 1), |m| matches!(m, Message::Rows { kind: RowsKind::Copy, tag, .. } if *tag == epoch as u64))?;
+            if let Message::Rows { id, factors, bias, .. } = message {
+                all[id as usize] = Some(Rows { factors, bias });
+            }
+        }
+        let k = sh.params.rank;
+        let mut out = Vec::new();
+        for (&stripe, user_rows) in &self.stripes {
+            for (h, item_rows) in all.iter().enumerate() {
+                let item_rows = item_rows.as_ref().expect("every half arrived");
+                let b = stripe * HALVES * side + h;
+                if sh.test[b].is_empty() {
+                    continue;
+                }
+                let mut sums = ErrorSums::default();
+                for r in &sh.test[b] {
+                    let user = (r.user != UNKNOWN).then(|| (&user_rows.factors[r.user as usize * k..][..k], user_rows.bias[r.user as usize]));
+                    let item = (r.item != UNKNOWN).then(|| (&item_rows.factors[r.item as usize * k..][..k], item_rows.bias[r.item as usize]));
+                    sums.add((r.value - clip(score_rows(sh.mean, user, item), sh.range)) as f64);
+                }
+                out.push((b as u32, sums));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Worker 0: every worker's sums of epoch `epoch`, added block by block in block order
+    /// (so the figures, too, are the same bits for any worker count).
+    #[allow(clippy::too_many_arguments)]
+    fn gather_report(
+        &mut self,
+        epoch: usize,
+        mut train: Vec<(u32, ErrorSums)>,
+        mut test: Option<Vec<(u32, ErrorSums)>>,
+        sent: u64,
+        lr: f32,
+        epoch_began: Instant,
+        began: Instant,
+    ) -> Result<EpochReport> {
+        let mut sent_total = sent;
+        let others = self.exchange.workers() - 1;
+        let wants_test = test.is_some();
+        let mut waiting = others * (1 + wants_test as usize);
+        while waiting > 0 {
+            let message = self.wait_for(&format!("the figures of epoch {}", epoch + 1), |m| matches!(m, Message::Sums { epoch: e, .. } if *e as usize == epoch))?;
+            if let Message::Sums { test: is_test, blocks, sent_bytes, .. } = message {
+                sent_total += sent_bytes;
+                if is_test {
+                    test.as_mut().expect("test asked for").extend(blocks);
+                } else {
+                    train.extend(blocks);
+                }
+            }
+            waiting -= 1;
+        }
+        let fold = |mut v: Vec<(u32, ErrorSums)>| {
+            v.sort_by_key(|(b, _)| *b);
+            v.into_iter().fold(ErrorSums::default(), |a, (_, s)| a.merge(s))
+        };
+        let train = fold(train);
+        let test = test.map(fold);
+        Ok(EpochReport {
+            epoch: epoch + 1,
+            learning_rate: lr,
+            train_loss: train.squared,
+            train_rmse: train.rmse(),
+            test_rmse: test.map(|t| t.rmse()),
+            test_mae: test.map(|t| t.mae()),
+            sgd_seconds: epoch_began.elapsed().as_secs_f64(),
+            kernel_seconds: None,
+            elapsed_seconds: began.elapsed().as_secs_f64(),
+            streamed_bytes: sent_total,
+        })
+    }
+
+    /// After the last epoch: every worker sends its stripes and halves to worker 0.
+    fn gather_model(mut self) -> Result<Option<Gathered>> {
+        let side = self.shared.side();
+        if self.me != 0 {
+            let stripes = std::mem::take(&mut self.stripes);
+            for (p, rows) in stripes {
+                self.send(0, Message::Rows { kind: RowsKind::Stripe, id: p as u32, tag: 0, factors: rows.factors, bias: rows.bias });
+            }
+            let halves = std::mem::take(&mut self.halves);
+            for (h, (_, rows)) in halves {
+                self.send(0, Message::Rows { kind: RowsKind::Final, id: h as u32, tag: 0, factors: rows.factors, bias: rows.bias });
+            }
+            return Ok(None);
+        }
+        let mut stripes: Vec<Option<Rows>> = vec![None; side];
+        let mut halves: Vec<Option<Rows>> = vec![None; HALVES * side];
+        for (p, rows) in std::mem::take(&mut self.stripes) {
+            stripes[p] = Some(rows);
+        }
+        for (h, (_, rows)) in std::mem::take(&mut self.halves) {
+            halves[h] = Some(rows);
+        }
+        while stripes.iter().chain(&halves).any(Option::is_none) {
+            let message = self.wait_for("the trained rows", |m| matches!(m, Message::Rows { kind: RowsKind::Stripe | RowsKind::Final, .. }))?;
+            if let Message::Rows { kind, id, factors, bias, .. } = message {
+                let slot = if kind == RowsKind::Stripe { &mut stripes[id as usize] } else { &mut halves[id as usize] };
+                *slot = Some(Rows { factors, bias });
+            }
+        }
+        let all = |v: Vec<Option<Rows>>| v.into_iter().map(|r| r.expect("arrived")).collect();
+        Ok(Some(Gathered { stripes: all(stripes), halves: all(halves) }))
+    }
+
+    /// The first message `wanted` accepts, from the inbox or as it arrives; after the timeout,
+    /// an error naming what was awaited.
+    fn wait_for(&mut self, what: &str, wanted: impl Fn(&Message) -> bool) -> Result<Message> {
+        let deadline = Instant::now() + self.shared.cluster.timeout;
+        let mut seen = 0;
+        loop {
+            if let Some(at) = self.inbox[seen..].iter().position(&wanted) {
+                return Ok(self.inbox.remove(seen + at));
+            }
+            seen = self.inbox.len();
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Error::Cluster(format!(
+                    "{} waited {} s for {what} and none came: a worker is lost or stalled (raise --timeout if the blocks are slow)",
+                    self.shared.cluster.describe_worker(self.me),
+                    self.shared.cluster.timeout.as_secs()
+                )));
+            }
+            self.exchange.receive((deadline - now).min(Duration::from_millis(100)), &mut self.inbox);
+        }
+    }
+}
+
+/// One block of SGD: the ratings of block `b` in their fixed order on the stripe's and the
+/// half's rows. `None` for an empty block.
+fn train_block(s: &Schedule, b: usize, stripe: &mut Rows, half: &mut Rows, step: &Step) -> Option<ErrorSums> {
+    let ratings = s.block(b);
+    if ratings.is_empty() {
+        return None;
+    }
+    let (ub, ib) = s.coordinates(b);
+    let (u0, i0) = (s.users.start(ub) as u32, s.items.start(ib) as u32);
+    let k = stripe.factors.len() / stripe.bias.len().max(1);
+    let mut sums = ErrorSums::default();
+    for r in ratings {
+        let (u, i) = ((r.user - u0) as usize, (r.item - i0) as usize);
+        let e = sgd_update(&mut stripe.factors[u * k..][..k], &mut half.factors[i * k..][..k], &mut stripe.bias[u], &mut half.bias[i], r.value, step);
+        sums.add(e as f64);
+    }
+    Some(sums)
+}
+
+/// The panics of timely's threads when a peer vanishes, kept for the error instead of printed.
+static TIMELY_PANICS: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+
+fn quiet_timely_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let thread = std::thread::current().name().unwrap_or("").to_string();
+            if thread.starts_with("timely:") {
+                let message = info.payload().downcast_ref::<String>().cloned().or_else(|| info.payload().downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+                TIMELY_PANICS.lock().unwrap_or_else(|e| e.into_inner()).push((thread, message));
+            } else {
+                default(info);
+            }
+        }));
+    });
+}
+
+/// The error for a worker whose thread panicked: a peer process that vanished, when timely's
+/// receiving thread for it saw its connection end.
+fn lost_peer(cluster: &Cluster, worker: usize, panic: &str) -> Error {
+    let panics = TIMELY_PANICS.lock().unwrap_or_else(|e| e.into_inner());
+    let receiver = panics.iter().find_map(|(thread, message)| thread.strip_prefix("timely:recv-").and_then(|p| p.parse::<usize>().ok()).map(|p| (p, message.clone())));
+    match receiver {
+        Some((process, message)) => {
+            Error::Cluster(format!("process {process} ({}) stopped or lost its connection: {message}", cluster.hosts.get(process).map_or("?", String::as_str)))
+        }
+        None => Error::Cluster(format!("{} failed: {panic}", cluster.describe_worker(worker))),
+    }
+}

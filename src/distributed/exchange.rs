@@ -335,3 +335,23 @@ fn shake_hands(stream: &TcpStream, ours: &Hello, expected: Option<usize>, addres
     }
     Ok(theirs)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_survive_the_wire_format() {
+        let messages = [
+            Message::Rows { kind: RowsKind::Half, id: 7, tag: 1 << 40, factors: vec![1.5, -2.0, f32::MIN_POSITIVE], bias: vec![0.25] },
+            Message::Rows { kind: RowsKind::Final, id: 0, tag: 0, factors: Vec::new(), bias: Vec::new() },
+            Message::Sums { epoch: 3, test: true, blocks: vec![(5, ErrorSums { count: 9, squared: 1.0 / 3.0, absolute: 2.5 })], sent_bytes: 12345 },
+        ];
+        for m in messages {
+            let mut bytes = Vec::new();
+            m.into_bytes(&mut bytes);
+            assert_eq!(bytes.len(), m.length_in_bytes());
+            assert_eq!(Message::from_bytes(timely_bytes::arc::BytesMut::from(bytes).freeze()), m);
+        }
+    }
+}

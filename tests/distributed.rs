@@ -1,0 +1,182 @@
+//! DSGD as users run it: `--workers` threads and `--hosts` processes on loopback write the same
+//! model bytes, resume from checkpoints to the same bytes, and fail clearly.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn shipped() -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/ml-latest-small/ratings.csv").display().to_string()
+}
+
+/// The settings every run of a comparison shares: a seeded split of the shipped data, a 4x4
+/// grid, 8 epochs at rank 16; a flag in `extra` replaces its default.
+fn common(extra: &[&str]) -> Vec<String> {
+    let defaults = [("--blocks", "4"), ("--epochs", "8"), ("--rank", "16")];
+    let mut args: Vec<String> = ["train", "--train", &shipped(), "--test-fraction", "0.2", "--json"].iter().map(|s| s.to_string()).collect();
+    for (flag, value) in defaults {
+        if !extra.contains(&flag) {
+            args.extend([flag.to_string(), value.to_string()]);
+        }
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+fn spawn(args: &[String]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_gpumf")).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("runs")
+}
+
+fn run(args: &[String]) -> Output {
+    spawn(args).wait_with_output().expect("finishes")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A host file of `n` loopback addresses on ports free a moment ago.
+fn host_file(dir: &Path, n: usize) -> String {
+    let listeners: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    let lines: Vec<String> = listeners.iter().map(|l| l.local_addr().unwrap().to_string()).collect();
+    let path = dir.join(format!("hosts{n}"));
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    path.display().to_string()
+}
+
+/// Runs `processes` processes of `workers` workers each; returns process 0's output and the
+/// others' statuses.
+fn cluster(dir: &Path, processes: usize, workers: usize, extra: &[&str]) -> (Output, Vec<Output>) {
+    let hosts = host_file(dir, processes);
+    let mut children = Vec::new();
+    for p in (1..processes).rev() {
+        let args = common(&[&["--workers", &workers.to_string(), "--hosts", &hosts, "--process", &p.to_string(), "--timeout", "60"], extra].concat());
+        children.push(spawn(&args));
+    }
+    let lead = run(&common(&[&["--workers", &workers.to_string(), "--hosts", &hosts, "--process", "0", "--timeout", "60"], extra].concat()));
+    let others = children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+    (lead, others)
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("JSON on stdout ({e}): {}", stderr(o)))
+}
+
+#[test]
+fn any_worker_count_as_threads_or_processes_writes_the_same_model_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    let mut models = Vec::new();
+    let mut losses = Vec::new();
+    for workers in ["1", "2", "4"] {
+        let o = run(&common(&["--workers", workers, "--save", &path(&format!("threads{workers}"))]));
+        assert!(o.status.success(), "--workers {workers}: {}", stderr(&o));
+        let v = json(&o);
+        losses.push(v["history"].as_array().unwrap().iter().map(|e| (e["train_loss"].as_f64().unwrap(), e["test_rmse"].as_f64().unwrap())).collect::<Vec<_>>());
+        models.push(std::fs::read(path(&format!("threads{workers}"))).unwrap());
+    }
+    for (processes, workers) in [(2, 2), (2, 1), (4, 1)] {
+        let name = format!("p{processes}x{workers}");
+        let (lead, others) = cluster(dir.path(), processes, workers, &["--save", &path(&name)]);
+        assert!(lead.status.success(), "{name}: {}", stderr(&lead));
+        for o in &others {
+            assert!(o.status.success(), "{name}: {}", stderr(o));
+            assert!(o.stdout.is_empty(), "only process 0 prints the report");
+        }
+        let v = json(&lead);
+        assert_eq!(v["history"].as_array().unwrap().len(), 8, "process 0 reports every epoch");
+        losses.push(v["history"].as_array().unwrap().iter().map(|e| (e["train_loss"].as_f64().unwrap(), e["test_rmse"].as_f64().unwrap())).collect());
+        models.push(std::fs::read(path(&name)).unwrap());
+    }
+    for (i, m) in models.iter().enumerate() {
+        assert!(m == &models[0], "run {i} wrote other bytes than --workers 1");
+        assert_eq!(losses[i], losses[0], "run {i} reported other figures");
+    }
+    // Training worked: the loss fell and the test RMSE is in the range of the one-process trainer.
+    let first = &losses[0];
+    assert!(first.windows(2).all(|w| w[1].0 < w[0].0), "the loss falls every epoch: {first:?}");
+    let one = run(&common(&["--threads", "1"]));
+    assert!(one.status.success(), "{}", stderr(&one));
+    let sequential = json(&one)["test_rmse"].as_f64().unwrap();
+    let dsgd = first.last().unwrap().1;
+    assert!((dsgd - sequential).abs() < 0.005, "DSGD {dsgd} vs one process {sequential}");
+}
+
+#[test]
+fn a_resumed_run_reaches_the_uninterrupted_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    let whole = run(&common(&["--workers", "2", "--save", &path("whole")]));
+    assert!(whole.status.success(), "{}", stderr(&whole));
+    // Stops after 5 of 8 epochs, as if killed: checkpoints after epochs 3 and 5.
+    let first = run(&common(&["--workers", "2", "--epochs", "5", "--checkpoint-every", "3", "--checkpoint-dir", &path("ck")]));
+    assert!(first.status.success(), "{}", stderr(&first));
+    let resumed = run(&common(&["--workers", "2", "--resume", &path("ck"), "--save", &path("resumed")]));
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    assert_eq!(json(&resumed)["history"][0]["epoch"], 6, "resumed after epoch 5");
+    assert!(std::fs::read(path("whole")).unwrap() == std::fs::read(path("resumed")).unwrap(), "resumed model differs");
+    // Other settings, or another worker count, are refused.
+    let other = run(&common(&["--workers", "2", "--rank", "8", "--resume", &path("ck")]));
+    assert!(!other.status.success() && stderr(&other).contains("--rank 16 there, 8 now"), "{}", stderr(&other));
+    let more = run(&common(&["--workers", "4", "--resume", &path("ck")]));
+    assert!(!more.status.success() && stderr(&more).contains("for 4 workers"), "{}", stderr(&more));
+}
+
+#[test]
+fn a_killed_process_is_named_by_the_survivor() {
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = host_file(dir.path(), 2);
+    let long = |p: &str| common(&["--workers", "1", "--epochs", "100000", "--hosts", &hosts, "--process", p, "--timeout", "30"]);
+    let mut victim = spawn(&long("1"));
+    let lead = spawn(&long("0"));
+    std::thread::sleep(Duration::from_secs(3));
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    let started = Instant::now();
+    let o = lead.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert!(!o.status.success(), "the survivor must fail");
+    assert!(err.contains("process 1") && err.contains(hosts_line(&hosts, 1).as_str()), "names the lost process: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(30), "within the timeout");
+}
+
+fn hosts_line(file: &str, n: usize) -> String {
+    std::fs::read_to_string(file).unwrap().lines().nth(n).unwrap().to_string()
+}
+
+#[test]
+fn mismatched_or_missing_peers_get_clear_errors_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let save = dir.path().join("never");
+    let save_s = save.display().to_string();
+    // Different ranks: both processes stop, naming the difference.
+    let hosts = host_file(dir.path(), 2);
+    let one = spawn(&common(&["--workers", "1", "--hosts", &hosts, "--process", "1", "--rank", "8", "--timeout", "20"]));
+    let zero = run(&common(&["--workers", "1", "--hosts", &hosts, "--process", "0", "--timeout", "20", "--save", &save_s]));
+    let one = one.wait_with_output().unwrap();
+    for o in [&zero, &one] {
+        assert!(!o.status.success());
+        assert!(stderr(o).contains("other settings or data") && stderr(o).contains("--rank"), "{}", stderr(o));
+    }
+    // Another host file (three processes against two).
+    let three = host_file(dir.path(), 3);
+    let mut lines: Vec<String> = std::fs::read_to_string(&hosts).unwrap().lines().map(String::from).collect();
+    lines.push(hosts_line(&three, 2));
+    std::fs::write(&three, lines.join("\n")).unwrap();
+    let one = spawn(&common(&["--workers", "1", "--hosts", &three, "--process", "1", "--timeout", "20", "--blocks", "6"]));
+    let zero = run(&common(&["--workers", "1", "--hosts", &hosts, "--process", "0", "--timeout", "20", "--save", &save_s, "--blocks", "6"]));
+    let one = one.wait_with_output().unwrap();
+    assert!(!zero.status.success() && stderr(&zero).contains("same --hosts file"), "{} / {}", stderr(&zero), stderr(&one));
+    assert!(!one.status.success(), "{}", stderr(&one));
+    // Nobody at process 0's address.
+    let lonely = run(&common(&["--workers", "1", "--hosts", &hosts, "--process", "1", "--timeout", "2"]));
+    assert!(!lonely.status.success() && stderr(&lonely).contains("cannot reach process 0"), "{}", stderr(&lonely));
+    // A process number the file does not have; a grid the workers do not divide.
+    let beyond = run(&common(&["--workers", "1", "--hosts", &hosts, "--process", "2"]));
+    assert!(stderr(&beyond).contains("--process 2: the host file lists 2 processes"), "{}", stderr(&beyond));
+    let uneven = run(&common(&["--workers", "3"]));
+    assert!(stderr(&uneven).contains("--blocks 4 with 3 workers"), "{}", stderr(&uneven));
+    assert!(!save.exists(), "a failed run writes no model");
+}

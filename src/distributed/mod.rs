@@ -194,7 +194,9 @@ pub fn train(problem: Problem, params: &Params, cluster: &Cluster, mut on_epoch:
     let user_axis = Axis::new(m, side, params.seed, 11);
     let owner_process = |stripe: usize| (stripe % workers) / cluster.workers;
     let mine: Vec<Rating> = problem.train.par_iter().filter(|r| owner_process(user_axis.block_at(user_axis.position(r.user))) == process).copied().collect();
-    let schedule = Schedule::new(&mine, m, n, Schedule::dsgd_grid(side), Order::Shuffled, params.seed)?;
+    // By user within each block: a worker loads a user's row once per block, and the order is
+    // still fixed by the seed, so every worker count trains the same sequence.
+    let schedule = Schedule::new(&mine, m, n, Schedule::dsgd_grid(side), Order::ByUser, params.seed)?;
     drop(mine);
     let mut test = schedule.localize(&problem.test);
     for (b, ratings) in test.iter_mut().enumerate() {
@@ -273,10 +275,11 @@ pub fn train(problem: Problem, params: &Params, cluster: &Cluster, mut on_epoch:
         scatter_rows(s.items.members(h), rows, &mut model.item_factors, &mut model.item_bias);
     }
     let train_seconds = history.iter().map(|r: &EpochReport| r.sgd_seconds).sum();
+    let grid = shared.schedule.grid();
     let backend = if cluster.hosts.is_empty() {
-        format!("dsgd ({workers} workers, {side}x{side} blocks)")
+        format!("dsgd ({workers} workers, {grid} blocks)")
     } else {
-        format!("dsgd ({} processes x {} workers, {side}x{side} blocks)", cluster.hosts.len(), cluster.workers)
+        format!("dsgd ({} processes x {} workers, {grid} blocks)", cluster.hosts.len(), cluster.workers)
     };
     Ok(Some(Trained {
         model,

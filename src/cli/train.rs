@@ -190,19 +190,27 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     }
     let loaded = load_with(&args.train, options, quiet)?;
     let all = loaded.ratings;
+    // Every arm consumes `all`: the ratings as loaded are not kept beside the problem (a DSGD
+    // process keeps only its stripes').
     let problem = match (&args.test, args.test_fraction) {
         _ if args.split_column.is_some() => {
             let marks = loaded.test_marks.as_deref().context("--split-column: the loader found no split marks")?;
-            split_marked(&all, marks)?
+            let problem = split_marked(&all, marks)?;
+            drop(all);
+            problem
         }
         (Some(test), _) => {
             let test = load(test, &args.input, quiet)?;
             Problem::new(all, Some(&test))
         }
-        (None, Some(f)) => match args.split {
-            SplitArg::Random => split_random(&all, f, params.seed)?,
-            SplitArg::PerUser => split_per_user(&all, f, params.seed)?,
-        },
+        (None, Some(f)) => {
+            let problem = match args.split {
+                SplitArg::Random => split_random(&all, f, params.seed)?,
+                SplitArg::PerUser => split_per_user(&all, f, params.seed)?,
+            };
+            drop(all);
+            problem
+        }
         (None, None) => Problem::new(all, None),
     };
 

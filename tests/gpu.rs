@@ -417,6 +417,30 @@ fn early_stopping_keeps_the_best_epoch_on_the_gpu() {
     common::check_early_stopping(&gpu(GpuOptions::default()));
 }
 
+/// DSGD with a GPU per worker: two devices opened on the one adapter stand in for two GPUs,
+/// and reach one device's test RMSE (and the one-process GPU trainer's).
+fn two_devices_on_one_adapter_train_like_one() {
+    if !common::gpu_available() {
+        return;
+    }
+    let Some(problem) = common::ml100k_fold(1) else { return };
+    let params = Params { rank: 32, epochs: 20, ..Params::default() };
+    let run = |devices: Vec<usize>| {
+        let cluster = gpumf::distributed::Cluster { gpu: Some((GpuOptions::default(), devices.clone())), ..gpumf::distributed::Cluster::threads(devices.len()) };
+        gpumf::distributed::train(problem.clone(), &params, &cluster, |_| {}).unwrap().expect("one process: process 0")
+    };
+    let (one, two) = (run(vec![0]), run(vec![0, 0]));
+    let plain = train(&problem, &params, &gpu(GpuOptions::default()), |_| {}).unwrap();
+    let rmse = |t: &gpumf::training::Trained| t.history.last().unwrap().test_rmse.unwrap();
+    println!("one device {:.4} ({}), two {:.4} ({}), one-process GPU {:.4}", rmse(&one), one.backend, rmse(&two), two.backend, rmse(&plain));
+    assert!(two.backend.contains("2 workers") && two.backend.contains("GPU"), "{}", two.backend);
+    assert!((rmse(&one) - rmse(&two)).abs() <= 0.005, "one device {} vs two {}", rmse(&one), rmse(&two));
+    assert!((rmse(&two) - rmse(&plain)).abs() <= 0.01, "two devices {} vs the GPU trainer {}", rmse(&two), rmse(&plain));
+    // The model that comes back is the trained one: it scores as the last epoch reported.
+    let scored = metrics::evaluate(&two.model, &problem.test).rmse();
+    assert!((scored - rmse(&two)).abs() < 1e-4, "{scored} vs {}", rmse(&two));
+}
+
 fn main() -> std::process::ExitCode {
     common::harness(vec![
         Test { name: "sgd_wgsl_validates_for_every_rank_precision_and_group", needs: Needs::NOTHING, run: sgd_wgsl_validates_for_every_rank_precision_and_group },
@@ -438,5 +462,6 @@ fn main() -> std::process::ExitCode {
         Test { name: "a_budget_too_small_names_the_smallest_that_works", needs: Needs::GPU, run: a_budget_too_small_names_the_smallest_that_works },
         Test { name: "the_gpu_scores_the_test_set_like_the_cpu_through_blocks_and_windows", needs: Needs::GPU, run: the_gpu_scores_the_test_set_like_the_cpu_through_blocks_and_windows },
         Test { name: "early_stopping_keeps_the_best_epoch_on_the_gpu", needs: Needs::GPU, run: early_stopping_keeps_the_best_epoch_on_the_gpu },
+        Test { name: "two_devices_on_one_adapter_train_like_one", needs: Needs::GPU_AND_ML100K, run: two_devices_on_one_adapter_train_like_one },
     ])
 }

@@ -106,19 +106,32 @@ pub struct ClusterArgs {
     /// Continue from the latest checkpoint in this directory, written with the same settings.
     #[arg(long)]
     pub resume: Option<PathBuf>,
+    /// DSGD on GPUs, one worker each: `all`, or adapters by number as `gpumf info` lists them
+    /// (`0,1`; one adapter twice opens two devices on it). Implies --backend gpu.
+    #[arg(long)]
+    pub devices: Option<String>,
 }
 
 impl ClusterArgs {
     /// The cluster these flags ask for, or `None` for training in one piece.
-    fn cluster(&self) -> anyhow::Result<Option<gpumf::distributed::Cluster>> {
-        let distributed = self.workers.is_some() || self.hosts.is_some();
+    fn cluster(&self, model: &ModelArgs) -> anyhow::Result<Option<gpumf::distributed::Cluster>> {
+        let distributed = self.workers.is_some() || self.hosts.is_some() || self.devices.is_some();
         if !distributed {
             if self.checkpoint_every.is_some() || self.resume.is_some() {
                 bail!("--checkpoint-every and --resume belong to distributed training: add --workers N (one process) or --hosts FILE --process I");
             }
             return Ok(None);
         }
-        let workers = self.workers.unwrap_or(1);
+        let on_gpu = self.devices.is_some() || model.backend == BackendArg::Gpu;
+        if on_gpu && model.backend == BackendArg::Cpu {
+            bail!("--devices puts DSGD workers on GPUs; leave out --backend cpu");
+        }
+        let devices: Option<Vec<usize>> = on_gpu.then(|| self.gpu_devices()).transpose()?;
+        let workers = match (&devices, self.workers) {
+            (Some(d), Some(w)) if d.len() != w => bail!("--workers {w} with --devices listing {} GPUs: on the GPU each worker has one GPU (leave out --workers)", d.len()),
+            (Some(d), _) => d.len(),
+            (None, w) => w.unwrap_or(1),
+        };
         gpumf::resources::threads(Some(workers), "--workers")?;
         let hosts = match &self.hosts {
             Some(file) => gpumf::distributed::read_hosts(file).context("--hosts")?,
@@ -142,7 +155,23 @@ impl ClusterArgs {
             timeout: std::time::Duration::from_secs(self.timeout),
             checkpoint,
             resume: self.resume.clone(),
+            gpu: devices.map(|d| (model.gpu.options(model.precision), d)),
         }))
+    }
+
+    /// The adapters --devices names (default: all of them).
+    fn gpu_devices(&self) -> anyhow::Result<Vec<usize>> {
+        let spec = self.devices.as_deref().unwrap_or("all").trim();
+        if spec == "all" {
+            let count = gpumf::gpu::list_adapters().len();
+            if count == 0 {
+                return Err(gpumf::Error::NoAdapter.into());
+            }
+            return Ok((0..count).collect());
+        }
+        spec.split(',')
+            .map(|d| d.trim().parse::<usize>().map_err(|_| anyhow::anyhow!("--devices {spec}: {d:?} is not an adapter number (write all, or numbers such as 0,1, as `gpumf info` lists them)")))
+            .collect()
     }
 }
 
@@ -171,14 +200,9 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         // Before the work: a save that fails after training loses it.
         gpumf::output::check_output(save, args.force).context("--save")?;
     }
-    let cluster = args.cluster.cluster()?;
-    if cluster.is_some() {
-        if args.memory.is_some() || args.validation.is_some() {
-            bail!("--workers/--hosts train in memory for --epochs: leave out --memory and --validation");
-        }
-        if args.model.backend == BackendArg::Gpu {
-            bail!("distributed workers train on the CPU in this version (one thread each); --backend gpu with --workers is not supported yet");
-        }
+    let cluster = args.cluster.cluster(&args.model)?;
+    if cluster.is_some() && (args.memory.is_some() || args.validation.is_some()) {
+        bail!("--workers/--hosts/--devices train in memory for --epochs: leave out --memory and --validation");
     }
     let quiet = args.output.quiet || args.output.json;
     let options = LoadOptions { split_column: args.split_column, ..args.input.options() };

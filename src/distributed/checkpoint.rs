@@ -145,7 +145,7 @@ pub(crate) fn read(dir: &Path, epoch: usize, worker: usize, shared: &Shared) -> 
     if !differences.is_empty() {
         return Err(bad(format!("written by a run with other settings or data: {}", differences.join("; "))));
     }
-    let mut start = WorkerStart { stripes: BTreeMap::new(), halves: HashMap::new() };
+    let mut start = WorkerStart { stripes: BTreeMap::new(), halves: HashMap::new(), device: None };
     loop {
         let kind = take(1)?[0];
         if kind == 2 {

@@ -17,6 +17,7 @@ pub mod exchange;
 
 use crate::data::{Problem, Rating, UNKNOWN};
 use crate::error::{Error, Result};
+use crate::gpu::{GpuOptions, GpuSolver, Side};
 use crate::metrics::ErrorSums;
 use crate::model::{clip, score_rows, Model, Params};
 use crate::schedule::{Axis, Order, Schedule};
@@ -45,12 +46,16 @@ pub struct Cluster {
     pub checkpoint: Option<(PathBuf, usize)>,
     /// Start from the latest checkpoint in this directory.
     pub resume: Option<PathBuf>,
+    /// Train each worker's blocks on a GPU: these settings, and for local worker `w` the
+    /// adapter `devices[w]` (one adapter may be listed twice: two devices on it). `None`: each
+    /// worker is a CPU thread.
+    pub gpu: Option<(GpuOptions, Vec<usize>)>,
 }
 
 impl Cluster {
     /// `workers` threads in one process.
     pub fn threads(workers: usize) -> Cluster {
-        Cluster { workers, hosts: Vec::new(), process: 0, timeout: Duration::from_secs(300), checkpoint: None, resume: None }
+        Cluster { workers, hosts: Vec::new(), process: 0, timeout: Duration::from_secs(300), checkpoint: None, resume: None, gpu: None }
     }
 
     pub fn processes(&self) -> usize {
@@ -153,6 +158,11 @@ pub fn train(problem: Problem, params: &Params, cluster: &Cluster, mut on_epoch:
     if cluster.workers == 0 {
         return Err(Error::InvalidParameter("--workers must be at least 1".into()));
     }
+    if let Some((_, devices)) = &cluster.gpu {
+        if devices.len() != cluster.workers {
+            return Err(Error::InvalidParameter(format!("--devices lists {} GPUs for {} workers: on the GPU each worker has one", devices.len(), cluster.workers)));
+        }
+    }
     if !cluster.hosts.is_empty() && cluster.process >= cluster.hosts.len() {
         return Err(Error::InvalidParameter(format!("--process {}: the host file lists {} processes (0 to {})", cluster.process, cluster.hosts.len(), cluster.hosts.len() - 1)));
     }
@@ -193,9 +203,27 @@ pub fn train(problem: Problem, params: &Params, cluster: &Cluster, mut on_epoch:
     let process = cluster.process;
     let user_axis = Axis::new(m, side, params.seed, 11);
     let owner_process = |stripe: usize| (stripe % workers) / cluster.workers;
-    let mine: Vec<Rating> = problem.train.par_iter().filter(|r| owner_process(user_axis.block_at(user_axis.position(r.user))) == process).copied().collect();
-    // By user within each block: a worker loads a user's row once per block, and the order is
-    // still fixed by the seed, so every worker count trains the same sequence.
+    let stripe_of = |r: &Rating| user_axis.block_at(user_axis.position(r.user));
+    let first = cluster.workers * process..cluster.workers * (process + 1);
+    // On a GPU each worker's device holds its blocks, shuffled (ratings in flight together
+    // then rarely share a row); the process keeps only the grid.
+    let devices: Vec<Option<GpuSolver>> = match &cluster.gpu {
+        None => first.clone().map(|_| None).collect(),
+        Some((options, adapters)) => {
+            let model = Model::init(&problem, params);
+            let mut devices = Vec::new();
+            for (w, &adapter) in first.clone().zip(adapters) {
+                let own: Vec<Rating> = problem.train.par_iter().filter(|r| stripe_of(r) % workers == w).copied().collect();
+                let schedule = Schedule::new(&own, m, n, Schedule::dsgd_grid(side), Order::Shuffled, params.seed)?;
+                let options = GpuOptions { adapter: Some(adapter), ..options.clone() };
+                devices.push(Some(GpuSolver::for_blocks(schedule, model.clone(), params, &options, &|p| p % workers == w)?));
+            }
+            devices
+        }
+    };
+    // On the CPU, by user within each block: a worker loads a user's row once per block, and
+    // the order is still fixed by the seed, so every worker count trains the same sequence.
+    let mine: Vec<Rating> = if cluster.gpu.is_some() { Vec::new() } else { problem.train.par_iter().filter(|r| owner_process(stripe_of(r)) == process).copied().collect() };
     let schedule = Schedule::new(&mine, m, n, Schedule::dsgd_grid(side), Order::ByUser, params.seed)?;
     drop(mine);
     let mut test = schedule.localize(&problem.test);
@@ -210,12 +238,14 @@ pub fn train(problem: Problem, params: &Params, cluster: &Cluster, mut on_epoch:
     let shared =
         Arc::new(Shared { mean: model.mean, range: model.rating_range, schedule, test, params: params.clone(), cluster: cluster.clone(), start_epoch, settings: settings.clone() });
     // Each worker's rows to start from: its stripes, and the halves its stripes train first.
-    let first = cluster.workers * process..cluster.workers * (process + 1);
     let mut starts: Vec<Option<WorkerStart>> = first.clone().map(|w| Some(WorkerStart::from_model(&shared, &model, w))).collect();
     if let Some(resume) = &resume {
         for (slot, w) in starts.iter_mut().zip(first.clone()) {
             *slot = Some(checkpoint::read(&resume.dir, resume.epoch, w, &shared)?);
         }
+    }
+    for (start, device) in starts.iter_mut().zip(devices) {
+        start.as_mut().expect("set above").device = device;
     }
     // Process 0 keeps the model to gather into; the others need only their rows.
     let model = (process == 0).then_some(model);
@@ -276,10 +306,14 @@ pub fn train(problem: Problem, params: &Params, cluster: &Cluster, mut on_epoch:
     }
     let train_seconds = history.iter().map(|r: &EpochReport| r.sgd_seconds).sum();
     let grid = shared.schedule.grid();
+    let on = match &cluster.gpu {
+        Some((options, _)) => format!(", each on a GPU, {:?}", options.precision),
+        None => String::new(),
+    };
     let backend = if cluster.hosts.is_empty() {
-        format!("dsgd ({workers} workers, {grid} blocks)")
+        format!("dsgd ({workers} workers, {grid} blocks{on})")
     } else {
-        format!("dsgd ({} processes x {} workers, {grid} blocks)", cluster.hosts.len(), cluster.workers)
+        format!("dsgd ({} processes x {} workers, {grid} blocks{on})", cluster.hosts.len(), cluster.workers)
     };
     Ok(Some(Trained {
         model,
@@ -336,6 +370,7 @@ fn settings(problem: &Problem, params: &Params, cluster: &Cluster, side: usize, 
         ("--reg-bias", p.reg_bias.to_string()),
         ("--no-biases", (!p.biases).to_string()),
         ("--init-std", p.init_std.to_string()),
+        ("--backend", cluster.gpu.as_ref().map_or("cpu".into(), |(o, _)| format!("gpu {:?}", o.precision))),
         ("--eval-every", p.eval_every.to_string()),
         ("--checkpoint-every", cluster.checkpoint.as_ref().map_or("none".into(), |c| c.1.to_string())),
         ("resume epoch", start_epoch.to_string()),
@@ -353,6 +388,8 @@ pub(crate) struct WorkerStart {
     stripes: BTreeMap<usize, Rows>,
     /// Halves, each with the stratum it is for.
     halves: HashMap<usize, (u64, Rows)>,
+    /// The worker's GPU, its blocks uploaded; `None` on the CPU.
+    device: Option<GpuSolver>,
 }
 
 impl WorkerStart {
@@ -360,7 +397,7 @@ impl WorkerStart {
         let s = &shared.schedule;
         let shift = s.strata(shared.start_epoch)[0];
         let tag = shared.tag(shared.start_epoch, 0);
-        let mut start = WorkerStart { stripes: BTreeMap::new(), halves: HashMap::new() };
+        let mut start = WorkerStart { stripes: BTreeMap::new(), halves: HashMap::new(), device: None };
         for p in (0..shared.side()).filter(|&p| shared.owner(p) == worker) {
             start.stripes.insert(p, gather_rows(s.users.members(p), &model.user_factors, &model.user_bias));
             let pair = s.pair_of(p, shift);
@@ -383,12 +420,46 @@ struct Worker<E> {
     sent_bytes: u64,
     /// Worker 0 reports each epoch here.
     reports: Option<mpsc::Sender<EpochReport>>,
+    /// On a GPU, the stripes' rows live there, and `stripes` is refreshed only when read.
+    device: Option<GpuSolver>,
 }
 
 impl<E: BlockExchange> Worker<E> {
     fn new(exchange: E, shared: Arc<Shared>, start: WorkerStart, reports: Option<mpsc::Sender<EpochReport>>) -> Self {
         let me = exchange.worker();
-        Worker { exchange, me, shared, stripes: start.stripes, halves: start.halves, inbox: Vec::new(), sent_bytes: 0, reports }
+        let mut device = start.device;
+        if let Some(gpu) = &mut device {
+            // The rows it starts from (a checkpoint's, when resuming).
+            for (&p, rows) in &start.stripes {
+                gpu.set_rows(Side::Users, p, &rows.factors, &rows.bias);
+            }
+        }
+        Worker { exchange, me, shared, stripes: start.stripes, halves: start.halves, inbox: Vec::new(), sent_bytes: 0, reports, device }
+    }
+
+    /// One block of SGD on stripe `stripe`'s rows and `half`, on this worker's CPU or GPU.
+    fn train(&mut self, b: usize, stripe: usize, h: usize, half: &mut Rows, step: &Step) -> Result<Option<ErrorSums>> {
+        let Some(gpu) = &mut self.device else {
+            let rows = self.stripes.get_mut(&stripe).expect("own stripe");
+            return Ok(train_block(&self.shared.schedule, b, rows, half, step));
+        };
+        if gpu.schedule().block(b).is_empty() {
+            return Ok(None);
+        }
+        gpu.set_rows(Side::Items, h, &half.factors, &half.bias);
+        let sums = gpu.train_blocks(&[b], step.lr)?;
+        (half.factors, half.bias) = gpu.rows(Side::Items, h)?;
+        Ok(Some(sums))
+    }
+
+    /// On a GPU: brings the stripes' rows back from the device (to score, checkpoint or gather).
+    fn refresh_stripes(&mut self) -> Result<()> {
+        if let Some(gpu) = &self.device {
+            for (&p, rows) in self.stripes.iter_mut() {
+                (rows.factors, rows.bias) = gpu.rows(Side::Users, p)?;
+            }
+        }
+        Ok(())
     }
 
     fn run(mut self) -> Result<Option<Gathered>> {
@@ -411,8 +482,7 @@ impl<E: BlockExchange> Worker<E> {
                     for h in HALVES * pair..HALVES * (pair + 1) {
                         let mut half = self.take_half(h, sh.tag(epoch, t))?;
                         let b = stripe * HALVES * side + h;
-                        let rows = self.stripes.get_mut(&stripe).expect("own stripe");
-                        if let Some(block_sums) = train_block(s, b, rows, &mut half, &step) {
+                        if let Some(block_sums) = self.train(b, stripe, h, &mut half, &step)? {
                             sums.push((b as u32, block_sums));
                         }
                         self.pass_on(h, next_tag, half, sh.owner(s.stripe_of(pair, next_shift)));
@@ -424,6 +494,7 @@ impl<E: BlockExchange> Worker<E> {
             let score = sh.scores_test(epoch);
             if score || last || checkpoint.is_some() {
                 self.collect_halves(sh.tag(epoch + 1, 0), following)?;
+                self.refresh_stripes()?;
             }
             let test = if score { Some(self.score_test(epoch)?) } else { None };
             if let Some((dir, _)) = checkpoint {

@@ -19,11 +19,13 @@ pub(super) struct FactorBlock {
 
 /// Every block of one side (users or items) of the grid, uploaded; or, `swapped`, one block's
 /// room (the largest block's rows) holding block 0, the others loaded in turn by [`FactorBlock::load`].
-pub(super) fn upload_factor_blocks(gpu: &Gpu, shape: &KernelShape, axis: &Axis, factors: &Array2<f32>, bias: &[f32], swapped: bool, label: &str) -> Vec<FactorBlock> {
+/// Blocks `keep` refuses hold no rows (one zero row, to bind): a DSGD worker's device holds
+/// only its own stripes.
+pub(super) fn upload_factor_blocks(gpu: &Gpu, shape: &KernelShape, axis: &Axis, factors: &Array2<f32>, bias: &[f32], swapped: bool, keep: &dyn Fn(usize) -> bool, label: &str) -> Vec<FactorBlock> {
     let blocks = if swapped { 1 } else { axis.blocks() };
     (0..blocks)
         .map(|b| {
-            let rows = axis.members(b).to_vec();
+            let rows = if keep(b) { axis.members(b).to_vec() } else { Vec::new() };
             let capacity = if swapped { axis.max_rows() } else { rows.len() };
             let mut data = pack_rows(factors, &rows, shape);
             let mut bias: Vec<f32> = rows.iter().map(|&r| bias[r as usize]).collect();
@@ -52,19 +54,38 @@ impl FactorBlock {
             return Ok(());
         }
         let k = factors.ncols();
-        let stride = shape.k4() as usize * 4;
         let dest = factors.as_slice_mut().expect("row-major");
-        let raw = gpu.read_back(&self.factors, self.rows.len() as u64 * shape.row_bytes())?;
-        let values: Vec<f32> = match shape.precision {
-            Precision::F32 => bytemuck::pod_collect_to_vec(&raw),
-            Precision::F16 => bytemuck::pod_collect_to_vec::<u8, half::f16>(&raw).iter().map(|h| h.to_f32()).collect(),
-        };
-        let biases: Vec<f32> = bytemuck::pod_collect_to_vec(&gpu.read_back(&self.bias, 4 * self.rows.len() as u64)?);
+        let (values, biases) = self.read(gpu, shape, k)?;
         for (r, &id) in self.rows.iter().enumerate() {
-            dest[id as usize * k..][..k].copy_from_slice(&values[r * stride..][..k]);
+            dest[id as usize * k..][..k].copy_from_slice(&values[r * k..][..k]);
             bias[id as usize] = biases[r];
         }
         Ok(())
+    }
+
+    /// The rows on the device, `k` values each in order, and their biases (waits for the device).
+    pub(super) fn read(&self, gpu: &Gpu, shape: &KernelShape, k: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+        if self.rows.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let stride = shape.k4() as usize * 4;
+        let raw = gpu.read_back(&self.factors, self.rows.len() as u64 * shape.row_bytes())?;
+        let padded: Vec<f32> = match shape.precision {
+            Precision::F32 => bytemuck::pod_collect_to_vec(&raw),
+            Precision::F16 => bytemuck::pod_collect_to_vec::<u8, half::f16>(&raw).iter().map(|h| h.to_f32()).collect(),
+        };
+        let values = padded.chunks_exact(stride).flat_map(|row| &row[..k]).copied().collect();
+        let biases = bytemuck::pod_collect_to_vec(&gpu.read_back(&self.bias, 4 * self.rows.len() as u64)?);
+        Ok((values, biases))
+    }
+
+    /// Replaces the rows on the device by `factors` (`k` values a row, in order) and `bias`.
+    pub(super) fn write(&self, gpu: &Gpu, shape: &KernelShape, k: usize, factors: &[f32], bias: &[f32]) {
+        if self.rows.is_empty() {
+            return;
+        }
+        gpu.queue.write_buffer(&self.factors, 0, &pack(self.rows.len(), k, |r| &factors[r * k..][..k], shape));
+        gpu.queue.write_buffer(&self.bias, 0, bytemuck::cast_slice(bias));
     }
 
     /// Puts block `b` of `axis` on the device in place of the rows there (written back first
@@ -83,11 +104,17 @@ impl FactorBlock {
 /// The rows `ids` of `factors`, padded to whole vec4s, in the storage precision.
 fn pack_rows(factors: &Array2<f32>, ids: &[u32], shape: &KernelShape) -> Vec<u8> {
     let k = factors.ncols();
-    let stride = shape.k4() as usize * 4;
-    let mut padded = vec![0.0f32; ids.len() * stride];
     let src = factors.as_slice().expect("row-major");
-    for (r, &id) in ids.iter().enumerate() {
-        padded[r * stride..][..k].copy_from_slice(&src[id as usize * k..][..k]);
+    pack(ids.len(), k, |r| &src[ids[r] as usize * k..][..k], shape)
+}
+
+/// `rows` rows of `k` values (row `r` given by `row(r)`), padded to whole vec4s, in the
+/// storage precision.
+fn pack<'a>(rows: usize, k: usize, row: impl Fn(usize) -> &'a [f32], shape: &KernelShape) -> Vec<u8> {
+    let stride = shape.k4() as usize * 4;
+    let mut padded = vec![0.0f32; rows * stride];
+    for r in 0..rows {
+        padded[r * stride..][..k].copy_from_slice(row(r));
     }
     match shape.precision {
         Precision::F32 => bytemuck::cast_slice(&padded).to_vec(),

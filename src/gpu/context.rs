@@ -139,8 +139,26 @@ impl Gpu {
     /// Opens the preferred adapter (a discrete GPU before an integrated or CPU one).
     /// `GPUMF_ADAPTER` picks one by a part of its name instead.
     pub fn open(want_f16: bool, allow_subgroups: bool) -> Result<Gpu> {
+        Gpu::open_at(None, want_f16, allow_subgroups)
+    }
+
+    /// Opens adapter `index` of [`list_adapters`]' list (`--devices`), or the preferred one.
+    /// Opening one adapter twice gives two devices (how tests stand in for two GPUs).
+    pub fn open_at(index: Option<usize>, want_f16: bool, allow_subgroups: bool) -> Result<Gpu> {
         let instance = instance();
         let adapter = match std::env::var("GPUMF_ADAPTER") {
+            _ if index.is_some() => {
+                let i = index.expect("checked");
+                let mut all = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY));
+                if i >= all.len() {
+                    return Err(Error::Gpu(format!("--devices {i}: there {} (see `gpumf info`, numbered from 0)", match all.len() {
+                        0 => "is no adapter".to_string(),
+                        1 => "is 1 adapter".to_string(),
+                        n => format!("are {n} adapters"),
+                    })));
+                }
+                all.swap_remove(i)
+            }
             Ok(name) if !name.is_empty() => {
                 let all = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY));
                 let found = all.into_iter().find(|a| a.get_info().name.to_lowercase().contains(&name.to_lowercase()));

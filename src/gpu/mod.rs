@@ -82,11 +82,13 @@ pub struct GpuOptions {
     /// `None`: the adapter's device-local memory less a tenth (at least 512 MiB) where the
     /// Vulkan driver reports it; no cap elsewhere.
     pub gpu_memory: Option<u64>,
+    /// Which adapter, by its place in `gpumf info`'s list; `None`: the preferred one.
+    pub adapter: Option<usize>,
 }
 
 impl Default for GpuOptions {
     fn default() -> Self {
-        GpuOptions { precision: Precision::F32, subgroups: true, max_binding_bytes: None, user_block_rows: None, workgroups: None, lanes_per_rating: None, in_flight: None, gpu_memory: None }
+        GpuOptions { precision: Precision::F32, subgroups: true, max_binding_bytes: None, user_block_rows: None, workgroups: None, lanes_per_rating: None, in_flight: None, gpu_memory: None, adapter: None }
     }
 }
 
@@ -143,7 +145,7 @@ fn open_kernel(params: &Params, options: &GpuOptions) -> Result<(Gpu, KernelShap
         if options.user_block_rows == Some(0) {
             return Err(Error::InvalidParameter("--user-block-rows must be at least 1".into()));
         }
-        let gpu = Gpu::open(options.precision == Precision::F16, options.subgroups)?;
+        let gpu = Gpu::open_at(options.adapter, options.precision == Precision::F16, options.subgroups)?;
         let shape = KernelShape::new(params.rank, options.precision, gpu.subgroups, gpu.adapter.subgroup_min_size, options.lanes_per_rating)?;
         if gpu.limits.max_storage_buffers_per_shader_stage < 6 {
             return Err(Error::Gpu(format!(
@@ -195,7 +197,8 @@ impl GpuSolver {
                 "training ratings in a block cache on disk (--memory) train on the CPU; the GPU streams ratings from host memory (--gpu-memory)".into(),
             ));
         }
-        let (gpu, shape, pipelines, max_binding) = open_kernel(params, options)?;
+        let opened = open_kernel(params, options)?;
+        let (gpu, shape, max_binding) = (&opened.0, &opened.1, opened.3);
         let (m, n) = (problem.num_users(), problem.num_items());
         // Without --gpu-memory, what the driver reports less a margin (for the driver, other
         // programs and the read-back buffers); no cap where it reports nothing.
@@ -203,6 +206,26 @@ impl GpuSolver {
         let plan = DevicePlan::new(budget, shape.row_bytes(), m, n, 12 * (problem.train.len() + problem.test.len()) as u64, params.rank)?;
         let grid = plan.grid(gpu_grid(params.blocks, m, n, shape.row_bytes(), max_binding, options.user_block_rows)?, m, n);
         let schedule = Schedule::new(&problem.train, m, n, grid, Order::Shuffled, params.seed)?;
+        GpuSolver::assemble(opened, plan, schedule, &problem.test, model, params, options, &|_| true)
+    }
+
+    /// DSGD: a device for one worker, holding the blocks of `schedule` (the worker's own; the
+    /// others empty) resident, and factor rows only for the user blocks `own_users` accepts.
+    /// The worker moves item blocks in and out with [`set_rows`](Self::set_rows) and
+    /// [`rows`](Self::rows) and trains blocks with [`train_blocks`](Self::train_blocks).
+    pub fn for_blocks(schedule: Schedule, model: Model, params: &Params, options: &GpuOptions, own_users: &dyn Fn(usize) -> bool) -> Result<GpuSolver> {
+        let opened = open_kernel(params, options)?;
+        let plan = DevicePlan::new(None, opened.1.row_bytes(), 0, 0, 0, params.rank)?;
+        GpuSolver::assemble(opened, plan, schedule, &[], model, params, options, own_users)
+    }
+
+    /// Uploads what `plan` keeps on the device and builds the windows: the constructors' common
+    /// part.
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(opened: (Gpu, KernelShape, Pipelines, u64), plan: DevicePlan, schedule: Schedule, test: &[Rating], model: Model, params: &Params, options: &GpuOptions, own_users: &dyn Fn(usize) -> bool) -> Result<GpuSolver> {
+        let (gpu, shape, pipelines, max_binding) = opened;
+        let (m, n) = (model.user_bias.len(), model.item_bias.len());
+        let train_len = schedule.ratings();
         let max_ratings = (max_binding / std::mem::size_of::<crate::data::Rating>() as u64) as usize;
 
         let (lo, hi) = model.rating_range;
@@ -235,11 +258,11 @@ impl GpuSolver {
         let needed = factor_bytes
             + partial_bytes(update_workgroups)
             + partial_bytes(EVAL_WORKGROUPS)
-            + streamed_window.map_or(12 * (problem.train.len() + problem.test.len()) as u64, |w| (RING_SLOTS * w * 12) as u64);
+            + streamed_window.map_or(12 * (train_len + test.len()) as u64, |w| (RING_SLOTS * w * 12) as u64);
         let what = format!(
             "allocating {:.2} GiB of GPU buffers ({} ratings, {} users x {} items, rank {}, {:?}; --gpu-memory SIZE below what the device holds streams what does not fit)",
             needed as f64 / (1u64 << 30) as f64,
-            problem.train.len() + problem.test.len(),
+            train_len + test.len(),
             m,
             n,
             params.rank,
@@ -256,8 +279,8 @@ impl GpuSolver {
             };
             let swapped = plan.swapped_rows.is_some();
             (
-                buffers::upload_factor_blocks(&gpu, &shape, &schedule.users, &model.user_factors, &model.user_bias, swapped, "user block"),
-                buffers::upload_factor_blocks(&gpu, &shape, &schedule.items, &model.item_factors, &model.item_bias, swapped, "item block"),
+                buffers::upload_factor_blocks(&gpu, &shape, &schedule.users, &model.user_factors, &model.user_bias, swapped, own_users, "user block"),
+                buffers::upload_factor_blocks(&gpu, &shape, &schedule.items, &model.item_factors, &model.item_bias, swapped, &|_| true, "item block"),
                 gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                     label: Some("params"),
                     contents: bytemuck::bytes_of(&uniform),
@@ -278,14 +301,14 @@ impl GpuSolver {
                 })?,
                 test: gpu.scoped("uploading the test ratings", || {
                     schedule
-                        .localize(&problem.test)
+                        .localize(test)
                         .iter()
                         .enumerate()
                         .flat_map(|(b, ratings)| buffers::upload_windows(&gpu, ratings, max_ratings, &bindings(b, &test_partials), "test ratings"))
                         .collect()
                 })?,
             },
-            Some(window) => Placement::Streamed { ring: buffers::Ring::new(&gpu, RING_SLOTS, window)?, test: schedule.localize(&problem.test) },
+            Some(window) => Placement::Streamed { ring: buffers::Ring::new(&gpu, RING_SLOTS, window)?, test: schedule.localize(test) },
         };
         // The reductions bind the partials beside a placeholder rating.
         let reduce = |output| buffers::upload_windows(&gpu, &[crate::data::Rating { user: 0, item: 0, value: 0.0 }], 1, &bindings(0, output), "reduction").remove(0);
@@ -309,8 +332,8 @@ impl GpuSolver {
             slots,
             template: model,
             buffer_bytes: needed,
-            train_count: problem.train.len() as u64,
-            test_count: problem.test.len() as u64,
+            train_count: train_len as u64,
+            test_count: test.len() as u64,
             schedule,
             gpu,
         })
@@ -357,28 +380,8 @@ impl Solver for GpuSolver {
     }
 
     fn submit_epoch(&mut self, epoch: usize, lr: f32, score_test: bool) -> Result<()> {
-        self.uniform.learning_rate = lr;
-        // Ordered on the queue: epochs already submitted keep the rate they were given.
-        self.gpu.queue.write_buffer(&self.params_buffer, 0, bytemuck::bytes_of(&self.uniform));
-        let slot = self.slots.take()?;
-        let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
-        encoder.clear_buffer(&self.train_partials, 0, None);
         let sequence = self.schedule.sequence(epoch);
-        let score_test = score_test && self.test_count > 0;
-        // Out of self for the epoch, so swapping factor blocks can borrow the rest.
-        let mut placement = std::mem::replace(&mut self.placement, Placement::Resident { train: Vec::new(), test: Vec::new() });
-        self.streamed.push_back(0);
-        let outcome = self.encode_epoch(&mut placement, &mut encoder, slot, &sequence, score_test);
-        self.placement = placement;
-        outcome?;
-        if score_test {
-            encode_reduction(&mut encoder, &self.pipelines, &self.test_reduction, "test error");
-            self.slots.encode_copy(&mut encoder, slot, &self.test_partials, 8);
-        }
-        self.slots.encode_timestamps(&mut encoder, slot);
-        let submission = self.gpu.queue.submit([encoder.finish()]);
-        self.slots.submitted(slot, submission, score_test);
-        Ok(())
+        self.submit(&sequence, lr, score_test)
     }
 
     fn finish_epoch(&mut self) -> Result<EpochFigures> {
@@ -407,5 +410,62 @@ impl Solver for GpuSolver {
         buffers::read_factor_blocks(&self.gpu, &self.shape, &self.user_blocks, &mut model.user_factors, &mut model.user_bias)?;
         buffers::read_factor_blocks(&self.gpu, &self.shape, &self.item_blocks, &mut model.item_factors, &mut model.item_bias)?;
         Ok(model)
+    }
+}
+
+/// A side of the grid, for moving a block of rows on and off the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Users,
+    Items,
+}
+
+impl GpuSolver {
+    /// Submits one pass over `sequence`'s blocks at learning rate `lr` (an epoch, or a DSGD
+    /// worker's blocks), scoring the test set after it when asked.
+    fn submit(&mut self, sequence: &[usize], lr: f32, score_test: bool) -> Result<()> {
+        self.uniform.learning_rate = lr;
+        // Ordered on the queue: epochs already submitted keep the rate they were given.
+        self.gpu.queue.write_buffer(&self.params_buffer, 0, bytemuck::bytes_of(&self.uniform));
+        let slot = self.slots.take()?;
+        let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
+        encoder.clear_buffer(&self.train_partials, 0, None);
+        let score_test = score_test && self.test_count > 0;
+        // Out of self for the epoch, so swapping factor blocks can borrow the rest.
+        let mut placement = std::mem::replace(&mut self.placement, Placement::Resident { train: Vec::new(), test: Vec::new() });
+        self.streamed.push_back(0);
+        let outcome = self.encode_epoch(&mut placement, &mut encoder, slot, sequence, score_test);
+        self.placement = placement;
+        outcome?;
+        if score_test {
+            encode_reduction(&mut encoder, &self.pipelines, &self.test_reduction, "test error");
+            self.slots.encode_copy(&mut encoder, slot, &self.test_partials, 8);
+        }
+        self.slots.encode_timestamps(&mut encoder, slot);
+        let submission = self.gpu.queue.submit([encoder.finish()]);
+        self.slots.submitted(slot, submission, score_test);
+        Ok(())
+    }
+
+    /// DSGD: trains `blocks` once each, in order, at `lr`, and returns their errors (waits for
+    /// the device).
+    pub fn train_blocks(&mut self, blocks: &[usize], lr: f32) -> Result<ErrorSums> {
+        self.submit(blocks, lr, false)?;
+        let figures = self.finish_epoch()?;
+        let count = blocks.iter().map(|&b| self.schedule.block(b).len() as u64).sum();
+        Ok(ErrorSums { count, ..figures.train })
+    }
+
+    /// DSGD: the rows of block `b` of `side`, by position within the block, and their biases.
+    pub fn rows(&self, side: Side, b: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+        let blocks = if side == Side::Users { &self.user_blocks } else { &self.item_blocks };
+        blocks[b].read(&self.gpu, &self.shape, self.template.rank())
+    }
+
+    /// DSGD: puts `factors` and `bias` (by position within block `b`) on the device as block
+    /// `b` of `side`; the next training sees them.
+    pub fn set_rows(&mut self, side: Side, b: usize, factors: &[f32], bias: &[f32]) {
+        let blocks = if side == Side::Users { &self.user_blocks } else { &self.item_blocks };
+        blocks[b].write(&self.gpu, &self.shape, self.template.rank(), factors, bias);
     }
 }

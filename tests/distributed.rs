@@ -142,6 +142,25 @@ fn a_killed_process_is_named_by_the_survivor() {
     assert!(started.elapsed() < Duration::from_secs(30), "within the timeout");
 }
 
+#[test]
+fn a_failing_worker_stops_the_others_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = host_file(dir.path(), 2);
+    // A learning rate that diverges in the first epoch: worker 0 finds it, and process 1,
+    // waiting for its blocks, stops at once rather than after --timeout.
+    let diverging = |p: &str| common(&["--workers", "1", "--lr", "50", "--hosts", &hosts, "--process", p, "--timeout", "60"]);
+    let started = Instant::now();
+    let one = spawn(&diverging("1"));
+    let zero = run(&diverging("0"));
+    let one = one.wait_with_output().unwrap();
+    assert!(!zero.status.success() && stderr(&zero).contains("training diverged"), "{}", stderr(&zero));
+    assert!(!one.status.success() && stderr(&one).contains("worker 0 (process 0") && stderr(&one).contains("training diverged"), "{}", stderr(&one));
+    assert!(started.elapsed() < Duration::from_secs(30), "well within the timeout: {:?}", started.elapsed());
+    let threads = run(&common(&["--workers", "2", "--lr", "50"]));
+    assert!(!threads.status.success() && stderr(&threads).contains("training diverged"), "{}", stderr(&threads));
+    assert!(!stderr(&threads).contains("stopped because"), "the failure itself is reported: {}", stderr(&threads));
+}
+
 fn hosts_line(file: &str, n: usize) -> String {
     std::fs::read_to_string(file).unwrap().lines().nth(n).unwrap().to_string()
 }
@@ -179,4 +198,7 @@ fn mismatched_or_missing_peers_get_clear_errors_and_nothing_is_written() {
     let uneven = run(&common(&["--workers", "3"]));
     assert!(stderr(&uneven).contains("--blocks 4 with 3 workers"), "{}", stderr(&uneven));
     assert!(!save.exists(), "a failed run writes no model");
+    let checkpoints = dir.path().join("checkpoints");
+    let o = run(&common(&["--workers", "1", "--hosts", &hosts, "--process", "1", "--timeout", "2", "--checkpoint-every", "1", "--checkpoint-dir", &checkpoints.display().to_string()]));
+    assert!(!o.status.success() && !checkpoints.exists(), "a run that never started makes no checkpoint directory");
 }

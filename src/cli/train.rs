@@ -100,7 +100,7 @@ pub struct ClusterArgs {
     /// the last) to --checkpoint-dir.
     #[arg(long)]
     pub checkpoint_every: Option<usize>,
-    /// Where checkpoints go (created if missing).
+    /// Where checkpoints go (created at the first checkpoint if missing).
     #[arg(long, default_value = "gpumf-checkpoints", requires = "checkpoint_every")]
     pub checkpoint_dir: PathBuf,
     /// Continue from the latest checkpoint in this directory, written with the same settings.
@@ -143,8 +143,16 @@ impl ClusterArgs {
         let checkpoint = match self.checkpoint_every {
             Some(0) => bail!("--checkpoint-every must be at least 1"),
             Some(every) => {
-                std::fs::create_dir_all(&self.checkpoint_dir).with_context(|| format!("--checkpoint-dir {}", self.checkpoint_dir.display()))?;
-                Some((self.checkpoint_dir.clone(), every))
+                // Checked now, created at the first checkpoint: a run that stops early leaves nothing.
+                let dir = &self.checkpoint_dir;
+                let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                if dir.exists() && !dir.is_dir() {
+                    bail!("--checkpoint-dir {}: exists and is not a directory", dir.display());
+                }
+                if !dir.exists() && !parent.is_dir() {
+                    bail!("--checkpoint-dir {}: {} is not a directory", dir.display(), parent.display());
+                }
+                Some((dir.clone(), every))
             }
             None => None,
         };

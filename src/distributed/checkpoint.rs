@@ -71,6 +71,7 @@ pub(crate) fn write(dir: &Path, epoch: usize, worker: usize, shared: &Shared, st
     let workers = shared.cluster.total_workers();
     let path = dir.join(file_name(worker, workers, epoch));
     let fail = |e: std::io::Error| Error::Output { path: path.clone(), message: format!("writing the checkpoint: {e}") };
+    std::fs::create_dir_all(dir).map_err(fail)?;
     let mut file = tempfile::NamedTempFile::new_in(dir).map_err(fail)?;
     {
         let mut w = std::io::BufWriter::new(file.as_file_mut());

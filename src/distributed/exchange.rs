@@ -23,6 +23,8 @@ pub enum Message {
     Rows { kind: RowsKind, id: u32, tag: u64, factors: Vec<f32>, bias: Vec<f32> },
     /// Errors of one epoch, block by block (train or test), and the bytes the sender sent.
     Sums { epoch: u32, test: bool, blocks: Vec<(u32, ErrorSums)>, sent_bytes: u64 },
+    /// The sender failed and stops: the others stop too, at once, rather than wait for it.
+    Stop { worker: u32, reason: String },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,6 +46,7 @@ impl Message {
         match self {
             Message::Rows { factors, bias, .. } => 4 * (factors.len() + bias.len()) as u64,
             Message::Sums { blocks, .. } => 28 * blocks.len() as u64,
+            Message::Stop { .. } => 0,
         }
     }
 }
@@ -80,6 +83,11 @@ impl Bytesable for Message {
                 let bias = floats(take(4 * n));
                 Message::Rows { kind, id, tag, factors, bias }
             }
+            2 => {
+                let worker = u32_(take(4));
+                let n = u64_(take(8)) as usize;
+                Message::Stop { worker, reason: String::from_utf8_lossy(take(n)).into_owned() }
+            }
             _ => {
                 let epoch = u32_(take(4));
                 let test = take(1)[0] != 0;
@@ -103,6 +111,7 @@ impl Bytesable for Message {
         match self {
             Message::Rows { factors, bias, .. } => 1 + 1 + 4 + 8 + 8 + 4 * factors.len() + 8 + 4 * bias.len(),
             Message::Sums { blocks, .. } => 1 + 4 + 1 + 8 + 8 + 28 * blocks.len(),
+            Message::Stop { reason, .. } => 1 + 4 + 8 + reason.len(),
         }
     }
 
@@ -118,6 +127,12 @@ impl Bytesable for Message {
                 put(bytemuck::cast_slice(factors));
                 put(&(bias.len() as u64).to_le_bytes());
                 put(bytemuck::cast_slice(bias));
+            }
+            Message::Stop { worker, reason } => {
+                put(&[2]);
+                put(&worker.to_le_bytes());
+                put(&(reason.len() as u64).to_le_bytes());
+                put(reason.as_bytes());
             }
             Message::Sums { epoch, test, blocks, sent_bytes } => {
                 put(&[1]);
@@ -346,6 +361,7 @@ mod tests {
             Message::Rows { kind: RowsKind::Half, id: 7, tag: 1 << 40, factors: vec![1.5, -2.0, f32::MIN_POSITIVE], bias: vec![0.25] },
             Message::Rows { kind: RowsKind::Final, id: 0, tag: 0, factors: Vec::new(), bias: Vec::new() },
             Message::Sums { epoch: 3, test: true, blocks: vec![(5, ErrorSums { count: 9, squared: 1.0 / 3.0, absolute: 2.5 })], sent_bytes: 12345 },
+            Message::Stop { worker: 2, reason: "training diverged at epoch 3 ⚠".into() },
         ];
         for m in messages {
             let mut bytes = Vec::new();

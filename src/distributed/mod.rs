@@ -283,13 +283,26 @@ pub fn train(problem: Problem, params: &Params, cluster: &Cluster, mut on_epoch:
     for (w, result) in results.into_iter().enumerate() {
         match result {
             Ok(Ok(g)) => gathered = gathered.or(g),
-            Ok(Err(e)) => failure = failure.or(Some(e)),
+            // The failure itself before the workers it stopped.
+            Ok(Err(e)) if failure.is_none() || matches!(&failure, Some(Error::Cluster(m)) if m.starts_with(STOPPED)) => failure = Some(e),
+            Ok(Err(_)) => {}
             Err(panic) => failure = failure.or(Some(lost_peer(cluster, first_worker + w, &panic))),
         }
     }
     if let Some(e) = failure {
-        // A vanished peer's threads panicked; joining them would too.
-        std::mem::forget(comms);
+        // Let the network threads send what the workers left (their stop messages), but wait
+        // at most a moment: a vanished peer's receiving thread has panicked, and joining it
+        // panics too (muted, in a thread of its own).
+        if let Some(comms) = comms {
+            let (done, finished) = mpsc::channel();
+            let shutdown = std::thread::Builder::new().name("timely:shutdown".into()).spawn(move || {
+                drop(comms);
+                let _ = done.send(());
+            });
+            if shutdown.is_ok() {
+                let _ = finished.recv_timeout(Duration::from_secs(2));
+            }
+        }
         return Err(e);
     }
     drop(comms);
@@ -462,7 +475,22 @@ impl<E: BlockExchange> Worker<E> {
         Ok(())
     }
 
+    /// Trains every epoch and hands the rows to worker 0; on failure, tells every other worker
+    /// to stop, so none waits out the timeout for blocks that will not come.
     fn run(mut self) -> Result<Option<Gathered>> {
+        let outcome = self.epochs();
+        if let Err(e) = &outcome {
+            if !matches!(e, Error::Cluster(m) if m.starts_with(STOPPED)) {
+                let reason = e.to_string();
+                for w in (0..self.exchange.workers()).filter(|&w| w != self.me) {
+                    self.exchange.send(w, Message::Stop { worker: self.me as u32, reason: reason.clone() });
+                }
+            }
+        }
+        outcome
+    }
+
+    fn epochs(&mut self) -> Result<Option<Gathered>> {
         let sh = self.shared.clone();
         let (s, p) = (&sh.schedule, &sh.params);
         let side = sh.side();
@@ -535,7 +563,7 @@ impl<E: BlockExchange> Worker<E> {
             self.wait_for(&format!("item half {h} for stratum {tag}"), |m| matches!(m, Message::Rows { kind: RowsKind::Half, id, tag: t, .. } if *id as usize == h && *t == tag))?;
         match message {
             Message::Rows { factors, bias, .. } => Ok(Rows { factors, bias }),
-            Message::Sums { .. } => unreachable!("matched rows"),
+            _ => unreachable!("matched rows"),
         }
     }
 
@@ -656,7 +684,7 @@ impl<E: BlockExchange> Worker<E> {
     }
 
     /// After the last epoch: every worker sends its stripes and halves to worker 0.
-    fn gather_model(mut self) -> Result<Option<Gathered>> {
+    fn gather_model(&mut self) -> Result<Option<Gathered>> {
         let side = self.shared.side();
         if self.me != 0 {
             let stripes = std::mem::take(&mut self.stripes);
@@ -697,6 +725,9 @@ impl<E: BlockExchange> Worker<E> {
             if let Some(at) = self.inbox[seen..].iter().position(&wanted) {
                 return Ok(self.inbox.remove(seen + at));
             }
+            if let Some(Message::Stop { worker, reason }) = self.inbox[seen..].iter().find(|m| matches!(m, Message::Stop { .. })) {
+                return Err(Error::Cluster(format!("{STOPPED} {} failed: {reason}", self.shared.cluster.describe_worker(*worker as usize))));
+            }
             seen = self.inbox.len();
             let now = Instant::now();
             if now >= deadline {
@@ -710,6 +741,9 @@ impl<E: BlockExchange> Worker<E> {
         }
     }
 }
+
+/// How an error passed on from the worker that failed begins (it is not passed on again).
+const STOPPED: &str = "stopped because";
 
 /// One block of SGD: the ratings of block `b` in their fixed order on the stripe's and the
 /// half's rows. `None` for an empty block.

@@ -161,6 +161,28 @@ fn a_failing_worker_stops_the_others_at_once() {
     assert!(!stderr(&threads).contains("stopped because"), "the failure itself is reported: {}", stderr(&threads));
 }
 
+#[test]
+fn a_process_whose_stripes_have_no_test_ratings_still_takes_part_in_scoring() {
+    // One test rating: its user's stripe lies in one process, and the other has none.
+    let dir = tempfile::tempdir().unwrap();
+    let test = dir.path().join("one.csv");
+    let first_two: Vec<String> = std::fs::read_to_string(shipped()).unwrap().lines().take(2).map(String::from).collect();
+    std::fs::write(&test, first_two.join("\n") + "\n").unwrap();
+    let test = test.display().to_string();
+    for seed in ["1", "2"] {
+        let hosts = host_file(dir.path(), 2);
+        let args = |p: &str| -> Vec<String> {
+            ["train", "--train", &shipped(), "--test", &test, "--epochs", "2", "--rank", "8", "--seed", seed, "--workers", "1", "--hosts", &hosts, "--process", p, "--timeout", "20", "--json"].iter().map(|s| s.to_string()).collect()
+        };
+        let one = spawn(&args("1"));
+        let zero = run(&args("0"));
+        assert!(one.wait_with_output().unwrap().status.success());
+        assert!(zero.status.success(), "seed {seed}: {}", stderr(&zero));
+        assert_eq!(json(&zero)["data"]["test_ratings"], 1);
+        assert!(json(&zero)["test_rmse"].as_f64().is_some());
+    }
+}
+
 fn hosts_line(file: &str, n: usize) -> String {
     std::fs::read_to_string(file).unwrap().lines().nth(n).unwrap().to_string()
 }

@@ -106,6 +106,9 @@ struct Shared {
     schedule: Schedule,
     /// Test ratings of this process's stripes, by block, ids made rows of their blocks.
     test: Vec<Vec<Rating>>,
+    /// Whether the whole cluster has test ratings: every worker must take part in scoring,
+    /// whether or not its own stripes have any.
+    has_test: bool,
     params: Params,
     cluster: Cluster,
     mean: f32,
@@ -130,7 +133,7 @@ impl Shared {
 
     fn scores_test(&self, epoch: usize) -> bool {
         let p = &self.params;
-        !self.test.iter().all(Vec::is_empty) && ((epoch + 1) % p.eval_every.max(1) == 0 || epoch + 1 == p.epochs)
+        self.has_test && ((epoch + 1) % p.eval_every.max(1) == 0 || epoch + 1 == p.epochs)
     }
 }
 
@@ -226,6 +229,7 @@ pub fn train(problem: Problem, params: &Params, cluster: &Cluster, mut on_epoch:
     let mine: Vec<Rating> = if cluster.gpu.is_some() { Vec::new() } else { problem.train.par_iter().filter(|r| owner_process(stripe_of(r)) == process).copied().collect() };
     let schedule = Schedule::new(&mine, m, n, Schedule::dsgd_grid(side), Order::ByUser, params.seed)?;
     drop(mine);
+    let has_test = !problem.test.is_empty();
     let mut test = schedule.localize(&problem.test);
     for (b, ratings) in test.iter_mut().enumerate() {
         if owner_process(schedule.coordinates(b).0) != process {
@@ -236,7 +240,7 @@ pub fn train(problem: Problem, params: &Params, cluster: &Cluster, mut on_epoch:
     drop(problem);
 
     let shared =
-        Arc::new(Shared { mean: model.mean, range: model.rating_range, schedule, test, params: params.clone(), cluster: cluster.clone(), start_epoch, settings: settings.clone() });
+        Arc::new(Shared { mean: model.mean, range: model.rating_range, schedule, test, has_test, params: params.clone(), cluster: cluster.clone(), start_epoch, settings: settings.clone() });
     // Each worker's rows to start from: its stripes, and the halves its stripes train first.
     let mut starts: Vec<Option<WorkerStart>> = first.clone().map(|w| Some(WorkerStart::from_model(&shared, &model, w))).collect();
     if let Some(resume) = &resume {

@@ -24,8 +24,32 @@ fn common(extra: &[&str]) -> Vec<String> {
     args
 }
 
-fn spawn(args: &[String]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_gpumf")).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("runs")
+/// A gpumf process that is killed if the test ends (or fails) before it is waited for.
+struct Process(Option<Child>);
+
+impl Process {
+    fn wait_with_output(mut self) -> std::io::Result<Output> {
+        self.0.take().expect("not yet waited for").wait_with_output()
+    }
+
+    fn kill(&mut self) -> std::io::Result<()> {
+        let child = self.0.as_mut().expect("not yet waited for");
+        child.kill()?;
+        child.wait().map(|_| ())
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn spawn(args: &[String]) -> Process {
+    Process(Some(Command::new(env!("CARGO_BIN_EXE_gpumf")).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("runs")))
 }
 
 fn run(args: &[String]) -> Output {
@@ -116,6 +140,14 @@ fn a_resumed_run_reaches_the_uninterrupted_model() {
     assert!(resumed.status.success(), "{}", stderr(&resumed));
     assert_eq!(json(&resumed)["history"][0]["epoch"], 6, "resumed after epoch 5");
     assert!(std::fs::read(path("whole")).unwrap() == std::fs::read(path("resumed")).unwrap(), "resumed model differs");
+    // A checkpoint cut short (a run killed while writing it) is passed over for the one before.
+    let latest = dir.path().join("ck/worker-0-of-2.epoch-5.ckpt");
+    let bytes = std::fs::read(&latest).unwrap();
+    std::fs::write(&latest, &bytes[..bytes.len() / 2]).unwrap();
+    let again = run(&common(&["--workers", "2", "--resume", &path("ck"), "--save", &path("again")]));
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(json(&again)["history"][0]["epoch"], 4, "resumed after epoch 3");
+    assert!(std::fs::read(path("whole")).unwrap() == std::fs::read(path("again")).unwrap(), "resumed model differs");
     // Other settings, or another worker count, are refused.
     let other = run(&common(&["--workers", "2", "--rank", "8", "--resume", &path("ck")]));
     assert!(!other.status.success() && stderr(&other).contains("--rank 16 there, 8 now"), "{}", stderr(&other));
@@ -132,7 +164,6 @@ fn a_killed_process_is_named_by_the_survivor() {
     let lead = spawn(&long("0"));
     std::thread::sleep(Duration::from_secs(3));
     victim.kill().unwrap();
-    victim.wait().unwrap();
     let started = Instant::now();
     let o = lead.wait_with_output().unwrap();
     let err = stderr(&o);

@@ -53,7 +53,14 @@ pub(crate) fn latest(dir: &Path, cluster: &super::Cluster) -> Result<Found> {
             Some(c) => c.into_iter().filter(|e| epochs.contains(e)).collect(),
         });
     }
-    match common.and_then(|c| c.last().copied()) {
+    // The latest whose files are whole: a run killed while writing one leaves the one before.
+    let local = cluster.workers * cluster.process..cluster.workers * (cluster.process + 1);
+    let whole = |epoch: usize| local.clone().all(|w| intact(&dir.join(file_name(w, workers, epoch))));
+    let candidates = common.unwrap_or_default();
+    if let (Some(&latest), None) = (candidates.last(), candidates.iter().rev().find(|&&e| whole(e))) {
+        return Err(Error::Format { path: dir.join(file_name(cluster.workers * cluster.process, workers, latest)), message: "damaged (its checksum does not match), and no older checkpoint is whole".into() });
+    }
+    match candidates.into_iter().rev().find(|&e| whole(e)) {
         Some(epoch) => Ok(Found { dir: dir.to_path_buf(), epoch }),
         None => Err(Error::Format {
             path: dir.into(),
@@ -63,6 +70,16 @@ pub(crate) fn latest(dir: &Path, cluster: &super::Cluster) -> Result<Found> {
             ),
         }),
     }
+}
+
+/// Whether the file at `path` is a checkpoint whose checksum matches.
+fn intact(path: &Path) -> bool {
+    let Ok(bytes) = std::fs::read(path) else { return false };
+    if bytes.len() < 8 + 8 + 4 || &bytes[..8] != MAGIC {
+        return false;
+    }
+    let (body, sum) = bytes.split_at(bytes.len() - 4);
+    crc32fast::hash(body) == u32::from_le_bytes(sum.try_into().expect("4 bytes"))
 }
 
 /// Writes `worker`'s rows after `epoch` epochs, then removes its checkpoints older than the

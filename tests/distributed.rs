@@ -214,6 +214,37 @@ fn a_process_whose_stripes_have_no_test_ratings_still_takes_part_in_scoring() {
     }
 }
 
+#[test]
+fn processes_that_read_only_their_stripes_train_the_same_factors() {
+    // With the test set in a file of its own, each process reads the training file piece by
+    // piece and keeps only its stripes; the factors are those of a run that loaded it whole.
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    let generated = run(&["generate", "--ratings", "60000", "--users", "600", "--items", "300", "--train-out", &path("train.bin"), "--test-out", &path("test.bin")].map(String::from));
+    assert!(generated.status.success(), "{}", stderr(&generated));
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = ["train", "--train", &path("train.bin"), "--test", &path("test.bin"), "--blocks", "4", "--epochs", "5", "--rank", "16", "--json"].iter().map(|s| s.to_string()).collect();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let whole = run(&args(&["--workers", "1", "--save", &path("whole")]));
+    assert!(whole.status.success(), "{}", stderr(&whole));
+    let hosts = host_file(dir.path(), 2);
+    // Process 1 without --json, so that it says what it kept.
+    let one = spawn(&args(&["--workers", "2", "--hosts", &hosts, "--process", "1", "--timeout", "60"]).into_iter().filter(|a| a != "--json").collect::<Vec<_>>());
+    let zero = run(&args(&["--workers", "2", "--hosts", &hosts, "--process", "0", "--timeout", "60", "--save", &path("stripes")]));
+    let one = one.wait_with_output().unwrap();
+    assert!(zero.status.success() && one.status.success(), "{} / {}", stderr(&zero), stderr(&one));
+    assert!(stderr(&one).contains("read piece by piece; this process keeps the"), "{}", stderr(&one));
+    let kept: usize = stderr(&one).split("keeps the ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    assert!(kept > 20_000 && kept < 40_000, "process 1 keeps about half of 60000: {kept}");
+    let figures = |o: &Output| -> Vec<(f64, f64)> { json(o)["history"].as_array().unwrap().iter().map(|e| (e["train_loss"].as_f64().unwrap(), e["test_rmse"].as_f64().unwrap())).collect() };
+    assert_eq!(figures(&zero), figures(&whole), "the same figures every epoch");
+    let (a, b) = (gpumf::model::Model::load(Path::new(&path("whole"))).unwrap(), gpumf::model::Model::load(Path::new(&path("stripes"))).unwrap());
+    assert!(a.user_factors == b.user_factors && a.item_factors == b.item_factors && a.user_bias == b.user_bias && a.item_bias == b.item_bias && a.mean == b.mean);
+    assert!(a.seen.is_some() && b.seen.is_none(), "no process saw every user's items to record");
+}
+
 fn hosts_line(file: &str, n: usize) -> String {
     std::fs::read_to_string(file).unwrap().lines().nth(n).unwrap().to_string()
 }

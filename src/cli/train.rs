@@ -214,6 +214,23 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     }
     let quiet = args.output.quiet || args.output.json;
     let options = LoadOptions { split_column: args.split_column, ..args.input.options() };
+    if let Some(cluster) = cluster.as_ref().filter(|c| c.processes() > 1 && streams(&args, &options)) {
+        // Each process of a cluster reads the file piece by piece and keeps its own stripes.
+        let test = args.test.as_ref().map(|t| load(t, &args.input, quiet)).transpose()?;
+        let stripes = gpumf::distributed::Stripes::stream(&args.train, &options, test.as_ref(), &params, cluster)?;
+        if !quiet {
+            let p = stripes.problem();
+            eprintln!(
+                "{}: {} ratings ({} users x {} items), read piece by piece; this process keeps the {} of its stripes",
+                args.train.display(),
+                stripes.total_ratings(),
+                p.num_users(),
+                p.num_items(),
+                p.train.len()
+            );
+        }
+        return train_distributed(&args, stripes, None, &params, cluster, quiet);
+    }
     // A file of s bytes holds at most s/6 ratings (`1 1 1` and a newline), which take 24 bytes
     // each while loaded and laid out: 4·s bytes surely fit, anything more goes to disk.
     let on_disk = args.memory.filter(|&memory| std::fs::metadata(&args.train).map_or(true, |m| m.len().saturating_mul(4) > memory));
@@ -247,7 +264,9 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     };
 
     if let Some(cluster) = cluster {
-        return train_distributed(&args, problem, &params, &cluster, quiet);
+        let seen = (cluster.process == 0 && args.save.is_some()).then(|| gpumf::model::SeenItems::from_ratings(&problem.train, problem.num_users(), problem.num_items()));
+        let stripes = gpumf::distributed::Stripes::from_problem(problem, &params, &cluster)?;
+        return train_distributed(&args, stripes, seen, &params, &cluster, quiet);
     }
     let backend = chosen_backend(&args.model, threads, quiet);
     let mut outcome = match args.validation {
@@ -266,15 +285,26 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `train --workers` / `--hosts`: DSGD. Process 0 reports and saves as a one-process run does.
-fn train_distributed(args: &TrainArgs, problem: Problem, params: &Params, cluster: &gpumf::distributed::Cluster, quiet: bool) -> anyhow::Result<()> {
+/// Whether the cluster's processes can read --train piece by piece (each keeping its stripes):
+/// with the test set in its own file, and a file and flags the streaming loader reads.
+fn streams(args: &TrainArgs, options: &LoadOptions) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 4];
+    let packed = std::fs::File::open(&args.train).and_then(|mut f| f.read_exact(&mut head)).is_ok() && (head.starts_with(&[0x1f, 0x8b]) || head == *b"PK\x03\x04");
+    args.test_fraction.is_none() && args.split_column.is_none() && options.duplicates == gpumf::data::Duplicates::Keep && options.format != gpumf::data::Format::Dense && !packed
+}
+
+/// `train --workers` / `--hosts` / `--devices`: DSGD. Process 0 reports and saves as a
+/// one-process run does; `seen`, each user's training items, goes into the saved model when
+/// it could be gathered (not when each process read only its stripes).
+fn train_distributed(args: &TrainArgs, stripes: gpumf::distributed::Stripes, seen: Option<gpumf::model::SeenItems>, params: &Params, cluster: &gpumf::distributed::Cluster, quiet: bool) -> anyhow::Result<()> {
     let lead = cluster.process == 0;
-    // What the report and the saved model need once `problem` is handed over.
-    let train_ratings = problem.train.len();
+    // What the report needs once the stripes are handed over.
+    let train_ratings = stripes.total_ratings();
+    let problem = stripes.problem();
     let shell = Problem { train: Vec::new(), test: problem.test.clone(), users: problem.users.clone(), items: problem.items.clone(), cold: problem.cold, train_on_disk: None };
-    let seen = (lead && args.save.is_some()).then(|| gpumf::model::SeenItems::from_ratings(&problem.train, problem.num_users(), problem.num_items()));
     let progress = Progress::new(params.epochs, quiet || !lead);
-    let trained = gpumf::distributed::train(problem, params, cluster, |r| progress.epoch(r));
+    let trained = gpumf::distributed::train(stripes, params, cluster, |r| progress.epoch(r));
     progress.finish();
     let Some(trained) = trained? else {
         if !quiet {
@@ -287,10 +317,12 @@ fn train_distributed(args: &TrainArgs, problem: Problem, params: &Params, cluste
     let mut outcome = Outcome { trained, fitted_on: None, train_ratings, kept, test, validation: None, cold: shell.cold };
     report(args, &shell, &outcome)?;
     if let Some(save) = &args.save {
+        let gathered = seen.is_some();
         outcome.trained.model.seen = seen;
         outcome.trained.model.save(save, args.force).context("--save")?;
         if !quiet {
-            eprintln!("saved the model to {}", save.display());
+            let note = if gathered { "" } else { " (without each user's seen items: each process read only its stripes' ratings)" };
+            eprintln!("saved the model to {}{note}", save.display());
         }
     }
     Ok(())

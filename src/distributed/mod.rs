@@ -15,7 +15,7 @@
 mod checkpoint;
 pub mod exchange;
 
-use crate::data::{Problem, Rating, UNKNOWN};
+use crate::data::{stream_ratings, LoadOptions, Problem, Rating, RatingSet, UNKNOWN};
 use crate::error::{Error, Result};
 use crate::gpu::{GpuOptions, GpuSolver, Side};
 use crate::metrics::ErrorSums;
@@ -26,7 +26,7 @@ use crate::update::{sgd_update, Step};
 use exchange::{BlockExchange, Hello, Message, RowsKind, TimelyExchange, Transport};
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -150,24 +150,85 @@ struct Gathered {
     halves: Vec<Rows>,
 }
 
-/// Trains `problem` by DSGD on `cluster`. Process 0 returns the run (its model gathered from
-/// every worker) and calls `on_epoch` after each epoch with the figures of all workers; the
-/// other processes return `None`. `problem` is taken whole so this process can keep only its
-/// stripes' ratings.
-pub fn train(problem: Problem, params: &Params, cluster: &Cluster, mut on_epoch: impl FnMut(&EpochReport)) -> Result<Option<Trained>> {
-    let start = Instant::now();
-    params.validate()?;
+/// The training data as one DSGD process holds it: the ratings of its own stripes (in
+/// `problem.train`, beside the whole problem's ids and test set), and what it must know of the
+/// others' (how many, their mean and range, a checksum to compare with the other processes).
+pub struct Stripes {
+    problem: Problem,
+    total: usize,
+    mean: f32,
+    range: Option<(f32, f32)>,
+    checksum: u32,
+}
+
+impl Stripes {
+    /// From a problem loaded whole: this process's stripes are kept, the rest dropped.
+    pub fn from_problem(mut problem: Problem, params: &Params, cluster: &Cluster) -> Result<Stripes> {
+        if problem.train_on_disk.is_some() {
+            return Err(Error::InvalidParameter("--memory (blocks on disk) trains in one process; with --workers or --hosts each process keeps its stripes in memory".into()));
+        }
+        let side = grid_side(params, cluster)?;
+        check_sizes(side, problem.num_users(), problem.num_items())?;
+        let (total, mean, range) = (problem.train.len(), problem.train_mean(), problem.train_range());
+        let checksum = crc32fast::hash(bytemuck::cast_slice(&problem.train));
+        if cluster.processes() > 1 {
+            let keep = stripe_filter(problem.num_users(), side, params, cluster);
+            problem.train.retain(|r| keep(r));
+            problem.train.shrink_to_fit();
+        }
+        Ok(Stripes { problem, total, mean, range, checksum })
+    }
+
+    /// Reads the training file twice, piece by piece, never whole: the first pass learns the
+    /// ids, the count, the mean, the range and the checksum, the second keeps this process's
+    /// stripes. The ids and ratings are those [`crate::data::load_ratings`] gives (the
+    /// streaming loader reads what it reads), so the model is the same bits as one loaded whole.
+    pub fn stream(path: &Path, options: &LoadOptions, test: Option<&RatingSet>, params: &Params, cluster: &Cluster) -> Result<Stripes> {
+        let side = grid_side(params, cluster)?;
+        let mut crc = crc32fast::Hasher::new();
+        let (mut sum, mut lo, mut hi) = (0f64, f32::INFINITY, f32::NEG_INFINITY);
+        let first = stream_ratings(path, options, |ratings| {
+            crc.update(bytemuck::cast_slice(ratings));
+            for r in ratings {
+                sum += r.value as f64;
+                lo = lo.min(r.value);
+                hi = hi.max(r.value);
+            }
+            Ok(())
+        })?;
+        let (m, n) = (first.users.len(), first.items.len());
+        check_sizes(side, m, n)?;
+        let keep = stripe_filter(m, side, params, cluster);
+        let mut mine = Vec::new();
+        let second = stream_ratings(path, options, |ratings| {
+            mine.extend(ratings.iter().filter(|r| keep(r)));
+            Ok(())
+        })?;
+        if (second.ratings, second.users.len(), second.items.len()) != (first.ratings, m, n) {
+            return Err(Error::Format { path: path.into(), message: "changed while it was being read (its two readings differ)".into() });
+        }
+        let total = first.ratings as usize;
+        let problem = Problem::new(RatingSet { entries: mine, users: first.users, items: first.items }, test);
+        let mean = if total == 0 { 0.0 } else { (sum / total as f64) as f32 };
+        Ok(Stripes { problem, total, mean, range: (lo <= hi).then_some((lo, hi)), checksum: crc.finalize() })
+    }
+
+    /// The problem with this process's stripes' training ratings.
+    pub fn problem(&self) -> &Problem {
+        &self.problem
+    }
+
+    /// Training ratings in the whole set, every process's.
+    pub fn total_ratings(&self) -> usize {
+        self.total
+    }
+}
+
+/// Stripes per side of the grid: `--blocks`, or one per worker.
+fn grid_side(params: &Params, cluster: &Cluster) -> Result<usize> {
     let workers = cluster.total_workers();
     if cluster.workers == 0 {
         return Err(Error::InvalidParameter("--workers must be at least 1".into()));
-    }
-    if let Some((_, devices)) = &cluster.gpu {
-        if devices.len() != cluster.workers {
-            return Err(Error::InvalidParameter(format!("--devices lists {} GPUs for {} workers: on the GPU each worker has one", devices.len(), cluster.workers)));
-        }
-    }
-    if !cluster.hosts.is_empty() && cluster.process >= cluster.hosts.len() {
-        return Err(Error::InvalidParameter(format!("--process {}: the host file lists {} processes (0 to {})", cluster.process, cluster.hosts.len(), cluster.hosts.len() - 1)));
     }
     let side = match params.blocks {
         None => workers,
@@ -182,16 +243,52 @@ pub fn train(problem: Problem, params: &Params, cluster: &Cluster, mut on_epoch:
             2 * workers
         )));
     }
-    if problem.train_on_disk.is_some() {
-        return Err(Error::InvalidParameter("--memory (blocks on disk) trains in one process; with --workers or --hosts each process keeps its stripes in memory".into()));
-    }
-    if problem.train.is_empty() {
+    Ok(side)
+}
+
+fn check_sizes(side: usize, m: usize, n: usize) -> Result<()> {
+    if m == 0 {
         return Err(Error::Data("no training ratings".into()));
     }
-    let (m, n) = (problem.num_users(), problem.num_items());
     if m < side || n < HALVES * side {
         return Err(Error::InvalidParameter(format!("--blocks {side}: DSGD needs at least {side} users and {} items, and there are {m} users and {n} items", HALVES * side)));
     }
+    Ok(())
+}
+
+/// Whether a rating (dense ids) is of a stripe this process's workers own.
+fn stripe_filter(users: usize, side: usize, params: &Params, cluster: &Cluster) -> impl Fn(&Rating) -> bool + Sync {
+    let axis = Axis::new(users, side, params.seed, 11);
+    let (workers, per_process, process) = (cluster.total_workers(), cluster.workers, cluster.process);
+    move |r: &Rating| (axis.block_at(axis.position(r.user)) % workers) / per_process == process
+}
+
+/// Trains this process's `stripes` by DSGD on `cluster`. Process 0 returns the run (its model
+/// gathered from every worker) and calls `on_epoch` after each epoch with the figures of all
+/// workers; the other processes return `None`.
+pub fn train(stripes: Stripes, params: &Params, cluster: &Cluster, mut on_epoch: impl FnMut(&EpochReport)) -> Result<Option<Trained>> {
+    let start = Instant::now();
+    params.validate()?;
+    let workers = cluster.total_workers();
+    if let Some((_, devices)) = &cluster.gpu {
+        if devices.len() != cluster.workers {
+            return Err(Error::InvalidParameter(format!("--devices lists {} GPUs for {} workers: on the GPU each worker has one", devices.len(), cluster.workers)));
+        }
+    }
+    if !cluster.hosts.is_empty() && cluster.process >= cluster.hosts.len() {
+        return Err(Error::InvalidParameter(format!("--process {}: the host file lists {} processes (0 to {})", cluster.process, cluster.hosts.len(), cluster.hosts.len() - 1)));
+    }
+    let side = grid_side(params, cluster)?;
+    let Stripes { problem, total, mean, range, checksum } = stripes;
+    let (m, n) = (problem.num_users(), problem.num_items());
+    check_sizes(side, m, n)?;
+    // The whole set's mean and range, which this process's stripes alone would not give.
+    let init = |problem: &Problem| {
+        let mut model = Model::init(problem, params);
+        model.mean = if params.biases { mean } else { 0.0 };
+        model.rating_range = range.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
+        model
+    };
     let resume = match &cluster.resume {
         Some(dir) => Some(checkpoint::latest(dir, cluster)?),
         None => None,
@@ -200,12 +297,11 @@ pub fn train(problem: Problem, params: &Params, cluster: &Cluster, mut on_epoch:
     if start_epoch >= params.epochs {
         return Err(Error::InvalidParameter(format!("--resume: the checkpoint is after epoch {start_epoch}, and --epochs is {}: nothing is left to train", params.epochs)));
     }
-    let settings = settings(&problem, params, cluster, side, start_epoch);
+    let settings = settings(&problem, total, checksum, params, cluster, side, start_epoch);
 
     // This process's stripes only: the ratings of other processes' users are dropped here.
     let process = cluster.process;
     let user_axis = Axis::new(m, side, params.seed, 11);
-    let owner_process = |stripe: usize| (stripe % workers) / cluster.workers;
     let stripe_of = |r: &Rating| user_axis.block_at(user_axis.position(r.user));
     let first = cluster.workers * process..cluster.workers * (process + 1);
     // On a GPU each worker's device holds its blocks, shuffled (ratings in flight together
@@ -213,7 +309,7 @@ pub fn train(problem: Problem, params: &Params, cluster: &Cluster, mut on_epoch:
     let devices: Vec<Option<GpuSolver>> = match &cluster.gpu {
         None => first.clone().map(|_| None).collect(),
         Some((options, adapters)) => {
-            let model = Model::init(&problem, params);
+            let model = init(&problem);
             let mut devices = Vec::new();
             for (w, &adapter) in first.clone().zip(adapters) {
                 let own: Vec<Rating> = problem.train.par_iter().filter(|r| stripe_of(r) % workers == w).copied().collect();
@@ -226,17 +322,16 @@ pub fn train(problem: Problem, params: &Params, cluster: &Cluster, mut on_epoch:
     };
     // On the CPU, by user within each block: a worker loads a user's row once per block, and
     // the order is still fixed by the seed, so every worker count trains the same sequence.
-    let mine: Vec<Rating> = if cluster.gpu.is_some() { Vec::new() } else { problem.train.par_iter().filter(|r| owner_process(stripe_of(r)) == process).copied().collect() };
-    let schedule = Schedule::new(&mine, m, n, Schedule::dsgd_grid(side), Order::ByUser, params.seed)?;
-    drop(mine);
+    let mine: &[Rating] = if cluster.gpu.is_some() { &[] } else { &problem.train };
+    let schedule = Schedule::new(mine, m, n, Schedule::dsgd_grid(side), Order::ByUser, params.seed)?;
     let has_test = !problem.test.is_empty();
     let mut test = schedule.localize(&problem.test);
     for (b, ratings) in test.iter_mut().enumerate() {
-        if owner_process(schedule.coordinates(b).0) != process {
+        if (schedule.coordinates(b).0 % workers) / cluster.workers != process {
             *ratings = Vec::new();
         }
     }
-    let model = Model::init(&problem, params);
+    let model = init(&problem);
     drop(problem);
 
     let shared =
@@ -368,9 +463,9 @@ fn gather_rows(ids: &[u32], factors: &ndarray::Array2<f32>, bias: &[f32]) -> Row
 }
 
 /// Everything that must match in every process, as text for the start-up comparison.
-fn settings(problem: &Problem, params: &Params, cluster: &Cluster, side: usize, start_epoch: usize) -> Vec<(String, String)> {
+fn settings(problem: &Problem, total: usize, checksum: u32, params: &Params, cluster: &Cluster, side: usize, start_epoch: usize) -> Vec<(String, String)> {
     let mut data = crc32fast::Hasher::new();
-    data.update(bytemuck::cast_slice(&problem.train));
+    data.update(&checksum.to_le_bytes());
     data.update(bytemuck::cast_slice(&problem.test));
     data.update(bytemuck::cast_slice(problem.users.externals()));
     data.update(bytemuck::cast_slice(problem.items.externals()));
@@ -391,7 +486,7 @@ fn settings(problem: &Problem, params: &Params, cluster: &Cluster, side: usize, 
         ("--eval-every", p.eval_every.to_string()),
         ("--checkpoint-every", cluster.checkpoint.as_ref().map_or("none".into(), |c| c.1.to_string())),
         ("resume epoch", start_epoch.to_string()),
-        ("training ratings", problem.train.len().to_string()),
+        ("training ratings", total.to_string()),
         ("test ratings", problem.test.len().to_string()),
         ("data checksum", format!("{:08x}", data.finalize())),
     ]

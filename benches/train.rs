@@ -16,7 +16,7 @@ fn list(var: &str, default: &str) -> Vec<usize> {
 }
 
 fn bench(c: &mut Criterion) {
-    let mut backends = vec![("cpu-sequential", Backend::Cpu(CpuMode::Sequential)), ("cpu-hogwild", Backend::Cpu(CpuMode::with_threads(num_threads())))];
+    let mut backends = vec![("cpu-sequential", Backend::Cpu(CpuMode::Sequential)), ("cpu-threads", Backend::Cpu(CpuMode::with_threads(num_threads())))];
     if !gpumf::gpu::list_adapters().is_empty() {
         backends.push(("gpu", Backend::Gpu(GpuOptions::default())));
     }
@@ -30,7 +30,10 @@ fn bench(c: &mut Criterion) {
             for (name, backend) in &backends {
                 let mut solver = make_solver(&problem, &params, backend).expect("solver");
                 group.bench_function(BenchmarkId::new(*name, format!("{size} ratings, rank {rank}")), |b| {
-                    b.iter(|| solver.run_epoch(0, params.learning_rate).expect("epoch"))
+                    b.iter(|| {
+                        solver.submit_epoch(0, params.learning_rate, false).expect("epoch");
+                        solver.finish_epoch().expect("epoch")
+                    })
                 });
             }
         }

@@ -6,6 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --release
+# The benchmarks are not run here, but they must still build.
+cargo check --release --benches --quiet
 venv=${GPUMF_VENV:-target/venv}
 if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"

@@ -427,7 +427,8 @@ fn two_devices_on_one_adapter_train_like_one() {
     let params = Params { rank: 32, epochs: 20, ..Params::default() };
     let run = |devices: Vec<usize>| {
         let cluster = gpumf::distributed::Cluster { gpu: Some((GpuOptions::default(), devices.clone())), ..gpumf::distributed::Cluster::threads(devices.len()) };
-        gpumf::distributed::train(problem.clone(), &params, &cluster, |_| {}).unwrap().expect("one process: process 0")
+        let stripes = gpumf::distributed::Stripes::from_problem(problem.clone(), &params, &cluster).unwrap();
+        gpumf::distributed::train(stripes, &params, &cluster, |_| {}).unwrap().expect("one process: process 0")
     };
     let (one, two) = (run(vec![0]), run(vec![0, 0]));
     let plain = train(&problem, &params, &gpu(GpuOptions::default()), |_| {}).unwrap();

@@ -163,6 +163,9 @@ impl ClusterArgs {
             timeout: std::time::Duration::from_secs(self.timeout),
             checkpoint,
             resume: self.resume.clone(),
+            // Every process sends its users' items whether or not process 0 saves: --save is
+            // process 0's flag alone, and all must agree on the messages.
+            record_seen: true,
             gpu: devices.map(|d| (model.gpu.options(model.precision), d)),
         }))
     }
@@ -229,7 +232,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
                 p.train.len()
             );
         }
-        return train_distributed(&args, stripes, None, &params, cluster, quiet);
+        return train_distributed(&args, stripes, &params, cluster, quiet);
     }
     // A file of s bytes holds at most s/6 ratings (`1 1 1` and a newline), which take 24 bytes
     // each while loaded and laid out: 4·s bytes surely fit, anything more goes to disk.
@@ -264,9 +267,8 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     };
 
     if let Some(cluster) = cluster {
-        let seen = (cluster.process == 0 && args.save.is_some()).then(|| gpumf::model::SeenItems::from_ratings(&problem.train, problem.num_users(), problem.num_items()));
         let stripes = gpumf::distributed::Stripes::from_problem(problem, &params, &cluster)?;
-        return train_distributed(&args, stripes, seen, &params, &cluster, quiet);
+        return train_distributed(&args, stripes, &params, &cluster, quiet);
     }
     let backend = chosen_backend(&args.model, threads, quiet);
     let mut outcome = match args.validation {
@@ -295,9 +297,8 @@ fn streams(args: &TrainArgs, options: &LoadOptions) -> bool {
 }
 
 /// `train --workers` / `--hosts` / `--devices`: DSGD. Process 0 reports and saves as a
-/// one-process run does; `seen`, each user's training items, goes into the saved model when
-/// it could be gathered (not when each process read only its stripes).
-fn train_distributed(args: &TrainArgs, stripes: gpumf::distributed::Stripes, seen: Option<gpumf::model::SeenItems>, params: &Params, cluster: &gpumf::distributed::Cluster, quiet: bool) -> anyhow::Result<()> {
+/// one-process run does, each user's training items gathered from the processes with it.
+fn train_distributed(args: &TrainArgs, stripes: gpumf::distributed::Stripes, params: &Params, cluster: &gpumf::distributed::Cluster, quiet: bool) -> anyhow::Result<()> {
     let lead = cluster.process == 0;
     // What the report needs once the stripes are handed over.
     let train_ratings = stripes.total_ratings();
@@ -314,15 +315,12 @@ fn train_distributed(args: &TrainArgs, stripes: gpumf::distributed::Stripes, see
     };
     let kept = trained.history.last().expect("at least one epoch").clone();
     let test = kept.test_rmse.zip(kept.test_mae);
-    let mut outcome = Outcome { trained, fitted_on: None, train_ratings, kept, test, validation: None, cold: shell.cold };
+    let outcome = Outcome { trained, fitted_on: None, train_ratings, kept, test, validation: None, cold: shell.cold };
     report(args, &shell, &outcome)?;
     if let Some(save) = &args.save {
-        let gathered = seen.is_some();
-        outcome.trained.model.seen = seen;
         outcome.trained.model.save(save, args.force).context("--save")?;
         if !quiet {
-            let note = if gathered { "" } else { " (without each user's seen items: each process read only its stripes' ratings)" };
-            eprintln!("saved the model to {}{note}", save.display());
+            eprintln!("saved the model to {}", save.display());
         }
     }
     Ok(())

@@ -25,6 +25,8 @@ pub enum Message {
     Sums { epoch: u32, test: bool, blocks: Vec<(u32, ErrorSums)>, sent_bytes: u64 },
     /// The sender failed and stops: the others stop too, at once, rather than wait for it.
     Stop { worker: u32, reason: String },
+    /// The items each user of a stripe rated, encoded as the model file keeps them.
+    Seen { stripe: u32, runs: Vec<u8> },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,6 +49,7 @@ impl Message {
             Message::Rows { factors, bias, .. } => 4 * (factors.len() + bias.len()) as u64,
             Message::Sums { blocks, .. } => 28 * blocks.len() as u64,
             Message::Stop { .. } => 0,
+            Message::Seen { runs, .. } => runs.len() as u64,
         }
     }
 }
@@ -83,6 +86,11 @@ impl Bytesable for Message {
                 let bias = floats(take(4 * n));
                 Message::Rows { kind, id, tag, factors, bias }
             }
+            3 => {
+                let stripe = u32_(take(4));
+                let n = u64_(take(8)) as usize;
+                Message::Seen { stripe, runs: take(n).to_vec() }
+            }
             2 => {
                 let worker = u32_(take(4));
                 let n = u64_(take(8)) as usize;
@@ -112,6 +120,7 @@ impl Bytesable for Message {
             Message::Rows { factors, bias, .. } => 1 + 1 + 4 + 8 + 8 + 4 * factors.len() + 8 + 4 * bias.len(),
             Message::Sums { blocks, .. } => 1 + 4 + 1 + 8 + 8 + 28 * blocks.len(),
             Message::Stop { reason, .. } => 1 + 4 + 8 + reason.len(),
+            Message::Seen { runs, .. } => 1 + 4 + 8 + runs.len(),
         }
     }
 
@@ -127,6 +136,12 @@ impl Bytesable for Message {
                 put(bytemuck::cast_slice(factors));
                 put(&(bias.len() as u64).to_le_bytes());
                 put(bytemuck::cast_slice(bias));
+            }
+            Message::Seen { stripe, runs } => {
+                put(&[3]);
+                put(&stripe.to_le_bytes());
+                put(&(runs.len() as u64).to_le_bytes());
+                put(runs);
             }
             Message::Stop { worker, reason } => {
                 put(&[2]);
@@ -362,6 +377,7 @@ mod tests {
             Message::Rows { kind: RowsKind::Final, id: 0, tag: 0, factors: Vec::new(), bias: Vec::new() },
             Message::Sums { epoch: 3, test: true, blocks: vec![(5, ErrorSums { count: 9, squared: 1.0 / 3.0, absolute: 2.5 })], sent_bytes: 12345 },
             Message::Stop { worker: 2, reason: "training diverged at epoch 3 ⚠".into() },
+            Message::Seen { stripe: 1, runs: vec![2, 0, 5, 1, 200] },
         ];
         for m in messages {
             let mut bytes = Vec::new();

@@ -19,7 +19,7 @@ use crate::data::{stream_ratings, LoadOptions, Problem, Rating, RatingSet, UNKNO
 use crate::error::{Error, Result};
 use crate::gpu::{GpuOptions, GpuSolver, Side};
 use crate::metrics::ErrorSums;
-use crate::model::{clip, score_rows, Model, Params};
+use crate::model::{clip, score_rows, Model, Params, SeenItems};
 use crate::schedule::{Axis, Order, Schedule};
 use crate::training::{EpochReport, Trained};
 use crate::update::{sgd_update, Step};
@@ -46,6 +46,10 @@ pub struct Cluster {
     pub checkpoint: Option<(PathBuf, usize)>,
     /// Start from the latest checkpoint in this directory.
     pub resume: Option<PathBuf>,
+    /// Gather which items each user rated into the model (for recommendations that leave them
+    /// out), as a one-process run records them; costs a message of 1–2 bytes a rating. Every
+    /// process must agree (it is compared at start-up).
+    pub record_seen: bool,
     /// Train each worker's blocks on a GPU: these settings, and for local worker `w` the
     /// adapter `devices[w]` (one adapter may be listed twice: two devices on it). `None`: each
     /// worker is a CPU thread.
@@ -55,7 +59,7 @@ pub struct Cluster {
 impl Cluster {
     /// `workers` threads in one process.
     pub fn threads(workers: usize) -> Cluster {
-        Cluster { workers, hosts: Vec::new(), process: 0, timeout: Duration::from_secs(300), checkpoint: None, resume: None, gpu: None }
+        Cluster { workers, hosts: Vec::new(), process: 0, timeout: Duration::from_secs(300), checkpoint: None, resume: None, record_seen: false, gpu: None }
     }
 
     pub fn processes(&self) -> usize {
@@ -148,6 +152,8 @@ pub(crate) struct Rows {
 struct Gathered {
     stripes: Vec<Rows>,
     halves: Vec<Rows>,
+    /// Each stripe's users' rated items, encoded, when the cluster records them.
+    seen: Vec<Vec<u8>>,
 }
 
 /// The training data as one DSGD process holds it: the ratings of its own stripes (in
@@ -416,6 +422,19 @@ pub fn train(stripes: Stripes, params: &Params, cluster: &Cluster, mut on_epoch:
     for (h, rows) in gathered.halves.iter().enumerate() {
         scatter_rows(s.items.members(h), rows, &mut model.item_factors, &mut model.item_bias);
     }
+    if cluster.record_seen {
+        let parts = gathered
+            .seen
+            .into_iter()
+            .enumerate()
+            .map(|(p, runs)| SeenItems::from_bytes(runs, s.users.members(p).len(), n).map_err(|e| Error::Cluster(format!("the seen items of stripe {p}: {e}"))))
+            .collect::<Result<Vec<_>>>()?;
+        model.seen = Some(SeenItems::gather(m, &parts, |u| {
+            let position = s.users.position(u as u32);
+            let stripe = s.users.block_at(position);
+            (stripe, position as usize - s.users.start(stripe))
+        }));
+    }
     let train_seconds = history.iter().map(|r: &EpochReport| r.sgd_seconds).sum();
     let grid = shared.schedule.grid();
     let on = match &cluster.gpu {
@@ -484,6 +503,7 @@ fn settings(problem: &Problem, total: usize, checksum: u32, params: &Params, clu
         ("--init-std", p.init_std.to_string()),
         ("--backend", cluster.gpu.as_ref().map_or("cpu".into(), |(o, _)| format!("gpu {:?}", o.precision))),
         ("--eval-every", p.eval_every.to_string()),
+        ("record seen items", cluster.record_seen.to_string()),
         ("--checkpoint-every", cluster.checkpoint.as_ref().map_or("none".into(), |c| c.1.to_string())),
         ("resume epoch", start_epoch.to_string()),
         ("training ratings", total.to_string()),
@@ -785,7 +805,12 @@ impl<E: BlockExchange> Worker<E> {
     /// After the last epoch: every worker sends its stripes and halves to worker 0.
     fn gather_model(&mut self) -> Result<Option<Gathered>> {
         let side = self.shared.side();
+        let record = self.shared.cluster.record_seen;
+        let own_seen: Vec<(usize, Vec<u8>)> = if record { self.stripes.keys().map(|&p| (p, self.stripe_seen(p))).collect() } else { Vec::new() };
         if self.me != 0 {
+            for (p, runs) in own_seen {
+                self.send(0, Message::Seen { stripe: p as u32, runs });
+            }
             let stripes = std::mem::take(&mut self.stripes);
             for (p, rows) in stripes {
                 self.send(0, Message::Rows { kind: RowsKind::Stripe, id: p as u32, tag: 0, factors: rows.factors, bias: rows.bias });
@@ -804,15 +829,36 @@ impl<E: BlockExchange> Worker<E> {
         for (h, (_, rows)) in std::mem::take(&mut self.halves) {
             halves[h] = Some(rows);
         }
-        while stripes.iter().chain(&halves).any(Option::is_none) {
-            let message = self.wait_for("the trained rows", |m| matches!(m, Message::Rows { kind: RowsKind::Stripe | RowsKind::Final, .. }))?;
-            if let Message::Rows { kind, id, factors, bias, .. } = message {
-                let slot = if kind == RowsKind::Stripe { &mut stripes[id as usize] } else { &mut halves[id as usize] };
-                *slot = Some(Rows { factors, bias });
+        let mut seen: Vec<Option<Vec<u8>>> = vec![None; if record { side } else { 0 }];
+        for (p, runs) in own_seen {
+            seen[p] = Some(runs);
+        }
+        while stripes.iter().chain(&halves).any(Option::is_none) || seen.iter().any(Option::is_none) {
+            let message = self.wait_for("the trained rows", |m| matches!(m, Message::Rows { kind: RowsKind::Stripe | RowsKind::Final, .. } | Message::Seen { .. }))?;
+            match message {
+                Message::Rows { kind, id, factors, bias, .. } => {
+                    let slot = if kind == RowsKind::Stripe { &mut stripes[id as usize] } else { &mut halves[id as usize] };
+                    *slot = Some(Rows { factors, bias });
+                }
+                Message::Seen { stripe, runs } => seen[stripe as usize] = Some(runs),
+                _ => unreachable!("matched above"),
             }
         }
         let all = |v: Vec<Option<Rows>>| v.into_iter().map(|r| r.expect("arrived")).collect();
-        Ok(Some(Gathered { stripes: all(stripes), halves: all(halves) }))
+        Ok(Some(Gathered { stripes: all(stripes), halves: all(halves), seen: seen.into_iter().map(|r| r.expect("arrived")).collect() }))
+    }
+
+    /// The items each user of stripe `stripe` rated, encoded by row of the stripe: from the
+    /// stripe's blocks, wherever they are kept (this process's grid, or the worker's GPU's).
+    fn stripe_seen(&self, stripe: usize) -> Vec<u8> {
+        let s = self.device.as_ref().map_or(&self.shared.schedule, |gpu| gpu.schedule());
+        let side = self.shared.side();
+        let first_row = s.users.start(stripe) as u32;
+        let mut local = Vec::new();
+        for b in stripe * HALVES * side..(stripe + 1) * HALVES * side {
+            local.extend(s.block(b).iter().map(|r| Rating { user: r.user - first_row, item: s.items.id_at(r.item), value: 0.0 }));
+        }
+        SeenItems::from_ratings(&local, s.users.members(stripe).len(), s.items.start(s.items.blocks())).as_bytes().to_vec()
     }
 
     /// The first message `wanted` accepts, from the inbox or as it arrives; after the timeout,

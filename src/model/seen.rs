@@ -101,6 +101,21 @@ impl SeenItems {
         self.offsets.len().saturating_sub(1)
     }
 
+    /// Users' runs gathered from several recordings: user `u`'s is run `at(u).1` of
+    /// `parts[at(u).0]` (DSGD: each stripe's users recorded by the worker holding them).
+    pub(crate) fn gather(users: usize, parts: &[SeenItems], at: impl Fn(usize) -> (usize, usize)) -> SeenItems {
+        let mut offsets = Vec::with_capacity(users + 1);
+        let mut bytes = Vec::with_capacity(parts.iter().map(|p| p.bytes.len()).sum());
+        for u in 0..users {
+            offsets.push(bytes.len() as u64);
+            let (part, row) = at(u);
+            let p = &parts[part];
+            bytes.extend_from_slice(&p.bytes[p.offsets[row] as usize..p.offsets[row + 1] as usize]);
+        }
+        offsets.push(bytes.len() as u64);
+        SeenItems { offsets, bytes }
+    }
+
     /// The encoded runs, as written to the model file.
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes
@@ -159,6 +174,19 @@ mod tests {
         assert!(SeenItems::from_bytes(seen.as_bytes().to_vec(), 4, 300).unwrap_err().contains("beyond"));
         assert!(SeenItems::from_bytes(seen.as_bytes()[..3].to_vec(), 4, 70001).unwrap_err().contains("cut short"));
         assert!(SeenItems::from_bytes(seen.as_bytes().to_vec(), 3, 70001).unwrap_err().contains("follow"));
+    }
+
+    #[test]
+    fn runs_gathered_from_parts_equal_one_recording_of_them_all() {
+        let ratings = [r(0, 5), r(1, 2), r(2, 9), r(3, 1), r(1, 7), r(3, 0)];
+        let whole = SeenItems::from_ratings(&ratings, 4, 10);
+        // Users 0 and 2 in one part (rows 0 and 1), users 1 and 3 in another.
+        let part = |users: [u32; 2]| {
+            let local: Vec<Rating> = ratings.iter().filter_map(|x| users.iter().position(|&u| u == x.user).map(|row| r(row as u32, x.item))).collect();
+            SeenItems::from_ratings(&local, 2, 10)
+        };
+        let parts = [part([0, 2]), part([1, 3])];
+        assert_eq!(SeenItems::gather(4, &parts, |u| (u % 2, u / 2)), whole);
     }
 
     #[test]

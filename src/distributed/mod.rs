@@ -70,9 +70,20 @@ impl Cluster {
         self.workers * self.processes()
     }
 
+    /// The worker a user stripe is pinned to: stripe p to worker p mod W, the one rule of who
+    /// trains what.
+    pub fn worker_of(&self, stripe: usize) -> usize {
+        stripe % self.total_workers()
+    }
+
+    /// The process a worker runs in.
+    pub fn process_of(&self, worker: usize) -> usize {
+        worker / self.workers.max(1)
+    }
+
     /// The process a worker runs in, for messages about it.
     fn describe_worker(&self, worker: usize) -> String {
-        let process = worker / self.workers.max(1);
+        let process = self.process_of(worker);
         match self.hosts.get(process) {
             Some(host) => format!("worker {worker} (process {process}, {host})"),
             None => format!("worker {worker}"),
@@ -127,7 +138,7 @@ impl Shared {
     }
 
     fn owner(&self, stripe: usize) -> usize {
-        stripe % self.cluster.total_workers()
+        self.cluster.worker_of(stripe)
     }
 
     /// Strata are numbered across epochs, so a half's message names the one it is for.
@@ -265,8 +276,8 @@ fn check_sizes(side: usize, m: usize, n: usize) -> Result<()> {
 /// Whether a rating (dense ids) is of a stripe this process's workers own.
 fn stripe_filter(users: usize, side: usize, params: &Params, cluster: &Cluster) -> impl Fn(&Rating) -> bool + Sync {
     let axis = Axis::new(users, side, params.seed, 11);
-    let (workers, per_process, process) = (cluster.total_workers(), cluster.workers, cluster.process);
-    move |r: &Rating| (axis.block_at(axis.position(r.user)) % workers) / per_process == process
+    let cluster = cluster.clone();
+    move |r: &Rating| cluster.process_of(cluster.worker_of(axis.block_at(axis.position(r.user)))) == cluster.process
 }
 
 /// Trains this process's `stripes` by DSGD on `cluster`. Process 0 returns the run (its model
@@ -318,10 +329,10 @@ pub fn train(stripes: Stripes, params: &Params, cluster: &Cluster, mut on_epoch:
             let model = init(&problem);
             let mut devices = Vec::new();
             for (w, &adapter) in first.clone().zip(adapters) {
-                let own: Vec<Rating> = problem.train.par_iter().filter(|r| stripe_of(r) % workers == w).copied().collect();
+                let own: Vec<Rating> = problem.train.par_iter().filter(|r| cluster.worker_of(stripe_of(r)) == w).copied().collect();
                 let schedule = Schedule::new(&own, m, n, Schedule::dsgd_grid(side), Order::Shuffled, params.seed)?;
                 let options = GpuOptions { adapter: Some(adapter), ..options.clone() };
-                devices.push(Some(GpuSolver::for_blocks(schedule, model.clone(), params, &options, &|p| p % workers == w)?));
+                devices.push(Some(GpuSolver::for_blocks(schedule, model.clone(), params, &options, &|p| cluster.worker_of(p) == w)?));
             }
             devices
         }
@@ -333,7 +344,7 @@ pub fn train(stripes: Stripes, params: &Params, cluster: &Cluster, mut on_epoch:
     let has_test = !problem.test.is_empty();
     let mut test = schedule.localize(&problem.test);
     for (b, ratings) in test.iter_mut().enumerate() {
-        if (schedule.coordinates(b).0 % workers) / cluster.workers != process {
+        if cluster.process_of(cluster.worker_of(schedule.coordinates(b).0)) != process {
             *ratings = Vec::new();
         }
     }

@@ -151,15 +151,7 @@ pub(crate) fn read(dir: &Path, epoch: usize, worker: usize, shared: &Shared) -> 
     let header_len = u64_(take(8)?) as usize;
     let header: serde_json::Value = serde_json::from_slice(take(header_len)?).map_err(|e| bad(format!("unreadable header: {e}")))?;
     let theirs: Vec<(String, String)> = serde_json::from_value(header["settings"].clone()).map_err(|e| bad(format!("unreadable settings: {e}")))?;
-    let differences: Vec<String> = shared
-        .settings
-        .iter()
-        .filter(|(name, _)| !MAY_CHANGE.contains(&name.as_str()))
-        .filter_map(|(name, value)| {
-            let other = theirs.iter().find(|(n, _)| n == name).map_or("(none)", |(_, v)| v.as_str());
-            (other != value).then(|| format!("{name} {other} there, {value} now"))
-        })
-        .collect();
+    let differences = super::differences(&shared.settings, &theirs, &MAY_CHANGE, "now");
     if !differences.is_empty() {
         return Err(bad(format!("written by a run with other settings or data: {}", differences.join("; "))));
     }

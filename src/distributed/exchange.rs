@@ -352,14 +352,7 @@ fn shake_hands(stream: &TcpStream, ours: &Hello, expected: Option<usize>, addres
             theirs.processes, ours.processes
         )));
     }
-    let differences: Vec<String> = ours
-        .settings
-        .iter()
-        .filter_map(|(name, value)| {
-            let other = theirs.settings.iter().find(|(n, _)| n == name).map_or("(none)", |(_, v)| v.as_str());
-            (other != value).then(|| format!("{name} {other} there, {value} here"))
-        })
-        .collect();
+    let differences = super::differences(&ours.settings, &theirs.settings, &[], "here");
     if !differences.is_empty() {
         return Err(Error::Cluster(format!("{who} was started with other settings or data: {}; start every process with the same flags and files", differences.join("; "))));
     }

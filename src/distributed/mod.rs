@@ -492,6 +492,18 @@ fn gather_rows(ids: &[u32], factors: &ndarray::Array2<f32>, bias: &[f32]) -> Row
     out
 }
 
+/// The settings in `ours` that `theirs` gives otherwise (or not at all), leaving out `skip`,
+/// each as "NAME THEIRS there, OURS `here`" for an error that says what to change.
+pub(crate) fn differences(ours: &[(String, String)], theirs: &[(String, String)], skip: &[&str], here: &str) -> Vec<String> {
+    ours.iter()
+        .filter(|(name, _)| !skip.contains(&name.as_str()))
+        .filter_map(|(name, value)| {
+            let other = theirs.iter().find(|(n, _)| n == name).map_or("(none)", |(_, v)| v.as_str());
+            (other != value).then(|| format!("{name} {other} there, {value} {here}"))
+        })
+        .collect()
+}
+
 /// Everything that must match in every process, as text for the start-up comparison.
 fn settings(problem: &Problem, total: usize, checksum: u32, params: &Params, cluster: &Cluster, side: usize, start_epoch: usize) -> Vec<(String, String)> {
     let mut data = crc32fast::Hasher::new();

@@ -74,12 +74,20 @@ pub(crate) fn latest(dir: &Path, cluster: &super::Cluster) -> Result<Found> {
 
 /// Whether the file at `path` is a checkpoint whose checksum matches.
 fn intact(path: &Path) -> bool {
-    let Ok(bytes) = std::fs::read(path) else { return false };
+    std::fs::read(path).is_ok_and(|bytes| checked_body(&bytes).is_ok())
+}
+
+/// A checkpoint's bytes less the checksum that ends them, once the magic and the checksum are
+/// found right; else why not.
+fn checked_body(bytes: &[u8]) -> std::result::Result<&[u8], &'static str> {
     if bytes.len() < 8 + 8 + 4 || &bytes[..8] != MAGIC {
-        return false;
+        return Err("not a gpumf checkpoint");
     }
     let (body, sum) = bytes.split_at(bytes.len() - 4);
-    crc32fast::hash(body) == u32::from_le_bytes(sum.try_into().expect("4 bytes"))
+    if crc32fast::hash(body) != u32::from_le_bytes(sum.try_into().expect("4 bytes")) {
+        return Err("the checksum does not match: the file is damaged");
+    }
+    Ok(body)
 }
 
 /// Writes `worker`'s rows after `epoch` epochs, then removes its checkpoints older than the
@@ -134,13 +142,7 @@ pub(crate) fn read(dir: &Path, epoch: usize, worker: usize, shared: &Shared) -> 
     let path = dir.join(file_name(worker, workers, epoch));
     let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
     let bad = |message: String| Error::Format { path: path.clone(), message };
-    if bytes.len() < 8 + 8 + 4 || &bytes[..8] != MAGIC {
-        return Err(bad("not a gpumf checkpoint".into()));
-    }
-    let (body, sum) = bytes.split_at(bytes.len() - 4);
-    if crc32fast::hash(body) != u32::from_le_bytes(sum.try_into().expect("4 bytes")) {
-        return Err(bad("the checksum does not match: the file is damaged".into()));
-    }
+    let body = checked_body(&bytes).map_err(|why| bad(why.into()))?;
     let mut at = 8;
     let mut take = |n: usize| -> Result<&[u8]> {
         let s = body.get(at..at + n).ok_or_else(|| bad("cut short".into()))?;

@@ -299,13 +299,6 @@ pub fn train(stripes: Stripes, params: &Params, cluster: &Cluster, mut on_epoch:
     let Stripes { problem, total, mean, range, checksum } = stripes;
     let (m, n) = (problem.num_users(), problem.num_items());
     check_sizes(side, m, n)?;
-    // The whole set's mean and range, which this process's stripes alone would not give.
-    let init = |problem: &Problem| {
-        let mut model = Model::init(problem, params);
-        model.mean = if params.biases { mean } else { 0.0 };
-        model.rating_range = range.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
-        model
-    };
     let resume = match &cluster.resume {
         Some(dir) => Some(checkpoint::latest(dir, cluster)?),
         None => None,
@@ -321,12 +314,15 @@ pub fn train(stripes: Stripes, params: &Params, cluster: &Cluster, mut on_epoch:
     let user_axis = Axis::new(m, side, params.seed, 11);
     let stripe_of = |r: &Rating| user_axis.block_at(user_axis.position(r.user));
     let first = cluster.workers * process..cluster.workers * (process + 1);
+    // The whole set's mean and range, which this process's stripes alone would not give.
+    let mut model = Model::init(&problem, params);
+    model.mean = if params.biases { mean } else { 0.0 };
+    model.rating_range = range.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
     // On a GPU each worker's device holds its blocks, shuffled (ratings in flight together
     // then rarely share a row); the process keeps only the grid.
     let devices: Vec<Option<GpuSolver>> = match &cluster.gpu {
         None => first.clone().map(|_| None).collect(),
         Some((options, adapters)) => {
-            let model = init(&problem);
             let mut devices = Vec::new();
             for (w, &adapter) in first.clone().zip(adapters) {
                 let own: Vec<Rating> = problem.train.par_iter().filter(|r| cluster.worker_of(stripe_of(r)) == w).copied().collect();
@@ -348,7 +344,6 @@ pub fn train(stripes: Stripes, params: &Params, cluster: &Cluster, mut on_epoch:
             *ratings = Vec::new();
         }
     }
-    let model = init(&problem);
     drop(problem);
 
     let shared =

@@ -290,10 +290,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
 /// Whether the cluster's processes can read --train piece by piece (each keeping its stripes):
 /// with the test set in its own file, and a file and flags the streaming loader reads.
 fn streams(args: &TrainArgs, options: &LoadOptions) -> bool {
-    use std::io::Read;
-    let mut head = [0u8; 4];
-    let packed = std::fs::File::open(&args.train).and_then(|mut f| f.read_exact(&mut head)).is_ok() && (head.starts_with(&[0x1f, 0x8b]) || head == *b"PK\x03\x04");
-    args.test_fraction.is_none() && args.split_column.is_none() && options.duplicates == gpumf::data::Duplicates::Keep && options.format != gpumf::data::Format::Dense && !packed
+    args.test_fraction.is_none() && gpumf::data::streamable(&args.train, options)
 }
 
 /// `train --workers` / `--hosts` / `--devices`: DSGD. Process 0 reports and saves as a

@@ -23,6 +23,11 @@ const UNREAD: &[(&[u8], usize, &str)] = &[
     (b"%PDF", 0, "a PDF document, not ratings"),
 ];
 
+/// Whether a file starting with `head` is gzip or a zip archive (read only whole, unpacked).
+pub(super) fn is_packed(head: &[u8]) -> bool {
+    head.starts_with(&[0x1f, 0x8b]) || head.starts_with(b"PK\x03\x04")
+}
+
 /// Reads `path`, unpacking gzip (any number of members) and a zip that holds one file.
 pub fn read_unpacked(path: &Path) -> Result<Vec<u8>> {
     let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;

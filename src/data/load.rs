@@ -1,7 +1,7 @@
 //! Rating-file loaders: format detected from the content, parsed in parallel, every bad line
 //! reported with its file and line number.
 
-use super::archive::{read_unpacked, unread_container};
+use super::archive::{is_packed, read_unpacked, unread_container};
 use super::{IdMap, Rating, RatingSet};
 use crate::error::{Error, Result};
 use rayon::prelude::*;
@@ -1003,11 +1003,9 @@ pub fn stream_ratings(path: &Path, options: &LoadOptions, sink: impl FnMut(&[Rat
     stream_in_pieces(path, options, PIECE, sink)
 }
 
-/// [`stream_ratings`] with pieces of `piece_bytes` (small ones test the seams).
-fn stream_in_pieces(path: &Path, options: &LoadOptions, piece_bytes: usize, mut sink: impl FnMut(&[Rating]) -> Result<()>) -> Result<StreamReport> {
-    use std::io::Read;
-    check_options(options)?;
-    let whole_file = if options.split_column.is_some() {
+/// The flag that needs the whole file in memory at once, if `options` has one.
+fn whole_file_flag(options: &LoadOptions) -> Option<&'static str> {
+    if options.split_column.is_some() {
         Some("--split-column")
     } else if options.duplicates != Duplicates::Keep {
         Some("--duplicates other than keep")
@@ -1015,8 +1013,24 @@ fn stream_in_pieces(path: &Path, options: &LoadOptions, piece_bytes: usize, mut 
         Some("--format dense")
     } else {
         None
-    };
-    if let Some(flag) = whole_file {
+    }
+}
+
+/// Whether [`stream_ratings`] can read `path` with `options`: no flag that needs the whole file,
+/// and not a compressed file (which is unpacked whole). A file that cannot be opened counts as
+/// streamable, so that reading it gives the error.
+pub fn streamable(path: &Path, options: &LoadOptions) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 4];
+    let packed = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head)).is_ok() && is_packed(&head);
+    whole_file_flag(options).is_none() && !packed
+}
+
+/// [`stream_ratings`] with pieces of `piece_bytes` (small ones test the seams).
+fn stream_in_pieces(path: &Path, options: &LoadOptions, piece_bytes: usize, mut sink: impl FnMut(&[Rating]) -> Result<()>) -> Result<StreamReport> {
+    use std::io::Read;
+    check_options(options)?;
+    if let Some(flag) = whole_file_flag(options) {
         return Err(Error::InvalidParameter(format!("{flag} needs the whole file in memory, and --memory reads it piece by piece; leave one of them out")));
     }
     if std::fs::metadata(path).map_err(|e| Error::io(path, e))?.is_dir() {
@@ -1033,8 +1047,7 @@ fn stream_in_pieces(path: &Path, options: &LoadOptions, piece_bytes: usize, mut 
     if piece.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(Error::EmptyFile { path: path.into() });
     }
-    let packed = piece.starts_with(&[0x1f, 0x8b]) || piece.starts_with(b"PK\x03\x04");
-    if let Some(what) = unread_container(&piece).or(packed.then_some("a compressed file (gzip or zip)")) {
+    if let Some(what) = unread_container(&piece).or(is_packed(&piece).then_some("a compressed file (gzip or zip)")) {
         return Err(Error::Format { path: path.into(), message: format!("this is {what}; --memory reads uncompressed rating files piece by piece: unpack it first") });
     }
     let format = match options.format {

@@ -8,7 +8,7 @@ mod shuffle;
 mod split;
 mod write;
 
-pub use load::{load_pairs, load_ratings, parse_ratings, stream_ratings, Duplicates, Format, LoadOptions, Loaded, StreamReport};
+pub use load::{load_pairs, load_ratings, parse_ratings, stream_ratings, streamable, Duplicates, Format, LoadOptions, Loaded, StreamReport};
 pub use problem::{ColdStart, Problem};
 pub use shuffle::{by_user, group_by_key, shuffled, tiled};
 pub use split::{k_folds, split_fold, split_marked, split_per_user, split_random};

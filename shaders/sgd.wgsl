@@ -34,6 +34,9 @@ struct Params {
     // Groups that update at once, at most: Hogwild's conflicts stay rare only while the ratings
     // in flight are few beside the rows they touch (a 3×3 problem must run one at a time).
     max_groups: u32,
+    // 1 / the rating unit: factor steps take the error in units of the ratings' spread, bias
+    // steps as it is (see Params::rating_unit in src/model/mod.rs).
+    error_scale: f32,
 }
 
 const UNKNOWN: u32 = 0xffffffffu;
@@ -142,13 +145,14 @@ fn sgd_update(ids: GroupIds) {
         if (lane == 0u) {
             sums += vec2<f32>(e * e, abs(e));
         }
+        let scaled = e * params.error_scale;
         for (var c = 0u; c < CHUNKS; c++) {
             let f = lane + c * LANES;
             if (f < K4) {
                 let p = rows.p[c];
                 let q = rows.q[c];
-                user_factors[r.user * K4 + f] = Factor(p + lr * (e * q - reg * p));
-                item_factors[r.item * K4 + f] = Factor(q + lr * (e * p - reg * q));
+                user_factors[r.user * K4 + f] = Factor(p + lr * (scaled * q - reg * p));
+                item_factors[r.item * K4 + f] = Factor(q + lr * (scaled * p - reg * q));
             }
         }
         if (biases && lane == 0u) {

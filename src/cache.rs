@@ -11,7 +11,7 @@
 //! written to a temporary file beside its place and renamed there when complete, so a failure
 //! (a full disk) leaves no partial cache.
 
-use crate::data::{stream_ratings, IdMap, LoadOptions, Rating};
+use crate::data::{stream_ratings, IdMap, LoadOptions, Rating, RatingSummary};
 use crate::error::{Error, Result};
 use crate::rng::part_rng;
 use crate::schedule::{Axis, GridSize, Order, MAX_SIDE};
@@ -22,7 +22,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"GPUMFBK1";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 const DATA_AT: u64 = 4096;
 const RECORD: u64 = 12;
 /// Ratings per block at the least: smaller blocks cost more in reads than they save in memory.
@@ -56,6 +56,7 @@ struct Header {
     ratings: u64,
     skipped_lines: u64,
     sum: f64,
+    sum_squares: f64,
     min: f32,
     max: f32,
     metadata_crc: u32,
@@ -83,10 +84,8 @@ pub struct DiskBlocks {
     pub grid: GridSize,
     pub order: Order,
     pub seed: u64,
-    /// Count, sum, least and greatest of the training ratings.
-    pub count: u64,
-    pub sum: f64,
-    pub range: (f32, f32),
+    /// How many training ratings there are, with their sums and range.
+    pub summary: RatingSummary,
     /// Malformed lines skipped when the cache was built.
     pub skipped_lines: u64,
     /// Whether this run built the cache (false: reused).
@@ -112,7 +111,7 @@ impl DiskBlocks {
             }
             match DiskBlocks::open(&path, input, &input_meta, load, settings, Check::EveryBlock) {
                 Ok(cache) => {
-                    note(&format!("reusing the block cache {} ({} ratings in {} blocks)", path.display(), cache.count, cache.grid));
+                    note(&format!("reusing the block cache {} ({} ratings in {} blocks)", path.display(), cache.summary.count, cache.grid));
                     return Ok(cache);
                 }
                 Err(why) => note(&format!("the block cache {} cannot be used ({why}); rebuilding it", path.display())),
@@ -189,9 +188,7 @@ impl DiskBlocks {
             grid,
             order: if header.by_user { Order::ByUser } else { Order::Shuffled },
             seed: header.seed,
-            count: header.ratings,
-            sum: header.sum,
-            range: (header.min, header.max),
+            summary: RatingSummary { count: header.ratings, sum: header.sum, sum_squares: header.sum_squares, lowest: header.min, highest: header.max },
             skipped_lines: header.skipped_lines,
             built: false,
         };
@@ -215,7 +212,7 @@ impl DiskBlocks {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.count == 0
+        self.summary.count == 0
     }
 
     /// Ratings of block `b`.
@@ -300,15 +297,11 @@ fn build(input: &Path, input_meta: &std::fs::Metadata, load: &LoadOptions, dir: 
     let fail = |e: std::io::Error| Error::Data(format!("writing the block cache in {} failed: {e}; free some space or choose another place with --cache-dir", dir.display()));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let spill = tempfile::Builder::new().prefix(&format!(".{name}.spill.")).suffix(".partial").tempfile_in(dir).map_err(fail)?;
-    let (mut sum, mut min, mut max) = (0f64, f32::INFINITY, f32::NEG_INFINITY);
+    let mut summary = RatingSummary::default();
     let report = {
         let mut writer = BufWriter::with_capacity(1 << 20, spill.as_file());
         let report = stream_ratings(input, load, |ratings| {
-            for r in ratings {
-                sum += r.value as f64;
-                min = min.min(r.value);
-                max = max.max(r.value);
-            }
+            summary.add(ratings);
             writer.write_all(bytemuck::cast_slice(ratings)).map_err(fail)
         })?;
         writer.flush().map_err(fail)?;
@@ -424,9 +417,10 @@ fn build(input: &Path, input_meta: &std::fs::Metadata, load: &LoadOptions, dir: 
         items,
         ratings,
         skipped_lines: report.skipped_lines,
-        sum,
-        min,
-        max,
+        sum: summary.sum,
+        sum_squares: summary.sum_squares,
+        min: summary.lowest,
+        max: summary.highest,
         metadata_crc: crc32fast::hash(&metadata),
     };
     let header = Header { metadata_crc: found.metadata_crc, ..expected_header(input_meta, load, &CacheSettings { grid: Some(grid), ..settings.clone() }, &found) };

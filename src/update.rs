@@ -28,10 +28,21 @@ pub(crate) struct Step {
     pub reg_bias: f32,
     pub mean: f32,
     pub biases: bool,
+    /// 1 / the rating unit: factor steps take the error in units of the ratings' spread (see
+    /// [`crate::model::Params::rating_unit`]).
+    pub error_scale: f32,
+}
+
+impl Step {
+    /// Steps at learning rate `lr` for a model with offset `mean`, in `unit`s of rating.
+    pub fn new(params: &crate::model::Params, lr: f32, mean: f32, unit: f32) -> Step {
+        Step { lr, reg: params.reg, reg_bias: params.reg_bias, mean, biases: params.biases, error_scale: 1.0 / unit }
+    }
 }
 
 /// One SGD update for one rating, reading the old p and q on both sides:
-/// e = r − prediction; p += lr(e·q − λp); q += lr(e·p − λq); biases likewise.
+/// e = r − prediction, ε = e / unit; p += lr(ε·q − λp); q += lr(ε·p − λq);
+/// b += lr(e − λ_b·b) for both biases.
 /// Returns e, the error before the update: its squares summed over an epoch are the epoch's
 /// training loss, with no second pass over the ratings (as LIBMF reports it).
 #[inline(always)]
@@ -45,10 +56,11 @@ pub(crate) fn sgd_update(p: &mut [f32], q: &mut [f32], bu: &mut f32, bi: &mut f3
         *bu += s.lr * (e - s.reg_bias * *bu);
         *bi += s.lr * (e - s.reg_bias * *bi);
     }
+    let scaled = e * s.error_scale;
     for (pf, qf) in p.iter_mut().zip(q.iter_mut()) {
         let (a, b) = (*pf, *qf);
-        *pf = a + s.lr * (e * b - s.reg * a);
-        *qf = b + s.lr * (e * a - s.reg * b);
+        *pf = a + s.lr * (scaled * b - s.reg * a);
+        *qf = b + s.lr * (scaled * a - s.reg * b);
     }
     e
 }

@@ -272,8 +272,8 @@ fn largest_difference(a: &Model, b: &Model) -> f32 {
 /// With the schedule fixing the order and one rating in flight, the GPU runs the very updates
 /// of the sequential CPU trainer, so the factors agree to rounding. Looser tests (RMSE within
 /// 0.01) pass with a wrong update rule; this one fails when the GPU drops the bias
-/// regularisation, ignores the learning-rate schedule or updates q with the new p, and when
-/// the CPU drops the bias regularisation (each was tried).
+/// regularisation, ignores the learning-rate schedule or the rating unit, or updates q with the
+/// new p, and when the CPU drops the bias regularisation (each was tried).
 fn one_rating_in_flight_gives_the_sequential_trainers_factors() {
     if !common::gpu_available() {
         return;

@@ -34,6 +34,31 @@ fn default_settings_reach_0_870_on_latest_small_80_20() {
     }
 }
 
+/// Training works in units of the ratings' spread, so the defaults that suit stars suit a
+/// −10..10 scale (jokes) or 0.5–4 as well: mapped linearly, a set trains to the same RMSE in
+/// its own units, on the sequential and the threaded trainer. Without scaling, the wide scale
+/// trains worse at the same settings.
+fn the_defaults_train_any_rating_scale_alike() {
+    let problem = split_random(&latest_small(), 0.2, 3).unwrap();
+    let params = Params { epochs: 12, rank: 16, ..Params::default() };
+    let rmse = |problem: &Problem, params: &Params, backend: &Backend| train(problem, params, backend, |_| {}).unwrap().history.last().unwrap().test_rmse.unwrap();
+    // latest-small's 0.5–5 mapped onto −10..10 and onto 0.5–4.
+    let (jokes, narrow) = ((20.0 / 4.5, -10.0 - 0.5 * 20.0 / 4.5), (3.5 / 4.5, 0.5 - 0.5 * 3.5 / 4.5));
+    for backend in [Backend::Cpu(CpuMode::Sequential), Backend::Cpu(CpuMode::Parallel { threads: 2 })] {
+        let stars = rmse(&problem, &params, &backend);
+        for (a, b) in [jokes, narrow] {
+            let other = rmse(&common::rescaled(&problem, a, b), &params, &backend) / a as f64;
+            println!("{backend:?}: stars {stars:.5}, ×{a:.3} {b:+.3} {other:.5} in star units");
+            assert!((other - stars).abs() < 1e-3 * stars, "{backend:?}: the set mapped to {a}·r{b:+} trains to {other} in star units, stars to {stars}");
+        }
+    }
+    let sequential = Backend::Cpu(CpuMode::Sequential);
+    let unscaled = Params { scale: false, ..params.clone() };
+    let (scaled, raw) = (rmse(&common::rescaled(&problem, jokes.0, jokes.1), &params, &sequential), rmse(&common::rescaled(&problem, jokes.0, jokes.1), &unscaled, &sequential));
+    println!("−10..10: scaled {scaled:.4}, --no-scale {raw:.4}");
+    assert!(raw > scaled * 1.01, "without scaling, −10..10 trains to {raw}, with it {scaled}");
+}
+
 fn sequential_training_is_bit_reproducible_and_the_loss_falls() {
     let problem = split_random(&latest_small(), 0.2, 1).unwrap();
     let params = Params { epochs: 5, rank: 16, ..Params::default() };
@@ -277,6 +302,7 @@ fn main() -> std::process::ExitCode {
     common::harness(vec![
         Test { name: "default_settings_reach_0_935_on_ml100k_u1", needs: Needs::ML100K, run: default_settings_reach_0_935_on_ml100k_u1 },
         Test { name: "default_settings_reach_0_870_on_latest_small_80_20", needs: Needs::NOTHING, run: default_settings_reach_0_870_on_latest_small_80_20 },
+        Test { name: "the_defaults_train_any_rating_scale_alike", needs: Needs::NOTHING, run: the_defaults_train_any_rating_scale_alike },
         Test { name: "sequential_training_is_bit_reproducible_and_the_loss_falls", needs: Needs::NOTHING, run: sequential_training_is_bit_reproducible_and_the_loss_falls },
         Test { name: "parallel_blocks_match_sequential_accuracy", needs: Needs::ML100K, run: parallel_blocks_match_sequential_accuracy },
         Test { name: "parallel_training_of_few_columns_or_rows_matches_sequential", needs: Needs::NOTHING, run: parallel_training_of_few_columns_or_rows_matches_sequential },

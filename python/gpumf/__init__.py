@@ -215,7 +215,9 @@ class MF:
 
     Parameters are the CLI's: ``rank``, ``epochs``, ``lr`` (initial learning rate), ``lr_decay``
     (lr / (1 + lr_decay * epoch)), ``reg`` and ``reg_bias`` (L2 on factors and biases),
-    ``biases`` (False for the pure p_u . q_i model), ``init_std``, ``seed``, ``eval_every``
+    ``biases`` (False for the pure p_u . q_i model), ``init_std``, ``scale`` (True: ``lr``,
+    ``reg`` and ``init_std`` are in units of the ratings' spread, so they suit any rating
+    scale; False: in the ratings' own units, the CLI's ``--no-scale``), ``seed``, ``eval_every``
     (score the test set every N epochs and after the last), ``blocks`` (the grid every backend
     trains by, "8" or "16x4"; default: the backend's choice). ``backend`` is
     "auto" (a hardware GPU when there is one, else the CPU), "gpu" or "cpu"; ``threads`` the
@@ -240,11 +242,12 @@ class MF:
         eval_every: int = _DEFAULTS["eval_every"],
         blocks: Optional[str] = None,
         verbose: bool = True,
+        scale: bool = _DEFAULTS["scale"],
     ):
         self.rank, self.epochs, self.lr, self.reg = rank, epochs, lr, reg
         self.backend, self.threads, self.seed, self.precision = backend, threads, seed, precision
         self.lr_decay, self.reg_bias, self.biases, self.init_std = lr_decay, reg_bias, biases, init_std
-        self.eval_every, self.blocks = eval_every, blocks
+        self.eval_every, self.blocks, self.scale = eval_every, blocks, scale
         self.verbose = verbose
         self.history: list = []
         self.summary: dict = {}
@@ -291,6 +294,7 @@ class MF:
             "init_std": self.init_std,
             "seed": self.seed,
             "eval_every": self.eval_every,
+            "scale": self.scale,
             "blocks": None if self.blocks is None else str(self.blocks),
             "backend": self.backend,
             "threads": self.threads,

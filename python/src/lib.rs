@@ -136,6 +136,7 @@ fn default_params(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     d.set_item("init_std", p.init_std)?;
     d.set_item("seed", p.seed)?;
     d.set_item("eval_every", p.eval_every)?;
+    d.set_item("scale", p.scale)?;
     Ok(d)
 }
 
@@ -205,6 +206,7 @@ struct Settings {
     init_std: f32,
     seed: u64,
     eval_every: usize,
+    scale: bool,
     blocks: Option<String>,
     backend: String,
     threads: Option<usize>,
@@ -224,6 +226,7 @@ impl Settings {
             init_std: self.init_std,
             seed: self.seed,
             eval_every: self.eval_every,
+            scale: self.scale,
             blocks: self.blocks.as_deref().map(|b| b.parse::<gpumf::schedule::GridSize>().map_err(|e| PyValueError::new_err(format!("blocks={b:?}: {e}")))).transpose()?,
         };
         params.validate().map_err(py_err)?;

@@ -127,9 +127,14 @@ pub struct ParamArgs {
     /// The lab's pure p_u·q_i model: no global mean, no biases.
     #[arg(long)]
     pub no_biases: bool,
-    /// Standard deviation of the initial factors.
+    /// Standard deviation of the initial factors (in rating units, see --no-scale).
     #[arg(long, default_value_t = Params::default().init_std, allow_negative_numbers = true)]
     pub init_std: f32,
+    /// Take --lr, --reg and --init-std as they are, in the ratings' own units. By default they
+    /// are in units of the ratings' spread (standard deviation), so the same settings suit
+    /// 1-5 stars, 0.5-4 or -10..10 alike.
+    #[arg(long)]
+    pub no_scale: bool,
     /// Seed for the initial factors, the visiting order and random splits.
     #[arg(long, default_value_t = Params::default().seed)]
     pub seed: u64,
@@ -157,6 +162,7 @@ impl ParamArgs {
             seed: self.seed,
             blocks: self.blocks,
             eval_every: self.eval_every,
+            scale: !self.no_scale,
         }
     }
 }

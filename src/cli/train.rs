@@ -355,7 +355,7 @@ fn train_on_disk(args: &TrainArgs, memory: u64, options: LoadOptions, params: &P
         eprintln!(
             "{}: {} ratings ({} users x {} items) in {} blocks on disk, at most {} each{}",
             args.train.display(),
-            cache.count,
+            cache.summary.count,
             cache.users.len(),
             cache.items.len(),
             cache.grid,

@@ -50,6 +50,8 @@ pub struct CpuSolver {
     /// The test ratings, naming positions.
     test: Vec<Rating>,
     params: Params,
+    /// The rating unit of the factor steps ([`Params::rating_unit`]).
+    unit: f32,
     schedule: Schedule,
     mode: CpuMode,
     pool: rayon::ThreadPool,
@@ -83,11 +85,12 @@ impl CpuSolver {
         };
         let test = schedule.to_positions(&problem.test);
         reorder(&mut model, |axis, rows| axis.gather(rows), &schedule);
-        Ok(CpuSolver { model, test, params: params.clone(), schedule, mode, pool, done: VecDeque::new() })
+        let unit = params.rating_unit(&problem.train_summary());
+        Ok(CpuSolver { model, test, params: params.clone(), unit, schedule, mode, pool, done: VecDeque::new() })
     }
 
     fn step(&self, lr: f32) -> Step {
-        Step { lr, reg: self.params.reg, reg_bias: self.params.reg_bias, mean: self.model.mean, biases: self.params.biases }
+        Step::new(&self.params, lr, self.model.mean, self.unit)
     }
 
     pub fn schedule(&self) -> &Schedule {

@@ -1,6 +1,6 @@
 //! A training problem: training ratings with dense ids, and a test set in the same index space.
 
-use super::{IdMap, Rating, RatingSet, UNKNOWN};
+use super::{IdMap, Rating, RatingSet, RatingSummary, UNKNOWN};
 use crate::cache::DiskBlocks;
 use std::sync::Arc;
 
@@ -70,16 +70,15 @@ impl Problem {
 
     /// Training ratings, in memory or on disk.
     pub fn train_len(&self) -> usize {
-        self.train_on_disk.as_ref().map_or(self.train.len(), |d| d.count as usize)
+        self.train_on_disk.as_ref().map_or(self.train.len(), |d| d.summary.count as usize)
     }
 
-    /// The least and greatest training rating (NaN-free; `None` without ratings).
-    pub fn train_range(&self) -> Option<(f32, f32)> {
-        if let Some(disk) = &self.train_on_disk {
-            return (disk.count > 0).then_some(disk.range);
+    /// The training ratings' count, sums and range, from the cache's header when on disk.
+    pub fn train_summary(&self) -> RatingSummary {
+        match &self.train_on_disk {
+            Some(disk) => disk.summary,
+            None => RatingSummary::of(&self.train),
         }
-        let (lo, hi) = self.train.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), r| (lo.min(r.value), hi.max(r.value)));
-        (lo <= hi).then_some((lo, hi))
     }
 
     /// From two subsets of one rating set (a split): renumbers ids so the model holds
@@ -132,16 +131,5 @@ impl Problem {
 
     pub fn num_items(&self) -> usize {
         self.items.len()
-    }
-
-    /// Mean of the training ratings, the model's global offset.
-    pub fn train_mean(&self) -> f32 {
-        if let Some(disk) = &self.train_on_disk {
-            return if disk.count == 0 { 0.0 } else { (disk.sum / disk.count as f64) as f32 };
-        }
-        if self.train.is_empty() {
-            return 0.0;
-        }
-        (self.train.iter().map(|r| r.value as f64).sum::<f64>() / self.train.len() as f64) as f32
     }
 }

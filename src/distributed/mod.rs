@@ -15,7 +15,7 @@
 mod checkpoint;
 pub mod exchange;
 
-use crate::data::{stream_ratings, LoadOptions, Problem, Rating, RatingSet, UNKNOWN};
+use crate::data::{stream_ratings, LoadOptions, Problem, Rating, RatingSet, RatingSummary, UNKNOWN};
 use crate::error::{Error, Result};
 use crate::gpu::{GpuOptions, GpuSolver, Side};
 use crate::metrics::ErrorSums;
@@ -128,6 +128,8 @@ struct Shared {
     cluster: Cluster,
     mean: f32,
     range: (f32, f32),
+    /// The rating unit of the factor steps, from the whole set ([`Params::rating_unit`]).
+    unit: f32,
     start_epoch: usize,
     settings: Vec<(String, String)>,
 }
@@ -169,12 +171,10 @@ struct Gathered {
 
 /// The training data as one DSGD process holds it: the ratings of its own stripes (in
 /// `problem.train`, beside the whole problem's ids and test set), and what it must know of the
-/// others' (how many, their mean and range, a checksum to compare with the other processes).
+/// others' (the whole set's summary, and a checksum to compare with the other processes).
 pub struct Stripes {
     problem: Problem,
-    total: usize,
-    mean: f32,
-    range: Option<(f32, f32)>,
+    summary: RatingSummary,
     checksum: u32,
 }
 
@@ -186,31 +186,27 @@ impl Stripes {
         }
         let side = grid_side(params, cluster)?;
         check_sizes(side, problem.num_users(), problem.num_items())?;
-        let (total, mean, range) = (problem.train.len(), problem.train_mean(), problem.train_range());
+        let summary = problem.train_summary();
         let checksum = crc32fast::hash(bytemuck::cast_slice(&problem.train));
         if cluster.processes() > 1 {
             let keep = stripe_filter(problem.num_users(), side, params, cluster);
             problem.train.retain(|r| keep(r));
             problem.train.shrink_to_fit();
         }
-        Ok(Stripes { problem, total, mean, range, checksum })
+        Ok(Stripes { problem, summary, checksum })
     }
 
     /// Reads the training file twice, piece by piece, never whole: the first pass learns the
-    /// ids, the count, the mean, the range and the checksum, the second keeps this process's
+    /// ids, the summary and the checksum, the second keeps this process's
     /// stripes. The ids and ratings are those [`crate::data::load_ratings`] gives (the
     /// streaming loader reads what it reads), so the model is the same bits as one loaded whole.
     pub fn stream(path: &Path, options: &LoadOptions, test: Option<&RatingSet>, params: &Params, cluster: &Cluster) -> Result<Stripes> {
         let side = grid_side(params, cluster)?;
         let mut crc = crc32fast::Hasher::new();
-        let (mut sum, mut lo, mut hi) = (0f64, f32::INFINITY, f32::NEG_INFINITY);
+        let mut summary = RatingSummary::default();
         let first = stream_ratings(path, options, |ratings| {
             crc.update(bytemuck::cast_slice(ratings));
-            for r in ratings {
-                sum += r.value as f64;
-                lo = lo.min(r.value);
-                hi = hi.max(r.value);
-            }
+            summary.add(ratings);
             Ok(())
         })?;
         let (m, n) = (first.users.len(), first.items.len());
@@ -224,10 +220,8 @@ impl Stripes {
         if (second.ratings, second.users.len(), second.items.len()) != (first.ratings, m, n) {
             return Err(Error::Format { path: path.into(), message: "changed while it was being read (its two readings differ)".into() });
         }
-        let total = first.ratings as usize;
         let problem = Problem::new(RatingSet { entries: mine, users: first.users, items: first.items }, test);
-        let mean = if total == 0 { 0.0 } else { (sum / total as f64) as f32 };
-        Ok(Stripes { problem, total, mean, range: (lo <= hi).then_some((lo, hi)), checksum: crc.finalize() })
+        Ok(Stripes { problem, summary, checksum: crc.finalize() })
     }
 
     /// The problem with this process's stripes' training ratings.
@@ -237,7 +231,7 @@ impl Stripes {
 
     /// Training ratings in the whole set, every process's.
     pub fn total_ratings(&self) -> usize {
-        self.total
+        self.summary.count as usize
     }
 }
 
@@ -296,7 +290,7 @@ pub fn train(stripes: Stripes, params: &Params, cluster: &Cluster, mut on_epoch:
         return Err(Error::InvalidParameter(format!("--process {}: the host file lists {} processes (0 to {})", cluster.process, cluster.hosts.len(), cluster.hosts.len() - 1)));
     }
     let side = grid_side(params, cluster)?;
-    let Stripes { problem, total, mean, range, checksum } = stripes;
+    let Stripes { problem, summary, checksum } = stripes;
     let (m, n) = (problem.num_users(), problem.num_items());
     check_sizes(side, m, n)?;
     let resume = match &cluster.resume {
@@ -307,17 +301,16 @@ pub fn train(stripes: Stripes, params: &Params, cluster: &Cluster, mut on_epoch:
     if start_epoch >= params.epochs {
         return Err(Error::InvalidParameter(format!("--resume: the checkpoint is after epoch {start_epoch}, and --epochs is {}: nothing is left to train", params.epochs)));
     }
-    let settings = settings(&problem, total, checksum, params, cluster, side, start_epoch);
+    let settings = settings(&problem, summary.count as usize, checksum, params, cluster, side, start_epoch);
 
     // This process's stripes only: the ratings of other processes' users are dropped here.
     let process = cluster.process;
     let user_axis = Axis::new(m, side, params.seed, 11);
     let stripe_of = |r: &Rating| user_axis.block_at(user_axis.position(r.user));
     let first = cluster.workers * process..cluster.workers * (process + 1);
-    // The whole set's mean and range, which this process's stripes alone would not give.
-    let mut model = Model::init(&problem, params);
-    model.mean = if params.biases { mean } else { 0.0 };
-    model.rating_range = range.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
+    // The whole set's mean, range and unit, which this process's stripes alone would not give.
+    let model = Model::init_for(&problem, params, &summary);
+    let unit = params.rating_unit(&summary);
     // On a GPU each worker's device holds its blocks, shuffled (ratings in flight together
     // then rarely share a row); the process keeps only the grid.
     let devices: Vec<Option<GpuSolver>> = match &cluster.gpu {
@@ -328,7 +321,7 @@ pub fn train(stripes: Stripes, params: &Params, cluster: &Cluster, mut on_epoch:
                 let own: Vec<Rating> = problem.train.par_iter().filter(|r| cluster.worker_of(stripe_of(r)) == w).copied().collect();
                 let schedule = Schedule::new(&own, m, n, Schedule::dsgd_grid(side), Order::Shuffled, params.seed)?;
                 let options = GpuOptions { adapter: Some(adapter), ..options.clone() };
-                devices.push(Some(GpuSolver::for_blocks(schedule, model.clone(), params, &options, &|p| cluster.worker_of(p) == w)?));
+                devices.push(Some(GpuSolver::for_blocks(schedule, model.clone(), params, unit, &options, &|p| cluster.worker_of(p) == w)?));
             }
             devices
         }
@@ -347,7 +340,7 @@ pub fn train(stripes: Stripes, params: &Params, cluster: &Cluster, mut on_epoch:
     drop(problem);
 
     let shared =
-        Arc::new(Shared { mean: model.mean, range: model.rating_range, schedule, test, has_test, params: params.clone(), cluster: cluster.clone(), start_epoch, settings: settings.clone() });
+        Arc::new(Shared { mean: model.mean, range: model.rating_range, unit, schedule, test, has_test, params: params.clone(), cluster: cluster.clone(), start_epoch, settings: settings.clone() });
     // Each worker's rows to start from: its stripes, and the halves its stripes train first.
     let mut starts: Vec<Option<WorkerStart>> = first.clone().map(|w| Some(WorkerStart::from_model(&shared, &model, w))).collect();
     if let Some(resume) = &resume {
@@ -519,6 +512,7 @@ fn settings(problem: &Problem, total: usize, checksum: u32, params: &Params, clu
         ("--reg-bias", p.reg_bias.to_string()),
         ("--no-biases", (!p.biases).to_string()),
         ("--init-std", p.init_std.to_string()),
+        ("--no-scale", (!p.scale).to_string()),
         ("--backend", cluster.gpu.as_ref().map_or("cpu".into(), |(o, _)| format!("gpu {:?}", o.precision))),
         ("--eval-every", p.eval_every.to_string()),
         ("record seen items", cluster.record_seen.to_string()),
@@ -638,7 +632,7 @@ impl<E: BlockExchange> Worker<E> {
             let sent_before = self.sent_bytes;
             let strata = s.strata(epoch);
             let following = s.strata(epoch + 1)[0];
-            let step = Step { lr: p.learning_rate_at(epoch), reg: p.reg, reg_bias: p.reg_bias, mean: sh.mean, biases: p.biases };
+            let step = Step::new(p, p.learning_rate_at(epoch), sh.mean, sh.unit);
             let mut sums = Vec::new();
             for (t, &shift) in strata.iter().enumerate() {
                 let (next_shift, next_tag) = if t + 1 < side { (strata[t + 1], sh.tag(epoch, t + 1)) } else { (following, sh.tag(epoch + 1, 0)) };

@@ -123,6 +123,7 @@ struct ParamsUniform {
     clip_low: f32,
     clip_high: f32,
     max_groups: u32,
+    error_scale: f32,
 }
 
 /// Where the ratings live while training.
@@ -206,23 +207,35 @@ impl GpuSolver {
         let plan = DevicePlan::new(budget, shape.row_bytes(), m, n, 12 * (problem.train.len() + problem.test.len()) as u64, params.rank)?;
         let grid = plan.grid(gpu_grid(params.blocks, m, n, shape.row_bytes(), max_binding, options.user_block_rows)?, m, n);
         let schedule = Schedule::new(&problem.train, m, n, grid, Order::Shuffled, params.seed)?;
-        GpuSolver::assemble(opened, plan, schedule, &problem.test, model, params, options, &|_| true)
+        let unit = params.rating_unit(&problem.train_summary());
+        GpuSolver::assemble(opened, plan, schedule, &problem.test, model, params, unit, options, &|_| true)
     }
 
     /// DSGD: a device for one worker, holding the blocks of `schedule` (the worker's own; the
     /// others empty) resident, and factor rows only for the user blocks `own_users` accepts.
     /// The worker moves item blocks in and out with [`set_rows`](Self::set_rows) and
     /// [`rows`](Self::rows) and trains blocks with [`train_blocks`](Self::train_blocks).
-    pub fn for_blocks(schedule: Schedule, model: Model, params: &Params, options: &GpuOptions, own_users: &dyn Fn(usize) -> bool) -> Result<GpuSolver> {
+    /// `unit` is the whole set's rating unit ([`Params::rating_unit`]).
+    pub fn for_blocks(schedule: Schedule, model: Model, params: &Params, unit: f32, options: &GpuOptions, own_users: &dyn Fn(usize) -> bool) -> Result<GpuSolver> {
         let opened = open_kernel(params, options)?;
         let plan = DevicePlan::new(None, opened.1.row_bytes(), 0, 0, 0, params.rank)?;
-        GpuSolver::assemble(opened, plan, schedule, &[], model, params, options, own_users)
+        GpuSolver::assemble(opened, plan, schedule, &[], model, params, unit, options, own_users)
     }
 
     /// Uploads what `plan` keeps on the device and builds the windows: the constructors' common
     /// part.
     #[allow(clippy::too_many_arguments)]
-    fn assemble(opened: (Gpu, KernelShape, Pipelines, u64), plan: DevicePlan, schedule: Schedule, test: &[Rating], model: Model, params: &Params, options: &GpuOptions, own_users: &dyn Fn(usize) -> bool) -> Result<GpuSolver> {
+    fn assemble(
+        opened: (Gpu, KernelShape, Pipelines, u64),
+        plan: DevicePlan,
+        schedule: Schedule,
+        test: &[Rating],
+        model: Model,
+        params: &Params,
+        unit: f32,
+        options: &GpuOptions,
+        own_users: &dyn Fn(usize) -> bool,
+    ) -> Result<GpuSolver> {
         let (gpu, shape, pipelines, max_binding) = opened;
         let (m, n) = (model.user_bias.len(), model.item_bias.len());
         let train_len = schedule.ratings();
@@ -238,6 +251,7 @@ impl GpuSolver {
             clip_low: lo.max(f32::MIN),
             clip_high: hi.min(f32::MAX),
             max_groups: options.in_flight.unwrap_or_else(|| default_in_flight(schedule.users.max_rows(), schedule.items.max_rows())),
+            error_scale: 1.0 / unit,
         };
         let in_flight_workgroups = uniform.max_groups.div_ceil(shape.ratings_per_workgroup());
         let cap = options.workgroups.unwrap_or(UPDATE_WORKGROUPS).min(in_flight_workgroups).max(1);

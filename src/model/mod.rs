@@ -7,7 +7,7 @@ mod seen;
 pub use file::{ModelFileInfo, MODEL_FORMAT_VERSION};
 pub use seen::SeenItems;
 
-use crate::data::{IdMap, Problem, UNKNOWN};
+use crate::data::{IdMap, Problem, RatingSummary, UNKNOWN};
 use crate::error::{Error, Result};
 use crate::rng::part_rng;
 use crate::schedule::GridSize;
@@ -43,6 +43,10 @@ pub struct Params {
     pub blocks: Option<GridSize>,
     /// Score the test set every this many epochs (and after the last).
     pub eval_every: usize,
+    /// Train in units of the ratings' spread (their standard deviation), as LIBMF scales its
+    /// data, so the same learning rate, regularisation and initial
+    /// spread suit stars, percentages or −10..10: see [`Params::rating_unit`].
+    pub scale: bool,
 }
 
 impl Default for Params {
@@ -60,6 +64,7 @@ impl Default for Params {
             seed: 42,
             blocks: None,
             eval_every: 1,
+            scale: true,
         }
     }
 }
@@ -91,6 +96,22 @@ impl Params {
         Ok(())
     }
 
+    /// The rating unit training works in: with `scale`, the training ratings' standard
+    /// deviation (with or without biases: the pure model's factors then meet the ratings at the
+    /// size they meet 1-5 stars unscaled), otherwise 1.
+    ///
+    /// Training on ratings divided by σ and multiplying the result back (factors by √σ, biases
+    /// by σ) is, step for step, the same as training on the ratings as they are with factors
+    /// drawn √σ wider and the error divided by σ in the factor steps only (the bias steps do
+    /// not change). So the model stays in the ratings' own units and no rating is rewritten,
+    /// on any backend or in any cache.
+    pub fn rating_unit(&self, ratings: &RatingSummary) -> f32 {
+        if !self.scale {
+            return 1.0;
+        }
+        ratings.spread()
+    }
+
     /// The learning rate of epoch `epoch` (0-based).
     pub fn learning_rate_at(&self, epoch: usize) -> f32 {
         self.learning_rate / (1.0 + self.lr_decay * epoch as f32)
@@ -119,9 +140,17 @@ pub struct Model {
 }
 
 impl Model {
-    /// The seeded starting point shared by all backends: N(0, init_std) factors, zero biases.
+    /// The seeded starting point shared by all backends: N(0, init_std) factors (in the rating
+    /// unit, see [`Params::rating_unit`]), zero biases.
     pub fn init(problem: &Problem, params: &Params) -> Model {
-        let normal = Normal::new(0.0f32, params.init_std).expect("init_std validated");
+        Model::init_for(problem, params, &problem.train_summary())
+    }
+
+    /// [`Model::init`] for `problem`'s users and items with the offset, range and unit of
+    /// `ratings`: a cluster process holds only its own stripes, but starts from the whole set's.
+    pub fn init_for(problem: &Problem, params: &Params, ratings: &RatingSummary) -> Model {
+        let std = params.init_std * params.rating_unit(ratings).sqrt();
+        let normal = Normal::new(0.0f32, std).expect("init_std validated");
         let (m, n, k) = (problem.num_users(), problem.num_items(), params.rank);
         // In parallel, blocks of rows each from their own stream (Netflix at rank 128 is 64M draws).
         let random = |rows: usize, stream: u64| {
@@ -134,15 +163,14 @@ impl Model {
             a
         };
         let (user_factors, item_factors) = (random(m, 1), random(n, 2));
-        let range = problem.train_range();
         Model {
-            mean: if params.biases { problem.train_mean() } else { 0.0 },
+            mean: if params.biases { ratings.mean() } else { 0.0 },
             biases: params.biases,
             user_bias: vec![0.0; m],
             item_bias: vec![0.0; n],
             user_factors,
             item_factors,
-            rating_range: range.unwrap_or((f32::NEG_INFINITY, f32::INFINITY)),
+            rating_range: ratings.range().unwrap_or((f32::NEG_INFINITY, f32::INFINITY)),
             users: problem.users.clone(),
             items: problem.items.clone(),
             seen: None,

@@ -42,6 +42,13 @@ pub fn ml100k_fold(fold: u32) -> Option<Problem> {
     Some(Problem::new(train, Some(&test)))
 }
 
+/// The problem with every rating mapped to `a·r + b`.
+#[allow(dead_code)]
+pub fn rescaled(problem: &Problem, a: f32, b: f32) -> Problem {
+    let map = |ratings: &[gpumf::data::Rating]| ratings.iter().map(|r| gpumf::data::Rating { value: a * r.value + b, ..*r }).collect::<Vec<_>>();
+    Problem { train: map(&problem.train), test: map(&problem.test), ..problem.clone() }
+}
+
 /// MovieLens latest-small as shipped in the repository.
 pub fn latest_small() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/ml-latest-small/ratings.csv")

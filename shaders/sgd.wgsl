@@ -25,7 +25,6 @@ struct Rating {
 
 struct Params {
     learning_rate: f32,
-    reg: f32,
     reg_bias: f32,
     mean: f32,
     use_biases: u32,
@@ -51,6 +50,9 @@ const UNKNOWN: u32 = 0xffffffffu;
 @group(0) @binding(5) var<uniform> params: Params;
 // Per-workgroup (Σe², Σ|e|) of sgd_update and evaluate, accumulated over windows.
 @group(0) @binding(6) var<storage, read_write> output: array<f32>;
+// Each row's λ (frequency-scaled regularisation: Params::row_regs in src/model/mod.rs).
+@group(0) @binding(7) var<storage, read> user_reg: array<f32>;
+@group(0) @binding(8) var<storage, read> item_reg: array<f32>;
 
 // A group's share of the two rows: lane-owned vec4s, zero where the row has no more.
 struct Rows {
@@ -111,7 +113,6 @@ fn sgd_update(ids: GroupIds) {
     var sums = vec2<f32>(0.0);
     let lane = group_lane(ids);
     let lr = params.learning_rate;
-    let reg = params.reg;
     let biases = params.use_biases != 0u;
     let count = arrayLength(&ratings);
     let g = group_id(ids);
@@ -131,8 +132,12 @@ fn sgd_update(ids: GroupIds) {
         var rows: Rows;
         var bu = 0.0;
         var bi = 0.0;
+        var reg_u = 0.0;
+        var reg_i = 0.0;
         if (live) {
             rows = load_rows(r.user, r.item, lane);
+            reg_u = user_reg[r.user];
+            reg_i = item_reg[r.item];
             if (biases) {
                 bu = user_bias[r.user];
                 bi = item_bias[r.item];
@@ -151,8 +156,8 @@ fn sgd_update(ids: GroupIds) {
             if (f < K4) {
                 let p = rows.p[c];
                 let q = rows.q[c];
-                user_factors[r.user * K4 + f] = Factor(p + lr * (scaled * q - reg * p));
-                item_factors[r.item * K4 + f] = Factor(q + lr * (scaled * p - reg * q));
+                user_factors[r.user * K4 + f] = Factor(p + lr * (scaled * q - reg_u * p));
+                item_factors[r.item * K4 + f] = Factor(q + lr * (scaled * p - reg_i * q));
             }
         }
         if (biases && lane == 0u) {

@@ -4,14 +4,15 @@
 //! ([`stream_ratings`]) and never held whole.
 //!
 //! The file: 4096 bytes of magic and padding; the ratings, block after block, naming positions
-//! (see [`crate::schedule`]); each block's start, each block's CRC-32, the user and item ids;
+//! (see [`crate::schedule`]); each block's start, each block's CRC-32, the user and item ids,
+//! each user's and item's count of ratings;
 //! a JSON header (the input's size and modification time, the block settings, the counts, a
 //! CRC-32 of the metadata); its length; the magic again. A cache is reused only when all of it
 //! checks out against the input and the settings asked for; otherwise it is rebuilt. It is
 //! written to a temporary file beside its place and renamed there when complete, so a failure
 //! (a full disk) leaves no partial cache.
 
-use crate::data::{stream_ratings, IdMap, LoadOptions, Rating, RatingSummary};
+use crate::data::{stream_ratings, IdMap, LoadOptions, Rating, RatingSummary, RowCounts};
 use crate::error::{Error, Result};
 use crate::rng::part_rng;
 use crate::schedule::{Axis, GridSize, Order, MAX_SIDE};
@@ -22,7 +23,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"GPUMFBK1";
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
 const DATA_AT: u64 = 4096;
 const RECORD: u64 = 12;
 /// Ratings per block at the least: smaller blocks cost more in reads than they save in memory.
@@ -86,6 +87,8 @@ pub struct DiskBlocks {
     pub seed: u64,
     /// How many training ratings there are, with their sums and range.
     pub summary: RatingSummary,
+    /// Each user's and item's training ratings, by id.
+    pub counts: RowCounts,
     /// Malformed lines skipped when the cache was built.
     pub skipped_lines: u64,
     /// Whether this run built the cache (false: reused).
@@ -159,7 +162,7 @@ impl DiskBlocks {
         }
         let blocks = header.user_blocks * header.item_blocks;
         let data_bytes = header.ratings * RECORD;
-        let metadata_bytes = 8 * (blocks as u64 + 1) + 4 * blocks as u64 + 8 * (header.users + header.items) as u64;
+        let metadata_bytes = 8 * (blocks as u64 + 1) + 4 * blocks as u64 + 12 * (header.users + header.items) as u64;
         if len != DATA_AT + data_bytes + metadata_bytes + json_len + 16 {
             return Err(format!("{len} bytes long, not the {} its header implies (truncated?)", DATA_AT + data_bytes + metadata_bytes + json_len + 16));
         }
@@ -175,6 +178,9 @@ impl DiskBlocks {
         let ids_at = crc_at + 4 * blocks;
         let users = IdMap::from_externals(words(ids_at, header.users));
         let items = IdMap::from_externals(words(ids_at + 8 * header.users, header.items));
+        let counts_at = ids_at + 8 * (header.users + header.items);
+        let mut counts = metadata[counts_at..].chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().expect("4")));
+        let counts = RowCounts { users: counts.by_ref().take(header.users).collect(), items: counts.collect() };
         if starts.first() != Some(&0) || starts.last() != Some(&header.ratings) || starts.windows(2).any(|w| w[0] > w[1]) {
             return Err("corrupt block table".into());
         }
@@ -189,6 +195,7 @@ impl DiskBlocks {
             order: if header.by_user { Order::ByUser } else { Order::Shuffled },
             seed: header.seed,
             summary: RatingSummary { count: header.ratings, sum: header.sum, sum_squares: header.sum_squares, lowest: header.min, highest: header.max },
+            counts,
             skipped_lines: header.skipped_lines,
             built: false,
         };
@@ -297,11 +304,12 @@ fn build(input: &Path, input_meta: &std::fs::Metadata, load: &LoadOptions, dir: 
     let fail = |e: std::io::Error| Error::Data(format!("writing the block cache in {} failed: {e}; free some space or choose another place with --cache-dir", dir.display()));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let spill = tempfile::Builder::new().prefix(&format!(".{name}.spill.")).suffix(".partial").tempfile_in(dir).map_err(fail)?;
-    let mut summary = RatingSummary::default();
+    let (mut summary, mut counts) = (RatingSummary::default(), RowCounts::default());
     let report = {
         let mut writer = BufWriter::with_capacity(1 << 20, spill.as_file());
         let report = stream_ratings(input, load, |ratings| {
             summary.add(ratings);
+            counts.add(ratings);
             writer.write_all(bytemuck::cast_slice(ratings)).map_err(fail)
         })?;
         writer.flush().map_err(fail)?;
@@ -397,12 +405,14 @@ fn build(input: &Path, input_meta: &std::fs::Metadata, load: &LoadOptions, dir: 
         file.write_all_at(bytemuck::cast_slice(&block), at).map_err(fail)?;
         crcs.push(crc32fast::hash(bytemuck::cast_slice(&block)));
     }
-    let mut metadata = Vec::with_capacity(8 * (blocks + 1) + 4 * blocks + 8 * (users + items));
+    let counts = counts.sized(users, items);
+    let mut metadata = Vec::with_capacity(8 * (blocks + 1) + 4 * blocks + 12 * (users + items));
     starts.iter().for_each(|s| metadata.extend_from_slice(&s.to_le_bytes()));
     crcs.iter().for_each(|c| metadata.extend_from_slice(&c.to_le_bytes()));
     for ids in [&report.users, &report.items] {
         ids.externals().iter().for_each(|id| metadata.extend_from_slice(&id.to_le_bytes()));
     }
+    counts.users.iter().chain(&counts.items).for_each(|c| metadata.extend_from_slice(&c.to_le_bytes()));
     let found = Header {
         version: VERSION,
         input_bytes: 0,

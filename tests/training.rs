@@ -59,6 +59,19 @@ fn the_defaults_train_any_rating_scale_alike() {
     assert!(raw > scaled * 1.01, "without scaling, −10..10 trains to {raw}, with it {scaled}");
 }
 
+/// Frequency-scaled regularisation (each row's λ by √(100/n) for its n ratings) predicts
+/// better than one λ for every row, on the trainers that share the update.
+fn frequency_scaled_regularisation_beats_a_constant_one() {
+    let problem = split_random(&latest_small(), 0.2, Params::default().seed).unwrap();
+    let params = Params { epochs: 30, ..Params::default() };
+    for backend in [Backend::Cpu(CpuMode::Sequential), Backend::Cpu(CpuMode::Parallel { threads: 2 })] {
+        let rmse = |params: &Params| train(&problem, params, &backend, |_| {}).unwrap().history.last().unwrap().test_rmse.unwrap();
+        let (scaled, constant) = (rmse(&params), rmse(&Params { frequency_reg: false, ..params.clone() }));
+        println!("{backend:?}: frequency-scaled {scaled:.4}, constant {constant:.4}");
+        assert!(scaled < constant - 0.002, "{backend:?}: frequency-scaled λ {scaled} against constant {constant}");
+    }
+}
+
 fn sequential_training_is_bit_reproducible_and_the_loss_falls() {
     let problem = split_random(&latest_small(), 0.2, 1).unwrap();
     let params = Params { epochs: 5, rank: 16, ..Params::default() };
@@ -303,6 +316,7 @@ fn main() -> std::process::ExitCode {
         Test { name: "default_settings_reach_0_935_on_ml100k_u1", needs: Needs::ML100K, run: default_settings_reach_0_935_on_ml100k_u1 },
         Test { name: "default_settings_reach_0_870_on_latest_small_80_20", needs: Needs::NOTHING, run: default_settings_reach_0_870_on_latest_small_80_20 },
         Test { name: "the_defaults_train_any_rating_scale_alike", needs: Needs::NOTHING, run: the_defaults_train_any_rating_scale_alike },
+        Test { name: "frequency_scaled_regularisation_beats_a_constant_one", needs: Needs::NOTHING, run: frequency_scaled_regularisation_beats_a_constant_one },
         Test { name: "sequential_training_is_bit_reproducible_and_the_loss_falls", needs: Needs::NOTHING, run: sequential_training_is_bit_reproducible_and_the_loss_falls },
         Test { name: "parallel_blocks_match_sequential_accuracy", needs: Needs::ML100K, run: parallel_blocks_match_sequential_accuracy },
         Test { name: "parallel_training_of_few_columns_or_rows_matches_sequential", needs: Needs::NOTHING, run: parallel_training_of_few_columns_or_rows_matches_sequential },

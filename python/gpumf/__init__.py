@@ -217,7 +217,9 @@ class MF:
     (lr / (1 + lr_decay * epoch)), ``reg`` and ``reg_bias`` (L2 on factors and biases),
     ``biases`` (False for the pure p_u . q_i model), ``init_std``, ``scale`` (True: ``lr``,
     ``reg`` and ``init_std`` are in units of the ratings' spread, so they suit any rating
-    scale; False: in the ratings' own units, the CLI's ``--no-scale``), ``seed``, ``eval_every``
+    scale; False: in the ratings' own units, the CLI's ``--no-scale``), ``frequency_reg`` (True:
+    a user's or item's ``reg`` is scaled by sqrt(100 / its ratings); False: the CLI's
+    ``--constant-reg``), ``seed``, ``eval_every``
     (score the test set every N epochs and after the last), ``blocks`` (the grid every backend
     trains by, "8" or "16x4"; default: the backend's choice). ``backend`` is
     "auto" (a hardware GPU when there is one, else the CPU), "gpu" or "cpu"; ``threads`` the
@@ -243,11 +245,12 @@ class MF:
         blocks: Optional[str] = None,
         verbose: bool = True,
         scale: bool = _DEFAULTS["scale"],
+        frequency_reg: bool = _DEFAULTS["frequency_reg"],
     ):
         self.rank, self.epochs, self.lr, self.reg = rank, epochs, lr, reg
         self.backend, self.threads, self.seed, self.precision = backend, threads, seed, precision
         self.lr_decay, self.reg_bias, self.biases, self.init_std = lr_decay, reg_bias, biases, init_std
-        self.eval_every, self.blocks, self.scale = eval_every, blocks, scale
+        self.eval_every, self.blocks, self.scale, self.frequency_reg = eval_every, blocks, scale, frequency_reg
         self.verbose = verbose
         self.history: list = []
         self.summary: dict = {}
@@ -295,6 +298,7 @@ class MF:
             "seed": self.seed,
             "eval_every": self.eval_every,
             "scale": self.scale,
+            "frequency_reg": self.frequency_reg,
             "blocks": None if self.blocks is None else str(self.blocks),
             "backend": self.backend,
             "threads": self.threads,

@@ -137,6 +137,7 @@ fn default_params(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     d.set_item("seed", p.seed)?;
     d.set_item("eval_every", p.eval_every)?;
     d.set_item("scale", p.scale)?;
+    d.set_item("frequency_reg", p.frequency_reg)?;
     Ok(d)
 }
 
@@ -207,6 +208,7 @@ struct Settings {
     seed: u64,
     eval_every: usize,
     scale: bool,
+    frequency_reg: bool,
     blocks: Option<String>,
     backend: String,
     threads: Option<usize>,
@@ -227,6 +229,7 @@ impl Settings {
             seed: self.seed,
             eval_every: self.eval_every,
             scale: self.scale,
+            frequency_reg: self.frequency_reg,
             blocks: self.blocks.as_deref().map(|b| b.parse::<gpumf::schedule::GridSize>().map_err(|e| PyValueError::new_err(format!("blocks={b:?}: {e}")))).transpose()?,
         };
         params.validate().map_err(py_err)?;

@@ -118,9 +118,13 @@ pub struct ParamArgs {
     /// Learning rate at epoch t is lr / (1 + lr_decay * t).
     #[arg(long, default_value_t = Params::default().lr_decay, allow_negative_numbers = true)]
     pub lr_decay: f32,
-    /// L2 regularisation of the factors.
+    /// L2 regularisation of the factors: of a user or item with 100 training ratings; one with n
+    /// gets reg·√(100/n) (frequency-scaled), unless --constant-reg.
     #[arg(long, default_value_t = Params::default().reg, allow_negative_numbers = true)]
     pub reg: f32,
+    /// The same --reg for every user and item, whatever its number of ratings.
+    #[arg(long)]
+    pub constant_reg: bool,
     /// L2 regularisation of the biases.
     #[arg(long, default_value_t = Params::default().reg_bias, allow_negative_numbers = true)]
     pub reg_bias: f32,
@@ -156,6 +160,7 @@ impl ParamArgs {
             learning_rate: self.lr,
             lr_decay: self.lr_decay,
             reg: self.reg,
+            frequency_reg: !self.constant_reg,
             reg_bias: self.reg_bias,
             biases: !self.no_biases,
             init_std: self.init_std,

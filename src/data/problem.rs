@@ -1,6 +1,6 @@
 //! A training problem: training ratings with dense ids, and a test set in the same index space.
 
-use super::{IdMap, Rating, RatingSet, RatingSummary, UNKNOWN};
+use super::{IdMap, Rating, RatingSet, RatingSummary, RowCounts, UNKNOWN};
 use crate::cache::DiskBlocks;
 use std::sync::Arc;
 
@@ -78,6 +78,14 @@ impl Problem {
         match &self.train_on_disk {
             Some(disk) => disk.summary,
             None => RatingSummary::of(&self.train),
+        }
+    }
+
+    /// How many training ratings each user and item has, from the cache when on disk.
+    pub fn train_counts(&self) -> RowCounts {
+        match &self.train_on_disk {
+            Some(disk) => disk.counts.clone(),
+            None => RowCounts::of(&self.train, self.num_users(), self.num_items()),
         }
     }
 

@@ -61,6 +61,48 @@ impl RatingSummary {
     }
 }
 
+/// How many training ratings each user and each item has: frequency-scaled regularisation
+/// (see [`crate::model::Params::row_regs`]) weighs each row by its count.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RowCounts {
+    pub users: Vec<u32>,
+    pub items: Vec<u32>,
+}
+
+impl RowCounts {
+    pub fn new(users: usize, items: usize) -> RowCounts {
+        RowCounts { users: vec![0; users], items: vec![0; items] }
+    }
+
+    pub fn of(ratings: &[Rating], users: usize, items: usize) -> RowCounts {
+        let mut counts = RowCounts::new(users, items);
+        counts.add(ratings);
+        counts
+    }
+
+    /// Counts `ratings` too, growing to the ids met (a streamed file's ids come as they are read).
+    pub fn add(&mut self, ratings: &[Rating]) {
+        for r in ratings {
+            let (u, i) = (r.user as usize, r.item as usize);
+            if u >= self.users.len() {
+                self.users.resize(u + 1, 0);
+            }
+            if i >= self.items.len() {
+                self.items.resize(i + 1, 0);
+            }
+            self.users[u] += 1;
+            self.items[i] += 1;
+        }
+    }
+
+    /// Sized for `users` and `items` (rows past the last id met have no ratings).
+    pub fn sized(mut self, users: usize, items: usize) -> RowCounts {
+        self.users.resize(users, 0);
+        self.items.resize(items, 0);
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,6 +121,12 @@ mod tests {
         assert_eq!(pieces.mean(), 3.0);
         assert_eq!(pieces.range(), Some((1.0, 5.0)));
         assert!((pieces.spread() - 2f32.sqrt()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn rows_are_counted() {
+        let all = [Rating { user: 0, item: 1, value: 1.0 }, Rating { user: 0, item: 0, value: 1.0 }, Rating { user: 2, item: 1, value: 1.0 }];
+        assert_eq!(RowCounts::of(&all, 3, 2), RowCounts { users: vec![2, 0, 1], items: vec![1, 2] });
     }
 
     #[test]

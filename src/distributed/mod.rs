@@ -15,14 +15,14 @@
 mod checkpoint;
 pub mod exchange;
 
-use crate::data::{stream_ratings, LoadOptions, Problem, Rating, RatingSet, RatingSummary, UNKNOWN};
+use crate::data::{stream_ratings, LoadOptions, Problem, Rating, RatingSet, RatingSummary, RowCounts, UNKNOWN};
 use crate::error::{Error, Result};
 use crate::gpu::{GpuOptions, GpuSolver, Side};
 use crate::metrics::ErrorSums;
 use crate::model::{clip, score_rows, Model, Params, SeenItems};
 use crate::schedule::{Axis, Order, Schedule};
 use crate::training::{EpochReport, Trained};
-use crate::update::{sgd_update, Step};
+use crate::update::{sgd_update, RowRegs, Step};
 use exchange::{BlockExchange, Hello, Message, RowsKind, TimelyExchange, Transport};
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
@@ -130,6 +130,8 @@ struct Shared {
     range: (f32, f32),
     /// The rating unit of the factor steps, from the whole set ([`Params::rating_unit`]).
     unit: f32,
+    /// Each row's λ, from the whole set's counts, by position.
+    regs: RowRegs,
     start_epoch: usize,
     settings: Vec<(String, String)>,
 }
@@ -171,10 +173,12 @@ struct Gathered {
 
 /// The training data as one DSGD process holds it: the ratings of its own stripes (in
 /// `problem.train`, beside the whole problem's ids and test set), and what it must know of the
-/// others' (the whole set's summary, and a checksum to compare with the other processes).
+/// others' (the whole set's summary and row counts, and a checksum to compare with the other
+/// processes).
 pub struct Stripes {
     problem: Problem,
     summary: RatingSummary,
+    counts: RowCounts,
     checksum: u32,
 }
 
@@ -186,27 +190,28 @@ impl Stripes {
         }
         let side = grid_side(params, cluster)?;
         check_sizes(side, problem.num_users(), problem.num_items())?;
-        let summary = problem.train_summary();
+        let (summary, counts) = (problem.train_summary(), problem.train_counts());
         let checksum = crc32fast::hash(bytemuck::cast_slice(&problem.train));
         if cluster.processes() > 1 {
             let keep = stripe_filter(problem.num_users(), side, params, cluster);
             problem.train.retain(|r| keep(r));
             problem.train.shrink_to_fit();
         }
-        Ok(Stripes { problem, summary, checksum })
+        Ok(Stripes { problem, summary, counts, checksum })
     }
 
     /// Reads the training file twice, piece by piece, never whole: the first pass learns the
-    /// ids, the summary and the checksum, the second keeps this process's
+    /// ids, the summary, the row counts and the checksum, the second keeps this process's
     /// stripes. The ids and ratings are those [`crate::data::load_ratings`] gives (the
     /// streaming loader reads what it reads), so the model is the same bits as one loaded whole.
     pub fn stream(path: &Path, options: &LoadOptions, test: Option<&RatingSet>, params: &Params, cluster: &Cluster) -> Result<Stripes> {
         let side = grid_side(params, cluster)?;
         let mut crc = crc32fast::Hasher::new();
-        let mut summary = RatingSummary::default();
+        let (mut summary, mut counts) = (RatingSummary::default(), RowCounts::default());
         let first = stream_ratings(path, options, |ratings| {
             crc.update(bytemuck::cast_slice(ratings));
             summary.add(ratings);
+            counts.add(ratings);
             Ok(())
         })?;
         let (m, n) = (first.users.len(), first.items.len());
@@ -221,7 +226,7 @@ impl Stripes {
             return Err(Error::Format { path: path.into(), message: "changed while it was being read (its two readings differ)".into() });
         }
         let problem = Problem::new(RatingSet { entries: mine, users: first.users, items: first.items }, test);
-        Ok(Stripes { problem, summary, checksum: crc.finalize() })
+        Ok(Stripes { problem, summary, counts: counts.sized(m, n), checksum: crc.finalize() })
     }
 
     /// The problem with this process's stripes' training ratings.
@@ -290,7 +295,7 @@ pub fn train(stripes: Stripes, params: &Params, cluster: &Cluster, mut on_epoch:
         return Err(Error::InvalidParameter(format!("--process {}: the host file lists {} processes (0 to {})", cluster.process, cluster.hosts.len(), cluster.hosts.len() - 1)));
     }
     let side = grid_side(params, cluster)?;
-    let Stripes { problem, summary, checksum } = stripes;
+    let Stripes { problem, summary, counts, checksum } = stripes;
     let (m, n) = (problem.num_users(), problem.num_items());
     check_sizes(side, m, n)?;
     let resume = match &cluster.resume {
@@ -311,6 +316,7 @@ pub fn train(stripes: Stripes, params: &Params, cluster: &Cluster, mut on_epoch:
     // The whole set's mean, range and unit, which this process's stripes alone would not give.
     let model = Model::init_for(&problem, params, &summary);
     let unit = params.rating_unit(&summary);
+    let regs = RowRegs::new(params, &counts);
     // On a GPU each worker's device holds its blocks, shuffled (ratings in flight together
     // then rarely share a row); the process keeps only the grid.
     let devices: Vec<Option<GpuSolver>> = match &cluster.gpu {
@@ -321,7 +327,7 @@ pub fn train(stripes: Stripes, params: &Params, cluster: &Cluster, mut on_epoch:
                 let own: Vec<Rating> = problem.train.par_iter().filter(|r| cluster.worker_of(stripe_of(r)) == w).copied().collect();
                 let schedule = Schedule::new(&own, m, n, Schedule::dsgd_grid(side), Order::Shuffled, params.seed)?;
                 let options = GpuOptions { adapter: Some(adapter), ..options.clone() };
-                devices.push(Some(GpuSolver::for_blocks(schedule, model.clone(), params, unit, &options, &|p| cluster.worker_of(p) == w)?));
+                devices.push(Some(GpuSolver::for_blocks(schedule, model.clone(), params, unit, &regs, &options, &|p| cluster.worker_of(p) == w)?));
             }
             devices
         }
@@ -340,7 +346,7 @@ pub fn train(stripes: Stripes, params: &Params, cluster: &Cluster, mut on_epoch:
     drop(problem);
 
     let shared =
-        Arc::new(Shared { mean: model.mean, range: model.rating_range, unit, schedule, test, has_test, params: params.clone(), cluster: cluster.clone(), start_epoch, settings: settings.clone() });
+        Arc::new(Shared { mean: model.mean, range: model.rating_range, unit, regs: regs.by_position(&schedule), schedule, test, has_test, params: params.clone(), cluster: cluster.clone(), start_epoch, settings: settings.clone() });
     // Each worker's rows to start from: its stripes, and the halves its stripes train first.
     let mut starts: Vec<Option<WorkerStart>> = first.clone().map(|w| Some(WorkerStart::from_model(&shared, &model, w))).collect();
     if let Some(resume) = &resume {
@@ -513,6 +519,7 @@ fn settings(problem: &Problem, total: usize, checksum: u32, params: &Params, clu
         ("--no-biases", (!p.biases).to_string()),
         ("--init-std", p.init_std.to_string()),
         ("--no-scale", (!p.scale).to_string()),
+        ("--constant-reg", (!p.frequency_reg).to_string()),
         ("--backend", cluster.gpu.as_ref().map_or("cpu".into(), |(o, _)| format!("gpu {:?}", o.precision))),
         ("--eval-every", p.eval_every.to_string()),
         ("record seen items", cluster.record_seen.to_string()),
@@ -585,7 +592,7 @@ impl<E: BlockExchange> Worker<E> {
     fn train(&mut self, b: usize, stripe: usize, h: usize, half: &mut Rows, step: &Step) -> Result<Option<ErrorSums>> {
         let Some(gpu) = &mut self.device else {
             let rows = self.stripes.get_mut(&stripe).expect("own stripe");
-            return Ok(train_block(&self.shared.schedule, b, rows, half, step));
+            return Ok(train_block(&self.shared.schedule, &self.shared.regs, b, rows, half, step));
         };
         if gpu.schedule().block(b).is_empty() {
             return Ok(None);
@@ -904,7 +911,7 @@ const STOPPED: &str = "stopped because";
 
 /// One block of SGD: the ratings of block `b` in their fixed order on the stripe's and the
 /// half's rows. `None` for an empty block.
-fn train_block(s: &Schedule, b: usize, stripe: &mut Rows, half: &mut Rows, step: &Step) -> Option<ErrorSums> {
+fn train_block(s: &Schedule, regs: &RowRegs, b: usize, stripe: &mut Rows, half: &mut Rows, step: &Step) -> Option<ErrorSums> {
     let ratings = s.block(b);
     if ratings.is_empty() {
         return None;
@@ -915,7 +922,8 @@ fn train_block(s: &Schedule, b: usize, stripe: &mut Rows, half: &mut Rows, step:
     let mut sums = ErrorSums::default();
     for r in ratings {
         let (u, i) = ((r.user - u0) as usize, (r.item - i0) as usize);
-        let e = sgd_update(&mut stripe.factors[u * k..][..k], &mut half.factors[i * k..][..k], &mut stripe.bias[u], &mut half.bias[i], r.value, step);
+        let reg = (regs.users[r.user as usize], regs.items[r.item as usize]);
+        let e = sgd_update(&mut stripe.factors[u * k..][..k], &mut half.factors[i * k..][..k], &mut stripe.bias[u], &mut half.bias[i], reg, r.value, step);
         sums.add(e as f64);
     }
     Some(sums)

@@ -93,8 +93,9 @@ impl GpuSolver {
         let (ub, ib) = self.schedule.coordinates(b);
         let Some((loaded_u, loaded_i)) = self.swapped else { return Ok((ub, ib)) };
         let model = &mut self.template;
-        let row_bytes = self.shape.row_bytes() + 4;
-        let moved = |old: usize, new: usize, axis: &crate::schedule::Axis| (axis.members(old).len() + axis.members(new).len()) as u64 * row_bytes;
+        // Out: the old block's rows and biases; in: the new block's with their λs.
+        let row_bytes = self.shape.row_bytes();
+        let moved = |old: usize, new: usize, axis: &crate::schedule::Axis| axis.members(old).len() as u64 * (row_bytes + 4) + axis.members(new).len() as u64 * (row_bytes + 8);
         let swapped_bytes = if loaded_u != ub { moved(loaded_u, ub, &self.schedule.users) } else { 0 } + if loaded_i != ib { moved(loaded_i, ib, &self.schedule.items) } else { 0 };
         if let Some(bytes) = self.streamed.back_mut() {
             *bytes += swapped_bytes;

@@ -30,7 +30,7 @@ use crate::update::RowRegs;
 use buffers::{Bindings, FactorBlock, Window};
 use dispatch::{encode_reduction, workgroups_for};
 use kernel::Pipelines;
-use plan::{gpu_grid, DevicePlan, OVERHEAD_BYTES, RING_SLOTS};
+use plan::{gpu_grid, DevicePlan, OVERHEAD_BYTES, RING_SLOTS, ROW_EXTRA_BYTES};
 use readback::EpochSlots;
 use wgpu::util::DeviceExt;
 
@@ -268,8 +268,8 @@ impl GpuSolver {
 
         let (user_rows, item_rows) = (schedule.users.max_rows() as u64, schedule.items.max_rows() as u64);
         let factor_bytes = match plan.swapped_rows {
-            None => (shape.row_bytes() + 4) * (m + n) as u64,
-            Some(_) => (shape.row_bytes() + 4) * (user_rows + item_rows),
+            None => (shape.row_bytes() + ROW_EXTRA_BYTES) * (m + n) as u64,
+            Some(_) => (shape.row_bytes() + ROW_EXTRA_BYTES) * (user_rows + item_rows),
         };
         let streamed_window = plan.budget.filter(|_| plan.streamed).map(|budget| ((budget.saturating_sub(factor_bytes + OVERHEAD_BYTES) / 12) as usize / RING_SLOTS).clamp(1, max_ratings));
         let partial_bytes = |workgroups: u32| 8 * workgroups.max(1) as u64;

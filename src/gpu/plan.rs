@@ -33,10 +33,13 @@ pub(super) struct DevicePlan {
     pub swapped_rows: Option<usize>,
 }
 
+/// Device bytes of a factor row beside its factors: its bias and its λ.
+pub(super) const ROW_EXTRA_BYTES: u64 = 8;
+
 impl DevicePlan {
     pub(super) fn new(budget: Option<u64>, row_bytes: u64, users: usize, items: usize, rating_bytes: u64, rank: usize) -> Result<DevicePlan> {
         let Some(budget) = budget else { return Ok(DevicePlan { budget, streamed: false, swapped_rows: None }) };
-        let factors = (row_bytes + 4) * (users + items) as u64;
+        let factors = (row_bytes + ROW_EXTRA_BYTES) * (users + items) as u64;
         let ring = (RING_SLOTS * MIN_STREAMED_WINDOW * 12) as u64;
         if factors + OVERHEAD_BYTES + rating_bytes <= budget {
             return Ok(DevicePlan { budget: Some(budget), streamed: false, swapped_rows: None });
@@ -45,13 +48,13 @@ impl DevicePlan {
             return Ok(DevicePlan { budget: Some(budget), streamed: true, swapped_rows: None });
         }
         // A quarter of the budget for each side's block of rows, the rest for the ring.
-        let rows = (budget.saturating_sub(OVERHEAD_BYTES) / 4 / (row_bytes + 4)) as usize;
-        let smallest = OVERHEAD_BYTES + ring + 2 * (row_bytes + 4) * 4;
+        let rows = (budget.saturating_sub(OVERHEAD_BYTES) / 4 / (row_bytes + ROW_EXTRA_BYTES)) as usize;
+        let smallest = OVERHEAD_BYTES + ring + 2 * (row_bytes + ROW_EXTRA_BYTES) * 4;
         if rows == 0 || budget < smallest {
             return Err(Error::InvalidParameter(format!(
                 "--gpu-memory {}: too small for rank {rank} ({} a factor row) beside the {} that streaming the ratings needs; the smallest budget that works is {} (with blocks of one row; {} keeps all {} factor rows on the device)",
                 human_bytes(budget),
-                human_bytes(row_bytes + 4),
+                human_bytes(row_bytes + ROW_EXTRA_BYTES),
                 human_bytes(ring + OVERHEAD_BYTES),
                 human_bytes(smallest),
                 human_bytes(factors + OVERHEAD_BYTES + ring),
@@ -84,9 +87,9 @@ mod tests {
 
     #[test]
     fn a_budget_keeps_everything_streams_the_ratings_or_swaps_the_factors() {
-        // 1,000 rows of 516 bytes (rank 128, f32, with the bias) and 1 MB of ratings.
+        // 1,000 rows of 520 bytes (rank 128, f32, with the bias and λ) and 1 MB of ratings.
         let plan = |budget: Option<u64>| DevicePlan::new(budget, 512, 400, 600, 1_000_000, 128);
-        let factors: u64 = 516 * 1000;
+        let factors: u64 = 520 * 1000;
         let all = plan(None).unwrap();
         assert!(!all.streamed && all.swapped_rows.is_none());
         let fits = plan(Some(factors + OVERHEAD_BYTES + 1_000_000)).unwrap();
@@ -95,7 +98,7 @@ mod tests {
         assert!(streams.streamed && streams.swapped_rows.is_none());
         let swaps = plan(Some(factors / 2 + 200_000)).unwrap();
         let rows = swaps.swapped_rows.unwrap();
-        assert!(swaps.streamed && rows > 0 && 2 * rows as u64 * 516 < factors / 2 + 200_000, "{rows} rows");
+        assert!(swaps.streamed && rows > 0 && 2 * rows as u64 * 520 < factors / 2 + 200_000, "{rows} rows");
         let e = plan(Some(10_000)).err().unwrap().to_string();
         assert!(e.contains("--gpu-memory") && e.contains("smallest budget that works"), "{e}");
     }

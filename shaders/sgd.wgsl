@@ -25,6 +25,7 @@ struct Rating {
 
 struct Params {
     learning_rate: f32,
+    reg: f32,
     reg_bias: f32,
     mean: f32,
     use_biases: u32,
@@ -50,9 +51,10 @@ const UNKNOWN: u32 = 0xffffffffu;
 @group(0) @binding(5) var<uniform> params: Params;
 // Per-workgroup (Σe², Σ|e|) of sgd_update and evaluate, accumulated over windows.
 @group(0) @binding(6) var<storage, read_write> output: array<f32>;
-// Each row's λ (frequency-scaled regularisation: Params::row_regs in src/model/mod.rs).
-@group(0) @binding(7) var<storage, read> user_reg: array<f32>;
-@group(0) @binding(8) var<storage, read> item_reg: array<f32>;
+// Each row's regularisation weight, multiplying λ and λ_bias (frequency-scaled
+// regularisation: Params::reg_weights in src/model/mod.rs).
+@group(0) @binding(7) var<storage, read> user_reg_weight: array<f32>;
+@group(0) @binding(8) var<storage, read> item_reg_weight: array<f32>;
 
 // A group's share of the two rows: lane-owned vec4s, zero where the row has no more.
 struct Rows {
@@ -132,12 +134,12 @@ fn sgd_update(ids: GroupIds) {
         var rows: Rows;
         var bu = 0.0;
         var bi = 0.0;
-        var reg_u = 0.0;
-        var reg_i = 0.0;
+        var weight_u = 0.0;
+        var weight_i = 0.0;
         if (live) {
             rows = load_rows(r.user, r.item, lane);
-            reg_u = user_reg[r.user];
-            reg_i = item_reg[r.item];
+            weight_u = user_reg_weight[r.user];
+            weight_i = item_reg_weight[r.item];
             if (biases) {
                 bu = user_bias[r.user];
                 bi = item_bias[r.item];
@@ -151,6 +153,8 @@ fn sgd_update(ids: GroupIds) {
             sums += vec2<f32>(e * e, abs(e));
         }
         let scaled = e * params.error_scale;
+        let reg_u = weight_u * params.reg;
+        let reg_i = weight_i * params.reg;
         for (var c = 0u; c < CHUNKS; c++) {
             let f = lane + c * LANES;
             if (f < K4) {
@@ -161,8 +165,8 @@ fn sgd_update(ids: GroupIds) {
             }
         }
         if (biases && lane == 0u) {
-            user_bias[r.user] = bu + lr * (e - params.reg_bias * bu);
-            item_bias[r.item] = bi + lr * (e - params.reg_bias * bi);
+            user_bias[r.user] = bu + lr * (e - weight_u * params.reg_bias * bu);
+            item_bias[r.item] = bi + lr * (e - weight_i * params.reg_bias * bi);
         }
     }
     add_workgroup_sums(sums, ids);

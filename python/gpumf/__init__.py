@@ -218,7 +218,7 @@ class MF:
     ``biases`` (False for the pure p_u . q_i model), ``init_std``, ``scale`` (True: ``lr``,
     ``reg`` and ``init_std`` are in units of the ratings' spread, so they suit any rating
     scale; False: in the ratings' own units, the CLI's ``--no-scale``), ``frequency_reg`` (True:
-    a user's or item's ``reg`` is scaled by sqrt(100 / its ratings); False: the CLI's
+    a user's or item's ``reg`` and ``reg_bias`` are scaled by sqrt(100 / its ratings); False: the CLI's
     ``--constant-reg``), ``seed``, ``eval_every``
     (score the test set every N epochs and after the last), ``blocks`` (the grid every backend
     trains by, "8" or "16x4"; default: the backend's choice). ``backend`` is

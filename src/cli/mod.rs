@@ -122,10 +122,10 @@ pub struct ParamArgs {
     /// gets reg·√(100/n) (frequency-scaled), unless --constant-reg.
     #[arg(long, default_value_t = Params::default().reg, allow_negative_numbers = true)]
     pub reg: f32,
-    /// The same --reg for every user and item, whatever its number of ratings.
+    /// The same --reg and --reg-bias for every user and item, whatever its number of ratings.
     #[arg(long)]
     pub constant_reg: bool,
-    /// L2 regularisation of the biases.
+    /// L2 regularisation of the biases, scaled by the ratings as --reg is.
     #[arg(long, default_value_t = Params::default().reg_bias, allow_negative_numbers = true)]
     pub reg_bias: f32,
     /// The lab's pure p_u·q_i model: no global mean, no biases.

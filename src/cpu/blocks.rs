@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::metrics::ErrorSums;
 use crate::model::Model;
 use crate::schedule::Schedule;
-use crate::update::{sgd_update, RowRegs, Step};
+use crate::update::{sgd_update, RowWeights, Step};
 use std::sync::Mutex;
 
 /// Raw views of the model's arrays that threads share during one epoch.
@@ -34,7 +34,7 @@ unsafe impl Send for SharedFactors {}
 /// user block or an item block, and a row belongs to exactly one block of its side, so no two
 /// threads ever touch the same row or bias: the shared pointers are only ever used for
 /// disjoint parts of the arrays. Every index is in bounds (asserted below).
-pub(super) fn epoch(model: &mut Model, regs: &RowRegs, schedule: &Schedule, epoch: usize, threads: usize, step: &Step) -> Result<ErrorSums> {
+pub(super) fn epoch(model: &mut Model, weights: &RowWeights, schedule: &Schedule, epoch: usize, threads: usize, step: &Step) -> Result<ErrorSums> {
     let k = model.rank();
     let (m, n) = (model.user_bias.len(), model.item_bias.len());
     let sums = Mutex::new(vec![ErrorSums::default(); schedule.len()]);
@@ -59,18 +59,18 @@ pub(super) fn epoch(model: &mut Model, regs: &RowRegs, schedule: &Schedule, epoc
             }
         };
         assert!(ratings.iter().all(|r| (r.user as usize) < m && (r.item as usize) < n), "rating index out of range");
-        assert!(regs.users.len() == m && regs.items.len() == n, "a λ for every row");
+        assert!(weights.users.len() == m && weights.items.len() == n, "a regularisation weight for every row");
         #[cfg(target_arch = "x86_64")]
         let block_sums = if wide {
             // SAFETY: the CPU has AVX2 and FMA (detected above); the rest as for `run_block`.
-            unsafe { run_block_avx2(ratings, &shared, regs, step) }
+            unsafe { run_block_avx2(ratings, &shared, weights, step) }
         } else {
             // SAFETY: as for `run_block`.
-            unsafe { run_block(ratings, &shared, regs, step) }
+            unsafe { run_block(ratings, &shared, weights, step) }
         };
         #[cfg(not(target_arch = "x86_64"))]
         // SAFETY: as for `run_block`.
-        let block_sums = unsafe { run_block(ratings, &shared, regs, step) };
+        let block_sums = unsafe { run_block(ratings, &shared, weights, step) };
         sums.lock().unwrap_or_else(|e| e.into_inner())[b] = block_sums;
     });
     if let Some(e) = failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
@@ -88,7 +88,7 @@ const PREFETCH_AHEAD: usize = 8;
 /// SAFETY: every rating's indices are below the model's rows (asserted by `epoch`), and no
 /// other thread touches this block's rows meanwhile (argued on `epoch`).
 #[inline(always)]
-unsafe fn run_block(ratings: &[Rating], s: &SharedFactors, regs: &RowRegs, step: &Step) -> ErrorSums {
+unsafe fn run_block(ratings: &[Rating], s: &SharedFactors, weights: &RowWeights, step: &Step) -> ErrorSums {
     let mut sums = ErrorSums::default();
     for (j, r) in ratings.iter().enumerate() {
         // Within a block the user rows repeat but the item rows jump about: ask for the item
@@ -104,7 +104,7 @@ unsafe fn run_block(ratings: &[Rating], s: &SharedFactors, regs: &RowRegs, step:
         let (u, i) = (r.user as usize, r.item as usize);
         let p = std::slice::from_raw_parts_mut(s.p.add(u * s.k), s.k);
         let q = std::slice::from_raw_parts_mut(s.q.add(i * s.k), s.k);
-        let e = sgd_update(p, q, &mut *s.bu.add(u), &mut *s.bi.add(i), (regs.users[u], regs.items[i]), r.value, step);
+        let e = sgd_update(p, q, &mut *s.bu.add(u), &mut *s.bi.add(i), (weights.users[u], weights.items[i]), r.value, step);
         sums.add(e as f64);
     }
     sums
@@ -115,6 +115,6 @@ unsafe fn run_block(ratings: &[Rating], s: &SharedFactors, regs: &RowRegs, step:
 /// sequential trainer keeps the same bits on every machine.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn run_block_avx2(ratings: &[Rating], s: &SharedFactors, regs: &RowRegs, step: &Step) -> ErrorSums {
-    run_block(ratings, s, regs, step)
+unsafe fn run_block_avx2(ratings: &[Rating], s: &SharedFactors, weights: &RowWeights, step: &Step) -> ErrorSums {
+    run_block(ratings, s, weights, step)
 }

@@ -10,7 +10,7 @@ use crate::metrics::{self, ErrorSums};
 use crate::model::{Model, Params};
 use crate::schedule::{Axis, GridSize, Order, Schedule};
 use crate::solver::{EpochFigures, Solver};
-use crate::update::{sgd_update, RowRegs, Step};
+use crate::update::{sgd_update, RowWeights, Step};
 use std::collections::VecDeque;
 
 /// How the CPU runs an epoch.
@@ -52,8 +52,8 @@ pub struct CpuSolver {
     params: Params,
     /// The rating unit of the factor steps ([`Params::rating_unit`]).
     unit: f32,
-    /// Each row's λ, by position.
-    regs: RowRegs,
+    /// Each row's regularisation weight, by position.
+    weights: RowWeights,
     schedule: Schedule,
     mode: CpuMode,
     pool: rayon::ThreadPool,
@@ -88,8 +88,8 @@ impl CpuSolver {
         let test = schedule.to_positions(&problem.test);
         reorder(&mut model, |axis, rows| axis.gather(rows), &schedule);
         let unit = params.rating_unit(&problem.train_summary());
-        let regs = RowRegs::new(params, &problem.train_counts()).by_position(&schedule);
-        Ok(CpuSolver { model, test, params: params.clone(), unit, regs, schedule, mode, pool, done: VecDeque::new() })
+        let weights = RowWeights::new(params, &problem.train_counts()).by_position(&schedule);
+        Ok(CpuSolver { model, test, params: params.clone(), unit, weights, schedule, mode, pool, done: VecDeque::new() })
     }
 
     fn step(&self, lr: f32) -> Step {
@@ -130,22 +130,22 @@ impl Solver for CpuSolver {
         let train = match self.mode {
             CpuMode::Sequential => {
                 let k = self.model.rank();
-                let (m, regs) = (&mut self.model, &self.regs);
+                let (m, weights) = (&mut self.model, &self.weights);
                 let (p, q) = (m.user_factors.as_slice_mut().expect("row-major"), m.item_factors.as_slice_mut().expect("row-major"));
                 let mut sums = ErrorSums::default();
                 let mut buf = Vec::new();
                 for b in self.schedule.sequence(epoch) {
                     for r in self.schedule.block_into(b, &mut buf)? {
                         let (u, i) = (r.user as usize, r.item as usize);
-                        let e = sgd_update(&mut p[u * k..][..k], &mut q[i * k..][..k], &mut m.user_bias[u], &mut m.item_bias[i], (regs.users[u], regs.items[i]), r.value, &step);
+                        let e = sgd_update(&mut p[u * k..][..k], &mut q[i * k..][..k], &mut m.user_bias[u], &mut m.item_bias[i], (weights.users[u], weights.items[i]), r.value, &step);
                         sums.add(e as f64);
                     }
                 }
                 sums
             }
             CpuMode::Parallel { threads } => {
-                let (model, regs, schedule) = (&mut self.model, &self.regs, &self.schedule);
-                self.pool.install(|| blocks::epoch(model, regs, schedule, epoch, threads, &step))?
+                let (model, weights, schedule) = (&mut self.model, &self.weights, &self.schedule);
+                self.pool.install(|| blocks::epoch(model, weights, schedule, epoch, threads, &step))?
             }
         };
         let test = (score_test && !self.test.is_empty()).then(|| {

@@ -22,7 +22,7 @@ use crate::metrics::ErrorSums;
 use crate::model::{clip, score_rows, Model, Params, SeenItems};
 use crate::schedule::{Axis, Order, Schedule};
 use crate::training::{EpochReport, Trained};
-use crate::update::{sgd_update, RowRegs, Step};
+use crate::update::{sgd_update, RowWeights, Step};
 use exchange::{BlockExchange, Hello, Message, RowsKind, TimelyExchange, Transport};
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
@@ -130,8 +130,8 @@ struct Shared {
     range: (f32, f32),
     /// The rating unit of the factor steps, from the whole set ([`Params::rating_unit`]).
     unit: f32,
-    /// Each row's λ, from the whole set's counts, by position.
-    regs: RowRegs,
+    /// Each row's regularisation weight, from the whole set's counts, by position.
+    weights: RowWeights,
     start_epoch: usize,
     settings: Vec<(String, String)>,
 }
@@ -316,7 +316,7 @@ pub fn train(stripes: Stripes, params: &Params, cluster: &Cluster, mut on_epoch:
     // The whole set's mean, range and unit, which this process's stripes alone would not give.
     let model = Model::init_for(&problem, params, &summary);
     let unit = params.rating_unit(&summary);
-    let regs = RowRegs::new(params, &counts);
+    let weights = RowWeights::new(params, &counts);
     // On a GPU each worker's device holds its blocks, shuffled (ratings in flight together
     // then rarely share a row); the process keeps only the grid.
     let devices: Vec<Option<GpuSolver>> = match &cluster.gpu {
@@ -327,7 +327,7 @@ pub fn train(stripes: Stripes, params: &Params, cluster: &Cluster, mut on_epoch:
                 let own: Vec<Rating> = problem.train.par_iter().filter(|r| cluster.worker_of(stripe_of(r)) == w).copied().collect();
                 let schedule = Schedule::new(&own, m, n, Schedule::dsgd_grid(side), Order::Shuffled, params.seed)?;
                 let options = GpuOptions { adapter: Some(adapter), ..options.clone() };
-                devices.push(Some(GpuSolver::for_blocks(schedule, model.clone(), params, unit, &regs, &options, &|p| cluster.worker_of(p) == w)?));
+                devices.push(Some(GpuSolver::for_blocks(schedule, model.clone(), params, unit, &weights, &options, &|p| cluster.worker_of(p) == w)?));
             }
             devices
         }
@@ -346,7 +346,7 @@ pub fn train(stripes: Stripes, params: &Params, cluster: &Cluster, mut on_epoch:
     drop(problem);
 
     let shared =
-        Arc::new(Shared { mean: model.mean, range: model.rating_range, unit, regs: regs.by_position(&schedule), schedule, test, has_test, params: params.clone(), cluster: cluster.clone(), start_epoch, settings: settings.clone() });
+        Arc::new(Shared { mean: model.mean, range: model.rating_range, unit, weights: weights.by_position(&schedule), schedule, test, has_test, params: params.clone(), cluster: cluster.clone(), start_epoch, settings: settings.clone() });
     // Each worker's rows to start from: its stripes, and the halves its stripes train first.
     let mut starts: Vec<Option<WorkerStart>> = first.clone().map(|w| Some(WorkerStart::from_model(&shared, &model, w))).collect();
     if let Some(resume) = &resume {
@@ -592,7 +592,7 @@ impl<E: BlockExchange> Worker<E> {
     fn train(&mut self, b: usize, stripe: usize, h: usize, half: &mut Rows, step: &Step) -> Result<Option<ErrorSums>> {
         let Some(gpu) = &mut self.device else {
             let rows = self.stripes.get_mut(&stripe).expect("own stripe");
-            return Ok(train_block(&self.shared.schedule, &self.shared.regs, b, rows, half, step));
+            return Ok(train_block(&self.shared.schedule, &self.shared.weights, b, rows, half, step));
         };
         if gpu.schedule().block(b).is_empty() {
             return Ok(None);
@@ -911,7 +911,7 @@ const STOPPED: &str = "stopped because";
 
 /// One block of SGD: the ratings of block `b` in their fixed order on the stripe's and the
 /// half's rows. `None` for an empty block.
-fn train_block(s: &Schedule, regs: &RowRegs, b: usize, stripe: &mut Rows, half: &mut Rows, step: &Step) -> Option<ErrorSums> {
+fn train_block(s: &Schedule, weights: &RowWeights, b: usize, stripe: &mut Rows, half: &mut Rows, step: &Step) -> Option<ErrorSums> {
     let ratings = s.block(b);
     if ratings.is_empty() {
         return None;
@@ -922,8 +922,8 @@ fn train_block(s: &Schedule, regs: &RowRegs, b: usize, stripe: &mut Rows, half: 
     let mut sums = ErrorSums::default();
     for r in ratings {
         let (u, i) = ((r.user - u0) as usize, (r.item - i0) as usize);
-        let reg = (regs.users[r.user as usize], regs.items[r.item as usize]);
-        let e = sgd_update(&mut stripe.factors[u * k..][..k], &mut half.factors[i * k..][..k], &mut stripe.bias[u], &mut half.bias[i], reg, r.value, step);
+        let weight = (weights.users[r.user as usize], weights.items[r.item as usize]);
+        let e = sgd_update(&mut stripe.factors[u * k..][..k], &mut half.factors[i * k..][..k], &mut stripe.bias[u], &mut half.bias[i], weight, r.value, step);
         sums.add(e as f64);
     }
     Some(sums)

@@ -9,11 +9,12 @@ use crate::schedule::Axis;
 use ndarray::Array2;
 use wgpu::util::DeviceExt;
 
-/// One block of factor rows, their biases and their λs (read only: fixed by the counts).
+/// One block of factor rows, their biases and their regularisation weights (read only: fixed
+/// by the counts).
 pub(super) struct FactorBlock {
     pub factors: wgpu::Buffer,
     pub bias: wgpu::Buffer,
-    pub reg: wgpu::Buffer,
+    pub reg_weight: wgpu::Buffer,
     /// The model's ids of the rows, in order.
     rows: Vec<u32>,
 }
@@ -29,7 +30,7 @@ pub(super) fn upload_factor_blocks(
     axis: &Axis,
     factors: &Array2<f32>,
     bias: &[f32],
-    reg: &[f32],
+    reg_weight: &[f32],
     swapped: bool,
     keep: &dyn Fn(usize) -> bool,
     label: &str,
@@ -41,16 +42,16 @@ pub(super) fn upload_factor_blocks(
             let capacity = if swapped { axis.max_rows() } else { rows.len() };
             let mut data = pack_rows(factors, &rows, shape);
             let mut bias: Vec<f32> = rows.iter().map(|&r| bias[r as usize]).collect();
-            let mut reg: Vec<f32> = rows.iter().map(|&r| reg[r as usize]).collect();
+            let mut reg_weight: Vec<f32> = rows.iter().map(|&r| reg_weight[r as usize]).collect();
             // Room for the largest block (a block with no rows still binds one zero row).
             data.resize(capacity.max(1) * shape.row_bytes() as usize, 0);
             bias.resize(capacity.max(1), 0.0);
-            reg.resize(capacity.max(1), 0.0);
+            reg_weight.resize(capacity.max(1), 0.0);
             let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
             FactorBlock {
                 factors: gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents: &data, usage }),
                 bias: gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents: bytemuck::cast_slice(&bias), usage }),
-                reg: gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents: bytemuck::cast_slice(&reg), usage }),
+                reg_weight: gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents: bytemuck::cast_slice(&reg_weight), usage }),
                 rows,
             }
         })
@@ -104,14 +105,14 @@ impl FactorBlock {
     }
 
     /// Puts block `b` of `axis` on the device in place of the rows there (written back first
-    /// by the caller), from the model's arrays and the λs `reg` (by id).
-    pub(super) fn load(&mut self, gpu: &Gpu, shape: &KernelShape, axis: &Axis, b: usize, factors: &Array2<f32>, bias: &[f32], reg: &[f32]) {
+    /// by the caller), from the model's arrays and the regularisation weights (by id).
+    pub(super) fn load(&mut self, gpu: &Gpu, shape: &KernelShape, axis: &Axis, b: usize, factors: &Array2<f32>, bias: &[f32], reg_weight: &[f32]) {
         self.rows = axis.members(b).to_vec();
         if self.rows.is_empty() {
             return;
         }
-        let regs: Vec<f32> = self.rows.iter().map(|&r| reg[r as usize]).collect();
-        gpu.queue.write_buffer(&self.reg, 0, bytemuck::cast_slice(&regs));
+        let weights: Vec<f32> = self.rows.iter().map(|&r| reg_weight[r as usize]).collect();
+        gpu.queue.write_buffer(&self.reg_weight, 0, bytemuck::cast_slice(&weights));
         gpu.queue.write_buffer(&self.factors, 0, &pack_rows(factors, &self.rows, shape));
         let biases: Vec<f32> = self.rows.iter().map(|&r| bias[r as usize]).collect();
         gpu.queue.write_buffer(&self.bias, 0, bytemuck::cast_slice(&biases));
@@ -242,8 +243,8 @@ fn bind(gpu: &Gpu, ratings: wgpu::BindGroupEntry<'_>, with: &Bindings, label: &s
             entry(4, &with.items.bias),
             entry(5, with.params),
             entry(6, with.output),
-            entry(7, &with.users.reg),
-            entry(8, &with.items.reg),
+            entry(7, &with.users.reg_weight),
+            entry(8, &with.items.reg_weight),
         ],
     });
     Window { bind_group, count: count as u32 }

@@ -102,11 +102,11 @@ impl GpuSolver {
         }
         if loaded_u != ub {
             self.user_blocks[0].store(&self.gpu, &self.shape, &mut model.user_factors, &mut model.user_bias)?;
-            self.user_blocks[0].load(&self.gpu, &self.shape, &self.schedule.users, ub, &model.user_factors, &model.user_bias, &self.regs.users);
+            self.user_blocks[0].load(&self.gpu, &self.shape, &self.schedule.users, ub, &model.user_factors, &model.user_bias, &self.weights.users);
         }
         if loaded_i != ib {
             self.item_blocks[0].store(&self.gpu, &self.shape, &mut model.item_factors, &mut model.item_bias)?;
-            self.item_blocks[0].load(&self.gpu, &self.shape, &self.schedule.items, ib, &model.item_factors, &model.item_bias, &self.regs.items);
+            self.item_blocks[0].load(&self.gpu, &self.shape, &self.schedule.items, ib, &model.item_factors, &model.item_bias, &self.weights.items);
         }
         self.swapped = Some((ub, ib));
         Ok((0, 0))

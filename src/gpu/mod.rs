@@ -26,7 +26,7 @@ use crate::metrics::ErrorSums;
 use crate::model::{Model, Params};
 use crate::schedule::{Order, Schedule};
 use crate::solver::{EpochFigures, Solver};
-use crate::update::RowRegs;
+use crate::update::RowWeights;
 use buffers::{Bindings, FactorBlock, Window};
 use dispatch::{encode_reduction, workgroups_for};
 use kernel::Pipelines;
@@ -117,6 +117,7 @@ pub(crate) const UPDATE_WORKGROUPS: u32 = 2048;
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct ParamsUniform {
     learning_rate: f32,
+    reg: f32,
     reg_bias: f32,
     mean: f32,
     use_biases: u32,
@@ -167,8 +168,8 @@ pub struct GpuSolver {
     schedule: Schedule,
     user_blocks: Vec<FactorBlock>,
     item_blocks: Vec<FactorBlock>,
-    /// Each row's λ by id, for the blocks swapped onto the device.
-    regs: RowRegs,
+    /// Each row's regularisation weight by id, for the blocks swapped onto the device.
+    weights: RowWeights,
     params_buffer: wgpu::Buffer,
     uniform: ParamsUniform,
     /// Per-workgroup error sums of the update pass, and of the test set's scoring.
@@ -210,20 +211,21 @@ impl GpuSolver {
         let grid = plan.grid(gpu_grid(params.blocks, m, n, shape.row_bytes(), max_binding, options.user_block_rows)?, m, n);
         let schedule = Schedule::new(&problem.train, m, n, grid, Order::Shuffled, params.seed)?;
         let unit = params.rating_unit(&problem.train_summary());
-        let regs = RowRegs::new(params, &problem.train_counts());
-        GpuSolver::assemble(opened, plan, schedule, &problem.test, model, params, unit, regs, options, &|_| true)
+        let weights = RowWeights::new(params, &problem.train_counts());
+        GpuSolver::assemble(opened, plan, schedule, &problem.test, model, params, unit, weights, options, &|_| true)
     }
 
     /// DSGD: a device for one worker, holding the blocks of `schedule` (the worker's own; the
     /// others empty) resident, and factor rows only for the user blocks `own_users` accepts.
     /// The worker moves item blocks in and out with [`set_rows`](Self::set_rows) and
     /// [`rows`](Self::rows) and trains blocks with [`train_blocks`](Self::train_blocks).
-    /// `unit` is the whole set's rating unit ([`Params::rating_unit`]), `regs` its rows' λs.
+    /// `unit` is the whole set's rating unit ([`Params::rating_unit`]), `weights` its rows'
+    /// regularisation weights.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn for_blocks(schedule: Schedule, model: Model, params: &Params, unit: f32, regs: &RowRegs, options: &GpuOptions, own_users: &dyn Fn(usize) -> bool) -> Result<GpuSolver> {
+    pub(crate) fn for_blocks(schedule: Schedule, model: Model, params: &Params, unit: f32, weights: &RowWeights, options: &GpuOptions, own_users: &dyn Fn(usize) -> bool) -> Result<GpuSolver> {
         let opened = open_kernel(params, options)?;
         let plan = DevicePlan::new(None, opened.1.row_bytes(), 0, 0, 0, params.rank)?;
-        GpuSolver::assemble(opened, plan, schedule, &[], model, params, unit, regs.clone(), options, own_users)
+        GpuSolver::assemble(opened, plan, schedule, &[], model, params, unit, weights.clone(), options, own_users)
     }
 
     /// Uploads what `plan` keeps on the device and builds the windows: the constructors' common
@@ -237,7 +239,7 @@ impl GpuSolver {
         model: Model,
         params: &Params,
         unit: f32,
-        regs: RowRegs,
+        weights: RowWeights,
         options: &GpuOptions,
         own_users: &dyn Fn(usize) -> bool,
     ) -> Result<GpuSolver> {
@@ -249,6 +251,7 @@ impl GpuSolver {
         let (lo, hi) = model.rating_range;
         let uniform = ParamsUniform {
             learning_rate: params.learning_rate,
+            reg: params.reg,
             reg_bias: params.reg_bias,
             mean: model.mean,
             use_biases: params.biases as u32,
@@ -297,8 +300,8 @@ impl GpuSolver {
             };
             let swapped = plan.swapped_rows.is_some();
             (
-                buffers::upload_factor_blocks(&gpu, &shape, &schedule.users, &model.user_factors, &model.user_bias, &regs.users, swapped, own_users, "user block"),
-                buffers::upload_factor_blocks(&gpu, &shape, &schedule.items, &model.item_factors, &model.item_bias, &regs.items, swapped, &|_| true, "item block"),
+                buffers::upload_factor_blocks(&gpu, &shape, &schedule.users, &model.user_factors, &model.user_bias, &weights.users, swapped, own_users, "user block"),
+                buffers::upload_factor_blocks(&gpu, &shape, &schedule.items, &model.item_factors, &model.item_bias, &weights.items, swapped, &|_| true, "item block"),
                 gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                     label: Some("params"),
                     contents: bytemuck::bytes_of(&uniform),
@@ -337,7 +340,7 @@ impl GpuSolver {
             pipelines,
             user_blocks,
             item_blocks,
-            regs,
+            weights,
             params_buffer,
             uniform,
             train_partials,

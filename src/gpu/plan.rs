@@ -33,7 +33,7 @@ pub(super) struct DevicePlan {
     pub swapped_rows: Option<usize>,
 }
 
-/// Device bytes of a factor row beside its factors: its bias and its λ.
+/// Device bytes of a factor row beside its factors: its bias and its regularisation weight.
 pub(super) const ROW_EXTRA_BYTES: u64 = 8;
 
 impl DevicePlan {
@@ -87,7 +87,7 @@ mod tests {
 
     #[test]
     fn a_budget_keeps_everything_streams_the_ratings_or_swaps_the_factors() {
-        // 1,000 rows of 520 bytes (rank 128, f32, with the bias and λ) and 1 MB of ratings.
+        // 1,000 rows of 520 bytes (rank 128, f32, with the bias and regularisation weight) and 1 MB of ratings.
         let plan = |budget: Option<u64>| DevicePlan::new(budget, 512, 400, 600, 1_000_000, 128);
         let factors: u64 = 520 * 1000;
         let all = plan(None).unwrap();

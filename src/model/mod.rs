@@ -34,10 +34,10 @@ pub struct Params {
     /// L2 regularisation of the factors (λ): of a row with [`REG_REFERENCE_RATINGS`] training
     /// ratings when `frequency_reg`, of every row otherwise.
     pub reg: f32,
-    /// Frequency-scaled regularisation: each user's and item's λ is `reg·√(100 / n)` for its n
-    /// training ratings (see [`Params::row_regs`]).
+    /// Frequency-scaled regularisation: each user's and item's λ and λ_bias are weighted by
+    /// `√(100 / n)` for its n training ratings (see [`Params::reg_weights`]).
     pub frequency_reg: bool,
-    /// L2 regularisation of the biases.
+    /// L2 regularisation of the biases, weighted as λ is.
     pub reg_bias: f32,
     /// Predict μ + b_u + b_i + p_u·q_i (true) or the lab's pure p_u·q_i (false).
     pub biases: bool,
@@ -66,7 +66,7 @@ impl Default for Params {
             lr_decay: 0.05,
             reg: 0.1,
             frequency_reg: true,
-            reg_bias: 0.01,
+            reg_bias: 0.1,
             biases: true,
             init_std: 0.1,
             seed: 42,
@@ -120,14 +120,15 @@ impl Params {
         ratings.spread()
     }
 
-    /// Each row's λ from its number of training ratings. SGD applies a row's λ at each of its n
+    /// Each row's regularisation weight from its number of training ratings: its factors'
+    /// λ and its bias's λ_bias are multiplied by it. SGD applies a row's λ at each of its n
     /// ratings, n·λ in an epoch, while the evidence against the prior grows as n too: a dense
     /// row (a questionnaire item everyone answers) then ends over-regularised and a sparse one
-    /// (a student who rated three lecturers) under-regularised. Scaling λ by 1/√n, anchored to
-    /// `reg` at 100 ratings (about MovieLens' ratings per user), chose best by validation RMSE
-    /// on all five data sets measured (BENCHMARKS.md); 1/n and a constant both did worse.
-    pub fn row_regs(&self, counts: &[u32]) -> Vec<f32> {
-        counts.iter().map(|&n| if self.frequency_reg { self.reg * (REG_REFERENCE_RATINGS / n.max(1) as f32).sqrt() } else { self.reg }).collect()
+    /// (a student who rated three lecturers) under-regularised. A weight of √(100/n), 1 at 100
+    /// ratings (about MovieLens' ratings per user), chose best by validation RMSE on all five
+    /// data sets measured (BENCHMARKS.md); 1/n and a constant both did worse.
+    pub fn reg_weights(&self, counts: &[u32]) -> Vec<f32> {
+        counts.iter().map(|&n| if self.frequency_reg { (REG_REFERENCE_RATINGS / n.max(1) as f32).sqrt() } else { 1.0 }).collect()
     }
 
     /// The learning rate of epoch `epoch` (0-based).
@@ -298,14 +299,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn each_row_gets_its_lambda_from_its_count() {
-        let params = Params { reg: 0.1, ..Params::default() };
-        let regs = params.row_regs(&[100, 25, 400, 0]);
-        let expected = [0.1, 0.2, 0.05, 1.0];
-        for (got, want) in regs.iter().zip(expected) {
-            assert!((got - want).abs() < 1e-6, "{regs:?}");
+    fn each_rows_regularisation_is_weighted_by_its_count() {
+        let weights = Params::default().reg_weights(&[100, 25, 400, 0]);
+        let expected = [1.0, 2.0, 0.5, 10.0];
+        for (got, want) in weights.iter().zip(expected) {
+            assert!((got - want).abs() < 1e-6, "{weights:?}");
         }
-        assert_eq!(Params { frequency_reg: false, ..params }.row_regs(&[100, 25, 0]), vec![0.1; 3]);
+        assert_eq!(Params { frequency_reg: false, ..Params::default() }.reg_weights(&[100, 25, 0]), vec![1.0; 3]);
     }
 
     #[test]

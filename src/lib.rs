@@ -22,6 +22,7 @@ pub mod output;
 pub mod resources;
 mod rng;
 pub mod schedule;
+pub mod search;
 pub mod solver;
 pub mod svd;
 pub mod training;

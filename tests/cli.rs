@@ -212,3 +212,40 @@ fn validation_stops_early_keeps_the_best_epoch_and_refits() {
         assert!(!o.status.success() && stderr(&o).contains(expected), "{extra:?}: {}", stderr(&o));
     }
 }
+
+#[test]
+fn auto_searches_on_held_out_ratings_and_trains_with_its_choice() {
+    let data = shipped();
+    let base = ["train", "--train", data.as_str(), "--test-fraction", "0.2", "--backend", "cpu", "--threads", "1", "--rank", "16", "--epochs", "9", "--json", "--auto"];
+    let run = |extra: &[&str]| {
+        let o = gpumf(&[&base[..], extra].concat());
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).expect("JSON")
+    };
+    let v = run(&["--budget", "300"]);
+    let auto = &v["auto"];
+    // 4 ranks x 3 λ x 3 learning rates for a ninth of the epochs, the best third for a third,
+    // the best third of those for all of them.
+    assert_eq!(auto["rungs"], serde_json::json!([1, 3, 9]), "{auto}");
+    let trials = auto["trials"].as_array().unwrap();
+    let at = |epochs: u64| trials.iter().filter(|t| t["epochs"] == epochs).collect::<Vec<_>>();
+    assert_eq!((at(1).len(), at(3).len(), at(9).len()), (36, 12, 4));
+    let best = &auto["best"];
+    let rmse = |t: &serde_json::Value| t["rmse"].as_f64().unwrap_or(f64::INFINITY);
+    assert!(at(9).iter().all(|t| rmse(best) <= rmse(t)), "{auto}");
+    // Trained afterwards with the choice, on every training rating, for the given epochs.
+    let params = &v["settings"]["params"];
+    assert_eq!((&params["rank"], &params["reg"], &params["learning_rate"]), (&best["rank"], &best["reg"], &best["learning_rate"]));
+    assert_eq!(v["history"].as_array().unwrap().len(), 9);
+    assert_eq!(v["data"]["train_ratings"], 80669);
+    assert!(v["test_rmse"].as_f64().unwrap() < 1.0);
+    // A budget too short for a second trial keeps the given settings, and says it was cut.
+    let short = run(&["--budget", "0.001"]);
+    assert_eq!(short["auto"]["trials"].as_array().unwrap().len(), 1);
+    assert_eq!(short["auto"]["cut_short"], true);
+    assert_eq!(short["settings"]["params"]["rank"], 16);
+    for (extra, expected) in [(vec!["--budget", "-1"], "--budget must be a positive"), (vec!["--validation", "0.1"], "--validation")] {
+        let o = gpumf(&[&base[..], &extra[..]].concat());
+        assert!(!o.status.success() && stderr(&o).contains(expected), "{extra:?}: {}", stderr(&o));
+    }
+}

@@ -52,6 +52,14 @@ pub struct TrainArgs {
     /// count, and keep that model.
     #[arg(long, requires = "validation")]
     pub refit: bool,
+    /// Search rank, --reg and --lr around the given ones (x1/2 to x2) on a tenth of the
+    /// training ratings held out (successive halving, on the backend that trains), print what
+    /// it chose and why, then train on all the training ratings with it.
+    #[arg(long, conflicts_with = "validation")]
+    pub auto: bool,
+    /// With --auto: the most seconds the search may take (training afterwards is not counted).
+    #[arg(long, default_value_t = 300.0, requires = "auto", allow_negative_numbers = true)]
+    pub budget: f64,
     /// Hold at most this much of the training ratings in memory (e.g. 512MiB, 4GiB). A file
     /// that may need more is read once, piece by piece, into a cache of blocks on disk, and
     /// each block is read when training reaches it; the factors stay in memory. CPU only.
@@ -212,8 +220,14 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         gpumf::output::check_output(save, args.force).context("--save")?;
     }
     let cluster = args.cluster.cluster(&args.model)?;
-    if cluster.is_some() && (args.memory.is_some() || args.validation.is_some()) {
-        bail!("--workers/--hosts/--devices train in memory for --epochs: leave out --memory and --validation");
+    if cluster.is_some() && (args.memory.is_some() || args.validation.is_some() || args.auto) {
+        bail!("--workers/--hosts/--devices train in memory for --epochs: leave out --memory, --validation and --auto");
+    }
+    if args.auto && args.memory.is_some() {
+        bail!("--auto trains many times on ratings held in memory; leave out --memory");
+    }
+    if args.auto && !(args.budget.is_finite() && args.budget > 0.0) {
+        bail!("--budget must be a positive number of seconds, got {}", args.budget);
     }
     let quiet = args.output.quiet || args.output.json;
     let options = LoadOptions { split_column: args.split_column, ..args.input.options() };
@@ -271,11 +285,16 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         return train_distributed(&args, stripes, &params, &cluster, quiet);
     }
     let backend = chosen_backend(&args.model, threads, quiet);
+    let (params, auto) = match args.auto {
+        true => auto_search(&args, &problem, &params, &backend, quiet)?,
+        false => (params, None),
+    };
     let mut outcome = match args.validation {
         None => plain(&problem, &params, &backend, quiet)?,
         Some(fraction) => early_stopping(&args, fraction, &problem, &params, &backend, quiet)?,
     };
-    report(&args, &problem, &outcome)?;
+    outcome.auto = auto;
+    report(&args, &problem, &params, &outcome)?;
     if let Some(save) = &args.save {
         let fitted_on = outcome.fitted_on.as_ref().unwrap_or(&problem);
         outcome.trained.model.record_seen(fitted_on);
@@ -312,8 +331,8 @@ fn train_distributed(args: &TrainArgs, stripes: gpumf::distributed::Stripes, par
     };
     let kept = trained.history.last().expect("at least one epoch").clone();
     let test = kept.test_rmse.zip(kept.test_mae);
-    let outcome = Outcome { trained, fitted_on: None, train_ratings, kept, test, validation: None, cold: shell.cold };
-    report(args, &shell, &outcome)?;
+    let outcome = Outcome { trained, fitted_on: None, train_ratings, kept, test, validation: None, auto: None, cold: shell.cold };
+    report(args, &shell, params, &outcome)?;
     if let Some(save) = &args.save {
         outcome.trained.model.save(save, args.force).context("--save")?;
         if !quiet {
@@ -366,7 +385,7 @@ fn train_on_disk(args: &TrainArgs, memory: u64, options: LoadOptions, params: &P
     let test = args.test.as_ref().map(|t| load(t, &args.input, quiet)).transpose()?;
     let problem = Problem::on_disk(std::sync::Arc::new(cache), test.as_ref());
     let mut outcome = plain(&problem, params, &backend, quiet)?;
-    report(args, &problem, &outcome)?;
+    report(args, &problem, params, &outcome)?;
     if let Some(save) = &args.save {
         outcome.trained.model.record_seen(&problem);
         outcome.trained.model.save(save, args.force).context("--save")?;
@@ -408,6 +427,8 @@ struct Outcome {
     test: Option<(f64, f64)>,
     /// How early stopping went, for the report.
     validation: Option<serde_json::Value>,
+    /// What --auto tried and chose.
+    auto: Option<serde_json::Value>,
     /// Test ratings whose user or item the kept model never saw.
     cold: ColdStart,
 }
@@ -420,7 +441,7 @@ fn plain(problem: &Problem, params: &Params, backend: &Backend, quiet: bool) -> 
     let trained = trained?;
     let kept = trained.history.last().expect("at least one epoch").clone();
     let test = kept.test_rmse.zip(kept.test_mae);
-    Ok(Outcome { trained, fitted_on: None, train_ratings: problem.train_len(), kept, test, validation: None, cold: problem.cold })
+    Ok(Outcome { trained, fitted_on: None, train_ratings: problem.train_len(), kept, test, validation: None, auto: None, cold: problem.cold })
 }
 
 /// --validation: stop when the held-out ratings stop improving, keep the best epoch, and
@@ -429,9 +450,7 @@ fn early_stopping(args: &TrainArgs, fraction: f64, problem: &Problem, params: &P
     if !(fraction > 0.0 && fraction < 1.0) {
         bail!("--validation must lie strictly between 0 and 1, got {fraction}");
     }
-    let training = gpumf::data::RatingSet { entries: problem.train.clone(), users: problem.users.clone(), items: problem.items.clone() };
-    // A stream of its own, so that the validation draw is not --test-fraction's draw again.
-    let fit = split_random(&training, fraction, params.seed ^ VALIDATION_STREAM)?;
+    let fit = gpumf::search::hold_out(problem, fraction, params.seed)?;
     let progress = Progress::new(params.epochs, quiet).held_out("validation");
     let stopped = train_early_stopping(&fit, params, backend, args.patience, |r| progress.epoch(r));
     progress.finish();
@@ -470,11 +489,68 @@ fn early_stopping(args: &TrainArgs, fraction: f64, problem: &Problem, params: &P
         (sums.rmse(), sums.mae())
     });
     let cold = ColdStart::of(&test_ratings);
-    Ok(Outcome { trained: stopped, train_ratings: fit.train_len(), fitted_on: Some(fit), kept, test, validation: Some(validation), cold })
+    Ok(Outcome { trained: stopped, train_ratings: fit.train_len(), fitted_on: Some(fit), kept, test, validation: Some(validation), auto: None, cold })
 }
 
-/// Seeds the validation split apart from the test split.
-const VALIDATION_STREAM: u64 = 0x7661_6c69_6461_7465;
+/// The share of the training ratings --auto holds out to judge settings by.
+const AUTO_HOLD_OUT: f64 = 0.1;
+
+/// --auto: searches around `params` on held-out training ratings; returns the settings chosen
+/// and the search for the report.
+fn auto_search(args: &TrainArgs, problem: &Problem, params: &Params, backend: &Backend, quiet: bool) -> anyhow::Result<(Params, Option<serde_json::Value>)> {
+    let fit = gpumf::search::hold_out(problem, AUTO_HOLD_OUT, params.seed)?;
+    if !quiet {
+        eprintln!(
+            "auto: searching rank, --reg and --lr around --rank {} --reg {} --lr {} on {} held-out training ratings, within {} s",
+            params.rank,
+            params.reg,
+            params.learning_rate,
+            fit.test.len(),
+            args.budget
+        );
+    }
+    let mut rung: Option<(usize, usize, f64)> = None;
+    let finish_rung = |rung: &Option<(usize, usize, f64)>| {
+        if let (Some((epochs, n, seconds)), false) = (rung, quiet) {
+            eprintln!("auto: {n} settings x {epochs} epochs in {seconds:.1} s");
+        }
+    };
+    let search = gpumf::search::search(&fit, params, backend, std::time::Duration::from_secs_f64(args.budget), |t| {
+        match &mut rung {
+            Some((epochs, n, seconds)) if *epochs == t.epochs => {
+                *n += 1;
+                *seconds += t.seconds;
+            }
+            _ => {
+                finish_rung(&rung);
+                rung = Some((t.epochs, 1, t.seconds));
+            }
+        }
+    })?;
+    finish_rung(&rung);
+    if !quiet {
+        let b = &search.best;
+        let rmse = |t: &gpumf::search::Trial| t.rmse.map_or("diverged".to_string(), |r| format!("{r:.4}"));
+        let versus = match &search.given {
+            Some(g) if (g.rank, g.reg, g.learning_rate) != (b.rank, b.reg, b.learning_rate) && g.epochs == b.epochs => format!("; the given settings {}", rmse(g)),
+            Some(g) if (g.rank, g.reg, g.learning_rate) != (b.rank, b.reg, b.learning_rate) => format!("; the given settings were dropped after {} epochs at {}", g.epochs, rmse(g)),
+            Some(_) => "; the given settings were best".to_string(),
+            None => String::new(),
+        };
+        eprintln!(
+            "auto: chose --rank {} --reg {} --lr {}: held-out RMSE {} after {} epochs{versus} ({} trials in {:.1} s{})",
+            b.rank,
+            b.reg,
+            b.learning_rate,
+            rmse(b),
+            b.epochs,
+            search.trials.len(),
+            search.seconds,
+            if search.cut_short { ", cut short by --budget" } else { "" }
+        );
+    }
+    Ok((search.chosen.clone(), Some(serde_json::to_value(&search)?)))
+}
 
 /// An early-stopping run's history, its held-out RMSE named for what it is.
 fn renamed_history(history: &[EpochReport]) -> serde_json::Value {
@@ -491,7 +567,7 @@ fn renamed_history(history: &[EpochReport]) -> serde_json::Value {
     value
 }
 
-fn report(args: &TrainArgs, problem: &Problem, outcome: &Outcome) -> anyhow::Result<()> {
+fn report(args: &TrainArgs, problem: &Problem, params: &Params, outcome: &Outcome) -> anyhow::Result<()> {
     let t = &outcome.trained;
     let last = &outcome.kept;
     let (test_rmse, test_mae) = (outcome.test.map(|t| t.0), outcome.test.map(|t| t.1));
@@ -504,6 +580,7 @@ fn report(args: &TrainArgs, problem: &Problem, outcome: &Outcome) -> anyhow::Res
             "train_rmse": last.train_rmse,
             "train_loss": last.train_loss,
             "validation": outcome.validation,
+            "auto": outcome.auto,
             "train_seconds": t.train_seconds,
             "kernel_seconds": t.kernel_seconds,
             "setup_seconds": t.setup_seconds,
@@ -512,7 +589,7 @@ fn report(args: &TrainArgs, problem: &Problem, outcome: &Outcome) -> anyhow::Res
             "updates_per_second": updates_per_second,
             "backend": t.backend,
             "settings": {
-                "params": args.model.params(),
+                "params": params,
                 "precision": args.model.precision,
                 "threads": args.model.threads()?,
                 "train": args.train,
@@ -535,7 +612,7 @@ fn report(args: &TrainArgs, problem: &Problem, outcome: &Outcome) -> anyhow::Res
     }
     println!(
         "trained rank {} on {} in {:.2} s: {} epochs, {:.4} s/epoch, {:.1} M updates/s",
-        args.model.params.rank,
+        params.rank,
         t.backend,
         t.train_seconds,
         epochs,

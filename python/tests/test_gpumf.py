@@ -141,6 +141,16 @@ def test_blocks_and_eval_every_are_the_clis(frame):
         gpumf.MF(**FAST, blocks="0x2").fit(frame)
 
 
+def test_scale_and_frequency_reg_are_the_clis_no_scale_and_constant_reg(frame):
+    settings = ["--test-fraction", "0.2", "--backend", "cpu", "--threads", "1", "--epochs", "3", "--rank", "8"]
+    for kwargs, flags in [({"scale": False}, ["--no-scale"]), ({"frequency_reg": False}, ["--constant-reg"])]:
+        expected = cli_json("train", "--train", str(LATEST_SMALL), *settings, *flags)
+        m = gpumf.MF(rank=8, epochs=3, backend="cpu", threads=1, verbose=False, **kwargs).fit(frame, test_fraction=0.2)
+        assert m.history[-1]["test_rmse"] == expected["test_rmse"], kwargs
+        default = gpumf.MF(rank=8, epochs=3, backend="cpu", threads=1, verbose=False).fit(frame, test_fraction=0.2)
+        assert default.history[-1]["test_rmse"] != m.history[-1]["test_rmse"], kwargs
+
+
 def test_a_separate_test_set_maps_through_the_training_ids(frame):
     train, test = frame.iloc[:80000], frame.iloc[80000:]
     m = gpumf.MF(threads=1, **FAST).fit(train, test)

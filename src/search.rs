@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 /// Seeds the held-out split apart from `--test-fraction`'s.
 pub const HOLD_OUT_STREAM: u64 = 0x7661_6c69_6461_7465;
 
+/// The share of the training ratings `--auto` holds out to judge settings by.
+pub const AUTO_HOLD_OUT: f64 = 0.1;
+
 /// Settings are cut to a third at each rung.
 const KEEP_ONE_IN: usize = 3;
 

@@ -219,7 +219,9 @@ class MF:
     ``reg`` and ``init_std`` are in units of the ratings' spread, so they suit any rating
     scale; False: in the ratings' own units, the CLI's ``--no-scale``), ``frequency_reg`` (True:
     a user's or item's ``reg`` and ``reg_bias`` are scaled by sqrt(100 / its ratings); False: the CLI's
-    ``--constant-reg``), ``seed``, ``eval_every``
+    ``--constant-reg``), ``auto`` and ``budget`` (the CLI's ``--auto --budget``: rank, ``reg``
+    and ``lr`` searched on a tenth of the training ratings held out, within ``budget`` seconds,
+    before training; ``summary["auto"]`` says what was tried and chosen), ``seed``, ``eval_every``
     (score the test set every N epochs and after the last), ``blocks`` (the grid every backend
     trains by, "8" or "16x4"; default: the backend's choice). ``backend`` is
     "auto" (a hardware GPU when there is one, else the CPU), "gpu" or "cpu"; ``threads`` the
@@ -246,11 +248,14 @@ class MF:
         verbose: bool = True,
         scale: bool = _DEFAULTS["scale"],
         frequency_reg: bool = _DEFAULTS["frequency_reg"],
+        auto: bool = False,
+        budget: float = 300.0,
     ):
         self.rank, self.epochs, self.lr, self.reg = rank, epochs, lr, reg
         self.backend, self.threads, self.seed, self.precision = backend, threads, seed, precision
         self.lr_decay, self.reg_bias, self.biases, self.init_std = lr_decay, reg_bias, biases, init_std
         self.eval_every, self.blocks, self.scale, self.frequency_reg = eval_every, blocks, scale, frequency_reg
+        self.auto, self.budget = auto, budget
         self.verbose = verbose
         self.history: list = []
         self.summary: dict = {}
@@ -299,6 +304,8 @@ class MF:
             "eval_every": self.eval_every,
             "scale": self.scale,
             "frequency_reg": self.frequency_reg,
+            "auto": self.auto,
+            "budget": float(self.budget),
             "blocks": None if self.blocks is None else str(self.blocks),
             "backend": self.backend,
             "threads": self.threads,

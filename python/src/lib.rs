@@ -210,6 +210,8 @@ struct Settings {
     scale: bool,
     frequency_reg: bool,
     blocks: Option<String>,
+    auto: bool,
+    budget: f64,
     backend: String,
     threads: Option<usize>,
     precision: String,
@@ -312,6 +314,22 @@ fn fit(py: Python<'_>, problem: &Problem, params: &Params, settings: &Settings, 
     if let (Some(note), Some(f)) = (&note, &on_note) {
         f.call1(py, (note.clone(),))?;
     }
+    // `auto`: the CLI's --auto, before training and without the GIL.
+    let (params, auto) = if settings.auto {
+        if !(settings.budget.is_finite() && settings.budget > 0.0) {
+            return Err(PyValueError::new_err(format!("budget must be a positive number of seconds, got {}", settings.budget)));
+        }
+        let search = py
+            .detach(|| {
+                let fit = gpumf::search::hold_out(problem, gpumf::search::AUTO_HOLD_OUT, params.seed)?;
+                gpumf::search::search(&fit, params, &backend, std::time::Duration::from_secs_f64(settings.budget), |_| {})
+            })
+            .map_err(py_err)?;
+        (search.chosen.clone(), serde_json::to_value(&search).ok())
+    } else {
+        (params.clone(), None)
+    };
+    let params = &params;
     let mut history = Vec::with_capacity(params.epochs.min(1024));
     let mut stopped: Option<PyErr> = None;
     // Training runs without the GIL; each epoch takes it back for the callback and for
@@ -351,6 +369,7 @@ fn fit(py: Python<'_>, problem: &Problem, params: &Params, settings: &Settings, 
         "users": problem.num_users(),
         "items": problem.num_items(),
         "cold_start": problem.cold,
+        "auto": auto,
     });
     Ok((PyModel { model: trained.model }, history, summary.to_string(), stopped))
 }

@@ -151,6 +151,18 @@ def test_scale_and_frequency_reg_are_the_clis_no_scale_and_constant_reg(frame):
         assert default.history[-1]["test_rmse"] != m.history[-1]["test_rmse"], kwargs
 
 
+def test_auto_is_the_clis_search(frame):
+    settings = ["--test-fraction", "0.2", "--backend", "cpu", "--threads", "1", "--epochs", "9", "--rank", "8", "--auto"]
+    expected = cli_json("train", "--train", str(LATEST_SMALL), *settings)
+    m = gpumf.MF(rank=8, epochs=9, backend="cpu", threads=1, verbose=False, auto=True).fit(frame, test_fraction=0.2)
+    auto = m.summary["auto"]
+    assert auto["rungs"] == [1, 3, 9] and len(auto["trials"]) == len(expected["auto"]["trials"]) == 27 + 9 + 3
+    assert auto["best"]["rank"] == expected["auto"]["best"]["rank"] and auto["best"]["rmse"] == expected["auto"]["best"]["rmse"]
+    assert m.history[-1]["test_rmse"] == expected["test_rmse"]
+    with pytest.raises(ValueError, match="budget"):
+        gpumf.MF(**FAST, auto=True, budget=0).fit(frame)
+
+
 def test_a_separate_test_set_maps_through_the_training_ids(frame):
     train, test = frame.iloc[:80000], frame.iloc[80000:]
     m = gpumf.MF(threads=1, **FAST).fit(train, test)

@@ -492,13 +492,10 @@ fn early_stopping(args: &TrainArgs, fraction: f64, problem: &Problem, params: &P
     Ok(Outcome { trained: stopped, train_ratings: fit.train_len(), fitted_on: Some(fit), kept, test, validation: Some(validation), auto: None, cold })
 }
 
-/// The share of the training ratings --auto holds out to judge settings by.
-const AUTO_HOLD_OUT: f64 = 0.1;
-
 /// --auto: searches around `params` on held-out training ratings; returns the settings chosen
 /// and the search for the report.
 fn auto_search(args: &TrainArgs, problem: &Problem, params: &Params, backend: &Backend, quiet: bool) -> anyhow::Result<(Params, Option<serde_json::Value>)> {
-    let fit = gpumf::search::hold_out(problem, AUTO_HOLD_OUT, params.seed)?;
+    let fit = gpumf::search::hold_out(problem, gpumf::search::AUTO_HOLD_OUT, params.seed)?;
     if !quiet {
         eprintln!(
             "auto: searching rank, --reg and --lr around --rank {} --reg {} --lr {} on {} held-out training ratings, within {} s",

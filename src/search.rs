@@ -148,8 +148,9 @@ pub fn search(fit: &Problem, base: &Params, backend: &Backend, budget: Duration,
         let first = trials.iter().filter(|t| t.epochs == rungs[0]).count();
         alive = scored.iter().take(first.div_ceil(KEEP_ONE_IN.pow(r as u32 + 1))).map(|t| (t.rank, t.reg, t.learning_rate)).collect();
         let given = (base.rank, base.reg, base.learning_rate);
+        // First, so that a rung the budget cuts short still compares against it.
         if !alive.contains(&given) && scored.iter().any(|t| (t.rank, t.reg, t.learning_rate) == given) {
-            alive.push(given);
+            alive.insert(0, given);
         }
         last_rung = scored;
         if alive.len() == 1 {

@@ -45,13 +45,13 @@ pub struct BenchRow {
 }
 
 /// The least traffic of one SGD update: a 12-byte rating, the user and item rows read and
-/// written, and two f32 biases read and written.
+/// written, two f32 biases read and written, and the two rows' f32 regularisation weights read.
 pub fn bytes_per_update(rank: usize, precision: Precision) -> f64 {
     let factor = match precision {
         Precision::F32 => 4.0,
         Precision::F16 => 2.0,
     };
-    12.0 + 4.0 * rank as f64 * factor + 16.0
+    12.0 + 4.0 * rank as f64 * factor + 16.0 + 8.0
 }
 
 /// Peak resident set size of this process, from /proc (Linux only).
@@ -138,7 +138,7 @@ pub fn table(rows: &[BenchRow]) -> String {
         ));
     }
     if !rows.is_empty() {
-        s.push_str("eff GB/s: effective bytes, updates/s x (12 + 4 x rank x bytes per factor + 16), the least an update moves if no row stays in cache");
+        s.push_str("eff GB/s: effective bytes, updates/s x (12 + 4 x rank x bytes per factor + 24), the least an update moves if no row stays in cache");
         if rows.iter().any(|r| r.backend.starts_with("cpu")) {
             s.push_str(";\n  on the CPU rows stay in its caches, so the figure can exceed what the memory delivers");
         }

@@ -13,6 +13,7 @@ pub mod choice;
 pub mod cpu;
 pub mod data;
 pub mod distributed;
+pub mod ensemble;
 mod error;
 pub mod gpu;
 pub mod lab;

@@ -77,6 +77,12 @@ pub fn make_solver<'a>(problem: &'a Problem, params: &Params, backend: &Backend)
     crate::resources::ensure_memory(factors.saturating_mul(2), &format!("rank {k} for {m} users and {n} items"), |available| {
         format!("--rank {} at most fits", (available / 2 / 4 / (m + n).max(1)).min(k.saturating_sub(1)))
     })?;
+    if params.models > 1 {
+        let members = (0..params.models as u64)
+            .map(|s| make_solver(problem, &Params { models: 1, seed: params.seed.wrapping_add(s * crate::ensemble::SEED_STRIDE), ..params.clone() }, backend))
+            .collect::<Result<Vec<_>>>()?;
+        return Ok(Box::new(crate::ensemble::Ensemble::new(members, problem)));
+    }
     let model = Model::init(problem, params);
     Ok(match backend {
         Backend::Cpu(mode) => Box::new(CpuSolver::new(problem, model, params, *mode)?),

@@ -27,6 +27,8 @@ fn bad_flags_get_clear_errors_not_panics() {
         (&["train", "--train", &data, "--backend", "tpu"], "tpu"),
         (&["train", "--train", &data, "--test-fraction", "1.5"], "--test-fraction"),
         (&["train", "--train", &data, "--threads", "0"], "--threads"),
+        (&["train", "--train", &data, "--models", "0"], "--models must be at least 1"),
+        (&["train", "--train", &data, "--models", "2", "--workers", "2"], "--models"),
         (&["train", "--train", "/no/such/file.csv"], "/no/such/file.csv: no such file"),
         (&["train", "--train", "/"], "is a directory"),
         (&["lab", "--rank", "7"], "--rank"),

@@ -183,6 +183,24 @@ fn ranks_that_are_not_multiples_of_four_or_the_subgroup_train_like_the_cpu() {
     }
 }
 
+/// `--models 2` on the GPU: two devices' models averaged into one of twice the rank, scored as
+/// the CPU's average is.
+fn averaged_models_train_on_the_gpu_like_the_cpu() {
+    if !common::gpu_available() {
+        return;
+    }
+    let problem = small_problem();
+    let params = Params { rank: 8, epochs: 6, models: 2, ..Params::default() };
+    let t = train(&problem, &params, &gpu(GpuOptions::default()), |_| {}).unwrap();
+    let g = t.history.last().unwrap().test_rmse.unwrap();
+    let c = test_rmse(&problem, &params, &Backend::Cpu(CpuMode::Sequential));
+    println!("2 models: {} {g:.4}, cpu {c:.4}", t.backend);
+    assert!(t.backend.starts_with("2 models averaged, each gpu"), "{}", t.backend);
+    assert_eq!(t.model.rank(), 16);
+    assert!((g - c).abs() <= 0.01, "gpu {g} vs cpu {c}");
+    assert!((metrics::evaluate(&t.model, &problem.test).rmse() - g).abs() < 1e-9);
+}
+
 fn every_lane_count_trains_like_the_cpu() {
     if !common::gpu_available() {
         return;
@@ -453,6 +471,7 @@ fn main() -> std::process::ExitCode {
         Test { name: "f16_factors_stay_within_0_005_of_f32", needs: Needs::GPU_AND_ML100K, run: f16_factors_stay_within_0_005_of_f32 },
         Test { name: "gpu_sgd_is_within_5_percent_of_the_svd_and_never_below_it", needs: Needs::GPU, run: gpu_sgd_is_within_5_percent_of_the_svd_and_never_below_it },
         Test { name: "ranks_that_are_not_multiples_of_four_or_the_subgroup_train_like_the_cpu", needs: Needs::GPU, run: ranks_that_are_not_multiples_of_four_or_the_subgroup_train_like_the_cpu },
+        Test { name: "averaged_models_train_on_the_gpu_like_the_cpu", needs: Needs::GPU, run: averaged_models_train_on_the_gpu_like_the_cpu },
         Test { name: "every_lane_count_trains_like_the_cpu", needs: Needs::GPU, run: every_lane_count_trains_like_the_cpu },
         Test { name: "kernels_are_timed_on_the_devices_clock_where_it_has_timestamps", needs: Needs::GPU, run: kernels_are_timed_on_the_devices_clock_where_it_has_timestamps },
         Test { name: "the_workgroup_reduction_path_trains_like_the_subgroup_path", needs: Needs::GPU, run: the_workgroup_reduction_path_trains_like_the_subgroup_path },

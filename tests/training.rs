@@ -72,6 +72,29 @@ fn frequency_scaled_regularisation_beats_a_constant_one() {
     }
 }
 
+/// `--models S`: the average of S models from other seeds, kept as one model of rank S·k, scores
+/// as reported, no worse than its members on average, and its first member is the single
+/// model of the given seed.
+fn averaged_models_train_together_and_score_as_one() {
+    let problem = split_random(&latest_small(), 0.2, 3).unwrap();
+    let params = Params { rank: 16, epochs: 10, ..Params::default() };
+    let backend = Backend::Cpu(CpuMode::Sequential);
+    let t = train(&problem, &Params { models: 3, ..params.clone() }, &backend, |_| {}).unwrap();
+    assert_eq!(t.model.rank(), 48);
+    let reported = t.history.last().unwrap().test_rmse.unwrap();
+    assert!((metrics::evaluate(&t.model, &problem.test).rmse() - reported).abs() < 1e-9);
+    let member = |s: u64| train(&problem, &Params { seed: params.seed + s * gpumf::ensemble::SEED_STRIDE, ..params.clone() }, &backend, |_| {}).unwrap();
+    let members: Vec<f64> = (0..3).map(|s| member(s).history.last().unwrap().test_rmse.unwrap()).collect();
+    println!("3 models averaged {reported:.4}, members {members:?}");
+    assert!(reported < members.iter().sum::<f64>() / 3.0, "{reported} against {members:?}");
+    let first = member(0).model;
+    let scale = 1.0 / 3f32.sqrt();
+    let differs = t.model.user_factors.column(0).iter().zip(first.user_factors.column(0)).map(|(a, b)| (a - b * scale).abs()).fold(0.0, f32::max);
+    assert!(differs < 1e-7, "the first member's factors, scaled, differ by {differs}");
+    assert!(Params { models: 0, ..params.clone() }.validate().unwrap_err().to_string().contains("--models"));
+    assert!(Params { models: 64, rank: 128, ..params }.validate().unwrap_err().to_string().contains("4096"));
+}
+
 fn sequential_training_is_bit_reproducible_and_the_loss_falls() {
     let problem = split_random(&latest_small(), 0.2, 1).unwrap();
     let params = Params { epochs: 5, rank: 16, ..Params::default() };
@@ -317,6 +340,7 @@ fn main() -> std::process::ExitCode {
         Test { name: "default_settings_reach_0_870_on_latest_small_80_20", needs: Needs::NOTHING, run: default_settings_reach_0_870_on_latest_small_80_20 },
         Test { name: "the_defaults_train_any_rating_scale_alike", needs: Needs::NOTHING, run: the_defaults_train_any_rating_scale_alike },
         Test { name: "frequency_scaled_regularisation_beats_a_constant_one", needs: Needs::NOTHING, run: frequency_scaled_regularisation_beats_a_constant_one },
+        Test { name: "averaged_models_train_together_and_score_as_one", needs: Needs::NOTHING, run: averaged_models_train_together_and_score_as_one },
         Test { name: "sequential_training_is_bit_reproducible_and_the_loss_falls", needs: Needs::NOTHING, run: sequential_training_is_bit_reproducible_and_the_loss_falls },
         Test { name: "parallel_blocks_match_sequential_accuracy", needs: Needs::ML100K, run: parallel_blocks_match_sequential_accuracy },
         Test { name: "parallel_training_of_few_columns_or_rows_matches_sequential", needs: Needs::NOTHING, run: parallel_training_of_few_columns_or_rows_matches_sequential },

@@ -221,7 +221,8 @@ class MF:
     a user's or item's ``reg`` and ``reg_bias`` are scaled by sqrt(100 / its ratings); False: the CLI's
     ``--constant-reg``), ``auto`` and ``budget`` (the CLI's ``--auto --budget``: rank, ``reg``
     and ``lr`` searched on a tenth of the training ratings held out, within ``budget`` seconds,
-    before training; ``summary["auto"]`` says what was tried and chosen), ``seed``, ``eval_every``
+    before training; ``summary["auto"]`` says what was tried and chosen), ``models`` (the CLI's
+    ``--models``: that many models from other seeds, averaged), ``seed``, ``eval_every``
     (score the test set every N epochs and after the last), ``blocks`` (the grid every backend
     trains by, "8" or "16x4"; default: the backend's choice). ``backend`` is
     "auto" (a hardware GPU when there is one, else the CPU), "gpu" or "cpu"; ``threads`` the
@@ -250,12 +251,13 @@ class MF:
         frequency_reg: bool = _DEFAULTS["frequency_reg"],
         auto: bool = False,
         budget: float = 300.0,
+        models: int = _DEFAULTS["models"],
     ):
         self.rank, self.epochs, self.lr, self.reg = rank, epochs, lr, reg
         self.backend, self.threads, self.seed, self.precision = backend, threads, seed, precision
         self.lr_decay, self.reg_bias, self.biases, self.init_std = lr_decay, reg_bias, biases, init_std
         self.eval_every, self.blocks, self.scale, self.frequency_reg = eval_every, blocks, scale, frequency_reg
-        self.auto, self.budget = auto, budget
+        self.auto, self.budget, self.models = auto, budget, models
         self.verbose = verbose
         self.history: list = []
         self.summary: dict = {}
@@ -306,6 +308,7 @@ class MF:
             "frequency_reg": self.frequency_reg,
             "auto": self.auto,
             "budget": float(self.budget),
+            "models": self.models,
             "blocks": None if self.blocks is None else str(self.blocks),
             "backend": self.backend,
             "threads": self.threads,

@@ -220,8 +220,8 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         gpumf::output::check_output(save, args.force).context("--save")?;
     }
     let cluster = args.cluster.cluster(&args.model)?;
-    if cluster.is_some() && (args.memory.is_some() || args.validation.is_some() || args.auto) {
-        bail!("--workers/--hosts/--devices train in memory for --epochs: leave out --memory, --validation and --auto");
+    if cluster.is_some() && (args.memory.is_some() || args.validation.is_some() || args.auto || params.models > 1) {
+        bail!("--workers/--hosts/--devices train one model in memory for --epochs: leave out --memory, --validation, --auto and --models");
     }
     if args.auto && args.memory.is_some() {
         bail!("--auto trains many times on ratings held in memory; leave out --memory");

@@ -50,6 +50,8 @@ pub struct Params {
     pub blocks: Option<GridSize>,
     /// Score the test set every this many epochs (and after the last).
     pub eval_every: usize,
+    /// Models trained side by side from other seeds and averaged (see [`crate::ensemble`]).
+    pub models: usize,
     /// Train in units of the ratings' spread (their standard deviation), as LIBMF scales its
     /// data, so the same learning rate, regularisation and initial spread suit stars,
     /// percentages or −10..10: see [`Params::rating_unit`].
@@ -73,6 +75,7 @@ impl Default for Params {
             seed: 42,
             blocks: None,
             eval_every: 1,
+            models: 1,
             scale: true,
         }
     }
@@ -98,6 +101,12 @@ impl Params {
         }
         if self.eval_every == 0 {
             return bad("--eval-every must be at least 1".into());
+        }
+        if self.models == 0 {
+            return bad("--models must be at least 1".into());
+        }
+        if self.rank.saturating_mul(self.models) > 4096 {
+            return bad(format!("--models {} at --rank {} make a model of rank {}, larger than the supported 4096", self.models, self.rank, self.rank.saturating_mul(self.models)));
         }
         if self.learning_rate == 0.0 {
             return bad("--lr must be positive".into());
@@ -199,6 +208,41 @@ impl Model {
 
     pub fn rank(&self) -> usize {
         self.user_factors.ncols()
+    }
+
+    /// One model whose predictions are the mean of `models`' (unclipped): their factors side by
+    /// side, each scaled by 1/√S, so p·q sums to the mean of the S products; their biases
+    /// averaged. The models share the problem, so their ids, mean and range agree.
+    pub fn averaged(models: Vec<Model>) -> Model {
+        let s = models.len();
+        let mut models = models.into_iter();
+        let first = models.next().expect("at least one model");
+        if s == 1 {
+            return first;
+        }
+        let scale = 1.0 / (s as f32).sqrt();
+        let mut user_parts = vec![first.user_factors.clone()];
+        let mut item_parts = vec![first.item_factors.clone()];
+        let mut averaged = Model { seen: None, ..first };
+        for m in models {
+            averaged.user_bias.iter_mut().zip(&m.user_bias).for_each(|(a, b)| *a += b);
+            averaged.item_bias.iter_mut().zip(&m.item_bias).for_each(|(a, b)| *a += b);
+            user_parts.push(m.user_factors);
+            item_parts.push(m.item_factors);
+        }
+        averaged.user_bias.iter_mut().chain(averaged.item_bias.iter_mut()).for_each(|b| *b /= s as f32);
+        // Row by row, so the result is row-major as every backend and the file expect.
+        let side = |parts: Vec<Array2<f32>>| {
+            let (rows, k) = (parts[0].nrows(), parts[0].ncols());
+            let mut out = Array2::<f32>::zeros((rows, k * parts.len()));
+            for (j, part) in parts.iter().enumerate() {
+                out.slice_mut(ndarray::s![.., j * k..(j + 1) * k]).assign(&(part * scale));
+            }
+            out
+        };
+        averaged.user_factors = side(user_parts);
+        averaged.item_factors = side(item_parts);
+        averaged
     }
 
     /// The unclipped score; unknown users or items contribute nothing beyond what is known.
@@ -307,6 +351,26 @@ mod tests {
             assert!((got - want).abs() < 1e-6, "{weights:?}");
         }
         assert_eq!(Params { frequency_reg: false, ..Params::default() }.reg_weights(&[100, 25, 0]), vec![1.0; 3]);
+    }
+
+    #[test]
+    fn an_averaged_model_predicts_the_mean_of_its_members() {
+        let ratings: Vec<crate::data::Rating> = (0..40).map(|i| crate::data::Rating { user: i % 5, item: i % 7, value: 1.0 + (i % 5) as f32 }).collect();
+        let problem = Problem::new(crate::data::RatingSet { entries: ratings, users: IdMap::from_externals((0..5).collect()), items: IdMap::from_externals((0..7).collect()) }, None);
+        let members: Vec<Model> = (0..3)
+            .map(|s| {
+                let mut m = Model::init(&problem, &Params { rank: 4, seed: s, ..Params::default() });
+                m.user_bias.iter_mut().enumerate().for_each(|(i, b)| *b = (i as f32 + s as f32) * 0.1);
+                m
+            })
+            .collect();
+        let averaged = Model::averaged(members.clone());
+        assert_eq!(averaged.rank(), 12);
+        assert!(averaged.user_factors.is_standard_layout());
+        for (u, i) in [(0, 0), (3, 6), (4, 2)] {
+            let mean = members.iter().map(|m| m.score(u, i)).sum::<f32>() / 3.0;
+            assert!((averaged.score(u, i) - mean).abs() < 1e-5, "({u}, {i}): {} against {mean}", averaged.score(u, i));
+        }
     }
 
     #[test]

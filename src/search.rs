@@ -6,8 +6,9 @@
 //! wins. The given setting always goes on to the next rung: a ninth of the epochs favours
 //! settings that learn fast, not those that end best (measured: with the defaults' small
 //! initial factors the search otherwise dropped them after 7 epochs on MovieLens and chose a
-//! setting that tested 0.005 worse), so the choice is always made against it at full length. A trial costs what training costs on the chosen backend, so the search runs on the GPU
-//! when training does. The settings are a grid around the given ones (rank ×½…×2, λ and the
+//! setting that tested 0.005 worse), so the choice is always made against it at full length.
+//! A trial costs what training costs on the chosen backend, so the search runs on the GPU when
+//! training does. The settings are a grid around the given ones (rank ×½…×2, λ and the
 //! learning rate ×½…×2; λ_bias moves with λ), so `--auto` refines what the user asked for
 //! rather than replacing it.
 
@@ -50,7 +51,9 @@ pub struct Trial {
 
 impl Trial {
     fn params(&self, base: &Params) -> Params {
-        Params { rank: self.rank, reg: self.reg, reg_bias: base.reg_bias * self.reg / base.reg.max(f32::MIN_POSITIVE), learning_rate: self.learning_rate, epochs: self.epochs, eval_every: self.epochs, ..base.clone() }
+        // λ_bias keeps its ratio to λ; with no λ to scale by (every trial's λ is then 0) it stays.
+        let reg_bias = if base.reg > 0.0 { base.reg_bias * self.reg / base.reg } else { base.reg_bias };
+        Params { rank: self.rank, reg: self.reg, reg_bias, learning_rate: self.learning_rate, epochs: self.epochs, eval_every: self.epochs, ..base.clone() }
     }
 
     fn score(&self) -> f64 {
@@ -77,14 +80,15 @@ pub struct Search {
 }
 
 /// The grid around `base`: the given setting first, then the others in a seeded order (so a
-/// budget that cuts the first rung short still samples the whole grid).
+/// budget that cuts the first rung short still samples the whole grid). Ranks stay within
+/// what a model may hold with `--models`; a λ of 0 has no neighbours.
 fn candidates(base: &Params) -> Vec<(usize, f32, f32)> {
-    let ranks: Vec<usize> = [base.rank / 4, base.rank / 2, base.rank, base.rank * 2].into_iter().filter(|&k| k >= 4 && k <= 4096).collect();
+    let ranks: Vec<usize> = [base.rank / 4, base.rank / 2, base.rank, base.rank * 2].into_iter().filter(|&k| k >= 4 && k * base.models.max(1) <= 4096).collect();
     let mut grid = Vec::new();
     for &rank in &ranks {
         for reg in [base.reg / 2.0, base.reg, base.reg * 2.0] {
             for lr in [base.learning_rate / 2.0, base.learning_rate, base.learning_rate * 2.0] {
-                if (rank, reg, lr) != (base.rank, base.reg, base.learning_rate) {
+                if (rank, reg, lr) != (base.rank, base.reg, base.learning_rate) && !grid.contains(&(rank, reg, lr)) {
                     grid.push((rank, reg, lr));
                 }
             }
@@ -181,7 +185,13 @@ mod tests {
         sorted.dedup();
         assert_eq!(sorted.len(), grid.len());
         assert_eq!(candidates(&base), grid, "seeded");
-        // Ranks below 4 are left out.
-        assert_eq!(candidates(&Params { rank: 8, ..base }).len(), 3 * 3 * 3);
+        // Ranks below 4 are left out, and ranks --models could not hold.
+        assert_eq!(candidates(&Params { rank: 8, ..base.clone() }).len(), 3 * 3 * 3);
+        assert!(candidates(&Params { models: 32, ..base.clone() }).iter().all(|&(k, _, _)| k * 32 <= 4096));
+        // With λ 0 the grid holds each rank and learning rate once.
+        let unregularised = candidates(&Params { reg: 0.0, ..base.clone() });
+        assert_eq!(unregularised.len(), 4 * 3);
+        let trial = Trial { rank: 64, reg: 0.0, learning_rate: 0.01, epochs: 1, rmse: None, seconds: 0.0 };
+        assert_eq!(trial.params(&Params { reg: 0.0, ..base }).reg_bias, Params::default().reg_bias);
     }
 }

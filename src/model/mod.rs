@@ -213,36 +213,29 @@ impl Model {
     /// One model whose predictions are the mean of `models`' (unclipped): their factors side by
     /// side, each scaled by 1/√S, so p·q sums to the mean of the S products; their biases
     /// averaged. The models share the problem, so their ids, mean and range agree.
-    pub fn averaged(models: Vec<Model>) -> Model {
+    pub fn averaged(mut models: Vec<Model>) -> Model {
         let s = models.len();
-        let mut models = models.into_iter();
-        let first = models.next().expect("at least one model");
+        assert!(s > 0, "at least one model");
         if s == 1 {
-            return first;
+            return models.pop().expect("one model");
         }
         let scale = 1.0 / (s as f32).sqrt();
-        let mut user_parts = vec![first.user_factors.clone()];
-        let mut item_parts = vec![first.item_factors.clone()];
-        let mut averaged = Model { seen: None, ..first };
-        for m in models {
-            averaged.user_bias.iter_mut().zip(&m.user_bias).for_each(|(a, b)| *a += b);
-            averaged.item_bias.iter_mut().zip(&m.item_bias).for_each(|(a, b)| *a += b);
-            user_parts.push(m.user_factors);
-            item_parts.push(m.item_factors);
-        }
-        averaged.user_bias.iter_mut().chain(averaged.item_bias.iter_mut()).for_each(|b| *b /= s as f32);
         // Row by row, so the result is row-major as every backend and the file expect.
-        let side = |parts: Vec<Array2<f32>>| {
-            let (rows, k) = (parts[0].nrows(), parts[0].ncols());
-            let mut out = Array2::<f32>::zeros((rows, k * parts.len()));
-            for (j, part) in parts.iter().enumerate() {
-                out.slice_mut(ndarray::s![.., j * k..(j + 1) * k]).assign(&(part * scale));
+        let side = |factors: &dyn Fn(&Model) -> &Array2<f32>| {
+            let (rows, k) = factors(&models[0]).dim();
+            let mut out = Array2::<f32>::zeros((rows, k * s));
+            for (j, m) in models.iter().enumerate() {
+                out.slice_mut(ndarray::s![.., j * k..(j + 1) * k]).assign(&(factors(m) * scale));
             }
             out
         };
-        averaged.user_factors = side(user_parts);
-        averaged.item_factors = side(item_parts);
-        averaged
+        let mean_bias = |bias: &dyn Fn(&Model) -> &Vec<f32>| -> Vec<f32> {
+            (0..bias(&models[0]).len()).map(|i| models.iter().map(|m| bias(m)[i]).sum::<f32>() / s as f32).collect()
+        };
+        let (user_factors, item_factors) = (side(&|m| &m.user_factors), side(&|m| &m.item_factors));
+        let (user_bias, item_bias) = (mean_bias(&|m| &m.user_bias), mean_bias(&|m| &m.item_bias));
+        let first = models.swap_remove(0);
+        Model { user_factors, item_factors, user_bias, item_bias, seen: None, ..first }
     }
 
     /// The unclipped score; unknown users or items contribute nothing beyond what is known.

@@ -96,6 +96,11 @@ impl Axis {
         self.starts.len() - 1
     }
 
+    /// Rows on this side, all blocks together.
+    pub fn ids(&self) -> usize {
+        self.members.len()
+    }
+
     /// The ids of block `b`, in the order of their rows there.
     pub fn members(&self, b: usize) -> &[u32] {
         &self.members[self.starts[b]..self.starts[b + 1]]

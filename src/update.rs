@@ -61,13 +61,15 @@ impl Step {
 }
 
 /// One SGD update for one rating, reading the old p and q on both sides:
-/// e = r − prediction, ε = e / unit; p += lr(ε·q − w_u·λ·p); q += lr(ε·p − w_i·λ·q);
+/// e = r − prediction, ε = e / unit; p += lr(ε·q − w_u·λ·(p − z)); q += lr(ε·p − w_i·λ·q);
 /// b_u += lr(e − w_u·λ_b·b_u), b_i likewise. `weight` is (w_u, w_i), the two rows'
-/// regularisation weights ([`crate::model::Params::reg_weights`]).
+/// regularisation weights ([`crate::model::Params::reg_weights`]); `prior` is z, the user's
+/// implicit-feedback vector ([`crate::implicit`]), which the user row is pulled toward instead of
+/// zero, or empty without implicit feedback.
 /// Returns e, the error before the update: its squares summed over an epoch are the epoch's
 /// training loss, with no second pass over the ratings (as LIBMF reports it).
 #[inline(always)]
-pub(crate) fn sgd_update(p: &mut [f32], q: &mut [f32], bu: &mut f32, bi: &mut f32, weight: (f32, f32), value: f32, s: &Step) -> f32 {
+pub(crate) fn sgd_update(p: &mut [f32], q: &mut [f32], bu: &mut f32, bi: &mut f32, weight: (f32, f32), prior: &[f32], value: f32, s: &Step) -> f32 {
     let mut prediction = s.mean + dot(p, q);
     if s.biases {
         prediction += *bu + *bi;
@@ -79,10 +81,18 @@ pub(crate) fn sgd_update(p: &mut [f32], q: &mut [f32], bu: &mut f32, bi: &mut f3
     }
     let scaled = e * s.error_scale;
     let (reg_p, reg_q) = (weight.0 * s.reg, weight.1 * s.reg);
-    for (pf, qf) in p.iter_mut().zip(q.iter_mut()) {
-        let (a, b) = (*pf, *qf);
-        *pf = a + s.lr * (scaled * b - reg_p * a);
-        *qf = b + s.lr * (scaled * a - reg_q * b);
+    if prior.is_empty() {
+        for (pf, qf) in p.iter_mut().zip(q.iter_mut()) {
+            let (a, b) = (*pf, *qf);
+            *pf = a + s.lr * (scaled * b - reg_p * a);
+            *qf = b + s.lr * (scaled * a - reg_q * b);
+        }
+    } else {
+        for ((pf, qf), z) in p.iter_mut().zip(q.iter_mut()).zip(prior) {
+            let (a, b) = (*pf, *qf);
+            *pf = a + s.lr * (scaled * b - reg_p * (a - z));
+            *qf = b + s.lr * (scaled * a - reg_q * b);
+        }
     }
     e
 }

@@ -7,7 +7,7 @@ use common::{Needs, Test};
 
 use gpumf::cpu::CpuMode;
 use gpumf::data::{load_ratings, split_random, LoadOptions, Problem};
-use gpumf::gpu::{GpuOptions, GpuSolver, KernelShape, Precision, GROUP_SUBGROUP_WGSL, GROUP_WORKGROUP_WGSL, SGD_WGSL};
+use gpumf::gpu::{GpuOptions, GpuSolver, KernelShape, Precision, GROUP_SUBGROUP_WGSL, GROUP_WORKGROUP_WGSL, IMPLICIT_WGSL, SGD_WGSL};
 use gpumf::metrics;
 use gpumf::model::{Model, Params};
 use gpumf::schedule::GridSize;
@@ -29,7 +29,9 @@ fn shapes() -> Vec<KernelShape> {
     for precision in [Precision::F32, Precision::F16] {
         for (subgroups, width) in [(true, 8), (true, 32), (true, 64), (false, 0)] {
             for rank in [1, 3, 4, 31, 32, 128, 130, 512, 1000] {
-                out.push(KernelShape::new(rank, precision, subgroups, width, None).unwrap());
+                let shape = KernelShape::new(rank, precision, subgroups, width, None).unwrap();
+                // With implicit feedback's prior and passes too.
+                out.extend([shape, KernelShape { implicit: true, ..shape }]);
             }
         }
         // Every lane count the flag allows, on the widest subgroup.
@@ -46,6 +48,7 @@ fn sgd_wgsl_validates_for_every_rank_precision_and_group() {
     for shape in shapes() {
         let source = shape.source();
         assert!(source.contains(SGD_WGSL));
+        assert_eq!(source.contains(IMPLICIT_WGSL), shape.implicit);
         validate_wgsl(&source, &format!("{shape:?}"));
     }
 }
@@ -167,6 +170,29 @@ fn gpu_sgd_is_within_5_percent_of_the_svd_and_never_below_it() {
 fn small_problem() -> Problem {
     let all = load_ratings(&common::latest_small(), LoadOptions::default()).unwrap().ratings;
     split_random(&all, 0.2, 7).unwrap()
+}
+
+/// Implicit feedback on the GPU (its passes on the device, in f32 and f16, and on the host
+/// where the factors are cut into blocks) beats the plain model as on the CPU, and reaches the
+/// CPU's RMSE.
+fn implicit_feedback_on_the_gpu_beats_the_plain_model_like_the_cpu() {
+    if !common::gpu_available() {
+        return;
+    }
+    let problem = split_random(&load_ratings(&common::latest_small(), LoadOptions::default()).unwrap().ratings, 0.2, 3).unwrap();
+    let params = Params { rank: 32, epochs: 20, ..Params::default() };
+    let cpu = test_rmse(&problem, &params, &Backend::Cpu(CpuMode::Sequential));
+    let f16 = GpuOptions { precision: Precision::F16, ..GpuOptions::default() };
+    for (options, blocks, where_) in [(GpuOptions::default(), None, ", implicit feedback"), (f16, None, ", implicit feedback"), (GpuOptions::default(), Some(GridSize { user_blocks: 2, item_blocks: 3 }), "on the host")] {
+        let params = Params { blocks, ..params.clone() };
+        let run = |params: &Params| train(&problem, params, &gpu(options.clone()), |_| {}).unwrap();
+        let (implicit, plain) = (run(&params), run(&Params { implicit: false, ..params.clone() }));
+        let rmse = |t: &gpumf::training::Trained| t.history.last().unwrap().test_rmse.unwrap();
+        println!("{}: implicit feedback {:.4}, without {:.4}, cpu {cpu:.4}", implicit.backend, rmse(&implicit), rmse(&plain));
+        assert!(implicit.backend.contains(where_) && !plain.backend.contains("implicit"), "{} / {}", implicit.backend, plain.backend);
+        assert!(rmse(&implicit) < rmse(&plain) - 0.003, "{}: {} with implicit feedback, {} without", implicit.backend, rmse(&implicit), rmse(&plain));
+        assert!((rmse(&implicit) - cpu).abs() < 0.005, "{}: {} against the cpu's {cpu}", implicit.backend, rmse(&implicit));
+    }
 }
 
 fn ranks_that_are_not_multiples_of_four_or_the_subgroup_train_like_the_cpu() {
@@ -306,7 +332,9 @@ fn one_rating_in_flight_gives_the_sequential_trainers_factors() {
         // Streamed: ratings through the ring with the factors on the device, and with the
         // factors swapped block by block too; the grid is the one the budget makes the GPU
         // choose, given to the CPU as well.
-        let need = GpuSolver::new(problem, Model::init(problem, &params), &params, &one).unwrap().buffer_bytes();
+        // What everything but implicit feedback's state takes: less than that streams.
+        let plain = Params { implicit: false, ..params.clone() };
+        let need = GpuSolver::new(problem, Model::init(problem, &plain), &plain, &one).unwrap().buffer_bytes();
         let rows = (problem.num_users() + problem.num_items()) as u64;
         for budget in [need - 12 * 1000, rows * 68 / 2 + 200_000] {
             let options = GpuOptions { gpu_memory: Some(budget), ..one.clone() };
@@ -314,7 +342,7 @@ fn one_rating_in_flight_gives_the_sequential_trainers_factors() {
             let params = Params { blocks: Some(grid), ..params.clone() };
             let cpu = train(problem, &params, &Backend::Cpu(CpuMode::Sequential), |_| {}).unwrap();
             let gpu = train(problem, &params, &gpu(options), |_| {}).unwrap();
-            assert!(gpu.backend.contains("streamed"), "{}", gpu.backend);
+            assert!(gpu.backend.contains("streamed") && gpu.backend.contains("implicit feedback"), "{}", gpu.backend);
             let diff = largest_difference(&cpu.model, &gpu.model);
             println!("{name}, {}: largest difference {diff:e} (--gpu-memory {budget})", gpu.backend);
             assert!(diff < 1e-5, "{name}, --gpu-memory {budget}: the streamed GPU's factors differ from the sequential trainer's by {diff}");
@@ -442,7 +470,8 @@ fn two_devices_on_one_adapter_train_like_one() {
         return;
     }
     let Some(problem) = common::ml100k_fold(1) else { return };
-    let params = Params { rank: 32, epochs: 20, ..Params::default() };
+    // The distributed runner has no implicit feedback.
+    let params = Params { rank: 32, epochs: 20, implicit: false, ..Params::default() };
     let run = |devices: Vec<usize>| {
         let cluster = gpumf::distributed::Cluster { gpu: Some((GpuOptions::default(), devices.clone())), ..gpumf::distributed::Cluster::threads(devices.len()) };
         let stripes = gpumf::distributed::Stripes::from_problem(problem.clone(), &params, &cluster).unwrap();
@@ -463,6 +492,7 @@ fn two_devices_on_one_adapter_train_like_one() {
 fn main() -> std::process::ExitCode {
     common::harness(vec![
         Test { name: "sgd_wgsl_validates_for_every_rank_precision_and_group", needs: Needs::NOTHING, run: sgd_wgsl_validates_for_every_rank_precision_and_group },
+        Test { name: "implicit_feedback_on_the_gpu_beats_the_plain_model_like_the_cpu", needs: Needs::GPU, run: implicit_feedback_on_the_gpu_beats_the_plain_model_like_the_cpu },
         Test { name: "group_preludes_each_validate_with_the_kernel", needs: Needs::NOTHING, run: group_preludes_each_validate_with_the_kernel },
         Test { name: "a_rating_gets_the_fewest_lanes_that_hold_its_row_within_one_subgroup", needs: Needs::NOTHING, run: a_rating_gets_the_fewest_lanes_that_hold_its_row_within_one_subgroup },
         Test { name: "ratings_in_flight_stay_few_beside_the_rows_they_touch", needs: Needs::NOTHING, run: ratings_in_flight_stay_few_beside_the_rows_they_touch },

@@ -14,23 +14,44 @@ fn latest_small() -> RatingSet {
     load_ratings(&common::latest_small(), LoadOptions::default()).unwrap().ratings
 }
 
-fn default_settings_reach_0_935_on_ml100k_u1() {
-    let Some(problem) = common::ml100k_fold(1) else { return };
-    let t = train(&problem, &Params::default(), &Backend::Cpu(CpuMode::Sequential), |_| {}).unwrap();
-    let rmse = t.history.last().unwrap().test_rmse.unwrap();
-    println!("u1 test RMSE {rmse:.4}");
-    assert!(rmse <= 0.935, "u1 test RMSE {rmse}");
-    assert_eq!(problem.cold.entries, 32); // items of u1.test absent from u1.base
+/// The accuracy target of the defaults: a mean test RMSE of at most 0.900 over MovieLens 100k's
+/// five folds (Surprise's SVD++ reaches about 0.92).
+fn default_settings_reach_0_900_on_ml100k_u1_to_u5() {
+    let mut scores = Vec::new();
+    for fold in 1..=5 {
+        let Some(problem) = common::ml100k_fold(fold) else { return };
+        if fold == 1 {
+            assert_eq!(problem.cold.entries, 32); // items of u1.test absent from u1.base
+        }
+        let t = train(&problem, &Params::default(), &Backend::Cpu(CpuMode::Sequential), |_| {}).unwrap();
+        scores.push(t.history.last().unwrap().test_rmse.unwrap());
+    }
+    let mean = scores.iter().sum::<f64>() / 5.0;
+    println!("u1-u5 test RMSE {scores:.4?}, mean {mean:.4}");
+    assert!(mean <= 0.900, "mean test RMSE {mean} over {scores:?}");
 }
 
-fn default_settings_reach_0_870_on_latest_small_80_20() {
+fn default_settings_reach_0_845_on_latest_small_80_20() {
     let all = latest_small();
     let problem = split_random(&all, 0.2, Params::default().seed).unwrap();
     for backend in [Backend::Cpu(CpuMode::Sequential), Backend::Cpu(CpuMode::Parallel { threads: 2 })] {
         let t = train(&problem, &Params::default(), &backend, |_| {}).unwrap();
         let rmse = t.history.last().unwrap().test_rmse.unwrap();
         println!("{}: latest-small test RMSE {rmse:.4}", t.backend);
-        assert!(rmse <= 0.870, "{}: test RMSE {rmse}", t.backend);
+        assert!(rmse <= 0.845, "{}: test RMSE {rmse}", t.backend);
+    }
+}
+
+/// Implicit feedback (the default) predicts better than the plain model, on the sequential
+/// trainer and on threads (on disk: `blocks_on_disk_reach_the_in_memory_accuracy`).
+fn implicit_feedback_beats_the_plain_model() {
+    let problem = split_random(&latest_small(), 0.2, 3).unwrap();
+    let params = Params { rank: 32, epochs: 20, ..Params::default() };
+    for backend in [Backend::Cpu(CpuMode::Sequential), Backend::Cpu(CpuMode::Parallel { threads: 2 })] {
+        let rmse = |params: &Params| train(&problem, params, &backend, |_| {}).unwrap().history.last().unwrap().test_rmse.unwrap();
+        let (implicit, plain) = (rmse(&params), rmse(&Params { implicit: false, ..params.clone() }));
+        println!("{backend:?}: implicit feedback {implicit:.4}, without {plain:.4}");
+        assert!(implicit < plain - 0.003, "{backend:?}: implicit feedback {implicit} against {plain} without");
     }
 }
 
@@ -336,8 +357,9 @@ fn the_block_cache_is_reused_and_rebuilt_when_it_no_longer_matches() {
 
 fn main() -> std::process::ExitCode {
     common::harness(vec![
-        Test { name: "default_settings_reach_0_935_on_ml100k_u1", needs: Needs::ML100K, run: default_settings_reach_0_935_on_ml100k_u1 },
-        Test { name: "default_settings_reach_0_870_on_latest_small_80_20", needs: Needs::NOTHING, run: default_settings_reach_0_870_on_latest_small_80_20 },
+        Test { name: "default_settings_reach_0_900_on_ml100k_u1_to_u5", needs: Needs::ML100K, run: default_settings_reach_0_900_on_ml100k_u1_to_u5 },
+        Test { name: "default_settings_reach_0_845_on_latest_small_80_20", needs: Needs::NOTHING, run: default_settings_reach_0_845_on_latest_small_80_20 },
+        Test { name: "implicit_feedback_beats_the_plain_model", needs: Needs::NOTHING, run: implicit_feedback_beats_the_plain_model },
         Test { name: "the_defaults_train_any_rating_scale_alike", needs: Needs::NOTHING, run: the_defaults_train_any_rating_scale_alike },
         Test { name: "frequency_scaled_regularisation_beats_a_constant_one", needs: Needs::NOTHING, run: frequency_scaled_regularisation_beats_a_constant_one },
         Test { name: "averaged_models_train_together_and_score_as_one", needs: Needs::NOTHING, run: averaged_models_train_together_and_score_as_one },

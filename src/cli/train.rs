@@ -207,7 +207,7 @@ pub fn load(path: &Path, input: &InputArgs, quiet: bool) -> anyhow::Result<gpumf
 }
 
 pub fn train(args: TrainArgs) -> anyhow::Result<()> {
-    let params = args.model.params();
+    let mut params = args.model.params();
     params.validate()?;
     let threads = args.model.threads()?;
     if let Some(f) = args.test_fraction {
@@ -222,6 +222,13 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     let cluster = args.cluster.cluster(&args.model)?;
     if cluster.is_some() && (args.memory.is_some() || args.validation.is_some() || args.auto || params.models > 1) {
         bail!("--workers/--hosts/--devices train one model in memory for --epochs: leave out --memory, --validation, --auto and --models");
+    }
+    if cluster.is_some() && params.implicit {
+        // The default, which the distributed runner cannot train yet: said, not refused.
+        if !(args.output.quiet || args.output.json) {
+            eprintln!("note: --workers/--hosts/--devices train without implicit feedback (as --no-implicit does): the distributed runner exchanges factor blocks only");
+        }
+        params.implicit = false;
     }
     if args.auto && args.memory.is_some() {
         bail!("--auto trains many times on ratings held in memory; leave out --memory");

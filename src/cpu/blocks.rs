@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::metrics::ErrorSums;
 use crate::model::Model;
 use crate::schedule::Schedule;
+use crate::implicit::ImplicitFeedback;
 use crate::update::{sgd_update, RowWeights, Step};
 use std::sync::Mutex;
 
@@ -34,7 +35,7 @@ unsafe impl Send for SharedFactors {}
 /// user block or an item block, and a row belongs to exactly one block of its side, so no two
 /// threads ever touch the same row or bias: the shared pointers are only ever used for
 /// disjoint parts of the arrays. Every index is in bounds (asserted below).
-pub(super) fn epoch(model: &mut Model, weights: &RowWeights, schedule: &Schedule, epoch: usize, threads: usize, step: &Step) -> Result<ErrorSums> {
+pub(super) fn epoch(model: &mut Model, weights: &RowWeights, implicit: Option<&ImplicitFeedback>, schedule: &Schedule, epoch: usize, threads: usize, step: &Step) -> Result<ErrorSums> {
     let k = model.rank();
     let (m, n) = (model.user_bias.len(), model.item_bias.len());
     let sums = Mutex::new(vec![ErrorSums::default(); schedule.len()]);
@@ -63,14 +64,14 @@ pub(super) fn epoch(model: &mut Model, weights: &RowWeights, schedule: &Schedule
         #[cfg(target_arch = "x86_64")]
         let block_sums = if wide {
             // SAFETY: the CPU has AVX2 and FMA (detected above); the rest as for `run_block`.
-            unsafe { run_block_avx2(ratings, &shared, weights, step) }
+            unsafe { run_block_avx2(ratings, &shared, weights, implicit, step) }
         } else {
             // SAFETY: as for `run_block`.
-            unsafe { run_block(ratings, &shared, weights, step) }
+            unsafe { run_block(ratings, &shared, weights, implicit, step) }
         };
         #[cfg(not(target_arch = "x86_64"))]
         // SAFETY: as for `run_block`.
-        let block_sums = unsafe { run_block(ratings, &shared, weights, step) };
+        let block_sums = unsafe { run_block(ratings, &shared, weights, implicit, step) };
         sums.lock().unwrap_or_else(|e| e.into_inner())[b] = block_sums;
     });
     if let Some(e) = failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
@@ -88,7 +89,8 @@ const PREFETCH_AHEAD: usize = 8;
 /// SAFETY: every rating's indices are below the model's rows (asserted by `epoch`), and no
 /// other thread touches this block's rows meanwhile (argued on `epoch`).
 #[inline(always)]
-unsafe fn run_block(ratings: &[Rating], s: &SharedFactors, weights: &RowWeights, step: &Step) -> ErrorSums {
+unsafe fn run_block(ratings: &[Rating], s: &SharedFactors, weights: &RowWeights, implicit: Option<&ImplicitFeedback>, step: &Step) -> ErrorSums {
+    let prior = |u: usize| implicit.map_or(&[][..], |f| f.prior(u));
     let mut sums = ErrorSums::default();
     for (j, r) in ratings.iter().enumerate() {
         // Within a block the user rows repeat but the item rows jump about: ask for the item
@@ -104,7 +106,7 @@ unsafe fn run_block(ratings: &[Rating], s: &SharedFactors, weights: &RowWeights,
         let (u, i) = (r.user as usize, r.item as usize);
         let p = std::slice::from_raw_parts_mut(s.p.add(u * s.k), s.k);
         let q = std::slice::from_raw_parts_mut(s.q.add(i * s.k), s.k);
-        let e = sgd_update(p, q, &mut *s.bu.add(u), &mut *s.bi.add(i), (weights.users[u], weights.items[i]), r.value, step);
+        let e = sgd_update(p, q, &mut *s.bu.add(u), &mut *s.bi.add(i), (weights.users[u], weights.items[i]), prior(u), r.value, step);
         sums.add(e as f64);
     }
     sums
@@ -115,6 +117,6 @@ unsafe fn run_block(ratings: &[Rating], s: &SharedFactors, weights: &RowWeights,
 /// sequential trainer keeps the same bits on every machine.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn run_block_avx2(ratings: &[Rating], s: &SharedFactors, weights: &RowWeights, step: &Step) -> ErrorSums {
-    run_block(ratings, s, weights, step)
+unsafe fn run_block_avx2(ratings: &[Rating], s: &SharedFactors, weights: &RowWeights, implicit: Option<&ImplicitFeedback>, step: &Step) -> ErrorSums {
+    run_block(ratings, s, weights, implicit, step)
 }

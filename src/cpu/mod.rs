@@ -10,6 +10,7 @@ use crate::metrics::{self, ErrorSums};
 use crate::model::{Model, Params};
 use crate::schedule::{Axis, GridSize, Order, Schedule};
 use crate::solver::{EpochFigures, Solver};
+use crate::implicit::ImplicitFeedback;
 use crate::update::{sgd_update, RowWeights, Step};
 use std::collections::VecDeque;
 
@@ -54,6 +55,8 @@ pub struct CpuSolver {
     unit: f32,
     /// Each row's regularisation weight, by position.
     weights: RowWeights,
+    /// With `--implicit`: its state, by position.
+    implicit: Option<ImplicitFeedback>,
     schedule: Schedule,
     mode: CpuMode,
     pool: rayon::ThreadPool,
@@ -89,7 +92,8 @@ impl CpuSolver {
         reorder(&mut model, |axis, rows| axis.gather(rows), &schedule);
         let unit = params.rating_unit(&problem.train_summary());
         let weights = RowWeights::new(params, &problem.train_counts()).by_position(&schedule);
-        Ok(CpuSolver { model, test, params: params.clone(), unit, weights, schedule, mode, pool, done: VecDeque::new() })
+        let implicit = if params.implicit { Some(pool.install(|| ImplicitFeedback::new(&schedule, params.rank, &weights.items))?) } else { None };
+        Ok(CpuSolver { model, test, params: params.clone(), unit, weights, implicit, schedule, mode, pool, done: VecDeque::new() })
     }
 
     fn step(&self, lr: f32) -> Step {
@@ -130,24 +134,30 @@ impl Solver for CpuSolver {
         let train = match self.mode {
             CpuMode::Sequential => {
                 let k = self.model.rank();
-                let (m, weights) = (&mut self.model, &self.weights);
+                let (m, weights, implicit) = (&mut self.model, &self.weights, &self.implicit);
                 let (p, q) = (m.user_factors.as_slice_mut().expect("row-major"), m.item_factors.as_slice_mut().expect("row-major"));
                 let mut sums = ErrorSums::default();
                 let mut buf = Vec::new();
                 for b in self.schedule.sequence(epoch) {
                     for r in self.schedule.block_into(b, &mut buf)? {
                         let (u, i) = (r.user as usize, r.item as usize);
-                        let e = sgd_update(&mut p[u * k..][..k], &mut q[i * k..][..k], &mut m.user_bias[u], &mut m.item_bias[i], (weights.users[u], weights.items[i]), r.value, &step);
+                        let e = sgd_update(&mut p[u * k..][..k], &mut q[i * k..][..k], &mut m.user_bias[u], &mut m.item_bias[i], (weights.users[u], weights.items[i]), implicit.as_ref().map_or(&[][..], |f| f.prior(u)), r.value, &step);
                         sums.add(e as f64);
                     }
                 }
                 sums
             }
             CpuMode::Parallel { threads } => {
-                let (model, weights, schedule) = (&mut self.model, &self.weights, &self.schedule);
-                self.pool.install(|| blocks::epoch(model, weights, schedule, epoch, threads, &step))?
+                let (model, weights, implicit, schedule) = (&mut self.model, &self.weights, self.implicit.as_ref(), &self.schedule);
+                self.pool.install(|| blocks::epoch(model, weights, implicit, schedule, epoch, threads, &step))?
             }
         };
+        if let Some(implicit) = &mut self.implicit {
+            let m = &mut self.model;
+            let (p, q) = (m.user_factors.as_slice_mut().expect("row-major"), m.item_factors.as_slice().expect("row-major"));
+            let (bu, bi, schedule) = (&m.user_bias, &m.item_bias, &self.schedule);
+            self.pool.install(|| implicit.after_epoch(schedule, p, q, bu, bi, &step))?;
+        }
         let test = (score_test && !self.test.is_empty()).then(|| {
             let (model, test) = (&self.model, &self.test);
             self.pool.install(|| metrics::evaluate(model, test))

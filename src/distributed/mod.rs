@@ -285,6 +285,10 @@ fn stripe_filter(users: usize, side: usize, params: &Params, cluster: &Cluster) 
 pub fn train(stripes: Stripes, params: &Params, cluster: &Cluster, mut on_epoch: impl FnMut(&EpochReport)) -> Result<Option<Trained>> {
     let start = Instant::now();
     params.validate()?;
+    if params.implicit {
+        // Its passes need every user's items and every item's users in one place each epoch.
+        return Err(Error::InvalidParameter("distributed training has no implicit feedback yet: train with it off (--no-implicit, Params::implicit = false)".into()));
+    }
     let workers = cluster.total_workers();
     if let Some((_, devices)) = &cluster.gpu {
         if devices.len() != cluster.workers {
@@ -520,6 +524,7 @@ fn settings(problem: &Problem, total: usize, checksum: u32, params: &Params, clu
         ("--init-std", p.init_std.to_string()),
         ("--no-scale", (!p.scale).to_string()),
         ("--constant-reg", (!p.frequency_reg).to_string()),
+        ("--no-implicit", (!p.implicit).to_string()),
         ("--backend", cluster.gpu.as_ref().map_or("cpu".into(), |(o, _)| format!("gpu {:?}", o.precision))),
         ("--eval-every", p.eval_every.to_string()),
         ("record seen items", cluster.record_seen.to_string()),
@@ -923,7 +928,7 @@ fn train_block(s: &Schedule, weights: &RowWeights, b: usize, stripe: &mut Rows, 
     for r in ratings {
         let (u, i) = ((r.user - u0) as usize, (r.item - i0) as usize);
         let weight = (weights.users[r.user as usize], weights.items[r.item as usize]);
-        let e = sgd_update(&mut stripe.factors[u * k..][..k], &mut half.factors[i * k..][..k], &mut stripe.bias[u], &mut half.bias[i], weight, r.value, step);
+        let e = sgd_update(&mut stripe.factors[u * k..][..k], &mut half.factors[i * k..][..k], &mut stripe.bias[u], &mut half.bias[i], weight, &[], r.value, step);
         sums.add(e as f64);
     }
     Some(sums)

@@ -15,6 +15,8 @@ pub(super) struct FactorBlock {
     pub factors: wgpu::Buffer,
     pub bias: wgpu::Buffer,
     pub reg_weight: wgpu::Buffer,
+    /// With implicit feedback, on the users' side: the rows' priors z, in the factors' layout.
+    pub prior: Option<wgpu::Buffer>,
     /// The model's ids of the rows, in order.
     rows: Vec<u32>,
 }
@@ -31,6 +33,7 @@ pub(super) fn upload_factor_blocks(
     factors: &Array2<f32>,
     bias: &[f32],
     reg_weight: &[f32],
+    prior: Option<&Array2<f32>>,
     swapped: bool,
     keep: &dyn Fn(usize) -> bool,
     label: &str,
@@ -48,7 +51,13 @@ pub(super) fn upload_factor_blocks(
             bias.resize(capacity.max(1), 0.0);
             reg_weight.resize(capacity.max(1), 0.0);
             let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
+            let prior = prior.map(|prior| {
+                let mut data = pack_rows(prior, &rows, shape);
+                data.resize(capacity.max(1) * shape.row_bytes() as usize, 0);
+                gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some("prior"), contents: &data, usage })
+            });
             FactorBlock {
+                prior,
                 factors: gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents: &data, usage }),
                 bias: gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents: bytemuck::cast_slice(&bias), usage }),
                 reg_weight: gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents: bytemuck::cast_slice(&reg_weight), usage }),
@@ -104,12 +113,24 @@ impl FactorBlock {
         gpu.queue.write_buffer(&self.bias, 0, bytemuck::cast_slice(bias));
     }
 
+    /// Replaces the rows' priors on the device by `prior` (`k` values a row, in order).
+    pub(super) fn write_prior(&self, gpu: &Gpu, shape: &KernelShape, k: usize, prior: &[f32]) {
+        if let (Some(buffer), false) = (&self.prior, self.rows.is_empty()) {
+            gpu.queue.write_buffer(buffer, 0, &pack(self.rows.len(), k, |r| &prior[r * k..][..k], shape));
+        }
+    }
+
     /// Puts block `b` of `axis` on the device in place of the rows there (written back first
-    /// by the caller), from the model's arrays and the regularisation weights (by id).
-    pub(super) fn load(&mut self, gpu: &Gpu, shape: &KernelShape, axis: &Axis, b: usize, factors: &Array2<f32>, bias: &[f32], reg_weight: &[f32]) {
+    /// by the caller), from the model's arrays, the regularisation weights and the priors (by
+    /// id; the priors are not written back, as the host keeps them).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn load(&mut self, gpu: &Gpu, shape: &KernelShape, axis: &Axis, b: usize, factors: &Array2<f32>, bias: &[f32], reg_weight: &[f32], prior: Option<&Array2<f32>>) {
         self.rows = axis.members(b).to_vec();
         if self.rows.is_empty() {
             return;
+        }
+        if let (Some(buffer), Some(prior)) = (&self.prior, prior) {
+            gpu.queue.write_buffer(buffer, 0, &pack_rows(prior, &self.rows, shape));
         }
         let weights: Vec<f32> = self.rows.iter().map(|&r| reg_weight[r as usize]).collect();
         gpu.queue.write_buffer(&self.reg_weight, 0, bytemuck::cast_slice(&weights));
@@ -232,10 +253,7 @@ impl Ring {
 
 /// A bind group of a ratings binding with what `with` names.
 fn bind(gpu: &Gpu, ratings: wgpu::BindGroupEntry<'_>, with: &Bindings, label: &str, count: usize) -> Window {
-    let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some(label),
-        layout: &with.pipelines.layout,
-        entries: &[
+    let mut entries = vec![
             ratings,
             entry(1, &with.users.factors),
             entry(2, &with.items.factors),
@@ -245,7 +263,8 @@ fn bind(gpu: &Gpu, ratings: wgpu::BindGroupEntry<'_>, with: &Bindings, label: &s
             entry(6, with.output),
             entry(7, &with.users.reg_weight),
             entry(8, &with.items.reg_weight),
-        ],
-    });
+    ];
+    entries.extend(with.users.prior.as_ref().map(|prior| entry(9, prior)));
+    let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(label), layout: &with.pipelines.layout, entries: &entries });
     Window { bind_group, count: count as u32 }
 }

@@ -4,6 +4,7 @@
 
 use super::buffers::{Bindings, Window};
 use super::kernel::{KernelShape, Pipelines};
+use super::implicit::Implicit;
 use super::{Gpu, GpuSolver, Placement, EVAL_WORKGROUPS};
 use crate::error::Result;
 
@@ -23,9 +24,13 @@ impl GpuSolver {
                             pass.dispatch_workgroups(self.update_workgroups, 1, 1);
                         }
                     }
+                    if let Some(Implicit::Device(implicit)) = &self.implicit {
+                        implicit.encode(&self.pipelines, &mut pass);
+                    }
                 }
                 encode_reduction(encoder, &self.pipelines, &self.train_reduction, "training loss");
                 self.slots.encode_copy(encoder, slot, &self.train_partials, 0);
+                self.host_passes(encoder)?;
                 if score_test {
                     encoder.clear_buffer(&self.test_partials, 0, None);
                     {
@@ -62,6 +67,7 @@ impl GpuSolver {
                 }
                 encode_reduction(encoder, &self.pipelines, &self.train_reduction, "training loss");
                 self.slots.encode_copy(encoder, slot, &self.train_partials, 0);
+                self.host_passes(encoder)?;
                 if score_test {
                     encoder.clear_buffer(&self.test_partials, 0, None);
                     for (b, block) in test.iter().enumerate().filter(|(_, block)| !block.is_empty()) {
@@ -86,6 +92,18 @@ impl GpuSolver {
         Ok(())
     }
 
+    /// With implicit feedback on the host: submits the epoch's work so far and runs its passes
+    /// (which wait for it), before the test is scored.
+    fn host_passes(&mut self, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
+        if self.implicit.as_ref().is_some_and(|i| i.host_prior().is_some()) {
+            let done = std::mem::replace(encoder, self.gpu.device.create_command_encoder(&Default::default()));
+            self.gpu.queue.submit([done.finish()]);
+            let moved = self.host_implicit_pass()?;
+            *self.streamed.back_mut().expect("pushed by submit") += moved;
+        }
+        Ok(())
+    }
+
     /// The factor blocks (user, item) holding block `b`'s rows. With factors swapped, the rows
     /// on the device are written back to the host model and `b`'s loaded in their place first
     /// (a wait for the device: swapping trades time for memory).
@@ -102,11 +120,12 @@ impl GpuSolver {
         }
         if loaded_u != ub {
             self.user_blocks[0].store(&self.gpu, &self.shape, &mut model.user_factors, &mut model.user_bias)?;
-            self.user_blocks[0].load(&self.gpu, &self.shape, &self.schedule.users, ub, &model.user_factors, &model.user_bias, &self.weights.users);
+            let prior = self.implicit.as_ref().and_then(|i| i.host_prior());
+            self.user_blocks[0].load(&self.gpu, &self.shape, &self.schedule.users, ub, &model.user_factors, &model.user_bias, &self.weights.users, prior);
         }
         if loaded_i != ib {
             self.item_blocks[0].store(&self.gpu, &self.shape, &mut model.item_factors, &mut model.item_bias)?;
-            self.item_blocks[0].load(&self.gpu, &self.shape, &self.schedule.items, ib, &model.item_factors, &model.item_bias, &self.weights.items);
+            self.item_blocks[0].load(&self.gpu, &self.shape, &self.schedule.items, ib, &model.item_factors, &model.item_bias, &self.weights.items, None);
         }
         self.swapped = Some((ub, ib));
         Ok((0, 0))

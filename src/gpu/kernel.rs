@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 pub const SGD_WGSL: &str = include_str!("../../shaders/sgd.wgsl");
 pub const GROUP_SUBGROUP_WGSL: &str = include_str!("../../shaders/group_subgroup.wgsl");
 pub const GROUP_WORKGROUP_WGSL: &str = include_str!("../../shaders/group_workgroup.wgsl");
+pub const IMPLICIT_WGSL: &str = include_str!("../../shaders/implicit.wgsl");
 
 /// Threads per workgroup with subgroups (8 subgroups of 32 on NVIDIA).
 pub const SUBGROUP_MODE_WG: u32 = 256;
@@ -25,6 +26,8 @@ pub struct KernelShape {
     /// Lanes per rating: a power of two no wider than the smallest subgroup, or the whole
     /// workgroup without subgroups.
     pub lanes: u32,
+    /// With implicit feedback's prior and its passes (shaders/implicit.wgsl).
+    pub implicit: bool,
 }
 
 impl KernelShape {
@@ -54,7 +57,7 @@ impl KernelShape {
                 None => k4.max(1).next_power_of_two().min(widest),
             }
         };
-        Ok(KernelShape { rank, precision, subgroups, lanes })
+        Ok(KernelShape { rank, precision, subgroups, lanes, implicit: false })
     }
 
     /// vec4s per factor row.
@@ -85,8 +88,13 @@ impl KernelShape {
             Precision::F16 => ("enable f16;\n", "vec4<f16>"),
         };
         let prelude = if self.subgroups { GROUP_SUBGROUP_WGSL } else { GROUP_WORKGROUP_WGSL };
+        let implicit = if self.implicit {
+            format!("const ITEM_STEP: f32 = {:?};\nconst CURVATURE: f32 = {:?};\n\n{IMPLICIT_WGSL}", crate::implicit::ITEM_STEP, crate::implicit::CURVATURE)
+        } else {
+            "// no implicit feedback: every prior is zero\nfn user_prior(index: u32) -> vec4<f32> { return vec4<f32>(0.0); }\n".into()
+        };
         format!(
-            "{enable}// generated header: rank {rank}, {precision:?}, {lanes} lanes per rating\nalias Factor = {factor};\nconst K4: u32 = {k4}u;\nconst LANES: u32 = {lanes}u;\nconst CHUNKS: u32 = {chunks}u;\nconst WG: u32 = {wg}u;\n\n{prelude}\n{SGD_WGSL}",
+            "{enable}// generated header: rank {rank}, {precision:?}, {lanes} lanes per rating\nalias Factor = {factor};\nconst K4: u32 = {k4}u;\nconst LANES: u32 = {lanes}u;\nconst CHUNKS: u32 = {chunks}u;\nconst WG: u32 = {wg}u;\n\n{prelude}\n{SGD_WGSL}\n{implicit}",
             rank = self.rank,
             precision = self.precision,
             lanes = self.lanes,
@@ -101,7 +109,13 @@ pub struct Pipelines {
     pub update: wgpu::ComputePipeline,
     pub evaluate: wgpu::ComputePipeline,
     pub finish_evaluate: wgpu::ComputePipeline,
+    /// With implicit feedback: its passes after an epoch, in order, each with the layout of the
+    /// bindings it uses.
+    pub implicit: Vec<(&'static str, wgpu::ComputePipeline)>,
 }
+
+/// The implicit-feedback passes after an epoch, in the order they run.
+pub const IMPLICIT_PASSES: [&str; 5] = ["implicit_item_norms", "implicit_errors", "implicit_shares", "implicit_items", "implicit_users"];
 
 impl Pipelines {
     pub fn new(gpu: &Gpu, shape: &KernelShape) -> Result<Pipelines> {
@@ -127,10 +141,11 @@ impl Pipelines {
                 ty: wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Uniform, has_dynamic_offset: false, min_binding_size: None },
                 count: None,
             };
-            let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                label: Some("sgd window"),
-                entries: &[storage(0, true), storage(1, false), storage(2, false), storage(3, false), storage(4, false), uniform, storage(6, false), storage(7, true), storage(8, true)],
-            });
+            let mut entries = vec![storage(0, true), storage(1, false), storage(2, false), storage(3, false), storage(4, false), uniform, storage(6, false), storage(7, true), storage(8, true)];
+            if shape.implicit {
+                entries.push(storage(9, false));
+            }
+            let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some("sgd window"), entries: &entries });
             let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
                 label: Some("sgd"),
                 bind_group_layouts: &[Some(&layout)],
@@ -146,11 +161,30 @@ impl Pipelines {
                     cache: None,
                 })
             };
+            let implicit = if shape.implicit {
+                IMPLICIT_PASSES
+                    .iter()
+                    .map(|&entry| {
+                        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                            label: Some(entry),
+                            layout: None,
+                            module: &module,
+                            entry_point: Some(entry),
+                            compilation_options: Default::default(),
+                            cache: None,
+                        });
+                        (entry, pipeline)
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
             Pipelines {
                 update: pipeline("sgd_update"),
                 evaluate: pipeline("evaluate"),
                 finish_evaluate: pipeline("finish_evaluate"),
                 layout,
+                implicit,
             }
         })
     }

@@ -12,12 +12,13 @@
 mod buffers;
 mod context;
 mod dispatch;
+mod implicit;
 mod kernel;
 mod plan;
 mod readback;
 
 pub use context::{list_adapters, quiet_headless_drivers, AdapterSummary, Gpu};
-pub use kernel::{KernelShape, GROUP_SUBGROUP_WGSL, GROUP_WORKGROUP_WGSL, SGD_WGSL};
+pub use kernel::{KernelShape, GROUP_SUBGROUP_WGSL, GROUP_WORKGROUP_WGSL, IMPLICIT_WGSL, SGD_WGSL};
 
 use crate::data::{Problem, Rating};
 use std::collections::VecDeque;
@@ -136,9 +137,9 @@ enum Placement {
     Streamed { ring: buffers::Ring, test: Vec<Vec<Rating>> },
 }
 
-/// Checks the GPU settings, opens the device and builds the kernel for the rank and precision.
+/// Checks the GPU settings, opens the device and shapes the kernel for the rank and precision.
 /// Returns them with the largest binding the windows may use.
-fn open_kernel(params: &Params, options: &GpuOptions) -> Result<(Gpu, KernelShape, Pipelines, u64)> {
+fn open_kernel(params: &Params, options: &GpuOptions) -> Result<(Gpu, KernelShape, u64)> {
         for (flag, value) in [("--in-flight", options.in_flight), ("--workgroups", options.workgroups), ("--lanes-per-rating", options.lanes_per_rating)] {
             if value == Some(0) {
                 return Err(Error::InvalidParameter(format!("{flag} must be at least 1")));
@@ -149,22 +150,23 @@ fn open_kernel(params: &Params, options: &GpuOptions) -> Result<(Gpu, KernelShap
         }
         let gpu = Gpu::open_at(options.adapter, options.precision == Precision::F16, options.subgroups)?;
         let shape = KernelShape::new(params.rank, options.precision, gpu.subgroups, gpu.adapter.subgroup_min_size, options.lanes_per_rating)?;
-        if gpu.limits.max_storage_buffers_per_shader_stage < 6 {
+        if gpu.limits.max_storage_buffers_per_shader_stage < 8 {
             return Err(Error::Gpu(format!(
-                "{} allows {} storage buffers per shader stage; the kernel needs 6",
+                "{} allows {} storage buffers per shader stage; the kernel needs 8",
                 gpu.adapter.name, gpu.limits.max_storage_buffers_per_shader_stage
             )));
         }
-        let pipelines = Pipelines::new(&gpu, &shape)?;
         let device_binding = gpu.limits.max_storage_buffer_binding_size.min(gpu.limits.max_buffer_size);
         let max_binding = options.max_binding_bytes.map_or(device_binding, |cap| cap.min(device_binding));
-    Ok((gpu, shape, pipelines, max_binding))
+    Ok((gpu, shape, max_binding))
 }
 
 pub struct GpuSolver {
     gpu: Gpu,
     shape: KernelShape,
     pipelines: Pipelines,
+    /// With implicit feedback: where its passes run, and their state.
+    implicit: Option<implicit::Implicit>,
     schedule: Schedule,
     user_blocks: Vec<FactorBlock>,
     item_blocks: Vec<FactorBlock>,
@@ -202,12 +204,12 @@ impl GpuSolver {
             ));
         }
         let opened = open_kernel(params, options)?;
-        let (gpu, shape, max_binding) = (&opened.0, &opened.1, opened.3);
+        let (gpu, shape, max_binding) = (&opened.0, &opened.1, opened.2);
         let (m, n) = (problem.num_users(), problem.num_items());
         // Without --gpu-memory, what the driver reports less a margin (for the driver, other
         // programs and the read-back buffers); no cap where it reports nothing.
         let budget = options.gpu_memory.or(gpu.adapter.device_memory.map(|m| m - (m / 10).max(512 << 20).min(m / 2)));
-        let plan = DevicePlan::new(budget, shape.row_bytes(), m, n, 12 * (problem.train.len() + problem.test.len()) as u64, params.rank)?;
+        let plan = DevicePlan::new(budget, shape.row_bytes(), if params.implicit { shape.row_bytes() } else { 0 }, m, n, 12 * (problem.train.len() + problem.test.len()) as u64, params.rank)?;
         let grid = plan.grid(gpu_grid(params.blocks, m, n, shape.row_bytes(), max_binding, options.user_block_rows)?, m, n);
         let schedule = Schedule::new(&problem.train, m, n, grid, Order::Shuffled, params.seed)?;
         let unit = params.rating_unit(&problem.train_summary());
@@ -224,7 +226,7 @@ impl GpuSolver {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn for_blocks(schedule: Schedule, model: Model, params: &Params, unit: f32, weights: &RowWeights, options: &GpuOptions, own_users: &dyn Fn(usize) -> bool) -> Result<GpuSolver> {
         let opened = open_kernel(params, options)?;
-        let plan = DevicePlan::new(None, opened.1.row_bytes(), 0, 0, 0, params.rank)?;
+        let plan = DevicePlan::new(None, opened.1.row_bytes(), 0, 0, 0, 0, params.rank)?;
         GpuSolver::assemble(opened, plan, schedule, &[], model, params, unit, weights.clone(), options, own_users)
     }
 
@@ -232,7 +234,7 @@ impl GpuSolver {
     /// part.
     #[allow(clippy::too_many_arguments)]
     fn assemble(
-        opened: (Gpu, KernelShape, Pipelines, u64),
+        opened: (Gpu, KernelShape, u64),
         plan: DevicePlan,
         schedule: Schedule,
         test: &[Rating],
@@ -243,7 +245,7 @@ impl GpuSolver {
         options: &GpuOptions,
         own_users: &dyn Fn(usize) -> bool,
     ) -> Result<GpuSolver> {
-        let (gpu, shape, pipelines, max_binding) = opened;
+        let (gpu, mut shape, max_binding) = opened;
         let (m, n) = (model.user_bias.len(), model.item_bias.len());
         let train_len = schedule.ratings();
         let max_ratings = (max_binding / std::mem::size_of::<crate::data::Rating>() as u64) as usize;
@@ -270,16 +272,45 @@ impl GpuSolver {
         let max_ratings = max_ratings.min(live_groups.saturating_mul(MAX_GROUP_ITERATIONS)).max(1);
 
         let (user_rows, item_rows) = (schedule.users.max_rows() as u64, schedule.items.max_rows() as u64);
-        let factor_bytes = match plan.swapped_rows {
-            None => (shape.row_bytes() + ROW_EXTRA_BYTES) * (m + n) as u64,
-            Some(_) => (shape.row_bytes() + ROW_EXTRA_BYTES) * (user_rows + item_rows),
-        };
+        let prior_bytes = if params.implicit { shape.row_bytes() * plan.swapped_rows.map_or(m as u64, |_| user_rows) } else { 0 };
+        let factor_bytes = prior_bytes
+            + match plan.swapped_rows {
+                None => (shape.row_bytes() + ROW_EXTRA_BYTES) * (m + n) as u64,
+                Some(_) => (shape.row_bytes() + ROW_EXTRA_BYTES) * (user_rows + item_rows),
+            };
         let streamed_window = plan.budget.filter(|_| plan.streamed).map(|budget| ((budget.saturating_sub(factor_bytes + OVERHEAD_BYTES) / 12) as usize / RING_SLOTS).clamp(1, max_ratings));
         let partial_bytes = |workgroups: u32| 8 * workgroups.max(1) as u64;
         let needed = factor_bytes
             + partial_bytes(update_workgroups)
             + partial_bytes(EVAL_WORKGROUPS)
             + streamed_window.map_or(12 * (train_len + test.len()) as u64, |w| (RING_SLOTS * w * 12) as u64);
+        // Implicit feedback's passes run on the device where every rating and row is resident
+        // in one block and their state fits beside them; elsewhere on the host, between epochs.
+        if params.implicit && gpu.limits.max_storage_buffers_per_shader_stage < 9 {
+            return Err(Error::Gpu(format!(
+                "{} allows {} storage buffers per shader stage; implicit feedback needs 9 (--no-implicit trains without it)",
+                gpu.adapter.name, gpu.limits.max_storage_buffers_per_shader_stage
+            )));
+        }
+        let implicit_bytes = implicit::device_bytes(&shape, train_len, m, n);
+        let on_host = if !params.implicit {
+            None
+        } else if schedule.len() != 1 || plan.swapped_rows.is_some() {
+            Some(format!("the factors are cut into {} blocks", schedule.grid()))
+        } else if streamed_window.is_some() {
+            Some("the ratings stream from host memory".to_string())
+        } else if implicit::largest_buffer(&shape, train_len, m, n) > max_binding {
+            Some(format!("its state needs a binding of {}, above the device's {}", crate::resources::human_bytes(implicit::largest_buffer(&shape, train_len, m, n)), crate::resources::human_bytes(max_binding)))
+        } else if plan.budget.is_some_and(|budget| needed + implicit_bytes + OVERHEAD_BYTES > budget) {
+            Some(format!("its {} do not fit the GPU memory budget beside the ratings and factors", crate::resources::human_bytes(implicit_bytes)))
+        } else {
+            None
+        };
+        shape.implicit = params.implicit;
+        let needed = needed + if params.implicit && on_host.is_none() { implicit_bytes } else { 0 };
+        let pipelines = Pipelines::new(&gpu, &shape)?;
+        // The priors start at zero (y = 0).
+        let prior_rows = params.implicit.then(|| ndarray::Array2::<f32>::zeros((m, params.rank)));
         let what = format!(
             "allocating {:.2} GiB of GPU buffers ({} ratings, {} users x {} items, rank {}, {:?}; --gpu-memory SIZE below what the device holds streams what does not fit)",
             needed as f64 / (1u64 << 30) as f64,
@@ -300,8 +331,8 @@ impl GpuSolver {
             };
             let swapped = plan.swapped_rows.is_some();
             (
-                buffers::upload_factor_blocks(&gpu, &shape, &schedule.users, &model.user_factors, &model.user_bias, &weights.users, swapped, own_users, "user block"),
-                buffers::upload_factor_blocks(&gpu, &shape, &schedule.items, &model.item_factors, &model.item_bias, &weights.items, swapped, &|_| true, "item block"),
+                buffers::upload_factor_blocks(&gpu, &shape, &schedule.users, &model.user_factors, &model.user_bias, &weights.users, prior_rows.as_ref(), swapped, own_users, "user block"),
+                buffers::upload_factor_blocks(&gpu, &shape, &schedule.items, &model.item_factors, &model.item_bias, &weights.items, None, swapped, &|_| true, "item block"),
                 gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                     label: Some("params"),
                     contents: bytemuck::bytes_of(&uniform),
@@ -311,6 +342,19 @@ impl GpuSolver {
                 partials("test error partials", EVAL_WORKGROUPS),
             )
         })?;
+        let implicit = match (params.implicit, on_host) {
+            (false, _) => None,
+            (true, None) => {
+                let (_, item_reg) = crate::implicit::decay_factors(&schedule, &weights.items)?;
+                let prior = user_blocks[0].prior.as_ref().expect("user blocks carry priors with implicit feedback");
+                let rows = [&user_blocks[0].factors, &item_blocks[0].factors, &user_blocks[0].bias, &item_blocks[0].bias, prior];
+                Some(implicit::Implicit::Device(gpu.scoped("uploading implicit feedback's state", || implicit::DeviceImplicit::new(&gpu, &shape, &pipelines, schedule.block(0), m, n, &item_reg, rows, &params_buffer))?))
+            }
+            (true, Some(why)) => {
+                let state = crate::implicit::ImplicitFeedback::new(&schedule, params.rank, &weights.by_position(&schedule).items)?;
+                Some(implicit::Implicit::Host { state, prior: prior_rows.expect("made with implicit feedback"), why })
+            }
+        };
         let bindings = |b: usize, output| {
             let (ub, ib) = schedule.coordinates(b);
             Bindings { pipelines: &pipelines, users: &user_blocks[ub], items: &item_blocks[ib], params: &params_buffer, output }
@@ -338,6 +382,7 @@ impl GpuSolver {
         Ok(GpuSolver {
             shape,
             pipelines,
+            implicit,
             user_blocks,
             item_blocks,
             weights,
@@ -383,7 +428,7 @@ impl Solver for GpuSolver {
     fn name(&self) -> String {
         let adapter = self.gpu.adapter.name.split(" (").next().unwrap_or(&self.gpu.adapter.name);
         format!(
-            "gpu ({}, {}, {:?}, {}, {} in flight, {} blocks{})",
+            "gpu ({}, {}, {:?}, {}, {} in flight, {} blocks{}{})",
             adapter,
             self.gpu.adapter.backend,
             self.shape.precision,
@@ -397,7 +442,8 @@ impl Solver for GpuSolver {
             match &self.placement {
                 Placement::Resident { .. } => String::new(),
                 Placement::Streamed { ring, .. } => format!(", ratings streamed in windows of {}", ring.window_ratings),
-            }
+            },
+            self.implicit.as_ref().map_or(String::new(), |i| i.describe())
         )
     }
 
@@ -416,7 +462,8 @@ impl Solver for GpuSolver {
         })
     }
     fn epochs_in_flight(&self) -> usize {
-        readback::SLOTS
+        // Implicit feedback's passes on the host need each epoch's factors before the next.
+        if self.implicit.as_ref().is_some_and(|i| i.host_prior().is_some()) { 1 } else { readback::SLOTS }
     }
 
     fn device_bytes(&self) -> u64 {

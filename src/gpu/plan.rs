@@ -37,9 +37,12 @@ pub(super) struct DevicePlan {
 pub(super) const ROW_EXTRA_BYTES: u64 = 8;
 
 impl DevicePlan {
-    pub(super) fn new(budget: Option<u64>, row_bytes: u64, users: usize, items: usize, rating_bytes: u64, rank: usize) -> Result<DevicePlan> {
+    /// `prior_bytes`: what a user row takes beside it for implicit feedback's prior (0 without).
+    pub(super) fn new(budget: Option<u64>, row_bytes: u64, prior_bytes: u64, users: usize, items: usize, rating_bytes: u64, rank: usize) -> Result<DevicePlan> {
         let Some(budget) = budget else { return Ok(DevicePlan { budget, streamed: false, swapped_rows: None }) };
-        let factors = (row_bytes + ROW_EXTRA_BYTES) * (users + items) as u64;
+        let factors = (row_bytes + ROW_EXTRA_BYTES) * (users + items) as u64 + prior_bytes * users as u64;
+        // A block of rows swapped in counts a prior for each row of either side, to be safe.
+        let row_bytes = row_bytes + prior_bytes;
         let ring = (RING_SLOTS * MIN_STREAMED_WINDOW * 12) as u64;
         if factors + OVERHEAD_BYTES + rating_bytes <= budget {
             return Ok(DevicePlan { budget: Some(budget), streamed: false, swapped_rows: None });
@@ -88,7 +91,7 @@ mod tests {
     #[test]
     fn a_budget_keeps_everything_streams_the_ratings_or_swaps_the_factors() {
         // 1,000 rows of 520 bytes (rank 128, f32, with the bias and regularisation weight) and 1 MB of ratings.
-        let plan = |budget: Option<u64>| DevicePlan::new(budget, 512, 400, 600, 1_000_000, 128);
+        let plan = |budget: Option<u64>| DevicePlan::new(budget, 512, 0, 400, 600, 1_000_000, 128);
         let factors: u64 = 520 * 1000;
         let all = plan(None).unwrap();
         assert!(!all.streamed && all.swapped_rows.is_none());

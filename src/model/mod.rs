@@ -56,6 +56,9 @@ pub struct Params {
     /// data, so the same learning rate, regularisation and initial spread suit stars,
     /// percentages or −10..10: see [`Params::rating_unit`].
     pub scale: bool,
+    /// Implicit feedback (SVD++ style): each user row is pulled toward what the items it rated
+    /// say of it rather than toward zero (see [`crate::implicit`]).
+    pub implicit: bool,
 }
 
 impl Default for Params {
@@ -64,7 +67,7 @@ impl Default for Params {
     fn default() -> Self {
         Params {
             rank: 128,
-            epochs: 60,
+            epochs: 40,
             learning_rate: 0.02,
             lr_decay: 0.05,
             reg: 0.09,
@@ -77,6 +80,7 @@ impl Default for Params {
             eval_every: 1,
             models: 1,
             scale: true,
+            implicit: true,
         }
     }
 }

@@ -3,7 +3,8 @@
 // and item rows in place, with no locks; in sparse data two groups rarely share a row.
 //
 // Composed at pipeline creation as: header + group prelude + this file + implicit.wgsl (with
-// implicit feedback; without, the header defines user_prior as zero). The header defines
+// implicit feedback; without, a zero user_prior and an add_share that does nothing follow).
+// The header defines
 //   Factor  the storage type of four factors, vec4<f32> or vec4<f16> (then `enable f16;`)
 //   K4      vec4s per factor row: ceil(rank / 4), the padding lanes stay exactly zero
 //   LANES   lanes per group (one rating each): a power of two, at most the subgroup size
@@ -164,6 +165,7 @@ fn sgd_update(ids: GroupIds) {
                 // Pulled toward the user's prior (zero without implicit feedback).
                 let z = user_prior(r.user * K4 + f);
                 user_factors[r.user * K4 + f] = Factor(p + lr * (scaled * q - reg_u * (p - z)));
+                add_share(r.user * K4 + f, scaled * q);
                 item_factors[r.item * K4 + f] = Factor(q + lr * (scaled * p - reg_i * q));
             }
         }

@@ -63,13 +63,15 @@ impl Step {
 /// One SGD update for one rating, reading the old p and q on both sides:
 /// e = r − prediction, ε = e / unit; p += lr(ε·q − w_u·λ·(p − z)); q += lr(ε·p − w_i·λ·q);
 /// b_u += lr(e − w_u·λ_b·b_u), b_i likewise. `weight` is (w_u, w_i), the two rows'
-/// regularisation weights ([`crate::model::Params::reg_weights`]); `prior` is z, the user's
-/// implicit-feedback vector ([`crate::implicit`]), which the user row is pulled toward instead of
-/// zero, or empty without implicit feedback.
+/// regularisation weights ([`crate::model::Params::reg_weights`]). With implicit feedback
+/// ([`crate::implicit`]), `prior` is the user's z, which the user row is pulled toward instead
+/// of zero, and `share` gathers ε·q (the old q) for the pass after the epoch; both are empty
+/// without it.
 /// Returns e, the error before the update: its squares summed over an epoch are the epoch's
 /// training loss, with no second pass over the ratings (as LIBMF reports it).
 #[inline(always)]
-pub(crate) fn sgd_update(p: &mut [f32], q: &mut [f32], bu: &mut f32, bi: &mut f32, weight: (f32, f32), prior: &[f32], value: f32, s: &Step) -> f32 {
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn sgd_update(p: &mut [f32], q: &mut [f32], bu: &mut f32, bi: &mut f32, weight: (f32, f32), prior: &[f32], share: &mut [f32], value: f32, s: &Step) -> f32 {
     let mut prediction = s.mean + dot(p, q);
     if s.biases {
         prediction += *bu + *bi;
@@ -88,10 +90,11 @@ pub(crate) fn sgd_update(p: &mut [f32], q: &mut [f32], bu: &mut f32, bi: &mut f3
             *qf = b + s.lr * (scaled * a - reg_q * b);
         }
     } else {
-        for ((pf, qf), z) in p.iter_mut().zip(q.iter_mut()).zip(prior) {
+        for (((pf, qf), z), g) in p.iter_mut().zip(q.iter_mut()).zip(prior).zip(share) {
             let (a, b) = (*pf, *qf);
             *pf = a + s.lr * (scaled * b - reg_p * (a - z));
             *qf = b + s.lr * (scaled * a - reg_q * b);
+            *g += scaled * b;
         }
     }
     e

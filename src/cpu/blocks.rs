@@ -20,6 +20,9 @@ struct SharedFactors {
     q: *mut f32,
     bu: *mut f32,
     bi: *mut f32,
+    /// With implicit feedback, the users' priors and shares (null without).
+    prior: *const f32,
+    share: *mut f32,
     k: usize,
 }
 
@@ -33,14 +36,25 @@ unsafe impl Send for SharedFactors {}
 ///
 /// Why this is sound: [`Schedule::run_parallel`] never runs two blocks at once that share a
 /// user block or an item block, and a row belongs to exactly one block of its side, so no two
-/// threads ever touch the same row or bias: the shared pointers are only ever used for
-/// disjoint parts of the arrays. Every index is in bounds (asserted below).
-pub(super) fn epoch(model: &mut Model, weights: &RowWeights, implicit: Option<&ImplicitFeedback>, schedule: &Schedule, epoch: usize, threads: usize, step: &Step) -> Result<ErrorSums> {
+/// threads ever touch the same row, bias or implicit-feedback share (the priors are only read):
+/// the shared pointers are only ever used for disjoint parts of the arrays. Every index is in
+/// bounds (asserted below).
+pub(super) fn epoch(model: &mut Model, weights: &RowWeights, implicit: Option<&mut ImplicitFeedback>, schedule: &Schedule, epoch: usize, threads: usize, step: &Step) -> Result<ErrorSums> {
     let k = model.rank();
     let (m, n) = (model.user_bias.len(), model.item_bias.len());
     let sums = Mutex::new(vec![ErrorSums::default(); schedule.len()]);
     let failure: Mutex<Option<Error>> = Mutex::new(None);
+    let (prior, share) = match implicit {
+        Some(f) => {
+            let (prior, share) = f.priors_and_shares();
+            assert!(prior.len() == m * k && share.len() == m * k, "a prior and a share for every user");
+            (prior.as_ptr(), share.as_mut_ptr())
+        }
+        None => (std::ptr::null(), std::ptr::null_mut()),
+    };
     let shared = SharedFactors {
+        prior,
+        share,
         p: model.user_factors.as_mut_ptr(),
         q: model.item_factors.as_mut_ptr(),
         bu: model.user_bias.as_mut_ptr(),
@@ -64,14 +78,14 @@ pub(super) fn epoch(model: &mut Model, weights: &RowWeights, implicit: Option<&I
         #[cfg(target_arch = "x86_64")]
         let block_sums = if wide {
             // SAFETY: the CPU has AVX2 and FMA (detected above); the rest as for `run_block`.
-            unsafe { run_block_avx2(ratings, &shared, weights, implicit, step) }
+            unsafe { run_block_avx2(ratings, &shared, weights, step) }
         } else {
             // SAFETY: as for `run_block`.
-            unsafe { run_block(ratings, &shared, weights, implicit, step) }
+            unsafe { run_block(ratings, &shared, weights, step) }
         };
         #[cfg(not(target_arch = "x86_64"))]
         // SAFETY: as for `run_block`.
-        let block_sums = unsafe { run_block(ratings, &shared, weights, implicit, step) };
+        let block_sums = unsafe { run_block(ratings, &shared, weights, step) };
         sums.lock().unwrap_or_else(|e| e.into_inner())[b] = block_sums;
     });
     if let Some(e) = failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
@@ -89,8 +103,7 @@ const PREFETCH_AHEAD: usize = 8;
 /// SAFETY: every rating's indices are below the model's rows (asserted by `epoch`), and no
 /// other thread touches this block's rows meanwhile (argued on `epoch`).
 #[inline(always)]
-unsafe fn run_block(ratings: &[Rating], s: &SharedFactors, weights: &RowWeights, implicit: Option<&ImplicitFeedback>, step: &Step) -> ErrorSums {
-    let prior = |u: usize| implicit.map_or(&[][..], |f| f.prior(u));
+unsafe fn run_block(ratings: &[Rating], s: &SharedFactors, weights: &RowWeights, step: &Step) -> ErrorSums {
     let mut sums = ErrorSums::default();
     for (j, r) in ratings.iter().enumerate() {
         // Within a block the user rows repeat but the item rows jump about: ask for the item
@@ -106,7 +119,12 @@ unsafe fn run_block(ratings: &[Rating], s: &SharedFactors, weights: &RowWeights,
         let (u, i) = (r.user as usize, r.item as usize);
         let p = std::slice::from_raw_parts_mut(s.p.add(u * s.k), s.k);
         let q = std::slice::from_raw_parts_mut(s.q.add(i * s.k), s.k);
-        let e = sgd_update(p, q, &mut *s.bu.add(u), &mut *s.bi.add(i), (weights.users[u], weights.items[i]), prior(u), r.value, step);
+        let (prior, share): (&[f32], &mut [f32]) = if s.share.is_null() {
+            (&[], &mut [])
+        } else {
+            (std::slice::from_raw_parts(s.prior.add(u * s.k), s.k), std::slice::from_raw_parts_mut(s.share.add(u * s.k), s.k))
+        };
+        let e = sgd_update(p, q, &mut *s.bu.add(u), &mut *s.bi.add(i), (weights.users[u], weights.items[i]), prior, share, r.value, step);
         sums.add(e as f64);
     }
     sums
@@ -117,6 +135,6 @@ unsafe fn run_block(ratings: &[Rating], s: &SharedFactors, weights: &RowWeights,
 /// sequential trainer keeps the same bits on every machine.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn run_block_avx2(ratings: &[Rating], s: &SharedFactors, weights: &RowWeights, implicit: Option<&ImplicitFeedback>, step: &Step) -> ErrorSums {
-    run_block(ratings, s, weights, implicit, step)
+unsafe fn run_block_avx2(ratings: &[Rating], s: &SharedFactors, weights: &RowWeights, step: &Step) -> ErrorSums {
+    run_block(ratings, s, weights, step)
 }

@@ -134,29 +134,30 @@ impl Solver for CpuSolver {
         let train = match self.mode {
             CpuMode::Sequential => {
                 let k = self.model.rank();
-                let (m, weights, implicit) = (&mut self.model, &self.weights, &self.implicit);
+                let (m, weights, implicit) = (&mut self.model, &self.weights, &mut self.implicit);
                 let (p, q) = (m.user_factors.as_slice_mut().expect("row-major"), m.item_factors.as_slice_mut().expect("row-major"));
                 let mut sums = ErrorSums::default();
                 let mut buf = Vec::new();
                 for b in self.schedule.sequence(epoch) {
                     for r in self.schedule.block_into(b, &mut buf)? {
                         let (u, i) = (r.user as usize, r.item as usize);
-                        let e = sgd_update(&mut p[u * k..][..k], &mut q[i * k..][..k], &mut m.user_bias[u], &mut m.item_bias[i], (weights.users[u], weights.items[i]), implicit.as_ref().map_or(&[][..], |f| f.prior(u)), r.value, &step);
+                        let (prior, share) = implicit.as_mut().map_or((&[][..], &mut [][..]), |f| f.rows(u));
+                        let e = sgd_update(&mut p[u * k..][..k], &mut q[i * k..][..k], &mut m.user_bias[u], &mut m.item_bias[i], (weights.users[u], weights.items[i]), prior, share, r.value, &step);
                         sums.add(e as f64);
                     }
                 }
                 sums
             }
             CpuMode::Parallel { threads } => {
-                let (model, weights, implicit, schedule) = (&mut self.model, &self.weights, self.implicit.as_ref(), &self.schedule);
+                let (model, weights, implicit, schedule) = (&mut self.model, &self.weights, self.implicit.as_mut(), &self.schedule);
                 self.pool.install(|| blocks::epoch(model, weights, implicit, schedule, epoch, threads, &step))?
             }
         };
         if let Some(implicit) = &mut self.implicit {
             let m = &mut self.model;
             let (p, q) = (m.user_factors.as_slice_mut().expect("row-major"), m.item_factors.as_slice().expect("row-major"));
-            let (bu, bi, schedule) = (&m.user_bias, &m.item_bias, &self.schedule);
-            self.pool.install(|| implicit.after_epoch(schedule, p, q, bu, bi, &step))?;
+            let schedule = &self.schedule;
+            self.pool.install(|| implicit.after_epoch(schedule, p, q, &step))?;
         }
         let test = (score_test && !self.test.is_empty()).then(|| {
             let (model, test) = (&self.model, &self.test);

@@ -928,7 +928,7 @@ fn train_block(s: &Schedule, weights: &RowWeights, b: usize, stripe: &mut Rows, 
     for r in ratings {
         let (u, i) = ((r.user - u0) as usize, (r.item - i0) as usize);
         let weight = (weights.users[r.user as usize], weights.items[r.item as usize]);
-        let e = sgd_update(&mut stripe.factors[u * k..][..k], &mut half.factors[i * k..][..k], &mut stripe.bias[u], &mut half.bias[i], weight, &[], r.value, step);
+        let e = sgd_update(&mut stripe.factors[u * k..][..k], &mut half.factors[i * k..][..k], &mut stripe.bias[u], &mut half.bias[i], weight, &[], &mut [], r.value, step);
         sums.add(e as f64);
     }
     Some(sums)

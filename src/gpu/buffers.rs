@@ -15,8 +15,10 @@ pub(super) struct FactorBlock {
     pub factors: wgpu::Buffer,
     pub bias: wgpu::Buffer,
     pub reg_weight: wgpu::Buffer,
-    /// With implicit feedback, on the users' side: the rows' priors z, in the factors' layout.
+    /// With implicit feedback, on the users' side: the rows' priors z, in the factors' layout,
+    /// and their shares (f32, whole vec4s a row).
     pub prior: Option<wgpu::Buffer>,
+    pub share: Option<wgpu::Buffer>,
     /// The model's ids of the rows, in order.
     rows: Vec<u32>,
 }
@@ -56,8 +58,11 @@ pub(super) fn upload_factor_blocks(
                 data.resize(capacity.max(1) * shape.row_bytes() as usize, 0);
                 gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some("prior"), contents: &data, usage })
             });
+            // Shares start at zero, as wgpu clears new buffers.
+            let share = prior.as_ref().map(|_| gpu.device.create_buffer(&wgpu::BufferDescriptor { label: Some("share"), size: capacity.max(1) as u64 * share_row_bytes(shape), usage, mapped_at_creation: false }));
             FactorBlock {
                 prior,
+                share,
                 factors: gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents: &data, usage }),
                 bias: gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents: bytemuck::cast_slice(&bias), usage }),
                 reg_weight: gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents: bytemuck::cast_slice(&reg_weight), usage }),
@@ -67,18 +72,50 @@ pub(super) fn upload_factor_blocks(
         .collect()
 }
 
+/// Bytes of one row's implicit-feedback share on the device (f32 whatever the precision).
+pub(super) fn share_row_bytes(shape: &KernelShape) -> u64 {
+    shape.k4() as u64 * 16
+}
+
 /// Reads every block of one side back into the model's rows.
 pub(super) fn read_factor_blocks(gpu: &Gpu, shape: &KernelShape, blocks: &[FactorBlock], factors: &mut Array2<f32>, bias: &mut [f32]) -> Result<()> {
-    blocks.iter().try_for_each(|block| block.store(gpu, shape, factors, bias))
+    blocks.iter().try_for_each(|block| block.store(gpu, shape, factors, bias, None))
 }
 
 impl FactorBlock {
-    /// Writes the rows on the device back into the model's arrays (waits for the device).
-    pub(super) fn store(&self, gpu: &Gpu, shape: &KernelShape, factors: &mut Array2<f32>, bias: &mut [f32]) -> Result<()> {
+    /// The rows' shares on the device, `k` values each in order (waits for the device).
+    pub(super) fn read_share(&self, gpu: &Gpu, shape: &KernelShape, k: usize) -> Result<Vec<f32>> {
+        let Some(buffer) = self.share.as_ref().filter(|_| !self.rows.is_empty()) else { return Ok(Vec::new()) };
+        let padded: Vec<f32> = bytemuck::pod_collect_to_vec(&gpu.read_back(buffer, self.rows.len() as u64 * share_row_bytes(shape))?);
+        Ok(padded.chunks_exact(shape.k4() as usize * 4).flat_map(|row| &row[..k]).copied().collect())
+    }
+
+    /// Replaces the rows' shares on the device by `share` (`k` values a row, in order).
+    pub(super) fn write_share(&self, gpu: &Gpu, shape: &KernelShape, k: usize, share: &[f32]) {
+        if let (Some(buffer), false) = (&self.share, self.rows.is_empty()) {
+            let stride = shape.k4() as usize * 4;
+            let mut padded = vec![0.0f32; self.rows.len() * stride];
+            for (r, row) in padded.chunks_exact_mut(stride).enumerate() {
+                row[..k].copy_from_slice(&share[r * k..][..k]);
+            }
+            gpu.queue.write_buffer(buffer, 0, bytemuck::cast_slice(&padded));
+        }
+    }
+
+    /// Writes the rows on the device back into the model's arrays, and their shares into
+    /// `share` where given (waits for the device).
+    pub(super) fn store(&self, gpu: &Gpu, shape: &KernelShape, factors: &mut Array2<f32>, bias: &mut [f32], share: Option<&mut Array2<f32>>) -> Result<()> {
         if self.rows.is_empty() {
             return Ok(());
         }
         let k = factors.ncols();
+        if let Some(share) = share {
+            let values = self.read_share(gpu, shape, k)?;
+            let dest = share.as_slice_mut().expect("row-major");
+            for (r, &id) in self.rows.iter().enumerate() {
+                dest[id as usize * k..][..k].copy_from_slice(&values[r * k..][..k]);
+            }
+        }
         let dest = factors.as_slice_mut().expect("row-major");
         let (values, biases) = self.read(gpu, shape, k)?;
         for (r, &id) in self.rows.iter().enumerate() {
@@ -121,16 +158,22 @@ impl FactorBlock {
     }
 
     /// Puts block `b` of `axis` on the device in place of the rows there (written back first
-    /// by the caller), from the model's arrays, the regularisation weights and the priors (by
-    /// id; the priors are not written back, as the host keeps them).
+    /// by the caller), from the model's arrays, the regularisation weights, and with implicit
+    /// feedback the priors and shares (all by id; priors are only read on the device, so the
+    /// host's stay current).
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn load(&mut self, gpu: &Gpu, shape: &KernelShape, axis: &Axis, b: usize, factors: &Array2<f32>, bias: &[f32], reg_weight: &[f32], prior: Option<&Array2<f32>>) {
+    pub(super) fn load(&mut self, gpu: &Gpu, shape: &KernelShape, axis: &Axis, b: usize, factors: &Array2<f32>, bias: &[f32], reg_weight: &[f32], implicit: Option<(&Array2<f32>, &Array2<f32>)>) {
         self.rows = axis.members(b).to_vec();
         if self.rows.is_empty() {
             return;
         }
-        if let (Some(buffer), Some(prior)) = (&self.prior, prior) {
+        if let (Some(buffer), Some((prior, _))) = (&self.prior, implicit) {
             gpu.queue.write_buffer(buffer, 0, &pack_rows(prior, &self.rows, shape));
+        }
+        if let Some((_, share)) = implicit {
+            let k = share.ncols();
+            let rows: Vec<f32> = self.rows.iter().flat_map(|&id| share.row(id as usize).to_vec()).collect();
+            self.write_share(gpu, shape, k, &rows);
         }
         let weights: Vec<f32> = self.rows.iter().map(|&r| reg_weight[r as usize]).collect();
         gpu.queue.write_buffer(&self.reg_weight, 0, bytemuck::cast_slice(&weights));
@@ -264,7 +307,9 @@ fn bind(gpu: &Gpu, ratings: wgpu::BindGroupEntry<'_>, with: &Bindings, label: &s
             entry(7, &with.users.reg_weight),
             entry(8, &with.items.reg_weight),
     ];
-    entries.extend(with.users.prior.as_ref().map(|prior| entry(9, prior)));
+    if let (Some(prior), Some(share)) = (&with.users.prior, &with.users.share) {
+        entries.extend([entry(9, prior), entry(10, share)]);
+    }
     let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(label), layout: &with.pipelines.layout, entries: &entries });
     Window { bind_group, count: count as u32 }
 }

@@ -95,7 +95,7 @@ impl GpuSolver {
     /// With implicit feedback on the host: submits the epoch's work so far and runs its passes
     /// (which wait for it), before the test is scored.
     fn host_passes(&mut self, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
-        if self.implicit.as_ref().is_some_and(|i| i.host_prior().is_some()) {
+        if self.implicit.as_ref().is_some_and(Implicit::on_host) {
             let done = std::mem::replace(encoder, self.gpu.device.create_command_encoder(&Default::default()));
             self.gpu.queue.submit([done.finish()]);
             let moved = self.host_implicit_pass()?;
@@ -119,12 +119,13 @@ impl GpuSolver {
             *bytes += swapped_bytes;
         }
         if loaded_u != ub {
-            self.user_blocks[0].store(&self.gpu, &self.shape, &mut model.user_factors, &mut model.user_bias)?;
-            let prior = self.implicit.as_ref().and_then(|i| i.host_prior());
-            self.user_blocks[0].load(&self.gpu, &self.shape, &self.schedule.users, ub, &model.user_factors, &model.user_bias, &self.weights.users, prior);
+            let mut host = self.implicit.as_mut().and_then(|i| i.host_rows());
+            self.user_blocks[0].store(&self.gpu, &self.shape, &mut model.user_factors, &mut model.user_bias, host.as_mut().map(|(_, share)| &mut **share))?;
+            let implicit = host.map(|(prior, share)| (&*prior, &*share));
+            self.user_blocks[0].load(&self.gpu, &self.shape, &self.schedule.users, ub, &model.user_factors, &model.user_bias, &self.weights.users, implicit);
         }
         if loaded_i != ib {
-            self.item_blocks[0].store(&self.gpu, &self.shape, &mut model.item_factors, &mut model.item_bias)?;
+            self.item_blocks[0].store(&self.gpu, &self.shape, &mut model.item_factors, &mut model.item_bias, None)?;
             self.item_blocks[0].load(&self.gpu, &self.shape, &self.schedule.items, ib, &model.item_factors, &model.item_bias, &self.weights.items, None);
         }
         self.swapped = Some((ub, ib));

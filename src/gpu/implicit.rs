@@ -1,34 +1,41 @@
 //! Implicit feedback on the GPU ([`crate::implicit`] says what it computes). The update kernel
-//! pulls each user row toward its prior, bound beside the user block; after each epoch y and
-//! the priors move, by the passes of shaders/implicit.wgsl where every rating and factor row is
-//! resident in one block (they index rows by id), else by the CPU's passes on the host,
-//! between epochs, over the factors read back.
+//! pulls each user row toward its prior and adds to its share, both bound beside the user
+//! block; after each epoch y and the priors move, by the passes of shaders/implicit.wgsl where
+//! every rating and factor row is resident in one block (they index rows by id), else by the
+//! CPU's passes on the host, between epochs, over the factors and shares read back.
 
 use super::kernel::{KernelShape, Pipelines};
 use super::{Gpu, GpuSolver};
 use crate::data::Rating;
 use crate::error::Result;
-use crate::implicit::ImplicitFeedback;
+use crate::implicit::{ImplicitFeedback, Reach};
 use crate::solver::Solver;
 use crate::update::Step;
 use ndarray::Array2;
 use wgpu::util::DeviceExt;
 
+/// Threads per workgroup of the passes (IMPLICIT_WG in the shader).
+const PASS_WORKGROUP: u64 = 64;
+
 /// Where the passes after an epoch run.
 pub(super) enum Implicit {
     Device(DeviceImplicit),
-    /// On the host, with the state by the schedule's positions and the priors by id (which
-    /// the user blocks load from when they are swapped); `why` not on the device.
-    Host { state: ImplicitFeedback, prior: Array2<f32>, why: String },
+    /// On the host, with the state by the schedule's positions, and the priors and shares by
+    /// id for the user blocks swapped in and out; `why` not on the device.
+    Host { state: ImplicitFeedback, prior: Array2<f32>, share: Array2<f32>, why: String },
 }
 
 impl Implicit {
-    /// The priors by id, where the host keeps them.
-    pub fn host_prior(&self) -> Option<&Array2<f32>> {
+    /// The priors and shares by id, where the host keeps them.
+    pub fn host_rows(&mut self) -> Option<(&mut Array2<f32>, &mut Array2<f32>)> {
         match self {
-            Implicit::Host { prior, .. } => Some(prior),
+            Implicit::Host { prior, share, .. } => Some((prior, share)),
             Implicit::Device(_) => None,
         }
+    }
+
+    pub fn on_host(&self) -> bool {
+        matches!(self, Implicit::Host { .. })
     }
 
     /// For the solver's name.
@@ -41,44 +48,53 @@ impl Implicit {
 }
 
 impl GpuSolver {
-    /// The passes after an epoch on the host: reads every row back (waiting for the device),
-    /// runs them, and puts the user rows and their priors back on the device. Returns the bytes
-    /// moved.
+    /// The passes after an epoch on the host: reads every row and share back (waiting for the
+    /// device), runs them, and puts the user rows and their priors back on the device with
+    /// the shares cleared. Returns the bytes moved.
     pub(super) fn host_implicit_pass(&mut self) -> Result<u64> {
-        if !matches!(self.implicit, Some(Implicit::Host { .. })) {
+        if !self.implicit.as_ref().is_some_and(Implicit::on_host) {
             return Ok(0);
         }
         let model = self.snapshot()?;
-        let Some(Implicit::Host { state, prior, .. }) = &mut self.implicit else { return Ok(0) };
         let (schedule, k, u) = (&self.schedule, model.rank(), &self.uniform);
-        let by_position = |axis: &crate::schedule::Axis, rows: &[f32]| if axis.is_identity() { rows.to_vec() } else { axis.gather(rows) };
-        let by_id = |axis: &crate::schedule::Axis, rows: Vec<f32>| if axis.is_identity() { rows } else { axis.scatter(&rows) };
-        let mut p = by_position(&schedule.users, model.user_factors.as_slice().expect("row-major"));
-        let q = by_position(&schedule.items, model.item_factors.as_slice().expect("row-major"));
-        let (bu, bi) = (by_position(&schedule.users, &model.user_bias), by_position(&schedule.items, &model.item_bias));
-        let step = Step { lr: u.learning_rate, reg: u.reg, reg_bias: u.reg_bias, mean: u.mean, biases: u.use_biases != 0, error_scale: u.error_scale };
-        state.after_epoch(schedule, &mut p, &q, &bu, &bi, &step)?;
-        // The user blocks on the device, each a run of positions.
-        let loaded = |b: usize| match self.swapped {
-            None => Some(b),
-            Some((ub, _)) => (b == 0).then_some(ub),
+        let (users, items) = (&schedule.users, &schedule.items);
+        let Some(Implicit::Host { state, prior, share, .. }) = &mut self.implicit else { return Ok(0) };
+        // The user blocks on the device, by their slot.
+        let loaded = |slot: usize| match self.swapped {
+            None => Some(slot),
+            Some((ub, _)) => (slot == 0).then_some(ub),
         };
         for (slot, block) in self.user_blocks.iter().enumerate() {
             let Some(b) = loaded(slot) else { continue };
-            let (start, len) = (schedule.users.start(b), schedule.users.members(b).len());
-            block.write(&self.gpu, &self.shape, k, &p[start * k..][..len * k], &bu[start..][..len]);
-            block.write_prior(&self.gpu, &self.shape, k, &state.priors()[start * k..][..len * k]);
+            let values = block.read_share(&self.gpu, &self.shape, k)?;
+            for (r, &id) in users.members(b).iter().enumerate() {
+                share.row_mut(id as usize).as_slice_mut().expect("row-major").copy_from_slice(&values[r * k..][..k]);
+            }
         }
-        let (m, n) = (model.user_bias.len() as u64, model.item_bias.len() as u64);
-        let shape = (m as usize, k);
-        self.template.user_factors = Array2::from_shape_vec(shape, by_id(&schedule.users, p)).expect("users x k");
-        *prior = Array2::from_shape_vec(shape, by_id(&schedule.users, state.priors().to_vec())).expect("users x k");
-        Ok((m + n) * (self.shape.row_bytes() + 4) + 2 * m * (self.shape.row_bytes() + 4))
+        let by_position = |axis: &crate::schedule::Axis, rows: &[f32]| if axis.is_identity() { rows.to_vec() } else { axis.gather(rows) };
+        let by_id = |axis: &crate::schedule::Axis, rows: &[f32]| if axis.is_identity() { rows.to_vec() } else { axis.scatter(rows) };
+        let mut p = by_position(users, model.user_factors.as_slice().expect("row-major"));
+        let q = by_position(items, model.item_factors.as_slice().expect("row-major"));
+        state.priors_and_shares().1.copy_from_slice(&by_position(users, share.as_slice().expect("row-major")));
+        let step = Step { lr: u.learning_rate, reg: u.reg, reg_bias: u.reg_bias, mean: u.mean, biases: u.use_biases != 0, error_scale: u.error_scale };
+        state.after_epoch(schedule, &mut p, &q, &step)?;
+        let bias = by_position(users, &model.user_bias);
+        let zeros = vec![0.0f32; users.max_rows() * k];
+        for (slot, block) in self.user_blocks.iter().enumerate() {
+            let Some(b) = loaded(slot) else { continue };
+            let (start, len) = (users.start(b), users.members(b).len());
+            block.write(&self.gpu, &self.shape, k, &p[start * k..][..len * k], &bias[start..][..len]);
+            block.write_prior(&self.gpu, &self.shape, k, &state.priors()[start * k..][..len * k]);
+            block.write_share(&self.gpu, &self.shape, k, &zeros[..len * k]);
+        }
+        let m = model.user_bias.len();
+        self.template.user_factors = Array2::from_shape_vec((m, k), by_id(users, &p)).expect("users x k");
+        *prior = Array2::from_shape_vec((m, k), by_id(users, state.priors())).expect("users x k");
+        share.fill(0.0);
+        let (m, n, row) = (m as u64, model.item_bias.len() as u64, self.shape.row_bytes() + 4);
+        Ok((m + n) * row + m * super::buffers::share_row_bytes(&self.shape) + 2 * m * row)
     }
 }
-
-/// Threads per workgroup of the passes (IMPLICIT_WG in the shader).
-const PASS_WORKGROUP: u64 = 64;
 
 /// The device's implicit-feedback state and the passes' bindings.
 pub(super) struct DeviceImplicit {
@@ -86,8 +102,8 @@ pub(super) struct DeviceImplicit {
     passes: Vec<(wgpu::BindGroup, u32)>,
 }
 
-/// The ratings grouped by `key`: where each group starts, and the ratings in group order.
-fn grouped(ratings: &[Rating], rows: usize, key: impl Fn(&Rating) -> usize) -> (Vec<u32>, Vec<Rating>) {
+/// Where each group of `ids` starts, and the `other` of each member in group order.
+fn grouped(ratings: &[Rating], rows: usize, key: impl Fn(&Rating) -> usize, other: impl Fn(&Rating) -> u32) -> (Vec<u32>, Vec<u32>) {
     let mut start = vec![0u32; rows + 1];
     for r in ratings {
         start[key(r) + 1] += 1;
@@ -96,89 +112,72 @@ fn grouped(ratings: &[Rating], rows: usize, key: impl Fn(&Rating) -> usize) -> (
         start[i + 1] += start[i];
     }
     let mut next = start.clone();
-    let mut sorted = vec![Rating { user: 0, item: 0, value: 0.0 }; ratings.len()];
+    let mut members = vec![0u32; ratings.len()];
     for r in ratings {
         let slot = &mut next[key(r)];
-        sorted[*slot as usize] = *r;
+        members[*slot as usize] = other(r);
         *slot += 1;
     }
-    (start, sorted)
+    (start, members)
 }
 
 /// What the buffers of [`DeviceImplicit::new`] take on the device.
 pub(super) fn device_bytes(shape: &KernelShape, ratings: usize, users: usize, items: usize) -> u64 {
-    let row32 = shape.k4() as u64 * 16;
-    20 * ratings as u64 + users as u64 * (row32 + 8) + items as u64 * (row32 + 12) + 8
+    8 * ratings as u64 + 4 * (users + 1) as u64 + items as u64 * (shape.k4() as u64 * 16 + 8) + 8
 }
 
 /// The largest single buffer of [`DeviceImplicit::new`] (each must fit one binding).
-pub(super) fn largest_buffer(shape: &KernelShape, ratings: usize, users: usize, items: usize) -> u64 {
-    let row32 = shape.k4() as u64 * 16;
-    (12 * ratings as u64).max(users.max(items) as u64 * row32)
+pub(super) fn largest_buffer(shape: &KernelShape, ratings: usize, items: usize) -> u64 {
+    (4 * ratings as u64).max(items as u64 * shape.k4() as u64 * 16)
 }
 
 impl DeviceImplicit {
-    /// Uploads the state for `ratings` (ids as rows) with y = 0, and binds the passes to the
-    /// resident factor rows, biases and priors (zero). `item_reg` is each item's factor of λ
-    /// in y's decay.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(gpu: &Gpu, shape: &KernelShape, pipelines: &Pipelines, ratings: &[Rating], users: usize, items: usize, item_reg: &[f32], rows: [&wgpu::Buffer; 5], params: &wgpu::Buffer) -> DeviceImplicit {
-        let [user_factors, item_factors, user_bias, item_bias, prior] = rows;
+    /// Uploads the state for `ratings` (ids as rows) with y = 0 and binds the passes to the
+    /// resident rows: `rows` are the user factors, item factors, item regularisation weights,
+    /// user priors and user shares.
+    pub fn new(gpu: &Gpu, shape: &KernelShape, pipelines: &Pipelines, ratings: &[Rating], users: usize, items: usize, reach: &Reach, rows: [&wgpu::Buffer; 5], params: &wgpu::Buffer) -> DeviceImplicit {
+        let [user_factors, item_factors, item_reg_weight, prior, share] = rows;
         let k4 = shape.k4() as u64;
-        let (user_start, by_user) = grouped(ratings, users, |r| r.user as usize);
-        let (item_start, by_item) = grouped(ratings, items, |r| r.item as usize);
-        let item_users: Vec<u32> = by_item.iter().map(|r| r.user).collect();
-        drop(by_item);
+        let (user_start, user_items) = grouped(ratings, users, |r| r.user as usize, |r| r.item);
+        let (item_start, item_users) = grouped(ratings, items, |r| r.item as usize, |r| r.user);
         let usage = wgpu::BufferUsages::STORAGE;
         let init = |label: &str, contents: &[u8]| gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents, usage });
         // Created zeroed, as wgpu clears new buffers.
         let zeroed = |label: &str, size: u64| gpu.device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size: size.max(4), usage, mapped_at_creation: false });
-        let by_user = init("ratings by user", bytemuck::cast_slice(&by_user));
         let user_start = init("user starts", bytemuck::cast_slice(&user_start));
+        let user_items = init("user items", bytemuck::cast_slice(&user_items));
         let item_start = init("item starts", bytemuck::cast_slice(&item_start));
         let item_users = init("item users", bytemuck::cast_slice(&item_users));
-        let item_implicit_reg = init("implicit item reg", bytemuck::cast_slice(item_reg));
-        let errors = zeroed("implicit errors", 4 * ratings.len() as u64);
-        let shares = zeroed("implicit shares", 16 * k4 * users as u64);
-        let share_bound = zeroed("implicit share bounds", 4 * users as u64);
-        let item_norm = zeroed("implicit item norms", 4 * items as u64);
+        let item_reach = init("item reach", bytemuck::cast_slice(&reach.item_reach));
+        let mean_norm = zeroed("mean norm", 4);
         let item_vectors = zeroed("implicit item vectors", 16 * k4 * items as u64);
         // The buffer at each of the shader's binding numbers.
         let buffer = |n: u32| match n {
-            0 => &by_user,
             1 => user_factors,
             2 => item_factors,
-            3 => user_bias,
-            4 => item_bias,
             5 => params,
+            8 => item_reg_weight,
             9 => prior,
-            10 => &user_start,
-            11 => &item_start,
-            12 => &item_users,
-            13 => &errors,
-            14 => &shares,
-            15 => &share_bound,
-            16 => &item_norm,
+            10 => share,
+            11 => &user_start,
+            12 => &user_items,
+            13 => &item_start,
+            14 => &item_users,
+            15 => &item_reach,
+            16 => &mean_norm,
             17 => &item_vectors,
-            18 => &item_implicit_reg,
             _ => unreachable!("shaders/implicit.wgsl binds no buffer {n} in its passes"),
         };
-        // Each pass's bindings, and the elements it covers.
-        let uses: [(&[u32], u64); 5] = [
-            (&[2, 5, 16], items as u64),
-            (&[0, 1, 2, 3, 4, 5, 13], ratings.len() as u64),
-            (&[0, 2, 10, 13, 14, 15, 16], users as u64 * k4),
-            (&[5, 10, 11, 12, 14, 15, 17, 18], items as u64 * k4),
-            (&[0, 1, 9, 10, 17], users as u64 * k4),
-        ];
+        // Each pass's bindings, and the threads it runs (the mean: one workgroup).
+        let uses: [(&[u32], u64); 3] = [(&[2, 5, 13, 16], PASS_WORKGROUP), (&[5, 8, 10, 11, 13, 14, 15, 16, 17], items as u64 * k4), (&[1, 9, 10, 11, 12, 17], users as u64 * k4)];
         let passes = pipelines
             .implicit
             .iter()
             .zip(uses)
-            .map(|((entry, pipeline), (numbers, elements))| {
+            .map(|((entry, pipeline), (numbers, threads))| {
                 let entries: Vec<wgpu::BindGroupEntry> = numbers.iter().map(|&n| wgpu::BindGroupEntry { binding: n, resource: buffer(n).as_entire_binding() }).collect();
                 let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(entry), layout: &pipeline.get_bind_group_layout(0), entries: &entries });
-                let workgroups = elements.div_ceil(PASS_WORKGROUP).clamp(1, gpu.limits.max_compute_workgroups_per_dimension as u64) as u32;
+                let workgroups = threads.div_ceil(PASS_WORKGROUP).clamp(1, gpu.limits.max_compute_workgroups_per_dimension as u64) as u32;
                 (bind_group, workgroups)
             })
             .collect();

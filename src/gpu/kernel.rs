@@ -89,9 +89,9 @@ impl KernelShape {
         };
         let prelude = if self.subgroups { GROUP_SUBGROUP_WGSL } else { GROUP_WORKGROUP_WGSL };
         let implicit = if self.implicit {
-            format!("const ITEM_STEP: f32 = {:?};\nconst CURVATURE: f32 = {:?};\n\n{IMPLICIT_WGSL}", crate::implicit::ITEM_STEP, crate::implicit::CURVATURE)
+            format!("const ITEM_STEP: f32 = {:?};\nconst ITEM_REG: f32 = {:?};\nconst CURVATURE: f32 = {:?};\n\n{IMPLICIT_WGSL}", crate::implicit::ITEM_STEP, crate::implicit::ITEM_REG, crate::implicit::CURVATURE)
         } else {
-            "// no implicit feedback: every prior is zero\nfn user_prior(index: u32) -> vec4<f32> { return vec4<f32>(0.0); }\n".into()
+            "// no implicit feedback: every prior is zero, and no share is kept\nfn user_prior(index: u32) -> vec4<f32> { return vec4<f32>(0.0); }\nfn add_share(index: u32, v: vec4<f32>) {}\n".into()
         };
         format!(
             "{enable}// generated header: rank {rank}, {precision:?}, {lanes} lanes per rating\nalias Factor = {factor};\nconst K4: u32 = {k4}u;\nconst LANES: u32 = {lanes}u;\nconst CHUNKS: u32 = {chunks}u;\nconst WG: u32 = {wg}u;\n\n{prelude}\n{SGD_WGSL}\n{implicit}",
@@ -115,7 +115,7 @@ pub struct Pipelines {
 }
 
 /// The implicit-feedback passes after an epoch, in the order they run.
-pub const IMPLICIT_PASSES: [&str; 5] = ["implicit_item_norms", "implicit_errors", "implicit_shares", "implicit_items", "implicit_users"];
+pub const IMPLICIT_PASSES: [&str; 3] = ["implicit_mean_norm", "implicit_items", "implicit_users"];
 
 impl Pipelines {
     pub fn new(gpu: &Gpu, shape: &KernelShape) -> Result<Pipelines> {
@@ -143,7 +143,7 @@ impl Pipelines {
             };
             let mut entries = vec![storage(0, true), storage(1, false), storage(2, false), storage(3, false), storage(4, false), uniform, storage(6, false), storage(7, true), storage(8, true)];
             if shape.implicit {
-                entries.push(storage(9, false));
+                entries.extend([storage(9, false), storage(10, false)]);
             }
             let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some("sgd window"), entries: &entries });
             let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {

@@ -209,7 +209,7 @@ impl GpuSolver {
         // Without --gpu-memory, what the driver reports less a margin (for the driver, other
         // programs and the read-back buffers); no cap where it reports nothing.
         let budget = options.gpu_memory.or(gpu.adapter.device_memory.map(|m| m - (m / 10).max(512 << 20).min(m / 2)));
-        let plan = DevicePlan::new(budget, shape.row_bytes(), if params.implicit { shape.row_bytes() } else { 0 }, m, n, 12 * (problem.train.len() + problem.test.len()) as u64, params.rank)?;
+        let plan = DevicePlan::new(budget, shape.row_bytes(), if params.implicit { shape.row_bytes() + buffers::share_row_bytes(&shape) } else { 0 }, m, n, 12 * (problem.train.len() + problem.test.len()) as u64, params.rank)?;
         let grid = plan.grid(gpu_grid(params.blocks, m, n, shape.row_bytes(), max_binding, options.user_block_rows)?, m, n);
         let schedule = Schedule::new(&problem.train, m, n, grid, Order::Shuffled, params.seed)?;
         let unit = params.rating_unit(&problem.train_summary());
@@ -272,7 +272,7 @@ impl GpuSolver {
         let max_ratings = max_ratings.min(live_groups.saturating_mul(MAX_GROUP_ITERATIONS)).max(1);
 
         let (user_rows, item_rows) = (schedule.users.max_rows() as u64, schedule.items.max_rows() as u64);
-        let prior_bytes = if params.implicit { shape.row_bytes() * plan.swapped_rows.map_or(m as u64, |_| user_rows) } else { 0 };
+        let prior_bytes = if params.implicit { (shape.row_bytes() + buffers::share_row_bytes(&shape)) * plan.swapped_rows.map_or(m as u64, |_| user_rows) } else { 0 };
         let factor_bytes = prior_bytes
             + match plan.swapped_rows {
                 None => (shape.row_bytes() + ROW_EXTRA_BYTES) * (m + n) as u64,
@@ -286,9 +286,9 @@ impl GpuSolver {
             + streamed_window.map_or(12 * (train_len + test.len()) as u64, |w| (RING_SLOTS * w * 12) as u64);
         // Implicit feedback's passes run on the device where every rating and row is resident
         // in one block and their state fits beside them; elsewhere on the host, between epochs.
-        if params.implicit && gpu.limits.max_storage_buffers_per_shader_stage < 9 {
+        if params.implicit && gpu.limits.max_storage_buffers_per_shader_stage < 10 {
             return Err(Error::Gpu(format!(
-                "{} allows {} storage buffers per shader stage; implicit feedback needs 9 (--no-implicit trains without it)",
+                "{} allows {} storage buffers per shader stage; implicit feedback needs 10 (--no-implicit trains without it)",
                 gpu.adapter.name, gpu.limits.max_storage_buffers_per_shader_stage
             )));
         }
@@ -299,8 +299,8 @@ impl GpuSolver {
             Some(format!("the factors are cut into {} blocks", schedule.grid()))
         } else if streamed_window.is_some() {
             Some("the ratings stream from host memory".to_string())
-        } else if implicit::largest_buffer(&shape, train_len, m, n) > max_binding {
-            Some(format!("its state needs a binding of {}, above the device's {}", crate::resources::human_bytes(implicit::largest_buffer(&shape, train_len, m, n)), crate::resources::human_bytes(max_binding)))
+        } else if implicit::largest_buffer(&shape, train_len, n) > max_binding {
+            Some(format!("its state needs a binding of {}, above the device's {}", crate::resources::human_bytes(implicit::largest_buffer(&shape, train_len, n)), crate::resources::human_bytes(max_binding)))
         } else if plan.budget.is_some_and(|budget| needed + implicit_bytes + OVERHEAD_BYTES > budget) {
             Some(format!("its {} do not fit the GPU memory budget beside the ratings and factors", crate::resources::human_bytes(implicit_bytes)))
         } else {
@@ -345,14 +345,16 @@ impl GpuSolver {
         let implicit = match (params.implicit, on_host) {
             (false, _) => None,
             (true, None) => {
-                let (_, item_reg) = crate::implicit::decay_factors(&schedule, &weights.items)?;
-                let prior = user_blocks[0].prior.as_ref().expect("user blocks carry priors with implicit feedback");
-                let rows = [&user_blocks[0].factors, &item_blocks[0].factors, &user_blocks[0].bias, &item_blocks[0].bias, prior];
-                Some(implicit::Implicit::Device(gpu.scoped("uploading implicit feedback's state", || implicit::DeviceImplicit::new(&gpu, &shape, &pipelines, schedule.block(0), m, n, &item_reg, rows, &params_buffer))?))
+                let reach = crate::implicit::Reach::of(&schedule)?;
+                let (users, items) = (&user_blocks[0], &item_blocks[0]);
+                let (prior, share) = users.prior.as_ref().zip(users.share.as_ref()).expect("user blocks carry priors and shares with implicit feedback");
+                let rows = [&users.factors, &items.factors, &items.reg_weight, prior, share];
+                Some(implicit::Implicit::Device(gpu.scoped("uploading implicit feedback's state", || implicit::DeviceImplicit::new(&gpu, &shape, &pipelines, schedule.block(0), m, n, &reach, rows, &params_buffer))?))
             }
             (true, Some(why)) => {
                 let state = crate::implicit::ImplicitFeedback::new(&schedule, params.rank, &weights.by_position(&schedule).items)?;
-                Some(implicit::Implicit::Host { state, prior: prior_rows.expect("made with implicit feedback"), why })
+                let share = ndarray::Array2::zeros((m, params.rank));
+                Some(implicit::Implicit::Host { state, prior: prior_rows.expect("made with implicit feedback"), share, why })
             }
         };
         let bindings = |b: usize, output| {
@@ -463,7 +465,7 @@ impl Solver for GpuSolver {
     }
     fn epochs_in_flight(&self) -> usize {
         // Implicit feedback's passes on the host need each epoch's factors before the next.
-        if self.implicit.as_ref().is_some_and(|i| i.host_prior().is_some()) { 1 } else { readback::SLOTS }
+        if self.implicit.as_ref().is_some_and(implicit::Implicit::on_host) { 1 } else { readback::SLOTS }
     }
 
     fn device_bytes(&self) -> u64 {

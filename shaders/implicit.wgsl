@@ -5,7 +5,7 @@
 // CURVATURE beside K4.
 //
 // The passes give a thread one vec4 of a row in a grid-stride loop, so nothing is reduced
-// across threads but the one mean, in one workgroup.
+// across threads but the one mean, in one workgroup (workgroup_total, sgd.wgsl's).
 
 // Bound beside the user block in every window.
 @group(0) @binding(9) var<storage, read_write> prior: array<Factor>;
@@ -37,14 +37,12 @@ fn inverse_sqrt_count(u: u32) -> f32 {
     return 1.0 / sqrt(f32(user_start[u + 1u] - user_start[u]));
 }
 
-var<workgroup> norm_scratch: array<f32, IMPLICIT_WG>;
-
 // mean_norm[0] = Σ_j n_j |q_j|² / Σ_j n_j, in rating units; one workgroup.
-@compute @workgroup_size(IMPLICIT_WG)
+@compute @workgroup_size(WG)
 fn implicit_mean_norm(@builtin(local_invocation_index) local: u32) {
     let items = arrayLength(&item_start) - 1u;
     var sum = 0.0;
-    for (var j = local; j < items; j += IMPLICIT_WG) {
+    for (var j = local; j < items; j += WG) {
         var s = 0.0;
         for (var f = 0u; f < K4; f++) {
             let q = vec4<f32>(item_factors[j * K4 + f]);
@@ -52,16 +50,9 @@ fn implicit_mean_norm(@builtin(local_invocation_index) local: u32) {
         }
         sum += f32(item_start[j + 1u] - item_start[j]) * s;
     }
-    norm_scratch[local] = sum;
-    workgroupBarrier();
-    for (var stride = IMPLICIT_WG / 2u; stride > 0u; stride = stride / 2u) {
-        if (local < stride) {
-            norm_scratch[local] += norm_scratch[local + stride];
-        }
-        workgroupBarrier();
-    }
+    let total = workgroup_total(vec2<f32>(sum, 0.0), local);
     if (local == 0u) {
-        mean_norm[0] = norm_scratch[0] / max(f32(item_start[items]), 1.0) * params.error_scale * params.error_scale;
+        mean_norm[0] = total.x / max(f32(item_start[items]), 1.0) * params.error_scale * params.error_scale;
     }
 }
 

@@ -179,20 +179,28 @@ fn sgd_update(ids: GroupIds) {
 
 var<workgroup> error_scratch: array<vec2<f32>, WG>;
 
-// Adds the lanes' sums of the workgroup into output[2·workgroup ..], accumulated over windows.
-fn add_workgroup_sums(sums: vec2<f32>, ids: GroupIds) {
-    error_scratch[ids.local] = sums;
+// The sum of `x` over the workgroup's threads (a shared-memory tree); every thread must call it.
+fn workgroup_total(x: vec2<f32>, local: u32) -> vec2<f32> {
+    error_scratch[local] = x;
     workgroupBarrier();
     for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
-        if (ids.local < stride) {
-            error_scratch[ids.local] += error_scratch[ids.local + stride];
+        if (local < stride) {
+            error_scratch[local] += error_scratch[local + stride];
         }
         workgroupBarrier();
     }
+    let total = error_scratch[0];
+    workgroupBarrier();
+    return total;
+}
+
+// Adds the lanes' sums of the workgroup into output[2·workgroup ..], accumulated over windows.
+fn add_workgroup_sums(sums: vec2<f32>, ids: GroupIds) {
+    let total = workgroup_total(sums, ids.local);
     if (ids.local == 0u) {
         let w = ids.workgroup.x;
-        output[2u * w] += error_scratch[0].x;
-        output[2u * w + 1u] += error_scratch[0].y;
+        output[2u * w] += total.x;
+        output[2u * w + 1u] += total.y;
     }
 }
 
@@ -221,16 +229,9 @@ fn finish_evaluate(@builtin(local_invocation_index) local: u32) {
     for (var w = local; w < pairs; w += WG) {
         sums += vec2<f32>(output[2u * w], output[2u * w + 1u]);
     }
-    error_scratch[local] = sums;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
-        if (local < stride) {
-            error_scratch[local] += error_scratch[local + stride];
-        }
-        workgroupBarrier();
-    }
+    let total = workgroup_total(sums, local);
     if (local == 0u) {
-        output[0] = error_scratch[0].x;
-        output[1] = error_scratch[0].y;
+        output[0] = total.x;
+        output[1] = total.y;
     }
 }

@@ -9,8 +9,8 @@ use crate::error::{Error, Result};
 use crate::metrics::{self, ErrorSums};
 use crate::model::{Model, Params};
 use crate::schedule::{Axis, GridSize, Order, Schedule};
-use crate::solver::{EpochFigures, Solver};
 use crate::implicit::ImplicitFeedback;
+use crate::solver::{EpochFigures, Solver};
 use crate::update::{sgd_update, RowWeights, Step};
 use std::collections::VecDeque;
 
@@ -55,7 +55,7 @@ pub struct CpuSolver {
     unit: f32,
     /// Each row's regularisation weight, by position.
     weights: RowWeights,
-    /// With `--implicit`: its state, by position.
+    /// With implicit feedback (the default; `--no-implicit` is without): its state, by position.
     implicit: Option<ImplicitFeedback>,
     schedule: Schedule,
     mode: CpuMode,

@@ -114,7 +114,11 @@ impl GpuSolver {
         // Out: the old block's rows and biases; in: the new block's with their λs.
         let row_bytes = self.shape.row_bytes();
         let moved = |old: usize, new: usize, axis: &crate::schedule::Axis| axis.members(old).len() as u64 * (row_bytes + 4) + axis.members(new).len() as u64 * (row_bytes + 8);
-        let swapped_bytes = if loaded_u != ub { moved(loaded_u, ub, &self.schedule.users) } else { 0 } + if loaded_i != ib { moved(loaded_i, ib, &self.schedule.items) } else { 0 };
+        // With implicit feedback a user row's share goes out and in, and its prior in.
+        let (share_bytes, users) = (if self.implicit.is_some() { super::buffers::share_row_bytes(&self.shape) } else { 0 }, &self.schedule.users);
+        let prior_bytes = if self.implicit.is_some() { row_bytes } else { 0 };
+        let moved_users = |old: usize, new: usize| moved(old, new, users) + users.members(old).len() as u64 * share_bytes + users.members(new).len() as u64 * (share_bytes + prior_bytes);
+        let swapped_bytes = if loaded_u != ub { moved_users(loaded_u, ub) } else { 0 } + if loaded_i != ib { moved(loaded_i, ib, &self.schedule.items) } else { 0 };
         if let Some(bytes) = self.streamed.back_mut() {
             *bytes += swapped_bytes;
         }

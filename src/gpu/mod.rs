@@ -272,8 +272,9 @@ impl GpuSolver {
         let max_ratings = max_ratings.min(live_groups.saturating_mul(MAX_GROUP_ITERATIONS)).max(1);
 
         let (user_rows, item_rows) = (schedule.users.max_rows() as u64, schedule.items.max_rows() as u64);
-        let prior_bytes = if params.implicit { (shape.row_bytes() + buffers::share_row_bytes(&shape)) * plan.swapped_rows.map_or(m as u64, |_| user_rows) } else { 0 };
-        let factor_bytes = prior_bytes
+        // With implicit feedback a user row carries its prior and share.
+        let prior_and_share_bytes = if params.implicit { (shape.row_bytes() + buffers::share_row_bytes(&shape)) * plan.swapped_rows.map_or(m as u64, |_| user_rows) } else { 0 };
+        let factor_bytes = prior_and_share_bytes
             + match plan.swapped_rows {
                 None => (shape.row_bytes() + ROW_EXTRA_BYTES) * (m + n) as u64,
                 Some(_) => (shape.row_bytes() + ROW_EXTRA_BYTES) * (user_rows + item_rows),

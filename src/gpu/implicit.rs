@@ -20,29 +20,36 @@ const PASS_WORKGROUP: u64 = 64;
 /// Where the passes after an epoch run.
 pub(super) enum Implicit {
     Device(DeviceImplicit),
-    /// On the host, with the state by the schedule's positions, and the priors and shares by
-    /// id for the user blocks swapped in and out; `why` not on the device.
-    Host { state: ImplicitFeedback, prior: Array2<f32>, share: Array2<f32>, why: String },
+    Host(Box<HostImplicit>),
+}
+
+/// Implicit feedback's passes on the host: the state by the schedule's positions, and the
+/// priors and shares by id for the user blocks swapped in and out; `why` not on the device.
+pub(super) struct HostImplicit {
+    pub state: ImplicitFeedback,
+    pub prior: Array2<f32>,
+    pub share: Array2<f32>,
+    pub why: String,
 }
 
 impl Implicit {
     /// The priors and shares by id, where the host keeps them.
     pub fn host_rows(&mut self) -> Option<(&mut Array2<f32>, &mut Array2<f32>)> {
         match self {
-            Implicit::Host { prior, share, .. } => Some((prior, share)),
+            Implicit::Host(host) => Some((&mut host.prior, &mut host.share)),
             Implicit::Device(_) => None,
         }
     }
 
     pub fn on_host(&self) -> bool {
-        matches!(self, Implicit::Host { .. })
+        matches!(self, Implicit::Host(_))
     }
 
     /// For the solver's name.
     pub fn describe(&self) -> String {
         match self {
             Implicit::Device(_) => ", implicit feedback".into(),
-            Implicit::Host { why, .. } => format!(", implicit feedback on the host between epochs ({why})"),
+            Implicit::Host(host) => format!(", implicit feedback on the host between epochs ({})", host.why),
         }
     }
 }
@@ -58,7 +65,8 @@ impl GpuSolver {
         let model = self.snapshot()?;
         let (schedule, k, u) = (&self.schedule, model.rank(), &self.uniform);
         let (users, items) = (&schedule.users, &schedule.items);
-        let Some(Implicit::Host { state, prior, share, .. }) = &mut self.implicit else { return Ok(0) };
+        let Some(Implicit::Host(host)) = &mut self.implicit else { return Ok(0) };
+        let HostImplicit { state, prior, share, .. } = &mut **host;
         // The user blocks on the device, by their slot.
         let loaded = |slot: usize| match self.swapped {
             None => Some(slot),
@@ -135,6 +143,7 @@ impl DeviceImplicit {
     /// Uploads the state for `ratings` (ids as rows) with y = 0 and binds the passes to the
     /// resident rows: `rows` are the user factors, item factors, item regularisation weights,
     /// user priors and user shares.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(gpu: &Gpu, shape: &KernelShape, pipelines: &Pipelines, ratings: &[Rating], users: usize, items: usize, reach: &Reach, rows: [&wgpu::Buffer; 5], params: &wgpu::Buffer) -> DeviceImplicit {
         let [user_factors, item_factors, item_reg_weight, prior, share] = rows;
         let k4 = shape.k4() as u64;

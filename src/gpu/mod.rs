@@ -209,7 +209,7 @@ impl GpuSolver {
         // Without --gpu-memory, what the driver reports less a margin (for the driver, other
         // programs and the read-back buffers); no cap where it reports nothing.
         let budget = options.gpu_memory.or(gpu.adapter.device_memory.map(|m| m - (m / 10).max(512 << 20).min(m / 2)));
-        let plan = DevicePlan::new(budget, shape.row_bytes(), if params.implicit { shape.row_bytes() + buffers::share_row_bytes(&shape) } else { 0 }, m, n, 12 * (problem.train.len() + problem.test.len()) as u64, params.rank)?;
+        let plan = DevicePlan::new(budget, shape.row_bytes(), if params.implicit { shape.row_bytes() + buffers::share_row_bytes(shape) } else { 0 }, m, n, 12 * (problem.train.len() + problem.test.len()) as u64, params.rank)?;
         let grid = plan.grid(gpu_grid(params.blocks, m, n, shape.row_bytes(), max_binding, options.user_block_rows)?, m, n);
         let schedule = Schedule::new(&problem.train, m, n, grid, Order::Shuffled, params.seed)?;
         let unit = params.rating_unit(&problem.train_summary());
@@ -355,7 +355,7 @@ impl GpuSolver {
             (true, Some(why)) => {
                 let state = crate::implicit::ImplicitFeedback::new(&schedule, params.rank, &weights.by_position(&schedule).items)?;
                 let share = ndarray::Array2::zeros((m, params.rank));
-                Some(implicit::Implicit::Host { state, prior: prior_rows.expect("made with implicit feedback"), share, why })
+                Some(implicit::Implicit::Host(Box::new(implicit::HostImplicit { state, prior: prior_rows.expect("made with implicit feedback"), share, why })))
             }
         };
         let bindings = |b: usize, output| {

@@ -22,6 +22,12 @@
 @group(0) @binding(16) var<storage, read_write> mean_norm: array<f32>;
 // y, K4 vec4s an item.
 @group(0) @binding(17) var<storage, read_write> item_vectors: array<vec4<f32>>;
+// Each item's users in runs of at most a few hundred (so no thread sums a popular item's users
+// alone): run r is item_users[run_start[r] .. run_start[r + 1]], item j's runs are
+// item_runs[j] .. item_runs[j + 1], and run_sums holds each run's Σ |N(u)|^-½ share_u.
+@group(0) @binding(18) var<storage, read> run_start: array<u32>;
+@group(0) @binding(19) var<storage, read> item_runs: array<u32>;
+@group(0) @binding(20) var<storage, read_write> run_sums: array<vec4<f32>>;
 
 const IMPLICIT_WG: u32 = 64u;
 
@@ -56,16 +62,29 @@ fn implicit_mean_norm(@builtin(local_invocation_index) local: u32) {
     }
 }
 
+@compute @workgroup_size(IMPLICIT_WG)
+fn implicit_item_runs(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let runs = arrayLength(&run_start) - 1u;
+    for (var x = id.x; x < runs * K4; x += groups.x * IMPLICIT_WG) {
+        let r = x / K4;
+        var sum = vec4<f32>(0.0);
+        for (var t = run_start[r]; t < run_start[r + 1u]; t++) {
+            let u = item_users[t];
+            sum += inverse_sqrt_count(u) * share[u * K4 + x % K4];
+        }
+        run_sums[x] = sum;
+    }
+}
+
 // y_j's step, as item_step in src/implicit.rs.
 @compute @workgroup_size(IMPLICIT_WG)
 fn implicit_items(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    let items = arrayLength(&item_start) - 1u;
+    let items = arrayLength(&item_runs) - 1u;
     for (var x = id.x; x < items * K4; x += groups.x * IMPLICIT_WG) {
         let j = x / K4;
         var gradient = vec4<f32>(0.0);
-        for (var t = item_start[j]; t < item_start[j + 1u]; t++) {
-            let u = item_users[t];
-            gradient += inverse_sqrt_count(u) * share[u * K4 + x % K4];
+        for (var r = item_runs[j]; r < item_runs[j + 1u]; r++) {
+            gradient += run_sums[r * K4 + x % K4];
         }
         let reach = item_reach[j];
         let decay = params.reg * item_reg_weight[j] * ITEM_REG * reach;

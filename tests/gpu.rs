@@ -393,6 +393,24 @@ fn empty_and_unequal_blocks_train_everywhere_and_exactly() {
     }
 }
 
+/// Implicit feedback's passes on the device sum a popular item's users in runs: with one rating
+/// in flight they still give the sequential trainer's factors when an item has thousands.
+fn a_popular_item_gives_the_sequential_trainers_factors_with_implicit_feedback() {
+    if !common::gpu_available() {
+        return;
+    }
+    let mut triplets: Vec<(u64, u64, f32)> = (0..3000).map(|u| (u, 0, (u % 5) as f32 + 1.0)).collect();
+    triplets.extend((0..3000).map(|u| (u, 1 + u % 40, ((u / 7) % 5) as f32 + 1.0)));
+    let problem = Problem::new(gpumf::data::RatingSet::from_triplets(triplets), None);
+    let params = exact_params();
+    let cpu = train(&problem, &params, &Backend::Cpu(CpuMode::Sequential), |_| {}).unwrap();
+    let gpu = train(&problem, &params, &gpu(GpuOptions { in_flight: Some(1), ..GpuOptions::default() }), |_| {}).unwrap();
+    let diff = largest_difference(&cpu.model, &gpu.model);
+    println!("{}: largest difference {diff:e}", gpu.backend);
+    assert!(gpu.backend.ends_with(", implicit feedback)"), "the passes run on the device: {}", gpu.backend);
+    assert!(diff < 1e-5, "{}: differs by {diff}", gpu.backend);
+}
+
 /// Training beyond device memory: `--gpu-memory` an eighth of what the resident run allocates
 /// streams the ratings and swaps the factor blocks, and reaches the resident run's accuracy.
 fn an_eighth_of_the_device_memory_gives_the_resident_accuracy() {
@@ -493,6 +511,7 @@ fn main() -> std::process::ExitCode {
     common::harness(vec![
         Test { name: "sgd_wgsl_validates_for_every_rank_precision_and_group", needs: Needs::NOTHING, run: sgd_wgsl_validates_for_every_rank_precision_and_group },
         Test { name: "implicit_feedback_on_the_gpu_beats_the_plain_model_like_the_cpu", needs: Needs::GPU, run: implicit_feedback_on_the_gpu_beats_the_plain_model_like_the_cpu },
+        Test { name: "a_popular_item_gives_the_sequential_trainers_factors_with_implicit_feedback", needs: Needs::GPU, run: a_popular_item_gives_the_sequential_trainers_factors_with_implicit_feedback },
         Test { name: "group_preludes_each_validate_with_the_kernel", needs: Needs::NOTHING, run: group_preludes_each_validate_with_the_kernel },
         Test { name: "a_rating_gets_the_fewest_lanes_that_hold_its_row_within_one_subgroup", needs: Needs::NOTHING, run: a_rating_gets_the_fewest_lanes_that_hold_its_row_within_one_subgroup },
         Test { name: "ratings_in_flight_stay_few_beside_the_rows_they_touch", needs: Needs::NOTHING, run: ratings_in_flight_stay_few_beside_the_rows_they_touch },

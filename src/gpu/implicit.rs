@@ -16,6 +16,9 @@ use wgpu::util::DeviceExt;
 
 /// Threads per workgroup of the passes (IMPLICIT_WG in the shader).
 const PASS_WORKGROUP: u64 = 64;
+/// Users one thread sums at most for an item's y: a popular item's users (Netflix's most rated
+/// film has 232,944) are cut into runs summed side by side, then each item adds its runs.
+const RUN_USERS: u32 = 512;
 
 /// Where the passes after an epoch run.
 pub(super) enum Implicit {
@@ -129,14 +132,34 @@ fn grouped(ratings: &[Rating], rows: usize, key: impl Fn(&Rating) -> usize, othe
     (start, members)
 }
 
+/// Where each run of at most [`RUN_USERS`] of an item's users starts in `item_users` (with
+/// the end after the last), and where each item's runs start in that list (with the end).
+fn runs(item_start: &[u32]) -> (Vec<u32>, Vec<u32>) {
+    let (mut run_start, mut item_runs) = (Vec::new(), Vec::with_capacity(item_start.len()));
+    for w in item_start.windows(2) {
+        item_runs.push(run_start.len() as u32);
+        run_start.extend((w[0]..w[1]).step_by(RUN_USERS as usize));
+    }
+    item_runs.push(run_start.len() as u32);
+    run_start.push(*item_start.last().unwrap_or(&0));
+    (run_start, item_runs)
+}
+
+/// Runs at most, for the memory plan.
+fn most_runs(ratings: usize, items: usize) -> u64 {
+    (ratings as u64).div_ceil(RUN_USERS as u64) + items as u64
+}
+
 /// What the buffers of [`DeviceImplicit::new`] take on the device.
 pub(super) fn device_bytes(shape: &KernelShape, ratings: usize, users: usize, items: usize) -> u64 {
-    8 * ratings as u64 + 4 * (users + 1) as u64 + items as u64 * (shape.k4() as u64 * 16 + 8) + 8
+    let row32 = shape.k4() as u64 * 16;
+    8 * ratings as u64 + 4 * (users + 1) as u64 + items as u64 * (row32 + 12) + most_runs(ratings, items) * (row32 + 4) + 16
 }
 
 /// The largest single buffer of [`DeviceImplicit::new`] (each must fit one binding).
 pub(super) fn largest_buffer(shape: &KernelShape, ratings: usize, items: usize) -> u64 {
-    (4 * ratings as u64).max(items as u64 * shape.k4() as u64 * 16)
+    let row32 = shape.k4() as u64 * 16;
+    (4 * ratings as u64).max(items as u64 * row32).max(most_runs(ratings, items) * row32)
 }
 
 impl DeviceImplicit {
@@ -155,9 +178,14 @@ impl DeviceImplicit {
         let zeroed = |label: &str, size: u64| gpu.device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size: size.max(4), usage, mapped_at_creation: false });
         let user_start = init("user starts", bytemuck::cast_slice(&user_start));
         let user_items = init("user items", bytemuck::cast_slice(&user_items));
+        let (run_start, item_runs) = runs(&item_start);
         let item_start = init("item starts", bytemuck::cast_slice(&item_start));
         let item_users = init("item users", bytemuck::cast_slice(&item_users));
         let item_reach = init("item reach", bytemuck::cast_slice(&reach.item_reach));
+        let run_count = run_start.len() as u64 - 1;
+        let run_sums = zeroed("run sums", 16 * k4 * run_count);
+        let run_start = init("run starts", bytemuck::cast_slice(&run_start));
+        let item_runs = init("item runs", bytemuck::cast_slice(&item_runs));
         let mean_norm = zeroed("mean norm", 4);
         let item_vectors = zeroed("implicit item vectors", 16 * k4 * items as u64);
         // The buffer at each of the shader's binding numbers.
@@ -175,10 +203,18 @@ impl DeviceImplicit {
             15 => &item_reach,
             16 => &mean_norm,
             17 => &item_vectors,
+            18 => &run_start,
+            19 => &item_runs,
+            20 => &run_sums,
             _ => unreachable!("shaders/implicit.wgsl binds no buffer {n} in its passes"),
         };
         // Each pass's bindings, and the threads it runs (the mean: one workgroup).
-        let uses: [(&[u32], u64); 3] = [(&[2, 5, 13, 16], PASS_WORKGROUP), (&[5, 8, 10, 11, 13, 14, 15, 16, 17], items as u64 * k4), (&[1, 9, 10, 11, 12, 17], users as u64 * k4)];
+        let uses: [(&[u32], u64); 4] = [
+            (&[2, 5, 13, 16], PASS_WORKGROUP),
+            (&[10, 11, 14, 18, 20], run_count * k4),
+            (&[5, 8, 15, 16, 17, 19, 20], items as u64 * k4),
+            (&[1, 9, 10, 11, 12, 17], users as u64 * k4),
+        ];
         let passes = pipelines
             .implicit
             .iter()
@@ -200,5 +236,32 @@ impl DeviceImplicit {
             pass.set_bind_group(0, bind_group, &[]);
             pass.dispatch_workgroups(*workgroups, 1, 1);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_cut_each_items_users_into_short_pieces_in_order() {
+        // Items of 0, 1, RUN_USERS, RUN_USERS + 1 and 3·RUN_USERS users.
+        let counts = [0, 1, RUN_USERS, RUN_USERS + 1, 3 * RUN_USERS];
+        let mut item_start = vec![0u32];
+        for c in counts {
+            item_start.push(item_start.last().unwrap() + c);
+        }
+        let (run_start, item_runs) = runs(&item_start);
+        assert_eq!(item_runs, vec![0, 0, 1, 2, 4, 7]);
+        assert_eq!(*run_start.last().unwrap(), *item_start.last().unwrap());
+        for (j, w) in item_runs.windows(2).enumerate() {
+            // The item's runs tile its users exactly, none longer than RUN_USERS.
+            let pieces: Vec<(u32, u32)> = (w[0]..w[1]).map(|r| (run_start[r as usize], run_start[r as usize + 1])).collect();
+            assert!(pieces.iter().all(|(a, b)| a < b && b - a <= RUN_USERS), "item {j}: {pieces:?}");
+            if let (Some(first), Some(last)) = (pieces.first(), pieces.last()) {
+                assert_eq!((first.0, last.1), (item_start[j], item_start[j + 1]), "item {j}");
+            }
+        }
+        assert!((run_start.len() as u64 - 1) <= most_runs(*item_start.last().unwrap() as usize, counts.len()));
     }
 }

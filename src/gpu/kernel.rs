@@ -115,7 +115,7 @@ pub struct Pipelines {
 }
 
 /// The implicit-feedback passes after an epoch, in the order they run.
-pub const IMPLICIT_PASSES: [&str; 3] = ["implicit_mean_norm", "implicit_items", "implicit_users"];
+pub const IMPLICIT_PASSES: [&str; 4] = ["implicit_mean_norm", "implicit_item_runs", "implicit_items", "implicit_users"];
 
 impl Pipelines {
     pub fn new(gpu: &Gpu, shape: &KernelShape) -> Result<Pipelines> {

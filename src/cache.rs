@@ -382,8 +382,8 @@ fn build(input: &Path, input_meta: &std::fs::Metadata, load: &LoadOptions, dir: 
         }
         Ok(())
     })?;
-    for b in 0..blocks {
-        flush(b, &mut pending[b], &mut written)?;
+    for (b, block) in pending.iter_mut().enumerate() {
+        flush(b, block, &mut written)?;
     }
     drop(pending);
     drop(spill);

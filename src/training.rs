@@ -152,7 +152,7 @@ fn run(problem: &Problem, params: &Params, backend: &Backend, patience: Option<u
     let backend = solver.name();
     // Early stopping snapshots the factors of the epoch just finished, so nothing may run ahead.
     let depth = if patience.is_some() { 1 } else { solver.epochs_in_flight().max(1) };
-    let scores_test = |epoch: usize| !problem.test.is_empty() && ((epoch + 1) % params.eval_every.max(1) == 0 || epoch + 1 == params.epochs);
+    let scores_test = |epoch: usize| !problem.test.is_empty() && params.scores_test_after(epoch);
     // Not `with_capacity(params.epochs)`: an epoch count is the user's to give, and a huge one
     // must cost time, not an allocation that aborts.
     let mut history = Vec::with_capacity(params.epochs.min(1024));

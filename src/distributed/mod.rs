@@ -151,8 +151,7 @@ impl Shared {
     }
 
     fn scores_test(&self, epoch: usize) -> bool {
-        let p = &self.params;
-        self.has_test && ((epoch + 1) % p.eval_every.max(1) == 0 || epoch + 1 == p.epochs)
+        self.has_test && self.params.scores_test_after(epoch)
     }
 }
 

@@ -145,6 +145,12 @@ impl Params {
         counts.iter().map(|&n| if self.frequency_reg { (REG_REFERENCE_RATINGS / n.max(1) as f32).sqrt() } else { 1.0 }).collect()
     }
 
+    /// Whether the test set is scored after epoch `epoch` (0-based): every `eval_every` epochs
+    /// and after the last.
+    pub fn scores_test_after(&self, epoch: usize) -> bool {
+        (epoch + 1).is_multiple_of(self.eval_every.max(1)) || epoch + 1 == self.epochs
+    }
+
     /// The learning rate of epoch `epoch` (0-based).
     pub fn learning_rate_at(&self, epoch: usize) -> f32 {
         self.learning_rate / (1.0 + self.lr_decay * epoch as f32)

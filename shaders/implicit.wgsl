@@ -62,6 +62,7 @@ fn implicit_mean_norm(@builtin(local_invocation_index) local: u32) {
     }
 }
 
+// Each run's Σ |N(u)|^-½ share_u, a thread per (run, vec4); implicit_items adds an item's runs.
 @compute @workgroup_size(IMPLICIT_WG)
 fn implicit_item_runs(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let runs = arrayLength(&run_start) - 1u;

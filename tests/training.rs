@@ -42,17 +42,23 @@ fn default_settings_reach_0_845_on_latest_small_80_20() {
     }
 }
 
+/// Asserts that `with` predicts better than `without` by more than `margin` test RMSE on
+/// `problem`, on the sequential and the threaded trainer.
+fn beats_on_both_cpu_trainers(problem: &Problem, with: &Params, without: &Params, margin: f64, what: &str) {
+    for backend in [Backend::Cpu(CpuMode::Sequential), Backend::Cpu(CpuMode::Parallel { threads: 2 })] {
+        let rmse = |params: &Params| train(problem, params, &backend, |_| {}).unwrap().history.last().unwrap().test_rmse.unwrap();
+        let (better, worse) = (rmse(with), rmse(without));
+        println!("{backend:?}: {what} {better:.4}, without {worse:.4}");
+        assert!(better < worse - margin, "{backend:?}: {what} {better} against {worse} without");
+    }
+}
+
 /// Implicit feedback (the default) predicts better than the plain model, on the sequential
 /// trainer and on threads (on disk: `blocks_on_disk_reach_the_in_memory_accuracy`).
 fn implicit_feedback_beats_the_plain_model() {
     let problem = split_random(&latest_small(), 0.2, 3).unwrap();
     let params = Params { rank: 32, epochs: 20, ..Params::default() };
-    for backend in [Backend::Cpu(CpuMode::Sequential), Backend::Cpu(CpuMode::Parallel { threads: 2 })] {
-        let rmse = |params: &Params| train(&problem, params, &backend, |_| {}).unwrap().history.last().unwrap().test_rmse.unwrap();
-        let (implicit, plain) = (rmse(&params), rmse(&Params { implicit: false, ..params.clone() }));
-        println!("{backend:?}: implicit feedback {implicit:.4}, without {plain:.4}");
-        assert!(implicit < plain - 0.003, "{backend:?}: implicit feedback {implicit} against {plain} without");
-    }
+    beats_on_both_cpu_trainers(&problem, &params, &Params { implicit: false, ..params.clone() }, 0.003, "implicit feedback");
 }
 
 /// Training works in units of the ratings' spread, so the defaults that suit stars suit a
@@ -85,12 +91,7 @@ fn the_defaults_train_any_rating_scale_alike() {
 fn frequency_scaled_regularisation_beats_a_constant_one() {
     let problem = split_random(&latest_small(), 0.2, Params::default().seed).unwrap();
     let params = Params { epochs: 30, ..Params::default() };
-    for backend in [Backend::Cpu(CpuMode::Sequential), Backend::Cpu(CpuMode::Parallel { threads: 2 })] {
-        let rmse = |params: &Params| train(&problem, params, &backend, |_| {}).unwrap().history.last().unwrap().test_rmse.unwrap();
-        let (scaled, constant) = (rmse(&params), rmse(&Params { frequency_reg: false, ..params.clone() }));
-        println!("{backend:?}: frequency-scaled {scaled:.4}, constant {constant:.4}");
-        assert!(scaled < constant - 0.002, "{backend:?}: frequency-scaled λ {scaled} against constant {constant}");
-    }
+    beats_on_both_cpu_trainers(&problem, &params, &Params { frequency_reg: false, ..params.clone() }, 0.002, "frequency-scaled λ");
 }
 
 /// `--models S`: the average of S models from other seeds, kept as one model of rank S·k, scores

@@ -19,7 +19,10 @@ use crate::schedule::{Axis, GridSize, Order, MAX_SIDE};
 use rand::seq::SliceRandom;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
+#[cfg(unix)]
 use std::os::unix::fs::FileExt;
+#[cfg(windows)]
+use windows_io::FileExt;
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"GPUMFBK1";
@@ -443,4 +446,50 @@ fn build(input: &Path, input_meta: &std::fs::Metadata, load: &LoadOptions, dir: 
     file.sync_all().map_err(fail)?;
     tmp.persist(path).map_err(|e| fail(e.error))?;
     Ok(())
+}
+
+/// Reads and writes at an offset, which Unix's `FileExt` gives whole; on Windows
+/// `seek_read`/`seek_write` may stop short, so they loop as `read_exact_at`/`write_all_at` do.
+#[cfg(windows)]
+mod windows_io {
+    use std::fs::File;
+    use std::io::{Error, ErrorKind, Result};
+    use std::os::windows::fs::FileExt as _;
+
+    pub trait FileExt {
+        fn read_exact_at(&self, buf: &mut [u8], at: u64) -> Result<()>;
+        fn write_all_at(&self, buf: &[u8], at: u64) -> Result<()>;
+    }
+
+    impl FileExt for File {
+        fn read_exact_at(&self, mut buf: &mut [u8], mut at: u64) -> Result<()> {
+            while !buf.is_empty() {
+                match self.seek_read(buf, at) {
+                    Ok(0) => return Err(Error::new(ErrorKind::UnexpectedEof, "failed to fill whole buffer")),
+                    Ok(n) => {
+                        buf = &mut buf[n..];
+                        at += n as u64;
+                    }
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(())
+        }
+
+        fn write_all_at(&self, mut buf: &[u8], mut at: u64) -> Result<()> {
+            while !buf.is_empty() {
+                match self.seek_write(buf, at) {
+                    Ok(0) => return Err(Error::new(ErrorKind::WriteZero, "failed to write whole buffer")),
+                    Ok(n) => {
+                        buf = &buf[n..];
+                        at += n as u64;
+                    }
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(())
+        }
+    }
 }

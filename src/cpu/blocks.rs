@@ -98,6 +98,25 @@ pub(super) fn epoch(model: &mut Model, weights: &RowWeights, implicit: Option<&m
 /// 128: 8 was never slower than 0 or 4).
 const PREFETCH_AHEAD: usize = 8;
 
+/// Within a block the user rows repeat but the item rows jump about: asks for the item row of
+/// the rating `PREFETCH_AHEAD` places after `j`, so its cache misses overlap this update. A
+/// no-op where stable Rust has no prefetch (not x86_64).
+///
+/// SAFETY: as for [`run_block`].
+#[inline(always)]
+unsafe fn prefetch_item_row(ratings: &[Rating], j: usize, s: &SharedFactors) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(next) = ratings.get(j + PREFETCH_AHEAD) {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let row = s.q.add(next.item as usize * s.k) as *const i8;
+        for line in (0..s.k * 4).step_by(64) {
+            _mm_prefetch(row.add(line), _MM_HINT_T0);
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (ratings, j, s, PREFETCH_AHEAD);
+}
+
 /// Updates for one block's ratings.
 ///
 /// SAFETY: every rating's indices are below the model's rows (asserted by `epoch`), and no
@@ -106,16 +125,7 @@ const PREFETCH_AHEAD: usize = 8;
 unsafe fn run_block(ratings: &[Rating], s: &SharedFactors, weights: &RowWeights, step: &Step) -> ErrorSums {
     let mut sums = ErrorSums::default();
     for (j, r) in ratings.iter().enumerate() {
-        // Within a block the user rows repeat but the item rows jump about: ask for the item
-        // row of a rating a few places ahead, so its cache misses overlap this update.
-        #[cfg(target_arch = "x86_64")]
-        if let Some(next) = ratings.get(j + PREFETCH_AHEAD) {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            let row = s.q.add(next.item as usize * s.k) as *const i8;
-            for line in (0..s.k * 4).step_by(64) {
-                _mm_prefetch(row.add(line), _MM_HINT_T0);
-            }
-        }
+        prefetch_item_row(ratings, j, s);
         let (u, i) = (r.user as usize, r.item as usize);
         let p = std::slice::from_raw_parts_mut(s.p.add(u * s.k), s.k);
         let q = std::slice::from_raw_parts_mut(s.q.add(i * s.k), s.k);

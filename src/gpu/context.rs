@@ -94,25 +94,58 @@ fn summarise(adapter: &wgpu::Adapter) -> AdapterSummary {
     }
 }
 
-/// The largest device-local memory heap, asked of the Vulkan driver: wgpu itself does not tell
-/// how much memory an adapter has. `None` on other backends.
+/// How much memory the adapter's driver has for us, asked of the backend's own API, as wgpu
+/// itself does not tell: Vulkan's largest device-local heap, Metal's recommended working set
+/// (on unified memory, the share of RAM the GPU should use), DX12's local video-memory budget
+/// (what the OS grants this process now). `None` where the backend does not say.
 fn device_memory(adapter: &wgpu::Adapter) -> Option<u64> {
-    #[cfg(any(target_os = "linux", target_os = "windows", target_os = "android", target_os = "freebsd"))]
-    {
-        // SAFETY: the hal adapter is only read (one query of memory properties) while `adapter`
-        // keeps it alive; nothing is created or destroyed through it.
-        let hal = unsafe { adapter.as_hal::<wgpu::hal::api::Vulkan>() }?;
-        let instance = hal.shared_instance().raw_instance();
-        // SAFETY: the physical device belongs to this instance, as wgpu-hal opened both.
-        let properties = unsafe { instance.get_physical_device_memory_properties(hal.raw_physical_device()) };
-        const DEVICE_LOCAL: u32 = 0x1; // VK_MEMORY_HEAP_DEVICE_LOCAL_BIT
-        properties.memory_heaps[..properties.memory_heap_count as usize].iter().filter(|h| h.flags.as_raw() & DEVICE_LOCAL != 0).map(|h| h.size).max()
-    }
-    #[cfg(not(any(target_os = "linux", target_os = "windows", target_os = "android", target_os = "freebsd")))]
-    {
-        let _ = adapter;
-        None
-    }
+    vulkan_device_memory(adapter).or_else(|| metal_device_memory(adapter)).or_else(|| dx12_device_memory(adapter)).filter(|&bytes| bytes > 0)
+}
+
+#[cfg(any(target_os = "linux", target_os = "windows", target_os = "android", target_os = "freebsd"))]
+fn vulkan_device_memory(adapter: &wgpu::Adapter) -> Option<u64> {
+    // SAFETY: the hal adapter is only read (one query of memory properties) while `adapter`
+    // keeps it alive; nothing is created or destroyed through it.
+    let hal = unsafe { adapter.as_hal::<wgpu::hal::api::Vulkan>() }?;
+    let instance = hal.shared_instance().raw_instance();
+    // SAFETY: the physical device belongs to this instance, as wgpu-hal opened both.
+    let properties = unsafe { instance.get_physical_device_memory_properties(hal.raw_physical_device()) };
+    const DEVICE_LOCAL: u32 = 0x1; // VK_MEMORY_HEAP_DEVICE_LOCAL_BIT
+    properties.memory_heaps[..properties.memory_heap_count as usize].iter().filter(|h| h.flags.as_raw() & DEVICE_LOCAL != 0).map(|h| h.size).max()
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "windows", target_os = "android", target_os = "freebsd")))]
+fn vulkan_device_memory(_adapter: &wgpu::Adapter) -> Option<u64> {
+    None
+}
+
+#[cfg(target_vendor = "apple")]
+fn metal_device_memory(adapter: &wgpu::Adapter) -> Option<u64> {
+    use objc2_metal::MTLDevice;
+    // SAFETY: as for Vulkan: one read of a property of the device `adapter` keeps alive.
+    let hal = unsafe { adapter.as_hal::<wgpu::hal::api::Metal>() }?;
+    Some(hal.raw_device().recommendedMaxWorkingSetSize())
+}
+
+#[cfg(not(target_vendor = "apple"))]
+fn metal_device_memory(_adapter: &wgpu::Adapter) -> Option<u64> {
+    None
+}
+
+#[cfg(windows)]
+fn dx12_device_memory(adapter: &wgpu::Adapter) -> Option<u64> {
+    use windows::Win32::Graphics::Dxgi::{DXGI_MEMORY_SEGMENT_GROUP_LOCAL, DXGI_QUERY_VIDEO_MEMORY_INFO};
+    // SAFETY: as for Vulkan: one query of the DXGI adapter `adapter` keeps alive, into a
+    // structure on our stack.
+    let hal = unsafe { adapter.as_hal::<wgpu::hal::api::Dx12>() }?;
+    let mut info = DXGI_QUERY_VIDEO_MEMORY_INFO::default();
+    unsafe { hal.as_raw().QueryVideoMemoryInfo(0, DXGI_MEMORY_SEGMENT_GROUP_LOCAL, &mut info) }.ok()?;
+    Some(info.Budget)
+}
+
+#[cfg(not(windows))]
+fn dx12_device_memory(_adapter: &wgpu::Adapter) -> Option<u64> {
+    None
 }
 
 /// Every adapter wgpu can see on Vulkan, Metal and DX12.

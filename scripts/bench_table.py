@@ -6,7 +6,8 @@ usage: bench_table.py OUT EPOCHS
 
 Per row: host seconds per epoch and the kernels' own (GPU timestamps), updates/s on each
 clock, GB/s at the least traffic per update, the final test RMSE, whether it fell every epoch,
-and the ratio to cuMF_SGD at rank 128.
+the ratio to cuMF_SGD at rank 128, and for streamed runs the GB/s streamed and the share of
+windows written while the device was busy.
 """
 import json
 import os
@@ -62,18 +63,21 @@ def main():
     cumf_rate = None
     if cumf and cumf["ratings"]:
         cumf_rate = cumf["ratings"] / cumf["seconds_per_epoch"]
-    header = f"{'run':22}{'backend':>8}{'rank':>5}{'epochs':>7}{'set-up s':>9}{'s/epoch':>9}{'kernel s':>9}{'G upd/s':>8}{'kernel G/s':>11}{'GB/s':>7}{'RMSE':>8}{'falls':>6}{'/cuMF':>7}"
+    header = f"{'run':22}{'backend':>8}{'rank':>5}{'epochs':>7}{'set-up s':>9}{'s/epoch':>9}{'kernel s':>9}{'G upd/s':>8}{'kernel G/s':>11}{'GB/s':>7}{'RMSE':>8}{'falls':>6}{'/cuMF':>7}{'stream GB/s':>12}{'overlap':>8}"
     print(header)
     for r in rows:
         kernel = r.get("kernel_seconds_per_epoch")
         kernel_rate = r["ratings"] / kernel if kernel else None
         precision = "f16" if "F16" in r["backend"] else "f32"
         ratio = f"{r['updates_per_second'] / cumf_rate:.2f}" if cumf_rate and r["rank"] == 128 else "-"
+        stream = f"{r['streamed_gigabytes_per_second']:.1f}" if r.get("streamed_bytes_per_epoch") else "-"
+        overlap = f"{100 * r['upload_overlap']:.0f}%" if r.get("upload_overlap") is not None else "-"
         print(
             f"{r['run']:22}{('gpu-' + precision) if r['backend'].startswith('gpu') else r['backend'][:8]:>8}{r['rank']:>5}{r['epochs']:>7}"
             f"{r.get('setup_seconds', float('nan')):>9.2f}{r['seconds_per_epoch']:>9.4f}{(f'{kernel:.4f}' if kernel else '-'):>9}{r['updates_per_second'] / 1e9:>8.2f}"
             f"{(f'{kernel_rate / 1e9:.2f}' if kernel_rate else '-'):>11}{r['gigabytes_per_second']:>7.0f}"
             f"{(r['test_rmse'] or float('nan')):>8.4f}{('yes' if falls_every_epoch(r['history']) else 'NO'):>6}{ratio:>7}"
+            f"{stream:>12}{overlap:>8}"
         )
     if cumf:
         rate = f"{cumf_rate / 1e9:8.2f}" if cumf_rate else f"{'-':>8}"

@@ -59,6 +59,12 @@ if [ "$SWEEP_EPOCHS" -gt 0 ]; then
     bench k32_lanes4 32 gpu "$SWEEP_EPOCHS" --lanes-per-rating 4
     bench k32_block32768 32 gpu "$SWEEP_EPOCHS" --user-block-rows 32768
     bench k128_wg8192 128 gpu,gpu-f16 "$SWEEP_EPOCHS" --workgroups 8192
+    # Beyond device memory (issue 16): the ratings (1.2 GB) stream through the ring while the
+    # factors stay resident; host writes into mapped buffers against copies on the queue.
+    # The resident k128 rows are the baseline; "overlap" and host vs kernel s/epoch say
+    # whether the device waited for the uploads.
+    bench k128_stream_mapped 128 gpu "$SWEEP_EPOCHS" --gpu-memory ${STREAM_BUDGET:-1GiB} --upload mapped
+    bench k128_stream_copied 128 gpu "$SWEEP_EPOCHS" --gpu-memory ${STREAM_BUDGET:-1GiB} --upload copied
 fi
 
 if [ "${CUMF:-1}" = 1 ] && [ -d .device/cumf_sgd ]; then

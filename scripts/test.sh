@@ -8,6 +8,16 @@ cd "$(dirname "$0")/.."
 cargo test --release
 # The benchmarks are not run here, but they must still build.
 cargo check --release --benches --quiet
+# The library and the binary must build for Windows and macOS too (their own code paths: the
+# cache's file I/O, the adapter's memory on DX12 and Metal); checked, not linked, where rustup
+# has or can fetch those targets' standard libraries.
+for target in x86_64-pc-windows-gnu aarch64-apple-darwin; do
+    if command -v rustup >/dev/null && { rustup target list --installed | grep -qx "$target" || rustup target add "$target" >/dev/null 2>&1; }; then
+        cargo check --release --lib --bins --quiet --target "$target"
+    else
+        echo "scripts/test.sh: skipped the $target build check (rustup could not fetch its standard library)"
+    fi
+done
 venv=${GPUMF_VENV:-target/venv}
 if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"

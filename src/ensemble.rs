@@ -6,7 +6,7 @@ use crate::data::Problem;
 use crate::error::Result;
 use crate::metrics::{self, ErrorSums};
 use crate::model::Model;
-use crate::solver::{EpochFigures, Solver};
+use crate::solver::{EpochFigures, Solver, UploadCounts};
 
 /// Members' seeds are this far apart, so their initial factors and orders share nothing.
 pub const SEED_STRIDE: u64 = 1_000_003;
@@ -48,7 +48,7 @@ impl Solver for Ensemble<'_> {
             false => None,
         };
         let kernel_seconds = figures.iter().map(|f| f.kernel_seconds).sum::<Option<f64>>();
-        Ok(EpochFigures { train, test, kernel_seconds, streamed_bytes: figures.iter().map(|f| f.streamed_bytes).sum() })
+        Ok(EpochFigures { train, test, kernel_seconds, streamed_bytes: figures.iter().map(|f| f.streamed_bytes).sum(), uploads: figures.iter().fold(UploadCounts::default(), |a, f| a.merge(f.uploads)) })
     }
 
     // Scoring reads the members' factors after each epoch, so no epoch may be queued behind it.

@@ -18,6 +18,22 @@ pub struct EpochFigures {
     /// Bytes the epoch moved between host memory and the device beyond what stays resident
     /// (streamed ratings, swapped factor rows), or read from disk; 0 when all is resident.
     pub streamed_bytes: u64,
+    /// Streamed windows written, and how many while the device was still busy.
+    pub uploads: UploadCounts,
+}
+
+/// Windows of streamed ratings an epoch wrote, and how many of them the host wrote while the
+/// device was still busy with earlier work: how far the upload overlapped the kernels.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct UploadCounts {
+    pub windows: u64,
+    pub while_device_busy: u64,
+}
+
+impl UploadCounts {
+    pub fn merge(self, other: UploadCounts) -> UploadCounts {
+        UploadCounts { windows: self.windows + other.windows, while_device_busy: self.while_device_busy + other.while_device_busy }
+    }
 }
 
 /// A backend's trainer.

@@ -7,7 +7,7 @@ use crate::data::Problem;
 use crate::error::{Error, Result};
 use crate::gpu::{GpuOptions, GpuSolver};
 use crate::model::{Model, Params};
-use crate::solver::Solver;
+use crate::solver::{Solver, UploadCounts};
 use std::collections::VecDeque;
 use std::time::Instant;
 
@@ -41,6 +41,8 @@ pub struct EpochReport {
     pub elapsed_seconds: f64,
     /// Bytes moved to and from the device (or disk) beyond what stays resident; 0 if none.
     pub streamed_bytes: u64,
+    /// Streamed windows written to the GPU, and how many while it was still busy.
+    pub uploads: UploadCounts,
 }
 
 /// A finished run.
@@ -181,6 +183,7 @@ fn run(problem: &Problem, params: &Params, backend: &Backend, patience: Option<u
             sgd_seconds,
             kernel_seconds: figures.kernel_seconds,
             streamed_bytes: figures.streamed_bytes,
+            uploads: figures.uploads,
             elapsed_seconds: start.elapsed().as_secs_f64(),
         };
         if !report.train_loss.is_finite() {

@@ -7,7 +7,8 @@ use common::{Needs, Test};
 
 use gpumf::cpu::CpuMode;
 use gpumf::data::{load_ratings, split_random, LoadOptions, Problem};
-use gpumf::gpu::{GpuOptions, GpuSolver, KernelShape, Precision, GROUP_SUBGROUP_WGSL, GROUP_WORKGROUP_WGSL, IMPLICIT_WGSL, SGD_WGSL};
+use gpumf::choice::Choice;
+use gpumf::gpu::{GpuOptions, GpuSolver, KernelShape, Precision, Upload, GROUP_SUBGROUP_WGSL, GROUP_WORKGROUP_WGSL, IMPLICIT_WGSL, SGD_WGSL};
 use gpumf::metrics;
 use gpumf::model::{Model, Params};
 use gpumf::schedule::GridSize;
@@ -336,16 +337,19 @@ fn one_rating_in_flight_gives_the_sequential_trainers_factors() {
         let plain = Params { implicit: false, ..params.clone() };
         let need = GpuSolver::new(problem, Model::init(problem, &plain), &plain, &one).unwrap().buffer_bytes();
         let rows = (problem.num_users() + problem.num_items()) as u64;
-        for budget in [need - 12 * 1000, rows * 68 / 2 + 200_000] {
-            let options = GpuOptions { gpu_memory: Some(budget), ..one.clone() };
+        // Both ways of streaming: the host writing into mapped buffers, and copies.
+        for (budget, upload) in [need - 12 * 1000, rows * 68 / 2 + 200_000].into_iter().flat_map(|b| [(b, Upload::Mapped), (b, Upload::Copied)]) {
+            let options = GpuOptions { gpu_memory: Some(budget), upload: Some(upload), ..one.clone() };
             let grid = GpuSolver::new(problem, Model::init(problem, &params), &params, &options).unwrap().schedule().grid();
             let params = Params { blocks: Some(grid), ..params.clone() };
             let cpu = train(problem, &params, &Backend::Cpu(CpuMode::Sequential), |_| {}).unwrap();
             let gpu = train(problem, &params, &gpu(options), |_| {}).unwrap();
-            assert!(gpu.backend.contains("streamed") && gpu.backend.contains("implicit feedback"), "{}", gpu.backend);
+            assert!(gpu.backend.contains("streamed") && gpu.backend.contains(upload.name()) && gpu.backend.contains("implicit feedback"), "{}", gpu.backend);
+            let windows: u64 = gpu.history.iter().map(|r| r.uploads.windows).sum();
+            assert!(windows >= params.epochs as u64 && gpu.history.iter().all(|r| r.uploads.while_device_busy <= r.uploads.windows), "{:?}", gpu.history.iter().map(|r| r.uploads).collect::<Vec<_>>());
             let diff = largest_difference(&cpu.model, &gpu.model);
-            println!("{name}, {}: largest difference {diff:e} (--gpu-memory {budget})", gpu.backend);
-            assert!(diff < 1e-5, "{name}, --gpu-memory {budget}: the streamed GPU's factors differ from the sequential trainer's by {diff}");
+            println!("{name}, {}: largest difference {diff:e} (--gpu-memory {budget}; {windows} windows)", gpu.backend);
+            assert!(diff < 1e-5, "{name}, --gpu-memory {budget}, {upload:?}: the streamed GPU's factors differ from the sequential trainer's by {diff}");
         }
         let (m, n) = (problem.num_users(), problem.num_items());
         // The default single block; an uneven grid; and blocks cut by a small binding into

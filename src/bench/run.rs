@@ -5,6 +5,7 @@ use crate::data::Problem;
 use crate::error::Result;
 use crate::gpu::{GpuOptions, Precision};
 use crate::model::Params;
+use crate::solver::UploadCounts;
 use crate::training::{train, Backend, EpochReport};
 
 /// One backend's run.
@@ -28,6 +29,9 @@ pub struct BenchRow {
     pub streamed_bytes_per_epoch: f64,
     /// Those bytes over the host seconds of the epochs.
     pub streamed_gigabytes_per_second: f64,
+    /// Of the streamed windows, the share the host wrote while the device was still busy with
+    /// earlier work (the upload overlapping the kernels); `None` when nothing streamed.
+    pub upload_overlap: Option<f64>,
     /// Set-up before the first epoch (shuffle, upload, kernel compilation), once per run.
     pub setup_seconds: f64,
     /// Bytes one update moves at the least: the rating, both rows and biases read and written.
@@ -86,6 +90,10 @@ pub fn run(problem: &Problem, data: &str, params: &Params, backend: &Backend, ta
         kernel_seconds_per_epoch: t.kernel_seconds.map(|k| k / epochs as f64),
         streamed_bytes_per_epoch: t.history.iter().map(|r| r.streamed_bytes as f64).sum::<f64>() / epochs as f64,
         streamed_gigabytes_per_second: t.history.iter().map(|r| r.streamed_bytes as f64).sum::<f64>() / t.train_seconds / 1e9,
+        upload_overlap: {
+            let uploads = t.history.iter().fold(UploadCounts::default(), |a, r| a.merge(r.uploads));
+            (uploads.windows > 0).then(|| uploads.while_device_busy as f64 / uploads.windows as f64)
+        },
         setup_seconds: t.setup_seconds,
         bytes_per_update: bytes,
         gigabytes_per_second: gbps,
@@ -114,13 +122,13 @@ pub fn backend_named(name: &str, threads: usize, gpu: &GpuOptions) -> Option<Bac
 pub fn table(rows: &[BenchRow]) -> String {
     let w = rows.iter().map(|r| r.backend.chars().count()).max().unwrap_or(0).max(7);
     let mut s = format!(
-        "{:<w$} {:>10} {:>5} {:>9} {:>10} {:>11} {:>10} {:>8} {:>11} {:>10} {:>8} {:>9} {:>9} {:>9}\n",
-        "backend", "ratings", "rank", "set-up s", "host s/ep", "kernel s/ep", "updates/s", "eff GB/s", "stream MB/ep", "stream GB/s", "RMSE", "to target", "RSS MiB", "GPU MiB"
+        "{:<w$} {:>10} {:>5} {:>9} {:>10} {:>11} {:>10} {:>8} {:>11} {:>10} {:>8} {:>8} {:>9} {:>9} {:>9}\n",
+        "backend", "ratings", "rank", "set-up s", "host s/ep", "kernel s/ep", "updates/s", "eff GB/s", "stream MB/ep", "stream GB/s", "overlap", "RMSE", "to target", "RSS MiB", "GPU MiB"
     );
     for r in rows {
         let opt = |v: Option<f64>, p: usize| v.map_or("-".into(), |x| format!("{x:.p$}"));
         s.push_str(&format!(
-            "{:<w$} {:>10} {:>5} {:>9.2} {:>10.4} {:>11} {:>9.1}M {:>8.1} {:>11.1} {:>10.2} {:>8} {:>9} {:>9} {:>9.1}\n",
+            "{:<w$} {:>10} {:>5} {:>9.2} {:>10.4} {:>11} {:>9.1}M {:>8.1} {:>11.1} {:>10.2} {:>8} {:>8} {:>9} {:>9} {:>9.1}\n",
             r.backend,
             r.ratings,
             r.rank,
@@ -131,6 +139,7 @@ pub fn table(rows: &[BenchRow]) -> String {
             r.gigabytes_per_second,
             r.streamed_bytes_per_epoch / 1e6,
             r.streamed_gigabytes_per_second,
+            r.upload_overlap.map_or("-".into(), |o| format!("{:.0}%", 100.0 * o)),
             opt(r.test_rmse, 4),
             opt(r.seconds_to_target, 2),
             r.peak_rss_bytes.map_or("-".into(), |b| format!("{}", b >> 20)),
@@ -142,6 +151,9 @@ pub fn table(rows: &[BenchRow]) -> String {
         if rows.iter().any(|r| r.backend.starts_with("cpu")) {
             s.push_str(";\n  on the CPU rows stay in its caches, so the figure can exceed what the memory delivers");
         }
+        if rows.iter().any(|r| r.upload_overlap.is_some()) {
+            s.push_str(";\noverlap: streamed windows the host wrote while the device was still busy with earlier ones");
+        }
         s.push('\n');
     }
     s
@@ -149,11 +161,11 @@ pub fn table(rows: &[BenchRow]) -> String {
 
 /// Rows as CSV (no history), for tools.
 pub fn csv(rows: &[BenchRow]) -> String {
-    let mut s = String::from("backend,data,ratings,users,items,rank,epochs,setup_seconds,seconds_per_epoch,kernel_seconds_per_epoch,streamed_bytes_per_epoch,streamed_gigabytes_per_second,updates_per_second,bytes_per_update,gigabytes_per_second,bandwidth_share,test_rmse,seconds_to_target,peak_rss_bytes,device_buffer_bytes\n");
+    let mut s = String::from("backend,data,ratings,users,items,rank,epochs,setup_seconds,seconds_per_epoch,kernel_seconds_per_epoch,streamed_bytes_per_epoch,streamed_gigabytes_per_second,upload_overlap,updates_per_second,bytes_per_update,gigabytes_per_second,bandwidth_share,test_rmse,seconds_to_target,peak_rss_bytes,device_buffer_bytes\n");
     let opt = |v: Option<f64>| v.map_or(String::new(), |x| x.to_string());
     for r in rows {
         s.push_str(&format!(
-            "\"{}\",\"{}\",{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "\"{}\",\"{}\",{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             r.backend.replace('"', "'"),
             r.data.replace('"', "'"),
             r.ratings,
@@ -166,6 +178,7 @@ pub fn csv(rows: &[BenchRow]) -> String {
             opt(r.kernel_seconds_per_epoch),
             r.streamed_bytes_per_epoch,
             r.streamed_gigabytes_per_second,
+            opt(r.upload_overlap),
             r.updates_per_second,
             r.bytes_per_update,
             r.gigabytes_per_second,

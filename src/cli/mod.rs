@@ -230,9 +230,12 @@ pub struct GpuTuningArgs {
     pub lanes_per_rating: Option<u32>,
     /// GPU: the most gpumf allocates on the device (e.g. 512MiB, 8GiB). When ratings and factors
     /// need more, the ratings stay in host memory and stream through upload buffers each epoch.
-    /// Default: no cap.
+    /// Default: the adapter's memory as its driver reports it, less a tenth (`gpumf info`).
     #[arg(long, value_parser = gpumf::resources::parse_size)]
     pub gpu_memory: Option<u64>,
+    /// GPU: how streamed ratings reach the device (default: mapped where the adapter allows it).
+    #[arg(long, value_parser = choice::<gpumf::gpu::Upload>())]
+    pub upload: Option<gpumf::gpu::Upload>,
     /// GPU: ratings updated at once, at most (default: users·items/(users+items) of a block,
     /// so that Hogwild's write conflicts stay rare).
     #[arg(long)]
@@ -248,6 +251,7 @@ impl GpuTuningArgs {
             lanes_per_rating: self.lanes_per_rating,
             in_flight: self.in_flight,
             gpu_memory: self.gpu_memory,
+            upload: self.upload,
             ..Default::default()
         }
     }

@@ -626,6 +626,15 @@ fn report(args: &TrainArgs, problem: &Problem, params: &Params, outcome: &Outcom
     if let Some(k) = t.kernel_seconds {
         println!("kernels: {:.4} s/epoch on the device's clock", k / epochs as f64);
     }
+    let uploads = t.history.iter().fold(gpumf::solver::UploadCounts::default(), |a, r| a.merge(r.uploads));
+    if uploads.windows > 0 {
+        println!(
+            "streamed: {} MB/epoch in {} windows, {} of them written while the device was busy",
+            t.history.iter().map(|r| r.streamed_bytes).sum::<u64>() / epochs as u64 / 1_000_000,
+            uploads.windows,
+            uploads.while_device_busy
+        );
+    }
     if let Some(best) = t.best_epoch {
         println!("kept the factors of epoch {best}, the best on the validation ratings");
     }

@@ -163,7 +163,7 @@ impl Solver for CpuSolver {
             let (model, test) = (&self.model, &self.test);
             self.pool.install(|| metrics::evaluate(model, test))
         });
-        self.done.push_back(EpochFigures { train, test, kernel_seconds: None, streamed_bytes: if self.schedule.on_disk() { 12 * self.schedule.ratings() as u64 } else { 0 } });
+        self.done.push_back(EpochFigures { train, test, kernel_seconds: None, streamed_bytes: if self.schedule.on_disk() { 12 * self.schedule.ratings() as u64 } else { 0 }, uploads: Default::default() });
         Ok(())
     }
 

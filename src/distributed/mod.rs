@@ -822,6 +822,7 @@ impl<E: BlockExchange> Worker<E> {
             kernel_seconds: None,
             elapsed_seconds: began.elapsed().as_secs_f64(),
             streamed_bytes: sent_total,
+            uploads: Default::default(),
         })
     }
 

@@ -2,11 +2,13 @@
 //! the storage precision), and each schedule block's ratings with ids made rows of its blocks.
 
 use super::kernel::{KernelShape, Pipelines};
-use super::{Gpu, Precision};
+use super::{Gpu, Precision, Upload};
 use crate::data::Rating;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::solver::UploadCounts;
 use crate::schedule::Axis;
 use ndarray::Array2;
+use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
 
 /// One block of factor rows, their biases and their regularisation weights (read only: fixed
@@ -248,27 +250,40 @@ pub(super) fn upload_windows(gpu: &Gpu, ratings: &[Rating], max_ratings: usize, 
 pub(super) struct Ring {
     buffers: Vec<wgpu::Buffer>,
     last_use: Vec<Option<wgpu::SubmissionIndex>>,
+    /// Mapped: each slot's mapping, asked for once its last use is submitted and answered when
+    /// the device is done with it.
+    mappings: Vec<Arc<Mutex<Mapping>>>,
+    upload: Upload,
     next: usize,
     /// Ratings one slot holds.
     pub window_ratings: usize,
+    /// Windows written, and those written while the device was still busy with earlier work
+    /// (the upload overlapping the kernels), since [`Ring::take_counts`].
+    counts: UploadCounts,
+}
+
+/// Where a mapped slot's mapping stands.
+#[derive(Clone, Debug)]
+enum Mapping {
+    Asked,
+    Ready,
+    Failed(String),
 }
 
 impl Ring {
-    pub(super) fn new(gpu: &Gpu, slots: usize, window_ratings: usize) -> Result<Ring> {
+    pub(super) fn new(gpu: &Gpu, slots: usize, window_ratings: usize, upload: Upload) -> Result<Ring> {
         let bytes = (window_ratings * std::mem::size_of::<Rating>()) as u64;
+        let usage = match upload {
+            Upload::Mapped => wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::MAP_WRITE,
+            Upload::Copied => wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+        };
         let buffers = gpu.scoped(&format!("allocating {slots} upload buffers of {}", crate::resources::human_bytes(bytes)), || {
             (0..slots)
-                .map(|_| {
-                    gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                        label: Some("streamed ratings"),
-                        size: bytes,
-                        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
-                        mapped_at_creation: false,
-                    })
-                })
+                .map(|_| gpu.device.create_buffer(&wgpu::BufferDescriptor { label: Some("streamed ratings"), size: bytes, usage, mapped_at_creation: upload == Upload::Mapped }))
                 .collect()
         })?;
-        Ok(Ring { buffers, last_use: vec![None; slots], next: 0, window_ratings })
+        let mappings = (0..slots).map(|_| Arc::new(Mutex::new(Mapping::Ready))).collect();
+        Ok(Ring { buffers, last_use: vec![None; slots], mappings, upload, next: 0, window_ratings, counts: UploadCounts::default() })
     }
 
     /// Writes `ratings` (at most a window) into the next slot, once the device has finished the
@@ -277,21 +292,74 @@ impl Ring {
         debug_assert!(!ratings.is_empty() && ratings.len() <= self.window_ratings);
         let slot = self.next;
         self.next = (self.next + 1) % self.buffers.len();
-        if let Some(index) = self.last_use[slot].take() {
-            gpu.device
-                .poll(wgpu::PollType::Wait { submission_index: Some(index), timeout: None })
-                .map_err(|e| crate::error::Error::Gpu(format!("waiting for the device failed: {e}")))?;
+        let waited_for = self.last_use[slot].take();
+        if let Some(index) = &waited_for {
+            wait_for(gpu, Some(index.clone()))?;
         }
         let buffer = &self.buffers[slot];
-        gpu.queue.write_buffer(buffer, 0, bytemuck::cast_slice(ratings));
-        let size = std::num::NonZeroU64::new((std::mem::size_of_val(ratings)) as u64);
+        let bytes: &[u8] = bytemuck::cast_slice(ratings);
+        match self.upload {
+            Upload::Copied => gpu.queue.write_buffer(buffer, 0, bytes),
+            Upload::Mapped => {
+                // The mapping is answered by the poll that saw its slot's last use finish; a
+                // poll of everything is the fallback, and a mapping still not answered is a bug.
+                if matches!(*lock(&self.mappings[slot]), Mapping::Asked) {
+                    wait_for(gpu, None)?;
+                }
+                match lock(&self.mappings[slot]).clone() {
+                    Mapping::Ready => {}
+                    Mapping::Asked => return Err(Error::Gpu("an upload buffer was never mapped for writing".into())),
+                    Mapping::Failed(e) => return Err(Error::Gpu(format!("mapping an upload buffer failed: {e}"))),
+                }
+                buffer.get_mapped_range_mut(..bytes.len() as u64).map_err(|e| Error::Gpu(format!("writing an upload buffer failed: {e}")))?.copy_from_slice(bytes);
+                buffer.unmap();
+            }
+        }
+        // Work still queued now was queued all through the write.
+        let busy = !gpu.device.poll(wgpu::PollType::Poll).map_err(|e| Error::Gpu(format!("polling the device failed: {e}")))?.is_queue_empty();
+        self.counts.windows += 1;
+        self.counts.while_device_busy += busy as u64;
+        let size = std::num::NonZeroU64::new(bytes.len() as u64);
         let ratings_binding = wgpu::BindGroupEntry { binding: 0, resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer, offset: 0, size }) };
         Ok((slot, bind(gpu, ratings_binding, with, "streamed ratings", ratings.len())))
     }
 
+    /// Marks `slot` in use by `submission`; a mapped slot asks for its next mapping, which the
+    /// device answers when that submission is done.
     pub(super) fn used(&mut self, slot: usize, submission: wgpu::SubmissionIndex) {
         self.last_use[slot] = Some(submission);
+        if self.upload == Upload::Mapped {
+            *lock(&self.mappings[slot]) = Mapping::Asked;
+            let answer = self.mappings[slot].clone();
+            self.buffers[slot].slice(..).map_async(wgpu::MapMode::Write, move |r| {
+                *lock(&answer) = match r {
+                    Ok(()) => Mapping::Ready,
+                    Err(e) => Mapping::Failed(e.to_string()),
+                };
+            });
+        }
     }
+
+    pub(super) fn upload_kind(&self) -> Upload {
+        self.upload
+    }
+
+    /// The counts since the last call.
+    pub(super) fn take_counts(&mut self) -> UploadCounts {
+        std::mem::take(&mut self.counts)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Waits for submission `index` (all submitted work when `None`).
+fn wait_for(gpu: &Gpu, index: Option<wgpu::SubmissionIndex>) -> Result<()> {
+    gpu.device
+        .poll(wgpu::PollType::Wait { submission_index: index, timeout: None })
+        .map(|_| ())
+        .map_err(|e| Error::Gpu(format!("waiting for the device failed: {e}")))
 }
 
 /// A bind group of a ratings binding with what `with` names.

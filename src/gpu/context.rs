@@ -164,6 +164,8 @@ pub struct Gpu {
     pub shader_f16: bool,
     /// Whether the device was opened with timestamp queries, to time kernels on its own clock.
     pub timestamps: bool,
+    /// Whether storage buffers may also be mapped for writing (streamed ratings, [`super::Upload::Mapped`]).
+    pub mappable: bool,
     /// Errors the device reported outside an error scope, surfaced at the next check.
     errors: Arc<Mutex<Vec<String>>>,
 }
@@ -218,6 +220,11 @@ impl Gpu {
         if want_f16 {
             features |= wgpu::Features::SHADER_F16;
         }
+        // Buffers the host maps for writing and the kernels read: streamed ratings without a copy.
+        let mappable = adapter.features().contains(wgpu::Features::MAPPABLE_PRIMARY_BUFFERS);
+        if mappable {
+            features |= wgpu::Features::MAPPABLE_PRIMARY_BUFFERS;
+        }
         let timestamps = summary.timestamp_query;
         if timestamps {
             features |= wgpu::Features::TIMESTAMP_QUERY;
@@ -235,7 +242,7 @@ impl Gpu {
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
             sink.lock().unwrap_or_else(|p| p.into_inner()).push(e.to_string());
         }));
-        Ok(Gpu { device, queue, adapter: summary, limits, subgroups, shader_f16: want_f16, timestamps, errors })
+        Ok(Gpu { device, queue, adapter: summary, limits, subgroups, shader_f16: want_f16, timestamps, mappable, errors })
     }
 
     /// Fails with the first error the device reported since the last check.

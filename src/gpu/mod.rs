@@ -26,12 +26,12 @@ use crate::error::{Error, Result};
 use crate::metrics::ErrorSums;
 use crate::model::{Model, Params};
 use crate::schedule::{Order, Schedule};
-use crate::solver::{EpochFigures, Solver};
+use crate::solver::{EpochFigures, Solver, UploadCounts};
 use crate::update::RowWeights;
 use buffers::{Bindings, FactorBlock, Window};
 use dispatch::{encode_reduction, workgroups_for};
 use kernel::Pipelines;
-use plan::{gpu_grid, DevicePlan, OVERHEAD_BYTES, RING_SLOTS, ROW_EXTRA_BYTES};
+use plan::{gpu_grid, DevicePlan, MAPPED_WINDOW_BYTES, OVERHEAD_BYTES, RING_SLOTS, ROW_EXTRA_BYTES};
 use readback::EpochSlots;
 use wgpu::util::DeviceExt;
 
@@ -61,6 +61,27 @@ impl Precision {
     }
 }
 
+/// How streamed ratings reach the device (`--gpu-memory` below what they need).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Upload {
+    /// The host writes each window straight into a buffer the kernels read (wgpu's
+    /// MAPPABLE_PRIMARY_BUFFERS; device-local where the driver maps video memory), while the
+    /// device trains the window before it. No copy is queued: on wgpu's one queue a copy would
+    /// wait behind every kernel before it.
+    Mapped,
+    /// `write_buffer` through staging: the device copies each window before its kernels.
+    Copied,
+}
+
+impl crate::choice::Choice for Upload {
+    const WHAT: &'static str = "upload";
+    const ALL: &'static [(Upload, &'static str, &'static str)] = &[
+        (Upload::Mapped, "mapped", "The host writes windows into buffers the kernels read, while the device trains (the default where the adapter allows it)"),
+        (Upload::Copied, "copied", "The device copies each window from staging before its kernels"),
+    ];
+}
+
 /// GPU-specific settings; the model's hyper-parameters are in [`Params`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct GpuOptions {
@@ -81,16 +102,18 @@ pub struct GpuOptions {
     pub in_flight: Option<u32>,
     /// Bytes gpumf may allocate on the device. When the ratings and factors need more, the
     /// ratings stay in host memory and stream through a ring of upload buffers each epoch.
-    /// `None`: the adapter's device-local memory less a tenth (at least 512 MiB) where the
-    /// Vulkan driver reports it; no cap elsewhere.
+    /// `None`: the adapter's memory less a tenth (at least 512 MiB) where its driver reports
+    /// it (Vulkan, Metal, DX12); no cap elsewhere.
     pub gpu_memory: Option<u64>,
+    /// How streamed ratings reach the device; `None`: mapped where the adapter allows it.
+    pub upload: Option<Upload>,
     /// Which adapter, by its place in `gpumf info`'s list; `None`: the preferred one.
     pub adapter: Option<usize>,
 }
 
 impl Default for GpuOptions {
     fn default() -> Self {
-        GpuOptions { precision: Precision::F32, subgroups: true, max_binding_bytes: None, user_block_rows: None, workgroups: None, lanes_per_rating: None, in_flight: None, gpu_memory: None, adapter: None }
+        GpuOptions { precision: Precision::F32, subgroups: true, max_binding_bytes: None, user_block_rows: None, workgroups: None, lanes_per_rating: None, in_flight: None, gpu_memory: None, upload: None, adapter: None }
     }
 }
 
@@ -183,6 +206,8 @@ pub struct GpuSolver {
     swapped: Option<(usize, usize)>,
     /// Bytes streamed or swapped by epochs submitted and not yet finished, oldest first.
     streamed: VecDeque<u64>,
+    /// The ring's windows written by those epochs.
+    uploads: VecDeque<UploadCounts>,
     /// Bind the partials for the reductions.
     train_reduction: Window,
     test_reduction: Window,
@@ -279,7 +304,15 @@ impl GpuSolver {
                 None => (shape.row_bytes() + ROW_EXTRA_BYTES) * (m + n) as u64,
                 Some(_) => (shape.row_bytes() + ROW_EXTRA_BYTES) * (user_rows + item_rows),
             };
-        let streamed_window = plan.budget.filter(|_| plan.streamed).map(|budget| ((budget.saturating_sub(factor_bytes + OVERHEAD_BYTES) / 12) as usize / RING_SLOTS).clamp(1, max_ratings));
+        let upload = options.upload.unwrap_or(if gpu.mappable { Upload::Mapped } else { Upload::Copied });
+        let max_window = match upload {
+            Upload::Mapped => max_ratings.min(MAPPED_WINDOW_BYTES / 12),
+            Upload::Copied => max_ratings,
+        };
+        let streamed_window = plan.budget.filter(|_| plan.streamed).map(|budget| ((budget.saturating_sub(factor_bytes + OVERHEAD_BYTES) / 12) as usize / RING_SLOTS).clamp(1, max_window));
+        if streamed_window.is_some() && upload == Upload::Mapped && !gpu.mappable {
+            return Err(Error::InvalidParameter(format!("--upload mapped: {} cannot map storage buffers for writing; use --upload copied", gpu.adapter.name)));
+        }
         let partial_bytes = |workgroups: u32| 8 * workgroups.max(1) as u64;
         let needed = factor_bytes
             + partial_bytes(update_workgroups)
@@ -376,7 +409,7 @@ impl GpuSolver {
                         .collect()
                 })?,
             },
-            Some(window) => Placement::Streamed { ring: buffers::Ring::new(&gpu, RING_SLOTS, window)?, test: schedule.localize(test) },
+            Some(window) => Placement::Streamed { ring: buffers::Ring::new(&gpu, RING_SLOTS, window, upload)?, test: schedule.localize(test) },
         };
         // The reductions bind the partials beside a placeholder rating.
         let reduce = |output| buffers::upload_windows(&gpu, &[crate::data::Rating { user: 0, item: 0, value: 0.0 }], 1, &bindings(0, output), "reduction").remove(0);
@@ -396,6 +429,7 @@ impl GpuSolver {
             placement,
             swapped: plan.swapped_rows.map(|_| (0, 0)),
             streamed: VecDeque::new(),
+            uploads: VecDeque::new(),
             train_reduction,
             test_reduction,
             update_workgroups,
@@ -444,7 +478,7 @@ impl Solver for GpuSolver {
             self.schedule.grid(),
             match &self.placement {
                 Placement::Resident { .. } => String::new(),
-                Placement::Streamed { ring, .. } => format!(", ratings streamed in windows of {}", ring.window_ratings),
+                Placement::Streamed { ring, .. } => format!(", ratings streamed in windows of {}, {}", ring.window_ratings, crate::choice::Choice::name(ring.upload_kind())),
             },
             self.implicit.as_ref().map_or(String::new(), |i| i.describe())
         )
@@ -462,6 +496,7 @@ impl Solver for GpuSolver {
             test: done.scored_test.then(|| ErrorSums { count: self.test_count, squared: done.sums[2] as f64, absolute: done.sums[3] as f64 }),
             kernel_seconds: done.kernel_seconds,
             streamed_bytes: self.streamed.pop_front().unwrap_or(0),
+            uploads: self.uploads.pop_front().unwrap_or_default(),
         })
     }
     fn epochs_in_flight(&self) -> usize {
@@ -507,6 +542,10 @@ impl GpuSolver {
         let mut placement = std::mem::replace(&mut self.placement, Placement::Resident { train: Vec::new(), test: Vec::new() });
         self.streamed.push_back(0);
         let outcome = self.encode_epoch(&mut placement, &mut encoder, slot, sequence, score_test);
+        self.uploads.push_back(match &mut placement {
+            Placement::Streamed { ring, .. } => ring.take_counts(),
+            Placement::Resident { .. } => UploadCounts::default(),
+        });
         self.placement = placement;
         outcome?;
         if score_test {

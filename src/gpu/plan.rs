@@ -79,6 +79,10 @@ impl DevicePlan {
 /// Upload buffers in the ring: one filling while one is read, and one spare so the host can
 /// run a window ahead.
 pub(super) const RING_SLOTS: usize = 3;
+/// Bytes of a mapped upload slot at most, so that the ring fits the 256 MiB of video memory a
+/// driver without resizable BAR maps for the host (larger slots would land in host memory,
+/// which the kernels then read across the bus).
+pub(super) const MAPPED_WINDOW_BYTES: usize = 64 << 20;
 /// Ratings per streamed window at the least, below which dispatches would cost more than
 /// their work.
 pub(super) const MIN_STREAMED_WINDOW: usize = 4096;

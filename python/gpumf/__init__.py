@@ -228,7 +228,9 @@ class MF:
     trains by, "8" or "16x4"; default: the backend's choice). ``backend`` is
     "auto" (a hardware GPU when there is one, else the CPU), "gpu" or "cpu"; ``threads`` the
     CPU threads (1: the sequential, bit-reproducible trainer; default every core);
-    ``precision`` "f32" or "f16" (GPU factor storage). ``verbose`` shows a progress bar.
+    ``precision`` "f32" or "f16" (GPU factor storage); ``gpu_memory`` the CLI's ``--gpu-memory``
+    ("512MiB", "8GiB" or bytes: the most the GPU holds; ratings beyond it stream from host
+    memory; default what the adapter reports, less a tenth). ``verbose`` shows a progress bar.
     """
 
     def __init__(
@@ -254,13 +256,14 @@ class MF:
         auto: bool = False,
         budget: float = 300.0,
         models: int = _DEFAULTS["models"],
+        gpu_memory=None,
     ):
         self.rank, self.epochs, self.lr, self.reg = rank, epochs, lr, reg
         self.backend, self.threads, self.seed, self.precision = backend, threads, seed, precision
         self.lr_decay, self.reg_bias, self.biases, self.init_std = lr_decay, reg_bias, biases, init_std
         self.eval_every, self.blocks, self.scale, self.frequency_reg = eval_every, blocks, scale, frequency_reg
         self.auto, self.budget, self.models, self.implicit = auto, budget, models, implicit
-        self.verbose = verbose
+        self.verbose, self.gpu_memory = verbose, gpu_memory
         self.history: list = []
         self.summary: dict = {}
         self._model = None
@@ -316,6 +319,7 @@ class MF:
             "backend": self.backend,
             "threads": self.threads,
             "precision": self.precision,
+            "gpu_memory": None if self.gpu_memory is None else str(self.gpu_memory),
         }
         progress = _Progress(self.epochs, self.verbose)
         history = []

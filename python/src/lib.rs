@@ -219,6 +219,7 @@ struct Settings {
     backend: String,
     threads: Option<usize>,
     precision: String,
+    gpu_memory: Option<String>,
 }
 
 impl Settings {
@@ -310,7 +311,8 @@ fn fit(py: Python<'_>, problem: &Problem, params: &Params, settings: &Settings, 
     let threads = gpumf::resources::threads(settings.threads, "threads").map_err(py_err)?;
     let precision = named::<Precision>(&settings.precision, "precision")?;
     let cpu = Backend::Cpu(CpuMode::with_threads(threads));
-    let gpu = Backend::Gpu(GpuOptions { precision, ..Default::default() });
+    let gpu_memory = settings.gpu_memory.as_deref().map(|size| gpumf::resources::parse_size(size).map_err(|e| PyValueError::new_err(format!("gpu_memory: {e}")))).transpose()?;
+    let gpu = Backend::Gpu(GpuOptions { precision, gpu_memory, ..Default::default() });
     let (backend, note) = match settings.backend.as_str() {
         "cpu" => (cpu, None),
         "gpu" => (gpu, None),

@@ -190,6 +190,7 @@ def test_bad_data_and_settings_are_value_errors_with_the_clis_messages(frame):
         (good, {"lr": -1.0}, "--lr"),
         (good, {"backend": "tpu"}, "backend must be"),
         (good, {"precision": "f64"}, "precision must be one of"),
+        (good, {"gpu_memory": "lots"}, "gpu_memory: \"lots\" is not a size"),
         (good, {"threads": 100000}, "threads 100000 is far more than"),
     ]
     for data, settings, message in cases:
@@ -281,6 +282,10 @@ def test_the_gpu_backend_trains_like_the_cpu(frame):
     cpu = gpumf.MF(backend="cpu", **settings).fit(frame, test_fraction=0.2)
     assert "gpu" in gpu.summary["backend"]
     assert abs(gpu.history[-1]["test_rmse"] - cpu.history[-1]["test_rmse"]) < 0.01
+    # The CLI's --gpu-memory: below what the set needs, the ratings stream from host memory.
+    streamed = gpumf.MF(backend="gpu", gpu_memory="1MiB", **settings).fit(frame, test_fraction=0.2)
+    assert "streamed" in streamed.summary["backend"], streamed.summary["backend"]
+    assert abs(streamed.history[-1]["test_rmse"] - gpu.history[-1]["test_rmse"]) < 0.005
 
 
 

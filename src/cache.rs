@@ -204,7 +204,7 @@ impl DiskBlocks {
         };
         let largest = cache.largest_block();
         if largest * (settings.threads as u64 + 1) > settings.memory.max(1) && settings.grid.is_none() {
-            return Err(format!("its blocks of up to {} do not fit --memory for {} threads", crate::resources::human_bytes(largest), settings.threads));
+            return Err(format!("its blocks of up to {} do not fit --memory with one for {}", crate::resources::human_bytes(largest), readers_named(settings.threads)));
         }
         let mut buf = Vec::new();
         for (b, &crc) in crcs.iter().enumerate().filter(|_| check == Check::EveryBlock) {
@@ -278,9 +278,9 @@ fn grid_for(ratings: u64, users: usize, items: usize, settings: &CacheSettings) 
     let smallest = readers * MIN_BLOCK_RATINGS * RECORD;
     if settings.memory < smallest {
         return Err(Error::InvalidParameter(format!(
-            "--memory {}: too small to hold a block of {MIN_BLOCK_RATINGS} ratings for each of {} threads and one more; the smallest budget that works is {}",
+            "--memory {}: too small to hold a block of {MIN_BLOCK_RATINGS} ratings for {}, and one more; the smallest budget that works is {}",
             crate::resources::human_bytes(settings.memory),
-            settings.threads,
+            readers_named(settings.threads),
             crate::resources::human_bytes(smallest)
         )));
     }
@@ -446,6 +446,11 @@ fn build(input: &Path, input_meta: &std::fs::Metadata, load: &LoadOptions, dir: 
     file.sync_all().map_err(fail)?;
     tmp.persist(path).map_err(|e| fail(e.error))?;
     Ok(())
+}
+
+/// Who reads blocks at once: "each of 2 threads", or "the one reader" (a CPU thread, or the GPU).
+fn readers_named(threads: usize) -> String {
+    if threads == 1 { "the one reader".into() } else { format!("each of {threads} threads") }
 }
 
 /// Reads and writes at an offset, which Unix's `FileExt` gives whole; on Windows

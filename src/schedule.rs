@@ -255,6 +255,11 @@ impl Schedule {
         self.ranges.len()
     }
 
+    /// Ratings in block `b` (without reading it from disk).
+    pub fn block_len(&self, b: usize) -> usize {
+        self.ranges[b].len()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.ratings() == 0
     }

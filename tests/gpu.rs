@@ -397,6 +397,58 @@ fn empty_and_unequal_blocks_train_everywhere_and_exactly() {
     }
 }
 
+/// Ratings in a block cache on disk (`--memory`) stream to the GPU block by block: with one
+/// rating in flight it gives the sequential CPU trainer's factors from the same cache, both
+/// ways of uploading, its epochs count the bytes read from disk; a cache written in user order
+/// (for CPU threads), or cut coarser than the device needs, is refused by name.
+fn blocks_on_disk_stream_to_the_gpu_exactly() {
+    use gpumf::cache::{CacheSettings, DiskBlocks};
+    use gpumf::schedule::Order;
+    if !common::gpu_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let spec = gpumf::bench::SyntheticSpec::netflix_scaled(30_000, 3);
+    let (train_ratings, test_ratings) = gpumf::bench::generate(&spec).unwrap();
+    let path = dir.path().join("generated.bin");
+    gpumf::data::write_ratings(&path, &train_ratings, gpumf::data::WriteFormat::Binary, false).unwrap();
+    let test = gpumf::data::RatingSet::from_triplets(test_ratings.iter().map(|r| (r.user as u64, r.item as u64, r.value)));
+    let params = Params { blocks: Some(GridSize { user_blocks: 3, item_blocks: 2 }), ..exact_params() };
+    let settings = CacheSettings { grid: params.blocks, order: Order::Shuffled, seed: params.seed, memory: 64 << 10, threads: 1 };
+    let cache = std::sync::Arc::new(DiskBlocks::open_or_build(&path, &LoadOptions::default(), dir.path(), &settings, |_| {}).unwrap());
+    let problem = Problem::on_disk(cache.clone(), Some(&test));
+    let cpu = train(&problem, &params, &Backend::Cpu(CpuMode::Sequential), |_| {}).unwrap();
+    for upload in [Upload::Mapped, Upload::Copied] {
+        let options = GpuOptions { in_flight: Some(1), upload: Some(upload), ..GpuOptions::default() };
+        let gpu = train(&problem, &params, &gpu(options), |_| {}).unwrap();
+        assert!(gpu.backend.contains("streamed") && gpu.backend.contains("3x2 blocks"), "{}", gpu.backend);
+        let diff = largest_difference(&cpu.model, &gpu.model);
+        println!("{}: largest difference {diff:e}", gpu.backend);
+        assert!(diff < 1e-5, "{upload:?}: the GPU from disk differs from the sequential trainer from disk by {diff}");
+        // Each epoch reads every block from disk and writes it to the device.
+        assert!(gpu.history.iter().all(|r| r.streamed_bytes >= 2 * 12 * cache.summary.count), "{:?}", gpu.history.iter().map(|r| r.streamed_bytes).collect::<Vec<_>>());
+    }
+    let by_user = tempfile::tempdir().unwrap();
+    let threads = CacheSettings { order: Order::ByUser, threads: 2, ..settings.clone() };
+    let cache = DiskBlocks::open_or_build(&path, &LoadOptions::default(), by_user.path(), &threads, |_| {}).unwrap();
+    let e = train(&Problem::on_disk(std::sync::Arc::new(cache), Some(&test)), &params, &gpu(GpuOptions::default()), |_| {}).err().expect("a cache in user order").to_string();
+    assert!(e.contains("random order") && e.contains("several CPU threads"), "{e}");
+    // A binding of 1 KiB holds 62 rows of rank 16 (with their bias and λ): 3x2 blocks of this
+    // set's users and items do not fit one.
+    let small = GpuOptions { max_binding_bytes: Some(1 << 10), ..GpuOptions::default() };
+    let e = train(&problem, &params, &gpu(small), |_| {}).err().expect("blocks too coarse").to_string();
+    assert!(e.contains("cuts the ratings into 3x2 blocks") && e.contains("--blocks"), "{e}");
+    // The command: `train --memory --backend gpu` writes the cache in the GPU's order, whatever
+    // --threads says, and trains from it.
+    let test_path = dir.path().join("generated-test.bin");
+    gpumf::data::write_ratings(&test_path, &test_ratings, gpumf::data::WriteFormat::Binary, false).unwrap();
+    let (train_arg, test_arg) = (path.display().to_string(), test_path.display().to_string());
+    let args = ["train", "--train", &train_arg, "--test", &test_arg, "--memory", "200KiB", "--backend", "gpu", "--threads", "2", "--epochs", "2", "--rank", "8"];
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_gpumf")).args(args).output().unwrap();
+    let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success() && out.contains("ratings streamed") && out.contains("test RMSE") && err.contains("blocks on disk"), "{out}\n{err}");
+}
+
 /// Implicit feedback's passes on the device sum a popular item's users in runs: with one rating
 /// in flight they still give the sequential trainer's factors when an item has thousands.
 fn a_popular_item_gives_the_sequential_trainers_factors_with_implicit_feedback() {
@@ -531,6 +583,7 @@ fn main() -> std::process::ExitCode {
         Test { name: "problems_larger_than_one_binding_are_split_into_windows", needs: Needs::GPU, run: problems_larger_than_one_binding_are_split_into_windows },
         Test { name: "one_rating_in_flight_gives_the_sequential_trainers_factors", needs: Needs::GPU, run: one_rating_in_flight_gives_the_sequential_trainers_factors },
         Test { name: "empty_and_unequal_blocks_train_everywhere_and_exactly", needs: Needs::GPU, run: empty_and_unequal_blocks_train_everywhere_and_exactly },
+        Test { name: "blocks_on_disk_stream_to_the_gpu_exactly", needs: Needs::GPU, run: blocks_on_disk_stream_to_the_gpu_exactly },
         Test { name: "an_eighth_of_the_device_memory_gives_the_resident_accuracy", needs: Needs::GPU, run: an_eighth_of_the_device_memory_gives_the_resident_accuracy },
         Test { name: "a_budget_too_small_names_the_smallest_that_works", needs: Needs::GPU, run: a_budget_too_small_names_the_smallest_that_works },
         Test { name: "the_gpu_scores_the_test_set_like_the_cpu_through_blocks_and_windows", needs: Needs::GPU, run: the_gpu_scores_the_test_set_like_the_cpu_through_blocks_and_windows },

@@ -153,7 +153,7 @@ pub struct BenchArgs {
     pub bandwidth: Option<f64>,
     #[command(flatten)]
     pub params: ParamArgs,
-    /// With --train and --test, CPU backends: train from blocks on disk holding at most this much
+    /// With --train and --test: train from blocks on disk holding at most this much
     /// of the ratings in memory (as `train --memory`); the table then shows the bytes read per
     /// epoch and their GB/s.
     #[arg(long, value_parser = gpumf::resources::parse_size, requires_all = ["train", "test"])]
@@ -180,21 +180,14 @@ pub struct BenchArgs {
     pub force: bool,
 }
 
-/// `bench --memory`: each CPU backend trains from a block cache laid out for it.
+/// `bench --memory`: each backend trains from a block cache laid out for it.
 fn bench_on_disk(args: &BenchArgs, memory: u64, backends: &[gpumf::training::Backend], params: &gpumf::model::Params) -> anyhow::Result<()> {
-    use gpumf::training::Backend;
     let (train, test) = (args.train.as_ref().expect("clap requires --train"), args.test.as_ref().expect("clap requires --test"));
     let test_set = load_ratings(test, LoadOptions::default())?.ratings;
     let dir = args.cache_dir.clone().unwrap_or_else(|| train.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), |p| p.to_path_buf()));
     let mut rows = Vec::new();
     for backend in backends {
-        let Backend::Cpu(mode) = backend else { bail!("--memory trains from disk on the CPU backends (cpu, cpu-threads)") };
-        let threads = match mode {
-            gpumf::cpu::CpuMode::Sequential => 1,
-            gpumf::cpu::CpuMode::Parallel { threads } => *threads,
-        };
-        let order = if threads > 1 { gpumf::schedule::Order::ByUser } else { gpumf::schedule::Order::Shuffled };
-        let settings = gpumf::cache::CacheSettings { grid: params.blocks, order, seed: params.seed, memory, threads };
+        let settings = gpumf::cache::CacheSettings { grid: params.blocks, order: backend.block_order(), seed: params.seed, memory, threads: backend.block_readers() };
         let t = Instant::now();
         let cache = gpumf::cache::DiskBlocks::open_or_build(train, &LoadOptions::default(), &dir, &settings, |note| {
             if !args.json {

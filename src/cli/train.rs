@@ -62,7 +62,8 @@ pub struct TrainArgs {
     pub budget: f64,
     /// Hold at most this much of the training ratings in memory (e.g. 512MiB, 4GiB). A file
     /// that may need more is read once, piece by piece, into a cache of blocks on disk, and
-    /// each block is read when training reaches it; the factors stay in memory. CPU only.
+    /// each block is read when training reaches it; the factors stay in memory. On the GPU the
+    /// blocks then stream from disk through the upload ring (--gpu-memory caps the device).
     #[arg(long, value_parser = gpumf::resources::parse_size)]
     pub memory: Option<u64>,
     /// Where --memory keeps its block cache (default: beside the --train file). A cache that
@@ -354,10 +355,7 @@ fn train_on_disk(args: &TrainArgs, memory: u64, options: LoadOptions, params: &P
     if args.test_fraction.is_some() || args.split_column.is_some() || args.validation.is_some() {
         bail!("--memory reads --train piece by piece into blocks on disk, so it takes the test set as --test FILE; --test-fraction, --split-column and --validation need every rating in memory at once");
     }
-    let backend = chosen_backend(&args.model, threads, true);
-    if matches!(backend, Backend::Gpu(_)) {
-        bail!("--memory trains from blocks on disk on the CPU (--backend cpu); on the GPU, --gpu-memory streams the ratings from host memory");
-    }
+    let backend = chosen_backend(&args.model, threads, quiet);
     let dir = match &args.cache_dir {
         Some(dir) => dir.clone(),
         None => args.train.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf),
@@ -367,10 +365,10 @@ fn train_on_disk(args: &TrainArgs, memory: u64, options: LoadOptions, params: &P
     }
     let settings = gpumf::cache::CacheSettings {
         grid: params.blocks,
-        order: if threads > 1 { gpumf::schedule::Order::ByUser } else { gpumf::schedule::Order::Shuffled },
+        order: backend.block_order(),
         seed: params.seed,
         memory,
-        threads,
+        threads: backend.block_readers(),
     };
     let cache = gpumf::cache::DiskBlocks::open_or_build(&args.train, &options, &dir, &settings, |note| {
         if !quiet {

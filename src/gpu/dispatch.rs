@@ -46,24 +46,35 @@ impl GpuSolver {
             Placement::Streamed { ring, test } => {
                 // Each window is its own submission, so the ring's slots come free as the
                 // device works through them; the epoch's sums and timestamps span them all.
-                let windows: Vec<(usize, usize)> = sequence.iter().flat_map(|&b| (0..self.schedule.block(b).len().div_ceil(ring.window_ratings)).map(move |w| (b, w))).collect();
-                let mut ratings = Vec::with_capacity(ring.window_ratings);
-                for (n, &(b, w)) in windows.iter().enumerate() {
-                    let (ub, ib) = self.factor_blocks_for(b)?;
-                    let block = self.schedule.block(b);
-                    self.schedule.local_rows(&block[w * ring.window_ratings..block.len().min((w + 1) * ring.window_ratings)], &mut ratings);
-                    let with = Bindings { pipelines: &self.pipelines, users: &self.user_blocks[ub], items: &self.item_blocks[ib], params: &self.params_buffer, output: &self.train_partials };
-                    let (ring_slot, window) = ring.upload(&self.gpu, &ratings, &with)?;
-                    *self.streamed.back_mut().expect("pushed by submit_epoch") += std::mem::size_of_val(&ratings[..]) as u64;
-                    {
-                        let timestamp_writes = self.slots.timestamp_writes(slot, n == 0, n + 1 == windows.len());
-                        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("sgd window"), timestamp_writes });
-                        pass.set_pipeline(&self.pipelines.update);
-                        pass.set_bind_group(0, &window.bind_group, &[]);
-                        pass.dispatch_workgroups(self.update_workgroups, 1, 1);
+                // A block on disk is read whole (once), then goes window by window.
+                let windows: usize = sequence.iter().map(|&b| self.schedule.block_len(b).div_ceil(ring.window_ratings)).sum();
+                let (mut ratings, mut read) = (Vec::with_capacity(ring.window_ratings), Vec::new());
+                let mut n = 0;
+                for &b in sequence {
+                    if self.schedule.block_len(b) == 0 {
+                        continue;
                     }
-                    let done = std::mem::replace(encoder, self.gpu.device.create_command_encoder(&Default::default()));
-                    ring.used(ring_slot, self.gpu.queue.submit([done.finish()]));
+                    let (ub, ib) = self.factor_blocks_for(b)?;
+                    let block = self.schedule.block_into(b, &mut read)?;
+                    if self.schedule.on_disk() {
+                        *self.streamed.back_mut().expect("pushed by submit_epoch") += std::mem::size_of_val(block) as u64;
+                    }
+                    for run in block.chunks(ring.window_ratings) {
+                        self.schedule.local_rows(run, &mut ratings);
+                        let with = Bindings { pipelines: &self.pipelines, users: &self.user_blocks[ub], items: &self.item_blocks[ib], params: &self.params_buffer, output: &self.train_partials };
+                        let (ring_slot, window) = ring.upload(&self.gpu, &ratings, &with)?;
+                        *self.streamed.back_mut().expect("pushed by submit_epoch") += std::mem::size_of_val(&ratings[..]) as u64;
+                        {
+                            let timestamp_writes = self.slots.timestamp_writes(slot, n == 0, n + 1 == windows);
+                            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("sgd window"), timestamp_writes });
+                            pass.set_pipeline(&self.pipelines.update);
+                            pass.set_bind_group(0, &window.bind_group, &[]);
+                            pass.dispatch_workgroups(self.update_workgroups, 1, 1);
+                        }
+                        let done = std::mem::replace(encoder, self.gpu.device.create_command_encoder(&Default::default()));
+                        ring.used(ring_slot, self.gpu.queue.submit([done.finish()]));
+                        n += 1;
+                    }
                 }
                 encode_reduction(encoder, &self.pipelines, &self.train_reduction, "training loss");
                 self.slots.encode_copy(encoder, slot, &self.train_partials, 0);

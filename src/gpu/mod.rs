@@ -221,22 +221,52 @@ pub struct GpuSolver {
     test_count: u64,
 }
 
+/// The budget for ratings streamed from disk where the driver reports no memory: the ring's
+/// windows then as large as a binding allows.
+const UNCAPPED: u64 = u64::MAX / 4;
+
 impl GpuSolver {
     pub fn new(problem: &Problem, model: Model, params: &Params, options: &GpuOptions) -> Result<GpuSolver> {
-        if problem.train_on_disk.is_some() {
-            return Err(Error::InvalidParameter(
-                "training ratings in a block cache on disk (--memory) train on the CPU; the GPU streams ratings from host memory (--gpu-memory)".into(),
-            ));
-        }
         let opened = open_kernel(params, options)?;
         let (gpu, shape, max_binding) = (&opened.0, &opened.1, opened.2);
         let (m, n) = (problem.num_users(), problem.num_items());
         // Without --gpu-memory, what the driver reports less a margin (for the driver, other
         // programs and the read-back buffers); no cap where it reports nothing.
         let budget = options.gpu_memory.or(gpu.adapter.device_memory.map(|m| m - (m / 10).max(512 << 20).min(m / 2)));
-        let plan = DevicePlan::new(budget, shape.row_bytes(), if params.implicit { shape.row_bytes() + buffers::share_row_bytes(shape) } else { 0 }, m, n, 12 * (problem.train.len() + problem.test.len()) as u64, params.rank)?;
-        let grid = plan.grid(gpu_grid(params.blocks, m, n, shape.row_bytes(), max_binding, options.user_block_rows)?, m, n);
-        let schedule = Schedule::new(&problem.train, m, n, grid, Order::Shuffled, params.seed)?;
+        // Ratings in a block cache on disk (`--memory`) always stream: they are never in host
+        // memory whole, so never uploaded whole.
+        let on_disk = problem.train_on_disk.clone();
+        let (budget, rating_bytes) = match on_disk {
+            Some(_) => (budget.or(Some(UNCAPPED)), u64::MAX / 2),
+            None => (budget, 12 * (problem.train.len() + problem.test.len()) as u64),
+        };
+        let plan = DevicePlan::new(budget, shape.row_bytes(), if params.implicit { shape.row_bytes() + buffers::share_row_bytes(shape) } else { 0 }, m, n, rating_bytes, params.rank)?;
+        let needed = plan.grid(gpu_grid(if on_disk.is_some() { None } else { params.blocks }, m, n, shape.row_bytes(), max_binding, options.user_block_rows)?, m, n);
+        let schedule = match on_disk {
+            None => Schedule::new(&problem.train, m, n, needed, Order::Shuffled, params.seed)?,
+            Some(disk) => {
+                if disk.order != Order::Shuffled || disk.seed != params.seed {
+                    return Err(Error::InvalidParameter(format!(
+                        "the block cache {} was written for {} with seed {}; the GPU needs it in random order (as for one CPU thread) with seed {}",
+                        disk.path.display(),
+                        if disk.order == Order::ByUser { "several CPU threads" } else { "one thread" },
+                        disk.seed,
+                        params.seed
+                    )));
+                }
+                if disk.grid.user_blocks < needed.user_blocks || disk.grid.item_blocks < needed.item_blocks {
+                    return Err(Error::InvalidParameter(format!(
+                        "the block cache {} cuts the ratings into {} blocks; on {} the factor rows of a block need at least {} (--blocks {} rebuilds the cache so)",
+                        disk.path.display(),
+                        disk.grid,
+                        gpu.adapter.name,
+                        needed,
+                        crate::schedule::GridSize { user_blocks: disk.grid.user_blocks.max(needed.user_blocks), item_blocks: disk.grid.item_blocks.max(needed.item_blocks) }
+                    )));
+                }
+                Schedule::from_disk(disk)
+            }
+        };
         let unit = params.rating_unit(&problem.train_summary());
         let weights = RowWeights::new(params, &problem.train_counts());
         GpuSolver::assemble(opened, plan, schedule, &problem.test, model, params, unit, weights, options, &|_| true)
@@ -289,7 +319,7 @@ impl GpuSolver {
         };
         let in_flight_workgroups = uniform.max_groups.div_ceil(shape.ratings_per_workgroup());
         let cap = options.workgroups.unwrap_or(UPDATE_WORKGROUPS).min(in_flight_workgroups).max(1);
-        let largest_block = (0..schedule.len()).map(|b| schedule.block(b).len()).max().unwrap_or(1).min(max_ratings);
+        let largest_block = (0..schedule.len()).map(|b| schedule.block_len(b)).max().unwrap_or(1).min(max_ratings);
         let update_workgroups = workgroups_for(&gpu, &shape, largest_block, cap);
         // A window is as long as one binding holds, but no group loops more than
         // MAX_GROUP_ITERATIONS times in one dispatch.
@@ -331,6 +361,8 @@ impl GpuSolver {
             None
         } else if schedule.len() != 1 || plan.swapped_rows.is_some() {
             Some(format!("the factors are cut into {} blocks", schedule.grid()))
+        } else if schedule.on_disk() {
+            Some("the ratings stream from disk".to_string())
         } else if streamed_window.is_some() {
             Some("the ratings stream from host memory".to_string())
         } else if implicit::largest_buffer(&shape, train_len, n) > max_binding {
@@ -563,7 +595,7 @@ impl GpuSolver {
     pub fn train_blocks(&mut self, blocks: &[usize], lr: f32) -> Result<ErrorSums> {
         self.submit(blocks, lr, false)?;
         let figures = self.finish_epoch()?;
-        let count = blocks.iter().map(|&b| self.schedule.block(b).len() as u64).sum();
+        let count = blocks.iter().map(|&b| self.schedule.block_len(b) as u64).sum();
         Ok(ErrorSums { count, ..figures.train })
     }
 

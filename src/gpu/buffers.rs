@@ -292,9 +292,8 @@ impl Ring {
         debug_assert!(!ratings.is_empty() && ratings.len() <= self.window_ratings);
         let slot = self.next;
         self.next = (self.next + 1) % self.buffers.len();
-        let waited_for = self.last_use[slot].take();
-        if let Some(index) = &waited_for {
-            wait_for(gpu, Some(index.clone()))?;
+        if let Some(index) = self.last_use[slot].take() {
+            wait_for(gpu, Some(index))?;
         }
         let buffer = &self.buffers[slot];
         let bytes: &[u8] = bytemuck::cast_slice(ratings);

@@ -244,28 +244,7 @@ impl GpuSolver {
         let needed = plan.grid(gpu_grid(if on_disk.is_some() { None } else { params.blocks }, m, n, shape.row_bytes(), max_binding, options.user_block_rows)?, m, n);
         let schedule = match on_disk {
             None => Schedule::new(&problem.train, m, n, needed, Order::Shuffled, params.seed)?,
-            Some(disk) => {
-                if disk.order != Order::Shuffled || disk.seed != params.seed {
-                    return Err(Error::InvalidParameter(format!(
-                        "the block cache {} was written for {} with seed {}; the GPU needs it in random order (as for one CPU thread) with seed {}",
-                        disk.path.display(),
-                        if disk.order == Order::ByUser { "several CPU threads" } else { "one thread" },
-                        disk.seed,
-                        params.seed
-                    )));
-                }
-                if disk.grid.user_blocks < needed.user_blocks || disk.grid.item_blocks < needed.item_blocks {
-                    return Err(Error::InvalidParameter(format!(
-                        "the block cache {} cuts the ratings into {} blocks; on {} the factor rows of a block need at least {} (--blocks {} rebuilds the cache so)",
-                        disk.path.display(),
-                        disk.grid,
-                        gpu.adapter.name,
-                        needed,
-                        crate::schedule::GridSize { user_blocks: disk.grid.user_blocks.max(needed.user_blocks), item_blocks: disk.grid.item_blocks.max(needed.item_blocks) }
-                    )));
-                }
-                Schedule::from_disk(disk)
-            }
+            Some(disk) => plan::disk_schedule(disk, needed, params.seed, &gpu.adapter.name)?,
         };
         let unit = params.rating_unit(&problem.train_summary());
         let weights = RowWeights::new(params, &problem.train_counts());

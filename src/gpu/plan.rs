@@ -2,9 +2,11 @@
 //! `--gpu-memory` budget.
 
 use super::{EVAL_WORKGROUPS, UPDATE_WORKGROUPS};
+use crate::cache::DiskBlocks;
 use crate::error::{Error, Result};
 use crate::resources::human_bytes;
-use crate::schedule::GridSize;
+use crate::schedule::{GridSize, Order, Schedule};
+use std::sync::Arc;
 
 /// The grid the GPU trains by: the one asked for (one block by default), each side cut finer
 /// where its rows would not fit one binding (or `user_block_rows`).
@@ -18,6 +20,29 @@ pub(super) fn gpu_grid(requested: Option<GridSize>, users: usize, items: usize, 
     let user_rows = user_block_rows.unwrap_or(usize::MAX).min(rows_fit);
     let base = requested.unwrap_or(GridSize { user_blocks: 1, item_blocks: 1 });
     Ok(GridSize { user_blocks: base.user_blocks.max(users.div_ceil(user_rows)), item_blocks: base.item_blocks.max(items.div_ceil(rows_fit)) })
+}
+
+/// The schedule of a block cache on disk, which the GPU trains as it was cut: refused when it
+/// was written in user order (for CPU threads) or another seed, or cut coarser than `needed`
+/// (the grid whose blocks' rows fit the device on `adapter`).
+pub(super) fn disk_schedule(disk: Arc<DiskBlocks>, needed: GridSize, seed: u64, adapter: &str) -> Result<Schedule> {
+    if disk.order != Order::Shuffled || disk.seed != seed {
+        return Err(Error::InvalidParameter(format!(
+            "the block cache {} was written for {} with seed {}; the GPU needs it in random order (as for one CPU thread) with seed {seed}",
+            disk.path.display(),
+            if disk.order == Order::ByUser { "several CPU threads" } else { "one thread" },
+            disk.seed,
+        )));
+    }
+    if disk.grid.user_blocks < needed.user_blocks || disk.grid.item_blocks < needed.item_blocks {
+        let enough = GridSize { user_blocks: disk.grid.user_blocks.max(needed.user_blocks), item_blocks: disk.grid.item_blocks.max(needed.item_blocks) };
+        return Err(Error::InvalidParameter(format!(
+            "the block cache {} cuts the ratings into {} blocks; on {adapter} the factor rows of a block need at least {needed} (--blocks {enough} rebuilds the cache so)",
+            disk.path.display(),
+            disk.grid,
+        )));
+    }
+    Ok(Schedule::from_disk(disk))
 }
 
 /// Device bytes besides factors and ratings, at most: the error partials and the uniform.

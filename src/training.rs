@@ -19,21 +19,20 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// The order within blocks this backend trains in, and so writes a block cache in (`--memory`):
-    /// by user on CPU threads (a thread loads a user's row once a block), at random on one
-    /// thread and on the GPU (as SGD and Hogwild expect).
+    /// The order within blocks this backend trains in, and so writes a block cache in
+    /// (`--memory`): the CPU's ([`CpuMode::block_order`]); at random on the GPU (Hogwild).
     pub fn block_order(&self) -> crate::schedule::Order {
         match self {
-            Backend::Cpu(CpuMode::Parallel { threads }) if *threads > 1 => crate::schedule::Order::ByUser,
-            _ => crate::schedule::Order::Shuffled,
+            Backend::Cpu(mode) => mode.block_order(),
+            Backend::Gpu(_) => crate::schedule::Order::Shuffled,
         }
     }
 
     /// Blocks it reads from a block cache at once: one a CPU thread; the GPU, one at a time.
     pub fn block_readers(&self) -> usize {
         match self {
-            Backend::Cpu(CpuMode::Parallel { threads }) => *threads,
-            _ => 1,
+            Backend::Cpu(mode) => mode.threads(),
+            Backend::Gpu(_) => 1,
         }
     }
 }

@@ -268,13 +268,13 @@ fn early_stopping_keeps_the_best_epoch_on_the_cpu() {
 /// Trains from a block cache of `path` in `dir` under `memory`, testing on `test`.
 fn train_from_disk(path: &std::path::Path, dir: &std::path::Path, memory: u64, threads: usize, params: &Params, test: &RatingSet) -> (f64, bool, gpumf::schedule::GridSize) {
     use gpumf::cache::{CacheSettings, DiskBlocks};
-    let order = if threads > 1 { gpumf::schedule::Order::ByUser } else { gpumf::schedule::Order::Shuffled };
-    let settings = CacheSettings { grid: None, order, seed: params.seed, memory, threads };
+    let backend = Backend::Cpu(CpuMode::with_threads(threads));
+    let settings = CacheSettings { grid: None, order: backend.block_order(), seed: params.seed, memory, threads };
     let cache = DiskBlocks::open_or_build(path, &LoadOptions::default(), dir, &settings, |_| {}).unwrap();
     let (built, grid) = (cache.built, cache.grid);
     assert!(cache.largest_block() * (threads as u64 + 1) <= memory, "blocks of {} for {threads} threads over {memory}", cache.largest_block());
     let problem = Problem::on_disk(std::sync::Arc::new(cache), Some(test));
-    let t = train(&problem, params, &Backend::Cpu(CpuMode::with_threads(threads)), |_| {}).unwrap();
+    let t = train(&problem, params, &backend, |_| {}).unwrap();
     (t.history.last().unwrap().test_rmse.unwrap(), built, grid)
 }
 

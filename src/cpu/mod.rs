@@ -29,11 +29,18 @@ impl CpuMode {
         if threads <= 1 { CpuMode::Sequential } else { CpuMode::Parallel { threads } }
     }
 
-    fn threads(self) -> usize {
+    /// Threads, and so blocks read from a block cache at once.
+    pub fn threads(self) -> usize {
         match self {
             CpuMode::Sequential => 1,
             CpuMode::Parallel { threads } => threads,
         }
+    }
+
+    /// The order within blocks: by user on several threads (a thread loads a user's row once
+    /// a block); one thread gains nothing from it and keeps the order SGD (and the GPU) uses.
+    pub fn block_order(self) -> Order {
+        if self.threads() > 1 { Order::ByUser } else { Order::Shuffled }
     }
 
     /// One block when sequential; else two blocks per thread on each side, so a thread that
@@ -72,8 +79,7 @@ impl CpuSolver {
             .build()
             .map_err(|e| Error::InvalidParameter(format!("--threads {threads}: cannot start the thread pool: {e}")))?;
         let grid = params.blocks.unwrap_or(mode.default_grid());
-        // One thread gains nothing from user order and keeps the order SGD (and the GPU) uses.
-        let order = if threads > 1 { Order::ByUser } else { Order::Shuffled };
+        let order = mode.block_order();
         let schedule = match &problem.train_on_disk {
             Some(disk) if disk.order != order || disk.seed != params.seed => {
                 return Err(Error::InvalidParameter(format!(

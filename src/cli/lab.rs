@@ -102,7 +102,12 @@ pub fn info(args: InfoArgs) -> anyhow::Result<()> {
     for (i, a) in adapters.iter().enumerate() {
         println!("adapter {i}: {} ({} {}, driver {} {})", a.name, a.backend, a.device_type, a.driver, a.driver_info);
         let subgroups = if a.subgroups { format!("yes, size {}..{}", a.subgroup_min_size, a.subgroup_max_size) } else { "no".into() };
-        println!("  subgroups: {subgroups}; shader-f16: {}; timestamps: {}", yes(a.shader_f16), yes(a.timestamp_query));
+        println!(
+            "  subgroups: {subgroups}; shader-f16: {}; timestamps: {}; mappable storage (--upload mapped): {}",
+            yes(a.shader_f16),
+            yes(a.timestamp_query),
+            yes(a.mappable_storage)
+        );
         println!(
             "  max storage binding {} MiB, max buffer {} MiB, {} storage buffers per stage, {} workgroups per dimension",
             a.max_storage_buffer_binding_size >> 20,

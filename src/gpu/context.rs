@@ -16,12 +16,15 @@ pub struct AdapterSummary {
     pub subgroup_max_size: u32,
     pub shader_f16: bool,
     pub timestamp_query: bool,
+    /// Storage buffers the host may map for writing: streamed ratings without a copy
+    /// (`--upload mapped`).
+    pub mappable_storage: bool,
     pub max_storage_buffer_binding_size: u64,
     pub max_buffer_size: u64,
     pub max_storage_buffers_per_shader_stage: u32,
     pub max_compute_workgroups_per_dimension: u32,
     pub max_compute_invocations_per_workgroup: u32,
-    /// Bytes of the adapter's largest device-local memory heap, where the driver says (Vulkan).
+    /// Bytes of memory the adapter's driver says it has for us (Vulkan, Metal, DX12).
     pub device_memory: Option<u64>,
 }
 
@@ -85,6 +88,7 @@ fn summarise(adapter: &wgpu::Adapter) -> AdapterSummary {
         subgroup_max_size: info.subgroup_max_size,
         shader_f16: features.contains(wgpu::Features::SHADER_F16),
         timestamp_query: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+        mappable_storage: features.contains(wgpu::Features::MAPPABLE_PRIMARY_BUFFERS),
         max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
         max_buffer_size: limits.max_buffer_size,
         max_storage_buffers_per_shader_stage: limits.max_storage_buffers_per_shader_stage,
@@ -221,7 +225,7 @@ impl Gpu {
             features |= wgpu::Features::SHADER_F16;
         }
         // Buffers the host maps for writing and the kernels read: streamed ratings without a copy.
-        let mappable = adapter.features().contains(wgpu::Features::MAPPABLE_PRIMARY_BUFFERS);
+        let mappable = summary.mappable_storage;
         if mappable {
             features |= wgpu::Features::MAPPABLE_PRIMARY_BUFFERS;
         }

@@ -173,9 +173,9 @@ fn small_problem() -> Problem {
     split_random(&all, 0.2, 7).unwrap()
 }
 
-/// Implicit feedback on the GPU (its passes on the device, in f32 and f16, and on the host
-/// where the factors are cut into blocks) beats the plain model as on the CPU, and reaches the
-/// CPU's RMSE.
+/// Implicit feedback on the GPU (its passes on the device, in f32 and f16, with the factors in
+/// one block or cut into blocks, and on the host where a side's rows do not fit one binding)
+/// beats the plain model as on the CPU, and reaches the CPU's RMSE.
 fn implicit_feedback_on_the_gpu_beats_the_plain_model_like_the_cpu() {
     if !common::gpu_available() {
         return;
@@ -184,7 +184,9 @@ fn implicit_feedback_on_the_gpu_beats_the_plain_model_like_the_cpu() {
     let params = Params { rank: 32, epochs: 20, ..Params::default() };
     let cpu = test_rmse(&problem, &params, &Backend::Cpu(CpuMode::Sequential));
     let f16 = GpuOptions { precision: Precision::F16, ..GpuOptions::default() };
-    for (options, blocks, where_) in [(GpuOptions::default(), None, ", implicit feedback"), (f16, None, ", implicit feedback"), (GpuOptions::default(), Some(GridSize { user_blocks: 2, item_blocks: 3 }), "on the host")] {
+    let small_binding = GpuOptions { max_binding_bytes: Some(64 << 10), ..GpuOptions::default() };
+    let blocked = Some(GridSize { user_blocks: 2, item_blocks: 3 });
+    for (options, blocks, where_) in [(GpuOptions::default(), None, ", implicit feedback)"), (f16, None, ", implicit feedback)"), (GpuOptions::default(), blocked, ", implicit feedback)"), (small_binding, None, "on the host")] {
         let params = Params { blocks, ..params.clone() };
         let run = |params: &Params| train(&problem, params, &gpu(options.clone()), |_| {}).unwrap();
         let (implicit, plain) = (run(&params), run(&Params { implicit: false, ..params.clone() }));
@@ -353,14 +355,16 @@ fn one_rating_in_flight_gives_the_sequential_trainers_factors() {
         }
         let (m, n) = (problem.num_users(), problem.num_items());
         // The default single block; an uneven grid; and blocks cut by a small binding into
-        // several windows each (the grid is given, so both trainers use it).
+        // several windows each (the grid is given, so both trainers use it). Implicit
+        // feedback's passes run on the device but where a side's rows take several bindings.
         let small_binding = GpuOptions { max_binding_bytes: Some(16 << 10), ..one.clone() };
         let rows_fit = (16 << 10) / 64;
         let fitted = GridSize { user_blocks: m.div_ceil(rows_fit), item_blocks: n.div_ceil(rows_fit) };
-        for (blocks, options) in [(None, one.clone()), (Some(GridSize { user_blocks: 3, item_blocks: 2 }), one.clone()), (Some(fitted), small_binding)] {
+        for (blocks, options, passes) in [(None, one.clone(), ", implicit feedback)"), (Some(GridSize { user_blocks: 3, item_blocks: 2 }), one.clone(), ", implicit feedback)"), (Some(fitted), small_binding, "implicit feedback on the host")] {
             let params = Params { blocks, ..exact_params() };
             let cpu = train(problem, &params, &Backend::Cpu(CpuMode::Sequential), |_| {}).unwrap();
             let gpu = train(problem, &params, &gpu(options), |_| {}).unwrap();
+            assert!(gpu.backend.contains(passes), "{name}, blocks {blocks:?}: {}", gpu.backend);
             let diff = largest_difference(&cpu.model, &gpu.model);
             println!("{name}, {}: largest difference {diff:e} ({})", gpu.backend, params.blocks.map_or("default".into(), |g| g.to_string()));
             assert!(diff < 1e-5, "{name}, blocks {blocks:?}: the GPU's factors differ from the sequential trainer's by {diff}");

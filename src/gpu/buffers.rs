@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
 
 /// One block of factor rows, their biases and their regularisation weights (read only: fixed
-/// by the counts).
+/// by the counts): a range of rows in its side's buffers, which it shares with the side's other
+/// blocks as far as one binding reaches.
 pub(super) struct FactorBlock {
     pub factors: wgpu::Buffer,
     pub bias: wgpu::Buffer,
@@ -21,55 +22,111 @@ pub(super) struct FactorBlock {
     /// and their shares (f32, whole vec4s a row).
     pub prior: Option<wgpu::Buffer>,
     pub share: Option<wgpu::Buffer>,
+    /// The block's first row in its buffer, and its room in rows.
+    first_row: u64,
+    room: u64,
+    /// Bytes of a row of factors (and priors), and of a share.
+    row_bytes: u64,
+    share_bytes: u64,
     /// The model's ids of the rows, in order.
     rows: Vec<u32>,
 }
 
-/// Every block of one side (users or items) of the grid, uploaded; or, `swapped`, one block's
-/// room (the largest block's rows) holding block 0, the others loaded in turn by [`FactorBlock::load`].
-/// Blocks `keep` refuses hold no rows (one zero row, to bind): a DSGD worker's device holds
-/// only its own stripes.
+/// Where one side's (users' or items') blocks of rows go on the device: every block of the
+/// grid, or, `swapped`, one block's room (the largest block's rows) holding block 0, the others
+/// loaded in turn by [`FactorBlock::load`]. Blocks `keep` refuses hold no rows (one zero row, to
+/// bind): a DSGD worker's device holds only its own stripes. Blocks share buffers as far as one
+/// binding reaches, so that where a side fits one binding, a pass can bind it whole.
+pub(super) struct SideLayout {
+    /// Each block's ids, its (buffer, first row) and its room in rows.
+    members: Vec<Vec<u32>>,
+    places: Vec<(usize, u64)>,
+    rooms: Vec<u64>,
+    /// Rows of each buffer, padding included.
+    buffer_rows: Vec<u64>,
+}
+
+impl SideLayout {
+    /// `implicit`: the rows carry implicit feedback's priors and shares.
+    pub(super) fn new(gpu: &Gpu, shape: &KernelShape, axis: &Axis, swapped: bool, keep: &dyn Fn(usize) -> bool, implicit: bool, max_binding: u64) -> SideLayout {
+        let blocks = if swapped { 1 } else { axis.blocks() };
+        let members: Vec<Vec<u32>> = (0..blocks).map(|b| if keep(b) { axis.members(b).to_vec() } else { Vec::new() }).collect();
+        let rooms: Vec<u64> = members.iter().map(|rows| if swapped { axis.max_rows() } else { rows.len() }.max(1) as u64).collect();
+        // Every buffer of a row (4-byte biases and weights included) binds at a multiple of the
+        // alignment when its first row is a multiple of alignment / 4.
+        let align_rows = (gpu.limits.min_storage_buffer_offset_alignment as u64 / 4).max(1);
+        let widest_row = shape.row_bytes().max(if implicit { share_row_bytes(shape) } else { 0 });
+        let (places, buffer_rows) = place_blocks(&rooms, align_rows, (max_binding / widest_row).max(1));
+        SideLayout { members, places, rooms, buffer_rows }
+    }
+
+    /// The rows of the side's one buffer, padding included; `None` where it takes several.
+    pub(super) fn whole_rows(&self) -> Option<u64> {
+        match self.buffer_rows[..] {
+            [rows] => Some(rows),
+            _ => None,
+        }
+    }
+
+    /// Each position's row in the side's one buffer (see [`whole_rows`](Self::whole_rows)).
+    pub(super) fn rows_by_position(&self, axis: &Axis) -> Vec<u32> {
+        (0..axis.blocks()).flat_map(|b| (0..axis.members(b).len() as u64).map(move |r| (self.places[b].1 + r) as u32)).collect()
+    }
+}
+
+/// Where each block goes: blocks one after another in a buffer while the buffer stays within
+/// `max_rows`, each starting at a multiple of `align_rows` (so it binds at an offset the device
+/// accepts). Returns each block's (buffer, first row) and each buffer's rows.
+fn place_blocks(rooms: &[u64], align_rows: u64, max_rows: u64) -> (Vec<(usize, u64)>, Vec<u64>) {
+    let (mut places, mut buffers) = (Vec::with_capacity(rooms.len()), vec![0u64]);
+    for &room in rooms {
+        let end = *buffers.last().expect("one buffer at least");
+        let mut first = end.div_ceil(align_rows) * align_rows;
+        if end > 0 && first + room > max_rows {
+            buffers.push(0);
+            first = 0;
+        }
+        places.push((buffers.len() - 1, first));
+        *buffers.last_mut().expect("one buffer at least") = first + room;
+    }
+    (places, buffers)
+}
+
+/// Uploads one side's rows as `layout` places them: the factors, biases, regularisation weights
+/// and, with implicit feedback, priors (all by id), with shares at zero.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn upload_factor_blocks(
-    gpu: &Gpu,
-    shape: &KernelShape,
-    axis: &Axis,
-    factors: &Array2<f32>,
-    bias: &[f32],
-    reg_weight: &[f32],
-    prior: Option<&Array2<f32>>,
-    swapped: bool,
-    keep: &dyn Fn(usize) -> bool,
-    label: &str,
-) -> Vec<FactorBlock> {
-    let blocks = if swapped { 1 } else { axis.blocks() };
-    (0..blocks)
-        .map(|b| {
-            let rows = if keep(b) { axis.members(b).to_vec() } else { Vec::new() };
-            let capacity = if swapped { axis.max_rows() } else { rows.len() };
-            let mut data = pack_rows(factors, &rows, shape);
-            let mut bias: Vec<f32> = rows.iter().map(|&r| bias[r as usize]).collect();
-            let mut reg_weight: Vec<f32> = rows.iter().map(|&r| reg_weight[r as usize]).collect();
-            // Room for the largest block (a block with no rows still binds one zero row).
-            data.resize(capacity.max(1) * shape.row_bytes() as usize, 0);
-            bias.resize(capacity.max(1), 0.0);
-            reg_weight.resize(capacity.max(1), 0.0);
-            let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
-            let prior = prior.map(|prior| {
-                let mut data = pack_rows(prior, &rows, shape);
-                data.resize(capacity.max(1) * shape.row_bytes() as usize, 0);
-                gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some("prior"), contents: &data, usage })
-            });
-            // Shares start at zero, as wgpu clears new buffers.
-            let share = prior.as_ref().map(|_| gpu.device.create_buffer(&wgpu::BufferDescriptor { label: Some("share"), size: capacity.max(1) as u64 * share_row_bytes(shape), usage, mapped_at_creation: false }));
-            FactorBlock {
-                prior,
-                share,
-                factors: gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents: &data, usage }),
-                bias: gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents: bytemuck::cast_slice(&bias), usage }),
-                reg_weight: gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents: bytemuck::cast_slice(&reg_weight), usage }),
-                rows,
+pub(super) fn upload_factor_blocks(gpu: &Gpu, shape: &KernelShape, layout: SideLayout, factors: &Array2<f32>, bias: &[f32], reg_weight: &[f32], prior: Option<&Array2<f32>>, label: &str) -> Vec<FactorBlock> {
+    let SideLayout { members, places, rooms, buffer_rows } = layout;
+    let row_bytes = shape.row_bytes() as usize;
+    let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
+    let create = |label: &str, contents: &[u8]| gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents, usage });
+    let mut buffers = Vec::with_capacity(buffer_rows.len());
+    for (buffer, &rows_here) in buffer_rows.iter().enumerate() {
+        let rows_here = rows_here as usize;
+        let (mut data, mut prior_data) = (vec![0u8; rows_here * row_bytes], prior.map(|_| vec![0u8; rows_here * row_bytes]));
+        let (mut biases, mut weights) = (vec![0.0f32; rows_here], vec![0.0f32; rows_here]);
+        for (rows, &(_, first)) in members.iter().zip(&places).filter(|(_, &(b, _))| b == buffer) {
+            let first = first as usize;
+            data[first * row_bytes..][..rows.len() * row_bytes].copy_from_slice(&pack_rows(factors, rows, shape));
+            if let (Some(out), Some(prior)) = (prior_data.as_mut(), prior) {
+                out[first * row_bytes..][..rows.len() * row_bytes].copy_from_slice(&pack_rows(prior, rows, shape));
             }
+            for (r, &id) in rows.iter().enumerate() {
+                biases[first + r] = bias[id as usize];
+                weights[first + r] = reg_weight[id as usize];
+            }
+        }
+        // Shares start at zero, as wgpu clears new buffers.
+        let share = prior.map(|_| gpu.device.create_buffer(&wgpu::BufferDescriptor { label: Some("share"), size: rows_here as u64 * share_row_bytes(shape), usage, mapped_at_creation: false }));
+        buffers.push((create(label, &data), create(label, bytemuck::cast_slice(&biases)), create(label, bytemuck::cast_slice(&weights)), prior_data.map(|data| create("prior", &data)), share));
+    }
+    members
+        .into_iter()
+        .zip(places)
+        .zip(rooms)
+        .map(|((rows, (buffer, first_row)), room)| {
+            let (factors, bias, reg_weight, prior, share) = buffers[buffer].clone();
+            FactorBlock { factors, bias, reg_weight, prior, share, first_row, room, row_bytes: shape.row_bytes(), share_bytes: share_row_bytes(shape), rows }
         })
         .collect()
 }
@@ -85,10 +142,24 @@ pub(super) fn read_factor_blocks(gpu: &Gpu, shape: &KernelShape, blocks: &[Facto
 }
 
 impl FactorBlock {
+    /// The block's rows in a buffer of `row_bytes` a row: (offset, bytes) of its rows now, or
+    /// of its whole room.
+    fn span(&self, row_bytes: u64, whole_room: bool) -> (u64, u64) {
+        let rows = if whole_room { self.room } else { self.rows.len() as u64 };
+        (self.first_row * row_bytes, rows * row_bytes)
+    }
+
+    /// The block's room in `buffer` (of `row_bytes` a row), as a binding.
+    fn binding<'a>(&self, number: u32, buffer: &'a wgpu::Buffer, row_bytes: u64) -> wgpu::BindGroupEntry<'a> {
+        let (offset, size) = self.span(row_bytes, true);
+        wgpu::BindGroupEntry { binding: number, resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer, offset, size: std::num::NonZeroU64::new(size) }) }
+    }
+
     /// The rows' shares on the device, `k` values each in order (waits for the device).
     pub(super) fn read_share(&self, gpu: &Gpu, shape: &KernelShape, k: usize) -> Result<Vec<f32>> {
         let Some(buffer) = self.share.as_ref().filter(|_| !self.rows.is_empty()) else { return Ok(Vec::new()) };
-        let padded: Vec<f32> = bytemuck::pod_collect_to_vec(&gpu.read_back(buffer, self.rows.len() as u64 * share_row_bytes(shape))?);
+        let (offset, size) = self.span(share_row_bytes(shape), false);
+        let padded: Vec<f32> = bytemuck::pod_collect_to_vec(&gpu.read_back(buffer, offset, size)?);
         Ok(padded.chunks_exact(shape.k4() as usize * 4).flat_map(|row| &row[..k]).copied().collect())
     }
 
@@ -100,7 +171,7 @@ impl FactorBlock {
             for (r, row) in padded.chunks_exact_mut(stride).enumerate() {
                 row[..k].copy_from_slice(&share[r * k..][..k]);
             }
-            gpu.queue.write_buffer(buffer, 0, bytemuck::cast_slice(&padded));
+            gpu.queue.write_buffer(buffer, self.span(share_row_bytes(shape), false).0, bytemuck::cast_slice(&padded));
         }
     }
 
@@ -133,13 +204,15 @@ impl FactorBlock {
             return Ok((Vec::new(), Vec::new()));
         }
         let stride = shape.k4() as usize * 4;
-        let raw = gpu.read_back(&self.factors, self.rows.len() as u64 * shape.row_bytes())?;
+        let (offset, size) = self.span(shape.row_bytes(), false);
+        let raw = gpu.read_back(&self.factors, offset, size)?;
         let padded: Vec<f32> = match shape.precision {
             Precision::F32 => bytemuck::pod_collect_to_vec(&raw),
             Precision::F16 => bytemuck::pod_collect_to_vec::<u8, half::f16>(&raw).iter().map(|h| h.to_f32()).collect(),
         };
         let values = padded.chunks_exact(stride).flat_map(|row| &row[..k]).copied().collect();
-        let biases = bytemuck::pod_collect_to_vec(&gpu.read_back(&self.bias, 4 * self.rows.len() as u64)?);
+        let (offset, size) = self.span(4, false);
+        let biases = bytemuck::pod_collect_to_vec(&gpu.read_back(&self.bias, offset, size)?);
         Ok((values, biases))
     }
 
@@ -148,14 +221,14 @@ impl FactorBlock {
         if self.rows.is_empty() {
             return;
         }
-        gpu.queue.write_buffer(&self.factors, 0, &pack(self.rows.len(), k, |r| &factors[r * k..][..k], shape));
-        gpu.queue.write_buffer(&self.bias, 0, bytemuck::cast_slice(bias));
+        gpu.queue.write_buffer(&self.factors, self.span(shape.row_bytes(), false).0, &pack(self.rows.len(), k, |r| &factors[r * k..][..k], shape));
+        gpu.queue.write_buffer(&self.bias, self.span(4, false).0, bytemuck::cast_slice(bias));
     }
 
     /// Replaces the rows' priors on the device by `prior` (`k` values a row, in order).
     pub(super) fn write_prior(&self, gpu: &Gpu, shape: &KernelShape, k: usize, prior: &[f32]) {
         if let (Some(buffer), false) = (&self.prior, self.rows.is_empty()) {
-            gpu.queue.write_buffer(buffer, 0, &pack(self.rows.len(), k, |r| &prior[r * k..][..k], shape));
+            gpu.queue.write_buffer(buffer, self.span(shape.row_bytes(), false).0, &pack(self.rows.len(), k, |r| &prior[r * k..][..k], shape));
         }
     }
 
@@ -170,7 +243,7 @@ impl FactorBlock {
             return;
         }
         if let (Some(buffer), Some((prior, _))) = (&self.prior, implicit) {
-            gpu.queue.write_buffer(buffer, 0, &pack_rows(prior, &self.rows, shape));
+            gpu.queue.write_buffer(buffer, self.span(shape.row_bytes(), false).0, &pack_rows(prior, &self.rows, shape));
         }
         if let Some((_, share)) = implicit {
             let k = share.ncols();
@@ -178,10 +251,10 @@ impl FactorBlock {
             self.write_share(gpu, shape, k, &rows);
         }
         let weights: Vec<f32> = self.rows.iter().map(|&r| reg_weight[r as usize]).collect();
-        gpu.queue.write_buffer(&self.reg_weight, 0, bytemuck::cast_slice(&weights));
-        gpu.queue.write_buffer(&self.factors, 0, &pack_rows(factors, &self.rows, shape));
+        gpu.queue.write_buffer(&self.reg_weight, self.span(4, false).0, bytemuck::cast_slice(&weights));
+        gpu.queue.write_buffer(&self.factors, self.span(shape.row_bytes(), false).0, &pack_rows(factors, &self.rows, shape));
         let biases: Vec<f32> = self.rows.iter().map(|&r| bias[r as usize]).collect();
-        gpu.queue.write_buffer(&self.bias, 0, bytemuck::cast_slice(&biases));
+        gpu.queue.write_buffer(&self.bias, self.span(4, false).0, bytemuck::cast_slice(&biases));
     }
 }
 
@@ -363,20 +436,41 @@ fn wait_for(gpu: &Gpu, index: Option<wgpu::SubmissionIndex>) -> Result<()> {
 
 /// A bind group of a ratings binding with what `with` names.
 fn bind(gpu: &Gpu, ratings: wgpu::BindGroupEntry<'_>, with: &Bindings, label: &str, count: usize) -> Window {
+    let (users, items, row_bytes, share_bytes) = (with.users, with.items, with.users.row_bytes, with.users.share_bytes);
     let mut entries = vec![
-            ratings,
-            entry(1, &with.users.factors),
-            entry(2, &with.items.factors),
-            entry(3, &with.users.bias),
-            entry(4, &with.items.bias),
-            entry(5, with.params),
-            entry(6, with.output),
-            entry(7, &with.users.reg_weight),
-            entry(8, &with.items.reg_weight),
+        ratings,
+        users.binding(1, &users.factors, row_bytes),
+        items.binding(2, &items.factors, row_bytes),
+        users.binding(3, &users.bias, 4),
+        items.binding(4, &items.bias, 4),
+        entry(5, with.params),
+        entry(6, with.output),
+        users.binding(7, &users.reg_weight, 4),
+        items.binding(8, &items.reg_weight, 4),
     ];
-    if let (Some(prior), Some(share)) = (&with.users.prior, &with.users.share) {
-        entries.extend([entry(9, prior), entry(10, share)]);
+    if let (Some(prior), Some(share)) = (&users.prior, &users.share) {
+        entries.extend([users.binding(9, prior, row_bytes), users.binding(10, share, share_bytes)]);
     }
     let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(label), layout: &with.pipelines.layout, entries: &entries });
     Window { bind_group, count: count as u32 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::place_blocks;
+
+    #[test]
+    fn blocks_share_a_buffer_at_aligned_rows_until_a_binding_is_full() {
+        // Rooms of 5, 3, 8 and 2 rows, first rows multiples of 4, at most 16 rows a buffer.
+        let (places, buffers) = place_blocks(&[5, 3, 8, 2], 4, 16);
+        assert_eq!(places, vec![(0, 0), (0, 8), (1, 0), (1, 8)]);
+        assert_eq!(buffers, vec![11, 10]);
+        // A block larger than a buffer allows still gets one of its own.
+        let (places, buffers) = place_blocks(&[3, 40, 1], 4, 16);
+        assert_eq!(places, vec![(0, 0), (1, 0), (2, 0)]);
+        assert_eq!(buffers, vec![3, 40, 1]);
+        // Everything fits: one buffer, which a pass can bind whole.
+        let (places, buffers) = place_blocks(&[5, 5, 5], 1, 1 << 20);
+        assert_eq!((places, buffers), (vec![(0, 0), (0, 5), (0, 10)], vec![15]));
+    }
 }

@@ -287,8 +287,9 @@ impl Gpu {
         Ok(bytes)
     }
 
-    /// Copies `size` bytes of `source` (a COPY_SRC buffer) back to the host, after all work.
-    pub fn read_back(&self, source: &wgpu::Buffer, size: u64) -> Result<Vec<u8>> {
+    /// Copies `size` bytes of `source` (a COPY_SRC buffer) from `offset` back to the host,
+    /// after all work.
+    pub fn read_back(&self, source: &wgpu::Buffer, offset: u64, size: u64) -> Result<Vec<u8>> {
         let staging = self.scoped("allocating a read-back buffer", || {
             self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("staging"),
@@ -298,7 +299,7 @@ impl Gpu {
             })
         })?;
         let mut encoder = self.device.create_command_encoder(&Default::default());
-        encoder.copy_buffer_to_buffer(source, 0, &staging, 0, size);
+        encoder.copy_buffer_to_buffer(source, offset, &staging, 0, size);
         let index = self.queue.submit([encoder.finish()]);
         self.read_mapped(&staging, size, Some(index))
     }

@@ -9,6 +9,7 @@ use super::{Gpu, GpuSolver};
 use crate::data::Rating;
 use crate::error::Result;
 use crate::implicit::{ImplicitFeedback, Reach};
+use crate::schedule::Schedule;
 use crate::solver::Solver;
 use crate::update::Step;
 use ndarray::Array2;
@@ -113,18 +114,20 @@ pub(super) struct DeviceImplicit {
     passes: Vec<(wgpu::BindGroup, u32)>,
 }
 
-/// Where each group of `ids` starts, and the `other` of each member in group order.
-fn grouped(ratings: &[Rating], rows: usize, key: impl Fn(&Rating) -> usize, other: impl Fn(&Rating) -> u32) -> (Vec<u32>, Vec<u32>) {
+/// Where each of `rows` groups starts, and the `other` of each member in group order, over the
+/// ratings of every block.
+fn grouped(blocks: &[&[Rating]], rows: usize, key: impl Fn(&Rating) -> usize, other: impl Fn(&Rating) -> u32) -> (Vec<u32>, Vec<u32>) {
+    let ratings = || blocks.iter().flat_map(|b| b.iter());
     let mut start = vec![0u32; rows + 1];
-    for r in ratings {
+    for r in ratings() {
         start[key(r) + 1] += 1;
     }
     for i in 0..rows {
         start[i + 1] += start[i];
     }
     let mut next = start.clone();
-    let mut members = vec![0u32; ratings.len()];
-    for r in ratings {
+    let mut members = vec![0u32; start[rows] as usize];
+    for r in ratings() {
         let slot = &mut next[key(r)];
         members[*slot as usize] = other(r);
         *slot += 1;
@@ -163,15 +166,22 @@ pub(super) fn largest_buffer(shape: &KernelShape, ratings: usize, items: usize) 
 }
 
 impl DeviceImplicit {
-    /// Uploads the state for `ratings` (ids as rows) with y = 0 and binds the passes to the
-    /// resident rows: `rows` are the user factors, item factors, item regularisation weights,
-    /// user priors and user shares.
+    /// Uploads the state for `schedule`'s ratings with y = 0 and binds the passes to the
+    /// resident rows, each side in one buffer: `rows` are the user factors, item factors, item
+    /// regularisation weights, user priors and user shares; `places` each user's and item's row
+    /// there by position, and `(users, items)` the buffers' rows (blocks' padding included).
     #[allow(clippy::too_many_arguments)]
-    pub fn new(gpu: &Gpu, shape: &KernelShape, pipelines: &Pipelines, ratings: &[Rating], users: usize, items: usize, reach: &Reach, rows: [&wgpu::Buffer; 5], params: &wgpu::Buffer) -> DeviceImplicit {
+    pub fn new(gpu: &Gpu, shape: &KernelShape, pipelines: &Pipelines, schedule: &Schedule, places: &(Vec<u32>, Vec<u32>), (users, items): (usize, usize), reach: &Reach, rows: [&wgpu::Buffer; 5], params: &wgpu::Buffer) -> DeviceImplicit {
         let [user_factors, item_factors, item_reg_weight, prior, share] = rows;
         let k4 = shape.k4() as u64;
-        let (user_start, user_items) = grouped(ratings, users, |r| r.user as usize, |r| r.item);
-        let (item_start, item_users) = grouped(ratings, items, |r| r.item as usize, |r| r.user);
+        let (user_row, item_row) = (|r: &Rating| places.0[r.user as usize], |r: &Rating| places.1[r.item as usize]);
+        let blocks: Vec<&[Rating]> = (0..schedule.len()).map(|b| schedule.block(b)).collect();
+        let (user_start, user_items) = grouped(&blocks, users, |r| user_row(r) as usize, item_row);
+        let (item_start, item_users) = grouped(&blocks, items, |r| item_row(r) as usize, user_row);
+        let mut item_reach = vec![0.0f32; items];
+        for (p, &reach) in reach.item_reach.iter().enumerate() {
+            item_reach[places.1[p] as usize] = reach;
+        }
         let usage = wgpu::BufferUsages::STORAGE;
         let init = |label: &str, contents: &[u8]| gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents, usage });
         // Created zeroed, as wgpu clears new buffers.
@@ -181,7 +191,7 @@ impl DeviceImplicit {
         let (run_start, item_runs) = runs(&item_start);
         let item_start = init("item starts", bytemuck::cast_slice(&item_start));
         let item_users = init("item users", bytemuck::cast_slice(&item_users));
-        let item_reach = init("item reach", bytemuck::cast_slice(&reach.item_reach));
+        let item_reach = init("item reach", bytemuck::cast_slice(&item_reach));
         let run_count = run_start.len() as u64 - 1;
         let run_sums = zeroed("run sums", 16 * k4 * run_count);
         let run_start = init("run starts", bytemuck::cast_slice(&run_start));

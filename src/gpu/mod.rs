@@ -335,17 +335,25 @@ impl GpuSolver {
                 gpu.adapter.name, gpu.limits.max_storage_buffers_per_shader_stage
             )));
         }
-        let implicit_bytes = implicit::device_bytes(&shape, train_len, m, n);
+        let swapped = plan.swapped_rows.is_some();
+        let user_layout = buffers::SideLayout::new(&gpu, &shape, &schedule.users, swapped, own_users, params.implicit, max_binding);
+        let item_layout = buffers::SideLayout::new(&gpu, &shape, &schedule.items, swapped, &|_| true, false, max_binding);
+        // The passes index rows by their place in each side's one buffer (blocks lie there
+        // one after another, aligned), so they need each side in one buffer.
+        let (m_rows, n_rows) = (user_layout.whole_rows().unwrap_or(m as u64) as usize, item_layout.whole_rows().unwrap_or(n as u64) as usize);
+        let implicit_bytes = implicit::device_bytes(&shape, train_len, m_rows, n_rows);
         let on_host = if !params.implicit {
             None
-        } else if schedule.len() != 1 || plan.swapped_rows.is_some() {
-            Some(format!("the factors are cut into {} blocks", schedule.grid()))
+        } else if swapped {
+            Some(format!("the factors are swapped onto the device in {} blocks", schedule.grid()))
+        } else if user_layout.whole_rows().is_none() || item_layout.whole_rows().is_none() {
+            Some(format!("a side's factor rows do not fit one binding of {}", crate::resources::human_bytes(max_binding)))
         } else if schedule.on_disk() {
             Some("the ratings stream from disk".to_string())
         } else if streamed_window.is_some() {
             Some("the ratings stream from host memory".to_string())
-        } else if implicit::largest_buffer(&shape, train_len, n) > max_binding {
-            Some(format!("its state needs a binding of {}, above the device's {}", crate::resources::human_bytes(implicit::largest_buffer(&shape, train_len, n)), crate::resources::human_bytes(max_binding)))
+        } else if implicit::largest_buffer(&shape, train_len, n_rows) > max_binding {
+            Some(format!("its state needs a binding of {}, above the device's {}", crate::resources::human_bytes(implicit::largest_buffer(&shape, train_len, n_rows)), crate::resources::human_bytes(max_binding)))
         } else if plan.budget.is_some_and(|budget| needed + implicit_bytes + OVERHEAD_BYTES > budget) {
             Some(format!("its {} do not fit the GPU memory budget beside the ratings and factors", crate::resources::human_bytes(implicit_bytes)))
         } else {
@@ -365,6 +373,7 @@ impl GpuSolver {
             params.rank,
             options.precision
         );
+        let rows_by_position = (params.implicit && on_host.is_none()).then(|| (user_layout.rows_by_position(&schedule.users), item_layout.rows_by_position(&schedule.items)));
         let (user_blocks, item_blocks, params_buffer, train_partials, test_partials) = gpu.scoped(&what, || {
             let partials = |label: &str, workgroups: u32| {
                 gpu.device.create_buffer(&wgpu::BufferDescriptor {
@@ -374,10 +383,9 @@ impl GpuSolver {
                     mapped_at_creation: false,
                 })
             };
-            let swapped = plan.swapped_rows.is_some();
             (
-                buffers::upload_factor_blocks(&gpu, &shape, &schedule.users, &model.user_factors, &model.user_bias, &weights.users, prior_rows.as_ref(), swapped, own_users, "user block"),
-                buffers::upload_factor_blocks(&gpu, &shape, &schedule.items, &model.item_factors, &model.item_bias, &weights.items, None, swapped, &|_| true, "item block"),
+                buffers::upload_factor_blocks(&gpu, &shape, user_layout, &model.user_factors, &model.user_bias, &weights.users, prior_rows.as_ref(), "user block"),
+                buffers::upload_factor_blocks(&gpu, &shape, item_layout, &model.item_factors, &model.item_bias, &weights.items, None, "item block"),
                 gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                     label: Some("params"),
                     contents: bytemuck::bytes_of(&uniform),
@@ -392,9 +400,10 @@ impl GpuSolver {
             (true, None) => {
                 let reach = crate::implicit::Reach::of(&schedule)?;
                 let (users, items) = (&user_blocks[0], &item_blocks[0]);
+                let places = rows_by_position.expect("made where the passes run on the device");
                 let (prior, share) = users.prior.as_ref().zip(users.share.as_ref()).expect("user blocks carry priors and shares with implicit feedback");
                 let rows = [&users.factors, &items.factors, &items.reg_weight, prior, share];
-                Some(implicit::Implicit::Device(gpu.scoped("uploading implicit feedback's state", || implicit::DeviceImplicit::new(&gpu, &shape, &pipelines, schedule.block(0), m, n, &reach, rows, &params_buffer))?))
+                Some(implicit::Implicit::Device(gpu.scoped("uploading implicit feedback's state", || implicit::DeviceImplicit::new(&gpu, &shape, &pipelines, &schedule, &places, (m_rows, n_rows), &reach, rows, &params_buffer))?))
             }
             (true, Some(why)) => {
                 let state = crate::implicit::ImplicitFeedback::new(&schedule, params.rank, &weights.by_position(&schedule).items)?;

@@ -50,6 +50,9 @@ if [ "$SWEEP_EPOCHS" -gt 0 ]; then
     for rows in 16384 32768 65536; do
         bench "k128_block$rows" 128 gpu,gpu-f16 "$SWEEP_EPOCHS" --user-block-rows $rows
     done
+    # The default model in user blocks: its passes stay on the device (each side's blocks in
+    # one buffer), so this row against k128_implicit says what the blocks give it.
+    GPUMF_FLAGS=${GPUMF_FLAGS/ --no-implicit/} bench k128_implicit_block32768 128 gpu,gpu-f16 "$SWEEP_EPOCHS" --user-block-rows 32768
     for n in 8192 34270 68540; do
         bench "k128_inflight$n" 128 gpu,gpu-f16 "$SWEEP_EPOCHS" --in-flight $n
         bench "k32_inflight$n" 32 gpu "$SWEEP_EPOCHS" --in-flight $n

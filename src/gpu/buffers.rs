@@ -1,5 +1,6 @@
 //! The problem's buffers on the device: factor rows block by block (packed to whole vec4s in
-//! the storage precision), and each schedule block's ratings with ids made rows of its blocks.
+//! the storage precision; a side's blocks at aligned offsets in as few buffers as bindings
+//! allow), and each schedule block's ratings with ids made rows of its blocks.
 
 use super::kernel::{KernelShape, Pipelines};
 use super::{Gpu, Precision, Upload};

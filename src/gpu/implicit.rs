@@ -1,8 +1,9 @@
 //! Implicit feedback on the GPU ([`crate::implicit`] says what it computes). The update kernel
 //! pulls each user row toward its prior and adds to its share, both bound beside the user
 //! block; after each epoch y and the priors move, by the passes of shaders/implicit.wgsl where
-//! every rating and factor row is resident in one block (they index rows by id), else by the
-//! CPU's passes on the host, between epochs, over the factors and shares read back.
+//! every rating and factor row is resident and each side's blocks lie in one buffer (the passes
+//! bind it whole and index rows by their place there), else by the CPU's passes on the host,
+//! between epochs, over the factors and shares read back.
 
 use super::kernel::{KernelShape, Pipelines};
 use super::{Gpu, GpuSolver};

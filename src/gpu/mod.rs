@@ -327,8 +327,9 @@ impl GpuSolver {
             + partial_bytes(update_workgroups)
             + partial_bytes(EVAL_WORKGROUPS)
             + streamed_window.map_or(12 * (train_len + test.len()) as u64, |w| (RING_SLOTS * w * 12) as u64);
-        // Implicit feedback's passes run on the device where every rating and row is resident
-        // in one block and their state fits beside them; elsewhere on the host, between epochs.
+        // Implicit feedback's passes run on the device where every rating and row is resident,
+        // each side in one buffer, and their state fits beside them; elsewhere on the host,
+        // between epochs.
         if params.implicit && gpu.limits.max_storage_buffers_per_shader_stage < 10 {
             return Err(Error::Gpu(format!(
                 "{} allows {} storage buffers per shader stage; implicit feedback needs 10 (--no-implicit trains without it)",

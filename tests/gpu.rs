@@ -186,7 +186,7 @@ fn implicit_feedback_on_the_gpu_beats_the_plain_model_like_the_cpu() {
     let f16 = GpuOptions { precision: Precision::F16, ..GpuOptions::default() };
     let small_binding = GpuOptions { max_binding_bytes: Some(64 << 10), ..GpuOptions::default() };
     let blocked = Some(GridSize { user_blocks: 2, item_blocks: 3 });
-    for (options, blocks, where_) in [(GpuOptions::default(), None, ", implicit feedback)"), (f16, None, ", implicit feedback)"), (GpuOptions::default(), blocked, ", implicit feedback)"), (small_binding, None, "on the host")] {
+    for (options, blocks, where_) in [(GpuOptions::default(), None, ", implicit feedback)"), (f16.clone(), None, ", implicit feedback)"), (GpuOptions::default(), blocked, ", implicit feedback)"), (f16.clone(), blocked, ", implicit feedback)"), (small_binding, None, "on the host")] {
         let params = Params { blocks, ..params.clone() };
         let run = |params: &Params| train(&problem, params, &gpu(options.clone()), |_| {}).unwrap();
         let (implicit, plain) = (run(&params), run(&Params { implicit: false, ..params.clone() }));

@@ -44,6 +44,18 @@ bench k32 32 gpu "$EPOCHS"
 # With implicit feedback (gpumf's default model): its passes after each epoch on the device.
 GPUMF_FLAGS=${GPUMF_FLAGS/ --no-implicit/} bench k128_implicit 128 gpu,gpu-f16 "$EPOCHS"
 
+# The peer on the identical files, before the sweep: should the call run out of time in the
+# sweep, the side-by-side comparison is already in $OUT.
+if [ "${CUMF:-1}" = 1 ] && [ -d .device/cumf_sgd ]; then
+    bash .device/cumf_sgd/build.sh /tmp/cumf_build > "$OUT/cumf_build.txt" 2>&1 || echo "cuMF_SGD build failed (see cumf_build.txt)"
+    C=/tmp/cumf_build
+    if [ -x $C/singleGPU/cumf_sgd ]; then
+        $C/singleGPU/cumf_sgd -g 1 -l 0.05 -a 0.08 -b 0.3 -u 1 -v 1 -x 1 -y 1 -s 6864 -k 128 -t "$EPOCHS" \
+            "$W/train.bin" "$W/cumf.model" > "$OUT/cumf.txt" 2>&1
+        $C/test/mf-predict -e 0 "$W/test.bin" "$W/cumf.model" "$W/cumf.out" >> "$OUT/cumf.txt" 2>&1
+    fi
+fi
+
 # The tuning sweep: blocks of users whose rows fit the 50 MB L2 (one dispatch per block),
 # ratings in flight, lanes per rating.
 if [ "$SWEEP_EPOCHS" -gt 0 ]; then
@@ -68,16 +80,6 @@ if [ "$SWEEP_EPOCHS" -gt 0 ]; then
     # whether the device waited for the uploads.
     bench k128_stream_mapped 128 gpu "$SWEEP_EPOCHS" --gpu-memory ${STREAM_BUDGET:-1GiB} --upload mapped
     bench k128_stream_copied 128 gpu "$SWEEP_EPOCHS" --gpu-memory ${STREAM_BUDGET:-1GiB} --upload copied
-fi
-
-if [ "${CUMF:-1}" = 1 ] && [ -d .device/cumf_sgd ]; then
-    bash .device/cumf_sgd/build.sh /tmp/cumf_build > "$OUT/cumf_build.txt" 2>&1 || echo "cuMF_SGD build failed (see cumf_build.txt)"
-    C=/tmp/cumf_build
-    if [ -x $C/singleGPU/cumf_sgd ]; then
-        $C/singleGPU/cumf_sgd -g 1 -l 0.05 -a 0.08 -b 0.3 -u 1 -v 1 -x 1 -y 1 -s 6864 -k 128 -t "$EPOCHS" \
-            "$W/train.bin" "$W/cumf.model" > "$OUT/cumf.txt" 2>&1
-        $C/test/mf-predict -e 0 "$W/test.bin" "$W/cumf.model" "$W/cumf.out" >> "$OUT/cumf.txt" 2>&1
-    fi
 fi
 
 python3 scripts/bench_table.py "$OUT" "$EPOCHS" | tee "$OUT/summary.txt"

@@ -22,8 +22,8 @@ GEN_FLAGS=${GEN_FLAGS:---netflix}
 # Since 7cc41f0/50fff0f they are in units of the ratings' spread with λ weighted by √(100/n) per
 # row; on 20M Netflix-shaped ratings (dev, rank 32, 20 epochs) they reach test RMSE 0.130 so,
 # against 0.150 with `--no-scale --constant-reg` (their meaning before), at the same speed.
-# `--no-implicit`: cuMF_SGD trains the plain model; the `implicit` rows time the default model.
-GPUMF_FLAGS=${GPUMF_FLAGS:---lr 0.05 --lr-decay 0.1 --reg 0.01 --reg-bias 0.01 --init-std 0.05 --no-implicit}
+# `--no-svdpp`: cuMF_SGD trains the plain model; the `implicit` rows time the default model.
+GPUMF_FLAGS=${GPUMF_FLAGS:---lr 0.05 --lr-decay 0.1 --reg 0.01 --reg-bias 0.01 --init-std 0.05 --no-svdpp}
 mkdir -p "$OUT/runs" "$W"
 { $G info; nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.memory --format=csv 2>/dev/null; } | tee "$OUT/machine.txt"
 
@@ -41,8 +41,8 @@ bench() {
 # The issue's targets, defaults only.
 bench k128 128 gpu,gpu-f16 "$EPOCHS"
 bench k32 32 gpu "$EPOCHS"
-# With implicit feedback (gpumf's default model): its passes after each epoch on the device.
-GPUMF_FLAGS=${GPUMF_FLAGS/ --no-implicit/} bench k128_implicit 128 gpu,gpu-f16 "$EPOCHS"
+# With the SVD++ term (gpumf's default model): its passes after each epoch on the device.
+GPUMF_FLAGS=${GPUMF_FLAGS/ --no-svdpp/} bench k128_implicit 128 gpu,gpu-f16 "$EPOCHS"
 
 # The peer on the identical files, before the sweep: should the call run out of time in the
 # sweep, the side-by-side comparison is already in $OUT.
@@ -64,7 +64,7 @@ if [ "$SWEEP_EPOCHS" -gt 0 ]; then
     done
     # The default model in user blocks: its passes stay on the device (each side's blocks in
     # one buffer), so this row against k128_implicit says what the blocks give it.
-    GPUMF_FLAGS=${GPUMF_FLAGS/ --no-implicit/} bench k128_implicit_block32768 128 gpu,gpu-f16 "$SWEEP_EPOCHS" --user-block-rows 32768
+    GPUMF_FLAGS=${GPUMF_FLAGS/ --no-svdpp/} bench k128_implicit_block32768 128 gpu,gpu-f16 "$SWEEP_EPOCHS" --user-block-rows 32768
     for n in 8192 34270 68540; do
         bench "k128_inflight$n" 128 gpu,gpu-f16 "$SWEEP_EPOCHS" --in-flight $n
         bench "k32_inflight$n" 32 gpu "$SWEEP_EPOCHS" --in-flight $n

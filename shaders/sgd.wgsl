@@ -2,8 +2,8 @@
 // whole workgroup without subgroup support) each take one rating at a time and update its user
 // and item rows in place, with no locks; in sparse data two groups rarely share a row.
 //
-// Composed at pipeline creation as: header + group prelude + this file + implicit.wgsl (with
-// implicit feedback; without, a zero user_prior and an add_share that does nothing follow).
+// Composed at pipeline creation as: header + group prelude + this file + svdpp.wgsl (with
+// the SVD++ term; without, a zero user_prior and an add_share that does nothing follow).
 // The header defines
 //   Factor  the storage type of four factors, vec4<f32> or vec4<f16> (then `enable f16;`)
 //   K4      vec4s per factor row: ceil(rank / 4), the padding lanes stay exactly zero
@@ -162,7 +162,7 @@ fn sgd_update(ids: GroupIds) {
             if (f < K4) {
                 let p = rows.p[c];
                 let q = rows.q[c];
-                // Pulled toward the user's prior (zero without implicit feedback).
+                // Pulled toward the user's prior (zero without the SVD++ term).
                 let z = user_prior(r.user * K4 + f);
                 user_factors[r.user * K4 + f] = Factor(p + lr * (scaled * q - reg_u * (p - z)));
                 add_share(r.user * K4 + f, scaled * q);

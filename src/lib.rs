@@ -16,7 +16,7 @@ pub mod distributed;
 pub mod ensemble;
 mod error;
 pub mod gpu;
-pub(crate) mod implicit;
+pub(crate) mod svdpp;
 pub mod lab;
 pub mod metrics;
 pub mod model;

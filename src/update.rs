@@ -63,8 +63,8 @@ impl Step {
 /// One SGD update for one rating, reading the old p and q on both sides:
 /// e = r − prediction, ε = e / unit; p += lr(ε·q − w_u·λ·(p − z)); q += lr(ε·p − w_i·λ·q);
 /// b_u += lr(e − w_u·λ_b·b_u), b_i likewise. `weight` is (w_u, w_i), the two rows'
-/// regularisation weights ([`crate::model::Params::reg_weights`]). With implicit feedback
-/// ([`crate::implicit`]), `prior` is the user's z, which the user row is pulled toward instead
+/// regularisation weights ([`crate::model::Params::reg_weights`]). With the SVD++ term
+/// ([`crate::svdpp`]), `prior` is the user's z, which the user row is pulled toward instead
 /// of zero, and `share` gathers ε·q (the old q) for the pass after the epoch; both are empty
 /// without it.
 /// Returns e, the error before the update: its squares summed over an epoch are the epoch's

@@ -47,7 +47,7 @@ pub fn dense_problem(a: &Array2<f64>) -> Problem {
 /// Settings that drive SGD close to the optimum of the plain (unregularised, bias-free)
 /// objective, as the SVD comparison needs.
 pub fn dense_params(rank: usize, epochs: usize, seed: u64) -> Params {
-    Params { rank, epochs, learning_rate: 0.02, lr_decay: 0.02, reg: 0.0, reg_bias: 0.0, biases: false, init_std: 0.3, seed, scale: false, implicit: false, ..Params::default() }
+    Params { rank, epochs, learning_rate: 0.02, lr_decay: 0.02, reg: 0.0, reg_bias: 0.0, biases: false, init_std: 0.3, seed, scale: false, svdpp: false, ..Params::default() }
 }
 
 /// The lab's settings for its 3×3 matrix: a constant learning rate of 0.01 for 3000 epochs

@@ -288,26 +288,26 @@ fn mismatched_or_missing_peers_get_clear_errors_and_nothing_is_written() {
     assert!(!o.status.success() && !checkpoints.exists(), "a run that never started makes no checkpoint directory");
 }
 
-/// Implicit feedback, the default, is not in the distributed runner yet: a cluster run trains
-/// without it, says so (unless asked for --no-implicit), and its summary records it off; the
+/// The SVD++ term, the default, is not in the distributed runner yet: a cluster run trains
+/// without it, says so (unless asked for --no-svdpp), and its summary records it off; the
 /// library refuses it by name.
 #[test]
-fn the_cluster_trains_without_implicit_feedback_and_says_so() {
+fn the_cluster_trains_without_the_svdpp_term_and_says_so() {
     let plain = |extra: &[&str]| {
         let mut args: Vec<String> = ["train", "--train", &shipped(), "--test-fraction", "0.2", "--workers", "2", "--blocks", "4", "--epochs", "2", "--rank", "8"].iter().map(|s| s.to_string()).collect();
         args.extend(extra.iter().map(|s| s.to_string()));
         run(&args)
     };
     let o = plain(&[]);
-    assert!(o.status.success() && stderr(&o).contains("without implicit feedback"), "{}", stderr(&o));
-    let asked = plain(&["--no-implicit"]);
-    assert!(asked.status.success() && !stderr(&asked).contains("implicit"), "{}", stderr(&asked));
+    assert!(o.status.success() && stderr(&o).contains("without the SVD++ term"), "{}", stderr(&o));
+    let asked = plain(&["--no-svdpp"]);
+    assert!(asked.status.success() && !stderr(&asked).contains("SVD++"), "{}", stderr(&asked));
     let v = json(&run(&common(&["--workers", "2"])));
-    assert_eq!(v["settings"]["params"]["implicit"], serde_json::Value::Bool(false));
+    assert_eq!(v["settings"]["params"]["svdpp"], serde_json::Value::Bool(false));
     let problem = gpumf::data::split_random(&gpumf::data::load_ratings(std::path::Path::new(&shipped()), Default::default()).unwrap().ratings, 0.2, 1).unwrap();
     let params = gpumf::model::Params { rank: 4, epochs: 1, ..Default::default() };
     let cluster = gpumf::distributed::Cluster::threads(2);
     let stripes = gpumf::distributed::Stripes::from_problem(problem, &params, &cluster).unwrap();
     let e = gpumf::distributed::train(stripes, &params, &cluster, |_| {}).err().expect("refused").to_string();
-    assert!(e.contains("--no-implicit"), "{e}");
+    assert!(e.contains("--no-svdpp"), "{e}");
 }

@@ -8,7 +8,7 @@ use common::{Needs, Test};
 use gpumf::cpu::CpuMode;
 use gpumf::data::{load_ratings, split_random, LoadOptions, Problem};
 use gpumf::choice::Choice;
-use gpumf::gpu::{GpuOptions, GpuSolver, KernelShape, Precision, Upload, GROUP_SUBGROUP_WGSL, GROUP_WORKGROUP_WGSL, IMPLICIT_WGSL, SGD_WGSL};
+use gpumf::gpu::{GpuOptions, GpuSolver, KernelShape, Precision, Upload, GROUP_SUBGROUP_WGSL, GROUP_WORKGROUP_WGSL, SVDPP_WGSL, SGD_WGSL};
 use gpumf::metrics;
 use gpumf::model::{Model, Params};
 use gpumf::schedule::GridSize;
@@ -31,8 +31,8 @@ fn shapes() -> Vec<KernelShape> {
         for (subgroups, width) in [(true, 8), (true, 32), (true, 64), (false, 0)] {
             for rank in [1, 3, 4, 31, 32, 128, 130, 512, 1000] {
                 let shape = KernelShape::new(rank, precision, subgroups, width, None).unwrap();
-                // With implicit feedback's prior and passes too.
-                out.extend([shape, KernelShape { implicit: true, ..shape }]);
+                // With the SVD++ term's prior and passes too.
+                out.extend([shape, KernelShape { svdpp: true, ..shape }]);
             }
         }
         // Every lane count the flag allows, on the widest subgroup.
@@ -49,7 +49,7 @@ fn sgd_wgsl_validates_for_every_rank_precision_and_group() {
     for shape in shapes() {
         let source = shape.source();
         assert!(source.contains(SGD_WGSL));
-        assert_eq!(source.contains(IMPLICIT_WGSL), shape.implicit);
+        assert_eq!(source.contains(SVDPP_WGSL), shape.svdpp);
         validate_wgsl(&source, &format!("{shape:?}"));
     }
 }
@@ -173,10 +173,10 @@ fn small_problem() -> Problem {
     split_random(&all, 0.2, 7).unwrap()
 }
 
-/// Implicit feedback on the GPU (its passes on the device, in f32 and f16, with the factors in
+/// The SVD++ term on the GPU (its passes on the device, in f32 and f16, with the factors in
 /// one block or cut into blocks, and on the host where a side's rows do not fit one binding)
 /// beats the plain model as on the CPU, and reaches the CPU's RMSE.
-fn implicit_feedback_on_the_gpu_beats_the_plain_model_like_the_cpu() {
+fn svdpp_term_on_the_gpu_beats_the_plain_model_like_the_cpu() {
     if !common::gpu_available() {
         return;
     }
@@ -186,15 +186,15 @@ fn implicit_feedback_on_the_gpu_beats_the_plain_model_like_the_cpu() {
     let f16 = GpuOptions { precision: Precision::F16, ..GpuOptions::default() };
     let small_binding = GpuOptions { max_binding_bytes: Some(64 << 10), ..GpuOptions::default() };
     let blocked = Some(GridSize { user_blocks: 2, item_blocks: 3 });
-    for (options, blocks, where_) in [(GpuOptions::default(), None, ", implicit feedback)"), (f16.clone(), None, ", implicit feedback)"), (GpuOptions::default(), blocked, ", implicit feedback)"), (f16.clone(), blocked, ", implicit feedback)"), (small_binding, None, "on the host")] {
+    for (options, blocks, where_) in [(GpuOptions::default(), None, ", the SVD++ term)"), (f16.clone(), None, ", the SVD++ term)"), (GpuOptions::default(), blocked, ", the SVD++ term)"), (f16.clone(), blocked, ", the SVD++ term)"), (small_binding, None, "on the host")] {
         let params = Params { blocks, ..params.clone() };
         let run = |params: &Params| train(&problem, params, &gpu(options.clone()), |_| {}).unwrap();
-        let (implicit, plain) = (run(&params), run(&Params { implicit: false, ..params.clone() }));
+        let (svdpp, plain) = (run(&params), run(&Params { svdpp: false, ..params.clone() }));
         let rmse = |t: &gpumf::training::Trained| t.history.last().unwrap().test_rmse.unwrap();
-        println!("{}: implicit feedback {:.4}, without {:.4}, cpu {cpu:.4}", implicit.backend, rmse(&implicit), rmse(&plain));
-        assert!(implicit.backend.contains(where_) && !plain.backend.contains("implicit"), "{} / {}", implicit.backend, plain.backend);
-        assert!(rmse(&implicit) < rmse(&plain) - 0.003, "{}: {} with implicit feedback, {} without", implicit.backend, rmse(&implicit), rmse(&plain));
-        assert!((rmse(&implicit) - cpu).abs() < 0.005, "{}: {} against the cpu's {cpu}", implicit.backend, rmse(&implicit));
+        println!("{}: the SVD++ term {:.4}, without {:.4}, cpu {cpu:.4}", svdpp.backend, rmse(&svdpp), rmse(&plain));
+        assert!(svdpp.backend.contains(where_) && !plain.backend.contains("SVD++"), "{} / {}", svdpp.backend, plain.backend);
+        assert!(rmse(&svdpp) < rmse(&plain) - 0.003, "{}: {} with the SVD++ term, {} without", svdpp.backend, rmse(&svdpp), rmse(&plain));
+        assert!((rmse(&svdpp) - cpu).abs() < 0.005, "{}: {} against the cpu's {cpu}", svdpp.backend, rmse(&svdpp));
     }
 }
 
@@ -335,8 +335,8 @@ fn one_rating_in_flight_gives_the_sequential_trainers_factors() {
         // Streamed: ratings through the ring with the factors on the device, and with the
         // factors swapped block by block too; the grid is the one the budget makes the GPU
         // choose, given to the CPU as well.
-        // What everything but implicit feedback's state takes: less than that streams.
-        let plain = Params { implicit: false, ..params.clone() };
+        // What everything but the SVD++ term's state takes: less than that streams.
+        let plain = Params { svdpp: false, ..params.clone() };
         let need = GpuSolver::new(problem, Model::init(problem, &plain), &plain, &one).unwrap().buffer_bytes();
         let rows = (problem.num_users() + problem.num_items()) as u64;
         // Both ways of streaming: the host writing into mapped buffers, and copies.
@@ -346,7 +346,7 @@ fn one_rating_in_flight_gives_the_sequential_trainers_factors() {
             let params = Params { blocks: Some(grid), ..params.clone() };
             let cpu = train(problem, &params, &Backend::Cpu(CpuMode::Sequential), |_| {}).unwrap();
             let gpu = train(problem, &params, &gpu(options), |_| {}).unwrap();
-            assert!(gpu.backend.contains("streamed") && gpu.backend.contains(upload.name()) && gpu.backend.contains("implicit feedback"), "{}", gpu.backend);
+            assert!(gpu.backend.contains("streamed") && gpu.backend.contains(upload.name()) && gpu.backend.contains("the SVD++ term"), "{}", gpu.backend);
             let windows: u64 = gpu.history.iter().map(|r| r.uploads.windows).sum();
             assert!(windows >= params.epochs as u64 && gpu.history.iter().all(|r| r.uploads.while_device_busy <= r.uploads.windows), "{:?}", gpu.history.iter().map(|r| r.uploads).collect::<Vec<_>>());
             let diff = largest_difference(&cpu.model, &gpu.model);
@@ -360,7 +360,7 @@ fn one_rating_in_flight_gives_the_sequential_trainers_factors() {
         let small_binding = GpuOptions { max_binding_bytes: Some(16 << 10), ..one.clone() };
         let rows_fit = (16 << 10) / 64;
         let fitted = GridSize { user_blocks: m.div_ceil(rows_fit), item_blocks: n.div_ceil(rows_fit) };
-        for (blocks, options, passes) in [(None, one.clone(), ", implicit feedback)"), (Some(GridSize { user_blocks: 3, item_blocks: 2 }), one.clone(), ", implicit feedback)"), (Some(fitted), small_binding, "implicit feedback on the host")] {
+        for (blocks, options, passes) in [(None, one.clone(), ", the SVD++ term)"), (Some(GridSize { user_blocks: 3, item_blocks: 2 }), one.clone(), ", the SVD++ term)"), (Some(fitted), small_binding, "the SVD++ term on the host")] {
             let params = Params { blocks, ..exact_params() };
             let cpu = train(problem, &params, &Backend::Cpu(CpuMode::Sequential), |_| {}).unwrap();
             let gpu = train(problem, &params, &gpu(options), |_| {}).unwrap();
@@ -453,9 +453,9 @@ fn blocks_on_disk_stream_to_the_gpu_exactly() {
     assert!(o.status.success() && out.contains("ratings streamed") && out.contains("test RMSE") && err.contains("blocks on disk"), "{out}\n{err}");
 }
 
-/// Implicit feedback's passes on the device sum a popular item's users in runs: with one rating
+/// The SVD++ term's passes on the device sum a popular item's users in runs: with one rating
 /// in flight they still give the sequential trainer's factors when an item has thousands.
-fn a_popular_item_gives_the_sequential_trainers_factors_with_implicit_feedback() {
+fn a_popular_item_gives_the_sequential_trainers_factors_with_the_svdpp_term() {
     if !common::gpu_available() {
         return;
     }
@@ -467,7 +467,7 @@ fn a_popular_item_gives_the_sequential_trainers_factors_with_implicit_feedback()
     let gpu = train(&problem, &params, &gpu(GpuOptions { in_flight: Some(1), ..GpuOptions::default() }), |_| {}).unwrap();
     let diff = largest_difference(&cpu.model, &gpu.model);
     println!("{}: largest difference {diff:e}", gpu.backend);
-    assert!(gpu.backend.ends_with(", implicit feedback)"), "the passes run on the device: {}", gpu.backend);
+    assert!(gpu.backend.ends_with(", the SVD++ term)"), "the passes run on the device: {}", gpu.backend);
     assert!(diff < 1e-5, "{}: differs by {diff}", gpu.backend);
 }
 
@@ -548,8 +548,8 @@ fn two_devices_on_one_adapter_train_like_one() {
         return;
     }
     let Some(problem) = common::ml100k_fold(1) else { return };
-    // The distributed runner has no implicit feedback.
-    let params = Params { rank: 32, epochs: 20, implicit: false, ..Params::default() };
+    // The distributed runner has no SVD++ term.
+    let params = Params { rank: 32, epochs: 20, svdpp: false, ..Params::default() };
     let run = |devices: Vec<usize>| {
         let cluster = gpumf::distributed::Cluster { gpu: Some((GpuOptions::default(), devices.clone())), ..gpumf::distributed::Cluster::threads(devices.len()) };
         let stripes = gpumf::distributed::Stripes::from_problem(problem.clone(), &params, &cluster).unwrap();
@@ -570,8 +570,8 @@ fn two_devices_on_one_adapter_train_like_one() {
 fn main() -> std::process::ExitCode {
     common::harness(vec![
         Test { name: "sgd_wgsl_validates_for_every_rank_precision_and_group", needs: Needs::NOTHING, run: sgd_wgsl_validates_for_every_rank_precision_and_group },
-        Test { name: "implicit_feedback_on_the_gpu_beats_the_plain_model_like_the_cpu", needs: Needs::GPU, run: implicit_feedback_on_the_gpu_beats_the_plain_model_like_the_cpu },
-        Test { name: "a_popular_item_gives_the_sequential_trainers_factors_with_implicit_feedback", needs: Needs::GPU, run: a_popular_item_gives_the_sequential_trainers_factors_with_implicit_feedback },
+        Test { name: "svdpp_term_on_the_gpu_beats_the_plain_model_like_the_cpu", needs: Needs::GPU, run: svdpp_term_on_the_gpu_beats_the_plain_model_like_the_cpu },
+        Test { name: "a_popular_item_gives_the_sequential_trainers_factors_with_the_svdpp_term", needs: Needs::GPU, run: a_popular_item_gives_the_sequential_trainers_factors_with_the_svdpp_term },
         Test { name: "group_preludes_each_validate_with_the_kernel", needs: Needs::NOTHING, run: group_preludes_each_validate_with_the_kernel },
         Test { name: "a_rating_gets_the_fewest_lanes_that_hold_its_row_within_one_subgroup", needs: Needs::NOTHING, run: a_rating_gets_the_fewest_lanes_that_hold_its_row_within_one_subgroup },
         Test { name: "ratings_in_flight_stay_few_beside_the_rows_they_touch", needs: Needs::NOTHING, run: ratings_in_flight_stay_few_beside_the_rows_they_touch },

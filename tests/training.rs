@@ -53,12 +53,12 @@ fn beats_on_both_cpu_trainers(problem: &Problem, with: &Params, without: &Params
     }
 }
 
-/// Implicit feedback (the default) predicts better than the plain model, on the sequential
+/// The SVD++ term (the default) predicts better than the plain model, on the sequential
 /// trainer and on threads (on disk: `blocks_on_disk_reach_the_in_memory_accuracy`).
-fn implicit_feedback_beats_the_plain_model() {
+fn the_svdpp_term_beats_the_plain_model() {
     let problem = split_random(&latest_small(), 0.2, 3).unwrap();
     let params = Params { rank: 32, epochs: 20, ..Params::default() };
-    beats_on_both_cpu_trainers(&problem, &params, &Params { implicit: false, ..params.clone() }, 0.003, "implicit feedback");
+    beats_on_both_cpu_trainers(&problem, &params, &Params { svdpp: false, ..params.clone() }, 0.003, "the SVD++ term");
 }
 
 /// Training works in units of the ratings' spread, so the defaults that suit stars suit a
@@ -360,7 +360,7 @@ fn main() -> std::process::ExitCode {
     common::harness(vec![
         Test { name: "default_settings_reach_0_900_on_ml100k_u1_to_u5", needs: Needs::ML100K, run: default_settings_reach_0_900_on_ml100k_u1_to_u5 },
         Test { name: "default_settings_reach_0_845_on_latest_small_80_20", needs: Needs::NOTHING, run: default_settings_reach_0_845_on_latest_small_80_20 },
-        Test { name: "implicit_feedback_beats_the_plain_model", needs: Needs::NOTHING, run: implicit_feedback_beats_the_plain_model },
+        Test { name: "the_svdpp_term_beats_the_plain_model", needs: Needs::NOTHING, run: the_svdpp_term_beats_the_plain_model },
         Test { name: "the_defaults_train_any_rating_scale_alike", needs: Needs::NOTHING, run: the_defaults_train_any_rating_scale_alike },
         Test { name: "frequency_scaled_regularisation_beats_a_constant_one", needs: Needs::NOTHING, run: frequency_scaled_regularisation_beats_a_constant_one },
         Test { name: "averaged_models_train_together_and_score_as_one", needs: Needs::NOTHING, run: averaged_models_train_together_and_score_as_one },

@@ -219,8 +219,9 @@ class MF:
     ``reg`` and ``init_std`` are in units of the ratings' spread, so they suit any rating
     scale; False: in the ratings' own units, the CLI's ``--no-scale``), ``frequency_reg`` (True:
     a user's or item's ``reg`` and ``reg_bias`` are scaled by sqrt(100 / its ratings); False: the CLI's
-    ``--constant-reg``), ``implicit`` (True: each user's factors are pulled toward what the
-    items it rated say of it, SVD++ style; False: the CLI's ``--no-implicit``), ``auto`` and ``budget`` (the CLI's ``--auto --budget``: rank, ``reg``
+    ``--constant-reg``), ``svdpp`` (True: each user's factors are pulled toward what the
+    items it rated say of it, SVD++ style; False: the CLI's ``--no-svdpp``; ``implicit``, its
+    name before one-class data came, is still accepted with a warning), ``auto`` and ``budget`` (the CLI's ``--auto --budget``: rank, ``reg``
     and ``lr`` searched on a tenth of the training ratings held out, within ``budget`` seconds,
     before training; ``summary["auto"]`` says what was tried and chosen), ``models`` (the CLI's
     ``--models``: that many models from other seeds, averaged), ``seed``, ``eval_every``
@@ -252,17 +253,21 @@ class MF:
         verbose: bool = True,
         scale: bool = _DEFAULTS["scale"],
         frequency_reg: bool = _DEFAULTS["frequency_reg"],
-        implicit: bool = _DEFAULTS["implicit"],
+        svdpp: bool = _DEFAULTS["svdpp"],
         auto: bool = False,
         budget: float = 300.0,
         models: int = _DEFAULTS["models"],
         gpu_memory=None,
+        implicit: Optional[bool] = None,
     ):
+        if implicit is not None:
+            warnings.warn("MF(implicit=...) is now MF(svdpp=...): the SVD++-style term, not one-class data", DeprecationWarning, stacklevel=2)
+            svdpp = implicit
         self.rank, self.epochs, self.lr, self.reg = rank, epochs, lr, reg
         self.backend, self.threads, self.seed, self.precision = backend, threads, seed, precision
         self.lr_decay, self.reg_bias, self.biases, self.init_std = lr_decay, reg_bias, biases, init_std
         self.eval_every, self.blocks, self.scale, self.frequency_reg = eval_every, blocks, scale, frequency_reg
-        self.auto, self.budget, self.models, self.implicit = auto, budget, models, implicit
+        self.auto, self.budget, self.models, self.svdpp = auto, budget, models, svdpp
         self.verbose, self.gpu_memory = verbose, gpu_memory
         self.history: list = []
         self.summary: dict = {}
@@ -311,7 +316,7 @@ class MF:
             "eval_every": self.eval_every,
             "scale": self.scale,
             "frequency_reg": self.frequency_reg,
-            "implicit": self.implicit,
+            "svdpp": self.svdpp,
             "auto": self.auto,
             "budget": float(self.budget),
             "models": self.models,

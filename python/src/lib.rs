@@ -138,7 +138,7 @@ fn default_params(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     d.set_item("eval_every", p.eval_every)?;
     d.set_item("scale", p.scale)?;
     d.set_item("frequency_reg", p.frequency_reg)?;
-    d.set_item("implicit", p.implicit)?;
+    d.set_item("svdpp", p.svdpp)?;
     d.set_item("models", p.models)?;
     Ok(d)
 }
@@ -211,7 +211,7 @@ struct Settings {
     eval_every: usize,
     scale: bool,
     frequency_reg: bool,
-    implicit: bool,
+    svdpp: bool,
     blocks: Option<String>,
     auto: bool,
     budget: f64,
@@ -237,7 +237,7 @@ impl Settings {
             eval_every: self.eval_every,
             scale: self.scale,
             frequency_reg: self.frequency_reg,
-            implicit: self.implicit,
+            svdpp: self.svdpp,
             models: self.models,
             blocks: self.blocks.as_deref().map(|b| b.parse::<gpumf::schedule::GridSize>().map_err(|e| PyValueError::new_err(format!("blocks={b:?}: {e}")))).transpose()?,
         };

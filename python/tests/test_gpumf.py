@@ -141,9 +141,9 @@ def test_blocks_and_eval_every_are_the_clis(frame):
         gpumf.MF(**FAST, blocks="0x2").fit(frame)
 
 
-def test_scale_frequency_reg_and_implicit_are_the_clis_flags(frame):
+def test_scale_frequency_reg_and_svdpp_are_the_clis_flags(frame):
     settings = ["--test-fraction", "0.2", "--backend", "cpu", "--threads", "1", "--epochs", "3", "--rank", "8"]
-    for kwargs, flags in [({"scale": False}, ["--no-scale"]), ({"frequency_reg": False}, ["--constant-reg"]), ({"implicit": False}, ["--no-implicit"])]:
+    for kwargs, flags in [({"scale": False}, ["--no-scale"]), ({"frequency_reg": False}, ["--constant-reg"]), ({"svdpp": False}, ["--no-svdpp"])]:
         expected = cli_json("train", "--train", str(LATEST_SMALL), *settings, *flags)
         m = gpumf.MF(rank=8, epochs=3, backend="cpu", threads=1, verbose=False, **kwargs).fit(frame, test_fraction=0.2)
         assert m.history[-1]["test_rmse"] == expected["test_rmse"], kwargs

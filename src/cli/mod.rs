@@ -130,11 +130,12 @@ pub struct ParamArgs {
     /// MovieLens 100k for 5 times the time).
     #[arg(long, default_value_t = Params::default().models)]
     pub models: usize,
-    /// No implicit feedback. By default each user's factors are pulled toward what the items it
+    /// No SVD++ term. By default each user's factors are pulled toward what the items it
     /// rated say of it, learnt from all users (SVD++ style), rather than toward zero: three
     /// passes over the ratings after each epoch, and the model predicts as any other.
-    #[arg(long)]
-    pub no_implicit: bool,
+    /// (`--no-implicit`, its name before one-class data came, is still accepted.)
+    #[arg(long, alias = "no-implicit")]
+    pub no_svdpp: bool,
     /// L2 regularisation of the biases, scaled by the ratings as --reg is.
     #[arg(long, default_value_t = Params::default().reg_bias, allow_negative_numbers = true)]
     pub reg_bias: f32,
@@ -179,7 +180,7 @@ impl ParamArgs {
             eval_every: self.eval_every,
             models: self.models,
             scale: !self.no_scale,
-            implicit: !self.no_implicit,
+            svdpp: !self.no_svdpp,
         }
     }
 }

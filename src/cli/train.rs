@@ -224,12 +224,12 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     if cluster.is_some() && (args.memory.is_some() || args.validation.is_some() || args.auto || params.models > 1) {
         bail!("--workers/--hosts/--devices train one model in memory for --epochs: leave out --memory, --validation, --auto and --models");
     }
-    if cluster.is_some() && params.implicit {
+    if cluster.is_some() && params.svdpp {
         // The default, which the distributed runner cannot train yet: said, not refused.
         if !(args.output.quiet || args.output.json) {
-            eprintln!("note: --workers/--hosts/--devices train without implicit feedback (as --no-implicit does): the distributed runner exchanges factor blocks only");
+            eprintln!("note: --workers/--hosts/--devices train without the SVD++ term (as --no-svdpp does): the distributed runner exchanges factor blocks only");
         }
-        params.implicit = false;
+        params.svdpp = false;
     }
     if args.auto && args.memory.is_some() {
         bail!("--auto trains many times on ratings held in memory; leave out --memory");

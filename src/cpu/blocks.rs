@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::metrics::ErrorSums;
 use crate::model::Model;
 use crate::schedule::Schedule;
-use crate::implicit::ImplicitFeedback;
+use crate::svdpp::SvdppState;
 use crate::update::{sgd_update, RowWeights, Step};
 use std::sync::Mutex;
 
@@ -20,7 +20,7 @@ struct SharedFactors {
     q: *mut f32,
     bu: *mut f32,
     bi: *mut f32,
-    /// With implicit feedback, the users' priors and shares (null without).
+    /// With the SVD++ term, the users' priors and shares (null without).
     prior: *const f32,
     share: *mut f32,
     k: usize,
@@ -36,15 +36,15 @@ unsafe impl Send for SharedFactors {}
 ///
 /// Why this is sound: [`Schedule::run_parallel`] never runs two blocks at once that share a
 /// user block or an item block, and a row belongs to exactly one block of its side, so no two
-/// threads ever touch the same row, bias or implicit-feedback share (the priors are only read):
+/// threads ever touch the same row, bias or SVD++-term share (the priors are only read):
 /// the shared pointers are only ever used for disjoint parts of the arrays. Every index is in
 /// bounds (asserted below).
-pub(super) fn epoch(model: &mut Model, weights: &RowWeights, implicit: Option<&mut ImplicitFeedback>, schedule: &Schedule, epoch: usize, threads: usize, step: &Step) -> Result<ErrorSums> {
+pub(super) fn epoch(model: &mut Model, weights: &RowWeights, svdpp: Option<&mut SvdppState>, schedule: &Schedule, epoch: usize, threads: usize, step: &Step) -> Result<ErrorSums> {
     let k = model.rank();
     let (m, n) = (model.user_bias.len(), model.item_bias.len());
     let sums = Mutex::new(vec![ErrorSums::default(); schedule.len()]);
     let failure: Mutex<Option<Error>> = Mutex::new(None);
-    let (prior, share) = match implicit {
+    let (prior, share) = match svdpp {
         Some(f) => {
             let (prior, share) = f.priors_and_shares();
             assert!(prior.len() == m * k && share.len() == m * k, "a prior and a share for every user");

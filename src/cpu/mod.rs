@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::metrics::{self, ErrorSums};
 use crate::model::{Model, Params};
 use crate::schedule::{Axis, GridSize, Order, Schedule};
-use crate::implicit::ImplicitFeedback;
+use crate::svdpp::SvdppState;
 use crate::solver::{EpochFigures, Solver};
 use crate::update::{sgd_update, RowWeights, Step};
 use std::collections::VecDeque;
@@ -62,8 +62,8 @@ pub struct CpuSolver {
     unit: f32,
     /// Each row's regularisation weight, by position.
     weights: RowWeights,
-    /// With implicit feedback (the default; `--no-implicit` is without): its state, by position.
-    implicit: Option<ImplicitFeedback>,
+    /// With the SVD++ term (the default; `--no-svdpp` is without): its state, by position.
+    svdpp: Option<SvdppState>,
     schedule: Schedule,
     mode: CpuMode,
     pool: rayon::ThreadPool,
@@ -98,8 +98,8 @@ impl CpuSolver {
         reorder(&mut model, |axis, rows| axis.gather(rows), &schedule);
         let unit = params.rating_unit(&problem.train_summary());
         let weights = RowWeights::new(params, &problem.train_counts()).by_position(&schedule);
-        let implicit = if params.implicit { Some(pool.install(|| ImplicitFeedback::new(&schedule, params.rank, &weights.items))?) } else { None };
-        Ok(CpuSolver { model, test, params: params.clone(), unit, weights, implicit, schedule, mode, pool, done: VecDeque::new() })
+        let svdpp = if params.svdpp { Some(pool.install(|| SvdppState::new(&schedule, params.rank, &weights.items))?) } else { None };
+        Ok(CpuSolver { model, test, params: params.clone(), unit, weights, svdpp, schedule, mode, pool, done: VecDeque::new() })
     }
 
     fn step(&self, lr: f32) -> Step {
@@ -140,14 +140,14 @@ impl Solver for CpuSolver {
         let train = match self.mode {
             CpuMode::Sequential => {
                 let k = self.model.rank();
-                let (m, weights, implicit) = (&mut self.model, &self.weights, &mut self.implicit);
+                let (m, weights, svdpp) = (&mut self.model, &self.weights, &mut self.svdpp);
                 let (p, q) = (m.user_factors.as_slice_mut().expect("row-major"), m.item_factors.as_slice_mut().expect("row-major"));
                 let mut sums = ErrorSums::default();
                 let mut buf = Vec::new();
                 for b in self.schedule.sequence(epoch) {
                     for r in self.schedule.block_into(b, &mut buf)? {
                         let (u, i) = (r.user as usize, r.item as usize);
-                        let (prior, share) = implicit.as_mut().map_or((&[][..], &mut [][..]), |f| f.rows(u));
+                        let (prior, share) = svdpp.as_mut().map_or((&[][..], &mut [][..]), |f| f.rows(u));
                         let e = sgd_update(&mut p[u * k..][..k], &mut q[i * k..][..k], &mut m.user_bias[u], &mut m.item_bias[i], (weights.users[u], weights.items[i]), prior, share, r.value, &step);
                         sums.add(e as f64);
                     }
@@ -155,15 +155,15 @@ impl Solver for CpuSolver {
                 sums
             }
             CpuMode::Parallel { threads } => {
-                let (model, weights, implicit, schedule) = (&mut self.model, &self.weights, self.implicit.as_mut(), &self.schedule);
-                self.pool.install(|| blocks::epoch(model, weights, implicit, schedule, epoch, threads, &step))?
+                let (model, weights, svdpp, schedule) = (&mut self.model, &self.weights, self.svdpp.as_mut(), &self.schedule);
+                self.pool.install(|| blocks::epoch(model, weights, svdpp, schedule, epoch, threads, &step))?
             }
         };
-        if let Some(implicit) = &mut self.implicit {
+        if let Some(svdpp) = &mut self.svdpp {
             let m = &mut self.model;
             let (p, q) = (m.user_factors.as_slice_mut().expect("row-major"), m.item_factors.as_slice().expect("row-major"));
             let schedule = &self.schedule;
-            self.pool.install(|| implicit.after_epoch(schedule, p, q, &step))?;
+            self.pool.install(|| svdpp.after_epoch(schedule, p, q, &step))?;
         }
         let test = (score_test && !self.test.is_empty()).then(|| {
             let (model, test) = (&self.model, &self.test);

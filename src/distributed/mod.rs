@@ -284,9 +284,9 @@ fn stripe_filter(users: usize, side: usize, params: &Params, cluster: &Cluster) 
 pub fn train(stripes: Stripes, params: &Params, cluster: &Cluster, mut on_epoch: impl FnMut(&EpochReport)) -> Result<Option<Trained>> {
     let start = Instant::now();
     params.validate()?;
-    if params.implicit {
+    if params.svdpp {
         // Its passes need every user's items and every item's users in one place each epoch.
-        return Err(Error::InvalidParameter("distributed training has no implicit feedback yet: train with it off (--no-implicit, Params::implicit = false)".into()));
+        return Err(Error::InvalidParameter("distributed training has no SVD++ term yet: train with it off (--no-svdpp, Params::svdpp = false)".into()));
     }
     let workers = cluster.total_workers();
     if let Some((_, devices)) = &cluster.gpu {
@@ -523,7 +523,7 @@ fn settings(problem: &Problem, total: usize, checksum: u32, params: &Params, clu
         ("--init-std", p.init_std.to_string()),
         ("--no-scale", (!p.scale).to_string()),
         ("--constant-reg", (!p.frequency_reg).to_string()),
-        ("--no-implicit", (!p.implicit).to_string()),
+        ("--no-svdpp", (!p.svdpp).to_string()),
         ("--backend", cluster.gpu.as_ref().map_or("cpu".into(), |(o, _)| format!("gpu {:?}", o.precision))),
         ("--eval-every", p.eval_every.to_string()),
         ("record seen items", cluster.record_seen.to_string()),

@@ -19,7 +19,7 @@ pub(super) struct FactorBlock {
     pub factors: wgpu::Buffer,
     pub bias: wgpu::Buffer,
     pub reg_weight: wgpu::Buffer,
-    /// With implicit feedback, on the users' side: the rows' priors z, in the factors' layout,
+    /// With the SVD++ term, on the users' side: the rows' priors z, in the factors' layout,
     /// and their shares (f32, whole vec4s a row).
     pub prior: Option<wgpu::Buffer>,
     pub share: Option<wgpu::Buffer>,
@@ -48,15 +48,15 @@ pub(super) struct SideLayout {
 }
 
 impl SideLayout {
-    /// `implicit`: the rows carry implicit feedback's priors and shares.
-    pub(super) fn new(gpu: &Gpu, shape: &KernelShape, axis: &Axis, swapped: bool, keep: &dyn Fn(usize) -> bool, implicit: bool, max_binding: u64) -> SideLayout {
+    /// `svdpp`: the rows carry the SVD++ term's priors and shares.
+    pub(super) fn new(gpu: &Gpu, shape: &KernelShape, axis: &Axis, swapped: bool, keep: &dyn Fn(usize) -> bool, svdpp: bool, max_binding: u64) -> SideLayout {
         let blocks = if swapped { 1 } else { axis.blocks() };
         let members: Vec<Vec<u32>> = (0..blocks).map(|b| if keep(b) { axis.members(b).to_vec() } else { Vec::new() }).collect();
         let rooms: Vec<u64> = members.iter().map(|rows| if swapped { axis.max_rows() } else { rows.len() }.max(1) as u64).collect();
         // Every buffer of a row (4-byte biases and weights included) binds at a multiple of the
         // alignment when its first row is a multiple of alignment / 4.
         let align_rows = (gpu.limits.min_storage_buffer_offset_alignment as u64 / 4).max(1);
-        let widest_row = shape.row_bytes().max(if implicit { share_row_bytes(shape) } else { 0 });
+        let widest_row = shape.row_bytes().max(if svdpp { share_row_bytes(shape) } else { 0 });
         let (places, buffer_rows) = place_blocks(&rooms, align_rows, (max_binding / widest_row).max(1));
         SideLayout { members, places, rooms, buffer_rows }
     }
@@ -94,7 +94,7 @@ fn place_blocks(rooms: &[u64], align_rows: u64, max_rows: u64) -> (Vec<(usize, u
 }
 
 /// Uploads one side's rows as `layout` places them: the factors, biases, regularisation weights
-/// and, with implicit feedback, priors (all by id), with shares at zero.
+/// and, with the SVD++ term, priors (all by id), with shares at zero.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn upload_factor_blocks(gpu: &Gpu, shape: &KernelShape, layout: SideLayout, factors: &Array2<f32>, bias: &[f32], reg_weight: &[f32], prior: Option<&Array2<f32>>, label: &str) -> Vec<FactorBlock> {
     let SideLayout { members, places, rooms, buffer_rows } = layout;
@@ -132,7 +132,7 @@ pub(super) fn upload_factor_blocks(gpu: &Gpu, shape: &KernelShape, layout: SideL
         .collect()
 }
 
-/// Bytes of one row's implicit-feedback share on the device (f32 whatever the precision).
+/// Bytes of one row's SVD++-term share on the device (f32 whatever the precision).
 pub(super) fn share_row_bytes(shape: &KernelShape) -> u64 {
     shape.k4() as u64 * 16
 }
@@ -234,19 +234,19 @@ impl FactorBlock {
     }
 
     /// Puts block `b` of `axis` on the device in place of the rows there (written back first
-    /// by the caller), from the model's arrays, the regularisation weights, and with implicit
+    /// by the caller), from the model's arrays, the regularisation weights, and with svdpp
     /// feedback the priors and shares (all by id; priors are only read on the device, so the
     /// host's stay current).
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn load(&mut self, gpu: &Gpu, shape: &KernelShape, axis: &Axis, b: usize, factors: &Array2<f32>, bias: &[f32], reg_weight: &[f32], implicit: Option<(&Array2<f32>, &Array2<f32>)>) {
+    pub(super) fn load(&mut self, gpu: &Gpu, shape: &KernelShape, axis: &Axis, b: usize, factors: &Array2<f32>, bias: &[f32], reg_weight: &[f32], svdpp: Option<(&Array2<f32>, &Array2<f32>)>) {
         self.rows = axis.members(b).to_vec();
         if self.rows.is_empty() {
             return;
         }
-        if let (Some(buffer), Some((prior, _))) = (&self.prior, implicit) {
+        if let (Some(buffer), Some((prior, _))) = (&self.prior, svdpp) {
             gpu.queue.write_buffer(buffer, self.span(shape.row_bytes(), false).0, &pack_rows(prior, &self.rows, shape));
         }
-        if let Some((_, share)) = implicit {
+        if let Some((_, share)) = svdpp {
             let k = share.ncols();
             let rows: Vec<f32> = self.rows.iter().flat_map(|&id| share.row(id as usize).to_vec()).collect();
             self.write_share(gpu, shape, k, &rows);

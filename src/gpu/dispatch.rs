@@ -4,7 +4,7 @@
 
 use super::buffers::{Bindings, Window};
 use super::kernel::{KernelShape, Pipelines};
-use super::implicit::Implicit;
+use super::svdpp::Svdpp;
 use super::{Gpu, GpuSolver, Placement, EVAL_WORKGROUPS};
 use crate::error::Result;
 
@@ -24,8 +24,8 @@ impl GpuSolver {
                             pass.dispatch_workgroups(self.update_workgroups, 1, 1);
                         }
                     }
-                    if let Some(Implicit::Device(implicit)) = &self.implicit {
-                        implicit.encode(&self.pipelines, &mut pass);
+                    if let Some(Svdpp::Device(svdpp)) = &self.svdpp {
+                        svdpp.encode(&self.pipelines, &mut pass);
                     }
                 }
                 encode_reduction(encoder, &self.pipelines, &self.train_reduction, "training loss");
@@ -103,13 +103,13 @@ impl GpuSolver {
         Ok(())
     }
 
-    /// With implicit feedback on the host: submits the epoch's work so far and runs its passes
+    /// With the SVD++ term on the host: submits the epoch's work so far and runs its passes
     /// (which wait for it), before the test is scored.
     fn host_passes(&mut self, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
-        if self.implicit.as_ref().is_some_and(Implicit::on_host) {
+        if self.svdpp.as_ref().is_some_and(Svdpp::on_host) {
             let done = std::mem::replace(encoder, self.gpu.device.create_command_encoder(&Default::default()));
             self.gpu.queue.submit([done.finish()]);
-            let moved = self.host_implicit_pass()?;
+            let moved = self.host_svdpp_pass()?;
             *self.streamed.back_mut().expect("pushed by submit") += moved;
         }
         Ok(())
@@ -125,19 +125,19 @@ impl GpuSolver {
         // Out: the old block's rows and biases; in: the new block's with their λs.
         let row_bytes = self.shape.row_bytes();
         let moved = |old: usize, new: usize, axis: &crate::schedule::Axis| axis.members(old).len() as u64 * (row_bytes + 4) + axis.members(new).len() as u64 * (row_bytes + 8);
-        // With implicit feedback a user row's share goes out and in, and its prior in.
-        let (share_bytes, users) = (if self.implicit.is_some() { super::buffers::share_row_bytes(&self.shape) } else { 0 }, &self.schedule.users);
-        let prior_bytes = if self.implicit.is_some() { row_bytes } else { 0 };
+        // With the SVD++ term a user row's share goes out and in, and its prior in.
+        let (share_bytes, users) = (if self.svdpp.is_some() { super::buffers::share_row_bytes(&self.shape) } else { 0 }, &self.schedule.users);
+        let prior_bytes = if self.svdpp.is_some() { row_bytes } else { 0 };
         let moved_users = |old: usize, new: usize| moved(old, new, users) + users.members(old).len() as u64 * share_bytes + users.members(new).len() as u64 * (share_bytes + prior_bytes);
         let swapped_bytes = if loaded_u != ub { moved_users(loaded_u, ub) } else { 0 } + if loaded_i != ib { moved(loaded_i, ib, &self.schedule.items) } else { 0 };
         if let Some(bytes) = self.streamed.back_mut() {
             *bytes += swapped_bytes;
         }
         if loaded_u != ub {
-            let mut host = self.implicit.as_mut().and_then(|i| i.host_rows());
+            let mut host = self.svdpp.as_mut().and_then(|i| i.host_rows());
             self.user_blocks[0].store(&self.gpu, &self.shape, &mut model.user_factors, &mut model.user_bias, host.as_mut().map(|(_, share)| &mut **share))?;
-            let implicit = host.map(|(prior, share)| (&*prior, &*share));
-            self.user_blocks[0].load(&self.gpu, &self.shape, &self.schedule.users, ub, &model.user_factors, &model.user_bias, &self.weights.users, implicit);
+            let svdpp = host.map(|(prior, share)| (&*prior, &*share));
+            self.user_blocks[0].load(&self.gpu, &self.shape, &self.schedule.users, ub, &model.user_factors, &model.user_bias, &self.weights.users, svdpp);
         }
         if loaded_i != ib {
             self.item_blocks[0].store(&self.gpu, &self.shape, &mut model.item_factors, &mut model.item_bias, None)?;

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 pub const SGD_WGSL: &str = include_str!("../../shaders/sgd.wgsl");
 pub const GROUP_SUBGROUP_WGSL: &str = include_str!("../../shaders/group_subgroup.wgsl");
 pub const GROUP_WORKGROUP_WGSL: &str = include_str!("../../shaders/group_workgroup.wgsl");
-pub const IMPLICIT_WGSL: &str = include_str!("../../shaders/implicit.wgsl");
+pub const SVDPP_WGSL: &str = include_str!("../../shaders/svdpp.wgsl");
 
 /// Threads per workgroup with subgroups (8 subgroups of 32 on NVIDIA).
 pub const SUBGROUP_MODE_WG: u32 = 256;
@@ -26,8 +26,8 @@ pub struct KernelShape {
     /// Lanes per rating: a power of two no wider than the smallest subgroup, or the whole
     /// workgroup without subgroups.
     pub lanes: u32,
-    /// With implicit feedback's prior and its passes (shaders/implicit.wgsl).
-    pub implicit: bool,
+    /// With the SVD++ term's prior and its passes (shaders/svdpp.wgsl).
+    pub svdpp: bool,
 }
 
 impl KernelShape {
@@ -57,7 +57,7 @@ impl KernelShape {
                 None => k4.max(1).next_power_of_two().min(widest),
             }
         };
-        Ok(KernelShape { rank, precision, subgroups, lanes, implicit: false })
+        Ok(KernelShape { rank, precision, subgroups, lanes, svdpp: false })
     }
 
     /// vec4s per factor row.
@@ -88,13 +88,13 @@ impl KernelShape {
             Precision::F16 => ("enable f16;\n", "vec4<f16>"),
         };
         let prelude = if self.subgroups { GROUP_SUBGROUP_WGSL } else { GROUP_WORKGROUP_WGSL };
-        let implicit = if self.implicit {
-            format!("const ITEM_STEP: f32 = {:?};\nconst ITEM_REG: f32 = {:?};\nconst CURVATURE: f32 = {:?};\n\n{IMPLICIT_WGSL}", crate::implicit::ITEM_STEP, crate::implicit::ITEM_REG, crate::implicit::CURVATURE)
+        let svdpp = if self.svdpp {
+            format!("const ITEM_STEP: f32 = {:?};\nconst ITEM_REG: f32 = {:?};\nconst CURVATURE: f32 = {:?};\n\n{SVDPP_WGSL}", crate::svdpp::ITEM_STEP, crate::svdpp::ITEM_REG, crate::svdpp::CURVATURE)
         } else {
-            "// no implicit feedback: every prior is zero, and no share is kept\nfn user_prior(index: u32) -> vec4<f32> { return vec4<f32>(0.0); }\nfn add_share(index: u32, v: vec4<f32>) {}\n".into()
+            "// no SVD++ term: every prior is zero, and no share is kept\nfn user_prior(index: u32) -> vec4<f32> { return vec4<f32>(0.0); }\nfn add_share(index: u32, v: vec4<f32>) {}\n".into()
         };
         format!(
-            "{enable}// generated header: rank {rank}, {precision:?}, {lanes} lanes per rating\nalias Factor = {factor};\nconst K4: u32 = {k4}u;\nconst LANES: u32 = {lanes}u;\nconst CHUNKS: u32 = {chunks}u;\nconst WG: u32 = {wg}u;\n\n{prelude}\n{SGD_WGSL}\n{implicit}",
+            "{enable}// generated header: rank {rank}, {precision:?}, {lanes} lanes per rating\nalias Factor = {factor};\nconst K4: u32 = {k4}u;\nconst LANES: u32 = {lanes}u;\nconst CHUNKS: u32 = {chunks}u;\nconst WG: u32 = {wg}u;\n\n{prelude}\n{SGD_WGSL}\n{svdpp}",
             rank = self.rank,
             precision = self.precision,
             lanes = self.lanes,
@@ -109,13 +109,13 @@ pub struct Pipelines {
     pub update: wgpu::ComputePipeline,
     pub evaluate: wgpu::ComputePipeline,
     pub finish_evaluate: wgpu::ComputePipeline,
-    /// With implicit feedback: its passes after an epoch, in order, each with the layout of the
+    /// With the SVD++ term: its passes after an epoch, in order, each with the layout of the
     /// bindings it uses.
-    pub implicit: Vec<(&'static str, wgpu::ComputePipeline)>,
+    pub svdpp: Vec<(&'static str, wgpu::ComputePipeline)>,
 }
 
-/// The implicit-feedback passes after an epoch, in the order they run.
-pub const IMPLICIT_PASSES: [&str; 4] = ["implicit_mean_norm", "implicit_item_runs", "implicit_items", "implicit_users"];
+/// The SVD++-term passes after an epoch, in the order they run.
+pub const SVDPP_PASSES: [&str; 4] = ["svdpp_mean_norm", "svdpp_item_runs", "svdpp_items", "svdpp_users"];
 
 impl Pipelines {
     pub fn new(gpu: &Gpu, shape: &KernelShape) -> Result<Pipelines> {
@@ -142,7 +142,7 @@ impl Pipelines {
                 count: None,
             };
             let mut entries = vec![storage(0, true), storage(1, false), storage(2, false), storage(3, false), storage(4, false), uniform, storage(6, false), storage(7, true), storage(8, true)];
-            if shape.implicit {
+            if shape.svdpp {
                 entries.extend([storage(9, false), storage(10, false)]);
             }
             let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some("sgd window"), entries: &entries });
@@ -161,8 +161,8 @@ impl Pipelines {
                     cache: None,
                 })
             };
-            let implicit = if shape.implicit {
-                IMPLICIT_PASSES
+            let svdpp = if shape.svdpp {
+                SVDPP_PASSES
                     .iter()
                     .map(|&entry| {
                         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -184,7 +184,7 @@ impl Pipelines {
                 evaluate: pipeline("evaluate"),
                 finish_evaluate: pipeline("finish_evaluate"),
                 layout,
-                implicit,
+                svdpp,
             }
         })
     }

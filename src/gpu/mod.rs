@@ -12,13 +12,13 @@
 mod buffers;
 mod context;
 mod dispatch;
-mod implicit;
+mod svdpp;
 mod kernel;
 mod plan;
 mod readback;
 
 pub use context::{list_adapters, quiet_headless_drivers, AdapterSummary, Gpu};
-pub use kernel::{KernelShape, GROUP_SUBGROUP_WGSL, GROUP_WORKGROUP_WGSL, IMPLICIT_WGSL, SGD_WGSL};
+pub use kernel::{KernelShape, GROUP_SUBGROUP_WGSL, GROUP_WORKGROUP_WGSL, SVDPP_WGSL, SGD_WGSL};
 
 use crate::data::{Problem, Rating};
 use std::collections::VecDeque;
@@ -188,8 +188,8 @@ pub struct GpuSolver {
     gpu: Gpu,
     shape: KernelShape,
     pipelines: Pipelines,
-    /// With implicit feedback: where its passes run, and their state.
-    implicit: Option<implicit::Implicit>,
+    /// With the SVD++ term: where its passes run, and their state.
+    svdpp: Option<svdpp::Svdpp>,
     schedule: Schedule,
     user_blocks: Vec<FactorBlock>,
     item_blocks: Vec<FactorBlock>,
@@ -240,7 +240,7 @@ impl GpuSolver {
             Some(_) => (budget.or(Some(UNCAPPED)), u64::MAX / 2),
             None => (budget, 12 * (problem.train.len() + problem.test.len()) as u64),
         };
-        let plan = DevicePlan::new(budget, shape.row_bytes(), if params.implicit { shape.row_bytes() + buffers::share_row_bytes(shape) } else { 0 }, m, n, rating_bytes, params.rank)?;
+        let plan = DevicePlan::new(budget, shape.row_bytes(), if params.svdpp { shape.row_bytes() + buffers::share_row_bytes(shape) } else { 0 }, m, n, rating_bytes, params.rank)?;
         let needed = plan.grid(gpu_grid(if on_disk.is_some() { None } else { params.blocks }, m, n, shape.row_bytes(), max_binding, options.user_block_rows)?, m, n);
         let schedule = match on_disk {
             None => Schedule::new(&problem.train, m, n, needed, Order::Shuffled, params.seed)?,
@@ -306,8 +306,8 @@ impl GpuSolver {
         let max_ratings = max_ratings.min(live_groups.saturating_mul(MAX_GROUP_ITERATIONS)).max(1);
 
         let (user_rows, item_rows) = (schedule.users.max_rows() as u64, schedule.items.max_rows() as u64);
-        // With implicit feedback a user row carries its prior and share.
-        let prior_and_share_bytes = if params.implicit { (shape.row_bytes() + buffers::share_row_bytes(&shape)) * plan.swapped_rows.map_or(m as u64, |_| user_rows) } else { 0 };
+        // With the SVD++ term a user row carries its prior and share.
+        let prior_and_share_bytes = if params.svdpp { (shape.row_bytes() + buffers::share_row_bytes(&shape)) * plan.swapped_rows.map_or(m as u64, |_| user_rows) } else { 0 };
         let factor_bytes = prior_and_share_bytes
             + match plan.swapped_rows {
                 None => (shape.row_bytes() + ROW_EXTRA_BYTES) * (m + n) as u64,
@@ -327,23 +327,23 @@ impl GpuSolver {
             + partial_bytes(update_workgroups)
             + partial_bytes(EVAL_WORKGROUPS)
             + streamed_window.map_or(12 * (train_len + test.len()) as u64, |w| (RING_SLOTS * w * 12) as u64);
-        // Implicit feedback's passes run on the device where every rating and row is resident,
+        // The SVD++ term's passes run on the device where every rating and row is resident,
         // each side in one buffer, and their state fits beside them; elsewhere on the host,
         // between epochs.
-        if params.implicit && gpu.limits.max_storage_buffers_per_shader_stage < 10 {
+        if params.svdpp && gpu.limits.max_storage_buffers_per_shader_stage < 10 {
             return Err(Error::Gpu(format!(
-                "{} allows {} storage buffers per shader stage; implicit feedback needs 10 (--no-implicit trains without it)",
+                "{} allows {} storage buffers per shader stage; the SVD++ term needs 10 (--no-svdpp trains without it)",
                 gpu.adapter.name, gpu.limits.max_storage_buffers_per_shader_stage
             )));
         }
         let swapped = plan.swapped_rows.is_some();
-        let user_layout = buffers::SideLayout::new(&gpu, &shape, &schedule.users, swapped, own_users, params.implicit, max_binding);
+        let user_layout = buffers::SideLayout::new(&gpu, &shape, &schedule.users, swapped, own_users, params.svdpp, max_binding);
         let item_layout = buffers::SideLayout::new(&gpu, &shape, &schedule.items, swapped, &|_| true, false, max_binding);
         // The passes index rows by their place in each side's one buffer (blocks lie there
         // one after another, aligned), so they need each side in one buffer.
         let (m_rows, n_rows) = (user_layout.whole_rows().unwrap_or(m as u64) as usize, item_layout.whole_rows().unwrap_or(n as u64) as usize);
-        let implicit_bytes = implicit::device_bytes(&shape, train_len, m_rows, n_rows);
-        let on_host = if !params.implicit {
+        let svdpp_bytes = svdpp::device_bytes(&shape, train_len, m_rows, n_rows);
+        let on_host = if !params.svdpp {
             None
         } else if swapped {
             Some(format!("the factors are swapped onto the device in {} blocks", schedule.grid()))
@@ -353,18 +353,18 @@ impl GpuSolver {
             Some("the ratings stream from disk".to_string())
         } else if streamed_window.is_some() {
             Some("the ratings stream from host memory".to_string())
-        } else if implicit::largest_buffer(&shape, train_len, n_rows) > max_binding {
-            Some(format!("its state needs a binding of {}, above the device's {}", crate::resources::human_bytes(implicit::largest_buffer(&shape, train_len, n_rows)), crate::resources::human_bytes(max_binding)))
-        } else if plan.budget.is_some_and(|budget| needed + implicit_bytes + OVERHEAD_BYTES > budget) {
-            Some(format!("its {} do not fit the GPU memory budget beside the ratings and factors", crate::resources::human_bytes(implicit_bytes)))
+        } else if svdpp::largest_buffer(&shape, train_len, n_rows) > max_binding {
+            Some(format!("its state needs a binding of {}, above the device's {}", crate::resources::human_bytes(svdpp::largest_buffer(&shape, train_len, n_rows)), crate::resources::human_bytes(max_binding)))
+        } else if plan.budget.is_some_and(|budget| needed + svdpp_bytes + OVERHEAD_BYTES > budget) {
+            Some(format!("its {} do not fit the GPU memory budget beside the ratings and factors", crate::resources::human_bytes(svdpp_bytes)))
         } else {
             None
         };
-        shape.implicit = params.implicit;
-        let needed = needed + if params.implicit && on_host.is_none() { implicit_bytes } else { 0 };
+        shape.svdpp = params.svdpp;
+        let needed = needed + if params.svdpp && on_host.is_none() { svdpp_bytes } else { 0 };
         let pipelines = Pipelines::new(&gpu, &shape)?;
         // The priors start at zero (y = 0).
-        let prior_rows = params.implicit.then(|| ndarray::Array2::<f32>::zeros((m, params.rank)));
+        let prior_rows = params.svdpp.then(|| ndarray::Array2::<f32>::zeros((m, params.rank)));
         let what = format!(
             "allocating {:.2} GiB of GPU buffers ({} ratings, {} users x {} items, rank {}, {:?}; --gpu-memory SIZE below what the device holds streams what does not fit)",
             needed as f64 / (1u64 << 30) as f64,
@@ -374,7 +374,7 @@ impl GpuSolver {
             params.rank,
             options.precision
         );
-        let rows_by_position = (params.implicit && on_host.is_none()).then(|| (user_layout.rows_by_position(&schedule.users), item_layout.rows_by_position(&schedule.items)));
+        let rows_by_position = (params.svdpp && on_host.is_none()).then(|| (user_layout.rows_by_position(&schedule.users), item_layout.rows_by_position(&schedule.items)));
         let (user_blocks, item_blocks, params_buffer, train_partials, test_partials) = gpu.scoped(&what, || {
             let partials = |label: &str, workgroups: u32| {
                 gpu.device.create_buffer(&wgpu::BufferDescriptor {
@@ -396,20 +396,20 @@ impl GpuSolver {
                 partials("test error partials", EVAL_WORKGROUPS),
             )
         })?;
-        let implicit = match (params.implicit, on_host) {
+        let svdpp = match (params.svdpp, on_host) {
             (false, _) => None,
             (true, None) => {
-                let reach = crate::implicit::Reach::of(&schedule)?;
+                let reach = crate::svdpp::Reach::of(&schedule)?;
                 let (users, items) = (&user_blocks[0], &item_blocks[0]);
                 let places = rows_by_position.expect("made where the passes run on the device");
-                let (prior, share) = users.prior.as_ref().zip(users.share.as_ref()).expect("user blocks carry priors and shares with implicit feedback");
+                let (prior, share) = users.prior.as_ref().zip(users.share.as_ref()).expect("user blocks carry priors and shares with the SVD++ term");
                 let rows = [&users.factors, &items.factors, &items.reg_weight, prior, share];
-                Some(implicit::Implicit::Device(gpu.scoped("uploading implicit feedback's state", || implicit::DeviceImplicit::new(&gpu, &shape, &pipelines, &schedule, &places, (m_rows, n_rows), &reach, rows, &params_buffer))?))
+                Some(svdpp::Svdpp::Device(gpu.scoped("uploading the SVD++ term's state", || svdpp::DeviceSvdpp::new(&gpu, &shape, &pipelines, &schedule, &places, (m_rows, n_rows), &reach, rows, &params_buffer))?))
             }
             (true, Some(why)) => {
-                let state = crate::implicit::ImplicitFeedback::new(&schedule, params.rank, &weights.by_position(&schedule).items)?;
+                let state = crate::svdpp::SvdppState::new(&schedule, params.rank, &weights.by_position(&schedule).items)?;
                 let share = ndarray::Array2::zeros((m, params.rank));
-                Some(implicit::Implicit::Host(Box::new(implicit::HostImplicit { state, prior: prior_rows.expect("made with implicit feedback"), share, why })))
+                Some(svdpp::Svdpp::Host(Box::new(svdpp::HostSvdpp { state, prior: prior_rows.expect("made with the SVD++ term"), share, why })))
             }
         };
         let bindings = |b: usize, output| {
@@ -439,7 +439,7 @@ impl GpuSolver {
         Ok(GpuSolver {
             shape,
             pipelines,
-            implicit,
+            svdpp,
             user_blocks,
             item_blocks,
             weights,
@@ -501,7 +501,7 @@ impl Solver for GpuSolver {
                 Placement::Resident { .. } => String::new(),
                 Placement::Streamed { ring, .. } => format!(", ratings streamed in windows of {}, {}", ring.window_ratings, crate::choice::Choice::name(ring.upload_kind())),
             },
-            self.implicit.as_ref().map_or(String::new(), |i| i.describe())
+            self.svdpp.as_ref().map_or(String::new(), |i| i.describe())
         )
     }
 
@@ -521,8 +521,8 @@ impl Solver for GpuSolver {
         })
     }
     fn epochs_in_flight(&self) -> usize {
-        // Implicit feedback's passes on the host need each epoch's factors before the next.
-        if self.implicit.as_ref().is_some_and(implicit::Implicit::on_host) { 1 } else { readback::SLOTS }
+        // The SVD++ term's passes on the host need each epoch's factors before the next.
+        if self.svdpp.as_ref().is_some_and(svdpp::Svdpp::on_host) { 1 } else { readback::SLOTS }
     }
 
     fn device_bytes(&self) -> u64 {

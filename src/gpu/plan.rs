@@ -62,7 +62,7 @@ pub(super) struct DevicePlan {
 pub(super) const ROW_EXTRA_BYTES: u64 = 8;
 
 impl DevicePlan {
-    /// `prior_bytes`: what a user row takes beside it for implicit feedback's prior (0 without).
+    /// `prior_bytes`: what a user row takes beside it for the SVD++ term's prior (0 without).
     pub(super) fn new(budget: Option<u64>, row_bytes: u64, prior_bytes: u64, users: usize, items: usize, rating_bytes: u64, rank: usize) -> Result<DevicePlan> {
         let Some(budget) = budget else { return Ok(DevicePlan { budget, streamed: false, swapped_rows: None }) };
         let factors = (row_bytes + ROW_EXTRA_BYTES) * (users + items) as u64 + prior_bytes * users as u64;

@@ -56,9 +56,9 @@ pub struct Params {
     /// data, so the same learning rate, regularisation and initial spread suit stars,
     /// percentages or −10..10: see [`Params::rating_unit`].
     pub scale: bool,
-    /// Implicit feedback (SVD++ style): each user row is pulled toward what the items it rated
-    /// say of it rather than toward zero (see [`crate::implicit`]).
-    pub implicit: bool,
+    /// The SVD++-style term: each user row is pulled toward what the items it rated
+    /// say of it rather than toward zero (see [`crate::svdpp`]).
+    pub svdpp: bool,
 }
 
 impl Default for Params {
@@ -80,7 +80,7 @@ impl Default for Params {
             eval_every: 1,
             models: 1,
             scale: true,
-            implicit: true,
+            svdpp: true,
         }
     }
 }

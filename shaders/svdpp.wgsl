@@ -1,4 +1,4 @@
-// Implicit feedback (src/implicit.rs), appended to sgd.wgsl when training with it: sgd_update
+// The SVD++ term (src/svdpp.rs), appended to sgd.wgsl when training with it: sgd_update
 // pulls each user row toward its prior z (user_prior) and adds ε·q to the user's share
 // (add_share); after each epoch these passes move the items' vectors y by their users' shares
 // and recompute z, moving the user rows with it. The header defines ITEM_STEP, ITEM_REG and
@@ -16,7 +16,7 @@
 @group(0) @binding(12) var<storage, read> user_items: array<u32>;
 @group(0) @binding(13) var<storage, read> item_start: array<u32>;
 @group(0) @binding(14) var<storage, read> item_users: array<u32>;
-// Σ |N(u)| over each item's users (src/implicit.rs, Reach).
+// Σ |N(u)| over each item's users (src/svdpp.rs, Reach).
 @group(0) @binding(15) var<storage, read> item_reach: array<f32>;
 // The ratings' mean |q_i|² in rating units, one float.
 @group(0) @binding(16) var<storage, read_write> mean_norm: array<f32>;
@@ -29,7 +29,7 @@
 @group(0) @binding(19) var<storage, read> item_runs: array<u32>;
 @group(0) @binding(20) var<storage, read_write> run_sums: array<vec4<f32>>;
 
-const IMPLICIT_WG: u32 = 64u;
+const SVDPP_WG: u32 = 64u;
 
 fn user_prior(index: u32) -> vec4<f32> {
     return vec4<f32>(prior[index]);
@@ -45,7 +45,7 @@ fn inverse_sqrt_count(u: u32) -> f32 {
 
 // mean_norm[0] = Σ_j n_j |q_j|² / Σ_j n_j, in rating units; one workgroup.
 @compute @workgroup_size(WG)
-fn implicit_mean_norm(@builtin(local_invocation_index) local: u32) {
+fn svdpp_mean_norm(@builtin(local_invocation_index) local: u32) {
     let items = arrayLength(&item_start) - 1u;
     var sum = 0.0;
     for (var j = local; j < items; j += WG) {
@@ -62,11 +62,11 @@ fn implicit_mean_norm(@builtin(local_invocation_index) local: u32) {
     }
 }
 
-// Each run's Σ |N(u)|^-½ share_u, a thread per (run, vec4); implicit_items adds an item's runs.
-@compute @workgroup_size(IMPLICIT_WG)
-fn implicit_item_runs(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+// Each run's Σ |N(u)|^-½ share_u, a thread per (run, vec4); svdpp_items adds an item's runs.
+@compute @workgroup_size(SVDPP_WG)
+fn svdpp_item_runs(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let runs = arrayLength(&run_start) - 1u;
-    for (var x = id.x; x < runs * K4; x += groups.x * IMPLICIT_WG) {
+    for (var x = id.x; x < runs * K4; x += groups.x * SVDPP_WG) {
         let r = x / K4;
         var sum = vec4<f32>(0.0);
         for (var t = run_start[r]; t < run_start[r + 1u]; t++) {
@@ -77,11 +77,11 @@ fn implicit_item_runs(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num
     }
 }
 
-// y_j's step, as item_step in src/implicit.rs.
-@compute @workgroup_size(IMPLICIT_WG)
-fn implicit_items(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+// y_j's step, as item_step in src/svdpp.rs.
+@compute @workgroup_size(SVDPP_WG)
+fn svdpp_items(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let items = arrayLength(&item_runs) - 1u;
-    for (var x = id.x; x < items * K4; x += groups.x * IMPLICIT_WG) {
+    for (var x = id.x; x < items * K4; x += groups.x * SVDPP_WG) {
         let j = x / K4;
         var gradient = vec4<f32>(0.0);
         for (var r = item_runs[j]; r < item_runs[j + 1u]; r++) {
@@ -95,10 +95,10 @@ fn implicit_items(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_wor
 }
 
 // z afresh, w moved by its change, and the share cleared for the next epoch.
-@compute @workgroup_size(IMPLICIT_WG)
-fn implicit_users(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+@compute @workgroup_size(SVDPP_WG)
+fn svdpp_users(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let users = arrayLength(&user_start) - 1u;
-    for (var x = id.x; x < users * K4; x += groups.x * IMPLICIT_WG) {
+    for (var x = id.x; x < users * K4; x += groups.x * SVDPP_WG) {
         let u = x / K4;
         let first = user_start[u];
         let end = user_start[u + 1u];

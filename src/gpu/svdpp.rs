@@ -1,6 +1,6 @@
-//! Implicit feedback on the GPU ([`crate::implicit`] says what it computes). The update kernel
+//! The SVD++ term on the GPU ([`crate::svdpp`] says what it computes). The update kernel
 //! pulls each user row toward its prior and adds to its share, both bound beside the user
-//! block; after each epoch y and the priors move, by the passes of shaders/implicit.wgsl where
+//! block; after each epoch y and the priors move, by the passes of shaders/svdpp.wgsl where
 //! every rating and factor row is resident and each side's blocks lie in one buffer (the passes
 //! bind it whole and index rows by their place there), else by the CPU's passes on the host,
 //! between epochs, over the factors and shares read back.
@@ -9,52 +9,52 @@ use super::kernel::{KernelShape, Pipelines};
 use super::{Gpu, GpuSolver};
 use crate::data::Rating;
 use crate::error::Result;
-use crate::implicit::{ImplicitFeedback, Reach};
+use crate::svdpp::{SvdppState, Reach};
 use crate::schedule::Schedule;
 use crate::solver::Solver;
 use crate::update::Step;
 use ndarray::Array2;
 use wgpu::util::DeviceExt;
 
-/// Threads per workgroup of the passes (IMPLICIT_WG in the shader).
+/// Threads per workgroup of the passes (SVDPP_WG in the shader).
 const PASS_WORKGROUP: u64 = 64;
 /// Users one thread sums at most for an item's y: a popular item's users (Netflix's most rated
 /// film has 232,944) are cut into runs summed side by side, then each item adds its runs.
 const RUN_USERS: u32 = 512;
 
 /// Where the passes after an epoch run.
-pub(super) enum Implicit {
-    Device(DeviceImplicit),
-    Host(Box<HostImplicit>),
+pub(super) enum Svdpp {
+    Device(DeviceSvdpp),
+    Host(Box<HostSvdpp>),
 }
 
-/// Implicit feedback's passes on the host: the state by the schedule's positions, and the
+/// The SVD++ term's passes on the host: the state by the schedule's positions, and the
 /// priors and shares by id for the user blocks swapped in and out; `why` not on the device.
-pub(super) struct HostImplicit {
-    pub state: ImplicitFeedback,
+pub(super) struct HostSvdpp {
+    pub state: SvdppState,
     pub prior: Array2<f32>,
     pub share: Array2<f32>,
     pub why: String,
 }
 
-impl Implicit {
+impl Svdpp {
     /// The priors and shares by id, where the host keeps them.
     pub fn host_rows(&mut self) -> Option<(&mut Array2<f32>, &mut Array2<f32>)> {
         match self {
-            Implicit::Host(host) => Some((&mut host.prior, &mut host.share)),
-            Implicit::Device(_) => None,
+            Svdpp::Host(host) => Some((&mut host.prior, &mut host.share)),
+            Svdpp::Device(_) => None,
         }
     }
 
     pub fn on_host(&self) -> bool {
-        matches!(self, Implicit::Host(_))
+        matches!(self, Svdpp::Host(_))
     }
 
     /// For the solver's name.
     pub fn describe(&self) -> String {
         match self {
-            Implicit::Device(_) => ", implicit feedback".into(),
-            Implicit::Host(host) => format!(", implicit feedback on the host between epochs ({})", host.why),
+            Svdpp::Device(_) => ", the SVD++ term".into(),
+            Svdpp::Host(host) => format!(", the SVD++ term on the host between epochs ({})", host.why),
         }
     }
 }
@@ -63,15 +63,15 @@ impl GpuSolver {
     /// The passes after an epoch on the host: reads every row and share back (waiting for the
     /// device), runs them, and puts the user rows and their priors back on the device with
     /// the shares cleared. Returns the bytes moved.
-    pub(super) fn host_implicit_pass(&mut self) -> Result<u64> {
-        if !self.implicit.as_ref().is_some_and(Implicit::on_host) {
+    pub(super) fn host_svdpp_pass(&mut self) -> Result<u64> {
+        if !self.svdpp.as_ref().is_some_and(Svdpp::on_host) {
             return Ok(0);
         }
         let model = self.snapshot()?;
         let (schedule, k, u) = (&self.schedule, model.rank(), &self.uniform);
         let (users, items) = (&schedule.users, &schedule.items);
-        let Some(Implicit::Host(host)) = &mut self.implicit else { return Ok(0) };
-        let HostImplicit { state, prior, share, .. } = &mut **host;
+        let Some(Svdpp::Host(host)) = &mut self.svdpp else { return Ok(0) };
+        let HostSvdpp { state, prior, share, .. } = &mut **host;
         // The user blocks on the device, by their slot.
         let loaded = |slot: usize| match self.swapped {
             None => Some(slot),
@@ -109,8 +109,8 @@ impl GpuSolver {
     }
 }
 
-/// The device's implicit-feedback state and the passes' bindings.
-pub(super) struct DeviceImplicit {
+/// The device's SVD++-term state and the passes' bindings.
+pub(super) struct DeviceSvdpp {
     /// Each pass with its bind group and workgroup count, in order.
     passes: Vec<(wgpu::BindGroup, u32)>,
 }
@@ -154,25 +154,25 @@ fn most_runs(ratings: usize, items: usize) -> u64 {
     (ratings as u64).div_ceil(RUN_USERS as u64) + items as u64
 }
 
-/// What the buffers of [`DeviceImplicit::new`] take on the device.
+/// What the buffers of [`DeviceSvdpp::new`] take on the device.
 pub(super) fn device_bytes(shape: &KernelShape, ratings: usize, users: usize, items: usize) -> u64 {
     let row32 = shape.k4() as u64 * 16;
     8 * ratings as u64 + 4 * (users + 1) as u64 + items as u64 * (row32 + 12) + most_runs(ratings, items) * (row32 + 4) + 16
 }
 
-/// The largest single buffer of [`DeviceImplicit::new`] (each must fit one binding).
+/// The largest single buffer of [`DeviceSvdpp::new`] (each must fit one binding).
 pub(super) fn largest_buffer(shape: &KernelShape, ratings: usize, items: usize) -> u64 {
     let row32 = shape.k4() as u64 * 16;
     (4 * ratings as u64).max(items as u64 * row32).max(most_runs(ratings, items) * row32)
 }
 
-impl DeviceImplicit {
+impl DeviceSvdpp {
     /// Uploads the state for `schedule`'s ratings with y = 0 and binds the passes to the
     /// resident rows, each side in one buffer: `rows` are the user factors, item factors, item
     /// regularisation weights, user priors and user shares; `places` each user's and item's row
     /// there by position, and `(users, items)` the buffers' rows (blocks' padding included).
     #[allow(clippy::too_many_arguments)]
-    pub fn new(gpu: &Gpu, shape: &KernelShape, pipelines: &Pipelines, schedule: &Schedule, places: &(Vec<u32>, Vec<u32>), (users, items): (usize, usize), reach: &Reach, rows: [&wgpu::Buffer; 5], params: &wgpu::Buffer) -> DeviceImplicit {
+    pub fn new(gpu: &Gpu, shape: &KernelShape, pipelines: &Pipelines, schedule: &Schedule, places: &(Vec<u32>, Vec<u32>), (users, items): (usize, usize), reach: &Reach, rows: [&wgpu::Buffer; 5], params: &wgpu::Buffer) -> DeviceSvdpp {
         let [user_factors, item_factors, item_reg_weight, prior, share] = rows;
         let k4 = shape.k4() as u64;
         let (user_row, item_row) = (|r: &Rating| places.0[r.user as usize], |r: &Rating| places.1[r.item as usize]);
@@ -198,7 +198,7 @@ impl DeviceImplicit {
         let run_start = init("run starts", bytemuck::cast_slice(&run_start));
         let item_runs = init("item runs", bytemuck::cast_slice(&item_runs));
         let mean_norm = zeroed("mean norm", 4);
-        let item_vectors = zeroed("implicit item vectors", 16 * k4 * items as u64);
+        let item_vectors = zeroed("SVD++ item vectors", 16 * k4 * items as u64);
         // The buffer at each of the shader's binding numbers.
         let buffer = |n: u32| match n {
             1 => user_factors,
@@ -217,7 +217,7 @@ impl DeviceImplicit {
             18 => &run_start,
             19 => &item_runs,
             20 => &run_sums,
-            _ => unreachable!("shaders/implicit.wgsl binds no buffer {n} in its passes"),
+            _ => unreachable!("shaders/svdpp.wgsl binds no buffer {n} in its passes"),
         };
         // Each pass's bindings, and the threads it runs (the mean: one workgroup).
         let uses: [(&[u32], u64); 4] = [
@@ -227,7 +227,7 @@ impl DeviceImplicit {
             (&[1, 9, 10, 11, 12, 17], users as u64 * k4),
         ];
         let passes = pipelines
-            .implicit
+            .svdpp
             .iter()
             .zip(uses)
             .map(|((entry, pipeline), (numbers, threads))| {
@@ -237,12 +237,12 @@ impl DeviceImplicit {
                 (bind_group, workgroups)
             })
             .collect();
-        DeviceImplicit { passes }
+        DeviceSvdpp { passes }
     }
 
     /// Records the passes after an epoch's updates, in `pass`.
     pub fn encode(&self, pipelines: &Pipelines, pass: &mut wgpu::ComputePass) {
-        for ((_, pipeline), (bind_group, workgroups)) in pipelines.implicit.iter().zip(&self.passes) {
+        for ((_, pipeline), (bind_group, workgroups)) in pipelines.svdpp.iter().zip(&self.passes) {
             pass.set_pipeline(pipeline);
             pass.set_bind_group(0, bind_group, &[]);
             pass.dispatch_workgroups(*workgroups, 1, 1);

@@ -1,4 +1,4 @@
-//! Implicit feedback, SVD++ style (Koren, 2008): which items a user rated says something about
+//! The SVD++-style term (Koren, 2008): which items a user rated says something about
 //! the user beyond the ratings' values. Each item j gets a second vector y_j, and each user u
 //! the sum z_u = |N(u)|^-½ Σ_{j ∈ N(u)} y_j over the items N(u) it rated in training.
 //!
@@ -37,8 +37,8 @@ pub(crate) const ITEM_REG: f32 = 0.05;
 /// questionnaire's) takes small steps, where it would otherwise overshoot.
 pub(crate) const CURVATURE: f32 = 0.3;
 
-/// The implicit-feedback state of one model, by the schedule's positions.
-pub(crate) struct ImplicitFeedback {
+/// The SVD++-term state of one model, by the schedule's positions.
+pub(crate) struct SvdppState {
     k: usize,
     /// |N(u)|^-½ by user (0 for a user with no training ratings).
     user_norm: Vec<f32>,
@@ -95,7 +95,7 @@ impl Reach {
 /// y_j's step after an epoch at `step`: y += (g − ρ·y) / (1/(η·lr) + κ·c + ρ), where g is the
 /// sum of its users' shares, each times |N(u)|^-½; ρ = λ·w·[`ITEM_REG`]·reach its decay; and
 /// c = reach·`mean_norm` its curvature bound: a step of η·lr where the curvature is small, never
-/// past the bound's minimum where it is large. shaders/implicit.wgsl mirrors it.
+/// past the bound's minimum where it is large. shaders/svdpp.wgsl mirrors it.
 #[inline(always)]
 pub(crate) fn item_step(y: &mut [f32], gradient: &[f32], reach: f32, weight: f32, mean_norm: f32, step: &Step) {
     let decay = step.reg * weight * ITEM_REG * reach;
@@ -105,14 +105,14 @@ pub(crate) fn item_step(y: &mut [f32], gradient: &[f32], reach: f32, weight: f32
     }
 }
 
-impl ImplicitFeedback {
+impl SvdppState {
     /// The state for `schedule`'s ratings at rank `k`, with y = 0 (so z = 0: the first epoch
     /// trains as without it). `item_weights` are the items' regularisation weights by position.
-    pub fn new(schedule: &Schedule, k: usize, item_weights: &[f32]) -> Result<ImplicitFeedback> {
+    pub fn new(schedule: &Schedule, k: usize, item_weights: &[f32]) -> Result<SvdppState> {
         let reach = Reach::of(schedule)?;
         let (users, items) = (reach.user_counts.len(), reach.item_counts.len());
         let user_norm = reach.user_counts.iter().map(|&n| if n == 0 { 0.0 } else { 1.0 / (n as f32).sqrt() }).collect();
-        Ok(ImplicitFeedback {
+        Ok(SvdppState {
             k,
             user_norm,
             reach,
@@ -271,7 +271,7 @@ mod tests {
     fn the_pass_moves_y_sets_each_prior_from_its_items_and_keeps_p() {
         let (schedule, mut w, q, _, _) = setting();
         let k = 6;
-        let mut state = ImplicitFeedback::new(&schedule, k, &vec![1.0; schedule.items.ids()]).unwrap();
+        let mut state = SvdppState::new(&schedule, k, &vec![1.0; schedule.items.ids()]).unwrap();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
         for epoch in 0..3 {
             let p: Vec<f32> = w.iter().zip(state.priors()).map(|(w, z)| w - z).collect();
@@ -306,7 +306,7 @@ mod tests {
     fn the_pass_gives_the_same_bits_on_any_number_of_threads() {
         let run = |threads: usize| {
             let (schedule, mut w, q, _, _) = setting();
-            let mut state = ImplicitFeedback::new(&schedule, 6, &vec![1.0; schedule.items.ids()]).unwrap();
+            let mut state = SvdppState::new(&schedule, 6, &vec![1.0; schedule.items.ids()]).unwrap();
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             for epoch in 0..2 {
                 state.priors_and_shares().1.iter_mut().enumerate().for_each(|(x, s)| *s = ((x * 7 + epoch) % 13) as f32 / 13.0 - 0.5);

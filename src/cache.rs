@@ -15,7 +15,7 @@
 use crate::data::{stream_ratings, IdMap, LoadOptions, Rating, RatingSummary, RowCounts};
 use crate::error::{Error, Result};
 use crate::rng::part_rng;
-use crate::schedule::{Axis, GridSize, Order, MAX_SIDE};
+use crate::grid::{Axis, GridSize, Order, MAX_SIDE};
 use rand::seq::SliceRandom;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};

@@ -2,7 +2,7 @@
 //! It is a solver over solvers, so every backend has it and the training loop does not change;
 //! the average is kept as one model of rank S·k (see [`Model::averaged`]).
 
-use crate::data::Problem;
+use crate::problem::Problem;
 use crate::error::Result;
 use crate::metrics::{self, ErrorSums};
 use crate::model::Model;

@@ -1,7 +1,7 @@
 //! gpumf: masked matrix factorisation of sparse rating data by SGD, on the GPU (WGSL compute
 //! shaders through wgpu) and on the CPU, validated against the truncated SVD.
 //!
-//! The path through the crate: [`data`] loads ratings into a [`data::Problem`];
+//! The path through the crate: [`data`] loads ratings into a [`problem::Problem`];
 //! [`model::Params`] configures training; [`training::train`] runs a [`training::Backend`]
 //! ([`cpu`] or [`gpu`], each a [`solver::Solver`] over the blocks of [`schedule`]) and returns
 //! a [`model::Model`]; [`metrics`] scores it; [`svd`] gives
@@ -10,6 +10,7 @@
 pub mod bench;
 pub mod cache;
 pub mod choice;
+pub mod grid;
 pub mod cpu;
 pub mod data;
 pub mod distributed;
@@ -21,6 +22,7 @@ pub mod lab;
 pub mod metrics;
 pub mod model;
 pub mod output;
+pub mod problem;
 pub mod resources;
 mod rng;
 pub mod schedule;
@@ -30,5 +32,6 @@ pub mod svd;
 pub mod training;
 pub mod update;
 pub mod validate;
+pub mod vector;
 
 pub use error::{Error, Result};

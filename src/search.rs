@@ -12,7 +12,8 @@
 //! learning rate ×½…×2; λ_bias moves with λ), so `--auto` refines what the user asked for
 //! rather than replacing it.
 
-use crate::data::{split_random, Problem, RatingSet};
+use crate::data::RatingSet;
+use crate::problem::{split_random, Problem};
 use crate::error::{Error, Result};
 use crate::model::Params;
 use crate::training::{train, Backend};

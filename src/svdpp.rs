@@ -23,7 +23,8 @@
 use crate::data::Rating;
 use crate::error::Result;
 use crate::schedule::Schedule;
-use crate::update::{dot, Step};
+use crate::update::Step;
+use crate::vector::{axpy, dot};
 use rayon::prelude::*;
 
 /// y's step, as a fraction of the epoch's learning rate. With [`ITEM_REG`] and [`CURVATURE`],
@@ -173,14 +174,6 @@ impl SvdppState {
     }
 }
 
-/// y += a·x.
-#[inline(always)]
-fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
-    for (yf, &xf) in y.iter_mut().zip(x) {
-        *yf += a * xf;
-    }
-}
-
 #[derive(Clone, Copy, PartialEq)]
 enum Side {
     Users,
@@ -241,7 +234,7 @@ unsafe fn visit_part_avx2(schedule: &Schedule, side: Side, b: usize, rows: &mut 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schedule::{GridSize, Order};
+    use crate::grid::{GridSize, Order};
     use rand::{Rng, SeedableRng};
 
     /// 30 users rating 3 to 12 of 40 items, a 3x2 grid, and random factors by position.

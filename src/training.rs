@@ -3,7 +3,7 @@
 //! reports and the result are common.
 
 use crate::cpu::{CpuMode, CpuSolver};
-use crate::data::Problem;
+use crate::problem::Problem;
 use crate::error::{Error, Result};
 use crate::gpu::{GpuOptions, GpuSolver};
 use crate::model::{Model, Params};
@@ -21,10 +21,10 @@ pub enum Backend {
 impl Backend {
     /// The order within blocks this backend trains in, and so writes a block cache in
     /// (`--memory`): the CPU's ([`CpuMode::block_order`]); at random on the GPU (Hogwild).
-    pub fn block_order(&self) -> crate::schedule::Order {
+    pub fn block_order(&self) -> crate::grid::Order {
         match self {
             Backend::Cpu(mode) => mode.block_order(),
-            Backend::Gpu(_) => crate::schedule::Order::Shuffled,
+            Backend::Gpu(_) => crate::grid::Order::Shuffled,
         }
     }
 

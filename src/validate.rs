@@ -2,7 +2,8 @@
 //! masked objective is the Frobenius loss, whose optimum at rank k is the SVD's (Eckart–Young).
 //! An SGD loss below it beyond float error means a bug.
 
-use crate::data::{IdMap, Problem, Rating};
+use crate::data::{IdMap, Rating};
+use crate::problem::Problem;
 use crate::error::Result;
 use crate::model::{Model, Params};
 use crate::training::{train, Backend};

@@ -304,7 +304,7 @@ fn the_cluster_trains_without_the_svdpp_term_and_says_so() {
     assert!(asked.status.success() && !stderr(&asked).contains("SVD++"), "{}", stderr(&asked));
     let v = json(&run(&common(&["--workers", "2"])));
     assert_eq!(v["settings"]["params"]["svdpp"], serde_json::Value::Bool(false));
-    let problem = gpumf::data::split_random(&gpumf::data::load_ratings(std::path::Path::new(&shipped()), Default::default()).unwrap().ratings, 0.2, 1).unwrap();
+    let problem = gpumf::problem::split_random(&gpumf::data::load_ratings(std::path::Path::new(&shipped()), Default::default()).unwrap().ratings, 0.2, 1).unwrap();
     let params = gpumf::model::Params { rank: 4, epochs: 1, ..Default::default() };
     let cluster = gpumf::distributed::Cluster::threads(2);
     let stripes = gpumf::distributed::Stripes::from_problem(problem, &params, &cluster).unwrap();

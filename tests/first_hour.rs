@@ -1,6 +1,7 @@
 //! What a new user met in their first hour (issue 17), as they meet it: through the binary.
 
-use gpumf::data::{load_ratings, split_random, LoadOptions};
+use gpumf::data::{load_ratings, LoadOptions};
+use gpumf::problem::split_random;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

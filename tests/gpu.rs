@@ -6,12 +6,13 @@ mod common;
 use common::{Needs, Test};
 
 use gpumf::cpu::CpuMode;
-use gpumf::data::{load_ratings, split_random, LoadOptions, Problem};
+use gpumf::data::{load_ratings, LoadOptions};
+use gpumf::problem::{split_random, Problem};
 use gpumf::choice::Choice;
 use gpumf::gpu::{GpuOptions, GpuSolver, KernelShape, Precision, Upload, GROUP_SUBGROUP_WGSL, GROUP_WORKGROUP_WGSL, SVDPP_WGSL, SGD_WGSL};
 use gpumf::metrics;
 use gpumf::model::{Model, Params};
-use gpumf::schedule::GridSize;
+use gpumf::grid::GridSize;
 use gpumf::training::{train, Backend};
 use gpumf::validate::{compare, dense_params, lab_params, low_rank_plus_noise};
 
@@ -407,7 +408,7 @@ fn empty_and_unequal_blocks_train_everywhere_and_exactly() {
 /// (for CPU threads), or cut coarser than the device needs, is refused by name.
 fn blocks_on_disk_stream_to_the_gpu_exactly() {
     use gpumf::cache::{CacheSettings, DiskBlocks};
-    use gpumf::schedule::Order;
+    use gpumf::grid::Order;
     if !common::gpu_available() {
         return;
     }

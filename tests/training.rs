@@ -5,7 +5,8 @@ mod common;
 use common::{Needs, Test};
 
 use gpumf::cpu::CpuMode;
-use gpumf::data::{load_ratings, split_per_user, split_random, LoadOptions, Problem, RatingSet, UNKNOWN};
+use gpumf::data::{load_ratings, LoadOptions, RatingSet, UNKNOWN};
+use gpumf::problem::{split_per_user, split_random, Problem};
 use gpumf::metrics::{self, mae, rmse};
 use gpumf::model::{Model, Params};
 use gpumf::training::{train, Backend};
@@ -266,7 +267,7 @@ fn early_stopping_keeps_the_best_epoch_on_the_cpu() {
 }
 
 /// Trains from a block cache of `path` in `dir` under `memory`, testing on `test`.
-fn train_from_disk(path: &std::path::Path, dir: &std::path::Path, memory: u64, threads: usize, params: &Params, test: &RatingSet) -> (f64, bool, gpumf::schedule::GridSize) {
+fn train_from_disk(path: &std::path::Path, dir: &std::path::Path, memory: u64, threads: usize, params: &Params, test: &RatingSet) -> (f64, bool, gpumf::grid::GridSize) {
     use gpumf::cache::{CacheSettings, DiskBlocks};
     let backend = Backend::Cpu(CpuMode::with_threads(threads));
     let settings = CacheSettings { grid: None, order: backend.block_order(), seed: params.seed, memory, threads };
@@ -346,7 +347,7 @@ fn the_block_cache_is_reused_and_rebuilt_when_it_no_longer_matches() {
     assert!(std::fs::read_dir(dir.path()).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().ends_with(".partial")), "no partial files left");
     // Not a cache: refused, left alone.
     std::fs::write(&cache_path, b"my notes").unwrap();
-    let settings = gpumf::cache::CacheSettings { grid: None, order: gpumf::schedule::Order::Shuffled, seed: 42, memory, threads: 1 };
+    let settings = gpumf::cache::CacheSettings { grid: None, order: gpumf::grid::Order::Shuffled, seed: 42, memory, threads: 1 };
     let e = gpumf::cache::DiskBlocks::open_or_build(&path, &LoadOptions::default(), dir.path(), &settings, |_| {}).unwrap_err().to_string();
     assert!(e.contains("not a gpumf block cache"), "{e}");
     assert_eq!(std::fs::read(&cache_path).unwrap(), b"my notes");

@@ -4,7 +4,8 @@
 
 use gpumf::choice::Choice;
 use gpumf::cpu::CpuMode;
-use gpumf::data::{load_ratings, parse_ratings, split_random, Duplicates, Format, LoadOptions, Problem, RatingSet};
+use gpumf::data::{load_ratings, parse_ratings, Duplicates, Format, LoadOptions, RatingSet};
+use gpumf::problem::{split_random, Problem};
 use gpumf::gpu::{GpuOptions, Precision};
 use gpumf::model::{Model, Params};
 use gpumf::training::{choose_auto, train_until, Backend};
@@ -239,7 +240,7 @@ impl Settings {
             frequency_reg: self.frequency_reg,
             svdpp: self.svdpp,
             models: self.models,
-            blocks: self.blocks.as_deref().map(|b| b.parse::<gpumf::schedule::GridSize>().map_err(|e| PyValueError::new_err(format!("blocks={b:?}: {e}")))).transpose()?,
+            blocks: self.blocks.as_deref().map(|b| b.parse::<gpumf::grid::GridSize>().map_err(|e| PyValueError::new_err(format!("blocks={b:?}: {e}")))).transpose()?,
         };
         params.validate().map_err(py_err)?;
         Ok(params)

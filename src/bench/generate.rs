@@ -6,7 +6,8 @@
 //! fixed chunks, each with its own seeded generator, so the output depends on the seed alone,
 //! not on the number of threads.
 
-use crate::data::{IdMap, Problem, Rating, RatingSet};
+use crate::data::{IdMap, Rating, RatingSet};
+use crate::problem::Problem;
 use crate::error::{Error, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

@@ -1,7 +1,7 @@
 //! Timed training runs of each backend on one problem, with the figures a user compares.
 
 use crate::cpu::CpuMode;
-use crate::data::Problem;
+use crate::problem::Problem;
 use crate::error::Result;
 use crate::gpu::{GpuOptions, Precision};
 use crate::model::Params;

@@ -5,7 +5,8 @@ use super::train::{chosen_backend, load};
 use super::{InputArgs, ModelArgs, OutputArgs};
 use anyhow::{bail, Context};
 use clap::Args;
-use gpumf::data::{k_folds, split_fold, Problem, RatingSet};
+use gpumf::data::RatingSet;
+use gpumf::problem::{k_folds, split_fold, Problem};
 use gpumf::training::train;
 use std::path::PathBuf;
 

@@ -156,7 +156,7 @@ pub struct ParamArgs {
     /// Cut the rating matrix into this grid of blocks, users x items (`8` or `16x4`), the same
     /// on every backend. Default: one block where it fits; two per CPU thread and side.
     #[arg(long)]
-    pub blocks: Option<gpumf::schedule::GridSize>,
+    pub blocks: Option<gpumf::grid::GridSize>,
     /// Score the test set every N epochs and after the last (the training loss comes from the
     /// update pass every epoch, at no extra cost).
     #[arg(long, default_value_t = Params::default().eval_every)]

@@ -4,11 +4,13 @@
 
 mod blocks;
 
-use crate::data::{Problem, Rating};
+use crate::data::Rating;
+use crate::problem::Problem;
 use crate::error::{Error, Result};
 use crate::metrics::{self, ErrorSums};
 use crate::model::{Model, Params};
-use crate::schedule::{Axis, GridSize, Order, Schedule};
+use crate::grid::{Axis, GridSize, Order};
+use crate::schedule::Schedule;
 use crate::svdpp::SvdppState;
 use crate::solver::{EpochFigures, Solver};
 use crate::update::{sgd_update, RowWeights, Step};

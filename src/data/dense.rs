@@ -2,7 +2,7 @@
 //! not rate (e.g. the Jester jokes data: a count column, then 100 ratings with 99 for none).
 //! Ids are the row and column numbers, from 1, counted after `--skip-columns`.
 
-use super::load::{count_lines, first_data_line, split_chunks, Delimiter, Duplicates, Format, Interner, LoadOptions, Loaded};
+use super::text::{count_lines, first_data_line, split_chunks, Delimiter, Interner};
 use super::{Rating, RatingSet};
 use crate::error::{Error, Result};
 use rayon::prelude::*;
@@ -62,14 +62,16 @@ struct DenseChunk {
     error: Option<(u64, String)>,
 }
 
-pub(super) fn parse_dense(bytes: &[u8], path: &Path, options: &LoadOptions) -> Result<Loaded> {
+/// The ratings of a dense matrix and the count of malformed lines skipped (`skip_bad_lines`);
+/// `missing` marks an unrated cell, and the first `skip_columns` columns are not ratings.
+pub(super) fn parse_dense(bytes: &[u8], path: &Path, missing: Option<&str>, skip_columns: usize, skip_bad_lines: bool) -> Result<(RatingSet, u64)> {
     let first = first_data_line(bytes);
     let delimiter = Delimiter::of_line(first);
     if delimiter == Delimiter::DoubleColon {
         return Err(Error::Format { path: path.into(), message: "a dense matrix is separated by tabs, commas, semicolons or spaces, not '::'".into() });
     }
-    let missing = options.missing.as_deref().map(str::trim);
-    let mut grid = Grid { delimiter, columns: 0, skip: options.skip_columns, missing, missing_value: missing.and_then(|m| m.parse().ok()) };
+    let missing = missing.map(str::trim);
+    let mut grid = Grid { delimiter, columns: 0, skip: skip_columns, missing, missing_value: missing.and_then(|m| m.parse().ok()) };
     grid.columns = grid.fields(first).len();
     if grid.columns <= grid.skip {
         return Err(Error::InvalidParameter(format!("--skip-columns {} leaves no rating column: the first row has {} columns", grid.skip, grid.columns)));
@@ -101,7 +103,7 @@ pub(super) fn parse_dense(bytes: &[u8], path: &Path, options: &LoadOptions) -> R
                 }
                 match grid.parse(line) {
                     Ok(cells) => out.cells.extend(cells.into_iter().map(|(c, r)| (out.rows, c, r))),
-                    Err(_) if options.skip_bad_lines => out.skipped += 1,
+                    Err(_) if skip_bad_lines => out.skipped += 1,
                     Err(message) => {
                         out.error = Some((n as u64, message));
                         return out;
@@ -137,19 +139,12 @@ pub(super) fn parse_dense(bytes: &[u8], path: &Path, options: &LoadOptions) -> R
         }
         row_base += chunk.rows as u64;
     }
-    Ok(Loaded {
-        ratings: RatingSet { entries, users: users.finish(), items: items.finish() },
-        format: Format::Dense,
-        skipped_lines: skipped,
-        test_marks: None,
-        duplicates: 0,
-        duplicate_policy: Duplicates::Keep,
-    })
+    Ok((RatingSet { entries, users: users.finish(), items: items.finish() }, skipped))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::load::parse_ratings;
+    use super::super::{parse_ratings, Format, LoadOptions, Loaded};
     use super::*;
 
     fn dense(text: &str, missing: Option<&str>, skip: usize) -> Result<Loaded> {

@@ -2,6 +2,7 @@
 //! reported with its file and line number.
 
 use super::archive::{is_packed, read_unpacked, unread_container};
+use super::text::{count_lines, first_data_line, split_chunks, Delimiter, Interner};
 use super::{IdMap, Rating, RatingSet};
 use crate::error::{Error, Result};
 use rayon::prelude::*;
@@ -141,7 +142,8 @@ pub fn parse_ratings(bytes: &[u8], path: &Path, options: LoadOptions) -> Result<
         return Ok(loaded);
     }
     if format == Format::Dense {
-        return super::dense::parse_dense(bytes, path, &options);
+        let (ratings, skipped_lines) = super::dense::parse_dense(bytes, path, options.missing.as_deref(), options.skip_columns, options.skip_bad_lines)?;
+        return Ok(Loaded { ratings, format, skipped_lines, test_marks: None, duplicates: 0, duplicate_policy: Duplicates::Keep });
     }
     let mut layout = Layout::for_file(format, bytes, path)?;
     if let Some(column) = options.split_column {
@@ -370,45 +372,6 @@ impl RatingSet {
     }
 }
 
-/// Assigns dense indices in order of first appearance: through a direct table when the ids are
-/// small integers (MovieLens, Netflix: far faster than hashing), else through the hash map.
-pub(super) enum Interner {
-    Table { index: Vec<u32>, external: Vec<u64> },
-    Map(IdMap),
-}
-
-impl Interner {
-    pub(super) fn new(max_id: u64, entries: usize) -> Interner {
-        if max_id < (1 << 20) || max_id <= 4 * entries as u64 {
-            Interner::Table { index: vec![u32::MAX; max_id as usize + 1], external: Vec::new() }
-        } else {
-            Interner::Map(IdMap::new())
-        }
-    }
-
-    #[inline]
-    pub(super) fn intern(&mut self, id: u64) -> u32 {
-        match self {
-            Interner::Table { index, external } => {
-                let slot = &mut index[id as usize];
-                if *slot == u32::MAX {
-                    *slot = external.len() as u32;
-                    external.push(id);
-                }
-                *slot
-            }
-            Interner::Map(map) => map.intern(id),
-        }
-    }
-
-    pub(super) fn finish(self) -> IdMap {
-        match self {
-            Interner::Table { external, .. } => IdMap::from_externals(external),
-            Interner::Map(map) => map,
-        }
-    }
-}
-
 /// Reads cuMF_SGD's binary records; "line" numbers in errors are record numbers.
 fn parse_binary(bytes: &[u8], path: &Path, skip_bad: bool) -> Result<Loaded> {
     const RECORD: usize = 12;
@@ -516,77 +479,6 @@ fn detect_text_format(bytes: &[u8], split_column: Option<usize>) -> Format {
         Delimiter::Tab => Format::Tab,
         Delimiter::Comma | Delimiter::Semicolon => Format::Comma,
         _ => Format::Space,
-    }
-}
-
-pub(super) fn first_data_line(bytes: &[u8]) -> &str {
-    let head = &bytes[..bytes.len().min(64 * 1024)];
-    let head = std::str::from_utf8(head).unwrap_or_else(|e| std::str::from_utf8(&head[..e.valid_up_to()]).unwrap_or(""));
-    head.lines().map(|l| l.trim_end_matches('\r')).find(|l| !l.trim().is_empty() && !l.starts_with('#')).unwrap_or("")
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Delimiter {
-    Tab,
-    Comma,
-    Semicolon,
-    DoubleColon,
-    /// Runs of spaces or tabs.
-    Whitespace,
-}
-
-impl Delimiter {
-    /// The delimiter a line of delimited text uses: '::', tab, comma, semicolon, else spaces.
-    pub(super) fn of_line(line: &str) -> Delimiter {
-        if line.contains("::") {
-            Delimiter::DoubleColon
-        } else if line.contains('\t') {
-            Delimiter::Tab
-        } else if line.contains(',') {
-            Delimiter::Comma
-        } else if line.contains(';') {
-            Delimiter::Semicolon
-        } else {
-            Delimiter::Whitespace
-        }
-    }
-
-    pub(super) fn name(self) -> &'static str {
-        match self {
-            Delimiter::Tab => "tab",
-            Delimiter::Comma => "comma",
-            Delimiter::Semicolon => "semicolon",
-            Delimiter::DoubleColon => "'::'",
-            Delimiter::Whitespace => "space",
-        }
-    }
-
-    pub(super) fn split(self, line: &str) -> Box<dyn Iterator<Item = &str> + '_> {
-        match self {
-            Delimiter::Tab => Box::new(line.split('\t')),
-            Delimiter::Comma => Box::new(line.split(',')),
-            Delimiter::Semicolon => Box::new(line.split(';')),
-            Delimiter::DoubleColon => Box::new(line.split("::")),
-            Delimiter::Whitespace => Box::new(line.split_ascii_whitespace()),
-        }
-    }
-
-    /// Another delimiter the line seems to use instead, for the "inconsistent delimiter" error.
-    fn other_in(self, line: &str) -> Option<Delimiter> {
-        [Delimiter::DoubleColon, Delimiter::Tab, Delimiter::Comma, Delimiter::Semicolon]
-            .into_iter()
-            .find(|&d| d != self && line.contains(d.symbol()) && !(self == Delimiter::Whitespace && d == Delimiter::Tab))
-            .or_else(|| (self != Delimiter::Whitespace && line.trim().contains(' ')).then_some(Delimiter::Whitespace))
-    }
-
-    fn symbol(self) -> &'static str {
-        match self {
-            Delimiter::Tab => "\t",
-            Delimiter::Comma => ",",
-            Delimiter::Semicolon => ";",
-            Delimiter::DoubleColon => "::",
-            Delimiter::Whitespace => " ",
-        }
     }
 }
 
@@ -757,26 +649,6 @@ struct ChunkResult {
     skipped: u64,
     /// The first bad line (0-based within the chunk) and what was wrong.
     error: Option<(u64, String)>,
-}
-
-/// Cuts the text into line-aligned pieces for the parallel parse.
-pub(super) fn split_chunks(body: &[u8]) -> Vec<(usize, usize)> {
-    const CHUNK: usize = 1 << 20;
-    let mut chunks = Vec::with_capacity(body.len() / CHUNK + 1);
-    let mut start = 0;
-    while start < body.len() {
-        let mut end = (start + CHUNK).min(body.len());
-        while end < body.len() && body[end - 1] != b'\n' {
-            end += 1;
-        }
-        chunks.push((start, end));
-        start = end;
-    }
-    chunks
-}
-
-pub(super) fn count_lines(bytes: &[u8]) -> u64 {
-    bytes.iter().filter(|&&b| b == b'\n').count() as u64
 }
 
 fn parse_chunk(chunk: &[u8], layout: &Layout, skip_bad: bool) -> ChunkResult {

@@ -3,17 +3,14 @@
 mod archive;
 mod dense;
 mod load;
-mod problem;
 mod shuffle;
-mod split;
 mod summary;
+mod text;
 mod write;
 
 pub use load::{load_pairs, load_ratings, parse_ratings, stream_ratings, streamable, Duplicates, Format, LoadOptions, Loaded, StreamReport};
-pub use problem::{ColdStart, Problem};
 pub use shuffle::{by_user, group_by_key, shuffled, tiled};
 pub use summary::{RatingSummary, RowCounts};
-pub use split::{k_folds, split_fold, split_marked, split_per_user, split_random};
 pub use write::{write_ratings, written_size, WriteFormat};
 
 use rustc_hash::FxHashMap;

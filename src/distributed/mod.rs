@@ -15,12 +15,14 @@
 mod checkpoint;
 pub mod exchange;
 
-use crate::data::{stream_ratings, LoadOptions, Problem, Rating, RatingSet, RatingSummary, RowCounts, UNKNOWN};
+use crate::data::{stream_ratings, LoadOptions, Rating, RatingSet, RatingSummary, RowCounts, UNKNOWN};
+use crate::problem::Problem;
 use crate::error::{Error, Result};
 use crate::gpu::{GpuOptions, GpuSolver, Side};
 use crate::metrics::ErrorSums;
 use crate::model::{clip, score_rows, Model, Params, SeenItems};
-use crate::schedule::{Axis, Order, Schedule};
+use crate::grid::{Axis, Order};
+use crate::schedule::Schedule;
 use crate::training::{EpochReport, Trained};
 use crate::update::{sgd_update, RowWeights, Step};
 use exchange::{BlockExchange, Hello, Message, RowsKind, TimelyExchange, Transport};

@@ -7,7 +7,7 @@ use super::{Gpu, Precision, Upload};
 use crate::data::Rating;
 use crate::error::{Error, Result};
 use crate::solver::UploadCounts;
-use crate::schedule::Axis;
+use crate::grid::Axis;
 use ndarray::Array2;
 use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;

@@ -124,7 +124,7 @@ impl GpuSolver {
         let model = &mut self.template;
         // Out: the old block's rows and biases; in: the new block's with their λs.
         let row_bytes = self.shape.row_bytes();
-        let moved = |old: usize, new: usize, axis: &crate::schedule::Axis| axis.members(old).len() as u64 * (row_bytes + 4) + axis.members(new).len() as u64 * (row_bytes + 8);
+        let moved = |old: usize, new: usize, axis: &crate::grid::Axis| axis.members(old).len() as u64 * (row_bytes + 4) + axis.members(new).len() as u64 * (row_bytes + 8);
         // With the SVD++ term a user row's share goes out and in, and its prior in.
         let (share_bytes, users) = (if self.svdpp.is_some() { super::buffers::share_row_bytes(&self.shape) } else { 0 }, &self.schedule.users);
         let prior_bytes = if self.svdpp.is_some() { row_bytes } else { 0 };

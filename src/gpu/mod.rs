@@ -20,12 +20,14 @@ mod readback;
 pub use context::{list_adapters, quiet_headless_drivers, AdapterSummary, Gpu};
 pub use kernel::{KernelShape, GROUP_SUBGROUP_WGSL, GROUP_WORKGROUP_WGSL, SVDPP_WGSL, SGD_WGSL};
 
-use crate::data::{Problem, Rating};
+use crate::data::Rating;
+use crate::problem::Problem;
 use std::collections::VecDeque;
 use crate::error::{Error, Result};
 use crate::metrics::ErrorSums;
 use crate::model::{Model, Params};
-use crate::schedule::{Order, Schedule};
+use crate::grid::Order;
+use crate::schedule::Schedule;
 use crate::solver::{EpochFigures, Solver, UploadCounts};
 use crate::update::RowWeights;
 use buffers::{Bindings, FactorBlock, Window};

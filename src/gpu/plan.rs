@@ -5,7 +5,8 @@ use super::{EVAL_WORKGROUPS, UPDATE_WORKGROUPS};
 use crate::cache::DiskBlocks;
 use crate::error::{Error, Result};
 use crate::resources::human_bytes;
-use crate::schedule::{GridSize, Order, Schedule};
+use crate::grid::{GridSize, Order};
+use crate::schedule::Schedule;
 use std::sync::Arc;
 
 /// The grid the GPU trains by: the one asked for (one block by default), each side cut finer

@@ -84,8 +84,8 @@ impl GpuSolver {
                 share.row_mut(id as usize).as_slice_mut().expect("row-major").copy_from_slice(&values[r * k..][..k]);
             }
         }
-        let by_position = |axis: &crate::schedule::Axis, rows: &[f32]| if axis.is_identity() { rows.to_vec() } else { axis.gather(rows) };
-        let by_id = |axis: &crate::schedule::Axis, rows: &[f32]| if axis.is_identity() { rows.to_vec() } else { axis.scatter(rows) };
+        let by_position = |axis: &crate::grid::Axis, rows: &[f32]| if axis.is_identity() { rows.to_vec() } else { axis.gather(rows) };
+        let by_id = |axis: &crate::grid::Axis, rows: &[f32]| if axis.is_identity() { rows.to_vec() } else { axis.scatter(rows) };
         let mut p = by_position(users, model.user_factors.as_slice().expect("row-major"));
         let q = by_position(items, model.item_factors.as_slice().expect("row-major"));
         state.priors_and_shares().1.copy_from_slice(&by_position(users, share.as_slice().expect("row-major")));

@@ -211,7 +211,8 @@ impl Model {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::{Problem, RatingSet};
+    use crate::data::RatingSet;
+use crate::problem::Problem;
     use crate::model::Params;
 
     fn model() -> Model {

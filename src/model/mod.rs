@@ -7,10 +7,11 @@ mod seen;
 pub use file::{ModelFileInfo, MODEL_FORMAT_VERSION};
 pub use seen::SeenItems;
 
-use crate::data::{IdMap, Problem, RatingSummary, UNKNOWN};
+use crate::data::{IdMap, RatingSummary, UNKNOWN};
+use crate::problem::Problem;
 use crate::error::{Error, Result};
 use crate::rng::part_rng;
-use crate::schedule::GridSize;
+use crate::grid::GridSize;
 use ndarray::Array2;
 use rand_distr::{Distribution, Normal};
 use rayon::prelude::*;
@@ -323,7 +324,7 @@ pub(crate) fn score_rows(mean: f32, user: Option<(&[f32], f32)>, item: Option<(&
         s += bias;
     }
     if let (Some((p, _)), Some((q, _))) = (user, item) {
-        s += crate::update::dot(p, q);
+        s += crate::vector::dot(p, q);
     }
     s
 }

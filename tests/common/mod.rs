@@ -1,7 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use gpumf::data::{load_ratings, LoadOptions, Problem};
+use gpumf::data::{load_ratings, LoadOptions};
+use gpumf::problem::Problem;
 use std::path::PathBuf;
 
 pub fn in_ci() -> bool {
@@ -129,7 +130,8 @@ pub fn harness(tests: Vec<Test>) -> std::process::ExitCode {
 /// Early stopping keeps the best epoch's factors (not the last's), and stops `patience`
 /// epochs after the best unless the epochs run out first.
 pub fn check_early_stopping(backend: &gpumf::training::Backend) {
-    use gpumf::data::{load_ratings, split_random, LoadOptions};
+    use gpumf::data::{load_ratings, LoadOptions};
+use gpumf::problem::split_random;
     use gpumf::model::Params;
     let all = load_ratings(&latest_small(), LoadOptions::default()).unwrap().ratings;
     let problem = split_random(&all, 0.1, 3).unwrap();

@@ -1,6 +1,7 @@
 //! Seeded hold-out splits of one rating set into training and test entries.
 
-use super::{Problem, Rating, RatingSet};
+use super::Problem;
+use crate::data::{Rating, RatingSet};
 use crate::error::{Error, Result};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;

@@ -1,7 +1,13 @@
-//! A training problem: training ratings with dense ids, and a test set in the same index space.
+//! A training problem: training ratings with dense ids (in memory, or in a block cache on disk),
+//! and a test set in the same index space; and (in [`split`]) the seeded hold-out splits that
+//! make one.
 
-use super::{IdMap, Rating, RatingSet, RatingSummary, RowCounts, UNKNOWN};
+mod split;
+
+pub use split::{k_folds, split_fold, split_marked, split_per_user, split_random};
+
 use crate::cache::DiskBlocks;
+use crate::data::{IdMap, Rating, RatingSet, RatingSummary, RowCounts, UNKNOWN};
 use std::sync::Arc;
 
 /// Test entries whose user or item never appears in training. The model predicts them from

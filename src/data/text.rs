@@ -1,0 +1,134 @@
+//! What every text loader shares: the delimiter a line uses, the first data line, line-aligned
+//! chunks for the parallel parse, and dense indices handed out in order of first appearance.
+
+use super::IdMap;
+
+/// Assigns dense indices in order of first appearance: through a direct table when the ids are
+/// small integers (MovieLens, Netflix: far faster than hashing), else through the hash map.
+pub(crate) enum Interner {
+    Table { index: Vec<u32>, external: Vec<u64> },
+    Map(IdMap),
+}
+
+impl Interner {
+    pub(crate) fn new(max_id: u64, entries: usize) -> Interner {
+        if max_id < (1 << 20) || max_id <= 4 * entries as u64 {
+            Interner::Table { index: vec![u32::MAX; max_id as usize + 1], external: Vec::new() }
+        } else {
+            Interner::Map(IdMap::new())
+        }
+    }
+
+    #[inline]
+    pub(crate) fn intern(&mut self, id: u64) -> u32 {
+        match self {
+            Interner::Table { index, external } => {
+                let slot = &mut index[id as usize];
+                if *slot == u32::MAX {
+                    *slot = external.len() as u32;
+                    external.push(id);
+                }
+                *slot
+            }
+            Interner::Map(map) => map.intern(id),
+        }
+    }
+
+    pub(crate) fn finish(self) -> IdMap {
+        match self {
+            Interner::Table { external, .. } => IdMap::from_externals(external),
+            Interner::Map(map) => map,
+        }
+    }
+}
+
+pub(crate) fn first_data_line(bytes: &[u8]) -> &str {
+    let head = &bytes[..bytes.len().min(64 * 1024)];
+    let head = std::str::from_utf8(head).unwrap_or_else(|e| std::str::from_utf8(&head[..e.valid_up_to()]).unwrap_or(""));
+    head.lines().map(|l| l.trim_end_matches('\r')).find(|l| !l.trim().is_empty() && !l.starts_with('#')).unwrap_or("")
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Delimiter {
+    Tab,
+    Comma,
+    Semicolon,
+    DoubleColon,
+    /// Runs of spaces or tabs.
+    Whitespace,
+}
+
+impl Delimiter {
+    /// The delimiter a line of delimited text uses: '::', tab, comma, semicolon, else spaces.
+    pub(crate) fn of_line(line: &str) -> Delimiter {
+        if line.contains("::") {
+            Delimiter::DoubleColon
+        } else if line.contains('\t') {
+            Delimiter::Tab
+        } else if line.contains(',') {
+            Delimiter::Comma
+        } else if line.contains(';') {
+            Delimiter::Semicolon
+        } else {
+            Delimiter::Whitespace
+        }
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Delimiter::Tab => "tab",
+            Delimiter::Comma => "comma",
+            Delimiter::Semicolon => "semicolon",
+            Delimiter::DoubleColon => "'::'",
+            Delimiter::Whitespace => "space",
+        }
+    }
+
+    pub(crate) fn split(self, line: &str) -> Box<dyn Iterator<Item = &str> + '_> {
+        match self {
+            Delimiter::Tab => Box::new(line.split('\t')),
+            Delimiter::Comma => Box::new(line.split(',')),
+            Delimiter::Semicolon => Box::new(line.split(';')),
+            Delimiter::DoubleColon => Box::new(line.split("::")),
+            Delimiter::Whitespace => Box::new(line.split_ascii_whitespace()),
+        }
+    }
+
+    /// Another delimiter the line seems to use instead, for the "inconsistent delimiter" error.
+    pub(crate) fn other_in(self, line: &str) -> Option<Delimiter> {
+        [Delimiter::DoubleColon, Delimiter::Tab, Delimiter::Comma, Delimiter::Semicolon]
+            .into_iter()
+            .find(|&d| d != self && line.contains(d.symbol()) && !(self == Delimiter::Whitespace && d == Delimiter::Tab))
+            .or_else(|| (self != Delimiter::Whitespace && line.trim().contains(' ')).then_some(Delimiter::Whitespace))
+    }
+
+    pub(crate) fn symbol(self) -> &'static str {
+        match self {
+            Delimiter::Tab => "\t",
+            Delimiter::Comma => ",",
+            Delimiter::Semicolon => ";",
+            Delimiter::DoubleColon => "::",
+            Delimiter::Whitespace => " ",
+        }
+    }
+}
+
+/// Cuts the text into line-aligned pieces for the parallel parse.
+pub(crate) fn split_chunks(body: &[u8]) -> Vec<(usize, usize)> {
+    const CHUNK: usize = 1 << 20;
+    let mut chunks = Vec::with_capacity(body.len() / CHUNK + 1);
+    let mut start = 0;
+    while start < body.len() {
+        let mut end = (start + CHUNK).min(body.len());
+        while end < body.len() && body[end - 1] != b'\n' {
+            end += 1;
+        }
+        chunks.push((start, end));
+        start = end;
+    }
+    chunks
+}
+
+pub(crate) fn count_lines(bytes: &[u8]) -> u64 {
+    bytes.iter().filter(|&&b| b == b'\n').count() as u64
+}

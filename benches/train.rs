@@ -49,7 +49,7 @@ fn bench(c: &mut Criterion) {
         let params = Params { rank: 32, epochs: 1, ..Params::default() };
         group.throughput(Throughput::Elements(problem.train.len() as u64));
         group.bench_function(BenchmarkId::new("shuffle", format!("{size} ratings")), |b| b.iter(|| shuffled(&problem.train, params.seed)));
-        group.bench_function(BenchmarkId::new("initial factors", format!("{size} ratings, rank 32")), |b| b.iter(|| Model::init(&problem, &params)));
+        group.bench_function(BenchmarkId::new("initial factors", format!("{size} ratings, rank 32")), |b| b.iter(|| Model::init(&problem, &params, None)));
         for (name, backend) in &backends {
             group.bench_function(BenchmarkId::new(format!("{name} solver"), format!("{size} ratings, rank 32")), |b| {
                 b.iter(|| make_solver(&problem, &params, backend).expect("solver"))

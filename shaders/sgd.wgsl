@@ -2,9 +2,13 @@
 // whole workgroup without subgroup support) each take one rating at a time and update its user
 // and item rows in place, with no locks; in sparse data two groups rarely share a row.
 //
-// Composed at pipeline creation as: header + group prelude + this file + svdpp.wgsl (with
-// the SVD++ term; without, a zero user_prior and an add_share that does nothing follow).
-// The header defines
+// Composed at pipeline creation as: header + group prelude + the loss + the constraints + this
+// file + svdpp.wgsl (with the SVD++ term; without, a zero user_prior and an add_share that does
+// nothing follow). The loss (src/objective.rs) defines loss_slopes(score, label), the step's
+// (factor, bias) slopes, loss_terms(score, label), a rating's four sums, judged(score), the score
+// evaluation judges, and label_of(value); the constraints constrain(v, threshold) and project(v)
+// (L1 shrinkage and non-negative factors, src/update.rs). The header defines the uniform's
+// struct Params and
 //   Factor  the storage type of four factors, vec4<f32> or vec4<f16> (then `enable f16;`)
 //   K4      vec4s per factor row: ceil(rank / 4), the padding lanes stay exactly zero
 //   LANES   lanes per group (one rating each): a power of two, at most the subgroup size
@@ -25,22 +29,6 @@ struct Rating {
     value: f32,
 }
 
-struct Params {
-    learning_rate: f32,
-    reg: f32,
-    reg_bias: f32,
-    mean: f32,
-    use_biases: u32,
-    clip_low: f32,
-    clip_high: f32,
-    // Groups that update at once, at most: Hogwild's conflicts stay rare only while the ratings
-    // in flight are few beside the rows they touch (a 3×3 problem must run one at a time).
-    max_groups: u32,
-    // 1 / the rating unit: factor steps take the error in units of the ratings' spread, bias
-    // steps as it is (see Params::rating_unit in src/model/mod.rs).
-    error_scale: f32,
-}
-
 const UNKNOWN: u32 = 0xffffffffu;
 
 // One window of the problem: a run of ratings whose users and items lie in one block of rows.
@@ -51,7 +39,9 @@ const UNKNOWN: u32 = 0xffffffffu;
 @group(0) @binding(3) var<storage, read_write> user_bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> item_bias: array<f32>;
 @group(0) @binding(5) var<uniform> params: Params;
-// Per-workgroup (Σe², Σ|e|) of sgd_update and evaluate, accumulated over windows.
+// Per-workgroup sums of sgd_update and evaluate (the loss, e², |e|, and binary labels whose sign
+// the score gets right: src/objective.rs, LossSums), four floats a workgroup, accumulated over
+// windows.
 @group(0) @binding(6) var<storage, read_write> output: array<f32>;
 // Each row's regularisation weight, multiplying λ and λ_bias (frequency-scaled
 // regularisation: Params::reg_weights in src/model/mod.rs).
@@ -103,18 +93,13 @@ fn rating_at(i: u32, count: u32) -> Rating {
     return Rating(0u, 0u, 0.0);
 }
 
-// The score as a prediction: clipped to the training ratings' range.
-fn clipped_score(r: Rating, live: bool, ids: GroupIds) -> f32 {
-    return clamp(score(r, live, ids), params.clip_low, params.clip_high);
-}
-
 // One rating's chain of memory latencies is kept short: the next rating is read while this one
-// is worked on, and the biases are read beside the rows, before the reduction. Each error met,
-// before its update, is added to the workgroup's (Σe², Σ|e|) in output: the epoch's training
-// loss at no extra pass (see `add_workgroup_sums`).
+// is worked on, and the biases are read beside the rows, before the reduction. Each rating's
+// loss terms, before its update, are added to the workgroup's sums in output: the epoch's
+// training loss at no extra pass (see `add_workgroup_sums`).
 @compute @workgroup_size(WG)
 fn sgd_update(ids: GroupIds) {
-    var sums = vec2<f32>(0.0);
+    var sums = vec4<f32>(0.0);
     let lane = group_lane(ids);
     let lr = params.learning_rate;
     let biases = params.use_biases != 0u;
@@ -147,16 +132,19 @@ fn sgd_update(ids: GroupIds) {
                 bi = item_bias[r.item];
             }
         }
-        let e = r.value - (params.mean + bu + bi + group_sum(rows.dot, ids));
+        let score = params.mean + bu + bi + group_sum(rows.dot, ids);
         if (!live) {
             continue;
         }
+        let label = label_of(r.value);
+        let slopes = loss_slopes(score, label);
         if (lane == 0u) {
-            sums += vec2<f32>(e * e, abs(e));
+            sums += loss_terms(score, label);
         }
-        let scaled = e * params.error_scale;
         let reg_u = weight_u * params.reg;
         let reg_i = weight_i * params.reg;
+        let cut_u = lr * weight_u * params.l1;
+        let cut_i = lr * weight_i * params.l1;
         for (var c = 0u; c < CHUNKS; c++) {
             let f = lane + c * LANES;
             if (f < K4) {
@@ -164,23 +152,23 @@ fn sgd_update(ids: GroupIds) {
                 let q = rows.q[c];
                 // Pulled toward the user's prior (zero without the SVD++ term).
                 let z = user_prior(r.user * K4 + f);
-                user_factors[r.user * K4 + f] = Factor(p + lr * (scaled * q - reg_u * (p - z)));
-                add_share(r.user * K4 + f, scaled * q);
-                item_factors[r.item * K4 + f] = Factor(q + lr * (scaled * p - reg_i * q));
+                user_factors[r.user * K4 + f] = Factor(constrain(p + lr * (slopes.x * q - reg_u * (p - z)), cut_u));
+                add_share(r.user * K4 + f, slopes.x * q);
+                item_factors[r.item * K4 + f] = Factor(constrain(q + lr * (slopes.x * p - reg_i * q), cut_i));
             }
         }
         if (biases && lane == 0u) {
-            user_bias[r.user] = bu + lr * (e - weight_u * params.reg_bias * bu);
-            item_bias[r.item] = bi + lr * (e - weight_i * params.reg_bias * bi);
+            user_bias[r.user] = bu + lr * (slopes.y - weight_u * params.reg_bias * bu);
+            item_bias[r.item] = bi + lr * (slopes.y - weight_i * params.reg_bias * bi);
         }
     }
     add_workgroup_sums(sums, ids);
 }
 
-var<workgroup> error_scratch: array<vec2<f32>, WG>;
+var<workgroup> error_scratch: array<vec4<f32>, WG>;
 
 // The sum of `x` over the workgroup's threads (a shared-memory tree); every thread must call it.
-fn workgroup_total(x: vec2<f32>, local: u32) -> vec2<f32> {
+fn workgroup_total(x: vec4<f32>, local: u32) -> vec4<f32> {
     error_scratch[local] = x;
     workgroupBarrier();
     for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
@@ -194,44 +182,49 @@ fn workgroup_total(x: vec2<f32>, local: u32) -> vec2<f32> {
     return total;
 }
 
-// Adds the lanes' sums of the workgroup into output[2·workgroup ..], accumulated over windows.
-fn add_workgroup_sums(sums: vec2<f32>, ids: GroupIds) {
+// Adds the lanes' sums of the workgroup into output[4·workgroup ..], accumulated over windows.
+fn add_workgroup_sums(sums: vec4<f32>, ids: GroupIds) {
     let total = workgroup_total(sums, ids.local);
     if (ids.local == 0u) {
-        let w = ids.workgroup.x;
-        output[2u * w] += total.x;
-        output[2u * w + 1u] += total.y;
+        let w = 4u * ids.workgroup.x;
+        output[w] += total.x;
+        output[w + 1u] += total.y;
+        output[w + 2u] += total.z;
+        output[w + 3u] += total.w;
     }
 }
 
-// Adds Σ(r − clip(score))² and Σ|r − clip(score)| of this window into output[2·workgroup ..].
+// Adds this window's loss sums at the judged scores (real values clipped to the training range)
+// into output[4·workgroup ..].
 @compute @workgroup_size(WG)
 fn evaluate(ids: GroupIds) {
-    var sums = vec2<f32>(0.0);
+    var sums = vec4<f32>(0.0);
     let count = arrayLength(&ratings);
     let groups = group_total(ids);
     for (var base = group_id(ids) - group_offset(ids); base < count; base += groups) {
         let i = base + group_offset(ids);
         let r = rating_at(i, count);
-        let e = r.value - clipped_score(r, i < count, ids);
+        let s = judged(score(r, i < count, ids));
         if (i < count && group_lane(ids) == 0u) {
-            sums += vec2<f32>(e * e, abs(e));
+            sums += loss_terms(s, label_of(r.value));
         }
     }
     add_workgroup_sums(sums, ids);
 }
 
-// Reduces the per-workgroup sums of `evaluate` into output[0..2]; one workgroup.
+// Reduces the per-workgroup sums of `evaluate` into output[0..4]; one workgroup.
 @compute @workgroup_size(WG)
 fn finish_evaluate(@builtin(local_invocation_index) local: u32) {
-    let pairs = arrayLength(&output) / 2u;
-    var sums = vec2<f32>(0.0);
-    for (var w = local; w < pairs; w += WG) {
-        sums += vec2<f32>(output[2u * w], output[2u * w + 1u]);
+    let sets = arrayLength(&output) / 4u;
+    var sums = vec4<f32>(0.0);
+    for (var w = local; w < sets; w += WG) {
+        sums += vec4<f32>(output[4u * w], output[4u * w + 1u], output[4u * w + 2u], output[4u * w + 3u]);
     }
     let total = workgroup_total(sums, local);
     if (local == 0u) {
         output[0] = total.x;
         output[1] = total.y;
+        output[2] = total.z;
+        output[3] = total.w;
     }
 }

@@ -56,7 +56,7 @@ fn svdpp_mean_norm(@builtin(local_invocation_index) local: u32) {
         }
         sum += f32(item_start[j + 1u] - item_start[j]) * s;
     }
-    let total = workgroup_total(vec2<f32>(sum, 0.0), local);
+    let total = workgroup_total(vec4<f32>(sum, 0.0, 0.0, 0.0), local);
     if (local == 0u) {
         mean_norm[0] = total.x / max(f32(item_start[items]), 1.0) * params.error_scale * params.error_scale;
     }
@@ -111,7 +111,7 @@ fn svdpp_users(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgr
             fresh = inverse_sqrt_count(u) * sum;
         }
         let old = vec4<f32>(prior[x]);
-        user_factors[x] = Factor(vec4<f32>(user_factors[x]) + fresh - old);
+        user_factors[x] = Factor(project(vec4<f32>(user_factors[x]) + fresh - old));
         prior[x] = Factor(fresh);
         share[x] = vec4<f32>(0.0);
     }

@@ -26,7 +26,7 @@ use windows_io::FileExt;
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"GPUMFBK1";
-const VERSION: u32 = 3;
+const VERSION: u32 = 4;
 const DATA_AT: u64 = 4096;
 const RECORD: u64 = 12;
 /// Ratings per block at the least: smaller blocks cost more in reads than they save in memory.
@@ -63,6 +63,9 @@ struct Header {
     sum_squares: f64,
     min: f32,
     max: f32,
+    /// The first three distinct rating values (fewer when there are fewer): whether a binary
+    /// loss can take the ratings as labels.
+    values: Vec<f32>,
     metadata_crc: u32,
 }
 
@@ -197,7 +200,7 @@ impl DiskBlocks {
             grid,
             order: if header.by_user { Order::ByUser } else { Order::Shuffled },
             seed: header.seed,
-            summary: RatingSummary { count: header.ratings, sum: header.sum, sum_squares: header.sum_squares, lowest: header.min, highest: header.max },
+            summary: RatingSummary::from_parts(header.ratings, header.sum, header.sum_squares, (header.min, header.max), &header.values),
             counts,
             skipped_lines: header.skipped_lines,
             built: false,
@@ -313,6 +316,7 @@ fn build(input: &Path, input_meta: &std::fs::Metadata, load: &LoadOptions, dir: 
         let report = stream_ratings(input, load, |ratings| {
             summary.add(ratings);
             counts.add(ratings);
+
             writer.write_all(bytemuck::cast_slice(ratings)).map_err(fail)
         })?;
         writer.flush().map_err(fail)?;
@@ -434,6 +438,7 @@ fn build(input: &Path, input_meta: &std::fs::Metadata, load: &LoadOptions, dir: 
         sum_squares: summary.sum_squares,
         min: summary.lowest,
         max: summary.highest,
+        values: summary.values().to_vec(),
         metadata_crc: crc32fast::hash(&metadata),
     };
     let header = Header { metadata_crc: found.metadata_crc, ..expected_header(input_meta, load, &CacheSettings { grid: Some(grid), ..settings.clone() }, &found) };

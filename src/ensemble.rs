@@ -4,7 +4,8 @@
 
 use crate::problem::Problem;
 use crate::error::Result;
-use crate::metrics::{self, ErrorSums};
+use crate::metrics;
+use crate::objective::LossSums;
 use crate::model::Model;
 use crate::solver::{EpochFigures, Solver, UploadCounts};
 
@@ -40,8 +41,8 @@ impl Solver for Ensemble<'_> {
         let figures = self.members.iter_mut().map(|m| m.finish_epoch()).collect::<Result<Vec<_>>>()?;
         let s = figures.len() as f64;
         // The members' mean loss, so the report reads as one model's would.
-        let train = figures.iter().map(|f| f.train).fold(ErrorSums::default(), ErrorSums::merge);
-        let train = ErrorSums { count: (train.count as f64 / s).round() as u64, squared: train.squared / s, absolute: train.absolute / s };
+        let train = figures.iter().map(|f| f.train).fold(LossSums::default(), LossSums::merge);
+        let train = LossSums { count: (train.count as f64 / s).round() as u64, loss: train.loss / s, squared: train.squared / s, absolute: train.absolute / s, correct: train.correct / s };
         let score = self.scoring.pop_front().unwrap_or(false);
         let test = match score && !self.problem.test.is_empty() {
             true => Some(metrics::evaluate(&self.snapshot()?, &self.problem.test)),

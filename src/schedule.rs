@@ -94,6 +94,31 @@ impl Schedule {
         }
     }
 
+    /// Whether every rating of block `b` (as [`block_into`](Self::block_into) gave them) names
+    /// a user and an item of the block's rows; a block read from disk that does not is
+    /// corrupt, and is an error rather than a write out of bounds.
+    pub fn check_block(&self, b: usize, ratings: &[Rating]) -> Result<()> {
+        let (ub, ib) = self.coordinates(b);
+        let (users, items) = (self.users.start(ub) as u32..self.users.start(ub + 1) as u32, self.items.start(ib) as u32..self.items.start(ib + 1) as u32);
+        match ratings.iter().position(|r| !users.contains(&r.user) || !items.contains(&r.item)) {
+            None => Ok(()),
+            Some(at) => Err(Error::Data(format!(
+                "{}block {b}: rating {at} names user {} and item {}, outside the block's users {users:?} and items {items:?}: the block is corrupt",
+                self.disk_path().map_or(String::new(), |p| format!("{}: ", p.display())),
+                ratings[at].user,
+                ratings[at].item
+            ))),
+        }
+    }
+
+    /// The block cache the blocks are read from, if they are on disk.
+    pub fn disk_path(&self) -> Option<&std::path::Path> {
+        match &self.store {
+            Store::Disk(disk) => Some(&disk.path),
+            Store::Memory(_) => None,
+        }
+    }
+
     pub fn grid(&self) -> GridSize {
         GridSize { user_blocks: self.users.blocks(), item_blocks: self.items.blocks() }
     }

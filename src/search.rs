@@ -1,5 +1,6 @@
-//! `--auto`: a small seeded search of rank, regularisation and learning rate, judged on
-//! ratings held out of the training set (never on the test set), within a time budget.
+//! `--auto`: a small seeded search of rank, regularisation and learning rate, judged by the
+//! loss's own metric on ratings held out of the training set (never on the test set), within
+//! a time budget.
 //!
 //! Successive halving: every setting trains for a ninth of the epochs, the best third of them
 //! for a third, the best third of those for all of them; the best at the last rung reached
@@ -16,6 +17,7 @@ use crate::data::RatingSet;
 use crate::problem::{split_random, Problem};
 use crate::error::{Error, Result};
 use crate::model::Params;
+use crate::objective::Metric;
 use crate::training::{train, Backend};
 use std::time::{Duration, Instant};
 
@@ -45,8 +47,9 @@ pub struct Trial {
     pub reg: f32,
     pub learning_rate: f32,
     pub epochs: usize,
-    /// `None` when training diverged.
-    pub rmse: Option<f64>,
+    /// The loss's own metric on the held-out ratings (RMSE for the squared error); `None` when
+    /// training diverged.
+    pub score: Option<f64>,
     pub seconds: f64,
 }
 
@@ -57,14 +60,22 @@ impl Trial {
         Params { rank: self.rank, reg: self.reg, reg_bias, learning_rate: self.learning_rate, epochs: self.epochs, eval_every: self.epochs, ..base.clone() }
     }
 
-    fn score(&self) -> f64 {
-        self.rmse.unwrap_or(f64::INFINITY)
+    /// The score to sort by, lowest best: the metric, negated where higher is better; a
+    /// diverged trial last.
+    fn rank_key(&self, metric: Metric) -> f64 {
+        match self.score {
+            Some(s) if metric.lower_is_better() => s,
+            Some(s) => -s,
+            None => f64::INFINITY,
+        }
     }
 }
 
 /// What the search tried and chose.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Search {
+    /// What the trials were judged by: the loss's own metric.
+    pub metric: Metric,
     /// The chosen settings, with the given epochs.
     #[serde(skip)]
     pub chosen: Params,
@@ -109,6 +120,7 @@ pub fn search(fit: &Problem, base: &Params, backend: &Backend, budget: Duration,
         return Err(Error::Data("--auto needs held-out ratings to judge settings by, and there are none".into()));
     }
     let start = Instant::now();
+    let metric = base.loss.metric();
     let mut rungs: Vec<usize> = vec![base.epochs.div_ceil(9).max(1), base.epochs.div_ceil(3).max(1), base.epochs];
     rungs.dedup();
     let mut alive = candidates(base);
@@ -130,10 +142,10 @@ pub fn search(fit: &Problem, base: &Params, backend: &Backend, budget: Duration,
                     break;
                 }
             }
-            let mut trial = Trial { rank, reg, learning_rate, epochs, rmse: None, seconds: 0.0 };
+            let mut trial = Trial { rank, reg, learning_rate, epochs, score: None, seconds: 0.0 };
             let began = Instant::now();
-            trial.rmse = match train(fit, &trial.params(base), backend, |_| {}) {
-                Ok(t) => t.history.last().and_then(|h| h.test_rmse).filter(|x| x.is_finite()),
+            trial.score = match train(fit, &trial.params(base), backend, |_| {}) {
+                Ok(t) => t.history.last().and_then(|h| h.test_metric()).filter(|x| x.is_finite()),
                 // A setting that diverges loses; the search goes on.
                 Err(Error::Data(message)) if message.starts_with("training diverged") => None,
                 Err(e) => return Err(e),
@@ -147,7 +159,7 @@ pub fn search(fit: &Problem, base: &Params, backend: &Backend, budget: Duration,
             break;
         }
         reached.push(epochs);
-        scored.sort_by(|a, b| a.score().total_cmp(&b.score()));
+        scored.sort_by(|a, b| a.rank_key(metric).total_cmp(&b.rank_key(metric)));
         // A third of the first rung's count, a ninth, ...: the given setting carried along
         // does not widen the later rungs.
         let first = trials.iter().filter(|t| t.epochs == rungs[0]).count();
@@ -163,12 +175,12 @@ pub fn search(fit: &Problem, base: &Params, backend: &Backend, budget: Duration,
         }
     }
     let best = last_rung.first().cloned().ok_or_else(|| Error::InvalidParameter(format!("--budget {} s is too short for even one trial", budget.as_secs_f64())))?;
-    if best.rmse.is_none() {
+    if best.score.is_none() {
         return Err(Error::Data("--auto: every setting tried diverged; lower --lr or raise --reg".into()));
     }
     let given = trials.iter().rev().find(|t| (t.rank, t.reg, t.learning_rate) == (base.rank, base.reg, base.learning_rate)).cloned();
     let chosen = Params { epochs: base.epochs, eval_every: base.eval_every, ..best.params(base) };
-    Ok(Search { chosen, best, given, trials, rungs: reached, seconds: start.elapsed().as_secs_f64(), cut_short })
+    Ok(Search { metric, chosen, best, given, trials, rungs: reached, seconds: start.elapsed().as_secs_f64(), cut_short })
 }
 
 #[cfg(test)]
@@ -192,7 +204,7 @@ mod tests {
         // With λ 0 the grid holds each rank and learning rate once.
         let unregularised = candidates(&Params { reg: 0.0, ..base.clone() });
         assert_eq!(unregularised.len(), 4 * 3);
-        let trial = Trial { rank: 64, reg: 0.0, learning_rate: 0.01, epochs: 1, rmse: None, seconds: 0.0 };
+        let trial = Trial { rank: 64, reg: 0.0, learning_rate: 0.01, epochs: 1, score: None, seconds: 0.0 };
         assert_eq!(trial.params(&Params { reg: 0.0, ..base }).reg_bias, Params::default().reg_bias);
     }
 }

@@ -2,17 +2,17 @@
 //! block schedule, and the factors. Backends import this module and nothing above it.
 
 use crate::error::Result;
-use crate::metrics::ErrorSums;
+use crate::objective::LossSums;
 use crate::model::Model;
 
 /// What one epoch measured.
 #[derive(Clone, Copy, Debug)]
 pub struct EpochFigures {
-    /// Errors of the training ratings as the pass met them, each just before its update (the
-    /// pass's own loss: no second pass over every rating).
-    pub train: ErrorSums,
-    /// Errors of the test ratings after the epoch, when it was asked to score them.
-    pub test: Option<ErrorSums>,
+    /// Loss sums of the training ratings as the pass met them, each just before its update
+    /// (the pass's own loss: no second pass over every rating).
+    pub train: LossSums,
+    /// Loss sums of the test ratings after the epoch, when it was asked to score them.
+    pub test: Option<LossSums>,
     /// Seconds the device's own clock measured for the epoch's kernels, where it has one.
     pub kernel_seconds: Option<f64>,
     /// Bytes the epoch moved between host memory and the device beyond what stays resident

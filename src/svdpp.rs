@@ -124,12 +124,6 @@ impl SvdppState {
         })
     }
 
-    /// User `u`'s prior z_u and share, for [`crate::update::sgd_update`].
-    #[inline(always)]
-    pub fn rows(&mut self, u: usize) -> (&[f32], &mut [f32]) {
-        (&self.prior[u * self.k..][..self.k], &mut self.shares[u * self.k..][..self.k])
-    }
-
     /// Every prior, users × k by position.
     pub fn priors(&self) -> &[f32] {
         &self.prior
@@ -142,7 +136,7 @@ impl SvdppState {
 
     /// The pass after an epoch at `step` (its learning rate and regularisation): moves y by the
     /// epoch's shares and recomputes z, moving each user row w_u with it so p_u = w_u − z_u
-    /// stays, and clears the shares. `p` and `q` (row-major, k a row) are the model's, by
+    /// stays (projected to ≥ 0 again with non-negative factors), and clears the shares. `p` and `q` (row-major, k a row) are the model's, by
     /// position. Runs on the current rayon pool.
     pub fn after_epoch(&mut self, schedule: &Schedule, p: &mut [f32], q: &[f32], step: &Step) -> Result<()> {
         let k = self.k;
@@ -153,7 +147,7 @@ impl SvdppState {
             let u = r.user as usize;
             axpy(g, norm[u], &shares[u * k..][..k]);
         })?;
-        let mean_norm = self.reach.mean_squared_norm(q, k, step.error_scale);
+        let mean_norm = self.reach.mean_squared_norm(q, k, step.unit.inverse);
         let (reach, weights) = (&self.reach.item_reach, &self.item_weights);
         self.item_vectors.par_chunks_mut(k).zip(gradient.par_chunks(k)).enumerate().for_each(|(j, (y, g))| item_step(y, g, reach[j], weights[j], mean_norm, step));
         drop(gradient);
@@ -165,6 +159,9 @@ impl SvdppState {
         self.prior.par_chunks_mut(k).zip(p.par_chunks_mut(k)).zip(fresh.par_chunks_mut(k)).for_each(|((z, w), new)| {
             for ((zf, wf), nf) in z.iter_mut().zip(w.iter_mut()).zip(new.iter_mut()) {
                 *wf += *nf - *zf;
+                if step.nonneg {
+                    *wf = wf.max(0.0);
+                }
                 *zf = *nf;
                 *nf = 0.0;
             }
@@ -215,7 +212,9 @@ fn visit_part(schedule: &Schedule, side: Side, b: usize, rows: &mut [f32], k: us
     let mut buf = Vec::new();
     for other in 0..others {
         let block = if side == Side::Users { b * item_blocks + other } else { other * item_blocks + b };
-        for r in schedule.block_into(block, &mut buf)? {
+        let ratings = schedule.block_into(block, &mut buf)?;
+        schedule.check_block(block, ratings)?;
+        for r in ratings {
             let row = if side == Side::Users { r.user } else { r.item } as usize - start;
             visit(r, &mut rows[row * k..][..k]);
         }
@@ -257,7 +256,7 @@ mod tests {
     }
 
     fn step() -> Step {
-        Step { lr: 0.05, reg: 0.1, reg_bias: 0.1, mean: 3.0, biases: true, error_scale: 0.9 }
+        Step { lr: 0.05, reg: 0.1, reg_bias: 0.1, mean: 3.0, biases: true, loss: crate::objective::Loss::Squared, unit: crate::objective::Unit::of(1.0 / 0.9), label_middle: None, l1: 0.0, nonneg: false }
     }
 
     #[test]

@@ -6,7 +6,9 @@ use crate::cpu::{CpuMode, CpuSolver};
 use crate::problem::Problem;
 use crate::error::{Error, Result};
 use crate::gpu::{GpuOptions, GpuSolver};
+use crate::metrics::Scores;
 use crate::model::{Model, Params};
+use crate::objective::{Loss, Metric};
 use crate::solver::{Solver, UploadCounts};
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -38,18 +40,20 @@ impl Backend {
 }
 
 /// One epoch's figures.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug)]
 pub struct EpochReport {
     /// 1-based.
     pub epoch: usize,
     pub learning_rate: f32,
-    /// Σ (r − prediction)² over the training ratings, the masked objective, each error taken
-    /// as the pass met it, just before its update (LIBMF's training loss).
+    /// The loss the run trains ([`crate::objective`]), which says which metrics are reported.
+    pub loss: Loss,
+    /// The loss summed over the training ratings, each taken as the pass met it, just before
+    /// its update (LIBMF's training loss): for the squared error ½ Σ (r − score)².
     pub train_loss: f64,
-    pub train_rmse: f64,
-    /// Scored every `--eval-every` epochs and after the last; `None` in between.
-    pub test_rmse: Option<f64>,
-    pub test_mae: Option<f64>,
+    /// The loss's metrics over the training ratings as the pass met them (AUC excepted).
+    pub train: Scores,
+    /// The test set's, scored every `--eval-every` epochs and after the last; `None` in between.
+    pub test: Option<Scores>,
     /// Host seconds of the epoch: from when the host could go on with it (its submission or
     /// the previous epoch's end, whichever is later) to its end, the test scoring included
     /// when it had one.
@@ -62,6 +66,58 @@ pub struct EpochReport {
     pub streamed_bytes: u64,
     /// Streamed windows written to the GPU, and how many while it was still busy.
     pub uploads: UploadCounts,
+}
+
+impl EpochReport {
+    /// The loss's own metric ([`Loss::metric`]) on the test set, when it was scored.
+    pub fn test_metric(&self) -> Option<f64> {
+        self.test.and_then(|t| t.get(self.loss.metric()))
+    }
+
+    /// The loss's own metric on the training ratings as the pass met them.
+    pub fn train_metric(&self) -> Option<f64> {
+        self.train.get(self.loss.metric())
+    }
+
+    pub fn test_rmse(&self) -> Option<f64> {
+        self.test.and_then(|t| t.rmse)
+    }
+
+    pub fn test_mae(&self) -> Option<f64> {
+        self.test.and_then(|t| t.mae)
+    }
+
+    pub fn train_rmse(&self) -> Option<f64> {
+        self.train.rmse
+    }
+}
+
+/// As JSON, each metric of the loss by name: `train_rmse`, `test_rmse` (null when the test set
+/// was not scored), `test_log_loss`, ...
+impl serde::Serialize for EpochReport {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("epoch", &self.epoch)?;
+        map.serialize_entry("learning_rate", &self.learning_rate)?;
+        map.serialize_entry("loss", &self.loss)?;
+        map.serialize_entry("metric", &self.loss.metric())?;
+        map.serialize_entry("train_loss", &self.train_loss)?;
+        for &m in self.loss.metrics() {
+            if let Some(v) = self.train.get(m) {
+                map.serialize_entry(&format!("train_{}", m.name()), &v)?;
+            }
+        }
+        for &m in self.loss.metrics().iter().filter(|&&m| m != Metric::Auc) {
+            map.serialize_entry(&format!("test_{}", m.name()), &self.test.and_then(|t| t.get(m)))?;
+        }
+        map.serialize_entry("sgd_seconds", &self.sgd_seconds)?;
+        map.serialize_entry("kernel_seconds", &self.kernel_seconds)?;
+        map.serialize_entry("elapsed_seconds", &self.elapsed_seconds)?;
+        map.serialize_entry("streamed_bytes", &self.streamed_bytes)?;
+        map.serialize_entry("uploads", &self.uploads)?;
+        map.end()
+    }
 }
 
 /// A finished run.
@@ -80,7 +136,7 @@ pub struct Trained {
     /// Bytes the backend held in device buffers (0 on the CPU).
     pub device_bytes: u64,
     /// With early stopping: the epoch (from 1) whose factors `model` holds, the one with the
-    /// lowest held-out RMSE.
+    /// best held-out metric (the loss's own).
     pub best_epoch: Option<usize>,
 }
 
@@ -104,7 +160,8 @@ pub fn make_solver<'a>(problem: &'a Problem, params: &Params, backend: &Backend)
             .collect::<Result<Vec<_>>>()?;
         return Ok(Box::new(crate::ensemble::Ensemble::new(members, problem)));
     }
-    let model = Model::init(problem, params);
+    let labels = problem.labels(params.loss)?;
+    let model = Model::init(problem, params, labels);
     Ok(match backend {
         Backend::Cpu(mode) => Box::new(CpuSolver::new(problem, model, params, *mode)?),
         Backend::Gpu(options) => Box::new(GpuSolver::new(problem, model, params, options)?),
@@ -148,8 +205,9 @@ pub fn train_until(problem: &Problem, params: &Params, backend: &Backend, on_epo
 }
 
 /// Early stopping: `problem.test` is a validation set held out of the training data. Training
-/// stops once its RMSE has not improved for `patience` epochs (or after `params.epochs`), and
-/// the model returned is the best epoch's, a snapshot taken when it was reached.
+/// stops once the loss's own metric on it ([`Loss::metric`]: RMSE for the squared error) has
+/// not improved for `patience` epochs (or after `params.epochs`), and the model returned is the
+/// best epoch's, a snapshot taken when it was reached.
 pub fn train_early_stopping(problem: &Problem, params: &Params, backend: &Backend, patience: usize, on_epoch: impl FnMut(&EpochReport)) -> Result<Trained> {
     if problem.test.is_empty() {
         return Err(Error::Data("early stopping needs a validation set, and it is empty".into()));
@@ -164,24 +222,40 @@ pub fn train_early_stopping(problem: &Problem, params: &Params, backend: &Backen
     })
 }
 
-/// The one training loop; `patience` turns on early stopping on `problem.test`.
-fn run(problem: &Problem, params: &Params, backend: &Backend, patience: Option<usize>, mut on_epoch: impl FnMut(&EpochReport) -> bool) -> Result<Trained> {
+/// Trains `problem` on `backend`; `patience` turns on early stopping on `problem.test`.
+fn run(problem: &Problem, params: &Params, backend: &Backend, patience: Option<usize>, on_epoch: impl FnMut(&EpochReport) -> bool) -> Result<Trained> {
     let start = Instant::now();
+    let solver = make_solver(problem, params, backend)?;
+    drive(solver, params, &Course { first_epoch: 0, has_test: !problem.test.is_empty(), patience }, start, on_epoch)
+}
+
+/// What the training loop runs: from which epoch (a resumed run's first) to `params.epochs`,
+/// whether there is a test set to score, and early stopping's patience.
+pub struct Course {
+    pub first_epoch: usize,
+    pub has_test: bool,
+    pub patience: Option<usize>,
+}
+
+/// The one training loop, over any backend's solver (the distributed runner's too): the
+/// learning-rate schedule, when the test set is scored, early stopping on it, the reports and
+/// the result. `start` is when set-up began.
+pub fn drive(mut solver: Box<dyn Solver + '_>, params: &Params, course: &Course, start: Instant, mut on_epoch: impl FnMut(&EpochReport) -> bool) -> Result<Trained> {
+    let (has_test, patience) = (course.has_test, course.patience);
     let mut best: Option<(usize, f64, Model)> = None;
-    let mut solver = make_solver(problem, params, backend)?;
     let setup_seconds = start.elapsed().as_secs_f64();
     let backend = solver.name();
     // Early stopping snapshots the factors of the epoch just finished, so nothing may run ahead.
     let depth = if patience.is_some() { 1 } else { solver.epochs_in_flight().max(1) };
-    let scores_test = |epoch: usize| !problem.test.is_empty() && params.scores_test_after(epoch);
+    let scores_test = |epoch: usize| has_test && params.scores_test_after(epoch);
     // Not `with_capacity(params.epochs)`: an epoch count is the user's to give, and a huge one
     // must cost time, not an allocation that aborts.
     let mut history = Vec::with_capacity(params.epochs.min(1024));
     let mut train_seconds = 0.0;
     let mut submitted: VecDeque<Instant> = VecDeque::new();
-    let (mut next, mut stopping) = (0, false);
+    let (mut next, mut stopping) = (course.first_epoch, false);
     let mut last_end = Instant::now();
-    for epoch in 0..params.epochs {
+    for epoch in course.first_epoch..params.epochs {
         while !stopping && next < params.epochs && next < epoch + depth {
             submitted.push_back(Instant::now());
             solver.submit_epoch(next, params.learning_rate_at(next), scores_test(next))?;
@@ -192,13 +266,14 @@ fn run(problem: &Problem, params: &Params, backend: &Backend, patience: Option<u
         last_end = Instant::now();
         let sgd_seconds = last_end.duration_since(began).as_secs_f64();
         train_seconds += sgd_seconds;
+        let metrics = params.loss.metrics();
         let report = EpochReport {
             epoch: epoch + 1,
             learning_rate: params.learning_rate_at(epoch),
-            train_loss: figures.train.squared,
-            train_rmse: figures.train.rmse(),
-            test_rmse: figures.test.map(|t| t.rmse()),
-            test_mae: figures.test.map(|t| t.mae()),
+            loss: params.loss,
+            train_loss: figures.train.loss,
+            train: Scores::of(&figures.train, metrics),
+            test: figures.test.map(|t| Scores::of(&t, metrics)),
             sgd_seconds,
             kernel_seconds: figures.kernel_seconds,
             streamed_bytes: figures.streamed_bytes,
@@ -215,9 +290,10 @@ fn run(problem: &Problem, params: &Params, backend: &Backend, patience: Option<u
         // A stop asked for while later epochs were already queued takes effect after them: the
         // model then holds every epoch reported.
         stopping |= !on_epoch(&report);
-        if let (Some(patience), Some(rmse)) = (patience, report.test_rmse) {
-            if best.as_ref().is_none_or(|b| rmse < b.1) {
-                best = Some((epoch + 1, rmse, solver.snapshot()?));
+        if let (Some(patience), Some(score)) = (patience, report.test_metric()) {
+            let metric = params.loss.metric();
+            if best.as_ref().is_none_or(|b| metric.better(score, b.1)) {
+                best = Some((epoch + 1, score, solver.snapshot()?));
             } else if epoch + 1 - best.as_ref().map_or(0, |b| b.0) >= patience {
                 stopping = true;
             }

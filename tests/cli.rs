@@ -235,7 +235,7 @@ fn auto_searches_on_held_out_ratings_and_trains_with_its_choice() {
     assert!((12..=13).contains(&at(3).len()) && (4..=5).contains(&at(9).len()), "{auto}");
     assert!(at(9).iter().any(|t| t["rank"] == 16 && t["reg"].as_f64().unwrap() == 0.09f32 as f64), "the given setting reaches the last rung: {auto}");
     let best = &auto["best"];
-    let rmse = |t: &serde_json::Value| t["rmse"].as_f64().unwrap_or(f64::INFINITY);
+    let rmse = |t: &serde_json::Value| t["score"].as_f64().unwrap_or(f64::INFINITY);
     assert!(at(9).iter().all(|t| rmse(best) <= rmse(t)), "{auto}");
     // Trained afterwards with the choice, on every training rating, for the given epochs.
     let params = &v["settings"]["params"];

@@ -11,6 +11,7 @@ use gpumf::problem::{split_random, Problem};
 use gpumf::choice::Choice;
 use gpumf::gpu::{GpuOptions, GpuSolver, KernelShape, Precision, Upload, GROUP_SUBGROUP_WGSL, GROUP_WORKGROUP_WGSL, SVDPP_WGSL, SGD_WGSL};
 use gpumf::metrics;
+use gpumf::objective::Loss;
 use gpumf::model::{Model, Params};
 use gpumf::grid::GridSize;
 use gpumf::training::{train, Backend};
@@ -34,6 +35,13 @@ fn shapes() -> Vec<KernelShape> {
                 let shape = KernelShape::new(rank, precision, subgroups, width, None).unwrap();
                 // With the SVD++ term's prior and passes too.
                 out.extend([shape, KernelShape { svdpp: true, ..shape }]);
+            }
+        }
+        // Every loss, with and without its constraints.
+        for &(loss, _, _) in Loss::ALL {
+            for (nonneg, l1) in [(false, false), (true, false), (false, true), (true, true)] {
+                let shape = KernelShape::new(32, precision, true, 32, None).unwrap();
+                out.extend([KernelShape { loss, nonneg, l1, ..shape }, KernelShape { loss, nonneg, l1, svdpp: true, ..shape }]);
             }
         }
         // Every lane count the flag allows, on the widest subgroup.
@@ -97,9 +105,37 @@ fn ratings_in_flight_stay_few_beside_the_rows_they_touch() {
 fn a_broken_shader_fails_validation() {
     let shape = KernelShape::new(8, Precision::F32, true, 32, None).unwrap();
     let source = shape.source();
-    let broken = source.replace("let e = r.value - (", "let e = undefined_name - (");
+    let broken = source.replace("let slopes = loss_slopes(score, label);", "let slopes = loss_slopes(undefined_name, label);");
     assert_ne!(broken, source, "the test's edit must hit the kernel");
     assert!(naga::front::wgsl::parse_str(&broken).is_err());
+}
+
+/// The kernel's uniform in WGSL (generated from ParamsUniform::FIELDS) has the Rust struct's
+/// layout: every field at the same offset, and the same size.
+fn the_kernels_uniform_has_the_rust_structs_layout() {
+    use gpumf::gpu::ParamsUniform;
+    let source = KernelShape::new(32, Precision::F32, true, 32, None).unwrap().source();
+    let module = naga::front::wgsl::parse_str(&source).unwrap();
+    let (_, ty) = module.types.iter().find(|(_, t)| t.name.as_deref() == Some("Params")).expect("a struct Params");
+    let naga::TypeInner::Struct { members, span } = &ty.inner else { panic!("Params is a struct") };
+    let rust: Vec<(&str, usize)> = vec![
+        ("learning_rate", std::mem::offset_of!(ParamsUniform, learning_rate)),
+        ("reg", std::mem::offset_of!(ParamsUniform, reg)),
+        ("reg_bias", std::mem::offset_of!(ParamsUniform, reg_bias)),
+        ("mean", std::mem::offset_of!(ParamsUniform, mean)),
+        ("use_biases", std::mem::offset_of!(ParamsUniform, use_biases)),
+        ("clip_low", std::mem::offset_of!(ParamsUniform, clip_low)),
+        ("clip_high", std::mem::offset_of!(ParamsUniform, clip_high)),
+        ("max_groups", std::mem::offset_of!(ParamsUniform, max_groups)),
+        ("error_scale", std::mem::offset_of!(ParamsUniform, error_scale)),
+        ("unit", std::mem::offset_of!(ParamsUniform, unit)),
+        ("l1", std::mem::offset_of!(ParamsUniform, l1)),
+        ("label_middle", std::mem::offset_of!(ParamsUniform, label_middle)),
+    ];
+    let wgsl: Vec<(&str, usize)> = members.iter().map(|m| (m.name.as_deref().unwrap(), m.offset as usize)).collect();
+    assert_eq!(wgsl, rust, "each field at the same offset, in the same order");
+    assert_eq!(*span as usize, std::mem::size_of::<ParamsUniform>().next_multiple_of(16).max(std::mem::size_of::<ParamsUniform>()), "the same size (WGSL rounds a uniform struct up to 16 bytes)");
+    assert_eq!(ParamsUniform::FIELDS.len(), rust.len(), "this test names every field");
 }
 
 fn gpu(options: GpuOptions) -> Backend {
@@ -108,7 +144,7 @@ fn gpu(options: GpuOptions) -> Backend {
 
 fn test_rmse(problem: &Problem, params: &Params, backend: &Backend) -> f64 {
     let t = train(problem, params, backend, |_| {}).unwrap();
-    t.history.last().unwrap().test_rmse.unwrap()
+    t.history.last().unwrap().test_rmse().unwrap()
 }
 
 fn gpu_matches_the_cpu_on_ml100k_u1() {
@@ -118,7 +154,7 @@ fn gpu_matches_the_cpu_on_ml100k_u1() {
     let Some(problem) = common::ml100k_fold(1) else { return };
     let params = Params::default();
     let t = train(&problem, &params, &gpu(GpuOptions::default()), |_| {}).unwrap();
-    let g = t.history.last().unwrap().test_rmse.unwrap();
+    let g = t.history.last().unwrap().test_rmse().unwrap();
     let c = test_rmse(&problem, &params, &Backend::Cpu(CpuMode::Sequential));
     println!("u1 test RMSE: {} {g:.4}, cpu {c:.4}", t.backend);
     assert!((g - c).abs() <= 0.01, "gpu {g} vs cpu {c}");
@@ -138,7 +174,7 @@ fn f16_factors_stay_within_0_005_of_f32() {
     let f16 = gpu(GpuOptions { precision: Precision::F16, ..GpuOptions::default() });
     match train(&problem, &params, &f16, |_| {}) {
         Ok(t) => {
-            let f16_rmse = t.history.last().unwrap().test_rmse.unwrap();
+            let f16_rmse = t.history.last().unwrap().test_rmse().unwrap();
             println!("u1: f32 {f32_rmse:.4}, f16 {f16_rmse:.4}");
             assert!((f16_rmse - f32_rmse).abs() <= 0.005, "f16 {f16_rmse} vs f32 {f32_rmse}");
         }
@@ -191,7 +227,7 @@ fn svdpp_term_on_the_gpu_beats_the_plain_model_like_the_cpu() {
         let params = Params { blocks, ..params.clone() };
         let run = |params: &Params| train(&problem, params, &gpu(options.clone()), |_| {}).unwrap();
         let (svdpp, plain) = (run(&params), run(&Params { svdpp: false, ..params.clone() }));
-        let rmse = |t: &gpumf::training::Trained| t.history.last().unwrap().test_rmse.unwrap();
+        let rmse = |t: &gpumf::training::Trained| t.history.last().unwrap().test_rmse().unwrap();
         println!("{}: the SVD++ term {:.4}, without {:.4}, cpu {cpu:.4}", svdpp.backend, rmse(&svdpp), rmse(&plain));
         assert!(svdpp.backend.contains(where_) && !plain.backend.contains("SVD++"), "{} / {}", svdpp.backend, plain.backend);
         assert!(rmse(&svdpp) < rmse(&plain) - 0.003, "{}: {} with the SVD++ term, {} without", svdpp.backend, rmse(&svdpp), rmse(&plain));
@@ -222,7 +258,7 @@ fn averaged_models_train_on_the_gpu_like_the_cpu() {
     let problem = small_problem();
     let params = Params { rank: 8, epochs: 6, models: 2, ..Params::default() };
     let t = train(&problem, &params, &gpu(GpuOptions::default()), |_| {}).unwrap();
-    let g = t.history.last().unwrap().test_rmse.unwrap();
+    let g = t.history.last().unwrap().test_rmse().unwrap();
     let c = test_rmse(&problem, &params, &Backend::Cpu(CpuMode::Sequential));
     println!("2 models: {} {g:.4}, cpu {c:.4}", t.backend);
     assert!(t.backend.starts_with("2 models averaged, each gpu"), "{}", t.backend);
@@ -291,7 +327,7 @@ fn problems_larger_than_one_binding_are_split_into_windows() {
     let params = Params { rank: 32, epochs: 10, ..Params::default() };
     // 64 KiB bindings: 128 rows of rank 32 per block and 5461 ratings per window.
     let options = GpuOptions { max_binding_bytes: Some(64 << 10), ..GpuOptions::default() };
-    let solver = GpuSolver::new(&problem, Model::init(&problem, &params), &params, &options).unwrap();
+    let solver = GpuSolver::new(&problem, Model::init(&problem, &params, None), &params, &options).unwrap();
     let grid = solver.schedule().grid();
     assert!(grid.user_blocks > 1 && grid.item_blocks > 1, "{grid:?}");
     let split = test_rmse(&problem, &params, &gpu(options));
@@ -338,12 +374,12 @@ fn one_rating_in_flight_gives_the_sequential_trainers_factors() {
         // choose, given to the CPU as well.
         // What everything but the SVD++ term's state takes: less than that streams.
         let plain = Params { svdpp: false, ..params.clone() };
-        let need = GpuSolver::new(problem, Model::init(problem, &plain), &plain, &one).unwrap().buffer_bytes();
+        let need = GpuSolver::new(problem, Model::init(problem, &plain, None), &plain, &one).unwrap().buffer_bytes();
         let rows = (problem.num_users() + problem.num_items()) as u64;
         // Both ways of streaming: the host writing into mapped buffers, and copies.
         for (budget, upload) in [need - 12 * 1000, rows * 68 / 2 + 200_000].into_iter().flat_map(|b| [(b, Upload::Mapped), (b, Upload::Copied)]) {
             let options = GpuOptions { gpu_memory: Some(budget), upload: Some(upload), ..one.clone() };
-            let grid = GpuSolver::new(problem, Model::init(problem, &params), &params, &options).unwrap().schedule().grid();
+            let grid = GpuSolver::new(problem, Model::init(problem, &params, None), &params, &options).unwrap().schedule().grid();
             let params = Params { blocks: Some(grid), ..params.clone() };
             let cpu = train(problem, &params, &Backend::Cpu(CpuMode::Sequential), |_| {}).unwrap();
             let gpu = train(problem, &params, &gpu(options), |_| {}).unwrap();
@@ -393,7 +429,7 @@ fn empty_and_unequal_blocks_train_everywhere_and_exactly() {
     let threads = train(&problem, &params, &Backend::Cpu(CpuMode::Parallel { threads: 3 }), |_| {}).unwrap();
     assert!(threads.history.iter().all(|r| r.train_loss.is_finite()));
     let one = GpuOptions { in_flight: Some(1), ..GpuOptions::default() };
-    let need = GpuSolver::new(&problem, Model::init(&problem, &params), &params, &one).unwrap().buffer_bytes();
+    let need = GpuSolver::new(&problem, Model::init(&problem, &params, None), &params, &one).unwrap().buffer_bytes();
     for options in [one.clone(), GpuOptions { gpu_memory: Some(need - 12 * 100), ..one.clone() }] {
         let gpu = train(&problem, &params, &gpu(options), |_| {}).unwrap();
         let diff = largest_difference(&cpu.model, &gpu.model);
@@ -490,7 +526,7 @@ fn an_eighth_of_the_device_memory_gives_the_resident_accuracy() {
         let resident = train(problem, params, &gpu(GpuOptions::default()), |_| {}).unwrap();
         let budget = resident.device_bytes / 8;
         let streamed = train(problem, params, &gpu(GpuOptions { gpu_memory: Some(budget), ..GpuOptions::default() }), |_| {}).unwrap();
-        let (r, s) = (resident.history.last().unwrap().test_rmse.unwrap(), streamed.history.last().unwrap().test_rmse.unwrap());
+        let (r, s) = (resident.history.last().unwrap().test_rmse().unwrap(), streamed.history.last().unwrap().test_rmse().unwrap());
         println!("{name}: resident {r:.4} ({} bytes), an eighth {s:.4} ({} bytes, {})", resident.device_bytes, streamed.device_bytes, streamed.backend);
         assert!(streamed.device_bytes <= budget, "{name}: allocated {} over the budget {budget}", streamed.device_bytes);
         assert!(streamed.backend.contains("streamed"), "{}", streamed.backend);
@@ -530,8 +566,8 @@ fn the_gpu_scores_the_test_set_like_the_cpu_through_blocks_and_windows() {
         let t = train(&problem, &params, &gpu(options), |_| {}).unwrap();
         let last = t.history.last().unwrap();
         let cpu_test = metrics::evaluate(&t.model, &problem.test);
-        assert!((cpu_test.rmse() - last.test_rmse.unwrap()).abs() < 1e-4, "{}: gpu {:?} cpu {}", t.backend, last.test_rmse, cpu_test.rmse());
-        assert!((cpu_test.mae() - last.test_mae.unwrap()).abs() < 1e-4);
+        assert!((cpu_test.rmse() - last.test_rmse().unwrap()).abs() < 1e-4, "{}: gpu {:?} cpu {}", t.backend, last.test_rmse(), cpu_test.rmse());
+        assert!((cpu_test.mae() - last.test_mae().unwrap()).abs() < 1e-4);
     }
 }
 
@@ -549,16 +585,16 @@ fn two_devices_on_one_adapter_train_like_one() {
         return;
     }
     let Some(problem) = common::ml100k_fold(1) else { return };
-    // The distributed runner has no SVD++ term.
-    let params = Params { rank: 32, epochs: 20, svdpp: false, ..Params::default() };
+    // With the SVD++ term, whose passes the cluster runs between the devices' epochs.
+    let params = Params { rank: 32, epochs: 20, ..Params::default() };
     let run = |devices: Vec<usize>| {
         let cluster = gpumf::distributed::Cluster { gpu: Some((GpuOptions::default(), devices.clone())), ..gpumf::distributed::Cluster::threads(devices.len()) };
         let stripes = gpumf::distributed::Stripes::from_problem(problem.clone(), &params, &cluster).unwrap();
-        gpumf::distributed::train(stripes, &params, &cluster, |_| {}).unwrap().expect("one process: process 0")
+        gpumf::distributed::train(stripes, &params, &cluster, |_| {}, |_| true).unwrap().expect("one process: process 0")
     };
     let (one, two) = (run(vec![0]), run(vec![0, 0]));
     let plain = train(&problem, &params, &gpu(GpuOptions::default()), |_| {}).unwrap();
-    let rmse = |t: &gpumf::training::Trained| t.history.last().unwrap().test_rmse.unwrap();
+    let rmse = |t: &gpumf::training::Trained| t.history.last().unwrap().test_rmse().unwrap();
     println!("one device {:.4} ({}), two {:.4} ({}), one-process GPU {:.4}", rmse(&one), one.backend, rmse(&two), two.backend, rmse(&plain));
     assert!(two.backend.contains("2 workers") && two.backend.contains("GPU"), "{}", two.backend);
     assert!((rmse(&one) - rmse(&two)).abs() <= 0.005, "one device {} vs two {}", rmse(&one), rmse(&two));
@@ -576,6 +612,7 @@ fn main() -> std::process::ExitCode {
         Test { name: "group_preludes_each_validate_with_the_kernel", needs: Needs::NOTHING, run: group_preludes_each_validate_with_the_kernel },
         Test { name: "a_rating_gets_the_fewest_lanes_that_hold_its_row_within_one_subgroup", needs: Needs::NOTHING, run: a_rating_gets_the_fewest_lanes_that_hold_its_row_within_one_subgroup },
         Test { name: "ratings_in_flight_stay_few_beside_the_rows_they_touch", needs: Needs::NOTHING, run: ratings_in_flight_stay_few_beside_the_rows_they_touch },
+        Test { name: "the_kernels_uniform_has_the_rust_structs_layout", needs: Needs::NOTHING, run: the_kernels_uniform_has_the_rust_structs_layout },
         Test { name: "a_broken_shader_fails_validation", needs: Needs::NOTHING, run: a_broken_shader_fails_validation },
         Test { name: "gpu_matches_the_cpu_on_ml100k_u1", needs: Needs::GPU_AND_ML100K, run: gpu_matches_the_cpu_on_ml100k_u1 },
         Test { name: "f16_factors_stay_within_0_005_of_f32", needs: Needs::GPU_AND_ML100K, run: f16_factors_stay_within_0_005_of_f32 },

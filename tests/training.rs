@@ -25,7 +25,7 @@ fn default_settings_reach_0_900_on_ml100k_u1_to_u5() {
             assert_eq!(problem.cold.entries, 32); // items of u1.test absent from u1.base
         }
         let t = train(&problem, &Params::default(), &Backend::Cpu(CpuMode::Sequential), |_| {}).unwrap();
-        scores.push(t.history.last().unwrap().test_rmse.unwrap());
+        scores.push(t.history.last().unwrap().test_rmse().unwrap());
     }
     let mean = scores.iter().sum::<f64>() / 5.0;
     println!("u1-u5 test RMSE {scores:.4?}, mean {mean:.4}");
@@ -37,7 +37,7 @@ fn default_settings_reach_0_845_on_latest_small_80_20() {
     let problem = split_random(&all, 0.2, Params::default().seed).unwrap();
     for backend in [Backend::Cpu(CpuMode::Sequential), Backend::Cpu(CpuMode::Parallel { threads: 2 })] {
         let t = train(&problem, &Params::default(), &backend, |_| {}).unwrap();
-        let rmse = t.history.last().unwrap().test_rmse.unwrap();
+        let rmse = t.history.last().unwrap().test_rmse().unwrap();
         println!("{}: latest-small test RMSE {rmse:.4}", t.backend);
         assert!(rmse <= 0.845, "{}: test RMSE {rmse}", t.backend);
     }
@@ -47,7 +47,7 @@ fn default_settings_reach_0_845_on_latest_small_80_20() {
 /// `problem`, on the sequential and the threaded trainer.
 fn beats_on_both_cpu_trainers(problem: &Problem, with: &Params, without: &Params, margin: f64, what: &str) {
     for backend in [Backend::Cpu(CpuMode::Sequential), Backend::Cpu(CpuMode::Parallel { threads: 2 })] {
-        let rmse = |params: &Params| train(problem, params, &backend, |_| {}).unwrap().history.last().unwrap().test_rmse.unwrap();
+        let rmse = |params: &Params| train(problem, params, &backend, |_| {}).unwrap().history.last().unwrap().test_rmse().unwrap();
         let (better, worse) = (rmse(with), rmse(without));
         println!("{backend:?}: {what} {better:.4}, without {worse:.4}");
         assert!(better < worse - margin, "{backend:?}: {what} {better} against {worse} without");
@@ -69,7 +69,7 @@ fn the_svdpp_term_beats_the_plain_model() {
 fn the_defaults_train_any_rating_scale_alike() {
     let problem = split_random(&latest_small(), 0.2, 3).unwrap();
     let params = Params { epochs: 12, rank: 16, ..Params::default() };
-    let rmse = |problem: &Problem, params: &Params, backend: &Backend| train(problem, params, backend, |_| {}).unwrap().history.last().unwrap().test_rmse.unwrap();
+    let rmse = |problem: &Problem, params: &Params, backend: &Backend| train(problem, params, backend, |_| {}).unwrap().history.last().unwrap().test_rmse().unwrap();
     // latest-small's 0.5–5 mapped onto −10..10 and onto 0.5–4.
     let (jokes, narrow) = ((20.0 / 4.5, -10.0 - 0.5 * 20.0 / 4.5), (3.5 / 4.5, 0.5 - 0.5 * 3.5 / 4.5));
     for backend in [Backend::Cpu(CpuMode::Sequential), Backend::Cpu(CpuMode::Parallel { threads: 2 })] {
@@ -104,10 +104,10 @@ fn averaged_models_train_together_and_score_as_one() {
     let backend = Backend::Cpu(CpuMode::Sequential);
     let t = train(&problem, &Params { models: 3, ..params.clone() }, &backend, |_| {}).unwrap();
     assert_eq!(t.model.rank(), 48);
-    let reported = t.history.last().unwrap().test_rmse.unwrap();
+    let reported = t.history.last().unwrap().test_rmse().unwrap();
     assert!((metrics::evaluate(&t.model, &problem.test).rmse() - reported).abs() < 1e-9);
     let member = |s: u64| train(&problem, &Params { seed: params.seed + s * gpumf::ensemble::SEED_STRIDE, ..params.clone() }, &backend, |_| {}).unwrap();
-    let members: Vec<f64> = (0..3).map(|s| member(s).history.last().unwrap().test_rmse.unwrap()).collect();
+    let members: Vec<f64> = (0..3).map(|s| member(s).history.last().unwrap().test_rmse().unwrap()).collect();
     println!("3 models averaged {reported:.4}, members {members:?}");
     assert!(reported < members.iter().sum::<f64>() / 3.0, "{reported} against {members:?}");
     let first = member(0).model;
@@ -133,7 +133,7 @@ fn sequential_training_is_bit_reproducible_and_the_loss_falls() {
 
 fn parallel_blocks_match_sequential_accuracy() {
     let Some(problem) = common::ml100k_fold(1) else { return };
-    let rmse = |backend| train(&problem, &Params::default(), &backend, |_| {}).unwrap().history.last().unwrap().test_rmse.unwrap();
+    let rmse = |backend| train(&problem, &Params::default(), &backend, |_| {}).unwrap().history.last().unwrap().test_rmse().unwrap();
     let (seq, par) = (rmse(Backend::Cpu(CpuMode::Sequential)), rmse(Backend::Cpu(CpuMode::Parallel { threads: 4 })));
     println!("u1: sequential {seq:.4}, 4 threads {par:.4}");
     assert!((seq - par).abs() < 0.002, "sequential {seq} vs parallel {par}");
@@ -148,7 +148,7 @@ fn parallel_training_of_few_columns_or_rows_matches_sequential() {
         let spec = SyntheticSpec { users, items, train: 400_000, test: 40_000, rank: 4, ..SyntheticSpec::netflix(5) };
         let problem = synthetic_problem(&spec).unwrap();
         let params = Params { rank: 8, epochs: 15, ..Params::default() };
-        let rmse = |backend| train(&problem, &params, &backend, |_| {}).unwrap().history.last().unwrap().test_rmse.unwrap();
+        let rmse = |backend| train(&problem, &params, &backend, |_| {}).unwrap().history.last().unwrap().test_rmse().unwrap();
         let (seq, par) = (rmse(Backend::Cpu(CpuMode::Sequential)), rmse(Backend::Cpu(CpuMode::Parallel { threads: 4 })));
         println!("{users} x {items}: sequential {seq:.4}, 4 threads {par:.4}");
         assert!((seq - par).abs() <= 0.002, "{users} x {items}: sequential {seq} vs parallel {par}");
@@ -162,9 +162,9 @@ fn the_pure_dot_product_model_trains_too() {
     assert_eq!(t.model.mean, 0.0);
     assert!(t.model.user_bias.iter().all(|&b| b == 0.0));
     // Without biases cold items score 0 (clipped to 0.5), so the bar is "far better than chance".
-    let rmse = t.history.last().unwrap().test_rmse.unwrap();
+    let rmse = t.history.last().unwrap().test_rmse().unwrap();
     assert!(rmse < 1.2, "pure model test RMSE {rmse}");
-    assert!(t.history.last().unwrap().train_rmse < 0.5 * t.history[0].train_rmse.max(1.0));
+    assert!(t.history.last().unwrap().train_rmse().unwrap() < 0.5 * t.history[0].train_rmse().unwrap().max(1.0));
 }
 
 fn bad_settings_are_rejected_by_name() {
@@ -221,7 +221,7 @@ fn separate_test_files_map_through_the_training_ids() {
     assert_eq!((p.cold.entries, p.cold.unknown_user_entries, p.cold.unknown_item_entries), (2, 1, 1));
     // Cold entries are predicted from the mean and the known side's bias.
     let params = Params { rank: 2, epochs: 1, ..Params::default() };
-    let mut model = Model::init(&p, &params);
+    let mut model = Model::init(&p, &params, None);
     model.item_bias[1] = 0.5;
     assert_eq!(model.predict(UNKNOWN, 1), model.mean + 0.5);
     assert_eq!(model.predict(UNKNOWN, UNKNOWN), model.mean);
@@ -276,7 +276,7 @@ fn train_from_disk(path: &std::path::Path, dir: &std::path::Path, memory: u64, t
     assert!(cache.largest_block() * (threads as u64 + 1) <= memory, "blocks of {} for {threads} threads over {memory}", cache.largest_block());
     let problem = Problem::on_disk(std::sync::Arc::new(cache), Some(test));
     let t = train(&problem, params, &backend, |_| {}).unwrap();
-    (t.history.last().unwrap().test_rmse.unwrap(), built, grid)
+    (t.history.last().unwrap().test_rmse().unwrap(), built, grid)
 }
 
 /// `--memory` an eighth of what the ratings take in memory trains from blocks on disk and
@@ -304,7 +304,7 @@ fn blocks_on_disk_reach_the_in_memory_accuracy() {
         let in_memory_bytes = 24 * all.len() as u64; // loaded, then laid out in blocks
         let problem = Problem::new(all, Some(&test));
         for threads in [1, 2] {
-            let resident = train(&problem, params, &Backend::Cpu(CpuMode::with_threads(threads)), |_| {}).unwrap().history.last().unwrap().test_rmse.unwrap();
+            let resident = train(&problem, params, &Backend::Cpu(CpuMode::with_threads(threads)), |_| {}).unwrap().history.last().unwrap().test_rmse().unwrap();
             let (on_disk, _, grid) = train_from_disk(path, dir.path(), in_memory_bytes / 8, threads, params, &test);
             println!("{}, {threads} threads: in memory {resident:.4}, on disk in {grid} blocks {on_disk:.4}", path.display());
             assert!(grid.user_blocks * grid.item_blocks > 1, "an eighth of the memory needs several blocks");

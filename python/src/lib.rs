@@ -240,6 +240,9 @@ impl Settings {
             frequency_reg: self.frequency_reg,
             svdpp: self.svdpp,
             models: self.models,
+            loss: Params::default().loss,
+            nonneg: false,
+            l1: 0.0,
             blocks: self.blocks.as_deref().map(|b| b.parse::<gpumf::grid::GridSize>().map_err(|e| PyValueError::new_err(format!("blocks={b:?}: {e}")))).transpose()?,
         };
         params.validate().map_err(py_err)?;

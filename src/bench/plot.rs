@@ -39,7 +39,7 @@ pub fn plot_bench(path: &Path, runs: &[BenchRow], by_rank: &[BenchRow], by_size:
 
     let points: Vec<(&str, Vec<(f64, f64)>)> = runs
         .iter()
-        .map(|r| (r.backend.as_str(), r.history.iter().filter_map(|e| e.test_rmse.map(|t| (e.elapsed_seconds, t))).collect()))
+        .map(|r| (r.backend.as_str(), r.history.iter().filter_map(|e| e.test_rmse().map(|t| (e.elapsed_seconds, t))).collect()))
         .collect();
     let all: Vec<(f64, f64)> = points.iter().flat_map(|(_, p)| p.iter().copied()).collect();
     if !all.is_empty() {

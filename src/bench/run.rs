@@ -98,9 +98,9 @@ pub fn run(problem: &Problem, data: &str, params: &Params, backend: &Backend, ta
         bytes_per_update: bytes,
         gigabytes_per_second: gbps,
         bandwidth_share: bandwidth_gbps.map(|b| gbps / b),
-        test_rmse: t.history.last().and_then(|r| r.test_rmse),
+        test_rmse: t.history.last().and_then(|r| r.test_rmse()),
         seconds_to_target: target_rmse
-            .and_then(|target| t.history.iter().find(|r| r.test_rmse.is_some_and(|x| x <= target)).map(|r| r.elapsed_seconds)),
+            .and_then(|target| t.history.iter().find(|r| r.test_rmse().is_some_and(|x| x <= target)).map(|r| r.elapsed_seconds)),
         peak_rss_bytes: peak_rss_bytes(),
         device_buffer_bytes: t.device_bytes,
         history: t.history,

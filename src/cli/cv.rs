@@ -1,13 +1,13 @@
 //! `gpumf cv`: cross-validation, seeded folds of one file or fold files given in pairs.
 
-use super::progress::Progress;
-use super::train::{chosen_backend, load};
+use super::train::{load, Console};
 use super::{InputArgs, ModelArgs, OutputArgs};
 use anyhow::{bail, Context};
 use clap::Args;
 use gpumf::data::RatingSet;
+use gpumf::job::{Holdout, Job, Source};
+use gpumf::metrics::Scores;
 use gpumf::problem::{k_folds, split_fold, Problem};
-use gpumf::training::train;
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -34,7 +34,7 @@ fn parse_fold(s: &str) -> Result<(PathBuf, PathBuf), String> {
     Ok((PathBuf::from(train), PathBuf::from(test)))
 }
 
-/// One fold's result.
+/// One fold's result: every metric of the loss on its test set.
 #[derive(serde::Serialize)]
 struct FoldResult {
     fold: usize,
@@ -42,8 +42,8 @@ struct FoldResult {
     test: String,
     train_ratings: usize,
     test_ratings: usize,
-    rmse: f64,
-    mae: f64,
+    #[serde(flatten)]
+    scores: Scores,
     seconds: f64,
 }
 
@@ -69,7 +69,7 @@ pub fn cv(args: CvArgs) -> anyhow::Result<()> {
     params.validate()?;
     let threads = args.model.threads()?;
     let quiet = args.output.quiet || args.output.json;
-    let backend = chosen_backend(&args.model, threads, quiet);
+    let metrics = params.loss.metrics();
 
     let folds = match &args.data {
         Some(path) => {
@@ -83,34 +83,40 @@ pub fn cv(args: CvArgs) -> anyhow::Result<()> {
 
     let mut results = Vec::new();
     let mut trained_on = String::new();
+    let mut console = Console::new(quiet);
     for k in 0..folds.len() {
         let (problem, train_name, test_name) = folds.problem(k, &args.input, quiet)?;
         if problem.test.is_empty() {
             bail!("fold {}: the test set is empty", k + 1);
         }
-        let progress = Progress::new(params.epochs, quiet);
-        let trained = train(&problem, &params, &backend, |r| progress.epoch(r));
-        progress.finish();
-        let trained = trained.with_context(|| format!("fold {}", k + 1))?;
-        trained_on = trained.backend.clone();
-        let last = trained.history.last().expect("at least one epoch");
+        let (train_ratings, test_ratings) = (problem.train.len(), problem.test.len());
+        let job = Job {
+            source: Source::Problem(problem),
+            holdout: Holdout::None,
+            device: args.model.device(),
+            threads,
+            gpu: args.model.gpu.options(args.model.precision),
+            ..Job::new(Source::Ratings(RatingSet::default()), params.clone())
+        };
+        let run = job.run(&mut console);
+        console.finish();
+        let run = run.with_context(|| format!("fold {}", k + 1))?.context("a run in one process")?;
+        trained_on = run.trained.backend.clone();
         let result = FoldResult {
             fold: k + 1,
             train: train_name,
             test: test_name,
-            train_ratings: problem.train.len(),
-            test_ratings: problem.test.len(),
-            rmse: last.test_rmse.expect("a test set"),
-            mae: last.test_mae.expect("a test set"),
-            seconds: trained.total_seconds,
+            train_ratings,
+            test_ratings,
+            scores: run.test.context("a test set")?,
+            seconds: run.trained.total_seconds,
         };
         if !args.output.json {
             println!(
-                "fold {}/{}: test RMSE {:.4}  MAE {:.4}  ({} training, {} test ratings, {:.2} s)",
+                "fold {}/{}: test {}  ({} training, {} test ratings, {:.2} s)",
                 result.fold,
                 folds.len(),
-                result.rmse,
-                result.mae,
+                result.scores.describe(metrics),
                 result.train_ratings,
                 result.test_ratings,
                 result.seconds
@@ -118,24 +124,26 @@ pub fn cv(args: CvArgs) -> anyhow::Result<()> {
         }
         results.push(result);
     }
-    let rmse = spread(&results.iter().map(|r| r.rmse).collect::<Vec<_>>());
-    let mae = spread(&results.iter().map(|r| r.mae).collect::<Vec<_>>());
+    let spreads: Vec<(gpumf::objective::Metric, Spread)> =
+        metrics.iter().filter_map(|&m| results.iter().map(|r| r.scores.get(m)).collect::<Option<Vec<f64>>>().map(|v| (m, spread(&v)))).collect();
     if args.output.json {
-        let summary = serde_json::json!({
+        let mut summary = serde_json::json!({
             "folds": results,
-            "rmse": rmse,
-            "mae": mae,
+            "loss": params.loss,
+            "metric": params.loss.metric(),
             "backend": trained_on,
             "settings": { "params": params, "precision": args.model.precision, "threads": threads, "data": args.data, "k": args.data.as_ref().map(|_| args.folds) },
         });
+        for (m, s) in &spreads {
+            summary[m.name()] = serde_json::to_value(s)?;
+        }
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
-        let show = |name: &str, s: &Spread| {
+        let width = spreads.iter().map(|(m, _)| m.label().len()).max().unwrap_or(0);
+        for (m, s) in &spreads {
             let std = s.std.map_or(String::new(), |d| format!(" ± {d:.4}"));
-            println!("{name} {:.4}{std} (lowest {:.4}, highest {:.4}) over {} folds", s.mean, s.min, s.max, results.len());
-        };
-        show("mean test RMSE", &rmse);
-        show("mean test MAE ", &mae);
+            println!("mean test {:width$} {:.4}{std} (lowest {:.4}, highest {:.4}) over {} folds", m.label(), s.mean, s.min, s.max, results.len());
+        }
     }
     Ok(())
 }

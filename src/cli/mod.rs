@@ -150,6 +150,21 @@ pub struct ParamArgs {
     /// 1-5 stars, 0.5-4 or -10..10 alike.
     #[arg(long)]
     pub no_scale: bool,
+    /// What training minimises: `squared` error (the default; reports RMSE), `absolute` error
+    /// (the median; reports MAE), `kl` (generalised KL divergence for non-negative values such as
+    /// counts; non-negative factors), or for two-valued labels (0/1, -1/1, any two values)
+    /// `logistic` (predict prints a probability), `hinge` or `squared-hinge` (predict prints the
+    /// margin and the class).
+    #[arg(long, value_parser = choice::<gpumf::objective::Loss>(), default_value = "squared")]
+    pub loss: gpumf::objective::Loss,
+    /// Non-negative factors (LIBMF's --nmf): each factor is projected to ≥ 0 after every update,
+    /// so each user and item is a sum of parts that only add. --loss kl implies it.
+    #[arg(long)]
+    pub nonneg: bool,
+    /// L1 regularisation of the factors beside --reg's L2 (LIBMF's -l1), weighted per user and
+    /// item as --reg is: each update shrinks every factor toward zero, and stops it there.
+    #[arg(long, default_value_t = Params::default().l1, allow_negative_numbers = true)]
+    pub l1: f32,
     /// Seed for the initial factors, the visiting order and random splits.
     #[arg(long, default_value_t = Params::default().seed)]
     pub seed: u64,
@@ -181,6 +196,9 @@ impl ParamArgs {
             models: self.models,
             scale: !self.no_scale,
             svdpp: !self.no_svdpp,
+            loss: self.loss,
+            nonneg: self.nonneg,
+            l1: self.l1,
         }
     }
 }
@@ -261,6 +279,15 @@ impl GpuTuningArgs {
 impl ModelArgs {
     pub fn params(&self) -> Params {
         self.params.params()
+    }
+
+    /// Where `--backend` asks to train.
+    pub fn device(&self) -> gpumf::job::Device {
+        match self.backend {
+            BackendArg::Auto => gpumf::job::Device::Auto,
+            BackendArg::Cpu => gpumf::job::Device::Cpu,
+            BackendArg::Gpu => gpumf::job::Device::Gpu,
+        }
     }
 
     pub fn threads(&self) -> anyhow::Result<usize> {

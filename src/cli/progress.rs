@@ -32,8 +32,8 @@ impl Progress {
 
     pub fn epoch(&self, r: &EpochReport) {
         if let Some(bar) = &self.bar {
-            let test = r.test_rmse.map_or(String::new(), |t| format!(", {} RMSE {t:.4}", self.held_out));
-            bar.set_message(format!("loss {:.4e}, train RMSE {:.4}{test}", r.train_loss, r.train_rmse));
+            let test = r.test_rmse().map_or(String::new(), |t| format!(", {} RMSE {t:.4}", self.held_out));
+            bar.set_message(format!("loss {:.4e}, train RMSE {:.4}{test}", r.train_loss, r.train_rmse().unwrap()));
             bar.set_position(r.epoch as u64);
         }
     }

@@ -4,13 +4,12 @@ use super::progress::Progress;
 use super::{BackendArg, InputArgs, ModelArgs, OutputArgs};
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
-use gpumf::cpu::CpuMode;
 use gpumf::data::{load_pairs, load_ratings, LoadOptions};
-use gpumf::problem::{split_marked, split_per_user, split_random, ColdStart, Problem};
-use gpumf::metrics;
+use gpumf::job::{Holdout, Job, Listener, Run, Source, Validation};
+use gpumf::metrics::Scores;
 use gpumf::model::Model;
-use gpumf::model::Params;
-use gpumf::training::{train as run_training, train_early_stopping, Backend, EpochReport, Trained};
+use gpumf::problem::Problem;
+use gpumf::training::EpochReport;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -196,373 +195,177 @@ impl ClusterArgs {
     }
 }
 
-fn load_with(path: &Path, options: LoadOptions, quiet: bool) -> anyhow::Result<gpumf::data::Loaded> {
-    let loaded = load_ratings(path, options)?;
+pub fn load(path: &Path, input: &InputArgs, quiet: bool) -> anyhow::Result<gpumf::data::RatingSet> {
+    let loaded = load_ratings(path, input.options())?;
     if !quiet {
         eprintln!("{}", loaded.summary(path));
     }
-    Ok(loaded)
+    Ok(loaded.ratings)
 }
 
-pub fn load(path: &Path, input: &InputArgs, quiet: bool) -> anyhow::Result<gpumf::data::RatingSet> {
-    Ok(load_with(path, input.options(), quiet)?.ratings)
-}
-
-pub fn train(args: TrainArgs) -> anyhow::Result<()> {
-    let mut params = args.model.params();
-    params.validate()?;
-    let threads = args.model.threads()?;
-    if let Some(f) = args.test_fraction {
-        if !(f > 0.0 && f < 1.0) {
-            bail!("--test-fraction must lie strictly between 0 and 1, got {f}");
+impl TrainArgs {
+    /// The job these flags describe.
+    fn job(&self) -> anyhow::Result<Job> {
+        let holdout = match (&self.test, self.test_fraction, self.split_column) {
+            (_, _, Some(_)) => Holdout::Marked,
+            (Some(test), _, _) => Holdout::File(test.clone()),
+            (None, Some(fraction), _) => Holdout::Fraction { fraction, per_user: self.split == SplitArg::PerUser },
+            (None, None, None) => Holdout::None,
+        };
+        if !(self.budget.is_finite() && self.budget > 0.0) && self.auto {
+            bail!("--budget must be a positive number of seconds, got {}", self.budget);
         }
-    }
-    if let Some(save) = &args.save {
-        // Before the work: a save that fails after training loses it.
-        gpumf::output::check_output(save, args.force).context("--save")?;
-    }
-    let cluster = args.cluster.cluster(&args.model)?;
-    if cluster.is_some() && (args.memory.is_some() || args.validation.is_some() || args.auto || params.models > 1) {
-        bail!("--workers/--hosts/--devices train one model in memory for --epochs: leave out --memory, --validation, --auto and --models");
-    }
-    if cluster.is_some() && params.svdpp {
-        // The default, which the distributed runner cannot train yet: said, not refused.
-        if !(args.output.quiet || args.output.json) {
-            eprintln!("note: --workers/--hosts/--devices train without the SVD++ term (as --no-svdpp does): the distributed runner exchanges factor blocks only");
-        }
-        params.svdpp = false;
-    }
-    if args.auto && args.memory.is_some() {
-        bail!("--auto trains many times on ratings held in memory; leave out --memory");
-    }
-    if args.auto && !(args.budget.is_finite() && args.budget > 0.0) {
-        bail!("--budget must be a positive number of seconds, got {}", args.budget);
-    }
-    let quiet = args.output.quiet || args.output.json;
-    let options = LoadOptions { split_column: args.split_column, ..args.input.options() };
-    if let Some(cluster) = cluster.as_ref().filter(|c| c.processes() > 1 && streams(&args, &options)) {
-        // Each process of a cluster reads the file piece by piece and keeps its own stripes.
-        let test = args.test.as_ref().map(|t| load(t, &args.input, quiet)).transpose()?;
-        let stripes = gpumf::distributed::Stripes::stream(&args.train, &options, test.as_ref(), &params, cluster)?;
-        if !quiet {
-            let p = stripes.problem();
-            eprintln!(
-                "{}: {} ratings ({} users x {} items), read piece by piece; this process keeps the {} of its stripes",
-                args.train.display(),
-                stripes.total_ratings(),
-                p.num_users(),
-                p.num_items(),
-                p.train.len()
-            );
-        }
-        return train_distributed(&args, stripes, &params, cluster, quiet);
-    }
-    // A file of s bytes holds at most s/6 ratings (`1 1 1` and a newline), which take 24 bytes
-    // each while loaded and laid out: 4·s bytes surely fit, anything more goes to disk.
-    let on_disk = args.memory.filter(|&memory| std::fs::metadata(&args.train).map_or(true, |m| m.len().saturating_mul(4) > memory));
-    if let Some(memory) = on_disk {
-        return train_on_disk(&args, memory, options, &params, threads, quiet);
-    }
-    let loaded = load_with(&args.train, options, quiet)?;
-    let all = loaded.ratings;
-    // Every arm consumes `all`: the ratings as loaded are not kept beside the problem (a DSGD
-    // process keeps only its stripes').
-    let problem = match (&args.test, args.test_fraction) {
-        _ if args.split_column.is_some() => {
-            let marks = loaded.test_marks.as_deref().context("--split-column: the loader found no split marks")?;
-            let problem = split_marked(&all, marks)?;
-            drop(all);
-            problem
-        }
-        (Some(test), _) => {
-            let test = load(test, &args.input, quiet)?;
-            Problem::new(all, Some(&test))
-        }
-        (None, Some(f)) => {
-            let problem = match args.split {
-                SplitArg::Random => split_random(&all, f, params.seed)?,
-                SplitArg::PerUser => split_per_user(&all, f, params.seed)?,
-            };
-            drop(all);
-            problem
-        }
-        (None, None) => Problem::new(all, None),
-    };
-
-    if let Some(cluster) = cluster {
-        let stripes = gpumf::distributed::Stripes::from_problem(problem, &params, &cluster)?;
-        return train_distributed(&args, stripes, &params, &cluster, quiet);
-    }
-    let backend = chosen_backend(&args.model, threads, quiet);
-    let (params, auto) = match args.auto {
-        true => auto_search(&args, &problem, &params, &backend, quiet)?,
-        false => (params, None),
-    };
-    let mut outcome = match args.validation {
-        None => plain(&problem, &params, &backend, quiet)?,
-        Some(fraction) => early_stopping(&args, fraction, &problem, &params, &backend, quiet)?,
-    };
-    outcome.auto = auto;
-    report(&args, &problem, &params, &outcome)?;
-    if let Some(save) = &args.save {
-        let fitted_on = outcome.fitted_on.as_ref().unwrap_or(&problem);
-        outcome.trained.model.record_seen(fitted_on);
-        outcome.trained.model.save(save, args.force).context("--save")?;
-        if !quiet {
-            eprintln!("saved the model to {}", save.display());
-        }
-    }
-    Ok(())
-}
-
-/// Whether the cluster's processes can read --train piece by piece (each keeping its stripes):
-/// with the test set in its own file, and a file and flags the streaming loader reads.
-fn streams(args: &TrainArgs, options: &LoadOptions) -> bool {
-    args.test_fraction.is_none() && gpumf::data::streamable(&args.train, options)
-}
-
-/// `train --workers` / `--hosts` / `--devices`: DSGD. Process 0 reports and saves as a
-/// one-process run does, each user's training items gathered from the processes with it.
-fn train_distributed(args: &TrainArgs, stripes: gpumf::distributed::Stripes, params: &Params, cluster: &gpumf::distributed::Cluster, quiet: bool) -> anyhow::Result<()> {
-    let lead = cluster.process == 0;
-    // What the report needs once the stripes are handed over.
-    let train_ratings = stripes.total_ratings();
-    let problem = stripes.problem();
-    let shell = Problem { train: Vec::new(), test: problem.test.clone(), users: problem.users.clone(), items: problem.items.clone(), cold: problem.cold, train_on_disk: None };
-    let progress = Progress::new(params.epochs, quiet || !lead);
-    let trained = gpumf::distributed::train(stripes, params, cluster, |r| progress.epoch(r));
-    progress.finish();
-    let Some(trained) = trained? else {
-        if !quiet {
-            eprintln!("process {}: done; process 0 reports and holds the model", cluster.process);
-        }
-        return Ok(());
-    };
-    let kept = trained.history.last().expect("at least one epoch").clone();
-    let test = kept.test_rmse.zip(kept.test_mae);
-    let outcome = Outcome { trained, fitted_on: None, train_ratings, kept, test, validation: None, auto: None, cold: shell.cold };
-    report(args, &shell, params, &outcome)?;
-    if let Some(save) = &args.save {
-        outcome.trained.model.save(save, args.force).context("--save")?;
-        if !quiet {
-            eprintln!("saved the model to {}", save.display());
-        }
-    }
-    Ok(())
-}
-
-/// `train --memory`: the training ratings in a block cache on disk.
-fn train_on_disk(args: &TrainArgs, memory: u64, options: LoadOptions, params: &Params, threads: usize, quiet: bool) -> anyhow::Result<()> {
-    if args.test_fraction.is_some() || args.split_column.is_some() || args.validation.is_some() {
-        bail!("--memory reads --train piece by piece into blocks on disk, so it takes the test set as --test FILE; --test-fraction, --split-column and --validation need every rating in memory at once");
-    }
-    let backend = chosen_backend(&args.model, threads, quiet);
-    let dir = match &args.cache_dir {
-        Some(dir) => dir.clone(),
-        None => args.train.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf),
-    };
-    if !dir.is_dir() {
-        bail!("--cache-dir {}: not a directory", dir.display());
-    }
-    let settings = gpumf::cache::CacheSettings {
-        grid: params.blocks,
-        order: backend.block_order(),
-        seed: params.seed,
-        memory,
-        threads: backend.block_readers(),
-    };
-    let cache = gpumf::cache::DiskBlocks::open_or_build(&args.train, &options, &dir, &settings, |note| {
-        if !quiet {
-            eprintln!("{note}");
-        }
-    })?;
-    if !quiet {
-        eprintln!(
-            "{}: {} ratings ({} users x {} items) in {} blocks on disk, at most {} each{}",
-            args.train.display(),
-            cache.summary.count,
-            cache.users.len(),
-            cache.items.len(),
-            cache.grid,
-            gpumf::resources::human_bytes(cache.largest_block()),
-            if cache.skipped_lines > 0 { format!("; {} malformed lines skipped", cache.skipped_lines) } else { String::new() }
-        );
-    }
-    let test = args.test.as_ref().map(|t| load(t, &args.input, quiet)).transpose()?;
-    let problem = Problem::on_disk(std::sync::Arc::new(cache), test.as_ref());
-    let mut outcome = plain(&problem, params, &backend, quiet)?;
-    report(args, &problem, params, &outcome)?;
-    if let Some(save) = &args.save {
-        outcome.trained.model.record_seen(&problem);
-        outcome.trained.model.save(save, args.force).context("--save")?;
-        if !quiet {
-            eprintln!("saved the model to {} (without each user's seen items: the ratings stayed on disk)", save.display());
-        }
-    }
-    Ok(())
-}
-
-/// Where `--backend` trains; for `auto`, says why a GPU was passed over (unless `quiet`).
-pub fn chosen_backend(model: &ModelArgs, threads: usize, quiet: bool) -> Backend {
-    let cpu = Backend::Cpu(CpuMode::with_threads(threads));
-    let gpu = Backend::Gpu(model.gpu.options(model.precision));
-    match model.backend {
-        BackendArg::Cpu => cpu,
-        BackendArg::Gpu => gpu,
-        BackendArg::Auto => {
-            let (backend, passed_over) = gpumf::training::choose_auto(cpu, gpu);
-            if let (Some(why), false) = (passed_over, quiet) {
-                eprintln!("note: {why}; training on the CPU with {threads} thread{}", if threads == 1 { "" } else { "s" });
-            }
-            backend
-        }
+        Ok(Job {
+            source: Source::File(self.train.clone()),
+            holdout,
+            load: LoadOptions { split_column: self.split_column, ..self.input.options() },
+            params: self.model.params(),
+            device: self.model.device(),
+            threads: self.model.threads()?,
+            gpu: self.model.gpu.options(self.model.precision),
+            memory: self.memory,
+            cache_dir: self.cache_dir.clone(),
+            cluster: self.cluster.cluster(&self.model)?,
+            validation: self.validation.map(|fraction| Validation { fraction, patience: self.patience, refit: self.refit }),
+            search: self.auto.then(|| std::time::Duration::from_secs_f64(self.budget)),
+        })
     }
 }
 
-/// What a `train` run ends with: the model to report and save, and how it was scored.
-struct Outcome {
-    trained: Trained,
-    /// The problem the model was fitted on, when not the one loaded (early stopping without
-    /// --refit fits on the training ratings less the validation ones).
-    fitted_on: Option<Problem>,
-    /// Ratings the model was fitted on.
-    train_ratings: usize,
-    /// The kept epoch's report (its train RMSE and loss).
-    kept: EpochReport,
-    /// Test RMSE and MAE of the kept model, when there is a test set.
-    test: Option<(f64, f64)>,
-    /// How early stopping went, for the report.
-    validation: Option<serde_json::Value>,
-    /// What --auto tried and chose.
-    auto: Option<serde_json::Value>,
-    /// Test ratings whose user or item the kept model never saw.
-    cold: ColdStart,
+/// What a run says as it goes, on stderr: notes, the progress bar, the search's rungs.
+pub struct Console {
+    quiet: bool,
+    /// Whether a progress bar is shown (a cluster's process 0 alone shows one).
+    bar: bool,
+    progress: Option<Progress>,
+    /// The search rung being reported: its epochs, trials and seconds.
+    rung: Option<(usize, usize, f64)>,
 }
 
-/// Training for --epochs, the test set scored after every epoch.
-fn plain(problem: &Problem, params: &Params, backend: &Backend, quiet: bool) -> anyhow::Result<Outcome> {
-    let progress = Progress::new(params.epochs, quiet);
-    let trained = run_training(problem, params, backend, |r| progress.epoch(r));
-    progress.finish();
-    let trained = trained?;
-    let kept = trained.history.last().expect("at least one epoch").clone();
-    let test = kept.test_rmse.zip(kept.test_mae);
-    Ok(Outcome { trained, fitted_on: None, train_ratings: problem.train_len(), kept, test, validation: None, auto: None, cold: problem.cold })
-}
+impl Console {
+    pub fn new(quiet: bool) -> Console {
+        Console { quiet, bar: !quiet, progress: None, rung: None }
+    }
 
-/// --validation: stop when the held-out ratings stop improving, keep the best epoch, and
-/// with --refit train afresh on every training rating for that many epochs.
-fn early_stopping(args: &TrainArgs, fraction: f64, problem: &Problem, params: &Params, backend: &Backend, quiet: bool) -> anyhow::Result<Outcome> {
-    if !(fraction > 0.0 && fraction < 1.0) {
-        bail!("--validation must lie strictly between 0 and 1, got {fraction}");
+    /// Notes, but no progress bar.
+    pub fn without_bar(self) -> Console {
+        Console { bar: false, ..self }
     }
-    let fit = gpumf::search::hold_out(problem, fraction, params.seed)?;
-    let progress = Progress::new(params.epochs, quiet).held_out("validation");
-    let stopped = train_early_stopping(&fit, params, backend, args.patience, |r| progress.epoch(r));
-    progress.finish();
-    let stopped = stopped?;
-    let best = stopped.best_epoch.expect("a validation set");
-    let kept = stopped.history[best - 1].clone();
-    let ran = stopped.history.len();
-    let validation = serde_json::json!({
-        "fraction": fraction,
-        "ratings": fit.test.len(),
-        "patience": args.patience,
-        "best_epoch": best,
-        "best_rmse": kept.test_rmse,
-        "epochs_run": ran,
-        "stopped_early": ran < params.epochs,
-        "refit": args.refit,
-        "history": renamed_history(&stopped.history),
-    });
-    if !quiet {
-        let how = if ran < params.epochs { format!("stopped after {} epochs without improvement", args.patience) } else { "ran every epoch".to_string() };
-        eprintln!("validation: best RMSE {:.4} at epoch {best} of {ran} ({how}; {} validation ratings)", kept.test_rmse.unwrap_or(f64::NAN), fit.test.len());
-    }
-    if args.refit {
-        if !quiet {
-            eprintln!("refit: training on all {} training ratings for {best} epochs", problem.train.len());
-        }
-        let mut refit = plain(problem, &Params { epochs: best, ..params.clone() }, backend, quiet)?;
-        refit.validation = Some(validation);
-        return Ok(refit);
-    }
-    // The test set in the kept model's indices: a user seen only among the validation ratings
-    // is cold for it.
-    let test_ratings = fit.remap(&problem.test, problem);
-    let test = (!test_ratings.is_empty()).then(|| {
-        let sums = metrics::evaluate(&stopped.model, &test_ratings);
-        (sums.rmse(), sums.mae())
-    });
-    let cold = ColdStart::of(&test_ratings);
-    Ok(Outcome { trained: stopped, train_ratings: fit.train_len(), fitted_on: Some(fit), kept, test, validation: Some(validation), auto: None, cold })
-}
 
-/// --auto: searches around `params` on held-out training ratings; returns the settings chosen
-/// and the search for the report.
-fn auto_search(args: &TrainArgs, problem: &Problem, params: &Params, backend: &Backend, quiet: bool) -> anyhow::Result<(Params, Option<serde_json::Value>)> {
-    let fit = gpumf::search::hold_out(problem, gpumf::search::AUTO_HOLD_OUT, params.seed)?;
-    if !quiet {
-        eprintln!(
-            "auto: searching rank, --reg and --lr around --rank {} --reg {} --lr {} on {} held-out training ratings, within {} s",
-            params.rank,
-            params.reg,
-            params.learning_rate,
-            fit.test.len(),
-            args.budget
-        );
-    }
-    let mut rung: Option<(usize, usize, f64)> = None;
-    let finish_rung = |rung: &Option<(usize, usize, f64)>| {
-        if let (Some((epochs, n, seconds)), false) = (rung, quiet) {
+    fn finish_rung(&mut self) {
+        if let (Some((epochs, n, seconds)), false) = (self.rung.take(), self.quiet) {
             eprintln!("auto: {n} settings x {epochs} epochs in {seconds:.1} s");
         }
-    };
-    let search = gpumf::search::search(&fit, params, backend, std::time::Duration::from_secs_f64(args.budget), |t| {
-        match &mut rung {
+    }
+
+    pub fn finish(&mut self) {
+        self.finish_rung();
+        if let Some(p) = self.progress.take() {
+            p.finish();
+        }
+    }
+}
+
+impl Listener for Console {
+    fn note(&mut self, message: &str) {
+        if let Some(p) = &self.progress {
+            p.finish();
+        }
+        if !self.quiet {
+            eprintln!("{message}");
+        }
+    }
+
+    fn start(&mut self, epochs: usize, held_out: &'static str) {
+        self.finish();
+        self.progress = Some(Progress::new(epochs, !self.bar).held_out(held_out));
+    }
+
+    fn epoch(&mut self, report: &EpochReport) -> bool {
+        if let Some(p) = &self.progress {
+            p.epoch(report);
+        }
+        true
+    }
+
+    fn trial(&mut self, t: &gpumf::search::Trial) {
+        match &mut self.rung {
             Some((epochs, n, seconds)) if *epochs == t.epochs => {
                 *n += 1;
                 *seconds += t.seconds;
             }
             _ => {
-                finish_rung(&rung);
-                rung = Some((t.epochs, 1, t.seconds));
+                self.finish_rung();
+                self.rung = Some((t.epochs, 1, t.seconds));
             }
         }
-    })?;
-    finish_rung(&rung);
-    if !quiet {
-        let b = &search.best;
-        let rmse = |t: &gpumf::search::Trial| t.rmse.map_or("diverged".to_string(), |r| format!("{r:.4}"));
-        let versus = match &search.given {
-            Some(g) if (g.rank, g.reg, g.learning_rate) != (b.rank, b.reg, b.learning_rate) && g.epochs == b.epochs => format!("; the given settings {}", rmse(g)),
-            Some(g) if (g.rank, g.reg, g.learning_rate) != (b.rank, b.reg, b.learning_rate) => format!("; the given settings were dropped after {} epochs at {}", g.epochs, rmse(g)),
-            Some(_) => "; the given settings were best".to_string(),
-            None => String::new(),
-        };
-        eprintln!(
-            "auto: chose --rank {} --reg {} --lr {}: held-out RMSE {} after {} epochs{versus} ({} trials in {:.1} s{})",
-            b.rank,
-            b.reg,
-            b.learning_rate,
-            rmse(b),
-            b.epochs,
-            search.trials.len(),
-            search.seconds,
-            if search.cut_short { ", cut short by --budget" } else { "" }
-        );
     }
-    Ok((search.chosen.clone(), Some(serde_json::to_value(&search)?)))
 }
 
-/// An early-stopping run's history, its held-out RMSE named for what it is.
+pub fn train(args: TrainArgs) -> anyhow::Result<()> {
+    if let Some(save) = &args.save {
+        // Before the work: a save that fails after training loses it.
+        gpumf::output::check_output(save, args.force).context("--save")?;
+    }
+    let job = args.job()?;
+    let quiet = args.output.quiet || args.output.json;
+    let process = job.cluster.as_ref().map_or(0, |c| c.process);
+    let mut console = if process == 0 { Console::new(quiet) } else { Console::new(quiet).without_bar() };
+    let run = job.run(&mut console);
+    console.finish();
+    let Some(run) = run? else {
+        if !quiet {
+            eprintln!("process {process}: done; process 0 reports and holds the model");
+        }
+        return Ok(());
+    };
+    if let (Some(search), false) = (&run.search, quiet) {
+        describe_search(search);
+    }
+    report(&args, &run)?;
+    if let Some(save) = &args.save {
+        run.trained.model.save(save, args.force).context("--save")?;
+        if !quiet {
+            let without = if run.on_disk { " (without each user's seen items: the ratings stayed on disk)" } else { "" };
+            eprintln!("saved the model to {}{without}", save.display());
+        }
+    }
+    Ok(())
+}
+
+/// What `--auto` chose, against the given settings.
+fn describe_search(search: &gpumf::search::Search) {
+    let b = &search.best;
+    let score = |t: &gpumf::search::Trial| t.score.map_or("diverged".to_string(), |r| format!("{r:.4}"));
+    let versus = match &search.given {
+        Some(g) if (g.rank, g.reg, g.learning_rate) != (b.rank, b.reg, b.learning_rate) && g.epochs == b.epochs => format!("; the given settings {}", score(g)),
+        Some(g) if (g.rank, g.reg, g.learning_rate) != (b.rank, b.reg, b.learning_rate) => format!("; the given settings were dropped after {} epochs at {}", g.epochs, score(g)),
+        Some(_) => "; the given settings were best".to_string(),
+        None => String::new(),
+    };
+    eprintln!(
+        "auto: chose --rank {} --reg {} --lr {}: held-out {} {} after {} epochs{versus} ({} trials in {:.1} s{})",
+        b.rank,
+        b.reg,
+        b.learning_rate,
+        search.metric.label(),
+        score(b),
+        b.epochs,
+        search.trials.len(),
+        search.seconds,
+        if search.cut_short { ", cut short by --budget" } else { "" }
+    );
+}
+
+/// An early-stopping run's history, its held-out metrics named for what they are.
 fn renamed_history(history: &[EpochReport]) -> serde_json::Value {
     let mut value = serde_json::to_value(history).unwrap_or_default();
     for epoch in value.as_array_mut().into_iter().flatten() {
         if let Some(map) = epoch.as_object_mut() {
-            for (from, to) in [("test_rmse", "validation_rmse"), ("test_mae", "validation_mae")] {
-                if let Some(v) = map.remove(from) {
-                    map.insert(to.into(), v);
+            let held_out: Vec<String> = map.keys().filter(|k| k.starts_with("test_")).cloned().collect();
+            for from in held_out {
+                if let Some(v) = map.remove(&from) {
+                    map.insert(from.replacen("test_", "validation_", 1), v);
                 }
             }
         }
@@ -570,20 +373,23 @@ fn renamed_history(history: &[EpochReport]) -> serde_json::Value {
     value
 }
 
-fn report(args: &TrainArgs, problem: &Problem, params: &Params, outcome: &Outcome) -> anyhow::Result<()> {
-    let t = &outcome.trained;
-    let last = &outcome.kept;
-    let (test_rmse, test_mae) = (outcome.test.map(|t| t.0), outcome.test.map(|t| t.1));
+fn report(args: &TrainArgs, run: &Run) -> anyhow::Result<()> {
+    let t = &run.trained;
+    let loss = run.params.loss;
+    let metrics = loss.metrics();
     let epochs = t.history.len();
-    let updates_per_second = (outcome.train_ratings * epochs) as f64 / t.train_seconds;
+    let updates_per_second = (run.train_ratings * epochs) as f64 / t.train_seconds;
     if args.output.json {
-        let summary = serde_json::json!({
-            "test_rmse": test_rmse,
-            "test_mae": test_mae,
-            "train_rmse": last.train_rmse,
-            "train_loss": last.train_loss,
-            "validation": outcome.validation,
-            "auto": outcome.auto,
+        let mut summary = serde_json::json!({
+            "loss": loss,
+            "metric": loss.metric(),
+            "train_loss": run.kept.train_loss,
+            "validation": run.validation.as_ref().map(|v| {
+                let mut v = serde_json::to_value(v).unwrap_or_default();
+                v["history"] = renamed_history(&run.validation.as_ref().expect("some").history);
+                v
+            }),
+            "auto": run.search.as_ref().map(serde_json::to_value).transpose()?,
             "train_seconds": t.train_seconds,
             "kernel_seconds": t.kernel_seconds,
             "setup_seconds": t.setup_seconds,
@@ -591,8 +397,9 @@ fn report(args: &TrainArgs, problem: &Problem, params: &Params, outcome: &Outcom
             "seconds_per_epoch": t.train_seconds / epochs as f64,
             "updates_per_second": updates_per_second,
             "backend": t.backend,
+            "labels": t.model.labels,
             "settings": {
-                "params": params,
+                "params": run.params,
                 "precision": args.model.precision,
                 "threads": args.model.threads()?,
                 "train": args.train,
@@ -602,20 +409,26 @@ fn report(args: &TrainArgs, problem: &Problem, params: &Params, outcome: &Outcom
                 "split": args.test_fraction.map(|_| args.split),
             },
             "data": {
-                "train_ratings": outcome.train_ratings,
-                "test_ratings": problem.test.len(),
-                "users": problem.num_users(),
-                "items": problem.num_items(),
-                "cold_start": outcome.cold,
+                "train_ratings": run.train_ratings,
+                "test_ratings": run.test_ratings,
+                "users": run.users,
+                "items": run.items,
+                "cold_start": run.cold,
             },
-            "history": if outcome.fitted_on.is_some() { renamed_history(&t.history) } else { serde_json::to_value(&t.history)? },
+            "history": if run.validation.as_ref().is_some_and(|v| !v.refit) { renamed_history(&t.history) } else { serde_json::to_value(&t.history)? },
         });
+        for &m in metrics {
+            if let Some(v) = run.kept.train.get(m) {
+                summary[format!("train_{}", m.name())] = v.into();
+            }
+            summary[format!("test_{}", m.name())] = run.test.and_then(|s| s.get(m)).into();
+        }
         println!("{}", serde_json::to_string_pretty(&summary)?);
         return Ok(());
     }
     println!(
         "trained rank {} on {} in {:.2} s: {} epochs, {:.4} s/epoch, {:.1} M updates/s",
-        params.rank,
+        run.params.rank,
         t.backend,
         t.train_seconds,
         epochs,
@@ -637,18 +450,19 @@ fn report(args: &TrainArgs, problem: &Problem, params: &Params, outcome: &Outcom
     if let Some(best) = t.best_epoch {
         println!("kept the factors of epoch {best}, the best on the validation ratings");
     }
-    println!("train RMSE {:.4} ({} ratings)", last.train_rmse, outcome.train_ratings);
-    if let (Some(rmse), Some(mae)) = (test_rmse, test_mae) {
-        println!("test RMSE {rmse:.4}  MAE {mae:.4} ({} ratings)", problem.test.len());
-        let cold = &outcome.cold;
-        if cold.entries > 0 {
-            println!(
-                "  {} test ratings have a user ({}) or item ({}) unseen in training; predicted from the mean and known biases",
-                cold.entries, cold.unknown_user_entries, cold.unknown_item_entries
-            );
+    println!("train {} ({} ratings)", run.kept.train.describe(&metrics[..1]), run.train_ratings);
+    match &run.test {
+        Some(scores) => {
+            println!("test {} ({} ratings)", scores.describe(metrics), run.test_ratings);
+            let cold = &run.cold;
+            if cold.entries > 0 {
+                println!(
+                    "  {} test ratings have a user ({}) or item ({}) unseen in training; predicted from the mean and known biases",
+                    cold.entries, cold.unknown_user_entries, cold.unknown_item_entries
+                );
+            }
         }
-    } else {
-        println!("no test set (give --test FILE or --test-fraction F to measure test RMSE)");
+        None => println!("no test set (give --test FILE or --test-fraction F to measure test {})", loss.metric().label()),
     }
     Ok(())
 }
@@ -671,18 +485,22 @@ pub struct EvalArgs {
 pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
     let model = load_model(&args.model)?;
     let test = load(&args.test, &args.input, args.json)?;
-    let problem = Problem::new(
-        gpumf::data::RatingSet { entries: Vec::new(), users: model.users.clone(), items: model.items.clone() },
-        Some(&test),
-    );
-    let sums = metrics::evaluate(&model, &problem.test);
+    let problem = Problem::new(gpumf::data::RatingSet { entries: Vec::new(), users: model.users.clone(), items: model.items.clone() }, Some(&test));
+    if let Some(labels) = model.labels {
+        if let Some(r) = problem.test.iter().find(|r| labels.sign(r.value).is_none()) {
+            bail!("{}: holds the value {}, neither of the model's labels {} and {} (--loss {})", args.test.display(), r.value, labels.negative, labels.positive, gpumf::choice::Choice::name(model.loss));
+        }
+    }
+    let scores = Scores::measure(&model, &problem.test);
+    let metrics = model.loss.metrics();
     if args.json {
-        let summary = serde_json::json!({
-            "test_rmse": sums.rmse(), "test_mae": sums.mae(), "test_ratings": sums.count, "cold_start": problem.cold,
-        });
+        let mut summary = serde_json::json!({ "loss": model.loss, "metric": model.loss.metric(), "test_ratings": problem.test.len(), "cold_start": problem.cold });
+        for &m in metrics {
+            summary[format!("test_{}", m.name())] = scores.get(m).into();
+        }
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
-        println!("test RMSE {:.4}  MAE {:.4} ({} ratings)", sums.rmse(), sums.mae(), sums.count);
+        println!("test {} ({} ratings)", scores.describe(metrics), problem.test.len());
         if problem.cold.entries > 0 {
             println!("  {} ratings have a user or item the model has not seen (predicted from the mean and known biases)", problem.cold.entries);
         }
@@ -724,6 +542,15 @@ fn at_least_one(s: &str) -> Result<usize, String> {
     }
 }
 
+/// What `predict` prints for a pair: the loss's link of the score (a rating, a probability, a
+/// margin), and with the hinge losses the class, in the data's own values.
+fn prediction(model: &Model, user: u32, item: u32) -> String {
+    match (model.loss.link_name(), model.class(user, item)) {
+        ("margin", Some(class)) => format!("{:.4}\t{class}", model.predict(user, item)),
+        _ => format!("{:.4}", model.predict(user, item)),
+    }
+}
+
 /// Loads a model, telling the user when its file is of an older format.
 fn load_model(path: &Path) -> anyhow::Result<Model> {
     let (model, info) = Model::load_with_info(path)?;
@@ -747,16 +574,17 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
         if exclude_seen && model.seen.is_none() {
             eprintln!("note: this model file does not record which items each user rated, so the list may include them");
         }
-        // Columns: user, item, the predicted rating (clipped to the scale), and the unclipped
-        // score that orders the list.
+        // Columns: user, item, the prediction (a rating clipped to the scale, a probability,
+        // or a margin and its class), and the unclipped score that orders the list.
         for (i, score) in model.recommend(u, args.top, exclude_seen) {
-            lines.push_str(&format!("{user}\t{}\t{:.4}\t{score:.4}\n", model.items.external_id(i), model.predict(u, i)));
+            lines.push_str(&format!("{user}\t{}\t{}\t{score:.4}\n", model.items.external_id(i), prediction(&model, u, i)));
         }
     } else if let Some(path) = &args.pairs {
         for (user, item) in load_pairs(path)? {
-            let known = model.users.index_of(user).is_some() && model.items.index_of(item).is_some();
-            let note = if known { "" } else { "\tcold" };
-            lines.push_str(&format!("{user}\t{item}\t{:.4}{note}\n", model.predict_external(user, item)));
+            let (u, i) = (model.users.index_of(user), model.items.index_of(item));
+            let note = if u.is_some() && i.is_some() { "" } else { "\tcold" };
+            let unknown = gpumf::data::UNKNOWN;
+            lines.push_str(&format!("{user}\t{item}\t{}{note}\n", prediction(&model, u.unwrap_or(unknown), i.unwrap_or(unknown))));
         }
     }
     match &args.output {

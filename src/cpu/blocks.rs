@@ -1,21 +1,64 @@
-//! The parallel CPU epoch: threads train free blocks of the schedule on shared factors. All the
-//! unsafety of the CPU trainer lives in this module.
-//!
-//! Within a block the ratings are sorted by user, each user's items in random order (fixed
-//! when the schedule is built): a user's row is loaded once per block and the block's item
-//! rows stay in cache.
+//! A block's rows of the CPU trainer's model, and the parallel CPU epoch: threads train free
+//! blocks of the schedule on shared factors. All the unsafety of the CPU trainer lives in this
+//! module; the updates themselves are [`train_block`]'s, safe code over the block's rows.
 
-use crate::data::Rating;
 use crate::error::{Error, Result};
-use crate::metrics::ErrorSums;
 use crate::model::Model;
+use crate::objective::LossSums;
 use crate::schedule::Schedule;
 use crate::svdpp::SvdppState;
-use crate::update::{sgd_update, RowWeights, Step};
+use crate::update::{train_block, BlockRows, RowWeights, Step};
+use std::ops::Range;
 use std::sync::Mutex;
 
+/// The rows, by position, of block `b`'s user block and item block.
+fn ranges(schedule: &Schedule, b: usize) -> (Range<usize>, Range<usize>) {
+    let (ub, ib) = schedule.coordinates(b);
+    (schedule.users.start(ub)..schedule.users.start(ub + 1), schedule.items.start(ib)..schedule.items.start(ib + 1))
+}
+
+/// Block `b`'s user rows and item rows of `model` (rows by position), with their weights and
+/// the SVD++ term's rows where it is on: what [`train_block`] trains.
+pub(super) fn rows_of<'a>(model: &'a mut Model, weights: &'a RowWeights, svdpp: Option<&'a mut SvdppState>, schedule: &Schedule, b: usize) -> (BlockRows<'a>, BlockRows<'a>) {
+    let k = model.rank();
+    let (users, items) = ranges(schedule, b);
+    let (prior, share): (&[f32], &mut [f32]) = match svdpp {
+        Some(state) => {
+            let (prior, share) = state.priors_and_shares();
+            (&prior[users.start * k..users.end * k], &mut share[users.start * k..users.end * k])
+        }
+        None => (&[], &mut []),
+    };
+    (
+        BlockRows {
+            first: users.start as u32,
+            factors: &mut model.user_factors.as_slice_mut().expect("row-major")[users.start * k..users.end * k],
+            bias: &mut model.user_bias[users.clone()],
+            weights: &weights.users[users],
+            prior,
+            share,
+        },
+        BlockRows {
+            first: items.start as u32,
+            factors: &mut model.item_factors.as_slice_mut().expect("row-major")[items.start * k..items.end * k],
+            bias: &mut model.item_bias[items.clone()],
+            weights: &weights.items[items],
+            prior: &[],
+            share: &mut [],
+        },
+    )
+}
+
+/// `e`, an error met training block `b`, with the block (and its cache) named.
+pub(super) fn in_block(schedule: &Schedule, b: usize, e: Error) -> Error {
+    match e {
+        Error::Data(message) => Error::Data(format!("{}block {b}: {message}", schedule.disk_path().map_or(String::new(), |p| format!("{}: ", p.display())))),
+        e => e,
+    }
+}
+
 /// Raw views of the model's arrays that threads share during one epoch.
-struct SharedFactors {
+struct SharedRows {
     p: *mut f32,
     q: *mut f32,
     bu: *mut f32,
@@ -28,31 +71,68 @@ struct SharedFactors {
 
 // SAFETY: see `epoch`; the pointers stay valid for the whole parallel section because
 // `epoch` holds `&mut Model` until every thread has joined.
-unsafe impl Sync for SharedFactors {}
-unsafe impl Send for SharedFactors {}
+unsafe impl Sync for SharedRows {}
+unsafe impl Send for SharedRows {}
+
+impl SharedRows {
+    /// Block `b`'s rows, as [`rows_of`] gives them.
+    ///
+    /// SAFETY: no other thread may use block `b`'s user or item rows while the views live
+    /// (argued on [`epoch`]); the ranges lie within the arrays (the schedule's blocks tile the
+    /// positions, and the arrays hold a row for every position).
+    unsafe fn block<'a>(&self, schedule: &Schedule, weights: &'a RowWeights, b: usize) -> (BlockRows<'a>, BlockRows<'a>) {
+        let k = self.k;
+        let (users, items) = ranges(schedule, b);
+        let (prior, share): (&[f32], &mut [f32]) = if self.share.is_null() {
+            (&[], &mut [])
+        } else {
+            (std::slice::from_raw_parts(self.prior.add(users.start * k), users.len() * k), std::slice::from_raw_parts_mut(self.share.add(users.start * k), users.len() * k))
+        };
+        (
+            BlockRows {
+                first: users.start as u32,
+                factors: std::slice::from_raw_parts_mut(self.p.add(users.start * k), users.len() * k),
+                bias: std::slice::from_raw_parts_mut(self.bu.add(users.start), users.len()),
+                weights: &weights.users[users],
+                prior,
+                share,
+            },
+            BlockRows {
+                first: items.start as u32,
+                factors: std::slice::from_raw_parts_mut(self.q.add(items.start * k), items.len() * k),
+                bias: std::slice::from_raw_parts_mut(self.bi.add(items.start), items.len()),
+                weights: &weights.items[items],
+                prior: &[],
+                share: &mut [],
+            },
+        )
+    }
+}
 
 /// One epoch over every block of `schedule` on `threads` threads of the current pool. Returns
-/// the errors each update met, summed block by block in block order.
+/// the loss sums of each block's updates, added block by block in block order.
 ///
 /// Why this is sound: [`Schedule::run_parallel`] never runs two blocks at once that share a
 /// user block or an item block, and a row belongs to exactly one block of its side, so no two
-/// threads ever touch the same row, bias or SVD++-term share (the priors are only read):
-/// the shared pointers are only ever used for disjoint parts of the arrays. Every index is in
-/// bounds (asserted below).
-pub(super) fn epoch(model: &mut Model, weights: &RowWeights, svdpp: Option<&mut SvdppState>, schedule: &Schedule, epoch: usize, threads: usize, step: &Step) -> Result<ErrorSums> {
+/// threads ever hold views of the same row, bias or SVD++ share (the priors are only read):
+/// each thread's views are disjoint parts of the arrays. The arrays hold a row for every
+/// position (asserted below), and the views are cut from the schedule's ranges.
+pub(super) fn epoch(model: &mut Model, weights: &RowWeights, svdpp: Option<&mut SvdppState>, schedule: &Schedule, epoch: usize, threads: usize, step: &Step) -> Result<LossSums> {
     let k = model.rank();
     let (m, n) = (model.user_bias.len(), model.item_bias.len());
-    let sums = Mutex::new(vec![ErrorSums::default(); schedule.len()]);
+    assert!(m == schedule.users.ids() && n == schedule.items.ids() && model.user_factors.len() == m * k && model.item_factors.len() == n * k, "a row for every position");
+    assert!(weights.users.len() == m && weights.items.len() == n, "a regularisation weight for every row");
+    let sums = Mutex::new(vec![LossSums::default(); schedule.len()]);
     let failure: Mutex<Option<Error>> = Mutex::new(None);
     let (prior, share) = match svdpp {
-        Some(f) => {
-            let (prior, share) = f.priors_and_shares();
+        Some(state) => {
+            let (prior, share) = state.priors_and_shares();
             assert!(prior.len() == m * k && share.len() == m * k, "a prior and a share for every user");
             (prior.as_ptr(), share.as_mut_ptr())
         }
         None => (std::ptr::null(), std::ptr::null_mut()),
     };
-    let shared = SharedFactors {
+    let shared = SharedRows {
         prior,
         share,
         p: model.user_factors.as_mut_ptr(),
@@ -61,90 +141,23 @@ pub(super) fn epoch(model: &mut Model, weights: &RowWeights, svdpp: Option<&mut 
         bi: model.item_bias.as_mut_ptr(),
         k,
     };
-    #[cfg(target_arch = "x86_64")]
-    let wide = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
     schedule.run_parallel(epoch, threads, |b| {
         // A block on disk is read by the thread that trains it, into memory of its own.
         let mut buf = Vec::new();
-        let ratings = match schedule.block_into(b, &mut buf) {
-            Ok(ratings) => ratings,
+        let trained = schedule.block_into(b, &mut buf).and_then(|ratings| {
+            // SAFETY: as argued above, this thread alone holds block b's rows now.
+            let (users, items) = unsafe { shared.block(schedule, weights, b) };
+            train_block(ratings, users, items, k, step).map_err(|e| in_block(schedule, b, e))
+        });
+        match trained {
+            Ok(block_sums) => sums.lock().unwrap_or_else(|e| e.into_inner())[b] = block_sums,
             Err(e) => {
                 failure.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
-                return;
             }
-        };
-        assert!(ratings.iter().all(|r| (r.user as usize) < m && (r.item as usize) < n), "rating index out of range");
-        assert!(weights.users.len() == m && weights.items.len() == n, "a regularisation weight for every row");
-        #[cfg(target_arch = "x86_64")]
-        let block_sums = if wide {
-            // SAFETY: the CPU has AVX2 and FMA (detected above); the rest as for `run_block`.
-            unsafe { run_block_avx2(ratings, &shared, weights, step) }
-        } else {
-            // SAFETY: as for `run_block`.
-            unsafe { run_block(ratings, &shared, weights, step) }
-        };
-        #[cfg(not(target_arch = "x86_64"))]
-        // SAFETY: as for `run_block`.
-        let block_sums = unsafe { run_block(ratings, &shared, weights, step) };
-        sums.lock().unwrap_or_else(|e| e.into_inner())[b] = block_sums;
+        }
     });
     if let Some(e) = failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
         return Err(e);
     }
-    Ok(sums.into_inner().unwrap_or_else(|e| e.into_inner()).into_iter().fold(ErrorSums::default(), ErrorSums::merge))
-}
-
-/// How many ratings ahead the item row is prefetched (chosen on a 2-core EPYC at ranks 32 and
-/// 128: 8 was never slower than 0 or 4).
-const PREFETCH_AHEAD: usize = 8;
-
-/// Within a block the user rows repeat but the item rows jump about: asks for the item row of
-/// the rating `PREFETCH_AHEAD` places after `j`, so its cache misses overlap this update. A
-/// no-op where stable Rust has no prefetch (not x86_64).
-///
-/// SAFETY: as for [`run_block`].
-#[inline(always)]
-unsafe fn prefetch_item_row(ratings: &[Rating], j: usize, s: &SharedFactors) {
-    #[cfg(target_arch = "x86_64")]
-    if let Some(next) = ratings.get(j + PREFETCH_AHEAD) {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let row = s.q.add(next.item as usize * s.k) as *const i8;
-        for line in (0..s.k * 4).step_by(64) {
-            _mm_prefetch(row.add(line), _MM_HINT_T0);
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (ratings, j, s, PREFETCH_AHEAD);
-}
-
-/// Updates for one block's ratings.
-///
-/// SAFETY: every rating's indices are below the model's rows (asserted by `epoch`), and no
-/// other thread touches this block's rows meanwhile (argued on `epoch`).
-#[inline(always)]
-unsafe fn run_block(ratings: &[Rating], s: &SharedFactors, weights: &RowWeights, step: &Step) -> ErrorSums {
-    let mut sums = ErrorSums::default();
-    for (j, r) in ratings.iter().enumerate() {
-        prefetch_item_row(ratings, j, s);
-        let (u, i) = (r.user as usize, r.item as usize);
-        let p = std::slice::from_raw_parts_mut(s.p.add(u * s.k), s.k);
-        let q = std::slice::from_raw_parts_mut(s.q.add(i * s.k), s.k);
-        let (prior, share): (&[f32], &mut [f32]) = if s.share.is_null() {
-            (&[], &mut [])
-        } else {
-            (std::slice::from_raw_parts(s.prior.add(u * s.k), s.k), std::slice::from_raw_parts_mut(s.share.add(u * s.k), s.k))
-        };
-        let e = sgd_update(p, q, &mut *s.bu.add(u), &mut *s.bi.add(i), (weights.users[u], weights.items[i]), prior, share, r.value, step);
-        sums.add(e as f64);
-    }
-    sums
-}
-
-/// `run_block` compiled for AVX2 and FMA (about 18% faster at rank 128 on the development
-/// machine; the baseline x86-64 build has SSE2 only). Only the parallel trainer uses it: the
-/// sequential trainer keeps the same bits on every machine.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn run_block_avx2(ratings: &[Rating], s: &SharedFactors, weights: &RowWeights, step: &Step) -> ErrorSums {
-    run_block(ratings, s, weights, step)
+    Ok(sums.into_inner().unwrap_or_else(|e| e.into_inner()).into_iter().fold(LossSums::default(), LossSums::merge))
 }

@@ -7,13 +7,14 @@ mod blocks;
 use crate::data::Rating;
 use crate::problem::Problem;
 use crate::error::{Error, Result};
-use crate::metrics::{self, ErrorSums};
+use crate::metrics;
+use crate::objective::LossSums;
 use crate::model::{Model, Params};
 use crate::grid::{Axis, GridSize, Order};
 use crate::schedule::Schedule;
 use crate::svdpp::SvdppState;
 use crate::solver::{EpochFigures, Solver};
-use crate::update::{sgd_update, RowWeights, Step};
+use crate::update::{train_block, RowWeights, Step};
 use std::collections::VecDeque;
 
 /// How the CPU runs an epoch.
@@ -105,7 +106,7 @@ impl CpuSolver {
     }
 
     fn step(&self, lr: f32) -> Step {
-        Step::new(&self.params, lr, self.model.mean, self.unit)
+        Step::new(&self.params, lr, self.model.mean, self.unit, self.model.labels)
     }
 
     pub fn schedule(&self) -> &Schedule {
@@ -138,26 +139,21 @@ impl Solver for CpuSolver {
     }
 
     fn submit_epoch(&mut self, epoch: usize, lr: f32, score_test: bool) -> Result<()> {
-        let step = self.step(lr);
+        let (step, k) = (self.step(lr), self.params.rank);
+        let (model, weights, schedule) = (&mut self.model, &self.weights, &self.schedule);
         let train = match self.mode {
             CpuMode::Sequential => {
-                let k = self.model.rank();
-                let (m, weights, svdpp) = (&mut self.model, &self.weights, &mut self.svdpp);
-                let (p, q) = (m.user_factors.as_slice_mut().expect("row-major"), m.item_factors.as_slice_mut().expect("row-major"));
-                let mut sums = ErrorSums::default();
+                let mut sums = LossSums::default();
                 let mut buf = Vec::new();
-                for b in self.schedule.sequence(epoch) {
-                    for r in self.schedule.block_into(b, &mut buf)? {
-                        let (u, i) = (r.user as usize, r.item as usize);
-                        let (prior, share) = svdpp.as_mut().map_or((&[][..], &mut [][..]), |f| f.rows(u));
-                        let e = sgd_update(&mut p[u * k..][..k], &mut q[i * k..][..k], &mut m.user_bias[u], &mut m.item_bias[i], (weights.users[u], weights.items[i]), prior, share, r.value, &step);
-                        sums.add(e as f64);
-                    }
+                for b in schedule.sequence(epoch) {
+                    let ratings = schedule.block_into(b, &mut buf)?;
+                    let (users, items) = blocks::rows_of(model, weights, self.svdpp.as_mut(), schedule, b);
+                    sums = sums.merge(train_block(ratings, users, items, k, &step).map_err(|e| blocks::in_block(schedule, b, e))?);
                 }
                 sums
             }
             CpuMode::Parallel { threads } => {
-                let (model, weights, svdpp, schedule) = (&mut self.model, &self.weights, self.svdpp.as_mut(), &self.schedule);
+                let svdpp = self.svdpp.as_mut();
                 self.pool.install(|| blocks::epoch(model, weights, svdpp, schedule, epoch, threads, &step))?
             }
         };

@@ -11,6 +11,7 @@ mod write;
 pub use load::{load_pairs, load_ratings, parse_ratings, stream_ratings, streamable, Duplicates, Format, LoadOptions, Loaded, StreamReport};
 pub use shuffle::{by_user, group_by_key, shuffled, tiled};
 pub use summary::{RatingSummary, RowCounts};
+pub use text::{quoted, read_text};
 pub use write::{write_ratings, written_size, WriteFormat};
 
 use rustc_hash::FxHashMap;

@@ -3,7 +3,8 @@
 
 use super::Rating;
 
-/// Count, sum, sum of squares and range of a set of ratings.
+/// Count, sum, sum of squares and range of a set of ratings, and its first distinct values
+/// (up to three: enough to tell whether a binary loss can take them as labels).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RatingSummary {
     pub count: u64,
@@ -11,11 +12,14 @@ pub struct RatingSummary {
     pub sum_squares: f64,
     pub lowest: f32,
     pub highest: f32,
+    /// The first `distinct_seen` distinct values, in the order met.
+    pub distinct: [f32; 3],
+    pub distinct_seen: u8,
 }
 
 impl Default for RatingSummary {
     fn default() -> Self {
-        RatingSummary { count: 0, sum: 0.0, sum_squares: 0.0, lowest: f32::INFINITY, highest: f32::NEG_INFINITY }
+        RatingSummary { count: 0, sum: 0.0, sum_squares: 0.0, lowest: f32::INFINITY, highest: f32::NEG_INFINITY, distinct: [0.0; 3], distinct_seen: 0 }
     }
 }
 
@@ -33,8 +37,26 @@ impl RatingSummary {
             self.sum_squares += v * v;
             self.lowest = self.lowest.min(r.value);
             self.highest = self.highest.max(r.value);
+            if self.distinct_seen < 3 && !self.values().contains(&r.value) {
+                self.distinct[self.distinct_seen as usize] = r.value;
+                self.distinct_seen += 1;
+            }
         }
         self.count += ratings.len() as u64;
+    }
+
+    /// A summary kept elsewhere (a block cache's header): the count, sums, range and first
+    /// distinct values.
+    pub fn from_parts(count: u64, sum: f64, sum_squares: f64, (lowest, highest): (f32, f32), values: &[f32]) -> RatingSummary {
+        let mut distinct = [0.0; 3];
+        let seen = values.len().min(3);
+        distinct[..seen].copy_from_slice(&values[..seen]);
+        RatingSummary { count, sum, sum_squares, lowest, highest, distinct, distinct_seen: seen as u8 }
+    }
+
+    /// The first distinct values met, up to three.
+    pub fn values(&self) -> &[f32] {
+        &self.distinct[..self.distinct_seen as usize]
     }
 
     /// The mean rating, 0 without ratings.
@@ -119,6 +141,8 @@ mod tests {
         pieces.add(&all[2..]);
         assert_eq!(pieces, RatingSummary::of(&all));
         assert_eq!(pieces.mean(), 3.0);
+        assert_eq!(pieces.values(), [1.0, 5.0, 3.0], "the first three distinct values");
+        assert_eq!(RatingSummary::of(&ratings(&[0.0, 1.0, 1.0, 0.0])).values(), [0.0, 1.0]);
         assert_eq!(pieces.range(), Some((1.0, 5.0)));
         assert!((pieces.spread() - 2f32.sqrt()).abs() < 1e-6);
     }

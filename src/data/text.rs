@@ -2,6 +2,39 @@
 //! chunks for the parallel parse, and dense indices handed out in order of first appearance.
 
 use super::IdMap;
+use crate::error::{Error, Result};
+use std::io::Read;
+use std::path::Path;
+
+/// Characters of a user's value quoted in an error, at most: a 10 MB field must not become
+/// 10 MB of stderr.
+pub const QUOTED_CHARS: usize = 40;
+
+/// `text` quoted for an error message, cut to [`QUOTED_CHARS`] characters (saying how long it
+/// was when cut).
+pub fn quoted(text: &str) -> String {
+    if text.chars().count() <= QUOTED_CHARS {
+        return format!("{text:?}");
+    }
+    let head: String = text.chars().take(QUOTED_CHARS).collect();
+    format!("{head:?}… ({} bytes in all)", text.len())
+}
+
+/// Reads a small text file whole, but never more than `limit` bytes: a file that goes on (a
+/// device such as /dev/zero, a wrong file) is an error naming it, not all of memory. `what`
+/// says what the file should be ("a host file").
+pub fn read_text(path: &Path, limit: u64, what: &str) -> Result<String> {
+    if path.is_dir() {
+        return Err(Error::IsDirectory { path: path.into() });
+    }
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
+    if bytes.len() as u64 > limit {
+        return Err(Error::TooLarge(format!("{}: longer than {} and so not {what}", path.display(), crate::resources::human_bytes(limit))));
+    }
+    String::from_utf8(bytes).map_err(|e| Error::Format { path: path.into(), message: format!("not UTF-8 text (byte {}), and so not {what}", e.utf8_error().valid_up_to()) })
+}
 
 /// Assigns dense indices in order of first appearance: through a direct table when the ids are
 /// small integers (MovieLens, Netflix: far faster than hashing), else through the hash map.

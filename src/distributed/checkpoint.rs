@@ -14,10 +14,11 @@ const MAGIC: &[u8; 8] = b"gpumfCKP";
 /// Settings a resumed run may change: how long it runs and how often it checkpoints.
 const MAY_CHANGE: [&str; 3] = ["resume epoch", "--epochs", "--checkpoint-every"];
 
-/// The checkpoint a run resumes from.
+/// The checkpoint a run resumes from, and the newer ones passed over, each with why.
 pub(crate) struct Found {
     pub dir: PathBuf,
     pub epoch: usize,
+    pub passed_over: Vec<String>,
 }
 
 fn file_name(worker: usize, workers: usize, epoch: usize) -> String {
@@ -39,42 +40,96 @@ fn epochs_of(dir: &Path, worker: usize, workers: usize) -> Result<Vec<usize>> {
     Ok(epochs)
 }
 
-/// The latest epoch for which every worker of this process has a checkpoint in `dir`.
+/// The latest epoch for which every worker of this process has a whole checkpoint in `dir`,
+/// with a line for each newer one passed over (which file, and why).
 pub(crate) fn latest(dir: &Path, cluster: &super::Cluster) -> Result<Found> {
     if !dir.is_dir() {
         return Err(Error::InvalidParameter(format!("--resume {}: not a directory", dir.display())));
     }
     let workers = cluster.total_workers();
-    let mut common: Option<Vec<usize>> = None;
-    for w in cluster.workers * cluster.process..cluster.workers * (cluster.process + 1) {
-        let epochs = epochs_of(dir, w, workers)?;
-        common = Some(match common {
-            None => epochs,
-            Some(c) => c.into_iter().filter(|e| epochs.contains(e)).collect(),
-        });
-    }
-    // The latest whose files are whole: a run killed while writing one leaves the one before.
     let local = cluster.workers * cluster.process..cluster.workers * (cluster.process + 1);
-    let whole = |epoch: usize| local.clone().all(|w| intact(&dir.join(file_name(w, workers, epoch))));
-    let candidates = common.unwrap_or_default();
-    if let (Some(&latest), None) = (candidates.last(), candidates.iter().rev().find(|&&e| whole(e))) {
-        return Err(Error::Format { path: dir.join(file_name(cluster.workers * cluster.process, workers, latest)), message: "damaged (its checksum does not match), and no older checkpoint is whole".into() });
+    let mut epochs: Vec<usize> = Vec::new();
+    for w in local.clone() {
+        epochs.extend(epochs_of(dir, w, workers)?);
     }
-    match candidates.into_iter().rev().find(|&e| whole(e)) {
-        Some(epoch) => Ok(Found { dir: dir.to_path_buf(), epoch }),
-        None => Err(Error::Format {
-            path: dir.into(),
-            message: format!(
-                "no checkpoint of every worker of process {} for {workers} workers (files worker-W-of-{workers}.epoch-E.ckpt); was it written with another --workers or host file?",
-                cluster.process
-            ),
-        }),
+    epochs.sort_unstable();
+    epochs.dedup();
+    let mut passed_over = Vec::new();
+    for &epoch in epochs.iter().rev() {
+        let faults: Vec<String> = local.clone().filter_map(|w| check_file(&dir.join(file_name(w, workers, epoch)), w, workers, epoch).err()).collect();
+        if faults.is_empty() {
+            return Ok(Found { dir: dir.to_path_buf(), epoch, passed_over });
+        }
+        passed_over.push(format!("the checkpoint after epoch {epoch} is passed over: {}", faults.join("; ")));
     }
+    let why = if passed_over.is_empty() { String::new() } else { format!(" ({})", passed_over.join("; ")) };
+    Err(Error::Format {
+        path: dir.into(),
+        message: format!(
+            "no whole checkpoint of every worker of process {} for {workers} workers (files worker-W-of-{workers}.epoch-E.ckpt){why}; was it written with another --workers or host file?",
+            cluster.process
+        ),
+    })
 }
 
-/// Whether the file at `path` is a checkpoint whose checksum matches.
-fn intact(path: &Path) -> bool {
-    std::fs::read(path).is_ok_and(|bytes| checked_body(&bytes).is_ok())
+/// Whether the file at `path` is worker `worker`'s whole checkpoint after `epoch`; else what
+/// is wrong with it, naming it.
+fn check_file(path: &Path, worker: usize, workers: usize, epoch: usize) -> std::result::Result<(), String> {
+    let name = path.display();
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(format!("{name} is missing")),
+        Err(e) => return Err(format!("{name}: {e}")),
+    };
+    if bytes.is_empty() {
+        return Err(format!("{name} is empty"));
+    }
+    let body = checked_body(&bytes).map_err(|why| format!("{name}: {why}"))?;
+    let header = header_of(body).map_err(|why| format!("{name}: {why}"))?;
+    let said = (header["worker"].as_u64(), header["workers"].as_u64(), header["epoch"].as_u64());
+    if said != (Some(worker as u64), Some(workers as u64), Some(epoch as u64)) {
+        return Err(format!(
+            "{name} holds the rows of worker {} of {} after epoch {} (moved or copied from another name)",
+            said.0.map_or("?".into(), |w| w.to_string()),
+            said.1.map_or("?".into(), |w| w.to_string()),
+            said.2.map_or("?".into(), |e| e.to_string())
+        ));
+    }
+    Ok(())
+}
+
+/// A checkpoint body's JSON header.
+fn header_of(body: &[u8]) -> std::result::Result<serde_json::Value, String> {
+    let len = body.get(8..16).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize).ok_or("cut short")?;
+    let json = body.get(16..16usize.saturating_add(len)).ok_or("cut short")?;
+    serde_json::from_slice(json).map_err(|e| format!("unreadable header: {e}"))
+}
+
+/// Refuses to write checkpoints into `dir` when it holds another run's: files of another worker
+/// count, or written with other settings or data. (Resuming into the same directory is the
+/// same run.)
+pub(crate) fn refuse_others(dir: &Path, cluster: &super::Cluster, settings: &[(String, String)]) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with("worker-") && name.ends_with(".ckpt")) {
+            continue;
+        }
+        let path = entry.path();
+        let other = |why: String| Error::InvalidParameter(format!("--checkpoint-dir {}: {} is another run's checkpoint ({why}); give another directory, or remove it", dir.display(), path.display()));
+        let workers = cluster.total_workers();
+        if !name.contains(&format!("-of-{workers}.epoch-")) {
+            return Err(other(format!("written for another worker count, not {workers}")));
+        }
+        let Ok(bytes) = std::fs::read(&path) else { continue };
+        let Ok(header) = checked_body(&bytes).map_err(String::from).and_then(header_of) else { continue };
+        let theirs: Vec<(String, String)> = serde_json::from_value(header["settings"].clone()).unwrap_or_default();
+        let differences = super::differences(settings, &theirs, &MAY_CHANGE, "now");
+        if !differences.is_empty() {
+            return Err(other(differences.join("; ")));
+        }
+    }
+    Ok(())
 }
 
 /// A checkpoint's bytes less the checksum that ends them, once the magic and the checksum are
@@ -92,7 +147,7 @@ fn checked_body(bytes: &[u8]) -> std::result::Result<&[u8], &'static str> {
 
 /// Writes `worker`'s rows after `epoch` epochs, then removes its checkpoints older than the
 /// one before (a crash while writing leaves the previous one whole).
-pub(crate) fn write(dir: &Path, epoch: usize, worker: usize, shared: &Shared, stripes: &BTreeMap<usize, Rows>, halves: &HashMap<usize, (u64, Rows)>) -> Result<()> {
+pub(crate) fn write(dir: &Path, epoch: usize, worker: usize, shared: &Shared, stripes: &BTreeMap<usize, Rows>, halves: &HashMap<usize, (u64, Rows)>, item_vectors: Option<&[f32]>) -> Result<()> {
     let workers = shared.cluster.total_workers();
     let path = dir.join(file_name(worker, workers, epoch));
     let fail = |e: std::io::Error| Error::Output { path: path.clone(), message: format!("writing the checkpoint: {e}") };
@@ -120,6 +175,12 @@ pub(crate) fn write(dir: &Path, epoch: usize, worker: usize, shared: &Shared, st
                 put(&(values.len() as u64).to_le_bytes()).map_err(fail)?;
                 put(bytemuck::cast_slice(values)).map_err(fail)?;
             }
+        }
+        // The SVD++ term's item vectors y (the priors follow from them).
+        if let Some(y) = item_vectors {
+            put(&[3]).map_err(fail)?;
+            put(&(y.len() as u64).to_le_bytes()).map_err(fail)?;
+            put(bytemuck::cast_slice(y)).map_err(fail)?;
         }
         put(&[2]).map_err(fail)?;
         let sum = crc.finalize();
@@ -157,11 +218,17 @@ pub(crate) fn read(dir: &Path, epoch: usize, worker: usize, shared: &Shared) -> 
     if !differences.is_empty() {
         return Err(bad(format!("written by a run with other settings or data: {}", differences.join("; "))));
     }
-    let mut start = WorkerStart { stripes: BTreeMap::new(), halves: HashMap::new(), device: None };
+    check_file(&path, worker, workers, epoch).map_err(&bad)?;
+    let mut start = WorkerStart { stripes: BTreeMap::new(), halves: HashMap::new(), item_vectors: None, device: None };
     loop {
         let kind = take(1)?[0];
         if kind == 2 {
             break;
+        }
+        if kind == 3 {
+            let n = u64_(take(8)?) as usize;
+            start.item_vectors = Some(take(4 * n)?.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect());
+            continue;
         }
         let id = u64_(take(8)?) as usize;
         let tag = u64_(take(8)?);
@@ -175,6 +242,9 @@ pub(crate) fn read(dir: &Path, epoch: usize, worker: usize, shared: &Shared) -> 
         } else {
             start.halves.insert(id, (tag, rows));
         }
+    }
+    if shared.svdpp.is_some() != start.item_vectors.is_some() {
+        return Err(bad("written with the SVD++ term set otherwise (--no-svdpp)".into()));
     }
     Ok(start)
 }

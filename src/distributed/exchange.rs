@@ -7,9 +7,10 @@
 //! compare every process's settings and data, and hands them to timely.
 
 use crate::error::{Error, Result};
-use crate::metrics::ErrorSums;
+use crate::objective::LossSums;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use timely_communication::allocator::zero_copy::initialize::{initialize_networking_from_sockets, CommsGuard};
 use timely_communication::allocator::ProcessBuilder;
@@ -22,11 +23,20 @@ pub enum Message {
     /// one for scoring, or a worker's rows at the end.
     Rows { kind: RowsKind, id: u32, tag: u64, factors: Vec<f32>, bias: Vec<f32> },
     /// Errors of one epoch, block by block (train or test), and the bytes the sender sent.
-    Sums { epoch: u32, test: bool, blocks: Vec<(u32, ErrorSums)>, sent_bytes: u64 },
+    Sums { epoch: u32, test: bool, blocks: Vec<(u32, LossSums)>, sent_bytes: u64 },
     /// The sender failed and stops: the others stop too, at once, rather than wait for it.
     Stop { worker: u32, reason: String },
     /// The items each user of a stripe rated, encoded as the model file keeps them.
     Seen { stripe: u32, runs: Vec<u8> },
+    /// The SVD++ term: a stripe's part of the items' gradient after an epoch, to worker 0.
+    Gradient { epoch: u32, stripe: u32, values: Vec<f32> },
+    /// The SVD++ term: Σ n_j |q_j|² of each item half the sender holds after an epoch.
+    Norms { epoch: u32, halves: Vec<(u32, f64)> },
+    /// The SVD++ term: the items' vectors y after an epoch, from worker 0.
+    ItemVectors { epoch: u32, values: Vec<f32> },
+    /// The whole cluster's figures of an epoch, from worker 0 to the first worker of each other
+    /// process, so every process's training loop sees the same epochs.
+    Figures { epoch: u32, train: LossSums, test: Option<LossSums>, sent_bytes: u64 },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,16 +52,68 @@ pub enum RowsKind {
     Final = 3,
 }
 
+/// Bytes of one block's sums on the wire: its number, count and four sums.
+const SUMS_BYTES: u64 = 4 + 8 + 4 * 8;
+
 impl Message {
     /// Bytes of factor rows and biases the message carries.
     pub fn payload_bytes(&self) -> u64 {
         match self {
             Message::Rows { factors, bias, .. } => 4 * (factors.len() + bias.len()) as u64,
-            Message::Sums { blocks, .. } => 28 * blocks.len() as u64,
+            Message::Sums { blocks, .. } => SUMS_BYTES * blocks.len() as u64,
             Message::Stop { .. } => 0,
             Message::Seen { runs, .. } => runs.len() as u64,
+            Message::Gradient { values, .. } | Message::ItemVectors { values, .. } => 4 * values.len() as u64,
+            Message::Norms { halves, .. } => 12 * halves.len() as u64,
+            Message::Figures { .. } => 2 * SUMS_BYTES,
         }
     }
+}
+
+/// Reads a message's fields in order (timely hands back whole messages it was given).
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> &'a [u8] {
+        let s = &self.bytes[self.at..self.at + n];
+        self.at += n;
+        s
+    }
+    fn u8(&mut self) -> u8 {
+        self.take(1)[0]
+    }
+    fn u32(&mut self) -> u32 {
+        u32::from_le_bytes(self.take(4).try_into().expect("4 bytes"))
+    }
+    fn u64(&mut self) -> u64 {
+        u64::from_le_bytes(self.take(8).try_into().expect("8 bytes"))
+    }
+    fn f64(&mut self) -> f64 {
+        f64::from_le_bytes(self.take(8).try_into().expect("8 bytes"))
+    }
+    fn floats(&mut self) -> Vec<f32> {
+        let n = self.u64() as usize;
+        self.take(4 * n).chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect()
+    }
+    fn sums(&mut self) -> LossSums {
+        let count = self.u64();
+        LossSums { count, loss: self.f64(), squared: self.f64(), absolute: self.f64(), correct: self.f64() }
+    }
+}
+
+fn put_sums(put: &mut impl FnMut(&[u8]), s: &LossSums) {
+    put(&s.count.to_le_bytes());
+    for v in [s.loss, s.squared, s.absolute, s.correct] {
+        put(&v.to_le_bytes());
+    }
+}
+
+fn put_floats(put: &mut impl FnMut(&[u8]), values: &[f32]) {
+    put(&(values.len() as u64).to_le_bytes());
+    put(bytemuck::cast_slice(values));
 }
 
 // The wire format writes f32 and f64 in the machine's order: little-endian on every platform
@@ -61,66 +123,68 @@ compile_error!("the DSGD wire format assumes a little-endian machine");
 
 impl Bytesable for Message {
     fn from_bytes(bytes: timely_bytes::arc::Bytes) -> Self {
-        let mut at = 0usize;
-        let mut take = |n: usize| {
-            let s = &bytes[at..at + n];
-            at += n;
-            s
-        };
-        let u32_ = |b: &[u8]| u32::from_le_bytes(b.try_into().expect("4 bytes"));
-        let u64_ = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
-        let floats = |b: &[u8]| -> Vec<f32> { b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect() };
-        match take(1)[0] {
+        let mut r = Reader { bytes: &bytes, at: 0 };
+        match r.u8() {
             0 => {
-                let kind = match take(1)[0] {
+                let kind = match r.u8() {
                     0 => RowsKind::Half,
                     1 => RowsKind::Copy,
                     2 => RowsKind::Stripe,
                     _ => RowsKind::Final,
                 };
-                let id = u32_(take(4));
-                let tag = u64_(take(8));
-                let n = u64_(take(8)) as usize;
-                let factors = floats(take(4 * n));
-                let n = u64_(take(8)) as usize;
-                let bias = floats(take(4 * n));
+                let (id, tag) = (r.u32(), r.u64());
+                let (factors, bias) = (r.floats(), r.floats());
                 Message::Rows { kind, id, tag, factors, bias }
             }
-            3 => {
-                let stripe = u32_(take(4));
-                let n = u64_(take(8)) as usize;
-                Message::Seen { stripe, runs: take(n).to_vec() }
+            1 => {
+                let (epoch, test, sent_bytes) = (r.u32(), r.u8() != 0, r.u64());
+                let n = r.u64() as usize;
+                let blocks = (0..n).map(|_| (r.u32(), r.sums())).collect();
+                Message::Sums { epoch, test, blocks, sent_bytes }
             }
             2 => {
-                let worker = u32_(take(4));
-                let n = u64_(take(8)) as usize;
-                Message::Stop { worker, reason: String::from_utf8_lossy(take(n)).into_owned() }
+                let worker = r.u32();
+                let n = r.u64() as usize;
+                Message::Stop { worker, reason: String::from_utf8_lossy(r.take(n)).into_owned() }
+            }
+            3 => {
+                let stripe = r.u32();
+                let n = r.u64() as usize;
+                Message::Seen { stripe, runs: r.take(n).to_vec() }
+            }
+            4 => {
+                let (epoch, stripe) = (r.u32(), r.u32());
+                Message::Gradient { epoch, stripe, values: r.floats() }
+            }
+            5 => {
+                let epoch = r.u32();
+                let n = r.u64() as usize;
+                Message::Norms { epoch, halves: (0..n).map(|_| (r.u32(), r.f64())).collect() }
+            }
+            6 => {
+                let epoch = r.u32();
+                Message::ItemVectors { epoch, values: r.floats() }
             }
             _ => {
-                let epoch = u32_(take(4));
-                let test = take(1)[0] != 0;
-                let sent_bytes = u64_(take(8));
-                let n = u64_(take(8)) as usize;
-                let blocks = (0..n)
-                    .map(|_| {
-                        let b = u32_(take(4));
-                        let count = u64_(take(8));
-                        let squared = f64::from_le_bytes(take(8).try_into().expect("8 bytes"));
-                        let absolute = f64::from_le_bytes(take(8).try_into().expect("8 bytes"));
-                        (b, ErrorSums { count, squared, absolute })
-                    })
-                    .collect();
-                Message::Sums { epoch, test, blocks, sent_bytes }
+                let (epoch, sent_bytes) = (r.u32(), r.u64());
+                let train = r.sums();
+                let test = (r.u8() != 0).then(|| r.sums());
+                Message::Figures { epoch, train, test, sent_bytes }
             }
         }
     }
 
     fn length_in_bytes(&self) -> usize {
+        let sums = SUMS_BYTES as usize - 4;
         match self {
             Message::Rows { factors, bias, .. } => 1 + 1 + 4 + 8 + 8 + 4 * factors.len() + 8 + 4 * bias.len(),
-            Message::Sums { blocks, .. } => 1 + 4 + 1 + 8 + 8 + 28 * blocks.len(),
+            Message::Sums { blocks, .. } => 1 + 4 + 1 + 8 + 8 + SUMS_BYTES as usize * blocks.len(),
             Message::Stop { reason, .. } => 1 + 4 + 8 + reason.len(),
             Message::Seen { runs, .. } => 1 + 4 + 8 + runs.len(),
+            Message::Gradient { values, .. } => 1 + 4 + 4 + 8 + 4 * values.len(),
+            Message::Norms { halves, .. } => 1 + 4 + 8 + 12 * halves.len(),
+            Message::ItemVectors { values, .. } => 1 + 4 + 8 + 4 * values.len(),
+            Message::Figures { test, .. } => 1 + 4 + 8 + sums + 1 + if test.is_some() { sums } else { 0 },
         }
     }
 
@@ -132,22 +196,8 @@ impl Bytesable for Message {
                 put(&[0, *kind as u8]);
                 put(&id.to_le_bytes());
                 put(&tag.to_le_bytes());
-                put(&(factors.len() as u64).to_le_bytes());
-                put(bytemuck::cast_slice(factors));
-                put(&(bias.len() as u64).to_le_bytes());
-                put(bytemuck::cast_slice(bias));
-            }
-            Message::Seen { stripe, runs } => {
-                put(&[3]);
-                put(&stripe.to_le_bytes());
-                put(&(runs.len() as u64).to_le_bytes());
-                put(runs);
-            }
-            Message::Stop { worker, reason } => {
-                put(&[2]);
-                put(&worker.to_le_bytes());
-                put(&(reason.len() as u64).to_le_bytes());
-                put(reason.as_bytes());
+                put_floats(&mut put, factors);
+                put_floats(&mut put, bias);
             }
             Message::Sums { epoch, test, blocks, sent_bytes } => {
                 put(&[1]);
@@ -157,9 +207,49 @@ impl Bytesable for Message {
                 put(&(blocks.len() as u64).to_le_bytes());
                 for (b, s) in blocks {
                     put(&b.to_le_bytes());
-                    put(&s.count.to_le_bytes());
-                    put(&s.squared.to_le_bytes());
-                    put(&s.absolute.to_le_bytes());
+                    put_sums(&mut put, s);
+                }
+            }
+            Message::Stop { worker, reason } => {
+                put(&[2]);
+                put(&worker.to_le_bytes());
+                put(&(reason.len() as u64).to_le_bytes());
+                put(reason.as_bytes());
+            }
+            Message::Seen { stripe, runs } => {
+                put(&[3]);
+                put(&stripe.to_le_bytes());
+                put(&(runs.len() as u64).to_le_bytes());
+                put(runs);
+            }
+            Message::Gradient { epoch, stripe, values } => {
+                put(&[4]);
+                put(&epoch.to_le_bytes());
+                put(&stripe.to_le_bytes());
+                put_floats(&mut put, values);
+            }
+            Message::Norms { epoch, halves } => {
+                put(&[5]);
+                put(&epoch.to_le_bytes());
+                put(&(halves.len() as u64).to_le_bytes());
+                for (h, n) in halves {
+                    put(&h.to_le_bytes());
+                    put(&n.to_le_bytes());
+                }
+            }
+            Message::ItemVectors { epoch, values } => {
+                put(&[6]);
+                put(&epoch.to_le_bytes());
+                put_floats(&mut put, values);
+            }
+            Message::Figures { epoch, train, test, sent_bytes } => {
+                put(&[7]);
+                put(&epoch.to_le_bytes());
+                put(&sent_bytes.to_le_bytes());
+                put_sums(&mut put, train);
+                put(&[test.is_some() as u8]);
+                if let Some(test) = test {
+                    put_sums(&mut put, test);
                 }
             }
         }
@@ -258,7 +348,8 @@ const MAGIC: &[u8; 8] = b"gpumfDSG";
 /// line, connects to the processes before it and accepts those after it, compares `hello`
 /// with each, and hands the sockets to timely. Gives up after `timeout` naming who is missing.
 pub fn over_tcp(hosts: &[String], me: usize, workers: usize, hello: &Hello, timeout: Duration) -> Result<Transport> {
-    let deadline = Instant::now() + timeout;
+    let now = Instant::now();
+    let deadline = now.checked_add(timeout).unwrap_or(now + Duration::from_secs(3600));
     let listener = TcpListener::bind(&hosts[me]).map_err(|e| Error::Cluster(format!("process {me} cannot listen on {} (its line of the host file): {e}", hosts[me])))?;
     listener.set_nonblocking(true).map_err(|e| Error::Cluster(format!("listening on {}: {e}", hosts[me])))?;
     let mut sockets: Vec<Option<TcpStream>> = (0..hosts.len()).map(|_| None).collect();
@@ -359,6 +450,42 @@ fn shake_hands(stream: &TcpStream, ours: &Hello, expected: Option<usize>, addres
     Ok(theirs)
 }
 
+/// The panics of timely's threads when a peer vanishes, kept for the error instead of printed.
+static TIMELY_PANICS: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+
+pub(super) fn quiet_timely_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let thread = std::thread::current().name().unwrap_or("").to_string();
+            if thread.starts_with("timely:") {
+                TIMELY_PANICS.lock().unwrap_or_else(|e| e.into_inner()).push((thread, panic_message(info.payload())));
+            } else {
+                default(info);
+            }
+        }));
+    });
+}
+
+/// A panic's message, whatever its payload.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload.downcast_ref::<String>().cloned().or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_else(|| "a panic without a message".into())
+}
+
+/// The error for a worker whose thread panicked: a peer process that vanished, when timely's
+/// receiving thread for it saw its connection end; else the panic's own message.
+pub(super) fn worker_panicked(cluster: &super::Cluster, worker: usize, panic: &(dyn std::any::Any + Send)) -> Error {
+    let panics = TIMELY_PANICS.lock().unwrap_or_else(|e| e.into_inner());
+    let receiver = panics.iter().find_map(|(thread, message)| thread.strip_prefix("timely:recv-").and_then(|p| p.parse::<usize>().ok()).map(|p| (p, message.clone())));
+    match receiver {
+        Some((process, message)) => {
+            Error::Cluster(format!("process {process} ({}) stopped or lost its connection: {message}", cluster.hosts.get(process).map_or("?", String::as_str)))
+        }
+        None => Error::Cluster(format!("{} failed: {}", cluster.describe_worker(worker), panic_message(panic))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -368,9 +495,14 @@ mod tests {
         let messages = [
             Message::Rows { kind: RowsKind::Half, id: 7, tag: 1 << 40, factors: vec![1.5, -2.0, f32::MIN_POSITIVE], bias: vec![0.25] },
             Message::Rows { kind: RowsKind::Final, id: 0, tag: 0, factors: Vec::new(), bias: Vec::new() },
-            Message::Sums { epoch: 3, test: true, blocks: vec![(5, ErrorSums { count: 9, squared: 1.0 / 3.0, absolute: 2.5 })], sent_bytes: 12345 },
+            Message::Sums { epoch: 3, test: true, blocks: vec![(5, LossSums { count: 9, loss: 0.75, squared: 1.0 / 3.0, absolute: 2.5, correct: 4.0 })], sent_bytes: 12345 },
             Message::Stop { worker: 2, reason: "training diverged at epoch 3 ⚠".into() },
             Message::Seen { stripe: 1, runs: vec![2, 0, 5, 1, 200] },
+            Message::Gradient { epoch: 2, stripe: 3, values: vec![0.5, -1.25] },
+            Message::Norms { epoch: 2, halves: vec![(0, 1.5), (7, 1e-300)] },
+            Message::ItemVectors { epoch: 9, values: vec![3.0; 5] },
+            Message::Figures { epoch: 4, train: LossSums { count: 3, loss: 1.0, squared: 2.0, absolute: 3.0, correct: 0.0 }, test: None, sent_bytes: 77 },
+            Message::Figures { epoch: 4, train: LossSums::default(), test: Some(LossSums { count: 1, loss: 0.5, squared: 0.25, absolute: 0.5, correct: 1.0 }), sent_bytes: 0 },
         ];
         for m in messages {
             let mut bytes = Vec::new();

@@ -5,31 +5,36 @@
 //! strata; in each, every stripe trains the one item pair no other stripe holds, half by half,
 //! and each half goes on to the stripe that needs it in the next stratum as soon as it is
 //! trained, while its twin trains (DSGD++'s overlap). Every block is trained in its fixed
-//! order and the strata's order depends only on the seed, so any number of workers, as
-//! threads or processes, writes the same bits.
+//! order by the one block-training function ([`crate::update::train_block`]), and the strata's
+//! order depends only on the seed, so any number of workers, as threads or processes, writes
+//! the same bits. The SVD++ term's passes after an epoch ([`svdpp`]) add up each stripe's part
+//! in stripe order, for the same reason.
 //!
-//! This module owns only who trains what and when; the blocks travel through a
-//! [`BlockExchange`](exchange::BlockExchange), and the update is the one rule of
-//! [`crate::update`].
+//! This module owns who trains what and when: the cluster and its data ([`Stripes`]); the
+//! workers ([`worker`]), whose blocks travel through a [`BlockExchange`](exchange::BlockExchange);
+//! and a [`Solver`](crate::solver::Solver) over them ([`solver`]), so that the one training
+//! loop ([`crate::training::drive`]) runs a cluster as it runs any backend.
 
 mod checkpoint;
 pub mod exchange;
+mod solver;
+mod svdpp;
+mod worker;
 
-use crate::data::{stream_ratings, LoadOptions, Rating, RatingSet, RatingSummary, RowCounts, UNKNOWN};
-use crate::problem::Problem;
+use crate::data::{stream_ratings, LoadOptions, Rating, RatingSet, RatingSummary, RowCounts};
 use crate::error::{Error, Result};
-use crate::gpu::{GpuOptions, GpuSolver, Side};
-use crate::metrics::ErrorSums;
-use crate::model::{clip, score_rows, Model, Params, SeenItems};
+use crate::gpu::{GpuOptions, GpuSolver};
 use crate::grid::{Axis, Order};
+use crate::model::{Model, Params};
+use crate::objective::BinaryLabels;
+use crate::problem::Problem;
 use crate::schedule::Schedule;
-use crate::training::{EpochReport, Trained};
-use crate::update::{sgd_update, RowWeights, Step};
-use exchange::{BlockExchange, Hello, Message, RowsKind, TimelyExchange, Transport};
+use crate::training::{Course, EpochReport, Trained};
+use crate::update::RowWeights;
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Who takes part, and how this process finds the others.
@@ -58,6 +63,10 @@ pub struct Cluster {
     pub gpu: Option<(GpuOptions, Vec<usize>)>,
 }
 
+/// The longest `--timeout` taken as given; longer waits are as good as forever, and a
+/// deadline further off than this could overflow the clock.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
+
 impl Cluster {
     /// `workers` threads in one process.
     pub fn threads(workers: usize) -> Cluster {
@@ -83,6 +92,12 @@ impl Cluster {
         worker / self.workers.max(1)
     }
 
+    /// The first worker of process `process`: the one that hands its epochs' figures to the
+    /// process's training loop.
+    pub fn lead_of(&self, process: usize) -> usize {
+        process * self.workers
+    }
+
     /// The process a worker runs in, for messages about it.
     fn describe_worker(&self, worker: usize) -> String {
         let process = self.process_of(worker);
@@ -91,11 +106,17 @@ impl Cluster {
             None => format!("worker {worker}"),
         }
     }
+
+    /// The deadline `timeout` from now, capped at [`MAX_TIMEOUT`].
+    fn deadline(&self) -> Instant {
+        let now = Instant::now();
+        now.checked_add(self.timeout.min(MAX_TIMEOUT)).unwrap_or(now + Duration::from_secs(3600))
+    }
 }
 
 /// Reads a host file: one `host:port` per process, blank lines and `#` comments skipped.
-pub fn read_hosts(path: &std::path::Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+pub fn read_hosts(path: &Path) -> Result<Vec<String>> {
+    let text = crate::data::read_text(path, 1 << 20, "a host file")?;
     let mut hosts = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.split('#').next().unwrap_or("").trim();
@@ -104,7 +125,7 @@ pub fn read_hosts(path: &std::path::Path) -> Result<Vec<String>> {
         }
         let port = line.rsplit_once(':').map(|(_, p)| p);
         if port.is_none_or(|p| p.parse::<u16>().is_err()) {
-            return Err(Error::Parse { path: path.into(), line: n as u64 + 1, message: format!("{line:?} is not host:port") });
+            return Err(Error::Parse { path: path.into(), line: n as u64 + 1, message: format!("{} is not host:port", crate::data::quoted(line)) });
         }
         hosts.push(line.to_string());
     }
@@ -123,17 +144,18 @@ struct Shared {
     schedule: Schedule,
     /// Test ratings of this process's stripes, by block, ids made rows of their blocks.
     test: Vec<Vec<Rating>>,
-    /// Whether the whole cluster has test ratings: every worker must take part in scoring,
-    /// whether or not its own stripes have any.
-    has_test: bool,
     params: Params,
     cluster: Cluster,
+    /// The binary labels, with a binary loss.
+    labels: Option<BinaryLabels>,
     mean: f32,
     range: (f32, f32),
     /// The rating unit of the factor steps, from the whole set ([`Params::rating_unit`]).
     unit: f32,
     /// Each row's regularisation weight, from the whole set's counts, by position.
     weights: RowWeights,
+    /// With the SVD++ term: what its passes know of the whole set.
+    svdpp: Option<svdpp::Reach>,
     start_epoch: usize,
     settings: Vec<(String, String)>,
 }
@@ -152,8 +174,9 @@ impl Shared {
         (epoch * self.side() + stratum) as u64
     }
 
-    fn scores_test(&self, epoch: usize) -> bool {
-        self.has_test && self.params.scores_test_after(epoch)
+    /// The blocks of stripe `stripe`, in order.
+    fn blocks_of(&self, stripe: usize) -> std::ops::Range<usize> {
+        stripe * HALVES * self.side()..(stripe + 1) * HALVES * self.side()
     }
 }
 
@@ -174,12 +197,14 @@ struct Gathered {
 
 /// The training data as one DSGD process holds it: the ratings of its own stripes (in
 /// `problem.train`, beside the whole problem's ids and test set), and what it must know of the
-/// others' (the whole set's summary and row counts, and a checksum to compare with the other
-/// processes).
+/// others' (the whole set's summary and row counts, each item's reach for the SVD++ term, and a
+/// checksum to compare with the other processes).
 pub struct Stripes {
     problem: Problem,
     summary: RatingSummary,
     counts: RowCounts,
+    /// Σ |N(u)| over each item's users, by id.
+    item_reach: Vec<f32>,
     checksum: u32,
 }
 
@@ -192,19 +217,22 @@ impl Stripes {
         let side = grid_side(params, cluster)?;
         check_sizes(side, problem.num_users(), problem.num_items())?;
         let (summary, counts) = (problem.train_summary(), problem.train_counts());
+        let mut item_reach = vec![0.0f32; problem.num_items()];
+        add_reach(&mut item_reach, &problem.train, &counts.users);
         let checksum = crc32fast::hash(bytemuck::cast_slice(&problem.train));
         if cluster.processes() > 1 {
             let keep = stripe_filter(problem.num_users(), side, params, cluster);
             problem.train.retain(|r| keep(r));
             problem.train.shrink_to_fit();
         }
-        Ok(Stripes { problem, summary, counts, checksum })
+        Ok(Stripes { problem, summary, counts, item_reach, checksum })
     }
 
     /// Reads the training file twice, piece by piece, never whole: the first pass learns the
-    /// ids, the summary, the row counts and the checksum, the second keeps this process's
-    /// stripes. The ids and ratings are those [`crate::data::load_ratings`] gives (the
-    /// streaming loader reads what it reads), so the model is the same bits as one loaded whole.
+    /// ids, the summary, the row counts and the checksum, the second each item's reach and this
+    /// process's stripes. The ids and ratings are those [`crate::data::load_ratings`] gives
+    /// (the streaming loader reads what it reads), so the model is the same bits as one loaded
+    /// whole.
     pub fn stream(path: &Path, options: &LoadOptions, test: Option<&RatingSet>, params: &Params, cluster: &Cluster) -> Result<Stripes> {
         let side = grid_side(params, cluster)?;
         let mut crc = crc32fast::Hasher::new();
@@ -217,9 +245,11 @@ impl Stripes {
         })?;
         let (m, n) = (first.users.len(), first.items.len());
         check_sizes(side, m, n)?;
+        let counts = counts.sized(m, n);
         let keep = stripe_filter(m, side, params, cluster);
-        let mut mine = Vec::new();
+        let (mut mine, mut item_reach) = (Vec::new(), vec![0.0f32; n]);
         let second = stream_ratings(path, options, |ratings| {
+            add_reach(&mut item_reach, ratings, &counts.users);
             mine.extend(ratings.iter().filter(|r| keep(r)));
             Ok(())
         })?;
@@ -227,7 +257,7 @@ impl Stripes {
             return Err(Error::Format { path: path.into(), message: "changed while it was being read (its two readings differ)".into() });
         }
         let problem = Problem::new(RatingSet { entries: mine, users: first.users, items: first.items }, test);
-        Ok(Stripes { problem, summary, counts: counts.sized(m, n), checksum: crc.finalize() })
+        Ok(Stripes { problem, summary, counts, item_reach, checksum: crc.finalize() })
     }
 
     /// The problem with this process's stripes' training ratings.
@@ -238,6 +268,14 @@ impl Stripes {
     /// Training ratings in the whole set, every process's.
     pub fn total_ratings(&self) -> usize {
         self.summary.count as usize
+    }
+}
+
+/// Adds each rating's user's count to its item's reach (dense ids; reaches are exact in f32 up
+/// to 2^24, and the order of a piece's ratings is the file's).
+fn add_reach(item_reach: &mut [f32], ratings: &[Rating], user_counts: &[u32]) {
+    for r in ratings {
+        item_reach[r.item as usize] += user_counts[r.user as usize] as f32;
     }
 }
 
@@ -280,17 +318,8 @@ fn stripe_filter(users: usize, side: usize, params: &Params, cluster: &Cluster) 
     move |r: &Rating| cluster.process_of(cluster.worker_of(axis.block_at(axis.position(r.user)))) == cluster.process
 }
 
-/// Trains this process's `stripes` by DSGD on `cluster`. Process 0 returns the run (its model
-/// gathered from every worker) and calls `on_epoch` after each epoch with the figures of all
-/// workers; the other processes return `None`.
-pub fn train(stripes: Stripes, params: &Params, cluster: &Cluster, mut on_epoch: impl FnMut(&EpochReport)) -> Result<Option<Trained>> {
-    let start = Instant::now();
-    params.validate()?;
-    if params.svdpp {
-        // Its passes need every user's items and every item's users in one place each epoch.
-        return Err(Error::InvalidParameter("distributed training has no SVD++ term yet: train with it off (--no-svdpp, Params::svdpp = false)".into()));
-    }
-    let workers = cluster.total_workers();
+/// Checks a cluster's own settings against the machine and each other.
+fn check_cluster(cluster: &Cluster) -> Result<()> {
     if let Some((_, devices)) = &cluster.gpu {
         if devices.len() != cluster.workers {
             return Err(Error::InvalidParameter(format!("--devices lists {} GPUs for {} workers: on the GPU each worker has one", devices.len(), cluster.workers)));
@@ -299,174 +328,109 @@ pub fn train(stripes: Stripes, params: &Params, cluster: &Cluster, mut on_epoch:
     if !cluster.hosts.is_empty() && cluster.process >= cluster.hosts.len() {
         return Err(Error::InvalidParameter(format!("--process {}: the host file lists {} processes (0 to {})", cluster.process, cluster.hosts.len(), cluster.hosts.len() - 1)));
     }
+    crate::resources::threads(Some(cluster.workers), "--workers")?;
+    if cluster.timeout.is_zero() {
+        return Err(Error::InvalidParameter("--timeout must be at least 1 second".into()));
+    }
+    Ok(())
+}
+
+/// Trains this process's `stripes` by DSGD on `cluster`, through the one training loop. Every
+/// process runs the loop on the whole cluster's figures (worker 0 adds them up and sends them
+/// round), so every process sees the same epochs; process 0 calls `on_epoch` (returning false
+/// stops training after that epoch everywhere only when every process stops, so the cluster
+/// runs `--epochs`) and returns the run, its model gathered from every worker; the other
+/// processes return `None`. `on_note` hears what resuming found.
+pub fn train(stripes: Stripes, params: &Params, cluster: &Cluster, mut on_note: impl FnMut(&str), mut on_epoch: impl FnMut(&EpochReport) -> bool) -> Result<Option<Trained>> {
+    let start = Instant::now();
+    params.validate()?;
+    check_cluster(cluster)?;
     let side = grid_side(params, cluster)?;
-    let Stripes { problem, summary, counts, checksum } = stripes;
+    let Stripes { problem, summary, counts, item_reach, checksum } = stripes;
     let (m, n) = (problem.num_users(), problem.num_items());
     check_sizes(side, m, n)?;
     let resume = match &cluster.resume {
         Some(dir) => Some(checkpoint::latest(dir, cluster)?),
         None => None,
     };
+    if let Some(found) = &resume {
+        found.passed_over.iter().for_each(|line| on_note(&format!("--resume {}: {line}", found.dir.display())));
+        on_note(&format!("--resume {}: resuming after epoch {}", found.dir.display(), found.epoch));
+    }
     let start_epoch = resume.as_ref().map_or(0, |r| r.epoch);
     if start_epoch >= params.epochs {
         return Err(Error::InvalidParameter(format!("--resume: the checkpoint is after epoch {start_epoch}, and --epochs is {}: nothing is left to train", params.epochs)));
     }
     let settings = settings(&problem, summary.count as usize, checksum, params, cluster, side, start_epoch);
-
-    // This process's stripes only: the ratings of other processes' users are dropped here.
-    let process = cluster.process;
-    let user_axis = Axis::new(m, side, params.seed, 11);
-    let stripe_of = |r: &Rating| user_axis.block_at(user_axis.position(r.user));
-    let first = cluster.workers * process..cluster.workers * (process + 1);
-    // The whole set's mean, range and unit, which this process's stripes alone would not give.
-    let model = Model::init_for(&problem, params, &summary);
+    if let Some((dir, _)) = &cluster.checkpoint {
+        checkpoint::refuse_others(dir, cluster, &settings)?;
+    }
+    // The whole set's mean, range, unit and labels, which this process's stripes alone would
+    // not give.
+    let labels = problem.labels_of(params.loss, &summary)?;
+    let model = Model::init_for(&problem, params, &summary, labels);
     let unit = params.rating_unit(&summary);
     let weights = RowWeights::new(params, &counts);
-    // On a GPU each worker's device holds its blocks, shuffled (ratings in flight together
-    // then rarely share a row); the process keeps only the grid.
-    let devices: Vec<Option<GpuSolver>> = match &cluster.gpu {
-        None => first.clone().map(|_| None).collect(),
-        Some((options, adapters)) => {
-            let mut devices = Vec::new();
-            for (w, &adapter) in first.clone().zip(adapters) {
-                let own: Vec<Rating> = problem.train.par_iter().filter(|r| cluster.worker_of(stripe_of(r)) == w).copied().collect();
-                let schedule = Schedule::new(&own, m, n, Schedule::dsgd_grid(side), Order::Shuffled, params.seed)?;
-                let options = GpuOptions { adapter: Some(adapter), ..options.clone() };
-                devices.push(Some(GpuSolver::for_blocks(schedule, model.clone(), params, unit, &weights, &options, &|p| cluster.worker_of(p) == w)?));
-            }
-            devices
-        }
-    };
+    let devices = devices(&problem, &model, params, unit, &weights, cluster, side)?;
     // On the CPU, by user within each block: a worker loads a user's row once per block, and
     // the order is still fixed by the seed, so every worker count trains the same sequence.
     let mine: &[Rating] = if cluster.gpu.is_some() { &[] } else { &problem.train };
     let schedule = Schedule::new(mine, m, n, Schedule::dsgd_grid(side), Order::ByUser, params.seed)?;
-    let has_test = !problem.test.is_empty();
     let mut test = schedule.localize(&problem.test);
     for (b, ratings) in test.iter_mut().enumerate() {
-        if cluster.process_of(cluster.worker_of(schedule.coordinates(b).0)) != process {
+        if cluster.process_of(cluster.worker_of(schedule.coordinates(b).0)) != cluster.process {
             *ratings = Vec::new();
         }
     }
+    let has_test = !problem.test.is_empty();
+    let svdpp = params.svdpp.then(|| svdpp::Reach::new(&schedule, &counts, &item_reach));
+    let shared = Arc::new(Shared {
+        labels,
+        mean: model.mean,
+        range: model.rating_range,
+        unit,
+        weights: weights.by_position(&schedule),
+        svdpp,
+        schedule,
+        test,
+        params: params.clone(),
+        cluster: cluster.clone(),
+        start_epoch,
+        settings: settings.clone(),
+    });
     drop(problem);
-
-    let shared =
-        Arc::new(Shared { mean: model.mean, range: model.rating_range, unit, weights: weights.by_position(&schedule), schedule, test, has_test, params: params.clone(), cluster: cluster.clone(), start_epoch, settings: settings.clone() });
     // Each worker's rows to start from: its stripes, and the halves its stripes train first.
-    let mut starts: Vec<Option<WorkerStart>> = first.clone().map(|w| Some(WorkerStart::from_model(&shared, &model, w))).collect();
-    if let Some(resume) = &resume {
-        for (slot, w) in starts.iter_mut().zip(first.clone()) {
-            *slot = Some(checkpoint::read(&resume.dir, resume.epoch, w, &shared)?);
-        }
-    }
+    let first = cluster.workers * cluster.process..cluster.workers * (cluster.process + 1);
+    let mut starts: Vec<WorkerStart> = match &resume {
+        Some(resume) => first.clone().map(|w| checkpoint::read(&resume.dir, resume.epoch, w, &shared)).collect::<Result<_>>()?,
+        None => first.clone().map(|w| WorkerStart::from_model(&shared, &model, w)).collect(),
+    };
     for (start, device) in starts.iter_mut().zip(devices) {
-        start.as_mut().expect("set above").device = device;
+        start.device = device;
     }
-    // Process 0 keeps the model to gather into; the others need only their rows.
-    let model = (process == 0).then_some(model);
+    let solver = solver::Dsgd::start(shared.clone(), starts, model, settings)?;
+    let lead = cluster.process == 0;
+    let course = Course { first_epoch: start_epoch, has_test, patience: None };
+    let trained = crate::training::drive(Box::new(solver), params, &course, start, |r| !lead || on_epoch(r))?;
+    Ok(lead.then_some(trained))
+}
 
-    let transport = if cluster.hosts.is_empty() {
-        exchange::in_process(cluster.workers)
-    } else {
-        let hello = Hello { process, processes: cluster.hosts.len(), settings };
-        exchange::over_tcp(&cluster.hosts, process, cluster.workers, &hello, cluster.timeout)?
-    };
-    let setup_seconds = start.elapsed().as_secs_f64();
-    quiet_timely_panics();
-    let Transport { builders, comms } = transport;
-    let starts = Arc::new(Mutex::new(starts));
-    let (report_tx, reports) = mpsc::channel::<EpochReport>();
-    let report_tx = Arc::new(Mutex::new(Some(report_tx)));
-    let first_worker = first.start;
-    let for_workers = shared.clone();
-    let guards = timely_communication::initialize_from(builders, Box::new(()), move |allocator| {
-        let exchange = TimelyExchange::new(allocator);
-        let me = exchange.worker();
-        let start = starts.lock().unwrap_or_else(|e| e.into_inner())[me - first_worker].take().expect("each worker starts once");
-        let reports = if me == 0 { report_tx.lock().unwrap_or_else(|e| e.into_inner()).take() } else { None };
-        Worker::new(exchange, for_workers.clone(), start, reports).run()
-    })
-    .map_err(|e| Error::Cluster(format!("cannot start the worker threads: {e}")))?;
-    let mut history = Vec::new();
-    for report in reports {
-        on_epoch(&report);
-        history.push(report);
+/// Each local worker's GPU with its blocks, shuffled (ratings in flight together then rarely
+/// share a row), when the cluster trains on GPUs; the process then keeps only the grid.
+fn devices(problem: &Problem, model: &Model, params: &Params, unit: f32, weights: &RowWeights, cluster: &Cluster, side: usize) -> Result<Vec<Option<GpuSolver>>> {
+    let first = cluster.workers * cluster.process..cluster.workers * (cluster.process + 1);
+    let Some((options, adapters)) = &cluster.gpu else { return Ok(first.map(|_| None).collect()) };
+    let (m, n) = (problem.num_users(), problem.num_items());
+    let user_axis = Axis::new(m, side, params.seed, 11);
+    let stripe_of = |r: &Rating| user_axis.block_at(user_axis.position(r.user));
+    let mut devices = Vec::new();
+    for (w, &adapter) in first.zip(adapters) {
+        let own: Vec<Rating> = problem.train.par_iter().filter(|r| cluster.worker_of(stripe_of(r)) == w).copied().collect();
+        let schedule = Schedule::new(&own, m, n, Schedule::dsgd_grid(side), Order::Shuffled, params.seed)?;
+        let options = GpuOptions { adapter: Some(adapter), ..options.clone() };
+        devices.push(Some(GpuSolver::for_blocks(schedule, model.clone(), params, unit, weights, &options, &|p| cluster.worker_of(p) == w)?));
     }
-    let results = guards.join();
-    let mut gathered = None;
-    let mut failure = None;
-    for (w, result) in results.into_iter().enumerate() {
-        match result {
-            Ok(Ok(g)) => gathered = gathered.or(g),
-            // The failure itself before the workers it stopped.
-            Ok(Err(e)) if failure.is_none() || matches!(&failure, Some(Error::Cluster(m)) if m.starts_with(STOPPED)) => failure = Some(e),
-            Ok(Err(_)) => {}
-            Err(panic) => failure = failure.or(Some(lost_peer(cluster, first_worker + w, &panic))),
-        }
-    }
-    if let Some(e) = failure {
-        // Let the network threads send what the workers left (their stop messages), but wait
-        // at most a moment: a vanished peer's receiving thread has panicked, and joining it
-        // panics too (muted, in a thread of its own).
-        if let Some(comms) = comms {
-            let (done, finished) = mpsc::channel();
-            let shutdown = std::thread::Builder::new().name("timely:shutdown".into()).spawn(move || {
-                drop(comms);
-                let _ = done.send(());
-            });
-            if shutdown.is_ok() {
-                let _ = finished.recv_timeout(Duration::from_secs(2));
-            }
-        }
-        return Err(e);
-    }
-    drop(comms);
-    let Some(mut model) = model else {
-        return Ok(None);
-    };
-    let gathered = gathered.ok_or_else(|| Error::Cluster("worker 0 ended without the model".into()))?;
-    let s = &shared.schedule;
-    for (p, rows) in gathered.stripes.iter().enumerate() {
-        scatter_rows(s.users.members(p), rows, &mut model.user_factors, &mut model.user_bias);
-    }
-    for (h, rows) in gathered.halves.iter().enumerate() {
-        scatter_rows(s.items.members(h), rows, &mut model.item_factors, &mut model.item_bias);
-    }
-    if cluster.record_seen {
-        let parts = gathered
-            .seen
-            .into_iter()
-            .enumerate()
-            .map(|(p, runs)| SeenItems::from_bytes(runs, s.users.members(p).len(), n).map_err(|e| Error::Cluster(format!("the seen items of stripe {p}: {e}"))))
-            .collect::<Result<Vec<_>>>()?;
-        model.seen = Some(SeenItems::gather(m, &parts, |u| {
-            let position = s.users.position(u as u32);
-            let stripe = s.users.block_at(position);
-            (stripe, position as usize - s.users.start(stripe))
-        }));
-    }
-    let train_seconds = history.iter().map(|r: &EpochReport| r.sgd_seconds).sum();
-    let grid = shared.schedule.grid();
-    let on = match &cluster.gpu {
-        Some((options, _)) => format!(", each on a GPU, {:?}", options.precision),
-        None => String::new(),
-    };
-    let backend = if cluster.hosts.is_empty() {
-        format!("dsgd ({workers} workers, {grid} blocks{on})")
-    } else {
-        format!("dsgd ({} processes x {} workers, {grid} blocks{on})", cluster.hosts.len(), cluster.workers)
-    };
-    Ok(Some(Trained {
-        model,
-        history,
-        train_seconds,
-        kernel_seconds: None,
-        total_seconds: start.elapsed().as_secs_f64(),
-        setup_seconds,
-        backend,
-        device_bytes: 0,
-        best_epoch: None,
-    }))
+    Ok(devices)
 }
 
 /// Rows by position within a block put back at their ids.
@@ -526,6 +490,9 @@ fn settings(problem: &Problem, total: usize, checksum: u32, params: &Params, clu
         ("--no-scale", (!p.scale).to_string()),
         ("--constant-reg", (!p.frequency_reg).to_string()),
         ("--no-svdpp", (!p.svdpp).to_string()),
+        ("--loss", crate::choice::Choice::name(p.loss).to_string()),
+        ("--nonneg", p.nonneg.to_string()),
+        ("--l1", p.l1.to_string()),
         ("--backend", cluster.gpu.as_ref().map_or("cpu".into(), |(o, _)| format!("gpu {:?}", o.precision))),
         ("--eval-every", p.eval_every.to_string()),
         ("record seen items", cluster.record_seen.to_string()),
@@ -545,6 +512,8 @@ pub(crate) struct WorkerStart {
     stripes: BTreeMap<usize, Rows>,
     /// Halves, each with the stratum it is for.
     halves: HashMap<usize, (u64, Rows)>,
+    /// With the SVD++ term: the items' vectors y, by position (zero at the start).
+    item_vectors: Option<Vec<f32>>,
     /// The worker's GPU, its blocks uploaded; `None` on the CPU.
     device: Option<GpuSolver>,
 }
@@ -554,7 +523,8 @@ impl WorkerStart {
         let s = &shared.schedule;
         let shift = s.strata(shared.start_epoch)[0];
         let tag = shared.tag(shared.start_epoch, 0);
-        let mut start = WorkerStart { stripes: BTreeMap::new(), halves: HashMap::new(), device: None };
+        let item_vectors = shared.svdpp.as_ref().map(|_| vec![0.0; s.items.ids() * model.rank()]);
+        let mut start = WorkerStart { stripes: BTreeMap::new(), halves: HashMap::new(), item_vectors, device: None };
         for p in (0..shared.side()).filter(|&p| shared.owner(p) == worker) {
             start.stripes.insert(p, gather_rows(s.users.members(p), &model.user_factors, &model.user_bias));
             let pair = s.pair_of(p, shift);
@@ -563,407 +533,5 @@ impl WorkerStart {
             }
         }
         start
-    }
-}
-
-struct Worker<E> {
-    exchange: E,
-    me: usize,
-    shared: Arc<Shared>,
-    stripes: BTreeMap<usize, Rows>,
-    halves: HashMap<usize, (u64, Rows)>,
-    /// Messages that arrived before they were wanted.
-    inbox: Vec<Message>,
-    sent_bytes: u64,
-    /// Worker 0 reports each epoch here.
-    reports: Option<mpsc::Sender<EpochReport>>,
-    /// On a GPU, the stripes' rows live there, and `stripes` is refreshed only when read.
-    device: Option<GpuSolver>,
-}
-
-impl<E: BlockExchange> Worker<E> {
-    fn new(exchange: E, shared: Arc<Shared>, start: WorkerStart, reports: Option<mpsc::Sender<EpochReport>>) -> Self {
-        let me = exchange.worker();
-        let mut device = start.device;
-        if let Some(gpu) = &mut device {
-            // The rows it starts from (a checkpoint's, when resuming).
-            for (&p, rows) in &start.stripes {
-                gpu.set_rows(Side::Users, p, &rows.factors, &rows.bias);
-            }
-        }
-        Worker { exchange, me, shared, stripes: start.stripes, halves: start.halves, inbox: Vec::new(), sent_bytes: 0, reports, device }
-    }
-
-    /// One block of SGD on stripe `stripe`'s rows and `half`, on this worker's CPU or GPU.
-    fn train(&mut self, b: usize, stripe: usize, h: usize, half: &mut Rows, step: &Step) -> Result<Option<ErrorSums>> {
-        let Some(gpu) = &mut self.device else {
-            let rows = self.stripes.get_mut(&stripe).expect("own stripe");
-            return Ok(train_block(&self.shared.schedule, &self.shared.weights, b, rows, half, step));
-        };
-        if gpu.schedule().block(b).is_empty() {
-            return Ok(None);
-        }
-        gpu.set_rows(Side::Items, h, &half.factors, &half.bias);
-        let sums = gpu.train_blocks(&[b], step.lr)?;
-        (half.factors, half.bias) = gpu.rows(Side::Items, h)?;
-        Ok(Some(sums))
-    }
-
-    /// On a GPU: brings the stripes' rows back from the device (to score, checkpoint or gather).
-    fn refresh_stripes(&mut self) -> Result<()> {
-        if let Some(gpu) = &self.device {
-            for (&p, rows) in self.stripes.iter_mut() {
-                (rows.factors, rows.bias) = gpu.rows(Side::Users, p)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Trains every epoch and hands the rows to worker 0; on failure, tells every other worker
-    /// to stop, so none waits out the timeout for blocks that will not come.
-    fn run(mut self) -> Result<Option<Gathered>> {
-        let outcome = self.epochs();
-        if let Err(e) = &outcome {
-            if !matches!(e, Error::Cluster(m) if m.starts_with(STOPPED)) {
-                let reason = e.to_string();
-                for w in (0..self.exchange.workers()).filter(|&w| w != self.me) {
-                    self.exchange.send(w, Message::Stop { worker: self.me as u32, reason: reason.clone() });
-                }
-            }
-        }
-        outcome
-    }
-
-    fn epochs(&mut self) -> Result<Option<Gathered>> {
-        let sh = self.shared.clone();
-        let (s, p) = (&sh.schedule, &sh.params);
-        let side = sh.side();
-        let began = Instant::now();
-        let my_stripes: Vec<usize> = self.stripes.keys().copied().collect();
-        for epoch in sh.start_epoch..p.epochs {
-            let epoch_began = Instant::now();
-            let sent_before = self.sent_bytes;
-            let strata = s.strata(epoch);
-            let following = s.strata(epoch + 1)[0];
-            let step = Step::new(p, p.learning_rate_at(epoch), sh.mean, sh.unit);
-            let mut sums = Vec::new();
-            for (t, &shift) in strata.iter().enumerate() {
-                let (next_shift, next_tag) = if t + 1 < side { (strata[t + 1], sh.tag(epoch, t + 1)) } else { (following, sh.tag(epoch + 1, 0)) };
-                for &stripe in &my_stripes {
-                    let pair = s.pair_of(stripe, shift);
-                    for h in HALVES * pair..HALVES * (pair + 1) {
-                        let mut half = self.take_half(h, sh.tag(epoch, t))?;
-                        let b = stripe * HALVES * side + h;
-                        if let Some(block_sums) = self.train(b, stripe, h, &mut half, &step)? {
-                            sums.push((b as u32, block_sums));
-                        }
-                        self.pass_on(h, next_tag, half, sh.owner(s.stripe_of(pair, next_shift)));
-                    }
-                }
-            }
-            let last = epoch + 1 == p.epochs;
-            let checkpoint = sh.cluster.checkpoint.as_ref().filter(|(_, every)| (epoch + 1) % every.max(&1) == 0 || last);
-            let score = sh.scores_test(epoch);
-            if score || last || checkpoint.is_some() {
-                self.collect_halves(sh.tag(epoch + 1, 0), following)?;
-                self.refresh_stripes()?;
-            }
-            let test = if score { Some(self.score_test(epoch)?) } else { None };
-            if let Some((dir, _)) = checkpoint {
-                checkpoint::write(dir, epoch + 1, self.me, &sh, &self.stripes, &self.halves)?;
-            }
-            let sent = self.sent_bytes - sent_before;
-            if self.me != 0 {
-                self.send(0, Message::Sums { epoch: epoch as u32, test: false, blocks: sums, sent_bytes: sent });
-                if let Some(test) = test {
-                    self.send(0, Message::Sums { epoch: epoch as u32, test: true, blocks: test, sent_bytes: 0 });
-                }
-            } else {
-                let report = self.gather_report(epoch, sums, test, sent, step.lr, epoch_began, began)?;
-                if !report.train_loss.is_finite() {
-                    return Err(Error::Data(format!("training diverged at epoch {} (loss is {}); lower --lr or raise --reg", epoch + 1, report.train_loss)));
-                }
-                if let Some(tx) = &self.reports {
-                    // The receiver is gone only if training is being abandoned anyway.
-                    let _ = tx.send(report);
-                }
-            }
-        }
-        self.reports = None;
-        self.gather_model()
-    }
-
-    fn send(&mut self, to: usize, message: Message) {
-        self.sent_bytes += message.payload_bytes();
-        self.exchange.send(to, message);
-    }
-
-    /// Item half `h` for the stratum `tag`: kept here, or received.
-    fn take_half(&mut self, h: usize, tag: u64) -> Result<Rows> {
-        if self.halves.get(&h).is_some_and(|(t, _)| *t == tag) {
-            return Ok(self.halves.remove(&h).expect("present").1);
-        }
-        let message =
-            self.wait_for(&format!("item half {h} for stratum {tag}"), |m| matches!(m, Message::Rows { kind: RowsKind::Half, id, tag: t, .. } if *id as usize == h && *t == tag))?;
-        match message {
-            Message::Rows { factors, bias, .. } => Ok(Rows { factors, bias }),
-            _ => unreachable!("matched rows"),
-        }
-    }
-
-    /// Keeps half `h` for the stratum `tag` if `to` is this worker, else sends it there.
-    fn pass_on(&mut self, h: usize, tag: u64, half: Rows, to: usize) {
-        if to == self.me {
-            self.halves.insert(h, (tag, half));
-        } else {
-            self.send(to, Message::Rows { kind: RowsKind::Half, id: h as u32, tag, factors: half.factors, bias: half.bias });
-        }
-    }
-
-    /// Waits until this worker holds every half its stripes train first in the next epoch:
-    /// then it holds the epoch's final rows of those halves.
-    fn collect_halves(&mut self, tag: u64, shift: usize) -> Result<()> {
-        let stripes: Vec<usize> = self.stripes.keys().copied().collect();
-        for stripe in stripes {
-            let pair = self.shared.schedule.pair_of(stripe, shift);
-            for h in HALVES * pair..HALVES * (pair + 1) {
-                let half = self.take_half(h, tag)?;
-                self.halves.insert(h, (tag, half));
-            }
-        }
-        Ok(())
-    }
-
-    /// Scores this worker's stripes' test ratings after epoch `epoch`: every worker sends the
-    /// others a copy of the halves it holds, so each sees every item row once.
-    fn score_test(&mut self, epoch: usize) -> Result<Vec<(u32, ErrorSums)>> {
-        let sh = self.shared.clone();
-        let side = sh.side();
-        let held: Vec<(usize, Rows)> = self.halves.iter().map(|(&h, (_, rows))| (h, rows.clone())).collect();
-        let me = self.me;
-        for to in (0..self.exchange.workers()).filter(|&w| w != me) {
-            for (h, rows) in &held {
-                self.send(to, Message::Rows { kind: RowsKind::Copy, id: *h as u32, tag: epoch as u64, factors: rows.factors.clone(), bias: rows.bias.clone() });
-            }
-        }
-        let mut all: Vec<Option<Rows>> = vec![None; HALVES * side];
-        for (h, rows) in held {
-            all[h] = Some(rows);
-        }
-        while all.iter().any(Option::is_none) {
-            let message = self
-                .wait_for(&format!("copies of item halves after epoch {}", epoch + 1), |m| matches!(m, Message::Rows { kind: RowsKind::Copy, tag, .. } if *tag == epoch as u64))?;
-            if let Message::Rows { id, factors, bias, .. } = message {
-                all[id as usize] = Some(Rows { factors, bias });
-            }
-        }
-        let k = sh.params.rank;
-        let mut out = Vec::new();
-        for (&stripe, user_rows) in &self.stripes {
-            for (h, item_rows) in all.iter().enumerate() {
-                let item_rows = item_rows.as_ref().expect("every half arrived");
-                let b = stripe * HALVES * side + h;
-                if sh.test[b].is_empty() {
-                    continue;
-                }
-                let mut sums = ErrorSums::default();
-                for r in &sh.test[b] {
-                    let user = (r.user != UNKNOWN).then(|| (&user_rows.factors[r.user as usize * k..][..k], user_rows.bias[r.user as usize]));
-                    let item = (r.item != UNKNOWN).then(|| (&item_rows.factors[r.item as usize * k..][..k], item_rows.bias[r.item as usize]));
-                    sums.add((r.value - clip(score_rows(sh.mean, user, item), sh.range)) as f64);
-                }
-                out.push((b as u32, sums));
-            }
-        }
-        Ok(out)
-    }
-
-    /// Worker 0: every worker's sums of epoch `epoch`, added block by block in block order
-    /// (so the figures, too, are the same bits for any worker count).
-    #[allow(clippy::too_many_arguments)]
-    fn gather_report(
-        &mut self,
-        epoch: usize,
-        mut train: Vec<(u32, ErrorSums)>,
-        mut test: Option<Vec<(u32, ErrorSums)>>,
-        sent: u64,
-        lr: f32,
-        epoch_began: Instant,
-        began: Instant,
-    ) -> Result<EpochReport> {
-        let mut sent_total = sent;
-        let others = self.exchange.workers() - 1;
-        let wants_test = test.is_some();
-        let mut waiting = others * (1 + wants_test as usize);
-        while waiting > 0 {
-            let message = self.wait_for(&format!("the figures of epoch {}", epoch + 1), |m| matches!(m, Message::Sums { epoch: e, .. } if *e as usize == epoch))?;
-            if let Message::Sums { test: is_test, blocks, sent_bytes, .. } = message {
-                sent_total += sent_bytes;
-                if is_test {
-                    test.as_mut().expect("test asked for").extend(blocks);
-                } else {
-                    train.extend(blocks);
-                }
-            }
-            waiting -= 1;
-        }
-        let fold = |mut v: Vec<(u32, ErrorSums)>| {
-            v.sort_by_key(|(b, _)| *b);
-            v.into_iter().fold(ErrorSums::default(), |a, (_, s)| a.merge(s))
-        };
-        let train = fold(train);
-        let test = test.map(fold);
-        Ok(EpochReport {
-            epoch: epoch + 1,
-            learning_rate: lr,
-            train_loss: train.squared,
-            train_rmse: train.rmse(),
-            test_rmse: test.map(|t| t.rmse()),
-            test_mae: test.map(|t| t.mae()),
-            sgd_seconds: epoch_began.elapsed().as_secs_f64(),
-            kernel_seconds: None,
-            elapsed_seconds: began.elapsed().as_secs_f64(),
-            streamed_bytes: sent_total,
-            uploads: Default::default(),
-        })
-    }
-
-    /// After the last epoch: every worker sends its stripes and halves to worker 0.
-    fn gather_model(&mut self) -> Result<Option<Gathered>> {
-        let side = self.shared.side();
-        let record = self.shared.cluster.record_seen;
-        let own_seen: Vec<(usize, Vec<u8>)> = if record { self.stripes.keys().map(|&p| (p, self.stripe_seen(p))).collect() } else { Vec::new() };
-        if self.me != 0 {
-            for (p, runs) in own_seen {
-                self.send(0, Message::Seen { stripe: p as u32, runs });
-            }
-            let stripes = std::mem::take(&mut self.stripes);
-            for (p, rows) in stripes {
-                self.send(0, Message::Rows { kind: RowsKind::Stripe, id: p as u32, tag: 0, factors: rows.factors, bias: rows.bias });
-            }
-            let halves = std::mem::take(&mut self.halves);
-            for (h, (_, rows)) in halves {
-                self.send(0, Message::Rows { kind: RowsKind::Final, id: h as u32, tag: 0, factors: rows.factors, bias: rows.bias });
-            }
-            return Ok(None);
-        }
-        let mut stripes: Vec<Option<Rows>> = vec![None; side];
-        let mut halves: Vec<Option<Rows>> = vec![None; HALVES * side];
-        for (p, rows) in std::mem::take(&mut self.stripes) {
-            stripes[p] = Some(rows);
-        }
-        for (h, (_, rows)) in std::mem::take(&mut self.halves) {
-            halves[h] = Some(rows);
-        }
-        let mut seen: Vec<Option<Vec<u8>>> = vec![None; if record { side } else { 0 }];
-        for (p, runs) in own_seen {
-            seen[p] = Some(runs);
-        }
-        while stripes.iter().chain(&halves).any(Option::is_none) || seen.iter().any(Option::is_none) {
-            let message = self.wait_for("the trained rows", |m| matches!(m, Message::Rows { kind: RowsKind::Stripe | RowsKind::Final, .. } | Message::Seen { .. }))?;
-            match message {
-                Message::Rows { kind, id, factors, bias, .. } => {
-                    let slot = if kind == RowsKind::Stripe { &mut stripes[id as usize] } else { &mut halves[id as usize] };
-                    *slot = Some(Rows { factors, bias });
-                }
-                Message::Seen { stripe, runs } => seen[stripe as usize] = Some(runs),
-                _ => unreachable!("matched above"),
-            }
-        }
-        let all = |v: Vec<Option<Rows>>| v.into_iter().map(|r| r.expect("arrived")).collect();
-        Ok(Some(Gathered { stripes: all(stripes), halves: all(halves), seen: seen.into_iter().map(|r| r.expect("arrived")).collect() }))
-    }
-
-    /// The items each user of stripe `stripe` rated, encoded by row of the stripe: from the
-    /// stripe's blocks, wherever they are kept (this process's grid, or the worker's GPU's).
-    fn stripe_seen(&self, stripe: usize) -> Vec<u8> {
-        let s = self.device.as_ref().map_or(&self.shared.schedule, |gpu| gpu.schedule());
-        let side = self.shared.side();
-        let first_row = s.users.start(stripe) as u32;
-        let mut local = Vec::new();
-        for b in stripe * HALVES * side..(stripe + 1) * HALVES * side {
-            local.extend(s.block(b).iter().map(|r| Rating { user: r.user - first_row, item: s.items.id_at(r.item), value: 0.0 }));
-        }
-        SeenItems::from_ratings(&local, s.users.members(stripe).len(), s.items.start(s.items.blocks())).as_bytes().to_vec()
-    }
-
-    /// The first message `wanted` accepts, from the inbox or as it arrives; after the timeout,
-    /// an error naming what was awaited.
-    fn wait_for(&mut self, what: &str, wanted: impl Fn(&Message) -> bool) -> Result<Message> {
-        let deadline = Instant::now() + self.shared.cluster.timeout;
-        let mut seen = 0;
-        loop {
-            if let Some(at) = self.inbox[seen..].iter().position(&wanted) {
-                return Ok(self.inbox.remove(seen + at));
-            }
-            if let Some(Message::Stop { worker, reason }) = self.inbox[seen..].iter().find(|m| matches!(m, Message::Stop { .. })) {
-                return Err(Error::Cluster(format!("{STOPPED} {} failed: {reason}", self.shared.cluster.describe_worker(*worker as usize))));
-            }
-            seen = self.inbox.len();
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(Error::Cluster(format!(
-                    "{} waited {} s for {what} and none came: a worker is lost or stalled (raise --timeout if the blocks are slow)",
-                    self.shared.cluster.describe_worker(self.me),
-                    self.shared.cluster.timeout.as_secs()
-                )));
-            }
-            self.exchange.receive((deadline - now).min(Duration::from_millis(100)), &mut self.inbox);
-        }
-    }
-}
-
-/// How an error passed on from the worker that failed begins (it is not passed on again).
-const STOPPED: &str = "stopped because";
-
-/// One block of SGD: the ratings of block `b` in their fixed order on the stripe's and the
-/// half's rows. `None` for an empty block.
-fn train_block(s: &Schedule, weights: &RowWeights, b: usize, stripe: &mut Rows, half: &mut Rows, step: &Step) -> Option<ErrorSums> {
-    let ratings = s.block(b);
-    if ratings.is_empty() {
-        return None;
-    }
-    let (ub, ib) = s.coordinates(b);
-    let (u0, i0) = (s.users.start(ub) as u32, s.items.start(ib) as u32);
-    let k = stripe.factors.len() / stripe.bias.len().max(1);
-    let mut sums = ErrorSums::default();
-    for r in ratings {
-        let (u, i) = ((r.user - u0) as usize, (r.item - i0) as usize);
-        let weight = (weights.users[r.user as usize], weights.items[r.item as usize]);
-        let e = sgd_update(&mut stripe.factors[u * k..][..k], &mut half.factors[i * k..][..k], &mut stripe.bias[u], &mut half.bias[i], weight, &[], &mut [], r.value, step);
-        sums.add(e as f64);
-    }
-    Some(sums)
-}
-
-/// The panics of timely's threads when a peer vanishes, kept for the error instead of printed.
-static TIMELY_PANICS: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
-
-fn quiet_timely_panics() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let thread = std::thread::current().name().unwrap_or("").to_string();
-            if thread.starts_with("timely:") {
-                let message = info.payload().downcast_ref::<String>().cloned().or_else(|| info.payload().downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
-                TIMELY_PANICS.lock().unwrap_or_else(|e| e.into_inner()).push((thread, message));
-            } else {
-                default(info);
-            }
-        }));
-    });
-}
-
-/// The error for a worker whose thread panicked: a peer process that vanished, when timely's
-/// receiving thread for it saw its connection end.
-fn lost_peer(cluster: &Cluster, worker: usize, panic: &str) -> Error {
-    let panics = TIMELY_PANICS.lock().unwrap_or_else(|e| e.into_inner());
-    let receiver = panics.iter().find_map(|(thread, message)| thread.strip_prefix("timely:recv-").and_then(|p| p.parse::<usize>().ok()).map(|p| (p, message.clone())));
-    match receiver {
-        Some((process, message)) => {
-            Error::Cluster(format!("process {process} ({}) stopped or lost its connection: {message}", cluster.hosts.get(process).map_or("?", String::as_str)))
-        }
-        None => Error::Cluster(format!("{} failed: {panic}", cluster.describe_worker(worker))),
     }
 }

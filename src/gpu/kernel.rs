@@ -1,10 +1,13 @@
-//! Composes the one SGD kernel for a rank, a precision and a reduction mode, and builds its
-//! pipelines. The composition is one small substitution step: a generated header (storage type,
-//! rank, workgroup size) and a group prelude go before shaders/sgd.wgsl.
+//! Composes the one SGD kernel for a rank, a precision, a reduction mode and a loss, and builds
+//! its pipelines. The composition is one small substitution step: a generated header (storage
+//! type, rank, workgroup size, the uniform's struct), a group prelude, the loss's functions
+//! ([`Loss::wgsl`]) and the constraints' go before shaders/sgd.wgsl; the SVD++ term's passes
+//! after it. No kernel is copied per variant.
 
 use super::context::Gpu;
 use super::Precision;
 use crate::error::{Error, Result};
+use crate::objective::Loss;
 
 pub const SGD_WGSL: &str = include_str!("../../shaders/sgd.wgsl");
 pub const GROUP_SUBGROUP_WGSL: &str = include_str!("../../shaders/group_subgroup.wgsl");
@@ -28,6 +31,12 @@ pub struct KernelShape {
     pub lanes: u32,
     /// With the SVD++ term's prior and its passes (shaders/svdpp.wgsl).
     pub svdpp: bool,
+    /// What the updates descend, and how evaluation judges a score.
+    pub loss: Loss,
+    /// Factors projected to ≥ 0 after each update.
+    pub nonneg: bool,
+    /// L1 shrinkage after each update (its size is the uniform's `l1`).
+    pub l1: bool,
 }
 
 impl KernelShape {
@@ -57,7 +66,7 @@ impl KernelShape {
                 None => k4.max(1).next_power_of_two().min(widest),
             }
         };
-        Ok(KernelShape { rank, precision, subgroups, lanes, svdpp: false })
+        Ok(KernelShape { rank, precision, subgroups, lanes, svdpp: false, loss: Loss::Squared, nonneg: false, l1: false })
     }
 
     /// vec4s per factor row.
@@ -94,12 +103,81 @@ impl KernelShape {
             "// no SVD++ term: every prior is zero, and no share is kept\nfn user_prior(index: u32) -> vec4<f32> { return vec4<f32>(0.0); }\nfn add_share(index: u32, v: vec4<f32>) {}\n".into()
         };
         format!(
-            "{enable}// generated header: rank {rank}, {precision:?}, {lanes} lanes per rating\nalias Factor = {factor};\nconst K4: u32 = {k4}u;\nconst LANES: u32 = {lanes}u;\nconst CHUNKS: u32 = {chunks}u;\nconst WG: u32 = {wg}u;\n\n{prelude}\n{SGD_WGSL}\n{svdpp}",
+            "{enable}// generated header: rank {rank}, {precision:?}, {lanes} lanes per rating\nalias Factor = {factor};\nconst K4: u32 = {k4}u;\nconst LANES: u32 = {lanes}u;\nconst CHUNKS: u32 = {chunks}u;\nconst WG: u32 = {wg}u;\n\n{params}\n{prelude}\n{loss}\n{label}\n{constraints}\n{SGD_WGSL}\n{svdpp}",
             rank = self.rank,
             precision = self.precision,
             lanes = self.lanes,
             wg = self.workgroup_size(),
+            params = ParamsUniform::wgsl(),
+            loss = self.loss.wgsl(),
+            label = if self.loss.is_binary() {
+                "// Binary labels: values above the middle of the two are +1, below −1.\nfn label_of(value: f32) -> f32 {\n    return select(-1.0, 1.0, value > params.label_middle);\n}\n"
+            } else {
+                "fn label_of(value: f32) -> f32 {\n    return value;\n}\n"
+            },
+            constraints = self.constraints_wgsl(),
         )
+    }
+
+    /// `constrain(v, threshold)`: a vec4 of factors after its plain step, shrunk toward zero by
+    /// `threshold` and stopped there (L1), then projected to ≥ 0 (non-negative factors), as
+    /// the CPU's update does (src/update.rs); `project(v)` the projection alone.
+    fn constraints_wgsl(&self) -> String {
+        let shrink = if self.l1 { "let shrunk = max(abs(v) - vec4<f32>(threshold), vec4<f32>(0.0));\n    let x = select(shrunk, -shrunk, v < vec4<f32>(0.0));" } else { "let x = v;" };
+        let project = if self.nonneg { "max(v, vec4<f32>(0.0))" } else { "v" };
+        format!(
+            "fn project(v: vec4<f32>) -> vec4<f32> {{\n    return {project};\n}}\n\nfn constrain(v: vec4<f32>, threshold: f32) -> vec4<f32> {{\n    {shrink}\n    return project(x);\n}}\n"
+        )
+    }
+}
+
+/// The kernel's uniform: this struct, and the WGSL `struct Params` the header declares from
+/// [`ParamsUniform::FIELDS`] (a test holds their layouts equal).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct ParamsUniform {
+    pub learning_rate: f32,
+    pub reg: f32,
+    pub reg_bias: f32,
+    pub mean: f32,
+    pub use_biases: u32,
+    pub clip_low: f32,
+    pub clip_high: f32,
+    /// Groups that update at once, at most: Hogwild's conflicts stay rare only while the
+    /// ratings in flight are few beside the rows they touch (a 3×3 problem must run one at a
+    /// time).
+    pub max_groups: u32,
+    /// 1 / the rating unit: factor steps take the loss in units of the ratings' spread, bias
+    /// steps in rating units (see Params::rating_unit in src/model/mod.rs).
+    pub error_scale: f32,
+    pub unit: f32,
+    /// L1 shrinkage of the factors per update, before each row's weight and the learning rate.
+    pub l1: f32,
+    /// Binary labels: values above it are the positive label.
+    pub label_middle: f32,
+}
+
+impl ParamsUniform {
+    /// Each field's name and WGSL type, in order.
+    pub const FIELDS: [(&'static str, &'static str); 12] = [
+        ("learning_rate", "f32"),
+        ("reg", "f32"),
+        ("reg_bias", "f32"),
+        ("mean", "f32"),
+        ("use_biases", "u32"),
+        ("clip_low", "f32"),
+        ("clip_high", "f32"),
+        ("max_groups", "u32"),
+        ("error_scale", "f32"),
+        ("unit", "f32"),
+        ("l1", "f32"),
+        ("label_middle", "f32"),
+    ];
+
+    /// The WGSL declaration.
+    pub fn wgsl() -> String {
+        let fields: String = Self::FIELDS.iter().map(|(name, ty)| format!("    {name}: {ty},\n")).collect();
+        format!("// The kernel's uniform (ParamsUniform in src/gpu/kernel.rs).\nstruct Params {{\n{fields}}}\n")
     }
 }
 

@@ -16,26 +16,23 @@ mod svdpp;
 mod kernel;
 mod plan;
 mod readback;
+mod setup;
 
 pub use context::{list_adapters, quiet_headless_drivers, AdapterSummary, Gpu};
-pub use kernel::{KernelShape, GROUP_SUBGROUP_WGSL, GROUP_WORKGROUP_WGSL, SVDPP_WGSL, SGD_WGSL};
+pub use kernel::{KernelShape, ParamsUniform, GROUP_SUBGROUP_WGSL, GROUP_WORKGROUP_WGSL, SVDPP_WGSL, SGD_WGSL};
 
 use crate::data::Rating;
-use crate::problem::Problem;
 use std::collections::VecDeque;
-use crate::error::{Error, Result};
-use crate::metrics::ErrorSums;
-use crate::model::{Model, Params};
-use crate::grid::Order;
+use crate::error::Result;
+use crate::objective::LossSums;
+use crate::model::Model;
 use crate::schedule::Schedule;
 use crate::solver::{EpochFigures, Solver, UploadCounts};
 use crate::update::RowWeights;
-use buffers::{Bindings, FactorBlock, Window};
-use dispatch::{encode_reduction, workgroups_for};
+use buffers::{FactorBlock, Window};
+use dispatch::encode_reduction;
 use kernel::Pipelines;
-use plan::{gpu_grid, DevicePlan, MAPPED_WINDOW_BYTES, OVERHEAD_BYTES, RING_SLOTS, ROW_EXTRA_BYTES};
 use readback::EpochSlots;
-use wgpu::util::DeviceExt;
 
 /// How factors are stored on the GPU; arithmetic is always f32.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -139,20 +136,6 @@ const MAX_GROUP_ITERATIONS: usize = 1024;
 /// Default workgroups per update dispatch: 2048 × 8 subgroups keeps every SM of a large GPU busy.
 pub(crate) const UPDATE_WORKGROUPS: u32 = 2048;
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct ParamsUniform {
-    learning_rate: f32,
-    reg: f32,
-    reg_bias: f32,
-    mean: f32,
-    use_biases: u32,
-    clip_low: f32,
-    clip_high: f32,
-    max_groups: u32,
-    error_scale: f32,
-}
-
 /// Where the ratings live while training.
 enum Placement {
     /// Uploaded once: each schedule block's windows (by block index), and the test set's.
@@ -160,30 +143,6 @@ enum Placement {
     /// In host memory (the schedule's blocks; the test set by block, rows local), uploaded
     /// window by window each epoch through the ring.
     Streamed { ring: buffers::Ring, test: Vec<Vec<Rating>> },
-}
-
-/// Checks the GPU settings, opens the device and shapes the kernel for the rank and precision.
-/// Returns them with the largest binding the windows may use.
-fn open_kernel(params: &Params, options: &GpuOptions) -> Result<(Gpu, KernelShape, u64)> {
-        for (flag, value) in [("--in-flight", options.in_flight), ("--workgroups", options.workgroups), ("--lanes-per-rating", options.lanes_per_rating)] {
-            if value == Some(0) {
-                return Err(Error::InvalidParameter(format!("{flag} must be at least 1")));
-            }
-        }
-        if options.user_block_rows == Some(0) {
-            return Err(Error::InvalidParameter("--user-block-rows must be at least 1".into()));
-        }
-        let gpu = Gpu::open_at(options.adapter, options.precision == Precision::F16, options.subgroups)?;
-        let shape = KernelShape::new(params.rank, options.precision, gpu.subgroups, gpu.adapter.subgroup_min_size, options.lanes_per_rating)?;
-        if gpu.limits.max_storage_buffers_per_shader_stage < 8 {
-            return Err(Error::Gpu(format!(
-                "{} allows {} storage buffers per shader stage; the kernel needs 8",
-                gpu.adapter.name, gpu.limits.max_storage_buffers_per_shader_stage
-            )));
-        }
-        let device_binding = gpu.limits.max_storage_buffer_binding_size.min(gpu.limits.max_buffer_size);
-        let max_binding = options.max_binding_bytes.map_or(device_binding, |cap| cap.min(device_binding));
-    Ok((gpu, shape, max_binding))
 }
 
 pub struct GpuSolver {
@@ -223,249 +182,7 @@ pub struct GpuSolver {
     test_count: u64,
 }
 
-/// The budget for ratings streamed from disk where the driver reports no memory: the ring's
-/// windows then as large as a binding allows.
-const UNCAPPED: u64 = u64::MAX / 4;
-
 impl GpuSolver {
-    pub fn new(problem: &Problem, model: Model, params: &Params, options: &GpuOptions) -> Result<GpuSolver> {
-        let opened = open_kernel(params, options)?;
-        let (gpu, shape, max_binding) = (&opened.0, &opened.1, opened.2);
-        let (m, n) = (problem.num_users(), problem.num_items());
-        // Without --gpu-memory, what the driver reports less a margin (for the driver, other
-        // programs and the read-back buffers); no cap where it reports nothing.
-        let budget = options.gpu_memory.or(gpu.adapter.device_memory.map(|m| m - (m / 10).max(512 << 20).min(m / 2)));
-        // Ratings in a block cache on disk (`--memory`) always stream: they are never in host
-        // memory whole, so never uploaded whole.
-        let on_disk = problem.train_on_disk.clone();
-        let (budget, rating_bytes) = match on_disk {
-            Some(_) => (budget.or(Some(UNCAPPED)), u64::MAX / 2),
-            None => (budget, 12 * (problem.train.len() + problem.test.len()) as u64),
-        };
-        let plan = DevicePlan::new(budget, shape.row_bytes(), if params.svdpp { shape.row_bytes() + buffers::share_row_bytes(shape) } else { 0 }, m, n, rating_bytes, params.rank)?;
-        let needed = plan.grid(gpu_grid(if on_disk.is_some() { None } else { params.blocks }, m, n, shape.row_bytes(), max_binding, options.user_block_rows)?, m, n);
-        let schedule = match on_disk {
-            None => Schedule::new(&problem.train, m, n, needed, Order::Shuffled, params.seed)?,
-            Some(disk) => plan::disk_schedule(disk, needed, params.seed, &gpu.adapter.name)?,
-        };
-        let unit = params.rating_unit(&problem.train_summary());
-        let weights = RowWeights::new(params, &problem.train_counts());
-        GpuSolver::assemble(opened, plan, schedule, &problem.test, model, params, unit, weights, options, &|_| true)
-    }
-
-    /// DSGD: a device for one worker, holding the blocks of `schedule` (the worker's own; the
-    /// others empty) resident, and factor rows only for the user blocks `own_users` accepts.
-    /// The worker moves item blocks in and out with [`set_rows`](Self::set_rows) and
-    /// [`rows`](Self::rows) and trains blocks with [`train_blocks`](Self::train_blocks).
-    /// `unit` is the whole set's rating unit ([`Params::rating_unit`]), `weights` its rows'
-    /// regularisation weights.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn for_blocks(schedule: Schedule, model: Model, params: &Params, unit: f32, weights: &RowWeights, options: &GpuOptions, own_users: &dyn Fn(usize) -> bool) -> Result<GpuSolver> {
-        let opened = open_kernel(params, options)?;
-        let plan = DevicePlan::new(None, opened.1.row_bytes(), 0, 0, 0, 0, params.rank)?;
-        GpuSolver::assemble(opened, plan, schedule, &[], model, params, unit, weights.clone(), options, own_users)
-    }
-
-    /// Uploads what `plan` keeps on the device and builds the windows: the constructors' common
-    /// part.
-    #[allow(clippy::too_many_arguments)]
-    fn assemble(
-        opened: (Gpu, KernelShape, u64),
-        plan: DevicePlan,
-        schedule: Schedule,
-        test: &[Rating],
-        model: Model,
-        params: &Params,
-        unit: f32,
-        weights: RowWeights,
-        options: &GpuOptions,
-        own_users: &dyn Fn(usize) -> bool,
-    ) -> Result<GpuSolver> {
-        let (gpu, mut shape, max_binding) = opened;
-        let (m, n) = (model.user_bias.len(), model.item_bias.len());
-        let train_len = schedule.ratings();
-        let max_ratings = (max_binding / std::mem::size_of::<crate::data::Rating>() as u64) as usize;
-
-        let (lo, hi) = model.rating_range;
-        let uniform = ParamsUniform {
-            learning_rate: params.learning_rate,
-            reg: params.reg,
-            reg_bias: params.reg_bias,
-            mean: model.mean,
-            use_biases: params.biases as u32,
-            clip_low: lo.max(f32::MIN),
-            clip_high: hi.min(f32::MAX),
-            max_groups: options.in_flight.unwrap_or_else(|| default_in_flight(schedule.users.max_rows(), schedule.items.max_rows())),
-            error_scale: 1.0 / unit,
-        };
-        let in_flight_workgroups = uniform.max_groups.div_ceil(shape.ratings_per_workgroup());
-        let cap = options.workgroups.unwrap_or(UPDATE_WORKGROUPS).min(in_flight_workgroups).max(1);
-        let largest_block = (0..schedule.len()).map(|b| schedule.block_len(b)).max().unwrap_or(1).min(max_ratings);
-        let update_workgroups = workgroups_for(&gpu, &shape, largest_block, cap);
-        // A window is as long as one binding holds, but no group loops more than
-        // MAX_GROUP_ITERATIONS times in one dispatch.
-        let live_groups = (uniform.max_groups as usize).min(update_workgroups as usize * shape.ratings_per_workgroup() as usize);
-        let max_ratings = max_ratings.min(live_groups.saturating_mul(MAX_GROUP_ITERATIONS)).max(1);
-
-        let (user_rows, item_rows) = (schedule.users.max_rows() as u64, schedule.items.max_rows() as u64);
-        // With the SVD++ term a user row carries its prior and share.
-        let prior_and_share_bytes = if params.svdpp { (shape.row_bytes() + buffers::share_row_bytes(&shape)) * plan.swapped_rows.map_or(m as u64, |_| user_rows) } else { 0 };
-        let factor_bytes = prior_and_share_bytes
-            + match plan.swapped_rows {
-                None => (shape.row_bytes() + ROW_EXTRA_BYTES) * (m + n) as u64,
-                Some(_) => (shape.row_bytes() + ROW_EXTRA_BYTES) * (user_rows + item_rows),
-            };
-        let upload = options.upload.unwrap_or(if gpu.mappable { Upload::Mapped } else { Upload::Copied });
-        let max_window = match upload {
-            Upload::Mapped => max_ratings.min(MAPPED_WINDOW_BYTES / 12),
-            Upload::Copied => max_ratings,
-        };
-        let streamed_window = plan.budget.filter(|_| plan.streamed).map(|budget| ((budget.saturating_sub(factor_bytes + OVERHEAD_BYTES) / 12) as usize / RING_SLOTS).clamp(1, max_window));
-        if streamed_window.is_some() && upload == Upload::Mapped && !gpu.mappable {
-            return Err(Error::InvalidParameter(format!("--upload mapped: {} cannot map storage buffers for writing; use --upload copied", gpu.adapter.name)));
-        }
-        let partial_bytes = |workgroups: u32| 8 * workgroups.max(1) as u64;
-        let needed = factor_bytes
-            + partial_bytes(update_workgroups)
-            + partial_bytes(EVAL_WORKGROUPS)
-            + streamed_window.map_or(12 * (train_len + test.len()) as u64, |w| (RING_SLOTS * w * 12) as u64);
-        // The SVD++ term's passes run on the device where every rating and row is resident,
-        // each side in one buffer, and their state fits beside them; elsewhere on the host,
-        // between epochs.
-        if params.svdpp && gpu.limits.max_storage_buffers_per_shader_stage < 10 {
-            return Err(Error::Gpu(format!(
-                "{} allows {} storage buffers per shader stage; the SVD++ term needs 10 (--no-svdpp trains without it)",
-                gpu.adapter.name, gpu.limits.max_storage_buffers_per_shader_stage
-            )));
-        }
-        let swapped = plan.swapped_rows.is_some();
-        let user_layout = buffers::SideLayout::new(&gpu, &shape, &schedule.users, swapped, own_users, params.svdpp, max_binding);
-        let item_layout = buffers::SideLayout::new(&gpu, &shape, &schedule.items, swapped, &|_| true, false, max_binding);
-        // The passes index rows by their place in each side's one buffer (blocks lie there
-        // one after another, aligned), so they need each side in one buffer.
-        let (m_rows, n_rows) = (user_layout.whole_rows().unwrap_or(m as u64) as usize, item_layout.whole_rows().unwrap_or(n as u64) as usize);
-        let svdpp_bytes = svdpp::device_bytes(&shape, train_len, m_rows, n_rows);
-        let on_host = if !params.svdpp {
-            None
-        } else if swapped {
-            Some(format!("the factors are swapped onto the device in {} blocks", schedule.grid()))
-        } else if user_layout.whole_rows().is_none() || item_layout.whole_rows().is_none() {
-            Some(format!("a side's factor rows do not fit one binding of {}", crate::resources::human_bytes(max_binding)))
-        } else if schedule.on_disk() {
-            Some("the ratings stream from disk".to_string())
-        } else if streamed_window.is_some() {
-            Some("the ratings stream from host memory".to_string())
-        } else if svdpp::largest_buffer(&shape, train_len, n_rows) > max_binding {
-            Some(format!("its state needs a binding of {}, above the device's {}", crate::resources::human_bytes(svdpp::largest_buffer(&shape, train_len, n_rows)), crate::resources::human_bytes(max_binding)))
-        } else if plan.budget.is_some_and(|budget| needed + svdpp_bytes + OVERHEAD_BYTES > budget) {
-            Some(format!("its {} do not fit the GPU memory budget beside the ratings and factors", crate::resources::human_bytes(svdpp_bytes)))
-        } else {
-            None
-        };
-        shape.svdpp = params.svdpp;
-        let needed = needed + if params.svdpp && on_host.is_none() { svdpp_bytes } else { 0 };
-        let pipelines = Pipelines::new(&gpu, &shape)?;
-        // The priors start at zero (y = 0).
-        let prior_rows = params.svdpp.then(|| ndarray::Array2::<f32>::zeros((m, params.rank)));
-        let what = format!(
-            "allocating {:.2} GiB of GPU buffers ({} ratings, {} users x {} items, rank {}, {:?}; --gpu-memory SIZE below what the device holds streams what does not fit)",
-            needed as f64 / (1u64 << 30) as f64,
-            train_len + test.len(),
-            m,
-            n,
-            params.rank,
-            options.precision
-        );
-        let rows_by_position = (params.svdpp && on_host.is_none()).then(|| (user_layout.rows_by_position(&schedule.users), item_layout.rows_by_position(&schedule.items)));
-        let (user_blocks, item_blocks, params_buffer, train_partials, test_partials) = gpu.scoped(&what, || {
-            let partials = |label: &str, workgroups: u32| {
-                gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some(label),
-                    size: partial_bytes(workgroups),
-                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-                    mapped_at_creation: false,
-                })
-            };
-            (
-                buffers::upload_factor_blocks(&gpu, &shape, user_layout, &model.user_factors, &model.user_bias, &weights.users, prior_rows.as_ref(), "user block"),
-                buffers::upload_factor_blocks(&gpu, &shape, item_layout, &model.item_factors, &model.item_bias, &weights.items, None, "item block"),
-                gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some("params"),
-                    contents: bytemuck::bytes_of(&uniform),
-                    usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-                }),
-                partials("training error partials", update_workgroups),
-                partials("test error partials", EVAL_WORKGROUPS),
-            )
-        })?;
-        let svdpp = match (params.svdpp, on_host) {
-            (false, _) => None,
-            (true, None) => {
-                let reach = crate::svdpp::Reach::of(&schedule)?;
-                let (users, items) = (&user_blocks[0], &item_blocks[0]);
-                let places = rows_by_position.expect("made where the passes run on the device");
-                let (prior, share) = users.prior.as_ref().zip(users.share.as_ref()).expect("user blocks carry priors and shares with the SVD++ term");
-                let rows = [&users.factors, &items.factors, &items.reg_weight, prior, share];
-                Some(svdpp::Svdpp::Device(gpu.scoped("uploading the SVD++ term's state", || svdpp::DeviceSvdpp::new(&gpu, &shape, &pipelines, &schedule, &places, (m_rows, n_rows), &reach, rows, &params_buffer))?))
-            }
-            (true, Some(why)) => {
-                let state = crate::svdpp::SvdppState::new(&schedule, params.rank, &weights.by_position(&schedule).items)?;
-                let share = ndarray::Array2::zeros((m, params.rank));
-                Some(svdpp::Svdpp::Host(Box::new(svdpp::HostSvdpp { state, prior: prior_rows.expect("made with the SVD++ term"), share, why })))
-            }
-        };
-        let bindings = |b: usize, output| {
-            let (ub, ib) = schedule.coordinates(b);
-            Bindings { pipelines: &pipelines, users: &user_blocks[ub], items: &item_blocks[ib], params: &params_buffer, output }
-        };
-        let placement = match streamed_window {
-            None => Placement::Resident {
-                train: gpu.scoped("uploading the train ratings", || {
-                    (0..schedule.len()).map(|b| buffers::upload_windows(&gpu, &schedule.local_block(b), max_ratings, &bindings(b, &train_partials), "train ratings")).collect()
-                })?,
-                test: gpu.scoped("uploading the test ratings", || {
-                    schedule
-                        .localize(test)
-                        .iter()
-                        .enumerate()
-                        .flat_map(|(b, ratings)| buffers::upload_windows(&gpu, ratings, max_ratings, &bindings(b, &test_partials), "test ratings"))
-                        .collect()
-                })?,
-            },
-            Some(window) => Placement::Streamed { ring: buffers::Ring::new(&gpu, RING_SLOTS, window, upload)?, test: schedule.localize(test) },
-        };
-        // The reductions bind the partials beside a placeholder rating.
-        let reduce = |output| buffers::upload_windows(&gpu, &[crate::data::Rating { user: 0, item: 0, value: 0.0 }], 1, &bindings(0, output), "reduction").remove(0);
-        let (train_reduction, test_reduction) = (reduce(&train_partials), reduce(&test_partials));
-        let slots = EpochSlots::new(&gpu)?;
-        Ok(GpuSolver {
-            shape,
-            pipelines,
-            svdpp,
-            user_blocks,
-            item_blocks,
-            weights,
-            params_buffer,
-            uniform,
-            train_partials,
-            test_partials,
-            placement,
-            swapped: plan.swapped_rows.map(|_| (0, 0)),
-            streamed: VecDeque::new(),
-            uploads: VecDeque::new(),
-            train_reduction,
-            test_reduction,
-            update_workgroups,
-            slots,
-            template: model,
-            buffer_bytes: needed,
-            train_count: train_len as u64,
-            test_count: test.len() as u64,
-            schedule,
-            gpu,
-        })
-    }
-
     /// Bytes of GPU buffers this solver holds.
     pub fn buffer_bytes(&self) -> u64 {
         self.buffer_bytes
@@ -515,8 +232,8 @@ impl Solver for GpuSolver {
     fn finish_epoch(&mut self) -> Result<EpochFigures> {
         let done = self.slots.finish(&self.gpu)?;
         Ok(EpochFigures {
-            train: ErrorSums { count: self.train_count, squared: done.sums[0] as f64, absolute: done.sums[1] as f64 },
-            test: done.scored_test.then(|| ErrorSums { count: self.test_count, squared: done.sums[2] as f64, absolute: done.sums[3] as f64 }),
+            train: sums(self.train_count, &done.sums[..4]),
+            test: done.scored_test.then(|| sums(self.test_count, &done.sums[4..])),
             kernel_seconds: done.kernel_seconds,
             streamed_bytes: self.streamed.pop_front().unwrap_or(0),
             uploads: self.uploads.pop_front().unwrap_or_default(),
@@ -541,6 +258,11 @@ impl Solver for GpuSolver {
         buffers::read_factor_blocks(&self.gpu, &self.shape, &self.item_blocks, &mut model.item_factors, &mut model.item_bias)?;
         Ok(model)
     }
+}
+
+/// The loss sums of `count` ratings read back from the device.
+fn sums(count: u64, four: &[f32]) -> LossSums {
+    LossSums { count, loss: four[0] as f64, squared: four[1] as f64, absolute: four[2] as f64, correct: four[3] as f64 }
 }
 
 /// A side of the grid, for moving a block of rows on and off the device.
@@ -573,7 +295,7 @@ impl GpuSolver {
         outcome?;
         if score_test {
             encode_reduction(&mut encoder, &self.pipelines, &self.test_reduction, "test error");
-            self.slots.encode_copy(&mut encoder, slot, &self.test_partials, 8);
+            self.slots.encode_copy(&mut encoder, slot, &self.test_partials, readback::SUMS_BYTES);
         }
         self.slots.encode_timestamps(&mut encoder, slot);
         let submission = self.gpu.queue.submit([encoder.finish()]);
@@ -583,11 +305,11 @@ impl GpuSolver {
 
     /// DSGD: trains `blocks` once each, in order, at `lr`, and returns their errors (waits for
     /// the device).
-    pub fn train_blocks(&mut self, blocks: &[usize], lr: f32) -> Result<ErrorSums> {
+    pub fn train_blocks(&mut self, blocks: &[usize], lr: f32) -> Result<LossSums> {
         self.submit(blocks, lr, false)?;
         let figures = self.finish_epoch()?;
         let count = blocks.iter().map(|&b| self.schedule.block_len(b) as u64).sum();
-        Ok(ErrorSums { count, ..figures.train })
+        Ok(LossSums { count, ..figures.train })
     }
 
     /// DSGD: the rows of block `b` of `side`, by position within the block, and their biases.
@@ -596,9 +318,24 @@ impl GpuSolver {
         blocks[b].read(&self.gpu, &self.shape, self.template.rank())
     }
 
+    /// DSGD with the SVD++ term: the shares the last blocks trained gathered for user block
+    /// `b`, by position within the block.
+    pub(crate) fn svdpp_shares(&self, b: usize) -> Result<Vec<f32>> {
+        self.user_blocks[b].read_share(&self.gpu, &self.shape, self.template.rank())
+    }
+
+    /// DSGD with the SVD++ term: user block `b`'s priors (by position within the block), and
+    /// its shares cleared for the next epoch.
+    pub(crate) fn set_svdpp_rows(&self, b: usize, prior: &[f32]) {
+        let k = self.template.rank();
+        let block = &self.user_blocks[b];
+        block.write_prior(&self.gpu, &self.shape, k, prior);
+        block.write_share(&self.gpu, &self.shape, k, &vec![0.0; prior.len()]);
+    }
+
     /// DSGD: puts `factors` and `bias` (by position within block `b`) on the device as block
     /// `b` of `side`; the next training sees them.
-    pub fn set_rows(&mut self, side: Side, b: usize, factors: &[f32], bias: &[f32]) {
+    pub fn set_rows(&self, side: Side, b: usize, factors: &[f32], bias: &[f32]) {
         let blocks = if side == Side::Users { &self.user_blocks } else { &self.item_blocks };
         blocks[b].write(&self.gpu, &self.shape, self.template.rank(), factors, bias);
     }

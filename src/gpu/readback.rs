@@ -9,9 +9,12 @@ use std::collections::VecDeque;
 /// Epochs that may be in flight at once.
 pub(super) const SLOTS: usize = 2;
 
-/// Bytes of a slot: training (Σe², Σ|e|), test (Σe², Σ|e|) as f32, then two u64 timestamps.
-const SLOT_BYTES: u64 = 32;
-const TIMESTAMPS_AT: u64 = 16;
+/// Bytes of a slot: the training pass's four loss sums, the test set's, as f32, then two u64
+/// timestamps.
+const SLOT_BYTES: u64 = 48;
+/// Bytes of one set of loss sums; the test set's lie after the training pass's.
+pub(super) const SUMS_BYTES: u64 = 16;
+const TIMESTAMPS_AT: u64 = 32;
 
 struct Slot {
     readback: wgpu::Buffer,
@@ -31,7 +34,8 @@ pub(super) struct EpochSlots {
 
 /// One finished epoch's read-back.
 pub(super) struct Finished {
-    pub sums: [f32; 4],
+    /// The training pass's loss sums, then the test set's (see [`crate::objective::LossSums`]).
+    pub sums: [f32; 8],
     pub scored_test: bool,
     pub kernel_seconds: Option<f64>,
 }
@@ -86,9 +90,9 @@ impl EpochSlots {
         })
     }
 
-    /// Copies the two reduced sums at the start of `partials` into the slot at `offset`.
+    /// Copies the four reduced sums at the start of `partials` into the slot at `offset`.
     pub(super) fn encode_copy(&self, encoder: &mut wgpu::CommandEncoder, slot: usize, partials: &wgpu::Buffer, offset: u64) {
-        encoder.copy_buffer_to_buffer(partials, 0, &self.slots[slot].readback, offset, 8);
+        encoder.copy_buffer_to_buffer(partials, 0, &self.slots[slot].readback, offset, SUMS_BYTES);
     }
 
     pub(super) fn encode_timestamps(&self, encoder: &mut wgpu::CommandEncoder, slot: usize) {
@@ -109,7 +113,7 @@ impl EpochSlots {
         let slot = self.pending.pop_front().ok_or_else(|| Error::Gpu("no epoch was submitted".into()))?;
         let s = &mut self.slots[slot];
         let bytes = gpu.read_mapped(&s.readback, SLOT_BYTES, s.submission.take())?;
-        let sums: [f32; 4] = bytemuck::pod_read_unaligned(&bytes[..16]);
+        let sums: [f32; 8] = bytemuck::pod_read_unaligned(&bytes[..32]);
         let ticks: [u64; 2] = bytemuck::pod_read_unaligned(&bytes[TIMESTAMPS_AT as usize..]);
         let kernel_seconds = s.timer.is_some().then(|| ticks[1].saturating_sub(ticks[0]) as f64 * self.nanoseconds_per_tick * 1e-9);
         Ok(Finished { sums, scored_test: s.scored_test, kernel_seconds })

@@ -89,7 +89,18 @@ impl GpuSolver {
         let mut p = by_position(users, model.user_factors.as_slice().expect("row-major"));
         let q = by_position(items, model.item_factors.as_slice().expect("row-major"));
         state.priors_and_shares().1.copy_from_slice(&by_position(users, share.as_slice().expect("row-major")));
-        let step = Step { lr: u.learning_rate, reg: u.reg, reg_bias: u.reg_bias, mean: u.mean, biases: u.use_biases != 0, error_scale: u.error_scale };
+        let step = Step {
+            lr: u.learning_rate,
+            reg: u.reg,
+            reg_bias: u.reg_bias,
+            mean: u.mean,
+            biases: u.use_biases != 0,
+            loss: self.shape.loss,
+            unit: crate::objective::Unit { unit: u.unit, inverse: u.error_scale },
+            label_middle: None,
+            l1: u.l1,
+            nonneg: self.shape.nonneg,
+        };
         state.after_epoch(schedule, &mut p, &q, &step)?;
         let bias = by_position(users, &model.user_bias);
         let zeros = vec![0.0f32; users.max_rows() * k];

@@ -2,28 +2,62 @@
 //! training items, and a CRC-32 of everything before it, so that corruption is an error
 //! rather than silent nonsense.
 //!
-//! Version 2 (written now):
+//! Version 3 (written now):
 //! ```text
-//! magic "GPUMF\0\0\x02"
+//! magic "GPUMF\0\0\x03"
 //! u64 users m, u64 items n, u64 rank k, u64 biases (0|1), u64 seen-items bytes s (0: none)
-//! f32 mean, f32 lowest rating, f32 highest rating
+//! u64 loss, u64 link, u64 flags (bit 0: non-negative factors; bit 1: binary labels follow)
+//! f32 mean, f32 lowest rating, f32 highest rating, f32 L1, f32 negative label, f32 positive label
 //! u64 × m user ids, u64 × n item ids, f32 × m user biases, f32 × n item biases
 //! f32 × m·k P (row-major), f32 × n·k Q, s bytes of seen items (see seen.rs)
 //! u32 CRC-32 of every byte from the magic on
 //! ```
-//! Version 1 had no seen items and no checksum; it still loads, with a note.
+//! The loss and link codes are [`LOSS_CODES`]'s and [`Link`]'s. Version 2 had no loss, link or
+//! constraints (it loads as the squared error), version 1 no seen items and no checksum either;
+//! both still load, version 1 with a note.
 
 use super::{Model, SeenItems};
 use crate::data::IdMap;
 use crate::error::{Error, Result};
+use crate::objective::{BinaryLabels, Loss};
 use ndarray::Array2;
 use std::io::Write;
 use std::path::Path;
 
 const MAGIC_V1: &[u8; 8] = b"GPUMF\0\0\x01";
 const MAGIC_V2: &[u8; 8] = b"GPUMF\0\0\x02";
+const MAGIC_V3: &[u8; 8] = b"GPUMF\0\0\x03";
 /// The version [`Model::save`] writes.
-pub const MODEL_FORMAT_VERSION: u8 = 2;
+pub const MODEL_FORMAT_VERSION: u8 = 3;
+
+/// Each loss's code in the file. Fixed: a code is never reused.
+const LOSS_CODES: [(Loss, u64); 6] = [(Loss::Squared, 0), (Loss::Absolute, 1), (Loss::Kl, 2), (Loss::Logistic, 3), (Loss::Hinge, 4), (Loss::SquaredHinge, 5)];
+
+/// What a score becomes when predicted, as recorded in the file (the loss fixes it; it is
+/// written so that a reader need not know every loss, and checked against the loss on load).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Link {
+    /// A rating clipped to the training range.
+    Clipped = 0,
+    /// The probability of the positive label.
+    Probability = 1,
+    /// The margin, whose sign is the class.
+    Margin = 2,
+}
+
+impl Link {
+    fn of(loss: Loss) -> Link {
+        match loss.link_name() {
+            "probability" => Link::Probability,
+            "margin" => Link::Margin,
+            _ => Link::Clipped,
+        }
+    }
+}
+
+fn loss_code(loss: Loss) -> u64 {
+    LOSS_CODES.iter().find(|(l, _)| *l == loss).map_or(0, |(_, c)| *c)
+}
 /// The largest rank a model file may declare (as `Params::validate` allows).
 const MAX_RANK: u64 = 4096;
 
@@ -45,6 +79,25 @@ impl ModelFileInfo {
             )
         })
     }
+}
+
+/// The loss, labels and constraints of a version-3 header, checked.
+fn read_objective(code: u64, link: u64, flags: u64, [l1, negative, positive]: [f32; 3]) -> std::result::Result<(Loss, Option<BinaryLabels>, bool, f32), String> {
+    let loss = LOSS_CODES.iter().find(|(_, c)| *c == code).map(|(l, _)| *l).ok_or_else(|| format!("header names loss {code}, which this gpumf does not know (a newer file?)"))?;
+    if link != Link::of(loss) as u64 {
+        return Err(format!("header's link {link} does not go with its loss {}", crate::choice::Choice::name(loss)));
+    }
+    if flags > 3 {
+        return Err(format!("header's flags {flags:#x} are not gpumf's"));
+    }
+    if !(l1.is_finite() && l1 >= 0.0) {
+        return Err(format!("header's L1 regularisation {l1} is not a non-negative number"));
+    }
+    let labels = (flags & 2 != 0).then_some(BinaryLabels { negative, positive });
+    if labels.is_some() != loss.is_binary() || labels.is_some_and(|l| l.negative >= l.positive || l.negative.is_nan() || l.positive.is_nan()) {
+        return Err(format!("header's binary labels ({negative}, {positive}) do not go with its loss {}", crate::choice::Choice::name(loss)));
+    }
+    Ok((loss, labels, flags & 1 != 0, l1))
 }
 
 /// A writer that keeps a CRC-32 of what passes through it.
@@ -72,13 +125,15 @@ impl Model {
     pub fn save(&self, path: &Path, overwrite: bool) -> Result<()> {
         crate::output::write_atomically(path, overwrite, |w| {
             let mut w = Checksummed { inner: w, crc: crc32fast::Hasher::new() };
-            w.write_all(MAGIC_V2)?;
+            w.write_all(MAGIC_V3)?;
             let seen: &[u8] = self.seen.as_ref().map_or(&[], |s| s.as_bytes());
             let (m, n, k) = (self.users.len() as u64, self.items.len() as u64, self.rank() as u64);
-            for v in [m, n, k, self.biases as u64, seen.len() as u64] {
+            let flags = self.nonneg as u64 | (self.labels.is_some() as u64) << 1;
+            for v in [m, n, k, self.biases as u64, seen.len() as u64, loss_code(self.loss), Link::of(self.loss) as u64, flags] {
                 w.write_all(&v.to_le_bytes())?;
             }
-            for v in [self.mean, self.rating_range.0, self.rating_range.1] {
+            let labels = self.labels.unwrap_or(BinaryLabels { negative: 0.0, positive: 0.0 });
+            for v in [self.mean, self.rating_range.0, self.rating_range.1, self.l1, labels.negative, labels.positive] {
                 w.write_all(&v.to_le_bytes())?;
             }
             for ids in [self.users.externals(), self.items.externals()] {
@@ -111,20 +166,26 @@ impl Model {
             return Err(err("too short to be a gpumf model".into()));
         }
         let version = match &bytes[..8] {
-            m if m == MAGIC_V2 => 2u8,
+            m if m == MAGIC_V3 => 3u8,
+            m if m == MAGIC_V2 => 2,
             m if m == MAGIC_V1 => 1,
+            m if m.starts_with(b"GPUMF\0\0") => return Err(err(format!("format version {} is newer than this gpumf reads (up to {MODEL_FORMAT_VERSION}): update gpumf", m[7]))),
             _ => return Err(err("not a gpumf model file (bad magic bytes)".into())),
         };
-        let header_words = if version == 2 { 5 } else { 4 };
-        let header_len = 8 + 8 * header_words + 12;
+        let (header_words, header_floats) = match version {
+            3 => (8, 6),
+            2 => (5, 3),
+            _ => (4, 3),
+        };
+        let header_len = 8 + 8 * header_words + 4 * header_floats;
         if bytes.len() < header_len {
             return Err(err(format!("truncated: {} bytes, shorter than the header", bytes.len())));
         }
         let u64_at = |i: usize| u64::from_le_bytes(bytes[8 + 8 * i..16 + 8 * i].try_into().expect("8 bytes"));
         let f32_at = |i: usize| f32::from_le_bytes(bytes[8 + 8 * header_words + 4 * i..][..4].try_into().expect("4 bytes"));
         let (m, n, k, biases) = (u64_at(0), u64_at(1), u64_at(2), u64_at(3));
-        let seen_len = if version == 2 { u64_at(4) } else { 0 };
-        let checksum_len = if version == 2 { 4 } else { 0 };
+        let seen_len = if version >= 2 { u64_at(4) } else { 0 };
+        let checksum_len = if version >= 2 { 4 } else { 0 };
         let expected = (|| {
             let rows = m.checked_add(n)?;
             let ids_and_biases = rows.checked_mul(12)?;
@@ -135,10 +196,10 @@ impl Model {
             return Err(err(format!(
                 "size {} bytes does not match its header ({m} users, {n} items, rank {k}{}): truncated or corrupt",
                 bytes.len(),
-                if version == 2 { format!(", {seen_len} bytes of seen items") } else { String::new() }
+                if version >= 2 { format!(", {seen_len} bytes of seen items") } else { String::new() }
             )));
         }
-        if version == 2 {
+        if version >= 2 {
             let (body, stored) = bytes.split_at(bytes.len() - 4);
             let stored = u32::from_le_bytes(stored.try_into().expect("4 bytes"));
             if crc32fast::hash(body) != stored {
@@ -161,6 +222,8 @@ impl Model {
         if lo.is_nan() || hi.is_nan() || lo > hi {
             return Err(err(format!("header's rating range {lo}..{hi} is not a range")));
         }
+        let objective = if version >= 3 { read_objective(u64_at(5), u64_at(6), u64_at(7), [f32_at(3), f32_at(4), f32_at(5)]).map_err(err)? } else { (Loss::Squared, None, false, 0.0) };
+        let (loss, labels, nonneg, l1) = objective;
 
         let (m, n, k) = (m as usize, n as usize, k as usize);
         let mut at = header_len;
@@ -193,6 +256,10 @@ impl Model {
             _ => Some(SeenItems::from_bytes(seen_bytes, m, n).map_err(|e| err(format!("{e}: corrupt")))?),
         };
         let model = Model {
+            loss,
+            labels,
+            nonneg,
+            l1,
             mean,
             biases: biases != 0,
             user_bias,
@@ -218,7 +285,7 @@ use crate::problem::Problem;
     fn model() -> Model {
         let set = RatingSet::from_triplets([(10, 1, 4.0), (10, 2, 3.0), (11, 1, 5.0), (12, 3, 1.0)]);
         let problem = Problem::new(set, None);
-        let mut model = Model::init(&problem, &Params { rank: 3, ..Params::default() });
+        let mut model = Model::init(&problem, &Params { rank: 3, ..Params::default() }, None);
         model.record_seen(&problem);
         model
     }
@@ -249,7 +316,7 @@ use crate::problem::Problem;
         m.save(&path, false).unwrap();
         let (back, info) = Model::load_with_info(&path).unwrap();
         assert_eq!(back, m);
-        assert_eq!(info, ModelFileInfo { version: 2, checksummed: true });
+        assert_eq!(info, ModelFileInfo { version: 3, checksummed: true });
         assert!(info.note().is_none());
     }
 

@@ -10,6 +10,7 @@ pub use seen::SeenItems;
 use crate::data::{IdMap, RatingSummary, UNKNOWN};
 use crate::problem::Problem;
 use crate::error::{Error, Result};
+use crate::objective::{BinaryLabels, Loss};
 use crate::rng::part_rng;
 use crate::grid::GridSize;
 use ndarray::Array2;
@@ -60,6 +61,14 @@ pub struct Params {
     /// The SVD++-style term: each user row is pulled toward what the items it rated
     /// say of it rather than toward zero (see [`crate::svdpp`]).
     pub svdpp: bool,
+    /// What training minimises ([`crate::objective`]).
+    pub loss: Loss,
+    /// Non-negative factors: each factor is projected to ≥ 0 after every update (LIBMF's
+    /// `--nmf`), and after the SVD++ term's passes. The KL divergence implies it.
+    pub nonneg: bool,
+    /// L1 regularisation of the factors beside `reg`'s L2, weighted per row as `reg` is: each
+    /// update shrinks every factor toward zero by lr·l1·w and stops it there (LIBMF's `-l1`).
+    pub l1: f32,
 }
 
 impl Default for Params {
@@ -82,6 +91,9 @@ impl Default for Params {
             models: 1,
             scale: true,
             svdpp: true,
+            loss: Loss::Squared,
+            nonneg: false,
+            l1: 0.0,
         }
     }
 }
@@ -99,7 +111,7 @@ impl Params {
         if self.epochs == 0 {
             return bad("--epochs must be at least 1".into());
         }
-        for (flag, v) in [("--lr", self.learning_rate), ("--lr-decay", self.lr_decay), ("--reg", self.reg), ("--reg-bias", self.reg_bias), ("--init-std", self.init_std)] {
+        for (flag, v) in [("--lr", self.learning_rate), ("--lr-decay", self.lr_decay), ("--reg", self.reg), ("--reg-bias", self.reg_bias), ("--init-std", self.init_std), ("--l1", self.l1)] {
             if !v.is_finite() || v < 0.0 {
                 return bad(format!("{flag} must be a finite non-negative number, got {v}"));
             }
@@ -116,7 +128,18 @@ impl Params {
         if self.learning_rate == 0.0 {
             return bad("--lr must be positive".into());
         }
+        if self.nonneg && self.loss.is_binary() && !self.biases {
+            return bad(format!(
+                "--nonneg with --loss {} and --no-biases: every score p·q would be ≥ 0, so the model could never predict the negative label; keep the biases or leave out --nonneg",
+                crate::choice::Choice::name(self.loss)
+            ));
+        }
         Ok(())
+    }
+
+    /// Whether factors are kept non-negative: asked for, or needed by the loss.
+    pub fn nonneg(&self) -> bool {
+        self.nonneg || self.loss.needs_nonneg()
     }
 
     /// The rating unit training works in: with `scale`, the training ratings' standard
@@ -129,7 +152,8 @@ impl Params {
     /// not change). So the model stays in the ratings' own units and no rating is rewritten,
     /// on any backend or in any cache.
     pub fn rating_unit(&self, ratings: &RatingSummary) -> f32 {
-        if !self.scale {
+        // Binary labels are ±1 whatever the file said: their own unit.
+        if !self.scale || self.loss.is_binary() {
             return 1.0;
         }
         ratings.spread()
@@ -158,9 +182,17 @@ impl Params {
     }
 }
 
-/// A trained (or initial) factorisation: prediction(u, i) = μ + b_u + b_i + p_u·q_i.
+/// A trained (or initial) factorisation: score(u, i) = μ + b_u + b_i + p_u·q_i, and what the
+/// score means: its loss's link (a rating, a probability, a margin).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Model {
+    /// What the model was trained to minimise, which says what its scores mean.
+    pub loss: Loss,
+    /// With a binary loss: the file's two values, for the classes `predict` prints.
+    pub labels: Option<BinaryLabels>,
+    /// The constraints it was trained under (non-negative factors, L1), recorded in its file.
+    pub nonneg: bool,
+    pub l1: f32,
     pub mean: f32,
     pub biases: bool,
     pub user_bias: Vec<f32>,
@@ -169,7 +201,7 @@ pub struct Model {
     pub user_factors: Array2<f32>,
     /// Q, items × rank.
     pub item_factors: Array2<f32>,
-    /// Predictions are clipped to the training ratings' range.
+    /// Real-valued predictions are clipped to the training ratings' range.
     pub rating_range: (f32, f32),
     pub users: IdMap,
     pub items: IdMap,
@@ -181,16 +213,19 @@ pub struct Model {
 
 impl Model {
     /// The seeded starting point shared by all backends: N(0, init_std) factors (in the rating
-    /// unit, see [`Params::rating_unit`]), zero biases.
-    pub fn init(problem: &Problem, params: &Params) -> Model {
-        Model::init_for(problem, params, &problem.train_summary())
+    /// unit, see [`Params::rating_unit`]; their absolute values with non-negative factors),
+    /// zero biases, and the loss's offset as μ. `labels` are the binary labels of the data,
+    /// with a binary loss ([`Problem::labels`]).
+    pub fn init(problem: &Problem, params: &Params, labels: Option<BinaryLabels>) -> Model {
+        Model::init_for(problem, params, &problem.train_summary(), labels)
     }
 
     /// [`Model::init`] for `problem`'s users and items with the offset, range and unit of
     /// `ratings`: a cluster process holds only its own stripes, but starts from the whole set's.
-    pub fn init_for(problem: &Problem, params: &Params, ratings: &RatingSummary) -> Model {
+    pub fn init_for(problem: &Problem, params: &Params, ratings: &RatingSummary, labels: Option<BinaryLabels>) -> Model {
         let std = params.init_std * params.rating_unit(ratings).sqrt();
         let normal = Normal::new(0.0f32, std).expect("init_std validated");
+        let nonneg = params.nonneg();
         let (m, n, k) = (problem.num_users(), problem.num_items(), params.rank);
         // In parallel, blocks of rows each from their own stream (Netflix at rank 128 is 64M draws).
         let random = |rows: usize, stream: u64| {
@@ -199,12 +234,24 @@ impl Model {
             values.par_chunks_mut(INIT_BLOCK_ROWS * k.max(1)).enumerate().for_each(|(b, block)| {
                 let mut rng = part_rng(params.seed, stream, b);
                 block.iter_mut().for_each(|x| *x = normal.sample(&mut rng));
+                if nonneg {
+                    block.iter_mut().for_each(|x| *x = x.abs());
+                }
             });
             a
         };
         let (user_factors, item_factors) = (random(m, 1), random(n, 2));
+        // The labels' mean (±1) where they are binary.
+        let mean = match labels {
+            Some(l) => (2.0 * (ratings.mean() - l.negative) / (l.positive - l.negative) - 1.0).clamp(-1.0, 1.0),
+            None => ratings.mean(),
+        };
         Model {
-            mean: if params.biases { ratings.mean() } else { 0.0 },
+            loss: params.loss,
+            labels,
+            nonneg,
+            l1: params.l1,
+            mean: if params.biases { params.loss.offset(mean) } else { 0.0 },
             biases: params.biases,
             user_bias: vec![0.0; m],
             item_bias: vec![0.0; n],
@@ -257,10 +304,22 @@ impl Model {
         score_rows(self.mean, user, item)
     }
 
-    /// The predicted rating, clipped to the training range.
+    /// The prediction: the score through the loss's link (a rating clipped to the training
+    /// range, a probability, or a margin).
     #[inline]
     pub fn predict(&self, user: u32, item: u32) -> f32 {
-        clip(self.score(user, item), self.rating_range)
+        self.loss.link(self.score(user, item), self.rating_range)
+    }
+
+    /// The label of a rating's value as the loss takes it: the value, or ±1 for binary labels.
+    #[inline]
+    pub fn label(&self, value: f32) -> f32 {
+        self.labels.map_or(value, |l| l.label(value))
+    }
+
+    /// The class a score predicts, in the data's own values, with a binary loss.
+    pub fn class(&self, user: u32, item: u32) -> Option<f32> {
+        self.labels.map(|l| l.class(self.score(user, item)))
     }
 
     /// Records which items each user rated in `problem`'s training set, for
@@ -329,20 +388,6 @@ pub(crate) fn score_rows(mean: f32, user: Option<(&[f32], f32)>, item: Option<(&
     s
 }
 
-/// A score clipped to the training range. Comparisons rather than `clamp`, which panics on a
-/// range built by hand the wrong way round; and rather than `max`/`min`, which would turn a
-/// diverged NaN into a plausible rating and hide the divergence.
-#[inline]
-pub(crate) fn clip(s: f32, (lo, hi): (f32, f32)) -> f32 {
-    if s < lo {
-        lo
-    } else if s > hi {
-        hi
-    } else {
-        s
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -363,7 +408,7 @@ mod tests {
         let problem = Problem::new(crate::data::RatingSet { entries: ratings, users: IdMap::from_externals((0..5).collect()), items: IdMap::from_externals((0..7).collect()) }, None);
         let members: Vec<Model> = (0..3)
             .map(|s| {
-                let mut m = Model::init(&problem, &Params { rank: 4, seed: s, ..Params::default() });
+                let mut m = Model::init(&problem, &Params { rank: 4, seed: s, ..Params::default() }, None);
                 m.user_bias.iter_mut().enumerate().for_each(|(i, b)| *b = (i as f32 + s as f32) * 0.1);
                 m
             })

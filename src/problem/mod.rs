@@ -8,6 +8,8 @@ pub use split::{k_folds, split_fold, split_marked, split_per_user, split_random}
 
 use crate::cache::DiskBlocks;
 use crate::data::{IdMap, Rating, RatingSet, RatingSummary, RowCounts, UNKNOWN};
+use crate::error::{Error, Result};
+use crate::objective::{BinaryLabels, Loss};
 use std::sync::Arc;
 
 /// Test entries whose user or item never appears in training. The model predicts them from
@@ -93,6 +95,43 @@ impl Problem {
             Some(disk) => disk.counts.clone(),
             None => RowCounts::of(&self.train, self.num_users(), self.num_items()),
         }
+    }
+
+    /// Checks the ratings against what `loss` takes, and returns their binary labels where it
+    /// takes labels: two values in training (the test ratings among them), or non-negative
+    /// values for the KL divergence. The errors name the loss's flag and a value seen.
+    pub fn labels(&self, loss: Loss) -> Result<Option<BinaryLabels>> {
+        self.labels_of(loss, &self.train_summary())
+    }
+
+    /// [`labels`](Self::labels) with the training ratings summed up in `train` (a cluster
+    /// process holds only its stripes, but knows the whole set's summary).
+    pub fn labels_of(&self, loss: Loss, train: &RatingSummary) -> Result<Option<BinaryLabels>> {
+        let flag = || crate::choice::Choice::name(loss);
+        if loss.needs_nonneg() {
+            let lowest = train.lowest.min(self.test.iter().map(|r| r.value).fold(f32::INFINITY, f32::min));
+            if lowest < 0.0 {
+                let side = if train.lowest < 0.0 { "training" } else { "test" };
+                return Err(Error::Data(format!("--loss {}: the {side} ratings hold {lowest}; the KL divergence needs non-negative values (counts, amounts)", flag())));
+            }
+            if train.highest <= 0.0 {
+                return Err(Error::Data(format!("--loss {}: every training rating is 0; the KL divergence needs some positive values", flag())));
+            }
+        }
+        if !loss.is_binary() {
+            return Ok(None);
+        }
+        let labels = BinaryLabels::detect(train.values().iter().copied(), "the training ratings", loss)?;
+        if let Some(r) = self.test.iter().find(|r| labels.sign(r.value).is_none()) {
+            return Err(Error::Data(format!(
+                "--loss {}: the test ratings hold {}, which is neither of the training labels {} and {}",
+                flag(),
+                r.value,
+                labels.negative,
+                labels.positive
+            )));
+        }
+        Ok(Some(labels))
     }
 
     /// From two subsets of one rating set (a split): renumbers ids so the model holds

@@ -139,7 +139,7 @@ use gpumf::problem::split_random;
     let params = Params { rank: 32, epochs: 80, learning_rate: 0.05, lr_decay: 0.0, reg: 0.02, ..Params::default() };
     let patience = 3;
     let t = gpumf::training::train_early_stopping(&problem, &params, backend, patience, |_| {}).unwrap();
-    let rmse: Vec<f64> = t.history.iter().map(|r| r.test_rmse.unwrap()).collect();
+    let rmse: Vec<f64> = t.history.iter().map(|r| r.test_rmse().unwrap()).collect();
     let best = t.best_epoch.unwrap();
     let lowest = rmse.iter().cloned().fold(f64::INFINITY, f64::min);
     assert_eq!(rmse[best - 1], lowest, "best epoch {best} of {rmse:?}");

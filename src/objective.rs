@@ -1,0 +1,563 @@
+//! What training minimises: the loss of one rating's score against its label, written once.
+//! Every trainer takes it from here: the CPU's update rule ([`crate::update`]) calls
+//! [`Loss::slopes`], and the GPU kernel composes [`Loss::wgsl`] into shaders/sgd.wgsl, so no
+//! kernel is copied per loss. A loss gives its value and gradient with respect to the score,
+//! its link (how a score becomes what `predict` prints), the sums an epoch reports, and the
+//! metrics that fit it.
+//!
+//! The score is s = μ + b_u + b_i + p_u·q_i. Real-valued losses compare it with a rating;
+//! binary losses with a label of −1 or +1 (see [`BinaryLabels`] for how a two-valued column
+//! becomes one). The SGD step moves along the negative gradient, in the ratings' unit
+//! ([`crate::model::Params::rating_unit`]): for the squared error ½(r − s)² that is e = r − s,
+//! as before losses were a parameter.
+
+use crate::error::{Error, Result};
+
+/// The losses gpumf trains, LIBMF's real-valued and binary families.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Loss {
+    /// ½(r − s)²: the mean; reports RMSE (LIBMF `-f 0`).
+    #[default]
+    Squared,
+    /// |r − s|: the median, robust to outliers; reports MAE (LIBMF `-f 1`).
+    Absolute,
+    /// Generalised KL divergence r·log(r/s) − r + s, for non-negative ratings such as counts;
+    /// trains non-negative factors (LIBMF `-f 2 --nmf`).
+    Kl,
+    /// log(1 + e^(−y·s)) for labels y = ±1: `predict` prints the probability of the positive
+    /// label (LIBMF `-f 5`).
+    Logistic,
+    /// max(0, 1 − y·s): `predict` prints the margin and the class (LIBMF `-f 7`).
+    Hinge,
+    /// ½·max(0, 1 − y·s)²: as the hinge, smoother (LIBMF `-f 6`).
+    SquaredHinge,
+}
+
+impl crate::choice::Choice for Loss {
+    const WHAT: &'static str = "loss";
+    const ALL: &'static [(Loss, &'static str, &'static str)] = &[
+        (Loss::Squared, "squared", "Squared error on real values: the mean; reports RMSE (the default)"),
+        (Loss::Absolute, "absolute", "Absolute error on real values: the median; reports MAE"),
+        (Loss::Kl, "kl", "Generalised KL divergence on non-negative values (counts); non-negative factors"),
+        (Loss::Logistic, "logistic", "Binary labels: logistic loss; predict prints a probability"),
+        (Loss::Hinge, "hinge", "Binary labels: hinge loss; predict prints the margin and the class"),
+        (Loss::SquaredHinge, "squared-hinge", "Binary labels: squared hinge loss; predict prints the margin and the class"),
+    ];
+}
+
+/// Whether a loss fits real values or two-valued labels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    Real,
+    Binary,
+}
+
+/// The scores of the generalised KL divergence are taken at least this many rating units above
+/// zero: its gradient 1 − r/s grows without bound as s nears zero, which biases can reach.
+pub const KL_FLOOR: f32 = 0.05;
+
+/// What an epoch or a test set adds up, rating by rating: the loss's value, the squared and
+/// absolute error of the score, and the ratings whose sign the score gets right (binary).
+/// f64, so 100M terms add up without drift.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct LossSums {
+    pub count: u64,
+    pub loss: f64,
+    pub squared: f64,
+    pub absolute: f64,
+    pub correct: f64,
+}
+
+impl LossSums {
+    /// Adds one rating's terms, as [`Loss::terms`] gives them.
+    #[inline(always)]
+    pub fn add(&mut self, terms: [f32; 4]) {
+        self.count += 1;
+        self.loss += terms[0] as f64;
+        self.squared += terms[1] as f64;
+        self.absolute += terms[2] as f64;
+        self.correct += terms[3] as f64;
+    }
+
+    pub fn merge(self, o: LossSums) -> LossSums {
+        LossSums { count: self.count + o.count, loss: self.loss + o.loss, squared: self.squared + o.squared, absolute: self.absolute + o.absolute, correct: self.correct + o.correct }
+    }
+
+    /// Root mean squared error (NaN for an empty set).
+    pub fn rmse(&self) -> f64 {
+        (self.squared / self.count as f64).sqrt()
+    }
+
+    pub fn mae(&self) -> f64 {
+        self.absolute / self.count as f64
+    }
+
+    /// The loss's mean value.
+    pub fn mean_loss(&self) -> f64 {
+        self.loss / self.count as f64
+    }
+
+    pub fn accuracy(&self) -> f64 {
+        self.correct / self.count as f64
+    }
+}
+
+/// How the score steps are scaled: training works in units of the ratings' spread (see
+/// [`crate::model::Params::rating_unit`]); binary labels are their own unit.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Unit {
+    pub unit: f32,
+    /// 1 / `unit`.
+    pub inverse: f32,
+}
+
+impl Unit {
+    pub fn of(unit: f32) -> Unit {
+        Unit { unit, inverse: 1.0 / unit }
+    }
+}
+
+impl Loss {
+    pub fn family(self) -> Family {
+        match self {
+            Loss::Squared | Loss::Absolute | Loss::Kl => Family::Real,
+            Loss::Logistic | Loss::Hinge | Loss::SquaredHinge => Family::Binary,
+        }
+    }
+
+    pub fn is_binary(self) -> bool {
+        self.family() == Family::Binary
+    }
+
+    /// Whether the loss needs non-negative factors (and ratings): the KL divergence's scores
+    /// must stay positive.
+    pub fn needs_nonneg(self) -> bool {
+        self == Loss::Kl
+    }
+
+    /// The score the KL divergence is taken at: at least [`KL_FLOOR`] units.
+    #[inline(always)]
+    fn kl_score(score: f32, unit: Unit) -> f32 {
+        score.max(KL_FLOOR * unit.unit)
+    }
+
+    /// The loss of `score` against `label` (a rating, or ±1).
+    pub fn value(self, score: f32, label: f32) -> f32 {
+        let margin = label * score;
+        match self {
+            Loss::Squared => 0.5 * (label - score) * (label - score),
+            Loss::Absolute => (label - score).abs(),
+            Loss::Kl => {
+                let s = score.max(f32::MIN_POSITIVE);
+                if label > 0.0 { label * (label / s).ln() - label + s } else { s }
+            }
+            // log(1 + e^(−m)), without overflow for large |m|.
+            Loss::Logistic => (-margin).max(0.0) + (-margin.abs()).exp().ln_1p(),
+            Loss::Hinge => (1.0 - margin).max(0.0),
+            Loss::SquaredHinge => 0.5 * (1.0 - margin).max(0.0).powi(2),
+        }
+    }
+
+    /// ∂[`value`](Self::value)/∂score (a subgradient where the loss has a kink).
+    pub fn gradient(self, score: f32, label: f32) -> f32 {
+        let margin = label * score;
+        match self {
+            Loss::Squared => score - label,
+            Loss::Absolute => -(label - score).signum() * ((label - score) != 0.0) as u8 as f32,
+            Loss::Kl => 1.0 - label / score,
+            Loss::Logistic => -label / (1.0 + margin.exp()),
+            Loss::Hinge => if margin < 1.0 { -label } else { 0.0 },
+            Loss::SquaredHinge => -label * (1.0 - margin).max(0.0),
+        }
+    }
+
+    /// The SGD step's slopes for one rating: (factor slope, bias slope), each the negative
+    /// gradient in the ratings' unit. The factor step takes the loss as if the ratings were
+    /// divided by the unit, the bias step multiplies that by the unit back (biases stay in
+    /// rating units); for the squared error that is (e / unit, e), e = r − s. The KL
+    /// divergence's score is floored ([`KL_FLOOR`]). shaders/sgd.wgsl's `loss_slopes` (from
+    /// [`wgsl`](Self::wgsl)) is the same arithmetic.
+    #[inline(always)]
+    pub fn slopes(self, score: f32, label: f32, unit: Unit) -> (f32, f32) {
+        match self {
+            Loss::Squared => {
+                let e = label - score;
+                (e * unit.inverse, e)
+            }
+            Loss::Absolute => {
+                let e = label - score;
+                let g = if e > 0.0 { 1.0 } else if e < 0.0 { -1.0 } else { 0.0 };
+                (g, g * unit.unit)
+            }
+            Loss::Kl => {
+                let g = label / Self::kl_score(score, unit) - 1.0;
+                (g, g * unit.unit)
+            }
+            Loss::Logistic => {
+                let g = label / (1.0 + (label * score).exp());
+                (g, g)
+            }
+            Loss::Hinge => {
+                let g = if label * score < 1.0 { label } else { 0.0 };
+                (g, g)
+            }
+            Loss::SquaredHinge => {
+                let g = label * (1.0 - label * score).max(0.0);
+                (g, g)
+            }
+        }
+    }
+
+    /// One rating's terms of [`LossSums`]: the loss, the squared and absolute error of the
+    /// score, and 1 where a binary score has the label's sign.
+    #[inline(always)]
+    pub fn terms(self, score: f32, label: f32) -> [f32; 4] {
+        let e = label - score;
+        let correct = match self.family() {
+            Family::Binary => ((label > 0.0) == (score > 0.0)) as u8 as f32,
+            Family::Real => 0.0,
+        };
+        [self.value(score, label), e * e, e.abs(), correct]
+    }
+
+    /// The score a held-out rating is judged by: a real value clipped to the training range
+    /// (so is its prediction), a binary score as it is.
+    #[inline]
+    pub fn judged(self, score: f32, range: (f32, f32)) -> f32 {
+        match self.family() {
+            Family::Real => clip(score, range),
+            Family::Binary => score,
+        }
+    }
+
+    /// What `predict` prints for a score: a rating clipped to the training range, the
+    /// probability of the positive label (logistic), or the margin (hinge; the class is its
+    /// sign, see [`BinaryLabels::class`]).
+    #[inline]
+    pub fn link(self, score: f32, range: (f32, f32)) -> f32 {
+        match self {
+            Loss::Squared | Loss::Absolute | Loss::Kl => clip(score, range),
+            Loss::Logistic => 1.0 / (1.0 + (-score).exp()),
+            Loss::Hinge | Loss::SquaredHinge => score,
+        }
+    }
+
+    /// What the link gives, for people: "rating", "probability" or "margin".
+    pub fn link_name(self) -> &'static str {
+        match self {
+            Loss::Squared | Loss::Absolute | Loss::Kl => "rating",
+            Loss::Logistic => "probability",
+            Loss::Hinge | Loss::SquaredHinge => "margin",
+        }
+    }
+
+    /// The metrics reported for this loss, the one early stopping and `--auto` judge by first.
+    pub fn metrics(self) -> &'static [Metric] {
+        match self {
+            Loss::Squared => &[Metric::Rmse, Metric::Mae],
+            Loss::Absolute => &[Metric::Mae, Metric::Rmse],
+            Loss::Kl => &[Metric::Gkl, Metric::Rmse, Metric::Mae],
+            Loss::Logistic => &[Metric::LogLoss, Metric::Accuracy, Metric::Auc],
+            Loss::Hinge | Loss::SquaredHinge => &[Metric::Accuracy, Metric::Auc],
+        }
+    }
+
+    /// The metric early stopping and `--auto` judge by.
+    pub fn metric(self) -> Metric {
+        self.metrics()[0]
+    }
+
+    /// The constant score the model starts from (μ): the mean rating; for the logistic loss
+    /// the log-odds of the positive label, its best constant. `mean` is the labels' mean.
+    pub fn offset(self, mean: f32) -> f32 {
+        match self {
+            Loss::Logistic => {
+                let p = ((mean + 1.0) / 2.0).clamp(1e-4, 1.0 - 1e-4);
+                (p / (1.0 - p)).ln()
+            }
+            _ => mean,
+        }
+    }
+
+    /// The WGSL the kernel composes for this loss: `loss_slopes(score, label)`, the step's
+    /// (factor, bias) slopes as [`slopes`](Self::slopes); `loss_terms(score, label)`, one
+    /// rating's [`LossSums`] terms as [`terms`](Self::terms); and `judged(score)`, as
+    /// [`judged`](Self::judged). `params.unit` and `params.error_scale` (its inverse) and the
+    /// clipping range come from the kernel's uniform.
+    pub fn wgsl(self) -> String {
+        let (slopes, value) = match self {
+            Loss::Squared => ("let e = label - score;\n    return vec2<f32>(e * params.error_scale, e);", "0.5 * (label - score) * (label - score)"),
+            Loss::Absolute => (
+                "let e = label - score;\n    var g = 0.0;\n    if (e > 0.0) { g = 1.0; } else if (e < 0.0) { g = -1.0; }\n    return vec2<f32>(g, g * params.unit);",
+                "abs(label - score)",
+            ),
+            Loss::Kl => (
+                "let g = label / max(score, KL_FLOOR * params.unit) - 1.0;\n    return vec2<f32>(g, g * params.unit);",
+                "kl_value(score, label)",
+            ),
+            Loss::Logistic => ("let g = label / (1.0 + exp(label * score));\n    return vec2<f32>(g, g);", "max(-label * score, 0.0) + log(1.0 + exp(-abs(label * score)))"),
+            Loss::Hinge => ("var g = 0.0;\n    if (label * score < 1.0) { g = label; }\n    return vec2<f32>(g, g);", "max(1.0 - label * score, 0.0)"),
+            Loss::SquaredHinge => (
+                "let g = label * max(1.0 - label * score, 0.0);\n    return vec2<f32>(g, g);",
+                "0.5 * max(1.0 - label * score, 0.0) * max(1.0 - label * score, 0.0)",
+            ),
+        };
+        let correct = match self.family() {
+            Family::Binary => "select(0.0, 1.0, (label > 0.0) == (score > 0.0))",
+            Family::Real => "0.0",
+        };
+        let judged = match self.family() {
+            Family::Real => "clamp(score, params.clip_low, params.clip_high)",
+            Family::Binary => "score",
+        };
+        let kl = if self == Loss::Kl {
+            format!(
+                "const KL_FLOOR: f32 = {KL_FLOOR:?};\n\nfn kl_value(score: f32, label: f32) -> f32 {{\n    let s = max(score, 1.17549435e-38);\n    if (label > 0.0) {{\n        return label * log(label / s) - label + s;\n    }}\n    return s;\n}}\n\n"
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "// The loss, {name} (src/objective.rs).\n{kl}fn loss_slopes(score: f32, label: f32) -> vec2<f32> {{\n    {slopes}\n}}\n\nfn loss_terms(score: f32, label: f32) -> vec4<f32> {{\n    let e = label - score;\n    return vec4<f32>({value}, e * e, abs(e), {correct});\n}}\n\nfn judged(score: f32) -> f32 {{\n    return {judged};\n}}\n",
+            name = crate::choice::Choice::name(self)
+        )
+    }
+}
+
+/// A score clipped to `(lo, hi)`. Comparisons rather than `clamp`, which panics on a range
+/// built by hand the wrong way round; and rather than `max`/`min`, which would turn a diverged
+/// NaN into a plausible rating and hide the divergence.
+#[inline]
+pub(crate) fn clip(s: f32, (lo, hi): (f32, f32)) -> f32 {
+    if s < lo {
+        lo
+    } else if s > hi {
+        hi
+    } else {
+        s
+    }
+}
+
+/// What a run is judged by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    Rmse,
+    Mae,
+    /// The generalised KL divergence's mean.
+    Gkl,
+    /// The logistic loss's mean (cross-entropy of the predicted probabilities).
+    LogLoss,
+    /// The share of binary labels whose sign the score gets right.
+    Accuracy,
+    /// The area under the ROC curve of the scores: the chance that a positive outscores a
+    /// negative. Not a sum: computed from the scores (see [`crate::metrics::auc`]).
+    Auc,
+}
+
+impl Metric {
+    /// The name in reports and JSON: "rmse", "log_loss".
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::Rmse => "rmse",
+            Metric::Mae => "mae",
+            Metric::Gkl => "gkl",
+            Metric::LogLoss => "log_loss",
+            Metric::Accuracy => "accuracy",
+            Metric::Auc => "auc",
+        }
+    }
+
+    /// The name for people: "RMSE", "log loss".
+    pub fn label(self) -> &'static str {
+        match self {
+            Metric::Rmse => "RMSE",
+            Metric::Mae => "MAE",
+            Metric::Gkl => "KL divergence",
+            Metric::LogLoss => "log loss",
+            Metric::Accuracy => "accuracy",
+            Metric::Auc => "AUC",
+        }
+    }
+
+    pub fn lower_is_better(self) -> bool {
+        !matches!(self, Metric::Accuracy | Metric::Auc)
+    }
+
+    /// Whether `a` is better than `b` by this metric.
+    pub fn better(self, a: f64, b: f64) -> bool {
+        if self.lower_is_better() { a < b } else { a > b }
+    }
+
+    /// The metric from sums; `None` for AUC, which sums cannot give.
+    pub fn of(self, sums: &LossSums) -> Option<f64> {
+        match self {
+            Metric::Rmse => Some(sums.rmse()),
+            Metric::Mae => Some(sums.mae()),
+            Metric::Gkl | Metric::LogLoss => Some(sums.mean_loss()),
+            Metric::Accuracy => Some(sums.accuracy()),
+            Metric::Auc => None,
+        }
+    }
+}
+
+/// How a two-valued column becomes the labels −1 and +1 the binary losses train on: the
+/// smaller value is the negative label, the larger the positive (0/1, ±1, 1/5, no/yes coded
+/// as numbers). Kept with the model, so `predict` prints classes in the file's own values.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct BinaryLabels {
+    pub negative: f32,
+    pub positive: f32,
+}
+
+impl BinaryLabels {
+    /// The two values of `values`, or an error naming what is wrong: `what` names the column
+    /// ("the training ratings of FILE").
+    pub fn detect(values: impl IntoIterator<Item = f32>, what: &str, loss: Loss) -> Result<BinaryLabels> {
+        let mut seen: Vec<f32> = Vec::with_capacity(3);
+        for v in values {
+            if !seen.contains(&v) {
+                seen.push(v);
+                if seen.len() > 2 {
+                    seen.sort_by(f32::total_cmp);
+                    return Err(Error::Data(format!(
+                        "--loss {}: {what} hold more than two values ({}, {} and {}, at least); a binary loss needs a two-valued column such as 0/1 or -1/1 (--positive-threshold T makes ratings of T and above the positive label)",
+                        crate::choice::Choice::name(loss),
+                        seen[0],
+                        seen[1],
+                        seen[2]
+                    )));
+                }
+            }
+        }
+        match seen[..] {
+            [a, b] => Ok(BinaryLabels { negative: a.min(b), positive: a.max(b) }),
+            [a] => Err(Error::Data(format!(
+                "--loss {}: {what} hold one value only ({a}); a binary loss needs both labels",
+                crate::choice::Choice::name(loss)
+            ))),
+            _ => Err(Error::Data(format!("{what} are empty"))),
+        }
+    }
+
+    /// The label of `value`: −1, +1, or `None` for a value that is neither.
+    pub fn sign(&self, value: f32) -> Option<f32> {
+        if value == self.positive {
+            Some(1.0)
+        } else if value == self.negative {
+            Some(-1.0)
+        } else {
+            None
+        }
+    }
+
+    /// The label a value becomes: +1 above the middle of the two values, −1 below (exact for
+    /// the two values themselves, and the same arithmetic on every backend).
+    #[inline(always)]
+    pub fn label(&self, value: f32) -> f32 {
+        if value > self.middle() { 1.0 } else { -1.0 }
+    }
+
+    /// Halfway between the two values.
+    pub fn middle(&self) -> f32 {
+        0.5 * (self.negative + self.positive)
+    }
+
+    /// The class a score predicts, in the file's values.
+    pub fn class(&self, score: f32) -> f32 {
+        if score > 0.0 { self.positive } else { self.negative }
+    }
+
+    /// For the load report: "0 → −1, 1 → +1".
+    pub fn describe(&self) -> String {
+        format!("{} is the negative label, {} the positive", self.negative, self.positive)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::choice::Choice;
+
+    const UNIT: Unit = Unit { unit: 1.0, inverse: 1.0 };
+
+    /// Scores and labels away from each loss's kinks, where the derivative exists.
+    fn cases(loss: Loss) -> Vec<(f32, f32)> {
+        match loss.family() {
+            Family::Real => vec![(3.2, 4.0), (4.6, 2.0), (0.7, 1.0), (2.5, 0.0), (1.3, 5.0)],
+            Family::Binary => vec![(0.3, 1.0), (-0.4, 1.0), (0.2, -1.0), (-2.5, -1.0), (1.7, -1.0), (-0.05, 1.0)],
+        }
+    }
+
+    #[test]
+    fn each_gradient_is_the_derivative_of_its_value() {
+        for &(loss, _, _) in Loss::ALL {
+            for (score, label) in cases(loss) {
+                let h = 1e-3f64;
+                let value = |s: f64| loss.value(s as f32, label) as f64;
+                let numeric = (value(score as f64 + h) - value(score as f64 - h)) / (2.0 * h);
+                let analytic = loss.gradient(score, label) as f64;
+                assert!((numeric - analytic).abs() < 2e-2 * (1.0 + analytic.abs()), "{loss:?} at score {score}, label {label}: {analytic} against {numeric}");
+            }
+        }
+    }
+
+    #[test]
+    fn each_step_goes_down_the_gradient_in_rating_units() {
+        for &(loss, _, _) in Loss::ALL {
+            for (score, label) in cases(loss) {
+                // Unit 1: both slopes are the negative gradient.
+                let (factor, bias) = loss.slopes(score, label, UNIT);
+                let g = -loss.gradient(score, label);
+                assert!((factor - g).abs() < 1e-5 && (bias - g).abs() < 1e-5, "{loss:?} at ({score}, {label}): {factor}, {bias} against {g}");
+                // In units of 2: the factor slope is the scaled problem's, the bias slope that
+                // times the unit (ratings r/2, scores s/2).
+                if loss.family() == Family::Real {
+                    let unit = Unit::of(2.0);
+                    let (factor, bias) = loss.slopes(score, label, unit);
+                    let scaled = -loss.gradient(score / 2.0, label / 2.0);
+                    assert!((factor - scaled).abs() < 1e-5 && (bias - 2.0 * scaled).abs() < 1e-5, "{loss:?} at ({score}, {label}) in units of 2: {factor}, {bias} against {scaled}");
+                }
+            }
+        }
+        // The squared error's slopes are today's (e / unit, e) to the bit.
+        let (factor, bias) = Loss::Squared.slopes(3.25, 4.5, Unit::of(0.9));
+        assert_eq!((factor, bias), ((4.5f32 - 3.25) * (1.0 / 0.9), 4.5 - 3.25));
+    }
+
+    #[test]
+    fn links_and_terms_say_what_each_loss_predicts() {
+        assert_eq!(Loss::Squared.link(7.0, (1.0, 5.0)), 5.0);
+        assert!((Loss::Logistic.link(0.0, (1.0, 5.0)) - 0.5).abs() < 1e-7);
+        assert!(Loss::Logistic.link(3.0, (0.0, 0.0)) > 0.95);
+        assert_eq!(Loss::Hinge.link(-0.3, (1.0, 5.0)), -0.3);
+        assert_eq!(Loss::Hinge.terms(-0.3, -1.0)[3], 1.0);
+        assert_eq!(Loss::Logistic.terms(0.4, -1.0)[3], 0.0);
+        assert_eq!(Loss::Squared.terms(3.0, 5.0), [2.0, 4.0, 2.0, 0.0]);
+        // The logistic loss does not overflow for large margins.
+        assert!(Loss::Logistic.value(-200.0, 1.0).is_finite() && Loss::Logistic.slopes(300.0, -1.0, UNIT).0.is_finite());
+        assert_eq!(Loss::Logistic.metric(), Metric::LogLoss);
+        assert!(Metric::Accuracy.better(0.9, 0.8) && Metric::Rmse.better(0.8, 0.9));
+    }
+
+    #[test]
+    fn two_valued_columns_become_labels_and_others_are_refused_by_name() {
+        let labels = BinaryLabels::detect([1.0, 5.0, 5.0, 1.0], "the ratings", Loss::Logistic).unwrap();
+        assert_eq!((labels.negative, labels.positive), (1.0, 5.0));
+        assert_eq!((labels.sign(5.0), labels.sign(1.0), labels.sign(3.0)), (Some(1.0), Some(-1.0), None));
+        assert_eq!(labels.class(0.2), 5.0);
+        let e = BinaryLabels::detect([0.0, 1.0, 2.0], "the ratings of r.tsv", Loss::Hinge).unwrap_err().to_string();
+        assert!(e.contains("--loss hinge") && e.contains("r.tsv") && e.contains("0, 1 and 2"), "{e}");
+        let e = BinaryLabels::detect([1.0, 1.0], "the ratings", Loss::Logistic).unwrap_err().to_string();
+        assert!(e.contains("one value"), "{e}");
+    }
+
+    #[test]
+    fn every_loss_is_named_once_and_parses_back() {
+        for &(loss, name, _) in Loss::ALL {
+            assert_eq!(Loss::named(name), Ok(loss));
+        }
+        assert!(Loss::named("huber").unwrap_err().contains("squared, absolute"));
+    }
+}

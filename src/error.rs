@@ -30,6 +30,11 @@ pub enum Error {
     #[error("invalid setting: {0}")]
     InvalidParameter(String),
 
+    /// A setting that cannot train, named as each front end names it: the CLI's flag
+    /// (`--rank`) in this message, Python's argument (`rank=0`) in Python's.
+    #[error("invalid setting: {flag} {problem}")]
+    Setting { flag: &'static str, argument: &'static str, value: String, problem: String },
+
     #[error("{0}")]
     Data(String),
 
@@ -56,6 +61,12 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// A bad setting, by its CLI flag and Python argument: `problem` says what is wrong with
+    /// `value` ("must be at least 1").
+    pub(crate) fn setting(flag: &'static str, argument: &'static str, value: impl std::fmt::Display, problem: impl Into<String>) -> Error {
+        Error::Setting { flag, argument, value: value.to_string(), problem: problem.into() }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         let path = path.into();
         match source.kind() {

@@ -86,16 +86,18 @@ pub fn max_threads() -> usize {
     (4 * cores()).max(64)
 }
 
-/// Checks a requested thread count (`None`: one per core), naming `flag` in the error.
-pub fn threads(requested: Option<usize>, flag: &str) -> Result<usize> {
+/// Checks a requested thread count (`None`: one per core), naming `flag` (and Python's
+/// `argument`) in the error.
+pub fn threads(requested: Option<usize>, flag: &'static str, argument: &'static str) -> Result<usize> {
     match requested {
         None => Ok(cores()),
-        Some(0) => Err(Error::InvalidParameter(format!("{flag} must be at least 1"))),
-        Some(t) if t > max_threads() => Err(Error::InvalidParameter(format!(
-            "{flag} {t} is far more than the {} cores here; at most {} are accepted (the default is one per core)",
-            cores(),
-            max_threads()
-        ))),
+        Some(0) => Err(Error::setting(flag, argument, 0, "must be at least 1")),
+        Some(t) if t > max_threads() => Err(Error::setting(
+            flag,
+            argument,
+            t,
+            format!("{t} is far more than the {} cores here; at most {} are accepted (the default is one per core)", cores(), max_threads()),
+        )),
         Some(t) => Ok(t),
     }
 }
@@ -116,9 +118,9 @@ mod tests {
             assert!(e.contains("free"), "{e}");
         }
         assert_eq!(human_bytes(1536), "1.5 KiB");
-        assert!(threads(Some(10_000), "--threads").unwrap_err().to_string().contains("cores"));
-        assert_eq!(threads(Some(2), "--threads").unwrap(), 2);
-        assert!(threads(Some(0), "--threads").is_err());
+        assert!(threads(Some(10_000), "--threads", "threads").unwrap_err().to_string().contains("cores"));
+        assert_eq!(threads(Some(2), "--threads", "threads").unwrap(), 2);
+        assert!(threads(Some(0), "--threads", "threads").is_err());
     }
 }
 

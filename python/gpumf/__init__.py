@@ -173,8 +173,12 @@ def _ratings(values, what: str) -> np.ndarray:
         raise ValueError(f"{what}: ratings must be numbers ({e})") from None
 
 
+# How each metric of the reports is named for people, as the CLI names it.
+_METRIC_NAMES = {"rmse": "RMSE", "mae": "MAE", "gkl": "KL divergence", "log_loss": "log loss", "accuracy": "accuracy", "auc": "AUC"}
+
+
 class _Progress:
-    """Epoch, loss and RMSE as training goes: tqdm (terminals and notebooks) when installed,
+    """Epoch, loss and the loss's own metric as training goes: tqdm (terminals and notebooks) when installed,
     else one line on stderr rewritten in place."""
 
     def __init__(self, epochs: int, enabled: bool):
@@ -192,10 +196,13 @@ class _Progress:
     def update(self, report: dict):
         if not self.enabled:
             return
-        test = report.get("test_rmse")
-        facts = f"loss {report['train_loss']:.4g}, train RMSE {report['train_rmse']:.4f}"
-        if test is not None:
-            facts += f", test RMSE {test:.4f}"
+        metric = report.get("metric", "rmse")
+        name = _METRIC_NAMES.get(metric, metric)
+        facts = f"loss {report['train_loss']:.4g}"
+        if report.get(f"train_{metric}") is not None:
+            facts += f", train {name} {report[f'train_{metric}']:.4f}"
+        if report.get(f"test_{metric}") is not None:
+            facts += f", test {name} {report[f'test_{metric}']:.4f}"
         if self.bar is not None:
             self.bar.set_postfix_str(facts, refresh=False)
             self.bar.update(1)
@@ -211,9 +218,17 @@ class _Progress:
 
 
 class MF:
-    """Biased matrix factorisation, prediction = mean + b_u + b_i + p_u . q_i, trained by SGD.
+    """Biased matrix factorisation, score = mean + b_u + b_i + p_u . q_i, trained by SGD.
 
-    Parameters are the CLI's: ``rank``, ``epochs``, ``lr`` (initial learning rate), ``lr_decay``
+    ``loss`` says what training minimises and what ``predict`` returns: "squared" (the
+    default; ratings, judged by RMSE), "absolute" (the median; MAE), "kl" (generalised KL
+    divergence for non-negative values such as counts; non-negative factors); for two-valued
+    labels (0/1, -1/1, any two values) "logistic" (``predict`` returns the probability of the
+    larger label), "hinge" or "squared-hinge" (``predict`` returns the margin, ``classes`` the
+    class). ``nonneg`` keeps the factors non-negative, ``l1`` adds L1 regularisation beside
+    ``reg``'s L2.
+
+    The other parameters are the CLI's: ``rank``, ``epochs``, ``lr`` (initial learning rate), ``lr_decay``
     (lr / (1 + lr_decay * epoch)), ``reg`` and ``reg_bias`` (L2 on factors and biases),
     ``biases`` (False for the pure p_u . q_i model), ``init_std``, ``scale`` (True: ``lr``,
     ``reg`` and ``init_std`` are in units of the ratings' spread, so they suit any rating
@@ -258,6 +273,9 @@ class MF:
         budget: float = 300.0,
         models: int = _DEFAULTS["models"],
         gpu_memory=None,
+        loss: str = _DEFAULTS["loss"],
+        nonneg: bool = _DEFAULTS["nonneg"],
+        l1: float = _DEFAULTS["l1"],
         implicit: Optional[bool] = None,
     ):
         if implicit is not None:
@@ -269,6 +287,7 @@ class MF:
         self.eval_every, self.blocks, self.scale, self.frequency_reg = eval_every, blocks, scale, frequency_reg
         self.auto, self.budget, self.models, self.svdpp = auto, budget, models, svdpp
         self.verbose, self.gpu_memory = verbose, gpu_memory
+        self.loss, self.nonneg, self.l1 = loss, nonneg, l1
         self.history: list = []
         self.summary: dict = {}
         self._model = None
@@ -325,6 +344,9 @@ class MF:
             "threads": self.threads,
             "precision": self.precision,
             "gpu_memory": None if self.gpu_memory is None else str(self.gpu_memory),
+            "loss": str(self.loss),
+            "nonneg": bool(self.nonneg),
+            "l1": float(self.l1),
         }
         progress = _Progress(self.epochs, self.verbose)
         history = []
@@ -338,7 +360,7 @@ class MF:
 
         def on_note(note: str):
             if self.verbose:
-                print(f"note: {note}; training on the CPU", file=sys.stderr)
+                print(note, file=sys.stderr)
 
         hooks = {"on_epoch": on_epoch, "on_note": on_note}
         is_path = lambda v: isinstance(v, (str, os.PathLike))  # noqa: E731
@@ -347,8 +369,7 @@ class MF:
                 # Straight from the file to the engine, as the CLI reads it: integer ids.
                 user_ids, item_ids = _Ids(), _Ids()
                 test_path = None if test is None else os.fspath(test)
-                on_load = (lambda report: print(report, file=sys.stderr)) if self.verbose else None
-                fitted = _gpumf.train_files(os.fspath(X), test_path, test_fraction, settings, **load_options, **hooks, on_load=on_load)
+                fitted = _gpumf.train_files(os.fspath(X), test_path, test_fraction, settings, **load_options, **hooks)
             else:
                 users, items, ratings, report = _columns(X, "training data", **load_options)
                 if report and self.verbose:
@@ -383,12 +404,22 @@ class MF:
         return self._model
 
     def predict(self, users, items) -> np.ndarray:
-        """Predicted ratings (float32) for each (user, item) pair, clipped to the training
-        scale; a user or item never seen in training is predicted from what is known."""
+        """Predictions (float32) for each (user, item) pair as the loss defines them: ratings
+        clipped to the training scale; with the logistic loss the probability of the positive
+        (larger) label; with the hinge losses the margin (its sign is the class, see
+        ``classes``). A user or item never seen in training is predicted from what is known."""
         users, items = np.atleast_1d(users), np.atleast_1d(items)
         if users.shape != items.shape:
             raise ValueError(f"users and items differ in shape ({users.shape} and {items.shape})")
         return self.model.predict(self._users.encode(users, "users"), self._items.encode(items, "items"))
+
+    def classes(self, users, items) -> np.ndarray:
+        """With a binary loss, the class each pair's score predicts, in the data's own two
+        values (0/1, -1/1, ...)."""
+        users, items = np.atleast_1d(users), np.atleast_1d(items)
+        if users.shape != items.shape:
+            raise ValueError(f"users and items differ in shape ({users.shape} and {items.shape})")
+        return self.model.classes(self._users.encode(users, "users"), self._items.encode(items, "items"))
 
     def recommend(self, user, n: int = 10, exclude_seen: bool = True):
         """The ``n`` items with the highest scores for ``user``: (item ids, scores), best first.
@@ -471,11 +502,13 @@ class MF:
                 np.savez(f, users=users, items=items)
 
     def score(self, X) -> dict:
-        """Test RMSE and MAE of the model on ratings given as ``fit`` takes them."""
+        """Every metric of the model's loss on ratings given as ``fit`` takes them, as the CLI's
+        ``eval`` reports them: RMSE and MAE for real values; log loss (logistic), accuracy and
+        AUC for binary labels. Also the number of ratings."""
         users, items, ratings, _ = _columns(X, "test data")
-        predicted = self.predict(users, items).astype(np.float64)
-        error = predicted - ratings
-        return {"rmse": float(np.sqrt(np.mean(error**2))), "mae": float(np.mean(np.abs(error))), "ratings": int(len(ratings))}
+        scores = json.loads(self.model.measure(self._users.encode(users, "users"), self._items.encode(items, "items"), np.asarray(ratings, dtype=np.float32)))
+        scores["ratings"] = int(len(ratings))
+        return scores
 
 
 def load(path) -> MF:

@@ -3,12 +3,11 @@
 //! (`python/gpumf/__init__.py`) turns SciPy and pandas inputs into these columns.
 
 use gpumf::choice::Choice;
-use gpumf::cpu::CpuMode;
 use gpumf::data::{load_ratings, parse_ratings, Duplicates, Format, LoadOptions, RatingSet};
-use gpumf::problem::{split_random, Problem};
 use gpumf::gpu::{GpuOptions, Precision};
+use gpumf::job::{Device, Holdout, Job, Listener, Source};
 use gpumf::model::{Model, Params};
-use gpumf::training::{choose_auto, train_until, Backend};
+use gpumf::objective::Loss;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, ToPyArray};
 use pyo3::exceptions::{PyFileNotFoundError, PyIsADirectoryError, PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -20,11 +19,13 @@ use std::path::PathBuf;
 const LATEST_SMALL: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../data/ml-latest-small/ratings.csv"));
 
 /// The library's errors as the Python exceptions a user expects: bad data and settings are
-/// ValueError, GPU failures RuntimeError, files OSError and its kinds; the message is the CLI's.
+/// ValueError, GPU failures RuntimeError, files OSError and its kinds; a setting is named as
+/// Python names it (`rank=0: must be at least 1`), the rest says what the CLI says.
 fn py_err(e: gpumf::Error) -> PyErr {
     use gpumf::Error as E;
     let message = e.to_string();
     match e {
+        E::Setting { argument, value, problem, .. } => PyValueError::new_err(format!("{argument}={value}: {problem}")),
         E::NotFound { .. } => PyFileNotFoundError::new_err(message),
         E::IsDirectory { .. } => PyIsADirectoryError::new_err(message),
         E::Io { .. } | E::Output { .. } => PyOSError::new_err(message),
@@ -141,6 +142,9 @@ fn default_params(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     d.set_item("frequency_reg", p.frequency_reg)?;
     d.set_item("svdpp", p.svdpp)?;
     d.set_item("models", p.models)?;
+    d.set_item("loss", Choice::name(p.loss))?;
+    d.set_item("nonneg", p.nonneg)?;
+    d.set_item("l1", p.l1)?;
     Ok(d)
 }
 
@@ -217,6 +221,9 @@ struct Settings {
     auto: bool,
     budget: f64,
     models: usize,
+    loss: String,
+    nonneg: bool,
+    l1: f32,
     backend: String,
     threads: Option<usize>,
     precision: String,
@@ -240,9 +247,9 @@ impl Settings {
             frequency_reg: self.frequency_reg,
             svdpp: self.svdpp,
             models: self.models,
-            loss: Params::default().loss,
-            nonneg: false,
-            l1: 0.0,
+            loss: named::<Loss>(&self.loss, "loss")?,
+            nonneg: self.nonneg,
+            l1: self.l1,
             blocks: self.blocks.as_deref().map(|b| b.parse::<gpumf::grid::GridSize>().map_err(|e| PyValueError::new_err(format!("blocks={b:?}: {e}")))).transpose()?,
         };
         params.validate().map_err(py_err)?;
@@ -258,17 +265,21 @@ type ColumnArgs<'py> = (Column<'py>, Column<'py>, Column<'py>);
 #[pyfunction]
 #[pyo3(signature = (data, test, test_fraction, settings, on_epoch=None, on_note=None))]
 fn train_columns(py: Python<'_>, data: ColumnArgs<'_>, test: Option<ColumnArgs<'_>>, test_fraction: Option<f64>, settings: Settings, on_epoch: Option<Py<PyAny>>, on_note: Option<Py<PyAny>>) -> PyResult<Fitted> {
-    let params = settings.params()?;
-    let train_set = columns(&data.0, &data.1, &data.2, "training data")?;
-    let test_set = test.map(|(u, i, r)| columns(&u, &i, &r, "test data")).transpose()?;
-    let problem = problem(train_set, test_set, test_fraction, params.seed)?;
-    fit(py, &problem, &params, &settings, on_epoch, on_note)
+    let train = columns(&data.0, &data.1, &data.2, "training data")?;
+    let holdout = match (test, test_fraction) {
+        (Some(_), Some(_)) => return Err(PyValueError::new_err("give test or test_fraction, not both")),
+        (Some((u, i, r)), None) => Holdout::Ratings(columns(&u, &i, &r, "test data")?),
+        (None, Some(fraction)) => Holdout::Fraction { fraction, per_user: false },
+        (None, None) => Holdout::None,
+    };
+    let job = settings.job(Source::Ratings(train), holdout, LoadOptions::default())?;
+    fit(py, job, on_epoch, on_note)
 }
 
 /// Trains on rating files read by the CLI's loader, as `gpumf train --train PATH` does: the
 /// ratings go from the file to the engine without a round trip through Python.
 #[pyfunction]
-#[pyo3(signature = (path, test_path, test_fraction, settings, format="auto", skip_bad_lines=false, missing=None, skip_columns=0, duplicates="keep", on_epoch=None, on_note=None, on_load=None))]
+#[pyo3(signature = (path, test_path, test_fraction, settings, format="auto", skip_bad_lines=false, missing=None, skip_columns=0, duplicates="keep", on_epoch=None, on_note=None))]
 #[allow(clippy::too_many_arguments)]
 fn train_files(
     py: Python<'_>,
@@ -283,107 +294,117 @@ fn train_files(
     duplicates: &str,
     on_epoch: Option<Py<PyAny>>,
     on_note: Option<Py<PyAny>>,
-    on_load: Option<Py<PyAny>>,
 ) -> PyResult<Fitted> {
-    let params = settings.params()?;
-    let options = load_options(format, skip_bad_lines, missing, skip_columns, duplicates)?;
-    let mut sets = Vec::new();
-    for file in std::iter::once(&path).chain(test_path.as_ref()) {
-        let loaded = py.detach(|| load_ratings(file, options.clone())).map_err(py_err)?;
-        // The loader's one-line report, as the CLI prints it.
-        if let Some(f) = &on_load {
-            f.call1(py, (loaded.summary(file),))?;
-        }
-        sets.push(loaded.ratings);
-    }
-    let test_set = (sets.len() == 2).then(|| sets.pop().expect("two sets"));
-    let train_set = sets.pop().expect("the training set");
-    let problem = problem(train_set, test_set, test_fraction, params.seed)?;
-    fit(py, &problem, &params, &settings, on_epoch, on_note)
+    let load = load_options(format, skip_bad_lines, missing, skip_columns, duplicates)?;
+    let holdout = match (test_path, test_fraction) {
+        (Some(_), Some(_)) => return Err(PyValueError::new_err("give test or test_fraction, not both")),
+        (Some(test), None) => Holdout::File(test),
+        (None, Some(fraction)) => Holdout::Fraction { fraction, per_user: false },
+        (None, None) => Holdout::None,
+    };
+    let job = settings.job(Source::File(path), holdout, load)?;
+    fit(py, job, on_epoch, on_note)
 }
 
-fn problem(train: RatingSet, test: Option<RatingSet>, test_fraction: Option<f64>, seed: u64) -> PyResult<Problem> {
-    match (test, test_fraction) {
-        (Some(_), Some(_)) => Err(PyValueError::new_err("give test or test_fraction, not both")),
-        (Some(test), None) => Ok(Problem::new(train, Some(&test))),
-        (None, Some(f)) => split_random(&train, f, seed).map_err(py_err),
-        (None, None) => Ok(Problem::new(train, None)),
-    }
-}
-
-fn fit(py: Python<'_>, problem: &Problem, params: &Params, settings: &Settings, on_epoch: Option<Py<PyAny>>, on_note: Option<Py<PyAny>>) -> PyResult<Fitted> {
-    let threads = gpumf::resources::threads(settings.threads, "threads").map_err(py_err)?;
-    let precision = named::<Precision>(&settings.precision, "precision")?;
-    let cpu = Backend::Cpu(CpuMode::with_threads(threads));
-    let gpu_memory = settings.gpu_memory.as_deref().map(|size| gpumf::resources::parse_size(size).map_err(|e| PyValueError::new_err(format!("gpu_memory: {e}")))).transpose()?;
-    let gpu = Backend::Gpu(GpuOptions { precision, gpu_memory, ..Default::default() });
-    let (backend, note) = match settings.backend.as_str() {
-        "cpu" => (cpu, None),
-        "gpu" => (gpu, None),
-        "auto" => py.detach(|| choose_auto(cpu, gpu)),
-        other => return Err(PyValueError::new_err(format!("backend must be auto, cpu or gpu, got {other:?}"))),
-    };
-    if let (Some(note), Some(f)) = (&note, &on_note) {
-        f.call1(py, (note.clone(),))?;
-    }
-    // `auto`: the CLI's --auto, before training and without the GIL.
-    let (params, auto) = if settings.auto {
-        if !(settings.budget.is_finite() && settings.budget > 0.0) {
-            return Err(PyValueError::new_err(format!("budget must be a positive number of seconds, got {}", settings.budget)));
+impl Settings {
+    /// The job these settings describe, on `source` with `holdout`: the library chooses how
+    /// it trains, as for the CLI.
+    fn job(&self, source: Source, holdout: Holdout, load: LoadOptions) -> PyResult<Job> {
+        let params = self.params()?;
+        let threads = gpumf::resources::threads(self.threads, "--threads", "threads").map_err(py_err)?;
+        let precision = named::<Precision>(&self.precision, "precision")?;
+        let gpu_memory = self.gpu_memory.as_deref().map(|size| gpumf::resources::parse_size(size).map_err(|e| PyValueError::new_err(format!("gpu_memory: {e}")))).transpose()?;
+        let device = match self.backend.as_str() {
+            "cpu" => Device::Cpu,
+            "gpu" => Device::Gpu,
+            "auto" => Device::Auto,
+            other => return Err(PyValueError::new_err(format!("backend must be auto, cpu or gpu, got {other:?}"))),
+        };
+        if self.auto && !(self.budget.is_finite() && self.budget > 0.0) {
+            return Err(PyValueError::new_err(format!("budget={}: must be a positive number of seconds", self.budget)));
         }
-        let search = py
-            .detach(|| {
-                let fit = gpumf::search::hold_out(problem, gpumf::search::AUTO_HOLD_OUT, params.seed)?;
-                gpumf::search::search(&fit, params, &backend, std::time::Duration::from_secs_f64(settings.budget), |_| {})
-            })
-            .map_err(py_err)?;
-        (search.chosen.clone(), serde_json::to_value(&search).ok())
-    } else {
-        (params.clone(), None)
-    };
-    let params = &params;
-    let mut history = Vec::with_capacity(params.epochs.min(1024));
-    let mut stopped: Option<PyErr> = None;
-    // Training runs without the GIL; each epoch takes it back for the callback and for
-    // signals, so Ctrl-C ends training at the end of the epoch with the model kept.
-    let trained = py
-        .detach(|| -> gpumf::Result<_> {
-            let mut trained = train_until(problem, params, &backend, |report| {
-                let json = serde_json::to_string(report).unwrap_or_default();
-                history.push(json.clone());
-                Python::attach(|py| {
-                    let called = match &on_epoch {
-                        Some(f) => f.call1(py, (json,)).map(drop),
-                        None => Ok(()),
-                    };
-                    match called.and_then(|_| py.check_signals()) {
-                        Ok(()) => true,
-                        Err(e) => {
-                            stopped = Some(e);
-                            false
-                        }
-                    }
-                })
-            })?;
-            // Recommendations leave out the training items, as the CLI's saved models do.
-            trained.model.record_seen(problem);
-            Ok(trained)
+        Ok(Job {
+            holdout,
+            load,
+            device,
+            threads,
+            gpu: GpuOptions { precision, gpu_memory, ..Default::default() },
+            search: self.auto.then(|| std::time::Duration::from_secs_f64(self.budget)),
+            ..Job::new(source, params)
         })
-        .map_err(py_err)?;
-    let summary = serde_json::json!({
+    }
+}
+
+/// What a job says as it runs, handed to Python's callbacks: each epoch's report as the CLI's
+/// JSON (and a chance for Ctrl-C, or the callback's exception, to stop training), and notes.
+struct Callbacks<'a> {
+    on_epoch: Option<Py<PyAny>>,
+    on_note: Option<Py<PyAny>>,
+    history: &'a mut Vec<String>,
+    stopped: &'a mut Option<PyErr>,
+}
+
+impl Listener for Callbacks<'_> {
+    fn note(&mut self, message: &str) {
+        if let Some(f) = &self.on_note {
+            Python::attach(|py| {
+                if let Err(e) = f.call1(py, (message.to_string(),)) {
+                    self.stopped.get_or_insert(e);
+                }
+            });
+        }
+    }
+
+    fn epoch(&mut self, report: &gpumf::training::EpochReport) -> bool {
+        let json = serde_json::to_string(report).unwrap_or_default();
+        self.history.push(json.clone());
+        Python::attach(|py| {
+            let called = match &self.on_epoch {
+                Some(f) => f.call1(py, (json,)).map(drop),
+                None => Ok(()),
+            };
+            match called.and_then(|_| py.check_signals()) {
+                Ok(()) => self.stopped.is_none(),
+                Err(e) => {
+                    self.stopped.get_or_insert(e);
+                    false
+                }
+            }
+        })
+    }
+}
+
+/// Runs `job` without the GIL; each epoch takes it back for the callback and for signals, so
+/// Ctrl-C ends training at the end of the epoch with the model kept.
+fn fit(py: Python<'_>, job: Job, on_epoch: Option<Py<PyAny>>, on_note: Option<Py<PyAny>>) -> PyResult<Fitted> {
+    let mut history = Vec::new();
+    let mut stopped: Option<PyErr> = None;
+    let run = py.detach(|| {
+        let mut callbacks = Callbacks { on_epoch, on_note, history: &mut history, stopped: &mut stopped };
+        job.run(&mut callbacks)
+    });
+    let run = run.map_err(py_err)?.ok_or_else(|| PyRuntimeError::new_err("a cluster's process other than 0 holds no model"))?;
+    let trained = &run.trained;
+    let mut summary = serde_json::json!({
         "backend": trained.backend,
         "train_seconds": trained.train_seconds,
         "kernel_seconds": trained.kernel_seconds,
         "setup_seconds": trained.setup_seconds,
         "total_seconds": trained.total_seconds,
-        "train_ratings": problem.train.len(),
-        "test_ratings": problem.test.len(),
-        "users": problem.num_users(),
-        "items": problem.num_items(),
-        "cold_start": problem.cold,
-        "auto": auto,
+        "train_ratings": run.train_ratings,
+        "test_ratings": run.test_ratings,
+        "users": run.users,
+        "items": run.items,
+        "cold_start": run.cold,
+        "loss": run.params.loss,
+        "metric": run.params.loss.metric(),
+        "labels": trained.model.labels,
+        "auto": run.search.as_ref().and_then(|s| serde_json::to_value(s).ok()),
     });
-    Ok((PyModel { model: trained.model }, history, summary.to_string(), stopped))
+    for &m in run.params.loss.metrics() {
+        summary[format!("test_{}", m.name())] = run.test.and_then(|s| s.get(m)).into();
+    }
+    Ok((PyModel { model: run.trained.model }, history, summary.to_string(), stopped))
 }
 
 /// Recommendations: item ids and their scores, one row a user for many users.
@@ -392,7 +413,8 @@ type RankedMany<'py> = (Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>);
 
 #[pymethods]
 impl PyModel {
-    /// Predicted ratings for pairs of ids (unknown ids predicted from what is known).
+    /// Predictions for pairs of ids (unknown ids predicted from what is known): ratings, or the
+    /// probabilities (logistic loss) or margins (hinge losses) of the positive label.
     fn predict<'py>(&self, py: Python<'py>, users: PyReadonlyArray1<'py, u64>, items: PyReadonlyArray1<'py, u64>) -> PyResult<Bound<'py, PyArray1<f32>>> {
         let (u, i) = (slice(&users, "users")?, slice(&items, "items")?);
         if u.len() != i.len() {
@@ -463,6 +485,46 @@ impl PyModel {
     #[getter]
     fn rank(&self) -> usize {
         self.model.rank()
+    }
+
+    /// The loss the model was trained with, by its name.
+    #[getter]
+    fn loss(&self) -> &'static str {
+        Choice::name(self.model.loss)
+    }
+
+    /// With a binary loss: (negative, positive), the data's two values.
+    #[getter]
+    fn labels(&self) -> Option<(f32, f32)> {
+        self.model.labels.map(|l| (l.negative, l.positive))
+    }
+
+    /// Every metric of the model's loss on ratings given as columns of external ids (the
+    /// CLI's `eval`): a JSON object of the metrics.
+    fn measure(&self, users: PyReadonlyArray1<'_, u64>, items: PyReadonlyArray1<'_, u64>, ratings: PyReadonlyArray1<'_, f32>) -> PyResult<String> {
+        let (u, i, r) = (slice(&users, "users")?, slice(&items, "items")?, slice(&ratings, "ratings")?);
+        if u.len() != i.len() || u.len() != r.len() {
+            return Err(PyValueError::new_err(format!("users, items and ratings differ in length ({}, {} and {})", u.len(), i.len(), r.len())));
+        }
+        let m = &self.model;
+        let unknown = gpumf::data::UNKNOWN;
+        let test: Vec<gpumf::data::Rating> = (0..u.len()).map(|k| gpumf::data::Rating { user: m.users.index_of(u[k]).unwrap_or(unknown), item: m.items.index_of(i[k]).unwrap_or(unknown), value: r[k] }).collect();
+        if let Some(labels) = m.labels {
+            if let Some(bad) = test.iter().find(|t| labels.sign(t.value).is_none()) {
+                return Err(PyValueError::new_err(format!("the ratings hold {}, neither of the model's labels {} and {}", bad.value, labels.negative, labels.positive)));
+            }
+        }
+        let scores = gpumf::metrics::Scores::measure(m, &test);
+        Ok(serde_json::to_string(&scores).unwrap_or_default())
+    }
+
+    /// The class each pair's score predicts, in the data's values (binary losses only).
+    fn classes<'py>(&self, py: Python<'py>, users: PyReadonlyArray1<'py, u64>, items: PyReadonlyArray1<'py, u64>) -> PyResult<Bound<'py, PyArray1<f32>>> {
+        let (u, i) = (slice(&users, "users")?, slice(&items, "items")?);
+        let labels = self.model.labels.ok_or_else(|| PyValueError::new_err(format!("the {} loss predicts values, not classes", Choice::name(self.model.loss))))?;
+        let m = &self.model;
+        let out: Vec<f32> = py.detach(|| u.par_iter().zip(i).map(|(&u, &i)| labels.class(m.score(m.users.index_of(u).unwrap_or(gpumf::data::UNKNOWN), m.items.index_of(i).unwrap_or(gpumf::data::UNKNOWN)))).collect());
+        Ok(out.into_pyarray(py))
     }
 
     /// The external id of each row of `user_factors`.

@@ -157,7 +157,7 @@ def test_auto_is_the_clis_search(frame):
     m = gpumf.MF(rank=8, epochs=9, backend="cpu", threads=1, verbose=False, auto=True).fit(frame, test_fraction=0.2)
     auto = m.summary["auto"]
     assert auto["rungs"] == [1, 3, 9] and len(auto["trials"]) == len(expected["auto"]["trials"]) >= 27 + 9 + 3
-    assert auto["best"]["rank"] == expected["auto"]["best"]["rank"] and auto["best"]["rmse"] == expected["auto"]["best"]["rmse"]
+    assert auto["best"]["rank"] == expected["auto"]["best"]["rank"] and auto["best"]["score"] == expected["auto"]["best"]["score"]
     assert m.history[-1]["test_rmse"] == expected["test_rmse"]
     with pytest.raises(ValueError, match="budget"):
         gpumf.MF(**FAST, auto=True, budget=0).fit(frame)
@@ -186,12 +186,16 @@ def test_bad_data_and_settings_are_value_errors_with_the_clis_messages(frame):
         (negative, {}, "non-negative"),
         (np.zeros((0, 3)), {}, "no ratings"),
         (np.ones(4), {}, "shape"),
-        (good, {"rank": 0}, "--rank must be at least 1"),
-        (good, {"lr": -1.0}, "--lr"),
+        (good, {"rank": 0}, "^rank=0: must be at least 1$"),
+        (good, {"lr": -1.0}, "^lr=-1: must be a finite non-negative number"),
+        (good, {"l1": float("nan")}, "^l1=NaN: must be a finite"),
+        (good, {"loss": "huber"}, "loss must be one of squared, absolute"),
+        (good, {"loss": "logistic", "nonneg": True, "biases": False}, "^nonneg=True: with the logistic loss and no biases"),
         (good, {"backend": "tpu"}, "backend must be"),
         (good, {"precision": "f64"}, "precision must be one of"),
         (good, {"gpu_memory": "lots"}, "gpu_memory: \"lots\" is not a size"),
-        (good, {"threads": 100000}, "threads 100000 is far more than"),
+        (good, {"threads": 100000}, "^threads=100000: 100000 is far more than"),
+        (good, {"loss": "logistic"}, "--loss logistic: the training ratings hold more than two values"),
     ]
     for data, settings, message in cases:
         with pytest.raises(ValueError, match=message):
@@ -293,3 +297,32 @@ def test_gpu_failures_are_runtime_errors(frame, monkeypatch):
     monkeypatch.setenv("GPUMF_ADAPTER", "no-such-gpu")
     with pytest.raises(RuntimeError, match="GPUMF_ADAPTER=\"no-such-gpu\" matches no adapter"):
         gpumf.MF(backend="gpu", rank=4, epochs=1, verbose=False).fit(frame)
+
+
+def test_binary_losses_predict_probabilities_and_classes(frame):
+    liked = frame.assign(rating=(frame["rating"] >= 4).astype(np.int64))
+    m = gpumf.MF(loss="logistic", threads=1, **{**FAST, "epochs": 10}).fit(liked, test_fraction=0.2)
+    last = m.history[-1]
+    assert last["metric"] == "log_loss" and 0 < last["test_log_loss"] < 0.69 and 0.5 < last["test_accuracy"] <= 1
+    assert m.summary["labels"] == {"negative": 0.0, "positive": 1.0} and m.summary["test_auc"] > 0.6
+    p = m.predict([1, 1, 2], [1, 50, 3])
+    assert p.dtype == np.float32 and ((0 < p) & (p < 1)).all(), p
+    assert set(m.classes([1, 1, 2], [1, 50, 3]).tolist()) <= {0.0, 1.0}
+    scores = m.score(liked.iloc[:500])
+    assert set(scores) == {"log_loss", "accuracy", "auc", "ratings"} and scores["ratings"] == 500
+    h = gpumf.MF(loss="hinge", threads=1, **FAST).fit(liked, test_fraction=0.2)
+    margins, classes = h.predict([1, 2], [1, 3]), h.classes([1, 2], [1, 3])
+    assert ((margins > 0) == (classes == 1.0)).all(), (margins, classes)
+    with pytest.raises(ValueError, match="predicts values, not classes"):
+        gpumf.MF(**FAST).fit(frame).classes([1], [1])
+
+
+def test_nonneg_and_l1_are_the_clis_flags(frame):
+    base = ["--test-fraction", "0.2", "--backend", "cpu", "--threads", "1", "--epochs", "3", "--rank", "8"]
+    for kwargs, flags in [({"nonneg": True}, ["--nonneg"]), ({"l1": 0.05}, ["--l1", "0.05"]), ({"loss": "absolute"}, ["--loss", "absolute"])]:
+        expected = cli_json("train", "--train", str(LATEST_SMALL), *base, *flags)
+        m = gpumf.MF(rank=8, epochs=3, backend="cpu", threads=1, verbose=False, **kwargs).fit(LATEST_SMALL, test_fraction=0.2)
+        metric = expected["metric"]
+        assert m.history[-1][f"test_{metric}"] == expected[f"test_{metric}"], (kwargs, metric)
+    nonneg = gpumf.MF(nonneg=True, threads=1, **FAST).fit(frame)
+    assert (nonneg.user_factors >= 0).all() and (nonneg.item_factors >= 0).all()

@@ -212,7 +212,7 @@ pub fn choice<T: Choice + Send + Sync>() -> impl clap::builder::TypedValueParser
 
 /// CPU threads, shared by the commands that train.
 pub fn threads(requested: Option<usize>) -> anyhow::Result<usize> {
-    Ok(gpumf::resources::threads(requested, "--threads")?)
+    Ok(gpumf::resources::threads(requested, "--threads", "threads")?)
 }
 
 /// The hyper-parameters and where training runs.

@@ -1,4 +1,4 @@
-//! The per-run progress bar: epoch, loss and RMSE, only on a terminal.
+//! The per-run progress bar: epoch, loss and the loss's own metric, only on a terminal.
 
 use gpumf::training::EpochReport;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -32,8 +32,10 @@ impl Progress {
 
     pub fn epoch(&self, r: &EpochReport) {
         if let Some(bar) = &self.bar {
-            let test = r.test_rmse().map_or(String::new(), |t| format!(", {} RMSE {t:.4}", self.held_out));
-            bar.set_message(format!("loss {:.4e}, train RMSE {:.4}{test}", r.train_loss, r.train_rmse().unwrap()));
+            let metric = r.loss.metric().label();
+            let train = r.train_metric().map_or(String::new(), |t| format!(", train {metric} {t:.4}"));
+            let test = r.test_metric().map_or(String::new(), |t| format!(", {} {metric} {t:.4}", self.held_out));
+            bar.set_message(format!("loss {:.4e}{train}{test}", r.train_loss));
             bar.set_position(r.epoch as u64);
         }
     }

@@ -141,7 +141,7 @@ impl ClusterArgs {
             (Some(d), _) => d.len(),
             (None, w) => w.unwrap_or(1),
         };
-        gpumf::resources::threads(Some(workers), "--workers")?;
+        gpumf::resources::threads(Some(workers), "--workers", "workers")?;
         let hosts = match &self.hosts {
             Some(file) => gpumf::distributed::read_hosts(file).context("--hosts")?,
             None => Vec::new(),

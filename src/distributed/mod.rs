@@ -328,7 +328,7 @@ fn check_cluster(cluster: &Cluster) -> Result<()> {
     if !cluster.hosts.is_empty() && cluster.process >= cluster.hosts.len() {
         return Err(Error::InvalidParameter(format!("--process {}: the host file lists {} processes (0 to {})", cluster.process, cluster.hosts.len(), cluster.hosts.len() - 1)));
     }
-    crate::resources::threads(Some(cluster.workers), "--workers")?;
+    crate::resources::threads(Some(cluster.workers), "--workers", "workers")?;
     if cluster.timeout.is_zero() {
         return Err(Error::InvalidParameter("--timeout must be at least 1 second".into()));
     }

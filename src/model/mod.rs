@@ -99,40 +99,53 @@ impl Default for Params {
 }
 
 impl Params {
-    /// Rejects settings that cannot train, naming the flag.
+    /// Rejects settings that cannot train, naming the setting (the CLI's flag, Python's
+    /// argument).
     pub fn validate(&self) -> Result<()> {
-        let bad = |m: String| Err(Error::InvalidParameter(m));
+        let bad = |flag, argument, value: &dyn std::fmt::Display, problem: String| Err(Error::setting(flag, argument, value, problem));
         if self.rank == 0 {
-            return bad("--rank must be at least 1".into());
+            return bad("--rank", "rank", &0, "must be at least 1".into());
         }
         if self.rank > 4096 {
-            return bad(format!("--rank {} is larger than the supported 4096", self.rank));
+            return bad("--rank", "rank", &self.rank, format!("{} is larger than the supported 4096", self.rank));
         }
         if self.epochs == 0 {
-            return bad("--epochs must be at least 1".into());
+            return bad("--epochs", "epochs", &0, "must be at least 1".into());
         }
-        for (flag, v) in [("--lr", self.learning_rate), ("--lr-decay", self.lr_decay), ("--reg", self.reg), ("--reg-bias", self.reg_bias), ("--init-std", self.init_std), ("--l1", self.l1)] {
+        for (flag, argument, v) in [
+            ("--lr", "lr", self.learning_rate),
+            ("--lr-decay", "lr_decay", self.lr_decay),
+            ("--reg", "reg", self.reg),
+            ("--reg-bias", "reg_bias", self.reg_bias),
+            ("--init-std", "init_std", self.init_std),
+            ("--l1", "l1", self.l1),
+        ] {
             if !v.is_finite() || v < 0.0 {
-                return bad(format!("{flag} must be a finite non-negative number, got {v}"));
+                return bad(flag, argument, &v, format!("must be a finite non-negative number, got {v}"));
             }
         }
         if self.eval_every == 0 {
-            return bad("--eval-every must be at least 1".into());
+            return bad("--eval-every", "eval_every", &0, "must be at least 1".into());
         }
         if self.models == 0 {
-            return bad("--models must be at least 1".into());
+            return bad("--models", "models", &0, "must be at least 1".into());
         }
         if self.rank.saturating_mul(self.models) > 4096 {
-            return bad(format!("--models {} at --rank {} make a model of rank {}, larger than the supported 4096", self.models, self.rank, self.rank.saturating_mul(self.models)));
+            return bad("--models", "models", &self.models, format!("{} at rank {} make a model of rank {}, larger than the supported 4096", self.models, self.rank, self.rank.saturating_mul(self.models)));
         }
         if self.learning_rate == 0.0 {
-            return bad("--lr must be positive".into());
+            return bad("--lr", "lr", &0, "must be positive".into());
         }
         if self.nonneg && self.loss.is_binary() && !self.biases {
-            return bad(format!(
-                "--nonneg with --loss {} and --no-biases: every score p·q would be ≥ 0, so the model could never predict the negative label; keep the biases or leave out --nonneg",
-                crate::choice::Choice::name(self.loss)
-            ));
+            return bad(
+                "--nonneg",
+                "nonneg",
+                &"True",
+                format!(
+                    "with the {} loss and no biases: every score p·q would be ≥ 0, so the model could never predict the negative label; keep the biases or leave out non-negative factors",
+                    crate::choice::Choice::name(self.loss)
+                ),
+            );
         }
         Ok(())
     }

@@ -17,6 +17,7 @@ pub mod distributed;
 pub mod ensemble;
 mod error;
 pub mod gpu;
+pub mod interrupt;
 pub mod job;
 pub(crate) mod svdpp;
 pub mod lab;

@@ -6,19 +6,21 @@
 //! The file: 4096 bytes of magic and padding; the ratings, block after block, naming positions
 //! (see [`crate::schedule`]); each block's start, each block's CRC-32, the user and item ids,
 //! each user's and item's count of ratings;
-//! a JSON header (the input's size and modification time, the block settings, the counts, a
+//! a JSON header (the input's identity ([`identity`]), the block settings, the counts, a
 //! CRC-32 of the metadata); its length; the magic again. A cache is reused only when all of it
-//! checks out against the input and the settings asked for; otherwise it is rebuilt. It is
-//! written to a temporary file beside its place and renamed there when complete, so a failure
-//! (a full disk) leaves no partial cache.
+//! checks out against the input and the settings asked for; otherwise it is rebuilt
+//! ([`build`]). Every block is checked against its CRC-32 again each time it is read, so bytes
+//! changed under a running job stop it with an error rather than train on them.
 
-use crate::data::{stream_ratings, IdMap, LoadOptions, Rating, RatingSummary, RowCounts};
+mod build;
+mod identity;
+
+use crate::data::{IdMap, LoadOptions, Rating, RatingSummary, RowCounts};
 use crate::error::{Error, Result};
-use crate::rng::part_rng;
-use crate::grid::{Axis, GridSize, Order, MAX_SIDE};
-use rand::seq::SliceRandom;
+use crate::grid::{GridSize, Order, MAX_SIDE};
+use identity::Identity;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::Read;
 #[cfg(unix)]
 use std::os::unix::fs::FileExt;
 #[cfg(windows)]
@@ -26,7 +28,7 @@ use windows_io::FileExt;
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"GPUMFBK1";
-const VERSION: u32 = 4;
+const VERSION: u32 = 5;
 const DATA_AT: u64 = 4096;
 const RECORD: u64 = 12;
 /// Ratings per block at the least: smaller blocks cost more in reads than they save in memory.
@@ -47,8 +49,7 @@ pub struct CacheSettings {
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Header {
     version: u32,
-    input_bytes: u64,
-    input_modified_ns: u128,
+    input: Identity,
     skip_bad_lines: bool,
     format: String,
     user_blocks: usize,
@@ -86,6 +87,8 @@ pub struct DiskBlocks {
     pub path: PathBuf,
     /// Block b holds ratings `starts[b]..starts[b + 1]` of the data.
     starts: Vec<u64>,
+    /// Each block's CRC-32, checked at every read.
+    crcs: Vec<u32>,
     pub users: IdMap,
     pub items: IdMap,
     pub grid: GridSize,
@@ -107,7 +110,7 @@ impl DiskBlocks {
     pub fn open_or_build(input: &Path, load: &LoadOptions, dir: &Path, settings: &CacheSettings, mut note: impl FnMut(&str)) -> Result<DiskBlocks> {
         let name = input.file_name().ok_or_else(|| Error::InvalidParameter(format!("{}: not a file name", input.display())))?;
         let path = dir.join(format!("{}.gpumf-blocks", name.to_string_lossy()));
-        let input_meta = std::fs::metadata(input).map_err(|e| Error::io(input, e))?;
+        let identity = Identity::of(input)?;
         if path.exists() {
             // Only a file that says it is a block cache is ever replaced.
             let mut magic = [0u8; 8];
@@ -118,7 +121,7 @@ impl DiskBlocks {
                     path.display()
                 )));
             }
-            match DiskBlocks::open(&path, input, &input_meta, load, settings, Check::EveryBlock) {
+            match DiskBlocks::open(&path, input, &identity, load, settings, Check::EveryBlock) {
                 Ok(cache) => {
                     note(&format!("reusing the block cache {} ({} ratings in {} blocks)", path.display(), cache.summary.count, cache.grid));
                     return Ok(cache);
@@ -127,8 +130,8 @@ impl DiskBlocks {
             }
         }
         note(&format!("writing the block cache {} (the input is read once, piece by piece)", path.display()));
-        build(input, &input_meta, load, dir, &path, settings)?;
-        let mut cache = DiskBlocks::open(&path, input, &input_meta, load, settings, Check::Metadata).map_err(|why| Error::Data(format!("{}: the block cache just written does not check out: {why}", path.display())))?;
+        build::build(input, &identity, load, dir, &path, settings)?;
+        let mut cache = DiskBlocks::open(&path, input, &identity, load, settings, Check::Metadata).map_err(|why| Error::Data(format!("{}: the block cache just written does not check out: {why}", path.display())))?;
         cache.built = true;
         Ok(cache)
     }
@@ -136,7 +139,7 @@ impl DiskBlocks {
     /// Opens and checks the cache at `path` against `input` and `settings`: with
     /// [`Check::EveryBlock`] every byte of it, so a stale, truncated or corrupt cache is never
     /// trained on.
-    fn open(path: &Path, input: &Path, input_meta: &std::fs::Metadata, load: &LoadOptions, settings: &CacheSettings, check: Check) -> std::result::Result<DiskBlocks, String> {
+    fn open(path: &Path, input: &Path, identity: &Identity, load: &LoadOptions, settings: &CacheSettings, check: Check) -> std::result::Result<DiskBlocks, String> {
         let file = File::open(path).map_err(|e| e.to_string())?;
         let len = file.metadata().map_err(|e| e.to_string())?.len();
         let mut magic = [0u8; 8];
@@ -156,12 +159,12 @@ impl DiskBlocks {
         let mut json = vec![0u8; json_len as usize];
         file.read_exact_at(&mut json, len - 16 - json_len).map_err(|e| e.to_string())?;
         let header: Header = serde_json::from_slice(&json).map_err(|e| format!("corrupt header: {e}"))?;
-        let expected = Header { metadata_crc: header.metadata_crc, ..expected_header(input_meta, load, settings, &header) };
+        let expected = Header { metadata_crc: header.metadata_crc, ..expected_header(identity, load, settings, &header) };
         if header.version != VERSION {
             return Err(format!("written by another gpumf (cache version {})", header.version));
         }
-        if (header.input_bytes, header.input_modified_ns) != (expected.input_bytes, expected.input_modified_ns) {
-            return Err(format!("{} changed since it was written", input.display()));
+        if let Some(changes) = header.input.changes(identity) {
+            return Err(format!("{} is not the file it was written from: {changes} differ", input.display()));
         }
         if header != expected {
             return Err("written for other settings (seed, blocks, order or loader flags)".into());
@@ -195,6 +198,7 @@ impl DiskBlocks {
             file,
             path: path.into(),
             starts,
+            crcs,
             users,
             items,
             grid,
@@ -210,11 +214,8 @@ impl DiskBlocks {
             return Err(format!("its blocks of up to {} do not fit --memory with one for {}", crate::resources::human_bytes(largest), readers_named(settings.threads)));
         }
         let mut buf = Vec::new();
-        for (b, &crc) in crcs.iter().enumerate().filter(|_| check == Check::EveryBlock) {
+        for b in (0..cache.len()).filter(|_| check == Check::EveryBlock) {
             cache.read_block(b, &mut buf).map_err(|e| e.to_string())?;
-            if crc32fast::hash(bytemuck::cast_slice(&buf)) != crc {
-                return Err(format!("block {b} fails its checksum (corrupt)"));
-            }
         }
         Ok(cache)
     }
@@ -238,13 +239,16 @@ impl DiskBlocks {
         (0..self.len()).map(|b| self.block_len(b)).max().unwrap_or(0) * RECORD
     }
 
-    /// Reads block `b` into `buf` (its ratings name positions).
+    /// Reads block `b` into `buf` (its ratings name positions), checked against its CRC-32: a
+    /// block changed on disk since the cache was opened is an error naming it.
     pub fn read_block(&self, b: usize, buf: &mut Vec<Rating>) -> Result<()> {
         buf.clear();
         buf.resize(self.block_len(b) as usize, Rating { user: 0, item: 0, value: 0.0 });
-        self.file
-            .read_exact_at(bytemuck::cast_slice_mut(buf), DATA_AT + self.starts[b] * RECORD)
-            .map_err(|e| Error::io(&self.path, e))
+        self.file.read_exact_at(bytemuck::cast_slice_mut(buf), DATA_AT + self.starts[b] * RECORD).map_err(|e| Error::io(&self.path, e))?;
+        if crc32fast::hash(bytemuck::cast_slice(buf)) != self.crcs[b] {
+            return Err(Error::Data(format!("{}: block {b} fails its checksum: the cache changed on disk (corrupt); delete it, and the next run rebuilds it", self.path.display())));
+        }
+        Ok(())
     }
 
     /// Ratings per block, for the schedule.
@@ -254,13 +258,11 @@ impl DiskBlocks {
 }
 
 /// The header a cache for this input and these settings has (counts from `found`).
-fn expected_header(input_meta: &std::fs::Metadata, load: &LoadOptions, settings: &CacheSettings, found: &Header) -> Header {
-    let modified = input_meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
+fn expected_header(identity: &Identity, load: &LoadOptions, settings: &CacheSettings, found: &Header) -> Header {
     let grid = settings.grid.unwrap_or(GridSize { user_blocks: found.user_blocks, item_blocks: found.item_blocks });
     Header {
         version: VERSION,
-        input_bytes: input_meta.len(),
-        input_modified_ns: modified,
+        input: identity.clone(),
         skip_bad_lines: load.skip_bad_lines,
         format: format!("{:?}", load.format),
         user_blocks: grid.user_blocks.min(found.users.max(1)),
@@ -304,155 +306,6 @@ fn grid_for(ratings: u64, users: usize, items: usize, settings: &CacheSettings) 
     Ok(grid)
 }
 
-/// Reads `input` once into a spill file of dense ratings, then lays them out block by block in
-/// a temporary cache, orders each block, and renames it to `path` when whole.
-fn build(input: &Path, input_meta: &std::fs::Metadata, load: &LoadOptions, dir: &Path, path: &Path, settings: &CacheSettings) -> Result<()> {
-    let fail = |e: std::io::Error| Error::Data(format!("writing the block cache in {} failed: {e}; free some space or choose another place with --cache-dir", dir.display()));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let spill = tempfile::Builder::new().prefix(&format!(".{name}.spill.")).suffix(".partial").tempfile_in(dir).map_err(fail)?;
-    let (mut summary, mut counts) = (RatingSummary::default(), RowCounts::default());
-    let report = {
-        let mut writer = BufWriter::with_capacity(1 << 20, spill.as_file());
-        let report = stream_ratings(input, load, |ratings| {
-            summary.add(ratings);
-            counts.add(ratings);
-
-            writer.write_all(bytemuck::cast_slice(ratings)).map_err(fail)
-        })?;
-        writer.flush().map_err(fail)?;
-        report
-    };
-    let (users, items, ratings) = (report.users.len(), report.items.len(), report.ratings);
-    let grid = grid_for(ratings, users, items, settings)?;
-    let (user_axis, item_axis) = (Axis::new(users, grid.user_blocks, settings.seed, 11), Axis::new(items, grid.item_blocks, settings.seed, 12));
-    let grid = GridSize { user_blocks: user_axis.blocks(), item_blocks: item_axis.blocks() };
-    let blocks = grid.user_blocks * grid.item_blocks;
-    let place = |r: &Rating| -> (usize, Rating) {
-        let (u, i) = (user_axis.position(r.user), item_axis.position(r.item));
-        (user_axis.block_at(u) * grid.item_blocks + item_axis.block_at(i), Rating { user: u, item: i, value: r.value })
-    };
-    let spilled = || -> Result<BufReader<File>> { spill.reopen().map(|f| BufReader::with_capacity(1 << 20, f)).map_err(fail) };
-    let each_chunk = |f: &mut dyn FnMut(&[Rating]) -> Result<()>| -> Result<()> {
-        let mut reader = spilled()?;
-        let mut chunk = vec![Rating { user: 0, item: 0, value: 0.0 }; 1 << 16];
-        loop {
-            let capacity = std::mem::size_of_val(&chunk[..]);
-            let mut filled = 0;
-            {
-                let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut chunk);
-                while filled < bytes.len() {
-                    match reader.read(&mut bytes[filled..]).map_err(fail)? {
-                        0 => break,
-                        n => filled += n,
-                    }
-                }
-            }
-            let n = filled / RECORD as usize;
-            if n > 0 {
-                f(&chunk[..n])?;
-            }
-            if filled < capacity {
-                return Ok(());
-            }
-        }
-    };
-    // Count, then place each rating at its block's next slot.
-    let mut starts = vec![0u64; blocks + 1];
-    each_chunk(&mut |chunk| {
-        for r in chunk {
-            starts[place(r).0 + 1] += 1;
-        }
-        Ok(())
-    })?;
-    for b in 0..blocks {
-        starts[b + 1] += starts[b];
-    }
-    let tmp = tempfile::Builder::new().prefix(&format!(".{name}.")).suffix(".partial").tempfile_in(dir).map_err(fail)?;
-    let file = tmp.as_file();
-    file.write_all_at(MAGIC, 0).map_err(fail)?;
-    let buffered = ((settings.memory / 4 / blocks as u64 / RECORD) as usize).clamp(256, 1 << 16);
-    let mut pending: Vec<Vec<Rating>> = vec![Vec::new(); blocks];
-    let mut written = starts.clone();
-    let flush = |b: usize, pending: &mut Vec<Rating>, written: &mut [u64]| -> Result<()> {
-        file.write_all_at(bytemuck::cast_slice(pending), DATA_AT + written[b] * RECORD).map_err(fail)?;
-        written[b] += pending.len() as u64;
-        pending.clear();
-        Ok(())
-    };
-    each_chunk(&mut |chunk| {
-        for r in chunk {
-            let (b, placed) = place(r);
-            pending[b].push(placed);
-            if pending[b].len() >= buffered {
-                flush(b, &mut pending[b], &mut written)?;
-            }
-        }
-        Ok(())
-    })?;
-    for (b, block) in pending.iter_mut().enumerate() {
-        flush(b, block, &mut written)?;
-    }
-    drop(pending);
-    drop(spill);
-    // Order each block as the in-memory schedule would, and checksum it.
-    let mut crcs = Vec::with_capacity(blocks);
-    let mut block: Vec<Rating> = Vec::new();
-    for b in 0..blocks {
-        let len = (starts[b + 1] - starts[b]) as usize;
-        block.clear();
-        block.resize(len, Rating { user: 0, item: 0, value: 0.0 });
-        let at = DATA_AT + starts[b] * RECORD;
-        file.read_exact_at(bytemuck::cast_slice_mut(&mut block), at).map_err(fail)?;
-        let mut rng = part_rng(settings.seed, 14, b);
-        block.shuffle(&mut rng);
-        if settings.order == Order::ByUser {
-            // Stable: each user's items keep the shuffled order.
-            block.sort_by_key(|r| r.user);
-        }
-        file.write_all_at(bytemuck::cast_slice(&block), at).map_err(fail)?;
-        crcs.push(crc32fast::hash(bytemuck::cast_slice(&block)));
-    }
-    let counts = counts.sized(users, items);
-    let mut metadata = Vec::with_capacity(8 * (blocks + 1) + 4 * blocks + 12 * (users + items));
-    starts.iter().for_each(|s| metadata.extend_from_slice(&s.to_le_bytes()));
-    crcs.iter().for_each(|c| metadata.extend_from_slice(&c.to_le_bytes()));
-    for ids in [&report.users, &report.items] {
-        ids.externals().iter().for_each(|id| metadata.extend_from_slice(&id.to_le_bytes()));
-    }
-    counts.users.iter().chain(&counts.items).for_each(|c| metadata.extend_from_slice(&c.to_le_bytes()));
-    let found = Header {
-        version: VERSION,
-        input_bytes: 0,
-        input_modified_ns: 0,
-        skip_bad_lines: false,
-        format: String::new(),
-        user_blocks: grid.user_blocks,
-        item_blocks: grid.item_blocks,
-        by_user: false,
-        seed: 0,
-        users,
-        items,
-        ratings,
-        skipped_lines: report.skipped_lines,
-        sum: summary.sum,
-        sum_squares: summary.sum_squares,
-        min: summary.lowest,
-        max: summary.highest,
-        values: summary.values().to_vec(),
-        metadata_crc: crc32fast::hash(&metadata),
-    };
-    let header = Header { metadata_crc: found.metadata_crc, ..expected_header(input_meta, load, &CacheSettings { grid: Some(grid), ..settings.clone() }, &found) };
-    let json = serde_json::to_vec(&header).map_err(|e| Error::Data(format!("block cache header: {e}")))?;
-    let mut at = DATA_AT + ratings * RECORD;
-    for part in [&metadata[..], &json[..], &(json.len() as u64).to_le_bytes()[..], &MAGIC[..]] {
-        file.write_all_at(part, at).map_err(fail)?;
-        at += part.len() as u64;
-    }
-    file.sync_all().map_err(fail)?;
-    tmp.persist(path).map_err(|e| fail(e.error))?;
-    Ok(())
-}
-
 /// Who reads blocks at once: "each of 2 threads", or "the one reader" (a CPU thread, or the GPU).
 fn readers_named(threads: usize) -> String {
     if threads == 1 { "the one reader".into() } else { format!("each of {threads} threads") }
@@ -461,7 +314,7 @@ fn readers_named(threads: usize) -> String {
 /// Reads and writes at an offset, which Unix's `FileExt` gives whole; on Windows
 /// `seek_read`/`seek_write` may stop short, so they loop as `read_exact_at`/`write_all_at` do.
 #[cfg(windows)]
-mod windows_io {
+pub(super) mod windows_io {
     use std::fs::File;
     use std::io::{Error, ErrorKind, Result};
     use std::os::windows::fs::FileExt as _;

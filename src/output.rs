@@ -43,6 +43,18 @@ pub fn check_output(path: &Path, overwrite: bool) -> Result<()> {
     if path.is_dir() {
         return Err(fail(path, "cannot write: it is a directory; give a file name inside it".into()));
     }
+    // A symbolic link counts as there, even when what it names is not (a dangling link, a loop):
+    // the file is renamed into its place, which would replace the link.
+    let link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    if link && !overwrite {
+        let to = std::fs::read_link(path).map_or_else(|_| "?".into(), |t| t.display().to_string());
+        let why = match std::fs::metadata(path) {
+            Ok(_) => String::new(),
+            Err(e) if e.raw_os_error() == Some(40) => " (a loop of links)".into(),
+            Err(_) => format!(" ({to} does not exist)"),
+        };
+        return Err(fail(path, format!("is a symbolic link to {to}{why}; not replacing it (pass --force to replace the link with the file)")));
+    }
     if path.exists() && !overwrite {
         return Err(fail(path, "already exists; not overwriting it (pass --force to replace it)".into()));
     }
@@ -101,5 +113,24 @@ mod tests {
         assert_eq!(std::fs::read(&target).unwrap(), b"model");
         let names: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
         assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_dangling_link_or_a_loop_is_refused_before_the_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let dangling = dir.path().join("dangling");
+        std::os::unix::fs::symlink(dir.path().join("nowhere"), &dangling).unwrap();
+        let e = check_output(&dangling, false).unwrap_err().to_string();
+        assert!(e.contains("symbolic link") && e.contains("does not exist"), "{e}");
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::os::unix::fs::symlink(&b, &a).unwrap();
+        std::os::unix::fs::symlink(&a, &b).unwrap();
+        let e = check_output(&a, false).unwrap_err().to_string();
+        assert!(e.contains("symbolic link"), "{e}");
+        // With --force the link is replaced by the file, the file it named untouched.
+        write_atomically(&dangling, true, |w| w.write_all(b"model")).unwrap();
+        assert!(!std::fs::symlink_metadata(&dangling).unwrap().file_type().is_symlink());
+        assert!(!dir.path().join("nowhere").exists());
     }
 }

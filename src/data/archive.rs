@@ -28,17 +28,87 @@ pub(super) fn is_packed(head: &[u8]) -> bool {
     head.starts_with(&[0x1f, 0x8b]) || head.starts_with(b"PK\x03\x04")
 }
 
-/// Reads `path`, unpacking gzip (any number of members) and a zip that holds one file.
-pub fn read_unpacked(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+/// The most bytes a reader may hold: `limit` (`--memory`) when given, else the memory
+/// available; `None` where the platform says nothing and no limit was given.
+pub fn memory_cap(limit: Option<u64>) -> Option<u64> {
+    limit.or_else(crate::resources::available_memory)
+}
+
+/// The error for an input that would hold more than `cap` bytes: `how` says how it was found.
+fn too_large(path: &Path, cap: u64, how: &str) -> Error {
+    Error::TooLarge(format!(
+        "{}: {how} more than the {} of memory a reader may hold (the memory available, or --memory); train with --memory SIZE to read it piece by piece into blocks on disk",
+        path.display(),
+        crate::resources::human_bytes(cap)
+    ))
+}
+
+/// Reads at most `cap` bytes of `reader` (`None`: all of it), else the error `over` gives.
+fn read_capped(mut reader: impl Read, cap: Option<u64>, over: impl FnOnce() -> Error, fault: impl FnOnce(std::io::Error) -> Error) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    match cap {
+        None => reader.read_to_end(&mut out).map(drop).map_err(fault)?,
+        Some(cap) => {
+            reader.take(cap.saturating_add(1)).read_to_end(&mut out).map_err(fault)?;
+            if out.len() as u64 > cap {
+                return Err(over());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Bytes read from a device or pipe before the rest: if all of them are zero, the input is no
+/// file of ratings (it is /dev/zero, most likely), and reading on would only fill memory.
+const ZERO_PROBE: usize = 1 << 16;
+
+/// Reads the first [`ZERO_PROBE`] bytes of a device or pipe and refuses it if they are all
+/// zero; else returns them, to be read before the rest (a pipe cannot be rewound).
+fn refuse_zeros(path: &Path, file: &mut std::fs::File) -> Result<Vec<u8>> {
+    let mut head = vec![0u8; ZERO_PROBE];
+    let got = read_fully(file, &mut head).map_err(|e| Error::io(path, e))?;
+    if got == head.len() && head.iter().all(|&b| b == 0) {
+        return Err(Error::Format {
+            path: path.into(),
+            message: "not a regular file, and its first 64 KiB are all zero bytes: a device such as /dev/zero, not ratings".into(),
+        });
+    }
+    head.truncate(got);
+    Ok(head)
+}
+
+/// Reads until `buf` is full or the input ends; returns the bytes read.
+fn read_fully(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}
+
+/// Reads `path`, unpacking gzip (any number of members) and a zip that holds one file, holding
+/// at most `cap` bytes (packed and unpacked): a file larger than that, a device or pipe that
+/// goes on (such as /dev/zero), or a compressed file that unpacks to more, is an error naming
+/// it before memory runs out.
+pub fn read_unpacked(path: &Path, cap: Option<u64>) -> Result<Vec<u8>> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if let (true, Some(cap)) = (meta.is_file(), cap) {
+        if meta.len() > cap {
+            return Err(too_large(path, cap, &format!("its {} are", crate::resources::human_bytes(meta.len()))));
+        }
+    }
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let probed = if meta.is_file() { Vec::new() } else { refuse_zeros(path, &mut file)? };
+    let how = if meta.is_file() { "it grew while being read, to" } else { "it is not a regular file (a device or a pipe) and gave" };
+    let raw = read_capped(std::io::Cursor::new(probed).chain(file), cap, || too_large(path, cap.unwrap_or(0), how), |e| Error::io(path, e))?;
     let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::with_capacity(raw.len().saturating_mul(4));
-        flate2::read::MultiGzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| Error::Format { path: path.into(), message: format!("gzip data is corrupt or truncated: {e}") })?;
-        out
+        let corrupt = |e: std::io::Error| Error::Format { path: path.into(), message: format!("gzip data is corrupt or truncated: {e}") };
+        read_capped(flate2::read::MultiGzDecoder::new(&raw[..]), cap, || too_large(path, cap.unwrap_or(0), "it unpacks to"), corrupt)?
     } else if raw.starts_with(b"PK\x03\x04") || raw.starts_with(b"PK\x05\x06") {
-        unzip_single(&raw).map_err(|message| Error::Format { path: path.into(), message })?
+        unzip_single(&raw, cap).map_err(|message| Error::Format { path: path.into(), message })?
     } else {
         raw
     };
@@ -72,7 +142,7 @@ struct ZipEntry {
 }
 
 /// The contents of a zip archive's one file (folders and macOS `__MACOSX/` metadata aside).
-fn unzip_single(zip: &[u8]) -> std::result::Result<Vec<u8>, String> {
+fn unzip_single(zip: &[u8], cap: Option<u64>) -> std::result::Result<Vec<u8>, String> {
     let corrupt = || "a zip archive whose directory is corrupt or truncated".to_string();
     // The end-of-directory record sits in the last 22 + 65,535 bytes.
     let search_from = zip.len().saturating_sub(22 + 65_535);
@@ -120,11 +190,15 @@ fn unzip_single(zip: &[u8]) -> std::result::Result<Vec<u8>, String> {
     }
     let data_start = local + 30 + u16_at(zip, local + 26).ok_or_else(corrupt)? + u16_at(zip, local + 28).ok_or_else(corrupt)?;
     let data = zip.get(data_start..data_start + file.compressed).ok_or_else(corrupt)?;
+    if cap.is_some_and(|cap| file.size as u64 > cap) {
+        return Err(format!("zip member {} unpacks to {}, more than the memory a reader may hold (the memory available, or --memory); unpack it first", file.name, crate::resources::human_bytes(file.size as u64)));
+    }
     let mut out = Vec::with_capacity(file.size);
     match file.method {
         0 => out.extend_from_slice(data),
         8 => {
-            flate2::read::DeflateDecoder::new(data).read_to_end(&mut out).map_err(|e| format!("zip member {} is corrupt: {e}", file.name))?;
+            // Never more than the directory declared: a lying archive is corrupt, not a flood.
+            flate2::read::DeflateDecoder::new(data).take(file.size as u64 + 1).read_to_end(&mut out).map_err(|e| format!("zip member {} is corrupt: {e}", file.name))?;
         }
         m => return Err(format!("zip member {} is compressed with method {m}, which gpumf does not read; unpack it first (unzip FILE)", file.name)),
     }
@@ -192,15 +266,15 @@ mod tests {
     fn a_single_file_zip_is_read_and_other_archives_are_named() {
         let text: &[u8] = b"1\t2\t3.5\n2\t3\t4\n";
         for deflate in [false, true] {
-            assert_eq!(unzip_single(&zip(&[("dir/", b""), ("r.tsv", text)], deflate)).unwrap(), text);
+            assert_eq!(unzip_single(&zip(&[("dir/", b""), ("r.tsv", text)], deflate), None).unwrap(), text);
         }
-        let two = unzip_single(&zip(&[("a.csv", text), ("b.csv", text)], true)).unwrap_err();
+        let two = unzip_single(&zip(&[("a.csv", text), ("b.csv", text)], true), None).unwrap_err();
         assert!(two.contains("2 files") && two.contains("a.csv"), "{two}");
-        let xlsx = unzip_single(&zip(&[("[Content_Types].xml", b"x"), ("xl/workbook.xml", b"y")], true)).unwrap_err();
+        let xlsx = unzip_single(&zip(&[("[Content_Types].xml", b"x"), ("xl/workbook.xml", b"y")], true), None).unwrap_err();
         assert!(xlsx.contains("Excel"), "{xlsx}");
         let mut bad = zip(&[("r.tsv", text)], false);
         bad[35] ^= 1; // a byte of the member's data
-        assert!(unzip_single(&bad).unwrap_err().contains("checksum"));
+        assert!(unzip_single(&bad, None).unwrap_err().contains("checksum"));
         assert!(unread_container(b"BZh91AY&SY").unwrap().contains("bzip2"));
         assert!(unread_container(b"MATLAB 5.0 MAT-file").unwrap().contains("MATLAB"));
         assert!(unread_container(b"1\t2\t3\n").is_none());

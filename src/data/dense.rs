@@ -2,7 +2,7 @@
 //! not rate (e.g. the Jester jokes data: a count column, then 100 ratings with 99 for none).
 //! Ids are the row and column numbers, from 1, counted after `--skip-columns`.
 
-use super::text::{count_lines, first_data_line, split_chunks, Delimiter, Interner};
+use super::text::{count_lines, first_data_line, quoted, split_chunks, Delimiter, Interner};
 use super::{Rating, RatingSet};
 use crate::error::{Error, Result};
 use rayon::prelude::*;
@@ -44,9 +44,9 @@ impl Grid<'_> {
                 continue;
             }
             let column = self.skip + c + 1;
-            let rating: f32 = field.parse().map_err(|_| format!("column {column}: rating {field:?} is not a number (nor the --missing marker)"))?;
+            let rating: f32 = field.parse().map_err(|_| format!("column {column}: rating {} is not a number (nor the --missing marker)", quoted(field)))?;
             if !rating.is_finite() {
-                return Err(format!("column {column}: rating {field:?} is not a finite number"));
+                return Err(format!("column {column}: rating {} is not a finite number", quoted(field)));
             }
             cells.push((c as u32 + 1, rating));
         }

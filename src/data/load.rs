@@ -2,7 +2,8 @@
 //! reported with its file and line number.
 
 use super::archive::{is_packed, read_unpacked, unread_container};
-use super::text::{count_lines, first_data_line, split_chunks, Delimiter, Interner};
+use super::text::strip_bom;
+use super::text::{count_lines, first_data_line, quoted, split_chunks, Delimiter, Interner, MAX_LINE};
 use super::{IdMap, Rating, RatingSet};
 use crate::error::{Error, Result};
 use rayon::prelude::*;
@@ -87,6 +88,10 @@ pub struct LoadOptions {
     /// The column (from 1) that marks each rating `train` or `test` (or 0 or 1).
     pub split_column: Option<usize>,
     pub duplicates: Duplicates,
+    /// The most bytes of the file a loader reads: `None` is the memory available when the file
+    /// is read whole (`--memory` when given), and, streamed, a regular file's size and no limit
+    /// for a pipe. A device that goes on (/dev/zero) is an error at this many bytes.
+    pub max_bytes: Option<u64>,
 }
 
 /// A loaded rating file.
@@ -111,12 +116,15 @@ pub fn load_ratings(path: &Path, options: LoadOptions) -> Result<Loaded> {
     if meta.is_dir() {
         return Err(Error::IsDirectory { path: path.into() });
     }
-    parse_ratings(&read_unpacked(path)?, path, options)
+    let bytes = read_unpacked(path, super::archive::memory_cap(options.max_bytes))?;
+    parse_ratings(&bytes, path, options)
 }
 
 /// Parses rating text already in memory; `path` names it in errors.
 pub fn parse_ratings(bytes: &[u8], path: &Path, options: LoadOptions) -> Result<Loaded> {
     check_options(&options)?;
+    // A byte-order mark before text (editors on Windows write one) is not part of the first line.
+    let bytes = strip_bom(bytes);
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(Error::EmptyFile { path: path.into() });
     }
@@ -147,30 +155,37 @@ pub fn parse_ratings(bytes: &[u8], path: &Path, options: LoadOptions) -> Result<
     }
     let mut layout = Layout::for_file(format, bytes, path)?;
     if let Some(column) = options.split_column {
+        layout.mark_split(column, format)?;
+    }
+    parse_text(bytes, path, &layout, &options, format)
+}
+
+impl Layout {
+    /// Reads `column` (from 1) as the split column that marks each rating train or test.
+    fn mark_split(&mut self, column: usize, format: Format) -> Result<()> {
         if format == Format::Mtx {
             return Err(Error::InvalidParameter("--split-column applies to delimited text, not Matrix Market files".into()));
         }
-        if format == Format::Csv && column > layout.max_fields {
-            return Err(Error::InvalidParameter(format!("--split-column {column}: the header names only {} columns", layout.max_fields)));
+        if format == Format::Csv && column > self.max_fields {
+            return Err(Error::InvalidParameter(format!("--split-column {column}: the header names only {} columns", self.max_fields)));
         }
-        for used in [layout.user_col, layout.item_col, layout.rating_col] {
-            if column == used + 1 {
-                return Err(Error::InvalidParameter(format!("--split-column {column} is the user, item or rating column")));
-            }
+        if [self.user_col, self.item_col, self.rating_col].contains(&(column - 1)) {
+            return Err(Error::InvalidParameter(format!("--split-column {column} is the user, item or rating column")));
         }
-        layout.split_col = Some(column - 1);
-        layout.min_fields = layout.min_fields.max(column);
-        layout.max_fields = layout.max_fields.max(column);
+        self.split_col = Some(column - 1);
+        self.min_fields = self.min_fields.max(column);
+        self.max_fields = self.max_fields.max(column);
+        Ok(())
     }
+}
+
+/// Delimited text and Matrix Market files: every line parsed in parallel, the first bad one
+/// reported by its file line, then the ids interned in file order.
+fn parse_text(bytes: &[u8], path: &Path, layout: &Layout, options: &LoadOptions, format: Format) -> Result<Loaded> {
     let body = &bytes[layout.body_start..];
     let chunks = split_chunks(body);
-    let parsed: Vec<ChunkResult> = chunks
-        .par_iter()
-        .map(|&(start, end)| parse_chunk(&body[start..end], &layout, options.skip_bad_lines))
-        .collect();
-
-    let mut total = 0usize;
-    let mut skipped = 0u64;
+    let parsed: Vec<ChunkResult> = chunks.par_iter().map(|&(start, end)| parse_chunk(&body[start..end], layout, options.skip_bad_lines)).collect();
+    let (mut total, mut skipped) = (0usize, 0u64);
     for (ci, chunk) in parsed.iter().enumerate() {
         if let Some((local_line, message)) = &chunk.error {
             let before = count_lines(&bytes[..layout.body_start + chunks[ci].0]);
@@ -180,39 +195,18 @@ pub fn parse_ratings(bytes: &[u8], path: &Path, options: LoadOptions) -> Result<
         skipped += chunk.skipped;
     }
     if total == 0 {
-        return Err(Error::Format {
-            path: path.into(),
-            message: if skipped > 0 {
-                format!("no valid ratings: all {skipped} data lines were malformed")
-            } else {
-                "no ratings after the header".into()
-            },
-        });
+        let message = if skipped > 0 { format!("no valid ratings: all {skipped} data lines were malformed") } else { "no ratings after the header".into() };
+        return Err(Error::Format { path: path.into(), message });
     }
-    if let Some((m, n, nnz)) = layout.mtx_size {
-        if !options.skip_bad_lines && total as u64 != nnz {
-            return Err(Error::Format {
-                path: path.into(),
-                message: format!("Matrix Market header declares {nnz} entries but the file has {total} (truncated?)"),
-            });
-        }
-        for c in &parsed {
-            if let Some(&(u, i, _, _)) = c.triplets.iter().find(|t| t.0 == 0 || t.0 > m || t.1 == 0 || t.1 > n) {
-                return Err(Error::Format {
-                    path: path.into(),
-                    message: format!("entry ({u}, {i}) lies outside the declared {m} x {n} matrix (indices are 1-based)"),
-                });
-            }
-        }
+    if let Some(size) = layout.mtx_size {
+        check_matrix_market(&parsed, total, size, options.skip_bad_lines).map_err(|message| Error::Format { path: path.into(), message })?;
     }
-
     let (max_user, max_item) = parsed
         .par_iter()
         .flat_map_iter(|c| c.triplets.iter())
         .fold(|| (0u64, 0u64), |(u, i), t| (u.max(t.0), i.max(t.1)))
         .reduce(|| (0, 0), |a, b| (a.0.max(b.0), a.1.max(b.1)));
-    let mut users = Interner::new(max_user, total);
-    let mut items = Interner::new(max_item, total);
+    let (mut users, mut items) = (Interner::new(max_user, total), Interner::new(max_item, total));
     let mut entries = Vec::with_capacity(total);
     let mut marks = layout.split_col.map(|_| Vec::with_capacity(total));
     for chunk in parsed {
@@ -224,9 +218,23 @@ pub fn parse_ratings(bytes: &[u8], path: &Path, options: LoadOptions) -> Result<
         }
     }
     let mut ratings = RatingSet { entries, users: users.finish(), items: items.finish() };
-    let locate = |ordinal: usize| format!("line {}", line_of_entry(bytes, &layout, ordinal));
+    let locate = |ordinal: usize| format!("line {}", line_of_entry(bytes, layout, ordinal));
     let duplicates = resolve_duplicates(&mut ratings, &mut marks, options.duplicates, path, locate)?;
     Ok(Loaded { ratings, format, skipped_lines: skipped, test_marks: marks, duplicates, duplicate_policy: options.duplicates })
+}
+
+/// A Matrix Market file's entries against its size line: as many as declared (unless bad lines
+/// were skipped), each within the declared matrix.
+fn check_matrix_market(parsed: &[ChunkResult], total: usize, (m, n, nnz): (u64, u64, u64), skip_bad_lines: bool) -> std::result::Result<(), String> {
+    if !skip_bad_lines && total as u64 != nnz {
+        return Err(format!("Matrix Market header declares {nnz} entries but the file has {total} (truncated?)"));
+    }
+    for c in parsed {
+        if let Some(&(u, i, _, _)) = c.triplets.iter().find(|t| t.0 == 0 || t.0 > m || t.1 == 0 || t.1 > n) {
+            return Err(format!("entry ({u}, {i}) lies outside the declared {m} x {n} matrix (indices are 1-based)"));
+        }
+    }
+    Ok(())
 }
 
 /// Flags that belong to one format, given with another, are errors rather than ignored.
@@ -425,6 +433,10 @@ fn implausible_binary(bytes: &[u8]) -> Option<String> {
     if !bytes.len().is_multiple_of(12) {
         return Some(format!("its {} bytes are not a whole number of 12-byte records", bytes.len()));
     }
+    let probe = &bytes[..bytes.len().min(12 * PLAUSIBLE_RECORDS)];
+    if probe.len() >= 12 * PLAUSIBLE_RECORDS && probe.iter().all(|&b| b == 0) {
+        return Some(format!("its first {PLAUSIBLE_RECORDS} records are all zero bytes (a device such as /dev/zero?)"));
+    }
     for (n, b) in bytes.chunks_exact(12).take(PLAUSIBLE_RECORDS).enumerate() {
         let word = |i: usize| [b[i], b[i + 1], b[i + 2], b[i + 3]];
         let (u, i, r) = (i32::from_le_bytes(word(0)), i32::from_le_bytes(word(4)), f32::from_le_bytes(word(8)));
@@ -606,10 +618,10 @@ impl Layout {
                     return Err(text_err(1, "only the sparse 'coordinate' Matrix Market format holds ratings".into()));
                 }
                 if !matches!(words.get(3), Some(&"real") | Some(&"integer")) {
-                    return Err(text_err(1, format!("unsupported field type {:?}: ratings need 'real' or 'integer'", words.get(3).unwrap_or(&""))));
+                    return Err(text_err(1, format!("unsupported field type {}: ratings need 'real' or 'integer'", quoted(words.get(3).unwrap_or(&"")))));
                 }
                 if words.get(4).is_some_and(|s| *s != "general") {
-                    return Err(text_err(1, format!("unsupported symmetry {:?}: only 'general' is read", words[4])));
+                    return Err(text_err(1, format!("unsupported symmetry {}: only 'general' is read", quoted(words[4]))));
                 }
                 continue;
             }
@@ -620,9 +632,9 @@ impl Layout {
                 .split_whitespace()
                 .map(|w| w.parse::<u64>())
                 .collect::<std::result::Result<_, _>>()
-                .map_err(|_| text_err(line_no, format!("expected the size line 'rows columns entries', found {line:?}")))?;
+                .map_err(|_| text_err(line_no, format!("expected the size line 'rows columns entries', found {}", quoted(line))))?;
             if nums.len() != 3 {
-                return Err(text_err(line_no, format!("expected the size line 'rows columns entries', found {line:?}")));
+                return Err(text_err(line_no, format!("expected the size line 'rows columns entries', found {}", quoted(line))));
             }
             size = Some((nums[0], nums[1], nums[2]));
             break;
@@ -655,6 +667,11 @@ fn parse_chunk(chunk: &[u8], layout: &Layout, skip_bad: bool) -> ChunkResult {
     let mut out = ChunkResult { triplets: Vec::with_capacity(chunk.len() / 16), skipped: 0, error: None };
     for (line_no, raw) in chunk.split(|&b| b == b'\n').enumerate() {
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if raw.len() > MAX_LINE {
+            // Too long to be a rating: an error even with --skip-bad-lines (it is not a file of ratings).
+            out.error = Some((line_no as u64, long_line(raw)));
+            return out;
+        }
         if raw.iter().all(|b| b.is_ascii_whitespace()) || raw.first() == Some(&layout.comment) {
             continue;
         }
@@ -668,6 +685,12 @@ fn parse_chunk(chunk: &[u8], layout: &Layout, skip_bad: bool) -> ChunkResult {
         }
     }
     out
+}
+
+/// The error for a line longer than [`MAX_LINE`]: its length and its start.
+fn long_line(raw: &[u8]) -> String {
+    let head = String::from_utf8_lossy(&raw[..raw.len().min(200)]);
+    format!("a line of {} bytes, longer than any line of ratings (at most {}): {}", raw.len(), crate::resources::human_bytes(MAX_LINE as u64), quoted(&head))
 }
 
 /// Splits a line into at most `out.len()` fields without allocating; returns the field count
@@ -712,9 +735,10 @@ fn parse_line(raw: &[u8], layout: &Layout) -> std::result::Result<(u64, u64, f32
         let line = text();
         if let Some(other) = layout.delimiter.other_in(&line) {
             return Err(format!(
-                "inconsistent delimiter: the file is {}-separated but this line uses {} ({line:?})",
+                "inconsistent delimiter: the file is {}-separated but this line uses {} ({})",
                 layout.delimiter.name(),
-                other.name()
+                other.name(),
+                quoted(&line)
             ));
         }
         let expected = if layout.min_fields == layout.max_fields {
@@ -728,21 +752,20 @@ fn parse_line(raw: &[u8], layout: &Layout) -> std::result::Result<(u64, u64, f32
         } else {
             ""
         };
-        let line = if line.chars().count() > 120 { format!("{}…", line.chars().take(120).collect::<String>()) } else { line };
-        return Err(format!("{what}: expected {expected} {}-separated fields, found {n} ({line:?}){hint}", layout.delimiter.name()));
+        return Err(format!("{what}: expected {expected} {}-separated fields, found {n} ({}){hint}", layout.delimiter.name(), quoted(&line)));
     }
     let user = parse_id(fields[layout.user_col], "user")?;
     let item = parse_id(fields[layout.item_col], "item")?;
     let field = trim_field(fields[layout.rating_col]);
     let value = std::str::from_utf8(field).ok().and_then(|t| t.parse::<f32>().ok());
     let shown = || String::from_utf8_lossy(field).into_owned();
-    let rating = value.ok_or_else(|| format!("rating {:?} is not a number", shown()))?;
+    let rating = value.ok_or_else(|| format!("rating {} is not a number", quoted(&shown())))?;
     if !rating.is_finite() {
-        return Err(format!("rating {:?} is not a finite number", shown()));
+        return Err(format!("rating {} is not a finite number", quoted(&shown())));
     }
     let test = match layout.split_col {
         Some(col) => split_mark(trim_field(fields[col])).ok_or_else(|| {
-            format!("split column {} holds {:?}; expected train or test (or 0 or 1)", col + 1, String::from_utf8_lossy(trim_field(fields[col])))
+            format!("split column {} holds {}; expected train or test (or 0 or 1)", col + 1, quoted(&String::from_utf8_lossy(trim_field(fields[col]))))
         })?,
         None => false,
     };
@@ -772,12 +795,12 @@ fn parse_id(field: &[u8], what: &str) -> std::result::Result<u64, String> {
     for &d in digits {
         let digit = d.wrapping_sub(b'0');
         if digit > 9 {
-            return Err(format!("bad {what} id {:?}: expected a non-negative integer", String::from_utf8_lossy(digits)));
+            return Err(format!("bad {what} id {}: expected a non-negative integer", quoted(&String::from_utf8_lossy(digits))));
         }
         id = id
             .checked_mul(10)
             .and_then(|v| v.checked_add(digit as u64))
-            .ok_or_else(|| format!("bad {what} id {:?}: larger than 2^64", String::from_utf8_lossy(digits)))?;
+            .ok_or_else(|| format!("bad {what} id {}: larger than 2^64", quoted(&String::from_utf8_lossy(digits))))?;
     }
     Ok(id)
 }
@@ -821,7 +844,7 @@ pub fn load_pairs(path: &Path) -> Result<Vec<(u64, u64)>> {
     if path.is_dir() {
         return Err(Error::IsDirectory { path: path.into() });
     }
-    let bytes = read_unpacked(path)?;
+    let bytes = read_unpacked(path, super::archive::memory_cap(None))?;
     let text = std::str::from_utf8(&bytes).map_err(|e| Error::Format { path: path.into(), message: format!("not UTF-8 text (byte {})", e.valid_up_to()) })?;
     let delimiter = Delimiter::of_line(first_data_line(&bytes));
     let mut pairs = Vec::new();
@@ -841,7 +864,7 @@ pub fn load_pairs(path: &Path) -> Result<Vec<(u64, u64)>> {
             // A header names its columns: a first line whose first field is a word.
             (Err(_), _) if first && fields[0].bytes().any(|b| b.is_ascii_alphabetic()) => {}
             (Err(message), _) | (_, Err(message)) => {
-                let message = format!("{message} ({line:?}; expected `user item`, {}-separated)", delimiter.name());
+                let message = format!("{message} ({}; expected `user item`, {}-separated)", quoted(line), delimiter.name());
                 return Err(Error::Parse { path: path.into(), line: n as u64 + 1, message });
             }
         }
@@ -898,24 +921,57 @@ pub fn streamable(path: &Path, options: &LoadOptions) -> bool {
     whole_file_flag(options).is_none() && !packed
 }
 
+/// A file read a piece at a time: at most a regular file's size when it was opened, and for a
+/// pipe or device at most `cap` bytes (`LoadOptions::max_bytes`), so that an input that goes
+/// on (/dev/zero) stops with an error rather than fill the disk.
+struct Pieces<'a> {
+    path: &'a Path,
+    file: std::fs::File,
+    piece_bytes: usize,
+    /// Bytes still to read at most, and whether reaching that is an error (not a regular file).
+    left: u64,
+    capped: bool,
+}
+
+impl<'a> Pieces<'a> {
+    fn open(path: &'a Path, piece_bytes: usize, cap: Option<u64>) -> Result<Pieces<'a>> {
+        let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+        if meta.is_dir() {
+            return Err(Error::IsDirectory { path: path.into() });
+        }
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let (left, capped) = if meta.is_file() { (meta.len(), false) } else { (cap.unwrap_or(u64::MAX), cap.is_some()) };
+        Ok(Pieces { path, file, piece_bytes, left, capped })
+    }
+
+    /// Tops `piece` up to a piece's length; returns whether the input has ended.
+    fn fill(&mut self, piece: &mut Vec<u8>) -> Result<bool> {
+        use std::io::Read;
+        let want = (self.piece_bytes.saturating_sub(piece.len()) as u64).min(self.left);
+        let got = (&mut self.file).take(want).read_to_end(piece).map_err(|e| Error::io(self.path, e))? as u64;
+        self.left -= got;
+        if self.left == 0 && self.capped {
+            let mut probe = [0u8; 1];
+            if std::io::Read::read(&mut self.file, &mut probe).map_err(|e| Error::io(self.path, e))? > 0 {
+                return Err(Error::TooLarge(format!("{}: not a regular file (a device or a pipe), and it goes on past the {} it may give; is it the input meant?", self.path.display(), crate::resources::human_bytes(self.left + got))));
+            }
+        }
+        Ok(got < want || self.left == 0)
+    }
+}
+
 /// [`stream_ratings`] with pieces of `piece_bytes` (small ones test the seams).
-fn stream_in_pieces(path: &Path, options: &LoadOptions, piece_bytes: usize, mut sink: impl FnMut(&[Rating]) -> Result<()>) -> Result<StreamReport> {
-    use std::io::Read;
+fn stream_in_pieces(path: &Path, options: &LoadOptions, piece_bytes: usize, sink: impl FnMut(&[Rating]) -> Result<()>) -> Result<StreamReport> {
     check_options(options)?;
     if let Some(flag) = whole_file_flag(options) {
         return Err(Error::InvalidParameter(format!("{flag} needs the whole file in memory, and --memory reads it piece by piece; leave one of them out")));
     }
-    if std::fs::metadata(path).map_err(|e| Error::io(path, e))?.is_dir() {
-        return Err(Error::IsDirectory { path: path.into() });
-    }
-    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut pieces = Pieces::open(path, piece_bytes, options.max_bytes)?;
     let mut piece: Vec<u8> = Vec::with_capacity(piece_bytes);
-    let mut fill = |piece: &mut Vec<u8>| -> Result<bool> {
-        let want = piece_bytes.saturating_sub(piece.len()) as u64;
-        let got = (&mut file).take(want).read_to_end(piece).map_err(|e| Error::io(path, e))?;
-        Ok((got as u64) < want)
-    };
-    let mut at_end = fill(&mut piece)?;
+    let at_end = pieces.fill(&mut piece)?;
+    if piece.starts_with(b"\xEF\xBB\xBF") {
+        piece.drain(..3);
+    }
     if piece.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(Error::EmptyFile { path: path.into() });
     }
@@ -926,83 +982,111 @@ fn stream_in_pieces(path: &Path, options: &LoadOptions, piece_bytes: usize, mut 
         Format::Auto => detect_format(&piece, path, None)?,
         f => f,
     };
-    let (mut users, mut items) = (IdMap::new(), IdMap::new());
-    let (mut count, mut skipped) = (0u64, 0u64);
-    let mut out: Vec<Rating> = Vec::new();
+    let mut stream = Stream { path, skip_bad_lines: options.skip_bad_lines, users: IdMap::new(), items: IdMap::new(), count: 0, skipped: 0, sink };
     if format == Format::Binary {
+        stream.binary(pieces, piece, at_end)?;
+    } else {
+        stream.text(pieces, piece, at_end, format, piece_bytes)?;
+    }
+    if stream.count == 0 {
+        return Err(Error::Format { path: path.into(), message: "no valid ratings".into() });
+    }
+    Ok(StreamReport { users: stream.users, items: stream.items, ratings: stream.count, skipped_lines: stream.skipped, format })
+}
+
+/// What streaming has read so far, and where its ratings go.
+struct Stream<'a, S> {
+    path: &'a Path,
+    skip_bad_lines: bool,
+    users: IdMap,
+    items: IdMap,
+    count: u64,
+    skipped: u64,
+    sink: S,
+}
+
+impl<S: FnMut(&[Rating]) -> Result<()>> Stream<'_, S> {
+    /// Hands `out` to the sink and empties it.
+    fn send(&mut self, out: &mut Vec<Rating>) -> Result<()> {
+        self.count += out.len() as u64;
+        (self.sink)(out)?;
+        out.clear();
+        Ok(())
+    }
+
+    /// cuMF_SGD's binary records, piece by piece.
+    fn binary(&mut self, mut pieces: Pieces, mut piece: Vec<u8>, mut at_end: bool) -> Result<()> {
         const RECORD: usize = 12;
         let word = |b: &[u8], i: usize| [b[i], b[i + 1], b[i + 2], b[i + 3]];
-        let mut record = 0u64;
+        let (mut record, mut out) = (0u64, Vec::new());
         loop {
             let whole = piece.len() / RECORD * RECORD;
             for b in piece[..whole].chunks_exact(RECORD) {
                 record += 1;
                 let (u, i, r) = (i32::from_le_bytes(word(b, 0)), i32::from_le_bytes(word(b, 4)), f32::from_le_bytes(word(b, 8)));
                 if u < 0 || i < 0 || !r.is_finite() {
-                    if options.skip_bad_lines {
-                        skipped += 1;
+                    if self.skip_bad_lines {
+                        self.skipped += 1;
                         continue;
                     }
                     let message = format!("record {record}: user {u}, item {i}, rating {r}: ids must be non-negative and the rating finite");
-                    return Err(Error::Parse { path: path.into(), line: record, message });
+                    return Err(Error::Parse { path: self.path.into(), line: record, message });
                 }
-                out.push(Rating { user: users.intern(u as u64), item: items.intern(i as u64), value: r });
+                out.push(Rating { user: self.users.intern(u as u64), item: self.items.intern(i as u64), value: r });
             }
-            count += out.len() as u64;
-            sink(&out)?;
-            out.clear();
+            self.send(&mut out)?;
             piece.drain(..whole);
             if at_end {
                 break;
             }
-            at_end = fill(&mut piece)?;
+            at_end = pieces.fill(&mut piece)?;
         }
         if !piece.is_empty() {
-            return Err(Error::Format { path: path.into(), message: format!("binary ratings end in {} bytes that are not a whole 12-byte record (truncated?)", piece.len()) });
+            return Err(Error::Format { path: self.path.into(), message: format!("binary ratings end in {} bytes that are not a whole 12-byte record (truncated?)", piece.len()) });
         }
-    } else {
-        let layout = Layout::for_file(format, &piece, path)?;
+        Ok(())
+    }
+
+    /// Delimited text, piece by piece, each piece cut after its last whole line.
+    fn text(&mut self, mut pieces: Pieces, mut piece: Vec<u8>, mut at_end: bool, format: Format, piece_bytes: usize) -> Result<()> {
+        let layout = Layout::for_file(format, &piece, self.path)?;
         let mut lines_before = count_lines(&piece[..layout.body_start]);
         piece.drain(..layout.body_start);
+        let mut out = Vec::new();
         loop {
             let end = if at_end {
                 piece.len()
             } else {
                 match piece.iter().rposition(|&b| b == b'\n') {
                     Some(last) => last + 1,
-                    None => return Err(Error::Parse { path: path.into(), line: lines_before + 1, message: format!("a line longer than {} bytes", piece_bytes) }),
+                    None => return Err(Error::Parse { path: self.path.into(), line: lines_before + 1, message: long_line(&piece[..piece.len().min(piece_bytes)]) }),
                 }
             };
             let body = &piece[..end];
             let chunks = split_chunks(body);
-            let parsed: Vec<ChunkResult> = chunks.par_iter().map(|&(s, e)| parse_chunk(&body[s..e], &layout, options.skip_bad_lines)).collect();
+            let parsed: Vec<ChunkResult> = chunks.par_iter().map(|&(s, e)| parse_chunk(&body[s..e], &layout, self.skip_bad_lines)).collect();
             for (c, chunk) in parsed.into_iter().enumerate() {
                 if let Some((local, message)) = chunk.error {
-                    return Err(Error::Parse { path: path.into(), line: lines_before + count_lines(&body[..chunks[c].0]) + local + 1, message });
+                    return Err(Error::Parse { path: self.path.into(), line: lines_before + count_lines(&body[..chunks[c].0]) + local + 1, message });
                 }
-                skipped += chunk.skipped;
-                out.extend(chunk.triplets.iter().map(|&(u, i, r, _)| Rating { user: users.intern(u), item: items.intern(i), value: r }));
+                self.skipped += chunk.skipped;
+                out.extend(chunk.triplets.iter().map(|&(u, i, r, _)| Rating { user: self.users.intern(u), item: self.items.intern(i), value: r }));
             }
-            count += out.len() as u64;
-            sink(&out)?;
-            out.clear();
+            self.send(&mut out)?;
             lines_before += count_lines(body);
             piece.drain(..end);
             if at_end {
                 break;
             }
-            at_end = fill(&mut piece)?;
+            at_end = pieces.fill(&mut piece)?;
         }
         if let Some((_, _, nnz)) = layout.mtx_size {
-            if !options.skip_bad_lines && count != nnz {
-                return Err(Error::Format { path: path.into(), message: format!("Matrix Market header declares {nnz} entries but the file has {count} (truncated?)") });
+            if !self.skip_bad_lines && self.count != nnz {
+                return Err(Error::Format { path: self.path.into(), message: format!("Matrix Market header declares {nnz} entries but the file has {} (truncated?)", self.count) });
             }
         }
+        Ok(())
     }
-    if count == 0 {
-        return Err(Error::Format { path: path.into(), message: "no valid ratings".into() });
-    }
-    Ok(StreamReport { users, items, ratings: count, skipped_lines: skipped, format })
 }
 
 #[cfg(test)]

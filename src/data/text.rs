@@ -6,6 +6,15 @@ use crate::error::{Error, Result};
 use std::io::Read;
 use std::path::Path;
 
+/// `bytes` without a UTF-8 byte-order mark at its start.
+pub fn strip_bom(bytes: &[u8]) -> &[u8] {
+    bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)
+}
+
+/// Bytes a line of ratings may take: a longer one is an error naming it (a rating line is a few
+/// dozen bytes; a dense matrix's row of 100,000 items a megabyte at most).
+pub const MAX_LINE: usize = 1 << 20;
+
 /// Characters of a user's value quoted in an error, at most: a 10 MB field must not become
 /// 10 MB of stderr.
 pub const QUOTED_CHARS: usize = 40;

@@ -81,6 +81,108 @@ impl ModelFileInfo {
     }
 }
 
+/// A model file's header, checked: every value before anything is allocated by it.
+struct Header {
+    version: u8,
+    /// Bytes of the header.
+    len: usize,
+    users: u64,
+    items: u64,
+    rank: u64,
+    biases: bool,
+    seen_len: u64,
+    mean: f32,
+    range: (f32, f32),
+    objective: (Loss, Option<BinaryLabels>, bool, f32),
+    /// Bytes the whole file takes, by the header.
+    file_len: u64,
+}
+
+/// The longest header of any version.
+const MAX_HEADER: usize = 8 + 8 * 8 + 4 * 6;
+
+/// Reads a model file: its header first, checked, then exactly the bytes it says follow (a file
+/// that goes on past them, such as a device, is refused before more is read), checked against
+/// its CRC-32.
+fn read_file(path: &Path) -> Result<(Header, Vec<u8>)> {
+    use std::io::Read;
+    let err = |message: String| Error::ModelFile { path: path.into(), message };
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let size = file.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
+    let mut head = Vec::with_capacity(MAX_HEADER);
+    let mut reader = std::io::BufReader::new(file);
+    (&mut reader).take(MAX_HEADER as u64).read_to_end(&mut head).map_err(|e| Error::io(path, e))?;
+    let header = parse_header(&head).map_err(err)?;
+    let described = format!("{} users, {} items, rank {}, {} bytes of seen items: {} bytes in all", header.users, header.items, header.rank, header.seen_len, header.file_len);
+    if let Some(size) = size.filter(|&size| size != header.file_len) {
+        return Err(err(format!("{size} bytes long, {} than its header says ({described}): truncated or corrupt", if size < header.file_len { "shorter" } else { "longer" })));
+    }
+    crate::resources::ensure_memory(header.file_len, &format!("{}: loading the model ({described})", path.display()), |_| "is it the model file meant?".into())?;
+    let mut bytes = head;
+    let rest = header.file_len.saturating_sub(bytes.len() as u64);
+    bytes.reserve(rest.min(size.unwrap_or(0)) as usize);
+    (&mut reader).take(rest + 1).read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
+    if bytes.len() as u64 != header.file_len {
+        let how = if (bytes.len() as u64) < header.file_len { format!("{} bytes long, shorter", bytes.len()) } else { "longer".to_string() };
+        return Err(err(format!("{how} than its header says ({described}): truncated, corrupt, or not a file")));
+    }
+    if header.version >= 2 {
+        let (body, stored) = bytes.split_at(bytes.len() - 4);
+        if crc32fast::hash(body) != u32::from_le_bytes(stored.try_into().expect("4 bytes")) {
+            return Err(err("checksum mismatch: the file is corrupt (changed since it was saved); train and save it again".into()));
+        }
+    }
+    Ok((header, bytes))
+}
+
+/// The header at the start of `bytes`, or what is wrong with it.
+fn parse_header(bytes: &[u8]) -> std::result::Result<Header, String> {
+    if bytes.len() < 8 {
+        return Err("too short to be a gpumf model".into());
+    }
+    let version = match &bytes[..8] {
+        m if m == MAGIC_V3 => 3u8,
+        m if m == MAGIC_V2 => 2,
+        m if m == MAGIC_V1 => 1,
+        m if m.starts_with(b"GPUMF\0\0") => return Err(format!("format version {} is newer than this gpumf reads (up to {MODEL_FORMAT_VERSION}): update gpumf", m[7])),
+        _ => return Err("not a gpumf model file (bad magic bytes)".into()),
+    };
+    let (words, floats) = match version {
+        3 => (8, 6),
+        2 => (5, 3),
+        _ => (4, 3),
+    };
+    let len = 8 + 8 * words + 4 * floats;
+    if bytes.len() < len {
+        return Err(format!("truncated: {} bytes, shorter than the header", bytes.len()));
+    }
+    let u64_at = |i: usize| u64::from_le_bytes(bytes[8 + 8 * i..16 + 8 * i].try_into().expect("8 bytes"));
+    let f32_at = |i: usize| f32::from_le_bytes(bytes[8 + 8 * words + 4 * i..][..4].try_into().expect("4 bytes"));
+    let (m, n, k, biases) = (u64_at(0), u64_at(1), u64_at(2), u64_at(3));
+    let seen_len = if version >= 2 { u64_at(4) } else { 0 };
+    if k == 0 || k > MAX_RANK {
+        return Err(format!("header declares rank {k}, outside 1..={MAX_RANK}"));
+    }
+    if m > u32::MAX as u64 - 1 || n > u32::MAX as u64 - 1 {
+        return Err(format!("header declares {m} users and {n} items; at most {} each are supported", u32::MAX - 1));
+    }
+    if biases > 1 {
+        return Err(format!("header's biases flag is {biases}, expected 0 or 1"));
+    }
+    let (mean, lo, hi) = (f32_at(0), f32_at(1), f32_at(2));
+    if !mean.is_finite() {
+        return Err(format!("header's global mean is {mean}, not a finite number"));
+    }
+    if lo.is_nan() || hi.is_nan() || lo > hi {
+        return Err(format!("header's rating range {lo}..{hi} is not a range"));
+    }
+    let objective = if version >= 3 { read_objective(u64_at(5), u64_at(6), u64_at(7), [f32_at(3), f32_at(4), f32_at(5)])? } else { (Loss::Squared, None, false, 0.0) };
+    let rows = m + n;
+    let file_len = (len as u64).checked_add(rows * 12).and_then(|x| x.checked_add(rows.checked_mul(k)?.checked_mul(4)?)).and_then(|x| x.checked_add(seen_len)).and_then(|x| x.checked_add(if version >= 2 { 4 } else { 0 }));
+    let file_len = file_len.ok_or_else(|| format!("header's sizes ({m} users, {n} items, rank {k}, {seen_len} bytes of seen items) are impossible: corrupt"))?;
+    Ok(Header { version, len, users: m, items: n, rank: k, biases: biases != 0, seen_len, mean, range: (lo, hi), objective, file_len })
+}
+
 /// The loss, labels and constraints of a version-3 header, checked.
 fn read_objective(code: u64, link: u64, flags: u64, [l1, negative, positive]: [f32; 3]) -> std::result::Result<(Loss, Option<BinaryLabels>, bool, f32), String> {
     let loss = LOSS_CODES.iter().find(|(_, c)| *c == code).map(|(l, _)| *l).ok_or_else(|| format!("header names loss {code}, which this gpumf does not know (a newer file?)"))?;
@@ -161,72 +263,9 @@ impl Model {
         if path.is_dir() {
             return Err(Error::IsDirectory { path: path.into() });
         }
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        if bytes.len() < 8 {
-            return Err(err("too short to be a gpumf model".into()));
-        }
-        let version = match &bytes[..8] {
-            m if m == MAGIC_V3 => 3u8,
-            m if m == MAGIC_V2 => 2,
-            m if m == MAGIC_V1 => 1,
-            m if m.starts_with(b"GPUMF\0\0") => return Err(err(format!("format version {} is newer than this gpumf reads (up to {MODEL_FORMAT_VERSION}): update gpumf", m[7]))),
-            _ => return Err(err("not a gpumf model file (bad magic bytes)".into())),
-        };
-        let (header_words, header_floats) = match version {
-            3 => (8, 6),
-            2 => (5, 3),
-            _ => (4, 3),
-        };
-        let header_len = 8 + 8 * header_words + 4 * header_floats;
-        if bytes.len() < header_len {
-            return Err(err(format!("truncated: {} bytes, shorter than the header", bytes.len())));
-        }
-        let u64_at = |i: usize| u64::from_le_bytes(bytes[8 + 8 * i..16 + 8 * i].try_into().expect("8 bytes"));
-        let f32_at = |i: usize| f32::from_le_bytes(bytes[8 + 8 * header_words + 4 * i..][..4].try_into().expect("4 bytes"));
-        let (m, n, k, biases) = (u64_at(0), u64_at(1), u64_at(2), u64_at(3));
-        let seen_len = if version >= 2 { u64_at(4) } else { 0 };
-        let checksum_len = if version >= 2 { 4 } else { 0 };
-        let expected = (|| {
-            let rows = m.checked_add(n)?;
-            let ids_and_biases = rows.checked_mul(12)?;
-            let factors = rows.checked_mul(k)?.checked_mul(4)?;
-            (header_len as u64).checked_add(ids_and_biases)?.checked_add(factors)?.checked_add(seen_len)?.checked_add(checksum_len)
-        })();
-        if expected != Some(bytes.len() as u64) {
-            return Err(err(format!(
-                "size {} bytes does not match its header ({m} users, {n} items, rank {k}{}): truncated or corrupt",
-                bytes.len(),
-                if version >= 2 { format!(", {seen_len} bytes of seen items") } else { String::new() }
-            )));
-        }
-        if version >= 2 {
-            let (body, stored) = bytes.split_at(bytes.len() - 4);
-            let stored = u32::from_le_bytes(stored.try_into().expect("4 bytes"));
-            if crc32fast::hash(body) != stored {
-                return Err(err("checksum mismatch: the file is corrupt (changed since it was saved); train and save it again".into()));
-            }
-        }
-        if k == 0 || k > MAX_RANK {
-            return Err(err(format!("header declares rank {k}, outside 1..={MAX_RANK}")));
-        }
-        if m > u32::MAX as u64 - 1 || n > u32::MAX as u64 - 1 {
-            return Err(err(format!("header declares {m} users and {n} items; at most {} each are supported", u32::MAX - 1)));
-        }
-        if biases > 1 {
-            return Err(err(format!("header's biases flag is {biases}, expected 0 or 1")));
-        }
-        let (mean, lo, hi) = (f32_at(0), f32_at(1), f32_at(2));
-        if !mean.is_finite() {
-            return Err(err(format!("header's global mean is {mean}, not a finite number")));
-        }
-        if lo.is_nan() || hi.is_nan() || lo > hi {
-            return Err(err(format!("header's rating range {lo}..{hi} is not a range")));
-        }
-        let objective = if version >= 3 { read_objective(u64_at(5), u64_at(6), u64_at(7), [f32_at(3), f32_at(4), f32_at(5)]).map_err(err)? } else { (Loss::Squared, None, false, 0.0) };
-        let (loss, labels, nonneg, l1) = objective;
-
-        let (m, n, k) = (m as usize, n as usize, k as usize);
-        let mut at = header_len;
+        let (header, bytes) = read_file(path)?;
+        let (m, n, k) = (header.users as usize, header.items as usize, header.rank as usize);
+        let mut at = header.len;
         let mut take = |len: usize| {
             let slice = &bytes[at..at + len];
             at += len;
@@ -240,7 +279,7 @@ impl Model {
         let item_bias = floats(take(4 * n));
         let p = floats(take(4 * m * k));
         let q = floats(take(4 * n * k));
-        let seen_bytes = take(seen_len as usize).to_vec();
+        let seen_bytes = take(header.seen_len as usize).to_vec();
         for (what, values) in [("user biases", &user_bias), ("item biases", &item_bias), ("user factors", &p), ("item factors", &q)] {
             if let Some(at) = values.iter().position(|v| !v.is_finite()) {
                 return Err(err(format!("{what} hold a non-finite value ({}) at position {at}: corrupt, or saved from a diverged run", values[at])));
@@ -251,27 +290,28 @@ impl Model {
         if users.distinct() != m || items.distinct() != n {
             return Err(err("the id table repeats a user or item id: corrupt".into()));
         }
-        let seen = match seen_len {
+        let seen = match header.seen_len {
             0 => None,
             _ => Some(SeenItems::from_bytes(seen_bytes, m, n).map_err(|e| err(format!("{e}: corrupt")))?),
         };
+        let (loss, labels, nonneg, l1) = header.objective;
         let model = Model {
             loss,
             labels,
             nonneg,
             l1,
-            mean,
-            biases: biases != 0,
+            mean: header.mean,
+            biases: header.biases,
             user_bias,
             item_bias,
             user_factors: Array2::from_shape_vec((m, k), p).expect("sized above"),
             item_factors: Array2::from_shape_vec((n, k), q).expect("sized above"),
-            rating_range: (lo, hi),
+            rating_range: header.range,
             users,
             items,
             seen,
         };
-        Ok((model, ModelFileInfo { version, checksummed: version >= 2 }))
+        Ok((model, ModelFileInfo { version: header.version, checksummed: header.version >= 2 }))
     }
 }
 
@@ -360,7 +400,45 @@ use crate::problem::Problem;
         bytes[8..16].copy_from_slice(&(u64::MAX / 4).to_le_bytes());
         bytes[24..32].copy_from_slice(&8u64.to_le_bytes());
         std::fs::write(&path, &bytes).unwrap();
-        assert!(Model::load(&path).unwrap_err().to_string().contains("does not match its header"));
+        let e = Model::load(&path).unwrap_err().to_string();
+        assert!(e.contains("users") && e.contains("at most"), "{e}");
+        // A header that says more follows than does: refused by its size, before a read.
+        write_v1(&m, &path);
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
+        assert!(Model::load(&path).unwrap_err().to_string().contains("shorter than its header says"));
+        std::fs::write(&path, [&bytes[..], b"xyz"].concat()).unwrap();
+        assert!(Model::load(&path).unwrap_err().to_string().contains("longer than its header says"));
+    }
+
+    #[test]
+    fn a_device_is_no_model_and_is_not_read_on() {
+        #[cfg(unix)]
+        for device in ["/dev/zero", "/dev/urandom"] {
+            let e = Model::load(Path::new(device)).unwrap_err().to_string();
+            assert!(e.contains("not a gpumf model") || e.contains("magic"), "{device}: {e}");
+        }
+    }
+
+    #[test]
+    fn version_2_files_load_as_the_squared_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v2.gpumf");
+        let m = model();
+        // A version-2 file: the v3 header less the loss, link, flags and the three floats.
+        m.save(&path, false).unwrap();
+        let v3 = std::fs::read(&path).unwrap();
+        let mut v2 = b"GPUMF\0\0\x02".to_vec();
+        v2.extend(&v3[8..8 + 5 * 8]);
+        v2.extend(&v3[8 + 8 * 8..8 + 8 * 8 + 12]);
+        v2.extend(&v3[8 + 8 * 8 + 24..v3.len() - 4]);
+        let crc = crc32fast::hash(&v2);
+        v2.extend(crc.to_le_bytes());
+        std::fs::write(&path, &v2).unwrap();
+        let (back, info) = Model::load_with_info(&path).unwrap();
+        assert_eq!(info.version, 2);
+        assert_eq!((back.loss, back.labels, back.nonneg, back.l1), (Loss::Squared, None, false, 0.0));
+        assert_eq!(back.user_factors, m.user_factors);
     }
 
     #[test]

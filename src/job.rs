@@ -190,11 +190,12 @@ impl Job {
         Ok(())
     }
 
-    /// The backend the job trains on; `Auto` says why a GPU was passed over.
+    /// The backend the job trains on; `Auto` says why a GPU was passed over, and a GPU setting
+    /// given for the CPU is said to do nothing.
     pub fn backend(&self, listener: &mut dyn Listener) -> Backend {
         let cpu = Backend::Cpu(CpuMode::with_threads(self.threads));
         let gpu = Backend::Gpu(self.gpu.clone());
-        match self.device {
+        let backend = match self.device {
             Device::Cpu => cpu,
             Device::Gpu => gpu,
             Device::Auto => {
@@ -205,12 +206,18 @@ impl Job {
                 }
                 backend
             }
+        };
+        if matches!(backend, Backend::Cpu(_)) {
+            if let Some(flag) = [(self.gpu.gpu_memory.is_some(), "--gpu-memory"), (self.gpu.upload.is_some(), "--upload")].iter().find_map(|&(given, flag)| given.then_some(flag)) {
+                listener.note(&format!("note: {flag} has no effect: training runs on the CPU"));
+            }
         }
+        backend
     }
 
     /// Runs the job: loads, trains as the settings say, and scores the kept model. On a
     /// cluster, processes other than 0 return `None` once their part is done.
-    pub fn run(self, listener: &mut dyn Listener) -> Result<Option<Run>> {
+    pub fn run(mut self, listener: &mut dyn Listener) -> Result<Option<Run>> {
         self.check()?;
         if let Some(cluster) = self.cluster.clone() {
             return self.run_distributed(&cluster, listener);
@@ -218,6 +225,8 @@ impl Job {
         if let Some(memory) = self.on_disk() {
             return self.run_on_disk(memory, listener).map(Some);
         }
+        // A file read whole holds at most `--memory` (else the memory available).
+        self.load.max_bytes = self.load.max_bytes.or(self.memory);
         let problem = self.problem(listener)?;
         self.run_in_memory(&problem, listener).map(Some)
     }
@@ -268,6 +277,7 @@ impl Job {
 
     /// Training in memory: for `--epochs`, or with early stopping, after a search when asked.
     fn run_in_memory(&self, problem: &Problem, listener: &mut dyn Listener) -> Result<Run> {
+        warn_of_overlap(problem, listener);
         let backend = self.backend(listener);
         let (params, search) = match self.search {
             Some(budget) => {
@@ -359,6 +369,18 @@ impl Job {
         let mut run = finish(trained, &shell, &self.params, None);
         run.train_ratings = train_ratings;
         Ok(Some(run))
+    }
+}
+
+/// Warns when test ratings repeat training pairs (the same file given twice, a fold against
+/// itself): their error flatters the model.
+pub fn warn_of_overlap(problem: &Problem, listener: &mut dyn Listener) {
+    let shared = problem.overlap();
+    if shared > 0 {
+        listener.note(&format!(
+            "warning: {shared} of the {} test ratings rate a (user, item) pair the training ratings rate too: the test set overlaps the training set (the same file given twice?), so its error flatters the model",
+            problem.test.len()
+        ));
     }
 }
 

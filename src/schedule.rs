@@ -241,18 +241,22 @@ impl Schedule {
 
     /// Runs `train(block)` once for every non-empty block on `threads` threads of the current
     /// rayon pool, never two blocks at once that share a user block or an item block. Free
-    /// blocks are taken in the epoch's seeded [`sequence`](Self::sequence) order.
-    pub fn run_parallel(&self, epoch: usize, threads: usize, train: impl Fn(usize) + Sync) {
+    /// blocks are taken in the epoch's seeded [`sequence`](Self::sequence) order. The first
+    /// error (or panic, with its message) stops every thread from taking another block, frees
+    /// those waiting, and is returned: a failing block never leaves the others waiting.
+    pub fn run_parallel(&self, epoch: usize, threads: usize, train: impl Fn(usize) -> Result<()> + Sync) -> Result<()> {
         let state = Mutex::new(Free {
             pending: self.sequence(epoch),
             busy_users: vec![false; self.users.blocks()],
             busy_items: vec![false; self.items.blocks()],
+            failure: None,
         });
         let freed = Condvar::new();
+        let lock = || state.lock().unwrap_or_else(|e| e.into_inner());
         let worker = || loop {
-            let mut free = state.lock().unwrap_or_else(|e| e.into_inner());
+            let mut free = lock();
             let block = loop {
-                if free.pending.is_empty() {
+                if free.pending.is_empty() || free.failure.is_some() {
                     return;
                 }
                 let found = free.pending.iter().position(|&b| {
@@ -268,10 +272,16 @@ impl Schedule {
             free.busy_users[u] = true;
             free.busy_items[i] = true;
             drop(free);
-            train(block);
-            let mut free = state.lock().unwrap_or_else(|e| e.into_inner());
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| train(block))).unwrap_or_else(|panic| {
+                let message = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+                Err(Error::Data(format!("a training thread panicked on block {block}: {message}")))
+            });
+            let mut free = lock();
             free.busy_users[u] = false;
             free.busy_items[i] = false;
+            if let Err(e) = outcome {
+                free.failure.get_or_insert(e);
+            }
             freed.notify_all();
         };
         rayon::scope(|s| {
@@ -279,6 +289,10 @@ impl Schedule {
                 s.spawn(|_| worker());
             }
         });
+        match state.into_inner().unwrap_or_else(|e| e.into_inner()).failure {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 }
 
@@ -287,6 +301,8 @@ struct Free {
     pending: Vec<usize>,
     busy_users: Vec<bool>,
     busy_items: Vec<bool>,
+    /// The first block's failure: no block is taken after it.
+    failure: Option<Error>,
 }
 
 #[cfg(test)]
@@ -408,6 +424,30 @@ mod tests {
     }
 
     #[test]
+    fn a_failing_or_panicking_block_stops_the_epoch_with_its_message_and_no_thread_waits() {
+        let s = Schedule::new(&all_pairs(40, 40), 40, 40, GridSize { user_blocks: 6, item_blocks: 6 }, Order::ByUser, 2).unwrap();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        let ran = AtomicUsize::new(0);
+        let e = pool
+            .install(|| {
+                s.run_parallel(0, 3, |b| {
+                    ran.fetch_add(1, Ordering::SeqCst);
+                    if b == s.sequence(0)[4] {
+                        panic!("bad block {b}");
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                    Ok(())
+                })
+            })
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("panicked") && e.contains("bad block"), "{e}");
+        assert!(ran.load(Ordering::SeqCst) < s.len(), "blocks after the failure are not taken");
+        let e = pool.install(|| s.run_parallel(1, 3, |_| Err(Error::Data("disk gone".into())))).unwrap_err();
+        assert!(e.to_string().contains("disk gone"));
+    }
+
+    #[test]
     fn parallel_runs_never_share_a_user_or_item_block_and_cover_every_block_once() {
         let s = Schedule::new(&all_pairs(40, 40), 40, 40, GridSize { user_blocks: 6, item_blocks: 5 }, Order::ByUser, 2).unwrap();
         let busy_users: Vec<AtomicUsize> = (0..6).map(|_| AtomicUsize::new(0)).collect();
@@ -427,8 +467,10 @@ mod tests {
                 busy_users[u].fetch_sub(1, Ordering::SeqCst);
                 busy_items[i].fetch_sub(1, Ordering::SeqCst);
                 runs[b].fetch_add(1, Ordering::SeqCst);
+                Ok(())
             })
-        });
+        })
+        .unwrap();
         assert_eq!(overlaps.load(Ordering::SeqCst), 0);
         assert!(runs.iter().all(|r| r.load(Ordering::SeqCst) == 1));
     }

@@ -70,7 +70,9 @@ impl Reach {
         let mut item_counts = vec![0.0f32; schedule.items.ids()];
         let mut buf = Vec::new();
         for b in 0..schedule.len() {
-            for r in schedule.block_into(b, &mut buf)? {
+            let ratings = schedule.block_into(b, &mut buf)?;
+            schedule.check_block(b, ratings)?;
+            for r in ratings {
                 user_counts[r.user as usize] += 1;
                 item_counts[r.item as usize] += 1.0;
             }

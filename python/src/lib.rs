@@ -165,6 +165,7 @@ fn load_options(format: &str, skip_bad_lines: bool, missing: Option<String>, ski
         skip_columns,
         split_column: None,
         duplicates: named::<Duplicates>(duplicates, "duplicates")?,
+        max_bytes: None,
     })
 }
 

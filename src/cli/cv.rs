@@ -80,6 +80,13 @@ pub fn cv(args: CvArgs) -> anyhow::Result<()> {
         None if args.fold.is_empty() => bail!("--fold: give at least one TRAIN,TEST pair, or --data FILE"),
         None => Folds::Files(args.fold.clone()),
     };
+    if let Folds::Files(pairs) = &folds {
+        for (k, pair) in pairs.iter().enumerate() {
+            if let Some(first) = pairs[..k].iter().position(|p| p == pair) {
+                eprintln!("warning: fold {} repeats fold {} ({},{}): the mean counts it twice", k + 1, first + 1, pair.0.display(), pair.1.display());
+            }
+        }
+    }
 
     let mut results = Vec::new();
     let mut trained_on = String::new();

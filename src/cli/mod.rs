@@ -100,6 +100,7 @@ impl InputArgs {
             skip_columns: self.skip_columns,
             split_column: None,
             duplicates: self.duplicates,
+            max_bytes: None,
         }
     }
 }

@@ -267,11 +267,12 @@ impl Console {
 }
 
 impl Listener for Console {
+    /// Notes for people, unless quiet; warnings always.
     fn note(&mut self, message: &str) {
         if let Some(p) = &self.progress {
             p.finish();
         }
-        if !self.quiet {
+        if !self.quiet || message.starts_with("warning:") {
             eprintln!("{message}");
         }
     }
@@ -491,6 +492,9 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
             bail!("{}: holds the value {}, neither of the model's labels {} and {} (--loss {})", args.test.display(), r.value, labels.negative, labels.positive, gpumf::choice::Choice::name(model.loss));
         }
     }
+    if let Some(note) = foreign(&problem) {
+        eprintln!("{note}");
+    }
     let scores = Scores::measure(&model, &problem.test);
     let metrics = model.loss.metrics();
     if args.json {
@@ -540,6 +544,14 @@ fn at_least_one(s: &str) -> Result<usize, String> {
         Ok(n) => Ok(n),
         Err(_) => Err(format!("{s:?} is not a whole number")),
     }
+}
+
+/// A note when most test users or items are unknown to the model: it may belong to other data.
+fn foreign(problem: &Problem) -> Option<String> {
+    let n = problem.test.len().max(1) as f64;
+    let (users, items) = (problem.cold.unknown_user_entries as f64 / n, problem.cold.unknown_item_entries as f64 / n);
+    let (share, side) = if users >= items { (users, "users") } else { (items, "items") };
+    (share > 0.5).then(|| format!("note: the model knows none of the {side} of {:.0}% of these test ratings; it may have been trained on other data", 100.0 * share))
 }
 
 /// What `predict` prints for a pair: the loss's link of the score (a rating, a probability, a

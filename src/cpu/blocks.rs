@@ -123,7 +123,6 @@ pub(super) fn epoch(model: &mut Model, weights: &RowWeights, svdpp: Option<&mut 
     assert!(m == schedule.users.ids() && n == schedule.items.ids() && model.user_factors.len() == m * k && model.item_factors.len() == n * k, "a row for every position");
     assert!(weights.users.len() == m && weights.items.len() == n, "a regularisation weight for every row");
     let sums = Mutex::new(vec![LossSums::default(); schedule.len()]);
-    let failure: Mutex<Option<Error>> = Mutex::new(None);
     let (prior, share) = match svdpp {
         Some(state) => {
             let (prior, share) = state.priors_and_shares();
@@ -144,20 +143,12 @@ pub(super) fn epoch(model: &mut Model, weights: &RowWeights, svdpp: Option<&mut 
     schedule.run_parallel(epoch, threads, |b| {
         // A block on disk is read by the thread that trains it, into memory of its own.
         let mut buf = Vec::new();
-        let trained = schedule.block_into(b, &mut buf).and_then(|ratings| {
-            // SAFETY: as argued above, this thread alone holds block b's rows now.
-            let (users, items) = unsafe { shared.block(schedule, weights, b) };
-            train_block(ratings, users, items, k, step).map_err(|e| in_block(schedule, b, e))
-        });
-        match trained {
-            Ok(block_sums) => sums.lock().unwrap_or_else(|e| e.into_inner())[b] = block_sums,
-            Err(e) => {
-                failure.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
-            }
-        }
-    });
-    if let Some(e) = failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
-        return Err(e);
-    }
+        let ratings = schedule.block_into(b, &mut buf)?;
+        // SAFETY: as argued above, this thread alone holds block b's rows now.
+        let (users, items) = unsafe { shared.block(schedule, weights, b) };
+        let block_sums = train_block(ratings, users, items, k, step).map_err(|e| in_block(schedule, b, e))?;
+        sums.lock().unwrap_or_else(|e| e.into_inner())[b] = block_sums;
+        Ok(())
+    })?;
     Ok(sums.into_inner().unwrap_or_else(|e| e.into_inner()).into_iter().fold(LossSums::default(), LossSums::merge))
 }

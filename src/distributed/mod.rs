@@ -345,6 +345,10 @@ pub fn train(stripes: Stripes, params: &Params, cluster: &Cluster, mut on_note: 
     let start = Instant::now();
     params.validate()?;
     check_cluster(cluster)?;
+    if cluster.workers > crate::resources::cores() {
+        let cores = crate::resources::cores();
+        on_note(&format!("note: --workers {} is more than the {cores} cores here: the workers take turns on them, and each stratum waits for the slowest (--workers {cores} is faster)", cluster.workers));
+    }
     let side = grid_side(params, cluster)?;
     let Stripes { problem, summary, counts, item_reach, checksum } = stripes;
     let (m, n) = (problem.num_users(), problem.num_items());
@@ -354,8 +358,11 @@ pub fn train(stripes: Stripes, params: &Params, cluster: &Cluster, mut on_note: 
         None => None,
     };
     if let Some(found) = &resume {
-        found.passed_over.iter().for_each(|line| on_note(&format!("--resume {}: {line}", found.dir.display())));
-        on_note(&format!("--resume {}: resuming after epoch {}", found.dir.display(), found.epoch));
+        let dir = found.dir.display();
+        match found.passed_over.is_empty() {
+            true => on_note(&format!("--resume {dir}: resuming after epoch {}", found.epoch)),
+            false => on_note(&format!("warning: --resume {dir}: {}; resuming after epoch {}", found.passed_over.join("; "), found.epoch)),
+        }
     }
     let start_epoch = resume.as_ref().map_or(0, |r| r.epoch);
     if start_epoch >= params.epochs {

@@ -162,6 +162,21 @@ impl Problem {
         problem
     }
 
+    /// How many test ratings name a (user, item) pair the training ratings (in memory) name
+    /// too: a test set that overlaps the training set flatters the model.
+    pub fn overlap(&self) -> usize {
+        if self.test.is_empty() || self.train.is_empty() {
+            return 0;
+        }
+        let key = |r: &Rating| (r.user as u64) << 32 | r.item as u64;
+        let tested: rustc_hash::FxHashSet<u64> = self.test.iter().filter(|r| r.user != UNKNOWN && r.item != UNKNOWN).map(key).collect();
+        if tested.is_empty() {
+            return 0;
+        }
+        let trained: rustc_hash::FxHashSet<u64> = self.train.iter().map(key).filter(|k| tested.contains(k)).collect();
+        self.test.iter().filter(|r| trained.contains(&key(r))).count()
+    }
+
     /// Ratings of another problem (`from`'s index space) in this one's, for scoring a test set
     /// against a model trained on a subset: ids this problem lacks become [`UNKNOWN`].
     pub fn remap(&self, ratings: &[Rating], from: &Problem) -> Vec<Rating> {

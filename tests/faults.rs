@@ -1,0 +1,311 @@
+//! gpumf as a hostile user tries it: stale and corrupt block caches, endless and malformed
+//! inputs, damaged and misplaced checkpoints, huge numbers, links and interruptions. Each is a
+//! clear error or a notice, never training on the wrong data, a panic, a hang, or a file left
+//! behind.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn gpumf(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gpumf")).args(args).env("GPUMF_ADAPTER", "").output().expect("runs")
+}
+
+/// `gpumf(args)`, killed (and the test failed) if it runs longer than `limit`.
+fn gpumf_within(args: &[&str], limit: Duration) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gpumf")).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("runs");
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            child.kill().unwrap();
+            panic!("gpumf {} ran past {limit:?}: a hang", args.join(" "));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("JSON on stdout ({e}): {}", stderr(o)))
+}
+
+fn shipped() -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/ml-latest-small/ratings.csv").display().to_string()
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// Fails unless `o` failed with `expected` in its error, and no panic.
+fn fails_with(o: &Output, expected: &str) {
+    let err = stderr(o);
+    assert!(!o.status.success(), "succeeded, expected {expected:?}: {err}");
+    assert!(err.contains(expected), "expected {expected:?} in: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// Generates `ratings` ratings with `seed` into `dir/name` (binary) and a test file beside it.
+fn generate(dir: &Path, name: &str, ratings: &str, seed: &str) -> (PathBuf, PathBuf) {
+    std::fs::create_dir_all(dir).unwrap();
+    let (train, test) = (dir.join(name), dir.join(format!("{name}.test")));
+    let o = gpumf(&["generate", "--ratings", ratings, "--users", "3000", "--items", "900", "--data-seed", seed, "--train-out", &s(&train), "--test-out", &s(&test)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    (train, test)
+}
+
+fn set_mtime(path: &Path, to: std::time::SystemTime) {
+    std::fs::File::options().write(true).open(path).unwrap().set_modified(to).unwrap();
+}
+
+/// Two different files of the same name, size and modification time (unpacked from archives,
+/// say) do not share a block cache, nor does a file rewritten with its time restored: each is
+/// trained on itself, as without the cache.
+#[test]
+fn a_stale_cache_is_never_trained_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fa, ta) = generate(&dir.path().join("fa"), "ratings.bin", "200000", "1");
+    let (fb, _) = generate(&dir.path().join("fb"), "ratings.bin", "200000", "2");
+    let when = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_704_067_200);
+    set_mtime(&fa, when);
+    set_mtime(&fb, when);
+    assert_eq!(std::fs::metadata(&fa).unwrap().len(), std::fs::metadata(&fb).unwrap().len());
+    let cache = dir.path().join("c");
+    std::fs::create_dir(&cache).unwrap();
+    let train = |input: &Path| {
+        gpumf(&["train", "--train", &s(input), "--test", &s(&ta), "--memory", "1MiB", "--cache-dir", &s(&cache), "--rank", "8", "--epochs", "3", "--threads", "1", "--backend", "cpu"])
+    };
+    let rmse = |o: &Output| -> f64 { String::from_utf8_lossy(&o.stdout).split("test RMSE ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap() };
+    let first = train(&fa);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let other = train(&fb);
+    assert!(other.status.success(), "{}", stderr(&other));
+    assert!(!stderr(&other).contains("reusing the block cache") && stderr(&other).contains("is not the file it was written from"), "{}", stderr(&other));
+    // fb's model scores fa's test set as a model of other data does, not as fa's own.
+    assert!(rmse(&other) > rmse(&first) + 0.05, "{} against {}", rmse(&other), rmse(&first));
+    // fa again: rebuilt for fa. Then rewritten (with fb's bytes) and its time restored.
+    assert!(train(&fa).status.success());
+    std::thread::sleep(Duration::from_millis(20));
+    std::fs::write(&fa, std::fs::read(&fb).unwrap()).unwrap();
+    set_mtime(&fa, when);
+    let rewritten = train(&fa);
+    assert!(rewritten.status.success() && stderr(&rewritten).contains("is not the file it was written from"), "{}", stderr(&rewritten));
+}
+
+/// A block changed on disk under a running job (after the cache was opened and checked) stops
+/// it with an error naming the block, on one thread or two, with or without the SVD++ term:
+/// never a panic, never a hang.
+#[test]
+fn a_block_corrupted_during_a_run_is_an_error_not_a_panic_or_a_hang() {
+    use gpumf::cache::{CacheSettings, DiskBlocks};
+    use gpumf::data::LoadOptions;
+    use gpumf::grid::Order;
+    let dir = tempfile::tempdir().unwrap();
+    let (train, _) = generate(dir.path(), "r.bin", "50000", "3");
+    for (threads, svdpp) in [(1, true), (1, false), (2, true), (2, false)] {
+        let order = if threads == 1 { Order::Shuffled } else { Order::ByUser };
+        let settings = CacheSettings { grid: None, order, seed: 42, memory: 256 * 1024, threads };
+        let cache = DiskBlocks::open_or_build(&train, &LoadOptions::default(), dir.path(), &settings, |_| {}).unwrap();
+        let path = cache.path.clone();
+        let problem = gpumf::problem::Problem::on_disk(std::sync::Arc::new(cache), None);
+        // The cache is open and checked; now bytes of its first block change.
+        let mut bytes = std::fs::read(&path).unwrap();
+        for b in &mut bytes[4096..4096 + 1200] {
+            *b ^= 0xA5;
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let params = gpumf::model::Params { rank: 8, epochs: 2, svdpp, ..Default::default() };
+        let backend = gpumf::training::Backend::Cpu(gpumf::cpu::CpuMode::with_threads(threads));
+        let e = gpumf::training::train(&problem, &params, &backend, |_| {}).err().map(|e| e.to_string());
+        let e = e.unwrap_or_else(|| panic!("{threads} threads, SVD++ {svdpp}: trained on a corrupt block"));
+        assert!(e.contains("checksum") && e.contains(&s(&path)), "{threads} threads, SVD++ {svdpp}: {e}");
+        std::fs::remove_file(&path).unwrap();
+    }
+}
+
+/// /dev/zero as any input is a clear error at once, not memory without end.
+#[cfg(unix)]
+#[test]
+fn an_endless_input_is_a_clear_error_not_all_of_memory() {
+    let limit = Duration::from_secs(20);
+    for format in ["auto", "tab", "csv", "binary", "dense"] {
+        let o = gpumf_within(&["train", "--train", "/dev/zero", "--format", format, "--epochs", "1"], limit);
+        fails_with(&o, "/dev/zero");
+    }
+    fails_with(&gpumf_within(&["train", "--train", "/dev/zero", "--memory", "64MiB", "--epochs", "1"], limit), "/dev/zero");
+    fails_with(&gpumf_within(&["train", "--train", &shipped(), "--test", "/dev/zero", "--epochs", "1"], limit), "/dev/zero");
+    fails_with(&gpumf_within(&["eval", "--model", "/dev/zero", "--test", &shipped()], limit), "not a gpumf model");
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.gpumf");
+    assert!(gpumf(&["train", "--train", &shipped(), "--epochs", "1", "--rank", "4", "--save", &s(&model)]).status.success());
+    fails_with(&gpumf_within(&["predict", "--model", &s(&model), "--pairs", "/dev/zero"], limit), "/dev/zero");
+    fails_with(&gpumf_within(&["train", "--train", &shipped(), "--workers", "1", "--hosts", "/dev/zero", "--process", "0"], limit), "/dev/zero");
+}
+
+/// A line of 10 MB is an error naming the line, quoting a few dozen characters of it.
+#[test]
+fn a_huge_line_is_named_and_quoted_briefly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("long.tsv");
+    let mut text = String::from("1\t1\t4\n2\t2\t3\n");
+    text.push_str("3\t3\t");
+    text.push_str(&"9".repeat(10_000_000));
+    text.push_str("\n4\t4\t2\n");
+    std::fs::write(&path, text).unwrap();
+    for extra in [&[][..], &["--memory", "1MiB"][..], &["--skip-bad-lines"][..]] {
+        let mut args = vec!["train", "--train", path.to_str().unwrap(), "--epochs", "1"];
+        args.extend(extra);
+        let o = gpumf(&args);
+        fails_with(&o, "long.tsv:3");
+        assert!(stderr(&o).contains("longer than any line of ratings"), "{extra:?}: {}", stderr(&o));
+        assert!(stderr(&o).len() < 1000, "{} bytes of stderr", stderr(&o).len());
+    }
+    // A whole field too long to be a number, within a line of ordinary length, is quoted short.
+    std::fs::write(&path, format!("1\t1\t{}\n", "x".repeat(500_000))).unwrap();
+    let o = gpumf(&["train", "--train", path.to_str().unwrap(), "--epochs", "1"]);
+    fails_with(&o, "long.tsv:1");
+    assert!(stderr(&o).len() < 1000, "{}", stderr(&o).len());
+}
+
+/// Checkpoints: the workers' files swapped (or one copied under another epoch) are refused by
+/// name at once, not waited on until --timeout; a damaged, empty or missing latest file is
+/// passed over saying which and why, and which epoch the run resumes from; and a directory of
+/// another run's checkpoints is refused when training starts.
+#[test]
+fn misplaced_or_damaged_checkpoints_are_named_and_never_waited_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("ck");
+    let common = |extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = ["train", "--train", &shipped(), "--test-fraction", "0.2", "--blocks", "4", "--rank", "8", "--workers", "2", "--timeout", "60", "--quiet"].iter().map(|s| s.to_string()).collect();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let run = |args: Vec<String>| gpumf_within(&args.iter().map(String::as_str).collect::<Vec<_>>(), Duration::from_secs(30));
+    let written = run(common(&["--epochs", "4", "--checkpoint-every", "2", "--checkpoint-dir", &s(&ck)]));
+    assert!(written.status.success(), "{}", stderr(&written));
+    let file = |w: usize, e: usize| ck.join(format!("worker-{w}-of-2.epoch-{e}.ckpt"));
+    // Swapped: both epochs hold the other worker's rows.
+    for e in [2, 4] {
+        let (a, b) = (std::fs::read(file(0, e)).unwrap(), std::fs::read(file(1, e)).unwrap());
+        std::fs::write(file(0, e), &b).unwrap();
+        std::fs::write(file(1, e), &a).unwrap();
+    }
+    let started = Instant::now();
+    let swapped = run(common(&["--epochs", "6", "--resume", &s(&ck)]));
+    fails_with(&swapped, "holds the rows of worker 1 of 2 after epoch 4");
+    assert!(started.elapsed() < Duration::from_secs(20), "refused at once, not after --timeout");
+    // Put back, then the latest of worker 0 damaged: resumes after epoch 2, saying why.
+    for e in [2, 4] {
+        let (a, b) = (std::fs::read(file(0, e)).unwrap(), std::fs::read(file(1, e)).unwrap());
+        std::fs::write(file(0, e), &b).unwrap();
+        std::fs::write(file(1, e), &a).unwrap();
+    }
+    let good = std::fs::read(file(0, 4)).unwrap();
+    for (damage, why) in [(&good[..good.len() / 2], "damaged"), (&[][..], "is empty")] {
+        std::fs::write(file(0, 4), damage).unwrap();
+        let resumed = run(common(&["--epochs", "6", "--resume", &s(&ck)]));
+        assert!(resumed.status.success(), "{}", stderr(&resumed));
+        let err = stderr(&resumed);
+        assert!(err.contains(&s(&file(0, 4))) && err.contains(why) && err.contains("resuming after epoch 2"), "{err}");
+    }
+    std::fs::remove_file(file(0, 4)).unwrap();
+    let missing = run(common(&["--epochs", "6", "--resume", &s(&ck)]));
+    assert!(stderr(&missing).contains("is missing") && stderr(&missing).contains("resuming after epoch 2"), "{}", stderr(&missing));
+    // Another run's checkpoints (another rank) in the directory: refused before training.
+    let other = run(common(&["--epochs", "6", "--seed", "7", "--checkpoint-every", "2", "--checkpoint-dir", &s(&ck)]));
+    fails_with(&other, "is another run's checkpoint");
+    assert!(other.stdout.is_empty(), "refused before training: {}", String::from_utf8_lossy(&other.stdout));
+}
+
+/// A --timeout too large for the clock trains (it is as good as forever), as threads and as
+/// processes.
+#[test]
+fn a_huge_timeout_is_no_panic() {
+    let o = gpumf(&["train", "--train", &shipped(), "--epochs", "2", "--rank", "4", "--workers", "2", "--timeout", "18446744073709551615"]);
+    assert!(o.status.success() && !stderr(&o).contains("panicked"), "{}", stderr(&o));
+}
+
+/// --save to a dangling link or a loop of links is refused before training, not after.
+#[cfg(unix)]
+#[test]
+fn a_save_to_a_broken_link_is_refused_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let dangling = dir.path().join("model.gpumf");
+    std::os::unix::fs::symlink(dir.path().join("gone/model"), &dangling).unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    std::os::unix::fs::symlink(&b, &a).unwrap();
+    std::os::unix::fs::symlink(&a, &b).unwrap();
+    for link in [&dangling, &a] {
+        let o = gpumf(&["train", "--train", &shipped(), "--epochs", "1", "--rank", "4", "--save", &s(link)]);
+        fails_with(&o, "symbolic link");
+        assert!(!String::from_utf8_lossy(&o.stdout).contains("trained"), "refused before training");
+    }
+}
+
+/// Ctrl-C while the block cache is written removes its partial files; partial files a killed
+/// build left are removed by the next build.
+#[cfg(unix)]
+#[test]
+fn an_interrupted_cache_build_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let (train, _) = generate(dir.path(), "big.bin", "3000000", "4");
+    let partials = || std::fs::read_dir(dir.path()).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".partial")).count();
+    // One left by a killed build an hour ago, and one of a build still running now.
+    let stale = dir.path().join(".big.bin.gpumf-blocks.spill.abcdef.partial");
+    std::fs::write(&stale, b"left over").unwrap();
+    set_mtime(&stale, std::time::SystemTime::now() - Duration::from_secs(3600));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gpumf"))
+        .args(["train", "--train", &s(&train), "--memory", "4MiB", "--epochs", "1", "--rank", "4", "--backend", "cpu"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    assert!(lines.by_ref().map_while(Result::ok).any(|l| l.contains("writing the block cache")), "the build started");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!stale.exists(), "the stale partial file is removed when the next build starts");
+    // SAFETY: sends SIGINT to the child, as Ctrl-C would.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "interrupted");
+    assert!(rest.iter().any(|l| l.contains("interrupted")), "{rest:?}");
+    assert_eq!(partials(), 0, "no partial file is left");
+}
+
+/// The usual mistakes get a notice: a test set that is the training set, a fold given twice, a
+/// model of other data, a GPU flag on the CPU, a byte-order mark, more workers than cores.
+#[test]
+fn the_usual_mistakes_get_a_notice() {
+    let dir = tempfile::tempdir().unwrap();
+    let same = gpumf(&["train", "--train", &shipped(), "--test", &shipped(), "--epochs", "1", "--rank", "4"]);
+    assert!(stderr(&same).contains("warning: 100836 of the 100836 test ratings") && stderr(&same).contains("overlaps"), "{}", stderr(&same));
+    let half: String = std::fs::read_to_string(shipped()).unwrap().lines().take(5001).map(|l| format!("{l}\n")).collect();
+    let part = dir.path().join("part.csv");
+    std::fs::write(&part, half).unwrap();
+    let fold = format!("{},{}", s(&part), s(&part));
+    let twice = gpumf(&["cv", "--fold", &fold, "--fold", &fold, "--epochs", "1", "--rank", "4"]);
+    assert!(stderr(&twice).contains("fold 2 repeats fold 1") && stderr(&twice).contains("overlaps"), "{}", stderr(&twice));
+    // A model of latest-small scored on generated data knows none of its users.
+    let model = dir.path().join("m.gpumf");
+    assert!(gpumf(&["train", "--train", &shipped(), "--epochs", "1", "--rank", "4", "--save", &s(&model)]).status.success());
+    let (other, _) = generate(dir.path(), "other.bin", "20000", "5");
+    let foreign = gpumf(&["eval", "--model", &s(&model), "--test", &s(&other)]);
+    assert!(foreign.status.success() && stderr(&foreign).contains("may have been trained on other data"), "{}", stderr(&foreign));
+    let cpu = gpumf(&["train", "--train", &shipped(), "--epochs", "1", "--rank", "4", "--backend", "cpu", "--gpu-memory", "1GiB"]);
+    assert!(stderr(&cpu).contains("--gpu-memory has no effect"), "{}", stderr(&cpu));
+    for delimiter in ["\t", " "] {
+        let bom = dir.path().join("bom.txt");
+        std::fs::write(&bom, format!("\u{feff}1{delimiter}2{delimiter}3\n1{delimiter}3{delimiter}4\n2{delimiter}2{delimiter}5\n")).unwrap();
+        let o = gpumf(&["train", "--train", &s(&bom), "--epochs", "1", "--rank", "2"]);
+        assert!(o.status.success(), "{:?}: {}", delimiter, stderr(&o));
+    }
+    let cores = std::thread::available_parallelism().unwrap().get();
+    let many = (cores + 2).to_string();
+    let workers = gpumf(&["train", "--train", &shipped(), "--epochs", "1", "--rank", "4", "--workers", &many, "--blocks", &many]);
+    assert!(stderr(&workers).contains(&format!("--workers {many} is more than the {cores} cores")), "{}", stderr(&workers));
+}

@@ -277,6 +277,7 @@ impl Job {
 
     /// Training in memory: for `--epochs`, or with early stopping, after a search when asked.
     fn run_in_memory(&self, problem: &Problem, listener: &mut dyn Listener) -> Result<Run> {
+        self.check_labels(problem, listener)?;
         warn_of_overlap(problem, listener);
         let backend = self.backend(listener);
         let (params, search) = match self.search {
@@ -292,6 +293,26 @@ impl Job {
         };
         run.search = search;
         Ok(run)
+    }
+
+    /// Checks the ratings against the loss before training, naming the files (a binary loss's
+    /// two labels, the KL divergence's non-negative values), and says how two values became
+    /// labels.
+    fn check_labels(&self, problem: &Problem, listener: &mut dyn Listener) -> Result<()> {
+        let named = |e: Error| match (e, &self.source, &self.holdout) {
+            (Error::Data(m), Source::File(train), holdout) => {
+                let test = match holdout {
+                    Holdout::File(test) => format!(", test ratings from {}", test.display()),
+                    _ => String::new(),
+                };
+                Error::Data(format!("{m} (training ratings from {}{test})", train.display()))
+            }
+            (e, _, _) => e,
+        };
+        if let Some(labels) = problem.labels(self.params.loss).map_err(named)? {
+            listener.note(&format!("--loss {}: {}", crate::choice::Choice::name(self.params.loss), labels.describe()));
+        }
+        Ok(())
     }
 
     /// `--auto`: searches around the given settings on held-out training ratings.
@@ -334,6 +355,7 @@ impl Job {
         ));
         let test = self.test_set(listener)?;
         let problem = Problem::on_disk(Arc::new(cache), test.as_ref());
+        self.check_labels(&problem, listener)?;
         let mut run = plain(&problem, &self.params, &backend, listener)?;
         run.on_disk = true;
         Ok(run)

@@ -12,11 +12,18 @@ fn main() -> std::process::ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    match cli::run() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
+    // A panic anywhere (a bug) ends the command as an error with its message, as any other
+    // failure does, rather than as an abort.
+    match std::panic::catch_unwind(cli::run) {
+        Ok(Ok(())) => std::process::ExitCode::SUCCESS,
+        Ok(Err(e)) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::from(2)
+        }
+        Err(panic) => {
+            let message = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+            eprintln!("error: internal error (a bug in gpumf, please report it): {message}");
+            std::process::ExitCode::from(3)
         }
     }
 }

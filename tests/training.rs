@@ -357,6 +357,39 @@ fn the_block_cache_is_reused_and_rebuilt_when_it_no_longer_matches() {
     assert!(e.contains("--memory") && e.contains("smallest budget that works is"), "{e}");
 }
 
+/// The share of a model's factors that are exactly zero.
+fn zero_share(m: &Model) -> f64 {
+    let all = m.user_factors.len() + m.item_factors.len();
+    m.user_factors.iter().chain(m.item_factors.iter()).filter(|&&x| x == 0.0).count() as f64 / all as f64
+}
+
+/// L1 and non-negative factors act on every CPU runner: sequential, threads, DSGD workers
+/// (the GPU's are held to the sequential trainer's exactly in tests/gpu.rs). A runner that
+/// dropped either would keep dense or negative factors.
+fn l1_and_nonneg_act_on_every_cpu_runner() {
+    let problem = split_random(&latest_small(), 0.2, 3).unwrap();
+    let base = Params { rank: 16, epochs: 10, ..Params::default() };
+    let sparse = Params { l1: 0.2, ..base.clone() };
+    let runs: Vec<(&str, Box<dyn Fn(&Params) -> Model>)> = vec![
+        ("sequential", Box::new(|p: &Params| train(&problem, p, &Backend::Cpu(CpuMode::Sequential), |_| {}).unwrap().model)),
+        ("threads", Box::new(|p: &Params| train(&problem, p, &Backend::Cpu(CpuMode::Parallel { threads: 2 }), |_| {}).unwrap().model)),
+        (
+            "dsgd",
+            Box::new(|p: &Params| {
+                let cluster = gpumf::distributed::Cluster::threads(2);
+                let stripes = gpumf::distributed::Stripes::from_problem(problem.clone(), p, &cluster).unwrap();
+                gpumf::distributed::train(stripes, p, &cluster, |_| {}, |_| true).unwrap().unwrap().model
+            }),
+        ),
+    ];
+    for (name, run) in &runs {
+        let (dense, l1) = (zero_share(&run(&base)), zero_share(&run(&sparse)));
+        assert!(dense < 0.01 && l1 > 0.3, "{name}: {dense} of the factors zero without L1, {l1} with");
+        let nonneg = run(&Params { nonneg: true, ..base.clone() });
+        assert!(nonneg.user_factors.iter().chain(nonneg.item_factors.iter()).all(|&x| x >= 0.0), "{name}: a negative factor");
+    }
+}
+
 fn main() -> std::process::ExitCode {
     common::harness(vec![
         Test { name: "default_settings_reach_0_900_on_ml100k_u1_to_u5", needs: Needs::ML100K, run: default_settings_reach_0_900_on_ml100k_u1_to_u5 },
@@ -377,6 +410,7 @@ fn main() -> std::process::ExitCode {
         Test { name: "separate_test_files_map_through_the_training_ids", needs: Needs::NOTHING, run: separate_test_files_map_through_the_training_ids },
         Test { name: "metrics_are_right_on_known_values", needs: Needs::NOTHING, run: metrics_are_right_on_known_values },
         Test { name: "model_files_round_trip_and_are_never_overwritten_silently", needs: Needs::NOTHING, run: model_files_round_trip_and_are_never_overwritten_silently },
+        Test { name: "l1_and_nonneg_act_on_every_cpu_runner", needs: Needs::NOTHING, run: l1_and_nonneg_act_on_every_cpu_runner },
         Test { name: "early_stopping_keeps_the_best_epoch_on_the_cpu", needs: Needs::NOTHING, run: early_stopping_keeps_the_best_epoch_on_the_cpu },
     ])
 }

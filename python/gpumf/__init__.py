@@ -136,10 +136,21 @@ def _pick(columns, wanted, position: int, what: str):
 
 def _columns(X, what: str, **load_options):
     """(user column, item column, rating column) from any accepted input, as NumPy columns the
-    extension reads in place, and for a file the loader's one-line report."""
+    extension reads in place, and for a file the loader's one-line report. With
+    ``positive_threshold`` ratings of it and above are read as 1, the rest as 0, as the CLI's
+    ``--positive-threshold`` does."""
     if isinstance(X, (str, os.PathLike)):
         (users, items, ratings), report = _gpumf.load_file(os.fspath(X), **load_options)
         return users, items, ratings, report
+    threshold = load_options.get("positive_threshold")
+    users, items, ratings, report = _columns_of(X, what)
+    if threshold is not None:
+        ratings = (np.asarray(ratings) >= threshold).astype(np.float32)
+    return users, items, ratings, report
+
+
+def _columns_of(X, what: str):
+    """``_columns`` for data in memory."""
     if hasattr(X, "tocoo") and hasattr(X, "nnz"):  # a SciPy sparse matrix or array
         coo = X.tocoo()
         if coo.nnz == 0:
@@ -313,7 +324,8 @@ class MF:
         item and rating columns, found by name as the CLI finds them, else the first three;
         ids of any type), an (n, 3) NumPy array of (user, item, rating), or the path of a rating
         file in any format the CLI reads (``format``, ``skip_bad_lines``, ``missing``,
-        ``skip_columns`` and ``duplicates`` pass to its loader). ``test`` is scored every
+        ``skip_columns`` and ``duplicates`` pass to its loader). ``positive_threshold=T`` reads
+        ratings of T and above as 1 and the rest as 0, the labels of a binary ``loss``. ``test`` is scored every
         ``eval_every`` epochs and after the last; it takes the same kinds of input, or ``test_fraction`` holds out a seeded share
         of ``X`` as the CLI's ``--test-fraction`` does. ``callback(report)`` is called after
         every epoch with the CLI's per-epoch JSON as a dict.

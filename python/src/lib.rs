@@ -157,7 +157,7 @@ fn set_columns<'py>(py: Python<'py>, set: &RatingSet) -> Columns<'py> {
     (users.into_pyarray(py), items.into_pyarray(py), ratings.into_pyarray(py))
 }
 
-fn load_options(format: &str, skip_bad_lines: bool, missing: Option<String>, skip_columns: usize, duplicates: &str) -> PyResult<LoadOptions> {
+fn load_options(format: &str, skip_bad_lines: bool, missing: Option<String>, skip_columns: usize, duplicates: &str, positive_threshold: Option<f32>) -> PyResult<LoadOptions> {
     Ok(LoadOptions {
         format: named::<Format>(format, "format")?,
         skip_bad_lines,
@@ -165,15 +165,17 @@ fn load_options(format: &str, skip_bad_lines: bool, missing: Option<String>, ski
         skip_columns,
         split_column: None,
         duplicates: named::<Duplicates>(duplicates, "duplicates")?,
+        positive_threshold,
         max_bytes: None,
     })
 }
 
 /// Reads a rating file with the CLI's loader: (user ids, item ids, ratings) in file order.
 #[pyfunction]
-#[pyo3(signature = (path, format="auto", skip_bad_lines=false, missing=None, skip_columns=0, duplicates="keep"))]
-fn load_file<'py>(py: Python<'py>, path: PathBuf, format: &str, skip_bad_lines: bool, missing: Option<String>, skip_columns: usize, duplicates: &str) -> PyResult<(Columns<'py>, String)> {
-    let options = load_options(format, skip_bad_lines, missing, skip_columns, duplicates)?;
+#[pyo3(signature = (path, format="auto", skip_bad_lines=false, missing=None, skip_columns=0, duplicates="keep", positive_threshold=None))]
+#[allow(clippy::too_many_arguments)]
+fn load_file<'py>(py: Python<'py>, path: PathBuf, format: &str, skip_bad_lines: bool, missing: Option<String>, skip_columns: usize, duplicates: &str, positive_threshold: Option<f32>) -> PyResult<(Columns<'py>, String)> {
+    let options = load_options(format, skip_bad_lines, missing, skip_columns, duplicates, positive_threshold)?;
     let loaded = py.detach(|| load_ratings(&path, options)).map_err(py_err)?;
     Ok((set_columns(py, &loaded.ratings), loaded.summary(&path)))
 }
@@ -280,7 +282,7 @@ fn train_columns(py: Python<'_>, data: ColumnArgs<'_>, test: Option<ColumnArgs<'
 /// Trains on rating files read by the CLI's loader, as `gpumf train --train PATH` does: the
 /// ratings go from the file to the engine without a round trip through Python.
 #[pyfunction]
-#[pyo3(signature = (path, test_path, test_fraction, settings, format="auto", skip_bad_lines=false, missing=None, skip_columns=0, duplicates="keep", on_epoch=None, on_note=None))]
+#[pyo3(signature = (path, test_path, test_fraction, settings, format="auto", skip_bad_lines=false, missing=None, skip_columns=0, duplicates="keep", positive_threshold=None, on_epoch=None, on_note=None))]
 #[allow(clippy::too_many_arguments)]
 fn train_files(
     py: Python<'_>,
@@ -293,10 +295,11 @@ fn train_files(
     missing: Option<String>,
     skip_columns: usize,
     duplicates: &str,
+    positive_threshold: Option<f32>,
     on_epoch: Option<Py<PyAny>>,
     on_note: Option<Py<PyAny>>,
 ) -> PyResult<Fitted> {
-    let load = load_options(format, skip_bad_lines, missing, skip_columns, duplicates)?;
+    let load = load_options(format, skip_bad_lines, missing, skip_columns, duplicates, positive_threshold)?;
     let holdout = match (test_path, test_fraction) {
         (Some(_), Some(_)) => return Err(PyValueError::new_err("give test or test_fraction, not both")),
         (Some(test), None) => Holdout::File(test),

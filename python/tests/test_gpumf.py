@@ -310,6 +310,10 @@ def test_binary_losses_predict_probabilities_and_classes(frame):
     assert set(m.classes([1, 1, 2], [1, 50, 3]).tolist()) <= {0.0, 1.0}
     scores = m.score(liked.iloc[:500])
     assert set(scores) == {"log_loss", "accuracy", "auc", "ratings"} and scores["ratings"] == 500
+    # The CLI's --positive-threshold: the same labels from the ratings, in memory and from the file.
+    for data in [frame, LATEST_SMALL]:
+        t = gpumf.MF(loss="logistic", threads=1, **{**FAST, "epochs": 10}).fit(data, test_fraction=0.2, positive_threshold=4)
+        assert t.history[-1]["test_log_loss"] == last["test_log_loss"]
     h = gpumf.MF(loss="hinge", threads=1, **FAST).fit(liked, test_fraction=0.2)
     margins, classes = h.predict([1, 2], [1, 3]), h.classes([1, 2], [1, 3])
     assert ((margins > 0) == (classes == 1.0)).all(), (margins, classes)

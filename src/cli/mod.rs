@@ -89,6 +89,10 @@ pub struct InputArgs {
     /// average them, or stop with an error naming the lines. The load report counts them.
     #[arg(long, value_parser = choice::<Duplicates>(), default_value = "keep")]
     pub duplicates: Duplicates,
+    /// Read ratings of this value and above as 1 and the rest as 0: explicit ratings as the
+    /// two labels of a binary --loss (e.g. 4 for 4 and 5 stars liked).
+    #[arg(long, allow_negative_numbers = true)]
+    pub positive_threshold: Option<f32>,
 }
 
 impl InputArgs {
@@ -100,6 +104,7 @@ impl InputArgs {
             skip_columns: self.skip_columns,
             split_column: None,
             duplicates: self.duplicates,
+            positive_threshold: self.positive_threshold,
             max_bytes: None,
         }
     }

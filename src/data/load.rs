@@ -88,6 +88,9 @@ pub struct LoadOptions {
     /// The column (from 1) that marks each rating `train` or `test` (or 0 or 1).
     pub split_column: Option<usize>,
     pub duplicates: Duplicates,
+    /// Ratings of this value and above are read as 1, the rest as 0: explicit ratings as the
+    /// labels of a binary loss (`--positive-threshold 4`: 4 and 5 stars are liked).
+    pub positive_threshold: Option<f32>,
     /// The most bytes of the file a loader reads: `None` is the memory available when the file
     /// is read whole (`--memory` when given), and, streamed, a regular file's size and no limit
     /// for a pipe. A device that goes on (/dev/zero) is an error at this many bytes.
@@ -122,6 +125,21 @@ pub fn load_ratings(path: &Path, options: LoadOptions) -> Result<Loaded> {
 
 /// Parses rating text already in memory; `path` names it in errors.
 pub fn parse_ratings(bytes: &[u8], path: &Path, options: LoadOptions) -> Result<Loaded> {
+    let threshold = options.positive_threshold;
+    let mut loaded = parse_values(bytes, path, options)?;
+    if let Some(t) = threshold {
+        binarise(&mut loaded.ratings.entries, t);
+    }
+    Ok(loaded)
+}
+
+/// Ratings of `threshold` and above as 1, the rest as 0 (`LoadOptions::positive_threshold`).
+fn binarise(ratings: &mut [Rating], threshold: f32) {
+    ratings.iter_mut().for_each(|r| r.value = if r.value >= threshold { 1.0 } else { 0.0 });
+}
+
+/// [`parse_ratings`] before the threshold.
+fn parse_values(bytes: &[u8], path: &Path, options: LoadOptions) -> Result<Loaded> {
     check_options(&options)?;
     // A byte-order mark before text (editors on Windows write one) is not part of the first line.
     let bytes = strip_bom(bytes);
@@ -239,6 +257,9 @@ fn check_matrix_market(parsed: &[ChunkResult], total: usize, (m, n, nnz): (u64, 
 
 /// Flags that belong to one format, given with another, are errors rather than ignored.
 fn check_options(options: &LoadOptions) -> Result<()> {
+    if options.positive_threshold.is_some_and(|t| !t.is_finite()) {
+        return Err(Error::setting("--positive-threshold", "positive_threshold", options.positive_threshold.unwrap_or(0.0), "must be a finite number"));
+    }
     let dense = options.format == Format::Dense;
     if !dense && options.missing.is_some() {
         return Err(Error::InvalidParameter("--missing applies to --format dense".into()));
@@ -982,7 +1003,7 @@ fn stream_in_pieces(path: &Path, options: &LoadOptions, piece_bytes: usize, sink
         Format::Auto => detect_format(&piece, path, None)?,
         f => f,
     };
-    let mut stream = Stream { path, skip_bad_lines: options.skip_bad_lines, users: IdMap::new(), items: IdMap::new(), count: 0, skipped: 0, sink };
+    let mut stream = Stream { path, skip_bad_lines: options.skip_bad_lines, threshold: options.positive_threshold, users: IdMap::new(), items: IdMap::new(), count: 0, skipped: 0, sink };
     if format == Format::Binary {
         stream.binary(pieces, piece, at_end)?;
     } else {
@@ -998,6 +1019,7 @@ fn stream_in_pieces(path: &Path, options: &LoadOptions, piece_bytes: usize, sink
 struct Stream<'a, S> {
     path: &'a Path,
     skip_bad_lines: bool,
+    threshold: Option<f32>,
     users: IdMap,
     items: IdMap,
     count: u64,
@@ -1008,6 +1030,9 @@ struct Stream<'a, S> {
 impl<S: FnMut(&[Rating]) -> Result<()>> Stream<'_, S> {
     /// Hands `out` to the sink and empties it.
     fn send(&mut self, out: &mut Vec<Rating>) -> Result<()> {
+        if let Some(t) = self.threshold {
+            binarise(out, t);
+        }
         self.count += out.len() as u64;
         (self.sink)(out)?;
         out.clear();

@@ -370,7 +370,8 @@ fn l1_and_nonneg_act_on_every_cpu_runner() {
     let problem = split_random(&latest_small(), 0.2, 3).unwrap();
     let base = Params { rank: 16, epochs: 10, ..Params::default() };
     let sparse = Params { l1: 0.2, ..base.clone() };
-    let runs: Vec<(&str, Box<dyn Fn(&Params) -> Model>)> = vec![
+    type Runner<'a> = Box<dyn Fn(&Params) -> Model + 'a>;
+    let runs: Vec<(&str, Runner)> = vec![
         ("sequential", Box::new(|p: &Params| train(&problem, p, &Backend::Cpu(CpuMode::Sequential), |_| {}).unwrap().model)),
         ("threads", Box::new(|p: &Params| train(&problem, p, &Backend::Cpu(CpuMode::Parallel { threads: 2 }), |_| {}).unwrap().model)),
         (

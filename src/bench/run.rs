@@ -5,6 +5,7 @@ use crate::problem::Problem;
 use crate::error::Result;
 use crate::gpu::{GpuOptions, Precision};
 use crate::model::Params;
+use crate::objective::Metric;
 use crate::solver::UploadCounts;
 use crate::training::{train, Backend, EpochReport};
 
@@ -40,7 +41,11 @@ pub struct BenchRow {
     /// Share of the device's memory bandwidth, when it was given.
     pub bandwidth_share: Option<f64>,
     pub test_rmse: Option<f64>,
-    /// Wall seconds (evaluation included) until the test RMSE first reached the target.
+    /// The loss's own metric (`rmse` for squared error, `log_loss` for logistic, ...).
+    pub metric: Metric,
+    /// That metric on the test set after the last epoch.
+    pub test_metric: Option<f64>,
+    /// Wall seconds (evaluation included) until the test metric first reached the target.
     pub seconds_to_target: Option<f64>,
     /// Peak resident memory of this process so far (Linux), bytes.
     pub peak_rss_bytes: Option<u64>,
@@ -66,14 +71,16 @@ pub fn peak_rss_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// Trains `backend` on `problem` and measures it.
-pub fn run(problem: &Problem, data: &str, params: &Params, backend: &Backend, target_rmse: Option<f64>, bandwidth_gbps: Option<f64>) -> Result<BenchRow> {
+/// Trains `backend` on `problem` and measures it; `target` is a test value of the loss's
+/// metric (an RMSE for squared error) whose first epoch reaching it is timed.
+pub fn run(problem: &Problem, data: &str, params: &Params, backend: &Backend, target: Option<f64>, bandwidth_gbps: Option<f64>) -> Result<BenchRow> {
     let t = train(problem, params, backend, |_| {})?;
     let precision = match backend {
         Backend::Gpu(GpuOptions { precision, .. }) => *precision,
         Backend::Cpu(_) => Precision::F32,
     };
     let epochs = t.history.len();
+    let metric = params.loss.metric();
     let updates_per_second = (problem.train_len() * epochs) as f64 / t.train_seconds;
     let bytes = bytes_per_update(params.rank, precision);
     let gbps = updates_per_second * bytes / 1e9;
@@ -99,8 +106,12 @@ pub fn run(problem: &Problem, data: &str, params: &Params, backend: &Backend, ta
         gigabytes_per_second: gbps,
         bandwidth_share: bandwidth_gbps.map(|b| gbps / b),
         test_rmse: t.history.last().and_then(|r| r.test_rmse()),
-        seconds_to_target: target_rmse
-            .and_then(|target| t.history.iter().find(|r| r.test_rmse().is_some_and(|x| x <= target)).map(|r| r.elapsed_seconds)),
+        metric,
+        test_metric: t.history.last().and_then(|r| r.test_metric()),
+        seconds_to_target: target.and_then(|target| {
+            let reached = |x: f64| x == target || metric.better(x, target);
+            t.history.iter().find(|r| r.test_metric().is_some_and(reached)).map(|r| r.elapsed_seconds)
+        }),
         peak_rss_bytes: peak_rss_bytes(),
         device_buffer_bytes: t.device_bytes,
         history: t.history,
@@ -113,7 +124,7 @@ pub fn backend_named(name: &str, threads: usize, gpu: &GpuOptions) -> Option<Bac
         "gpu" => Backend::Gpu(GpuOptions { precision: Precision::F32, ..gpu.clone() }),
         "gpu-f16" => Backend::Gpu(GpuOptions { precision: Precision::F16, ..gpu.clone() }),
         "cpu" | "sequential" => Backend::Cpu(CpuMode::Sequential),
-        "cpu-threads" | "hogwild" => Backend::Cpu(CpuMode::Parallel { threads: threads.max(2) }),
+        "cpu-threads" | "hogwild" => Backend::Cpu(CpuMode::Parallel { threads: threads.max(1) }),
         _ => return None,
     })
 }
@@ -121,14 +132,17 @@ pub fn backend_named(name: &str, threads: usize, gpu: &GpuOptions) -> Option<Bac
 /// A plain-text table of rows, for people.
 pub fn table(rows: &[BenchRow]) -> String {
     let w = rows.iter().map(|r| r.backend.chars().count()).max().unwrap_or(0).max(7);
+    // Rows of one run share a loss; its metric heads the column.
+    let metric = rows.first().map_or(Metric::Rmse, |r| r.metric).label();
+    let m = metric.len().max(8);
     let mut s = format!(
-        "{:<w$} {:>10} {:>5} {:>9} {:>10} {:>11} {:>10} {:>8} {:>11} {:>10} {:>8} {:>8} {:>9} {:>9} {:>9}\n",
-        "backend", "ratings", "rank", "set-up s", "host s/ep", "kernel s/ep", "updates/s", "eff GB/s", "stream MB/ep", "stream GB/s", "overlap", "RMSE", "to target", "RSS MiB", "GPU MiB"
+        "{:<w$} {:>10} {:>5} {:>9} {:>10} {:>11} {:>10} {:>8} {:>11} {:>10} {:>8} {:>m$} {:>9} {:>9} {:>9}\n",
+        "backend", "ratings", "rank", "set-up s", "host s/ep", "kernel s/ep", "updates/s", "eff GB/s", "stream MB/ep", "stream GB/s", "overlap", metric, "to target", "RSS MiB", "GPU MiB"
     );
     for r in rows {
         let opt = |v: Option<f64>, p: usize| v.map_or("-".into(), |x| format!("{x:.p$}"));
         s.push_str(&format!(
-            "{:<w$} {:>10} {:>5} {:>9.2} {:>10.4} {:>11} {:>9.1}M {:>8.1} {:>11.1} {:>10.2} {:>8} {:>8} {:>9} {:>9} {:>9.1}\n",
+            "{:<w$} {:>10} {:>5} {:>9.2} {:>10.4} {:>11} {:>9.1}M {:>8.1} {:>11.1} {:>10.2} {:>8} {:>m$} {:>9} {:>9} {:>9.1}\n",
             r.backend,
             r.ratings,
             r.rank,
@@ -140,7 +154,7 @@ pub fn table(rows: &[BenchRow]) -> String {
             r.streamed_bytes_per_epoch / 1e6,
             r.streamed_gigabytes_per_second,
             r.upload_overlap.map_or("-".into(), |o| format!("{:.0}%", 100.0 * o)),
-            opt(r.test_rmse, 4),
+            opt(r.test_metric, 4),
             opt(r.seconds_to_target, 2),
             r.peak_rss_bytes.map_or("-".into(), |b| format!("{}", b >> 20)),
             r.device_buffer_bytes as f64 / (1u64 << 20) as f64,
@@ -161,11 +175,11 @@ pub fn table(rows: &[BenchRow]) -> String {
 
 /// Rows as CSV (no history), for tools.
 pub fn csv(rows: &[BenchRow]) -> String {
-    let mut s = String::from("backend,data,ratings,users,items,rank,epochs,setup_seconds,seconds_per_epoch,kernel_seconds_per_epoch,streamed_bytes_per_epoch,streamed_gigabytes_per_second,upload_overlap,updates_per_second,bytes_per_update,gigabytes_per_second,bandwidth_share,test_rmse,seconds_to_target,peak_rss_bytes,device_buffer_bytes\n");
+    let mut s = String::from("backend,data,ratings,users,items,rank,epochs,setup_seconds,seconds_per_epoch,kernel_seconds_per_epoch,streamed_bytes_per_epoch,streamed_gigabytes_per_second,upload_overlap,updates_per_second,bytes_per_update,gigabytes_per_second,bandwidth_share,test_rmse,metric,test_metric,seconds_to_target,peak_rss_bytes,device_buffer_bytes\n");
     let opt = |v: Option<f64>| v.map_or(String::new(), |x| x.to_string());
     for r in rows {
         s.push_str(&format!(
-            "\"{}\",\"{}\",{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "\"{}\",\"{}\",{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             r.backend.replace('"', "'"),
             r.data.replace('"', "'"),
             r.ratings,
@@ -184,6 +198,8 @@ pub fn csv(rows: &[BenchRow]) -> String {
             r.gigabytes_per_second,
             opt(r.bandwidth_share),
             opt(r.test_rmse),
+            r.metric.name(),
+            opt(r.test_metric),
             opt(r.seconds_to_target),
             r.peak_rss_bytes.map_or(String::new(), |b| b.to_string()),
             r.device_buffer_bytes

@@ -4,7 +4,7 @@ use super::{threads, GpuTuningArgs, ParamArgs};
 use anyhow::{bail, Context};
 use clap::Args;
 use gpumf::bench::{backend_named, csv, plot_bench, run, synthetic_problem, table, BenchRow, Popularity, SyntheticSpec};
-use gpumf::data::{load_ratings, write_ratings, LoadOptions, WriteFormat};
+use gpumf::data::{load_ratings, write_ratings, WriteFormat};
 use gpumf::problem::{split_random, Problem};
 use std::io::Write;
 use std::path::PathBuf;
@@ -146,9 +146,13 @@ pub struct BenchArgs {
     /// Also time every backend on synthetic sets of these many training ratings.
     #[arg(long, value_delimiter = ',')]
     pub sizes: Vec<usize>,
-    /// Report the wall time until the test RMSE first reaches this.
-    #[arg(long)]
-    pub target_rmse: Option<f64>,
+    /// Report the wall time until the test value of the loss's metric (RMSE for squared
+    /// error, log loss for logistic, ...) first reaches this; --target-rmse is its old name.
+    #[arg(long, alias = "target-rmse")]
+    pub target: Option<f64>,
+    /// How --train and --test are read (format, --positive-threshold for binary losses, ...).
+    #[command(flatten)]
+    pub input: super::InputArgs,
     /// The device's memory bandwidth in GB/s, to report the share used.
     #[arg(long)]
     pub bandwidth: Option<f64>,
@@ -162,7 +166,8 @@ pub struct BenchArgs {
     /// Where --memory keeps its block caches (default: beside --train).
     #[arg(long, requires = "memory")]
     pub cache_dir: Option<PathBuf>,
-    /// CPU threads for the cpu-threads backend (default: every core).
+    /// CPU threads for the cpu-threads backend (default: every core; 1 runs its block
+    /// schedule on one thread).
     #[arg(long)]
     pub threads: Option<usize>,
     #[command(flatten)]
@@ -184,13 +189,13 @@ pub struct BenchArgs {
 /// `bench --memory`: each backend trains from a block cache laid out for it.
 fn bench_on_disk(args: &BenchArgs, memory: u64, backends: &[gpumf::training::Backend], params: &gpumf::model::Params) -> anyhow::Result<()> {
     let (train, test) = (args.train.as_ref().expect("clap requires --train"), args.test.as_ref().expect("clap requires --test"));
-    let test_set = load_ratings(test, LoadOptions::default())?.ratings;
+    let test_set = load_ratings(test, args.input.options())?.ratings;
     let dir = args.cache_dir.clone().unwrap_or_else(|| train.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), |p| p.to_path_buf()));
     let mut rows = Vec::new();
     for backend in backends {
         let settings = gpumf::cache::CacheSettings { grid: params.blocks, order: backend.block_order(), seed: params.seed, memory, threads: backend.block_readers() };
         let t = Instant::now();
-        let cache = gpumf::cache::DiskBlocks::open_or_build(train, &LoadOptions::default(), &dir, &settings, |note| {
+        let cache = gpumf::cache::DiskBlocks::open_or_build(train, &args.input.options(), &dir, &settings, |note| {
             if !args.json {
                 eprintln!("{note}");
             }
@@ -199,7 +204,7 @@ fn bench_on_disk(args: &BenchArgs, memory: u64, backends: &[gpumf::training::Bac
             eprintln!("data: {} in {} blocks on disk, ready in {:.2} s", train.display(), cache.grid, t.elapsed().as_secs_f64());
         }
         let problem = Problem::on_disk(std::sync::Arc::new(cache), Some(&test_set));
-        rows.push(run(&problem, &train.display().to_string(), params, backend, args.target_rmse, args.bandwidth)?);
+        rows.push(run(&problem, &train.display().to_string(), params, backend, args.target, args.bandwidth)?);
     }
     print_rows(args, &rows)
 }
@@ -263,9 +268,9 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let t = Instant::now();
     let (problem, label): (Problem, String) = match &args.train {
         Some(path) => {
-            let all = load_ratings(path, LoadOptions::default())?.ratings;
+            let all = load_ratings(path, args.input.options())?.ratings;
             let problem = match (&args.test, args.test_fraction) {
-                (Some(test), _) => Problem::new(all, Some(&load_ratings(test, LoadOptions::default())?.ratings)),
+                (Some(test), _) => Problem::new(all, Some(&load_ratings(test, args.input.options())?.ratings)),
                 (None, Some(f)) => split_random(&all, f, params.seed)?,
                 (None, None) => Problem::new(all, None),
             };
@@ -281,7 +286,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     }
 
     let run_all = |problem: &Problem, label: &str, params: &gpumf::model::Params| -> anyhow::Result<Vec<BenchRow>> {
-        backends.iter().map(|b| Ok(run(problem, label, params, b, args.target_rmse, args.bandwidth)?)).collect()
+        backends.iter().map(|b| Ok(run(problem, label, params, b, args.target, args.bandwidth)?)).collect()
     };
     let runs = run_all(&problem, &label, &params)?;
     let mut by_rank = runs.clone();

@@ -3,7 +3,7 @@
 //! ([`crate::schedule`]) and the block cache on disk ([`crate::cache`]) both cut by it, so a
 //! cache written once is read back in the schedule's blocks.
 
-use crate::data::UNKNOWN;
+use crate::data::{Rating, UNKNOWN};
 use crate::rng::part_rng;
 use rand::seq::SliceRandom;
 
@@ -156,13 +156,64 @@ pub enum Order {
     /// Uniformly at random: ratings in flight together rarely share a row (the GPU's Hogwild),
     /// and a sequential pass sees them as SGD expects.
     Shuffled,
-    /// By user, each user's items at random: a thread loads a user's row once per block.
+    /// By user, each user's items at random, [`USERS_IN_TURN`] users' ratings taking turns
+    /// (see [`take_turns`]): a thread keeps those users' rows in cache through the block.
     ByUser,
+}
+
+/// How many users' ratings take turns in a block ordered [`Order::ByUser`].
+pub const USERS_IN_TURN: usize = 4;
+
+/// Reorders a block whose ratings lie user by user (each user's together) so that each run of
+/// [`USERS_IN_TURN`] users' ratings takes turns: a, b, c, d, a, b, c, d, ... until a user runs
+/// out. One user's ratings one after another form a chain, each update waiting on the last
+/// one's write of the user's row; users in turn make independent chains that the CPU (and the
+/// block loop, which scores the next rating while this one updates) runs side by side. Each
+/// user's ratings keep their order.
+pub fn take_turns(block: &mut [Rating]) {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    for j in 1..=block.len() {
+        if j == block.len() || block[j].user != block[start].user {
+            runs.push(start..j);
+            start = j;
+        }
+    }
+    let source = block.to_vec();
+    let mut out = 0;
+    for group in runs.chunks(USERS_IN_TURN) {
+        let mut next: Vec<usize> = group.iter().map(|r| r.start).collect();
+        while out < block.len() {
+            let before = out;
+            for (at, run) in next.iter_mut().zip(group) {
+                if *at < run.end {
+                    block[out] = source[*at];
+                    out += 1;
+                    *at += 1;
+                }
+            }
+            if out == before {
+                break;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn users_take_turns_and_keep_their_order() {
+        let r = |user: u32, item: u32| Rating { user, item, value: 0.0 };
+        // Users 1..=5 with 3, 1, 2, 2, 2 ratings; the first four take turns, then user 5 alone.
+        let mut block = vec![r(1, 10), r(1, 11), r(1, 12), r(2, 20), r(3, 30), r(3, 31), r(4, 40), r(4, 41), r(5, 50), r(5, 51)];
+        take_turns(&mut block);
+        let order: Vec<(u32, u32)> = block.iter().map(|r| (r.user, r.item)).collect();
+        assert_eq!(order, [(1, 10), (2, 20), (3, 30), (4, 40), (1, 11), (3, 31), (4, 41), (1, 12), (5, 50), (5, 51)]);
+        let mut empty: Vec<Rating> = Vec::new();
+        take_turns(&mut empty);
+    }
 
     #[test]
     fn grid_sizes_parse_and_bad_ones_say_why() {

@@ -15,6 +15,7 @@ pub mod cpu;
 pub mod data;
 pub mod distributed;
 pub mod ensemble;
+mod fastmath;
 mod error;
 pub mod gpu;
 pub mod interrupt;

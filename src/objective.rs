@@ -12,6 +12,7 @@
 //! as before losses were a parameter.
 
 use crate::error::{Error, Result};
+use crate::fastmath;
 
 /// The losses gpumf trains, LIBMF's real-valued and binary families.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -103,6 +104,58 @@ impl LossSums {
     }
 }
 
+/// The loss at one score, as the update takes it ([`Loss::at`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AtScore {
+    /// (factor slope, bias slope): the negative gradient in the ratings' unit.
+    pub slopes: (f32, f32),
+    /// The rating's terms of [`LossSums`], the loss's value but for its log part.
+    pub terms: [f32; 4],
+    /// The value's log part, as x of ln(1 + x) (0 where there is none). A trainer sums it
+    /// with [`LogSum`] rather than taking a log for each rating, which would cost the
+    /// logistic loss a fifth of its update.
+    pub log1p: f32,
+}
+
+/// Σ ln(1 + x) over many x ≥ 0 as the log of one product: x ≤ 1 (the logistic loss's
+/// e^(−|m|)), so 512 factors stay below 2⁵¹², and each fold takes one log for them.
+#[derive(Clone, Copy, Debug)]
+pub struct LogSum {
+    product: f64,
+    pending: u32,
+    sum: f64,
+}
+
+impl Default for LogSum {
+    fn default() -> Self {
+        LogSum { product: 1.0, pending: 0, sum: 0.0 }
+    }
+}
+
+impl LogSum {
+    #[inline(always)]
+    pub fn add(&mut self, x: f32) {
+        debug_assert!((0.0..=1.0).contains(&x), "{x}");
+        self.product *= 1.0 + x as f64;
+        self.pending += 1;
+        if self.pending == 512 {
+            self.fold();
+        }
+    }
+
+    fn fold(&mut self) {
+        self.sum += self.product.ln();
+        self.product = 1.0;
+        self.pending = 0;
+    }
+
+    /// The sum of ln(1 + x) so far.
+    pub fn total(mut self) -> f64 {
+        self.fold();
+        self.sum
+    }
+}
+
 /// How the score steps are scaled: training works in units of the ratings' spread (see
 /// [`crate::model::Params::rating_unit`]); binary labels are their own unit.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -136,6 +189,11 @@ impl Loss {
         self == Loss::Kl
     }
 
+    /// Whether [`at`](Self::at) leaves a log part of the value ([`AtScore::log1p`]).
+    pub fn has_log_part(self) -> bool {
+        self == Loss::Logistic
+    }
+
     /// The score the KL divergence is taken at: at least [`KL_FLOOR`] units.
     #[inline(always)]
     fn kl_score(score: f32, unit: Unit) -> f32 {
@@ -144,19 +202,7 @@ impl Loss {
 
     /// The loss of `score` against `label` (a rating, or ±1).
     pub fn value(self, score: f32, label: f32) -> f32 {
-        let margin = label * score;
-        match self {
-            Loss::Squared => 0.5 * (label - score) * (label - score),
-            Loss::Absolute => (label - score).abs(),
-            Loss::Kl => {
-                let s = score.max(f32::MIN_POSITIVE);
-                if label > 0.0 { label * (label / s).ln() - label + s } else { s }
-            }
-            // log(1 + e^(−m)), without overflow for large |m|.
-            Loss::Logistic => (-margin).max(0.0) + (-margin.abs()).exp().ln_1p(),
-            Loss::Hinge => (1.0 - margin).max(0.0),
-            Loss::SquaredHinge => 0.5 * (1.0 - margin).max(0.0).powi(2),
-        }
+        self.terms(score, label)[0]
     }
 
     /// ∂[`value`](Self::value)/∂score (a subgradient where the loss has a kink).
@@ -180,45 +226,64 @@ impl Loss {
     /// [`wgsl`](Self::wgsl)) is the same arithmetic.
     #[inline(always)]
     pub fn slopes(self, score: f32, label: f32, unit: Unit) -> (f32, f32) {
-        match self {
-            Loss::Squared => {
-                let e = label - score;
-                (e * unit.inverse, e)
-            }
-            Loss::Absolute => {
-                let e = label - score;
-                let g = if e > 0.0 { 1.0 } else if e < 0.0 { -1.0 } else { 0.0 };
-                (g, g * unit.unit)
-            }
-            Loss::Kl => {
-                let g = label / Self::kl_score(score, unit) - 1.0;
-                (g, g * unit.unit)
-            }
-            Loss::Logistic => {
-                let g = label / (1.0 + (label * score).exp());
-                (g, g)
-            }
-            Loss::Hinge => {
-                let g = if label * score < 1.0 { label } else { 0.0 };
-                (g, g)
-            }
-            Loss::SquaredHinge => {
-                let g = label * (1.0 - label * score).max(0.0);
-                (g, g)
-            }
-        }
+        self.at(score, label, unit).slopes
     }
 
     /// One rating's terms of [`LossSums`]: the loss, the squared and absolute error of the
     /// score, and 1 where a binary score has the label's sign.
     #[inline(always)]
     pub fn terms(self, score: f32, label: f32) -> [f32; 4] {
+        let at = self.at(score, label, Unit::of(1.0));
+        let mut terms = at.terms;
+        if at.log1p != 0.0 {
+            terms[0] += at.log1p.ln_1p();
+        }
+        terms
+    }
+
+    /// [`slopes`](Self::slopes) and [`terms`](Self::terms) at once, sharing their costly parts
+    /// (one exp for the logistic loss, one division and log for KL), with exp and log inlined
+    /// ([`crate::fastmath`]): the update takes both for every rating.
+    #[inline(always)]
+    pub fn at(self, score: f32, label: f32, unit: Unit) -> AtScore {
         let e = label - score;
+        let margin = label * score;
+        // (the negative gradient in the loss's own unit, whether it scales with the rating
+        // unit, the loss's value but for its log part)
+        let mut log1p = 0.0;
+        let (g, scaled, value) = match self {
+            Loss::Squared => (e, true, 0.5 * e * e),
+            Loss::Absolute => (if e > 0.0 { 1.0 } else if e < 0.0 { -1.0 } else { 0.0 }, false, e.abs()),
+            Loss::Kl => {
+                let floored = label / Self::kl_score(score, unit);
+                // The value at the score itself (what evaluation reports), the gradient at the
+                // floor; they share the division above the floor, where scores almost all are.
+                let ratio = if score >= KL_FLOOR * unit.unit { floored } else { label / score.max(f32::MIN_POSITIVE) };
+                let value = if label > 0.0 { label * fastmath::ln(ratio) - label + score.max(f32::MIN_POSITIVE) } else { score.max(f32::MIN_POSITIVE) };
+                (floored - 1.0, false, value)
+            }
+            Loss::Logistic => {
+                // t = e^(−|m|) ≤ 1 gives both without overflow: the slope y·σ(−m) and the
+                // value log(1 + e^(−m)) = max(−m, 0) + log(1 + t), its log part left as t.
+                let t = fastmath::exp(-margin.abs());
+                let sigmoid = if margin >= 0.0 { t } else { 1.0 } / (1.0 + t);
+                log1p = t;
+                (label * sigmoid, false, (-margin).max(0.0))
+            }
+            Loss::Hinge => (if margin < 1.0 { label } else { 0.0 }, false, (1.0 - margin).max(0.0)),
+            Loss::SquaredHinge => {
+                let gap = (1.0 - margin).max(0.0);
+                (label * gap, false, 0.5 * gap * gap)
+            }
+        };
+        // Squared error steps factors by e / unit and biases by e; the others step factors by
+        // g and biases by g·unit (for binary labels the unit is 1).
+        let slopes = if scaled { (g * unit.inverse, g) } else { (g, g * unit.unit) };
         let correct = match self.family() {
             Family::Binary => ((label > 0.0) == (score > 0.0)) as u8 as f32,
             Family::Real => 0.0,
         };
-        [self.value(score, label), e * e, e.abs(), correct]
+        AtScore { slopes, terms: [value, e * e, e.abs(), correct], log1p }
     }
 
     /// The score a held-out rating is judged by: a real value clipped to the training range
@@ -296,7 +361,10 @@ impl Loss {
                 "let g = label / max(score, KL_FLOOR * params.unit) - 1.0;\n    return vec2<f32>(g, g * params.unit);",
                 "kl_value(score, label)",
             ),
-            Loss::Logistic => ("let g = label / (1.0 + exp(label * score));\n    return vec2<f32>(g, g);", "max(-label * score, 0.0) + log(1.0 + exp(-abs(label * score)))"),
+            Loss::Logistic => (
+                "let m = label * score;\n    let t = exp(-abs(m));\n    let g = label * select(1.0, t, m >= 0.0) / (1.0 + t);\n    return vec2<f32>(g, g);",
+                "logistic_value(label * score)",
+            ),
             Loss::Hinge => ("var g = 0.0;\n    if (label * score < 1.0) { g = label; }\n    return vec2<f32>(g, g);", "max(1.0 - label * score, 0.0)"),
             Loss::SquaredHinge => (
                 "let g = label * max(1.0 - label * score, 0.0);\n    return vec2<f32>(g, g);",
@@ -311,15 +379,16 @@ impl Loss {
             Family::Real => "clamp(score, params.clip_low, params.clip_high)",
             Family::Binary => "score",
         };
-        let kl = if self == Loss::Kl {
-            format!(
+        // Functions a loss's value needs, as its Rust arm above computes it.
+        let helpers = match self {
+            Loss::Kl => format!(
                 "const KL_FLOOR: f32 = {KL_FLOOR:?};\n\nfn kl_value(score: f32, label: f32) -> f32 {{\n    let s = max(score, 1.17549435e-38);\n    if (label > 0.0) {{\n        return label * log(label / s) - label + s;\n    }}\n    return s;\n}}\n\n"
-            )
-        } else {
-            String::new()
+            ),
+            Loss::Logistic => "fn logistic_value(m: f32) -> f32 {\n    let t = exp(-abs(m));\n    let log1p = select(log(1.0 + t), t * (1.0 - t * (0.5 - t / 3.0)), t < 1e-3);\n    return max(-m, 0.0) + log1p;\n}\n\n".to_string(),
+            _ => String::new(),
         };
         format!(
-            "// The loss, {name} (src/objective.rs).\n{kl}fn loss_slopes(score: f32, label: f32) -> vec2<f32> {{\n    {slopes}\n}}\n\nfn loss_terms(score: f32, label: f32) -> vec4<f32> {{\n    let e = label - score;\n    return vec4<f32>({value}, e * e, abs(e), {correct});\n}}\n\nfn judged(score: f32) -> f32 {{\n    return {judged};\n}}\n",
+            "// The loss, {name} (src/objective.rs).\n{helpers}fn loss_slopes(score: f32, label: f32) -> vec2<f32> {{\n    {slopes}\n}}\n\nfn loss_terms(score: f32, label: f32) -> vec4<f32> {{\n    let e = label - score;\n    return vec4<f32>({value}, e * e, abs(e), {correct});\n}}\n\nfn judged(score: f32) -> f32 {{\n    return {judged};\n}}\n",
             name = crate::choice::Choice::name(self)
         )
     }

@@ -14,7 +14,7 @@
 //! blocks share no factor row (DSGD's strata, LIBMF's free blocks), so they need no lock.
 
 use crate::cache::DiskBlocks;
-use crate::grid::{Axis, GridSize, Order, MAX_SIDE};
+use crate::grid::{take_turns, Axis, GridSize, Order, MAX_SIDE};
 use crate::data::{group_by_key, tiled, Rating};
 use crate::error::{Error, Result};
 use crate::rng::part_rng;
@@ -65,6 +65,17 @@ impl Schedule {
             Order::ByUser => user_axis.max_rows().max(1),
         };
         let (mut ratings, ranges) = tiled(ratings, user_axis.blocks() * columns, rows, key, seed ^ 0x0062_6c6f_636b);
+        if order == Order::ByUser {
+            // The ranges run back to back from 0: cut the ratings into the blocks they name.
+            let mut rest: &mut [Rating] = &mut ratings;
+            let mut blocks = Vec::with_capacity(ranges.len());
+            for range in &ranges {
+                let (block, tail) = std::mem::take(&mut rest).split_at_mut(range.len());
+                blocks.push(block);
+                rest = tail;
+            }
+            blocks.into_par_iter().for_each(take_turns);
+        }
         if !(user_axis.is_identity() && item_axis.is_identity()) {
             ratings.par_iter_mut().for_each(|r| *r = Rating { user: user_axis.position(r.user), item: item_axis.position(r.item), value: r.value });
         }
@@ -333,8 +344,23 @@ mod tests {
                     seen.push((user, item));
                 }
                 if order == Order::ByUser {
+                    // Users in order of their first rating, each user's ratings within a span
+                    // of at most USERS_IN_TURN users taking turns.
                     let rows: Vec<u32> = s.block(b).iter().map(|r| r.user).collect();
-                    assert!(rows.windows(2).all(|w| w[0] <= w[1]), "by user within block {b}");
+                    let mut firsts = rows.clone();
+                    firsts.dedup();
+                    firsts.retain({
+                        let mut met = std::collections::HashSet::new();
+                        move |u| met.insert(*u)
+                    });
+                    assert!(firsts.windows(2).all(|w| w[0] < w[1]), "by user within block {b}: {rows:?}");
+                    for u in &firsts {
+                        let (first, last) = (rows.iter().position(|x| x == u).unwrap(), rows.iter().rposition(|x| x == u).unwrap());
+                        let mut span: Vec<u32> = rows[first..=last].to_vec();
+                        span.sort_unstable();
+                        span.dedup();
+                        assert!(span.len() <= crate::grid::USERS_IN_TURN, "block {b}: user {u} spans {span:?}");
+                    }
                 }
             }
             // Every user's ratings cross block boundaries: they lie in each of its item blocks.

@@ -7,8 +7,8 @@
 use crate::data::Rating;
 use crate::error::{Error, Result};
 use crate::model::Params;
-use crate::objective::{BinaryLabels, Loss, LossSums, Unit};
-use crate::vector::dot;
+use crate::objective::{AtScore, BinaryLabels, Loss, LogSum, LossSums, Unit};
+use crate::vector::Lanes;
 
 /// The step sizes of one epoch, and what the steps descend.
 #[derive(Clone, Copy, Debug)]
@@ -82,31 +82,53 @@ impl Step {
             None => value,
         }
     }
+}
 
-    /// Whether factors are shrunk or projected after the plain step.
-    #[inline(always)]
-    fn constrained(&self) -> bool {
-        self.l1 > 0.0 || self.nonneg
+/// A factor after its plain step: shrunk toward zero by `threshold` and stopped there (L1),
+/// then projected to ≥ 0 (non-negative factors). x − clamp(x, −t, t) is the soft threshold
+/// in three branch-free operations, so the loop over a row vectorises.
+#[inline(always)]
+fn constrain<const L1: bool, const NONNEG: bool>(x: f32, threshold: f32) -> f32 {
+    let mut x = x;
+    // Comparisons rather than f32::max/min, whose NaN rules cost extra instructions per lane.
+    if L1 {
+        let low = if x < -threshold { -threshold } else { x };
+        x -= if low > threshold { threshold } else { low };
     }
+    if NONNEG {
+        x = if x < 0.0 { 0.0 } else { x };
+    }
+    x
+}
 
-    /// A factor after its plain step: shrunk toward zero by `threshold` and stopped there (L1),
-    /// then projected to ≥ 0 (non-negative factors).
-    #[inline(always)]
-    fn constrain(&self, x: f32, threshold: f32) -> f32 {
-        let mut x = x;
-        if self.l1 > 0.0 {
-            let shrunk = (x.abs() - threshold).max(0.0);
-            x = if x < 0.0 { -shrunk } else { shrunk };
+/// The factor half of [`sgd_update`], compiled once for each combination of the SVD++ term's
+/// prior (`PRIOR`), L1 and non-negative factors, so no per-element test is left in the loop.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn step_factors<const PRIOR: bool, const L1: bool, const NONNEG: bool>(p: &mut [f32], q: &mut [f32], prior: &[f32], share: &mut [f32], slope: f32, lr: f32, reg: (f32, f32), cut: (f32, f32)) {
+    let k = p.len();
+    let q = &mut q[..k];
+    let (prior, share) = if PRIOR { (&prior[..k], &mut share[..k]) } else { (&prior[..0], &mut share[..0]) };
+    for f in 0..k {
+        let (a, b) = (p[f], q[f]);
+        let z = if PRIOR { prior[f] } else { 0.0 };
+        p[f] = constrain::<L1, NONNEG>(a + lr * (slope * b - reg.0 * (a - z)), cut.0);
+        q[f] = constrain::<L1, NONNEG>(b + lr * (slope * a - reg.1 * b), cut.1);
+        if PRIOR {
+            share[f] += slope * b;
         }
-        if self.nonneg {
-            x = x.max(0.0);
-        }
-        x
     }
 }
 
-/// One SGD update for one rating, reading the old p and q on both sides. With the score
-/// s = μ + b_u + b_i + p·q and the loss's slopes (g_f, g_b) at s ([`Loss::slopes`]; for the
+/// The score s = μ + p·q (+ b_u + b_i) the update steps from.
+#[inline(always)]
+pub(crate) fn score<L: Lanes>(p: &[f32], q: &[f32], bu: f32, bi: f32, s: &Step) -> f32 {
+    let score = s.mean + L::dot(p, q);
+    if s.biases { score + (bu + bi) } else { score }
+}
+
+/// One SGD update for one rating from its `score` s = μ + b_u + b_i + p·q ([`score`]),
+/// reading the old p and q on both sides. With the loss's slopes (g_f, g_b) at s ([`Loss::slopes`]; for the
 /// squared error (e / unit, e), e = r − s): p += lr(g_f·q − w_u·λ·(p − z));
 /// q += lr(g_f·p − w_i·λ·q); b_u += lr(g_b − w_u·λ_b·b_u), b_i likewise; then, with L1, each
 /// factor shrinks toward zero by lr·w·l1 (stopping there), and with non-negative factors each
@@ -114,51 +136,32 @@ impl Step {
 /// ([`crate::model::Params::reg_weights`]). With the SVD++ term ([`crate::svdpp`]), `prior`
 /// is the user's z, which the user row is pulled toward instead of zero, and `share` gathers
 /// g_f·q (the old q) for the pass after the epoch; both are empty without it.
-/// Returns the rating's [`LossSums`] terms at the score before the update: summed over an
-/// epoch they are its training loss, with no second pass over the ratings (as LIBMF reports
-/// it).
+/// Returns the loss at the score before the update ([`AtScore`]): its terms, summed over an
+/// epoch, are its training loss, with no second pass over the ratings (as LIBMF reports it).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn sgd_update(p: &mut [f32], q: &mut [f32], bu: &mut f32, bi: &mut f32, weight: (f32, f32), prior: &[f32], share: &mut [f32], value: f32, s: &Step) -> [f32; 4] {
-    let mut score = s.mean + dot(p, q);
-    if s.biases {
-        score += *bu + *bi;
-    }
+pub(crate) fn sgd_update(score: f32, p: &mut [f32], q: &mut [f32], bu: &mut f32, bi: &mut f32, weight: (f32, f32), prior: &[f32], share: &mut [f32], value: f32, s: &Step) -> AtScore {
     let label = s.label(value);
-    let (slope, bias_slope) = s.loss.slopes(score, label, s.unit);
+    let at = s.loss.at(score, label, s.unit);
+    let (slope, bias_slope) = at.slopes;
     if s.biases {
         *bu += s.lr * (bias_slope - weight.0 * s.reg_bias * *bu);
         *bi += s.lr * (bias_slope - weight.1 * s.reg_bias * *bi);
     }
-    let (reg_p, reg_q) = (weight.0 * s.reg, weight.1 * s.reg);
-    if s.constrained() {
-        let (cut_p, cut_q) = (s.lr * weight.0 * s.l1, s.lr * weight.1 * s.l1);
-        let no_prior = [];
-        let prior = if prior.is_empty() { &no_prior[..] } else { prior };
-        for (f, (pf, qf)) in p.iter_mut().zip(q.iter_mut()).enumerate() {
-            let (a, b) = (*pf, *qf);
-            let z = prior.get(f).copied().unwrap_or(0.0);
-            *pf = s.constrain(a + s.lr * (slope * b - reg_p * (a - z)), cut_p);
-            *qf = s.constrain(b + s.lr * (slope * a - reg_q * b), cut_q);
-            if let Some(g) = share.get_mut(f) {
-                *g += slope * b;
-            }
-        }
-    } else if prior.is_empty() {
-        for (pf, qf) in p.iter_mut().zip(q.iter_mut()) {
-            let (a, b) = (*pf, *qf);
-            *pf = a + s.lr * (slope * b - reg_p * a);
-            *qf = b + s.lr * (slope * a - reg_q * b);
-        }
-    } else {
-        for (((pf, qf), z), g) in p.iter_mut().zip(q.iter_mut()).zip(prior).zip(share) {
-            let (a, b) = (*pf, *qf);
-            *pf = a + s.lr * (slope * b - reg_p * (a - z));
-            *qf = b + s.lr * (slope * a - reg_q * b);
-            *g += slope * b;
-        }
+    let reg = (weight.0 * s.reg, weight.1 * s.reg);
+    let cut = (s.lr * weight.0 * s.l1, s.lr * weight.1 * s.l1);
+    // Direct calls (not a function pointer), so each inlines into the AVX2 block loop.
+    match (!prior.is_empty(), s.l1 > 0.0, s.nonneg) {
+        (false, false, false) => step_factors::<false, false, false>(p, q, prior, share, slope, s.lr, reg, cut),
+        (false, false, true) => step_factors::<false, false, true>(p, q, prior, share, slope, s.lr, reg, cut),
+        (false, true, false) => step_factors::<false, true, false>(p, q, prior, share, slope, s.lr, reg, cut),
+        (false, true, true) => step_factors::<false, true, true>(p, q, prior, share, slope, s.lr, reg, cut),
+        (true, false, false) => step_factors::<true, false, false>(p, q, prior, share, slope, s.lr, reg, cut),
+        (true, false, true) => step_factors::<true, false, true>(p, q, prior, share, slope, s.lr, reg, cut),
+        (true, true, false) => step_factors::<true, true, false>(p, q, prior, share, slope, s.lr, reg, cut),
+        (true, true, true) => step_factors::<true, true, true>(p, q, prior, share, slope, s.lr, reg, cut),
     }
-    s.loss.terms(score, label)
+    at
 }
 
 /// One side's rows of a block, as its ratings name them: a rating's row is its index less
@@ -193,19 +196,24 @@ pub(crate) fn train_block(ratings: &[Rating], users: BlockRows, items: BlockRows
         // SAFETY: the CPU has AVX2 and FMA (detected just above).
         return unsafe { train_block_avx2(ratings, users, items, k, step) };
     }
-    train_block_portable(ratings, users, items, k, step)
+    train_block_with::<crate::vector::Portable>(ratings, users, items, k, step)
 }
 
-/// [`train_block_portable`] compiled for AVX2 and FMA: wider vectors, the same arithmetic (no
-/// fused operation is written, so the bits are the same as without).
+/// [`train_block_with`] compiled for AVX2 and FMA, with AVX2's dot product: wider vectors, the
+/// same arithmetic (fused operations only where written, as `mul_add`), so the same bits.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn train_block_avx2(ratings: &[Rating], users: BlockRows, items: BlockRows, k: usize, step: &Step) -> Result<LossSums> {
-    train_block_portable(ratings, users, items, k, step)
+    train_block_with::<crate::vector::Avx2>(ratings, users, items, k, step)
 }
 
+/// The block loop. An update waits on its score (the dot product, then the loss's slopes: for
+/// the logistic loss an exp and a division), and the next rating's score would wait on this
+/// update when it shares a row. When it shares none, the next score is computed before this
+/// update's rows are written, so the two chains overlap; it reads rows this update does not
+/// touch, so the bits are those of one update after another.
 #[inline(always)]
-fn train_block_portable(ratings: &[Rating], users: BlockRows, items: BlockRows, k: usize, step: &Step) -> Result<LossSums> {
+fn train_block_with<L: Lanes>(ratings: &[Rating], users: BlockRows, items: BlockRows, k: usize, step: &Step) -> Result<LossSums> {
     let (m, n) = (users.rows(), items.rows());
     if users.factors.len() != m * k || items.factors.len() != n * k || users.weights.len() != m || items.weights.len() != n {
         return Err(Error::Data(format!("a block's rows do not match: {m} users and {n} items at rank {k}")));
@@ -214,8 +222,8 @@ fn train_block_portable(ratings: &[Rating], users: BlockRows, items: BlockRows, 
     if svdpp && (users.prior.len() != m * k || users.share.len() != m * k) {
         return Err(Error::Data("a block's SVD++ rows do not match its users".into()));
     }
-    let mut sums = LossSums::default();
-    for (j, r) in ratings.iter().enumerate() {
+    let rows_of = |j: usize| -> Result<(usize, usize)> {
+        let r = ratings[j];
         let (u, i) = (r.user.wrapping_sub(users.first) as usize, r.item.wrapping_sub(items.first) as usize);
         if u >= m || i >= n {
             return Err(Error::Data(format!(
@@ -228,9 +236,26 @@ fn train_block_portable(ratings: &[Rating], users: BlockRows, items: BlockRows, 
                 items.first as usize + n
             )));
         }
+        Ok((u, i))
+    };
+    let score_of = |(u, i): (usize, usize), users: &BlockRows, items: &BlockRows| score::<L>(&users.factors[u * k..][..k], &items.factors[i * k..][..k], users.bias[u], items.bias[i], step);
+    let mut sums = LossSums::default();
+    let mut log_part = LogSum::default();
+    let logs = step.loss.has_log_part();
+    let mut ahead: Option<f32> = None;
+    for (j, r) in ratings.iter().enumerate() {
+        let (u, i) = rows_of(j)?;
         prefetch_item_row(ratings, j, &items, k);
+        let score = match ahead.take() {
+            Some(score) => score,
+            None => score_of((u, i), &users, &items),
+        };
+        if ratings.get(j + 1).is_some_and(|next| next.user != r.user && next.item != r.item) {
+            ahead = Some(score_of(rows_of(j + 1)?, &users, &items));
+        }
         let (prior, share): (&[f32], &mut [f32]) = if svdpp { (&users.prior[u * k..][..k], &mut users.share[u * k..][..k]) } else { (&[], &mut []) };
-        let terms = sgd_update(
+        let at = sgd_update(
+            score,
             &mut users.factors[u * k..][..k],
             &mut items.factors[i * k..][..k],
             &mut users.bias[u],
@@ -241,8 +266,12 @@ fn train_block_portable(ratings: &[Rating], users: BlockRows, items: BlockRows, 
             r.value,
             step,
         );
-        sums.add(terms);
+        sums.add(at.terms);
+        if logs {
+            log_part.add(at.log1p);
+        }
     }
+    sums.loss += log_part.total();
     Ok(sums)
 }
 
@@ -269,7 +298,15 @@ fn prefetch_item_row(ratings: &[Rating], j: usize, items: &BlockRows, k: usize) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vector::Portable;
     use crate::choice::Choice;
+
+    /// One update as a trainer makes it: the score, then the step.
+    #[allow(clippy::too_many_arguments)]
+    fn update(p: &mut [f32], q: &mut [f32], bu: &mut f32, bi: &mut f32, weight: (f32, f32), value: f32, s: &Step) -> AtScore {
+        let at = score::<Portable>(p, q, *bu, *bi, s);
+        sgd_update(at, p, q, bu, bi, weight, &[], &mut [], value, s)
+    }
 
     fn step(loss: Loss) -> Step {
         Step { lr: 0.1, reg: 0.05, reg_bias: 0.02, mean: 0.5, biases: true, loss, unit: Unit::of(1.0), label_middle: loss.is_binary().then_some(0.0), l1: 0.0, nonneg: false }
@@ -282,8 +319,9 @@ mod tests {
             let (p0, q0) = ([0.3f32, -0.2, 0.5], [0.4f32, 0.1, -0.3]);
             let (mut p, mut q, mut bu, mut bi) = (p0, q0, 0.1f32, -0.2f32);
             let value = if loss.is_binary() { -1.0 } else { 2.0 };
-            let terms = sgd_update(&mut p, &mut q, &mut bu, &mut bi, (1.5, 0.5), &[], &mut [], value, &s);
-            let score = 0.5 + 0.1 - 0.2 + dot(&p0, &q0);
+            let terms = update(&mut p, &mut q, &mut bu, &mut bi, (1.5, 0.5), value, &s);
+            // Summed in the update's order, so the terms compare bit for bit.
+            let score = 0.5 + crate::vector::dot(&p0, &q0) + (0.1 + -0.2);
             let g = -loss.gradient(score, value);
             for f in 0..3 {
                 assert!((p[f] - (p0[f] + 0.1 * (g * q0[f] - 1.5 * 0.05 * p0[f]))).abs() < 1e-6, "{loss:?}: p[{f}]");
@@ -291,7 +329,7 @@ mod tests {
             }
             assert!((bu - (0.1 + 0.1 * (g - 1.5 * 0.02 * 0.1))).abs() < 1e-6, "{loss:?}: b_u");
             assert!((bi - (-0.2 + 0.1 * (g - 0.5 * 0.02 * -0.2))).abs() < 1e-6, "{loss:?}: b_i");
-            assert_eq!(terms, loss.terms(score, value), "{loss:?}: the terms are taken before the update");
+            assert_eq!(terms, loss.at(score, value, Unit::of(1.0)), "{loss:?}: the loss is taken before the update");
         }
     }
 
@@ -301,13 +339,68 @@ mod tests {
         // Slope 0 (score = value), no λ: only the L1 cut of lr·w·l1 = 0.1·2 acts.
         let (mut p, mut q, mut bu, mut bi) = ([0.5f32, -0.05, 0.0], [0.0f32, 0.0, 0.0], 0.0f32, 0.0f32);
         let s = Step { reg: 0.0, biases: false, mean: 0.0, ..s };
-        sgd_update(&mut p, &mut q, &mut bu, &mut bi, (2.0, 1.0), &[], &mut [], 0.0, &s);
+        update(&mut p, &mut q, &mut bu, &mut bi, (2.0, 1.0), 0.0, &s);
         assert!((p[0] - 0.3).abs() < 1e-6 && p[1] == 0.0 && p[2] == 0.0, "{p:?}");
         let s = Step { l1: 0.0, nonneg: true, ..s };
         let (mut p, mut q) = ([0.5f32, -0.5], [0.5f32, 0.5]);
-        sgd_update(&mut p, &mut q, &mut bu, &mut bi, (1.0, 1.0), &[], &mut [], -4.0, &s);
+        update(&mut p, &mut q, &mut bu, &mut bi, (1.0, 1.0), -4.0, &s);
         assert!(p.iter().chain(&q).all(|&x| x >= 0.0), "{p:?} {q:?}");
         assert_eq!(p[1], 0.0, "the negative factor is projected to zero");
+    }
+
+    /// Ratings over 5 users and 4 items in which neighbours often share a user or an item.
+    fn tangled_block() -> Vec<Rating> {
+        let pairs = [(0, 0), (1, 0), (1, 1), (2, 1), (0, 2), (3, 2), (3, 3), (4, 0), (4, 3), (2, 3), (0, 1), (1, 2), (1, 3), (4, 1), (2, 0), (3, 0)];
+        pairs.iter().cycle().take(64).enumerate().map(|(j, &(user, item))| Rating { user, item, value: if j % 3 == 0 { 1.0 } else { -1.0 } }).collect()
+    }
+
+    #[test]
+    fn the_block_loop_gives_the_bits_of_one_update_after_another() {
+        // The loop scores the next rating while this one updates when they share no row; a
+        // shared user or item must wait. Compare with updates made strictly in turn.
+        let k = 5;
+        for &(loss, _, _) in Loss::ALL {
+            let s = Step { l1: 0.01, ..step(loss) };
+            let start = |rows: usize, salt: f32| -> Vec<f32> { (0..rows * k).map(|x| ((x as f32 * 0.37 + salt).sin() * 0.3).abs()).collect() };
+            let (mut p, mut q) = (start(5, 0.1), start(4, 0.7));
+            let (mut bu, mut bi) = (vec![0.05f32; 5], vec![-0.05f32; 4]);
+            let (wu, wi) = (vec![1.0f32; 5], vec![0.5f32; 4]);
+            let block = tangled_block();
+            let (mut p2, mut q2, mut bu2, mut bi2) = (p.clone(), q.clone(), bu.clone(), bi.clone());
+            let sums = train_block(
+                &block,
+                BlockRows { first: 0, factors: &mut p, bias: &mut bu, weights: &wu, prior: &[], share: &mut [] },
+                BlockRows { first: 0, factors: &mut q, bias: &mut bi, weights: &wi, prior: &[], share: &mut [] },
+                k,
+                &s,
+            )
+            .unwrap();
+            let mut loss_sum = 0.0f64;
+            for r in &block {
+                let (u, i) = (r.user as usize, r.item as usize);
+                let (pu, qi) = (&mut p2[u * k..][..k], &mut q2[i * k..][..k]);
+                let at = score::<Portable>(pu, qi, bu2[u], bi2[i], &s);
+                loss_sum += loss.value(at, s.label(r.value)) as f64;
+                sgd_update(at, pu, qi, &mut bu2[u], &mut bi2[i], (wu[u], wi[i]), &[], &mut [], r.value, &s);
+            }
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!((bits(&p), bits(&q), bits(&bu), bits(&bi)), (bits(&p2), bits(&q2), bits(&bu2), bits(&bi2)), "{loss:?}");
+            // The logistic loss's log part is summed as one log of a product: the same sum.
+            assert!((sums.loss - loss_sum).abs() <= 1e-5 * loss_sum.abs().max(1.0), "{loss:?}: {} against {loss_sum}", sums.loss);
+        }
+    }
+
+    #[test]
+    fn a_log_sum_is_the_sum_of_its_logs_over_many_folds() {
+        let mut sum = LogSum::default();
+        let mut exact = 0.0f64;
+        for j in 0..5000 {
+            let x = ((j as f32 * 0.618).fract()).powi(3);
+            sum.add(x);
+            exact += (x as f64).ln_1p();
+        }
+        assert!((sum.total() - exact).abs() < 1e-9 * exact, "{exact}");
+        assert_eq!(LogSum::default().total(), 0.0);
     }
 
     #[test]

@@ -1,23 +1,38 @@
-//! Small vector kernels the model and every CPU trainer share, written so the compiler
-//! vectorises them with the same bits on every path.
+//! Small vector kernels the model and every CPU trainer share, with the same bits on every
+//! path: [`dot`] is the reference, and [`Lanes`] lets the update loop pick an AVX2 twin that
+//! does the same arithmetic in the same order (the distributed runner's models are
+//! bit-identical across machines, with or without AVX2).
 
-/// Dot product with eight independent accumulators, so the compiler can vectorise it.
+/// Dot product in the order both paths keep: eight lanes, even and odd chunks of eight in two
+/// accumulators (two dependency chains, so the sum waits half as long), the lanes then folded
+/// as a register folds (8 → 4 → 2 → 1), and the last `len % 8` products added in turn.
 #[inline(always)]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    debug_assert_eq!(a.len(), b.len());
-    let mut acc = [0.0f32; 8];
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [[0.0f32; 8]; 2];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
     let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
+    for (c, (x, y)) in ca.zip(cb).enumerate() {
+        let acc = &mut acc[c & 1];
         for l in 0..8 {
             acc[l] += x[l] * y[l];
         }
     }
-    let mut tail = 0.0;
+    let lanes: [f32; 8] = std::array::from_fn(|l| acc[0][l] + acc[1][l]);
+    let mut s = fold(lanes);
     for (x, y) in ra.iter().zip(rb) {
-        tail += x * y;
+        s += x * y;
     }
-    (acc[0] + acc[4]) + (acc[1] + acc[5]) + (acc[2] + acc[6]) + (acc[3] + acc[7]) + tail
+    s
+}
+
+/// Eight lanes to one: halves added (8 → 4), then halves again (4 → 2), then the two.
+#[inline(always)]
+fn fold(lanes: [f32; 8]) -> f32 {
+    let half = [lanes[0] + lanes[4], lanes[1] + lanes[5], lanes[2] + lanes[6], lanes[3] + lanes[7]];
+    let quarter = [half[0] + half[2], half[1] + half[3]];
+    quarter[0] + quarter[1]
 }
 
 /// y += a·x.
@@ -25,5 +40,100 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 pub fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
     for (yf, &xf) in y.iter_mut().zip(x) {
         *yf += a * xf;
+    }
+}
+
+/// Which dot product a hot loop uses: the compiler vectorises [`dot`]'s lanes poorly (two at a
+/// time), so a loop compiled for AVX2 takes [`Avx2`]'s, with the same bits.
+pub(crate) trait Lanes {
+    fn dot(a: &[f32], b: &[f32]) -> f32;
+}
+
+/// [`dot`] as written.
+pub(crate) struct Portable;
+
+impl Lanes for Portable {
+    #[inline(always)]
+    fn dot(a: &[f32], b: &[f32]) -> f32 {
+        dot(a, b)
+    }
+}
+
+/// [`dot`] in AVX2 registers. Only for code that runs where AVX2 was detected.
+#[cfg(target_arch = "x86_64")]
+pub(crate) struct Avx2;
+
+#[cfg(target_arch = "x86_64")]
+impl Lanes for Avx2 {
+    #[inline(always)]
+    fn dot(a: &[f32], b: &[f32]) -> f32 {
+        // SAFETY: `Avx2` is used only where AVX2 was detected (see its doc).
+        unsafe { dot_avx2(a, b) }
+    }
+}
+
+/// [`dot`]'s arithmetic in 256-bit registers: the same products and sums in the same order (no
+/// fused multiply-add), so the same bits.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+    use std::arch::x86_64::*;
+    let n = a.len().min(b.len());
+    let chunks = n / 8;
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    // SAFETY (all loads): chunk c reads elements 8c..8c+8 < n of both slices.
+    let product = |c: usize| unsafe { _mm256_mul_ps(_mm256_loadu_ps(pa.add(8 * c)), _mm256_loadu_ps(pb.add(8 * c))) };
+    let (mut even, mut odd) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    let mut c = 0;
+    while c + 2 <= chunks {
+        even = _mm256_add_ps(even, product(c));
+        odd = _mm256_add_ps(odd, product(c + 1));
+        c += 2;
+    }
+    if c < chunks {
+        even = _mm256_add_ps(even, product(c));
+    }
+    let lanes = _mm256_add_ps(even, odd);
+    let half = _mm_add_ps(_mm256_castps256_ps128(lanes), _mm256_extractf128_ps(lanes, 1));
+    let quarter = _mm_add_ps(half, _mm_movehl_ps(half, half));
+    let mut s = _mm_cvtss_f32(_mm_add_ss(quarter, _mm_shuffle_ps(quarter, quarter, 1)));
+    for f in 8 * chunks..n {
+        s += a[f] * b[f];
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_is_the_sum_of_products() {
+        let a: Vec<f32> = (0..21).map(|i| i as f32).collect();
+        let b = vec![2.0f32; 21];
+        assert_eq!(dot(&a, &b), 420.0);
+        assert_eq!(dot(&[], &[]), 0.0);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_avx2_dot_has_the_portable_bits() {
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            return;
+        }
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        };
+        for len in 0..=70 {
+            for _ in 0..20 {
+                let (a, b): (Vec<f32>, Vec<f32>) = (0..len).map(|_| (next(), next() * 1e3)).unzip();
+                assert_eq!(Avx2::dot(&a, &b).to_bits(), dot(&a, &b).to_bits(), "length {len}");
+            }
+        }
     }
 }

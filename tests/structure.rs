@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 /// The library's modules, bottom layer first: a module may use its own layer and those below.
 const LAYERS: &[&[&str]] = &[
-    &["error", "rng", "choice", "output", "resources", "interrupt", "vector", "objective", "svd"],
+    &["error", "rng", "choice", "output", "resources", "interrupt", "vector", "fastmath", "objective", "svd"],
     &["data", "lab"],
     &["grid"],
     &["cache"],

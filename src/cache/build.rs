@@ -200,6 +200,7 @@ fn order_blocks(file: &File, starts: &[u64], settings: &CacheSettings, fail: &dy
         if settings.order == Order::ByUser {
             // Stable: each user's items keep the shuffled order.
             block.sort_by_key(|r| r.user);
+            crate::grid::take_turns(&mut block);
         }
         file.write_all_at(bytemuck::cast_slice(&block), at).map_err(fail)?;
         crcs.push(crc32fast::hash(bytemuck::cast_slice(&block)));

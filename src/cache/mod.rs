@@ -28,7 +28,8 @@ use windows_io::FileExt;
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"GPUMFBK1";
-const VERSION: u32 = 5;
+/// 6: blocks by user take turns among four users (grid::take_turns).
+const VERSION: u32 = 6;
 const DATA_AT: u64 = 4096;
 const RECORD: u64 = 12;
 /// Ratings per block at the least: smaller blocks cost more in reads than they save in memory.

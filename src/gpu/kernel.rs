@@ -123,7 +123,7 @@ impl KernelShape {
     /// `threshold` and stopped there (L1), then projected to ≥ 0 (non-negative factors), as
     /// the CPU's update does (src/update.rs); `project(v)` the projection alone.
     fn constraints_wgsl(&self) -> String {
-        let shrink = if self.l1 { "let shrunk = max(abs(v) - vec4<f32>(threshold), vec4<f32>(0.0));\n    let x = select(shrunk, -shrunk, v < vec4<f32>(0.0));" } else { "let x = v;" };
+        let shrink = if self.l1 { "let x = v - clamp(v, vec4<f32>(-threshold), vec4<f32>(threshold));" } else { "let x = v;" };
         let project = if self.nonneg { "max(v, vec4<f32>(0.0))" } else { "v" };
         format!(
             "fn project(v: vec4<f32>) -> vec4<f32> {{\n    return {project};\n}}\n\nfn constrain(v: vec4<f32>, threshold: f32) -> vec4<f32> {{\n    {shrink}\n    return project(x);\n}}\n"

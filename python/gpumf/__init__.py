@@ -307,7 +307,9 @@ class MF:
 
     def __repr__(self) -> str:
         state = f"fitted, {len(self.history)} epochs" if self._model is not None else "not fitted"
-        return f"gpumf.MF(rank={self.rank}, epochs={self.epochs}, lr={self.lr}, reg={self.reg}, backend={self.backend!r}; {state})"
+        # The defaults come from the engine as f32: shown to the digits an f32 holds.
+        loss = "" if self.loss == "squared" else f", loss={self.loss!r}"
+        return f"gpumf.MF(rank={self.rank}, epochs={self.epochs}, lr={self.lr:.7g}, reg={self.reg:.7g}{loss}, backend={self.backend!r}; {state})"
 
     def fit(
         self,

@@ -110,6 +110,8 @@ pub struct Loaded {
     /// Ratings of a (user, item) pair beyond its first in the file, before `duplicates` acted.
     pub duplicates: usize,
     pub duplicate_policy: Duplicates,
+    /// With `positive_threshold`: the threshold, and how many ratings became 1.
+    pub binarised: Option<(f32, usize)>,
 }
 
 /// Reads and parses a rating file; gzip and single-file zip are unpacked, other archives
@@ -128,14 +130,21 @@ pub fn parse_ratings(bytes: &[u8], path: &Path, options: LoadOptions) -> Result<
     let threshold = options.positive_threshold;
     let mut loaded = parse_values(bytes, path, options)?;
     if let Some(t) = threshold {
-        binarise(&mut loaded.ratings.entries, t);
+        loaded.binarised = Some((t, binarise(&mut loaded.ratings.entries, t)));
     }
     Ok(loaded)
 }
 
-/// Ratings of `threshold` and above as 1, the rest as 0 (`LoadOptions::positive_threshold`).
-fn binarise(ratings: &mut [Rating], threshold: f32) {
-    ratings.iter_mut().for_each(|r| r.value = if r.value >= threshold { 1.0 } else { 0.0 });
+/// Ratings of `threshold` and above as 1, the rest as 0 (`LoadOptions::positive_threshold`);
+/// returns how many became 1.
+fn binarise(ratings: &mut [Rating], threshold: f32) -> usize {
+    let mut positive = 0;
+    for r in ratings {
+        let is_positive = r.value >= threshold;
+        r.value = if is_positive { 1.0 } else { 0.0 };
+        positive += is_positive as usize;
+    }
+    positive
 }
 
 /// [`parse_ratings`] before the threshold.
@@ -169,7 +178,7 @@ fn parse_values(bytes: &[u8], path: &Path, options: LoadOptions) -> Result<Loade
     }
     if format == Format::Dense {
         let (ratings, skipped_lines) = super::dense::parse_dense(bytes, path, options.missing.as_deref(), options.skip_columns, options.skip_bad_lines)?;
-        return Ok(Loaded { ratings, format, skipped_lines, test_marks: None, duplicates: 0, duplicate_policy: Duplicates::Keep });
+        return Ok(Loaded { ratings, format, skipped_lines, test_marks: None, duplicates: 0, duplicate_policy: Duplicates::Keep, binarised: None });
     }
     let mut layout = Layout::for_file(format, bytes, path)?;
     if let Some(column) = options.split_column {
@@ -238,7 +247,7 @@ fn parse_text(bytes: &[u8], path: &Path, layout: &Layout, options: &LoadOptions,
     let mut ratings = RatingSet { entries, users: users.finish(), items: items.finish() };
     let locate = |ordinal: usize| format!("line {}", line_of_entry(bytes, layout, ordinal));
     let duplicates = resolve_duplicates(&mut ratings, &mut marks, options.duplicates, path, locate)?;
-    Ok(Loaded { ratings, format, skipped_lines: skipped, test_marks: marks, duplicates, duplicate_policy: options.duplicates })
+    Ok(Loaded { ratings, format, skipped_lines: skipped, test_marks: marks, duplicates, duplicate_policy: options.duplicates, binarised: None })
 }
 
 /// A Matrix Market file's entries against its size line: as many as declared (unless bad lines
@@ -441,7 +450,7 @@ fn parse_binary(bytes: &[u8], path: &Path, skip_bad: bool) -> Result<Loaded> {
     }
     ratings.users = users.finish();
     ratings.items = items.finish();
-    Ok(Loaded { ratings, format: Format::Binary, skipped_lines: skipped, test_marks: None, duplicates: 0, duplicate_policy: Duplicates::Keep })
+    Ok(Loaded { ratings, format: Format::Binary, skipped_lines: skipped, test_marks: None, duplicates: 0, duplicate_policy: Duplicates::Keep, binarised: None })
 }
 
 /// Records checked before a file without a known extension is taken as binary ratings.
@@ -849,6 +858,9 @@ impl Loaded {
                 Duplicates::Error => "",
             };
             s.push_str(&format!(", {} ratings repeat a (user, item) pair: {done}", self.duplicates));
+        }
+        if let Some((threshold, positive)) = self.binarised {
+            s.push_str(&format!("; ratings of {threshold} and above read as 1 ({positive}), the rest as 0 ({})", r.len() - positive));
         }
         if let Some(marks) = &self.test_marks {
             let tests = marks.iter().filter(|&&t| t).count();

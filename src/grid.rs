@@ -161,6 +161,16 @@ pub enum Order {
     ByUser,
 }
 
+impl Order {
+    /// Which trainers lay their blocks out in this order, for messages about a block cache.
+    pub fn trainers(self) -> &'static str {
+        match self {
+            Order::Shuffled => "the GPU (random order within blocks)",
+            Order::ByUser => "the CPU trainers (by user within blocks)",
+        }
+    }
+}
+
 /// How many users' ratings take turns in a block ordered [`Order::ByUser`].
 pub const USERS_IN_TURN: usize = 4;
 

@@ -222,36 +222,19 @@ fn train_block_with<L: Lanes>(ratings: &[Rating], users: BlockRows, items: Block
     if svdpp && (users.prior.len() != m * k || users.share.len() != m * k) {
         return Err(Error::Data("a block's SVD++ rows do not match its users".into()));
     }
-    let rows_of = |j: usize| -> Result<(usize, usize)> {
-        let r = ratings[j];
-        let (u, i) = (r.user.wrapping_sub(users.first) as usize, r.item.wrapping_sub(items.first) as usize);
-        if u >= m || i >= n {
-            return Err(Error::Data(format!(
-                "rating {j} of a block names user {} and item {}, outside the block's users {}..{} and items {}..{}: the block is corrupt",
-                r.user,
-                r.item,
-                users.first,
-                users.first as usize + m,
-                items.first,
-                items.first as usize + n
-            )));
-        }
-        Ok((u, i))
-    };
-    let score_of = |(u, i): (usize, usize), users: &BlockRows, items: &BlockRows| score::<L>(&users.factors[u * k..][..k], &items.factors[i * k..][..k], users.bias[u], items.bias[i], step);
     let mut sums = LossSums::default();
     let mut log_part = LogSum::default();
     let logs = step.loss.has_log_part();
     let mut ahead: Option<f32> = None;
     for (j, r) in ratings.iter().enumerate() {
-        let (u, i) = rows_of(j)?;
+        let (u, i) = rows_of(ratings, j, &users, &items)?;
         prefetch_item_row(ratings, j, &items, k);
         let score = match ahead.take() {
             Some(score) => score,
-            None => score_of((u, i), &users, &items),
+            None => score_of::<L>((u, i), &users, &items, k, step),
         };
         if ratings.get(j + 1).is_some_and(|next| next.user != r.user && next.item != r.item) {
-            ahead = Some(score_of(rows_of(j + 1)?, &users, &items));
+            ahead = Some(score_of::<L>(rows_of(ratings, j + 1, &users, &items)?, &users, &items, k, step));
         }
         let (prior, share): (&[f32], &mut [f32]) = if svdpp { (&users.prior[u * k..][..k], &mut users.share[u * k..][..k]) } else { (&[], &mut []) };
         let at = sgd_update(
@@ -273,6 +256,33 @@ fn train_block_with<L: Lanes>(ratings: &[Rating], users: BlockRows, items: Block
     }
     sums.loss += log_part.total();
     Ok(sums)
+}
+
+/// The block rows of rating `j`, or an error naming it when it falls outside them (a corrupt
+/// block read from disk). Functions rather than closures here and below: a closure would not
+/// be compiled for AVX2 with the loop that calls it.
+#[inline(always)]
+fn rows_of(ratings: &[Rating], j: usize, users: &BlockRows, items: &BlockRows) -> Result<(usize, usize)> {
+    let r = ratings[j];
+    let (m, n) = (users.rows(), items.rows());
+    let (u, i) = (r.user.wrapping_sub(users.first) as usize, r.item.wrapping_sub(items.first) as usize);
+    if u >= m || i >= n {
+        return Err(Error::Data(format!(
+            "rating {j} of a block names user {} and item {}, outside the block's users {}..{} and items {}..{}: the block is corrupt",
+            r.user,
+            r.item,
+            users.first,
+            users.first as usize + m,
+            items.first,
+            items.first as usize + n
+        )));
+    }
+    Ok((u, i))
+}
+
+#[inline(always)]
+fn score_of<L: Lanes>((u, i): (usize, usize), users: &BlockRows, items: &BlockRows, k: usize, step: &Step) -> f32 {
+    score::<L>(&users.factors[u * k..][..k], &items.factors[i * k..][..k], users.bias[u], items.bias[i], step)
 }
 
 /// Within a block the user rows repeat but the item rows jump about: asks for the item row of

@@ -100,11 +100,10 @@ fn a_stale_cache_is_never_trained_on() {
 fn a_block_corrupted_during_a_run_is_an_error_not_a_panic_or_a_hang() {
     use gpumf::cache::{CacheSettings, DiskBlocks};
     use gpumf::data::LoadOptions;
-    use gpumf::grid::Order;
     let dir = tempfile::tempdir().unwrap();
     let (train, _) = generate(dir.path(), "r.bin", "50000", "3");
     for (threads, svdpp) in [(1, true), (1, false), (2, true), (2, false)] {
-        let order = if threads == 1 { Order::Shuffled } else { Order::ByUser };
+        let order = gpumf::cpu::CpuMode::with_threads(threads).block_order();
         let settings = CacheSettings { grid: None, order, seed: 42, memory: 256 * 1024, threads };
         let cache = DiskBlocks::open_or_build(&train, &LoadOptions::default(), dir.path(), &settings, |_| {}).unwrap();
         let path = cache.path.clone();

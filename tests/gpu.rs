@@ -155,7 +155,7 @@ fn gpu_matches_the_cpu_on_ml100k_u1() {
     let params = Params::default();
     let t = train(&problem, &params, &gpu(GpuOptions::default()), |_| {}).unwrap();
     let g = t.history.last().unwrap().test_rmse().unwrap();
-    let c = test_rmse(&problem, &params, &Backend::Cpu(CpuMode::Sequential));
+    let c = test_rmse(&problem, &params, &Backend::Cpu(CpuMode::GpuOrder));
     println!("u1 test RMSE: {} {g:.4}, cpu {c:.4}", t.backend);
     assert!((g - c).abs() <= 0.01, "gpu {g} vs cpu {c}");
     assert!(g <= 0.935);
@@ -229,7 +229,7 @@ fn svdpp_term_on_the_gpu_beats_the_plain_model_like_the_cpu() {
     }
     let problem = split_random(&load_ratings(&common::latest_small(), LoadOptions::default()).unwrap().ratings, 0.2, 3).unwrap();
     let params = Params { rank: 32, epochs: 20, ..Params::default() };
-    let cpu = test_rmse(&problem, &params, &Backend::Cpu(CpuMode::Sequential));
+    let cpu = test_rmse(&problem, &params, &Backend::Cpu(CpuMode::GpuOrder));
     let f16 = GpuOptions { precision: Precision::F16, ..GpuOptions::default() };
     let small_binding = GpuOptions { max_binding_bytes: Some(64 << 10), ..GpuOptions::default() };
     let blocked = Some(GridSize { user_blocks: 2, item_blocks: 3 });
@@ -253,7 +253,7 @@ fn ranks_that_are_not_multiples_of_four_or_the_subgroup_train_like_the_cpu() {
     for rank in [1, 5, 33, 130, 512] {
         let params = Params { rank, epochs: 8, ..Params::default() };
         let g = test_rmse(&problem, &params, &gpu(GpuOptions::default()));
-        let c = test_rmse(&problem, &params, &Backend::Cpu(CpuMode::Sequential));
+        let c = test_rmse(&problem, &params, &Backend::Cpu(CpuMode::GpuOrder));
         println!("rank {rank}: gpu {g:.4} cpu {c:.4}");
         assert!((g - c).abs() <= 0.01, "rank {rank}: gpu {g} vs cpu {c}");
     }
@@ -269,7 +269,7 @@ fn averaged_models_train_on_the_gpu_like_the_cpu() {
     let params = Params { rank: 8, epochs: 6, models: 2, ..Params::default() };
     let t = train(&problem, &params, &gpu(GpuOptions::default()), |_| {}).unwrap();
     let g = t.history.last().unwrap().test_rmse().unwrap();
-    let c = test_rmse(&problem, &params, &Backend::Cpu(CpuMode::Sequential));
+    let c = test_rmse(&problem, &params, &Backend::Cpu(CpuMode::GpuOrder));
     println!("2 models: {} {g:.4}, cpu {c:.4}", t.backend);
     assert!(t.backend.starts_with("2 models averaged, each gpu"), "{}", t.backend);
     assert_eq!(t.model.rank(), 16);
@@ -283,7 +283,7 @@ fn every_lane_count_trains_like_the_cpu() {
     }
     let problem = small_problem();
     let params = Params { rank: 24, epochs: 8, ..Params::default() };
-    let c = test_rmse(&problem, &params, &Backend::Cpu(CpuMode::Sequential));
+    let c = test_rmse(&problem, &params, &Backend::Cpu(CpuMode::GpuOrder));
     let widest = gpumf::gpu::Gpu::open(false, true).unwrap().adapter.subgroup_min_size;
     for lanes in [1, 2, 4, 8].into_iter().filter(|&l| l <= widest) {
         let g = test_rmse(&problem, &params, &gpu(GpuOptions { lanes_per_rating: Some(lanes), ..GpuOptions::default() }));
@@ -391,7 +391,7 @@ fn one_rating_in_flight_gives_the_sequential_trainers_factors() {
             let options = GpuOptions { gpu_memory: Some(budget), upload: Some(upload), ..one.clone() };
             let grid = GpuSolver::new(problem, Model::init(problem, &params, None), &params, &options).unwrap().schedule().grid();
             let params = Params { blocks: Some(grid), ..params.clone() };
-            let cpu = train(problem, &params, &Backend::Cpu(CpuMode::Sequential), |_| {}).unwrap();
+            let cpu = train(problem, &params, &Backend::Cpu(CpuMode::GpuOrder), |_| {}).unwrap();
             let gpu = train(problem, &params, &gpu(options), |_| {}).unwrap();
             assert!(gpu.backend.contains("streamed") && gpu.backend.contains(upload.name()) && gpu.backend.contains("the SVD++ term"), "{}", gpu.backend);
             let windows: u64 = gpu.history.iter().map(|r| r.uploads.windows).sum();
@@ -409,7 +409,7 @@ fn one_rating_in_flight_gives_the_sequential_trainers_factors() {
         let fitted = GridSize { user_blocks: m.div_ceil(rows_fit), item_blocks: n.div_ceil(rows_fit) };
         for (blocks, options, passes) in [(None, one.clone(), ", the SVD++ term)"), (Some(GridSize { user_blocks: 3, item_blocks: 2 }), one.clone(), ", the SVD++ term)"), (Some(fitted), small_binding, "the SVD++ term on the host")] {
             let params = Params { blocks, ..exact_params() };
-            let cpu = train(problem, &params, &Backend::Cpu(CpuMode::Sequential), |_| {}).unwrap();
+            let cpu = train(problem, &params, &Backend::Cpu(CpuMode::GpuOrder), |_| {}).unwrap();
             let gpu = train(problem, &params, &gpu(options), |_| {}).unwrap();
             assert!(gpu.backend.contains(passes), "{name}, blocks {blocks:?}: {}", gpu.backend);
             let diff = largest_difference(&cpu.model, &gpu.model);
@@ -443,7 +443,7 @@ fn every_loss_and_constraint_gives_the_sequential_trainers_factors() {
         let problem = if loss.is_binary() { &labels } else { &ratings };
         for (nonneg, l1) in [(false, 0.0), (true, 0.0), (false, 0.002), (true, 0.002)] {
             let params = Params { loss, nonneg, l1, ..exact_params() };
-            let cpu = train(problem, &params, &Backend::Cpu(CpuMode::Sequential), |_| {}).unwrap();
+            let cpu = train(problem, &params, &Backend::Cpu(CpuMode::GpuOrder), |_| {}).unwrap();
             let gpu = train(problem, &params, &gpu(one.clone()), |_| {}).unwrap();
             let diff = largest_difference(&cpu.model, &gpu.model);
             println!("{name}, nonneg {nonneg}, l1 {l1}: largest difference {diff:e}");
@@ -472,7 +472,7 @@ fn empty_and_unequal_blocks_train_everywhere_and_exactly() {
     let all = gpumf::data::RatingSet::from_triplets(triplets);
     let problem = Problem::new(all, None);
     let params = Params { blocks: Some(GridSize { user_blocks: 4, item_blocks: 3 }), ..exact_params() };
-    let cpu = train(&problem, &params, &Backend::Cpu(CpuMode::Sequential), |_| {}).unwrap();
+    let cpu = train(&problem, &params, &Backend::Cpu(CpuMode::GpuOrder), |_| {}).unwrap();
     let threads = train(&problem, &params, &Backend::Cpu(CpuMode::Parallel { threads: 3 }), |_| {}).unwrap();
     assert!(threads.history.iter().all(|r| r.train_loss.is_finite()));
     let one = GpuOptions { in_flight: Some(1), ..GpuOptions::default() };
@@ -505,7 +505,7 @@ fn blocks_on_disk_stream_to_the_gpu_exactly() {
     let settings = CacheSettings { grid: params.blocks, order: Order::Shuffled, seed: params.seed, memory: 64 << 10, threads: 1 };
     let cache = std::sync::Arc::new(DiskBlocks::open_or_build(&path, &LoadOptions::default(), dir.path(), &settings, |_| {}).unwrap());
     let problem = Problem::on_disk(cache.clone(), Some(&test));
-    let cpu = train(&problem, &params, &Backend::Cpu(CpuMode::Sequential), |_| {}).unwrap();
+    let cpu = train(&problem, &params, &Backend::Cpu(CpuMode::GpuOrder), |_| {}).unwrap();
     for upload in [Upload::Mapped, Upload::Copied] {
         let options = GpuOptions { in_flight: Some(1), upload: Some(upload), ..GpuOptions::default() };
         let gpu = train(&problem, &params, &gpu(options), |_| {}).unwrap();
@@ -520,7 +520,7 @@ fn blocks_on_disk_stream_to_the_gpu_exactly() {
     let threads = CacheSettings { order: Order::ByUser, threads: 2, ..settings.clone() };
     let cache = DiskBlocks::open_or_build(&path, &LoadOptions::default(), by_user.path(), &threads, |_| {}).unwrap();
     let e = train(&Problem::on_disk(std::sync::Arc::new(cache), Some(&test)), &params, &gpu(GpuOptions::default()), |_| {}).err().expect("a cache in user order").to_string();
-    assert!(e.contains("random order") && e.contains("several CPU threads"), "{e}");
+    assert!(e.contains("random order") && e.contains("the CPU trainers (by user within blocks)"), "{e}");
     // A binding of 1 KiB holds 62 rows of rank 16 (with their bias and λ): 3x2 blocks of this
     // set's users and items do not fit one.
     let small = GpuOptions { max_binding_bytes: Some(1 << 10), ..GpuOptions::default() };
@@ -547,7 +547,7 @@ fn a_popular_item_gives_the_sequential_trainers_factors_with_the_svdpp_term() {
     triplets.extend((0..3000).map(|u| (u, 1 + u % 40, ((u / 7) % 5) as f32 + 1.0)));
     let problem = Problem::new(gpumf::data::RatingSet::from_triplets(triplets), None);
     let params = exact_params();
-    let cpu = train(&problem, &params, &Backend::Cpu(CpuMode::Sequential), |_| {}).unwrap();
+    let cpu = train(&problem, &params, &Backend::Cpu(CpuMode::GpuOrder), |_| {}).unwrap();
     let gpu = train(&problem, &params, &gpu(GpuOptions { in_flight: Some(1), ..GpuOptions::default() }), |_| {}).unwrap();
     let diff = largest_difference(&cpu.model, &gpu.model);
     println!("{}: largest difference {diff:e}", gpu.backend);

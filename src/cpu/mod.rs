@@ -1,6 +1,7 @@
 //! The CPU solver: SGD over the blocks of the [schedule](crate::schedule), one block after
 //! another on one thread (bit-reproducible for a seed), or on several threads, each training a
-//! block that shares no user and no item with the blocks the others are training.
+//! block that shares no user and no item with the blocks the others are training. Blocks are
+//! sized so that their rows stay in the CPU's caches.
 
 mod blocks;
 
@@ -10,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::metrics;
 use crate::objective::LossSums;
 use crate::model::{Model, Params};
-use crate::grid::{Axis, GridSize, Order};
+use crate::grid::{Axis, GridSize, Order, MAX_SIDE};
 use crate::schedule::Schedule;
 use crate::svdpp::SvdppState;
 use crate::solver::{EpochFigures, Solver};
@@ -20,8 +21,14 @@ use std::collections::VecDeque;
 /// How the CPU runs an epoch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CpuMode {
-    /// One thread, the blocks in the epoch's seeded sequence: the same seed gives the same bits.
+    /// One thread, over blocks sized to the caches ([`cache_grid`]) in the epoch's seeded
+    /// sequence, each block's ratings by user: the same seed gives the same bits.
     Sequential,
+    /// One thread, one rating after another in the order the GPU trains them (each block
+    /// shuffled; one block unless `--blocks` says): the trainer the exact tests hold the GPU to,
+    /// rating for rating. Slower than [`Sequential`](Self::Sequential) on large data, whose rows
+    /// it meets at random.
+    GpuOrder,
     /// `threads` threads, each taking free blocks (no user or item range in use) as they come.
     Parallel { threads: usize },
 }
@@ -35,23 +42,54 @@ impl CpuMode {
     /// Threads, and so blocks read from a block cache at once.
     pub fn threads(self) -> usize {
         match self {
-            CpuMode::Sequential => 1,
+            CpuMode::Sequential | CpuMode::GpuOrder => 1,
             CpuMode::Parallel { threads } => threads,
         }
     }
 
-    /// The order within blocks: by user on several threads (a thread loads a user's row once
-    /// a block); one thread gains nothing from it and keeps the order SGD (and the GPU) uses.
+    /// The order within blocks: by user (a user's row is loaded once for its ratings in a
+    /// block), except in the GPU's order.
     pub fn block_order(self) -> Order {
-        if self.threads() > 1 { Order::ByUser } else { Order::Shuffled }
+        match self {
+            CpuMode::GpuOrder => Order::Shuffled,
+            CpuMode::Sequential | CpuMode::Parallel { .. } => Order::ByUser,
+        }
     }
 
-    /// One block when sequential; else two blocks per thread on each side, so a thread that
-    /// finishes almost always finds a free block (LIBMF's rule of thumb, in our own form).
-    pub fn default_grid(self) -> GridSize {
-        let side = if self.threads() <= 1 { 1 } else { 2 * self.threads() };
-        GridSize { user_blocks: side, item_blocks: side }
+    /// The grid when `--blocks` does not say: blocks sized to the caches, and on threads at
+    /// least two blocks per thread on each side, so a thread that finishes almost always finds
+    /// a free block (LIBMF's rule of thumb, in our own form); in the GPU's order, one block, as
+    /// the GPU's default.
+    pub fn default_grid(self, users: usize, items: usize, params: &Params) -> GridSize {
+        let cached = cache_grid(users, items, params);
+        match self {
+            CpuMode::GpuOrder => GridSize { user_blocks: 1, item_blocks: 1 },
+            CpuMode::Sequential => cached,
+            CpuMode::Parallel { threads } => {
+                let side = (2 * threads).min(MAX_SIDE);
+                GridSize { user_blocks: cached.user_blocks.max(side), item_blocks: cached.item_blocks.max(side) }
+            }
+        }
     }
+}
+
+/// Bytes of item rows a block may hold: they are met at random within the block, so they should
+/// stay in a core's L2 cache (256 KiB or more on x86-64 and Arm cores of the last decade).
+pub const ITEM_BLOCK_BYTES: usize = 256 << 10;
+/// Bytes of user rows a block may hold: each user's ratings come together in a block, and a
+/// user block's rows serve a row of blocks one after another, so they should stay in the
+/// last-level cache between blocks.
+pub const USER_BLOCK_BYTES: usize = 4 << 20;
+
+/// The grid that keeps a block's rows in cache ([`ITEM_BLOCK_BYTES`], [`USER_BLOCK_BYTES`]) at
+/// the rank of `params` (a user row with the SVD++ term's prior and share). Fixed sizes, not
+/// this machine's caches, so that the grid, and with it a seed's factors, is the same on every
+/// machine.
+pub fn cache_grid(users: usize, items: usize, params: &Params) -> GridSize {
+    let row = 4 * params.rank + 8;
+    let user_row = if params.svdpp { row + 8 * params.rank } else { row };
+    let side = |ids: usize, row: usize, budget: usize| (ids * row).div_ceil(budget).clamp(1, MAX_SIDE.min(ids.max(1)));
+    GridSize { user_blocks: side(users, user_row, USER_BLOCK_BYTES), item_blocks: side(items, row, ITEM_BLOCK_BYTES) }
 }
 
 pub struct CpuSolver {
@@ -81,16 +119,16 @@ impl CpuSolver {
             .num_threads(threads)
             .build()
             .map_err(|e| Error::InvalidParameter(format!("--threads {threads}: cannot start the thread pool: {e}")))?;
-        let grid = params.blocks.unwrap_or(mode.default_grid());
+        let grid = params.blocks.unwrap_or_else(|| mode.default_grid(problem.num_users(), problem.num_items(), params));
         let order = mode.block_order();
         let schedule = match &problem.train_on_disk {
             Some(disk) if disk.order != order || disk.seed != params.seed => {
                 return Err(Error::InvalidParameter(format!(
                     "the block cache {} was written for {} with seed {}; this run needs {} with seed {}",
                     disk.path.display(),
-                    if disk.order == Order::ByUser { "several threads" } else { "one thread" },
+                    disk.order.trainers(),
                     disk.seed,
-                    if order == Order::ByUser { "several threads" } else { "one thread" },
+                    order.trainers(),
                     params.seed
                 )))
             }
@@ -134,6 +172,7 @@ impl Solver for CpuSolver {
     fn name(&self) -> String {
         match self.mode {
             CpuMode::Sequential => format!("cpu (sequential, {} blocks)", self.schedule.grid()),
+            CpuMode::GpuOrder => format!("cpu (sequential in the GPU's order, {} blocks)", self.schedule.grid()),
             CpuMode::Parallel { threads } => format!("cpu ({threads} threads, {} blocks)", self.schedule.grid()),
         }
     }
@@ -142,7 +181,7 @@ impl Solver for CpuSolver {
         let (step, k) = (self.step(lr), self.params.rank);
         let (model, weights, schedule) = (&mut self.model, &self.weights, &self.schedule);
         let train = match self.mode {
-            CpuMode::Sequential => {
+            CpuMode::Sequential | CpuMode::GpuOrder => {
                 let mut sums = LossSums::default();
                 let mut buf = Vec::new();
                 for b in schedule.sequence(epoch) {

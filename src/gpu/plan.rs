@@ -24,14 +24,14 @@ pub(super) fn gpu_grid(requested: Option<GridSize>, users: usize, items: usize, 
 }
 
 /// The schedule of a block cache on disk, which the GPU trains as it was cut: refused when it
-/// was written in user order (for CPU threads) or another seed, or cut coarser than `needed`
+/// was written in user order (for the CPU trainers) or another seed, or cut coarser than `needed`
 /// (the grid whose blocks' rows fit the device on `adapter`).
 pub(super) fn disk_schedule(disk: Arc<DiskBlocks>, needed: GridSize, seed: u64, adapter: &str) -> Result<Schedule> {
     if disk.order != Order::Shuffled || disk.seed != seed {
         return Err(Error::InvalidParameter(format!(
-            "the block cache {} was written for {} with seed {}; the GPU needs it in random order (as for one CPU thread) with seed {seed}",
+            "the block cache {} was written for {} with seed {}; the GPU needs it in random order within blocks with seed {seed}",
             disk.path.display(),
-            if disk.order == Order::ByUser { "several CPU threads" } else { "one thread" },
+            disk.order.trainers(),
             disk.seed,
         )));
     }

@@ -5,12 +5,13 @@
 
 use crate::cache::{CacheSettings, DiskBlocks};
 use crate::cpu::CpuMode;
-use crate::data::{load_ratings, Loaded, LoadOptions, RatingSet};
+use crate::data::{load_ratings, Loaded, LoadOptions, Rating, RatingSet};
 use crate::distributed::{Cluster, Stripes};
 use crate::error::{Error, Result};
 use crate::gpu::GpuOptions;
 use crate::metrics::Scores;
-use crate::model::Params;
+use crate::model::{Model, Params};
+use crate::ranking::{ranking_metrics, RankingMetric, RankingReport};
 use crate::problem::{split_marked, split_per_user, split_random, ColdStart, Problem};
 use crate::search::{Search, Trial};
 use crate::training::{self, Backend, EpochReport, Trained};
@@ -73,6 +74,8 @@ pub struct Job {
     pub validation: Option<Validation>,
     /// `--auto`: search the settings within this time first.
     pub search: Option<Duration>,
+    /// `--metrics`: ranking metrics of the kept model's lists on the test set's positives.
+    pub ranking: Vec<RankingMetric>,
 }
 
 /// What a job hears as it runs, for people: notes, loading reports, each epoch (returning
@@ -126,6 +129,8 @@ pub struct Run {
     pub cold: ColdStart,
     pub validation: Option<Stopped>,
     pub search: Option<Search>,
+    /// The ranking metrics asked for (`--metrics`), on the test set.
+    pub ranking: Option<RankingReport>,
     /// Whether the training ratings were read from a block cache on disk (the model then
     /// records no seen items).
     pub on_disk: bool,
@@ -147,6 +152,7 @@ impl Job {
             cluster: None,
             validation: None,
             search: None,
+            ranking: Vec::new(),
         }
     }
 
@@ -183,6 +189,9 @@ impl Job {
         }
         if self.memory.is_some() && matches!(self.holdout, Holdout::Fraction { .. } | Holdout::Marked) || self.memory.is_some() && self.validation.is_some() {
             return bad("--memory reads --train piece by piece into blocks on disk, so it takes the test set as --test FILE; --test-fraction, --split-column and --validation need every rating in memory at once");
+        }
+        if !self.ranking.is_empty() && (self.memory.is_some() || self.cluster.is_some()) {
+            return bad("--metrics leaves each user's training items out of their candidates, which needs the training ratings in one process's memory: leave out --memory and --workers/--hosts");
         }
         if matches!(self.holdout, Holdout::Marked) != self.load.split_column.is_some() {
             return bad("--split-column marks the test ratings in the training file: give it with no other test set");
@@ -228,7 +237,13 @@ impl Job {
         // A file read whole holds at most `--memory` (else the memory available).
         self.load.max_bytes = self.load.max_bytes.or(self.memory);
         let problem = self.problem(listener)?;
-        self.run_in_memory(&problem, listener).map(Some)
+        let mut run = self.run_in_memory(&problem, listener)?;
+        if !self.ranking.is_empty() && !problem.test.is_empty() {
+            let thresholded = self.load.positive_threshold.is_some();
+            let model = &run.trained.model;
+            run.ranking = Some(ranking_metrics(model, &problem.test, |r| is_positive(model, thresholded, r), &self.ranking)?);
+        }
+        Ok(Some(run))
     }
 
     /// The memory budget when the training ratings go to disk: a file of s bytes holds at most
@@ -394,6 +409,17 @@ impl Job {
     }
 }
 
+/// Whether a held-out rating counts as a positive for ranking metrics: the positive label of a
+/// binary model; with `--positive-threshold` (`thresholded`), a rating read as 1; otherwise
+/// every held-out rating (one-class data).
+pub fn is_positive(model: &Model, thresholded: bool, r: &Rating) -> bool {
+    match model.labels {
+        Some(labels) => labels.sign(r.value) == Some(1.0),
+        None if thresholded => r.value > 0.5,
+        None => true,
+    }
+}
+
 /// Warns when test ratings repeat training pairs (the same file given twice, a fold against
 /// itself): their error flatters the model.
 pub fn warn_of_overlap(problem: &Problem, listener: &mut dyn Listener) {
@@ -430,6 +456,7 @@ fn finish(mut trained: Trained, problem: &Problem, params: &Params, kept: Option
         cold: problem.cold,
         validation: None,
         search: None,
+        ranking: None,
         on_disk: problem.train_on_disk.is_some(),
         trained,
     }

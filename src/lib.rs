@@ -27,6 +27,7 @@ pub mod model;
 pub mod objective;
 pub mod output;
 pub mod problem;
+pub mod ranking;
 pub mod resources;
 mod rng;
 pub mod schedule;

@@ -253,3 +253,94 @@ fn auto_searches_on_held_out_ratings_and_trains_with_its_choice() {
         assert!(!o.status.success() && stderr(&o).contains(expected), "{extra:?}: {}", stderr(&o));
     }
 }
+
+#[test]
+fn top_n_lists_similar_items_and_ranking_metrics_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (train, test, model) = (dir.path().join("train.tsv"), dir.path().join("test.tsv"), dir.path().join("m.gpumf"));
+    // 60 users × 40 items: each user rates items of their kind ((u + i) % 4 == 0) 5 and half of
+    // the others 1; a fifth of the 5s are held out.
+    let (mut tr, mut te) = (String::new(), String::new());
+    for u in 0..60 {
+        for i in 0..40 {
+            let line = |r| format!("{}\t{}\t{r}\n", u + 100, i + 500);
+            if (u + i) % 4 == 0 {
+                if (u * 7 + i) % 5 == 0 { te.push_str(&line(5)) } else { tr.push_str(&line(5)) }
+            } else if (u * 3 + i) % 2 == 0 {
+                tr.push_str(&line(1));
+            }
+        }
+    }
+    std::fs::write(&train, tr).unwrap();
+    std::fs::write(&test, te).unwrap();
+    let s = |p: &PathBuf| p.display().to_string();
+    let o = gpumf(&["train", "--train", &s(&train), "--backend", "cpu", "--epochs", "30", "--rank", "8", "--no-biases", "--save", &s(&model)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let o = gpumf(&["predict", "--model", &s(&model), "--all-users", "--top", "3"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let all = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(all.lines().count(), 60 * 3, "{all}");
+    // Each list leaves out the user's training items: user 100 trained on items 500, 504, ...
+    // except its test items.
+    let trained = std::fs::read_to_string(&train).unwrap();
+    for line in all.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        assert_eq!(f.len(), 4, "{line}");
+        assert!(!trained.contains(&format!("{}\t{}\t", f[0], f[1])), "a training item listed: {line}");
+    }
+    // --users gives the same lines for the users it names, in its order.
+    let users = dir.path().join("users.txt");
+    std::fs::write(&users, "user\n105\n100\n").unwrap();
+    let o = gpumf(&["predict", "--model", &s(&model), "--users", &s(&users), "--top", "3"]);
+    let listed = String::from_utf8(o.stdout).unwrap();
+    let of = |u: &str| all.lines().filter(|l| l.starts_with(&format!("{u}\t"))).map(|l| format!("{l}\n")).collect::<String>();
+    assert_eq!(listed, of("105") + &of("100"));
+
+    // Items most like item 500 are of its kind (500 + 4j) by the cosine of their factors.
+    let o = gpumf(&["predict", "--model", &s(&model), "--similar", "500", "--top", "5"]);
+    let similar = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(similar.lines().count(), 5, "{similar}");
+    for line in similar.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        let other: u32 = f[1].parse().unwrap();
+        assert!(f[0] == "500" && other != 500 && other.is_multiple_of(4), "{line}");
+    }
+    let o = gpumf(&["predict", "--model", &s(&model), "--similar-user", "100", "--top", "2"]);
+    assert_eq!(String::from_utf8(o.stdout).unwrap().lines().count(), 2);
+
+    // Ranking metrics: the held-out plays are the user's kind, so the lists find them.
+    let o = gpumf(&["eval", "--model", &s(&model), "--test", &s(&test), "--metrics", "ndcg@5,recall@5,precision@5,map@5,auc,mpr", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert!(v["test_ndcg@5"].as_f64().unwrap() > 0.5, "{v}");
+    assert!(v["test_auc"].as_f64().unwrap() > 0.9 && v["test_mpr"].as_f64().unwrap() < 0.1, "{v}");
+    assert_eq!(v["ranking"]["users"], 60);
+    // train and cv report them too.
+    let o = gpumf(&["train", "--train", &s(&train), "--test", &s(&test), "--backend", "cpu", "--epochs", "30", "--rank", "8", "--no-biases", "--metrics", "ndcg@5", "--json"]);
+    let t: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert!((t["test_ndcg@5"].as_f64().unwrap() - v["test_ndcg@5"].as_f64().unwrap()).abs() < 1e-9, "{t}");
+    let o = gpumf(&["cv", "--data", &s(&train), "--folds", "2", "--backend", "cpu", "--epochs", "3", "--rank", "8", "--metrics", "ndcg@5,auc", "--json"]);
+    let c: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert!(c["folds"][1]["ndcg@5"].as_f64().is_some() && c["auc"]["mean"].as_f64().is_some(), "{c}");
+
+    // Bad requests are refused before anything is written.
+    std::fs::write(&users, "100\n77\n").unwrap();
+    let cases: Vec<(Vec<String>, String)> = vec![
+        (vec!["--users".into(), s(&users)], format!("{}:2: the model has no user 77", s(&users))),
+        (vec!["--all-users".into(), "--top".into(), "0".into()], "--top".into()),
+        (vec!["--similar".into(), "9".into()], "--similar-item 9: the model has no such item".into()),
+        (vec!["--pairs".into(), s(&users), "--top".into(), "3".into()], "--top sets the length of a list".into()),
+        (vec!["--all-users".into(), "--user".into(), "100".into()], "cannot be used with".into()),
+    ];
+    for (extra, says) in cases {
+        let args: Vec<String> = ["predict", "--model", &s(&model)].iter().map(|a| a.to_string()).chain(extra.clone()).collect();
+        let o = gpumf(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(!o.status.success() && stderr(&o).contains(&says), "{extra:?}: {}", stderr(&o));
+        assert!(o.stdout.is_empty(), "{extra:?} wrote before refusing");
+    }
+    for (metrics, says) in [("ndcg@0", "at least 1"), ("hits@3", "unknown ranking metric")] {
+        let o = gpumf(&["eval", "--model", &s(&model), "--test", &s(&test), "--metrics", metrics]);
+        assert!(!o.status.success() && stderr(&o).contains("--metrics") && stderr(&o).contains(says), "{metrics}: {}", stderr(&o));
+    }
+}

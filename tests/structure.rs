@@ -13,7 +13,7 @@ const LAYERS: &[&[&str]] = &[
     &["cache"],
     &["schedule", "problem"],
     &["model"],
-    &["metrics", "update"],
+    &["metrics", "ranking", "update"],
     &["svdpp", "solver"],
     &["cpu", "gpu", "ensemble"],
     &["training"],

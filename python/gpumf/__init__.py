@@ -464,6 +464,52 @@ class MF:
         labels[present] = self._items.decode(ids[present])
         return labels, scores
 
+    def similar_items(self, item, n: int = 10):
+        """The ``n`` items whose factors have the highest cosine with ``item``'s (itself left
+        out): (item ids, cosines), best first, as implicit's ``similar_items`` ranks them."""
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n}")
+        (iid,) = self._items.encode([item], "item")
+        if iid == _UNKNOWN:
+            raise ValueError(f"item {item!r}: the model has no such item")
+        ids, cosines = self.model.similar_items(int(iid), n)
+        return self._items.decode(ids), cosines
+
+    def similar_users(self, user, n: int = 10):
+        """``similar_items`` for users: (user ids, cosines), best first."""
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n}")
+        (uid,) = self._users.encode([user], "user")
+        if uid == _UNKNOWN:
+            raise ValueError(f"user {user!r}: the model has no such user")
+        ids, cosines = self.model.similar_users(int(uid), n)
+        return self._users.decode(ids), cosines
+
+    def ranking_metrics(self, test, k: int = 20, metrics=None, train=None, positive_threshold=None) -> dict:
+        """Ranking metrics of the model's top-k lists on held-out positives ``test`` (given as
+        ``fit`` takes data: a SciPy matrix with users as rows, a DataFrame, an array or a
+        file). Each user's candidates are every item but their training items: those of
+        ``train`` when given, else those the model recorded when it was fitted. ``metrics`` is
+        a list or comma-separated string of ``recall@K``, ``precision@K``, ``ndcg@K``,
+        ``map@K``, ``auc`` and ``mpr`` (default: precision, recall, NDCG and MAP at ``k``,
+        and AUC). With ``positive_threshold`` only test ratings at or above it are positives.
+        Returns each metric by name, and the numbers of users and positives judged."""
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        if metrics is None:
+            metrics = [f"precision@{k}", f"recall@{k}", f"ndcg@{k}", f"map@{k}", "auc"]
+        if not isinstance(metrics, str):
+            metrics = ",".join(metrics)
+        users, items, ratings, _ = _columns(test, "test data")
+        if positive_threshold is not None:
+            keep = np.asarray(ratings) >= positive_threshold
+            users, items = np.asarray(users)[keep], np.asarray(items)[keep]
+        args = [self._users.encode(users, "users"), self._items.encode(items, "items"), metrics]
+        if train is not None:
+            train_users, train_items, _, _ = _columns(train, "train")
+            args += [self._users.encode(train_users, "train users"), self._items.encode(train_items, "train items")]
+        return json.loads(self.model.ranking_metrics(*args))
+
     @property
     def user_factors(self) -> np.ndarray:
         """P, users x rank (float32); row k belongs to ``user_ids[k]``."""

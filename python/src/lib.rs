@@ -444,7 +444,7 @@ impl PyModel {
     #[pyo3(signature = (users, n=10, exclude_seen=true))]
     fn recommend_many<'py>(&self, py: Python<'py>, users: PyReadonlyArray1<'py, u64>, n: usize, exclude_seen: bool) -> PyResult<RankedMany<'py>> {
         let indices: Vec<u32> = slice(&users, "users")?.iter().map(|&u| self.user_index(u)).collect::<PyResult<_>>()?;
-        let rows: Vec<Vec<(u32, f32)>> = py.detach(|| indices.par_iter().map(|&u| self.model.recommend(u, n, exclude_seen)).collect());
+        let rows: Vec<Vec<(u32, f32)>> = py.detach(|| self.model.recommend_many(&indices, n, exclude_seen));
         let mut ids = numpy::ndarray::Array2::<i64>::from_elem((rows.len(), n), -1);
         let mut scores = numpy::ndarray::Array2::<f32>::from_elem((rows.len(), n), f32::NAN);
         for (r, row) in rows.iter().enumerate() {
@@ -454,6 +454,56 @@ impl PyModel {
             }
         }
         Ok((ids.into_pyarray(py), scores.into_pyarray(py)))
+    }
+
+    /// The `n` items whose factors have the highest cosine with `item`'s: (ids, cosines).
+    #[pyo3(signature = (item, n=10))]
+    fn similar_items<'py>(&self, py: Python<'py>, item: u64, n: usize) -> PyResult<Ranked<'py>> {
+        let i = self.model.items.index_of(item).ok_or_else(|| PyValueError::new_err(format!("item {item}: the model has no such item (it knows {} items)", self.model.items.len())))?;
+        let best = py.detach(|| self.model.similar_items(i, n));
+        Ok(ranked(py, &best, &self.model.items))
+    }
+
+    /// The `n` users whose factors have the highest cosine with `user`'s: (ids, cosines).
+    #[pyo3(signature = (user, n=10))]
+    fn similar_users<'py>(&self, py: Python<'py>, user: u64, n: usize) -> PyResult<Ranked<'py>> {
+        let u = self.user_index(user)?;
+        let best = py.detach(|| self.model.similar_users(u, n));
+        Ok(ranked(py, &best, &self.model.users))
+    }
+
+    /// Ranking metrics (`"ndcg@20,recall@20"`) of the model's lists on held-out positives given
+    /// as columns of ids, leaving out each user's training items: those of `train_users` and
+    /// `train_items` when given, else those the model recorded. A JSON object.
+    #[pyo3(signature = (users, items, metrics, train_users=None, train_items=None))]
+    fn ranking_metrics(
+        &self,
+        py: Python<'_>,
+        users: PyReadonlyArray1<'_, u64>,
+        items: PyReadonlyArray1<'_, u64>,
+        metrics: &str,
+        train_users: Option<PyReadonlyArray1<'_, u64>>,
+        train_items: Option<PyReadonlyArray1<'_, u64>>,
+    ) -> PyResult<String> {
+        let metrics = gpumf::ranking::RankingMetric::parse_list(metrics).map_err(|e| PyValueError::new_err(format!("metrics={e}")))?;
+        let m = &self.model;
+        let test = self.pairs(slice(&users, "users")?, slice(&items, "items")?)?;
+        let with_train;
+        let model = match (&train_users, &train_items) {
+            (Some(tu), Some(ti)) => {
+                let train: Vec<gpumf::data::Rating> = self.pairs(slice(tu, "train users")?, slice(ti, "train items")?)?.into_iter().filter(|r| r.user != gpumf::data::UNKNOWN && r.item != gpumf::data::UNKNOWN).collect();
+                with_train = Model { seen: Some(gpumf::model::SeenItems::from_ratings(&train, m.users.len(), m.items.len())), ..m.clone() };
+                &with_train
+            }
+            (None, None) => m,
+            _ => return Err(PyValueError::new_err("give both train_users and train_items, or neither")),
+        };
+        let report = py.detach(|| gpumf::ranking::ranking_metrics(model, &test, |_| true, &metrics)).map_err(py_err)?;
+        let mut summary = serde_json::json!({ "users": report.users, "positives": report.positives, "left_out": report.left_out });
+        for (metric, value) in &report.values {
+            summary[metric.name()] = if value.is_finite() { (*value).into() } else { serde_json::Value::Null };
+        }
+        Ok(summary.to_string())
     }
 
     #[getter]
@@ -562,7 +612,24 @@ impl PyModel {
     }
 }
 
+/// (external ids, scores) of a ranked list.
+fn ranked<'py>(py: Python<'py>, best: &[(u32, f32)], ids: &gpumf::data::IdMap) -> Ranked<'py> {
+    let external: Vec<u64> = best.iter().map(|&(j, _)| ids.external_id(j)).collect();
+    let scores: Vec<f32> = best.iter().map(|&(_, s)| s).collect();
+    (external.into_pyarray(py), scores.into_pyarray(py))
+}
+
 impl PyModel {
+    /// (user, item) columns of external ids as ratings of the model's indices (unknown ids as
+    /// [`gpumf::data::UNKNOWN`]).
+    fn pairs(&self, users: &[u64], items: &[u64]) -> PyResult<Vec<gpumf::data::Rating>> {
+        if users.len() != items.len() {
+            return Err(PyValueError::new_err(format!("users and items differ in length ({} and {})", users.len(), items.len())));
+        }
+        let (m, unknown) = (&self.model, gpumf::data::UNKNOWN);
+        Ok(users.iter().zip(items).map(|(&u, &i)| gpumf::data::Rating { user: m.users.index_of(u).unwrap_or(unknown), item: m.items.index_of(i).unwrap_or(unknown), value: 1.0 }).collect())
+    }
+
     fn user_index(&self, user: u64) -> PyResult<u32> {
         self.model
             .users

@@ -330,3 +330,39 @@ def test_nonneg_and_l1_are_the_clis_flags(frame):
         assert m.history[-1][f"test_{metric}"] == expected[f"test_{metric}"], (kwargs, metric)
     nonneg = gpumf.MF(nonneg=True, threads=1, **FAST).fit(frame)
     assert (nonneg.user_factors >= 0).all() and (nonneg.item_factors >= 0).all()
+
+
+def test_similar_items_users_and_ranking_metrics():
+    sp = pytest.importorskip("scipy.sparse")
+    from gpumf.evaluation import ranking_metrics, train_test_split
+
+    # 80 users x 60 items of plays: each user plays the items of their kind ((u + i) % 4 == 0),
+    # rated 5, and a third of the others, rated 1.
+    rows, cols, vals = [], [], []
+    for u in range(80):
+        for i in range(60):
+            if (u + i) % 4 == 0 or (u * 3 + i) % 3 == 0:
+                rows.append(u), cols.append(i), vals.append(5.0 if (u + i) % 4 == 0 else 1.0)
+    matrix = sp.csr_matrix((vals, (rows, cols)), shape=(80, 60))
+    train, test = train_test_split(matrix, train_fraction=0.8, seed=3)
+    assert train.nnz + test.nnz == matrix.nnz and train.multiply(test).nnz == 0
+    m = gpumf.MF(rank=8, epochs=40, verbose=False, backend="cpu", biases=False).fit(train)
+
+    items, cosines = m.similar_items(0, n=5)
+    assert len(items) == 5 and 0 not in items.tolist() and np.all(np.diff(cosines) <= 0)
+    assert all(i % 4 == 0 for i in items.tolist()), items
+    users, _ = m.similar_users(0, n=3)
+    assert len(users) == 3 and 0 not in users.tolist()
+
+    liked = test.multiply(test >= 4)
+    scores = ranking_metrics(m, train, liked, k=5)
+    assert set(scores) >= {"precision@5", "recall@5", "ndcg@5", "map@5", "auc", "users", "positives"}
+    assert scores["ndcg@5"] > 0.5 and scores["auc"] > 0.6, scores
+    # The model's recorded training items are the same as train's.
+    assert m.ranking_metrics(liked, k=5) == scores
+    assert m.ranking_metrics(test, metrics="ndcg@5", positive_threshold=4)["ndcg@5"] == scores["ndcg@5"]
+
+    with pytest.raises(ValueError, match="metrics=ndcg@0: K must be at least 1"):
+        m.ranking_metrics(liked, metrics=["ndcg@0"])
+    with pytest.raises(ValueError, match="item 999"):
+        m.similar_items(999)

@@ -21,6 +21,10 @@ pub struct CvArgs {
     /// A fold given as its TRAIN,TEST files, e.g. --fold u1.base,u1.test; once for each fold.
     #[arg(long, value_parser = parse_fold)]
     pub fold: Vec<(PathBuf, PathBuf)>,
+    /// Also report ranking metrics on each fold's test set, comma-separated: recall@K,
+    /// precision@K, ndcg@K, map@K, auc, mpr (see `gpumf eval --metrics`).
+    #[arg(long, value_parser = gpumf::ranking::RankingMetric::parse_list)]
+    pub metrics: Option<super::train::RankingMetrics>,
     #[command(flatten)]
     pub input: InputArgs,
     #[command(flatten)]
@@ -44,6 +48,9 @@ struct FoldResult {
     test_ratings: usize,
     #[serde(flatten)]
     scores: Scores,
+    /// `--metrics`, by name (`ndcg@20`).
+    #[serde(flatten)]
+    ranking: std::collections::BTreeMap<String, f64>,
     seconds: f64,
 }
 
@@ -70,23 +77,9 @@ pub fn cv(args: CvArgs) -> anyhow::Result<()> {
     let threads = args.model.threads()?;
     let quiet = args.output.quiet || args.output.json;
     let metrics = params.loss.metrics();
+    let ranking: &[gpumf::ranking::RankingMetric] = args.metrics.as_deref().unwrap_or_default();
 
-    let folds = match &args.data {
-        Some(path) => {
-            let all = load(path, &args.input, quiet)?;
-            let assignment = k_folds(&all, args.folds, params.seed)?;
-            Folds::Seeded { path: path.clone(), all, assignment, k: args.folds }
-        }
-        None if args.fold.is_empty() => bail!("--fold: give at least one TRAIN,TEST pair, or --data FILE"),
-        None => Folds::Files(args.fold.clone()),
-    };
-    if let Folds::Files(pairs) = &folds {
-        for (k, pair) in pairs.iter().enumerate() {
-            if let Some(first) = pairs[..k].iter().position(|p| p == pair) {
-                eprintln!("warning: fold {} repeats fold {} ({},{}): the mean counts it twice", k + 1, first + 1, pair.0.display(), pair.1.display());
-            }
-        }
-    }
+    let folds = Folds::of(&args, quiet, params.seed)?;
 
     let mut results = Vec::new();
     let mut trained_on = String::new();
@@ -103,6 +96,7 @@ pub fn cv(args: CvArgs) -> anyhow::Result<()> {
             device: args.model.device(),
             threads,
             gpu: args.model.gpu.options(args.model.precision),
+            ranking: ranking.to_vec(),
             ..Job::new(Source::Ratings(RatingSet::default()), params.clone())
         };
         let run = job.run(&mut console);
@@ -116,11 +110,13 @@ pub fn cv(args: CvArgs) -> anyhow::Result<()> {
             train_ratings,
             test_ratings,
             scores: run.test.context("a test set")?,
+            ranking: run.ranking.iter().flat_map(|r| &r.values).map(|(m, v)| (m.name(), *v)).collect(),
             seconds: run.trained.total_seconds,
         };
         if !args.output.json {
+            let ranked: String = ranking.iter().map(|m| format!("  {} {:.4}", m.name(), result.ranking.get(&m.name()).copied().unwrap_or(f64::NAN))).collect();
             println!(
-                "fold {}/{}: test {}  ({} training, {} test ratings, {:.2} s)",
+                "fold {}/{}: test {}{ranked}  ({} training, {} test ratings, {:.2} s)",
                 result.fold,
                 folds.len(),
                 result.scores.describe(metrics),
@@ -131,8 +127,12 @@ pub fn cv(args: CvArgs) -> anyhow::Result<()> {
         }
         results.push(result);
     }
-    let spreads: Vec<(gpumf::objective::Metric, Spread)> =
-        metrics.iter().filter_map(|&m| results.iter().map(|r| r.scores.get(m)).collect::<Option<Vec<f64>>>().map(|v| (m, spread(&v)))).collect();
+    // (the name printed, the JSON key, the spread over folds)
+    let mut spreads: Vec<(String, String, Spread)> = metrics
+        .iter()
+        .filter_map(|&m| results.iter().map(|r| r.scores.get(m)).collect::<Option<Vec<f64>>>().map(|v| (m.label().to_string(), m.name().to_string(), spread(&v))))
+        .collect();
+    spreads.extend(ranking.iter().map(|m| (m.name(), m.name(), spread(&results.iter().map(|r| r.ranking.get(&m.name()).copied().unwrap_or(f64::NAN)).collect::<Vec<_>>()))));
     if args.output.json {
         let mut summary = serde_json::json!({
             "folds": results,
@@ -141,15 +141,15 @@ pub fn cv(args: CvArgs) -> anyhow::Result<()> {
             "backend": trained_on,
             "settings": { "params": params, "precision": args.model.precision, "threads": threads, "data": args.data, "k": args.data.as_ref().map(|_| args.folds) },
         });
-        for (m, s) in &spreads {
-            summary[m.name()] = serde_json::to_value(s)?;
+        for (_, key, s) in &spreads {
+            summary[key] = serde_json::to_value(s)?;
         }
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
-        let width = spreads.iter().map(|(m, _)| m.label().len()).max().unwrap_or(0);
-        for (m, s) in &spreads {
+        let width = spreads.iter().map(|(label, _, _)| label.len()).max().unwrap_or(0);
+        for (label, _, s) in &spreads {
             let std = s.std.map_or(String::new(), |d| format!(" ± {d:.4}"));
-            println!("mean test {:width$} {:.4}{std} (lowest {:.4}, highest {:.4}) over {} folds", m.label(), s.mean, s.min, s.max, results.len());
+            println!("mean test {label:width$} {:.4}{std} (lowest {:.4}, highest {:.4}) over {} folds", s.mean, s.min, s.max, results.len());
         }
     }
     Ok(())
@@ -165,6 +165,27 @@ enum Folds {
 }
 
 impl Folds {
+    /// The folds `--data` or `--fold` name, warning of a fold given twice.
+    fn of(args: &CvArgs, quiet: bool, seed: u64) -> anyhow::Result<Folds> {
+        let folds = match &args.data {
+            Some(path) => {
+                let all = load(path, &args.input, quiet)?;
+                let assignment = k_folds(&all, args.folds, seed)?;
+                Folds::Seeded { path: path.clone(), all, assignment, k: args.folds }
+            }
+            None if args.fold.is_empty() => bail!("--fold: give at least one TRAIN,TEST pair, or --data FILE"),
+            None => Folds::Files(args.fold.clone()),
+        };
+        if let Folds::Files(pairs) = &folds {
+            for (k, pair) in pairs.iter().enumerate() {
+                if let Some(first) = pairs[..k].iter().position(|p| p == pair) {
+                    eprintln!("warning: fold {} repeats fold {} ({},{}): the mean counts it twice", k + 1, first + 1, pair.0.display(), pair.1.display());
+                }
+            }
+        }
+        Ok(folds)
+    }
+
     fn len(&self) -> usize {
         match self {
             Folds::Seeded { k, .. } => *k,

@@ -3,6 +3,7 @@
 mod bench;
 mod cv;
 mod lab;
+mod predict;
 mod progress;
 mod train;
 
@@ -25,13 +26,15 @@ struct Cli {
 enum Command {
     /// Train a model on a rating file and report its test error.
     Train(train::TrainArgs),
-    /// Score a saved model on a rating file.
+    /// Score a saved model on a rating file: the loss's own metrics, or ranking metrics
+    /// (--metrics ndcg@20,recall@20).
     Eval(train::EvalArgs),
     /// Cross-validate: train and test on each of k seeded folds of a file, or on given fold
     /// files (e.g. MovieLens u1-u5), and report RMSE and MAE per fold with their spread.
     Cv(cv::CvArgs),
-    /// Predict ratings with a saved model: for user-item pairs, or a user's top items.
-    Predict(train::PredictArgs),
+    /// Predict with a saved model: user-item pairs, top-N lists (one user, a file of users or
+    /// all of them), or the items or users most like one.
+    Predict(predict::PredictArgs),
     /// The lab exercise: dense SGD factorisation, truncated SVD and masked completion.
     Lab(lab::LabArgs),
     /// List the GPU adapters wgpu sees, with the features and limits that matter.
@@ -49,7 +52,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Train(a) => train::train(a),
         Command::Eval(a) => train::eval(a),
         Command::Cv(a) => cv::cv(a),
-        Command::Predict(a) => train::predict(a),
+        Command::Predict(a) => predict::predict(a),
         Command::Lab(a) => lab::lab(a),
         Command::Info(a) => lab::info(a),
         Command::Validate(a) => lab::validate(a),

@@ -4,13 +4,13 @@ use super::progress::Progress;
 use super::{BackendArg, InputArgs, ModelArgs, OutputArgs};
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
-use gpumf::data::{load_pairs, load_ratings, LoadOptions};
+use gpumf::data::{load_ratings, LoadOptions};
 use gpumf::job::{Holdout, Job, Listener, Run, Source, Validation};
 use gpumf::metrics::Scores;
 use gpumf::model::Model;
 use gpumf::problem::Problem;
+use gpumf::ranking::{ranking_metrics, RankingMetric, RankingReport};
 use gpumf::training::EpochReport;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
@@ -78,6 +78,10 @@ pub struct TrainArgs {
     /// Replace an existing file at --save.
     #[arg(long)]
     pub force: bool,
+    /// Also report ranking metrics of the trained model on the test set, comma-separated:
+    /// recall@K, precision@K, ndcg@K, map@K, auc, mpr (see `gpumf eval --metrics`).
+    #[arg(long, value_parser = RankingMetric::parse_list)]
+    pub metrics: Option<RankingMetrics>,
     #[command(flatten)]
     pub input: InputArgs,
     #[command(flatten)]
@@ -85,6 +89,9 @@ pub struct TrainArgs {
     #[command(flatten)]
     pub output: OutputArgs,
 }
+
+/// `--metrics`' list, as one value for clap.
+pub type RankingMetrics = Vec<RankingMetric>;
 
 /// DSGD: several workers in one process, or one process of a cluster.
 #[derive(Args, Clone, Debug)]
@@ -228,6 +235,7 @@ impl TrainArgs {
             cluster: self.cluster.cluster(&self.model)?,
             validation: self.validation.map(|fraction| Validation { fraction, patience: self.patience, refit: self.refit }),
             search: self.auto.then(|| std::time::Duration::from_secs_f64(self.budget)),
+            ranking: self.metrics.clone().unwrap_or_default(),
         })
     }
 }
@@ -424,6 +432,9 @@ fn report(args: &TrainArgs, run: &Run) -> anyhow::Result<()> {
             }
             summary[format!("test_{}", m.name())] = run.test.and_then(|s| s.get(m)).into();
         }
+        if let Some(ranking) = &run.ranking {
+            add_ranking(&mut summary, ranking);
+        }
         println!("{}", serde_json::to_string_pretty(&summary)?);
         return Ok(());
     }
@@ -465,6 +476,9 @@ fn report(args: &TrainArgs, run: &Run) -> anyhow::Result<()> {
         }
         None => println!("no test set (give --test FILE or --test-fraction F to measure test {})", loss.metric().label()),
     }
+    if let Some(ranking) = &run.ranking {
+        print_ranking(ranking);
+    }
     Ok(())
 }
 
@@ -478,6 +492,12 @@ pub struct EvalArgs {
     pub test: PathBuf,
     #[command(flatten)]
     pub input: InputArgs,
+    /// Ranking metrics to report, comma-separated: recall@K, precision@K, ndcg@K, map@K, auc,
+    /// mpr (e.g. ndcg@20,recall@20). The test file's ratings are the held-out positives (with
+    /// --positive-threshold those at or above it; with a binary model, its positive label),
+    /// and each user's candidates are all items but their training items.
+    #[arg(long, value_parser = RankingMetric::parse_list)]
+    pub metrics: Option<RankingMetrics>,
     /// Print a JSON summary.
     #[arg(long)]
     pub json: bool,
@@ -494,6 +514,9 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
     }
     if let Some(note) = foreign(&problem) {
         eprintln!("{note}");
+    }
+    if let Some(ranking) = &args.metrics {
+        return report_ranking(&model, &problem, args.input.positive_threshold.is_some(), ranking, args.json);
     }
     let scores = Scores::measure(&model, &problem.test);
     let metrics = model.loss.metrics();
@@ -512,37 +535,33 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[derive(Args)]
-pub struct PredictArgs {
-    /// A model saved by `gpumf train --save`.
-    #[arg(long)]
-    pub model: PathBuf,
-    /// Pairs to predict, one `user item` per line, separated as in training files (tab, comma,
-    /// semicolon, space or '::'; more columns are ignored; a header line is skipped).
-    #[arg(long, required_unless_present = "user", conflicts_with = "user")]
-    pub pairs: Option<PathBuf>,
-    /// Recommend for this user (external id): the items with the highest scores, leaving out
-    /// the items the user rated in training.
-    #[arg(long)]
-    pub user: Option<u64>,
-    /// How many items --user lists.
-    #[arg(long, default_value_t = 10, requires = "user", value_parser = at_least_one)]
-    pub top: usize,
-    /// Let --user list items the user rated in training too.
-    #[arg(long, requires = "user")]
-    pub include_seen: bool,
-    /// Write predictions here instead of stdout (an existing file is kept unless --force).
-    #[arg(long)]
-    pub output: Option<PathBuf>,
-    #[arg(long)]
-    pub force: bool,
+/// `eval --metrics`: the ranking metrics of the model's lists on the test file's positives.
+fn report_ranking(model: &Model, problem: &Problem, thresholded: bool, metrics: &[RankingMetric], json: bool) -> anyhow::Result<()> {
+    let report = ranking_metrics(model, &problem.test, |r| gpumf::job::is_positive(model, thresholded, r), metrics)?;
+    if json {
+        let mut summary = serde_json::json!({});
+        add_ranking(&mut summary, &report);
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print_ranking(&report);
+    }
+    Ok(())
 }
 
-fn at_least_one(s: &str) -> Result<usize, String> {
-    match s.parse::<usize>() {
-        Ok(0) => Err("must be at least 1".into()),
-        Ok(n) => Ok(n),
-        Err(_) => Err(format!("{s:?} is not a whole number")),
+/// Ranking metrics in a JSON summary: `test_ndcg@20` and the like, and `ranking` with the
+/// counts of users and positives.
+fn add_ranking(summary: &mut serde_json::Value, report: &RankingReport) {
+    for (m, value) in &report.values {
+        summary[format!("test_{}", m.name())] = if value.is_finite() { (*value).into() } else { serde_json::Value::Null };
+    }
+    summary["ranking"] = serde_json::json!({ "users": report.users, "positives": report.positives, "left_out": report.left_out });
+}
+
+fn print_ranking(report: &RankingReport) {
+    let values: Vec<String> = report.values.iter().map(|(m, v)| format!("{} {v:.4}", m.name())).collect();
+    println!("test {} ({} users, {} held-out positives)", values.join("  "), report.users, report.positives);
+    if report.left_out > 0 {
+        println!("  {} held-out positives left out: a user or item the model does not know, a training item, or a repeat", report.left_out);
     }
 }
 
@@ -556,52 +575,11 @@ fn foreign(problem: &Problem) -> Option<String> {
 
 /// What `predict` prints for a pair: the loss's link of the score (a rating, a probability, a
 /// margin), and with the hinge losses the class, in the data's own values.
-fn prediction(model: &Model, user: u32, item: u32) -> String {
-    match (model.loss.link_name(), model.class(user, item)) {
-        ("margin", Some(class)) => format!("{:.4}\t{class}", model.predict(user, item)),
-        _ => format!("{:.4}", model.predict(user, item)),
-    }
-}
-
 /// Loads a model, telling the user when its file is of an older format.
-fn load_model(path: &Path) -> anyhow::Result<Model> {
+pub(super) fn load_model(path: &Path) -> anyhow::Result<Model> {
     let (model, info) = Model::load_with_info(path)?;
     if let Some(note) = info.note() {
         eprintln!("{note}");
     }
     Ok(model)
-}
-
-pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
-    if let Some(out) = &args.output {
-        gpumf::output::check_output(out, args.force).context("--output")?;
-    }
-    let model = load_model(&args.model)?;
-    let mut lines = String::new();
-    if let Some(user) = args.user {
-        let Some(u) = model.users.index_of(user) else {
-            bail!("--user {user}: the model has no such user (it knows {} users)", model.users.len());
-        };
-        let exclude_seen = !args.include_seen;
-        if exclude_seen && model.seen.is_none() {
-            eprintln!("note: this model file does not record which items each user rated, so the list may include them");
-        }
-        // Columns: user, item, the prediction (a rating clipped to the scale, a probability,
-        // or a margin and its class), and the unclipped score that orders the list.
-        for (i, score) in model.recommend(u, args.top, exclude_seen) {
-            lines.push_str(&format!("{user}\t{}\t{}\t{score:.4}\n", model.items.external_id(i), prediction(&model, u, i)));
-        }
-    } else if let Some(path) = &args.pairs {
-        for (user, item) in load_pairs(path)? {
-            let (u, i) = (model.users.index_of(user), model.items.index_of(item));
-            let note = if u.is_some() && i.is_some() { "" } else { "\tcold" };
-            let unknown = gpumf::data::UNKNOWN;
-            lines.push_str(&format!("{user}\t{item}\t{}{note}\n", prediction(&model, u.unwrap_or(unknown), i.unwrap_or(unknown))));
-        }
-    }
-    match &args.output {
-        Some(out) => gpumf::output::write_atomically(out, args.force, |w| w.write_all(lines.as_bytes())).context("--output")?,
-        None => std::io::stdout().write_all(lines.as_bytes())?,
-    }
-    Ok(())
 }

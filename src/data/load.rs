@@ -874,13 +874,24 @@ impl Loaded {
 /// Reads (user, item) pairs, one a line, for `predict --pairs`: separated as rating files are
 /// (tab, comma, semicolon, spaces or '::'), further columns ignored, a header line skipped.
 pub fn load_pairs(path: &Path) -> Result<Vec<(u64, u64)>> {
+    Ok(id_lines(path, ["user", "item"])?.into_iter().map(|(_, [u, i])| (u, i)).collect())
+}
+
+/// Reads one id a line (the first field, as [`load_pairs`] reads them), for `predict --users`:
+/// each with its line number, so an id the model lacks can be named with its place.
+pub fn load_ids(path: &Path, what: &str) -> Result<Vec<(u64, u64)>> {
+    Ok(id_lines(path, [what])?.into_iter().map(|(line, [id])| (line, id)).collect())
+}
+
+/// The first `N` fields of each line as ids named `names`, with the line's number (1-based).
+fn id_lines<const N: usize>(path: &Path, names: [&str; N]) -> Result<Vec<(u64, [u64; N])>> {
     if path.is_dir() {
         return Err(Error::IsDirectory { path: path.into() });
     }
     let bytes = read_unpacked(path, super::archive::memory_cap(None))?;
     let text = std::str::from_utf8(&bytes).map_err(|e| Error::Format { path: path.into(), message: format!("not UTF-8 text (byte {})", e.valid_up_to()) })?;
     let delimiter = Delimiter::of_line(first_data_line(&bytes));
-    let mut pairs = Vec::new();
+    let mut rows = Vec::new();
     let mut first = true;
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -888,25 +899,26 @@ pub fn load_pairs(path: &Path) -> Result<Vec<(u64, u64)>> {
             continue;
         }
         let fields: Vec<&str> = delimiter.split(line).map(str::trim).collect();
-        let id = |k: usize, what: &str| match fields.get(k) {
-            None | Some(&"") => Err(format!("missing the {what} id")),
-            Some(f) => parse_id(f.as_bytes(), what),
+        let id = |k: usize| match fields.get(k) {
+            None | Some(&"") => Err(format!("missing the {} id", names[k])),
+            Some(f) => parse_id(f.as_bytes(), names[k]),
         };
-        match (id(0, "user"), id(1, "item")) {
-            (Ok(u), Ok(i)) => pairs.push((u, i)),
+        let ids: std::result::Result<Vec<u64>, String> = (0..N).map(id).collect();
+        match ids {
+            Ok(ids) => rows.push((n as u64 + 1, ids.try_into().expect("N ids"))),
             // A header names its columns: a first line whose first field is a word.
-            (Err(_), _) if first && fields[0].bytes().any(|b| b.is_ascii_alphabetic()) => {}
-            (Err(message), _) | (_, Err(message)) => {
-                let message = format!("{message} ({}; expected `user item`, {}-separated)", quoted(line), delimiter.name());
+            Err(_) if first && fields[0].bytes().any(|b| b.is_ascii_alphabetic()) => {}
+            Err(message) => {
+                let message = format!("{message} ({}; expected `{}`, {}-separated)", quoted(line), names.join(" "), delimiter.name());
                 return Err(Error::Parse { path: path.into(), line: n as u64 + 1, message });
             }
         }
         first = false;
     }
-    if pairs.is_empty() {
-        return Err(Error::Format { path: path.into(), message: "no (user, item) pairs in the file".into() });
+    if rows.is_empty() {
+        return Err(Error::Format { path: path.into(), message: format!("no {} in the file", if N == 1 { format!("{} ids", names[0]) } else { format!("({}) pairs", names.join(", ")) }) });
     }
-    Ok(pairs)
+    Ok(rows)
 }
 
 /// What [`stream_ratings`] read: the id maps it built, and counts.

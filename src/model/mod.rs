@@ -3,9 +3,11 @@
 
 mod file;
 mod seen;
+mod top;
 
 pub use file::{ModelFileInfo, MODEL_FORMAT_VERSION};
 pub use seen::SeenItems;
+pub use top::{best_of, USERS_PER_BLOCK};
 
 use crate::data::{IdMap, RatingSummary, UNKNOWN};
 use crate::problem::Problem;
@@ -344,28 +346,6 @@ impl Model {
             return;
         }
         self.seen = Some(SeenItems::from_ratings(&problem.train, self.users.len(), self.items.len()));
-    }
-
-    /// The `n` items with the highest unclipped scores for `user` (a dense index), best first.
-    /// Ranking by the unclipped score keeps the order among items whose predictions all clip
-    /// to the top of the scale. With `exclude_seen`, the user's training items are left out
-    /// (when the model recorded them: see [`Model::seen`]).
-    pub fn recommend(&self, user: u32, n: usize, exclude_seen: bool) -> Vec<(u32, f32)> {
-        let seen = match (&self.seen, exclude_seen) {
-            (Some(seen), true) => seen.items_of(user),
-            _ => Vec::new(),
-        };
-        let mut scored: Vec<(u32, f32)> = (0..self.items.len() as u32)
-            .filter(|i| seen.binary_search(i).is_err())
-            .map(|i| (i, self.score(user, i)))
-            .collect();
-        let best_first = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-        if n < scored.len() {
-            scored.select_nth_unstable_by(n, best_first);
-            scored.truncate(n);
-        }
-        scored.sort_unstable_by(best_first);
-        scored
     }
 
     /// Predicts from external ids, as written in the user's files.

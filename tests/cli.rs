@@ -309,6 +309,18 @@ fn top_n_lists_similar_items_and_ranking_metrics_from_the_command_line() {
     let o = gpumf(&["predict", "--model", &s(&model), "--similar-user", "100", "--top", "2"]);
     assert_eq!(String::from_utf8(o.stdout).unwrap().lines().count(), 2);
 
+    // A new user who rated three items of kind 0 highly gets the rest of that kind (fold-in).
+    let items = dir.path().join("items.txt");
+    std::fs::write(&items, "500\t5\n504\n508\t5\n501\t1\n").unwrap();
+    let o = gpumf(&["predict", "--model", &s(&model), "--items", &s(&items), "--top", "4"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let new = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(new.lines().count(), 4, "{new}");
+    for line in new.lines() {
+        let item: u32 = line.split('\t').next().unwrap().parse().unwrap();
+        assert!(item.is_multiple_of(4) && ![500, 504, 508].contains(&item), "{new}");
+    }
+
     // Ranking metrics: the held-out plays are the user's kind, so the lists find them.
     let o = gpumf(&["eval", "--model", &s(&model), "--test", &s(&test), "--metrics", "ndcg@5,recall@5,precision@5,map@5,auc,mpr", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -332,6 +344,7 @@ fn top_n_lists_similar_items_and_ranking_metrics_from_the_command_line() {
         (vec!["--similar".into(), "9".into()], "--similar-item 9: the model has no such item".into()),
         (vec!["--pairs".into(), s(&users), "--top".into(), "3".into()], "--top sets the length of a list".into()),
         (vec!["--all-users".into(), "--user".into(), "100".into()], "cannot be used with".into()),
+        (vec!["--items".into(), s(&users)], format!("{}:1: the model has no item 100", s(&users))),
     ];
     for (extra, says) in cases {
         let args: Vec<String> = ["predict", "--model", &s(&model)].iter().map(|a| a.to_string()).chain(extra.clone()).collect();

@@ -391,6 +391,33 @@ fn l1_and_nonneg_act_on_every_cpu_runner() {
     }
 }
 
+/// Folding a training user back in (their training ratings, the items fixed) gives the row
+/// training gave them, once SGD has converged: both minimise the same penalised loss.
+fn folding_in_a_training_user_gives_their_trained_row() {
+    let all = latest_small();
+    let problem = split_random(&all, 0.1, 7).unwrap();
+    let params = Params { rank: 8, svdpp: false, scale: false, epochs: 400, lr_decay: 0.02, ..Params::default() };
+    let model = train(&problem, &params, &Backend::Cpu(CpuMode::Sequential), |_| {}).unwrap().model;
+    let mut by_user: Vec<Vec<(u32, f32)>> = vec![Vec::new(); model.users.len()];
+    for r in &problem.train {
+        by_user[r.user as usize].push((r.item, r.value));
+    }
+    let reg = gpumf::model::FoldInReg { reg: params.reg, reg_bias: params.reg_bias };
+    let mut errors = Vec::new();
+    for (u, rated) in by_user.iter().enumerate().filter(|(_, r)| r.len() >= 20).take(100) {
+        let folded = model.fold_in(rated, reg).unwrap();
+        let trained: Vec<f32> = model.user_row(u as u32).iter().copied().chain([model.user_bias[u]]).collect();
+        let got: Vec<f32> = folded.factors.iter().copied().chain([folded.bias]).collect();
+        let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        let diff: Vec<f32> = got.iter().zip(&trained).map(|(a, b)| a - b).collect();
+        errors.push(norm(&diff) / norm(&trained));
+    }
+    errors.sort_by(f32::total_cmp);
+    let median = errors[errors.len() / 2];
+    println!("fold-in against trained rows: relative error median {median:.4}, worst {:.4}", errors.last().unwrap());
+    assert!(median < 0.03 && *errors.last().unwrap() < 0.15, "{errors:?}");
+}
+
 fn main() -> std::process::ExitCode {
     common::harness(vec![
         Test { name: "default_settings_reach_0_900_on_ml100k_u1_to_u5", needs: Needs::ML100K, run: default_settings_reach_0_900_on_ml100k_u1_to_u5 },
@@ -413,5 +440,6 @@ fn main() -> std::process::ExitCode {
         Test { name: "model_files_round_trip_and_are_never_overwritten_silently", needs: Needs::NOTHING, run: model_files_round_trip_and_are_never_overwritten_silently },
         Test { name: "l1_and_nonneg_act_on_every_cpu_runner", needs: Needs::NOTHING, run: l1_and_nonneg_act_on_every_cpu_runner },
         Test { name: "early_stopping_keeps_the_best_epoch_on_the_cpu", needs: Needs::NOTHING, run: early_stopping_keeps_the_best_epoch_on_the_cpu },
+        Test { name: "folding_in_a_training_user_gives_their_trained_row", needs: Needs::NOTHING, run: folding_in_a_training_user_gives_their_trained_row },
     ])
 }

@@ -464,6 +464,23 @@ class MF:
         labels[present] = self._items.decode(ids[present])
         return labels, scores
 
+    def recommend_new(self, items, n: int = 10, values=None, exclude_seen: bool = True):
+        """The ``n`` best items for a user the model has not seen, from the ``items`` they
+        rated or used (and their ``values``: ratings or binary labels; default the top of the
+        rating scale, or the positive label), without retraining: their row is solved with the
+        items' factors fixed (fold-in, as implicit's ``recalculate_user``). Returns (item ids,
+        scores), best first, the given items left out unless ``exclude_seen=False``."""
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n}")
+        items = np.atleast_1d(items)
+        encoded = self._items.encode(items, "items")
+        if (encoded == _UNKNOWN).any():
+            raise ValueError(f"item {items[encoded == _UNKNOWN][0]!r}: the model has no such item")
+        if values is not None:
+            values = np.asarray(values, dtype=np.float32)
+        ids, scores = self.model.recommend_new(encoded, values, n, exclude_seen)
+        return self._items.decode(ids), scores
+
     def similar_items(self, item, n: int = 10):
         """The ``n`` items whose factors have the highest cosine with ``item``'s (itself left
         out): (item ids, cosines), best first, as implicit's ``similar_items`` ranks them."""

@@ -472,6 +472,31 @@ impl PyModel {
         Ok(ranked(py, &best, &self.model.users))
     }
 
+    /// The `n` best items for a user the model has not seen, from their `items` and `values`
+    /// (default: the top of the rating scale, or the positive label), the row solved with the
+    /// items' factors fixed (fold-in): (ids, scores), the given items left out unless
+    /// `exclude_seen` is false.
+    #[pyo3(signature = (items, values=None, n=10, exclude_seen=true))]
+    fn recommend_new<'py>(&self, py: Python<'py>, items: PyReadonlyArray1<'py, u64>, values: Option<PyReadonlyArray1<'py, f32>>, n: usize, exclude_seen: bool) -> PyResult<Ranked<'py>> {
+        let m = &self.model;
+        let ids = slice(&items, "items")?;
+        let indices: Vec<u32> = ids.iter().map(|&i| m.items.index_of(i).ok_or_else(|| PyValueError::new_err(format!("item {i}: the model has no such item (it knows {} items)", m.items.len())))).collect::<PyResult<_>>()?;
+        let liked = m.labels.map_or(m.rating_range.1, |l| l.positive);
+        let values: Vec<f32> = match &values {
+            Some(v) => slice(v, "values")?.to_vec(),
+            None => vec![liked; indices.len()],
+        };
+        if values.len() != indices.len() {
+            return Err(PyValueError::new_err(format!("items and values differ in length ({} and {})", indices.len(), values.len())));
+        }
+        if let (Some(labels), Some(bad)) = (m.labels, values.iter().find(|&&v| m.labels.is_some_and(|l| l.sign(v).is_none()))) {
+            return Err(PyValueError::new_err(format!("values: {bad} is neither of the model's labels {} and {}", labels.negative, labels.positive)));
+        }
+        let rated: Vec<(u32, f32)> = indices.iter().copied().zip(values).collect();
+        let best = py.detach(|| m.fold_in(&rated, gpumf::model::FoldInReg::default()).map(|user| m.recommend_folded(&user, n, if exclude_seen { &indices } else { &[] }))).map_err(py_err)?;
+        Ok(ranked(py, &best, &m.items))
+    }
+
     /// Ranking metrics (`"ndcg@20,recall@20"`) of the model's lists on held-out positives given
     /// as columns of ids, leaving out each user's training items: those of `train_users` and
     /// `train_items` when given, else those the model recorded. A JSON object.

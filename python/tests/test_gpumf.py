@@ -362,6 +362,12 @@ def test_similar_items_users_and_ranking_metrics():
     assert m.ranking_metrics(liked, k=5) == scores
     assert m.ranking_metrics(test, metrics="ndcg@5", positive_threshold=4)["ndcg@5"] == scores["ndcg@5"]
 
+    # A new user who rated four items of kind 0 highly is recommended the rest of that kind.
+    new, _ = m.recommend_new([0, 4, 8, 12], n=5, values=[5, 5, 5, 5])
+    assert len(new) == 5 and all(i % 4 == 0 and i not in (0, 4, 8, 12) for i in new.tolist()), new
+    with pytest.raises(ValueError, match="item 999"):
+        m.recommend_new([999])
+
     with pytest.raises(ValueError, match="metrics=ndcg@0: K must be at least 1"):
         m.ranking_metrics(liked, metrics=["ndcg@0"])
     with pytest.raises(ValueError, match="item 999"):

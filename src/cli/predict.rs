@@ -3,8 +3,8 @@
 use super::train::load_model;
 use anyhow::{bail, Context};
 use clap::{ArgGroup, Args};
-use gpumf::data::{load_ids, load_pairs};
-use gpumf::model::Model;
+use gpumf::data::{load_ids, load_pairs, load_rated_items};
+use gpumf::model::{FoldInReg, Model};
 use rayon::prelude::*;
 use std::io::Write;
 use std::path::PathBuf;
@@ -14,7 +14,7 @@ use std::path::PathBuf;
 const USERS_PER_WRITE: usize = 8192;
 
 #[derive(Args)]
-#[command(group(ArgGroup::new("what").required(true).args(["pairs", "user", "users", "all_users", "similar_item", "similar_user"])))]
+#[command(group(ArgGroup::new("what").required(true).args(["pairs", "user", "users", "all_users", "similar_item", "similar_user", "items"])))]
 pub struct PredictArgs {
     /// A model saved by `gpumf train --save`.
     #[arg(long)]
@@ -39,6 +39,12 @@ pub struct PredictArgs {
     /// List the users whose factors have the highest cosine with this user's.
     #[arg(long)]
     pub similar_user: Option<u64>,
+    /// Recommend for a user the model has not seen, from their items: `item [value]` lines
+    /// (the value a rating or a binary label; without one, the top of the rating scale or the
+    /// positive label). Their row is solved with the items' factors fixed (fold-in); the
+    /// listed items are left out of the list.
+    #[arg(long)]
+    pub items: Option<PathBuf>,
     /// How many items each list has (default 10).
     #[arg(long, value_parser = at_least_one)]
     pub top: Option<usize>,
@@ -64,12 +70,12 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
     if let Some(out) = &args.output {
         gpumf::output::check_output(out, args.force).context("--output")?;
     }
-    let lists = args.user.is_some() || args.users.is_some() || args.all_users;
+    let lists = args.user.is_some() || args.users.is_some() || args.all_users || args.items.is_some();
     if args.pairs.is_some() && args.top.is_some() {
-        bail!("--top sets the length of a list (--user, --users, --all-users, --similar-item, --similar-user), not of --pairs");
+        bail!("--top sets the length of a list (--user, --users, --all-users, --items, --similar-item, --similar-user), not of --pairs");
     }
     if args.include_seen && !lists {
-        bail!("--include-seen applies to recommendations (--user, --users, --all-users)");
+        bail!("--include-seen applies to recommendations (--user, --users, --all-users, --items)");
     }
     let model = load_model(&args.model)?;
     let top = args.top.unwrap_or(10);
@@ -82,6 +88,11 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
     } else if let Some(user) = args.similar_user {
         let Some(u) = model.users.index_of(user) else { bail!("--similar-user {user}: the model has no such user (it knows {} users)", model.users.len()) };
         Asked::Similar(user, model.similar_users(u, top).into_iter().map(|(j, c)| (model.users.external_id(j), c)).collect())
+    } else if let Some(path) = &args.items {
+        let rated = rated_items(&model, path)?;
+        let user = model.fold_in(&rated, FoldInReg::default())?;
+        let exclude: Vec<u32> = if args.include_seen { Vec::new() } else { rated.iter().map(|&(i, _)| i).collect() };
+        Asked::New(model.recommend_folded(&user, top, &exclude))
     } else {
         if !args.include_seen && model.seen.is_none() {
             eprintln!("note: this model file does not record which items each user rated, so the lists may include them");
@@ -93,6 +104,7 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
             Asked::Pairs(pairs) => write_pairs(&model, pairs, w),
             Asked::Similar(id, list) => list.iter().try_for_each(|(other, cosine)| writeln!(w, "{id}\t{other}\t{cosine:.4}")),
             Asked::Lists(users) => write_lists(&model, users, top, !args.include_seen, w),
+            Asked::New(list) => list.iter().try_for_each(|&(i, score)| writeln!(w, "{}\t{}\t{score:.4}", model.items.external_id(i), shown(&model, score))),
         }
     };
     match &args.output {
@@ -113,6 +125,28 @@ enum Asked {
     Similar(u64, Vec<(u64, f32)>),
     /// The users (dense indices) to recommend for.
     Lists(Vec<u32>),
+    /// A folded-in user's list: (item, score).
+    New(Vec<(u32, f32)>),
+}
+
+/// `--items`: the new user's items as model indices with values (the top of the scale or the
+/// positive label where a line gives none), or an error naming an item the model lacks.
+fn rated_items(model: &Model, path: &std::path::Path) -> anyhow::Result<Vec<(u32, f32)>> {
+    let liked = model.labels.map_or(model.rating_range.1, |l| l.positive);
+    load_rated_items(path)
+        .context("--items")?
+        .into_iter()
+        .map(|(line, (item, value))| {
+            let i = model.items.index_of(item).with_context(|| format!("--items {}:{line}: the model has no item {item} (it knows {} items)", path.display(), model.items.len()))?;
+            let value = value.unwrap_or(liked);
+            if let Some(labels) = model.labels {
+                if labels.sign(value).is_none() {
+                    bail!("--items {}:{line}: {value} is neither of the model's labels {} and {}", path.display(), labels.negative, labels.positive);
+                }
+            }
+            Ok((i, value))
+        })
+        .collect()
 }
 
 /// The dense indices of the users whose lists were asked for, or an error naming an id (and
@@ -165,8 +199,15 @@ fn write_pairs(model: &Model, pairs: &[(u64, u64)], w: &mut dyn Write) -> std::i
 }
 
 fn prediction(model: &Model, user: u32, item: u32) -> String {
-    match (model.loss.link_name(), model.class(user, item)) {
-        ("margin", Some(class)) => format!("{:.4}\t{class}", model.predict(user, item)),
-        _ => format!("{:.4}", model.predict(user, item)),
+    shown(model, model.score(user, item))
+}
+
+/// What a score predicts, as printed: a rating clipped to the scale, a probability, or a
+/// margin and its class.
+fn shown(model: &Model, score: f32) -> String {
+    let predicted = model.loss.link(score, model.rating_range);
+    match (model.loss.link_name(), model.labels) {
+        ("margin", Some(labels)) => format!("{predicted:.4}\t{}", labels.class(score)),
+        _ => format!("{predicted:.4}"),
     }
 }

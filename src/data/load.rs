@@ -874,17 +874,43 @@ impl Loaded {
 /// Reads (user, item) pairs, one a line, for `predict --pairs`: separated as rating files are
 /// (tab, comma, semicolon, spaces or '::'), further columns ignored, a header line skipped.
 pub fn load_pairs(path: &Path) -> Result<Vec<(u64, u64)>> {
-    Ok(id_lines(path, ["user", "item"])?.into_iter().map(|(_, [u, i])| (u, i)).collect())
+    let rows = field_lines(path, "user item", |f| Ok((id_field(f, 0, "user")?, id_field(f, 1, "item")?)))?;
+    Ok(rows.into_iter().map(|(_, pair)| pair).collect())
 }
 
 /// Reads one id a line (the first field, as [`load_pairs`] reads them), for `predict --users`:
 /// each with its line number, so an id the model lacks can be named with its place.
 pub fn load_ids(path: &Path, what: &str) -> Result<Vec<(u64, u64)>> {
-    Ok(id_lines(path, [what])?.into_iter().map(|(line, [id])| (line, id)).collect())
+    field_lines(path, what, |f| id_field(f, 0, what))
 }
 
-/// The first `N` fields of each line as ids named `names`, with the line's number (1-based).
-fn id_lines<const N: usize>(path: &Path, names: [&str; N]) -> Result<Vec<(u64, [u64; N])>> {
+/// An item a new user gave, and the value they gave it if the line says.
+pub type RatedItem = (u64, Option<f32>);
+
+/// Reads `item [value]` lines, for `predict --items` (a new user's items): each with its line
+/// number; the value is `None` where the line gives only the item.
+pub fn load_rated_items(path: &Path) -> Result<Vec<(u64, RatedItem)>> {
+    field_lines(path, "item [value]", |f| {
+        let value = match f.get(1).filter(|v| !v.is_empty()) {
+            None => None,
+            Some(v) => Some(v.parse::<f32>().ok().filter(|x| x.is_finite()).ok_or_else(|| format!("value {} is not a finite number", quoted(v)))?),
+        };
+        Ok((id_field(f, 0, "item")?, value))
+    })
+}
+
+/// Field `k` of a line as an id named `what`.
+fn id_field(fields: &[&str], k: usize, what: &str) -> std::result::Result<u64, String> {
+    match fields.get(k) {
+        None | Some(&"") => Err(format!("missing the {what} id")),
+        Some(f) => parse_id(f.as_bytes(), what),
+    }
+}
+
+/// Each line's fields parsed by `parse`, with the line's number (1-based): lines separated as
+/// rating files are, blank and `#` lines skipped, a header (a first line whose first field is
+/// a word) skipped, any other line that does not parse an error naming it and `expected`.
+fn field_lines<T>(path: &Path, expected: &str, parse: impl Fn(&[&str]) -> std::result::Result<T, String>) -> Result<Vec<(u64, T)>> {
     if path.is_dir() {
         return Err(Error::IsDirectory { path: path.into() });
     }
@@ -899,24 +925,18 @@ fn id_lines<const N: usize>(path: &Path, names: [&str; N]) -> Result<Vec<(u64, [
             continue;
         }
         let fields: Vec<&str> = delimiter.split(line).map(str::trim).collect();
-        let id = |k: usize| match fields.get(k) {
-            None | Some(&"") => Err(format!("missing the {} id", names[k])),
-            Some(f) => parse_id(f.as_bytes(), names[k]),
-        };
-        let ids: std::result::Result<Vec<u64>, String> = (0..N).map(id).collect();
-        match ids {
-            Ok(ids) => rows.push((n as u64 + 1, ids.try_into().expect("N ids"))),
-            // A header names its columns: a first line whose first field is a word.
+        match parse(&fields) {
+            Ok(row) => rows.push((n as u64 + 1, row)),
             Err(_) if first && fields[0].bytes().any(|b| b.is_ascii_alphabetic()) => {}
             Err(message) => {
-                let message = format!("{message} ({}; expected `{}`, {}-separated)", quoted(line), names.join(" "), delimiter.name());
+                let message = format!("{message} ({}; expected `{expected}`, {}-separated)", quoted(line), delimiter.name());
                 return Err(Error::Parse { path: path.into(), line: n as u64 + 1, message });
             }
         }
         first = false;
     }
     if rows.is_empty() {
-        return Err(Error::Format { path: path.into(), message: format!("no {} in the file", if N == 1 { format!("{} ids", names[0]) } else { format!("({}) pairs", names.join(", ")) }) });
+        return Err(Error::Format { path: path.into(), message: format!("no `{expected}` lines in the file") });
     }
     Ok(rows)
 }

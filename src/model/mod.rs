@@ -2,10 +2,12 @@
 //! format.
 
 mod file;
+mod fold_in;
 mod seen;
 mod top;
 
 pub use file::{ModelFileInfo, MODEL_FORMAT_VERSION};
+pub use fold_in::{FoldInReg, FoldedUser};
 pub use seen::SeenItems;
 pub use top::{best_of, USERS_PER_BLOCK};
 

@@ -444,6 +444,8 @@ impl PyModel {
     #[pyo3(signature = (users, n=10, exclude_seen=true))]
     fn recommend_many<'py>(&self, py: Python<'py>, users: PyReadonlyArray1<'py, u64>, n: usize, exclude_seen: bool) -> PyResult<RankedMany<'py>> {
         let indices: Vec<u32> = slice(&users, "users")?.iter().map(|&u| self.user_index(u)).collect::<PyResult<_>>()?;
+        // (a list is never longer than the items, however large `n`)
+        let n = n.min(self.model.items.len());
         let rows: Vec<Vec<(u32, f32)>> = py.detach(|| self.model.recommend_many(&indices, n, exclude_seen));
         let mut ids = numpy::ndarray::Array2::<i64>::from_elem((rows.len(), n), -1);
         let mut scores = numpy::ndarray::Array2::<f32>::from_elem((rows.len(), n), f32::NAN);
@@ -488,6 +490,9 @@ impl PyModel {
         };
         if values.len() != indices.len() {
             return Err(PyValueError::new_err(format!("items and values differ in length ({} and {})", indices.len(), values.len())));
+        }
+        if let Some(bad) = values.iter().find(|v| !v.is_finite()) {
+            return Err(PyValueError::new_err(format!("values: {bad} is not a finite number")));
         }
         if let (Some(labels), Some(bad)) = (m.labels, values.iter().find(|&&v| m.labels.is_some_and(|l| l.sign(v).is_none()))) {
             return Err(PyValueError::new_err(format!("values: {bad} is neither of the model's labels {} and {}", labels.negative, labels.positive)));

@@ -367,6 +367,10 @@ def test_similar_items_users_and_ranking_metrics():
     assert len(new) == 5 and all(i % 4 == 0 and i not in (0, 4, 8, 12) for i in new.tolist()), new
     with pytest.raises(ValueError, match="item 999"):
         m.recommend_new([999])
+    with pytest.raises(ValueError, match="not a finite number"):
+        m.recommend_new([0], values=[float("nan")])
+    ids, _ = m.recommend_many([0], n=10**12)
+    assert ids.shape == (1, 60)
 
     with pytest.raises(ValueError, match="metrics=ndcg@0: K must be at least 1"):
         m.ranking_metrics(liked, metrics=["ndcg@0"])

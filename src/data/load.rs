@@ -46,6 +46,8 @@ pub enum Duplicates {
     Last,
     /// Keep one rating, the mean of them all.
     Mean,
+    /// Keep one entry, the sum of them all: events (plays, clicks) repeated in a log count up.
+    Sum,
     /// Stop with the lines of the first repeated pair.
     Error,
 }
@@ -71,6 +73,7 @@ impl crate::choice::Choice for Duplicates {
         (Duplicates::Keep, "keep", "Keep every rating (each is trained on), and count them"),
         (Duplicates::Last, "last", "Keep the one that comes last in the file"),
         (Duplicates::Mean, "mean", "Keep one rating, the mean of them all"),
+        (Duplicates::Sum, "sum", "Keep one entry, the sum of them all (events such as plays count up)"),
         (Duplicates::Error, "error", "Stop with the lines of the first repeated pair"),
     ];
 }
@@ -324,7 +327,7 @@ pub(super) fn resolve_duplicates(
             let first = groups.iter().min_by_key(|g| g[1]).expect("a repeat");
             let (user, item) = ratings.external(&ratings.entries[first[0] as usize]);
             return Err(Error::Data(format!(
-                "{}: user {user} rates item {item} more than once ({} and {}); {repeats} such repeats in all (--duplicates keep, last or mean resolves them)",
+                "{}: user {user} rates item {item} more than once ({} and {}); {repeats} such repeats in all (--duplicates keep, last, mean or sum resolves them)",
                 path.display(),
                 locate(first[0] as usize),
                 locate(first[1] as usize)
@@ -335,10 +338,11 @@ pub(super) fn resolve_duplicates(
                 g[..g.len() - 1].iter().for_each(|&i| remove[i as usize] = true);
             }
         }
-        Duplicates::Mean => {
+        Duplicates::Mean | Duplicates::Sum => {
             for g in &groups {
-                let mean = g.iter().map(|&i| ratings.entries[i as usize].value as f64).sum::<f64>() / g.len() as f64;
-                ratings.entries[g[0] as usize].value = mean as f32;
+                let sum = g.iter().map(|&i| ratings.entries[i as usize].value as f64).sum::<f64>();
+                let value = if policy == Duplicates::Sum { sum } else { sum / g.len() as f64 };
+                ratings.entries[g[0] as usize].value = value as f32;
                 g[1..].iter().for_each(|&i| remove[i as usize] = true);
             }
         }
@@ -852,9 +856,10 @@ impl Loaded {
         }
         if self.duplicates > 0 {
             let done = match self.duplicate_policy {
-                Duplicates::Keep => "all kept (--duplicates last|mean|error to resolve them)",
+                Duplicates::Keep => "all kept (--duplicates last|mean|sum|error to resolve them)",
                 Duplicates::Last => "the last of each kept",
                 Duplicates::Mean => "each pair's ratings averaged",
+                Duplicates::Sum => "each pair's values summed",
                 Duplicates::Error => "",
             };
             s.push_str(&format!(", {} ratings repeat a (user, item) pair: {done}", self.duplicates));
@@ -1161,6 +1166,23 @@ impl<S: FnMut(&[Rating]) -> Result<()>> Stream<'_, S> {
 #[cfg(test)]
 mod stream_tests {
     use super::*;
+
+    #[test]
+    fn each_duplicate_policy_resolves_repeated_pairs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plays.tsv");
+        std::fs::write(&path, "1\t1\t5\n1\t2\t3\n2\t1\t4\n1\t1\t1\n2\t2\t2\n1\t1\t3\n").unwrap();
+        for (policy, entries, value) in [(Duplicates::Keep, 6, None), (Duplicates::Last, 4, Some(3.0)), (Duplicates::Mean, 4, Some(3.0)), (Duplicates::Sum, 4, Some(9.0))] {
+            let loaded = load_ratings(&path, LoadOptions { duplicates: policy, ..LoadOptions::default() }).unwrap();
+            let set = &loaded.ratings;
+            assert_eq!(set.entries.len(), entries, "{policy:?}");
+            let of_pair: Vec<f32> = set.entries.iter().filter(|r| set.external(r) == (1, 1)).map(|r| r.value).collect();
+            if let Some(value) = value {
+                assert_eq!(of_pair, vec![value], "{policy:?}");
+            }
+            assert_eq!(loaded.duplicates, 2, "{policy:?}");
+        }
+    }
 
     /// Streaming in pieces of a few hundred bytes reads what the whole-file loader reads: the
     /// same ratings, ids and values, in order, whatever the seams cut (lines, a CSV header,

@@ -173,6 +173,23 @@ def _columns_of(X, what: str):
     return array[:, 0], array[:, 1], _ratings(array[:, 2], what), None
 
 
+def _events(X, what: str, positive_threshold=None):
+    """(user column, item column) of the events in X: as ``_columns`` takes data, and also a
+    data frame or array of just (user, item). With ``positive_threshold`` only the rows whose
+    rating is at or above it."""
+    if positive_threshold is None and not isinstance(X, (str, os.PathLike)) and not hasattr(X, "tocoo"):
+        if hasattr(X, "columns") and hasattr(X, "iloc") and len(X.columns) == 2:
+            return X.iloc[:, 0].to_numpy(), X.iloc[:, 1].to_numpy()
+        array = np.asarray(X) if not hasattr(X, "columns") else None
+        if array is not None and array.ndim == 2 and array.shape[1] == 2:
+            return array[:, 0], array[:, 1]
+    users, items, ratings, _ = _columns(X, what)
+    if positive_threshold is not None:
+        keep = np.asarray(ratings) >= positive_threshold
+        users, items = np.asarray(users)[keep], np.asarray(items)[keep]
+    return users, items
+
+
 def _ratings(values, what: str) -> np.ndarray:
     """Ratings as a numeric column; the engine converts to float32 and checks finiteness."""
     values = np.asarray(values)
@@ -505,7 +522,7 @@ class MF:
     def ranking_metrics(self, test, k: int = 20, metrics=None, train=None, positive_threshold=None) -> dict:
         """Ranking metrics of the model's top-k lists on held-out positives ``test`` (given as
         ``fit`` takes data: a SciPy matrix with users as rows, a DataFrame, an array or a
-        file). Each user's candidates are every item but their training items: those of
+        file; or as (user, item) pairs alone). Each user's candidates are every item but their training items: those of
         ``train`` when given, else those the model recorded when it was fitted. ``metrics`` is
         a list or comma-separated string of ``recall@K``, ``precision@K``, ``ndcg@K``,
         ``map@K``, ``auc`` and ``mpr`` (default: precision, recall, NDCG and MAP at ``k``,
@@ -517,13 +534,10 @@ class MF:
             metrics = [f"precision@{k}", f"recall@{k}", f"ndcg@{k}", f"map@{k}", "auc"]
         if not isinstance(metrics, str):
             metrics = ",".join(metrics)
-        users, items, ratings, _ = _columns(test, "test data")
-        if positive_threshold is not None:
-            keep = np.asarray(ratings) >= positive_threshold
-            users, items = np.asarray(users)[keep], np.asarray(items)[keep]
+        users, items = _events(test, "test data", positive_threshold)
         args = [self._users.encode(users, "users"), self._items.encode(items, "items"), metrics]
         if train is not None:
-            train_users, train_items, _, _ = _columns(train, "train")
+            train_users, train_items = _events(train, "train")
             args += [self._users.encode(train_users, "train users"), self._items.encode(train_items, "train items")]
         return json.loads(self.model.ranking_metrics(*args))
 

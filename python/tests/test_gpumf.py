@@ -361,6 +361,8 @@ def test_similar_items_users_and_ranking_metrics():
     # The model's recorded training items are the same as train's.
     assert m.ranking_metrics(liked, k=5) == scores
     assert m.ranking_metrics(test, metrics="ndcg@5", positive_threshold=4)["ndcg@5"] == scores["ndcg@5"]
+    pairs = np.c_[liked.tocoo().row, liked.tocoo().col]
+    assert m.ranking_metrics(pairs, k=5) == scores
 
     # A new user who rated four items of kind 0 highly is recommended the rest of that kind.
     new, _ = m.recommend_new([0, 4, 8, 12], n=5, values=[5, 5, 5, 5])

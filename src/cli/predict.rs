@@ -80,25 +80,7 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
     let model = load_model(&args.model)?;
     let top = args.top.unwrap_or(10);
     // Everything that can be refused is checked before the first line is written.
-    let asked = if let Some(path) = &args.pairs {
-        Asked::Pairs(load_pairs(path).context("--pairs")?)
-    } else if let Some(item) = args.similar_item {
-        let Some(i) = model.items.index_of(item) else { bail!("--similar-item {item}: the model has no such item (it knows {} items)", model.items.len()) };
-        Asked::Similar(item, model.similar_items(i, top).into_iter().map(|(j, c)| (model.items.external_id(j), c)).collect())
-    } else if let Some(user) = args.similar_user {
-        let Some(u) = model.users.index_of(user) else { bail!("--similar-user {user}: the model has no such user (it knows {} users)", model.users.len()) };
-        Asked::Similar(user, model.similar_users(u, top).into_iter().map(|(j, c)| (model.users.external_id(j), c)).collect())
-    } else if let Some(path) = &args.items {
-        let rated = rated_items(&model, path)?;
-        let user = model.fold_in(&rated, FoldInReg::default())?;
-        let exclude: Vec<u32> = if args.include_seen { Vec::new() } else { rated.iter().map(|&(i, _)| i).collect() };
-        Asked::New(model.recommend_folded(&user, top, &exclude))
-    } else {
-        if !args.include_seen && model.seen.is_none() {
-            eprintln!("note: this model file does not record which items each user rated, so the lists may include them");
-        }
-        Asked::Lists(chosen_users(&model, &args)?)
-    };
+    let asked = asked(&model, &args, top)?;
     let write = |w: &mut dyn Write| -> std::io::Result<()> {
         match &asked {
             Asked::Pairs(pairs) => write_pairs(&model, pairs, w),
@@ -116,6 +98,29 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// What `args` ask for, read from their files and checked against the model.
+fn asked(model: &Model, args: &PredictArgs, top: usize) -> anyhow::Result<Asked> {
+    Ok(if let Some(path) = &args.pairs {
+        Asked::Pairs(load_pairs(path).context("--pairs")?)
+    } else if let Some(item) = args.similar_item {
+        let Some(i) = model.items.index_of(item) else { bail!("--similar-item {item}: the model has no such item (it knows {} items)", model.items.len()) };
+        Asked::Similar(item, model.similar_items(i, top).into_iter().map(|(j, c)| (model.items.external_id(j), c)).collect())
+    } else if let Some(user) = args.similar_user {
+        let Some(u) = model.users.index_of(user) else { bail!("--similar-user {user}: the model has no such user (it knows {} users)", model.users.len()) };
+        Asked::Similar(user, model.similar_users(u, top).into_iter().map(|(j, c)| (model.users.external_id(j), c)).collect())
+    } else if let Some(path) = &args.items {
+        let rated = rated_items(model, path)?;
+        let user = model.fold_in(&rated, FoldInReg::default())?;
+        let exclude: Vec<u32> = if args.include_seen { Vec::new() } else { rated.iter().map(|&(i, _)| i).collect() };
+        Asked::New(model.recommend_folded(&user, top, &exclude))
+    } else {
+        if !args.include_seen && model.seen.is_none() {
+            eprintln!("note: this model file does not record which items each user rated, so the lists may include them");
+        }
+        Asked::Lists(chosen_users(model, args)?)
+    })
 }
 
 /// What `predict` was asked for, read and checked.

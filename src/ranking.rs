@@ -141,28 +141,30 @@ pub fn ranking_metrics(model: &Model, test: &[Rating], positive: impl Fn(&Rating
     let users = model.users.len();
     let known: Vec<Rating> = test.iter().filter(|r| r.user != UNKNOWN && r.item != UNKNOWN && positive(r)).copied().collect();
     let (starts, items) = crate::data::by_user(&known, users, |_, r| r.item);
-    // Each user's positives: sorted, once each, none of them a training item.
+    // Each user's positives, sorted, once each.
     let held_out: Vec<(u32, Vec<u32>)> = (0..users)
         .into_par_iter()
         .filter(|&u| starts[u + 1] > starts[u])
         .map(|u| {
-            let training = model.training_items(u as u32, true);
-            let mut mine: Vec<u32> = items[starts[u]..starts[u + 1]].iter().copied().filter(|i| training.binary_search(i).is_err()).collect();
+            let mut mine = items[starts[u]..starts[u + 1]].to_vec();
             mine.sort_unstable();
             mine.dedup();
             (u as u32, mine)
         })
-        .filter(|(_, mine)| !mine.is_empty())
         .collect();
-    let judged: usize = held_out.iter().map(|(_, mine)| mine.len()).sum();
     let sums = held_out
         .par_chunks(USERS_PER_BLOCK)
         .map(|block| {
             let ids: Vec<u32> = block.iter().map(|(u, _)| *u).collect();
             let scores = model.score_all_items(&ids);
             block.iter().zip(scores.rows()).fold(Sums::default(), |sums, ((u, mine), row)| {
+                // A training item is never a candidate, so it cannot be a positive either.
                 let training = model.training_items(*u, true);
-                sums.merge(user_sums(row.as_slice().expect("row-major"), &training, mine, metrics))
+                let mine: Vec<u32> = mine.iter().copied().filter(|i| training.binary_search(i).is_err()).collect();
+                if mine.is_empty() {
+                    return sums;
+                }
+                sums.merge(user_sums(row.as_slice().expect("row-major"), &training, &mine, metrics))
             })
         })
         .reduce(Sums::default, Sums::merge);
@@ -179,7 +181,7 @@ pub fn ranking_metrics(model: &Model, test: &[Rating], positive: impl Fn(&Rating
             (metric, if count == 0 { f64::NAN } else { total / count as f64 })
         })
         .collect();
-    Ok(RankingReport { users: sums.users, positives: sums.positives, left_out: test.iter().filter(|r| positive(r)).count() - judged, values })
+    Ok(RankingReport { users: sums.users, positives: sums.positives, left_out: test.iter().filter(|r| positive(r)).count() - sums.positives, values })
 }
 
 /// One user's terms of each metric, from the scores of every item, the user's training items

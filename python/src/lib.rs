@@ -483,19 +483,15 @@ impl PyModel {
         let m = &self.model;
         let ids = slice(&items, "items")?;
         let indices: Vec<u32> = ids.iter().map(|&i| m.items.index_of(i).ok_or_else(|| PyValueError::new_err(format!("item {i}: the model has no such item (it knows {} items)", m.items.len())))).collect::<PyResult<_>>()?;
-        let liked = m.labels.map_or(m.rating_range.1, |l| l.positive);
         let values: Vec<f32> = match &values {
             Some(v) => slice(v, "values")?.to_vec(),
-            None => vec![liked; indices.len()],
+            None => vec![m.liked_value(); indices.len()],
         };
         if values.len() != indices.len() {
             return Err(PyValueError::new_err(format!("items and values differ in length ({} and {})", indices.len(), values.len())));
         }
-        if let Some(bad) = values.iter().find(|v| !v.is_finite()) {
-            return Err(PyValueError::new_err(format!("values: {bad} is not a finite number")));
-        }
-        if let (Some(labels), Some(bad)) = (m.labels, values.iter().find(|&&v| m.labels.is_some_and(|l| l.sign(v).is_none()))) {
-            return Err(PyValueError::new_err(format!("values: {bad} is neither of the model's labels {} and {}", labels.negative, labels.positive)));
+        if let Some(message) = values.iter().find_map(|&v| m.check_rated_value(v).err()) {
+            return Err(PyValueError::new_err(format!("values: {message}")));
         }
         let rated: Vec<(u32, f32)> = indices.iter().copied().zip(values).collect();
         let best = py.detach(|| m.fold_in(&rated, gpumf::model::FoldInReg::default()).map(|user| m.recommend_folded(&user, n, if exclude_seen { &indices } else { &[] }))).map_err(py_err)?;

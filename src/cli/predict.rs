@@ -137,18 +137,14 @@ enum Asked {
 /// `--items`: the new user's items as model indices with values (the top of the scale or the
 /// positive label where a line gives none), or an error naming an item the model lacks.
 fn rated_items(model: &Model, path: &std::path::Path) -> anyhow::Result<Vec<(u32, f32)>> {
-    let liked = model.labels.map_or(model.rating_range.1, |l| l.positive);
+    let place = |line: u64| format!("--items {}:{line}", path.display());
     load_rated_items(path)
         .context("--items")?
         .into_iter()
         .map(|(line, (item, value))| {
-            let i = model.items.index_of(item).with_context(|| format!("--items {}:{line}: the model has no item {item} (it knows {} items)", path.display(), model.items.len()))?;
-            let value = value.unwrap_or(liked);
-            if let Some(labels) = model.labels {
-                if labels.sign(value).is_none() {
-                    bail!("--items {}:{line}: {value} is neither of the model's labels {} and {}", path.display(), labels.negative, labels.positive);
-                }
-            }
+            let i = model.items.index_of(item).with_context(|| format!("{}: the model has no item {item} (it knows {} items)", place(line), model.items.len()))?;
+            let value = value.unwrap_or(model.liked_value());
+            model.check_rated_value(value).map_err(|e| anyhow::anyhow!("{}: {e}", place(line)))?;
             Ok((i, value))
         })
         .collect()

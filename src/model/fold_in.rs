@@ -48,6 +48,9 @@ impl Model {
         if let Some(&(item, _)) = rated.iter().find(|(i, _)| *i as usize >= self.items.len()) {
             return Err(Error::Data(format!("fold-in: item index {item} is outside the model's {} items", self.items.len())));
         }
+        if let Some(message) = rated.iter().find_map(|&(_, v)| self.check_rated_value(v).err()) {
+            return Err(Error::Data(format!("fold-in: {message}")));
+        }
         let k = self.rank();
         let n = rated.len();
         let weight = Params::default().reg_weights(&[n as u32])[0] * n as f32;
@@ -116,14 +119,32 @@ impl Model {
         theta
     }
 
+    /// The value an item given without one stands for: the top of the rating scale, or the
+    /// positive label.
+    pub fn liked_value(&self) -> f32 {
+        self.labels.map_or(self.rating_range.1, |l| l.positive)
+    }
+
+    /// Whether `value` can be a new user's value for an item: finite, and with a binary model
+    /// one of its two labels; else what is wrong with it.
+    pub fn check_rated_value(&self, value: f32) -> std::result::Result<(), String> {
+        if !value.is_finite() {
+            return Err(format!("{value} is not a finite number"));
+        }
+        match self.labels {
+            Some(labels) if labels.sign(value).is_none() => Err(format!("{value} is neither of the model's labels {} and {}", labels.negative, labels.positive)),
+            _ => Ok(()),
+        }
+    }
+
     /// The `n` best items for a folded-in user, leaving out `exclude` (item indices).
     pub fn recommend_folded(&self, user: &FoldedUser, n: usize, exclude: &[u32]) -> Vec<(u32, f32)> {
-        let scores = self.item_factors.dot(&ndarray::ArrayView1::from(&user.factors[..]));
-        let scores: Vec<f32> = scores.iter().zip(&self.item_bias).map(|(&d, &b)| d + self.mean + user.bias + b).collect();
+        let row = ndarray::ArrayView2::from_shape((1, user.factors.len()), &user.factors).expect("one row");
+        let scores = self.scores_of(row, &[user.bias]);
         let mut skip = exclude.to_vec();
         skip.sort_unstable();
         skip.dedup();
-        best_of(&scores, n, &skip)
+        best_of(scores.row(0).as_slice().expect("row-major"), n, &skip)
     }
 }
 
@@ -200,5 +221,9 @@ mod tests {
         let m = model(Loss::Squared, false, 0.0);
         assert!(m.fold_in(&[], FoldInReg::default()).unwrap_err().to_string().contains("at least one"));
         assert!(m.fold_in(&[(99, 1.0)], FoldInReg::default()).unwrap_err().to_string().contains("outside"));
+        assert!(m.fold_in(&[(1, f32::NAN)], FoldInReg::default()).unwrap_err().to_string().contains("not a finite number"));
+        let binary = model(Loss::Logistic, false, 0.0);
+        assert!(binary.fold_in(&[(1, 3.0)], FoldInReg::default()).unwrap_err().to_string().contains("neither of the model's labels 0 and 1"));
+        assert_eq!((m.liked_value(), binary.liked_value()), (m.rating_range.1, 1.0));
     }
 }

@@ -57,14 +57,20 @@ impl Model {
     /// Every item's score for each of `users` (one row each), as [`Model::score`] gives it, but
     /// with the dot products summed by one matrix product (so the last bits may differ).
     pub fn score_all_items(&self, users: &[u32]) -> Array2<f32> {
-        let k = self.rank();
-        let mut rows = Array2::zeros((users.len(), k));
+        let mut rows = Array2::zeros((users.len(), self.rank()));
         for (mut row, &u) in rows.rows_mut().into_iter().zip(users) {
             row.assign(&self.user_factors.row(u as usize));
         }
+        let bias: Vec<f32> = users.iter().map(|&u| self.user_bias[u as usize]).collect();
+        self.scores_of(rows.view(), &bias)
+    }
+
+    /// Every item's score for users given by their factor rows and biases (users the model
+    /// has, or folded in).
+    pub(crate) fn scores_of(&self, rows: ArrayView2<f32>, user_bias: &[f32]) -> Array2<f32> {
         let mut scores = rows.dot(&self.item_factors.t());
-        for (mut row, &u) in scores.rows_mut().into_iter().zip(users) {
-            let base = self.mean + self.user_bias[u as usize];
+        for (mut row, &bias) in scores.rows_mut().into_iter().zip(user_bias) {
+            let base = self.mean + bias;
             for (s, &b) in row.iter_mut().zip(&self.item_bias) {
                 *s += base + b;
             }

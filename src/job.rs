@@ -12,7 +12,7 @@ use crate::gpu::GpuOptions;
 use crate::metrics::Scores;
 use crate::model::{Model, Params};
 use crate::ranking::{ranking_metrics, RankingMetric, RankingReport};
-use crate::problem::{split_marked, split_per_user, split_random, ColdStart, Problem};
+use crate::problem::{remap_ratings, split_marked, split_per_user, split_random, ColdStart, Problem};
 use crate::search::{Search, Trial};
 use crate::training::{self, Backend, EpochReport, Trained};
 use std::path::{Path, PathBuf};
@@ -241,7 +241,9 @@ impl Job {
         if !self.ranking.is_empty() && !problem.test.is_empty() {
             let thresholded = self.load.positive_threshold.is_some();
             let model = &run.trained.model;
-            run.ranking = Some(ranking_metrics(model, &problem.test, |r| is_positive(model, thresholded, r), &self.ranking)?);
+            // In the kept model's indices, which early stopping without a refit draws afresh.
+            let test = remap_ratings(&problem.test, (&problem.users, &problem.items), (&model.users, &model.items));
+            run.ranking = Some(ranking_metrics(model, &test, |r| is_positive(model, thresholded, r), &self.ranking)?);
         }
         Ok(Some(run))
     }

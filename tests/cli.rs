@@ -332,6 +332,13 @@ fn top_n_lists_similar_items_and_ranking_metrics_from_the_command_line() {
     let o = gpumf(&["train", "--train", &s(&train), "--test", &s(&test), "--backend", "cpu", "--epochs", "30", "--rank", "8", "--no-biases", "--metrics", "ndcg@5", "--json"]);
     let t: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
     assert!((t["test_ndcg@5"].as_f64().unwrap() - v["test_ndcg@5"].as_f64().unwrap()).abs() < 1e-9, "{t}");
+    // Early stopping keeps a model of its own indices: the metrics are still those of the model.
+    let kept = dir.path().join("kept.gpumf");
+    let o = gpumf(&["train", "--train", &s(&train), "--test", &s(&test), "--backend", "cpu", "--threads", "1", "--epochs", "20", "--rank", "8", "--validation", "0.2", "--metrics", "ndcg@5", "--json", "--save", &s(&kept)]);
+    let t: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    let o = gpumf(&["eval", "--model", &s(&kept), "--test", &s(&test), "--metrics", "ndcg@5", "--json"]);
+    let e: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(t["test_ndcg@5"], e["test_ndcg@5"], "{t} against {e}");
     let o = gpumf(&["cv", "--data", &s(&train), "--folds", "2", "--backend", "cpu", "--epochs", "3", "--rank", "8", "--metrics", "ndcg@5,auc", "--json"]);
     let c: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
     assert!(c["folds"][1]["ndcg@5"].as_f64().is_some() && c["auc"]["mean"].as_f64().is_some(), "{c}");

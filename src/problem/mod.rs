@@ -180,13 +180,7 @@ impl Problem {
     /// Ratings of another problem (`from`'s index space) in this one's, for scoring a test set
     /// against a model trained on a subset: ids this problem lacks become [`UNKNOWN`].
     pub fn remap(&self, ratings: &[Rating], from: &Problem) -> Vec<Rating> {
-        let map = |index: u32, ours: &IdMap, theirs: &IdMap| {
-            if index == UNKNOWN { UNKNOWN } else { ours.index_of(theirs.external_id(index)).unwrap_or(UNKNOWN) }
-        };
-        ratings
-            .iter()
-            .map(|r| Rating { user: map(r.user, &self.users, &from.users), item: map(r.item, &self.items, &from.items), value: r.value })
-            .collect()
+        remap_ratings(ratings, (&from.users, &from.items), (&self.users, &self.items))
     }
 
     fn count_cold(&mut self) {
@@ -201,3 +195,13 @@ impl Problem {
         self.items.len()
     }
 }
+
+/// `ratings` moved from the index space of the id maps `from` (users, items) into that of
+/// `to`: an id `to` lacks becomes [`UNKNOWN`].
+pub fn remap_ratings(ratings: &[Rating], from: (&IdMap, &IdMap), to: (&IdMap, &IdMap)) -> Vec<Rating> {
+    let map = |index: u32, ours: &IdMap, theirs: &IdMap| {
+        if index == UNKNOWN { UNKNOWN } else { ours.index_of(theirs.external_id(index)).unwrap_or(UNKNOWN) }
+    };
+    ratings.iter().map(|r| Rating { user: map(r.user, to.0, from.0), item: map(r.item, to.1, from.1), value: r.value }).collect()
+}
+

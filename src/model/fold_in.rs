@@ -77,10 +77,11 @@ impl Model {
     fn descend(&self, features: &DMatrix<f64>, labels: &[f32], offsets: &[f64], penalty: &DVector<f64>, weight: f32, mut theta: DVector<f64>) -> DVector<f64> {
         let k = self.rank();
         let shrink = weight as f64 * self.l1 as f64;
-        let objective = |theta: &DVector<f64>| -> f64 {
+        // The objective at θ, and the scores it took (the next gradient starts from them).
+        let objective = |theta: &DVector<f64>| -> (f64, DVector<f64>) {
             let scores = features * theta;
             let loss: f64 = labels.iter().enumerate().map(|(r, &y)| self.loss.value((scores[r] + offsets[r]) as f32, y) as f64).sum();
-            loss + 0.5 * penalty.component_mul(theta).dot(theta) + shrink * theta.rows(0, k).abs().sum()
+            (loss + 0.5 * penalty.component_mul(theta).dot(theta) + shrink * theta.rows(0, k).abs().sum(), scores)
         };
         let project = |theta: &mut DVector<f64>, rate: f64| {
             for x in theta.iter_mut().take(k) {
@@ -93,9 +94,8 @@ impl Model {
         };
         project(&mut theta, 0.0);
         let mut rate = 1.0 / (features.norm_squared() + penalty.max());
-        let mut current = objective(&theta);
+        let (mut current, mut scores) = objective(&theta);
         for _ in 0..GRADIENT_STEPS {
-            let scores = features * &theta;
             // The slopes are the loss's negative gradient in the score.
             let slopes = DVector::<f64>::from_fn(labels.len(), |r, _| self.loss.at((scores[r] + offsets[r]) as f32, labels[r], Unit::of(1.0)).slopes.0 as f64);
             let gradient = penalty.component_mul(&theta) - features.transpose() * slopes;
@@ -103,10 +103,10 @@ impl Model {
             for _ in 0..40 {
                 let mut next = &theta - &gradient * rate;
                 project(&mut next, rate);
-                let value = objective(&next);
+                let (value, at_next) = objective(&next);
                 if value <= current {
                     moved = value < current;
-                    (theta, current) = (next, value);
+                    (theta, current, scores) = (next, value, at_next);
                     rate *= 1.5;
                     break;
                 }

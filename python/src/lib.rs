@@ -582,13 +582,13 @@ impl PyModel {
     /// Every metric of the model's loss on ratings given as columns of external ids (the
     /// CLI's `eval`): a JSON object of the metrics.
     fn measure(&self, users: PyReadonlyArray1<'_, u64>, items: PyReadonlyArray1<'_, u64>, ratings: PyReadonlyArray1<'_, f32>) -> PyResult<String> {
-        let (u, i, r) = (slice(&users, "users")?, slice(&items, "items")?, slice(&ratings, "ratings")?);
-        if u.len() != i.len() || u.len() != r.len() {
-            return Err(PyValueError::new_err(format!("users, items and ratings differ in length ({}, {} and {})", u.len(), i.len(), r.len())));
+        let r = slice(&ratings, "ratings")?;
+        let mut test = self.pairs(slice(&users, "users")?, slice(&items, "items")?)?;
+        if test.len() != r.len() {
+            return Err(PyValueError::new_err(format!("users and items ({}) and ratings ({}) differ in length", test.len(), r.len())));
         }
+        test.iter_mut().zip(r).for_each(|(t, &value)| t.value = value);
         let m = &self.model;
-        let unknown = gpumf::data::UNKNOWN;
-        let test: Vec<gpumf::data::Rating> = (0..u.len()).map(|k| gpumf::data::Rating { user: m.users.index_of(u[k]).unwrap_or(unknown), item: m.items.index_of(i[k]).unwrap_or(unknown), value: r[k] }).collect();
         if let Some(labels) = m.labels {
             if let Some(bad) = test.iter().find(|t| labels.sign(t.value).is_none()) {
                 return Err(PyValueError::new_err(format!("the ratings hold {}, neither of the model's labels {} and {}", bad.value, labels.negative, labels.positive)));

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Top-N recommendation from events: gpumf beside implicit's ALS and BPR and EASE, on the same
-split files, by Recall@K and NDCG@K (each user's training items left out), with training
-seconds, in one run.
+"""Top-N recommendation from events: gpumf beside implicit's ALS and BPR, LIBMF's one-class
+losses (-f 10, 11, 12) and EASE, on the same split files, by Recall@K and NDCG@K (each user's
+training items left out), with training seconds, in one run.
 
 usage: scripts/one_class_peers.py RATINGS OUT_DIR [--threshold 4] [--min-events 5]
                                   [--test-fraction 0.2] [--seed 42] [--k 20] [--threads N]
@@ -19,7 +19,8 @@ gpumf's model they are checked against gpumf's own `ranking_metrics`.
 
 Tuned settings are chosen on a validation split inside the training events (20% of each
 user's), never on the test file. Needs numpy, scipy and implicit (`pip install implicit`), and
-the gpumf Python package (scripts/test.sh builds it into target/venv).
+the gpumf Python package (scripts/test.sh builds it into target/venv), and LIBMF's mf-train
+(built in ../shared/peers/libmf, or where LIBMF names).
 """
 import argparse
 import os
@@ -132,23 +133,42 @@ def fit_implicit(kind, settings, train, threads):
     return lambda rows: users[rows] @ items.T
 
 
-def fit_gpumf_logistic(train, threads, seed, negatives=1):
-    """gpumf today has no one-class loss: its logistic loss on the events (label 1) and as many
-    non-events per user sampled at random (label 0)."""
+def fit_gpumf(train, threads, seed):
+    """gpumf's one-class loss at its defaults, on the CSR matrix of events (implicit's convention)."""
     import gpumf
 
-    coo = train.tocoo()
-    rng = np.random.default_rng(seed)
-    neg_users = np.repeat(coo.row, negatives)
-    neg_items = rng.integers(0, train.shape[1], len(neg_users))
-    seen = set(zip(coo.row.tolist(), coo.col.tolist()))
-    fresh = np.array([(u, i) not in seen for u, i in zip(neg_users.tolist(), neg_items.tolist())])
-    users = np.r_[coo.row, neg_users[fresh]]
-    items = np.r_[coo.col, neg_items[fresh]]
-    labels = np.r_[np.ones(coo.nnz), np.zeros(fresh.sum())].astype(np.float32)
-    data = np.c_[users, items, labels]
-    model = gpumf.MF(loss="logistic", backend="cpu", threads=threads, verbose=False, seed=seed).fit(data)
-    return model
+    return gpumf.MF(loss="ials", threads=threads, verbose=False, seed=seed).fit(train)
+
+
+LIBMF = os.environ.get("LIBMF", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "peers", "libmf"))
+
+
+def write_events(path, m):
+    coo = m.tocoo()
+    np.savetxt(path, np.c_[coo.row, coo.col, np.ones(coo.nnz)], fmt="%d", delimiter="\t")
+
+
+def fit_libmf(loss, settings, train, threads, work):
+    """LIBMF's one-class losses (-f 10, 11, 12) from its command line; the factors read back
+    from its model file."""
+    import subprocess
+
+    data, model = os.path.join(work, "libmf.train.tsv"), os.path.join(work, "libmf.model")
+    write_events(data, train)
+    flags = [f"-{key} {value}" for key, value in settings.items()]
+    command = f"{os.path.join(LIBMF, 'mf-train')} -f {loss} -s {threads} --quiet {' '.join(flags)} {data} {model}"
+    subprocess.run(command.split(), check=True)
+    p, q = np.zeros((train.shape[0], 1)), np.zeros((train.shape[1], 1))
+    with open(model) as f:
+        header = dict(f.readline().split() for _ in range(5))
+        k = int(header["k"])
+        p, q = np.zeros((train.shape[0], k)), np.zeros((train.shape[1], k))
+        for line in f:
+            fields = line.split()
+            side, row = (p if fields[0][0] == "p" else q), int(fields[0][1:])
+            if fields[1] == "T" and row < side.shape[0]:
+                side[row] = np.array(fields[2:], dtype=float)
+    return lambda rows: p[rows] @ q.T
 
 
 def gpumf_scores(model, n_items):
@@ -176,10 +196,11 @@ def timed(fit):
     return result, time.perf_counter() - t
 
 
-def tune(kind, grid, train, threads, k):
+def tune(fit, grid, train, k):
+    """The setting of `grid` whose `fit(setting, data)` ranks a validation split of the
+    training events best by NDCG@K."""
     fit_part, held = validation_split(train, 0)
-    best = max(grid, key=lambda s: metrics(fit_implicit(kind, s, fit_part, threads), fit_part, held, k)[1])
-    return best
+    return max(grid, key=lambda s: metrics(fit(s, fit_part), fit_part, held, k)[1])
 
 
 def main():
@@ -197,8 +218,7 @@ def main():
     users, items = read_events(args.ratings, args.threshold)
     train, test, _, _ = split_per_user(users, items, args.test_fraction, args.seed, args.min_events)
     for name, m in (("train.tsv", train), ("test.tsv", test)):
-        coo = m.tocoo()
-        np.savetxt(os.path.join(args.out_dir, name), np.c_[coo.row, coo.col, np.ones(coo.nnz)], fmt="%d", delimiter="\t")
+        write_events(os.path.join(args.out_dir, name), m)
     print(f"{args.ratings}: {train.nnz + test.nnz} events (ratings >= {args.threshold}), {train.shape[0]} users x {train.shape[1]} items; "
           f"train {train.nnz}, test {test.nnz}; K = {args.k}, {args.threads} threads")
     k, threads = args.k, args.threads
@@ -214,14 +234,20 @@ def main():
     als_defaults = {}
     run("implicit ALS (defaults)", lambda: fit_implicit("als", als_defaults, train, threads))
     als_grid = [dict(factors=f, regularization=r, alpha=a, iterations=15) for f in (64, 128) for r in (0.01, 0.1) for a in (1.0, 10.0)]
-    best = tune("als", als_grid, train, threads, k)
+    best = tune(lambda s, data: fit_implicit("als", s, data, threads), als_grid, train, k)
     run(f"implicit ALS (tuned: {best})", lambda: fit_implicit("als", best, train, threads))
     run("implicit BPR (defaults)", lambda: fit_implicit("bpr", {}, train, threads))
     bpr_grid = [dict(factors=f, learning_rate=lr, regularization=0.01, iterations=it) for f in (64, 128) for lr in (0.01, 0.05) for it in (100, 300)]
-    best = tune("bpr", bpr_grid, train, threads, k)
+    best = tune(lambda s, data: fit_implicit("bpr", s, data, threads), bpr_grid, train, k)
     run(f"implicit BPR (tuned: {best})", lambda: fit_implicit("bpr", best, train, threads))
 
-    model, seconds = timed(lambda: fit_gpumf_logistic(train, threads, args.seed))
+    for loss, name in ((10, "row-oriented BPR"), (11, "column-oriented BPR"), (12, "squared")):
+        run(f"LIBMF -f {loss} {name} (defaults)", lambda: fit_libmf(loss, {}, train, threads, args.out_dir))
+        libmf_grid = [dict(k=dims, l2=reg, t=20) for dims in (32, 128) for reg in (0.01, 0.1)]
+        best = tune(lambda s, data: fit_libmf(loss, s, data, threads, args.out_dir), libmf_grid, train, k)
+        run(f"LIBMF -f {loss} (tuned: {best})", lambda: fit_libmf(loss, best, train, threads, args.out_dir))
+
+    model, seconds = timed(lambda: fit_gpumf(train, threads, args.seed))
     score = gpumf_scores(model, train.shape[1])
     recall, ndcg = metrics(score, train, test, k)
     # The same definitions here and in gpumf: gpumf leaves out test events of items it never
@@ -235,8 +261,8 @@ def main():
     own = model.ranking_metrics(known_test, k=k, metrics=[f"recall@{k}", f"ndcg@{k}"], train=train)
     if abs(own[f"recall@{k}"] - mine[0]) > 1e-4 or abs(own[f"ndcg@{k}"] - mine[1]) > 1e-4:
         sys.exit(f"gpumf's ranking_metrics ({own}) disagree with this script's ({mine})")
-    rows.append(("gpumf logistic, 1 sampled non-event per event", recall, ndcg, seconds))
-    print(f"{'gpumf logistic, 1 sampled non-event per event':48s} recall@{k} {recall:.4f}  ndcg@{k} {ndcg:.4f}  {seconds:7.2f} s  (gpumf's own metrics agree)")
+    rows.append(("gpumf ials (defaults)", recall, ndcg, seconds))
+    print(f"{'gpumf ials (defaults)':48s} recall@{k} {recall:.4f}  ndcg@{k} {ndcg:.4f}  {seconds:7.2f} s  (gpumf's own metrics agree)")
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ impl Solver for Ensemble<'_> {
             false => None,
         };
         let kernel_seconds = figures.iter().map(|f| f.kernel_seconds).sum::<Option<f64>>();
-        Ok(EpochFigures { train, test, kernel_seconds, streamed_bytes: figures.iter().map(|f| f.streamed_bytes).sum(), uploads: figures.iter().fold(UploadCounts::default(), |a, f| a.merge(f.uploads)) })
+        Ok(EpochFigures { train, test, ndcg: None, kernel_seconds, streamed_bytes: figures.iter().map(|f| f.streamed_bytes).sum(), uploads: figures.iter().fold(UploadCounts::default(), |a, f| a.merge(f.uploads)) })
     }
 
     // Scoring reads the members' factors after each epoch, so no epoch may be queued behind it.

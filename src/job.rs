@@ -207,6 +207,8 @@ impl Job {
         let backend = match self.device {
             Device::Cpu => cpu,
             Device::Gpu => gpu,
+            // Alternating least squares, the one-class loss's trainer, runs on the CPU only.
+            Device::Auto if !self.params.loss.trains_by_sgd() => cpu,
             Device::Auto => {
                 let (backend, passed_over) = training::choose_auto(cpu, gpu);
                 if let Some(why) = passed_over {
@@ -260,6 +262,7 @@ impl Job {
     fn load(&self, path: &Path, options: LoadOptions, listener: &mut dyn Listener) -> Result<Loaded> {
         let loaded = load_ratings(path, options)?;
         listener.note(&loaded.summary(path));
+        check_values(path, &loaded, &self.load, self.params.loss)?;
         Ok(loaded)
     }
 
@@ -409,6 +412,32 @@ impl Job {
         run.train_ratings = train_ratings;
         Ok(Some(run))
     }
+}
+
+/// Checks a file's values against what the loss trains on: events (lines of a user and an
+/// item only) only under a one-class loss; under a one-class loss, ratings only with a
+/// threshold that makes them events, and other values only when `--counts` says they count.
+fn check_values(path: &Path, loaded: &Loaded, options: &LoadOptions, loss: crate::objective::Loss) -> Result<()> {
+    let name = crate::choice::Choice::name(loss);
+    if let (false, Some((lines, line))) = (loss.is_one_class(), loaded.events) {
+        return Err(Error::Parse {
+            path: path.into(),
+            line,
+            message: format!("a user and an item but no rating ({lines} such lines): a file of events (plays, clicks) trains with a one-class loss (--loss ials), not --loss {name}"),
+        });
+    }
+    if loss.is_one_class() && options.positive_threshold.is_none() && !options.counts {
+        if let Some(r) = loaded.ratings.entries.iter().find(|r| r.value != 1.0) {
+            return Err(Error::Data(format!(
+                "{}: holds the value {} (user {}, item {}), but --loss {name} trains on events: give --positive-threshold T to read ratings of T and above as events, or --counts if the column counts or weighs events (plays, clicks)",
+                path.display(),
+                r.value,
+                loaded.ratings.users.external_id(r.user),
+                loaded.ratings.items.external_id(r.item)
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Whether a held-out rating counts as a positive for ranking metrics: the positive label of a

@@ -4,7 +4,7 @@
 
 use crate::data::{Rating, UNKNOWN};
 use crate::model::Model;
-use crate::objective::{LossSums, Metric};
+use crate::objective::{LossSums, Metric, ONE_CLASS_K};
 use ndarray::{ArrayView2, Zip};
 use rayon::prelude::*;
 
@@ -55,6 +55,15 @@ pub fn auc(scores: &[f32], positive: &[bool]) -> Option<f64> {
     Some((rank_sum - p * (p + 1.0) / 2.0) / (p * n))
 }
 
+/// NDCG@[`ONE_CLASS_K`] of the model's lists (training items left out) against `events`, the
+/// held-out events of its users: `None` when the model does not record its training items or
+/// no user has a held-out event.
+pub fn ndcg(model: &Model, events: &[Rating]) -> Option<f64> {
+    let metric = crate::ranking::RankingMetric::Ndcg(ONE_CLASS_K);
+    let report = crate::ranking::ranking_metrics(model, events, |r| r.value > 0.0, &[metric]).ok()?;
+    (report.users > 0).then(|| report.values[0].1)
+}
+
 /// Every metric of a loss on one set of ratings; those that do not fit the loss are `None`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
 pub struct Scores {
@@ -70,6 +79,8 @@ pub struct Scores {
     pub accuracy: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auc: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none", rename = "ndcg@20")]
+    pub ndcg: Option<f64>,
 }
 
 impl Scores {
@@ -91,6 +102,9 @@ impl Scores {
             let positive: Vec<bool> = ratings.par_iter().map(|r| model.label(r.value) > 0.0).collect();
             s.auc = auc(&scores, &positive);
         }
+        if metrics.contains(&Metric::Ndcg) {
+            s.ndcg = ndcg(model, ratings);
+        }
         s
     }
 
@@ -102,6 +116,7 @@ impl Scores {
             Metric::LogLoss => self.log_loss,
             Metric::Accuracy => self.accuracy,
             Metric::Auc => self.auc,
+            Metric::Ndcg => self.ndcg,
         }
     }
 
@@ -113,6 +128,7 @@ impl Scores {
             Metric::LogLoss => &mut self.log_loss,
             Metric::Accuracy => &mut self.accuracy,
             Metric::Auc => &mut self.auc,
+            Metric::Ndcg => &mut self.ndcg,
         };
         *slot = value;
     }

@@ -33,6 +33,12 @@ pub enum Loss {
     Hinge,
     /// ½·max(0, 1 − y·s)²: as the hinge, smoother (LIBMF `-f 6`).
     SquaredHinge,
+    /// One-class data (events: plays, clicks, purchases): the weighted squared loss over every
+    /// user–item pair of implicit-feedback ALS (Hu, Koren & Volinsky 2008; LIBMF `-f 12`),
+    /// ½·c·(1 − s)² for an event of confidence c and ½·w₀·s² for every pair without one.
+    /// Trained by alternating least squares ([`crate::cpu::als`]), the pairs without events
+    /// summed through the k×k Gramian ([`OneClass`]); reports NDCG@20.
+    Ials,
 }
 
 impl crate::choice::Choice for Loss {
@@ -44,6 +50,7 @@ impl crate::choice::Choice for Loss {
         (Loss::Logistic, "logistic", "Binary labels: logistic loss; predict prints a probability"),
         (Loss::Hinge, "hinge", "Binary labels: hinge loss; predict prints the margin and the class"),
         (Loss::SquaredHinge, "squared-hinge", "Binary labels: squared hinge loss; predict prints the margin and the class"),
+        (Loss::Ials, "ials", "One-class events (plays, clicks): weighted squared loss over every pair, trained by ALS; reports NDCG@20"),
     ];
 }
 
@@ -52,6 +59,8 @@ impl crate::choice::Choice for Loss {
 pub enum Family {
     Real,
     Binary,
+    /// Events, each a positive with a confidence; every other pair is a weak negative.
+    OneClass,
 }
 
 /// The scores of the generalised KL divergence are taken at least this many rating units above
@@ -176,7 +185,18 @@ impl Loss {
         match self {
             Loss::Squared | Loss::Absolute | Loss::Kl => Family::Real,
             Loss::Logistic | Loss::Hinge | Loss::SquaredHinge => Family::Binary,
+            Loss::Ials => Family::OneClass,
         }
+    }
+
+    /// Whether the SGD trainers (CPU, GPU, distributed) train it: every loss but the one-class
+    /// ones, whose pairs without events no pass over the ratings visits.
+    pub fn trains_by_sgd(self) -> bool {
+        self.family() != Family::OneClass
+    }
+
+    pub fn is_one_class(self) -> bool {
+        self.family() == Family::OneClass
     }
 
     pub fn is_binary(self) -> bool {
@@ -215,6 +235,7 @@ impl Loss {
             Loss::Logistic => -label / (1.0 + margin.exp()),
             Loss::Hinge => if margin < 1.0 { -label } else { 0.0 },
             Loss::SquaredHinge => -label * (1.0 - margin).max(0.0),
+            Loss::Ials => -label * (1.0 - score),
         }
     }
 
@@ -275,13 +296,19 @@ impl Loss {
                 let gap = (1.0 - margin).max(0.0);
                 (label * gap, false, 0.5 * gap * gap)
             }
+            // An event's term: its label is the confidence c, its target 1.
+            Loss::Ials => {
+                let gap = 1.0 - score;
+                let slope = label * gap;
+                return AtScore { slopes: (slope, slope), terms: [0.5 * slope * gap, gap * gap, gap.abs(), 0.0], log1p: 0.0 };
+            }
         };
         // Squared error steps factors by e / unit and biases by e; the others step factors by
         // g and biases by g·unit (for binary labels the unit is 1).
         let slopes = if scaled { (g * unit.inverse, g) } else { (g, g * unit.unit) };
         let correct = match self.family() {
             Family::Binary => ((label > 0.0) == (score > 0.0)) as u8 as f32,
-            Family::Real => 0.0,
+            Family::Real | Family::OneClass => 0.0,
         };
         AtScore { slopes, terms: [value, e * e, e.abs(), correct], log1p }
     }
@@ -292,7 +319,7 @@ impl Loss {
     pub fn judged(self, score: f32, range: (f32, f32)) -> f32 {
         match self.family() {
             Family::Real => clip(score, range),
-            Family::Binary => score,
+            Family::Binary | Family::OneClass => score,
         }
     }
 
@@ -304,7 +331,7 @@ impl Loss {
         match self {
             Loss::Squared | Loss::Absolute | Loss::Kl => clip(score, range),
             Loss::Logistic => 1.0 / (1.0 + (-score).exp()),
-            Loss::Hinge | Loss::SquaredHinge => score,
+            Loss::Hinge | Loss::SquaredHinge | Loss::Ials => score,
         }
     }
 
@@ -314,6 +341,7 @@ impl Loss {
             Loss::Squared | Loss::Absolute | Loss::Kl => "rating",
             Loss::Logistic => "probability",
             Loss::Hinge | Loss::SquaredHinge => "margin",
+            Loss::Ials => "score",
         }
     }
 
@@ -325,6 +353,7 @@ impl Loss {
             Loss::Kl => &[Metric::Gkl, Metric::Rmse, Metric::Mae],
             Loss::Logistic => &[Metric::LogLoss, Metric::Accuracy, Metric::Auc],
             Loss::Hinge | Loss::SquaredHinge => &[Metric::Accuracy, Metric::Auc],
+            Loss::Ials => &[Metric::Ndcg],
         }
     }
 
@@ -370,14 +399,15 @@ impl Loss {
                 "let g = label * max(1.0 - label * score, 0.0);\n    return vec2<f32>(g, g);",
                 "0.5 * max(1.0 - label * score, 0.0) * max(1.0 - label * score, 0.0)",
             ),
+            Loss::Ials => ("let g = label * (1.0 - score);\n    return vec2<f32>(g, g);", "0.5 * label * (1.0 - score) * (1.0 - score)"),
         };
         let correct = match self.family() {
             Family::Binary => "select(0.0, 1.0, (label > 0.0) == (score > 0.0))",
-            Family::Real => "0.0",
+            Family::Real | Family::OneClass => "0.0",
         };
         let judged = match self.family() {
             Family::Real => "clamp(score, params.clip_low, params.clip_high)",
-            Family::Binary => "score",
+            Family::Binary | Family::OneClass => "score",
         };
         // Functions a loss's value needs, as its Rust arm above computes it.
         let helpers = match self {
@@ -391,6 +421,89 @@ impl Loss {
             "// The loss, {name} (src/objective.rs).\n{helpers}fn loss_slopes(score: f32, label: f32) -> vec2<f32> {{\n    {slopes}\n}}\n\nfn loss_terms(score: f32, label: f32) -> vec4<f32> {{\n    let e = label - score;\n    return vec4<f32>({value}, e * e, abs(e), {correct});\n}}\n\nfn judged(score: f32) -> f32 {{\n    return {judged};\n}}\n",
             name = crate::choice::Choice::name(self)
         )
+    }
+}
+
+/// How an event's count becomes its confidence (Hu, Koren & Volinsky 2008).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Confidence {
+    /// 1 + α·c.
+    #[default]
+    Linear,
+    /// 1 + α·ln(1 + c/ε): play counts that run to thousands weigh little more than tens.
+    Log,
+}
+
+impl crate::choice::Choice for Confidence {
+    const WHAT: &'static str = "confidence";
+    const ALL: &'static [(Confidence, &'static str, &'static str)] = &[
+        (Confidence::Linear, "linear", "1 + alpha * count (the default)"),
+        (Confidence::Log, "log", "1 + alpha * ln(1 + count / epsilon), for counts that run to thousands"),
+    ];
+}
+
+/// The settings of the one-class loss ([`Loss::Ials`]): how events weigh against the pairs
+/// without one, and how its rows are solved.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OneClass {
+    /// w₀: the weight of each pair without an event (Rendle et al. 2021's α₀).
+    pub unobserved_weight: f32,
+    pub confidence: Confidence,
+    /// α of the confidence.
+    pub alpha: f32,
+    /// ε of the log confidence.
+    pub epsilon: f32,
+    /// Conjugate-gradient steps per row and half-epoch, each started from the row as it stands
+    /// (as implicit's ALS): a few suffice once the rows settle, and each costs one pass over
+    /// the row's events rather than a k×k factorisation.
+    pub cg_steps: usize,
+}
+
+impl Default for OneClass {
+    fn default() -> Self {
+        OneClass { unobserved_weight: 0.2, confidence: Confidence::Linear, alpha: 1.0, epsilon: 1.0, cg_steps: 3 }
+    }
+}
+
+impl OneClass {
+    /// The confidence of an event counted `count` times (count > 0).
+    #[inline]
+    pub fn confidence(&self, count: f32) -> f32 {
+        match self.confidence {
+            Confidence::Linear => 1.0 + self.alpha * count,
+            Confidence::Log => 1.0 + self.alpha * (count / self.epsilon).ln_1p(),
+        }
+    }
+
+    /// The weighted squared loss of one row against the other side, its events given as
+    /// (score, confidence): ½Σ c(1 − s)² over the events plus ½w₀ Σ s² over every other pair,
+    /// the latter as ½w₀(xᵀGx − Σ s²) with G the other side's Gramian, so it never visits the
+    /// pairs without events. `x_gram_x` is xᵀGx.
+    pub fn row_loss(&self, events: impl IntoIterator<Item = (f32, f32)>, x_gram_x: f64) -> f64 {
+        let w0 = self.unobserved_weight as f64;
+        let mut loss = 0.5 * w0 * x_gram_x;
+        for (s, c) in events {
+            let (s, c) = (s as f64, c as f64);
+            loss += 0.5 * (c * (1.0 - s) * (1.0 - s) - w0 * s * s);
+        }
+        loss
+    }
+
+    /// The checks the settings must pass, naming the flag.
+    pub fn validate(&self) -> Result<()> {
+        for (flag, argument, v) in [("--unobserved-weight", "unobserved_weight", self.unobserved_weight), ("--alpha", "alpha", self.alpha)] {
+            if !v.is_finite() || v < 0.0 {
+                return Err(Error::setting(flag, argument, v, format!("must be a finite non-negative number, got {v}")));
+            }
+        }
+        if !self.epsilon.is_finite() || self.epsilon <= 0.0 {
+            return Err(Error::setting("--epsilon", "epsilon", self.epsilon, format!("must be a positive number, got {}", self.epsilon)));
+        }
+        if self.cg_steps == 0 {
+            return Err(Error::setting("--cg-steps", "cg_steps", 0, "must be at least 1"));
+        }
+        Ok(())
     }
 }
 
@@ -423,7 +536,15 @@ pub enum Metric {
     /// The area under the ROC curve of the scores: the chance that a positive outscores a
     /// negative. Not a sum: computed from the scores (see [`crate::metrics::auc`]).
     Auc,
+    /// NDCG@[`ONE_CLASS_K`] of each user's list against its held-out events: how one-class
+    /// models are judged. Not a sum: computed from the lists ([`crate::ranking`]).
+    #[serde(rename = "ndcg@20")]
+    Ndcg,
 }
+
+/// The list length one-class models are judged by during training (early stopping, `--auto`):
+/// NDCG@20, as the one-class benchmarks report.
+pub const ONE_CLASS_K: usize = 20;
 
 impl Metric {
     /// The name in reports and JSON: "rmse", "log_loss".
@@ -435,6 +556,7 @@ impl Metric {
             Metric::LogLoss => "log_loss",
             Metric::Accuracy => "accuracy",
             Metric::Auc => "auc",
+            Metric::Ndcg => "ndcg@20",
         }
     }
 
@@ -447,11 +569,12 @@ impl Metric {
             Metric::LogLoss => "log loss",
             Metric::Accuracy => "accuracy",
             Metric::Auc => "AUC",
+            Metric::Ndcg => "NDCG@20",
         }
     }
 
     pub fn lower_is_better(self) -> bool {
-        !matches!(self, Metric::Accuracy | Metric::Auc)
+        !matches!(self, Metric::Accuracy | Metric::Auc | Metric::Ndcg)
     }
 
     /// Whether `a` is better than `b` by this metric.
@@ -459,14 +582,14 @@ impl Metric {
         if self.lower_is_better() { a < b } else { a > b }
     }
 
-    /// The metric from sums; `None` for AUC, which sums cannot give.
+    /// The metric from sums; `None` for AUC and NDCG, which sums cannot give.
     pub fn of(self, sums: &LossSums) -> Option<f64> {
         match self {
             Metric::Rmse => Some(sums.rmse()),
             Metric::Mae => Some(sums.mae()),
             Metric::Gkl | Metric::LogLoss => Some(sums.mean_loss()),
             Metric::Accuracy => Some(sums.accuracy()),
-            Metric::Auc => None,
+            Metric::Auc | Metric::Ndcg => None,
         }
     }
 }
@@ -556,6 +679,8 @@ mod tests {
         match loss.family() {
             Family::Real => vec![(3.2, 4.0), (4.6, 2.0), (0.7, 1.0), (2.5, 0.0), (1.3, 5.0)],
             Family::Binary => vec![(0.3, 1.0), (-0.4, 1.0), (0.2, -1.0), (-2.5, -1.0), (1.7, -1.0), (-0.05, 1.0)],
+            // (score, an event's confidence)
+            Family::OneClass => vec![(0.3, 2.0), (1.4, 1.0), (-0.2, 5.0)],
         }
     }
 

@@ -99,7 +99,9 @@ fn candidates(base: &Params) -> Vec<(usize, f32, f32)> {
     let mut grid = Vec::new();
     for &rank in &ranks {
         for reg in [base.reg / 2.0, base.reg, base.reg * 2.0] {
-            for lr in [base.learning_rate / 2.0, base.learning_rate, base.learning_rate * 2.0] {
+            // Alternating least squares (the one-class loss) takes no learning rate.
+            let lrs = if base.loss.trains_by_sgd() { vec![base.learning_rate / 2.0, base.learning_rate, base.learning_rate * 2.0] } else { vec![base.learning_rate] };
+            for lr in lrs {
                 if (rank, reg, lr) != (base.rank, base.reg, base.learning_rate) && !grid.contains(&(rank, reg, lr)) {
                     grid.push((rank, reg, lr));
                 }
@@ -201,6 +203,8 @@ mod tests {
         // Ranks below 4 are left out, and ranks --models could not hold.
         assert_eq!(candidates(&Params { rank: 8, ..base.clone() }).len(), 3 * 3 * 3);
         assert!(candidates(&Params { models: 32, ..base.clone() }).iter().all(|&(k, _, _)| k * 32 <= 4096));
+        // The one-class loss's grid has no learning rates.
+        assert_eq!(candidates(&Params { rank: 8, ..Params::for_loss(crate::objective::Loss::Ials) }).len(), 3 * 3);
         // With λ 0 the grid holds each rank and learning rate once.
         let unregularised = candidates(&Params { reg: 0.0, ..base.clone() });
         assert_eq!(unregularised.len(), 4 * 3);

@@ -13,6 +13,9 @@ pub struct EpochFigures {
     pub train: LossSums,
     /// Loss sums of the test ratings after the epoch, when it was asked to score them.
     pub test: Option<LossSums>,
+    /// NDCG@20 of the held-out events after the epoch, for one-class losses, whose test set
+    /// sums do not judge ([`crate::objective::Metric::Ndcg`]).
+    pub ndcg: Option<f64>,
     /// Seconds the device's own clock measured for the epoch's kernels, where it has one.
     pub kernel_seconds: Option<f64>,
     /// Bytes the epoch moved between host memory and the device beyond what stays resident

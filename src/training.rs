@@ -2,7 +2,7 @@
 //! an epoch runs; the learning-rate schedule, when the test set is scored, early stopping, the
 //! reports and the result are common.
 
-use crate::cpu::{CpuMode, CpuSolver};
+use crate::cpu::{als::AlsSolver, CpuMode, CpuSolver};
 use crate::problem::Problem;
 use crate::error::{Error, Result};
 use crate::gpu::{GpuOptions, GpuSolver};
@@ -162,6 +162,13 @@ pub fn make_solver<'a>(problem: &'a Problem, params: &Params, backend: &Backend)
     }
     let labels = problem.labels(params.loss)?;
     let model = Model::init(problem, params, labels);
+    if !params.loss.trains_by_sgd() {
+        let name = crate::choice::Choice::name(params.loss);
+        return match backend {
+            Backend::Cpu(mode) => Ok(Box::new(AlsSolver::new(problem, model, params, mode.threads())?)),
+            Backend::Gpu(_) => Err(Error::InvalidParameter(format!("--loss {name} trains by alternating least squares on the CPU; the GPU does not train it yet (use --backend cpu)"))),
+        };
+    }
     Ok(match backend {
         Backend::Cpu(mode) => Box::new(CpuSolver::new(problem, model, params, *mode)?),
         Backend::Gpu(options) => Box::new(GpuSolver::new(problem, model, params, options)?),
@@ -273,7 +280,11 @@ pub fn drive(mut solver: Box<dyn Solver + '_>, params: &Params, course: &Course,
             loss: params.loss,
             train_loss: figures.train.loss,
             train: Scores::of(&figures.train, metrics),
-            test: figures.test.map(|t| Scores::of(&t, metrics)),
+            test: match (figures.test, figures.ndcg) {
+                (Some(t), _) => Some(Scores::of(&t, metrics)),
+                (None, Some(ndcg)) => Some(Scores { ndcg: Some(ndcg), ..Scores::default() }),
+                (None, None) => None,
+            },
             sgd_seconds,
             kernel_seconds: figures.kernel_seconds,
             streamed_bytes: figures.streamed_bytes,

@@ -364,3 +364,57 @@ fn top_n_lists_similar_items_and_ranking_metrics_from_the_command_line() {
         assert!(!o.status.success() && stderr(&o).contains("--metrics") && stderr(&o).contains(says), "{metrics}: {}", stderr(&o));
     }
 }
+
+#[test]
+fn events_train_the_one_class_loss_and_bad_input_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    // 60 users × 40 items: each user plays items of their kind ((u + i) % 4 == 0), a fifth
+    // held out; `user item` lines only.
+    let (mut tr, mut te) = (String::new(), String::new());
+    for u in 0..60 {
+        for i in (0..40).filter(|i| (u + i) % 4 == 0) {
+            let line = format!("{}\t{}\n", u + 100, i + 500);
+            if (u * 7 + i) % 5 == 0 { te.push_str(&line) } else { tr.push_str(&line) }
+        }
+    }
+    std::fs::write(path("train.tsv"), tr).unwrap();
+    std::fs::write(path("test.tsv"), te).unwrap();
+    let o = gpumf(&["train", "--train", &path("train.tsv"), "--test", &path("test.tsv"), "--loss", "ials", "--rank", "8", "--save", &path("m.gpumf"), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(v["metric"], "ndcg@20");
+    assert_eq!(v["settings"]["params"]["epochs"], 15, "the one-class loss's own default");
+    assert!(v["test_ndcg@20"].as_f64().unwrap() > 0.8, "{v}");
+    assert!(v["backend"].as_str().unwrap().contains("alternating least squares"), "{v}");
+    // A new user who played three items of kind 0 is recommended the rest of that kind.
+    std::fs::write(path("items.txt"), "500\n504\t3\n508\n").unwrap();
+    let o = gpumf(&["predict", "--model", &path("m.gpumf"), "--items", &path("items.txt"), "--top", "4"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let new = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(new.lines().count(), 4, "{new}");
+    for line in new.lines() {
+        let item: u32 = line.split('\t').next().unwrap().parse().unwrap();
+        assert!(item.is_multiple_of(4) && ![500, 504, 508].contains(&item), "{new}");
+    }
+
+    std::fs::write(path("ratings.tsv"), "1\t1\t5\n1\t2\t3\n2\t1\t4\n").unwrap();
+    std::fs::write(path("negative.tsv"), "1\t1\t5\n1\t2\t-3\n2\t1\t4\n").unwrap();
+    let cases: &[(&[&str], &[&str])] = &[
+        (&["train", "--train", &path("train.tsv")], &["train.tsv:1:", "no rating", "--loss ials"]),
+        (&["train", "--train", &path("ratings.tsv"), "--loss", "ials"], &["ratings.tsv", "holds the value 5", "--positive-threshold", "--counts"]),
+        (&["train", "--train", &path("negative.tsv"), "--loss", "ials", "--counts"], &["-3", "cannot be negative"]),
+        (&["train", "--train", &path("train.tsv"), "--loss", "ials", "--backend", "gpu"], &["--loss ials", "CPU"]),
+        (&["train", "--train", &path("train.tsv"), "--loss", "ials", "--nonneg"], &["--nonneg", "alternating least squares"]),
+        (&["train", "--train", &path("train.tsv"), "--loss", "ials", "--unobserved-weight", "-1"], &["--unobserved-weight"]),
+        (&["train", "--train", &path("train.tsv"), "--loss", "ials", "--cg-steps", "0"], &["--cg-steps"]),
+    ];
+    for (args, words) in cases {
+        let o = gpumf(args);
+        let e = stderr(&o);
+        assert!(!o.status.success() && !e.contains("panicked"), "{args:?}: {e}");
+        for w in *words {
+            assert!(e.contains(w), "{args:?}: {e:?} lacks {w:?}");
+        }
+    }
+}

@@ -84,7 +84,7 @@ const BAD: &[(&str, u64, &[&str])] = &[
     ("1\t2\t3\n4,5,3\n", 2, &["inconsistent delimiter", "comma"]),
     ("1\t2\t3\n4\t5\t3\t1\t9\n", 2, &["too many fields"]),
     ("userId,movieId,rating\n1,2,3\n1,2\n", 3, &["missing field"]),
-    ("userId,movieId\n1,2\n", 1, &["no rating column"]),
+    ("1\t2\n3\t4\t5\n", 2, &["too many fields", "expected 2"]),
     ("%%MatrixMarket matrix coordinate real general\n2 2 1\n1 2 x\n", 3, &["not a number"]),
     // A headerless file whose first line is bad: its fault, not "header has no user column".
     ("1,2,abc\n3,4,5\n", 1, &["rating \"abc\" is not a number"]),
@@ -102,6 +102,20 @@ fn every_bad_line_is_named_by_file_line_and_fault() {
         for w in *words {
             assert!(msg.contains(w), "case {i}: {msg:?} lacks {w:?}");
         }
+    }
+}
+
+#[test]
+fn files_of_events_load_as_ones_and_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in [("plays.tsv", "7\t1\n7\t2\n9\t1\n"), ("plays.txt", "7 1\n7 2\n9 1\n"), ("plays.csv", "user,item\n7,1\n7,2\n9,1\n")] {
+        let path = write(dir.path(), name, text);
+        let loaded = load(&path).unwrap();
+        assert_eq!(loaded.ratings.len(), 3, "{name}");
+        assert!(loaded.ratings.entries.iter().all(|r| r.value == 1.0), "{name}");
+        let first = if name.ends_with(".csv") { 2 } else { 1 };
+        assert_eq!(loaded.events, Some((3, first)), "{name}");
+        assert!(loaded.summary(&path).contains("3 lines of a user and an item only"), "{name}");
     }
 }
 

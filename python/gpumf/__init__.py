@@ -202,7 +202,7 @@ def _ratings(values, what: str) -> np.ndarray:
 
 
 # How each metric of the reports is named for people, as the CLI names it.
-_METRIC_NAMES = {"rmse": "RMSE", "mae": "MAE", "gkl": "KL divergence", "log_loss": "log loss", "accuracy": "accuracy", "auc": "AUC"}
+_METRIC_NAMES = {"rmse": "RMSE", "mae": "MAE", "gkl": "KL divergence", "log_loss": "log loss", "accuracy": "accuracy", "auc": "AUC", "ndcg@20": "NDCG@20"}
 
 
 class _Progress:
@@ -256,6 +256,15 @@ class MF:
     class). ``nonneg`` keeps the factors non-negative, ``l1`` adds L1 regularisation beside
     ``reg``'s L2.
 
+    For one-class data (plays, clicks, purchases: a SciPy CSR matrix of events or counts with
+    users as rows, implicit's convention) ``loss="ials"`` trains the weighted squared loss over
+    every user-item pair by alternating least squares on the CPU, judged by NDCG@20: an event
+    counted c times has confidence 1 + ``alpha`` * c (``confidence="linear"``) or
+    1 + ``alpha`` * ln(1 + c / ``epsilon``) (``"log"``), every other pair the weight
+    ``unobserved_weight``; ``cg_steps`` conjugate-gradient steps solve each row. Its defaults
+    (``epochs``, ``reg``; no biases, no SVD++ term) are its own: left as None, ``epochs``,
+    ``reg``, ``biases`` and ``svdpp`` take the loss's defaults.
+
     The other parameters are the CLI's: ``rank``, ``epochs``, ``lr`` (initial learning rate), ``lr_decay``
     (lr / (1 + lr_decay * epoch)), ``reg`` and ``reg_bias`` (L2 on factors and biases),
     ``biases`` (False for the pure p_u . q_i model), ``init_std``, ``scale`` (True: ``lr``,
@@ -280,23 +289,23 @@ class MF:
     def __init__(
         self,
         rank: int = _DEFAULTS["rank"],
-        epochs: int = _DEFAULTS["epochs"],
+        epochs: Optional[int] = None,
         lr: float = _DEFAULTS["lr"],
-        reg: float = _DEFAULTS["reg"],
+        reg: Optional[float] = None,
         backend: str = "auto",
         threads: Optional[int] = None,
         seed: int = _DEFAULTS["seed"],
         precision: str = "f32",
         lr_decay: float = _DEFAULTS["lr_decay"],
         reg_bias: float = _DEFAULTS["reg_bias"],
-        biases: bool = _DEFAULTS["biases"],
+        biases: Optional[bool] = None,
         init_std: float = _DEFAULTS["init_std"],
         eval_every: int = _DEFAULTS["eval_every"],
         blocks: Optional[str] = None,
         verbose: bool = True,
         scale: bool = _DEFAULTS["scale"],
         frequency_reg: bool = _DEFAULTS["frequency_reg"],
-        svdpp: bool = _DEFAULTS["svdpp"],
+        svdpp: Optional[bool] = None,
         auto: bool = False,
         budget: float = 300.0,
         models: int = _DEFAULTS["models"],
@@ -304,11 +313,22 @@ class MF:
         loss: str = _DEFAULTS["loss"],
         nonneg: bool = _DEFAULTS["nonneg"],
         l1: float = _DEFAULTS["l1"],
+        unobserved_weight: float = _DEFAULTS["unobserved_weight"],
+        confidence: str = _DEFAULTS["confidence"],
+        alpha: float = _DEFAULTS["alpha"],
+        epsilon: float = _DEFAULTS["epsilon"],
+        cg_steps: int = _DEFAULTS["cg_steps"],
         implicit: Optional[bool] = None,
     ):
         if implicit is not None:
             warnings.warn("MF(implicit=...) is now MF(svdpp=...): the SVD++-style term, not one-class data", DeprecationWarning, stacklevel=2)
             svdpp = implicit
+        # The loss's own defaults where none is given (the one-class loss has its own).
+        own = _gpumf.default_params(str(loss))
+        epochs = own["epochs"] if epochs is None else epochs
+        reg = own["reg"] if reg is None else reg
+        biases = own["biases"] if biases is None else biases
+        svdpp = own["svdpp"] if svdpp is None else svdpp
         self.rank, self.epochs, self.lr, self.reg = rank, epochs, lr, reg
         self.backend, self.threads, self.seed, self.precision = backend, threads, seed, precision
         self.lr_decay, self.reg_bias, self.biases, self.init_std = lr_decay, reg_bias, biases, init_std
@@ -316,6 +336,8 @@ class MF:
         self.auto, self.budget, self.models, self.svdpp = auto, budget, models, svdpp
         self.verbose, self.gpu_memory = verbose, gpu_memory
         self.loss, self.nonneg, self.l1 = loss, nonneg, l1
+        self.unobserved_weight, self.confidence, self.alpha = unobserved_weight, confidence, alpha
+        self.epsilon, self.cg_steps = epsilon, cg_steps
         self.history: list = []
         self.summary: dict = {}
         self._model = None
@@ -378,6 +400,11 @@ class MF:
             "loss": str(self.loss),
             "nonneg": bool(self.nonneg),
             "l1": float(self.l1),
+            "unobserved_weight": float(self.unobserved_weight),
+            "confidence": str(self.confidence),
+            "alpha": float(self.alpha),
+            "epsilon": float(self.epsilon),
+            "cg_steps": int(self.cg_steps),
         }
         progress = _Progress(self.epochs, self.verbose)
         history = []

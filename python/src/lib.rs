@@ -7,7 +7,7 @@ use gpumf::data::{load_ratings, parse_ratings, Duplicates, Format, LoadOptions, 
 use gpumf::gpu::{GpuOptions, Precision};
 use gpumf::job::{Device, Holdout, Job, Listener, Source};
 use gpumf::model::{Model, Params};
-use gpumf::objective::Loss;
+use gpumf::objective::{Confidence, Loss, OneClass};
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, ToPyArray};
 use pyo3::exceptions::{PyFileNotFoundError, PyIsADirectoryError, PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -123,10 +123,11 @@ fn named<T: Choice>(value: &str, what: &str) -> PyResult<T> {
     })
 }
 
-/// The library's defaults, so Python states none of its own.
+/// The library's defaults for `loss`, so Python states none of its own.
 #[pyfunction]
-fn default_params(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
-    let p = Params::default();
+#[pyo3(signature = (loss="squared"))]
+fn default_params<'py>(py: Python<'py>, loss: &str) -> PyResult<Bound<'py, PyDict>> {
+    let p = Params::for_loss(named::<Loss>(loss, "loss")?);
     let d = PyDict::new(py);
     d.set_item("rank", p.rank)?;
     d.set_item("epochs", p.epochs)?;
@@ -145,6 +146,11 @@ fn default_params(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     d.set_item("loss", Choice::name(p.loss))?;
     d.set_item("nonneg", p.nonneg)?;
     d.set_item("l1", p.l1)?;
+    d.set_item("unobserved_weight", p.one_class.unobserved_weight)?;
+    d.set_item("confidence", Choice::name(p.one_class.confidence))?;
+    d.set_item("alpha", p.one_class.alpha)?;
+    d.set_item("epsilon", p.one_class.epsilon)?;
+    d.set_item("cg_steps", p.one_class.cg_steps)?;
     Ok(d)
 }
 
@@ -157,7 +163,7 @@ fn set_columns<'py>(py: Python<'py>, set: &RatingSet) -> Columns<'py> {
     (users.into_pyarray(py), items.into_pyarray(py), ratings.into_pyarray(py))
 }
 
-fn load_options(format: &str, skip_bad_lines: bool, missing: Option<String>, skip_columns: usize, duplicates: &str, positive_threshold: Option<f32>) -> PyResult<LoadOptions> {
+fn load_options(format: &str, skip_bad_lines: bool, missing: Option<String>, skip_columns: usize, duplicates: &str, positive_threshold: Option<f32>, counts: bool) -> PyResult<LoadOptions> {
     Ok(LoadOptions {
         format: named::<Format>(format, "format")?,
         skip_bad_lines,
@@ -166,6 +172,7 @@ fn load_options(format: &str, skip_bad_lines: bool, missing: Option<String>, ski
         split_column: None,
         duplicates: named::<Duplicates>(duplicates, "duplicates")?,
         positive_threshold,
+        counts,
         max_bytes: None,
     })
 }
@@ -175,7 +182,7 @@ fn load_options(format: &str, skip_bad_lines: bool, missing: Option<String>, ski
 #[pyo3(signature = (path, format="auto", skip_bad_lines=false, missing=None, skip_columns=0, duplicates="keep", positive_threshold=None))]
 #[allow(clippy::too_many_arguments)]
 fn load_file<'py>(py: Python<'py>, path: PathBuf, format: &str, skip_bad_lines: bool, missing: Option<String>, skip_columns: usize, duplicates: &str, positive_threshold: Option<f32>) -> PyResult<(Columns<'py>, String)> {
-    let options = load_options(format, skip_bad_lines, missing, skip_columns, duplicates, positive_threshold)?;
+    let options = load_options(format, skip_bad_lines, missing, skip_columns, duplicates, positive_threshold, false)?;
     let loaded = py.detach(|| load_ratings(&path, options)).map_err(py_err)?;
     Ok((set_columns(py, &loaded.ratings), loaded.summary(&path)))
 }
@@ -227,6 +234,11 @@ struct Settings {
     loss: String,
     nonneg: bool,
     l1: f32,
+    unobserved_weight: f32,
+    confidence: String,
+    alpha: f32,
+    epsilon: f32,
+    cg_steps: usize,
     backend: String,
     threads: Option<usize>,
     precision: String,
@@ -253,6 +265,13 @@ impl Settings {
             loss: named::<Loss>(&self.loss, "loss")?,
             nonneg: self.nonneg,
             l1: self.l1,
+            one_class: OneClass {
+                unobserved_weight: self.unobserved_weight,
+                confidence: named::<Confidence>(&self.confidence, "confidence")?,
+                alpha: self.alpha,
+                epsilon: self.epsilon,
+                cg_steps: self.cg_steps,
+            },
             blocks: self.blocks.as_deref().map(|b| b.parse::<gpumf::grid::GridSize>().map_err(|e| PyValueError::new_err(format!("blocks={b:?}: {e}")))).transpose()?,
         };
         params.validate().map_err(py_err)?;
@@ -282,7 +301,7 @@ fn train_columns(py: Python<'_>, data: ColumnArgs<'_>, test: Option<ColumnArgs<'
 /// Trains on rating files read by the CLI's loader, as `gpumf train --train PATH` does: the
 /// ratings go from the file to the engine without a round trip through Python.
 #[pyfunction]
-#[pyo3(signature = (path, test_path, test_fraction, settings, format="auto", skip_bad_lines=false, missing=None, skip_columns=0, duplicates="keep", positive_threshold=None, on_epoch=None, on_note=None))]
+#[pyo3(signature = (path, test_path, test_fraction, settings, format="auto", skip_bad_lines=false, missing=None, skip_columns=0, duplicates="keep", positive_threshold=None, counts=false, on_epoch=None, on_note=None))]
 #[allow(clippy::too_many_arguments)]
 fn train_files(
     py: Python<'_>,
@@ -296,10 +315,11 @@ fn train_files(
     skip_columns: usize,
     duplicates: &str,
     positive_threshold: Option<f32>,
+    counts: bool,
     on_epoch: Option<Py<PyAny>>,
     on_note: Option<Py<PyAny>>,
 ) -> PyResult<Fitted> {
-    let load = load_options(format, skip_bad_lines, missing, skip_columns, duplicates, positive_threshold)?;
+    let load = load_options(format, skip_bad_lines, missing, skip_columns, duplicates, positive_threshold, counts)?;
     let holdout = match (test_path, test_fraction) {
         (Some(_), Some(_)) => return Err(PyValueError::new_err("give test or test_fraction, not both")),
         (Some(test), None) => Holdout::File(test),

@@ -230,7 +230,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         }
     }
     if ranks.is_empty() {
-        ranks.push(args.params.rank);
+        ranks.push(args.params.params().rank);
     }
     let params = gpumf::model::Params { rank: ranks[0], ..args.params.params() };
     for &rank in &ranks {

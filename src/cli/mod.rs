@@ -12,6 +12,7 @@ use gpumf::choice::Choice;
 use gpumf::data::{Duplicates, Format, LoadOptions};
 use gpumf::gpu::Precision;
 use gpumf::model::Params;
+use gpumf::objective::OneClass;
 
 #[derive(Parser)]
 #[command(name = "gpumf", version, about = "Matrix factorisation of sparse rating data by SGD on the GPU (wgpu) and the CPU")]
@@ -93,9 +94,14 @@ pub struct InputArgs {
     #[arg(long, value_parser = choice::<Duplicates>(), default_value = "keep")]
     pub duplicates: Duplicates,
     /// Read ratings of this value and above as 1 and the rest as 0: explicit ratings as the
-    /// two labels of a binary --loss (e.g. 4 for 4 and 5 stars liked).
+    /// two labels of a binary --loss (e.g. 4 for 4 and 5 stars liked), or with --loss ials as
+    /// events (those below are no event).
     #[arg(long, allow_negative_numbers = true)]
     pub positive_threshold: Option<f32>,
+    /// With --loss ials: the third column counts events (plays, clicks) or weighs them; each
+    /// becomes a confidence as --confidence says. Repeated pairs add up with --duplicates sum.
+    #[arg(long)]
+    pub counts: bool,
 }
 
 impl InputArgs {
@@ -108,6 +114,7 @@ impl InputArgs {
             split_column: None,
             duplicates: self.duplicates,
             positive_threshold: self.positive_threshold,
+            counts: self.counts,
             max_bytes: None,
         }
     }
@@ -116,11 +123,12 @@ impl InputArgs {
 /// The model's hyper-parameters.
 #[derive(Args, Clone, Debug)]
 pub struct ParamArgs {
-    /// Latent factors per user and item.
-    #[arg(long, short = 'k', default_value_t = Params::default().rank)]
-    pub rank: usize,
-    #[arg(long, default_value_t = Params::default().epochs)]
-    pub epochs: usize,
+    /// Latent factors per user and item [default: 128].
+    #[arg(long, short = 'k')]
+    pub rank: Option<usize>,
+    /// Passes over the training ratings [default: 40; with --loss ials, 15].
+    #[arg(long)]
+    pub epochs: Option<usize>,
     /// Initial learning rate.
     #[arg(long, default_value_t = Params::default().learning_rate, allow_negative_numbers = true)]
     pub lr: f32,
@@ -128,9 +136,11 @@ pub struct ParamArgs {
     #[arg(long, default_value_t = Params::default().lr_decay, allow_negative_numbers = true)]
     pub lr_decay: f32,
     /// L2 regularisation of the factors: of a user or item with 100 training ratings; one with n
-    /// gets reg·√(100/n) (frequency-scaled), unless --constant-reg.
-    #[arg(long, default_value_t = Params::default().reg, allow_negative_numbers = true)]
-    pub reg: f32,
+    /// gets reg·√(100/n) (frequency-scaled), unless --constant-reg. With --loss ials, a row's λ
+    /// is reg times its weight (its events' confidences plus --unobserved-weight for every
+    /// other pair). [default: 0.09; with --loss ials, 0.025]
+    #[arg(long, allow_negative_numbers = true)]
+    pub reg: Option<f32>,
     /// The same --reg and --reg-bias for every user and item, whatever its number of ratings.
     #[arg(long)]
     pub constant_reg: bool,
@@ -163,9 +173,28 @@ pub struct ParamArgs {
     /// (the median; reports MAE), `kl` (generalised KL divergence for non-negative values such as
     /// counts; non-negative factors), or for two-valued labels (0/1, -1/1, any two values)
     /// `logistic` (predict prints a probability), `hinge` or `squared-hinge` (predict prints the
-    /// margin and the class).
+    /// margin and the class), or for one-class events (plays, clicks, purchases: `user item` or
+    /// `user item count` lines) `ials` (trained by alternating least squares on the CPU, with
+    /// neither biases nor the SVD++ term; reports NDCG@20).
     #[arg(long, value_parser = choice::<gpumf::objective::Loss>(), default_value = "squared")]
     pub loss: gpumf::objective::Loss,
+    /// --loss ials: the weight of each user-item pair without an event (w0), against an
+    /// event's confidence.
+    #[arg(long, default_value_t = OneClass::default().unobserved_weight, allow_negative_numbers = true)]
+    pub unobserved_weight: f32,
+    /// --loss ials: how an event's count c becomes its confidence: `linear` 1 + alpha·c, or
+    /// `log` 1 + alpha·ln(1 + c/epsilon).
+    #[arg(long, value_parser = choice::<gpumf::objective::Confidence>(), default_value = "linear")]
+    pub confidence: gpumf::objective::Confidence,
+    /// --loss ials: alpha of --confidence.
+    #[arg(long, default_value_t = OneClass::default().alpha, allow_negative_numbers = true)]
+    pub alpha: f32,
+    /// --loss ials: epsilon of --confidence log.
+    #[arg(long, default_value_t = OneClass::default().epsilon, allow_negative_numbers = true)]
+    pub epsilon: f32,
+    /// --loss ials: conjugate-gradient steps per row and half-epoch.
+    #[arg(long, default_value_t = OneClass::default().cg_steps)]
+    pub cg_steps: usize,
     /// Non-negative factors (LIBMF's --nmf): each factor is projected to ≥ 0 after every update,
     /// so each user and item is a sum of parts that only add. --loss kl implies it.
     #[arg(long)]
@@ -188,26 +217,35 @@ pub struct ParamArgs {
 }
 
 impl ParamArgs {
+    /// The settings given, the rest the loss's defaults ([`Params::for_loss`]).
     pub fn params(&self) -> Params {
+        let defaults = Params::for_loss(self.loss);
         Params {
-            rank: self.rank,
-            epochs: self.epochs,
+            rank: self.rank.unwrap_or(defaults.rank),
+            epochs: self.epochs.unwrap_or(defaults.epochs),
             learning_rate: self.lr,
             lr_decay: self.lr_decay,
-            reg: self.reg,
+            reg: self.reg.unwrap_or(defaults.reg),
             frequency_reg: !self.constant_reg,
             reg_bias: self.reg_bias,
-            biases: !self.no_biases,
+            biases: defaults.biases && !self.no_biases,
             init_std: self.init_std,
             seed: self.seed,
             blocks: self.blocks,
             eval_every: self.eval_every,
             models: self.models,
             scale: !self.no_scale,
-            svdpp: !self.no_svdpp,
+            svdpp: defaults.svdpp && !self.no_svdpp,
             loss: self.loss,
             nonneg: self.nonneg,
             l1: self.l1,
+            one_class: OneClass {
+                unobserved_weight: self.unobserved_weight,
+                confidence: self.confidence,
+                alpha: self.alpha,
+                epsilon: self.epsilon,
+                cg_steps: self.cg_steps,
+            },
         }
     }
 }

@@ -52,7 +52,7 @@ pub struct TrainArgs {
     /// count, and keep that model.
     #[arg(long, requires = "validation")]
     pub refit: bool,
-    /// Search rank, --reg and --lr around the given ones (x1/2 to x2) on a tenth of the
+    /// Search rank, --reg and --lr (not with --loss ials) around the given ones (x1/2 to x2) on a tenth of the
     /// training ratings held out (successive halving, on the backend that trains), print what
     /// it chose and why, then train on all the training ratings with it.
     #[arg(long, conflicts_with = "validation")]
@@ -462,8 +462,18 @@ fn report(args: &TrainArgs, run: &Run) -> anyhow::Result<()> {
     if let Some(best) = t.best_epoch {
         println!("kept the factors of epoch {best}, the best on the validation ratings");
     }
-    println!("train {} ({} ratings)", run.kept.train.describe(&metrics[..1]), run.train_ratings);
+    if loss.is_one_class() {
+        println!("train loss {:.1} over every user-item pair ({} events)", run.kept.train_loss, run.train_ratings);
+    } else {
+        println!("train {} ({} ratings)", run.kept.train.describe(&metrics[..1]), run.train_ratings);
+    }
     match &run.test {
+        Some(scores) if loss.is_one_class() => {
+            println!("test {} ({} held-out events)", scores.describe(metrics), run.test_ratings);
+            if run.cold.entries > 0 {
+                println!("  {} held-out events name a user or item unseen in training, and are left out", run.cold.entries);
+            }
+        }
         Some(scores) => {
             println!("test {} ({} ratings)", scores.describe(metrics), run.test_ratings);
             let cold = &run.cold;

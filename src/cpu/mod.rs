@@ -3,6 +3,7 @@
 //! block that shares no user and no item with the blocks the others are training. Blocks are
 //! sized so that their rows stay in the CPU's caches.
 
+pub mod als;
 mod blocks;
 
 use crate::data::Rating;
@@ -206,7 +207,7 @@ impl Solver for CpuSolver {
             let (model, test) = (&self.model, &self.test);
             self.pool.install(|| metrics::evaluate(model, test))
         });
-        self.done.push_back(EpochFigures { train, test, kernel_seconds: None, streamed_bytes: if self.schedule.on_disk() { 12 * self.schedule.ratings() as u64 } else { 0 }, uploads: Default::default() });
+        self.done.push_back(EpochFigures { train, test, ndcg: None, kernel_seconds: None, streamed_bytes: if self.schedule.on_disk() { 12 * self.schedule.ratings() as u64 } else { 0 }, uploads: Default::default() });
         Ok(())
     }
 

@@ -92,8 +92,11 @@ pub struct LoadOptions {
     pub split_column: Option<usize>,
     pub duplicates: Duplicates,
     /// Ratings of this value and above are read as 1, the rest as 0: explicit ratings as the
-    /// labels of a binary loss (`--positive-threshold 4`: 4 and 5 stars are liked).
+    /// labels of a binary loss (`--positive-threshold 4`: 4 and 5 stars are liked), or as the
+    /// events of a one-class loss (those read as 0 are no event).
     pub positive_threshold: Option<f32>,
+    /// The third column counts events (plays, clicks) or weighs them, for a one-class loss.
+    pub counts: bool,
     /// The most bytes of the file a loader reads: `None` is the memory available when the file
     /// is read whole (`--memory` when given), and, streamed, a regular file's size and no limit
     /// for a pipe. A device that goes on (/dev/zero) is an error at this many bytes.
@@ -115,6 +118,8 @@ pub struct Loaded {
     pub duplicate_policy: Duplicates,
     /// With `positive_threshold`: the threshold, and how many ratings became 1.
     pub binarised: Option<(f32, usize)>,
+    /// Lines of a user and an item only, each an event read as 1, and the first one's number.
+    pub events: Option<(u64, u64)>,
 }
 
 /// Reads and parses a rating file; gzip and single-file zip are unpacked, other archives
@@ -181,7 +186,7 @@ fn parse_values(bytes: &[u8], path: &Path, options: LoadOptions) -> Result<Loade
     }
     if format == Format::Dense {
         let (ratings, skipped_lines) = super::dense::parse_dense(bytes, path, options.missing.as_deref(), options.skip_columns, options.skip_bad_lines)?;
-        return Ok(Loaded { ratings, format, skipped_lines, test_marks: None, duplicates: 0, duplicate_policy: Duplicates::Keep, binarised: None });
+        return Ok(Loaded { ratings, format, skipped_lines, test_marks: None, duplicates: 0, duplicate_policy: Duplicates::Keep, binarised: None, events: None });
     }
     let mut layout = Layout::for_file(format, bytes, path)?;
     if let Some(column) = options.split_column {
@@ -216,10 +221,14 @@ fn parse_text(bytes: &[u8], path: &Path, layout: &Layout, options: &LoadOptions,
     let chunks = split_chunks(body);
     let parsed: Vec<ChunkResult> = chunks.par_iter().map(|&(start, end)| parse_chunk(&body[start..end], layout, options.skip_bad_lines)).collect();
     let (mut total, mut skipped) = (0usize, 0u64);
+    let mut events: Option<(u64, u64)> = None;
+    let line_of = |ci: usize, local_line: u64| count_lines(&bytes[..layout.body_start + chunks[ci].0]) + local_line + 1;
     for (ci, chunk) in parsed.iter().enumerate() {
         if let Some((local_line, message)) = &chunk.error {
-            let before = count_lines(&bytes[..layout.body_start + chunks[ci].0]);
-            return Err(Error::Parse { path: path.into(), line: before + local_line + 1, message: message.clone() });
+            return Err(Error::Parse { path: path.into(), line: line_of(ci, *local_line), message: message.clone() });
+        }
+        if let Some(first) = chunk.first_event {
+            events.get_or_insert((0, line_of(ci, first))).0 += chunk.events;
         }
         total += chunk.triplets.len();
         skipped += chunk.skipped;
@@ -250,7 +259,7 @@ fn parse_text(bytes: &[u8], path: &Path, layout: &Layout, options: &LoadOptions,
     let mut ratings = RatingSet { entries, users: users.finish(), items: items.finish() };
     let locate = |ordinal: usize| format!("line {}", line_of_entry(bytes, layout, ordinal));
     let duplicates = resolve_duplicates(&mut ratings, &mut marks, options.duplicates, path, locate)?;
-    Ok(Loaded { ratings, format, skipped_lines: skipped, test_marks: marks, duplicates, duplicate_policy: options.duplicates, binarised: None })
+    Ok(Loaded { ratings, format, skipped_lines: skipped, test_marks: marks, duplicates, duplicate_policy: options.duplicates, binarised: None, events })
 }
 
 /// A Matrix Market file's entries against its size line: as many as declared (unless bad lines
@@ -454,7 +463,7 @@ fn parse_binary(bytes: &[u8], path: &Path, skip_bad: bool) -> Result<Loaded> {
     }
     ratings.users = users.finish();
     ratings.items = items.finish();
-    Ok(Loaded { ratings, format: Format::Binary, skipped_lines: skipped, test_marks: None, duplicates: 0, duplicate_policy: Duplicates::Keep, binarised: None })
+    Ok(Loaded { ratings, format: Format::Binary, skipped_lines: skipped, test_marks: None, duplicates: 0, duplicate_policy: Duplicates::Keep, binarised: None, events: None })
 }
 
 /// Records checked before a file without a known extension is taken as binary ratings.
@@ -564,7 +573,14 @@ impl Layout {
     }
 
     fn for_file(format: Format, bytes: &[u8], path: &Path) -> Result<Layout> {
-        let plain = Layout::plain;
+        // `user item rating [timestamp]` lines, or a file of events whose first line is
+        // `user item`: then every line is (a line of two fields among ratings is a fault).
+        let plain = |delimiter: Delimiter| {
+            let mut fields: [&[u8]; 16] = [&[]; 16];
+            let events = split_fields(first_data_line(bytes).as_bytes(), delimiter, &mut fields) == 2;
+            let layout = Layout::plain(delimiter);
+            if events { Layout { min_fields: 2, max_fields: 2, ..layout } } else { layout }
+        };
         Ok(match format {
             Format::Tab => plain(Delimiter::Tab),
             Format::Comma => {
@@ -616,7 +632,8 @@ impl Layout {
         };
         let user_col = find(&["user", "userid", "user_id", "uid"], "user")?;
         let item_col = find(&["item", "movieid", "itemid", "item_id", "movie_id", "movie", "iid"], "item")?;
-        let rating_col = find(&["rating", "score", "value"], "rating")?;
+        // A header of a user and an item only: a file of events.
+        let rating_col = find(&["rating", "score", "value", "count", "weight", "plays"], "rating").unwrap_or(usize::MAX);
         Ok(Layout {
             delimiter,
             user_col,
@@ -693,12 +710,16 @@ struct ChunkResult {
     /// User, item, rating, and whether the split column marks it test.
     triplets: Vec<(u64, u64, f32, bool)>,
     skipped: u64,
+    /// Lines of a user and an item only (an event each, read as 1), and the first of them
+    /// (0-based within the chunk).
+    events: u64,
+    first_event: Option<u64>,
     /// The first bad line (0-based within the chunk) and what was wrong.
     error: Option<(u64, String)>,
 }
 
 fn parse_chunk(chunk: &[u8], layout: &Layout, skip_bad: bool) -> ChunkResult {
-    let mut out = ChunkResult { triplets: Vec::with_capacity(chunk.len() / 16), skipped: 0, error: None };
+    let mut out = ChunkResult { triplets: Vec::with_capacity(chunk.len() / 16), skipped: 0, events: 0, first_event: None, error: None };
     for (line_no, raw) in chunk.split(|&b| b == b'\n').enumerate() {
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
         if raw.len() > MAX_LINE {
@@ -710,7 +731,12 @@ fn parse_chunk(chunk: &[u8], layout: &Layout, skip_bad: bool) -> ChunkResult {
             continue;
         }
         match parse_line(raw, layout) {
-            Ok(t) => out.triplets.push(t),
+            Ok((user, item, Some(value), test)) => out.triplets.push((user, item, value, test)),
+            Ok((user, item, None, test)) => {
+                out.triplets.push((user, item, 1.0, test));
+                out.events += 1;
+                out.first_event.get_or_insert(line_no as u64);
+            }
             Err(_) if skip_bad => out.skipped += 1,
             Err(message) => {
                 out.error = Some((line_no as u64, message));
@@ -761,7 +787,9 @@ fn split_fields<'a>(line: &'a [u8], delimiter: Delimiter, out: &mut [&'a [u8]; 1
     n
 }
 
-fn parse_line(raw: &[u8], layout: &Layout) -> std::result::Result<(u64, u64, f32, bool), String> {
+/// A line's user, item, rating (`None` on a line of a user and an item only: an event) and
+/// whether the split column marks it test.
+fn parse_line(raw: &[u8], layout: &Layout) -> std::result::Result<(u64, u64, Option<f32>, bool), String> {
     let text = || String::from_utf8_lossy(raw).into_owned();
     let mut fields: [&[u8]; 16] = [&[]; 16];
     let n = split_fields(raw, layout.delimiter, &mut fields);
@@ -790,6 +818,9 @@ fn parse_line(raw: &[u8], layout: &Layout) -> std::result::Result<(u64, u64, f32
     }
     let user = parse_id(fields[layout.user_col], "user")?;
     let item = parse_id(fields[layout.item_col], "item")?;
+    if layout.rating_col >= n {
+        return Ok((user, item, None, false));
+    }
     let field = trim_field(fields[layout.rating_col]);
     let value = std::str::from_utf8(field).ok().and_then(|t| t.parse::<f32>().ok());
     let shown = || String::from_utf8_lossy(field).into_owned();
@@ -803,7 +834,7 @@ fn parse_line(raw: &[u8], layout: &Layout) -> std::result::Result<(u64, u64, f32
         })?,
         None => false,
     };
-    Ok((user, item, rating, test))
+    Ok((user, item, Some(rating), test))
 }
 
 /// A split column's value: `train`/`0` or `test`/`1`.
@@ -866,6 +897,9 @@ impl Loaded {
         }
         if let Some((threshold, positive)) = self.binarised {
             s.push_str(&format!("; ratings of {threshold} and above read as 1 ({positive}), the rest as 0 ({})", r.len() - positive));
+        }
+        if let Some((events, line)) = self.events {
+            s.push_str(&format!("; {events} lines of a user and an item only (the first at line {line}), each read as one event"));
         }
         if let Some(marks) = &self.test_marks {
             let tests = marks.iter().filter(|&&t| t).count();

@@ -491,7 +491,7 @@ impl<E: BlockExchange> Worker<E> {
 
 /// An epoch's figures for the training loop.
 fn figures(train: LossSums, test: Option<LossSums>, sent_bytes: u64) -> EpochFigures {
-    EpochFigures { train, test, kernel_seconds: None, streamed_bytes: sent_bytes, uploads: Default::default() }
+    EpochFigures { train, test, ndcg: None, kernel_seconds: None, streamed_bytes: sent_bytes, uploads: Default::default() }
 }
 
 /// `e`, an error met training block `b`, with the block named.

@@ -234,6 +234,7 @@ impl Solver for GpuSolver {
         Ok(EpochFigures {
             train: sums(self.train_count, &done.sums[..4]),
             test: done.scored_test.then(|| sums(self.test_count, &done.sums[4..])),
+            ndcg: None,
             kernel_seconds: done.kernel_seconds,
             streamed_bytes: self.streamed.pop_front().unwrap_or(0),
             uploads: self.uploads.pop_front().unwrap_or_default(),

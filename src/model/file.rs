@@ -2,24 +2,29 @@
 //! training items, and a CRC-32 of everything before it, so that corruption is an error
 //! rather than silent nonsense.
 //!
-//! Version 3 (written now):
+//! Version 4 (written now):
 //! ```text
-//! magic "GPUMF\0\0\x03"
+//! magic "GPUMF\0\0\x04"
 //! u64 users m, u64 items n, u64 rank k, u64 biases (0|1), u64 seen-items bytes s (0: none)
 //! u64 loss, u64 link, u64 flags (bit 0: non-negative factors; bit 1: binary labels follow)
+//! u64 one-class flags (bit 0: one-class settings follow; bit 1: log confidence; bit 2:
+//!     frequency-scaled regularisation)
 //! f32 mean, f32 lowest rating, f32 highest rating, f32 L1, f32 negative label, f32 positive label
+//! f32 unobserved weight, f32 alpha, f32 epsilon, f32 reg (the one-class loss's, for fold-in)
 //! u64 × m user ids, u64 × n item ids, f32 × m user biases, f32 × n item biases
 //! f32 × m·k P (row-major), f32 × n·k Q, s bytes of seen items (see seen.rs)
 //! u32 CRC-32 of every byte from the magic on
 //! ```
-//! The loss and link codes are [`LOSS_CODES`]'s and [`Link`]'s. Version 2 had no loss, link or
+//! The loss and link codes are [`LOSS_CODES`]'s and [`Link`]'s. Version 3 had no one-class
+//! settings (it had no one-class loss). Version 2 had no loss, link or
 //! constraints (it loads as the squared error), version 1 no seen items and no checksum either;
 //! both still load, version 1 with a note.
 
 use super::{Model, SeenItems};
 use crate::data::IdMap;
 use crate::error::{Error, Result};
-use crate::objective::{BinaryLabels, Loss};
+use super::OneClassFit;
+use crate::objective::{BinaryLabels, Confidence, Loss, OneClass};
 use ndarray::Array2;
 use std::io::Write;
 use std::path::Path;
@@ -27,11 +32,12 @@ use std::path::Path;
 const MAGIC_V1: &[u8; 8] = b"GPUMF\0\0\x01";
 const MAGIC_V2: &[u8; 8] = b"GPUMF\0\0\x02";
 const MAGIC_V3: &[u8; 8] = b"GPUMF\0\0\x03";
+const MAGIC_V4: &[u8; 8] = b"GPUMF\0\0\x04";
 /// The version [`Model::save`] writes.
-pub const MODEL_FORMAT_VERSION: u8 = 3;
+pub const MODEL_FORMAT_VERSION: u8 = 4;
 
 /// Each loss's code in the file. Fixed: a code is never reused.
-const LOSS_CODES: [(Loss, u64); 6] = [(Loss::Squared, 0), (Loss::Absolute, 1), (Loss::Kl, 2), (Loss::Logistic, 3), (Loss::Hinge, 4), (Loss::SquaredHinge, 5)];
+const LOSS_CODES: [(Loss, u64); 7] = [(Loss::Squared, 0), (Loss::Absolute, 1), (Loss::Kl, 2), (Loss::Logistic, 3), (Loss::Hinge, 4), (Loss::SquaredHinge, 5), (Loss::Ials, 6)];
 
 /// What a score becomes when predicted, as recorded in the file (the loss fixes it; it is
 /// written so that a reader need not know every loss, and checked against the loss on load).
@@ -43,6 +49,8 @@ enum Link {
     Probability = 1,
     /// The margin, whose sign is the class.
     Margin = 2,
+    /// The score as it is, a preference that only orders items (one-class data).
+    Score = 3,
 }
 
 impl Link {
@@ -50,6 +58,7 @@ impl Link {
         match loss.link_name() {
             "probability" => Link::Probability,
             "margin" => Link::Margin,
+            "score" => Link::Score,
             _ => Link::Clipped,
         }
     }
@@ -94,12 +103,13 @@ struct Header {
     mean: f32,
     range: (f32, f32),
     objective: (Loss, Option<BinaryLabels>, bool, f32),
+    one_class: Option<OneClassFit>,
     /// Bytes the whole file takes, by the header.
     file_len: u64,
 }
 
 /// The longest header of any version.
-const MAX_HEADER: usize = 8 + 8 * 8 + 4 * 6;
+const MAX_HEADER: usize = 8 + 8 * 9 + 4 * 10;
 
 /// Reads a model file: its header first, checked, then exactly the bytes it says follow (a file
 /// that goes on past them, such as a device, is refused before more is read), checked against
@@ -141,13 +151,15 @@ fn parse_header(bytes: &[u8]) -> std::result::Result<Header, String> {
         return Err("too short to be a gpumf model".into());
     }
     let version = match &bytes[..8] {
-        m if m == MAGIC_V3 => 3u8,
+        m if m == MAGIC_V4 => 4u8,
+        m if m == MAGIC_V3 => 3,
         m if m == MAGIC_V2 => 2,
         m if m == MAGIC_V1 => 1,
         m if m.starts_with(b"GPUMF\0\0") => return Err(format!("format version {} is newer than this gpumf reads (up to {MODEL_FORMAT_VERSION}): update gpumf", m[7])),
         _ => return Err("not a gpumf model file (bad magic bytes)".into()),
     };
     let (words, floats) = match version {
+        4 => (9, 10),
         3 => (8, 6),
         2 => (5, 3),
         _ => (4, 3),
@@ -177,10 +189,31 @@ fn parse_header(bytes: &[u8]) -> std::result::Result<Header, String> {
         return Err(format!("header's rating range {lo}..{hi} is not a range"));
     }
     let objective = if version >= 3 { read_objective(u64_at(5), u64_at(6), u64_at(7), [f32_at(3), f32_at(4), f32_at(5)])? } else { (Loss::Squared, None, false, 0.0) };
+    let one_class = if version >= 4 { read_one_class(u64_at(8), [f32_at(6), f32_at(7), f32_at(8), f32_at(9)])? } else { None };
+    if one_class.is_some() != objective.0.is_one_class() {
+        return Err(format!("header's one-class settings do not go with its loss {}", crate::choice::Choice::name(objective.0)));
+    }
     let rows = m + n;
     let file_len = (len as u64).checked_add(rows * 12).and_then(|x| x.checked_add(rows.checked_mul(k)?.checked_mul(4)?)).and_then(|x| x.checked_add(seen_len)).and_then(|x| x.checked_add(if version >= 2 { 4 } else { 0 }));
     let file_len = file_len.ok_or_else(|| format!("header's sizes ({m} users, {n} items, rank {k}, {seen_len} bytes of seen items) are impossible: corrupt"))?;
-    Ok(Header { version, len, users: m, items: n, rank: k, biases: biases != 0, seen_len, mean, range: (lo, hi), objective, file_len })
+    Ok(Header { version, len, users: m, items: n, rank: k, biases: biases != 0, seen_len, mean, range: (lo, hi), objective, one_class, file_len })
+}
+
+/// The one-class settings of a version-4 header, checked.
+fn read_one_class(flags: u64, [unobserved_weight, alpha, epsilon, reg]: [f32; 4]) -> std::result::Result<Option<OneClassFit>, String> {
+    if flags > 7 {
+        return Err(format!("header's one-class flags {flags:#x} are not gpumf's"));
+    }
+    if flags & 1 == 0 {
+        return Ok(None);
+    }
+    let confidence = if flags & 2 != 0 { Confidence::Log } else { Confidence::Linear };
+    let settings = OneClass { unobserved_weight, confidence, alpha, epsilon, cg_steps: OneClass::default().cg_steps };
+    settings.validate().map_err(|e| format!("header's one-class settings: {e}"))?;
+    if !(reg.is_finite() && reg >= 0.0) {
+        return Err(format!("header's one-class regularisation {reg} is not a non-negative number"));
+    }
+    Ok(Some(OneClassFit { settings, reg, frequency_reg: flags & 4 != 0 }))
 }
 
 /// The loss, labels and constraints of a version-3 header, checked.
@@ -227,15 +260,18 @@ impl Model {
     pub fn save(&self, path: &Path, overwrite: bool) -> Result<()> {
         crate::output::write_atomically(path, overwrite, |w| {
             let mut w = Checksummed { inner: w, crc: crc32fast::Hasher::new() };
-            w.write_all(MAGIC_V3)?;
+            w.write_all(MAGIC_V4)?;
             let seen: &[u8] = self.seen.as_ref().map_or(&[], |s| s.as_bytes());
             let (m, n, k) = (self.users.len() as u64, self.items.len() as u64, self.rank() as u64);
             let flags = self.nonneg as u64 | (self.labels.is_some() as u64) << 1;
-            for v in [m, n, k, self.biases as u64, seen.len() as u64, loss_code(self.loss), Link::of(self.loss) as u64, flags] {
+            let one_class = self.one_class.map_or(0, |f| 1 | ((f.settings.confidence == Confidence::Log) as u64) << 1 | (f.frequency_reg as u64) << 2);
+            for v in [m, n, k, self.biases as u64, seen.len() as u64, loss_code(self.loss), Link::of(self.loss) as u64, flags, one_class] {
                 w.write_all(&v.to_le_bytes())?;
             }
             let labels = self.labels.unwrap_or(BinaryLabels { negative: 0.0, positive: 0.0 });
-            for v in [self.mean, self.rating_range.0, self.rating_range.1, self.l1, labels.negative, labels.positive] {
+            let fit = self.one_class.unwrap_or(OneClassFit { settings: OneClass::default(), reg: 0.0, frequency_reg: false });
+            let s = fit.settings;
+            for v in [self.mean, self.rating_range.0, self.rating_range.1, self.l1, labels.negative, labels.positive, s.unobserved_weight, s.alpha, s.epsilon, fit.reg] {
                 w.write_all(&v.to_le_bytes())?;
             }
             for ids in [self.users.externals(), self.items.externals()] {
@@ -310,6 +346,7 @@ impl Model {
             users,
             items,
             seen,
+            one_class: header.one_class,
         };
         Ok((model, ModelFileInfo { version: header.version, checksummed: header.version >= 2 }))
     }
@@ -356,7 +393,7 @@ use crate::problem::Problem;
         m.save(&path, false).unwrap();
         let (back, info) = Model::load_with_info(&path).unwrap();
         assert_eq!(back, m);
-        assert_eq!(info, ModelFileInfo { version: 3, checksummed: true });
+        assert_eq!(info, ModelFileInfo { version: 4, checksummed: true });
         assert!(info.note().is_none());
     }
 
@@ -425,20 +462,46 @@ use crate::problem::Problem;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v2.gpumf");
         let m = model();
-        // A version-2 file: the v3 header less the loss, link, flags and the three floats.
-        m.save(&path, false).unwrap();
-        let v3 = std::fs::read(&path).unwrap();
-        let mut v2 = b"GPUMF\0\0\x02".to_vec();
-        v2.extend(&v3[8..8 + 5 * 8]);
-        v2.extend(&v3[8 + 8 * 8..8 + 8 * 8 + 12]);
-        v2.extend(&v3[8 + 8 * 8 + 24..v3.len() - 4]);
-        let crc = crc32fast::hash(&v2);
-        v2.extend(crc.to_le_bytes());
-        std::fs::write(&path, &v2).unwrap();
+        // A version-2 file: the v4 header less the loss, link, both flags and seven floats.
+        std::fs::write(&path, older(&m, &path, 2, 5, 3)).unwrap();
         let (back, info) = Model::load_with_info(&path).unwrap();
         assert_eq!(info.version, 2);
         assert_eq!((back.loss, back.labels, back.nonneg, back.l1), (Loss::Squared, None, false, 0.0));
         assert_eq!(back.user_factors, m.user_factors);
+    }
+
+    /// `m` saved, then rewritten as version `version`: the first `words` and `floats` of the
+    /// version-4 header, the payload, and a new checksum.
+    fn older(m: &Model, path: &Path, version: u8, words: usize, floats: usize) -> Vec<u8> {
+        m.save(path, true).unwrap();
+        let v4 = std::fs::read(path).unwrap();
+        let mut old = b"GPUMF\0\0".to_vec();
+        old.push(version);
+        old.extend(&v4[8..8 + words * 8]);
+        old.extend(&v4[8 + 9 * 8..8 + 9 * 8 + 4 * floats]);
+        old.extend(&v4[8 + 9 * 8 + 40..v4.len() - 4]);
+        let crc = crc32fast::hash(&old);
+        old.extend(crc.to_le_bytes());
+        old
+    }
+
+    #[test]
+    fn version_3_files_load_and_one_class_settings_come_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v3.gpumf");
+        let m = model();
+        std::fs::write(&path, older(&m, &path, 3, 8, 6)).unwrap();
+        let (back, info) = Model::load_with_info(&path).unwrap();
+        assert_eq!((back, info.version), (m, 3));
+        // A one-class model keeps what fold-in needs: its weights, confidence and λ.
+        let set = RatingSet::from_triplets([(10, 1, 1.0), (10, 2, 3.0), (11, 1, 2.0)]);
+        let settings = OneClass { unobserved_weight: 0.3, confidence: Confidence::Log, alpha: 2.5, epsilon: 0.5, cg_steps: 3 };
+        let params = Params { rank: 2, one_class: settings, frequency_reg: false, ..Params::for_loss(Loss::Ials) };
+        let one_class = Model::init(&Problem::new(set, None), &params, None);
+        one_class.save(&path, true).unwrap();
+        let back = Model::load(&path).unwrap();
+        assert_eq!(back.one_class, Some(OneClassFit { settings, reg: params.reg, frequency_reg: false }));
+        assert_eq!(back, one_class);
     }
 
     #[test]

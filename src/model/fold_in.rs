@@ -4,7 +4,7 @@
 //! error (one (k+1)×(k+1) solve), then by projected gradient steps for the other losses and
 //! for L1 or non-negative factors.
 
-use super::{best_of, Model, Params};
+use super::{best_of, Model, OneClassFit, Params};
 use crate::error::{Error, Result};
 use crate::objective::{Loss, Unit};
 use nalgebra::{DMatrix, DVector};
@@ -51,6 +51,9 @@ impl Model {
         if let Some(message) = rated.iter().find_map(|&(_, v)| self.check_rated_value(v).err()) {
             return Err(Error::Data(format!("fold-in: {message}")));
         }
+        if let Some(fit) = self.one_class {
+            return Ok(self.fold_in_events(rated, &fit));
+        }
         let k = self.rank();
         let n = rated.len();
         let weight = Params::default().reg_weights(&[n as u32])[0] * n as f32;
@@ -67,6 +70,40 @@ impl Model {
         }
         let bias = if self.biases { theta[k] as f32 } else { 0.0 };
         Ok(FoldedUser { factors: theta.rows(0, k).iter().map(|&x| x as f32).collect(), bias })
+    }
+
+    /// A one-class model's new user: the row's normal equations of the weighted loss over every
+    /// item (as [`crate::cpu::als`] solves them in training, here exactly), from the item
+    /// Gramian and the user's events, with the λ training gave a row of their weight. `rated`
+    /// holds counts; a repeated item's add up.
+    fn fold_in_events(&self, rated: &[(u32, f32)], fit: &OneClassFit) -> FoldedUser {
+        let (k, s) = (self.rank(), &fit.settings);
+        let mut counts: Vec<(u32, f32)> = rated.to_vec();
+        counts.sort_by_key(|&(i, _)| i);
+        counts.dedup_by(|b, a| a.0 == b.0 && {
+            a.1 += b.1;
+            true
+        });
+        let counts: Vec<(u32, f32)> = counts.into_iter().filter(|&(_, c)| c > 0.0).collect();
+        let q = self.item_factors.mapv(|x| x as f64);
+        let gram = q.t().dot(&q);
+        let w0 = s.unobserved_weight as f64;
+        let mut normal = DMatrix::<f64>::from_fn(k, k, |r, c| w0 * gram[(r, c)]);
+        let mut right = DVector::<f64>::zeros(k);
+        let mut mass = w0 * (self.items.len() - counts.len()) as f64;
+        for &(item, count) in &counts {
+            let c = s.confidence(count) as f64;
+            mass += c;
+            let row = DVector::<f64>::from_iterator(k, self.item_row(item).iter().map(|&x| x as f64));
+            normal += (c - w0) * &row * row.transpose();
+            right += c * &row;
+        }
+        let lambda = fit.row_reg(mass as f32) as f64;
+        for d in 0..k {
+            normal[(d, d)] += lambda.max(1e-9);
+        }
+        let x = solve_normal(normal, &right);
+        FoldedUser { factors: x.iter().map(|&v| v as f32).collect(), bias: 0.0 }
     }
 
     /// Projected (proximal, for L1) gradient descent on the loss plus the penalties, from
@@ -122,6 +159,9 @@ impl Model {
     /// The value an item given without one stands for: the top of the rating scale, or the
     /// positive label.
     pub fn liked_value(&self) -> f32 {
+        if self.one_class.is_some() {
+            return 1.0;
+        }
         self.labels.map_or(self.rating_range.1, |l| l.positive)
     }
 
@@ -130,6 +170,9 @@ impl Model {
     pub fn check_rated_value(&self, value: f32) -> std::result::Result<(), String> {
         if !value.is_finite() {
             return Err(format!("{value} is not a finite number"));
+        }
+        if self.one_class.is_some() && value < 0.0 {
+            return Err(format!("{value} is negative; a count of events cannot be"));
         }
         match self.labels {
             Some(labels) if labels.sign(value).is_none() => Err(format!("{value} is neither of the model's labels {} and {}", labels.negative, labels.positive)),
@@ -155,10 +198,15 @@ fn least_squares(features: &DMatrix<f64>, targets: &DVector<f64>, penalty: &DVec
     for c in 0..normal.nrows() {
         normal[(c, c)] += penalty[c].max(1e-9);
     }
-    let right = features.transpose() * targets;
+    solve_normal(normal, &(features.transpose() * targets))
+}
+
+/// x solving `normal`·x = `right` for positive definite normal equations (Cholesky; LU should
+/// rounding have cost the definiteness).
+fn solve_normal(normal: DMatrix<f64>, right: &DVector<f64>) -> DVector<f64> {
     match normal.clone().cholesky() {
-        Some(c) => c.solve(&right),
-        None => normal.lu().solve(&right).unwrap_or_else(|| DVector::zeros(right.len())),
+        Some(c) => c.solve(right),
+        None => normal.lu().solve(right).unwrap_or_else(|| DVector::zeros(right.len())),
     }
 }
 

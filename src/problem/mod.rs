@@ -108,6 +108,16 @@ impl Problem {
     /// process holds only its stripes, but knows the whole set's summary).
     pub fn labels_of(&self, loss: Loss, train: &RatingSummary) -> Result<Option<BinaryLabels>> {
         let flag = || crate::choice::Choice::name(loss);
+        if loss.is_one_class() {
+            if train.lowest < 0.0 {
+                let line = self.train.iter().position(|r| r.value < 0.0).map(|at| format!(" (training entry {})", at + 1)).unwrap_or_default();
+                return Err(Error::Data(format!("--loss {}: a count of events is {}{line}; counts and weights of events cannot be negative", flag(), train.lowest)));
+            }
+            if train.highest <= 0.0 {
+                return Err(Error::Data(format!("--loss {}: every training count is 0, so there are no events", flag())));
+            }
+            return Ok(None);
+        }
         if loss.needs_nonneg() {
             let lowest = train.lowest.min(self.test.iter().map(|r| r.value).fold(f32::INFINITY, f32::min));
             if lowest < 0.0 {

@@ -1,0 +1,399 @@
+//! Alternating least squares for the one-class loss ([`Loss::Ials`](crate::objective::Loss)):
+//! an epoch solves every user's row with the items fixed, then every item's with the users
+//! fixed. The loss weighs every user–item pair, but a row's normal equations
+//!
+//! (w₀·G + Σ_events (c − w₀)·q qᵀ + λ_row·I) x = Σ_events c·q
+//!
+//! need only the other side's k×k Gramian G = Σ q qᵀ and the row's own events, so no pass
+//! visits the pairs without events (Hu, Koren & Volinsky 2008). Each row takes a few steps of
+//! conjugate gradient from where it stands, the matrix applied without being formed. Rows are
+//! independent, so the threads split them and the bits do not depend on the thread count.
+//!
+//! λ_row is `--reg` times the row's weight, Σ c over its events plus w₀ for every other pair,
+//! the frequency-scaled regularisation of Rendle et al. 2021 (constant with `--constant-reg`).
+
+use crate::data::{by_user, Rating};
+use crate::error::{Error, Result};
+use crate::metrics;
+use crate::model::{Model, OneClassFit, Params};
+use crate::objective::{LossSums, OneClass};
+use crate::problem::Problem;
+use crate::solver::{EpochFigures, Solver};
+use crate::vector::{axpy, dot};
+use ndarray::{Array2, ArrayView2};
+use rayon::prelude::*;
+use std::collections::VecDeque;
+
+/// One side's events by row: row r's are `index[starts[r]..starts[r + 1]]` (the other side's
+/// rows) with their confidences in `weight`.
+struct Events {
+    starts: Vec<usize>,
+    index: Vec<u32>,
+    weight: Vec<f32>,
+}
+
+impl Events {
+    /// The events of `ratings` grouped by user, each count turned into its confidence. A rating
+    /// of 0 (below `--positive-threshold`) is no event.
+    fn by_user(ratings: &[Rating], users: usize, one_class: &OneClass) -> Events {
+        let (starts, pairs) = by_user(ratings, users, |_, r| (r.item, r.value));
+        let (mut index, mut weight) = (Vec::with_capacity(pairs.len()), Vec::with_capacity(pairs.len()));
+        let mut kept = vec![0usize; users + 1];
+        for u in 0..users {
+            for &(item, count) in &pairs[starts[u]..starts[u + 1]] {
+                if count > 0.0 {
+                    index.push(item);
+                    weight.push(one_class.confidence(count));
+                }
+            }
+            kept[u + 1] = index.len();
+        }
+        Events { starts: kept, index, weight }
+    }
+
+    fn row(&self, r: usize) -> (&[u32], &[f32]) {
+        let span = self.starts[r]..self.starts[r + 1];
+        (&self.index[span.clone()], &self.weight[span])
+    }
+
+    fn rows(&self) -> usize {
+        self.starts.len() - 1
+    }
+
+    fn len(&self) -> usize {
+        self.index.len()
+    }
+}
+
+/// The trainer of the one-class loss on the CPU.
+pub struct AlsSolver {
+    model: Model,
+    by_user: Events,
+    by_item: Events,
+    /// The held-out events, judged by NDCG@20 ([`metrics::ndcg`]).
+    test: Vec<Rating>,
+    fit: OneClassFit,
+    pool: rayon::ThreadPool,
+    done: VecDeque<EpochFigures>,
+}
+
+impl AlsSolver {
+    pub fn new(problem: &Problem, mut model: Model, params: &Params, threads: usize) -> Result<AlsSolver> {
+        if problem.train_on_disk.is_some() {
+            return Err(Error::InvalidParameter(format!(
+                "--loss {}: alternating least squares needs its events in memory; this run put them in a block cache on disk (--memory): give it more memory",
+                crate::choice::Choice::name(params.loss)
+            )));
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .map_err(|e| Error::InvalidParameter(format!("--threads {threads}: cannot start the thread pool: {e}")))?;
+        let one_class = params.one_class;
+        let by_user = Events::by_user(&problem.train, problem.num_users(), &one_class);
+        let swapped: Vec<Rating> = problem.train.iter().map(|r| Rating { user: r.item, item: r.user, value: r.value }).collect();
+        let by_item = Events::by_user(&swapped, problem.num_items(), &one_class);
+        if by_user.len() == 0 {
+            return Err(Error::Data("no training events: every value is 0 (below --positive-threshold?)".into()));
+        }
+        model.record_seen(problem);
+        let fit = OneClassFit { settings: one_class, reg: params.reg, frequency_reg: params.frequency_reg };
+        Ok(AlsSolver { model, by_user, by_item, test: problem.test.clone(), fit, pool, done: VecDeque::new() })
+    }
+}
+
+/// Σ over rows of xᵀ·x: the k×k Gramian of a side's factors.
+fn gramian(factors: ArrayView2<f32>) -> Array2<f32> {
+    factors.t().dot(&factors)
+}
+
+/// Solves every row of `rows` against the fixed `other` side, in parallel.
+fn solve_side(rows: &mut Array2<f32>, other: &Array2<f32>, events: &Events, fit: &OneClassFit) {
+    let one_class = &fit.settings;
+    let gram = gramian(other.view());
+    let k = rows.ncols();
+    let others = other.nrows();
+    let other = other.as_slice().expect("row-major");
+    let gram = gram.as_slice().expect("row-major");
+    rows.as_slice_mut().expect("row-major").par_chunks_mut(k.max(1)).enumerate().for_each_init(
+        || Scratch::new(k),
+        |scratch, (r, x)| {
+            let (index, weight) = events.row(r);
+            let mass: f32 = weight.iter().sum::<f32>() + one_class.unobserved_weight * (others - index.len()) as f32;
+            let system = RowSystem { gram, other, k, index, weight, w0: one_class.unobserved_weight, lambda: fit.row_reg(mass) };
+            system.conjugate_gradient(x, one_class.cg_steps, scratch);
+        },
+    );
+}
+
+/// One row's normal equations, applied without being formed.
+struct RowSystem<'a> {
+    gram: &'a [f32],
+    other: &'a [f32],
+    k: usize,
+    index: &'a [u32],
+    weight: &'a [f32],
+    w0: f32,
+    lambda: f32,
+}
+
+/// The vectors one conjugate-gradient solve works in, reused from row to row.
+struct Scratch {
+    r: Vec<f32>,
+    p: Vec<f32>,
+    ap: Vec<f32>,
+}
+
+impl Scratch {
+    fn new(k: usize) -> Scratch {
+        Scratch { r: vec![0.0; k], p: vec![0.0; k], ap: vec![0.0; k] }
+    }
+}
+
+impl RowSystem<'_> {
+    fn other_row(&self, j: u32) -> &[f32] {
+        &self.other[j as usize * self.k..(j as usize + 1) * self.k]
+    }
+
+    /// out = A·v.
+    fn apply(&self, v: &[f32], out: &mut [f32]) {
+        for (a, row) in out.iter_mut().zip(self.gram.chunks_exact(self.k)) {
+            *a = self.w0 * dot(row, v);
+        }
+        for (a, x) in out.iter_mut().zip(v) {
+            *a += self.lambda * x;
+        }
+        for (&j, &c) in self.index.iter().zip(self.weight) {
+            let q = self.other_row(j);
+            axpy(out, (c - self.w0) * dot(q, v), q);
+        }
+    }
+
+    /// out = b − A·x, the residual at x.
+    fn residual(&self, x: &[f32], out: &mut [f32]) {
+        self.apply(x, out);
+        out.iter_mut().for_each(|a| *a = -*a);
+        for (&j, &c) in self.index.iter().zip(self.weight) {
+            axpy(out, c, self.other_row(j));
+        }
+    }
+
+    /// `steps` steps of conjugate gradient from x, in place.
+    fn conjugate_gradient(&self, x: &mut [f32], steps: usize, s: &mut Scratch) {
+        self.residual(x, &mut s.r);
+        s.p.copy_from_slice(&s.r);
+        let mut rr = dot(&s.r, &s.r);
+        for _ in 0..steps {
+            if rr <= f32::MIN_POSITIVE {
+                break;
+            }
+            self.apply(&s.p, &mut s.ap);
+            let alpha = rr / dot(&s.p, &s.ap);
+            axpy(x, alpha, &s.p);
+            axpy(&mut s.r, -alpha, &s.ap);
+            let next = dot(&s.r, &s.r);
+            let beta = next / rr;
+            s.p.iter_mut().zip(&s.r).for_each(|(p, r)| *p = r + beta * *p);
+            rr = next;
+        }
+    }
+}
+
+/// The loss's sums over the training events, its value the whole weighted loss (every pair,
+/// through the Gramians: Σ_u p_uᵀ G_Q p_u = ⟨G_P, G_Q⟩).
+fn loss_sums(model: &Model, by_user: &Events, one_class: &OneClass) -> LossSums {
+    let k = model.rank();
+    let (p, q) = (model.user_factors.as_slice().expect("row-major"), model.item_factors.as_slice().expect("row-major"));
+    let (gp, gq) = (gramian(model.user_factors.view()), gramian(model.item_factors.view()));
+    let all_pairs: f64 = gp.iter().zip(gq.iter()).map(|(a, b)| *a as f64 * *b as f64).sum();
+    // Row by row, then added in order: the same bits on any number of threads.
+    let rows: Vec<LossSums> = (0..by_user.rows())
+        .into_par_iter()
+        .map(|u| {
+            let (index, weight) = by_user.row(u);
+            let pu = &p[u * k..(u + 1) * k];
+            let mut sums = LossSums::default();
+            let scores: Vec<(f32, f32)> = index.iter().zip(weight).map(|(&i, &c)| (dot(pu, &q[i as usize * k..(i as usize + 1) * k]), c)).collect();
+            for &(s, _) in &scores {
+                sums.add([0.0, (1.0 - s) * (1.0 - s), (1.0 - s).abs(), 0.0]);
+            }
+            sums.loss = one_class.row_loss(scores, 0.0);
+            sums
+        })
+        .collect();
+    let mut sums = rows.into_iter().fold(LossSums::default(), LossSums::merge);
+    sums.loss += 0.5 * one_class.unobserved_weight as f64 * all_pairs;
+    sums
+}
+
+impl Solver for AlsSolver {
+    fn name(&self) -> String {
+        format!("cpu (alternating least squares, {} threads)", self.pool.current_num_threads())
+    }
+
+    fn submit_epoch(&mut self, _epoch: usize, _lr: f32, score_test: bool) -> Result<()> {
+        let m = &mut self.model;
+        let (fit, by_user, by_item) = (&self.fit, &self.by_user, &self.by_item);
+        let train = self.pool.install(|| {
+            solve_side(&mut m.user_factors, &m.item_factors, by_user, fit);
+            solve_side(&mut m.item_factors, &m.user_factors, by_item, fit);
+            loss_sums(m, by_user, &fit.settings)
+        });
+        let ndcg = (score_test && !self.test.is_empty()).then(|| self.pool.install(|| metrics::ndcg(&self.model, &self.test))).flatten();
+        self.done.push_back(EpochFigures { train, test: None, ndcg, kernel_seconds: None, streamed_bytes: 0, uploads: Default::default() });
+        Ok(())
+    }
+
+    fn finish_epoch(&mut self) -> Result<EpochFigures> {
+        self.done.pop_front().ok_or_else(|| Error::Data("finish_epoch with no epoch submitted".into()))
+    }
+
+    fn into_model(self: Box<Self>) -> Result<Model> {
+        Ok(self.model)
+    }
+
+    fn snapshot(&self) -> Result<Model> {
+        Ok(self.model.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::RatingSet;
+    use crate::objective::{Confidence, Loss};
+
+    /// 30 users × 20 items, each user with a few events of counts 1–3.
+    fn problem() -> Problem {
+        let triplets: Vec<(u64, u64, f32)> =
+            (0..30u64).flat_map(|u| (0..20u64).filter(move |i| (u * 7 + i * 3) % 5 == 0 || (u + i) % 11 == 0).map(move |i| (u, i, 1.0 + ((u + i) % 3) as f32))).collect();
+        Problem::new(RatingSet::from_triplets(triplets), None)
+    }
+
+    fn params(cg_steps: usize) -> Params {
+        Params { rank: 4, one_class: OneClass { unobserved_weight: 0.3, confidence: Confidence::Log, alpha: 2.0, epsilon: 0.5, cg_steps }, ..Params::for_loss(Loss::Ials) }
+    }
+
+    fn solver(p: &Params, threads: usize) -> AlsSolver {
+        let problem = problem();
+        AlsSolver::new(&problem, Model::init(&problem, p, None), p, threads).unwrap()
+    }
+
+    /// The whole weighted loss summed pair by pair, every user against every item.
+    fn brute_force_loss(model: &Model, problem: &Problem, one_class: &OneClass) -> f64 {
+        let mut confidence = vec![vec![None; problem.num_items()]; problem.num_users()];
+        for r in &problem.train {
+            confidence[r.user as usize][r.item as usize] = Some(one_class.confidence(r.value));
+        }
+        let mut loss = 0.0;
+        for (u, row) in confidence.iter().enumerate() {
+            for (i, c) in row.iter().enumerate() {
+                let s = model.score(u as u32, i as u32) as f64;
+                loss += match c {
+                    Some(c) => 0.5 * *c as f64 * (1.0 - s) * (1.0 - s),
+                    None => 0.5 * one_class.unobserved_weight as f64 * s * s,
+                };
+            }
+        }
+        loss
+    }
+
+    #[test]
+    fn the_loss_through_the_gramians_equals_the_sum_over_every_pair() {
+        let p = params(3);
+        let mut s = solver(&p, 1);
+        for _ in 0..2 {
+            s.submit_epoch(0, 0.0, false).unwrap();
+            let reported = s.finish_epoch().unwrap().train.loss;
+            let brute = brute_force_loss(&s.model, &problem(), &p.one_class);
+            assert!((reported - brute).abs() <= 1e-4 * brute.abs(), "{reported} against {brute}");
+        }
+    }
+
+    #[test]
+    fn enough_conjugate_gradient_steps_solve_each_row_exactly() {
+        // With as many steps as the rank (and a few for rounding), each user row minimises its
+        // penalised loss with the items fixed: the gradient, summed pair by pair, vanishes.
+        let p = params(12);
+        let mut s = solver(&p, 2);
+        let m = &mut s.model;
+        solve_side(&mut m.user_factors, &m.item_factors, &s.by_user, &s.fit);
+        let (problem, m, oc) = (problem(), &s.model, p.one_class);
+        let k = m.rank();
+        for u in 0..problem.num_users() {
+            let (index, weight) = s.by_user.row(u);
+            let mut grad = vec![0.0f64; k];
+            let mut mass = 0.0f64;
+            for i in 0..problem.num_items() {
+                let event = index.iter().position(|&j| j as usize == i).map(|at| weight[at]);
+                let s_ui = m.score(u as u32, i as u32) as f64;
+                let (c, target) = match event {
+                    Some(c) => (c as f64, 1.0),
+                    None => (oc.unobserved_weight as f64, 0.0),
+                };
+                mass += c;
+                for (g, q) in grad.iter_mut().zip(m.item_row(i as u32)) {
+                    *g += c * (s_ui - target) * *q as f64;
+                }
+            }
+            for (g, x) in grad.iter_mut().zip(m.user_row(u as u32)) {
+                *g += p.reg as f64 * mass * *x as f64;
+            }
+            let norm = grad.iter().map(|g| g * g).sum::<f64>().sqrt();
+            assert!(norm < 1e-4, "user {u}: gradient {norm}");
+        }
+    }
+
+    #[test]
+    fn folding_in_a_training_user_gives_back_its_trained_row() {
+        // Trained to convergence, a user's row is the solve of its events against the items,
+        // which fold-in does once, exactly, from the model alone (its file keeps the settings).
+        let p = params(8);
+        let mut s = solver(&p, 2);
+        for epoch in 0..60 {
+            s.submit_epoch(epoch, 0.0, false).unwrap();
+        }
+        let problem = problem();
+        for u in 0..problem.num_users() as u32 {
+            let events: Vec<(u32, f32)> = problem.train.iter().filter(|r| r.user == u).map(|r| (r.item, r.value)).collect();
+            let folded = s.model.fold_in(&events, Default::default()).unwrap();
+            let trained = s.model.user_row(u);
+            let gap: f32 = folded.factors.iter().zip(trained).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            let size: f32 = trained.iter().map(|x| x.abs()).fold(0.0, f32::max);
+            assert!(gap <= 5e-3 * size.max(1e-3), "user {u}: folded {:?}, trained {trained:?}", folded.factors);
+            assert_eq!(folded.bias, 0.0);
+        }
+    }
+
+    /// ½Σ λ_row·|x|² over both sides, λ_row as an epoch takes it.
+    fn penalty(s: &AlsSolver, p: &Params) -> f64 {
+        let side = |rows: &Array2<f32>, events: &Events, others: usize| -> f64 {
+            (0..rows.nrows())
+                .map(|r| {
+                    let (index, weight) = events.row(r);
+                    let mass = weight.iter().sum::<f32>() + p.one_class.unobserved_weight * (others - index.len()) as f32;
+                    0.5 * (p.reg * mass) as f64 * rows.row(r).iter().map(|x| (*x as f64).powi(2)).sum::<f64>()
+                })
+                .sum()
+        };
+        side(&s.model.user_factors, &s.by_user, s.model.item_factors.nrows()) + side(&s.model.item_factors, &s.by_item, s.model.user_factors.nrows())
+    }
+
+    #[test]
+    fn epochs_never_raise_the_penalised_loss_and_threads_do_not_change_the_bits() {
+        let p = params(3);
+        let (mut one, mut two) = (solver(&p, 1), solver(&p, 2));
+        let mut last = f64::INFINITY;
+        for epoch in 0..6 {
+            one.submit_epoch(epoch, 0.0, false).unwrap();
+            two.submit_epoch(epoch, 0.0, false).unwrap();
+            let (a, b) = (one.finish_epoch().unwrap().train.loss, two.finish_epoch().unwrap().train.loss);
+            assert_eq!(a, b);
+            let penalised = a + penalty(&one, &p);
+            assert!(penalised <= last * (1.0 + 1e-6), "epoch {epoch}: {penalised} after {last}");
+            last = penalised;
+        }
+        assert_eq!(one.model.user_factors, two.model.user_factors);
+        assert_eq!(one.model.item_factors, two.model.item_factors);
+    }
+}

@@ -184,6 +184,12 @@ impl Job {
                 return bad("--auto holds out its own ratings to judge settings; leave out --validation");
             }
         }
+        if !self.params.loss.trains_by_sgd() && (self.cluster.is_some() || self.memory.is_some()) {
+            let name = crate::choice::Choice::name(self.params.loss);
+            return Err(Error::InvalidParameter(format!(
+                "--loss {name} trains by alternating least squares, in one process with its events in memory: leave out --workers/--hosts/--devices and --memory"
+            )));
+        }
         if self.cluster.is_some() && (self.memory.is_some() || self.validation.is_some() || self.search.is_some() || self.params.models > 1) {
             return bad("--workers/--hosts/--devices train one model in memory for --epochs: leave out --memory, --validation, --auto and --models");
         }

@@ -408,6 +408,7 @@ fn events_train_the_one_class_loss_and_bad_input_says_what_to_do() {
         (&["train", "--train", &path("train.tsv"), "--loss", "ials", "--nonneg"], &["--nonneg", "alternating least squares"]),
         (&["train", "--train", &path("train.tsv"), "--loss", "ials", "--unobserved-weight", "-1"], &["--unobserved-weight"]),
         (&["train", "--train", &path("train.tsv"), "--loss", "ials", "--cg-steps", "0"], &["--cg-steps"]),
+        (&["train", "--train", &path("train.tsv"), "--loss", "ials", "--memory", "1MiB"], &["--memory", "alternating least squares"]),
     ];
     for (args, words) in cases {
         let o = gpumf(args);

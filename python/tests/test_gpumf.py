@@ -378,3 +378,39 @@ def test_similar_items_users_and_ranking_metrics():
         m.ranking_metrics(liked, metrics=["ndcg@0"])
     with pytest.raises(ValueError, match="item 999"):
         m.similar_items(999)
+
+
+def test_one_class_events_train_by_ials_with_their_own_defaults(tmp_path):
+    sp = pytest.importorskip("scipy.sparse")
+    from gpumf.evaluation import ranking_metrics, train_test_split
+
+    # 80 users x 60 items of play counts (implicit's convention: a CSR matrix, users as rows):
+    # each user plays the items of their kind ((u + i) % 4 == 0), 1 to 3 times.
+    rows, cols, counts = zip(*[(u, i, 1 + (u * i) % 3) for u in range(80) for i in range(60) if (u + i) % 4 == 0])
+    plays = sp.csr_matrix((np.array(counts, dtype=np.float32), (rows, cols)), shape=(80, 60))
+    train, test = train_test_split(plays, train_fraction=0.8, seed=3)
+    m = gpumf.MF(loss="ials", rank=8, verbose=False).fit(train)
+    # The one-class loss's defaults, not the squared error's: no biases, no SVD++ term.
+    assert (m.epochs, m.biases, m.svdpp) == (15, False, False)
+    assert m.summary["metric"] == "ndcg@20" and "alternating least squares" in m.summary["backend"]
+    scores = ranking_metrics(m, train, test, k=5)
+    assert scores["ndcg@5"] > 0.8, scores
+    # User 0's three held-out items of its kind lead its list (its training items are left out).
+    ids, _ = m.recommend(0, n=3)
+    assert all(i % 4 == 0 for i in ids.tolist()), ids
+    new, _ = m.recommend_new([0, 4, 8], n=4, values=[3, 1, 2])
+    assert all(i % 4 == 0 and i not in (0, 4, 8) for i in new.tolist()), new
+    with pytest.raises(ValueError, match="negative"):
+        m.recommend_new([0], values=[-1])
+
+    # A file of counts reads with counts=True; without it, its values are refused by name.
+    path = tmp_path / "plays.tsv"
+    coo = train.tocoo()
+    np.savetxt(path, np.c_[coo.row, coo.col, coo.data], fmt="%d", delimiter="\t")
+    assert gpumf.MF(loss="ials", rank=8, verbose=False).fit(str(path), counts=True).summary["train_ratings"] == train.nnz
+    with pytest.raises(ValueError, match="positive_threshold|--positive-threshold"):
+        gpumf.MF(loss="ials", rank=8, verbose=False).fit(str(path))
+    with pytest.raises(ValueError, match="nonneg"):
+        gpumf.MF(loss="ials", nonneg=True, verbose=False).fit(train)
+    with pytest.raises(ValueError, match="unobserved_weight"):
+        gpumf.MF(loss="ials", unobserved_weight=-1.0, verbose=False).fit(train)

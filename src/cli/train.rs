@@ -463,15 +463,15 @@ fn report(args: &TrainArgs, run: &Run) -> anyhow::Result<()> {
         println!("kept the factors of epoch {best}, the best on the validation ratings");
     }
     if loss.is_one_class() {
-        println!("train loss {:.1} over every user-item pair ({} events)", run.kept.train_loss, run.train_ratings);
+        println!("train loss {:.1} over every user-item pair ({} training entries)", run.kept.train_loss, run.train_ratings);
     } else {
         println!("train {} ({} ratings)", run.kept.train.describe(&metrics[..1]), run.train_ratings);
     }
     match &run.test {
         Some(scores) if loss.is_one_class() => {
-            println!("test {} ({} held-out events)", scores.describe(metrics), run.test_ratings);
+            println!("test {} ({} held-out entries)", scores.describe(metrics), run.test_ratings);
             if run.cold.entries > 0 {
-                println!("  {} held-out events name a user or item unseen in training, and are left out", run.cold.entries);
+                println!("  {} held-out entries name a user or item unseen in training, and are left out", run.cold.entries);
             }
         }
         Some(scores) => {

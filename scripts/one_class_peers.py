@@ -133,11 +133,11 @@ def fit_implicit(kind, settings, train, threads):
     return lambda rows: users[rows] @ items.T
 
 
-def fit_gpumf(train, threads, seed):
+def fit_gpumf(train, threads, seed, loss="ials"):
     """gpumf's one-class loss at its defaults, on the CSR matrix of events (implicit's convention)."""
     import gpumf
 
-    return gpumf.MF(loss="ials", threads=threads, verbose=False, seed=seed).fit(train)
+    return gpumf.MF(loss=loss, threads=threads, verbose=False, seed=seed).fit(train)
 
 
 LIBMF = os.environ.get("LIBMF", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "peers", "libmf"))
@@ -247,6 +247,7 @@ def main():
         best = tune(lambda s, data: fit_libmf(loss, s, data, threads, args.out_dir), libmf_grid, train, k)
         run(f"LIBMF -f {loss} (tuned: {best})", lambda: fit_libmf(loss, best, train, threads, args.out_dir))
 
+    run("gpumf bpr (defaults)", lambda: gpumf_scores(fit_gpumf(train, threads, args.seed, "bpr"), train.shape[1]))
     model, seconds = timed(lambda: fit_gpumf(train, threads, args.seed))
     score = gpumf_scores(model, train.shape[1])
     recall, ndcg = metrics(score, train, test, k)

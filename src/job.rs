@@ -190,6 +190,9 @@ impl Job {
                 "--loss {name} trains by alternating least squares, in one process with its events in memory: leave out --workers/--hosts/--devices and --memory"
             )));
         }
+        if self.params.loss.is_pairwise() && self.cluster.is_some() {
+            return bad("--loss bpr trains in one process (the distributed runner does not sample pairs yet): leave out --workers/--hosts/--devices");
+        }
         if self.cluster.is_some() && (self.memory.is_some() || self.validation.is_some() || self.search.is_some() || self.params.models > 1) {
             return bad("--workers/--hosts/--devices train one model in memory for --epochs: leave out --memory, --validation, --auto and --models");
         }
@@ -214,7 +217,7 @@ impl Job {
             Device::Cpu => cpu,
             Device::Gpu => gpu,
             // Alternating least squares, the one-class loss's trainer, runs on the CPU only.
-            Device::Auto if !self.params.loss.trains_by_sgd() => cpu,
+            Device::Auto if self.params.loss.is_one_class() => cpu,
             Device::Auto => {
                 let (backend, passed_over) = training::choose_auto(cpu, gpu);
                 if let Some(why) = passed_over {

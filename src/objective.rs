@@ -39,6 +39,11 @@ pub enum Loss {
     /// Trained by alternating least squares ([`crate::cpu::als`]), the pairs without events
     /// summed through the k×k Gramian ([`OneClass`]); reports NDCG@20.
     Ials,
+    /// One-class data, pairwise: Bayesian personalised ranking (Rendle et al. 2009; LIBMF's
+    /// row-oriented `-f 10`), log(1 + e^(−(s_ui − s_uj))) for an event (u, i) and an item j
+    /// the user has no event with, sampled for each update within the block's items
+    /// ([`crate::update`]). The score passed is the difference s_ui − s_uj; reports NDCG@20.
+    Bpr,
 }
 
 impl crate::choice::Choice for Loss {
@@ -51,6 +56,7 @@ impl crate::choice::Choice for Loss {
         (Loss::Hinge, "hinge", "Binary labels: hinge loss; predict prints the margin and the class"),
         (Loss::SquaredHinge, "squared-hinge", "Binary labels: squared hinge loss; predict prints the margin and the class"),
         (Loss::Ials, "ials", "One-class events (plays, clicks): weighted squared loss over every pair, trained by ALS; reports NDCG@20"),
+        (Loss::Bpr, "bpr", "One-class events: pairwise ranking (BPR), each event against a sampled item without one; reports NDCG@20"),
     ];
 }
 
@@ -185,14 +191,20 @@ impl Loss {
         match self {
             Loss::Squared | Loss::Absolute | Loss::Kl => Family::Real,
             Loss::Logistic | Loss::Hinge | Loss::SquaredHinge => Family::Binary,
-            Loss::Ials => Family::OneClass,
+            Loss::Ials | Loss::Bpr => Family::OneClass,
         }
     }
 
-    /// Whether the SGD trainers (CPU, GPU, distributed) train it: every loss but the one-class
-    /// ones, whose pairs without events no pass over the ratings visits.
+    /// Whether the SGD trainers train it: every loss but the weighted loss over every pair,
+    /// whose pairs without events no pass over the ratings visits (it trains by ALS).
     pub fn trains_by_sgd(self) -> bool {
-        self.family() != Family::OneClass
+        self != Loss::Ials
+    }
+
+    /// Whether an update compares an event with a sampled non-event (BPR) rather than taking
+    /// one rating's score.
+    pub fn is_pairwise(self) -> bool {
+        self == Loss::Bpr
     }
 
     pub fn is_one_class(self) -> bool {
@@ -211,7 +223,7 @@ impl Loss {
 
     /// Whether [`at`](Self::at) leaves a log part of the value ([`AtScore::log1p`]).
     pub fn has_log_part(self) -> bool {
-        self == Loss::Logistic
+        matches!(self, Loss::Logistic | Loss::Bpr)
     }
 
     /// The score the KL divergence is taken at: at least [`KL_FLOOR`] units.
@@ -236,6 +248,7 @@ impl Loss {
             Loss::Hinge => if margin < 1.0 { -label } else { 0.0 },
             Loss::SquaredHinge => -label * (1.0 - margin).max(0.0),
             Loss::Ials => -label * (1.0 - score),
+            Loss::Bpr => Loss::Logistic.gradient(score, 1.0),
         }
     }
 
@@ -296,6 +309,8 @@ impl Loss {
                 let gap = (1.0 - margin).max(0.0);
                 (label * gap, false, 0.5 * gap * gap)
             }
+            // The logistic loss of the difference s_ui − s_uj, which should be positive.
+            Loss::Bpr => return Loss::Logistic.at(score, 1.0, unit),
             // An event's term: its label is the confidence c, its target 1.
             Loss::Ials => {
                 let gap = 1.0 - score;
@@ -331,7 +346,7 @@ impl Loss {
         match self {
             Loss::Squared | Loss::Absolute | Loss::Kl => clip(score, range),
             Loss::Logistic => 1.0 / (1.0 + (-score).exp()),
-            Loss::Hinge | Loss::SquaredHinge | Loss::Ials => score,
+            Loss::Hinge | Loss::SquaredHinge | Loss::Ials | Loss::Bpr => score,
         }
     }
 
@@ -341,7 +356,7 @@ impl Loss {
             Loss::Squared | Loss::Absolute | Loss::Kl => "rating",
             Loss::Logistic => "probability",
             Loss::Hinge | Loss::SquaredHinge => "margin",
-            Loss::Ials => "score",
+            Loss::Ials | Loss::Bpr => "score",
         }
     }
 
@@ -353,7 +368,7 @@ impl Loss {
             Loss::Kl => &[Metric::Gkl, Metric::Rmse, Metric::Mae],
             Loss::Logistic => &[Metric::LogLoss, Metric::Accuracy, Metric::Auc],
             Loss::Hinge | Loss::SquaredHinge => &[Metric::Accuracy, Metric::Auc],
-            Loss::Ials => &[Metric::Ndcg],
+            Loss::Ials | Loss::Bpr => &[Metric::Ndcg],
         }
     }
 
@@ -370,6 +385,8 @@ impl Loss {
                 let p = ((mean + 1.0) / 2.0).clamp(1e-4, 1.0 - 1e-4);
                 (p / (1.0 - p)).ln()
             }
+            // Scores only order a user's items: no offset.
+            Loss::Ials | Loss::Bpr => 0.0,
             _ => mean,
         }
     }
@@ -400,6 +417,7 @@ impl Loss {
                 "0.5 * max(1.0 - label * score, 0.0) * max(1.0 - label * score, 0.0)",
             ),
             Loss::Ials => ("let g = label * (1.0 - score);\n    return vec2<f32>(g, g);", "0.5 * label * (1.0 - score) * (1.0 - score)"),
+            Loss::Bpr => ("let t = exp(-abs(score));\n    let g = select(1.0, t, score >= 0.0) / (1.0 + t);\n    return vec2<f32>(g, g);", "logistic_value(score)"),
         };
         let correct = match self.family() {
             Family::Binary => "select(0.0, 1.0, (label > 0.0) == (score > 0.0))",
@@ -414,7 +432,7 @@ impl Loss {
             Loss::Kl => format!(
                 "const KL_FLOOR: f32 = {KL_FLOOR:?};\n\nfn kl_value(score: f32, label: f32) -> f32 {{\n    let s = max(score, 1.17549435e-38);\n    if (label > 0.0) {{\n        return label * log(label / s) - label + s;\n    }}\n    return s;\n}}\n\n"
             ),
-            Loss::Logistic => "fn logistic_value(m: f32) -> f32 {\n    let t = exp(-abs(m));\n    let log1p = select(log(1.0 + t), t * (1.0 - t * (0.5 - t / 3.0)), t < 1e-3);\n    return max(-m, 0.0) + log1p;\n}\n\n".to_string(),
+            Loss::Logistic | Loss::Bpr => "fn logistic_value(m: f32) -> f32 {\n    let t = exp(-abs(m));\n    let log1p = select(log(1.0 + t), t * (1.0 - t * (0.5 - t / 3.0)), t < 1e-3);\n    return max(-m, 0.0) + log1p;\n}\n\n".to_string(),
             _ => String::new(),
         };
         format!(

@@ -258,7 +258,7 @@ mod tests {
     }
 
     fn step() -> Step {
-        Step { lr: 0.05, reg: 0.1, reg_bias: 0.1, mean: 3.0, biases: true, loss: crate::objective::Loss::Squared, unit: crate::objective::Unit::of(1.0 / 0.9), label_middle: None, l1: 0.0, nonneg: false }
+        Step { lr: 0.05, reg: 0.1, reg_bias: 0.1, mean: 3.0, biases: true, loss: crate::objective::Loss::Squared, unit: crate::objective::Unit::of(1.0 / 0.9), label_middle: None, l1: 0.0, nonneg: false, sample_seed: 0 }
     }
 
     #[test]

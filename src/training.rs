@@ -169,6 +169,9 @@ pub fn make_solver<'a>(problem: &'a Problem, params: &Params, backend: &Backend)
             Backend::Gpu(_) => Err(Error::InvalidParameter(format!("--loss {name} trains by alternating least squares on the CPU; the GPU does not train it yet (use --backend cpu)"))),
         };
     }
+    if let (true, Backend::Gpu(_)) = (params.loss.is_pairwise(), backend) {
+        return Err(Error::InvalidParameter(format!("--loss {}: the GPU does not sample pairs yet (use --backend cpu)", crate::choice::Choice::name(params.loss))));
+    }
     Ok(match backend {
         Backend::Cpu(mode) => Box::new(CpuSolver::new(problem, model, params, *mode)?),
         Backend::Gpu(options) => Box::new(GpuSolver::new(problem, model, params, options)?),

@@ -28,6 +28,9 @@ pub(crate) struct Step {
     pub l1: f32,
     /// Project the factors to ≥ 0 after each update.
     pub nonneg: bool,
+    /// The seed of the epoch's sampled non-events (pairwise losses); each block draws from
+    /// its own stream of it ([`block_rng`]).
+    pub sample_seed: u64,
 }
 
 /// Each row's regularisation weight ([`crate::model::Params::reg_weights`]), indexed as the
@@ -65,7 +68,13 @@ impl Step {
             label_middle: labels.map(|l| l.middle()),
             l1: params.l1,
             nonneg: params.nonneg(),
+            sample_seed: params.seed,
         }
+    }
+
+    /// The same steps, sampling epoch `epoch`'s non-events.
+    pub fn for_epoch(self, epoch: usize) -> Step {
+        Step { sample_seed: mix(self.sample_seed ^ mix(epoch as u64 + 1)), ..self }
     }
 
     /// The label the loss takes for a rating's value.
@@ -222,6 +231,9 @@ fn train_block_with<L: Lanes>(ratings: &[Rating], users: BlockRows, items: Block
     if svdpp && (users.prior.len() != m * k || users.share.len() != m * k) {
         return Err(Error::Data("a block's SVD++ rows do not match its users".into()));
     }
+    if step.loss.is_pairwise() {
+        return train_block_pairwise::<L>(ratings, users, items, k, step);
+    }
     let mut sums = LossSums::default();
     let mut log_part = LogSum::default();
     let logs = step.loss.has_log_part();
@@ -256,6 +268,108 @@ fn train_block_with<L: Lanes>(ratings: &[Rating], users: BlockRows, items: Block
     }
     sums.loss += log_part.total();
     Ok(sums)
+}
+
+/// Tries at drawing a non-event before a user's update is skipped (a user with events on
+/// almost every item of the block).
+const SAMPLE_TRIES: usize = 32;
+
+/// SplitMix64's finaliser: a seed mixed so that nearby inputs give unrelated streams.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The generator of a block's sampled non-events: from the epoch's seed and the block's first
+/// user and item, so a block draws the same items whichever thread trains it.
+pub(crate) fn block_rng(seed: u64, first_user: u32, first_item: u32) -> rand_chacha::ChaCha8Rng {
+    use rand::SeedableRng;
+    rand_chacha::ChaCha8Rng::seed_from_u64(mix(seed ^ mix(((first_user as u64) << 32) | first_item as u64)))
+}
+
+/// An item of the block (`first`..`first + n`) that is not among `events` (the user's items in
+/// the block, sorted), drawn uniformly; `None` when every try hit an event.
+pub(crate) fn sample_non_event(rng: &mut impl rand::Rng, first: u32, n: usize, events: &[u32]) -> Option<u32> {
+    if events.len() >= n {
+        return None;
+    }
+    (0..SAMPLE_TRIES).map(|_| first + rng.random_range(0..n as u32)).find(|j| events.binary_search(j).is_err())
+}
+
+/// The pairwise block loop (BPR): for each event (u, i), an item j of the block without an
+/// event of u's is drawn ([`sample_non_event`]), and one step goes down the logistic loss of
+/// the difference x = s_ui − s_uj: with g = σ(−x), p_u += lr(g(q_i − q_j) − w_u·λ·p_u),
+/// q_i += lr(g·p_u − w_i·λ·q_i), q_j += lr(−g·p_u − w_j·λ·q_j), and the item biases likewise.
+/// A user's events in the block must come together (the CPU's by-user order), so the items
+/// they name are all known when j is drawn: a drawn j is never an event. Ratings of 0 (below
+/// `--positive-threshold`) are no events: never trained on, never drawn.
+fn train_block_pairwise<L: Lanes>(ratings: &[Rating], users: BlockRows, items: BlockRows, k: usize, step: &Step) -> Result<LossSums> {
+    let mut rng = block_rng(step.sample_seed, users.first, items.first);
+    let (mut sums, mut log_part) = (LossSums::default(), LogSum::default());
+    let mut events: Vec<u32> = Vec::new();
+    let mut start = 0;
+    while start < ratings.len() {
+        let user = ratings[start].user;
+        let end = ratings[start..].iter().position(|r| r.user != user).map_or(ratings.len(), |n| start + n);
+        events.clear();
+        events.extend(ratings[start..end].iter().filter(|r| r.value > 0.0).map(|r| r.item));
+        events.sort_unstable();
+        events.dedup();
+        for j in start..end {
+            if ratings[j].value <= 0.0 {
+                continue;
+            }
+            let (u, i) = rows_of(ratings, j, &users, &items)?;
+            // Never i itself: i is among the events.
+            let Some(other) = sample_non_event(&mut rng, items.first, items.rows(), &events) else { continue };
+            let at = pairwise_update::<L>(i, (other - items.first) as usize, &mut users.factors[u * k..][..k], &mut *items.factors, &mut *items.bias, (users.weights[u], items.weights), k, step);
+            sums.add(at.terms);
+            log_part.add(at.log1p);
+        }
+        start = end;
+    }
+    sums.loss += log_part.total();
+    Ok(sums)
+}
+
+/// One BPR step for user row `p`, event item `i` and non-event item `j` (rows of the block's
+/// `q`, `i` ≠ `j`); returns the loss at the difference before the step.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn pairwise_update<L: Lanes>(i: usize, j: usize, p: &mut [f32], q: &mut [f32], bias: &mut [f32], (wu, wq): (f32, &[f32]), k: usize, s: &Step) -> AtScore {
+    let (qi, qj) = two_rows(q, i, j, k);
+    let mut x = L::dot(p, qi) - L::dot(p, qj);
+    if s.biases {
+        x += bias[i] - bias[j];
+    }
+    let at = s.loss.at(x, 1.0, Unit::of(1.0));
+    let g = at.slopes.0;
+    let (ru, ri, rj) = (wu * s.reg, wq[i] * s.reg, wq[j] * s.reg);
+    for f in 0..k {
+        let (a, b, c) = (p[f], qi[f], qj[f]);
+        p[f] = a + s.lr * (g * (b - c) - ru * a);
+        qi[f] = b + s.lr * (g * a - ri * b);
+        qj[f] = c + s.lr * (-g * a - rj * c);
+    }
+    if s.biases {
+        bias[i] += s.lr * (g - wq[i] * s.reg_bias * bias[i]);
+        bias[j] += s.lr * (-g - wq[j] * s.reg_bias * bias[j]);
+    }
+    at
+}
+
+/// Rows `a` and `b` (a ≠ b) of `rows` at rank `k`, both writable.
+#[inline(always)]
+fn two_rows(rows: &mut [f32], a: usize, b: usize, k: usize) -> (&mut [f32], &mut [f32]) {
+    if a < b {
+        let (low, high) = rows.split_at_mut(b * k);
+        (&mut low[a * k..][..k], &mut high[..k])
+    } else {
+        let (low, high) = rows.split_at_mut(a * k);
+        (&mut high[..k], &mut low[b * k..][..k])
+    }
 }
 
 /// The block rows of rating `j`, or an error naming it when it falls outside them (a corrupt
@@ -319,7 +433,58 @@ mod tests {
     }
 
     fn step(loss: Loss) -> Step {
-        Step { lr: 0.1, reg: 0.05, reg_bias: 0.02, mean: 0.5, biases: true, loss, unit: Unit::of(1.0), label_middle: loss.is_binary().then_some(0.0), l1: 0.0, nonneg: false }
+        Step { lr: 0.1, reg: 0.05, reg_bias: 0.02, mean: 0.5, biases: true, loss, unit: Unit::of(1.0), label_middle: loss.is_binary().then_some(0.0), l1: 0.0, nonneg: false, sample_seed: 7 }
+    }
+
+    #[test]
+    fn a_drawn_non_event_is_never_an_event_and_each_other_item_is_drawn() {
+        let mut rng = block_rng(3, 100, 40);
+        let events = [41u32, 42, 45, 49];
+        let mut drawn = std::collections::BTreeSet::new();
+        for _ in 0..2000 {
+            let j = sample_non_event(&mut rng, 40, 10, &events).expect("six items are free");
+            assert!((40..50).contains(&j) && !events.contains(&j), "{j}");
+            drawn.insert(j);
+        }
+        assert_eq!(drawn.into_iter().collect::<Vec<_>>(), vec![40, 43, 44, 46, 47, 48]);
+        assert_eq!(sample_non_event(&mut rng, 40, 4, &[40, 41, 42, 43]), None, "every item is an event");
+    }
+
+    #[test]
+    fn bpr_pairs_each_event_with_items_without_one_and_repeats_for_a_seed() {
+        // User 0 has events on items 0–2 of a block of 4 (and a rating below the threshold on
+        // item 3, no event): every pair is (event, item 3), so item 3's bias only falls and
+        // the others' only rise. User 1 has events on every item: no pair, no step.
+        let k = 3;
+        let block: Vec<Rating> = [(0, 0, 1.0), (0, 1, 1.0), (0, 2, 1.0), (0, 3, 0.0), (1, 0, 1.0), (1, 1, 1.0), (1, 2, 1.0), (1, 3, 1.0)]
+            .iter()
+            .cycle()
+            .take(8 * 5)
+            .map(|&(user, item, value)| Rating { user, item, value })
+            .collect();
+        let mut block = block;
+        block.sort_by_key(|r| r.user);
+        let run = |seed: u64| {
+            let s = Step { sample_seed: seed, mean: 0.0, ..step(Loss::Bpr) };
+            let (mut p, mut q) = (vec![0.1f32; 2 * k], (0..4 * k).map(|x| (x as f32 * 0.3).sin() * 0.1).collect::<Vec<f32>>());
+            let (mut bu, mut bi) = (vec![0.0f32; 2], vec![0.0f32; 4]);
+            let (wu, wi) = (vec![1.0f32; 2], vec![1.0f32; 4]);
+            let p1 = p[k..].to_vec();
+            let sums = train_block(
+                &block,
+                BlockRows { first: 0, factors: &mut p, bias: &mut bu, weights: &wu, prior: &[], share: &mut [] },
+                BlockRows { first: 0, factors: &mut q, bias: &mut bi, weights: &wi, prior: &[], share: &mut [] },
+                k,
+                &s,
+            )
+            .unwrap();
+            assert_eq!(sums.count, 15, "user 0's 15 events, none of user 1's");
+            assert_eq!(&p[k..], &p1[..], "user 1 had no non-event to compare with");
+            assert!(bi[3] < 0.0 && bi[..3].iter().all(|&b| b > 0.0), "{bi:?}");
+            assert_eq!(bu, vec![0.0, 0.0], "user biases cancel in a difference");
+            (p, q)
+        };
+        assert_eq!(run(5), run(5), "the same seed draws the same items");
     }
 
     #[test]
@@ -367,9 +532,10 @@ mod tests {
     #[test]
     fn the_block_loop_gives_the_bits_of_one_update_after_another() {
         // The loop scores the next rating while this one updates when they share no row; a
-        // shared user or item must wait. Compare with updates made strictly in turn.
+        // shared user or item must wait. Compare with updates made strictly in turn. (The
+        // pairwise loss has its own loop.)
         let k = 5;
-        for &(loss, _, _) in Loss::ALL {
+        for &(loss, _, _) in Loss::ALL.iter().filter(|(l, _, _)| !l.is_pairwise()) {
             let s = Step { l1: 0.01, ..step(loss) };
             let start = |rows: usize, salt: f32| -> Vec<f32> { (0..rows * k).map(|x| ((x as f32 * 0.37 + salt).sin() * 0.3).abs()).collect() };
             let (mut p, mut q) = (start(5, 0.1), start(4, 0.7));

@@ -398,6 +398,17 @@ fn events_train_the_one_class_loss_and_bad_input_says_what_to_do() {
         assert!(item.is_multiple_of(4) && ![500, 504, 508].contains(&item), "{new}");
     }
 
+    // The pairwise loss: the same lists, and one thread repeats its draws exactly.
+    let bpr = |threads: &str| {
+        let o = gpumf(&["train", "--train", &path("train.tsv"), "--test", &path("test.tsv"), "--loss", "bpr", "--rank", "8", "--threads", threads, "--json"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).expect("JSON")
+    };
+    let (once, again) = (bpr("1"), bpr("1"));
+    assert!(once["test_ndcg@20"].as_f64().unwrap() > 0.8, "{once}");
+    let figures = |v: &serde_json::Value| v["history"].as_array().unwrap().iter().map(|e| (e["train_loss"].clone(), e["test_ndcg@20"].clone())).collect::<Vec<_>>();
+    assert_eq!(figures(&once), figures(&again));
+
     std::fs::write(path("ratings.tsv"), "1\t1\t5\n1\t2\t3\n2\t1\t4\n").unwrap();
     std::fs::write(path("negative.tsv"), "1\t1\t5\n1\t2\t-3\n2\t1\t4\n").unwrap();
     let cases: &[(&[&str], &[&str])] = &[
@@ -409,6 +420,8 @@ fn events_train_the_one_class_loss_and_bad_input_says_what_to_do() {
         (&["train", "--train", &path("train.tsv"), "--loss", "ials", "--unobserved-weight", "-1"], &["--unobserved-weight"]),
         (&["train", "--train", &path("train.tsv"), "--loss", "ials", "--cg-steps", "0"], &["--cg-steps"]),
         (&["train", "--train", &path("train.tsv"), "--loss", "ials", "--memory", "1MiB"], &["--memory", "alternating least squares"]),
+        (&["train", "--train", &path("train.tsv"), "--loss", "bpr", "--backend", "gpu"], &["--loss bpr", "GPU"]),
+        (&["train", "--train", &path("train.tsv"), "--loss", "bpr", "--nonneg"], &["--nonneg", "sampled pairs"]),
     ];
     for (args, words) in cases {
         let o = gpumf(args);

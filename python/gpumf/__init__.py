@@ -263,7 +263,9 @@ class MF:
     1 + ``alpha`` * ln(1 + c / ``epsilon``) (``"log"``), every other pair the weight
     ``unobserved_weight``; ``cg_steps`` conjugate-gradient steps solve each row. Its defaults
     (``epochs``, ``reg``; no biases, no SVD++ term) are its own: left as None, ``epochs``,
-    ``reg``, ``biases`` and ``svdpp`` take the loss's defaults.
+    ``lr``, ``reg``, ``biases`` and ``svdpp`` take the loss's defaults. ``loss="bpr"`` trains
+    the pairwise ranking loss (BPR) by SGD instead, each event against an item without one
+    drawn for each update.
 
     The other parameters are the CLI's: ``rank``, ``epochs``, ``lr`` (initial learning rate), ``lr_decay``
     (lr / (1 + lr_decay * epoch)), ``reg`` and ``reg_bias`` (L2 on factors and biases),
@@ -290,7 +292,7 @@ class MF:
         self,
         rank: int = _DEFAULTS["rank"],
         epochs: Optional[int] = None,
-        lr: float = _DEFAULTS["lr"],
+        lr: Optional[float] = None,
         reg: Optional[float] = None,
         backend: str = "auto",
         threads: Optional[int] = None,
@@ -326,6 +328,7 @@ class MF:
         # The loss's own defaults where none is given (the one-class loss has its own).
         own = _gpumf.default_params(str(loss))
         epochs = own["epochs"] if epochs is None else epochs
+        lr = own["lr"] if lr is None else lr
         reg = own["reg"] if reg is None else reg
         biases = own["biases"] if biases is None else biases
         svdpp = own["svdpp"] if svdpp is None else svdpp

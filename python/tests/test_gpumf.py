@@ -402,6 +402,10 @@ def test_one_class_events_train_by_ials_with_their_own_defaults(tmp_path):
     assert all(i % 4 == 0 and i not in (0, 4, 8) for i in new.tolist()), new
     with pytest.raises(ValueError, match="negative"):
         m.recommend_new([0], values=[-1])
+    # The pairwise loss ranks the same kinds, with its own defaults (60 epochs, lr 0.1).
+    bpr = gpumf.MF(loss="bpr", rank=8, verbose=False, threads=1).fit(train)
+    assert (bpr.epochs, bpr.lr, bpr.svdpp) == (60, pytest.approx(0.1), False)
+    assert ranking_metrics(bpr, train, test, k=5)["ndcg@5"] > 0.8
 
     # A file of counts reads with counts=True; without it, its values are refused by name.
     path = tmp_path / "plays.tsv"

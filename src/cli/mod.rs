@@ -126,19 +126,19 @@ pub struct ParamArgs {
     /// Latent factors per user and item [default: 128].
     #[arg(long, short = 'k')]
     pub rank: Option<usize>,
-    /// Passes over the training ratings [default: 40; with --loss ials, 15].
+    /// Passes over the training ratings [default: 40; with --loss ials, 15; with --loss bpr, 60].
     #[arg(long)]
     pub epochs: Option<usize>,
-    /// Initial learning rate.
-    #[arg(long, default_value_t = Params::default().learning_rate, allow_negative_numbers = true)]
-    pub lr: f32,
+    /// Initial learning rate [default: 0.02; with --loss bpr, 0.1].
+    #[arg(long, allow_negative_numbers = true)]
+    pub lr: Option<f32>,
     /// Learning rate at epoch t is lr / (1 + lr_decay * t).
     #[arg(long, default_value_t = Params::default().lr_decay, allow_negative_numbers = true)]
     pub lr_decay: f32,
     /// L2 regularisation of the factors: of a user or item with 100 training ratings; one with n
     /// gets reg·√(100/n) (frequency-scaled), unless --constant-reg. With --loss ials, a row's λ
     /// is reg times its weight (its events' confidences plus --unobserved-weight for every
-    /// other pair). [default: 0.09; with --loss ials, 0.025]
+    /// other pair). [default: 0.09; with --loss ials, 0.025; with --loss bpr, 0.01]
     #[arg(long, allow_negative_numbers = true)]
     pub reg: Option<f32>,
     /// The same --reg and --reg-bias for every user and item, whatever its number of ratings.
@@ -223,7 +223,7 @@ impl ParamArgs {
         Params {
             rank: self.rank.unwrap_or(defaults.rank),
             epochs: self.epochs.unwrap_or(defaults.epochs),
-            learning_rate: self.lr,
+            learning_rate: self.lr.unwrap_or(defaults.learning_rate),
             lr_decay: self.lr_decay,
             reg: self.reg.unwrap_or(defaults.reg),
             frequency_reg: !self.constant_reg,

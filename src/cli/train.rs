@@ -463,7 +463,8 @@ fn report(args: &TrainArgs, run: &Run) -> anyhow::Result<()> {
         println!("kept the factors of epoch {best}, the best on the validation ratings");
     }
     if loss.is_one_class() {
-        println!("train loss {:.1} over every user-item pair ({} training entries)", run.kept.train_loss, run.train_ratings);
+        let over = if loss.is_pairwise() { "the sampled pairs" } else { "every user-item pair" };
+        println!("train loss {:.1} over {over} ({} training entries)", run.kept.train_loss, run.train_ratings);
     } else {
         println!("train {} ({} ratings)", run.kept.train.describe(&metrics[..1]), run.train_ratings);
     }

@@ -7,6 +7,7 @@ pub mod als;
 mod blocks;
 
 use crate::data::Rating;
+use crate::model::SeenItems;
 use crate::problem::Problem;
 use crate::error::{Error, Result};
 use crate::metrics;
@@ -111,10 +112,16 @@ pub struct CpuSolver {
     pool: rayon::ThreadPool,
     /// Figures of epochs submitted and not yet finished (the CPU works at submission).
     done: VecDeque<EpochFigures>,
+    /// For one-class losses, judged by their lists: the held-out events by id, and each
+    /// user's training items, left out of the lists.
+    ranked: Option<(Vec<Rating>, SeenItems)>,
 }
 
 impl CpuSolver {
     pub fn new(problem: &Problem, mut model: Model, params: &Params, mode: CpuMode) -> Result<Self> {
+        if params.loss.is_pairwise() && mode.block_order() != Order::ByUser {
+            return Err(Error::InvalidParameter(format!("--loss {}: the pairwise loss draws non-events among each user's items of a block, so it trains in the CPU's by-user order, not the GPU's", crate::choice::Choice::name(params.loss))));
+        }
         let threads = mode.threads();
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -141,11 +148,21 @@ impl CpuSolver {
         let unit = params.rating_unit(&problem.train_summary());
         let weights = RowWeights::new(params, &problem.train_counts()).by_position(&schedule);
         let svdpp = if params.svdpp { Some(pool.install(|| SvdppState::new(&schedule, params.rank, &weights.items))?) } else { None };
-        Ok(CpuSolver { model, test, params: params.clone(), unit, weights, svdpp, schedule, mode, pool, done: VecDeque::new() })
+        let ranked = (params.loss.is_one_class() && problem.train_on_disk.is_none())
+            .then(|| (problem.test.clone(), SeenItems::from_ratings(&problem.train, problem.num_users(), problem.num_items())));
+        Ok(CpuSolver { model, test, params: params.clone(), unit, weights, svdpp, schedule, mode, pool, done: VecDeque::new(), ranked })
     }
 
-    fn step(&self, lr: f32) -> Step {
-        Step::new(&self.params, lr, self.model.mean, self.unit, self.model.labels)
+    fn step(&self, lr: f32, epoch: usize) -> Step {
+        Step::new(&self.params, lr, self.model.mean, self.unit, self.model.labels).for_epoch(epoch)
+    }
+
+    /// NDCG@20 of the factors as they stand on the held-out events (one-class losses).
+    fn ndcg(&self) -> Result<Option<f64>> {
+        let Some((test, seen)) = &self.ranked else { return Ok(None) };
+        let mut model = self.snapshot()?;
+        model.seen = Some(seen.clone());
+        Ok(self.pool.install(|| metrics::ndcg(&model, test)))
     }
 
     pub fn schedule(&self) -> &Schedule {
@@ -179,7 +196,7 @@ impl Solver for CpuSolver {
     }
 
     fn submit_epoch(&mut self, epoch: usize, lr: f32, score_test: bool) -> Result<()> {
-        let (step, k) = (self.step(lr), self.params.rank);
+        let (step, k) = (self.step(lr, epoch), self.params.rank);
         let (model, weights, schedule) = (&mut self.model, &self.weights, &self.schedule);
         let train = match self.mode {
             CpuMode::Sequential | CpuMode::GpuOrder => {
@@ -203,11 +220,13 @@ impl Solver for CpuSolver {
             let schedule = &self.schedule;
             self.pool.install(|| svdpp.after_epoch(schedule, p, q, &step))?;
         }
-        let test = (score_test && !self.test.is_empty()).then(|| {
+        let scored = score_test && !self.test.is_empty();
+        let ndcg = if scored { self.ndcg()? } else { None };
+        let test = (scored && ndcg.is_none()).then(|| {
             let (model, test) = (&self.model, &self.test);
             self.pool.install(|| metrics::evaluate(model, test))
         });
-        self.done.push_back(EpochFigures { train, test, ndcg: None, kernel_seconds: None, streamed_bytes: if self.schedule.on_disk() { 12 * self.schedule.ratings() as u64 } else { 0 }, uploads: Default::default() });
+        self.done.push_back(EpochFigures { train, test, ndcg, kernel_seconds: None, streamed_bytes: if self.schedule.on_disk() { 12 * self.schedule.ratings() as u64 } else { 0 }, uploads: Default::default() });
         Ok(())
     }
 

@@ -100,6 +100,8 @@ impl GpuSolver {
             label_middle: None,
             l1: u.l1,
             nonneg: self.shape.nonneg,
+            // The SVD++ term's passes draw nothing.
+            sample_seed: 0,
         };
         state.after_epoch(schedule, &mut p, &q, &step)?;
         let bias = by_position(users, &model.user_bias);

@@ -37,7 +37,7 @@ const MAGIC_V4: &[u8; 8] = b"GPUMF\0\0\x04";
 pub const MODEL_FORMAT_VERSION: u8 = 4;
 
 /// Each loss's code in the file. Fixed: a code is never reused.
-const LOSS_CODES: [(Loss, u64); 7] = [(Loss::Squared, 0), (Loss::Absolute, 1), (Loss::Kl, 2), (Loss::Logistic, 3), (Loss::Hinge, 4), (Loss::SquaredHinge, 5), (Loss::Ials, 6)];
+const LOSS_CODES: [(Loss, u64); 8] = [(Loss::Squared, 0), (Loss::Absolute, 1), (Loss::Kl, 2), (Loss::Logistic, 3), (Loss::Hinge, 4), (Loss::SquaredHinge, 5), (Loss::Ials, 6), (Loss::Bpr, 7)];
 
 /// What a score becomes when predicted, as recorded in the file (the loss fixes it; it is
 /// written so that a reader need not know every loss, and checked against the loss on load).
@@ -190,7 +190,7 @@ fn parse_header(bytes: &[u8]) -> std::result::Result<Header, String> {
     }
     let objective = if version >= 3 { read_objective(u64_at(5), u64_at(6), u64_at(7), [f32_at(3), f32_at(4), f32_at(5)])? } else { (Loss::Squared, None, false, 0.0) };
     let one_class = if version >= 4 { read_one_class(u64_at(8), [f32_at(6), f32_at(7), f32_at(8), f32_at(9)])? } else { None };
-    if one_class.is_some() != objective.0.is_one_class() {
+    if one_class.is_some() != !objective.0.trains_by_sgd() {
         return Err(format!("header's one-class settings do not go with its loss {}", crate::choice::Choice::name(objective.0)));
     }
     let rows = m + n;

@@ -106,13 +106,14 @@ impl Default for Params {
 }
 
 impl Params {
-    /// The defaults for `loss`: [`Params::default`]'s, but for the one-class loss, which trains
-    /// by ALS with neither biases nor the SVD++ term, the settings that ranked best by NDCG@20
-    /// on events held out of the training files of MovieLens 100k and latest-small
+    /// The defaults for `loss`: [`Params::default`]'s, but for the one-class losses, which
+    /// train without the SVD++ term (and iALS without biases), the settings that ranked best by
+    /// NDCG@20 on events held out of the training files of MovieLens 100k and latest-small
     /// (BENCHMARKS.md).
     pub fn for_loss(loss: Loss) -> Params {
-        match loss.family() {
-            Family::OneClass => Params { loss, rank: 128, epochs: 15, reg: 0.025, biases: false, svdpp: false, ..Params::default() },
+        match loss {
+            Loss::Ials => Params { loss, rank: 128, epochs: 15, reg: 0.025, biases: false, svdpp: false, ..Params::default() },
+            Loss::Bpr => Params { loss, rank: 128, epochs: 60, learning_rate: 0.1, reg: 0.01, svdpp: false, ..Params::default() },
             _ => Params { loss, ..Params::default() },
         }
     }
@@ -168,11 +169,12 @@ impl Params {
         if self.loss.is_one_class() {
             self.one_class.validate()?;
             let name = crate::choice::Choice::name(self.loss);
-            let refuse = |flag, argument, value: &dyn std::fmt::Display, what: &str| bad(flag, argument, value, format!("the {name} loss trains by alternating least squares, which has no {what}"));
+            let how = if self.loss.is_pairwise() { "compares sampled pairs of items" } else { "trains by alternating least squares" };
+            let refuse = |flag, argument, value: &dyn std::fmt::Display, what: &str| bad(flag, argument, value, format!("the {name} loss {how}, which has no {what}"));
             if self.svdpp {
                 return refuse("--no-svdpp", "svdpp", &"True", "SVD++-style term: leave it out (--no-svdpp, svdpp=False)");
             }
-            if self.biases {
+            if self.biases && !self.loss.is_pairwise() {
                 return refuse("--no-biases", "biases", &"True", "biases: leave them out (--no-biases, biases=False)");
             }
             if self.nonneg {
@@ -181,7 +183,7 @@ impl Params {
             if self.l1 > 0.0 {
                 return refuse("--l1", "l1", &self.l1, "L1 penalty");
             }
-            if self.models > 1 {
+            if self.models > 1 && !self.loss.is_pairwise() {
                 return refuse("--models", "models", &self.models, "ensemble of models");
             }
         }
@@ -330,7 +332,7 @@ impl Model {
             users: problem.users.clone(),
             items: problem.items.clone(),
             seen: None,
-            one_class: params.loss.is_one_class().then_some(OneClassFit { settings: params.one_class, reg: params.reg, frequency_reg: params.frequency_reg }),
+            one_class: (params.loss == Loss::Ials).then_some(OneClassFit { settings: params.one_class, reg: params.reg, frequency_reg: params.frequency_reg }),
         }
     }
 

@@ -216,8 +216,8 @@ impl Job {
         let backend = match self.device {
             Device::Cpu => cpu,
             Device::Gpu => gpu,
-            // Alternating least squares, the one-class loss's trainer, runs on the CPU only.
-            Device::Auto if self.params.loss.is_one_class() => cpu,
+            // The pairwise loss trains on the CPU only.
+            Device::Auto if self.params.loss.is_pairwise() => cpu,
             Device::Auto => {
                 let (backend, passed_over) = training::choose_auto(cpu, gpu);
                 if let Some(why) = passed_over {

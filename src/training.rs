@@ -5,7 +5,7 @@
 use crate::cpu::{als::AlsSolver, CpuMode, CpuSolver};
 use crate::problem::Problem;
 use crate::error::{Error, Result};
-use crate::gpu::{GpuOptions, GpuSolver};
+use crate::gpu::{als::GpuAlsSolver, GpuOptions, GpuSolver};
 use crate::metrics::Scores;
 use crate::model::{Model, Params};
 use crate::objective::{Loss, Metric};
@@ -163,10 +163,9 @@ pub fn make_solver<'a>(problem: &'a Problem, params: &Params, backend: &Backend)
     let labels = problem.labels(params.loss)?;
     let model = Model::init(problem, params, labels);
     if !params.loss.trains_by_sgd() {
-        let name = crate::choice::Choice::name(params.loss);
         return match backend {
             Backend::Cpu(mode) => Ok(Box::new(AlsSolver::new(problem, model, params, mode.threads())?)),
-            Backend::Gpu(_) => Err(Error::InvalidParameter(format!("--loss {name} trains by alternating least squares on the CPU; the GPU does not train it yet (use --backend cpu)"))),
+            Backend::Gpu(options) => Ok(Box::new(GpuAlsSolver::new(problem, model, params, options)?)),
         };
     }
     if let (true, Backend::Gpu(_)) = (params.loss.is_pairwise(), backend) {

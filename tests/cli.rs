@@ -415,7 +415,6 @@ fn events_train_the_one_class_loss_and_bad_input_says_what_to_do() {
         (&["train", "--train", &path("train.tsv")], &["train.tsv:1:", "no rating", "--loss ials"]),
         (&["train", "--train", &path("ratings.tsv"), "--loss", "ials"], &["ratings.tsv", "holds the value 5", "--positive-threshold", "--counts"]),
         (&["train", "--train", &path("negative.tsv"), "--loss", "ials", "--counts"], &["-3", "cannot be negative"]),
-        (&["train", "--train", &path("train.tsv"), "--loss", "ials", "--backend", "gpu"], &["--loss ials", "CPU"]),
         (&["train", "--train", &path("train.tsv"), "--loss", "ials", "--nonneg"], &["--nonneg", "alternating least squares"]),
         (&["train", "--train", &path("train.tsv"), "--loss", "ials", "--unobserved-weight", "-1"], &["--unobserved-weight"]),
         (&["train", "--train", &path("train.tsv"), "--loss", "ials", "--cg-steps", "0"], &["--cg-steps"]),

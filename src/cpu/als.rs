@@ -26,16 +26,16 @@ use std::collections::VecDeque;
 
 /// One side's events by row: row r's are `index[starts[r]..starts[r + 1]]` (the other side's
 /// rows) with their confidences in `weight`.
-struct Events {
-    starts: Vec<usize>,
-    index: Vec<u32>,
-    weight: Vec<f32>,
+pub(crate) struct Events {
+    pub starts: Vec<usize>,
+    pub index: Vec<u32>,
+    pub weight: Vec<f32>,
 }
 
 impl Events {
     /// The events of `ratings` grouped by user, each count turned into its confidence. A rating
     /// of 0 (below `--positive-threshold`) is no event.
-    fn by_user(ratings: &[Rating], users: usize, one_class: &OneClass) -> Events {
+    pub fn by_user(ratings: &[Rating], users: usize, one_class: &OneClass) -> Events {
         let (starts, pairs) = by_user(ratings, users, |_, r| (r.item, r.value));
         let (mut index, mut weight) = (Vec::with_capacity(pairs.len()), Vec::with_capacity(pairs.len()));
         let mut kept = vec![0usize; users + 1];
@@ -51,17 +51,39 @@ impl Events {
         Events { starts: kept, index, weight }
     }
 
-    fn row(&self, r: usize) -> (&[u32], &[f32]) {
+    pub fn row(&self, r: usize) -> (&[u32], &[f32]) {
         let span = self.starts[r]..self.starts[r + 1];
         (&self.index[span.clone()], &self.weight[span])
     }
 
-    fn rows(&self) -> usize {
+    pub fn rows(&self) -> usize {
         self.starts.len() - 1
     }
 
     fn len(&self) -> usize {
         self.index.len()
+    }
+
+    /// Both sides' events of `problem`'s training set, or an error when it holds none.
+    pub fn of_problem(problem: &Problem, one_class: &OneClass) -> Result<(Events, Events)> {
+        let by_user = Events::by_user(&problem.train, problem.num_users(), one_class);
+        let swapped: Vec<Rating> = problem.train.iter().map(|r| Rating { user: r.item, item: r.user, value: r.value }).collect();
+        let by_item = Events::by_user(&swapped, problem.num_items(), one_class);
+        if by_user.len() == 0 {
+            return Err(Error::Data("no training events: every value is 0 (below --positive-threshold?)".into()));
+        }
+        Ok((by_user, by_item))
+    }
+
+    /// Each row's λ: `fit`'s, scaled by the row's weight (its events' confidences and w₀ for
+    /// each of the `others` it has no event with).
+    pub fn lambdas(&self, others: usize, fit: &OneClassFit) -> Vec<f32> {
+        (0..self.rows())
+            .map(|r| {
+                let (index, weight) = self.row(r);
+                fit.row_reg(weight.iter().sum::<f32>() + fit.settings.unobserved_weight * (others - index.len()) as f32)
+            })
+            .collect()
     }
 }
 
@@ -91,21 +113,15 @@ impl AlsSolver {
             .num_threads(threads)
             .build()
             .map_err(|e| Error::InvalidParameter(format!("--threads {threads}: cannot start the thread pool: {e}")))?;
-        let one_class = params.one_class;
-        let by_user = Events::by_user(&problem.train, problem.num_users(), &one_class);
-        let swapped: Vec<Rating> = problem.train.iter().map(|r| Rating { user: r.item, item: r.user, value: r.value }).collect();
-        let by_item = Events::by_user(&swapped, problem.num_items(), &one_class);
-        if by_user.len() == 0 {
-            return Err(Error::Data("no training events: every value is 0 (below --positive-threshold?)".into()));
-        }
+        let (by_user, by_item) = Events::of_problem(problem, &params.one_class)?;
         model.record_seen(problem);
-        let fit = OneClassFit { settings: one_class, reg: params.reg, frequency_reg: params.frequency_reg };
+        let fit = OneClassFit { settings: params.one_class, reg: params.reg, frequency_reg: params.frequency_reg };
         Ok(AlsSolver { model, by_user, by_item, test: problem.test.clone(), fit, item_gram: None, pool, done: VecDeque::new() })
     }
 }
 
 /// Σ over rows of xᵀ·x: the k×k Gramian of a side's factors.
-fn gramian(factors: ArrayView2<f32>) -> Array2<f32> {
+pub(crate) fn gramian(factors: ArrayView2<f32>) -> Array2<f32> {
     factors.t().dot(&factors)
 }
 
@@ -119,14 +135,13 @@ const ROWS_PER_SOLVE: usize = 64;
 fn solve_side(rows: &mut Array2<f32>, other: &Array2<f32>, gram: &Array2<f32>, events: &Events, fit: &OneClassFit) {
     let one_class = &fit.settings;
     let k = rows.ncols();
-    let others = other.nrows();
+    let lambdas = events.lambdas(other.nrows(), fit);
     let other = other.as_slice().expect("row-major");
     rows.as_slice_mut().expect("row-major").par_chunks_mut(ROWS_PER_SOLVE * k.max(1)).enumerate().for_each(|(b, x)| {
         let systems: Vec<RowSystem> = (b * ROWS_PER_SOLVE..b * ROWS_PER_SOLVE + x.len() / k.max(1))
             .map(|r| {
                 let (index, weight) = events.row(r);
-                let mass: f32 = weight.iter().sum::<f32>() + one_class.unobserved_weight * (others - index.len()) as f32;
-                RowSystem { other, k, index, weight, w0: one_class.unobserved_weight, lambda: fit.row_reg(mass) }
+                RowSystem { other, k, index, weight, w0: one_class.unobserved_weight, lambda: lambdas[r] }
             })
             .collect();
         Block { systems, gram: gram.view(), w0: one_class.unobserved_weight, k }.conjugate_gradient(x, one_class.cg_steps);
@@ -221,7 +236,7 @@ impl Block<'_> {
 
 /// The loss's sums over the training events, its value the whole weighted loss (every pair,
 /// through the Gramians `gp` and `gq` of the factors: Σ_u p_uᵀ G_Q p_u = ⟨G_P, G_Q⟩).
-fn loss_sums(model: &Model, by_user: &Events, one_class: &OneClass, (gp, gq): (&Array2<f32>, &Array2<f32>)) -> LossSums {
+pub(crate) fn loss_sums(model: &Model, by_user: &Events, one_class: &OneClass, (gp, gq): (&Array2<f32>, &Array2<f32>)) -> LossSums {
     let k = model.rank();
     let (p, q) = (model.user_factors.as_slice().expect("row-major"), model.item_factors.as_slice().expect("row-major"));
     let all_pairs: f64 = gp.iter().zip(gq.iter()).map(|(a, b)| *a as f64 * *b as f64).sum();

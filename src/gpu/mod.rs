@@ -9,6 +9,7 @@
 //! meets; [`readback`] brings back those sums (and the test set's) without stopping the next
 //! epoch from going out. The factors come back once, at the end.
 
+pub mod als;
 mod buffers;
 mod context;
 mod dispatch;

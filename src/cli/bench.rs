@@ -4,7 +4,7 @@ use super::{threads, GpuTuningArgs, ParamArgs};
 use anyhow::{bail, Context};
 use clap::Args;
 use gpumf::bench::{backend_named, csv, plot_bench, run, synthetic_problem, table, BenchRow, Popularity, SyntheticSpec};
-use gpumf::data::{load_ratings, write_ratings, WriteFormat};
+use gpumf::data::{load_ratings, write_events, write_ratings, WriteFormat};
 use gpumf::problem::{split_random, Problem};
 use std::io::Write;
 use std::path::PathBuf;
@@ -87,6 +87,11 @@ pub struct GenerateArgs {
     /// Replace existing output files.
     #[arg(long)]
     pub force: bool,
+    /// Write one-class events instead of ratings: the generated ratings at or above the middle
+    /// of their scale (about half of --ratings), as `user item` lines (binary: rating 1), for
+    /// --loss ials or bpr.
+    #[arg(long)]
+    pub events: bool,
 }
 
 pub fn generate(args: GenerateArgs) -> anyhow::Result<()> {
@@ -105,16 +110,23 @@ pub fn generate(args: GenerateArgs) -> anyhow::Result<()> {
         .context(flag)?;
     }
     let t = Instant::now();
-    let (train, test) = gpumf::bench::generate(&spec)?;
+    let (mut train, mut test) = gpumf::bench::generate(&spec)?;
+    if args.events {
+        for set in [&mut train, &mut test] {
+            set.retain(|r| r.value >= spec.center);
+        }
+    }
     let generated = t.elapsed().as_secs_f64();
-    write_ratings(&args.train_out, &train, args.output_format, args.force)?;
+    let write = |out: &PathBuf, set: &[gpumf::data::Rating]| if args.events { write_events(out, set, args.output_format, args.force) } else { write_ratings(out, set, args.output_format, args.force) };
+    write(&args.train_out, &train)?;
     if let Some(out) = &args.test_out {
-        write_ratings(out, &test, args.output_format, args.force)?;
+        write(out, &test)?;
     }
     eprintln!(
-        "generated {} training and {} test ratings ({} users x {} items, hidden rank {}, noise {}) in {generated:.2} s; written in {:.2} s",
+        "generated {} training and {} test {} ({} users x {} items, hidden rank {}, noise {}) in {generated:.2} s; written in {:.2} s",
         train.len(),
         if args.test_out.is_some() { test.len() } else { 0 },
+        if args.events { "events" } else { "ratings" },
         spec.users,
         spec.items,
         spec.rank,

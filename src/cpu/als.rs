@@ -19,7 +19,7 @@ use crate::model::{Model, OneClassFit, Params};
 use crate::objective::{LossSums, OneClass};
 use crate::problem::Problem;
 use crate::solver::{EpochFigures, Solver};
-use crate::vector::{axpy, dot};
+use crate::vector::{axpy, dot, Lanes};
 use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
 use std::collections::VecDeque;
@@ -125,10 +125,36 @@ pub(crate) fn gramian(factors: ArrayView2<f32>) -> Array2<f32> {
     factors.t().dot(&factors)
 }
 
-/// Rows solved together: their conjugate-gradient steps go in lockstep, so each step's
+/// Rows solved together at most: their conjugate-gradient steps go in lockstep, so each step's
 /// products with the Gramian are one matrix product (a few times the speed of a matrix–vector
-/// product per row). Fixed, so the bits do not depend on the threads.
+/// product per row).
 const ROWS_PER_SOLVE: usize = 64;
+
+/// Floats of other-side rows a block's events may name at most (512 KiB), unless one row's
+/// alone take more: each CG step reads them all again, so they should stay in a core's L2
+/// cache between steps. Blocks are cut from the data alone, so the bits do not depend on the
+/// threads.
+const BLOCK_EVENT_FLOATS: usize = 1 << 17;
+
+/// Consecutive rows of `events` cut into blocks of at most [`ROWS_PER_SOLVE`] rows whose
+/// events name at most [`BLOCK_EVENT_FLOATS`] floats at rank `k` (a block holds at least one
+/// row).
+fn solve_blocks(events: &Events, k: usize) -> Vec<std::ops::Range<usize>> {
+    let mut blocks = Vec::new();
+    let (mut start, mut floats) = (0, 0);
+    for r in 0..events.rows() {
+        let more = (events.starts[r + 1] - events.starts[r]) * k;
+        if r > start && (r - start == ROWS_PER_SOLVE || floats + more > BLOCK_EVENT_FLOATS) {
+            blocks.push(start..r);
+            (start, floats) = (r, 0);
+        }
+        floats += more;
+    }
+    if start < events.rows() {
+        blocks.push(start..events.rows());
+    }
+    blocks
+}
 
 /// Solves every row of `rows` against the fixed `other` side, whose Gramian is `gram`, in
 /// parallel.
@@ -137,8 +163,15 @@ fn solve_side(rows: &mut Array2<f32>, other: &Array2<f32>, gram: &Array2<f32>, e
     let k = rows.ncols();
     let lambdas = events.lambdas(other.nrows(), fit);
     let other = other.as_slice().expect("row-major");
-    rows.as_slice_mut().expect("row-major").par_chunks_mut(ROWS_PER_SOLVE * k.max(1)).enumerate().for_each(|(b, x)| {
-        let systems: Vec<RowSystem> = (b * ROWS_PER_SOLVE..b * ROWS_PER_SOLVE + x.len() / k.max(1))
+    let mut pieces = Vec::new();
+    let mut rest = rows.as_slice_mut().expect("row-major");
+    for block in solve_blocks(events, k) {
+        let (piece, tail) = rest.split_at_mut(block.len() * k);
+        pieces.push((block, piece));
+        rest = tail;
+    }
+    pieces.into_par_iter().for_each(|(block, x)| {
+        let systems: Vec<RowSystem> = block
             .map(|r| {
                 let (index, weight) = events.row(r);
                 RowSystem { other, k, index, weight, w0: one_class.unobserved_weight, lambda: lambdas[r] }
@@ -147,6 +180,7 @@ fn solve_side(rows: &mut Array2<f32>, other: &Array2<f32>, gram: &Array2<f32>, e
         Block { systems, gram: gram.view(), w0: one_class.unobserved_weight, k }.conjugate_gradient(x, one_class.cg_steps);
     });
 }
+
 
 /// One row's normal equations but for the Gramian's term, applied without being formed.
 struct RowSystem<'a> {
@@ -159,24 +193,28 @@ struct RowSystem<'a> {
 }
 
 impl RowSystem<'_> {
-    fn other_row(&self, j: u32) -> &[f32] {
-        &self.other[j as usize * self.k..(j as usize + 1) * self.k]
+    /// The other side's row of event `e`.
+    #[inline(always)]
+    fn event_row(&self, e: usize) -> &[f32] {
+        &self.other[self.index[e] as usize * self.k..][..self.k]
     }
 
     /// out += λ·v + Σ_events (c − w₀)(q·v)·q: the row's terms of A·v beside w₀·G·v.
-    fn add_own_terms(&self, v: &[f32], out: &mut [f32]) {
+    #[inline(always)]
+    fn add_own_terms<L: Lanes>(&self, v: &[f32], out: &mut [f32]) {
         axpy(out, self.lambda, v);
-        for (&j, &c) in self.index.iter().zip(self.weight) {
-            let q = self.other_row(j);
-            axpy(out, (c - self.w0) * dot(q, v), q);
+        for (e, &c) in self.weight.iter().enumerate() {
+            let q = self.event_row(e);
+            axpy(out, (c - self.w0) * L::dot(q, v), q);
         }
     }
 
     /// out = b − out: the residual from A·x, b = Σ_events c·q.
+    #[inline(always)]
     fn residual_from(&self, out: &mut [f32]) {
         out.iter_mut().for_each(|a| *a = -*a);
-        for (&j, &c) in self.index.iter().zip(self.weight) {
-            axpy(out, c, self.other_row(j));
+        for (e, &c) in self.weight.iter().enumerate() {
+            axpy(out, c, self.event_row(e));
         }
     }
 }
@@ -191,41 +229,59 @@ struct Block<'a> {
 
 impl Block<'_> {
     /// out = A·v for each row's v (rows of `v` and `out`).
-    fn apply(&self, v: &[f32], out: &mut [f32]) {
+    #[inline(always)]
+    fn apply<L: Lanes>(&self, v: &[f32], out: &mut [f32]) {
         let n = self.systems.len();
         let v_rows = ArrayView2::from_shape((n, self.k), v).expect("n rows of k");
         let mut out_rows = ndarray::ArrayViewMut2::from_shape((n, self.k), &mut *out).expect("n rows of k");
         // V·G is (G·vᵢ)ᵀ row by row: G is symmetric.
         ndarray::linalg::general_mat_mul(self.w0, &v_rows, &self.gram, 0.0, &mut out_rows);
         for ((system, v), out) in self.systems.iter().zip(v.chunks_exact(self.k)).zip(out.chunks_exact_mut(self.k)) {
-            system.add_own_terms(v, out);
+            system.add_own_terms::<L>(v, out);
         }
     }
 
     /// `steps` steps of conjugate gradient from the rows `x`, in place, each row its own; a
-    /// row whose residual has vanished stays where it is.
+    /// row whose residual has vanished stays where it is. Compiled for AVX2 and FMA where the
+    /// CPU has them, with the same bits ([`crate::vector::Lanes`]).
     fn conjugate_gradient(&self, x: &mut [f32], steps: usize) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has AVX2 and FMA (detected just above).
+            return unsafe { self.conjugate_gradient_avx2(x, steps) };
+        }
+        self.conjugate_gradient_with::<crate::vector::Portable>(x, steps)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn conjugate_gradient_avx2(&self, x: &mut [f32], steps: usize) {
+        self.conjugate_gradient_with::<crate::vector::Avx2>(x, steps)
+    }
+
+    #[inline(always)]
+    fn conjugate_gradient_with<L: Lanes>(&self, x: &mut [f32], steps: usize) {
         let k = self.k;
         let mut r = vec![0.0f32; x.len()];
-        self.apply(x, &mut r);
+        self.apply::<L>(x, &mut r);
         for (system, r) in self.systems.iter().zip(r.chunks_exact_mut(k)) {
             system.residual_from(r);
         }
         let mut p = r.clone();
         let mut ap = vec![0.0f32; x.len()];
-        let mut rr: Vec<f32> = r.chunks_exact(k).map(|r| dot(r, r)).collect();
+        let mut rr: Vec<f32> = r.chunks_exact(k).map(|r| L::dot(r, r)).collect();
         for _ in 0..steps {
-            self.apply(&p, &mut ap);
+            self.apply::<L>(&p, &mut ap);
             for (row, rr) in rr.iter_mut().enumerate() {
                 if *rr <= f32::MIN_POSITIVE {
                     continue;
                 }
                 let span = row * k..(row + 1) * k;
                 let (p, ap, r) = (&mut p[span.clone()], &ap[span.clone()], &mut r[span.clone()]);
-                let alpha = *rr / dot(p, ap);
+                let alpha = *rr / L::dot(p, ap);
                 axpy(&mut x[span], alpha, p);
                 axpy(r, -alpha, ap);
-                let next = dot(r, r);
+                let next = L::dot(r, r);
                 let beta = next / *rr;
                 p.iter_mut().zip(r.iter()).for_each(|(p, r)| *p = r + beta * *p);
                 *rr = next;
@@ -335,6 +391,25 @@ mod tests {
             }
         }
         loss
+    }
+
+    #[test]
+    fn solve_blocks_cover_the_rows_in_order_within_their_bounds() {
+        // Rows of 1 to 3,000 events at rank 100: 3,000 rows' floats exceed a block alone.
+        let counts: Vec<usize> = (0..500).map(|r| if r % 97 == 0 { 3000 } else { 1 + r % 40 }).collect();
+        let mut starts = vec![0];
+        counts.iter().for_each(|c| starts.push(starts.last().unwrap() + c));
+        let events = Events { index: vec![0; starts[500]], weight: vec![1.0; starts[500]], starts };
+        let blocks = solve_blocks(&events, 100);
+        assert_eq!(blocks.first().unwrap().start, 0);
+        assert_eq!(blocks.last().unwrap().end, 500);
+        for (a, b) in blocks.iter().zip(blocks.iter().skip(1)) {
+            assert_eq!(a.end, b.start);
+        }
+        for b in &blocks {
+            let floats: usize = b.clone().map(|r| counts[r] * 100).sum();
+            assert!(!b.is_empty() && b.len() <= ROWS_PER_SOLVE && (floats <= BLOCK_EVENT_FLOATS || b.len() == 1), "{b:?}: {floats}");
+        }
     }
 
     #[test]

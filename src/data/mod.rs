@@ -12,7 +12,7 @@ pub use load::{load_ids, load_pairs, load_rated_items, load_ratings, parse_ratin
 pub use shuffle::{by_user, group_by_key, shuffled, tiled};
 pub use summary::{RatingSummary, RowCounts};
 pub use text::{quoted, read_text};
-pub use write::{write_ratings, written_size, WriteFormat};
+pub use write::{write_events, write_ratings, written_size, WriteFormat};
 
 use rustc_hash::FxHashMap;
 

@@ -45,6 +45,23 @@ pub fn write_ratings(path: &Path, ratings: &[Rating], format: WriteFormat, overw
     })
 }
 
+/// Writes `events` (their values aside) as `user item` lines, or as binary records of rating
+/// 1, checked first and written whole or not at all.
+pub fn write_events(path: &Path, events: &[Rating], format: WriteFormat, overwrite: bool) -> Result<()> {
+    match format {
+        WriteFormat::Binary => write_ratings(path, &events.iter().map(|r| Rating { value: 1.0, ..*r }).collect::<Vec<_>>(), format, overwrite),
+        WriteFormat::Tab | WriteFormat::Space => {
+            let sep = if format == WriteFormat::Tab { '\t' } else { ' ' };
+            crate::output::write_atomically(path, overwrite, |w| {
+                for r in events {
+                    writeln!(w, "{}{sep}{}", r.user, r.item)?;
+                }
+                Ok(())
+            })
+        }
+    }
+}
+
 /// Bytes a file of `ratings` takes at most in `format`, for the disk-space check before writing.
 pub fn written_size(ratings: u64, format: WriteFormat) -> u64 {
     match format {

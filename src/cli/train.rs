@@ -462,6 +462,17 @@ fn report(args: &TrainArgs, run: &Run) -> anyhow::Result<()> {
     if let Some(best) = t.best_epoch {
         println!("kept the factors of epoch {best}, the best on the validation ratings");
     }
+    print_train_and_test(run);
+    if let Some(ranking) = &run.ranking {
+        print_ranking(ranking);
+    }
+    Ok(())
+}
+
+/// `train`'s lines for the training and test sets, in the loss's own terms.
+fn print_train_and_test(run: &Run) {
+    let loss = run.params.loss;
+    let metrics = loss.metrics();
     if loss.is_one_class() {
         let over = if loss.is_pairwise() { "the sampled pairs" } else { "every user-item pair" };
         println!("train loss {:.1} over {over} ({} training entries)", run.kept.train_loss, run.train_ratings);
@@ -487,10 +498,6 @@ fn report(args: &TrainArgs, run: &Run) -> anyhow::Result<()> {
         }
         None => println!("no test set (give --test FILE or --test-fraction F to measure test {})", loss.metric().label()),
     }
-    if let Some(ranking) = &run.ranking {
-        print_ranking(ranking);
-    }
-    Ok(())
 }
 
 #[derive(Args)]

@@ -292,7 +292,7 @@ impl Block<'_> {
 
 /// The loss's sums over the training events, its value the whole weighted loss (every pair,
 /// through the Gramians `gp` and `gq` of the factors: Σ_u p_uᵀ G_Q p_u = ⟨G_P, G_Q⟩).
-pub(crate) fn loss_sums(model: &Model, by_user: &Events, one_class: &OneClass, (gp, gq): (&Array2<f32>, &Array2<f32>)) -> LossSums {
+fn loss_sums(model: &Model, by_user: &Events, one_class: &OneClass, (gp, gq): (&Array2<f32>, &Array2<f32>)) -> LossSums {
     let k = model.rank();
     let (p, q) = (model.user_factors.as_slice().expect("row-major"), model.item_factors.as_slice().expect("row-major"));
     let all_pairs: f64 = gp.iter().zip(gq.iter()).map(|(a, b)| *a as f64 * *b as f64).sum();
@@ -316,6 +316,14 @@ pub(crate) fn loss_sums(model: &Model, by_user: &Events, one_class: &OneClass, (
     sums
 }
 
+/// What an ALS epoch reports, on either device: the loss over every pair (from the factors'
+/// Gramians `grams`), and NDCG@20 of the held-out events `test` when `score_test`.
+pub(crate) fn epoch_figures(model: &Model, by_user: &Events, one_class: &OneClass, grams: (&Array2<f32>, &Array2<f32>), test: &[Rating], score_test: bool) -> EpochFigures {
+    let train = loss_sums(model, by_user, one_class, grams);
+    let ndcg = (score_test && !test.is_empty()).then(|| metrics::ndcg(model, test)).flatten();
+    EpochFigures { train, test: None, ndcg, kernel_seconds: None, streamed_bytes: 0, uploads: Default::default() }
+}
+
 impl Solver for AlsSolver {
     fn name(&self) -> String {
         format!("cpu (alternating least squares, {} threads)", self.pool.current_num_threads())
@@ -324,18 +332,18 @@ impl Solver for AlsSolver {
     fn submit_epoch(&mut self, _epoch: usize, _lr: f32, score_test: bool) -> Result<()> {
         let m = &mut self.model;
         let (fit, by_user, by_item, item_gram) = (&self.fit, &self.by_user, &self.by_item, &mut self.item_gram);
-        let train = self.pool.install(|| {
+        let test = &self.test;
+        let figures = self.pool.install(|| {
             let gq = item_gram.take().unwrap_or_else(|| gramian(m.item_factors.view()));
             solve_side(&mut m.user_factors, &m.item_factors, &gq, by_user, fit);
             let gp = gramian(m.user_factors.view());
             solve_side(&mut m.item_factors, &m.user_factors, &gp, by_item, fit);
             let gq = gramian(m.item_factors.view());
-            let sums = loss_sums(m, by_user, &fit.settings, (&gp, &gq));
+            let figures = epoch_figures(m, by_user, &fit.settings, (&gp, &gq), test, score_test);
             *item_gram = Some(gq);
-            sums
+            figures
         });
-        let ndcg = (score_test && !self.test.is_empty()).then(|| self.pool.install(|| metrics::ndcg(&self.model, &self.test))).flatten();
-        self.done.push_back(EpochFigures { train, test: None, ndcg, kernel_seconds: None, streamed_bytes: 0, uploads: Default::default() });
+        self.done.push_back(figures);
         Ok(())
     }
 

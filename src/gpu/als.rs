@@ -5,10 +5,9 @@
 //! host computes as the CPU's solver does.
 
 use super::Gpu;
-use crate::cpu::als::{gramian, loss_sums, Events};
+use crate::cpu::als::{epoch_figures, gramian, Events};
 use crate::data::Rating;
 use crate::error::{Error, Result};
-use crate::metrics;
 use crate::model::{Model, OneClassFit, Params};
 use crate::problem::Problem;
 use crate::solver::{EpochFigures, Solver};
@@ -177,10 +176,8 @@ impl Solver for GpuAlsSolver {
         self.gpu.queue.submit([commands]);
         self.read_factors()?;
         let m = &self.model;
-        let (gp, gq) = (gramian(m.user_factors.view()), gramian(m.item_factors.view()));
-        let train = loss_sums(m, &self.by_user, &self.fit.settings, (&gp, &gq));
-        let ndcg = (score_test && !self.test.is_empty()).then(|| metrics::ndcg(m, &self.test)).flatten();
-        self.done.push_back(EpochFigures { train, test: None, ndcg, kernel_seconds: None, streamed_bytes: 0, uploads: Default::default() });
+        let grams = (gramian(m.user_factors.view()), gramian(m.item_factors.view()));
+        self.done.push_back(epoch_figures(m, &self.by_user, &self.fit.settings, (&grams.0, &grams.1), &self.test, score_test));
         Ok(())
     }
 

@@ -190,8 +190,8 @@ impl Job {
                 "--loss {name} trains by alternating least squares, in one process with its events in memory: leave out --workers/--hosts/--devices and --memory"
             )));
         }
-        if self.params.loss.is_pairwise() && self.cluster.is_some() {
-            return bad("--loss bpr trains in one process (the distributed runner does not sample pairs yet): leave out --workers/--hosts/--devices");
+        if self.params.loss.is_pairwise() && self.cluster.as_ref().is_some_and(|c| c.gpu.is_some()) {
+            return bad("--loss bpr: the GPU does not sample pairs yet: leave out --devices (--workers and --hosts train on the CPU)");
         }
         if self.cluster.is_some() && (self.memory.is_some() || self.validation.is_some() || self.search.is_some() || self.params.models > 1) {
             return bad("--workers/--hosts/--devices train one model in memory for --epochs: leave out --memory, --validation, --auto and --models");

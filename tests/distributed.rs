@@ -301,3 +301,28 @@ fn the_cluster_trains_the_svdpp_term() {
     let (a, b) = (with["test_rmse"].as_f64().unwrap(), without["test_rmse"].as_f64().unwrap());
     assert!(a < b - 0.002, "with the SVD++ term {a}, without {b}");
 }
+
+#[test]
+fn the_pairwise_loss_trains_the_same_model_on_any_worker_count() {
+    // Each block draws its non-events from a stream named by its first user and item, so the
+    // workers, threads or processes, draw what one process draws.
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    let bpr = ["--loss", "bpr", "--positive-threshold", "4"];
+    let mut models = Vec::new();
+    for workers in ["1", "2"] {
+        let o = run(&common(&[&bpr[..], &["--workers", workers, "--save", &path(&format!("w{workers}"))]].concat()));
+        assert!(o.status.success(), "--workers {workers}: {}", stderr(&o));
+        models.push(std::fs::read(path(&format!("w{workers}"))).unwrap());
+    }
+    let (lead, others) = cluster(dir.path(), 2, 1, &[&bpr[..], &["--save", &path("p2")]].concat());
+    assert!(lead.status.success() && others.iter().all(|o| o.status.success()), "{}", stderr(&lead));
+    models.push(std::fs::read(path("p2")).unwrap());
+    assert!(models.iter().all(|m| m == &models[0]), "the models differ");
+    let v = json(&lead);
+    let losses: Vec<f64> = v["history"].as_array().unwrap().iter().map(|e| e["train_loss"].as_f64().unwrap()).collect();
+    assert!(losses.last().unwrap() < &losses[0], "the pairwise loss falls: {losses:?}");
+    // On GPUs the cluster would not draw pairs: refused by name.
+    let o = run(&common(&[&bpr[..], &["--workers", "1", "--devices", "0"]].concat()));
+    assert!(!o.status.success() && stderr(&o).contains("--devices"), "{}", stderr(&o));
+}

@@ -167,7 +167,7 @@ impl<E: BlockExchange> Worker<E> {
         let (s, p) = (&sh.schedule, &sh.params);
         let sent_before = self.sent_bytes;
         let following = s.strata(epoch + 1)[0];
-        let step = Step::new(p, lr, sh.mean, sh.unit, sh.labels);
+        let step = Step::new(p, lr, sh.mean, sh.unit, sh.labels).for_epoch(epoch);
         let sums = self.strata(epoch, &step)?;
         let last = epoch + 1 == p.epochs;
         let checkpoint = sh.cluster.checkpoint.as_ref().filter(|(_, every)| (epoch + 1).is_multiple_of(*every.max(&1)) || last);

@@ -190,7 +190,7 @@ fn parse_header(bytes: &[u8]) -> std::result::Result<Header, String> {
     }
     let objective = if version >= 3 { read_objective(u64_at(5), u64_at(6), u64_at(7), [f32_at(3), f32_at(4), f32_at(5)])? } else { (Loss::Squared, None, false, 0.0) };
     let one_class = if version >= 4 { read_one_class(u64_at(8), [f32_at(6), f32_at(7), f32_at(8), f32_at(9)])? } else { None };
-    if one_class.is_some() != !objective.0.trains_by_sgd() {
+    if one_class.is_some() != (objective.0 == Loss::Ials) {
         return Err(format!("header's one-class settings do not go with its loss {}", crate::choice::Choice::name(objective.0)));
     }
     let rows = m + n;

@@ -428,6 +428,9 @@ impl Job {
 /// threshold that makes them events, and other values only when `--counts` says they count.
 fn check_values(path: &Path, loaded: &Loaded, options: &LoadOptions, loss: crate::objective::Loss) -> Result<()> {
     let name = crate::choice::Choice::name(loss);
+    if options.counts && !loss.is_one_class() {
+        return Err(Error::InvalidParameter(format!("--counts reads a column of event counts for a one-class loss (--loss ials or bpr), not --loss {name}")));
+    }
     if let (false, Some((lines, line))) = (loss.is_one_class(), loaded.events) {
         return Err(Error::Parse {
             path: path.into(),

@@ -348,14 +348,10 @@ impl Job {
     fn search(&self, problem: &Problem, backend: &Backend, budget: Duration, listener: &mut dyn Listener) -> Result<Search> {
         let fit = crate::search::hold_out(problem, crate::search::AUTO_HOLD_OUT, self.params.seed)?;
         let p = &self.params;
-        listener.note(&format!(
-            "auto: searching rank, --reg and --lr around --rank {} --reg {} --lr {} on {} held-out training ratings, within {} s",
-            p.rank,
-            p.reg,
-            p.learning_rate,
-            fit.test.len(),
-            budget.as_secs_f64()
-        ));
+        // Alternating least squares takes no learning rate.
+        let lr = if p.loss.trains_by_sgd() { format!(" --lr {}", p.learning_rate) } else { String::new() };
+        let what = if p.loss.trains_by_sgd() { "rank, --reg and --lr" } else { "rank and --reg" };
+        listener.note(&format!("auto: searching {what} around --rank {} --reg {}{lr} on {} held-out training ratings, within {} s", p.rank, p.reg, fit.test.len(), budget.as_secs_f64()));
         crate::search::search(&fit, p, backend, budget, |t| listener.trial(t))
     }
 

@@ -352,11 +352,12 @@ fn describe_search(search: &gpumf::search::Search) {
         Some(_) => "; the given settings were best".to_string(),
         None => String::new(),
     };
+    // A search without learning rates (alternating least squares) names none.
+    let lr = if search.trials.iter().all(|t| t.learning_rate == b.learning_rate) { String::new() } else { format!(" --lr {}", b.learning_rate) };
     eprintln!(
-        "auto: chose --rank {} --reg {} --lr {}: held-out {} {} after {} epochs{versus} ({} trials in {:.1} s{})",
+        "auto: chose --rank {} --reg {}{lr}: held-out {} {} after {} epochs{versus} ({} trials in {:.1} s{})",
         b.rank,
         b.reg,
-        b.learning_rate,
         search.metric.label(),
         score(b),
         b.epochs,

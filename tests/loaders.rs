@@ -108,12 +108,21 @@ fn every_bad_line_is_named_by_file_line_and_fault() {
 #[test]
 fn files_of_events_load_as_ones_and_say_so() {
     let dir = tempfile::tempdir().unwrap();
-    for (name, text) in [("plays.tsv", "7\t1\n7\t2\n9\t1\n"), ("plays.txt", "7 1\n7 2\n9 1\n"), ("plays.csv", "user,item\n7,1\n7,2\n9,1\n")] {
+    for (name, text) in [
+        ("plays.tsv", "7\t1\n7\t2\n9\t1\n"),
+        ("plays.txt", "7 1\n7 2\n9 1\n"),
+        ("plays.csv", "user,item\n7,1\n7,2\n9,1\n"),
+        ("plays.mtx", "%%MatrixMarket matrix coordinate pattern general\n9 2 3\n7 1\n7 2\n9 1\n"),
+    ] {
         let path = write(dir.path(), name, text);
         let loaded = load(&path).unwrap();
         assert_eq!(loaded.ratings.len(), 3, "{name}");
         assert!(loaded.ratings.entries.iter().all(|r| r.value == 1.0), "{name}");
-        let first = if name.ends_with(".csv") { 2 } else { 1 };
+        let first = match &name[name.len() - 3..] {
+            "csv" => 2,
+            "mtx" => 3,
+            _ => 1,
+        };
         assert_eq!(loaded.events, Some((3, first)), "{name}");
         assert!(loaded.summary(&path).contains("3 lines of a user and an item only"), "{name}");
     }

@@ -653,6 +653,8 @@ impl Layout {
         let mut offset = 0usize;
         let mut line_no = 0u64;
         let mut size = None;
+        // A 'pattern' matrix lists its entries' places only: events.
+        let mut pattern = false;
         while offset < bytes.len() {
             let end = bytes[offset..].iter().position(|&b| b == b'\n').map_or(bytes.len(), |p| offset + p);
             line_no += 1;
@@ -668,8 +670,9 @@ impl Layout {
                 if words.get(2) != Some(&"coordinate") {
                     return Err(text_err(1, "only the sparse 'coordinate' Matrix Market format holds ratings".into()));
                 }
-                if !matches!(words.get(3), Some(&"real") | Some(&"integer")) {
-                    return Err(text_err(1, format!("unsupported field type {}: ratings need 'real' or 'integer'", quoted(words.get(3).unwrap_or(&"")))));
+                pattern = words.get(3) == Some(&"pattern");
+                if !pattern && !matches!(words.get(3), Some(&"real") | Some(&"integer")) {
+                    return Err(text_err(1, format!("unsupported field type {}: ratings need 'real' or 'integer' (events, 'pattern')", quoted(words.get(3).unwrap_or(&"")))));
                 }
                 if words.get(4).is_some_and(|s| *s != "general") {
                     return Err(text_err(1, format!("unsupported symmetry {}: only 'general' is read", quoted(words[4]))));
@@ -696,8 +699,8 @@ impl Layout {
             user_col: 0,
             item_col: 1,
             rating_col: 2,
-            min_fields: 3,
-            max_fields: 3,
+            min_fields: if pattern { 2 } else { 3 },
+            max_fields: if pattern { 2 } else { 3 },
             body_start: offset.min(bytes.len()),
             comment: b'%',
             mtx_size: Some(size),

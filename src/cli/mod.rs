@@ -94,12 +94,13 @@ pub struct InputArgs {
     #[arg(long, value_parser = choice::<Duplicates>(), default_value = "keep")]
     pub duplicates: Duplicates,
     /// Read ratings of this value and above as 1 and the rest as 0: explicit ratings as the
-    /// two labels of a binary --loss (e.g. 4 for 4 and 5 stars liked), or with --loss ials as
-    /// events (those below are no event).
+    /// two labels of a binary --loss (e.g. 4 for 4 and 5 stars liked), or with --loss ials or
+    /// bpr as events (those below are no event).
     #[arg(long, allow_negative_numbers = true)]
     pub positive_threshold: Option<f32>,
-    /// With --loss ials: the third column counts events (plays, clicks) or weighs them; each
-    /// becomes a confidence as --confidence says. Repeated pairs add up with --duplicates sum.
+    /// With --loss ials or bpr: the third column counts events (plays, clicks) or weighs them
+    /// (0: no event); under ials each becomes a confidence as --confidence says. Repeated pairs
+    /// add up with --duplicates sum.
     #[arg(long)]
     pub counts: bool,
 }
@@ -174,8 +175,10 @@ pub struct ParamArgs {
     /// counts; non-negative factors), or for two-valued labels (0/1, -1/1, any two values)
     /// `logistic` (predict prints a probability), `hinge` or `squared-hinge` (predict prints the
     /// margin and the class), or for one-class events (plays, clicks, purchases: `user item` or
-    /// `user item count` lines) `ials` (trained by alternating least squares on the CPU, with
-    /// neither biases nor the SVD++ term; reports NDCG@20).
+    /// `user item count` lines) `ials` (the weighted squared loss over every pair, trained by
+    /// alternating least squares on the CPU or the GPU, with neither biases nor the SVD++ term)
+    /// or `bpr` (pairwise ranking against sampled items without an event, SGD on the CPU); both
+    /// report NDCG@20.
     #[arg(long, value_parser = choice::<gpumf::objective::Loss>(), default_value = "squared")]
     pub loss: gpumf::objective::Loss,
     /// --loss ials: the weight of each user-item pair without an event (w0), against an

@@ -248,6 +248,7 @@ def main():
         run(f"LIBMF -f {loss} (tuned: {best})", lambda: fit_libmf(loss, best, train, threads, args.out_dir))
 
     run("gpumf bpr (defaults)", lambda: gpumf_scores(fit_gpumf(train, threads, args.seed, "bpr"), train.shape[1]))
+    run("gpumf bpr-columns (defaults)", lambda: gpumf_scores(fit_gpumf(train, threads, args.seed, "bpr-columns"), train.shape[1]))
     model, seconds = timed(lambda: fit_gpumf(train, threads, args.seed))
     score = gpumf_scores(model, train.shape[1])
     recall, ndcg = metrics(score, train, test, k)

@@ -44,6 +44,9 @@ pub enum Loss {
     /// the user has no event with, sampled for each update within the block's items
     /// ([`crate::update`]). The score passed is the difference s_ui − s_uj; reports NDCG@20.
     Bpr,
+    /// BPR by columns (LIBMF's column-oriented `-f 11`): each event (u, i) against a user v
+    /// of the block without an event on i, log(1 + e^(−(s_ui − s_vi))), with user biases.
+    BprColumns,
 }
 
 impl crate::choice::Choice for Loss {
@@ -57,6 +60,7 @@ impl crate::choice::Choice for Loss {
         (Loss::SquaredHinge, "squared-hinge", "Binary labels: squared hinge loss; predict prints the margin and the class"),
         (Loss::Ials, "ials", "One-class events (plays, clicks): weighted squared loss over every pair, trained by ALS; reports NDCG@20"),
         (Loss::Bpr, "bpr", "One-class events: pairwise ranking (BPR), each event against a sampled item without one; reports NDCG@20"),
+        (Loss::BprColumns, "bpr-columns", "One-class events: BPR by columns, each event against a sampled user without one on its item; reports NDCG@20"),
     ];
 }
 
@@ -191,7 +195,7 @@ impl Loss {
         match self {
             Loss::Squared | Loss::Absolute | Loss::Kl => Family::Real,
             Loss::Logistic | Loss::Hinge | Loss::SquaredHinge => Family::Binary,
-            Loss::Ials | Loss::Bpr => Family::OneClass,
+            Loss::Ials | Loss::Bpr | Loss::BprColumns => Family::OneClass,
         }
     }
 
@@ -204,7 +208,7 @@ impl Loss {
     /// Whether an update compares an event with a sampled non-event (BPR) rather than taking
     /// one rating's score.
     pub fn is_pairwise(self) -> bool {
-        self == Loss::Bpr
+        matches!(self, Loss::Bpr | Loss::BprColumns)
     }
 
     pub fn is_one_class(self) -> bool {
@@ -223,7 +227,7 @@ impl Loss {
 
     /// Whether [`at`](Self::at) leaves a log part of the value ([`AtScore::log1p`]).
     pub fn has_log_part(self) -> bool {
-        matches!(self, Loss::Logistic | Loss::Bpr)
+        matches!(self, Loss::Logistic | Loss::Bpr | Loss::BprColumns)
     }
 
     /// The score the KL divergence is taken at: at least [`KL_FLOOR`] units.
@@ -248,7 +252,7 @@ impl Loss {
             Loss::Hinge => if margin < 1.0 { -label } else { 0.0 },
             Loss::SquaredHinge => -label * (1.0 - margin).max(0.0),
             Loss::Ials => -label * (1.0 - score),
-            Loss::Bpr => Loss::Logistic.gradient(score, 1.0),
+            Loss::Bpr | Loss::BprColumns => Loss::Logistic.gradient(score, 1.0),
         }
     }
 
@@ -310,7 +314,7 @@ impl Loss {
                 (label * gap, false, 0.5 * gap * gap)
             }
             // The logistic loss of the difference s_ui − s_uj, which should be positive.
-            Loss::Bpr => return Loss::Logistic.at(score, 1.0, unit),
+            Loss::Bpr | Loss::BprColumns => return Loss::Logistic.at(score, 1.0, unit),
             // An event's term: its label is the confidence c, its target 1.
             Loss::Ials => {
                 let gap = 1.0 - score;
@@ -346,7 +350,7 @@ impl Loss {
         match self {
             Loss::Squared | Loss::Absolute | Loss::Kl => clip(score, range),
             Loss::Logistic => 1.0 / (1.0 + (-score).exp()),
-            Loss::Hinge | Loss::SquaredHinge | Loss::Ials | Loss::Bpr => score,
+            Loss::Hinge | Loss::SquaredHinge | Loss::Ials | Loss::Bpr | Loss::BprColumns => score,
         }
     }
 
@@ -356,7 +360,7 @@ impl Loss {
             Loss::Squared | Loss::Absolute | Loss::Kl => "rating",
             Loss::Logistic => "probability",
             Loss::Hinge | Loss::SquaredHinge => "margin",
-            Loss::Ials | Loss::Bpr => "score",
+            Loss::Ials | Loss::Bpr | Loss::BprColumns => "score",
         }
     }
 
@@ -368,7 +372,7 @@ impl Loss {
             Loss::Kl => &[Metric::Gkl, Metric::Rmse, Metric::Mae],
             Loss::Logistic => &[Metric::LogLoss, Metric::Accuracy, Metric::Auc],
             Loss::Hinge | Loss::SquaredHinge => &[Metric::Accuracy, Metric::Auc],
-            Loss::Ials | Loss::Bpr => &[Metric::Ndcg],
+            Loss::Ials | Loss::Bpr | Loss::BprColumns => &[Metric::Ndcg],
         }
     }
 
@@ -386,7 +390,7 @@ impl Loss {
                 (p / (1.0 - p)).ln()
             }
             // Scores only order a user's items: no offset.
-            Loss::Ials | Loss::Bpr => 0.0,
+            Loss::Ials | Loss::Bpr | Loss::BprColumns => 0.0,
             _ => mean,
         }
     }
@@ -417,7 +421,7 @@ impl Loss {
                 "0.5 * max(1.0 - label * score, 0.0) * max(1.0 - label * score, 0.0)",
             ),
             Loss::Ials => ("let g = label * (1.0 - score);\n    return vec2<f32>(g, g);", "0.5 * label * (1.0 - score) * (1.0 - score)"),
-            Loss::Bpr => ("let t = exp(-abs(score));\n    let g = select(1.0, t, score >= 0.0) / (1.0 + t);\n    return vec2<f32>(g, g);", "logistic_value(score)"),
+            Loss::Bpr | Loss::BprColumns => ("let t = exp(-abs(score));\n    let g = select(1.0, t, score >= 0.0) / (1.0 + t);\n    return vec2<f32>(g, g);", "logistic_value(score)"),
         };
         let correct = match self.family() {
             Family::Binary => "select(0.0, 1.0, (label > 0.0) == (score > 0.0))",
@@ -432,7 +436,7 @@ impl Loss {
             Loss::Kl => format!(
                 "const KL_FLOOR: f32 = {KL_FLOOR:?};\n\nfn kl_value(score: f32, label: f32) -> f32 {{\n    let s = max(score, 1.17549435e-38);\n    if (label > 0.0) {{\n        return label * log(label / s) - label + s;\n    }}\n    return s;\n}}\n\n"
             ),
-            Loss::Logistic | Loss::Bpr => "fn logistic_value(m: f32) -> f32 {\n    let t = exp(-abs(m));\n    let log1p = select(log(1.0 + t), t * (1.0 - t * (0.5 - t / 3.0)), t < 1e-3);\n    return max(-m, 0.0) + log1p;\n}\n\n".to_string(),
+            Loss::Logistic | Loss::Bpr | Loss::BprColumns => "fn logistic_value(m: f32) -> f32 {\n    let t = exp(-abs(m));\n    let log1p = select(log(1.0 + t), t * (1.0 - t * (0.5 - t / 3.0)), t < 1e-3);\n    return max(-m, 0.0) + log1p;\n}\n\n".to_string(),
             _ => String::new(),
         };
         format!(

@@ -231,6 +231,13 @@ fn train_block_with<L: Lanes>(ratings: &[Rating], users: BlockRows, items: Block
     if svdpp && (users.prior.len() != m * k || users.share.len() != m * k) {
         return Err(Error::Data("a block's SVD++ rows do not match its users".into()));
     }
+    if step.loss == Loss::BprColumns {
+        // By columns is by rows of the transposed block: each item's events together, the
+        // drawn rows users, the biases stepped the users'.
+        let mut transposed: Vec<Rating> = ratings.iter().map(|r| Rating { user: r.item, item: r.user, value: r.value }).collect();
+        transposed.sort_by_key(|r| r.user);
+        return train_block_pairwise::<L>(&transposed, items, users, k, step);
+    }
     if step.loss.is_pairwise() {
         return train_block_pairwise::<L>(ratings, users, items, k, step);
     }
@@ -485,6 +492,30 @@ mod tests {
             (p, q)
         };
         assert_eq!(run(5), run(5), "the same seed draws the same items");
+    }
+
+    #[test]
+    fn bpr_by_columns_pairs_each_event_with_users_without_one_on_its_item() {
+        // Item 0 has events of users 0–2 of a block of 4 (user 3's rating is below the
+        // threshold): every pair is (event, user 3), so user 3's bias only falls and the
+        // others' only rise; the item biases stay.
+        let k = 3;
+        let block: Vec<Rating> = [(0, 0, 1.0), (1, 0, 1.0), (2, 0, 1.0), (3, 0, 0.0)].iter().cycle().take(4 * 5).map(|&(user, item, value)| Rating { user, item, value }).collect();
+        let s = Step { mean: 0.0, ..step(Loss::BprColumns) };
+        let (mut p, mut q) = ((0..4 * k).map(|x| (x as f32 * 0.3).sin() * 0.1).collect::<Vec<f32>>(), vec![0.1f32; k]);
+        let (mut bu, mut bi) = (vec![0.0f32; 4], vec![0.0f32; 1]);
+        let (wu, wi) = (vec![1.0f32; 4], vec![1.0f32; 1]);
+        let sums = train_block(
+            &block,
+            BlockRows { first: 0, factors: &mut p, bias: &mut bu, weights: &wu, prior: &[], share: &mut [] },
+            BlockRows { first: 0, factors: &mut q, bias: &mut bi, weights: &wi, prior: &[], share: &mut [] },
+            k,
+            &s,
+        )
+        .unwrap();
+        assert_eq!(sums.count, 15);
+        assert!(bu[3] < 0.0 && bu[..3].iter().all(|&b| b > 0.0), "{bu:?}");
+        assert_eq!(bi, vec![0.0]);
     }
 
     #[test]

@@ -406,6 +406,11 @@ fn events_train_the_one_class_loss_and_bad_input_says_what_to_do() {
     };
     let (once, again) = (bpr("1"), bpr("1"));
     assert!(once["test_ndcg@20"].as_f64().unwrap() > 0.8, "{once}");
+    // By columns (each event against users without one on its item) it ranks the kinds too.
+    let o = gpumf(&["train", "--train", &path("train.tsv"), "--test", &path("test.tsv"), "--loss", "bpr-columns", "--rank", "8", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let columns: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert!(columns["test_ndcg@20"].as_f64().unwrap() > 0.5, "{columns}");
     let figures = |v: &serde_json::Value| v["history"].as_array().unwrap().iter().map(|e| (e["train_loss"].clone(), e["test_ndcg@20"].clone())).collect::<Vec<_>>();
     assert_eq!(figures(&once), figures(&again));
 

@@ -37,7 +37,8 @@ const MAGIC_V4: &[u8; 8] = b"GPUMF\0\0\x04";
 pub const MODEL_FORMAT_VERSION: u8 = 4;
 
 /// Each loss's code in the file. Fixed: a code is never reused.
-const LOSS_CODES: [(Loss, u64); 8] = [(Loss::Squared, 0), (Loss::Absolute, 1), (Loss::Kl, 2), (Loss::Logistic, 3), (Loss::Hinge, 4), (Loss::SquaredHinge, 5), (Loss::Ials, 6), (Loss::Bpr, 7)];
+const LOSS_CODES: [(Loss, u64); 9] =
+    [(Loss::Squared, 0), (Loss::Absolute, 1), (Loss::Kl, 2), (Loss::Logistic, 3), (Loss::Hinge, 4), (Loss::SquaredHinge, 5), (Loss::Ials, 6), (Loss::Bpr, 7), (Loss::BprColumns, 8)];
 
 /// What a score becomes when predicted, as recorded in the file (the loss fixes it; it is
 /// written so that a reader need not know every loss, and checked against the loss on load).

@@ -113,7 +113,7 @@ impl Params {
     pub fn for_loss(loss: Loss) -> Params {
         match loss {
             Loss::Ials => Params { loss, rank: 128, epochs: 15, reg: 0.025, biases: false, svdpp: false, ..Params::default() },
-            Loss::Bpr => Params { loss, rank: 128, epochs: 60, learning_rate: 0.1, reg: 0.01, svdpp: false, ..Params::default() },
+            Loss::Bpr | Loss::BprColumns => Params { loss, rank: 128, epochs: 60, learning_rate: 0.1, reg: 0.01, svdpp: false, ..Params::default() },
             _ => Params { loss, ..Params::default() },
         }
     }

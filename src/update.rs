@@ -439,6 +439,13 @@ mod tests {
         sgd_update(at, p, q, bu, bi, weight, &[], &mut [], value, s)
     }
 
+    /// [`train_block`] on whole rows starting at 0, without the SVD++ term: (factors, biases,
+    /// weights) of the users, then of the items.
+    fn train_rows(block: &[Rating], users: (&mut [f32], &mut [f32], &[f32]), items: (&mut [f32], &mut [f32], &[f32]), k: usize, s: &Step) -> LossSums {
+        let (users, items) = (BlockRows { first: 0, factors: users.0, bias: users.1, weights: users.2, prior: &[], share: &mut [] }, BlockRows { first: 0, factors: items.0, bias: items.1, weights: items.2, prior: &[], share: &mut [] });
+        train_block(block, users, items, k, s).unwrap()
+    }
+
     fn step(loss: Loss) -> Step {
         Step { lr: 0.1, reg: 0.05, reg_bias: 0.02, mean: 0.5, biases: true, loss, unit: Unit::of(1.0), label_middle: loss.is_binary().then_some(0.0), l1: 0.0, nonneg: false, sample_seed: 7 }
     }
@@ -477,14 +484,7 @@ mod tests {
             let (mut bu, mut bi) = (vec![0.0f32; 2], vec![0.0f32; 4]);
             let (wu, wi) = (vec![1.0f32; 2], vec![1.0f32; 4]);
             let p1 = p[k..].to_vec();
-            let sums = train_block(
-                &block,
-                BlockRows { first: 0, factors: &mut p, bias: &mut bu, weights: &wu, prior: &[], share: &mut [] },
-                BlockRows { first: 0, factors: &mut q, bias: &mut bi, weights: &wi, prior: &[], share: &mut [] },
-                k,
-                &s,
-            )
-            .unwrap();
+            let sums = train_rows(&block, (&mut p, &mut bu, &wu), (&mut q, &mut bi, &wi), k, &s);
             assert_eq!(sums.count, 15, "user 0's 15 events, none of user 1's");
             assert_eq!(&p[k..], &p1[..], "user 1 had no non-event to compare with");
             assert!(bi[3] < 0.0 && bi[..3].iter().all(|&b| b > 0.0), "{bi:?}");
@@ -505,14 +505,7 @@ mod tests {
         let (mut p, mut q) = ((0..4 * k).map(|x| (x as f32 * 0.3).sin() * 0.1).collect::<Vec<f32>>(), vec![0.1f32; k]);
         let (mut bu, mut bi) = (vec![0.0f32; 4], vec![0.0f32; 1]);
         let (wu, wi) = (vec![1.0f32; 4], vec![1.0f32; 1]);
-        let sums = train_block(
-            &block,
-            BlockRows { first: 0, factors: &mut p, bias: &mut bu, weights: &wu, prior: &[], share: &mut [] },
-            BlockRows { first: 0, factors: &mut q, bias: &mut bi, weights: &wi, prior: &[], share: &mut [] },
-            k,
-            &s,
-        )
-        .unwrap();
+        let sums = train_rows(&block, (&mut p, &mut bu, &wu), (&mut q, &mut bi, &wi), k, &s);
         assert_eq!(sums.count, 15);
         assert!(bu[3] < 0.0 && bu[..3].iter().all(|&b| b > 0.0), "{bu:?}");
         assert_eq!(bi, vec![0.0]);
@@ -574,14 +567,7 @@ mod tests {
             let (wu, wi) = (vec![1.0f32; 5], vec![0.5f32; 4]);
             let block = tangled_block();
             let (mut p2, mut q2, mut bu2, mut bi2) = (p.clone(), q.clone(), bu.clone(), bi.clone());
-            let sums = train_block(
-                &block,
-                BlockRows { first: 0, factors: &mut p, bias: &mut bu, weights: &wu, prior: &[], share: &mut [] },
-                BlockRows { first: 0, factors: &mut q, bias: &mut bi, weights: &wi, prior: &[], share: &mut [] },
-                k,
-                &s,
-            )
-            .unwrap();
+            let sums = train_rows(&block, (&mut p, &mut bu, &wu), (&mut q, &mut bi, &wi), k, &s);
             let mut loss_sum = 0.0f64;
             for r in &block {
                 let (u, i) = (r.user as usize, r.item as usize);

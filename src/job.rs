@@ -191,7 +191,7 @@ impl Job {
             )));
         }
         if self.params.loss.is_pairwise() && self.cluster.as_ref().is_some_and(|c| c.gpu.is_some()) {
-            return bad("--loss bpr: the GPU does not sample pairs yet: leave out --devices (--workers and --hosts train on the CPU)");
+            return bad("--loss bpr: the distributed runner draws pairs on its CPU workers: leave out --devices (--workers and --hosts train on the CPU)");
         }
         if self.cluster.is_some() && (self.memory.is_some() || self.validation.is_some() || self.search.is_some() || self.params.models > 1) {
             return bad("--workers/--hosts/--devices train one model in memory for --epochs: leave out --memory, --validation, --auto and --models");
@@ -216,8 +216,6 @@ impl Job {
         let backend = match self.device {
             Device::Cpu => cpu,
             Device::Gpu => gpu,
-            // The pairwise loss trains on the CPU only.
-            Device::Auto if self.params.loss.is_pairwise() => cpu,
             Device::Auto => {
                 let (backend, passed_over) = training::choose_auto(cpu, gpu);
                 if let Some(why) = passed_over {

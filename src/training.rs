@@ -168,9 +168,6 @@ pub fn make_solver<'a>(problem: &'a Problem, params: &Params, backend: &Backend)
             Backend::Gpu(options) => Ok(Box::new(GpuAlsSolver::new(problem, model, params, options)?)),
         };
     }
-    if let (true, Backend::Gpu(_)) = (params.loss.is_pairwise(), backend) {
-        return Err(Error::InvalidParameter(format!("--loss {}: the GPU does not sample pairs yet (use --backend cpu)", crate::choice::Choice::name(params.loss))));
-    }
     Ok(match backend {
         Backend::Cpu(mode) => Box::new(CpuSolver::new(problem, model, params, *mode)?),
         Backend::Gpu(options) => Box::new(GpuSolver::new(problem, model, params, options)?),

@@ -29,7 +29,7 @@ pub(crate) struct Step {
     /// Project the factors to ≥ 0 after each update.
     pub nonneg: bool,
     /// The seed of the epoch's sampled non-events (pairwise losses); each block draws from
-    /// its own stream of it ([`block_rng`]).
+    /// its own stream of it ([`PairBlock`]).
     pub sample_seed: u64,
 }
 
@@ -74,7 +74,7 @@ impl Step {
 
     /// The same steps, sampling epoch `epoch`'s non-events.
     pub fn for_epoch(self, epoch: usize) -> Step {
-        Step { sample_seed: mix(self.sample_seed ^ mix(epoch as u64 + 1)), ..self }
+        Step { sample_seed: epoch_sample_seed(self.sample_seed, epoch), ..self }
     }
 
     /// The label the loss takes for a rating's value.
@@ -231,13 +231,6 @@ fn train_block_with<L: Lanes>(ratings: &[Rating], users: BlockRows, items: Block
     if svdpp && (users.prior.len() != m * k || users.share.len() != m * k) {
         return Err(Error::Data("a block's SVD++ rows do not match its users".into()));
     }
-    if step.loss == Loss::BprColumns {
-        // By columns is by rows of the transposed block: each item's events together, the
-        // drawn rows users, the biases stepped the users'.
-        let mut transposed: Vec<Rating> = ratings.iter().map(|r| Rating { user: r.item, item: r.user, value: r.value }).collect();
-        transposed.sort_by_key(|r| r.user);
-        return train_block_pairwise::<L>(&transposed, items, users, k, step);
-    }
     if step.loss.is_pairwise() {
         return train_block_pairwise::<L>(ratings, users, items, k, step);
     }
@@ -277,9 +270,13 @@ fn train_block_with<L: Lanes>(ratings: &[Rating], users: BlockRows, items: Block
     Ok(sums)
 }
 
-/// Tries at drawing a non-event before a user's update is skipped (a user with events on
-/// almost every item of the block).
-const SAMPLE_TRIES: usize = 32;
+/// Tries at drawing a row without an event before an event goes without a pair (an anchor with
+/// events on almost every row of the block's other side).
+const SAMPLE_TRIES: u32 = 32;
+
+/// Marks a rating with no row drawn against it: not an event, or every try hit an event. The
+/// GPU's pair records carry it as its `UNKNOWN`.
+pub(crate) const NO_DRAW: u32 = u32::MAX;
 
 /// SplitMix64's finaliser: a seed mixed so that nearby inputs give unrelated streams.
 fn mix(mut z: u64) -> u64 {
@@ -289,53 +286,113 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// The generator of a block's sampled non-events: from the epoch's seed and the block's first
-/// user and item, so a block draws the same items whichever thread trains it.
-pub(crate) fn block_rng(seed: u64, first_user: u32, first_item: u32) -> rand_chacha::ChaCha8Rng {
-    use rand::SeedableRng;
-    rand_chacha::ChaCha8Rng::seed_from_u64(mix(seed ^ mix(((first_user as u64) << 32) | first_item as u64)))
+/// The seed of epoch `epoch`'s draws, from the run's seed.
+pub(crate) fn epoch_sample_seed(seed: u64, epoch: usize) -> u64 {
+    mix(seed ^ mix(epoch as u64 + 1))
 }
 
-/// An item of the block (`first`..`first + n`) that is not among `events` (the user's items in
-/// the block, sorted), drawn uniformly; `None` when every try hit an event.
-pub(crate) fn sample_non_event(rng: &mut impl rand::Rng, first: u32, n: usize, events: &[u32]) -> Option<u32> {
-    if events.len() >= n {
-        return None;
+/// Where a block sits for its draws: the seed of its stream (from the epoch's seed and the
+/// block's first user and item, so a block draws the same rows whichever thread or device
+/// trains it), its first user and item, and its rows on each side.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PairBlock {
+    pub stream: u64,
+    pub first: (u32, u32),
+    pub rows: (usize, usize),
+}
+
+impl PairBlock {
+    pub fn new(sample_seed: u64, first: (u32, u32), rows: (usize, usize)) -> PairBlock {
+        PairBlock { stream: mix(sample_seed ^ mix(((first.0 as u64) << 32) | first.1 as u64)), first, rows }
     }
-    (0..SAMPLE_TRIES).map(|_| first + rng.random_range(0..n as u32)).find(|j| events.binary_search(j).is_err())
 }
 
-/// The pairwise block loop (BPR): for each event (u, i), an item j of the block without an
-/// event of u's is drawn ([`sample_non_event`]), and one step goes down the logistic loss of
-/// the difference x = s_ui − s_uj: with g = σ(−x), p_u += lr(g(q_i − q_j) − w_u·λ·p_u),
-/// q_i += lr(g·p_u − w_i·λ·q_i), q_j += lr(−g·p_u − w_j·λ·q_j), and the item biases likewise.
-/// A user's events in the block must come together (the CPU's by-user order), so the items
-/// they name are all known when j is drawn: a drawn j is never an event. Ratings of 0 (below
-/// `--positive-threshold`) are no events: never trained on, never drawn.
-fn train_block_pairwise<L: Lanes>(ratings: &[Rating], users: BlockRows, items: BlockRows, k: usize, step: &Step) -> Result<LossSums> {
-    let mut rng = block_rng(step.sample_seed, users.first, items.first);
-    let (mut sums, mut log_part) = (LossSums::default(), LogSum::default());
+/// Try `attempt` at a row among `n` for the `nth` event of `anchor` (a row of the block): a
+/// counter-based draw, a pure function of its inputs, so the draws of many anchors can be made
+/// in any order, on any thread, and the CPU and the GPU's host draw the same.
+fn draw(stream: u64, anchor: u32, nth: u32, attempt: u32, n: usize) -> u32 {
+    let h = mix(mix(stream ^ anchor as u64) ^ (((nth as u64) << 8) | attempt as u64));
+    (((h >> 32) * n as u64) >> 32) as u32
+}
+
+/// The rows drawn against a block's ratings for the pairwise losses, one per rating in the
+/// block's order, as rows of the block (or [`NO_DRAW`]). For `bpr` the anchor of a rating is its
+/// user and a row is drawn among the block's items on which that user has no event; for
+/// `bpr-columns` the anchor is the item and the draw among the block's users. Ratings of 0
+/// (below `--positive-threshold`) are no events: never paired, free to be drawn. A rating naming a
+/// row outside the block (a corrupt block read from disk) is an error naming it.
+pub(crate) fn draw_pairs(ratings: &[Rating], columns: bool, block: &PairBlock) -> Result<Vec<u32>> {
+    let local = |j: usize| -> Result<(u32, u32)> {
+        let r = ratings[j];
+        let (u, i) = (r.user.wrapping_sub(block.first.0), r.item.wrapping_sub(block.first.1));
+        if u as usize >= block.rows.0 || i as usize >= block.rows.1 {
+            return Err(Error::Data(format!("rating {j} of a block names user {} and item {}, outside the block's users and items: the block is corrupt", r.user, r.item)));
+        }
+        Ok(if columns { (i, u) } else { (u, i) })
+    };
+    let (anchors, others) = if columns { (block.rows.1, block.rows.0) } else { block.rows };
+    // A stable counting sort of the ratings by anchor: each anchor's ratings together, in
+    // block order.
+    let mut starts = vec![0usize; anchors + 1];
+    let mut pairs = Vec::with_capacity(ratings.len());
+    for j in 0..ratings.len() {
+        let (a, o) = local(j)?;
+        starts[a as usize + 1] += 1;
+        pairs.push((a, o));
+    }
+    for a in 0..anchors {
+        starts[a + 1] += starts[a];
+    }
+    let mut by_anchor = vec![0u32; ratings.len()];
+    let mut next = starts.clone();
+    for (j, &(a, _)) in pairs.iter().enumerate() {
+        by_anchor[next[a as usize]] = j as u32;
+        next[a as usize] += 1;
+    }
+    let mut draws = vec![NO_DRAW; ratings.len()];
     let mut events: Vec<u32> = Vec::new();
-    let mut start = 0;
-    while start < ratings.len() {
-        let user = ratings[start].user;
-        let end = ratings[start..].iter().position(|r| r.user != user).map_or(ratings.len(), |n| start + n);
+    for a in 0..anchors {
+        let run = &by_anchor[starts[a]..starts[a + 1]];
         events.clear();
-        events.extend(ratings[start..end].iter().filter(|r| r.value > 0.0).map(|r| r.item));
+        events.extend(run.iter().filter(|&&j| ratings[j as usize].value > 0.0).map(|&j| pairs[j as usize].1));
         events.sort_unstable();
         events.dedup();
-        for j in start..end {
-            if ratings[j].value <= 0.0 {
-                continue;
-            }
-            let (u, i) = rows_of(ratings, j, &users, &items)?;
-            // Never i itself: i is among the events.
-            let Some(other) = sample_non_event(&mut rng, items.first, items.rows(), &events) else { continue };
-            let at = pairwise_update::<L>(i, (other - items.first) as usize, &mut users.factors[u * k..][..k], &mut *items.factors, &mut *items.bias, (users.weights[u], items.weights), k, step);
-            sums.add(at.terms);
-            log_part.add(at.log1p);
+        if events.len() >= others {
+            continue;
         }
-        start = end;
+        for (nth, &j) in run.iter().filter(|&&j| ratings[j as usize].value > 0.0).enumerate() {
+            let free = |&o: &u32| events.binary_search(&o).is_err();
+            if let Some(o) = (0..SAMPLE_TRIES).map(|t| draw(block.stream, a as u32, nth as u32, t, others)).find(free) {
+                draws[j as usize] = o;
+            }
+        }
+    }
+    Ok(draws)
+}
+
+/// The pairwise block loop (BPR): for each event with a row drawn against it
+/// ([`draw_pairs`]: for `bpr` an item of the block without an event of the user's), one step
+/// goes down the logistic loss of the difference x = s_ui − s_uj: with g = σ(−x),
+/// p_u += lr(g(q_i − q_j) − w_u·λ·p_u), q_i += lr(g·p_u − w_i·λ·q_i),
+/// q_j += lr(−g·p_u − w_j·λ·q_j), and the item biases likewise. For `bpr-columns` the roles
+/// of users and items swap. The steps go in the block's order, whatever it is: the CPU's by
+/// user, or the GPU's shuffled one (the exact test).
+fn train_block_pairwise<L: Lanes>(ratings: &[Rating], users: BlockRows, items: BlockRows, k: usize, step: &Step) -> Result<LossSums> {
+    let columns = step.loss == Loss::BprColumns;
+    let draws = draw_pairs(ratings, columns, &PairBlock::new(step.sample_seed, (users.first, items.first), (users.rows(), items.rows())))?;
+    let first = (users.first, items.first);
+    let (anchors, others) = if columns { (items, users) } else { (users, items) };
+    let (mut sums, mut log_part) = (LossSums::default(), LogSum::default());
+    for (r, &other) in ratings.iter().zip(&draws) {
+        if other == NO_DRAW {
+            continue;
+        }
+        // Within the block: draw_pairs checked every rating's rows.
+        let (u, i) = ((r.user - first.0) as usize, (r.item - first.1) as usize);
+        let (a, o) = if columns { (i, u) } else { (u, i) };
+        let at = pairwise_update::<L>(o, other as usize, &mut anchors.factors[a * k..][..k], &mut *others.factors, &mut *others.bias, (anchors.weights[a], others.weights), k, step);
+        sums.add(at.terms);
+        log_part.add(at.log1p);
     }
     sums.loss += log_part.total();
     Ok(sums)
@@ -451,17 +508,33 @@ mod tests {
     }
 
     #[test]
-    fn a_drawn_non_event_is_never_an_event_and_each_other_item_is_drawn() {
-        let mut rng = block_rng(3, 100, 40);
-        let events = [41u32, 42, 45, 49];
-        let mut drawn = std::collections::BTreeSet::new();
-        for _ in 0..2000 {
-            let j = sample_non_event(&mut rng, 40, 10, &events).expect("six items are free");
-            assert!((40..50).contains(&j) && !events.contains(&j), "{j}");
-            drawn.insert(j);
-        }
+    fn a_drawn_row_is_never_an_event_of_its_anchor_and_each_free_row_is_drawn() {
+        // Block at users 100.., items 40..50. User 100 has events on items 41, 42, 45, 49
+        // (and a rating below the threshold on 43, no event: free to be drawn); user 101 has
+        // events on every item, so nothing can be drawn for it.
+        let mut ratings: Vec<Rating> = [41u32, 42, 45, 49].iter().cycle().take(2000).map(|&item| Rating { user: 100, item, value: 1.0 }).collect();
+        ratings.push(Rating { user: 100, item: 43, value: 0.0 });
+        ratings.extend((40..50).map(|item| Rating { user: 101, item, value: 1.0 }));
+        let block = PairBlock::new(3, (100, 40), (2, 10));
+        let draws = draw_pairs(&ratings, false, &block).unwrap();
+        let drawn: std::collections::BTreeSet<u32> = draws[..2000].iter().map(|&d| d + 40).collect();
         assert_eq!(drawn.into_iter().collect::<Vec<_>>(), vec![40, 43, 44, 46, 47, 48]);
-        assert_eq!(sample_non_event(&mut rng, 40, 4, &[40, 41, 42, 43]), None, "every item is an event");
+        assert!(draws[2000..].iter().all(|&d| d == NO_DRAW), "no pair for a non-event or an anchor with every row an event");
+        // The draws depend on the block and each anchor's events in order, not on where the
+        // anchors' ratings sit: interleaving the users changes none of user 100's.
+        let mut mixed = ratings.clone();
+        mixed.rotate_right(10);
+        let again = draw_pairs(&mixed, false, &block).unwrap();
+        assert_eq!(&again[10..2010], &draws[..2000]);
+        assert_ne!(draw_pairs(&ratings, false, &PairBlock::new(4, (100, 40), (2, 10))).unwrap(), draws, "another seed draws others");
+        // By columns, the anchor is the item: on items 41, 42, 45 and 49 both users have
+        // events, so nothing is drawn; on the others user 101's events are paired with user 100.
+        let columns = draw_pairs(&ratings, true, &block).unwrap();
+        assert!(columns[..2001].iter().all(|&d| d == NO_DRAW));
+        let expected: Vec<u32> = (40..50).map(|item| if [41, 42, 45, 49].contains(&item) { NO_DRAW } else { 0 }).collect();
+        assert_eq!(&columns[2001..], &expected[..]);
+        let corrupt = [Rating { user: 102, item: 40, value: 1.0 }];
+        assert!(draw_pairs(&corrupt, false, &block).unwrap_err().to_string().contains("user 102"));
     }
 
     #[test]

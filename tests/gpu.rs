@@ -439,7 +439,7 @@ fn every_loss_and_constraint_gives_the_sequential_trainers_factors() {
         Problem { train: liked(&ratings.train), test: liked(&ratings.test), ..ratings.clone() }
     };
     let one = GpuOptions { in_flight: Some(1), ..GpuOptions::default() };
-    // (The one-class losses have their own tests: ials below, bpr on the CPU only.)
+    // (The one-class losses have their own tests below.)
     for &(loss, name, _) in Loss::ALL.iter().filter(|(l, _, _)| !l.is_one_class()) {
         let problem = if loss.is_binary() { &labels } else { &ratings };
         for (nonneg, l1) in [(false, 0.0), (true, 0.0), (false, 0.002), (true, 0.002)] {
@@ -690,10 +690,72 @@ fn ials_on_the_gpu_gives_the_cpus_factors() {
     }
 }
 
+/// The pairwise losses on the GPU pair each event with the row the CPU draws for it (the host
+/// draws both), so with one rating in flight the factors, loss and NDCG@20 are the sequential
+/// trainer's in the GPU's order: by rows and by columns, with and without biases, resident on
+/// one block and on a 3×2 grid, streamed, and from a block cache on disk. It fails when the
+/// kernel steps the drawn row up instead of down, drops its λ, or pairs the wrong side (each was
+/// tried).
+fn bpr_on_the_gpu_gives_the_sequential_trainers_factors() {
+    use gpumf::cache::{CacheSettings, DiskBlocks};
+    use gpumf::grid::Order;
+    if !common::gpu_available() {
+        return;
+    }
+    // 300 users × 200 items; events where (u·7 + i·3) % 13 < 3; user 5's are 0s (seen, below
+    // the threshold: drawn, never paired).
+    let mut triplets: Vec<(u64, u64, f32)> = Vec::new();
+    for u in 0..300u64 {
+        for i in (0..200u64).filter(|i| (u * 7 + i * 3) % 13 < 3) {
+            triplets.push((u, i, if u == 5 { 0.0 } else { 1.0 }));
+        }
+    }
+    let set = gpumf::data::RatingSet::from_triplets(triplets);
+    let problem = split_random(&set, 0.2, 9).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.bin");
+    gpumf::data::write_ratings(&path, &problem.train, gpumf::data::WriteFormat::Binary, false).unwrap();
+    let one = GpuOptions { in_flight: Some(1), ..GpuOptions::default() };
+    for loss in [Loss::Bpr, Loss::BprColumns] {
+        for biases in [true, false] {
+            let params = Params { rank: 12, epochs: 3, learning_rate: 0.2, biases, ..Params::for_loss(loss) };
+            let need = GpuSolver::new(&problem, Model::init(&problem, &params, None), &params, &one).unwrap().buffer_bytes();
+            let grid = Some(GridSize { user_blocks: 3, item_blocks: 2 });
+            let streamed = GpuOptions { gpu_memory: Some(need - 12 * 500), ..one.clone() };
+            for (blocks, options) in [(None, one.clone()), (grid, one.clone()), (grid, streamed)] {
+                let params = Params { blocks, ..params.clone() };
+                let streams = options.gpu_memory.is_some();
+                let cpu = train(&problem, &params, &Backend::Cpu(CpuMode::GpuOrder), |_| {}).unwrap();
+                let gpu = train(&problem, &params, &gpu(options), |_| {}).unwrap();
+                let diff = largest_difference(&cpu.model, &gpu.model);
+                println!("{}, biases {biases}, {}: largest difference {diff:e}", loss.name(), gpu.backend);
+                assert!(diff < 1e-5, "{}, biases {biases}, {}: the GPU's factors differ from the sequential trainer's by {diff}", loss.name(), gpu.backend);
+                assert!(largest_difference(&cpu.model, &Model::init(&problem, &params, None)) > 1e-2, "the pairs trained");
+                assert_eq!(gpu.backend.contains("streamed"), streams, "{}", gpu.backend);
+                for (c, g) in cpu.history.iter().zip(&gpu.history) {
+                    let (ct, gt) = (c.test_metric().unwrap(), g.test_metric().unwrap());
+                    assert!((ct - gt).abs() < 1e-6, "{}, epoch {}: NDCG@20 cpu {ct} gpu {gt}", loss.name(), c.epoch);
+                }
+            }
+            // From a block cache on disk, in the GPU's order: both trainers read the same blocks.
+            let settings = CacheSettings { grid, order: Order::Shuffled, seed: params.seed, memory: 16 << 10, threads: 1 };
+            let cache = std::sync::Arc::new(DiskBlocks::open_or_build(&path, &LoadOptions::default(), dir.path(), &settings, |_| {}).unwrap());
+            let on_disk = Problem::on_disk(cache, None);
+            let params = Params { blocks: grid, ..params.clone() };
+            let cpu = train(&on_disk, &params, &Backend::Cpu(CpuMode::GpuOrder), |_| {}).unwrap();
+            let gpu = train(&on_disk, &params, &gpu(one.clone()), |_| {}).unwrap();
+            let diff = largest_difference(&cpu.model, &gpu.model);
+            println!("{}, biases {biases}, from disk, {}: largest difference {diff:e}", loss.name(), gpu.backend);
+            assert!(gpu.backend.contains("streamed") && diff < 1e-5, "{}, biases {biases}, from disk: differs by {diff} ({})", loss.name(), gpu.backend);
+        }
+    }
+}
+
 fn main() -> std::process::ExitCode {
     common::harness(vec![
         Test { name: "als_wgsl_validates", needs: Needs::NOTHING, run: als_wgsl_validates },
         Test { name: "ials_on_the_gpu_gives_the_cpus_factors", needs: Needs::GPU, run: ials_on_the_gpu_gives_the_cpus_factors },
+        Test { name: "bpr_on_the_gpu_gives_the_sequential_trainers_factors", needs: Needs::GPU, run: bpr_on_the_gpu_gives_the_sequential_trainers_factors },
         Test { name: "sgd_wgsl_validates_for_every_rank_precision_and_group", needs: Needs::NOTHING, run: sgd_wgsl_validates_for_every_rank_precision_and_group },
         Test { name: "svdpp_term_on_the_gpu_beats_the_plain_model_like_the_cpu", needs: Needs::GPU, run: svdpp_term_on_the_gpu_beats_the_plain_model_like_the_cpu },
         Test { name: "a_popular_item_gives_the_sequential_trainers_factors_with_the_svdpp_term", needs: Needs::GPU, run: a_popular_item_gives_the_sequential_trainers_factors_with_the_svdpp_term },

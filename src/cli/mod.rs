@@ -177,7 +177,8 @@ pub struct ParamArgs {
     /// margin and the class), or for one-class events (plays, clicks, purchases: `user item` or
     /// `user item count` lines) `ials` (the weighted squared loss over every pair, trained by
     /// alternating least squares on the CPU or the GPU, with neither biases nor the SVD++ term)
-    /// or `bpr` (pairwise ranking against sampled items without an event, SGD on the CPU); both
+    /// or `bpr` (pairwise ranking against sampled items without an event, SGD on the CPU or the
+    /// GPU) or `bpr-columns` (each event against a sampled user without one on its item); all
     /// report NDCG@20.
     #[arg(long, value_parser = choice::<gpumf::objective::Loss>(), default_value = "squared")]
     pub loss: gpumf::objective::Loss,

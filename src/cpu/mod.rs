@@ -119,9 +119,6 @@ pub struct CpuSolver {
 
 impl CpuSolver {
     pub fn new(problem: &Problem, mut model: Model, params: &Params, mode: CpuMode) -> Result<Self> {
-        if params.loss.is_pairwise() && mode.block_order() != Order::ByUser {
-            return Err(Error::InvalidParameter(format!("--loss {}: the pairwise loss draws non-events among each user's items of a block, so it trains in the CPU's by-user order, not the GPU's", crate::choice::Choice::name(params.loss))));
-        }
         let threads = mode.threads();
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)

@@ -287,6 +287,8 @@ fn pack<'a>(rows: usize, k: usize, row: impl Fn(usize) -> &'a [f32], shape: &Ker
 pub(super) struct Window {
     pub bind_group: wgpu::BindGroup,
     pub count: u32,
+    /// A resident window's ratings, rewritten each epoch with a pairwise loss's new pairs.
+    pub ratings: Option<wgpu::Buffer>,
 }
 
 /// What a window binds besides its ratings.
@@ -311,9 +313,10 @@ pub(super) fn upload_windows(gpu: &Gpu, ratings: &[Rating], max_ratings: usize, 
             let buffer = gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some(label),
                 contents: bytemuck::cast_slice(run),
-                usage: wgpu::BufferUsages::STORAGE,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
             });
-            bind(gpu, entry(0, &buffer), with, label, run.len())
+            let window = bind(gpu, entry(0, &buffer), with, label, run.len());
+            Window { ratings: Some(buffer), ..window }
         })
         .collect()
 }
@@ -453,7 +456,7 @@ fn bind(gpu: &Gpu, ratings: wgpu::BindGroupEntry<'_>, with: &Bindings, label: &s
         entries.extend([users.binding(9, prior, row_bytes), users.binding(10, share, share_bytes)]);
     }
     let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(label), layout: &with.pipelines.layout, entries: &entries });
-    Window { bind_group, count: count as u32 }
+    Window { bind_group, count: count as u32, ratings: None }
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ impl GpuSolver {
     pub(super) fn encode_epoch(&mut self, placement: &mut Placement, encoder: &mut wgpu::CommandEncoder, slot: usize, sequence: &[usize], score_test: bool) -> Result<()> {
         match placement {
             Placement::Resident { train, test } => {
+                self.write_pairs(train, sequence)?;
                 {
                     let timestamp_writes = self.slots.timestamp_writes(slot, true, true);
                     let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("sgd epoch"), timestamp_writes });
@@ -48,7 +49,7 @@ impl GpuSolver {
                 // device works through them; the epoch's sums and timestamps span them all.
                 // A block on disk is read whole (once), then goes window by window.
                 let windows: usize = sequence.iter().map(|&b| self.schedule.block_len(b).div_ceil(ring.window_ratings)).sum();
-                let (mut ratings, mut read) = (Vec::with_capacity(ring.window_ratings), Vec::new());
+                let (mut records, mut read) = (Vec::new(), Vec::new());
                 let mut n = 0;
                 for &b in sequence {
                     if self.schedule.block_len(b) == 0 {
@@ -59,11 +60,14 @@ impl GpuSolver {
                     if self.schedule.on_disk() {
                         *self.streamed.back_mut().expect("pushed by submit_epoch") += std::mem::size_of_val(block) as u64;
                     }
-                    for run in block.chunks(ring.window_ratings) {
-                        self.schedule.local_rows(run, &mut ratings);
+                    match &self.pairwise {
+                        Some(pairs) => pairs.records(&self.schedule, b, block, &mut records)?,
+                        None => self.schedule.local_rows(block, &mut records),
+                    }
+                    for run in records.chunks(ring.window_ratings) {
                         let with = Bindings { pipelines: &self.pipelines, users: &self.user_blocks[ub], items: &self.item_blocks[ib], params: &self.params_buffer, output: &self.train_partials };
-                        let (ring_slot, window) = ring.upload(&self.gpu, &ratings, &with)?;
-                        *self.streamed.back_mut().expect("pushed by submit_epoch") += std::mem::size_of_val(&ratings[..]) as u64;
+                        let (ring_slot, window) = ring.upload(&self.gpu, run, &with)?;
+                        *self.streamed.back_mut().expect("pushed by submit_epoch") += std::mem::size_of_val(run) as u64;
                         {
                             let timestamp_writes = self.slots.timestamp_writes(slot, n == 0, n + 1 == windows);
                             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("sgd window"), timestamp_writes });
@@ -98,6 +102,24 @@ impl GpuSolver {
                         }
                     }
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// With a pairwise loss: writes the epoch's pairs into the resident windows of the blocks
+    /// of `sequence` (queued before the epoch's work; the epochs before still read theirs).
+    fn write_pairs(&self, train: &[Vec<Window>], sequence: &[usize]) -> Result<()> {
+        let Some(pairs) = &self.pairwise else { return Ok(()) };
+        let mut records = Vec::new();
+        for &b in sequence {
+            pairs.records(&self.schedule, b, self.schedule.block(b), &mut records)?;
+            let mut rest = &records[..];
+            for w in &train[b] {
+                let (run, after) = rest.split_at(w.count as usize);
+                let buffer = w.ratings.as_ref().expect("resident windows keep their ratings");
+                self.gpu.queue.write_buffer(buffer, 0, bytemuck::cast_slice(run));
+                rest = after;
             }
         }
         Ok(())

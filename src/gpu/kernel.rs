@@ -2,7 +2,8 @@
 //! its pipelines. The composition is one small substitution step: a generated header (storage
 //! type, rank, workgroup size, the uniform's struct), a group prelude, the loss's functions
 //! ([`Loss::wgsl`]) and the constraints' go before shaders/sgd.wgsl; the SVD++ term's passes
-//! after it. No kernel is copied per variant.
+//! after it, and for the pairwise losses shaders/pairwise.wgsl with the sides it pairs. No
+//! kernel is copied per variant.
 
 use super::context::Gpu;
 use super::Precision;
@@ -13,6 +14,7 @@ pub const SGD_WGSL: &str = include_str!("../../shaders/sgd.wgsl");
 pub const GROUP_SUBGROUP_WGSL: &str = include_str!("../../shaders/group_subgroup.wgsl");
 pub const GROUP_WORKGROUP_WGSL: &str = include_str!("../../shaders/group_workgroup.wgsl");
 pub const SVDPP_WGSL: &str = include_str!("../../shaders/svdpp.wgsl");
+pub const PAIRWISE_WGSL: &str = include_str!("../../shaders/pairwise.wgsl");
 
 /// Threads per workgroup with subgroups (8 subgroups of 32 on NVIDIA).
 pub const SUBGROUP_MODE_WG: u32 = 256;
@@ -103,7 +105,7 @@ impl KernelShape {
             "// no SVD++ term: every prior is zero, and no share is kept\nfn user_prior(index: u32) -> vec4<f32> { return vec4<f32>(0.0); }\nfn add_share(index: u32, v: vec4<f32>) {}\n".into()
         };
         format!(
-            "{enable}// generated header: rank {rank}, {precision:?}, {lanes} lanes per rating\nalias Factor = {factor};\nconst K4: u32 = {k4}u;\nconst LANES: u32 = {lanes}u;\nconst CHUNKS: u32 = {chunks}u;\nconst WG: u32 = {wg}u;\n\n{params}\n{prelude}\n{loss}\n{label}\n{constraints}\n{SGD_WGSL}\n{svdpp}",
+            "{enable}// generated header: rank {rank}, {precision:?}, {lanes} lanes per rating\nalias Factor = {factor};\nconst K4: u32 = {k4}u;\nconst LANES: u32 = {lanes}u;\nconst CHUNKS: u32 = {chunks}u;\nconst WG: u32 = {wg}u;\n\n{params}\n{prelude}\n{loss}\n{label}\n{constraints}\n{SGD_WGSL}\n{svdpp}\n{pairwise}",
             rank = self.rank,
             precision = self.precision,
             lanes = self.lanes,
@@ -116,6 +118,34 @@ impl KernelShape {
                 "fn label_of(value: f32) -> f32 {\n    return value;\n}\n"
             },
             constraints = self.constraints_wgsl(),
+            pairwise = self.pairwise_wgsl(),
+        )
+    }
+
+    /// The entry point of the update pass.
+    pub fn update_entry(&self) -> &'static str {
+        if self.loss.is_pairwise() { "pairwise_update" } else { "sgd_update" }
+    }
+
+    /// For the pairwise losses, shaders/pairwise.wgsl after the sides it pairs: `bpr` anchors
+    /// on the user and draws items, `bpr-columns` anchors on the item and draws users.
+    fn pairwise_wgsl(&self) -> String {
+        if !self.loss.is_pairwise() {
+            return String::new();
+        }
+        let (anchor, other) = if self.loss == Loss::BprColumns { ("item", "user") } else { ("user", "item") };
+        format!(
+            "// Pairwise sides: the anchor is the record's {anchor}, the rows paired are {other}s.\n\
+             fn anchor_of(r: Rating) -> u32 {{ return r.{anchor}; }}\n\
+             fn positive_of(r: Rating) -> u32 {{ return r.{other}; }}\n\
+             fn anchor_row(at: u32) -> vec4<f32> {{ return vec4<f32>({anchor}_factors[at]); }}\n\
+             fn set_anchor_row(at: u32, v: vec4<f32>) {{ {anchor}_factors[at] = Factor(v); }}\n\
+             fn anchor_weight(row: u32) -> f32 {{ return {anchor}_reg_weight[row]; }}\n\
+             fn other_row(at: u32) -> vec4<f32> {{ return vec4<f32>({other}_factors[at]); }}\n\
+             fn set_other_row(at: u32, v: vec4<f32>) {{ {other}_factors[at] = Factor(v); }}\n\
+             fn other_weight(row: u32) -> f32 {{ return {other}_reg_weight[row]; }}\n\
+             fn other_bias(row: u32) -> f32 {{ return {other}_bias[row]; }}\n\
+             fn set_other_bias(row: u32, b: f32) {{ {other}_bias[row] = b; }}\n\n{PAIRWISE_WGSL}"
         )
     }
 
@@ -258,7 +288,7 @@ impl Pipelines {
                 Vec::new()
             };
             Pipelines {
-                update: pipeline("sgd_update"),
+                update: pipeline(shape.update_entry()),
                 evaluate: pipeline("evaluate"),
                 finish_evaluate: pipeline("finish_evaluate"),
                 layout,

@@ -15,6 +15,7 @@ mod context;
 mod dispatch;
 mod svdpp;
 mod kernel;
+mod pairwise;
 mod plan;
 mod readback;
 mod setup;
@@ -181,6 +182,8 @@ pub struct GpuSolver {
     buffer_bytes: u64,
     train_count: u64,
     test_count: u64,
+    /// With a pairwise loss: the pairs drawn each epoch, and the lists' scores.
+    pairwise: Option<pairwise::Pairwise>,
 }
 
 impl GpuSolver {
@@ -227,7 +230,20 @@ impl Solver for GpuSolver {
 
     fn submit_epoch(&mut self, epoch: usize, lr: f32, score_test: bool) -> Result<()> {
         let sequence = self.schedule.sequence(epoch);
-        self.submit(&sequence, lr, score_test)
+        let Some(pairs) = &mut self.pairwise else { return self.submit(&sequence, lr, score_test) };
+        // A pairwise loss's lists are judged on the host, from the factors this epoch leaves.
+        pairs.start_epoch(epoch);
+        let judge = score_test && pairs.scores();
+        self.submit(&sequence, lr, false)?;
+        let ndcg = match judge {
+            true => {
+                let model = self.snapshot()?;
+                self.pairwise.as_ref().and_then(|p| p.ndcg(model))
+            }
+            false => None,
+        };
+        self.pairwise.as_mut().expect("pairwise").scored.push_back(ndcg);
+        Ok(())
     }
 
     fn finish_epoch(&mut self) -> Result<EpochFigures> {
@@ -235,7 +251,7 @@ impl Solver for GpuSolver {
         Ok(EpochFigures {
             train: sums(self.train_count, &done.sums[..4]),
             test: done.scored_test.then(|| sums(self.test_count, &done.sums[4..])),
-            ndcg: None,
+            ndcg: self.pairwise.as_mut().and_then(|p| p.scored.pop_front()).flatten(),
             kernel_seconds: done.kernel_seconds,
             streamed_bytes: self.streamed.pop_front().unwrap_or(0),
             uploads: self.uploads.pop_front().unwrap_or_default(),

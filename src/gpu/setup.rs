@@ -108,7 +108,9 @@ impl GpuSolver {
         };
         let unit = params.rating_unit(&problem.train_summary());
         let weights = RowWeights::new(params, &problem.train_counts());
-        GpuSolver::assemble(opened, plan, schedule, &problem.test, model, params, unit, weights, options, Holding::Problem)
+        let mut solver = GpuSolver::assemble(opened, plan, schedule, &problem.test, model, params, unit, weights, options, Holding::Problem)?;
+        solver.pairwise = params.loss.is_pairwise().then(|| super::pairwise::Pairwise::new(problem, params));
+        Ok(solver)
     }
 
     /// DSGD: a device for one worker, holding the blocks of `schedule` (the worker's own; the
@@ -120,6 +122,9 @@ impl GpuSolver {
     /// ([`Params::rating_unit`]), `weights` its rows' regularisation weights.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn for_blocks(schedule: Schedule, model: Model, params: &Params, unit: f32, weights: &RowWeights, options: &GpuOptions, own_users: &dyn Fn(usize) -> bool) -> Result<GpuSolver> {
+        if params.loss.is_pairwise() {
+            return Err(Error::InvalidParameter(format!("--loss {}: a DSGD worker's device does not draw pairs; the distributed runner trains it on CPU workers (leave out --devices)", crate::choice::Choice::name(params.loss))));
+        }
         let opened = open_kernel(params, options)?;
         let prior_bytes = if params.svdpp { opened.1.row_bytes() + buffers::share_row_bytes(&opened.1) } else { 0 };
         let plan = DevicePlan::new(None, opened.1.row_bytes(), prior_bytes, 0, 0, 0, params.rank)?;
@@ -219,6 +224,7 @@ impl GpuSolver {
             buffer_bytes: needed,
             train_count: schedule.ratings() as u64,
             test_count: test.len() as u64,
+            pairwise: None,
             schedule,
             gpu,
         })

@@ -6,8 +6,9 @@ training items left out), with training seconds, in one run.
 usage: scripts/one_class_peers.py RATINGS OUT_DIR [--threshold 4] [--min-events 5]
                                   [--test-fraction 0.2] [--seed 42] [--k 20] [--threads N]
 
-RATINGS is a rating file (MovieLens u.data, tab-separated, or ratings.csv with a header).
-Ratings of --threshold and above become events; users with fewer than --min-events events are
+RATINGS is a rating file (MovieLens u.data, tab-separated, or ratings.csv with a header), or
+of counts (Last.fm's user_artists.dat, tab-separated with a header: --threshold 1 makes every
+pair an event). Ratings of --threshold and above become events; users with fewer than --min-events events are
 dropped; each user's events are split --test-fraction to test, seeded. The split is written to
 OUT_DIR/train.tsv and OUT_DIR/test.tsv (`user item 1`), so every method trains on the same
 file. Keep OUT_DIR outside the repository for data whose licence forbids redistribution.
@@ -41,7 +42,8 @@ def read_events(path, threshold):
         skip = 1 if any(c.isalpha() for c in first) else 0
         data = np.loadtxt(path, delimiter=",", skiprows=skip, usecols=(0, 1, 2))
     else:
-        data = np.loadtxt(path, usecols=(0, 1, 2))
+        skip = 1 if any(c.isalpha() for c in first) else 0
+        data = np.loadtxt(path, skiprows=skip, usecols=(0, 1, 2))
     keep = data[:, 2] >= threshold
     return data[keep, 0].astype(np.int64), data[keep, 1].astype(np.int64)
 

@@ -424,7 +424,7 @@ fn events_train_the_one_class_loss_and_bad_input_says_what_to_do() {
         (&["train", "--train", &path("train.tsv"), "--loss", "ials", "--unobserved-weight", "-1"], &["--unobserved-weight"]),
         (&["train", "--train", &path("train.tsv"), "--loss", "ials", "--cg-steps", "0"], &["--cg-steps"]),
         (&["train", "--train", &path("train.tsv"), "--loss", "ials", "--memory", "1MiB"], &["--memory", "alternating least squares"]),
-        (&["train", "--train", &path("train.tsv"), "--loss", "bpr", "--backend", "gpu"], &["--loss bpr", "GPU"]),
+        (&["train", "--train", &path("train.tsv"), "--loss", "bpr", "--workers", "1", "--devices", "0"], &["--loss bpr", "CPU workers", "--devices"]),
         (&["train", "--train", &path("ratings.tsv"), "--counts"], &["--counts", "one-class"]),
         (&["train", "--train", &path("train.tsv"), "--loss", "bpr", "--nonneg"], &["--nonneg", "sampled pairs"]),
     ];

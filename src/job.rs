@@ -184,11 +184,9 @@ impl Job {
                 return bad("--auto holds out its own ratings to judge settings; leave out --validation");
             }
         }
-        if !self.params.loss.trains_by_sgd() && (self.cluster.is_some() || self.memory.is_some()) {
+        if !self.params.loss.trains_by_sgd() && self.cluster.is_some() {
             let name = crate::choice::Choice::name(self.params.loss);
-            return Err(Error::InvalidParameter(format!(
-                "--loss {name} trains by alternating least squares, in one process with its events in memory: leave out --workers/--hosts/--devices and --memory"
-            )));
+            return Err(Error::InvalidParameter(format!("--loss {name} trains by alternating least squares, in one process: leave out --workers/--hosts/--devices")));
         }
         if self.params.loss.is_pairwise() && self.cluster.as_ref().is_some_and(|c| c.gpu.is_some()) {
             return bad("--loss bpr: the distributed runner draws pairs on its CPU workers: leave out --devices (--workers and --hosts train on the CPU)");

@@ -11,6 +11,10 @@
 //!
 //! λ_row is `--reg` times the row's weight, Σ c over its events plus w₀ for every other pair,
 //! the frequency-scaled regularisation of Rendle et al. 2021 (constant with `--constant-reg`).
+//!
+//! The events are in memory, or in the block cache on disk (`--memory`): then a half-epoch reads
+//! them a band at a time (a user block's row of blocks, an item block's column), the rows of a
+//! band all of whose events it holds, so only the factors and one band are in memory.
 
 use crate::data::{by_user, Rating};
 use crate::error::{Error, Result};
@@ -18,6 +22,7 @@ use crate::metrics;
 use crate::model::{Model, OneClassFit, Params};
 use crate::objective::{LossSums, OneClass};
 use crate::problem::Problem;
+use crate::schedule::Schedule;
 use crate::solver::{EpochFigures, Solver};
 use crate::vector::{axpy, dot, Lanes};
 use ndarray::{Array2, ArrayView2};
@@ -87,12 +92,70 @@ impl Events {
     }
 }
 
+/// Where the solver's events are.
+enum Store {
+    Memory { by_user: Events, by_item: Events },
+    /// In the block cache: the model's rows in the blocks' position order (put back in id
+    /// order on the way out).
+    Disk(Schedule),
+}
+
+/// The side a half-epoch solves.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Half {
+    Users,
+    Items,
+}
+
+impl Store {
+    /// Calls `solve` with each band of `half`'s rows (a range of them) and the band's events,
+    /// naming the other side's rows: in memory one band of every row, on disk one a block.
+    fn for_each_band(&self, half: Half, one_class: &OneClass, mut solve: impl FnMut(std::ops::Range<usize>, &Events)) -> Result<()> {
+        match self {
+            Store::Memory { by_user, by_item } => {
+                let events = if half == Half::Users { by_user } else { by_item };
+                solve(0..events.rows(), events);
+            }
+            Store::Disk(schedule) => {
+                let mut buf = Vec::new();
+                let axis = if half == Half::Users { &schedule.users } else { &schedule.items };
+                for band in 0..axis.blocks() {
+                    let (rows, events) = band_events(schedule, half, band, one_class, &mut buf)?;
+                    solve(rows, &events);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Band `band` of `half` from the block cache: a user block's row of blocks (or an item block's
+/// column), as the events of its rows by place in the band, naming the other side's positions.
+/// A block whose ratings fall outside its rows (a corrupt cache) is an error naming it.
+fn band_events(schedule: &Schedule, half: Half, band: usize, one_class: &OneClass, buf: &mut Vec<Rating>) -> Result<(std::ops::Range<usize>, Events)> {
+    let columns = schedule.items.blocks();
+    let (axis, across) = if half == Half::Users { (&schedule.users, columns) } else { (&schedule.items, schedule.users.blocks()) };
+    let rows = axis.start(band)..axis.start(band + 1);
+    let first = rows.start as u32;
+    let mut pairs = Vec::new();
+    for o in 0..across {
+        let b = if half == Half::Users { band * columns + o } else { o * columns + band };
+        let ratings = schedule.block_into(b, buf)?;
+        schedule.check_block(b, ratings)?;
+        pairs.extend(ratings.iter().map(|r| match half {
+            Half::Users => Rating { user: r.user - first, item: r.item, value: r.value },
+            Half::Items => Rating { user: r.item - first, item: r.user, value: r.value },
+        }));
+    }
+    let events = Events::by_user(&pairs, rows.len(), one_class);
+    Ok((rows, events))
+}
+
 /// The trainer of the one-class loss on the CPU.
 pub struct AlsSolver {
     model: Model,
-    by_user: Events,
-    by_item: Events,
-    /// The held-out events, judged by NDCG@20 ([`metrics::ndcg`]).
+    store: Store,
+    /// The held-out events, judged by NDCG@20 ([`metrics::ndcg`]) with the events in memory.
     test: Vec<Rating>,
     fit: OneClassFit,
     /// The items' Gramian as the last epoch left them (the next epoch's user solve needs it).
@@ -103,20 +166,57 @@ pub struct AlsSolver {
 
 impl AlsSolver {
     pub fn new(problem: &Problem, mut model: Model, params: &Params, threads: usize) -> Result<AlsSolver> {
-        if problem.train_on_disk.is_some() {
-            return Err(Error::InvalidParameter(format!(
-                "--loss {}: alternating least squares needs its events in memory; this run put them in a block cache on disk (--memory): give it more memory",
-                crate::choice::Choice::name(params.loss)
-            )));
-        }
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
             .map_err(|e| Error::InvalidParameter(format!("--threads {threads}: cannot start the thread pool: {e}")))?;
-        let (by_user, by_item) = Events::of_problem(problem, &params.one_class)?;
-        model.record_seen(problem);
+        let store = match &problem.train_on_disk {
+            None => {
+                let (by_user, by_item) = Events::of_problem(problem, &params.one_class)?;
+                model.record_seen(problem);
+                Store::Memory { by_user, by_item }
+            }
+            Some(disk) => {
+                let schedule = Schedule::from_disk(disk.clone());
+                super::reorder(&mut model, |axis, rows| axis.gather(rows), &schedule);
+                Store::Disk(schedule)
+            }
+        };
         let fit = OneClassFit { settings: params.one_class, reg: params.reg, frequency_reg: params.frequency_reg };
-        Ok(AlsSolver { model, by_user, by_item, test: problem.test.clone(), fit, item_gram: None, pool, done: VecDeque::new() })
+        Ok(AlsSolver { model, store, test: problem.test.clone(), fit, item_gram: None, pool, done: VecDeque::new() })
+    }
+
+}
+
+impl Store {
+    /// One epoch of `m`: the users solved against the items, then the items against the users,
+    /// and the loss, summed band by band as the items are solved. `item_gram` carries the
+    /// items' Gramian from one epoch to the next.
+    fn epoch(&self, m: &mut Model, fit: &OneClassFit, item_gram: &mut Option<Array2<f32>>, test: &[Rating], score_test: bool) -> Result<EpochFigures> {
+        let (store, k, one_class) = (self, m.rank(), &fit.settings);
+        let gq = item_gram.take().unwrap_or_else(|| gramian(m.item_factors.view()));
+        {
+            let (p, q) = (m.user_factors.as_slice_mut().expect("row-major"), m.item_factors.as_slice().expect("row-major"));
+            store.for_each_band(Half::Users, one_class, |rows, events| solve_side(&mut p[rows.start * k..rows.end * k], q, &gq, events, fit))?;
+        }
+        let gp = gramian(m.user_factors.view());
+        let mut train = LossSums::default();
+        {
+            let (q, p) = (m.item_factors.as_slice_mut().expect("row-major"), m.user_factors.as_slice().expect("row-major"));
+            store.for_each_band(Half::Items, one_class, |rows, events| {
+                let solved = &mut q[rows.start * k..rows.end * k];
+                solve_side(solved, p, &gp, events, fit);
+                train = train.merge(event_sums(solved, p, k, events, one_class));
+            })?;
+        }
+        let gq = gramian(m.item_factors.view());
+        train.loss += all_pairs_loss(one_class, (&gp, &gq));
+        *item_gram = Some(gq);
+        let (ndcg, streamed_bytes) = match store {
+            Store::Memory { .. } => ((score_test && !test.is_empty()).then(|| metrics::ndcg(m, test)).flatten(), 0),
+            Store::Disk(schedule) => (None, 2 * 12 * schedule.ratings() as u64),
+        };
+        Ok(EpochFigures { train, test: None, ndcg, kernel_seconds: None, streamed_bytes, uploads: Default::default() })
     }
 }
 
@@ -156,15 +256,14 @@ fn solve_blocks(events: &Events, k: usize) -> Vec<std::ops::Range<usize>> {
     blocks
 }
 
-/// Solves every row of `rows` against the fixed `other` side, whose Gramian is `gram`, in
-/// parallel.
-fn solve_side(rows: &mut Array2<f32>, other: &Array2<f32>, gram: &Array2<f32>, events: &Events, fit: &OneClassFit) {
+/// Solves the rows of `rows` (k floats each, one per row of `events`) against the fixed
+/// `other` side's rows, whose Gramian is `gram`, in parallel.
+fn solve_side(rows: &mut [f32], other: &[f32], gram: &Array2<f32>, events: &Events, fit: &OneClassFit) {
     let one_class = &fit.settings;
-    let k = rows.ncols();
-    let lambdas = events.lambdas(other.nrows(), fit);
-    let other = other.as_slice().expect("row-major");
+    let k = gram.nrows();
+    let lambdas = events.lambdas(other.len() / k.max(1), fit);
     let mut pieces = Vec::new();
-    let mut rest = rows.as_slice_mut().expect("row-major");
+    let mut rest = rows;
     for block in solve_blocks(events, k) {
         let (piece, tail) = rest.split_at_mut(block.len() * k);
         pieces.push((block, piece));
@@ -180,7 +279,6 @@ fn solve_side(rows: &mut Array2<f32>, other: &Array2<f32>, gram: &Array2<f32>, e
         Block { systems, gram: gram.view(), w0: one_class.unobserved_weight, k }.conjugate_gradient(x, one_class.cg_steps);
     });
 }
-
 
 /// One row's normal equations but for the Gramian's term, applied without being formed.
 struct RowSystem<'a> {
@@ -290,20 +388,18 @@ impl Block<'_> {
     }
 }
 
-/// The loss's sums over the training events, its value the whole weighted loss (every pair,
-/// through the Gramians `gp` and `gq` of the factors: Σ_u p_uᵀ G_Q p_u = ⟨G_P, G_Q⟩).
-fn loss_sums(model: &Model, by_user: &Events, one_class: &OneClass, (gp, gq): (&Array2<f32>, &Array2<f32>)) -> LossSums {
-    let k = model.rank();
-    let (p, q) = (model.user_factors.as_slice().expect("row-major"), model.item_factors.as_slice().expect("row-major"));
-    let all_pairs: f64 = gp.iter().zip(gq.iter()).map(|(a, b)| *a as f64 * *b as f64).sum();
+/// The loss's sums over the events of `rows` (k floats each, one per row of `events`) with
+/// the `other` side's rows: the events' part of the loss (their squared errors weighed by
+/// confidence, less the w₀·s² that [`all_pairs_loss`] counts for them too).
+fn event_sums(rows: &[f32], other: &[f32], k: usize, events: &Events, one_class: &OneClass) -> LossSums {
     // Row by row, then added in order: the same bits on any number of threads.
-    let rows: Vec<LossSums> = (0..by_user.rows())
+    let sums: Vec<LossSums> = (0..events.rows())
         .into_par_iter()
-        .map(|u| {
-            let (index, weight) = by_user.row(u);
-            let pu = &p[u * k..(u + 1) * k];
+        .map(|r| {
+            let (index, weight) = events.row(r);
+            let x = &rows[r * k..(r + 1) * k];
             let mut sums = LossSums::default();
-            let scores: Vec<(f32, f32)> = index.iter().zip(weight).map(|(&i, &c)| (dot(pu, &q[i as usize * k..(i as usize + 1) * k]), c)).collect();
+            let scores: Vec<(f32, f32)> = index.iter().zip(weight).map(|(&i, &c)| (dot(x, &other[i as usize * k..(i as usize + 1) * k]), c)).collect();
             for &(s, _) in &scores {
                 sums.add([0.0, (1.0 - s) * (1.0 - s), (1.0 - s).abs(), 0.0]);
             }
@@ -311,38 +407,36 @@ fn loss_sums(model: &Model, by_user: &Events, one_class: &OneClass, (gp, gq): (&
             sums
         })
         .collect();
-    let mut sums = rows.into_iter().fold(LossSums::default(), LossSums::merge);
-    sums.loss += 0.5 * one_class.unobserved_weight as f64 * all_pairs;
-    sums
+    sums.into_iter().fold(LossSums::default(), LossSums::merge)
 }
 
-/// What an ALS epoch reports, on either device: the loss over every pair (from the factors'
-/// Gramians `grams`), and NDCG@20 of the held-out events `test` when `score_test`.
+/// ½w₀ Σ over every pair of s², through the Gramians of the factors: Σ_u p_uᵀ G_Q p_u = ⟨G_P, G_Q⟩.
+fn all_pairs_loss(one_class: &OneClass, (gp, gq): (&Array2<f32>, &Array2<f32>)) -> f64 {
+    0.5 * one_class.unobserved_weight as f64 * gp.iter().zip(gq.iter()).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>()
+}
+
+/// What a GPU ALS epoch reports: the loss over every pair (from the factors' Gramians
+/// `grams`), and NDCG@20 of the held-out events `test` when `score_test`.
 pub(crate) fn epoch_figures(model: &Model, by_user: &Events, one_class: &OneClass, grams: (&Array2<f32>, &Array2<f32>), test: &[Rating], score_test: bool) -> EpochFigures {
-    let train = loss_sums(model, by_user, one_class, grams);
+    let (p, q) = (model.user_factors.as_slice().expect("row-major"), model.item_factors.as_slice().expect("row-major"));
+    let mut train = event_sums(p, q, model.rank(), by_user, one_class);
+    train.loss += all_pairs_loss(one_class, grams);
     let ndcg = (score_test && !test.is_empty()).then(|| metrics::ndcg(model, test)).flatten();
     EpochFigures { train, test: None, ndcg, kernel_seconds: None, streamed_bytes: 0, uploads: Default::default() }
 }
 
 impl Solver for AlsSolver {
     fn name(&self) -> String {
-        format!("cpu (alternating least squares, {} threads)", self.pool.current_num_threads())
+        let threads = self.pool.current_num_threads();
+        match &self.store {
+            Store::Memory { .. } => format!("cpu (alternating least squares, {threads} threads)"),
+            Store::Disk(schedule) => format!("cpu (alternating least squares, {threads} threads, events read from {} blocks on disk)", schedule.grid()),
+        }
     }
 
     fn submit_epoch(&mut self, _epoch: usize, _lr: f32, score_test: bool) -> Result<()> {
-        let m = &mut self.model;
-        let (fit, by_user, by_item, item_gram) = (&self.fit, &self.by_user, &self.by_item, &mut self.item_gram);
-        let test = &self.test;
-        let figures = self.pool.install(|| {
-            let gq = item_gram.take().unwrap_or_else(|| gramian(m.item_factors.view()));
-            solve_side(&mut m.user_factors, &m.item_factors, &gq, by_user, fit);
-            let gp = gramian(m.user_factors.view());
-            solve_side(&mut m.item_factors, &m.user_factors, &gp, by_item, fit);
-            let gq = gramian(m.item_factors.view());
-            let figures = epoch_figures(m, by_user, &fit.settings, (&gp, &gq), test, score_test);
-            *item_gram = Some(gq);
-            figures
-        });
+        let (model, store, fit, item_gram, test) = (&mut self.model, &self.store, &self.fit, &mut self.item_gram, &self.test);
+        let figures = self.pool.install(|| store.epoch(model, fit, item_gram, test, score_test))?;
         self.done.push_back(figures);
         Ok(())
     }
@@ -352,11 +446,19 @@ impl Solver for AlsSolver {
     }
 
     fn into_model(self: Box<Self>) -> Result<Model> {
-        Ok(self.model)
+        let mut model = self.model;
+        if let Store::Disk(schedule) = &self.store {
+            super::reorder(&mut model, |axis, rows| axis.scatter(rows), schedule);
+        }
+        Ok(model)
     }
 
     fn snapshot(&self) -> Result<Model> {
-        Ok(self.model.clone())
+        let mut model = self.model.clone();
+        if let Store::Disk(schedule) = &self.store {
+            super::reorder(&mut model, |axis, rows| axis.scatter(rows), schedule);
+        }
+        Ok(model)
     }
 }
 
@@ -380,6 +482,14 @@ mod tests {
     fn solver(p: &Params, threads: usize) -> AlsSolver {
         let problem = problem();
         AlsSolver::new(&problem, Model::init(&problem, p, None), p, threads).unwrap()
+    }
+
+    /// The solver's events by user and by item (in memory).
+    fn events(s: &AlsSolver) -> (&Events, &Events) {
+        match &s.store {
+            Store::Memory { by_user, by_item } => (by_user, by_item),
+            Store::Disk(_) => panic!("events on disk"),
+        }
     }
 
     /// The whole weighted loss summed pair by pair, every user against every item.
@@ -438,13 +548,13 @@ mod tests {
         // penalised loss with the items fixed: the gradient, summed pair by pair, vanishes.
         let p = params(12);
         let mut s = solver(&p, 2);
-        let m = &mut s.model;
+        let mut m = s.model.clone();
         let gq = gramian(m.item_factors.view());
-        solve_side(&mut m.user_factors, &m.item_factors, &gq, &s.by_user, &s.fit);
-        let (problem, m, oc) = (problem(), &s.model, p.one_class);
+        solve_side(m.user_factors.as_slice_mut().unwrap(), m.item_factors.as_slice().unwrap(), &gq, events(&s).0, &s.fit);
+        let (problem, m, oc) = (problem(), &m, p.one_class);
         let k = m.rank();
         for u in 0..problem.num_users() {
-            let (index, weight) = s.by_user.row(u);
+            let (index, weight) = events(&s).0.row(u);
             let mut grad = vec![0.0f64; k];
             let mut mass = 0.0f64;
             for i in 0..problem.num_items() {
@@ -499,7 +609,8 @@ mod tests {
                 })
                 .sum()
         };
-        side(&s.model.user_factors, &s.by_user, s.model.item_factors.nrows()) + side(&s.model.item_factors, &s.by_item, s.model.user_factors.nrows())
+        let (by_user, by_item) = events(s);
+        side(&s.model.user_factors, by_user, s.model.item_factors.nrows()) + side(&s.model.item_factors, by_item, s.model.user_factors.nrows())
     }
 
     #[test]

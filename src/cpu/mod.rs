@@ -169,7 +169,7 @@ impl CpuSolver {
 
 /// Reorders the model's factor rows and biases on both sides by `how` (gather into position
 /// order, or scatter back), unless the side is one block (positions are the ids).
-fn reorder(model: &mut Model, how: impl Fn(&Axis, &[f32]) -> Vec<f32>, schedule: &Schedule) {
+pub(crate) fn reorder(model: &mut Model, how: impl Fn(&Axis, &[f32]) -> Vec<f32>, schedule: &Schedule) {
     for (axis, factors, bias) in [
         (&schedule.users, &mut model.user_factors, &mut model.user_bias),
         (&schedule.items, &mut model.item_factors, &mut model.item_bias),

@@ -61,7 +61,7 @@ impl GpuAlsSolver {
             return Err(Error::InvalidParameter(format!("--rank {k}: the GPU solves --loss ials rows up to rank {MAX_ALS_RANK}; use --backend cpu for more")));
         }
         if problem.train_on_disk.is_some() {
-            return Err(Error::InvalidParameter("--loss ials needs its events in memory; leave out --memory".into()));
+            return Err(Error::InvalidParameter("--loss ials on the GPU needs its events in memory: leave out --memory (the CPU trains it from the disk cache: --backend cpu)".into()));
         }
         let gpu = Gpu::open_at(options.adapter, false, false)?;
         let fit = OneClassFit { settings: params.one_class, reg: params.reg, frequency_reg: params.frequency_reg };

@@ -12,6 +12,8 @@ struct AlsParams {
     steps: u32,
     // w0, the weight of each pair without an event.
     unobserved_weight: f32,
+    // The first row of the band solved here (rows, start and lambda are the band's).
+    first_row: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: AlsParams;
@@ -21,7 +23,8 @@ struct AlsParams {
 @group(0) @binding(2) var<storage, read> other: array<f32>;
 // The fixed side's Gramian, k×k.
 @group(0) @binding(3) var<storage, read_write> gram: array<f32>;
-// Row r's events: other rows index[start[r] .. start[r + 1]], confidences weight[...].
+// Row r's events (r counted from the band's first row): other rows index[start[r] ..
+// start[r + 1]], confidences weight[...].
 @group(0) @binding(4) var<storage, read> start: array<u32>;
 @group(0) @binding(5) var<storage, read> index: array<u32>;
 @group(0) @binding(6) var<storage, read> weight: array<f32>;
@@ -102,7 +105,7 @@ fn solve(@builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) group
     }
     let k = params.k;
     for (var d = local; d < k; d += WG) {
-        x[d] = rows[row * k + d];
+        x[d] = rows[(params.first_row + row) * k + d];
     }
     workgroupBarrier();
     apply(row, 0u, local);
@@ -145,6 +148,6 @@ fn solve(@builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) group
         workgroupBarrier();
     }
     for (var d = local; d < k; d += WG) {
-        rows[row * k + d] = x[d];
+        rows[(params.first_row + row) * k + d] = x[d];
     }
 }

@@ -658,8 +658,9 @@ fn als_wgsl_validates() {
 
 /// The one-class loss by ALS on the GPU solves the CPU's normal equations: its factors, loss
 /// and NDCG@20 agree with the CPU's to rounding, at a rank below the workgroup and one above
-/// it, with rows without events (ratings below the threshold) among them. It fails when the
-/// kernel drops the Gramian's or the events' term, λ, or a CG step's update (each was tried).
+/// it, with rows without events (ratings below the threshold) among them; resident, streamed in
+/// bands and from the disk cache. It fails when the kernel drops the Gramian's or the events'
+/// term, λ, or a CG step's update, or a band is solved at the wrong rows (each was tried).
 fn ials_on_the_gpu_gives_the_cpus_factors() {
     if !common::gpu_available() {
         return;
@@ -687,6 +688,33 @@ fn ials_on_the_gpu_gives_the_cpus_factors() {
             assert!((ct - gt).abs() < 1e-6, "rank {rank}, epoch {}: NDCG@20 cpu {ct} gpu {gt}", c.epoch);
         }
         assert!(gpu.backend.contains("alternating least squares"), "{}", gpu.backend);
+    }
+    // The events streamed in bands of rows (a few per side: 30 kB of device memory holds the
+    // factors and two bands of about 1,300 events), and read from a block cache on disk a
+    // block row (column) at a time: the same factors as the CPU's.
+    let params = Params { rank: 8, epochs: 3, ..Params::for_loss(Loss::Ials) };
+    let cpu = train(&problem, &params, &Backend::Cpu(CpuMode::with_threads(2)), |_| {}).unwrap();
+    let streamed = train(&problem, &params, &gpu(GpuOptions { gpu_memory: Some(30_000), ..GpuOptions::default() }), |_| {}).unwrap();
+    let diff = largest_difference(&cpu.model, &streamed.model);
+    println!("{}: largest difference {diff:e}", streamed.backend);
+    assert!(streamed.backend.contains("streamed in bands") && diff < 1e-4, "{}: differs by {diff}", streamed.backend);
+    assert!(streamed.history.iter().all(|r| r.streamed_bytes > 2 * 8 * problem.train.len() as u64), "each epoch uploads every event");
+    let e = train(&problem, &params, &gpu(GpuOptions { gpu_memory: Some(8_000), ..GpuOptions::default() }), |_| {}).err().expect("too little memory").to_string();
+    assert!(e.contains("--gpu-memory") && e.contains("give at least"), "{e}");
+    use gpumf::cache::{CacheSettings, DiskBlocks};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.bin");
+    gpumf::data::write_ratings(&path, &problem.train, gpumf::data::WriteFormat::Binary, false).unwrap();
+    let settings = CacheSettings { grid: Some(GridSize { user_blocks: 3, item_blocks: 2 }), order: gpumf::grid::Order::Shuffled, seed: params.seed, memory: 64 << 10, threads: 1 };
+    let cache = std::sync::Arc::new(DiskBlocks::open_or_build(&path, &LoadOptions::default(), dir.path(), &settings, |_| {}).unwrap());
+    let on_disk = Problem::on_disk(cache, None);
+    let cpu = train(&on_disk, &params, &Backend::Cpu(CpuMode::with_threads(2)), |_| {}).unwrap();
+    let gpu = train(&on_disk, &params, &gpu(GpuOptions::default()), |_| {}).unwrap();
+    let diff = largest_difference(&cpu.model, &gpu.model);
+    println!("{}: largest difference {diff:e}", gpu.backend);
+    assert!(gpu.backend.contains("3x2 blocks on disk") && diff < 1e-4, "{}: differs by {diff}", gpu.backend);
+    for (c, g) in cpu.history.iter().zip(&gpu.history) {
+        assert!((c.train_loss - g.train_loss).abs() <= 1e-5 * c.train_loss.abs(), "from disk, epoch {}: loss cpu {} gpu {}", c.epoch, c.train_loss, g.train_loss);
     }
 }
 

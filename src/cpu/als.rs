@@ -65,6 +65,18 @@ impl Events {
         self.starts.len() - 1
     }
 
+    /// Rows `rows` alone, as rows from 0.
+    pub fn slice(&self, rows: std::ops::Range<usize>) -> Events {
+        let span = self.starts[rows.start]..self.starts[rows.end];
+        let starts = self.starts[rows.start..=rows.end].iter().map(|s| s - span.start).collect();
+        Events { starts, index: self.index[span.clone()].to_vec(), weight: self.weight[span].to_vec() }
+    }
+
+    /// The events of `rows` rows without any.
+    pub fn empty(rows: usize) -> Events {
+        Events { starts: vec![0; rows + 1], index: Vec::new(), weight: Vec::new() }
+    }
+
     fn len(&self) -> usize {
         self.index.len()
     }
@@ -92,8 +104,8 @@ impl Events {
     }
 }
 
-/// Where the solver's events are.
-enum Store {
+/// Where an ALS solver's events are.
+pub(crate) enum Store {
     Memory { by_user: Events, by_item: Events },
     /// In the block cache: the model's rows in the blocks' position order (put back in id
     /// order on the way out).
@@ -102,30 +114,73 @@ enum Store {
 
 /// The side a half-epoch solves.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Half {
+pub(crate) enum Half {
     Users,
     Items,
 }
 
 impl Store {
+    /// `problem`'s events for `model`: in memory, with the model recording each user's
+    /// training items; or on disk, with the model's rows put in the blocks' position order.
+    pub fn new(problem: &Problem, model: &mut Model, one_class: &OneClass) -> Result<Store> {
+        match &problem.train_on_disk {
+            None => {
+                let (by_user, by_item) = Events::of_problem(problem, one_class)?;
+                model.record_seen(problem);
+                Ok(Store::Memory { by_user, by_item })
+            }
+            Some(disk) => {
+                let schedule = Schedule::from_disk(disk.clone());
+                super::reorder(model, |axis, rows| axis.gather(rows), &schedule);
+                Ok(Store::Disk(schedule))
+            }
+        }
+    }
+
+    /// `model` (whose rows this store ordered) with its rows back in id order.
+    pub fn restore(&self, mut model: Model) -> Model {
+        if let Store::Disk(schedule) = self {
+            super::reorder(&mut model, |axis, rows| axis.scatter(rows), schedule);
+        }
+        model
+    }
+
     /// Calls `solve` with each band of `half`'s rows (a range of them) and the band's events,
-    /// naming the other side's rows: in memory one band of every row, on disk one a block.
-    fn for_each_band(&self, half: Half, one_class: &OneClass, mut solve: impl FnMut(std::ops::Range<usize>, &Events)) -> Result<()> {
+    /// naming the other side's rows: on disk one band a block of that side; in memory one band
+    /// of every row, or bands of at most `max_events` events (at least a row each).
+    pub fn for_each_band(&self, half: Half, one_class: &OneClass, max_events: Option<usize>, mut solve: impl FnMut(std::ops::Range<usize>, &Events) -> Result<()>) -> Result<()> {
         match self {
             Store::Memory { by_user, by_item } => {
                 let events = if half == Half::Users { by_user } else { by_item };
-                solve(0..events.rows(), events);
+                let Some(most) = max_events else { return solve(0..events.rows(), events) };
+                let mut start = 0;
+                while start < events.rows() {
+                    let mut end = start + 1;
+                    while end < events.rows() && events.starts[end + 1] - events.starts[start] <= most {
+                        end += 1;
+                    }
+                    solve(start..end, &events.slice(start..end))?;
+                    start = end;
+                }
             }
             Store::Disk(schedule) => {
                 let mut buf = Vec::new();
                 let axis = if half == Half::Users { &schedule.users } else { &schedule.items };
                 for band in 0..axis.blocks() {
                     let (rows, events) = band_events(schedule, half, band, one_class, &mut buf)?;
-                    solve(rows, &events);
+                    solve(rows, &events)?;
                 }
             }
         }
         Ok(())
+    }
+
+    /// Bytes read from disk by one pass over a side's bands (every block once).
+    pub fn disk_bytes(&self) -> u64 {
+        match self {
+            Store::Memory { .. } => 0,
+            Store::Disk(schedule) => 12 * schedule.ratings() as u64,
+        }
     }
 }
 
@@ -170,18 +225,7 @@ impl AlsSolver {
             .num_threads(threads)
             .build()
             .map_err(|e| Error::InvalidParameter(format!("--threads {threads}: cannot start the thread pool: {e}")))?;
-        let store = match &problem.train_on_disk {
-            None => {
-                let (by_user, by_item) = Events::of_problem(problem, &params.one_class)?;
-                model.record_seen(problem);
-                Store::Memory { by_user, by_item }
-            }
-            Some(disk) => {
-                let schedule = Schedule::from_disk(disk.clone());
-                super::reorder(&mut model, |axis, rows| axis.gather(rows), &schedule);
-                Store::Disk(schedule)
-            }
-        };
+        let store = Store::new(problem, &mut model, &params.one_class)?;
         let fit = OneClassFit { settings: params.one_class, reg: params.reg, frequency_reg: params.frequency_reg };
         Ok(AlsSolver { model, store, test: problem.test.clone(), fit, item_gram: None, pool, done: VecDeque::new() })
     }
@@ -197,26 +241,35 @@ impl Store {
         let gq = item_gram.take().unwrap_or_else(|| gramian(m.item_factors.view()));
         {
             let (p, q) = (m.user_factors.as_slice_mut().expect("row-major"), m.item_factors.as_slice().expect("row-major"));
-            store.for_each_band(Half::Users, one_class, |rows, events| solve_side(&mut p[rows.start * k..rows.end * k], q, &gq, events, fit))?;
+            store.for_each_band(Half::Users, one_class, None, |rows, events| {
+                solve_side(&mut p[rows.start * k..rows.end * k], q, &gq, events, fit);
+                Ok(())
+            })?;
         }
         let gp = gramian(m.user_factors.view());
         let mut train = LossSums::default();
         {
             let (q, p) = (m.item_factors.as_slice_mut().expect("row-major"), m.user_factors.as_slice().expect("row-major"));
-            store.for_each_band(Half::Items, one_class, |rows, events| {
+            store.for_each_band(Half::Items, one_class, None, |rows, events| {
                 let solved = &mut q[rows.start * k..rows.end * k];
                 solve_side(solved, p, &gp, events, fit);
                 train = train.merge(event_sums(solved, p, k, events, one_class));
+                Ok(())
             })?;
         }
         let gq = gramian(m.item_factors.view());
         train.loss += all_pairs_loss(one_class, (&gp, &gq));
         *item_gram = Some(gq);
-        let (ndcg, streamed_bytes) = match store {
-            Store::Memory { .. } => ((score_test && !test.is_empty()).then(|| metrics::ndcg(m, test)).flatten(), 0),
-            Store::Disk(schedule) => (None, 2 * 12 * schedule.ratings() as u64),
-        };
-        Ok(EpochFigures { train, test: None, ndcg, kernel_seconds: None, streamed_bytes, uploads: Default::default() })
+        Ok(EpochFigures { train, test: None, ndcg: store.ndcg(m, test, score_test), kernel_seconds: None, streamed_bytes: 2 * store.disk_bytes(), uploads: Default::default() })
+    }
+
+    /// NDCG@20 of `model`'s lists on the held-out events `test` when `score_test`; none with
+    /// the events on disk (each user's training items, left out of the lists, are not at hand).
+    pub fn ndcg(&self, model: &Model, test: &[Rating], score_test: bool) -> Option<f64> {
+        match self {
+            Store::Memory { .. } => (score_test && !test.is_empty()).then(|| metrics::ndcg(model, test)).flatten(),
+            Store::Disk(_) => None,
+        }
     }
 }
 
@@ -415,14 +468,20 @@ fn all_pairs_loss(one_class: &OneClass, (gp, gq): (&Array2<f32>, &Array2<f32>)) 
     0.5 * one_class.unobserved_weight as f64 * gp.iter().zip(gq.iter()).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>()
 }
 
-/// What a GPU ALS epoch reports: the loss over every pair (from the factors' Gramians
-/// `grams`), and NDCG@20 of the held-out events `test` when `score_test`.
-pub(crate) fn epoch_figures(model: &Model, by_user: &Events, one_class: &OneClass, grams: (&Array2<f32>, &Array2<f32>), test: &[Rating], score_test: bool) -> EpochFigures {
+/// What an ALS epoch whose rows were solved elsewhere (on the GPU) reports, from `model`'s
+/// factors (in the store's order): the loss over every pair, its events' part summed band by
+/// band (one more pass over the events on disk), and NDCG@20 of the held-out events `test`
+/// when `score_test`. Its `streamed_bytes` are the caller's to fill in.
+pub(crate) fn epoch_figures(model: &Model, store: &Store, one_class: &OneClass, test: &[Rating], score_test: bool) -> Result<EpochFigures> {
     let (p, q) = (model.user_factors.as_slice().expect("row-major"), model.item_factors.as_slice().expect("row-major"));
-    let mut train = event_sums(p, q, model.rank(), by_user, one_class);
-    train.loss += all_pairs_loss(one_class, grams);
-    let ndcg = (score_test && !test.is_empty()).then(|| metrics::ndcg(model, test)).flatten();
-    EpochFigures { train, test: None, ndcg, kernel_seconds: None, streamed_bytes: 0, uploads: Default::default() }
+    let k = model.rank();
+    let mut train = LossSums::default();
+    store.for_each_band(Half::Users, one_class, None, |rows, events| {
+        train = train.merge(event_sums(&p[rows.start * k..rows.end * k], q, k, events, one_class));
+        Ok(())
+    })?;
+    train.loss += all_pairs_loss(one_class, (&gramian(model.user_factors.view()), &gramian(model.item_factors.view())));
+    Ok(EpochFigures { train, test: None, ndcg: store.ndcg(model, test, score_test), kernel_seconds: None, streamed_bytes: 0, uploads: Default::default() })
 }
 
 impl Solver for AlsSolver {
@@ -446,19 +505,11 @@ impl Solver for AlsSolver {
     }
 
     fn into_model(self: Box<Self>) -> Result<Model> {
-        let mut model = self.model;
-        if let Store::Disk(schedule) = &self.store {
-            super::reorder(&mut model, |axis, rows| axis.scatter(rows), schedule);
-        }
-        Ok(model)
+        Ok(self.store.restore(self.model))
     }
 
     fn snapshot(&self) -> Result<Model> {
-        let mut model = self.model.clone();
-        if let Store::Disk(schedule) = &self.store {
-            super::reorder(&mut model, |axis, rows| axis.scatter(rows), schedule);
-        }
-        Ok(model)
+        Ok(self.store.restore(self.model.clone()))
     }
 }
 

@@ -1,11 +1,14 @@
 //! Alternating least squares for the one-class loss on the GPU: shaders/als.wgsl computes the
 //! fixed side's Gramian and solves each row by conjugate gradient, one workgroup a row, the
-//! same normal equations as the CPU's solver ([`crate::cpu::als`]). Everything stays on the
-//! device during an epoch; the factors come back after it, for the loss and NDCG@20, which the
-//! host computes as the CPU's solver does.
+//! same normal equations as the CPU's solver ([`crate::cpu::als`]). The factors stay on the
+//! device; the events too where they fit. Where they do not (`--gpu-memory` below what they
+//! need), or they are in the block cache on disk (`--memory`), each half-epoch uploads them a
+//! band of rows at a time, the device solving one band while the host writes the next. The
+//! factors come back after each epoch, for the loss and NDCG@20, which the host computes as
+//! the CPU's solver does.
 
 use super::Gpu;
-use crate::cpu::als::{epoch_figures, gramian, Events};
+use crate::cpu::als::{epoch_figures, Events, Half, Store};
 use crate::data::Rating;
 use crate::error::{Error, Result};
 use crate::model::{Model, OneClassFit, Params};
@@ -29,29 +32,104 @@ struct AlsParams {
     k: u32,
     steps: u32,
     unobserved_weight: f32,
-    _pad: [u32; 3],
+    first_row: u32,
+    _pad: [u32; 2],
 }
 
-/// One half-epoch on the device: the fixed side's Gramian, then the rows solved against it.
-struct HalfEpoch {
+/// A band of one side's rows bound for the solve kernel: its events, λs and uniform on the
+/// device, beside both sides' factors and the Gramian.
+struct Band {
     bind_group: wgpu::BindGroup,
     rows: u32,
+    /// Device bytes of its own buffers.
+    bytes: u64,
 }
 
-pub struct GpuAlsSolver {
+/// The device's part: the pipelines, both sides' factors and the Gramian.
+struct AlsDevice {
     gpu: Gpu,
     gram_pipeline: wgpu::ComputePipeline,
     solve_pipeline: wgpu::ComputePipeline,
-    /// Users solved against the items, then items against the users.
-    halves: [HalfEpoch; 2],
+    layout: wgpu::BindGroupLayout,
     user_factors: wgpu::Buffer,
     item_factors: wgpu::Buffer,
-    model: Model,
-    by_user: Events,
-    test: Vec<Rating>,
+    gram: wgpu::Buffer,
+    k: usize,
+    /// Rows of each side.
+    rows: (usize, usize),
     fit: OneClassFit,
+}
+
+impl AlsDevice {
+    /// Uploads the events of `half`'s rows from `first` on, bound to solve them.
+    fn band(&self, half: Half, first: usize, events: &Events) -> Band {
+        let gpu = &self.gpu;
+        let (solved, fixed, others) = match half {
+            Half::Users => (&self.user_factors, &self.item_factors, self.rows.1),
+            Half::Items => (&self.item_factors, &self.user_factors, self.rows.0),
+        };
+        let starts: Vec<u32> = events.starts.iter().map(|&s| s as u32).collect();
+        let lambdas = events.lambdas(others, &self.fit);
+        let settings = &self.fit.settings;
+        let uniform = AlsParams { rows: events.rows() as u32, others: others as u32, k: self.k as u32, steps: settings.cg_steps as u32, unobserved_weight: settings.unobserved_weight, first_row: first as u32, _pad: [0; 2] };
+        let init = |label: &str, contents: &[u8], usage| gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents, usage });
+        // Storage bindings may not be empty: a band without events gets one unused element.
+        let nonempty = |v: &[u8]| if v.is_empty() { vec![0u8; 4] } else { v.to_vec() };
+        let storage = wgpu::BufferUsages::STORAGE;
+        let buffers = [
+            init("als params", bytemuck::bytes_of(&uniform), wgpu::BufferUsages::UNIFORM),
+            init("starts", &nonempty(bytemuck::cast_slice(&starts)), storage),
+            init("index", &nonempty(bytemuck::cast_slice(&events.index)), storage),
+            init("weight", &nonempty(bytemuck::cast_slice(&events.weight)), storage),
+            init("lambda", &nonempty(bytemuck::cast_slice(&lambdas)), storage),
+        ];
+        let bound = [(0, &buffers[0]), (1, solved), (2, fixed), (3, &self.gram), (4, &buffers[1]), (5, &buffers[2]), (6, &buffers[3]), (7, &buffers[4])];
+        let entries: Vec<wgpu::BindGroupEntry> = bound.iter().map(|&(binding, buffer)| wgpu::BindGroupEntry { binding, resource: buffer.as_entire_binding() }).collect();
+        let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some("als band"), layout: &self.layout, entries: &entries });
+        Band { bind_group, rows: events.rows() as u32, bytes: buffers.iter().map(|b| b.size()).sum() }
+    }
+
+    /// The Gramian of the side `band` holds fixed.
+    fn encode_gram(&self, encoder: &mut wgpu::CommandEncoder, band: &Band) {
+        let k = self.k as u32;
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        pass.set_bind_group(0, &band.bind_group, &[]);
+        pass.set_pipeline(&self.gram_pipeline);
+        pass.dispatch_workgroups(k.div_ceil(16), k.div_ceil(16), 1);
+    }
+
+    /// The solves of `band`'s rows, in a pass of their own (so they see the whole Gramian).
+    fn encode_solve(&self, encoder: &mut wgpu::CommandEncoder, band: &Band) {
+        if band.rows == 0 {
+            return;
+        }
+        let max = self.gpu.limits.max_compute_workgroups_per_dimension.max(1);
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        pass.set_bind_group(0, &band.bind_group, &[]);
+        pass.set_pipeline(&self.solve_pipeline);
+        let x = band.rows.min(max);
+        pass.dispatch_workgroups(x, band.rows.div_ceil(x), 1);
+    }
+}
+
+pub struct GpuAlsSolver {
+    device: AlsDevice,
+    /// Per side (users, items): a band without events, bound for the Gramian.
+    grams: [Band; 2],
+    /// Per side, with the events resident: its bands, uploaded once.
+    resident: [Vec<Band>; 2],
+    /// With the events streamed: `Some`, and in memory the most events a band holds.
+    streamed: Option<Option<usize>>,
+    model: Model,
+    store: Store,
+    test: Vec<Rating>,
     device_bytes: u64,
     done: VecDeque<EpochFigures>,
+}
+
+/// Bytes of a band of `rows` rows and `events` events on the device.
+fn band_bytes(rows: usize, events: usize) -> u64 {
+    (8 * rows + 4 + 8 * events + 32) as u64
 }
 
 impl GpuAlsSolver {
@@ -60,81 +138,104 @@ impl GpuAlsSolver {
         if k > MAX_ALS_RANK {
             return Err(Error::InvalidParameter(format!("--rank {k}: the GPU solves --loss ials rows up to rank {MAX_ALS_RANK}; use --backend cpu for more")));
         }
-        if problem.train_on_disk.is_some() {
-            return Err(Error::InvalidParameter("--loss ials on the GPU needs its events in memory: leave out --memory (the CPU trains it from the disk cache: --backend cpu)".into()));
-        }
         let gpu = Gpu::open_at(options.adapter, false, false)?;
         let fit = OneClassFit { settings: params.one_class, reg: params.reg, frequency_reg: params.frequency_reg };
-        let (by_user, by_item) = Events::of_problem(problem, &fit.settings)?;
-        model.record_seen(problem);
+        let store = Store::new(problem, &mut model, &fit.settings)?;
         let (m, n) = (problem.num_users(), problem.num_items());
         let (gram_pipeline, solve_pipeline, layout) = pipelines(&gpu)?;
+        let factor_bytes = (4 * (m + n) * k + 4 * k * k) as u64;
+        let streamed = plan(&gpu, &store, factor_bytes, options.gpu_memory)?;
         let storage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
-        let (user_factors, item_factors, gram, halves, device_bytes) = gpu.scoped("allocating the ALS buffers", || {
+        let device = gpu.scoped("allocating the ALS factors", || {
             let init = |label: &str, contents: &[u8]| gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents, usage: storage });
             let factors = |a: &Array2<f32>, label| init(label, bytemuck::cast_slice(a.as_slice().expect("row-major")));
-            let (p, q) = (factors(&model.user_factors, "user factors"), factors(&model.item_factors, "item factors"));
+            let (user_factors, item_factors) = (factors(&model.user_factors, "user factors"), factors(&model.item_factors, "item factors"));
             let gram = init("gram", &vec![0u8; 4 * k * k]);
-            let mut bytes = (p.size() + q.size() + gram.size()) as u64;
-            let mut half = |events: &Events, solved: &wgpu::Buffer, fixed: &wgpu::Buffer, others: usize| {
-                let starts: Vec<u32> = events.starts.iter().map(|&s| s as u32).collect();
-                let lambdas = events.lambdas(others, &fit);
-                let uniform = AlsParams { rows: events.rows() as u32, others: others as u32, k: k as u32, steps: fit.settings.cg_steps as u32, unobserved_weight: fit.settings.unobserved_weight, _pad: [0; 3] };
-                // Storage bindings may not be empty: an empty side gets one unused element.
-                let nonempty = |v: &[u8]| if v.is_empty() { vec![0u8; 4] } else { v.to_vec() };
-                let buffers = [
-                    gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some("als params"), contents: bytemuck::bytes_of(&uniform), usage: wgpu::BufferUsages::UNIFORM }),
-                    init("starts", &nonempty(bytemuck::cast_slice(&starts))),
-                    init("index", &nonempty(bytemuck::cast_slice(&events.index))),
-                    init("weight", &nonempty(bytemuck::cast_slice(&events.weight))),
-                    init("lambda", &nonempty(bytemuck::cast_slice(&lambdas))),
-                ];
-                bytes += buffers.iter().map(|b| b.size()).sum::<u64>();
-                let bound = [(0, &buffers[0]), (1, solved), (2, fixed), (3, &gram), (4, &buffers[1]), (5, &buffers[2]), (6, &buffers[3]), (7, &buffers[4])];
-                let entries: Vec<wgpu::BindGroupEntry> = bound.iter().map(|&(binding, buffer)| wgpu::BindGroupEntry { binding, resource: buffer.as_entire_binding() }).collect();
-                let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some("als"), layout: &layout, entries: &entries });
-                HalfEpoch { bind_group, rows: events.rows() as u32 }
-            };
-            let halves = [half(&by_user, &p, &q, n), half(&by_item, &q, &p, m)];
-            (p, q, gram, halves, bytes)
+            (user_factors, item_factors, gram)
         })?;
-        drop(gram);
-        Ok(GpuAlsSolver { gpu, gram_pipeline, solve_pipeline, halves, user_factors, item_factors, model, by_user, test: problem.test.clone(), fit, device_bytes, done: VecDeque::new() })
-    }
-
-    /// Records one epoch: for each side, the Gramian of the other, then the solves.
-    fn encode_epoch(&self) -> wgpu::CommandBuffer {
-        let k = self.model.rank() as u32;
-        let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
-        let max = self.gpu.limits.max_compute_workgroups_per_dimension.max(1);
-        for half in &self.halves {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
-            pass.set_bind_group(0, &half.bind_group, &[]);
-            pass.set_pipeline(&self.gram_pipeline);
-            pass.dispatch_workgroups(k.div_ceil(16), k.div_ceil(16), 1);
-            drop(pass);
-            // A second pass, so the solves see the whole Gramian.
-            let mut pass = encoder.begin_compute_pass(&Default::default());
-            pass.set_bind_group(0, &half.bind_group, &[]);
-            pass.set_pipeline(&self.solve_pipeline);
-            if half.rows > 0 {
-                let x = half.rows.min(max);
-                pass.dispatch_workgroups(x, half.rows.div_ceil(x), 1);
+        let (user_factors, item_factors, gram) = device;
+        let device = AlsDevice { gpu, gram_pipeline, solve_pipeline, layout, user_factors, item_factors, gram, k, rows: (m, n), fit };
+        let grams = [device.band(Half::Users, 0, &Events::empty(0)), device.band(Half::Items, 0, &Events::empty(0))];
+        let mut resident: [Vec<Band>; 2] = [Vec::new(), Vec::new()];
+        if streamed.is_none() {
+            for (h, half) in [Half::Users, Half::Items].into_iter().enumerate() {
+                device.gpu.scoped("uploading the events", || store.for_each_band(half, &device.fit.settings, None, |rows, events| {
+                    resident[h].push(device.band(half, rows.start, events));
+                    Ok(())
+                }))??;
             }
         }
-        encoder.finish()
+        let device_bytes = factor_bytes + resident.iter().flatten().map(|b| b.bytes).sum::<u64>();
+        Ok(GpuAlsSolver { device, grams, resident, streamed, model, store, test: problem.test.clone(), device_bytes, done: VecDeque::new() })
+    }
+
+    /// One epoch on the device: for each side, the Gramian of the other, then the solves of
+    /// its bands (resident, or uploaded one after another, two in flight at most). Returns the
+    /// bytes uploaded.
+    fn run_epoch(&mut self) -> Result<u64> {
+        let device = &self.device;
+        let mut uploaded = 0;
+        for (h, half) in [Half::Users, Half::Items].into_iter().enumerate() {
+            let mut encoder = device.gpu.device.create_command_encoder(&Default::default());
+            device.encode_gram(&mut encoder, &self.grams[h]);
+            for band in &self.resident[h] {
+                device.encode_solve(&mut encoder, band);
+            }
+            device.gpu.queue.submit([encoder.finish()]);
+            let Some(max_events) = self.streamed else { continue };
+            let mut previous = None;
+            self.store.for_each_band(half, &device.fit.settings, max_events, |rows, events| {
+                let band = device.band(half, rows.start, events);
+                uploaded += band.bytes;
+                let mut encoder = device.gpu.device.create_command_encoder(&Default::default());
+                device.encode_solve(&mut encoder, &band);
+                let index = device.gpu.queue.submit([encoder.finish()]);
+                match previous.replace(index) {
+                    Some(before) => device.gpu.device.poll(wgpu::PollType::Wait { submission_index: Some(before), timeout: None }).map(|_| ()).map_err(|e| Error::Gpu(format!("waiting for the device failed: {e}"))),
+                    None => Ok(()),
+                }
+            })?;
+        }
+        Ok(uploaded)
     }
 
     /// The factors back from the device into the host's model.
     fn read_factors(&mut self) -> Result<()> {
-        for (buffer, host) in [(&self.user_factors, &mut self.model.user_factors), (&self.item_factors, &mut self.model.item_factors)] {
-            let bytes = self.gpu.read_back(buffer, 0, buffer.size())?;
+        let device = &self.device;
+        for (buffer, host) in [(&device.user_factors, &mut self.model.user_factors), (&device.item_factors, &mut self.model.item_factors)] {
+            let bytes = device.gpu.read_back(buffer, 0, buffer.size())?;
             let floats: &[f32] = bytemuck::cast_slice(&bytes);
             let out = host.as_slice_mut().expect("row-major");
             out.copy_from_slice(&floats[..out.len()]);
         }
         Ok(())
     }
+}
+
+/// Whether the events stream, and in memory the most a band holds: `None` where both sides'
+/// fit beside the factors (`factor_bytes`) within `gpu_memory` (default: what the adapter
+/// reports, less a tenth) and one binding; bands of a block each from disk.
+fn plan(gpu: &Gpu, store: &Store, factor_bytes: u64, gpu_memory: Option<u64>) -> Result<Option<Option<usize>>> {
+    let Store::Memory { by_user, by_item } = store else { return Ok(Some(None)) };
+    let budget = gpu_memory.or(gpu.adapter.device_memory.map(|m| m - m / 10)).unwrap_or(u64::MAX);
+    let binding = gpu.limits.max_storage_buffer_binding_size as u64;
+    let events = by_user.index.len();
+    let need = factor_bytes + band_bytes(by_user.rows(), events) + band_bytes(by_item.rows(), events);
+    if need <= budget && 4 * (events as u64) <= binding {
+        return Ok(None);
+    }
+    // Two bands in flight, each of at most this many events (and its rows' starts and λs).
+    let room = budget.saturating_sub(factor_bytes + 2 * band_bytes(by_user.rows().max(by_item.rows()), 0)) / 2;
+    let most = (room / 8).min(binding / 4) as usize;
+    if most < 1024 {
+        return Err(Error::InvalidParameter(format!(
+            "--gpu-memory {}: the factors take {} and the events' bands need room beside them; give at least {}",
+            crate::resources::human_bytes(budget),
+            crate::resources::human_bytes(factor_bytes),
+            crate::resources::human_bytes(factor_bytes + 2 * band_bytes(by_user.rows().max(by_item.rows()), 1024))
+        )));
+    }
+    Ok(Some(Some(most)))
 }
 
 /// The Gramian and solve pipelines over one bind group layout.
@@ -168,16 +269,20 @@ fn pipelines(gpu: &Gpu) -> Result<(wgpu::ComputePipeline, wgpu::ComputePipeline,
 
 impl Solver for GpuAlsSolver {
     fn name(&self) -> String {
-        format!("gpu (alternating least squares, {})", self.gpu.adapter.name)
+        let how = match (&self.store, self.streamed) {
+            (Store::Disk(schedule), _) => format!(", events read from {} blocks on disk", schedule.grid()),
+            (_, Some(Some(most))) => format!(", events streamed in bands of up to {most}"),
+            _ => String::new(),
+        };
+        format!("gpu (alternating least squares, {}{how})", self.device.gpu.adapter.name)
     }
 
     fn submit_epoch(&mut self, _epoch: usize, _lr: f32, score_test: bool) -> Result<()> {
-        let commands = self.encode_epoch();
-        self.gpu.queue.submit([commands]);
+        let uploaded = self.run_epoch()?;
         self.read_factors()?;
-        let m = &self.model;
-        let grams = (gramian(m.user_factors.view()), gramian(m.item_factors.view()));
-        self.done.push_back(epoch_figures(m, &self.by_user, &self.fit.settings, (&grams.0, &grams.1), &self.test, score_test));
+        let figures = epoch_figures(&self.model, &self.store, &self.device.fit.settings, &self.test, score_test)?;
+        // From disk: a read of every block per side, and one more for the loss.
+        self.done.push_back(EpochFigures { streamed_bytes: uploaded + 3 * self.store.disk_bytes(), ..figures });
         Ok(())
     }
 
@@ -186,11 +291,11 @@ impl Solver for GpuAlsSolver {
     }
 
     fn into_model(self: Box<Self>) -> Result<Model> {
-        Ok(self.model)
+        Ok(self.store.restore(self.model))
     }
 
     fn snapshot(&self) -> Result<Model> {
-        Ok(self.model.clone())
+        Ok(self.store.restore(self.model.clone()))
     }
 
     fn device_bytes(&self) -> u64 {

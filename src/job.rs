@@ -76,6 +76,9 @@ pub struct Job {
     pub search: Option<Duration>,
     /// `--metrics`: ranking metrics of the kept model's lists on the test set's positives.
     pub ranking: Vec<RankingMetric>,
+    /// `--unobserved-weight` as given; `None`: scaled to the training data
+    /// ([`OneClass::scaled_unobserved_weight`](crate::objective::OneClass::scaled_unobserved_weight)).
+    pub unobserved_weight: Option<f32>,
 }
 
 /// What a job hears as it runs, for people: notes, loading reports, each epoch (returning
@@ -153,6 +156,7 @@ impl Job {
             validation: None,
             search: None,
             ranking: Vec::new(),
+            unobserved_weight: None,
         }
     }
 
@@ -300,6 +304,16 @@ impl Job {
         })
     }
 
+    /// The settings for `problem`: the job's, with ials's w₀ scaled to the data where not given.
+    fn params_for(&self, problem: &Problem) -> Params {
+        let mut params = self.params.clone();
+        if params.loss == crate::objective::Loss::Ials {
+            let scaled = || crate::objective::OneClass::scaled_unobserved_weight(problem.train_len(), problem.num_users(), problem.num_items());
+            params.one_class.unobserved_weight = self.unobserved_weight.unwrap_or_else(scaled);
+        }
+        params
+    }
+
     /// Training in memory: for `--epochs`, or with early stopping, after a search when asked.
     fn run_in_memory(&self, problem: &Problem, listener: &mut dyn Listener) -> Result<Run> {
         self.check_labels(problem, listener)?;
@@ -310,7 +324,7 @@ impl Job {
                 let search = self.search(problem, &backend, budget, listener)?;
                 (search.chosen.clone(), Some(search))
             }
-            None => (self.params.clone(), None),
+            None => (self.params_for(problem), None),
         };
         let mut run = match self.validation {
             None => plain(problem, &params, &backend, listener)?,
@@ -343,7 +357,7 @@ impl Job {
     /// `--auto`: searches around the given settings on held-out training ratings.
     fn search(&self, problem: &Problem, backend: &Backend, budget: Duration, listener: &mut dyn Listener) -> Result<Search> {
         let fit = crate::search::hold_out(problem, crate::search::AUTO_HOLD_OUT, self.params.seed)?;
-        let p = &self.params;
+        let p = &self.params_for(problem);
         // Alternating least squares takes no learning rate.
         let lr = if p.loss.trains_by_sgd() { format!(" --lr {}", p.learning_rate) } else { String::new() };
         let what = if p.loss.trains_by_sgd() { "rank, --reg and --lr" } else { "rank and --reg" };
@@ -377,7 +391,7 @@ impl Job {
         let test = self.test_set(listener)?;
         let problem = Problem::on_disk(Arc::new(cache), test.as_ref());
         self.check_labels(&problem, listener)?;
-        let mut run = plain(&problem, &self.params, &backend, listener)?;
+        let mut run = plain(&problem, &self.params_for(&problem), &backend, listener)?;
         run.on_disk = true;
         Ok(run)
     }

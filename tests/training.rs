@@ -469,10 +469,34 @@ fn ials_from_the_block_cache_gives_the_in_memory_model() {
     }
 }
 
+/// A job leaves ials's w₀ to the data where it is not given: 1.3·√(density), so sparser data
+/// weighs its unseen pairs less; a w₀ given is kept. The model records
+/// the w₀ it was trained with (fold-in solves with it).
+fn ials_weighs_unseen_pairs_by_the_datas_density_unless_told() {
+    use gpumf::job::{Job, Silent, Source};
+    use gpumf::objective::{Loss, OneClass};
+    let events = |items: u64| RatingSet::from_triplets((0..40u64).flat_map(|u| (0..10u64).map(move |j| (u, (u * 7 + j * 13) % items, 1.0f32))).collect::<Vec<_>>());
+    let params = Params { rank: 4, epochs: 1, ..Params::for_loss(Loss::Ials) };
+    let w0 = |set: RatingSet, given: Option<f32>| {
+        let job = Job { unobserved_weight: given, ..Job::new(Source::Ratings(set), params.clone()) };
+        let run = job.run(&mut Silent).unwrap().unwrap();
+        run.trained.model.one_class.unwrap().settings.unobserved_weight
+    };
+    let (dense, sparse) = (events(50), events(400));
+    let scaled = |set: &RatingSet| OneClass::scaled_unobserved_weight(set.len(), set.users.len(), set.items.len());
+    assert_eq!((dense.len(), dense.users.len(), dense.items.len()), (400, 40, 50));
+    assert!((scaled(&dense) - 1.3 * (400.0f32 / 2000.0).sqrt()).abs() < 1e-6, "{}", scaled(&dense));
+    assert_eq!(w0(dense.clone(), None), scaled(&dense));
+    assert_eq!(w0(sparse.clone(), None), scaled(&sparse));
+    assert!(scaled(&sparse) < 0.5 * scaled(&dense), "sparser data weighs its unseen pairs less");
+    assert_eq!(w0(dense, Some(0.5)), 0.5);
+}
+
 fn main() -> std::process::ExitCode {
     common::harness(vec![
         Test { name: "default_settings_reach_0_900_on_ml100k_u1_to_u5", needs: Needs::ML100K, run: default_settings_reach_0_900_on_ml100k_u1_to_u5 },
         Test { name: "ials_from_the_block_cache_gives_the_in_memory_model", needs: Needs::NOTHING, run: ials_from_the_block_cache_gives_the_in_memory_model },
+        Test { name: "ials_weighs_unseen_pairs_by_the_datas_density_unless_told", needs: Needs::NOTHING, run: ials_weighs_unseen_pairs_by_the_datas_density_unless_told },
         Test { name: "default_settings_reach_0_845_on_latest_small_80_20", needs: Needs::NOTHING, run: default_settings_reach_0_845_on_latest_small_80_20 },
         Test { name: "the_svdpp_term_beats_the_plain_model", needs: Needs::NOTHING, run: the_svdpp_term_beats_the_plain_model },
         Test { name: "the_defaults_train_any_rating_scale_alike", needs: Needs::NOTHING, run: the_defaults_train_any_rating_scale_alike },

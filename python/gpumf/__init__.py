@@ -261,7 +261,9 @@ class MF:
     every user-item pair by alternating least squares on the CPU, judged by NDCG@20: an event
     counted c times has confidence 1 + ``alpha`` * c (``confidence="linear"``) or
     1 + ``alpha`` * ln(1 + c / ``epsilon``) (``"log"``), every other pair the weight
-    ``unobserved_weight``; ``cg_steps`` conjugate-gradient steps solve each row. Its defaults
+    ``unobserved_weight`` (None: 1.3 * sqrt(the share of user-item pairs the data names), so
+    sparser data weighs its unseen pairs less); ``cg_steps`` conjugate-gradient steps solve
+    each row. Its defaults
     (``epochs``, ``reg``; no biases, no SVD++ term) are its own: left as None, ``epochs``,
     ``lr``, ``reg``, ``biases`` and ``svdpp`` take the loss's defaults. ``loss="bpr"`` trains
     the pairwise ranking loss (BPR) by SGD instead, each event against an item without one
@@ -315,7 +317,7 @@ class MF:
         loss: str = _DEFAULTS["loss"],
         nonneg: bool = _DEFAULTS["nonneg"],
         l1: float = _DEFAULTS["l1"],
-        unobserved_weight: float = _DEFAULTS["unobserved_weight"],
+        unobserved_weight: Optional[float] = None,
         confidence: str = _DEFAULTS["confidence"],
         alpha: float = _DEFAULTS["alpha"],
         epsilon: float = _DEFAULTS["epsilon"],
@@ -403,7 +405,7 @@ class MF:
             "loss": str(self.loss),
             "nonneg": bool(self.nonneg),
             "l1": float(self.l1),
-            "unobserved_weight": float(self.unobserved_weight),
+            "unobserved_weight": None if self.unobserved_weight is None else float(self.unobserved_weight),
             "confidence": str(self.confidence),
             "alpha": float(self.alpha),
             "epsilon": float(self.epsilon),

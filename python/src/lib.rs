@@ -234,7 +234,7 @@ struct Settings {
     loss: String,
     nonneg: bool,
     l1: f32,
-    unobserved_weight: f32,
+    unobserved_weight: Option<f32>,
     confidence: String,
     alpha: f32,
     epsilon: f32,
@@ -266,7 +266,8 @@ impl Settings {
             nonneg: self.nonneg,
             l1: self.l1,
             one_class: OneClass {
-                unobserved_weight: self.unobserved_weight,
+                // The job scales it to the data where not given.
+                unobserved_weight: self.unobserved_weight.unwrap_or(OneClass::default().unobserved_weight),
                 confidence: named::<Confidence>(&self.confidence, "confidence")?,
                 alpha: self.alpha,
                 epsilon: self.epsilon,
@@ -354,6 +355,7 @@ impl Settings {
             threads,
             gpu: GpuOptions { precision, gpu_memory, ..Default::default() },
             search: self.auto.then(|| std::time::Duration::from_secs_f64(self.budget)),
+            unobserved_weight: self.unobserved_weight,
             ..Job::new(source, params)
         })
     }

@@ -97,6 +97,7 @@ pub fn cv(args: CvArgs) -> anyhow::Result<()> {
             threads,
             gpu: args.model.gpu.options(args.model.precision),
             ranking: ranking.to_vec(),
+            unobserved_weight: args.model.params.unobserved_weight,
             ..Job::new(Source::Ratings(RatingSet::default()), params.clone())
         };
         let run = job.run(&mut console);

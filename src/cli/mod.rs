@@ -183,9 +183,10 @@ pub struct ParamArgs {
     #[arg(long, value_parser = choice::<gpumf::objective::Loss>(), default_value = "squared")]
     pub loss: gpumf::objective::Loss,
     /// --loss ials: the weight of each user-item pair without an event (w0), against an
-    /// event's confidence.
-    #[arg(long, default_value_t = OneClass::default().unobserved_weight, allow_negative_numbers = true)]
-    pub unobserved_weight: f32,
+    /// event's confidence [default: 1.3·√(the share of user-item pairs the training data
+    /// names), so sparser data weighs its unseen pairs less].
+    #[arg(long, allow_negative_numbers = true)]
+    pub unobserved_weight: Option<f32>,
     /// --loss ials: how an event's count c becomes its confidence: `linear` 1 + alpha·c, or
     /// `log` 1 + alpha·ln(1 + c/epsilon).
     #[arg(long, value_parser = choice::<gpumf::objective::Confidence>(), default_value = "linear")]
@@ -244,7 +245,8 @@ impl ParamArgs {
             nonneg: self.nonneg,
             l1: self.l1,
             one_class: OneClass {
-                unobserved_weight: self.unobserved_weight,
+                // A job scales it to the data where not given (Job::unobserved_weight).
+                unobserved_weight: self.unobserved_weight.unwrap_or(OneClass::default().unobserved_weight),
                 confidence: self.confidence,
                 alpha: self.alpha,
                 epsilon: self.epsilon,

@@ -227,6 +227,7 @@ impl TrainArgs {
             holdout,
             load: LoadOptions { split_column: self.split_column, ..self.input.options() },
             params: self.model.params(),
+            unobserved_weight: self.model.params.unobserved_weight,
             device: self.model.device(),
             threads: self.model.threads()?,
             gpu: self.model.gpu.options(self.model.precision),

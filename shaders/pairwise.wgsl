@@ -9,7 +9,8 @@
 //   anchor   += lr(g(q_pos − q_drawn) − w·λ·anchor)
 //   q_pos    += lr(g·anchor − w·λ·q_pos)
 //   q_drawn  += lr(−g·anchor − w·λ·q_drawn)
-// and the other side's biases likewise. Groups of lanes take records as sgd_update does.
+// and the other side's biases likewise. Groups of lanes take records as sgd_update does
+// (update_stride).
 
 struct Pair {
     anchor: array<vec4<f32>, CHUNKS>,
@@ -41,18 +42,15 @@ fn pairwise_update(ids: GroupIds) {
     let lane = group_lane(ids);
     let lr = params.learning_rate;
     let biases = params.use_biases != 0u;
-    let count = arrayLength(&ratings);
-    let g = group_id(ids);
-    let groups = min(group_total(ids), params.max_groups);
-    let first = g - group_offset(ids);
-    for (var base = first; first < groups && base < count; base += groups) {
+    let at = update_stride(ids);
+    for (var base = at.first; at.first < at.groups && base < at.count; base += at.groups) {
         let i = base + group_offset(ids);
         var r = Rating(0u, 0u, 0.0);
-        if (g < groups && i < count) {
+        if (at.g < at.groups && i < at.count) {
             r = ratings[i];
         }
         let neg = bitcast<u32>(r.value);
-        let live = g < groups && i < count && neg != UNKNOWN;
+        let live = at.g < at.groups && i < at.count && neg != UNKNOWN;
         let a = anchor_of(r);
         let pos = positive_of(r);
         var rows: Pair;

@@ -93,6 +93,21 @@ fn rating_at(i: u32, count: u32) -> Rating {
     return Rating(0u, 0u, 0.0);
 }
 
+// Which ratings a group takes in an update pass: g, g + groups, g + 2·groups, ... below count.
+// The loop runs over `first`, the subgroup's first group, so that all its lanes take the same
+// iterations (a group past `groups` or the end takes part with `live` false).
+struct Stride {
+    count: u32,
+    g: u32,
+    groups: u32,
+    first: u32,
+}
+
+fn update_stride(ids: GroupIds) -> Stride {
+    let g = group_id(ids);
+    return Stride(arrayLength(&ratings), g, min(group_total(ids), params.max_groups), g - group_offset(ids));
+}
+
 // One rating's chain of memory latencies is kept short: the next rating is read while this one
 // is worked on, and the biases are read beside the rows, before the reduction. Each rating's
 // loss terms, before its update, are added to the workgroup's sums in output: the epoch's
@@ -103,10 +118,11 @@ fn sgd_update(ids: GroupIds) {
     let lane = group_lane(ids);
     let lr = params.learning_rate;
     let biases = params.use_biases != 0u;
-    let count = arrayLength(&ratings);
-    let g = group_id(ids);
-    let groups = min(group_total(ids), params.max_groups);
-    let first = g - group_offset(ids);
+    let at = update_stride(ids);
+    let count = at.count;
+    let g = at.g;
+    let groups = at.groups;
+    let first = at.first;
     var next = Rating(0u, 0u, 0.0);
     if (g < groups && g < count) {
         next = ratings[g];

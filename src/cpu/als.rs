@@ -234,33 +234,27 @@ impl AlsSolver {
 
 impl Store {
     /// One epoch of `m`: the users solved against the items, then the items against the users,
-    /// and the loss, summed band by band as the items are solved. `item_gram` carries the
-    /// items' Gramian from one epoch to the next.
+    /// and what it reports ([`epoch_figures`]). `item_gram` carries the items' Gramian from one
+    /// epoch to the next.
     fn epoch(&self, m: &mut Model, fit: &OneClassFit, item_gram: &mut Option<Array2<f32>>, test: &[Rating], score_test: bool) -> Result<EpochFigures> {
-        let (store, k, one_class) = (self, m.rank(), &fit.settings);
+        let (k, one_class) = (m.rank(), &fit.settings);
         let gq = item_gram.take().unwrap_or_else(|| gramian(m.item_factors.view()));
-        {
-            let (p, q) = (m.user_factors.as_slice_mut().expect("row-major"), m.item_factors.as_slice().expect("row-major"));
-            store.for_each_band(Half::Users, one_class, None, |rows, events| {
-                solve_side(&mut p[rows.start * k..rows.end * k], q, &gq, events, fit);
-                Ok(())
-            })?;
-        }
+        let (p, q) = (m.user_factors.as_slice_mut().expect("row-major"), m.item_factors.as_slice_mut().expect("row-major"));
+        self.for_each_band(Half::Users, one_class, None, |rows, events| {
+            solve_side(&mut p[rows.start * k..rows.end * k], q, &gq, events, fit);
+            Ok(())
+        })?;
         let gp = gramian(m.user_factors.view());
-        let mut train = LossSums::default();
-        {
-            let (q, p) = (m.item_factors.as_slice_mut().expect("row-major"), m.user_factors.as_slice().expect("row-major"));
-            store.for_each_band(Half::Items, one_class, None, |rows, events| {
-                let solved = &mut q[rows.start * k..rows.end * k];
-                solve_side(solved, p, &gp, events, fit);
-                train = train.merge(event_sums(solved, p, k, events, one_class));
-                Ok(())
-            })?;
-        }
+        let (q, p) = (m.item_factors.as_slice_mut().expect("row-major"), m.user_factors.as_slice().expect("row-major"));
+        self.for_each_band(Half::Items, one_class, None, |rows, events| {
+            solve_side(&mut q[rows.start * k..rows.end * k], p, &gp, events, fit);
+            Ok(())
+        })?;
         let gq = gramian(m.item_factors.view());
-        train.loss += all_pairs_loss(one_class, (&gp, &gq));
+        let figures = epoch_figures(m, self, one_class, (&gp, &gq), test, score_test)?;
         *item_gram = Some(gq);
-        Ok(EpochFigures { train, test: None, ndcg: store.ndcg(m, test, score_test), kernel_seconds: None, streamed_bytes: 2 * store.disk_bytes(), uploads: Default::default() })
+        // From disk: a read of every block for each side, and one more for the loss.
+        Ok(EpochFigures { streamed_bytes: 3 * self.disk_bytes(), ..figures })
     }
 
     /// NDCG@20 of `model`'s lists on the held-out events `test` when `score_test`; none with
@@ -468,11 +462,12 @@ fn all_pairs_loss(one_class: &OneClass, (gp, gq): (&Array2<f32>, &Array2<f32>)) 
     0.5 * one_class.unobserved_weight as f64 * gp.iter().zip(gq.iter()).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>()
 }
 
-/// What an ALS epoch whose rows were solved elsewhere (on the GPU) reports, from `model`'s
-/// factors (in the store's order): the loss over every pair, its events' part summed band by
-/// band (one more pass over the events on disk), and NDCG@20 of the held-out events `test`
-/// when `score_test`. Its `streamed_bytes` are the caller's to fill in.
-pub(crate) fn epoch_figures(model: &Model, store: &Store, one_class: &OneClass, test: &[Rating], score_test: bool) -> Result<EpochFigures> {
+/// What an ALS epoch reports, on either device, from `model`'s factors (in the store's order)
+/// and their Gramians `grams`: the loss over every pair, its events' part summed by user band
+/// (by user, so the item rows the events name stay in cache; one more pass over the events on
+/// disk), and NDCG@20 of the held-out events `test` when `score_test`. Its `streamed_bytes`
+/// are the caller's to fill in.
+pub(crate) fn epoch_figures(model: &Model, store: &Store, one_class: &OneClass, grams: (&Array2<f32>, &Array2<f32>), test: &[Rating], score_test: bool) -> Result<EpochFigures> {
     let (p, q) = (model.user_factors.as_slice().expect("row-major"), model.item_factors.as_slice().expect("row-major"));
     let k = model.rank();
     let mut train = LossSums::default();
@@ -480,7 +475,7 @@ pub(crate) fn epoch_figures(model: &Model, store: &Store, one_class: &OneClass, 
         train = train.merge(event_sums(&p[rows.start * k..rows.end * k], q, k, events, one_class));
         Ok(())
     })?;
-    train.loss += all_pairs_loss(one_class, (&gramian(model.user_factors.view()), &gramian(model.item_factors.view())));
+    train.loss += all_pairs_loss(one_class, grams);
     Ok(EpochFigures { train, test: None, ndcg: store.ndcg(model, test, score_test), kernel_seconds: None, streamed_bytes: 0, uploads: Default::default() })
 }
 

@@ -8,7 +8,7 @@
 //! the CPU's solver does.
 
 use super::Gpu;
-use crate::cpu::als::{epoch_figures, Events, Half, Store};
+use crate::cpu::als::{epoch_figures, gramian, Events, Half, Store};
 use crate::data::Rating;
 use crate::error::{Error, Result};
 use crate::model::{Model, OneClassFit, Params};
@@ -280,7 +280,9 @@ impl Solver for GpuAlsSolver {
     fn submit_epoch(&mut self, _epoch: usize, _lr: f32, score_test: bool) -> Result<()> {
         let uploaded = self.run_epoch()?;
         self.read_factors()?;
-        let figures = epoch_figures(&self.model, &self.store, &self.device.fit.settings, &self.test, score_test)?;
+        let m = &self.model;
+        let grams = (gramian(m.user_factors.view()), gramian(m.item_factors.view()));
+        let figures = epoch_figures(m, &self.store, &self.device.fit.settings, (&grams.0, &grams.1), &self.test, score_test)?;
         // From disk: a read of every block per side, and one more for the loss.
         self.done.push_back(EpochFigures { streamed_bytes: uploaded + 3 * self.store.disk_bytes(), ..figures });
         Ok(())

@@ -41,7 +41,10 @@ var<workgroup> p: array<f32, MAX_K>;
 var<workgroup> ap: array<f32, MAX_K>;
 var<workgroup> partial: array<f32, WG>;
 
-// G[a][b] = Σ_j other[j][a]·other[j][b], one thread an entry.
+// G[a][b] = Σ_j other[j][a]·other[j][b], one thread an entry, one chunk of the other side's
+// rows a dispatch (rows first_row .. first_row + rows): the first chunk sets G, the others add
+// to it. Mesa's lavapipe ends a long loop early without a word (tens of thousands of rows in
+// one loop came out wrong), and a long dispatch can trip a desktop driver's watchdog.
 @compute @workgroup_size(16, 16)
 fn gramian(@builtin(global_invocation_id) id: vec3<u32>) {
     let k = params.k;
@@ -49,10 +52,14 @@ fn gramian(@builtin(global_invocation_id) id: vec3<u32>) {
         return;
     }
     var s = 0.0;
-    for (var j = 0u; j < params.others; j++) {
+    for (var j = params.first_row; j < params.first_row + params.rows; j++) {
         s += other[j * k + id.x] * other[j * k + id.y];
     }
-    gram[id.x * k + id.y] = s;
+    if (params.first_row == 0u) {
+        gram[id.x * k + id.y] = s;
+    } else {
+        gram[id.x * k + id.y] += s;
+    }
 }
 
 // The workgroup's sum of `v`, the same value in every thread.

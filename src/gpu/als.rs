@@ -61,9 +61,20 @@ struct AlsDevice {
 }
 
 impl AlsDevice {
-    /// Uploads the events of `half`'s rows from `first` on, bound to solve them.
-    fn band(&self, half: Half, first: usize, events: &Events) -> Band {
+    /// Uploads the events of `half`'s rows from `first` on, bound to solve them; on a software
+    /// adapter, an error for a row with more events than its solve can take there.
+    fn band(&self, half: Half, first: usize, events: &Events) -> Result<Band> {
         let gpu = &self.gpu;
+        if gpu.adapter.is_software() {
+            if let Some((r, n)) = (0..events.rows()).map(|r| (r, events.starts[r + 1] - events.starts[r])).find(|&(_, n)| n > SOFTWARE_ROW_EVENTS) {
+                let side = if half == Half::Users { "user" } else { "item" };
+                return Err(Error::InvalidParameter(format!(
+                    "--backend gpu: {} is a software renderer, which ends long shader loops early without a word, and {side} row {} has {n} events, more than its ALS solve takes there ({SOFTWARE_ROW_EVENTS}): use --backend cpu",
+                    gpu.adapter.name,
+                    first + r
+                )));
+            }
+        }
         let (solved, fixed, others) = match half {
             Half::Users => (&self.user_factors, &self.item_factors, self.rows.1),
             Half::Items => (&self.item_factors, &self.user_factors, self.rows.0),
@@ -86,16 +97,18 @@ impl AlsDevice {
         let bound = [(0, &buffers[0]), (1, solved), (2, fixed), (3, &self.gram), (4, &buffers[1]), (5, &buffers[2]), (6, &buffers[3]), (7, &buffers[4])];
         let entries: Vec<wgpu::BindGroupEntry> = bound.iter().map(|&(binding, buffer)| wgpu::BindGroupEntry { binding, resource: buffer.as_entire_binding() }).collect();
         let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some("als band"), layout: &self.layout, entries: &entries });
-        Band { bind_group, rows: events.rows() as u32, bytes: buffers.iter().map(|b| b.size()).sum() }
+        Ok(Band { bind_group, rows: events.rows() as u32, bytes: buffers.iter().map(|b| b.size()).sum() })
     }
 
-    /// The Gramian of the side `band` holds fixed.
-    fn encode_gram(&self, encoder: &mut wgpu::CommandEncoder, band: &Band) {
+    /// The Gramian of the fixed side, summed over `chunks` of its rows, a pass each.
+    fn encode_gram(&self, encoder: &mut wgpu::CommandEncoder, chunks: &[Band]) {
         let k = self.k as u32;
-        let mut pass = encoder.begin_compute_pass(&Default::default());
-        pass.set_bind_group(0, &band.bind_group, &[]);
-        pass.set_pipeline(&self.gram_pipeline);
-        pass.dispatch_workgroups(k.div_ceil(16), k.div_ceil(16), 1);
+        for chunk in chunks {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            pass.set_bind_group(0, &chunk.bind_group, &[]);
+            pass.set_pipeline(&self.gram_pipeline);
+            pass.dispatch_workgroups(k.div_ceil(16), k.div_ceil(16), 1);
+        }
     }
 
     /// The solves of `band`'s rows, in a pass of their own (so they see the whole Gramian).
@@ -114,8 +127,9 @@ impl AlsDevice {
 
 pub struct GpuAlsSolver {
     device: AlsDevice,
-    /// Per side (users, items): a band without events, bound for the Gramian.
-    grams: [Band; 2],
+    /// Per side solved (users, items): bands without events over the fixed side's rows, a
+    /// chunk each, bound for the Gramian.
+    grams: [Vec<Band>; 2],
     /// Per side, with the events resident: its bands, uploaded once.
     resident: [Vec<Band>; 2],
     /// With the events streamed: `Some`, and in memory the most events a band holds.
@@ -126,6 +140,15 @@ pub struct GpuAlsSolver {
     device_bytes: u64,
     done: VecDeque<EpochFigures>,
 }
+
+/// Rows of the fixed side one Gramian dispatch sums (shaders/als.wgsl says why it is cut).
+const GRAM_CHUNK: usize = 8192;
+
+/// Events a row may have on a software adapter. Mesa's lavapipe ends a workgroup's loops early
+/// without a word once they run to about 16,000 iterations together, and a row's CG steps loop
+/// over its events five times: rows of 12,000 events came out wrong, while rows of up to 990
+/// gave the CPU's loss to the last digit printed (2,000 already drifted by 0.1%).
+const SOFTWARE_ROW_EVENTS: usize = 1000;
 
 /// Bytes of a band of `rows` rows and `events` events on the device.
 fn band_bytes(rows: usize, events: usize) -> u64 {
@@ -155,12 +178,14 @@ impl GpuAlsSolver {
         })?;
         let (user_factors, item_factors, gram) = device;
         let device = AlsDevice { gpu, gram_pipeline, solve_pipeline, layout, user_factors, item_factors, gram, k, rows: (m, n), fit };
-        let grams = [device.band(Half::Users, 0, &Events::empty(0)), device.band(Half::Items, 0, &Events::empty(0))];
+        // Over the fixed side: the items' rows for the users' half, the users' for the items'.
+        let chunks = |half, others: usize| (0..others.max(1)).step_by(GRAM_CHUNK).map(|first| device.band(half, first, &Events::empty(GRAM_CHUNK.min(others - first)))).collect::<Result<Vec<Band>>>();
+        let grams = [chunks(Half::Users, n)?, chunks(Half::Items, m)?];
         let mut resident: [Vec<Band>; 2] = [Vec::new(), Vec::new()];
         if streamed.is_none() {
             for (h, half) in [Half::Users, Half::Items].into_iter().enumerate() {
                 device.gpu.scoped("uploading the events", || store.for_each_band(half, &device.fit.settings, None, |rows, events| {
-                    resident[h].push(device.band(half, rows.start, events));
+                    resident[h].push(device.band(half, rows.start, events)?);
                     Ok(())
                 }))??;
             }
@@ -185,7 +210,7 @@ impl GpuAlsSolver {
             let Some(max_events) = self.streamed else { continue };
             let mut previous = None;
             self.store.for_each_band(half, &device.fit.settings, max_events, |rows, events| {
-                let band = device.band(half, rows.start, events);
+                let band = device.band(half, rows.start, events)?;
                 uploaded += band.bytes;
                 let mut encoder = device.gpu.device.create_command_encoder(&Default::default());
                 device.encode_solve(&mut encoder, &band);

@@ -65,6 +65,15 @@ impl AlsDevice {
     /// adapter, an error for a row with more events than its solve can take there.
     fn band(&self, half: Half, first: usize, events: &Events) -> Result<Band> {
         let gpu = &self.gpu;
+        let binding = gpu.limits.max_storage_buffer_binding_size as u64;
+        if 4 * events.index.len() as u64 > binding {
+            return Err(Error::InvalidParameter(format!(
+                "a band of {} events is more than one binding of {} holds ({}): give a smaller --memory, so that the block cache cuts finer blocks",
+                events.index.len(),
+                gpu.adapter.name,
+                crate::resources::human_bytes(binding)
+            )));
+        }
         if gpu.adapter.is_software() {
             if let Some((r, n)) = (0..events.rows()).map(|r| (r, events.starts[r + 1] - events.starts[r])).find(|&(_, n)| n > SOFTWARE_ROW_EVENTS) {
                 let side = if half == Half::Users { "user" } else { "item" };

@@ -593,7 +593,7 @@ mod tests {
         // With as many steps as the rank (and a few for rounding), each user row minimises its
         // penalised loss with the items fixed: the gradient, summed pair by pair, vanishes.
         let p = params(12);
-        let mut s = solver(&p, 2);
+        let s = solver(&p, 2);
         let mut m = s.model.clone();
         let gq = gramian(m.item_factors.view());
         solve_side(m.user_factors.as_slice_mut().unwrap(), m.item_factors.as_slice().unwrap(), &gq, events(&s).0, &s.fit);

@@ -65,7 +65,7 @@ impl AlsDevice {
     /// adapter, an error for a row with more events than its solve can take there.
     fn band(&self, half: Half, first: usize, events: &Events) -> Result<Band> {
         let gpu = &self.gpu;
-        let binding = gpu.limits.max_storage_buffer_binding_size as u64;
+        let binding = gpu.limits.max_storage_buffer_binding_size;
         if 4 * events.index.len() as u64 > binding {
             return Err(Error::InvalidParameter(format!(
                 "a band of {} events is more than one binding of {} holds ({}): give a smaller --memory, so that the block cache cuts finer blocks",
@@ -252,7 +252,7 @@ impl GpuAlsSolver {
 fn plan(gpu: &Gpu, store: &Store, factor_bytes: u64, gpu_memory: Option<u64>) -> Result<Option<Option<usize>>> {
     let Store::Memory { by_user, by_item } = store else { return Ok(Some(None)) };
     let budget = gpu_memory.or(gpu.adapter.device_memory.map(|m| m - m / 10)).unwrap_or(u64::MAX);
-    let binding = gpu.limits.max_storage_buffer_binding_size as u64;
+    let binding = gpu.limits.max_storage_buffer_binding_size;
     let events = by_user.index.len();
     let need = factor_bytes + band_bytes(by_user.rows(), events) + band_bytes(by_item.rows(), events);
     if need <= budget && 4 * (events as u64) <= binding {

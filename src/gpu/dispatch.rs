@@ -49,7 +49,7 @@ impl GpuSolver {
                 // device works through them; the epoch's sums and timestamps span them all.
                 // A block on disk is read whole (once), then goes window by window.
                 let windows: usize = sequence.iter().map(|&b| self.schedule.block_len(b).div_ceil(ring.window_ratings)).sum();
-                let (mut records, mut read) = (Vec::new(), Vec::new());
+                let (mut records, mut window, mut read) = (Vec::new(), Vec::with_capacity(ring.window_ratings), Vec::new());
                 let mut n = 0;
                 for &b in sequence {
                     if self.schedule.block_len(b) == 0 {
@@ -60,11 +60,23 @@ impl GpuSolver {
                     if self.schedule.on_disk() {
                         *self.streamed.back_mut().expect("pushed by submit_epoch") += std::mem::size_of_val(block) as u64;
                     }
-                    match &self.pairwise {
-                        Some(pairs) => pairs.records(&self.schedule, b, block, &mut records)?,
-                        None => self.schedule.local_rows(block, &mut records),
-                    }
-                    for run in records.chunks(ring.window_ratings) {
+                    // A pairwise loss's records are drawn for the whole block; ratings are made
+                    // local a window at a time (no copy of a block held in memory).
+                    let source = match &self.pairwise {
+                        Some(pairs) => {
+                            pairs.records(&self.schedule, b, block, &mut records)?;
+                            &records[..]
+                        }
+                        None => block,
+                    };
+                    for run in source.chunks(ring.window_ratings) {
+                        let run = match &self.pairwise {
+                            Some(_) => run,
+                            None => {
+                                self.schedule.local_rows(run, &mut window);
+                                &window[..]
+                            }
+                        };
                         let with = Bindings { pipelines: &self.pipelines, users: &self.user_blocks[ub], items: &self.item_blocks[ib], params: &self.params_buffer, output: &self.train_partials };
                         let (ring_slot, window) = ring.upload(&self.gpu, run, &with)?;
                         *self.streamed.back_mut().expect("pushed by submit_epoch") += std::mem::size_of_val(run) as u64;

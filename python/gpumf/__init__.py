@@ -258,7 +258,7 @@ class MF:
 
     For one-class data (plays, clicks, purchases: a SciPy CSR matrix of events or counts with
     users as rows, implicit's convention) ``loss="ials"`` trains the weighted squared loss over
-    every user-item pair by alternating least squares on the CPU, judged by NDCG@20: an event
+    every user-item pair by alternating least squares on the CPU or the GPU, judged by NDCG@20: an event
     counted c times has confidence 1 + ``alpha`` * c (``confidence="linear"``) or
     1 + ``alpha`` * ln(1 + c / ``epsilon``) (``"log"``), every other pair the weight
     ``unobserved_weight`` (None: 1.3 * sqrt(the share of user-item pairs the data names), so
@@ -267,7 +267,7 @@ class MF:
     (``epochs``, ``reg``; no biases, no SVD++ term) are its own: left as None, ``epochs``,
     ``lr``, ``reg``, ``biases`` and ``svdpp`` take the loss's defaults. ``loss="bpr"`` trains
     the pairwise ranking loss (BPR) by SGD instead, each event against an item without one
-    drawn for each update.
+    drawn for each update, on the CPU or the GPU.
 
     The other parameters are the CLI's: ``rank``, ``epochs``, ``lr`` (initial learning rate), ``lr_decay``
     (lr / (1 + lr_decay * epoch)), ``reg`` and ``reg_bias`` (L2 on factors and biases),

@@ -2,7 +2,8 @@
 //! windows in one pass, or streamed windows one submission each), the test scoring, and the
 //! reductions of their error sums.
 
-use super::buffers::{Bindings, Window};
+use super::buffers::{Bindings, Ring, Window};
+use crate::data::Rating;
 use super::kernel::{KernelShape, Pipelines};
 use super::svdpp::Svdpp;
 use super::{Gpu, GpuSolver, Placement, EVAL_WORKGROUPS};
@@ -45,75 +46,88 @@ impl GpuSolver {
                 }
             }
             Placement::Streamed { ring, test } => {
-                // Each window is its own submission, so the ring's slots come free as the
-                // device works through them; the epoch's sums and timestamps span them all.
-                // A block on disk is read whole (once), then goes window by window.
-                let windows: usize = sequence.iter().map(|&b| self.schedule.block_len(b).div_ceil(ring.window_ratings)).sum();
-                let (mut records, mut window, mut read) = (Vec::new(), Vec::with_capacity(ring.window_ratings), Vec::new());
-                let mut n = 0;
-                for &b in sequence {
-                    if self.schedule.block_len(b) == 0 {
-                        continue;
-                    }
-                    let (ub, ib) = self.factor_blocks_for(b)?;
-                    let block = self.schedule.block_into(b, &mut read)?;
-                    if self.schedule.on_disk() {
-                        *self.streamed.back_mut().expect("pushed by submit_epoch") += std::mem::size_of_val(block) as u64;
-                    }
-                    // A pairwise loss's records are drawn for the whole block; ratings are made
-                    // local a window at a time (no copy of a block held in memory).
-                    let source = match &self.pairwise {
-                        Some(pairs) => {
-                            pairs.records(&self.schedule, b, block, &mut records)?;
-                            &records[..]
-                        }
-                        None => block,
-                    };
-                    for run in source.chunks(ring.window_ratings) {
-                        let run = match &self.pairwise {
-                            Some(_) => run,
-                            None => {
-                                self.schedule.local_rows(run, &mut window);
-                                &window[..]
-                            }
-                        };
-                        let with = Bindings { pipelines: &self.pipelines, users: &self.user_blocks[ub], items: &self.item_blocks[ib], params: &self.params_buffer, output: &self.train_partials };
-                        let (ring_slot, window) = ring.upload(&self.gpu, run, &with)?;
-                        *self.streamed.back_mut().expect("pushed by submit_epoch") += std::mem::size_of_val(run) as u64;
-                        {
-                            let timestamp_writes = self.slots.timestamp_writes(slot, n == 0, n + 1 == windows);
-                            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("sgd window"), timestamp_writes });
-                            pass.set_pipeline(&self.pipelines.update);
-                            pass.set_bind_group(0, &window.bind_group, &[]);
-                            pass.dispatch_workgroups(self.update_workgroups, 1, 1);
-                        }
-                        let done = std::mem::replace(encoder, self.gpu.device.create_command_encoder(&Default::default()));
-                        ring.used(ring_slot, self.gpu.queue.submit([done.finish()]));
-                        n += 1;
-                    }
-                }
+                self.stream_train(ring, encoder, slot, sequence)?;
                 encode_reduction(encoder, &self.pipelines, &self.train_reduction, "training loss");
                 self.slots.encode_copy(encoder, slot, &self.train_partials, 0);
                 self.host_passes(encoder)?;
                 if score_test {
-                    encoder.clear_buffer(&self.test_partials, 0, None);
-                    for (b, block) in test.iter().enumerate().filter(|(_, block)| !block.is_empty()) {
-                        let (ub, ib) = self.factor_blocks_for(b)?;
-                        for run in block.chunks(ring.window_ratings) {
-                            let with = Bindings { pipelines: &self.pipelines, users: &self.user_blocks[ub], items: &self.item_blocks[ib], params: &self.params_buffer, output: &self.test_partials };
-                            let (ring_slot, window) = ring.upload(&self.gpu, run, &with)?;
-                            *self.streamed.back_mut().expect("pushed by submit_epoch") += std::mem::size_of_val(run) as u64;
-                            {
-                                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("score test window"), timestamp_writes: None });
-                                pass.set_pipeline(&self.pipelines.evaluate);
-                                pass.set_bind_group(0, &window.bind_group, &[]);
-                                pass.dispatch_workgroups(workgroups_for(&self.gpu, &self.shape, run.len(), EVAL_WORKGROUPS), 1, 1);
-                            }
-                            let done = std::mem::replace(encoder, self.gpu.device.create_command_encoder(&Default::default()));
-                            ring.used(ring_slot, self.gpu.queue.submit([done.finish()]));
-                        }
-                    }
+                    self.stream_test(ring, test, encoder)?;
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// The epoch's updates with the ratings streamed: each window is its own submission, so the
+    /// ring's slots come free as the device works through them; the epoch's sums and
+    /// timestamps span them all. A block on disk is read whole (once), then goes window by
+    /// window.
+    fn stream_train(&mut self, ring: &mut Ring, encoder: &mut wgpu::CommandEncoder, slot: usize, sequence: &[usize]) -> Result<()> {
+        let windows: usize = sequence.iter().map(|&b| self.schedule.block_len(b).div_ceil(ring.window_ratings)).sum();
+        let (mut records, mut window, mut read) = (Vec::new(), Vec::with_capacity(ring.window_ratings), Vec::new());
+        let mut n = 0;
+        for &b in sequence {
+            if self.schedule.block_len(b) == 0 {
+                continue;
+            }
+            let (ub, ib) = self.factor_blocks_for(b)?;
+            let block = self.schedule.block_into(b, &mut read)?;
+            if self.schedule.on_disk() {
+                *self.streamed.back_mut().expect("pushed by submit_epoch") += std::mem::size_of_val(block) as u64;
+            }
+            // A pairwise loss's records are drawn for the whole block; ratings are made local a
+            // window at a time (no copy of a block held in memory).
+            let source = match &self.pairwise {
+                Some(pairs) => {
+                    pairs.records(&self.schedule, b, block, &mut records)?;
+                    &records[..]
+                }
+                None => block,
+            };
+            for run in source.chunks(ring.window_ratings) {
+                let run = match &self.pairwise {
+                    Some(_) => run,
+                    None => {
+                        self.schedule.local_rows(run, &mut window);
+                        &window[..]
+                    }
+                };
+                let with = Bindings { pipelines: &self.pipelines, users: &self.user_blocks[ub], items: &self.item_blocks[ib], params: &self.params_buffer, output: &self.train_partials };
+                let (ring_slot, window) = ring.upload(&self.gpu, run, &with)?;
+                *self.streamed.back_mut().expect("pushed by submit_epoch") += std::mem::size_of_val(run) as u64;
+                {
+                    let timestamp_writes = self.slots.timestamp_writes(slot, n == 0, n + 1 == windows);
+                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("sgd window"), timestamp_writes });
+                    pass.set_pipeline(&self.pipelines.update);
+                    pass.set_bind_group(0, &window.bind_group, &[]);
+                    pass.dispatch_workgroups(self.update_workgroups, 1, 1);
+                }
+                let done = std::mem::replace(encoder, self.gpu.device.create_command_encoder(&Default::default()));
+                ring.used(ring_slot, self.gpu.queue.submit([done.finish()]));
+                n += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// The test set's scoring with the ratings streamed (`test` by block, rows local), a
+    /// submission a window.
+    fn stream_test(&mut self, ring: &mut Ring, test: &[Vec<Rating>], encoder: &mut wgpu::CommandEncoder) -> Result<()> {
+        encoder.clear_buffer(&self.test_partials, 0, None);
+        for (b, block) in test.iter().enumerate().filter(|(_, block)| !block.is_empty()) {
+            let (ub, ib) = self.factor_blocks_for(b)?;
+            for run in block.chunks(ring.window_ratings) {
+                let with = Bindings { pipelines: &self.pipelines, users: &self.user_blocks[ub], items: &self.item_blocks[ib], params: &self.params_buffer, output: &self.test_partials };
+                let (ring_slot, window) = ring.upload(&self.gpu, run, &with)?;
+                *self.streamed.back_mut().expect("pushed by submit_epoch") += std::mem::size_of_val(run) as u64;
+                {
+                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("score test window"), timestamp_writes: None });
+                    pass.set_pipeline(&self.pipelines.evaluate);
+                    pass.set_bind_group(0, &window.bind_group, &[]);
+                    pass.dispatch_workgroups(workgroups_for(&self.gpu, &self.shape, run.len(), EVAL_WORKGROUPS), 1, 1);
+                }
+                let done = std::mem::replace(encoder, self.gpu.device.create_command_encoder(&Default::default()));
+                ring.used(ring_slot, self.gpu.queue.submit([done.finish()]));
             }
         }
         Ok(())

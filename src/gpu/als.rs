@@ -74,16 +74,7 @@ impl AlsDevice {
                 crate::resources::human_bytes(binding)
             )));
         }
-        if gpu.adapter.is_software() {
-            if let Some((r, n)) = (0..events.rows()).map(|r| (r, events.starts[r + 1] - events.starts[r])).find(|&(_, n)| n > SOFTWARE_ROW_EVENTS) {
-                let side = if half == Half::Users { "user" } else { "item" };
-                return Err(Error::InvalidParameter(format!(
-                    "--backend gpu: {} is a software renderer, which ends long shader loops early without a word, and {side} row {} has {n} events, more than its ALS solve takes there ({SOFTWARE_ROW_EVENTS}): use --backend cpu",
-                    gpu.adapter.name,
-                    first + r
-                )));
-            }
-        }
+        self.check_rows(half, first, events)?;
         let (solved, fixed, others) = match half {
             Half::Users => (&self.user_factors, &self.item_factors, self.rows.1),
             Half::Items => (&self.item_factors, &self.user_factors, self.rows.0),
@@ -107,6 +98,23 @@ impl AlsDevice {
         let entries: Vec<wgpu::BindGroupEntry> = bound.iter().map(|&(binding, buffer)| wgpu::BindGroupEntry { binding, resource: buffer.as_entire_binding() }).collect();
         let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some("als band"), layout: &self.layout, entries: &entries });
         Ok(Band { bind_group, rows: events.rows() as u32, bytes: buffers.iter().map(|b| b.size()).sum() })
+    }
+
+    /// On a software adapter, an error for a row of `events` (rows of `half` from `first` on)
+    /// with more events than its solve can take there ([`SOFTWARE_ROW_EVENTS`]).
+    fn check_rows(&self, half: Half, first: usize, events: &Events) -> Result<()> {
+        if !self.gpu.adapter.is_software() {
+            return Ok(());
+        }
+        match (0..events.rows()).map(|r| (r, events.starts[r + 1] - events.starts[r])).find(|&(_, n)| n > SOFTWARE_ROW_EVENTS) {
+            None => Ok(()),
+            Some((r, n)) => Err(Error::InvalidParameter(format!(
+                "--backend gpu: {} is a software renderer, which ends long shader loops early without a word, and {} row {} has {n} events, more than its ALS solve takes there ({SOFTWARE_ROW_EVENTS}): use --backend cpu",
+                self.gpu.adapter.name,
+                if half == Half::Users { "user" } else { "item" },
+                first + r
+            ))),
+        }
     }
 
     /// The Gramian of the fixed side, summed over `chunks` of its rows, a pass each.
@@ -190,6 +198,11 @@ impl GpuAlsSolver {
         // Over the fixed side: the items' rows for the users' half, the users' for the items'.
         let chunks = |half, others: usize| (0..others.max(1)).step_by(GRAM_CHUNK).map(|first| device.band(half, first, &Events::empty(GRAM_CHUNK.min(others - first)))).collect::<Result<Vec<Band>>>();
         let grams = [chunks(Half::Users, n)?, chunks(Half::Items, m)?];
+        // Events in memory are checked before any training (those on disk as they are read).
+        if let Store::Memory { by_user, by_item } = &store {
+            device.check_rows(Half::Users, 0, by_user)?;
+            device.check_rows(Half::Items, 0, by_item)?;
+        }
         let mut resident: [Vec<Band>; 2] = [Vec::new(), Vec::new()];
         if streamed.is_none() {
             for (h, half) in [Half::Users, Half::Items].into_iter().enumerate() {

@@ -351,3 +351,29 @@ impl Solver for GpuAlsSolver {
         self.device_bytes
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{AlsParams, ALS_WGSL};
+
+    /// The WGSL `struct AlsParams` and the Rust uniform are two hand-kept copies: each named
+    /// field at the same offset, in the same order, and the WGSL struct no larger than the
+    /// buffer the host writes.
+    #[test]
+    fn the_als_uniform_has_the_rust_structs_layout() {
+        let module = naga::front::wgsl::parse_str(ALS_WGSL).unwrap();
+        let (_, ty) = module.types.iter().find(|(_, t)| t.name.as_deref() == Some("AlsParams")).expect("a struct AlsParams");
+        let naga::TypeInner::Struct { members, span } = &ty.inner else { panic!("AlsParams is a struct") };
+        let wgsl: Vec<(&str, usize)> = members.iter().map(|m| (m.name.as_deref().unwrap(), m.offset as usize)).collect();
+        let rust = vec![
+            ("rows", std::mem::offset_of!(AlsParams, rows)),
+            ("others", std::mem::offset_of!(AlsParams, others)),
+            ("k", std::mem::offset_of!(AlsParams, k)),
+            ("steps", std::mem::offset_of!(AlsParams, steps)),
+            ("unobserved_weight", std::mem::offset_of!(AlsParams, unobserved_weight)),
+            ("first_row", std::mem::offset_of!(AlsParams, first_row)),
+        ];
+        assert_eq!(wgsl, rust, "each field at the same offset, in the same order");
+        assert!(*span as usize <= std::mem::size_of::<AlsParams>(), "the WGSL struct ({span} bytes) fits the Rust one");
+    }
+}

@@ -55,6 +55,31 @@ pub fn auc(scores: &[f32], positive: &[bool]) -> Option<f64> {
     Some((rank_sum - p * (p + 1.0) / 2.0) / (p * n))
 }
 
+/// The held-out events of a problem and each user's training items, which the lists leave out:
+/// what an SGD solver of a one-class loss judges its epochs by (NDCG@20), on either device.
+pub(crate) struct HeldOutLists {
+    test: Vec<Rating>,
+    seen: crate::model::SeenItems,
+}
+
+impl HeldOutLists {
+    /// `None` with the training ratings in a block cache on disk (their items are not at hand).
+    pub fn of(problem: &crate::problem::Problem) -> Option<HeldOutLists> {
+        let seen = || crate::model::SeenItems::from_ratings(&problem.train, problem.num_users(), problem.num_items());
+        problem.train_on_disk.is_none().then(|| HeldOutLists { test: problem.test.clone(), seen: seen() })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.test.is_empty()
+    }
+
+    /// NDCG@20 of `model`'s lists on the held-out events.
+    pub fn ndcg(&self, mut model: Model) -> Option<f64> {
+        model.seen = Some(self.seen.clone());
+        ndcg(&model, &self.test)
+    }
+}
+
 /// NDCG@[`ONE_CLASS_K`] of the model's lists (training items left out) against `events`, the
 /// held-out events of its users: `None` when the model does not record its training items or
 /// no user has a held-out event.

@@ -7,7 +7,6 @@ pub mod als;
 mod blocks;
 
 use crate::data::Rating;
-use crate::model::SeenItems;
 use crate::problem::Problem;
 use crate::error::{Error, Result};
 use crate::metrics;
@@ -114,7 +113,7 @@ pub struct CpuSolver {
     done: VecDeque<EpochFigures>,
     /// For one-class losses, judged by their lists: the held-out events by id, and each
     /// user's training items, left out of the lists.
-    ranked: Option<(Vec<Rating>, SeenItems)>,
+    ranked: Option<metrics::HeldOutLists>,
 }
 
 impl CpuSolver {
@@ -145,8 +144,7 @@ impl CpuSolver {
         let unit = params.rating_unit(&problem.train_summary());
         let weights = RowWeights::new(params, &problem.train_counts()).by_position(&schedule);
         let svdpp = if params.svdpp { Some(pool.install(|| SvdppState::new(&schedule, params.rank, &weights.items))?) } else { None };
-        let ranked = (params.loss.is_one_class() && problem.train_on_disk.is_none())
-            .then(|| (problem.test.clone(), SeenItems::from_ratings(&problem.train, problem.num_users(), problem.num_items())));
+        let ranked = params.loss.is_one_class().then(|| metrics::HeldOutLists::of(problem)).flatten();
         Ok(CpuSolver { model, test, params: params.clone(), unit, weights, svdpp, schedule, mode, pool, done: VecDeque::new(), ranked })
     }
 
@@ -156,10 +154,9 @@ impl CpuSolver {
 
     /// NDCG@20 of the factors as they stand on the held-out events (one-class losses).
     fn ndcg(&self) -> Result<Option<f64>> {
-        let Some((test, seen)) = &self.ranked else { return Ok(None) };
-        let mut model = self.snapshot()?;
-        model.seen = Some(seen.clone());
-        Ok(self.pool.install(|| metrics::ndcg(&model, test)))
+        let Some(lists) = &self.ranked else { return Ok(None) };
+        let model = self.snapshot()?;
+        Ok(self.pool.install(|| lists.ndcg(model)))
     }
 
     pub fn schedule(&self) -> &Schedule {

@@ -4,8 +4,8 @@
 
 use crate::data::Rating;
 use crate::error::Result;
-use crate::metrics;
-use crate::model::{Model, Params, SeenItems};
+use crate::metrics::HeldOutLists;
+use crate::model::{Model, Params};
 use crate::objective::Loss;
 use crate::problem::Problem;
 use crate::schedule::Schedule;
@@ -19,27 +19,25 @@ pub(super) struct Pairwise {
     columns: bool,
     /// The held-out events by id, and each user's training items, left out of the lists
     /// (`None` with the ratings in a block cache on disk).
-    ranked: Option<(Vec<Rating>, SeenItems)>,
+    ranked: Option<HeldOutLists>,
     /// NDCG@20 of epochs submitted and not yet finished (`None`: not scored), oldest first.
     pub scored: VecDeque<Option<f64>>,
 }
 
 impl Pairwise {
     pub fn new(problem: &Problem, params: &Params) -> Pairwise {
-        let ranked = problem.train_on_disk.is_none().then(|| (problem.test.clone(), SeenItems::from_ratings(&problem.train, problem.num_users(), problem.num_items())));
+        let ranked = HeldOutLists::of(problem);
         Pairwise { seed: params.seed, epoch_seed: epoch_sample_seed(params.seed, 0), columns: params.loss == Loss::BprColumns, ranked, scored: VecDeque::new() }
     }
 
     /// Whether there is a held-out set to judge lists by.
     pub fn scores(&self) -> bool {
-        self.ranked.as_ref().is_some_and(|(test, _)| !test.is_empty())
+        self.ranked.as_ref().is_some_and(|lists| !lists.is_empty())
     }
 
     /// NDCG@20 of `model`'s lists on the held-out events.
-    pub fn ndcg(&self, mut model: Model) -> Option<f64> {
-        let (test, seen) = self.ranked.as_ref()?;
-        model.seen = Some(seen.clone());
-        metrics::ndcg(&model, test)
+    pub fn ndcg(&self, model: Model) -> Option<f64> {
+        self.ranked.as_ref()?.ndcg(model)
     }
 
     /// Draws from epoch `epoch`'s stream from now on.

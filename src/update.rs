@@ -7,6 +7,7 @@
 use crate::data::Rating;
 use crate::error::{Error, Result};
 use crate::model::Params;
+use crate::choice::Choice;
 use crate::objective::{AtScore, BinaryLabels, Loss, LogSum, LossSums, Unit};
 use crate::vector::Lanes;
 
@@ -137,22 +138,35 @@ pub(crate) fn score<L: Lanes>(p: &[f32], q: &[f32], bu: f32, bi: f32, s: &Step) 
 }
 
 /// One SGD update for one rating from its `score` s = μ + b_u + b_i + p·q ([`score`]),
-/// reading the old p and q on both sides. With the loss's slopes (g_f, g_b) at s ([`Loss::slopes`]; for the
-/// squared error (e / unit, e), e = r − s): p += lr(g_f·q − w_u·λ·(p − z));
+/// reading the old p and q on both sides: the loss at the score ([`loss_at`]), then the step
+/// it gives ([`step_rows`]). Returns the loss at the score before the update ([`AtScore`]):
+/// its terms, summed over an epoch, are its training loss, with no second pass over the
+/// ratings (as LIBMF reports it).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn sgd_update(score: f32, p: &mut [f32], q: &mut [f32], bu: &mut f32, bi: &mut f32, weight: (f32, f32), prior: &[f32], share: &mut [f32], value: f32, s: &Step) -> AtScore {
+    let at = loss_at(score, value, s);
+    step_rows(at.slopes, p, q, bu, bi, weight, prior, share, s);
+    at
+}
+
+/// The loss of a rating of `value` at `score`, as the update takes it.
+#[inline(always)]
+fn loss_at(score: f32, value: f32, s: &Step) -> AtScore {
+    s.loss.at(score, s.label(value), s.unit)
+}
+
+/// The step of one update, from the loss's slopes (g_f, g_b) at the score ([`Loss::slopes`];
+/// for the squared error (e / unit, e), e = r − s): p += lr(g_f·q − w_u·λ·(p − z));
 /// q += lr(g_f·p − w_i·λ·q); b_u += lr(g_b − w_u·λ_b·b_u), b_i likewise; then, with L1, each
 /// factor shrinks toward zero by lr·w·l1 (stopping there), and with non-negative factors each
 /// is projected to ≥ 0. `weight` is (w_u, w_i), the two rows' regularisation weights
 /// ([`crate::model::Params::reg_weights`]). With the SVD++ term ([`crate::svdpp`]), `prior`
 /// is the user's z, which the user row is pulled toward instead of zero, and `share` gathers
 /// g_f·q (the old q) for the pass after the epoch; both are empty without it.
-/// Returns the loss at the score before the update ([`AtScore`]): its terms, summed over an
-/// epoch, are its training loss, with no second pass over the ratings (as LIBMF reports it).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn sgd_update(score: f32, p: &mut [f32], q: &mut [f32], bu: &mut f32, bi: &mut f32, weight: (f32, f32), prior: &[f32], share: &mut [f32], value: f32, s: &Step) -> AtScore {
-    let label = s.label(value);
-    let at = s.loss.at(score, label, s.unit);
-    let (slope, bias_slope) = at.slopes;
+fn step_rows((slope, bias_slope): (f32, f32), p: &mut [f32], q: &mut [f32], bu: &mut f32, bi: &mut f32, weight: (f32, f32), prior: &[f32], share: &mut [f32], s: &Step) {
     if s.biases {
         *bu += s.lr * (bias_slope - weight.0 * s.reg_bias * *bu);
         *bi += s.lr * (bias_slope - weight.1 * s.reg_bias * *bi);
@@ -170,7 +184,6 @@ pub(crate) fn sgd_update(score: f32, p: &mut [f32], q: &mut [f32], bu: &mut f32,
         (true, true, false) => step_factors::<true, true, false>(p, q, prior, share, slope, s.lr, reg, cut),
         (true, true, true) => step_factors::<true, true, true>(p, q, prior, share, slope, s.lr, reg, cut),
     }
-    at
 }
 
 /// One side's rows of a block, as its ratings name them: a rating's row is its index less
@@ -216,11 +229,9 @@ unsafe fn train_block_avx2(ratings: &[Rating], users: BlockRows, items: BlockRow
     train_block_with::<crate::vector::Avx2>(ratings, users, items, k, step)
 }
 
-/// The block loop. An update waits on its score (the dot product, then the loss's slopes: for
-/// the logistic loss an exp and a division), and the next rating's score would wait on this
-/// update when it shares a row. When it shares none, the next score is computed before this
-/// update's rows are written, so the two chains overlap; it reads rows this update does not
-/// touch, so the bits are those of one update after another.
+/// The block loop's checks, then the loop compiled for the block's loss ([`FixedLoss`]): every
+/// rating's rows are checked once, before any is trained, so the loop itself indexes the rows
+/// without checks.
 #[inline(always)]
 fn train_block_with<L: Lanes>(ratings: &[Rating], users: BlockRows, items: BlockRows, k: usize, step: &Step) -> Result<LossSums> {
     let (m, n) = (users.rows(), items.rows());
@@ -234,40 +245,131 @@ fn train_block_with<L: Lanes>(ratings: &[Rating], users: BlockRows, items: Block
     if step.loss.is_pairwise() {
         return train_block_pairwise::<L>(ratings, users, items, k, step);
     }
+    // One pass that vectorises, then a second to name the first bad rating only if there is one.
+    let outside = |r: &Rating| (r.user.wrapping_sub(users.first) as usize >= m) | (r.item.wrapping_sub(items.first) as usize >= n);
+    if ratings.iter().fold(false, |any, r| any | outside(r)) {
+        let j = ratings.iter().position(outside).unwrap_or_default();
+        return Err(outside_rows(ratings, j, &users, &items));
+    }
+    Ok(match step.loss {
+        Loss::Squared => rating_loop::<L, SquaredLoss>(ratings, users, items, k, step),
+        Loss::Absolute => rating_loop::<L, AbsoluteLoss>(ratings, users, items, k, step),
+        Loss::Kl => rating_loop::<L, KlLoss>(ratings, users, items, k, step),
+        Loss::Logistic => rating_loop::<L, LogisticLoss>(ratings, users, items, k, step),
+        Loss::Hinge => rating_loop::<L, HingeLoss>(ratings, users, items, k, step),
+        Loss::SquaredHinge => rating_loop::<L, SquaredHingeLoss>(ratings, users, items, k, step),
+        // Pairwise losses returned above; the solvers send ials to ALS.
+        Loss::Ials | Loss::Bpr | Loss::BprColumns => return Err(Error::InvalidParameter(format!("the {} loss has no SGD step of one rating", step.loss.name()))),
+    })
+}
+
+/// A loss fixed when the block loop is compiled: the loop is compiled once per loss, so the
+/// loss's slopes inline into it with no per-rating choice among the losses.
+trait FixedLoss {
+    const LOSS: Loss;
+}
+
+macro_rules! fixed_losses {
+    ($($name:ident => $loss:expr),* $(,)?) => {
+        $(
+            struct $name;
+            impl FixedLoss for $name {
+                const LOSS: Loss = $loss;
+            }
+        )*
+    };
+}
+
+fixed_losses! {
+    SquaredLoss => Loss::Squared,
+    AbsoluteLoss => Loss::Absolute,
+    KlLoss => Loss::Kl,
+    LogisticLoss => Loss::Logistic,
+    HingeLoss => Loss::Hinge,
+    SquaredHingeLoss => Loss::SquaredHinge,
+}
+
+/// Row `r` of `rows` at rank `k`.
+///
+/// # Safety
+/// `(r + 1) * k <= rows.len()`: [`train_block_with`] checked every rating's rows.
+#[inline(always)]
+unsafe fn row(rows: &[f32], r: usize, k: usize) -> &[f32] {
+    // SAFETY: within `rows` (the caller's contract).
+    unsafe { rows.get_unchecked(r * k..(r + 1) * k) }
+}
+
+/// [`row`], writable.
+///
+/// # Safety
+/// As [`row`].
+#[inline(always)]
+unsafe fn row_mut(rows: &mut [f32], r: usize, k: usize) -> &mut [f32] {
+    // SAFETY: within `rows` (the caller's contract).
+    unsafe { rows.get_unchecked_mut(r * k..(r + 1) * k) }
+}
+
+/// The score of the rating on user row `u` and item row `i` of a block.
+///
+/// # Safety
+/// `u` and `i` are rows of the block (as [`row`]).
+#[inline(always)]
+unsafe fn score_at<L: Lanes>((u, i): (usize, usize), users: &BlockRows, items: &BlockRows, k: usize, step: &Step) -> f32 {
+    // SAFETY: the caller's contract.
+    unsafe { score::<L>(row(users.factors, u, k), row(items.factors, i, k), *users.bias.get_unchecked(u), *items.bias.get_unchecked(i), step) }
+}
+
+/// The block loop, for ratings whose rows [`train_block_with`] checked. An update waits on its
+/// score (the dot product, then the loss's slopes: for the logistic loss an exp and a
+/// division), and the next rating's score would wait on this update when it shares a row.
+/// When it shares none, the next score is computed before this update's rows are written, so
+/// the two chains overlap; it reads rows this update does not touch, so the bits are those of
+/// one update after another. (Carrying the next rating's loss ahead as well, not only its
+/// score, was measured slower for every loss.)
+#[inline(always)]
+fn rating_loop<L: Lanes, O: FixedLoss>(ratings: &[Rating], users: BlockRows, items: BlockRows, k: usize, step: &Step) -> LossSums {
+    let step = &Step { loss: O::LOSS, ..*step };
+    let svdpp = !users.prior.is_empty();
+    let local = |r: &Rating| (r.user.wrapping_sub(users.first) as usize, r.item.wrapping_sub(items.first) as usize);
     let mut sums = LossSums::default();
     let mut log_part = LogSum::default();
-    let logs = step.loss.has_log_part();
     let mut ahead: Option<f32> = None;
     for (j, r) in ratings.iter().enumerate() {
-        let (u, i) = rows_of(ratings, j, &users, &items)?;
-        prefetch_item_row(ratings, j, &items, k);
+        let (u, i) = local(r);
+        if let Some(later) = ratings.get(j + PREFETCH_AHEAD) {
+            // SAFETY: the row of a checked rating.
+            unsafe { prefetch_row(items.factors, local(later).1, k) };
+        }
         let score = match ahead.take() {
             Some(score) => score,
-            None => score_of::<L>((u, i), &users, &items, k, step),
+            // SAFETY (here and below): the rows of checked ratings.
+            None => unsafe { score_at::<L>((u, i), &users, &items, k, step) },
         };
-        if ratings.get(j + 1).is_some_and(|next| next.user != r.user && next.item != r.item) {
-            ahead = Some(score_of::<L>(rows_of(ratings, j + 1, &users, &items)?, &users, &items, k, step));
+        if let Some(next) = ratings.get(j + 1).filter(|next| next.user != r.user && next.item != r.item) {
+            ahead = Some(unsafe { score_at::<L>(local(next), &users, &items, k, step) });
         }
-        let (prior, share): (&[f32], &mut [f32]) = if svdpp { (&users.prior[u * k..][..k], &mut users.share[u * k..][..k]) } else { (&[], &mut []) };
-        let at = sgd_update(
-            score,
-            &mut users.factors[u * k..][..k],
-            &mut items.factors[i * k..][..k],
-            &mut users.bias[u],
-            &mut items.bias[i],
-            (users.weights[u], items.weights[i]),
-            prior,
-            share,
-            r.value,
-            step,
-        );
+        let at = unsafe {
+            let (prior, share): (&[f32], &mut [f32]) = if svdpp { (row(users.prior, u, k), row_mut(users.share, u, k)) } else { (&[], &mut []) };
+            sgd_update(
+                score,
+                row_mut(users.factors, u, k),
+                row_mut(items.factors, i, k),
+                users.bias.get_unchecked_mut(u),
+                items.bias.get_unchecked_mut(i),
+                (*users.weights.get_unchecked(u), *items.weights.get_unchecked(i)),
+                prior,
+                share,
+                r.value,
+                step,
+            )
+        };
         sums.add(at.terms);
-        if logs {
+        if O::LOSS.has_log_part() {
             log_part.add(at.log1p);
         }
     }
     sums.loss += log_part.total();
-    Ok(sums)
+    sums
 }
 
 /// Tries at drawing a row without an event before an event goes without a pair (an anchor with
@@ -436,51 +538,43 @@ fn two_rows(rows: &mut [f32], a: usize, b: usize, k: usize) -> (&mut [f32], &mut
     }
 }
 
-/// The block rows of rating `j`, or an error naming it when it falls outside them (a corrupt
-/// block read from disk). Functions rather than closures here and below: a closure would not
-/// be compiled for AVX2 with the loop that calls it.
-#[inline(always)]
-fn rows_of(ratings: &[Rating], j: usize, users: &BlockRows, items: &BlockRows) -> Result<(usize, usize)> {
+/// The error for rating `j` of a block, which names a user or item outside the block's rows (a
+/// corrupt block read from disk).
+fn outside_rows(ratings: &[Rating], j: usize, users: &BlockRows, items: &BlockRows) -> Error {
     let r = ratings[j];
     let (m, n) = (users.rows(), items.rows());
-    let (u, i) = (r.user.wrapping_sub(users.first) as usize, r.item.wrapping_sub(items.first) as usize);
-    if u >= m || i >= n {
-        return Err(Error::Data(format!(
-            "rating {j} of a block names user {} and item {}, outside the block's users {}..{} and items {}..{}: the block is corrupt",
-            r.user,
-            r.item,
-            users.first,
-            users.first as usize + m,
-            items.first,
-            items.first as usize + n
-        )));
-    }
-    Ok((u, i))
+    Error::Data(format!(
+        "rating {j} of a block names user {} and item {}, outside the block's users {}..{} and items {}..{}: the block is corrupt",
+        r.user,
+        r.item,
+        users.first,
+        users.first as usize + m,
+        items.first,
+        items.first as usize + n
+    ))
 }
 
+/// Within a block the user rows repeat but the item rows jump about: the loop asks for the item
+/// row `PREFETCH_AHEAD` ratings ahead, so its cache misses overlap the updates before it. A
+/// no-op where stable Rust has no prefetch (not x86_64).
+///
+/// # Safety
+/// `r` is a row of `rows` (as [`row`]).
 #[inline(always)]
-fn score_of<L: Lanes>((u, i): (usize, usize), users: &BlockRows, items: &BlockRows, k: usize, step: &Step) -> f32 {
-    score::<L>(&users.factors[u * k..][..k], &items.factors[i * k..][..k], users.bias[u], items.bias[i], step)
-}
-
-/// Within a block the user rows repeat but the item rows jump about: asks for the item row of
-/// the rating `PREFETCH_AHEAD` places after `j`, so its cache misses overlap this update. A
-/// no-op where stable Rust has no prefetch (not x86_64), and for a row outside the block.
-#[inline(always)]
-fn prefetch_item_row(ratings: &[Rating], j: usize, items: &BlockRows, k: usize) {
+unsafe fn prefetch_row(rows: &[f32], r: usize, k: usize) {
     #[cfg(target_arch = "x86_64")]
-    if let Some(next) = ratings.get(j + PREFETCH_AHEAD) {
+    {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let row = next.item.wrapping_sub(items.first) as usize;
-        if let Some(values) = items.factors.get(row * k..(row + 1) * k) {
-            for line in values.chunks(16) {
-                // SAFETY: a prefetch reads nothing; the address is within the row's slice.
-                unsafe { _mm_prefetch(line.as_ptr() as *const i8, _MM_HINT_T0) };
-            }
+        let start = rows.as_ptr().wrapping_add(r * k);
+        let mut at = 0;
+        while at < k {
+            // SAFETY: a prefetch reads nothing; the address is within row `r`.
+            unsafe { _mm_prefetch(start.add(at) as *const i8, _MM_HINT_T0) };
+            at += 16;
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = (ratings, j, items, k, PREFETCH_AHEAD);
+    let _ = (rows, r, k);
 }
 
 #[cfg(test)]
@@ -632,7 +726,7 @@ mod tests {
         // shared user or item must wait. Compare with updates made strictly in turn. (The
         // pairwise loss has its own loop.)
         let k = 5;
-        for &(loss, _, _) in Loss::ALL.iter().filter(|(l, _, _)| !l.is_pairwise()) {
+        for &(loss, _, _) in Loss::ALL.iter().filter(|(l, _, _)| l.trains_by_sgd() && !l.is_pairwise()) {
             let s = Step { l1: 0.01, ..step(loss) };
             let start = |rows: usize, salt: f32| -> Vec<f32> { (0..rows * k).map(|x| ((x as f32 * 0.37 + salt).sin() * 0.3).abs()).collect() };
             let (mut p, mut q) = (start(5, 0.1), start(4, 0.7));

@@ -27,7 +27,11 @@ const ROUNDER: f32 = 12_582_912.0;
 pub fn exp(x: f32) -> f32 {
     // Beyond these e^x is 0 or infinite in f32, and the clamped value gives it; NaN passes.
     let x = x.clamp(-104.0, 89.0);
-    let n = x.mul_add(LOG2_E, ROUNDER) - ROUNDER;
+    // x·log2 e rounded to the integer n: t = 1.5·2²³ + n has ulp 1, so n is also t's bits less
+    // the rounder's (no float-to-int conversion, whose saturation costs five instructions).
+    let t = x.mul_add(LOG2_E, ROUNDER);
+    let whole = t.to_bits() as i32 - ROUNDER.to_bits() as i32;
+    let n = t - ROUNDER;
     let r = n.mul_add(-LN2_LO, n.mul_add(-LN2_HI, x));
     // e^r = 1 + r + r²·p(r) on |r| ≤ ln2/2, p of degree 5 in Estrin's form: three pairs at
     // once, then two steps, where Horner's rule would wait on five.
@@ -40,9 +44,8 @@ pub fn exp(x: f32) -> f32 {
     let er = p.mul_add(r2, r) + 1.0;
     // 2^n as two normal powers of two (n runs −150..=128), so the result rounds once, to a
     // subnormal or to infinity where it must.
-    let n = n as i32;
     let pow2 = |e: i32| f32::from_bits(((e + 127) as u32) << 23);
-    er * pow2(n >> 1) * pow2(n - (n >> 1))
+    er * pow2(whole >> 1) * pow2(whole - (whole >> 1))
 }
 
 /// ln x. Within 1 ulp of `f32::ln`, and as libm at 0, below, at infinity and for NaN.

@@ -777,6 +777,11 @@ mod tests {
         for bad in [Rating { user: 12, item: 20, value: 1.0 }, Rating { user: 9, item: 20, value: 1.0 }, Rating { user: 10, item: u32::MAX, value: 1.0 }] {
             let e = train_block(&[bad], rows(10, &mut p, &mut bu, &wu), rows(20, &mut q, &mut bi, &wi), k, &s).unwrap_err().to_string();
             assert!(e.contains("corrupt") && e.contains(&bad.user.to_string()), "{e}");
+            // Checked before any update: the good rating ahead of it trains nothing either.
+            let before = (p.clone(), q.clone(), bu.clone(), bi.clone());
+            let e = train_block(&[good[0], bad], rows(10, &mut p, &mut bu, &wu), rows(20, &mut q, &mut bi, &wi), k, &s).unwrap_err().to_string();
+            assert!(e.contains("rating 1 of a block"), "{e}");
+            assert_eq!((p.clone(), q.clone(), bu.clone(), bi.clone()), before, "a corrupt block moved rows");
         }
     }
 }

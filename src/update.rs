@@ -4,12 +4,12 @@
 //! [`sgd_update`] line for line, which the exact test checks. The loss is the objective's
 //! ([`crate::objective`]).
 
+use crate::choice::Choice;
 use crate::data::Rating;
 use crate::error::{Error, Result};
 use crate::model::Params;
-use crate::choice::Choice;
 use crate::objective::{AtScore, BinaryLabels, Loss, LogSum, LossSums, Unit};
-use crate::vector::Lanes;
+use crate::vector::{prefetch, Lanes};
 
 /// The step sizes of one epoch, and what the steps descend.
 #[derive(Clone, Copy, Debug)]
@@ -336,9 +336,11 @@ fn rating_loop<L: Lanes, O: FixedLoss>(ratings: &[Rating], users: BlockRows, ite
     let mut ahead: Option<f32> = None;
     for (j, r) in ratings.iter().enumerate() {
         let (u, i) = local(r);
+        // Within a block the user rows repeat but the item rows jump about: the item row a few
+        // ratings on is asked for now, so its cache misses overlap these updates.
         if let Some(later) = ratings.get(j + PREFETCH_AHEAD) {
             // SAFETY: the row of a checked rating.
-            unsafe { prefetch_row(items.factors, local(later).1, k) };
+            prefetch(unsafe { row(items.factors, local(later).1, k) });
         }
         let score = match ahead.take() {
             Some(score) => score,
@@ -552,29 +554,6 @@ fn outside_rows(ratings: &[Rating], j: usize, users: &BlockRows, items: &BlockRo
         items.first,
         items.first as usize + n
     ))
-}
-
-/// Within a block the user rows repeat but the item rows jump about: the loop asks for the item
-/// row `PREFETCH_AHEAD` ratings ahead, so its cache misses overlap the updates before it. A
-/// no-op where stable Rust has no prefetch (not x86_64).
-///
-/// # Safety
-/// `r` is a row of `rows` (as [`row`]).
-#[inline(always)]
-unsafe fn prefetch_row(rows: &[f32], r: usize, k: usize) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let start = rows.as_ptr().wrapping_add(r * k);
-        let mut at = 0;
-        while at < k {
-            // SAFETY: a prefetch reads nothing; the address is within row `r`.
-            unsafe { _mm_prefetch(start.add(at) as *const i8, _MM_HINT_T0) };
-            at += 16;
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (rows, r, k);
 }
 
 #[cfg(test)]

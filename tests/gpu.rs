@@ -110,34 +110,6 @@ fn a_broken_shader_fails_validation() {
     assert!(naga::front::wgsl::parse_str(&broken).is_err());
 }
 
-/// The kernel's uniform in WGSL (generated from ParamsUniform::FIELDS) has the Rust struct's
-/// layout: every field at the same offset, and the same size.
-fn the_kernels_uniform_has_the_rust_structs_layout() {
-    use gpumf::gpu::ParamsUniform;
-    let source = KernelShape::new(32, Precision::F32, true, 32, None).unwrap().source();
-    let module = naga::front::wgsl::parse_str(&source).unwrap();
-    let (_, ty) = module.types.iter().find(|(_, t)| t.name.as_deref() == Some("Params")).expect("a struct Params");
-    let naga::TypeInner::Struct { members, span } = &ty.inner else { panic!("Params is a struct") };
-    let rust: Vec<(&str, usize)> = vec![
-        ("learning_rate", std::mem::offset_of!(ParamsUniform, learning_rate)),
-        ("reg", std::mem::offset_of!(ParamsUniform, reg)),
-        ("reg_bias", std::mem::offset_of!(ParamsUniform, reg_bias)),
-        ("mean", std::mem::offset_of!(ParamsUniform, mean)),
-        ("use_biases", std::mem::offset_of!(ParamsUniform, use_biases)),
-        ("clip_low", std::mem::offset_of!(ParamsUniform, clip_low)),
-        ("clip_high", std::mem::offset_of!(ParamsUniform, clip_high)),
-        ("max_groups", std::mem::offset_of!(ParamsUniform, max_groups)),
-        ("error_scale", std::mem::offset_of!(ParamsUniform, error_scale)),
-        ("unit", std::mem::offset_of!(ParamsUniform, unit)),
-        ("l1", std::mem::offset_of!(ParamsUniform, l1)),
-        ("label_middle", std::mem::offset_of!(ParamsUniform, label_middle)),
-    ];
-    let wgsl: Vec<(&str, usize)> = members.iter().map(|m| (m.name.as_deref().unwrap(), m.offset as usize)).collect();
-    assert_eq!(wgsl, rust, "each field at the same offset, in the same order");
-    assert_eq!(*span as usize, std::mem::size_of::<ParamsUniform>().next_multiple_of(16).max(std::mem::size_of::<ParamsUniform>()), "the same size (WGSL rounds a uniform struct up to 16 bytes)");
-    assert_eq!(ParamsUniform::FIELDS.len(), rust.len(), "this test names every field");
-}
-
 fn gpu(options: GpuOptions) -> Backend {
     Backend::Gpu(options)
 }
@@ -797,7 +769,6 @@ fn main() -> std::process::ExitCode {
         Test { name: "group_preludes_each_validate_with_the_kernel", needs: Needs::NOTHING, run: group_preludes_each_validate_with_the_kernel },
         Test { name: "a_rating_gets_the_fewest_lanes_that_hold_its_row_within_one_subgroup", needs: Needs::NOTHING, run: a_rating_gets_the_fewest_lanes_that_hold_its_row_within_one_subgroup },
         Test { name: "ratings_in_flight_stay_few_beside_the_rows_they_touch", needs: Needs::NOTHING, run: ratings_in_flight_stay_few_beside_the_rows_they_touch },
-        Test { name: "the_kernels_uniform_has_the_rust_structs_layout", needs: Needs::NOTHING, run: the_kernels_uniform_has_the_rust_structs_layout },
         Test { name: "every_loss_and_constraint_gives_the_sequential_trainers_factors", needs: Needs::GPU, run: every_loss_and_constraint_gives_the_sequential_trainers_factors },
         Test { name: "cpu_sgd_is_within_5_percent_of_the_svd_and_never_below_it", needs: Needs::NOTHING, run: cpu_sgd_is_within_5_percent_of_the_svd_and_never_below_it },
         Test { name: "a_broken_shader_fails_validation", needs: Needs::NOTHING, run: a_broken_shader_fails_validation },

@@ -297,3 +297,34 @@ impl Pipelines {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kernel's uniform in WGSL (generated from ParamsUniform::FIELDS) has the Rust
+    /// struct's layout: every field at the same offset, and the same size.
+    #[test]
+    fn the_kernels_uniform_has_the_rust_structs_layout() {
+        let source = KernelShape::new(32, Precision::F32, true, 32, None).unwrap().source();
+        let (fields, span) = crate::gpu::wgsl_struct_layout(&source, "Params");
+        let wgsl: Vec<(&str, usize)> = fields.iter().map(|(name, offset)| (name.as_str(), *offset)).collect();
+        let rust: Vec<(&str, usize)> = vec![
+            ("learning_rate", std::mem::offset_of!(ParamsUniform, learning_rate)),
+            ("reg", std::mem::offset_of!(ParamsUniform, reg)),
+            ("reg_bias", std::mem::offset_of!(ParamsUniform, reg_bias)),
+            ("mean", std::mem::offset_of!(ParamsUniform, mean)),
+            ("use_biases", std::mem::offset_of!(ParamsUniform, use_biases)),
+            ("clip_low", std::mem::offset_of!(ParamsUniform, clip_low)),
+            ("clip_high", std::mem::offset_of!(ParamsUniform, clip_high)),
+            ("max_groups", std::mem::offset_of!(ParamsUniform, max_groups)),
+            ("error_scale", std::mem::offset_of!(ParamsUniform, error_scale)),
+            ("unit", std::mem::offset_of!(ParamsUniform, unit)),
+            ("l1", std::mem::offset_of!(ParamsUniform, l1)),
+            ("label_middle", std::mem::offset_of!(ParamsUniform, label_middle)),
+        ];
+        assert_eq!(wgsl, rust, "each field at the same offset, in the same order");
+        assert_eq!(span, std::mem::size_of::<ParamsUniform>().next_multiple_of(16).max(std::mem::size_of::<ParamsUniform>()), "the same size (WGSL rounds a uniform struct up to 16 bytes)");
+        assert_eq!(ParamsUniform::FIELDS.len(), rust.len(), "this test names every field");
+    }
+}

@@ -358,3 +358,13 @@ impl GpuSolver {
         blocks[b].write(&self.gpu, &self.shape, self.template.rank(), factors, bias);
     }
 }
+
+/// A WGSL struct's fields with their offsets, and its size: what the layout tests hold equal
+/// to the Rust uniform each shader struct mirrors.
+#[cfg(test)]
+pub(crate) fn wgsl_struct_layout(source: &str, name: &str) -> (Vec<(String, usize)>, usize) {
+    let module = naga::front::wgsl::parse_str(source).unwrap();
+    let (_, ty) = module.types.iter().find(|(_, t)| t.name.as_deref() == Some(name)).unwrap_or_else(|| panic!("a struct {name}"));
+    let naga::TypeInner::Struct { members, span } = &ty.inner else { panic!("{name} is a struct") };
+    (members.iter().map(|m| (m.name.clone().unwrap(), m.offset as usize)).collect(), *span as usize)
+}

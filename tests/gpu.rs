@@ -537,7 +537,7 @@ fn an_eighth_of_the_device_memory_gives_the_resident_accuracy() {
     let mut cases = vec![(
         "generated 2M",
         gpumf::bench::synthetic_problem(&gpumf::bench::SyntheticSpec::netflix_scaled(2_000_000, 11)).unwrap(),
-        Params { rank: 32, epochs: 8, ..Params::default() },
+        Params { rank: 32, epochs: 15, ..Params::default() },
     )];
     if let Some(u1) = common::ml100k_fold(1) {
         cases.push(("ml-100k u1", u1, Params::default()));

@@ -300,7 +300,7 @@ class MF:
         threads: Optional[int] = None,
         seed: int = _DEFAULTS["seed"],
         precision: str = "f32",
-        lr_decay: float = _DEFAULTS["lr_decay"],
+        lr_decay: Optional[float] = None,
         reg_bias: float = _DEFAULTS["reg_bias"],
         biases: Optional[bool] = None,
         init_std: float = _DEFAULTS["init_std"],
@@ -331,6 +331,7 @@ class MF:
         own = _gpumf.default_params(str(loss))
         epochs = own["epochs"] if epochs is None else epochs
         lr = own["lr"] if lr is None else lr
+        lr_decay = own["lr_decay"] if lr_decay is None else lr_decay
         reg = own["reg"] if reg is None else reg
         biases = own["biases"] if biases is None else biases
         svdpp = own["svdpp"] if svdpp is None else svdpp

@@ -130,12 +130,14 @@ pub struct ParamArgs {
     /// Passes over the training ratings [default: 40; with --loss ials, 15; with --loss bpr, 60].
     #[arg(long)]
     pub epochs: Option<usize>,
-    /// Initial learning rate [default: 0.02; with --loss bpr, 0.1].
+    /// Initial learning rate [default: 0.1; with --loss absolute, kl, logistic, hinge or
+    /// squared-hinge, 0.02].
     #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f32>,
-    /// Learning rate at epoch t is lr / (1 + lr_decay * t).
-    #[arg(long, default_value_t = Params::default().lr_decay, allow_negative_numbers = true)]
-    pub lr_decay: f32,
+    /// Learning rate at epoch t is lr / (1 + lr_decay * t) [default: 0.7; with --loss bpr,
+    /// absolute, kl, logistic, hinge or squared-hinge, 0.05].
+    #[arg(long, allow_negative_numbers = true)]
+    pub lr_decay: Option<f32>,
     /// L2 regularisation of the factors: of a user or item with 100 training ratings; one with n
     /// gets reg·√(100/n) (frequency-scaled), unless --constant-reg. With --loss ials, a row's λ
     /// is reg times its weight (its events' confidences plus --unobserved-weight for every
@@ -229,7 +231,7 @@ impl ParamArgs {
             rank: self.rank.unwrap_or(defaults.rank),
             epochs: self.epochs.unwrap_or(defaults.epochs),
             learning_rate: self.lr.unwrap_or(defaults.learning_rate),
-            lr_decay: self.lr_decay,
+            lr_decay: self.lr_decay.unwrap_or(defaults.lr_decay),
             reg: self.reg.unwrap_or(defaults.reg),
             frequency_reg: !self.constant_reg,
             reg_bias: self.reg_bias,

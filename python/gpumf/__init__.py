@@ -265,7 +265,8 @@ class MF:
     sparser data weighs its unseen pairs less); ``cg_steps`` conjugate-gradient steps solve
     each row. Its defaults
     (``epochs``, ``reg``; no biases, no SVD++ term) are its own: left as None, ``epochs``,
-    ``lr``, ``reg``, ``biases`` and ``svdpp`` take the loss's defaults. ``loss="bpr"`` trains
+    ``lr``, ``lr_decay``, ``reg``, ``biases`` and ``svdpp`` take the loss's defaults (squared
+    error: ``lr`` 0.1, ``lr_decay`` 0.7; the other rating losses 0.02 and 0.05). ``loss="bpr"`` trains
     the pairwise ranking loss (BPR) by SGD instead, each event against an item without one
     drawn for each update, on the CPU or the GPU.
 

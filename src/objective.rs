@@ -90,6 +90,22 @@ pub struct LossSums {
 }
 
 impl LossSums {
+    /// Adds the terms of one rating that `family`'s metrics read, and its loss: the update
+    /// loop's sums, where each unread term would cost an f64 addition a rating.
+    #[inline(always)]
+    pub fn add_read(&mut self, family: Family, terms: [f32; 4]) {
+        self.count += 1;
+        self.loss += terms[0] as f64;
+        match family {
+            Family::Real => {
+                self.squared += terms[1] as f64;
+                self.absolute += terms[2] as f64;
+            }
+            Family::Binary => self.correct += terms[3] as f64,
+            Family::OneClass => {}
+        }
+    }
+
     /// Adds one rating's terms, as [`Loss::terms`] gives them.
     #[inline(always)]
     pub fn add(&mut self, terms: [f32; 4]) {
@@ -130,9 +146,10 @@ pub struct AtScore {
     pub slopes: (f32, f32),
     /// The rating's terms of [`LossSums`], the loss's value but for its log part.
     pub terms: [f32; 4],
-    /// The value's log part, as x of ln(1 + x) (0 where there is none). A trainer sums it
-    /// with [`LogSum`] rather than taking a log for each rating, which would cost the
-    /// logistic loss a fifth of its update.
+    /// The value's log part, as x of ln(1 + x) (0 where there is none: the logistic loss's
+    /// update takes its whole value from a table). A trainer sums it with [`LogSum`] rather
+    /// than taking a log for each rating, which would cost a pairwise update a fifth of its
+    /// time.
     pub log1p: f32,
 }
 
@@ -225,9 +242,10 @@ impl Loss {
         self == Loss::Kl
     }
 
-    /// Whether [`at`](Self::at) leaves a log part of the value ([`AtScore::log1p`]).
+    /// Whether [`at`](Self::at) leaves a log part of the value ([`AtScore::log1p`]): the
+    /// pairwise losses, which take the logistic loss from the exp.
     pub fn has_log_part(self) -> bool {
-        matches!(self, Loss::Logistic | Loss::Bpr | Loss::BprColumns)
+        self.is_pairwise()
     }
 
     /// The score the KL divergence is taken at: at least [`KL_FLOOR`] units.
@@ -271,7 +289,7 @@ impl Loss {
     /// score, and 1 where a binary score has the label's sign.
     #[inline(always)]
     pub fn terms(self, score: f32, label: f32) -> [f32; 4] {
-        let at = self.at(score, label, Unit::of(1.0));
+        let at = self.at_with(score, label, Unit::of(1.0), true);
         let mut terms = at.terms;
         if at.log1p != 0.0 {
             terms[0] += at.log1p.ln_1p();
@@ -284,6 +302,14 @@ impl Loss {
     /// ([`crate::fastmath`]): the update takes both for every rating.
     #[inline(always)]
     pub fn at(self, score: f32, label: f32, unit: Unit) -> AtScore {
+        self.at_with(score, label, unit, false)
+    }
+
+    /// [`at`](Self::at), where `exact` takes the logistic loss from the exp (as evaluation
+    /// does) rather than from [`fastmath::logistic_tail`]'s table, which the update takes:
+    /// the two differ by less than 10⁻⁷.
+    #[inline(always)]
+    fn at_with(self, score: f32, label: f32, unit: Unit, exact: bool) -> AtScore {
         let e = label - score;
         let margin = label * score;
         // (the negative gradient in the loss's own unit, whether it scales with the rating
@@ -300,13 +326,19 @@ impl Loss {
                 let value = if label > 0.0 { label * fastmath::ln(ratio) - label + score.max(f32::MIN_POSITIVE) } else { score.max(f32::MIN_POSITIVE) };
                 (floored - 1.0, false, value)
             }
-            Loss::Logistic => {
-                // t = e^(−|m|) ≤ 1 gives both without overflow: the slope y·σ(−m) and the
-                // value log(1 + e^(−m)) = max(−m, 0) + log(1 + t), its log part left as t.
+            // The slope y·σ(−m) and the value ln(1 + e^(−m)) = max(−m, 0) + ln(1 + e^(−|m|)),
+            // from σ(−|m|) and ln(1 + e^(−|m|)), which stay finite for any m.
+            Loss::Logistic if exact => {
+                // t = e^(−|m|) ≤ 1; the log part is left as t ([`AtScore::log1p`]).
                 let t = fastmath::exp(-margin.abs());
                 let sigmoid = if margin >= 0.0 { t } else { 1.0 } / (1.0 + t);
                 log1p = t;
                 (label * sigmoid, false, (-margin).max(0.0))
+            }
+            Loss::Logistic => {
+                let (tail, softplus) = fastmath::logistic_tail(margin.abs());
+                let sigmoid = if margin >= 0.0 { tail } else { 1.0 - tail };
+                (label * sigmoid, false, (-margin).max(0.0) + softplus)
             }
             Loss::Hinge => (if margin < 1.0 { label } else { 0.0 }, false, (1.0 - margin).max(0.0)),
             Loss::SquaredHinge => {
@@ -314,7 +346,8 @@ impl Loss {
                 (label * gap, false, 0.5 * gap * gap)
             }
             // The logistic loss of the difference s_ui − s_uj, which should be positive.
-            Loss::Bpr | Loss::BprColumns => return Loss::Logistic.at(score, 1.0, unit),
+            // (With the exp: its figures in README.md were measured so.)
+            Loss::Bpr | Loss::BprColumns => return Loss::Logistic.at_with(score, 1.0, unit, true),
             // An event's term: its label is the confidence c, its target 1.
             Loss::Ials => {
                 let gap = 1.0 - score;

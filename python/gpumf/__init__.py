@@ -13,6 +13,7 @@ columns and its results into NumPy arrays.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import sys
@@ -132,6 +133,24 @@ def _pick(columns, wanted, position: int, what: str):
     if len(columns) < 3:
         raise ValueError(f"data frame has {len(columns)} columns; need {what} columns (user, item, rating)")
     return columns[position]
+
+
+# What ``fit`` passes to the rating-file loader; all but ``positive_threshold`` apply to files only.
+_LOAD_OPTIONS = ("format", "skip_bad_lines", "missing", "skip_columns", "duplicates", "counts", "positive_threshold")
+
+
+def _check_load_options(X, test, load_options: dict):
+    """Refuses a keyword ``fit`` would otherwise drop: one it does not know (naming the
+    ``MF()`` setting it may have been meant as), or a file loader's option with no file."""
+    settings = inspect.signature(MF.__init__).parameters
+    for name in load_options:
+        if name not in _LOAD_OPTIONS:
+            hint = f"; {name} is a setting of MF(): MF({name}=...).fit(...)" if name in settings else ""
+            raise TypeError(f"fit() got an unexpected keyword argument {name!r}{hint}")
+    is_path = lambda v: isinstance(v, (str, os.PathLike))  # noqa: E731
+    file_only = [name for name in load_options if name != "positive_threshold"]
+    if file_only and not (is_path(X) or is_path(test)):
+        raise ValueError(f"{file_only[0]}={load_options[file_only[0]]!r}: an option of the rating-file loader, but no data were given as a file")
 
 
 def _columns(X, what: str, **load_options):
@@ -382,6 +401,7 @@ class MF:
         the current epoch (on the GPU, after the epoch already queued behind it): the model of
         the finished epochs is kept, then the interrupt is raised. An exception from ``callback`` stops training the same way.
         """
+        _check_load_options(X, test, load_options)
         settings = {
             "rank": self.rank,
             "epochs": self.epochs,

@@ -221,6 +221,25 @@ def test_bad_data_and_settings_are_value_errors_with_the_clis_messages(frame):
         gpumf.MF().predict([1], [1])
 
 
+def test_a_keyword_fit_would_drop_is_refused_by_name(frame, tmp_path):
+    good = frame.to_numpy(dtype=np.float64)[:100]
+    # An MF() setting passed to fit() (it used to be dropped without a word for data in memory).
+    with pytest.raises(TypeError, match="'verbose'; verbose is a setting of MF\\(\\): MF\\(verbose=...\\)"):
+        gpumf.MF(**FAST).fit(good, verbose=False)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'positive_treshold'$"):
+        gpumf.MF(**FAST).fit(good, positive_treshold=4)
+    # A file loader's option with no file.
+    with pytest.raises(ValueError, match="^skip_columns=1: an option of the rating-file loader"):
+        gpumf.MF(**FAST).fit(good, skip_columns=1)
+    path = tmp_path / "ratings.csv"
+    frame.head(200).to_csv(path, index=False)
+    with pytest.raises(TypeError, match="'verbose'; verbose is a setting of MF"):
+        gpumf.MF(**FAST).fit(path, verbose=False)
+    assert gpumf.MF(**FAST).fit(path, skip_bad_lines=True).summary["train_ratings"] == 200
+    binary = gpumf.MF(**{**FAST, "loss": "logistic"}).fit(good, positive_threshold=4)
+    assert binary.history[-1]["train_log_loss"] > 0
+
+
 def test_the_gil_is_released_while_training(frame):
     ticks = 0
     done = threading.Event()

@@ -14,12 +14,10 @@ pub enum Error {
     #[error("{path}: the file is empty (no ratings)")]
     EmptyFile { path: PathBuf },
 
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// The reason is in the message, not also the error's `source()`: the binary prints each
+    /// error with its chain of sources, which would say it twice.
+    #[error("{path}: {reason}")]
+    Io { path: PathBuf, reason: std::io::Error },
 
     #[error("{path}:{line}: {message}")]
     Parse { path: PathBuf, line: u64, message: String },
@@ -71,7 +69,7 @@ impl Error {
         let path = path.into();
         match source.kind() {
             std::io::ErrorKind::NotFound => Error::NotFound { path },
-            _ => Error::Io { path, source },
+            _ => Error::Io { path, reason: source },
         }
     }
 }

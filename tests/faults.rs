@@ -123,6 +123,16 @@ fn a_block_corrupted_during_a_run_is_an_error_not_a_panic_or_a_hang() {
     }
 }
 
+/// An input that fails to read names the file and the system's reason once (the reason used to
+/// be both the message and its source, and the binary prints both).
+#[test]
+fn a_read_error_names_the_file_and_its_reason_once() {
+    let out = gpumf(&["train", "--train", "/proc/self/mem", "--epochs", "1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim(), "error: /proc/self/mem: Input/output error (os error 5)");
+}
+
 /// /dev/zero as any input is a clear error at once, not memory without end.
 #[cfg(unix)]
 #[test]

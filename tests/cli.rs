@@ -135,6 +135,18 @@ fn without_any_adapter_gpu_is_a_clear_error_and_auto_falls_back_to_the_cpu() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("no GPU adapters found"));
 }
 
+/// A note each fold's run gives (on a machine whose only adapter is software, as CI's: the
+/// adapter's) is shown once, not once a fold.
+#[test]
+fn cv_shows_a_note_once_not_once_a_fold() {
+    let o = Command::new(env!("CARGO_BIN_EXE_gpumf")).args(["cv", "--data", &shipped(), "--folds", "3", "--epochs", "1", "--rank", "4"]).output().expect("runs");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    let notes: Vec<&str> = err.lines().filter(|l| l.starts_with("note:")).collect();
+    let distinct: std::collections::BTreeSet<&str> = notes.iter().copied().collect();
+    assert_eq!(notes.len(), distinct.len(), "{err}");
+}
+
 #[test]
 fn cv_reports_each_fold_and_the_spread_reproducibly() {
     let data = shipped();

@@ -234,7 +234,9 @@ fn print_rows(args: &BenchArgs, rows: &[BenchRow]) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
+/// `--ranks` in order, each once, each a valid setting with the other flags (the model's
+/// `--rank` when none is given).
+fn distinct_ranks(args: &BenchArgs) -> anyhow::Result<Vec<usize>> {
     let mut ranks: Vec<usize> = Vec::new();
     for &rank in &args.ranks {
         if !ranks.contains(&rank) {
@@ -244,20 +246,17 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     if ranks.is_empty() {
         ranks.push(args.params.params().rank);
     }
-    let params = gpumf::model::Params { rank: ranks[0], ..args.params.params() };
     for &rank in &ranks {
-        gpumf::model::Params { rank, ..params.clone() }.validate().context("--ranks")?;
+        gpumf::model::Params { rank, ..args.params.params() }.validate().context("--ranks")?;
     }
+    Ok(ranks)
+}
+
+/// The backends `--backends` names, leaving out (with a note) the GPU ones where no adapter is
+/// found.
+fn backends_to_run(args: &BenchArgs) -> anyhow::Result<Vec<gpumf::training::Backend>> {
     let threads = threads(args.threads)?;
     let gpu_options = args.gpu.options(gpumf::gpu::Precision::F32);
-    for (out, flag) in [(&args.csv, "--csv"), (&args.plot, "--plot")] {
-        if let Some(out) = out {
-            gpumf::output::check_output(out, args.force).context(flag)?;
-        }
-    }
-    if !args.sizes.is_empty() && args.train.is_some() {
-        bail!("--sizes sweeps synthetic data; it cannot be combined with --train");
-    }
     let mut backends = Vec::new();
     // Enumerating adapters starts every Vulkan driver; a CPU-only bench need not.
     let have_gpu = std::cell::OnceCell::new();
@@ -273,17 +272,18 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     if backends.is_empty() {
         bail!("--backends: nothing left to run");
     }
+    Ok(backends)
+}
 
-    if let Some(memory) = args.memory {
-        return bench_on_disk(&args, memory, &backends, &params);
-    }
-    let t = Instant::now();
-    let (problem, label): (Problem, String) = match &args.train {
+/// The data to time, with its label: `--train` (and `--test` or `--test-fraction`), or a
+/// synthetic set of `--shape`.
+fn bench_problem(args: &BenchArgs, seed: u64) -> anyhow::Result<(Problem, String)> {
+    Ok(match &args.train {
         Some(path) => {
             let all = load_ratings(path, args.input.options())?.ratings;
             let problem = match (&args.test, args.test_fraction) {
                 (Some(test), _) => Problem::new(all, Some(&load_ratings(test, args.input.options())?.ratings)),
-                (None, Some(f)) => split_random(&all, f, params.seed)?,
+                (None, Some(f)) => split_random(&all, f, seed)?,
                 (None, None) => Problem::new(all, None),
             };
             (problem, path.display().to_string())
@@ -292,7 +292,26 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
             let spec = args.shape.spec(1_000_000);
             (synthetic_problem(&spec)?, format!("synthetic {} x {}, {} ratings", spec.users, spec.items, spec.train))
         }
-    };
+    })
+}
+
+pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    let ranks = distinct_ranks(&args)?;
+    let params = gpumf::model::Params { rank: ranks[0], ..args.params.params() };
+    for (out, flag) in [(&args.csv, "--csv"), (&args.plot, "--plot")] {
+        if let Some(out) = out {
+            gpumf::output::check_output(out, args.force).context(flag)?;
+        }
+    }
+    if !args.sizes.is_empty() && args.train.is_some() {
+        bail!("--sizes sweeps synthetic data; it cannot be combined with --train");
+    }
+    let backends = backends_to_run(&args)?;
+    if let Some(memory) = args.memory {
+        return bench_on_disk(&args, memory, &backends, &params);
+    }
+    let t = Instant::now();
+    let (problem, label) = bench_problem(&args, params.seed)?;
     if !args.json {
         eprintln!("data: {label} ({} training, {} test ratings), prepared in {:.2} s", problem.train_len(), problem.test.len(), t.elapsed().as_secs_f64());
     }

@@ -76,60 +76,72 @@ pub fn cv(args: CvArgs) -> anyhow::Result<()> {
     params.validate()?;
     let threads = args.model.threads()?;
     let quiet = args.output.quiet || args.output.json;
-    let metrics = params.loss.metrics();
-    let ranking: &[gpumf::ranking::RankingMetric] = args.metrics.as_deref().unwrap_or_default();
-
     let folds = Folds::of(&args, quiet, params.seed)?;
-
     let mut results = Vec::new();
     let mut trained_on = String::new();
     let mut console = Console::new(quiet);
     for k in 0..folds.len() {
-        let (problem, train_name, test_name) = folds.problem(k, &args.input, quiet)?;
-        if problem.test.is_empty() {
-            bail!("fold {}: the test set is empty", k + 1);
-        }
-        let (train_ratings, test_ratings) = (problem.train.len(), problem.test.len());
-        let job = Job {
-            source: Source::Problem(problem),
-            holdout: Holdout::None,
-            device: args.model.device(),
-            threads,
-            gpu: args.model.gpu.options(args.model.precision),
-            ranking: ranking.to_vec(),
-            unobserved_weight: args.model.params.unobserved_weight,
-            ..Job::new(Source::Ratings(RatingSet::default()), params.clone())
-        };
-        let run = job.run(&mut console);
-        console.finish();
-        let run = run.with_context(|| format!("fold {}", k + 1))?.context("a run in one process")?;
-        trained_on = run.trained.backend.clone();
-        let result = FoldResult {
-            fold: k + 1,
-            train: train_name,
-            test: test_name,
-            train_ratings,
-            test_ratings,
-            scores: run.test.context("a test set")?,
-            ranking: run.ranking.iter().flat_map(|r| &r.values).map(|(m, v)| (m.name(), *v)).collect(),
-            seconds: run.trained.total_seconds,
-        };
+        let (result, backend) = run_fold(&args, &folds, k, &params, threads, &mut console)?;
         if !args.output.json {
-            let ranked: String = ranking.iter().map(|m| format!("  {} {:.4}", m.name(), result.ranking.get(&m.name()).copied().unwrap_or(f64::NAN))).collect();
+            let ranked: String = args.metrics.iter().flatten().map(|m| format!("  {} {:.4}", m.name(), result.ranking.get(&m.name()).copied().unwrap_or(f64::NAN))).collect();
             println!(
                 "fold {}/{}: test {}{ranked}  ({} training, {} test ratings, {:.2} s)",
                 result.fold,
                 folds.len(),
-                result.scores.describe(metrics),
+                result.scores.describe(params.loss.metrics()),
                 result.train_ratings,
                 result.test_ratings,
                 result.seconds
             );
         }
         results.push(result);
+        trained_on = backend;
     }
+    print_spreads(&args, &params, threads, &results, &trained_on)
+}
+
+/// Trains fold `k` and scores its test set; returns its result and the backend it trained on.
+fn run_fold(args: &CvArgs, folds: &Folds, k: usize, params: &gpumf::model::Params, threads: usize, console: &mut Console) -> anyhow::Result<(FoldResult, String)> {
+    let quiet = args.output.quiet || args.output.json;
+    let (problem, train_name, test_name) = folds.problem(k, &args.input, quiet)?;
+    if problem.test.is_empty() {
+        bail!("fold {}: the test set is empty", k + 1);
+    }
+    let (train_ratings, test_ratings) = (problem.train.len(), problem.test.len());
+    let job = Job {
+        source: Source::Problem(problem),
+        holdout: Holdout::None,
+        device: args.model.device(),
+        threads,
+        gpu: args.model.gpu.options(args.model.precision),
+        ranking: args.metrics.clone().unwrap_or_default(),
+        unobserved_weight: args.model.params.unobserved_weight,
+        ..Job::new(Source::Ratings(RatingSet::default()), params.clone())
+    };
+    let run = job.run(console);
+    console.finish();
+    let run = run.with_context(|| format!("fold {}", k + 1))?.context("a run in one process")?;
+    let result = FoldResult {
+        fold: k + 1,
+        train: train_name,
+        test: test_name,
+        train_ratings,
+        test_ratings,
+        scores: run.test.context("a test set")?,
+        ranking: run.ranking.iter().flat_map(|r| &r.values).map(|(m, v)| (m.name(), *v)).collect(),
+        seconds: run.trained.total_seconds,
+    };
+    Ok((result, run.trained.backend))
+}
+
+/// The mean, spread and range over the folds of each metric of the loss and of `--metrics`, as
+/// lines or (with `--json`) with every fold's result.
+fn print_spreads(args: &CvArgs, params: &gpumf::model::Params, threads: usize, results: &[FoldResult], trained_on: &str) -> anyhow::Result<()> {
+    let ranking: &[gpumf::ranking::RankingMetric] = args.metrics.as_deref().unwrap_or_default();
     // (the name printed, the JSON key, the spread over folds)
-    let mut spreads: Vec<(String, String, Spread)> = metrics
+    let mut spreads: Vec<(String, String, Spread)> = params
+        .loss
+        .metrics()
         .iter()
         .filter_map(|&m| results.iter().map(|r| r.scores.get(m)).collect::<Option<Vec<f64>>>().map(|v| (m.label().to_string(), m.name().to_string(), spread(&v))))
         .collect();

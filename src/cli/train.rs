@@ -249,11 +249,14 @@ pub struct Console {
     progress: Option<Progress>,
     /// The search rung being reported: its epochs, trials and seconds.
     rung: Option<(usize, usize, f64)>,
+    /// Notes already shown: one that each fold of `cv` (or each run of a job) repeats, such as
+    /// the adapter's, is shown once.
+    shown: std::collections::HashSet<String>,
 }
 
 impl Console {
     pub fn new(quiet: bool) -> Console {
-        Console { quiet, bar: !quiet, progress: None, rung: None }
+        Console { quiet, bar: !quiet, progress: None, rung: None, shown: Default::default() }
     }
 
     /// Notes, but no progress bar.
@@ -281,7 +284,7 @@ impl Listener for Console {
         if let Some(p) = &self.progress {
             p.finish();
         }
-        if !self.quiet || message.starts_with("warning:") {
+        if (!self.quiet || message.starts_with("warning:")) && self.shown.insert(message.to_string()) {
             eprintln!("{message}");
         }
     }
@@ -385,61 +388,12 @@ fn renamed_history(history: &[EpochReport]) -> serde_json::Value {
 }
 
 fn report(args: &TrainArgs, run: &Run) -> anyhow::Result<()> {
-    let t = &run.trained;
-    let loss = run.params.loss;
-    let metrics = loss.metrics();
-    let epochs = t.history.len();
-    let updates_per_second = (run.train_ratings * epochs) as f64 / t.train_seconds;
     if args.output.json {
-        let mut summary = serde_json::json!({
-            "loss": loss,
-            "metric": loss.metric(),
-            "train_loss": run.kept.train_loss,
-            "validation": run.validation.as_ref().map(|v| {
-                let mut v = serde_json::to_value(v).unwrap_or_default();
-                v["history"] = renamed_history(&run.validation.as_ref().expect("some").history);
-                v
-            }),
-            "auto": run.search.as_ref().map(serde_json::to_value).transpose()?,
-            "train_seconds": t.train_seconds,
-            "kernel_seconds": t.kernel_seconds,
-            "setup_seconds": t.setup_seconds,
-            "total_seconds": t.total_seconds,
-            "seconds_per_epoch": t.train_seconds / epochs as f64,
-            "updates_per_second": updates_per_second,
-            "backend": t.backend,
-            "labels": t.model.labels,
-            "settings": {
-                "params": run.params,
-                "precision": args.model.precision,
-                "threads": args.model.threads()?,
-                "train": args.train,
-                "test": args.test,
-                "test_fraction": args.test_fraction,
-                "split_column": args.split_column,
-                "split": args.test_fraction.map(|_| args.split),
-            },
-            "data": {
-                "train_ratings": run.train_ratings,
-                "test_ratings": run.test_ratings,
-                "users": run.users,
-                "items": run.items,
-                "cold_start": run.cold,
-            },
-            "history": if run.validation.as_ref().is_some_and(|v| !v.refit) { renamed_history(&t.history) } else { serde_json::to_value(&t.history)? },
-        });
-        for &m in metrics {
-            if let Some(v) = run.kept.train.get(m) {
-                summary[format!("train_{}", m.name())] = v.into();
-            }
-            summary[format!("test_{}", m.name())] = run.test.and_then(|s| s.get(m)).into();
-        }
-        if let Some(ranking) = &run.ranking {
-            add_ranking(&mut summary, ranking);
-        }
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        println!("{}", serde_json::to_string_pretty(&summary_json(args, run)?)?);
         return Ok(());
     }
+    let t = &run.trained;
+    let epochs = t.history.len();
     println!(
         "trained rank {} on {} in {:.2} s: {} epochs, {:.4} s/epoch, {:.1} M updates/s",
         run.params.rank,
@@ -447,7 +401,7 @@ fn report(args: &TrainArgs, run: &Run) -> anyhow::Result<()> {
         t.train_seconds,
         epochs,
         t.train_seconds / epochs as f64,
-        updates_per_second / 1e6
+        updates_per_second(run) / 1e6
     );
     if let Some(k) = t.kernel_seconds {
         println!("kernels: {:.4} s/epoch on the device's clock", k / epochs as f64);
@@ -469,6 +423,66 @@ fn report(args: &TrainArgs, run: &Run) -> anyhow::Result<()> {
         print_ranking(ranking);
     }
     Ok(())
+}
+
+/// `train --json`'s summary: the settings, the data, the timings, the history and every metric
+/// of the loss.
+fn summary_json(args: &TrainArgs, run: &Run) -> anyhow::Result<serde_json::Value> {
+    let t = &run.trained;
+    let loss = run.params.loss;
+    let epochs = t.history.len();
+    let mut summary = serde_json::json!({
+        "loss": loss,
+        "metric": loss.metric(),
+        "train_loss": run.kept.train_loss,
+        "validation": run.validation.as_ref().map(|v| {
+            let mut v = serde_json::to_value(v).unwrap_or_default();
+            v["history"] = renamed_history(&run.validation.as_ref().expect("some").history);
+            v
+        }),
+        "auto": run.search.as_ref().map(serde_json::to_value).transpose()?,
+        "train_seconds": t.train_seconds,
+        "kernel_seconds": t.kernel_seconds,
+        "setup_seconds": t.setup_seconds,
+        "total_seconds": t.total_seconds,
+        "seconds_per_epoch": t.train_seconds / epochs as f64,
+        "updates_per_second": updates_per_second(run),
+        "backend": t.backend,
+        "labels": t.model.labels,
+        "settings": {
+            "params": run.params,
+            "precision": args.model.precision,
+            "threads": args.model.threads()?,
+            "train": args.train,
+            "test": args.test,
+            "test_fraction": args.test_fraction,
+            "split_column": args.split_column,
+            "split": args.test_fraction.map(|_| args.split),
+        },
+        "data": {
+            "train_ratings": run.train_ratings,
+            "test_ratings": run.test_ratings,
+            "users": run.users,
+            "items": run.items,
+            "cold_start": run.cold,
+        },
+        "history": if run.validation.as_ref().is_some_and(|v| !v.refit) { renamed_history(&t.history) } else { serde_json::to_value(&t.history)? },
+    });
+    for &m in loss.metrics() {
+        if let Some(v) = run.kept.train.get(m) {
+            summary[format!("train_{}", m.name())] = v.into();
+        }
+        summary[format!("test_{}", m.name())] = run.test.and_then(|s| s.get(m)).into();
+    }
+    if let Some(ranking) = &run.ranking {
+        add_ranking(&mut summary, ranking);
+    }
+    Ok(summary)
+}
+
+/// Ratings trained a second, over every epoch.
+fn updates_per_second(run: &Run) -> f64 {
+    (run.train_ratings * run.trained.history.len()) as f64 / run.trained.train_seconds
 }
 
 /// `train`'s lines for the training and test sets, in the loss's own terms.

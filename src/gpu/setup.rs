@@ -186,17 +186,7 @@ impl GpuSolver {
             let (ub, ib) = schedule.coordinates(b);
             Bindings { pipelines: &pipelines, users: &user_blocks[ub], items: &item_blocks[ib], params: &params_buffer, output }
         };
-        let placement = match sizes.streamed_window {
-            None => Placement::Resident {
-                train: gpu.scoped("uploading the train ratings", || {
-                    (0..schedule.len()).map(|b| buffers::upload_windows(&gpu, &schedule.local_block(b), sizes.window, &bindings(b, &train_partials), "train ratings")).collect()
-                })?,
-                test: gpu.scoped("uploading the test ratings", || {
-                    schedule.localize(test).iter().enumerate().flat_map(|(b, ratings)| buffers::upload_windows(&gpu, ratings, sizes.window, &bindings(b, &test_partials), "test ratings")).collect()
-                })?,
-            },
-            Some(window) => Placement::Streamed { ring: buffers::Ring::new(&gpu, RING_SLOTS, window, sizes.upload)?, test: schedule.localize(test) },
-        };
+        let placement = place_ratings(&gpu, &schedule, test, &sizes, (&train_partials, &test_partials), &bindings)?;
         // The reductions bind the partials beside a placeholder rating.
         let reduce = |output| buffers::upload_windows(&gpu, &[Rating { user: 0, item: 0, value: 0.0 }], 1, &bindings(0, output), "reduction").remove(0);
         let (train_reduction, test_reduction): (Window, Window) = (reduce(&train_partials), reduce(&test_partials));
@@ -229,6 +219,24 @@ impl GpuSolver {
             gpu,
         })
     }
+}
+
+/// Where the ratings live on the device: every block's windows and the test set's uploaded once
+/// (resident), or a ring of upload slots the epochs stream the blocks through (the test set
+/// kept on the host by block). `bindings(b, partials)` binds block `b`'s rows and the sums'
+/// buffer.
+fn place_ratings<'a>(gpu: &Gpu, schedule: &Schedule, test: &[Rating], sizes: &Sizes, (train_partials, test_partials): (&'a wgpu::Buffer, &'a wgpu::Buffer), bindings: &dyn Fn(usize, &'a wgpu::Buffer) -> Bindings<'a>) -> Result<Placement> {
+    Ok(match sizes.streamed_window {
+        None => Placement::Resident {
+            train: gpu.scoped("uploading the train ratings", || {
+                (0..schedule.len()).map(|b| buffers::upload_windows(gpu, &schedule.local_block(b), sizes.window, &bindings(b, train_partials), "train ratings")).collect()
+            })?,
+            test: gpu.scoped("uploading the test ratings", || {
+                schedule.localize(test).iter().enumerate().flat_map(|(b, ratings)| buffers::upload_windows(gpu, ratings, sizes.window, &bindings(b, test_partials), "test ratings")).collect()
+            })?,
+        },
+        Some(window) => Placement::Streamed { ring: buffers::Ring::new(gpu, RING_SLOTS, window, sizes.upload)?, test: schedule.localize(test) },
+    })
 }
 
 /// The kernel's uniform for `model`, trained with `params` in `unit`s.

@@ -157,8 +157,13 @@ fn sgd_update(ids: GroupIds) {
         if (lane == 0u) {
             sums += loss_terms(score, label);
         }
-        let reg_u = weight_u * params.reg;
-        let reg_i = weight_i * params.reg;
+        // The steps in src/update.rs's fused form (see step_factors there for why the prior's
+        // sum is not fused): p ← lr·g·q + ((1 − lr·λ_u)·p + lr·λ_u·z), q ← lr·g·p + (1 − lr·λ_i)·q.
+        let lr_slope = vec4<f32>(lr * slopes.x);
+        let pull_u = lr * (weight_u * params.reg);
+        let pull_i = lr * (weight_i * params.reg);
+        let keep_u = vec4<f32>(1.0 - pull_u);
+        let keep_i = 1.0 - pull_i;
         let cut_u = lr * weight_u * params.l1;
         let cut_i = lr * weight_i * params.l1;
         for (var c = 0u; c < CHUNKS; c++) {
@@ -168,9 +173,9 @@ fn sgd_update(ids: GroupIds) {
                 let q = rows.q[c];
                 // Pulled toward the user's prior (zero without the SVD++ term).
                 let z = user_prior(r.user * K4 + f);
-                user_factors[r.user * K4 + f] = Factor(constrain(p + lr * (slopes.x * q - reg_u * (p - z)), cut_u));
+                user_factors[r.user * K4 + f] = Factor(constrain(fma(lr_slope, q, keep_u * p + pull_u * z), cut_u));
                 add_share(r.user * K4 + f, slopes.x * q);
-                item_factors[r.item * K4 + f] = Factor(constrain(q + lr * (slopes.x * p - reg_i * q), cut_i));
+                item_factors[r.item * K4 + f] = Factor(constrain(fma(lr_slope, p, keep_i * q), cut_i));
             }
         }
         if (biases && lane == 0u) {

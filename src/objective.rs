@@ -242,12 +242,6 @@ impl Loss {
         self == Loss::Kl
     }
 
-    /// Whether [`at`](Self::at) leaves a log part of the value ([`AtScore::log1p`]): the
-    /// pairwise losses, which take the logistic loss from the exp.
-    pub fn has_log_part(self) -> bool {
-        self.is_pairwise()
-    }
-
     /// The score the KL divergence is taken at: at least [`KL_FLOOR`] units.
     #[inline(always)]
     fn kl_score(score: f32, unit: Unit) -> f32 {

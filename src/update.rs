@@ -171,9 +171,8 @@ fn loss_at(score: f32, value: f32, s: &Step) -> AtScore {
 /// The step of one update, from the loss's slopes (g_f, g_b) at the score ([`Loss::slopes`];
 /// for the squared error (e / unit, e), e = r − s): p += lr(g_f·q − w_u·λ·(p − z));
 /// q += lr(g_f·p − w_i·λ·q) (both in fused form, [`step_factors`]); b_u += lr(g_b − w_u·λ_b·b_u),
-/// b_i likewise; then, with L1, each
-/// factor shrinks toward zero by lr·w·l1 (stopping there), and with non-negative factors each
-/// is projected to ≥ 0. `weight` is (w_u, w_i), the two rows' regularisation weights
+/// b_i likewise; then, with L1, each factor shrinks toward zero by lr·w·l1 (stopping there),
+/// and with non-negative factors each is projected to ≥ 0. `weight` is (w_u, w_i), the two rows' regularisation weights
 /// ([`crate::model::Params::reg_weights`]). With the SVD++ term ([`crate::svdpp`]), `prior`
 /// is the user's z, which the user row is pulled toward instead of zero, and `share` gathers
 /// g_f·q (the old q) for the pass after the epoch; both are empty without it.
@@ -333,10 +332,10 @@ unsafe fn score_at<L: Lanes>((u, i): (usize, usize), users: &BlockRows, items: &
 }
 
 /// The block loop, for ratings whose rows [`train_block_with`] checked. An update waits on its
-/// score (the dot product, then the loss's slopes: for KL a division), and the next rating's score would wait on this update when it shares a row.
-/// When it shares none, the next score is computed before this update's rows are written, so
-/// the two chains overlap; it reads rows this update does not touch, so the bits are those of
-/// one update after another. (Carrying the next rating's loss ahead as well, not only its
+/// score (the dot product, then the loss's slopes: for KL a division), and the next rating's
+/// score would wait on this update when it shares a row. When it shares none, the next score
+/// is computed before this update's rows are written, so the two chains overlap; it reads rows
+/// this update does not touch, so the bits are those of one update after another. (Carrying the next rating's loss ahead as well, not only its
 /// score, was measured slower for every loss.)
 #[inline(always)]
 fn rating_loop<L: Lanes, O: FixedLoss>(ratings: &[Rating], users: BlockRows, items: BlockRows, k: usize, step: &Step) -> LossSums {
@@ -344,7 +343,6 @@ fn rating_loop<L: Lanes, O: FixedLoss>(ratings: &[Rating], users: BlockRows, ite
     let svdpp = !users.prior.is_empty();
     let local = |r: &Rating| (r.user.wrapping_sub(users.first) as usize, r.item.wrapping_sub(items.first) as usize);
     let mut sums = LossSums::default();
-    let mut log_part = LogSum::default();
     let mut ahead: Option<f32> = None;
     for (j, r) in ratings.iter().enumerate() {
         let (u, i) = local(r);
@@ -377,12 +375,9 @@ fn rating_loop<L: Lanes, O: FixedLoss>(ratings: &[Rating], users: BlockRows, ite
                 step,
             )
         };
+        // (No rating loss leaves a log part: the logistic loss's value comes whole from its table.)
         sums.add_read(O::LOSS.family(), at.terms);
-        if O::LOSS.has_log_part() {
-            log_part.add(at.log1p);
-        }
     }
-    sums.loss += log_part.total();
     sums
 }
 

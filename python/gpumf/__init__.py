@@ -139,6 +139,11 @@ def _pick(columns, wanted, position: int, what: str):
 _LOAD_OPTIONS = ("format", "skip_bad_lines", "missing", "skip_columns", "duplicates", "counts", "positive_threshold")
 
 
+def _is_path(v) -> bool:
+    """Whether ``v`` names a file (rather than holding data)."""
+    return isinstance(v, (str, os.PathLike))
+
+
 def _check_load_options(X, test, load_options: dict):
     """Refuses a keyword ``fit`` would otherwise drop: one it does not know (naming the
     ``MF()`` setting it may have been meant as), or a file loader's option with no file."""
@@ -147,9 +152,8 @@ def _check_load_options(X, test, load_options: dict):
         if name not in _LOAD_OPTIONS:
             hint = f"; {name} is a setting of MF(): MF({name}=...).fit(...)" if name in settings else ""
             raise TypeError(f"fit() got an unexpected keyword argument {name!r}{hint}")
-    is_path = lambda v: isinstance(v, (str, os.PathLike))  # noqa: E731
     file_only = [name for name in load_options if name != "positive_threshold"]
-    if file_only and not (is_path(X) or is_path(test)):
+    if file_only and not (_is_path(X) or _is_path(test)):
         raise ValueError(f"{file_only[0]}={load_options[file_only[0]]!r}: an option of the rating-file loader, but no data were given as a file")
 
 
@@ -158,7 +162,7 @@ def _columns(X, what: str, **load_options):
     extension reads in place, and for a file the loader's one-line report. With
     ``positive_threshold`` ratings of it and above are read as 1, the rest as 0, as the CLI's
     ``--positive-threshold`` does."""
-    if isinstance(X, (str, os.PathLike)):
+    if _is_path(X):
         (users, items, ratings), report = _gpumf.load_file(os.fspath(X), **load_options)
         return users, items, ratings, report
     threshold = load_options.get("positive_threshold")
@@ -196,7 +200,7 @@ def _events(X, what: str, positive_threshold=None):
     """(user column, item column) of the events in X: as ``_columns`` takes data, and also a
     data frame or array of just (user, item). With ``positive_threshold`` only the rows whose
     rating is at or above it."""
-    if positive_threshold is None and not isinstance(X, (str, os.PathLike)) and not hasattr(X, "tocoo"):
+    if positive_threshold is None and not _is_path(X) and not hasattr(X, "tocoo"):
         if hasattr(X, "columns") and hasattr(X, "iloc") and len(X.columns) == 2:
             return X.iloc[:, 0].to_numpy(), X.iloc[:, 1].to_numpy()
         array = np.asarray(X) if not hasattr(X, "columns") else None
@@ -448,9 +452,8 @@ class MF:
                 print(note, file=sys.stderr)
 
         hooks = {"on_epoch": on_epoch, "on_note": on_note}
-        is_path = lambda v: isinstance(v, (str, os.PathLike))  # noqa: E731
         try:
-            if is_path(X) and (test is None or is_path(test)):
+            if _is_path(X) and (test is None or _is_path(test)):
                 # Straight from the file to the engine, as the CLI reads it: integer ids.
                 user_ids, item_ids = _Ids(), _Ids()
                 test_path = None if test is None else os.fspath(test)

@@ -1,6 +1,6 @@
 //! Small vector kernels the model and every CPU trainer share, with the same bits on every
-//! path: [`dot`] is the reference, and [`Lanes`] lets the update loop pick an AVX2 twin that
-//! does the same arithmetic in the same order (the distributed runner's models are
+//! path: [`dot`] is the reference, and [`Lanes`] lets the update loop pick an AVX2 or AVX-512
+//! twin that does the same arithmetic in the same order (the distributed runner's models are
 //! bit-identical across machines, with or without AVX2).
 
 /// Dot product in the order both paths keep: eight lanes, even and odd chunks of eight in two
@@ -63,9 +63,33 @@ pub fn prefetch(values: &[f32]) {
 }
 
 /// Which dot product a hot loop uses: the compiler vectorises [`dot`]'s lanes poorly (two at a
-/// time), so a loop compiled for AVX2 takes [`Avx2`]'s, with the same bits.
+/// time), so a loop compiled for AVX2 takes [`Avx2`]'s, and one for AVX-512 [`Avx512`]'s, with
+/// the same bits.
 pub(crate) trait Lanes {
     fn dot(a: &[f32], b: &[f32]) -> f32;
+}
+
+/// The widest vector path this CPU runs, for the hot loops that are compiled once per path
+/// (each with its [`Lanes`], the same bits on all).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Path {
+    Portable,
+    /// AVX2 and FMA.
+    Avx2,
+    /// AVX-512F, AVX2 and FMA.
+    Avx512,
+}
+
+/// [`Path`] for this CPU (the detection is cached by the standard library).
+pub(crate) fn widest() -> Path {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx2") && has!("fma") {
+            return if has!("avx512f") { Path::Avx512 } else { Path::Avx2 };
+        }
+    }
+    Path::Portable
 }
 
 /// [`dot`] as written.
@@ -123,6 +147,53 @@ unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
+/// [`dot`] in AVX-512 registers. Only for code that runs where AVX-512F was detected.
+#[cfg(target_arch = "x86_64")]
+pub(crate) struct Avx512;
+
+#[cfg(target_arch = "x86_64")]
+impl Lanes for Avx512 {
+    #[inline(always)]
+    fn dot(a: &[f32], b: &[f32]) -> f32 {
+        // SAFETY: `Avx512` is used only where AVX-512F was detected (see its doc).
+        unsafe { dot_avx512(a, b) }
+    }
+}
+
+/// [`dot`]'s arithmetic in 512-bit registers, with the same bits: a register's low half is the
+/// even chunks' accumulator and its high half the odd chunks', so a pair of chunks takes one
+/// multiply and one add where AVX2 takes two of each.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2")]
+#[inline]
+unsafe fn dot_avx512(a: &[f32], b: &[f32]) -> f32 {
+    use std::arch::x86_64::*;
+    let n = a.len().min(b.len());
+    let chunks = n / 8;
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    let mut pairs = _mm512_setzero_ps();
+    let mut c = 0;
+    while c + 2 <= chunks {
+        // SAFETY: chunks c and c + 1 are elements 8c..8c+16 <= n of both slices.
+        pairs = _mm512_add_ps(pairs, unsafe { _mm512_mul_ps(_mm512_loadu_ps(pa.add(8 * c)), _mm512_loadu_ps(pb.add(8 * c))) });
+        c += 2;
+    }
+    let mut even = _mm512_castps512_ps256(pairs);
+    let odd = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(pairs)));
+    if c < chunks {
+        // SAFETY: chunk c is elements 8c..8c+8 <= n of both slices.
+        even = _mm256_add_ps(even, unsafe { _mm256_mul_ps(_mm256_loadu_ps(pa.add(8 * c)), _mm256_loadu_ps(pb.add(8 * c))) });
+    }
+    let lanes = _mm256_add_ps(even, odd);
+    let half = _mm_add_ps(_mm256_castps256_ps128(lanes), _mm256_extractf128_ps(lanes, 1));
+    let quarter = _mm_add_ps(half, _mm_movehl_ps(half, half));
+    let mut s = _mm_cvtss_f32(_mm_add_ss(quarter, _mm_shuffle_ps(quarter, quarter, 1)));
+    for f in 8 * chunks..n {
+        s += a[f] * b[f];
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,7 +208,7 @@ mod tests {
 
     #[cfg(target_arch = "x86_64")]
     #[test]
-    fn the_avx2_dot_has_the_portable_bits() {
+    fn the_avx2_and_avx512_dots_have_the_portable_bits() {
         if !std::arch::is_x86_feature_detected!("avx2") {
             return;
         }
@@ -152,6 +223,9 @@ mod tests {
             for _ in 0..20 {
                 let (a, b): (Vec<f32>, Vec<f32>) = (0..len).map(|_| (next(), next() * 1e3)).unzip();
                 assert_eq!(Avx2::dot(&a, &b).to_bits(), dot(&a, &b).to_bits(), "length {len}");
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    assert_eq!(Avx512::dot(&a, &b).to_bits(), dot(&a, &b).to_bits(), "AVX-512, length {len}");
+                }
             }
         }
     }

@@ -24,7 +24,7 @@ use crate::objective::{LossSums, OneClass};
 use crate::problem::Problem;
 use crate::schedule::Schedule;
 use crate::solver::{EpochFigures, Solver};
-use crate::vector::{axpy, dot, Lanes};
+use crate::vector::{axpy, dot, Lanes, Path};
 use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
 use std::collections::VecDeque;
@@ -388,20 +388,28 @@ impl Block<'_> {
 
     /// `steps` steps of conjugate gradient from the rows `x`, in place, each row its own; a
     /// row whose residual has vanished stays where it is. Compiled for AVX2 and FMA where the
-    /// CPU has them, with the same bits ([`crate::vector::Lanes`]).
+    /// CPU has them (or AVX-512), with the same bits ([`crate::vector::Lanes`]).
     fn conjugate_gradient(&self, x: &mut [f32], steps: usize) {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has AVX2 and FMA (detected just above).
-            return unsafe { self.conjugate_gradient_avx2(x, steps) };
+        match crate::vector::widest() {
+            // SAFETY (both): the CPU has the path's features (`widest` detected them).
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx512 => unsafe { self.conjugate_gradient_avx512(x, steps) },
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx2 => unsafe { self.conjugate_gradient_avx2(x, steps) },
+            _ => self.conjugate_gradient_with::<crate::vector::Portable>(x, steps),
         }
-        self.conjugate_gradient_with::<crate::vector::Portable>(x, steps)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn conjugate_gradient_avx2(&self, x: &mut [f32], steps: usize) {
         self.conjugate_gradient_with::<crate::vector::Avx2>(x, steps)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn conjugate_gradient_avx512(&self, x: &mut [f32], steps: usize) {
+        self.conjugate_gradient_with::<crate::vector::Avx512>(x, steps)
     }
 
     #[inline(always)]

@@ -24,7 +24,7 @@ use crate::data::Rating;
 use crate::error::Result;
 use crate::schedule::Schedule;
 use crate::update::Step;
-use crate::vector::{axpy, dot, prefetch};
+use crate::vector::{axpy, dot, prefetch, widest, Path};
 use rayon::prelude::*;
 
 /// y's step, as a fraction of the epoch's learning rate. With [`ITEM_REG`] and [`CURVATURE`],
@@ -92,12 +92,21 @@ impl UserItems {
 
     /// z += `weight`·y_j over user `u`'s items j, in their order (y: items × k, k = z's length).
     #[inline(always)]
-    fn sum_rows(&self, u: usize, z: &mut [f32], weight: f32, y: &[f32]) {
-        #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has AVX2 and FMA (detected just above).
-            return unsafe { self.sum_rows_avx2(u, z, weight, y) };
+    fn sum_rows(&self, u: usize, z: &mut [f32], weight: f32, y: &[f32], path: Path) {
+        match path {
+            // SAFETY (both): the CPU has the path's features (`widest` detected them).
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx512 => unsafe { self.sum_rows_avx512(u, z, weight, y) },
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx2 => unsafe { self.sum_rows_avx2(u, z, weight, y) },
+            _ => self.sum_rows_with(u, z, weight, y),
         }
+    }
+
+    /// [`sum_rows`](Self::sum_rows) compiled for AVX-512 (the same bits, as for AVX2).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn sum_rows_avx512(&self, u: usize, z: &mut [f32], weight: f32, y: &[f32]) {
         self.sum_rows_with(u, z, weight, y)
     }
 
@@ -233,7 +242,10 @@ impl SvdppState {
         fresh.fill(0.0);
         let y = &self.item_vectors;
         match &self.user_items {
-            Some(index) => fresh.par_chunks_mut(k).enumerate().for_each(|(u, z)| index.sum_rows(u, z, norm[u], y)),
+            Some(index) => {
+                let path = widest();
+                fresh.par_chunks_mut(k).enumerate().for_each(|(u, z)| index.sum_rows(u, z, norm[u], y, path))
+            }
             None => over_blocks(schedule, Side::Users, &mut fresh, k, |r, z| axpy(z, norm[r.user as usize], &y[r.item as usize * k..][..k]))?,
         }
         self.prior.par_chunks_mut(k).zip(p.par_chunks_mut(k)).zip(fresh.par_chunks_mut(k)).for_each(|((z, w), new)| {
@@ -271,17 +283,18 @@ fn over_blocks(schedule: &Schedule, side: Side, rows: &mut [f32], k: usize, visi
         rows = rest;
         parts.push((b, part));
     }
-    #[cfg(target_arch = "x86_64")]
-    let wide = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+    let path = widest();
     let item_blocks = schedule.items.blocks();
     let visit_one = |b: usize, o: usize, rows: &mut [f32]| {
         let block = if side == Side::Users { b * item_blocks + o } else { o * item_blocks + b };
-        #[cfg(target_arch = "x86_64")]
-        if wide {
-            // SAFETY: the CPU has AVX2 and FMA (detected above).
-            return unsafe { visit_block_avx2(schedule, side, block, axis.start(b), rows, k, &visit) };
+        match path {
+            // SAFETY (both): the CPU has the path's features (`widest` detected them).
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx512 => unsafe { visit_block_avx512(schedule, side, block, axis.start(b), rows, k, &visit) },
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx2 => unsafe { visit_block_avx2(schedule, side, block, axis.start(b), rows, k, &visit) },
+            _ => visit_block(schedule, side, block, axis.start(b), rows, k, &visit),
         }
-        visit_block(schedule, side, block, axis.start(b), rows, k, &visit)
     };
     match side {
         // A thread walks its user block's row of the grid: its rows stay in cache, and each
@@ -312,6 +325,13 @@ fn visit_block(schedule: &Schedule, side: Side, block: usize, start: usize, rows
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn visit_block_avx2(schedule: &Schedule, side: Side, block: usize, start: usize, rows: &mut [f32], k: usize, visit: &impl Fn(&Rating, &mut [f32])) -> Result<()> {
+    visit_block(schedule, side, block, start, rows, k, visit)
+}
+
+/// `visit_block` compiled for AVX-512 (the same bits, as for AVX2).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn visit_block_avx512(schedule: &Schedule, side: Side, block: usize, start: usize, rows: &mut [f32], k: usize, visit: &impl Fn(&Rating, &mut [f32])) -> Result<()> {
     visit_block(schedule, side, block, start, rows, k, visit)
 }
 

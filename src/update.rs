@@ -9,7 +9,7 @@ use crate::data::Rating;
 use crate::error::{Error, Result};
 use crate::model::Params;
 use crate::objective::{AtScore, BinaryLabels, Loss, LogSum, LossSums, Unit};
-use crate::vector::{prefetch, Lanes, Path};
+use crate::vector::{prefetch, Lanes};
 
 /// The step sizes of one epoch, and what the steps descend.
 #[derive(Clone, Copy, Debug)]
@@ -228,9 +228,9 @@ pub(crate) fn train_block(ratings: &[Rating], users: BlockRows, items: BlockRows
     match crate::vector::widest() {
         // SAFETY (both): the CPU has the path's features (`widest` detected them).
         #[cfg(target_arch = "x86_64")]
-        Path::Avx512 => unsafe { train_block_avx512(ratings, users, items, k, step) },
+        crate::vector::Path::Avx512 => unsafe { train_block_avx512(ratings, users, items, k, step) },
         #[cfg(target_arch = "x86_64")]
-        Path::Avx2 => unsafe { train_block_avx2(ratings, users, items, k, step) },
+        crate::vector::Path::Avx2 => unsafe { train_block_avx2(ratings, users, items, k, step) },
         _ => train_block_with::<crate::vector::Portable>(ratings, users, items, k, step),
     }
 }
@@ -793,9 +793,9 @@ mod tests {
             [p, q, bu, bi, share].iter().map(|v| v.iter().map(|x| x.to_bits()).collect()).collect()
         };
         let widest = match crate::vector::widest() {
-            Path::Portable => 1,
-            Path::Avx2 => 2,
-            Path::Avx512 => 3,
+            crate::vector::Path::Portable => 1,
+            crate::vector::Path::Avx2 => 2,
+            crate::vector::Path::Avx512 => 3,
         };
         (0..=widest).map(run).collect()
     }

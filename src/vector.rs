@@ -72,6 +72,7 @@ pub(crate) trait Lanes {
 /// The widest vector path this CPU runs, for the hot loops that are compiled once per path
 /// (each with its [`Lanes`], the same bits on all).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) enum Path {
     Portable,
     /// AVX2 and FMA.

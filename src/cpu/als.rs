@@ -24,7 +24,7 @@ use crate::objective::{LossSums, OneClass};
 use crate::problem::Problem;
 use crate::schedule::Schedule;
 use crate::solver::{EpochFigures, Solver};
-use crate::vector::{axpy, dot, Lanes, Path};
+use crate::vector::{axpy, dot, Lanes};
 use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
 use std::collections::VecDeque;
@@ -393,9 +393,9 @@ impl Block<'_> {
         match crate::vector::widest() {
             // SAFETY (both): the CPU has the path's features (`widest` detected them).
             #[cfg(target_arch = "x86_64")]
-            Path::Avx512 => unsafe { self.conjugate_gradient_avx512(x, steps) },
+            crate::vector::Path::Avx512 => unsafe { self.conjugate_gradient_avx512(x, steps) },
             #[cfg(target_arch = "x86_64")]
-            Path::Avx2 => unsafe { self.conjugate_gradient_avx2(x, steps) },
+            crate::vector::Path::Avx2 => unsafe { self.conjugate_gradient_avx2(x, steps) },
             _ => self.conjugate_gradient_with::<crate::vector::Portable>(x, steps),
         }
     }

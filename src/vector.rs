@@ -138,12 +138,22 @@ unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
     if c < chunks {
         even = _mm256_add_ps(even, product(c));
     }
+    fold_avx2(even, odd, a, b, 8 * chunks)
+}
+
+/// The end of [`dot`] in 256-bit registers, from the even and odd chunks' accumulators: the
+/// two added, their lanes folded (8 → 4 → 2 → 1), then the products from `done` on in turn.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+fn fold_avx2(even: std::arch::x86_64::__m256, odd: std::arch::x86_64::__m256, a: &[f32], b: &[f32], done: usize) -> f32 {
+    use std::arch::x86_64::*;
     let lanes = _mm256_add_ps(even, odd);
     let half = _mm_add_ps(_mm256_castps256_ps128(lanes), _mm256_extractf128_ps(lanes, 1));
     let quarter = _mm_add_ps(half, _mm_movehl_ps(half, half));
     let mut s = _mm_cvtss_f32(_mm_add_ss(quarter, _mm_shuffle_ps(quarter, quarter, 1)));
-    for f in 8 * chunks..n {
-        s += a[f] * b[f];
+    for (x, y) in a[done..].iter().zip(&b[done..]) {
+        s += x * y;
     }
     s
 }
@@ -185,14 +195,7 @@ unsafe fn dot_avx512(a: &[f32], b: &[f32]) -> f32 {
         // SAFETY: chunk c is elements 8c..8c+8 <= n of both slices.
         even = _mm256_add_ps(even, unsafe { _mm256_mul_ps(_mm256_loadu_ps(pa.add(8 * c)), _mm256_loadu_ps(pb.add(8 * c))) });
     }
-    let lanes = _mm256_add_ps(even, odd);
-    let half = _mm_add_ps(_mm256_castps256_ps128(lanes), _mm256_extractf128_ps(lanes, 1));
-    let quarter = _mm_add_ps(half, _mm_movehl_ps(half, half));
-    let mut s = _mm_cvtss_f32(_mm_add_ss(quarter, _mm_shuffle_ps(quarter, quarter, 1)));
-    for f in 8 * chunks..n {
-        s += a[f] * b[f];
-    }
-    s
+    fold_avx2(even, odd, a, b, 8 * chunks)
 }
 
 #[cfg(test)]

@@ -413,6 +413,24 @@ mod tests {
         }
     }
 
+    #[test]
+    fn an_epoch_without_shares_moves_y_only_by_its_decay() {
+        let (schedule, mut w, q, _, _) = setting();
+        let k = 6;
+        let mut state = SvdppState::new(&schedule, k, &vec![1.0; schedule.items.ids()]).unwrap();
+        state.priors_and_shares().1.iter_mut().enumerate().for_each(|(x, s)| *s = (x % 7) as f32 / 7.0 - 0.4);
+        state.after_epoch(&schedule, &mut w, &q, &step()).unwrap();
+        // The pass cleared the shares: the next one's gradient is zero (none left over from
+        // the epoch before), so each y only decays.
+        let mut expected = state.item_vectors.clone();
+        let mean_norm = state.reach.mean_squared_norm(&q, k, step().unit.inverse);
+        for (j, y) in expected.chunks_mut(k).enumerate() {
+            item_step(y, &[0.0; 6], state.reach.item_reach[j], 1.0, mean_norm, &step());
+        }
+        state.after_epoch(&schedule, &mut w, &q, &step()).unwrap();
+        assert_eq!(state.item_vectors, expected);
+    }
+
     /// Two epochs' passes on `threads` threads, reading each user's items from the index or
     /// (without it, as from the disk cache) from the blocks: (w, y, z).
     fn two_passes(threads: usize, index: bool) -> (Vec<f32>, Vec<f32>, Vec<f32>) {

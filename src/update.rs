@@ -8,7 +8,7 @@ use crate::choice::Choice;
 use crate::data::Rating;
 use crate::error::{Error, Result};
 use crate::model::Params;
-use crate::objective::{AtScore, BinaryLabels, Loss, LogSum, LossSums, Unit};
+use crate::objective::{AtScore, BinaryLabels, LnTerms, Loss, LogSum, LossSums, Unit};
 use crate::vector::{prefetch, Lanes};
 
 /// The step sizes of one epoch, and what the steps descend.
@@ -152,8 +152,8 @@ pub(crate) fn score<L: Lanes>(p: &[f32], q: &[f32], bu: f32, bi: f32, s: &Step) 
 /// One SGD update for one rating from its `score` s = μ + b_u + b_i + p·q ([`score`]),
 /// reading the old p and q on both sides: the loss at the score ([`loss_at`]), then the step
 /// it gives ([`step_rows`]). Returns the loss at the score before the update ([`AtScore`]):
-/// its terms, summed over an epoch, are its training loss, with no second pass over the
-/// ratings (as LIBMF reports it).
+/// its terms (with its `ln_term`), summed over an epoch, are its training loss, with no second
+/// pass over the ratings (as LIBMF reports it).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn sgd_update(score: f32, p: &mut [f32], q: &mut [f32], bu: &mut f32, bi: &mut f32, weight: (f32, f32), prior: &[f32], share: &mut [f32], value: f32, s: &Step) -> AtScore {
@@ -370,6 +370,7 @@ fn rating_loop<L: Lanes, O: FixedLoss, const K: usize>(ratings: &[Rating], users
     let svdpp = !users.prior.is_empty();
     let local = |r: &Rating| (r.user.wrapping_sub(users.first) as usize, r.item.wrapping_sub(items.first) as usize);
     let mut sums = LossSums::default();
+    let mut ln_terms = LnTerms::default();
     let mut ahead: Option<f32> = None;
     for (j, r) in ratings.iter().enumerate() {
         let (u, i) = local(r);
@@ -402,9 +403,14 @@ fn rating_loop<L: Lanes, O: FixedLoss, const K: usize>(ratings: &[Rating], users
                 step,
             )
         };
-        // (No rating loss leaves a log part: the logistic loss's value comes whole from its table.)
+        // (No rating loss leaves a log1p part: the logistic loss's value comes whole from its
+        // table.)
         sums.add_read(O::LOSS.family(), at.terms);
+        if O::LOSS.leaves_ln_term() {
+            ln_terms.add(at.ln_term);
+        }
     }
+    sums.loss += ln_terms.total();
     sums
 }
 

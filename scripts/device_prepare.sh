@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Prepares, on this machine, everything the GPU benchmark needs on the device machine (which has
 # no network): the stripped release binary and a copy of the cuMF_SGD peer in .device/, and the
-# Vulkan loader packages in .gl/ (both git-ignored). Then, with the device tool:
-#   run(command="bash scripts/h100_bench.sh", carry=[".gl", ".device"], timeout_s=600)
+# Vulkan loader packages in .gl/ (both git-ignored). Then, with the device tool, two calls (see
+# scripts/gpu_bench.sh), each returning what it wrote under $OUT:
+#   run(command="bash scripts/gpu_bench.sh 1", carry=[".gl", ".device"], timeout_s=360)
+#   run(command="bash scripts/gpu_bench.sh 2", carry=[".gl", ".device"], timeout_s=300)
 # usage: scripts/device_prepare.sh [PEERS_DIR]   (default ../shared/peers)
 set -euo pipefail
 cd "$(dirname "$0")/.."

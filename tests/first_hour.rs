@@ -273,6 +273,11 @@ fn bench_runs_exactly_the_ranks_asked_and_validate_prints_each_case_once() {
     let (to_target, first) = (row["seconds_to_target"].as_f64().unwrap(), &row["history"][0]);
     let epoch_end = first["elapsed_seconds"].as_f64().unwrap() - row["setup_seconds"].as_f64().unwrap();
     assert!((to_target - epoch_end).abs() < 1e-9 && to_target >= first["sgd_seconds"].as_f64().unwrap(), "{row}");
+    // Each epoch is on stderr as it ends (a run cut short still leaves it), with its test metric.
+    let err = stderr(&o);
+    let epochs: Vec<&str> = err.lines().filter(|l| l.starts_with("bench: cpu rank 128, epoch ")).collect();
+    assert_eq!(epochs.len(), 2, "{err}");
+    assert!(epochs[1].starts_with("bench: cpu rank 128, epoch 2: ") && epochs[1].contains(", test rmse "), "{err}");
     let o = gpumf(&["bench", "--ratings", "3000", "--users", "100", "--items", "50", "--backends", "cpu", "--epochs", "1"]);
     assert!(stdout(&o).contains("eff GB/s") && stdout(&o).contains("effective bytes"), "{}", stdout(&o));
 

@@ -74,9 +74,10 @@ pub fn peak_rss_bytes() -> Option<u64> {
 }
 
 /// Trains `backend` on `problem` and measures it; `target` is a test value of the loss's
-/// metric (an RMSE for squared error) whose first epoch reaching it is timed.
-pub fn run(problem: &Problem, data: &str, params: &Params, backend: &Backend, target: Option<f64>, bandwidth_gbps: Option<f64>) -> Result<BenchRow> {
-    let t = train(problem, params, backend, |_| {})?;
+/// metric (an RMSE for squared error) whose first epoch reaching it is timed. `on_epoch` hears
+/// each epoch as it ends.
+pub fn run(problem: &Problem, data: &str, params: &Params, backend: &Backend, target: Option<f64>, bandwidth_gbps: Option<f64>, on_epoch: impl FnMut(&EpochReport)) -> Result<BenchRow> {
+    let t = train(problem, params, backend, on_epoch)?;
     let precision = match backend {
         Backend::Gpu(GpuOptions { precision, .. }) => *precision,
         Backend::Cpu(_) => Precision::F32,

@@ -216,9 +216,25 @@ fn bench_on_disk(args: &BenchArgs, memory: u64, backends: &[gpumf::training::Bac
             eprintln!("data: {} in {} blocks on disk, ready in {:.2} s", train.display(), cache.grid, t.elapsed().as_secs_f64());
         }
         let problem = Problem::on_disk(std::sync::Arc::new(cache), Some(&test_set));
-        rows.push(run(&problem, &train.display().to_string(), params, backend, args.target, args.bandwidth)?);
+        rows.push(run(&problem, &train.display().to_string(), params, backend, args.target, args.bandwidth, progress(backend, params.rank))?);
     }
     print_rows(args, &rows)
+}
+
+/// Each epoch of a run on stderr as it ends, so that a run cut short (a device call out of
+/// time) still leaves what it measured; the rows come on stdout at the end.
+fn progress(backend: &gpumf::training::Backend, rank: usize) -> impl FnMut(&gpumf::training::EpochReport) {
+    let name = match backend {
+        gpumf::training::Backend::Gpu(o) if o.precision == gpumf::gpu::Precision::F16 => "gpu-f16",
+        gpumf::training::Backend::Gpu(_) => "gpu",
+        gpumf::training::Backend::Cpu(gpumf::cpu::CpuMode::Sequential) => "cpu",
+        gpumf::training::Backend::Cpu(_) => "cpu-threads",
+    };
+    move |r| {
+        let kernels = r.kernel_seconds.map_or(String::new(), |k| format!(" (kernels {k:.4} s)"));
+        let test = r.test_metric().map_or(String::new(), |v| format!(", test {} {v:.4}", r.loss.metric().name()));
+        eprintln!("bench: {name} rank {rank}, epoch {}: {:.4} s{kernels}{test}", r.epoch, r.sgd_seconds);
+    }
 }
 
 /// The rows as JSON or a table on stdout, and as CSV where `--csv` asks.
@@ -317,7 +333,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     }
 
     let run_all = |problem: &Problem, label: &str, params: &gpumf::model::Params| -> anyhow::Result<Vec<BenchRow>> {
-        backends.iter().map(|b| Ok(run(problem, label, params, b, args.target, args.bandwidth)?)).collect()
+        backends.iter().map(|b| Ok(run(problem, label, params, b, args.target, args.bandwidth, progress(b, params.rank))?)).collect()
     };
     let runs = run_all(&problem, &label, &params)?;
     let mut by_rank = runs.clone();

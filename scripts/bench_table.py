@@ -25,8 +25,16 @@ def load_rows(out):
             continue
         if os.path.getsize(path) == 0:
             err = path[: -len(".json")] + ".err"
-            lines = [l for l in open(err).read().splitlines() if l.startswith("error")] if os.path.exists(err) else []
-            print(f"{name[:-5]}: no result: {lines[-1] if lines else 'see ' + err}", file=sys.stderr)
+            text = open(err).read().splitlines() if os.path.exists(err) else []
+            errors = [l for l in text if l.startswith("error")]
+            epochs = [l for l in text if l.startswith("bench:")]
+            if errors:
+                print(f"{name[:-5]}: no result: {errors[-1]}", file=sys.stderr)
+            elif epochs:
+                # Cut short (out of time): what it printed as each epoch ended.
+                print(f"{name[:-5]}: cut short after {len(epochs)} epoch lines; the last: {epochs[-1]}", file=sys.stderr)
+            else:
+                print(f"{name[:-5]}: no result: see {err}", file=sys.stderr)
             continue
         try:
             for row in json.load(open(path)):

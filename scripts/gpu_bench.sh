@@ -10,7 +10,8 @@
 #        L2, ratings in flight, lanes per rating); streaming, mapped against copied; each loss
 #        beside squared error and the one-class kernels (bpr, ials) on a 20M-rating set.
 #
-# The device tool gives back an idle machine after 30 s, so part 2 makes its own data when the
+# Each run's JSON is written when it ends, its progress (a line per epoch) as it goes, into
+# runs/NAME.err; progress.txt logs each step. The device tool gives back an idle machine after 30 s, so part 2 makes its own data when the
 # machine is a fresh one. Environment: OUT (/tmp/gpumf_out), BANDWIDTH (4800 GB/s, the H200),
 # EPOCHS (20), SWEEP_EPOCHS (5), GEN_FLAGS (--netflix), SMALL_FLAGS (the 20M set's), CUMF (1; 0
 # skips cuMF_SGD), BUDGET (seconds for the part: 330 and 270, a margin inside the calls' limits),

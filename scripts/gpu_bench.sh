@@ -11,11 +11,13 @@
 #        beside squared error and the one-class kernels (bpr, ials) on a 20M-rating set.
 #
 # Each run's JSON is written when it ends, its progress (a line per epoch) as it goes, into
-# runs/NAME.err; progress.txt logs each step. The device tool gives back an idle machine after 30 s, so part 2 makes its own data when the
-# machine is a fresh one. Environment: OUT (/tmp/gpumf_out), BANDWIDTH (4800 GB/s, the H200),
-# EPOCHS (20), SWEEP_EPOCHS (5), GEN_FLAGS (--netflix), SMALL_FLAGS (the 20M set's), CUMF (1; 0
-# skips cuMF_SGD), BUDGET (seconds for the part: 330 and 270, a margin inside the calls' limits),
-# GPUMF_FLAGS (the model's settings). A dry run anywhere (lavapipe, small data):
+# runs/NAME.err; progress.txt logs each step. The device tool gives back a machine idle for
+# 30 s, so part 2 makes its own data when the machine is a fresh one.
+#
+# Environment: OUT (/tmp/gpumf_out), BANDWIDTH (4800 GB/s, the H200), EPOCHS (20), SWEEP_EPOCHS
+# (5), GEN_FLAGS (--netflix), SMALL_FLAGS (the 20M set's), CUMF (1; 0 skips cuMF_SGD), BUDGET
+# (seconds for the part: 330 and 270, a margin inside the calls' limits), GPUMF_FLAGS (the
+# model's settings), GPUMF (the binary, .device/gpumf). A dry run anywhere (lavapipe, small data):
 #   GEN_FLAGS="--ratings 400000" SMALL_FLAGS="--ratings 200000" EPOCHS=3 SWEEP_EPOCHS=2 \
 #     bash scripts/gpu_bench.sh 1
 set -uo pipefail

@@ -476,14 +476,24 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// The error for a worker whose thread panicked: a peer process that vanished, when timely's
 /// receiving thread for it saw its connection end; else the panic's own message.
 pub(super) fn worker_panicked(cluster: &super::Cluster, worker: usize, panic: &(dyn std::any::Any + Send)) -> Error {
+    lost_peer(cluster).unwrap_or_else(|| Error::Cluster(format!("{} failed: {}", cluster.describe_worker(worker), panic_message(panic))))
+}
+
+/// [`worker_panicked`] for a worker thread whose panic ended the thread itself, where timely's
+/// join gives no message (only `Any { .. }`): the message is the one the hook kept for it.
+pub(super) fn worker_thread_panicked(cluster: &super::Cluster, worker: usize) -> Error {
+    lost_peer(cluster).unwrap_or_else(|| {
+        let panics = TIMELY_PANICS.lock().unwrap_or_else(|e| e.into_inner());
+        let message = panics.iter().rev().find(|(thread, _)| thread.starts_with("timely:work")).map_or("a panic without a message", |(_, m)| m.as_str());
+        Error::Cluster(format!("{} failed: {message}", cluster.describe_worker(worker)))
+    })
+}
+
+/// A peer process that vanished, when timely's receiving thread for it saw its connection end.
+fn lost_peer(cluster: &super::Cluster) -> Option<Error> {
     let panics = TIMELY_PANICS.lock().unwrap_or_else(|e| e.into_inner());
-    let receiver = panics.iter().find_map(|(thread, message)| thread.strip_prefix("timely:recv-").and_then(|p| p.parse::<usize>().ok()).map(|p| (p, message.clone())));
-    match receiver {
-        Some((process, message)) => {
-            Error::Cluster(format!("process {process} ({}) stopped or lost its connection: {message}", cluster.hosts.get(process).map_or("?", String::as_str)))
-        }
-        None => Error::Cluster(format!("{} failed: {}", cluster.describe_worker(worker), panic_message(panic))),
-    }
+    let (process, message) = panics.iter().find_map(|(thread, message)| thread.strip_prefix("timely:recv-").and_then(|p| p.parse::<usize>().ok()).map(|p| (p, message)))?;
+    Some(Error::Cluster(format!("process {process} ({}) stopped or lost its connection: {message}", cluster.hosts.get(process).map_or("?", String::as_str))))
 }
 
 #[cfg(test)]

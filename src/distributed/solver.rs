@@ -74,7 +74,7 @@ impl Dsgd {
                 Ok(Ok(g)) => gathered = gathered.or(g),
                 Ok(Err(e)) if failure.is_none() || matches!(&failure, Some(Error::Cluster(m)) if m.starts_with(STOPPED)) => failure = Some(e),
                 Ok(Err(_)) => {}
-                Err(panic) => failure = failure.or(Some(Error::Cluster(format!("{} failed: {panic}", cluster.describe_worker(first_worker + w))))),
+                Err(_) => failure = failure.or(Some(exchange::worker_thread_panicked(cluster, first_worker + w))),
             }
         }
         match failure {

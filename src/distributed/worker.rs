@@ -91,9 +91,13 @@ impl<E: BlockExchange> Worker<E> {
         if let Err(e) = &outcome {
             if !matches!(e, Error::Cluster(m) if m.starts_with(STOPPED)) {
                 let reason = e.to_string();
-                for w in (0..self.exchange.workers()).filter(|&w| w != self.me) {
-                    self.exchange.send(w, Message::Stop { worker: self.me as u32, reason: reason.clone() });
-                }
+                // Sending to a peer that vanished panics inside timely (its queue is poisoned);
+                // the error already says what happened, so such a panic is let go.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    for w in (0..self.exchange.workers()).filter(|&w| w != self.me) {
+                        self.exchange.send(w, Message::Stop { worker: self.me as u32, reason: reason.clone() });
+                    }
+                }));
             }
         }
         // Timely's allocator panics when dropped after a peer vanished: that too is an error.

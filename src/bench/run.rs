@@ -132,6 +132,16 @@ pub fn backend_named(name: &str, threads: usize, gpu: &GpuOptions) -> Option<Bac
     })
 }
 
+/// The name [`backend_named`] knows `backend` by.
+pub fn backend_name(backend: &Backend) -> &'static str {
+    match backend {
+        Backend::Gpu(GpuOptions { precision: Precision::F16, .. }) => "gpu-f16",
+        Backend::Gpu(_) => "gpu",
+        Backend::Cpu(CpuMode::Sequential) => "cpu",
+        Backend::Cpu(_) => "cpu-threads",
+    }
+}
+
 /// A plain-text table of rows, for people.
 pub fn table(rows: &[BenchRow]) -> String {
     let w = rows.iter().map(|r| r.backend.chars().count()).max().unwrap_or(0).max(7);
@@ -209,4 +219,18 @@ pub fn csv(rows: &[BenchRow]) -> String {
         ));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_backend_is_named_as_it_was_asked_for() {
+        for name in ["gpu", "gpu-f16", "cpu", "cpu-threads"] {
+            let backend = backend_named(name, 2, &GpuOptions::default()).unwrap();
+            assert_eq!(backend_name(&backend), name);
+        }
+        assert_eq!(backend_name(&backend_named("hogwild", 2, &GpuOptions::default()).unwrap()), "cpu-threads", "the old name");
+    }
 }

@@ -3,7 +3,7 @@
 use super::{threads, GpuTuningArgs, ParamArgs};
 use anyhow::{bail, Context};
 use clap::Args;
-use gpumf::bench::{backend_named, csv, plot_bench, run, synthetic_problem, table, BenchRow, Popularity, SyntheticSpec};
+use gpumf::bench::{backend_name, backend_named, csv, plot_bench, run, synthetic_problem, table, BenchRow, Popularity, SyntheticSpec};
 use gpumf::data::{load_ratings, write_events, write_ratings, WriteFormat};
 use gpumf::problem::{split_random, Problem};
 use std::io::Write;
@@ -224,12 +224,7 @@ fn bench_on_disk(args: &BenchArgs, memory: u64, backends: &[gpumf::training::Bac
 /// Each epoch of a run on stderr as it ends, so that a run cut short (a device call out of
 /// time) still leaves what it measured; the rows come on stdout at the end.
 fn progress(backend: &gpumf::training::Backend, rank: usize) -> impl FnMut(&gpumf::training::EpochReport) {
-    let name = match backend {
-        gpumf::training::Backend::Gpu(o) if o.precision == gpumf::gpu::Precision::F16 => "gpu-f16",
-        gpumf::training::Backend::Gpu(_) => "gpu",
-        gpumf::training::Backend::Cpu(gpumf::cpu::CpuMode::Sequential) => "cpu",
-        gpumf::training::Backend::Cpu(_) => "cpu-threads",
-    };
+    let name = backend_name(backend);
     move |r| {
         let kernels = r.kernel_seconds.map_or(String::new(), |k| format!(" (kernels {k:.4} s)"));
         let test = r.test_metric().map_or(String::new(), |v| format!(", test {} {v:.4}", r.loss.metric().name()));

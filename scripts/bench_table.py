@@ -76,7 +76,11 @@ def metric_of(row):
 
 
 def main():
+    if len(sys.argv) != 3 or not sys.argv[2].isdigit():
+        sys.exit("usage: bench_table.py OUT EPOCHS")
     out, epochs = sys.argv[1], int(sys.argv[2])
+    if not os.path.isdir(out):
+        sys.exit(f"bench_table.py: {out} is not a directory (the OUT of scripts/gpu_bench.sh)")
     rows = load_rows(out)
     cumf = cumf_result(out, epochs)
     cumf_rate = None

@@ -230,17 +230,15 @@ impl SvdppState {
     pub fn after_epoch(&mut self, schedule: &Schedule, p: &mut [f32], q: &[f32], step: &Step) -> Result<()> {
         let k = self.k;
         // Each item's Σ_u |N(u)|^-½ share_u over its users.
-        let mut gradient = std::mem::take(&mut self.gradient);
+        let (norm, shares, gradient) = (&self.user_norm, &self.shares, &mut self.gradient);
         gradient.fill(0.0);
-        let (norm, shares) = (&self.user_norm, &self.shares);
-        over_blocks(schedule, Side::Items, &mut gradient, k, |r, g| {
+        over_blocks(schedule, Side::Items, gradient, k, |r, g| {
             let u = r.user as usize;
             axpy(g, norm[u], &shares[u * k..][..k]);
         })?;
         let mean_norm = self.reach.mean_squared_norm(q, k, step.unit.inverse);
         let (reach, weights) = (&self.reach.item_reach, &self.item_weights);
-        self.item_vectors.par_chunks_mut(k).zip(gradient.par_chunks(k)).enumerate().for_each(|(j, (y, g))| item_step(y, g, reach[j], weights[j], mean_norm, step));
-        self.gradient = gradient;
+        self.item_vectors.par_chunks_mut(k).zip(self.gradient.par_chunks(k)).enumerate().for_each(|(j, (y, g))| item_step(y, g, reach[j], weights[j], mean_norm, step));
         // z_u afresh (into the shares, done with), and w_u moved by its change.
         let mut fresh = std::mem::take(&mut self.shares);
         fresh.fill(0.0);

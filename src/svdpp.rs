@@ -24,7 +24,7 @@ use crate::data::Rating;
 use crate::error::Result;
 use crate::schedule::Schedule;
 use crate::update::Step;
-use crate::vector::{axpy, dot, prefetch, widest, Path};
+use crate::vector::{axpy, dot, prefetch, widest, CacheLines, Path};
 use rayon::prelude::*;
 
 /// y's step, as a fraction of the epoch's learning rate. With [`ITEM_REG`] and [`CURVATURE`],
@@ -47,13 +47,13 @@ pub(crate) struct SvdppState {
     /// Each item's regularisation weight.
     item_weights: Vec<f32>,
     /// y: items × k.
-    item_vectors: Vec<f32>,
+    item_vectors: CacheLines,
     /// z: users × k, what each user row is pulled toward.
-    prior: Vec<f32>,
+    prior: CacheLines,
     /// users × k: Σ ε·q_i over the user's ratings met in this epoch's updates.
-    shares: Vec<f32>,
+    shares: CacheLines,
     /// items × k: each item's gradient in the pass (kept, so its pages are mapped once).
-    gradient: Vec<f32>,
+    gradient: CacheLines,
     /// Each user's items, when the ratings are in memory (none from the disk cache).
     user_items: Option<UserItems>,
 }
@@ -205,10 +205,10 @@ impl SvdppState {
             user_norm,
             reach,
             item_weights: item_weights.to_vec(),
-            item_vectors: written_zeros(items * k),
-            prior: written_zeros(users * k),
-            shares: written_zeros(users * k),
-            gradient: written_zeros(items * k),
+            item_vectors: CacheLines::zeros(items * k),
+            prior: CacheLines::zeros(users * k),
+            shares: CacheLines::zeros(users * k),
+            gradient: CacheLines::zeros(items * k),
             user_items,
         })
     }
@@ -263,16 +263,6 @@ impl SvdppState {
         self.shares = fresh;
         Ok(())
     }
-}
-
-/// `n` zeros written now, not left to the allocator's zeroed pages: the pages are mapped at
-/// set-up, by one thread. Mapped in the first epoch instead, by the threads that first write
-/// them, they made it 1.4 s longer at rank 128 on 20M ratings with two threads (0.35 s with
-/// one; on a virtual machine, where faults from two threads wait on each other).
-fn written_zeros(n: usize) -> Vec<f32> {
-    let mut v = Vec::with_capacity(n);
-    v.resize(n, 0.0);
-    v
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -443,7 +433,7 @@ mod tests {
             state.priors_and_shares().1.iter_mut().enumerate().for_each(|(x, s)| *s = ((x * 7 + epoch) % 13) as f32 / 13.0 - 0.5);
             pool.install(|| state.after_epoch(&schedule, &mut w, &q, &step())).unwrap();
         }
-        (w, state.item_vectors, state.prior)
+        (w, state.item_vectors.to_vec(), state.prior.to_vec())
     }
 
     #[test]

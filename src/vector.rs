@@ -62,6 +62,84 @@ pub fn prefetch(values: &[f32]) {
     let _ = values;
 }
 
+/// Floats in a cache line (64 bytes).
+pub const LINE_FLOATS: usize = 16;
+
+/// A cache line of floats: what [`CacheLines`] allocates, so that its first float starts one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C, align(64))]
+struct Line([f32; LINE_FLOATS]);
+
+/// Floats that start on a cache-line boundary, for factor rows and the rows beside them. The
+/// allocator aligns a large `Vec<f32>` to 16 bytes only, so at a rank that is a multiple of 16
+/// every 512-bit load and store of a row touched two lines; here each touches one (the
+/// sequential trainer's updates/s 1.05× at rank 32 and 1.08× at 128, BENCHMARKS.md). The
+/// floats are written when allocated, by the thread that allocates them, so their pages are
+/// mapped at set-up: mapped by the first epoch's threads at once, the SVD++ term's made that
+/// epoch 1.4 s longer at rank 128 on 20M ratings with two threads (on a virtual machine, where
+/// page faults from two threads wait on each other).
+#[derive(Clone, Default, PartialEq)]
+pub struct CacheLines {
+    lines: Vec<Line>,
+    len: usize,
+}
+
+impl CacheLines {
+    /// `len` zeros.
+    pub fn zeros(len: usize) -> CacheLines {
+        CacheLines { lines: vec![Line::default(); len.div_ceil(LINE_FLOATS)], len }
+    }
+}
+
+impl From<&[f32]> for CacheLines {
+    fn from(values: &[f32]) -> CacheLines {
+        let mut out = CacheLines::zeros(values.len());
+        out.copy_from_slice(values);
+        out
+    }
+}
+
+impl From<Vec<f32>> for CacheLines {
+    fn from(values: Vec<f32>) -> CacheLines {
+        CacheLines::from(values.as_slice())
+    }
+}
+
+impl std::ops::Deref for CacheLines {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        &bytemuck::cast_slice(&self.lines)[..self.len]
+    }
+}
+
+impl std::ops::DerefMut for CacheLines {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        &mut bytemuck::cast_slice_mut(&mut self.lines)[..self.len]
+    }
+}
+
+impl std::fmt::Debug for CacheLines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// `rows` in an array whose first float starts a cache line ([`CacheLines`] says why): the
+/// same values and shape, the array's storage 15 floats longer at most. A copy of it (`clone`)
+/// is aligned as the allocator gives, so a trainer aligns the arrays it trains in place.
+pub fn line_aligned(rows: ndarray::Array2<f32>) -> ndarray::Array2<f32> {
+    if rows.is_empty() || (rows.as_ptr().align_offset(std::mem::align_of::<Line>()) == 0 && rows.is_standard_layout()) {
+        return rows;
+    }
+    let (shape, len) = (rows.dim(), rows.len());
+    let mut storage = vec![0.0f32; len + LINE_FLOATS - 1];
+    let skip = storage.as_ptr().align_offset(std::mem::align_of::<Line>());
+    for (to, &from) in storage[skip..skip + len].iter_mut().zip(rows.iter()) {
+        *to = from;
+    }
+    ndarray::Array1::from_vec(storage).slice_move(ndarray::s![skip..skip + len]).into_shape_with_order(shape).expect("the same number of floats")
+}
+
 /// Which dot product a hot loop uses: the compiler vectorises [`dot`]'s lanes poorly (two at a
 /// time), so a loop compiled for AVX2 takes [`Avx2`]'s, and one for AVX-512 [`Avx512`]'s, with
 /// the same bits.
@@ -201,6 +279,33 @@ unsafe fn dot_avx512(a: &[f32], b: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cache_lines_start_a_line_and_hold_exactly_their_floats() {
+        for len in [0, 1, 15, 16, 17, 1000] {
+            let values: Vec<f32> = (0..len).map(|i| i as f32 - 3.5).collect();
+            let lines = CacheLines::from(values.clone());
+            assert_eq!(lines.as_ptr() as usize % 64, 0, "length {len}");
+            assert_eq!(&lines[..], &values[..]);
+            assert_eq!(lines.clone().as_ptr() as usize % 64, 0, "a clone, length {len}");
+            assert!(CacheLines::zeros(len).iter().all(|&x| x == 0.0) && CacheLines::zeros(len).len() == len);
+        }
+    }
+
+    #[test]
+    fn a_line_aligned_array_keeps_its_values_and_shape() {
+        for (m, k) in [(1, 1), (7, 3), (40, 32)] {
+            // An array that starts 4 bytes into a line, whatever the allocator gave.
+            let storage = line_aligned(ndarray::Array2::from_shape_fn((1, m * k + 1), |(_, j)| j as f32));
+            let offset = ndarray::Array1::from_iter(storage.iter().copied()).slice_move(ndarray::s![1..]);
+            let rows = offset.into_shape_with_order((m, k)).unwrap();
+            let expected = rows.clone();
+            let aligned = line_aligned(rows);
+            assert_eq!(aligned, expected);
+            assert!(aligned.is_standard_layout());
+            assert_eq!(aligned.as_ptr() as usize % 64, 0, "{m} x {k}");
+        }
+    }
 
     #[test]
     fn dot_is_the_sum_of_products() {

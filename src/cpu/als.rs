@@ -226,6 +226,7 @@ impl AlsSolver {
             .build()
             .map_err(|e| Error::InvalidParameter(format!("--threads {threads}: cannot start the thread pool: {e}")))?;
         let store = Store::new(problem, &mut model, &params.one_class)?;
+        super::align_factors(&mut model);
         let fit = OneClassFit { settings: params.one_class, reg: params.reg, frequency_reg: params.frequency_reg };
         Ok(AlsSolver { model, store, test: problem.test.clone(), fit, item_gram: None, pool, done: VecDeque::new() })
     }

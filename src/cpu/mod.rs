@@ -17,6 +17,7 @@ use crate::schedule::Schedule;
 use crate::svdpp::SvdppState;
 use crate::solver::{EpochFigures, Solver};
 use crate::update::{train_block, RowWeights, Step};
+use crate::vector::line_aligned;
 use std::collections::VecDeque;
 
 /// How the CPU runs an epoch.
@@ -141,6 +142,7 @@ impl CpuSolver {
         };
         let test = schedule.to_positions(&problem.test);
         reorder(&mut model, |axis, rows| axis.gather(rows), &schedule);
+        align_factors(&mut model);
         let unit = params.rating_unit(&problem.train_summary());
         let weights = RowWeights::new(params, &problem.train_counts()).by_position(&schedule);
         let svdpp = if params.svdpp { Some(pool.install(|| SvdppState::new(&schedule, params.rank, &weights.items))?) } else { None };
@@ -161,6 +163,14 @@ impl CpuSolver {
 
     pub fn schedule(&self) -> &Schedule {
         &self.schedule
+    }
+}
+
+/// The model's factor rows moved to storage that starts a cache line ([`line_aligned`]), as a
+/// trainer that updates them in place wants them.
+pub(crate) fn align_factors(model: &mut Model) {
+    for rows in [&mut model.user_factors, &mut model.item_factors] {
+        *rows = line_aligned(std::mem::take(rows));
     }
 }
 
@@ -238,5 +248,28 @@ impl Solver for CpuSolver {
         let mut model = self.model.clone();
         reorder(&mut model, |axis, rows| axis.scatter(rows), &self.schedule);
         Ok(model)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::RatingSet;
+
+    #[test]
+    fn the_trainer_updates_rows_that_start_a_cache_line() {
+        let triplets = (0..300u64).map(|j| (j % 37, (j * 7) % 23, (j % 5) as f32 + 1.0));
+        let problem = Problem::new(RatingSet::from_triplets(triplets), None);
+        for (threads, svdpp) in [(1, true), (2, false)] {
+            let params = Params { rank: 16, svdpp, ..Params::default() };
+            let mode = if threads == 1 { CpuMode::Sequential } else { CpuMode::Parallel { threads } };
+            let mut solver = CpuSolver::new(&problem, Model::init(&problem, &params, None), &params, mode).unwrap();
+            let at_line = |rows: &[f32]| (rows.as_ptr() as usize).is_multiple_of(64);
+            assert!(at_line(solver.model.user_factors.as_slice().unwrap()) && at_line(solver.model.item_factors.as_slice().unwrap()));
+            if let Some(state) = &mut solver.svdpp {
+                let (prior, share) = state.priors_and_shares();
+                assert!(at_line(prior) && at_line(share));
+            }
+        }
     }
 }

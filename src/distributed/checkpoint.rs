@@ -171,7 +171,7 @@ pub(crate) fn write(dir: &Path, epoch: usize, worker: usize, shared: &Shared, st
             put(&[kind]).map_err(fail)?;
             put(&(id as u64).to_le_bytes()).map_err(fail)?;
             put(&tag.to_le_bytes()).map_err(fail)?;
-            for values in [&rows.factors, &rows.bias] {
+            for values in [&rows.factors[..], &rows.bias[..]] {
                 put(&(values.len() as u64).to_le_bytes()).map_err(fail)?;
                 put(bytemuck::cast_slice(values)).map_err(fail)?;
             }
@@ -232,11 +232,11 @@ pub(crate) fn read(dir: &Path, epoch: usize, worker: usize, shared: &Shared) -> 
         }
         let id = u64_(take(8)?) as usize;
         let tag = u64_(take(8)?);
-        let mut rows = Rows::default();
-        for values in [&mut rows.factors, &mut rows.bias] {
+        let mut floats = || -> Result<Vec<f32>> {
             let n = u64_(take(8)?) as usize;
-            *values = take(4 * n)?.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
-        }
+            Ok(take(4 * n)?.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect())
+        };
+        let rows = Rows { factors: floats()?.into(), bias: floats()? };
         if kind == 0 {
             start.stripes.insert(id, rows);
         } else {

@@ -8,6 +8,7 @@
 
 use crate::error::{Error, Result};
 use crate::objective::LossSums;
+use crate::vector::CacheLines;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::Mutex;
@@ -21,7 +22,7 @@ use timely_communication::{Allocator, AllocatorBuilder, Bytesable, Hooks, Pull, 
 pub enum Message {
     /// Factor rows with their biases: an item half on its way to the stratum `tag`, a copy of
     /// one for scoring, or a worker's rows at the end.
-    Rows { kind: RowsKind, id: u32, tag: u64, factors: Vec<f32>, bias: Vec<f32> },
+    Rows { kind: RowsKind, id: u32, tag: u64, factors: CacheLines, bias: Vec<f32> },
     /// Errors of one epoch, block by block (train or test), and the bytes the sender sent.
     Sums { epoch: u32, test: bool, blocks: Vec<(u32, LossSums)>, sent_bytes: u64 },
     /// The sender failed and stops: the others stop too, at once, rather than wait for it.
@@ -133,7 +134,7 @@ impl Bytesable for Message {
                     _ => RowsKind::Final,
                 };
                 let (id, tag) = (r.u32(), r.u64());
-                let (factors, bias) = (r.floats(), r.floats());
+                let (factors, bias) = (r.floats().into(), r.floats());
                 Message::Rows { kind, id, tag, factors, bias }
             }
             1 => {
@@ -503,8 +504,8 @@ mod tests {
     #[test]
     fn messages_survive_the_wire_format() {
         let messages = [
-            Message::Rows { kind: RowsKind::Half, id: 7, tag: 1 << 40, factors: vec![1.5, -2.0, f32::MIN_POSITIVE], bias: vec![0.25] },
-            Message::Rows { kind: RowsKind::Final, id: 0, tag: 0, factors: Vec::new(), bias: Vec::new() },
+            Message::Rows { kind: RowsKind::Half, id: 7, tag: 1 << 40, factors: vec![1.5, -2.0, f32::MIN_POSITIVE].into(), bias: vec![0.25] },
+            Message::Rows { kind: RowsKind::Final, id: 0, tag: 0, factors: CacheLines::default(), bias: Vec::new() },
             Message::Sums { epoch: 3, test: true, blocks: vec![(5, LossSums { count: 9, loss: 0.75, squared: 1.0 / 3.0, absolute: 2.5, correct: 4.0 })], sent_bytes: 12345 },
             Message::Stop { worker: 2, reason: "training diverged at epoch 3 ⚠".into() },
             Message::Seen { stripe: 1, runs: vec![2, 0, 5, 1, 200] },

@@ -31,6 +31,7 @@ use crate::problem::Problem;
 use crate::schedule::Schedule;
 use crate::training::{Course, EpochReport, Trained};
 use crate::update::RowWeights;
+use crate::vector::CacheLines;
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -183,7 +184,8 @@ impl Shared {
 /// Factor rows of one stripe or half, in position order, with their biases.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct Rows {
-    pub factors: Vec<f32>,
+    /// Trained in place, so in storage that starts a cache line.
+    pub factors: CacheLines,
     pub bias: Vec<f32>,
 }
 
@@ -454,11 +456,11 @@ fn scatter_rows(ids: &[u32], rows: &Rows, factors: &mut ndarray::Array2<f32>, bi
 fn gather_rows(ids: &[u32], factors: &ndarray::Array2<f32>, bias: &[f32]) -> Rows {
     let k = factors.ncols();
     let all = factors.as_slice().expect("row-major");
-    let mut out = Rows { factors: Vec::with_capacity(ids.len() * k), bias: Vec::with_capacity(ids.len()) };
-    for &id in ids {
-        out.factors.extend_from_slice(&all[id as usize * k..][..k]);
-        out.bias.push(bias[id as usize]);
+    let mut out = Rows { factors: CacheLines::zeros(ids.len() * k), bias: Vec::with_capacity(ids.len()) };
+    for (row, &id) in out.factors.chunks_exact_mut(k.max(1)).zip(ids) {
+        row.copy_from_slice(&all[id as usize * k..][..k]);
     }
+    out.bias.extend(ids.iter().map(|&id| bias[id as usize]));
     out
 }
 

@@ -11,6 +11,7 @@ use crate::model::{score_rows, SeenItems};
 use crate::objective::LossSums;
 use crate::solver::EpochFigures;
 use crate::update::{self, BlockRows, Step};
+use crate::vector::CacheLines;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -30,8 +31,8 @@ pub(super) const STOPPED: &str = "stopped because";
 /// priors and shares.
 struct Terms {
     item_vectors: Vec<f32>,
-    priors: BTreeMap<usize, Vec<f32>>,
-    shares: BTreeMap<usize, Vec<f32>>,
+    priors: BTreeMap<usize, CacheLines>,
+    shares: BTreeMap<usize, CacheLines>,
 }
 
 pub(super) struct Worker<E> {
@@ -66,8 +67,8 @@ impl<E: BlockExchange> Worker<E> {
             (Some(reach), Some(item_vectors)) => {
                 // The priors y gives (zero at the start; a resumed run's, as its pass left them).
                 let ratings = device.as_ref().map_or(&shared.schedule, |gpu| gpu.schedule());
-                let priors: BTreeMap<usize, Vec<f32>> = start.stripes.keys().map(|&p| (p, svdpp::priors(&shared, ratings, reach, p, &item_vectors, k))).collect();
-                let shares = priors.iter().map(|(&p, z)| (p, vec![0.0; z.len()])).collect();
+                let priors: BTreeMap<usize, CacheLines> = start.stripes.keys().map(|&p| (p, svdpp::priors(&shared, ratings, reach, p, &item_vectors, k).into())).collect();
+                let shares = priors.iter().map(|(&p, z)| (p, CacheLines::zeros(z.len()))).collect();
                 if let Some(gpu) = &device {
                     for (&p, z) in &priors {
                         gpu.set_svdpp_rows(p, z);
@@ -150,7 +151,8 @@ impl<E: BlockExchange> Worker<E> {
         }
         gpu.set_rows(Side::Items, h, &half.factors, &half.bias);
         let sums = gpu.train_blocks(&[b], step.lr)?;
-        (half.factors, half.bias) = gpu.rows(Side::Items, h)?;
+        let (factors, bias) = gpu.rows(Side::Items, h)?;
+        (half.factors, half.bias) = (factors.into(), bias);
         Ok(Some(sums))
     }
 
@@ -158,7 +160,8 @@ impl<E: BlockExchange> Worker<E> {
     fn refresh_stripes(&mut self) -> Result<()> {
         if let Some(gpu) = &self.device {
             for (&p, rows) in self.stripes.iter_mut() {
-                (rows.factors, rows.bias) = gpu.rows(Side::Users, p)?;
+                let (factors, bias) = gpu.rows(Side::Users, p)?;
+                (rows.factors, rows.bias) = (factors.into(), bias);
             }
         }
         Ok(())
@@ -240,7 +243,7 @@ impl<E: BlockExchange> Worker<E> {
         if let Some(gpu) = &self.device {
             let terms = self.terms.as_mut().expect("the SVD++ term is on");
             for (&p, share) in terms.shares.iter_mut() {
-                *share = gpu.svdpp_shares(p)?;
+                *share = gpu.svdpp_shares(p)?.into();
             }
         }
         // The stripes' ratings are where the worker keeps them: in this process's grid, or on its GPU.

@@ -73,12 +73,12 @@ struct Line([f32; LINE_FLOATS]);
 /// Floats that start on a cache-line boundary, for factor rows and the rows beside them. The
 /// allocator aligns a large `Vec<f32>` to 16 bytes only, so at a rank that is a multiple of 16
 /// every 512-bit load and store of a row touched two lines; here each touches one (the
-/// sequential trainer's updates/s 1.05× at rank 32 and 1.08× at 128, BENCHMARKS.md). The
+/// sequential trainer's updates/s 1.04–1.07× at rank 32 and 1.10–1.15× at 128, BENCHMARKS.md). The
 /// floats are written when allocated, by the thread that allocates them, so their pages are
 /// mapped at set-up: mapped by the first epoch's threads at once, the SVD++ term's made that
 /// epoch 1.4 s longer at rank 128 on 20M ratings with two threads (on a virtual machine, where
 /// page faults from two threads wait on each other).
-#[derive(Clone, Default, PartialEq)]
+#[derive(Clone, Default)]
 pub struct CacheLines {
     lines: Vec<Line>,
     len: usize,
@@ -115,6 +115,12 @@ impl std::ops::Deref for CacheLines {
 impl std::ops::DerefMut for CacheLines {
     fn deref_mut(&mut self) -> &mut [f32] {
         &mut bytemuck::cast_slice_mut(&mut self.lines)[..self.len]
+    }
+}
+
+impl PartialEq for CacheLines {
+    fn eq(&self, other: &CacheLines) -> bool {
+        self[..] == other[..]
     }
 }
 

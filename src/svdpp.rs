@@ -12,9 +12,11 @@
 //! vectors y_j each by lr·ε·q_i/√|N(u)|), so the update adds ε·q_i to the user's *share* as it
 //! goes (one more row operation a rating), and after the epoch each y_j takes the sum of its
 //! users' shares, then each z_u (and w_u with it) is recomputed from the new y. Two passes over
-//! the ratings, each writing the rows of one side only, so they run over the
-//! [schedule](crate::schedule)'s blocks as training does: a block row (or column) per thread,
-//! from memory or from the disk cache.
+//! the ratings, each writing the rows of one side only. With the ratings in memory they read a
+//! list of each user's items, sixteen columns of y at a time (so those columns of every item
+//! stay in L2: [`Sweeps`]); from the disk cache they run over the
+//! [schedule](crate::schedule)'s blocks as training does, a block row (or column) per thread.
+//! Either way each sum takes its terms in one order, the same on any number of threads.
 //!
 //! Measured (BENCHMARKS.md), the default 40 epochs with it against the previous 60 without:
 //! held-out RMSE 0.0055 lower on MovieLens 100k, 0.0044 on latest-small, 0.0133 on lecture
@@ -24,7 +26,7 @@ use crate::data::Rating;
 use crate::error::Result;
 use crate::schedule::Schedule;
 use crate::update::Step;
-use crate::vector::{axpy, dot, prefetch, widest, CacheLines, Path};
+use crate::vector::{axpy, dot, widest, CacheLines, Path};
 use rayon::prelude::*;
 
 /// y's step, as a fraction of the epoch's learning rate. With [`ITEM_REG`] and [`CURVATURE`],
@@ -46,23 +48,25 @@ pub(crate) struct SvdppState {
     reach: Reach,
     /// Each item's regularisation weight.
     item_weights: Vec<f32>,
-    /// y: items × k.
-    item_vectors: CacheLines,
+    /// y: items × k, by sweep.
+    item_vectors: Sweeps,
     /// z: users × k, what each user row is pulled toward.
     prior: CacheLines,
     /// users × k: Σ ε·q_i over the user's ratings met in this epoch's updates.
     shares: CacheLines,
-    /// items × k: each item's gradient in the pass (kept, so its pages are mapped once).
-    gradient: CacheLines,
+    /// items × k, by sweep: each item's gradient in the pass (kept, so its pages are mapped
+    /// once).
+    gradient: Sweeps,
     /// Each user's items, when the ratings are in memory (none from the disk cache).
     user_items: Option<UserItems>,
 }
 
 /// Each user's items by position, in the order the users' pass over the blocks meets them
-/// (along the user's row of the grid, block by block): the users' pass reads this instead of
-/// the blocks, so each user's z is summed whole while its row sits in L1, the same sums in the
-/// same order. Over the blocks, a user's row is met about once per block, and so read from L3
-/// once per item block (36 times at rank 128 on 20M ratings). 4 bytes a rating.
+/// (along the user's row of the grid, block by block): both passes read this instead of the
+/// blocks, so a user's z (or its share) is taken once a sweep and held in a register through
+/// its items, the same sums in the same order. Over the blocks, a user's row is met about once
+/// per block, and so read from L3 once per item block (36 times at rank 128 on 20M ratings).
+/// 4 bytes a rating.
 struct UserItems {
     /// Where each user's items start in `items`, users + 1 entries.
     starts: Vec<usize>,
@@ -92,51 +96,149 @@ impl UserItems {
         Ok(UserItems { starts, items })
     }
 
-    /// z += `weight`·y_j over user `u`'s items j, in their order (y: items × k, k = z's length).
-    #[inline(always)]
-    fn sum_rows(&self, u: usize, z: &mut [f32], weight: f32, y: &[f32], path: Path) {
+    /// User `u`'s items, in the order the pass over the blocks meets them.
+    fn of_user(&self, u: usize) -> &[u32] {
+        &self.items[self.starts[u]..self.starts[u + 1]]
+    }
+
+    /// Each user's share, times its |N(u)|^-½ (`norms`), added to its items' gradients:
+    /// g_j = Σ_u |N(u)|^-½ share_u over the users of each item j, in the users' order, for the
+    /// columns of one sweep (`g`, that sweep of every item, zeroed; `shares` users × k, the
+    /// sweep's columns from `first`).
+    fn spread(&self, g: &mut [f32], norms: &[f32], shares: &[f32], k: usize, first: usize, path: Path) {
         match path {
             // SAFETY (both): the CPU has the path's features (`widest` detected them).
             #[cfg(target_arch = "x86_64")]
-            Path::Avx512 => unsafe { self.sum_rows_avx512(u, z, weight, y) },
+            Path::Avx512 => unsafe { self.spread_avx512(g, norms, shares, k, first) },
             #[cfg(target_arch = "x86_64")]
-            Path::Avx2 => unsafe { self.sum_rows_avx2(u, z, weight, y) },
-            _ => self.sum_rows_with(u, z, weight, y),
+            Path::Avx2 => unsafe { self.spread_avx2(g, norms, shares, k, first) },
+            _ => self.spread_with(g, norms, shares, k, first),
         }
     }
 
-    /// [`sum_rows`](Self::sum_rows) compiled for AVX-512 (the same bits, as for AVX2).
+    /// (No fused arithmetic is written, so the sums are the same bits on every path.)
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx2,fma")]
-    unsafe fn sum_rows_avx512(&self, u: usize, z: &mut [f32], weight: f32, y: &[f32]) {
-        self.sum_rows_with(u, z, weight, y)
+    unsafe fn spread_avx512(&self, g: &mut [f32], norms: &[f32], shares: &[f32], k: usize, first: usize) {
+        self.spread_with(g, norms, shares, k, first)
     }
 
-    /// [`sum_rows`](Self::sum_rows) compiled for AVX2 and FMA (no fused arithmetic is written,
-    /// so the sums are the same bits as without).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn sum_rows_avx2(&self, u: usize, z: &mut [f32], weight: f32, y: &[f32]) {
-        self.sum_rows_with(u, z, weight, y)
+    unsafe fn spread_avx2(&self, g: &mut [f32], norms: &[f32], shares: &[f32], k: usize, first: usize) {
+        self.spread_with(g, norms, shares, k, first)
     }
 
     #[inline(always)]
-    fn sum_rows_with(&self, u: usize, z: &mut [f32], weight: f32, y: &[f32]) {
-        let k = z.len();
-        for at in self.starts[u]..self.starts[u + 1] {
-            // The y rows come from L3 in no order: the one a few items on (perhaps the next
-            // user's) is asked for now, so its misses overlap these sums.
-            if let Some(&later) = self.items.get(at + ROWS_AHEAD) {
-                prefetch(&y[later as usize * k..][..k]);
+    fn spread_with(&self, g: &mut [f32], norms: &[f32], shares: &[f32], k: usize, first: usize) {
+        let width = SWEEP.min(k - first);
+        for (u, &norm) in norms.iter().enumerate() {
+            // The user's part, held in registers through its items (lanes past k are 0).
+            let mut part = [0.0f32; SWEEP];
+            for (x, &share) in part.iter_mut().zip(&shares[u * k + first..][..width]) {
+                *x = norm * share;
             }
-            axpy(z, weight, &y[self.items[at] as usize * k..][..k]);
+            for &j in self.of_user(u) {
+                let row: &mut [f32; SWEEP] = (&mut g[j as usize * SWEEP..][..SWEEP]).try_into().expect("a sweep's row");
+                for (gf, &x) in row.iter_mut().zip(&part) {
+                    *gf += x;
+                }
+            }
         }
+    }
+
+    /// `weight`·Σ y_j over user `u`'s items j, in their order, for the columns of one sweep
+    /// (`y`, a sweep of items), summed in registers: the bits of adding into a zeroed z.
+    #[inline(always)]
+    fn gather(&self, u: usize, weight: f32, y: &[f32], path: Path) -> [f32; SWEEP] {
+        match path {
+            // SAFETY (both): the CPU has the path's features (`widest` detected them).
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx512 => unsafe { self.gather_avx512(u, weight, y) },
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx2 => unsafe { self.gather_avx2(u, weight, y) },
+            _ => self.gather_with(u, weight, y),
+        }
+    }
+
+    /// (As for [`spread`](Self::spread), the same bits on every path.)
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn gather_avx512(&self, u: usize, weight: f32, y: &[f32]) -> [f32; SWEEP] {
+        self.gather_with(u, weight, y)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn gather_avx2(&self, u: usize, weight: f32, y: &[f32]) -> [f32; SWEEP] {
+        self.gather_with(u, weight, y)
+    }
+
+    #[inline(always)]
+    fn gather_with(&self, u: usize, weight: f32, y: &[f32]) -> [f32; SWEEP] {
+        let mut sums = [0.0f32; SWEEP];
+        for &j in self.of_user(u) {
+            let row: &[f32; SWEEP] = y[j as usize * SWEEP..][..SWEEP].try_into().expect("a sweep's row");
+            for (s, &yf) in sums.iter_mut().zip(row) {
+                *s += weight * yf;
+            }
+        }
+        sums
     }
 }
 
-/// How many items ahead the users' pass asks for a y row (4: 0.5 → 0.4 s a pass at rank 128 on
-/// 20M ratings against none, on 2 cores of an AMD EPYC).
-const ROWS_AHEAD: usize = 4;
+/// Columns of y and of its gradient that one sweep of the users' index takes: a cache line of
+/// each item's row. A sweep's lines of every item lie together ([`Sweeps`]), so they stay in a
+/// core's L2 cache through the sweep (17,770 items: 1.1 MB, where whole rows at rank 128 take
+/// 9 MB and came from L3), and the user's sums or part sit in a register.
+const SWEEP: usize = 16;
+
+/// items × k floats sweep by sweep: columns 0..16 of every item, then 16..32, and so on, the
+/// last sweep's lanes past k held at zero.
+struct Sweeps {
+    items: usize,
+    k: usize,
+    data: CacheLines,
+}
+
+impl Sweeps {
+    fn zeros(items: usize, k: usize) -> Sweeps {
+        Sweeps { items, k, data: CacheLines::zeros(k.div_ceil(SWEEP) * items * SWEEP) }
+    }
+
+    /// Sweep `c` (its first column is c·16), items × 16.
+    fn sweep(&self, c: usize) -> &[f32] {
+        &self.data[c * self.items * SWEEP..][..self.items * SWEEP]
+    }
+
+    fn sweeps_mut(&mut self) -> rayon::slice::ChunksMut<'_, f32> {
+        let len = (self.items * SWEEP).max(1);
+        self.data.par_chunks_mut(len)
+    }
+
+    /// Item j's value in column f.
+    fn at(&self, j: usize, f: usize) -> f32 {
+        self.data[(f / SWEEP * self.items + j) * SWEEP + f % SWEEP]
+    }
+
+    /// items × k, row by row.
+    fn to_rows(&self) -> Vec<f32> {
+        let mut rows = vec![0.0; self.items * self.k];
+        for (x, v) in rows.iter_mut().enumerate() {
+            *v = self.at(x / self.k, x % self.k);
+        }
+        rows
+    }
+
+    /// From items × k, row by row.
+    fn set_rows(&mut self, rows: &[f32]) {
+        let (items, k) = (self.items, self.k);
+        for (x, &v) in rows.iter().enumerate() {
+            let (j, f) = (x / k, x % k);
+            self.data[(f / SWEEP * items + j) * SWEEP + f % SWEEP] = v;
+        }
+    }
+}
 
 /// How far each item's y reaches: the items' numbers of training ratings, and Σ |N(u)| over
 /// each item's users (the ratings its y enters, which scales its decay and curvature).
@@ -205,10 +307,10 @@ impl SvdppState {
             user_norm,
             reach,
             item_weights: item_weights.to_vec(),
-            item_vectors: CacheLines::zeros(items * k),
+            item_vectors: Sweeps::zeros(items, k),
             prior: CacheLines::zeros(users * k),
             shares: CacheLines::zeros(users * k),
-            gradient: CacheLines::zeros(items * k),
+            gradient: Sweeps::zeros(items, k),
             user_items,
         })
     }
@@ -225,43 +327,81 @@ impl SvdppState {
 
     /// The pass after an epoch at `step` (its learning rate and regularisation): moves y by the
     /// epoch's shares and recomputes z, moving each user row w_u with it so p_u = w_u − z_u
-    /// stays (projected to ≥ 0 again with non-negative factors), and clears the shares. `p` and `q` (row-major, k a row) are the model's, by
-    /// position. Runs on the current rayon pool.
+    /// stays (projected to ≥ 0 again with non-negative factors), and clears the shares. `p`
+    /// and `q` (row-major, k a row) are the model's, by position. Runs on the current rayon
+    /// pool.
     pub fn after_epoch(&mut self, schedule: &Schedule, p: &mut [f32], q: &[f32], step: &Step) -> Result<()> {
-        let k = self.k;
-        // Each item's Σ_u |N(u)|^-½ share_u over its users.
-        let (norm, shares, gradient) = (&self.user_norm, &self.shares, &mut self.gradient);
-        gradient.fill(0.0);
-        over_blocks(schedule, Side::Items, gradient, k, |r, g| {
-            let u = r.user as usize;
-            axpy(g, norm[u], &shares[u * k..][..k]);
-        })?;
+        let (k, items) = (self.k, self.reach.item_counts.len());
+        self.item_gradient(schedule)?;
         let mean_norm = self.reach.mean_squared_norm(q, k, step.unit.inverse);
         let (reach, weights) = (&self.reach.item_reach, &self.item_weights);
-        self.item_vectors.par_chunks_mut(k).zip(self.gradient.par_chunks(k)).enumerate().for_each(|(j, (y, g))| item_step(y, g, reach[j], weights[j], mean_norm, step));
-        // z_u afresh (into the shares, done with), and w_u moved by its change.
-        let mut fresh = std::mem::take(&mut self.shares);
-        fresh.fill(0.0);
-        let y = &self.item_vectors;
+        // Line by line (each a sweep's columns of one item).
+        let lines = self.item_vectors.data.par_chunks_mut(SWEEP).zip(self.gradient.data.par_chunks(SWEEP));
+        lines.enumerate().for_each(|(x, (y, g))| item_step(y, g, reach[x % items], weights[x % items], mean_norm, step));
+        self.move_priors(schedule, p, step.nonneg)
+    }
+
+    /// Each item's gradient Σ_u |N(u)|^-½ share_u over its users, in the users' order (from
+    /// the index, a sweep a thread; from the blocks, a block of items a thread).
+    fn item_gradient(&mut self, schedule: &Schedule) -> Result<()> {
+        let (k, items, path) = (self.k, self.reach.item_counts.len(), widest());
+        let (norm, shares) = (&self.user_norm, &self.shares);
         match &self.user_items {
-            Some(index) => {
-                let path = widest();
-                fresh.par_chunks_mut(k).enumerate().for_each(|(u, z)| index.sum_rows(u, z, norm[u], y, path))
+            Some(index) => self.gradient.sweeps_mut().enumerate().for_each(|(c, g)| {
+                g.fill(0.0);
+                index.spread(g, norm, shares, k, c * SWEEP, path);
+            }),
+            None => {
+                let mut rows = vec![0.0f32; items * k];
+                over_blocks(schedule, Side::Items, &mut rows, k, |r, g| {
+                    let u = r.user as usize;
+                    axpy(g, norm[u], &shares[u * k..][..k]);
+                })?;
+                self.gradient.set_rows(&rows);
             }
-            None => over_blocks(schedule, Side::Users, &mut fresh, k, |r, z| axpy(z, norm[r.user as usize], &y[r.item as usize * k..][..k]))?,
         }
-        self.prior.par_chunks_mut(k).zip(p.par_chunks_mut(k)).zip(fresh.par_chunks_mut(k)).for_each(|((z, w), new)| {
-            for ((zf, wf), nf) in z.iter_mut().zip(w.iter_mut()).zip(new.iter_mut()) {
-                *wf += *nf - *zf;
-                if step.nonneg {
-                    *wf = wf.max(0.0);
-                }
-                *zf = *nf;
-                *nf = 0.0;
-            }
-        });
-        self.shares = fresh;
         Ok(())
+    }
+
+    /// z_u afresh from y (into the shares, done with), then each user's w_u moved by z_u's
+    /// change and its share cleared for the next epoch. From the index a sweep at a time,
+    /// each user's sums for the sweep held in registers.
+    fn move_priors(&mut self, schedule: &Schedule, p: &mut [f32], nonneg: bool) -> Result<()> {
+        let (k, path) = (self.k, widest());
+        let (norm, y, fresh) = (&self.user_norm, &self.item_vectors, &mut self.shares);
+        match &self.user_items {
+            // (Each sweep writes its columns of every user: nothing is left to clear first.)
+            Some(index) => {
+                for c in 0..k.div_ceil(SWEEP) {
+                    let (first, sweep) = (c * SWEEP, y.sweep(c));
+                    let width = SWEEP.min(k - first);
+                    fresh.par_chunks_mut(k).enumerate().for_each(|(u, z)| z[first..][..width].copy_from_slice(&index.gather(u, norm[u], sweep, path)[..width]));
+                }
+            }
+            None => {
+                let y = y.to_rows();
+                fresh.fill(0.0);
+                over_blocks(schedule, Side::Users, fresh, k, |r, z| axpy(z, norm[r.user as usize], &y[r.item as usize * k..][..k]))?;
+            }
+        }
+        self.prior.par_chunks_mut(k).zip(p.par_chunks_mut(k)).zip(fresh.par_chunks_mut(k)).for_each(|((z, w), fresh)| {
+            move_prior(z, w, fresh, nonneg);
+            fresh.fill(0.0);
+        });
+        Ok(())
+    }
+}
+
+/// A user's prior `z` set to `fresh`, and its row `w` moved by the change, so p = w − z stays
+/// (projected to ≥ 0 again with non-negative factors).
+#[inline(always)]
+fn move_prior(z: &mut [f32], w: &mut [f32], fresh: &[f32], nonneg: bool) {
+    for ((zf, wf), &nf) in z.iter_mut().zip(w.iter_mut()).zip(fresh) {
+        *wf += nf - *zf;
+        if nonneg {
+            *wf = wf.max(0.0);
+        }
+        *zf = nf;
     }
 }
 
@@ -273,8 +413,9 @@ enum Side {
 
 /// Calls `visit(rating, row)` for every rating of `schedule`, with the row (`k` wide) of `side`
 /// the rating names, by position. Each block of `side` is a thread's: the thread writes only
-/// its block's rows, and every row meets its ratings block by block in the grid's order, so
-/// the sums come out the same on any number of threads.
+/// its block's rows, and every row meets its ratings block by block in the grid's order (an
+/// item's by user within a block, as the users' index meets them), so the sums come out the
+/// same on any number of threads.
 fn over_blocks(schedule: &Schedule, side: Side, rows: &mut [f32], k: usize, visit: impl Fn(&Rating, &mut [f32]) + Sync) -> Result<()> {
     let (axis, other) = if side == Side::Users { (&schedule.users, &schedule.items) } else { (&schedule.items, &schedule.users) };
     // Each block's rows, cut from the array.
@@ -315,6 +456,16 @@ fn visit_block(schedule: &Schedule, side: Side, block: usize, start: usize, rows
     let mut buf = Vec::new();
     let ratings = schedule.block_into(block, &mut buf)?;
     schedule.check_block(block, ratings)?;
+    // Each item's sums take its users in their order, as the users' index spreads them (in a
+    // block its users take turns, four at a time).
+    let mut by_user = Vec::new();
+    let ratings = if side == Side::Items {
+        by_user.extend_from_slice(ratings);
+        by_user.sort_by_key(|r| r.user);
+        &by_user
+    } else {
+        ratings
+    };
     for r in ratings {
         let row = if side == Side::Users { r.user } else { r.item } as usize - start;
         visit(r, &mut rows[row * k..][..k]);
@@ -343,10 +494,11 @@ mod tests {
     use crate::grid::{GridSize, Order};
     use rand::{Rng, SeedableRng};
 
-    /// 30 users rating 3 to 12 of 40 items, a 3x2 grid, and random factors by position.
-    fn setting() -> (Schedule, Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
+    /// 30 users rating 3 to 12 of 40 items, a 3x2 grid, and random factors of rank `k` by
+    /// position.
+    fn setting(k: usize) -> (Schedule, Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
-        let (users, items, k) = (30, 40, 6);
+        let (users, items) = (30, 40);
         let mut ratings = Vec::new();
         for u in 0..users {
             let mut seen = std::collections::BTreeSet::new();
@@ -368,8 +520,14 @@ mod tests {
 
     #[test]
     fn the_pass_moves_y_sets_each_prior_from_its_items_and_keeps_p() {
-        let (schedule, mut w, q, _, _) = setting();
-        let k = 6;
+        // Part of a sweep, and a whole one and part of the next.
+        for k in [6, 20] {
+            moves_y_and_sets_priors(k);
+        }
+    }
+
+    fn moves_y_and_sets_priors(k: usize) {
+        let (schedule, mut w, q, _, _) = setting(k);
         let mut state = SvdppState::new(&schedule, k, &vec![1.0; schedule.items.ids()]).unwrap();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
         for epoch in 0..3 {
@@ -378,7 +536,7 @@ mod tests {
             state.priors_and_shares().1.iter_mut().for_each(|s| *s = rng.random_range(-1.0..1.0));
             state.after_epoch(&schedule, &mut w, &q, &step()).unwrap();
             assert!(state.priors_and_shares().1.iter().all(|&s| s == 0.0), "epoch {epoch}: the shares are cleared");
-            assert!(state.item_vectors.iter().any(|&y| y.abs() > 1e-4), "epoch {epoch}: y moved");
+            assert!(state.item_vectors.data.iter().any(|&y| y.abs() > 1e-4), "epoch {epoch}: y moved");
             // p = w − z is what the pass leaves alone.
             for (x, (w, z)) in p.iter().zip(w.iter().zip(state.priors())) {
                 assert!((x - (w - z)).abs() < 1e-6, "epoch {epoch}: p moved");
@@ -392,7 +550,7 @@ mod tests {
             }
             for (u, items) in items_of.iter().enumerate() {
                 for f in 0..k {
-                    let sum: f32 = items.iter().map(|&j| state.item_vectors[j * k + f]).sum();
+                    let sum: f32 = items.iter().map(|&j| state.item_vectors.at(j, f)).sum();
                     let expected = sum / (items.len() as f32).sqrt();
                     let z = state.priors()[u * k + f];
                     assert!((z - expected).abs() < 1e-5, "epoch {epoch}, user {u}: z {z} vs {expected}");
@@ -403,27 +561,28 @@ mod tests {
 
     #[test]
     fn an_epoch_without_shares_moves_y_only_by_its_decay() {
-        let (schedule, mut w, q, _, _) = setting();
+        let (schedule, mut w, q, _, _) = setting(6);
         let k = 6;
         let mut state = SvdppState::new(&schedule, k, &vec![1.0; schedule.items.ids()]).unwrap();
         state.priors_and_shares().1.iter_mut().enumerate().for_each(|(x, s)| *s = (x % 7) as f32 / 7.0 - 0.4);
         state.after_epoch(&schedule, &mut w, &q, &step()).unwrap();
         // The pass cleared the shares: the next one's gradient is zero (none left over from
         // the epoch before), so each y only decays.
-        let mut expected = state.item_vectors.clone();
+        let mut expected = state.item_vectors.to_rows();
         let mean_norm = state.reach.mean_squared_norm(&q, k, step().unit.inverse);
         for (j, y) in expected.chunks_mut(k).enumerate() {
             item_step(y, &[0.0; 6], state.reach.item_reach[j], 1.0, mean_norm, &step());
         }
         state.after_epoch(&schedule, &mut w, &q, &step()).unwrap();
-        assert_eq!(state.item_vectors, expected);
+        assert_eq!(state.item_vectors.to_rows(), expected);
     }
 
     /// Two epochs' passes on `threads` threads, reading each user's items from the index or
     /// (without it, as from the disk cache) from the blocks: (w, y, z).
     fn two_passes(threads: usize, index: bool) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-        let (schedule, mut w, q, _, _) = setting();
-        let mut state = SvdppState::new(&schedule, 6, &vec![1.0; schedule.items.ids()]).unwrap();
+        // A whole sweep and part of the next: sweeps on threads of their own.
+        let (schedule, mut w, q, _, _) = setting(20);
+        let mut state = SvdppState::new(&schedule, 20, &vec![1.0; schedule.items.ids()]).unwrap();
         assert!(state.user_items.is_some(), "ratings in memory get the index");
         if !index {
             state.user_items = None;
@@ -433,7 +592,7 @@ mod tests {
             state.priors_and_shares().1.iter_mut().enumerate().for_each(|(x, s)| *s = ((x * 7 + epoch) % 13) as f32 / 13.0 - 0.5);
             pool.install(|| state.after_epoch(&schedule, &mut w, &q, &step())).unwrap();
         }
-        (w, state.item_vectors.to_vec(), state.prior.to_vec())
+        (w, state.item_vectors.to_rows(), state.prior.to_vec())
     }
 
     #[test]
@@ -445,5 +604,19 @@ mod tests {
     #[test]
     fn the_users_index_gives_the_bits_of_the_pass_over_the_blocks() {
         assert_eq!(two_passes(2, true), two_passes(2, false));
+    }
+
+    #[test]
+    fn sweeps_hold_each_items_columns_sixteen_at_a_time() {
+        let (items, k) = (3, 20);
+        let rows: Vec<f32> = (0..items * k).map(|x| x as f32 + 1.0).collect();
+        let mut sweeps = Sweeps::zeros(items, k);
+        sweeps.set_rows(&rows);
+        assert_eq!(sweeps.to_rows(), rows);
+        // Item 1's first 16 columns, then (after the other items') its last 4 and 12 zeros.
+        assert_eq!(&sweeps.sweep(0)[16..32], &rows[20..36]);
+        assert_eq!(&sweeps.sweep(1)[16..20], &rows[36..40]);
+        assert!(sweeps.sweep(1)[16..32][4..].iter().all(|&x| x == 0.0));
+        assert_eq!(sweeps.at(1, 17), rows[37]);
     }
 }

@@ -413,11 +413,14 @@ fn l1_and_nonneg_act_on_every_cpu_runner() {
 }
 
 /// Folding a training user back in (their training ratings, the items fixed) gives the row
-/// training gave them, once SGD has converged: both minimise the same penalised loss.
+/// training gave them, once SGD has converged: both minimise the same penalised loss. (The
+/// last epochs' step, 0.1/21, leaves a row within about 1.5% of the minimum; at 0.1/9 the
+/// error followed the order of the ratings in the last epoch, 2.8% with two item blocks and
+/// 3.2% with one.)
 fn folding_in_a_training_user_gives_their_trained_row() {
     let all = latest_small();
     let problem = split_random(&all, 0.1, 7).unwrap();
-    let params = Params { rank: 8, svdpp: false, scale: false, epochs: 400, lr_decay: 0.02, ..Params::default() };
+    let params = Params { rank: 8, svdpp: false, scale: false, epochs: 400, lr_decay: 0.05, ..Params::default() };
     let model = train(&problem, &params, &Backend::Cpu(CpuMode::Sequential), |_| {}).unwrap().model;
     let mut by_user: Vec<Vec<(u32, f32)>> = vec![Vec::new(); model.users.len()];
     for r in &problem.train {

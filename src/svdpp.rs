@@ -216,9 +216,14 @@ impl Sweeps {
         self.data.par_chunks_mut(len)
     }
 
+    /// Where item j's column f lies.
+    fn offset(&self, j: usize, f: usize) -> usize {
+        (f / SWEEP * self.items + j) * SWEEP + f % SWEEP
+    }
+
     /// Item j's value in column f.
     fn at(&self, j: usize, f: usize) -> f32 {
-        self.data[(f / SWEEP * self.items + j) * SWEEP + f % SWEEP]
+        self.data[self.offset(j, f)]
     }
 
     /// items × k, row by row.
@@ -232,10 +237,9 @@ impl Sweeps {
 
     /// From items × k, row by row.
     fn set_rows(&mut self, rows: &[f32]) {
-        let (items, k) = (self.items, self.k);
         for (x, &v) in rows.iter().enumerate() {
-            let (j, f) = (x / k, x % k);
-            self.data[(f / SWEEP * items + j) * SWEEP + f % SWEEP] = v;
+            let at = self.offset(x / self.k, x % self.k);
+            self.data[at] = v;
         }
     }
 }

@@ -10,7 +10,9 @@
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [[0.0f32; 8]; 2];
+    // −0.0, not 0.0: x + (−0.0) is x for every x, so the compiler drops the first addition
+    // (x + 0.0 is not x for x = −0.0); the sums are the same bits.
+    let mut acc = [[-0.0f32; 8]; 2];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
     let (ra, rb) = (ca.remainder(), cb.remainder());
     for (c, (x, y)) in ca.zip(cb).enumerate() {
@@ -212,7 +214,7 @@ unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
     let (pa, pb) = (a.as_ptr(), b.as_ptr());
     // SAFETY (all loads): chunk c reads elements 8c..8c+8 < n of both slices.
     let product = |c: usize| unsafe { _mm256_mul_ps(_mm256_loadu_ps(pa.add(8 * c)), _mm256_loadu_ps(pb.add(8 * c))) };
-    let (mut even, mut odd) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    let (mut even, mut odd) = (_mm256_set1_ps(-0.0), _mm256_set1_ps(-0.0));
     let mut c = 0;
     while c + 2 <= chunks {
         even = _mm256_add_ps(even, product(c));
@@ -266,7 +268,7 @@ unsafe fn dot_avx512(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let chunks = n / 8;
     let (pa, pb) = (a.as_ptr(), b.as_ptr());
-    let mut pairs = _mm512_setzero_ps();
+    let mut pairs = _mm512_set1_ps(-0.0);
     let mut c = 0;
     while c + 2 <= chunks {
         // SAFETY: chunks c and c + 1 are elements 8c..8c+16 <= n of both slices.

@@ -90,19 +90,34 @@ pub struct LossSums {
 }
 
 impl LossSums {
-    /// Adds the terms of one rating that `family`'s metrics read, and its loss: the update
-    /// loop's sums, where each unread term would cost an f64 addition a rating.
+    /// Adds the terms of one rating that `loss`'s metrics read, and its value where they do
+    /// not give it: the update loop's sums, where each term costs an f64 addition a rating.
+    /// The loop counts its ratings and takes the value from the error sums once, at its end
+    /// ([`finish_read`](Self::finish_read)).
     #[inline(always)]
-    pub fn add_read(&mut self, family: Family, terms: [f32; 4]) {
-        self.count += 1;
-        self.loss += terms[0] as f64;
-        match family {
+    pub fn add_read(&mut self, loss: Loss, terms: [f32; 4]) {
+        if !matches!(loss, Loss::Squared | Loss::Absolute) {
+            self.loss += terms[0] as f64;
+        }
+        match loss.family() {
             Family::Real => {
                 self.squared += terms[1] as f64;
                 self.absolute += terms[2] as f64;
             }
             Family::Binary => self.correct += terms[3] as f64,
             Family::OneClass => {}
+        }
+    }
+
+    /// Completes [`add_read`](Self::add_read)'s sums over `count` ratings: the squared error's
+    /// value ½e² is half the squared sum (halving is exact, so the same bits as adding each
+    /// rating's ½e²), the absolute error's is the absolute sum.
+    pub fn finish_read(&mut self, loss: Loss, count: usize) {
+        self.count += count as u64;
+        match loss {
+            Loss::Squared => self.loss += 0.5 * self.squared,
+            Loss::Absolute => self.loss += self.absolute,
+            _ => {}
         }
     }
 

@@ -405,12 +405,13 @@ fn rating_loop<L: Lanes, O: FixedLoss, const K: usize>(ratings: &[Rating], users
         };
         // (No rating loss leaves a log1p part: the logistic loss's value comes whole from its
         // table.)
-        sums.add_read(O::LOSS.family(), at.terms);
+        sums.add_read(O::LOSS, at.terms);
         if O::LOSS.leaves_ln_term() {
             ln_terms.add(at.ln_term);
         }
     }
     sums.loss += ln_terms.total();
+    sums.finish_read(O::LOSS, ratings.len());
     sums
 }
 

@@ -78,18 +78,20 @@ impl Step {
         Step { sample_seed: epoch_sample_seed(self.sample_seed, epoch), ..self }
     }
 
-    /// The label the loss takes for a rating's value.
+    /// The label the loss takes for a rating's value. Only binary losses have a middle; the
+    /// test of the loss first lets the block loop, compiled for one loss, drop the mapping for
+    /// the others.
     #[inline(always)]
     pub fn label(&self, value: f32) -> f32 {
         match self.label_middle {
-            Some(middle) => {
+            Some(middle) if self.loss.is_binary() => {
                 if value > middle {
                     1.0
                 } else {
                     -1.0
                 }
             }
-            None => value,
+            _ => value,
         }
     }
 }

@@ -96,7 +96,7 @@ impl LossSums {
     /// ([`finish_read`](Self::finish_read)).
     #[inline(always)]
     pub fn add_read(&mut self, loss: Loss, terms: [f32; 4]) {
-        if !matches!(loss, Loss::Squared | Loss::Absolute) {
+        if !Self::value_from_errors(loss) {
             self.loss += terms[0] as f64;
         }
         match loss.family() {
@@ -117,8 +117,14 @@ impl LossSums {
         match loss {
             Loss::Squared => self.loss += 0.5 * self.squared,
             Loss::Absolute => self.loss += self.absolute,
-            _ => {}
+            _ => debug_assert!(!Self::value_from_errors(loss)),
         }
+    }
+
+    /// Whether [`finish_read`](Self::finish_read) takes `loss`'s value from the error sums.
+    #[inline(always)]
+    const fn value_from_errors(loss: Loss) -> bool {
+        matches!(loss, Loss::Squared | Loss::Absolute)
     }
 
     /// Adds one rating's terms, as [`Loss::terms`] gives them.

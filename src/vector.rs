@@ -11,7 +11,8 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     // −0.0, not 0.0: x + (−0.0) is x for every x, so the compiler drops the first addition
-    // (x + 0.0 is not x for x = −0.0); the sums are the same bits.
+    // (x + 0.0 is not x for x = −0.0). The sums are the same bits but where every product is
+    // −0.0 (then −0.0, not 0.0), which every caller then adds to something else.
     let mut acc = [[-0.0f32; 8]; 2];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
     let (ra, rb) = (ca.remainder(), cb.remainder());

@@ -624,6 +624,15 @@ mod tests {
     }
 
     #[test]
+    fn binary_losses_map_each_value_to_its_label_and_the_others_take_it_as_it_is() {
+        // 0/1 labels: the middle is 0.5.
+        let logistic = Step { label_middle: Some(0.5), ..step(Loss::Logistic) };
+        assert_eq!((logistic.label(0.0), logistic.label(1.0)), (-1.0, 1.0));
+        let squared = step(Loss::Squared);
+        assert_eq!((squared.label(0.0), squared.label(4.5)), (0.0, 4.5));
+    }
+
+    #[test]
     fn a_drawn_row_is_never_an_event_of_its_anchor_and_each_free_row_is_drawn() {
         // Block at users 100.., items 40..50. User 100 has events on items 41, 42, 45, 49
         // (and a rating below the threshold on 43, no event: free to be drawn); user 101 has

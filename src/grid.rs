@@ -174,12 +174,14 @@ impl Order {
 /// How many users' ratings take turns in a block ordered [`Order::ByUser`].
 pub const USERS_IN_TURN: usize = 4;
 
-/// Reorders a block whose ratings lie user by user (each user's together) so that each run of
-/// [`USERS_IN_TURN`] users' ratings takes turns: a, b, c, d, a, b, c, d, ... until a user runs
-/// out. One user's ratings one after another form a chain, each update waiting on the last
-/// one's write of the user's row; users in turn make independent chains that the CPU (and the
-/// block loop, which scores the next rating while this one updates) runs side by side. Each
-/// user's ratings keep their order.
+/// Reorders a block whose ratings lie user by user (each user's together) so that
+/// [`USERS_IN_TURN`] users' ratings take turns: a, b, c, d, a, b, c, d, ... One user's ratings
+/// one after another form a chain, each update waiting on the last one's write of the user's
+/// row; users in turn make independent chains that the CPU (and the block loop, which scores
+/// the next rating while this one updates) runs side by side. A user who runs out hands its
+/// turn to the next user of the block, so the chains stay [`USERS_IN_TURN`] until the block's
+/// last users: with turns fixed by groups of four, a group's longest user ran alone once the
+/// others were done. Each user's ratings keep their order.
 pub fn take_turns(block: &mut [Rating]) {
     let mut runs = Vec::new();
     let mut start = 0;
@@ -190,21 +192,25 @@ pub fn take_turns(block: &mut [Rating]) {
         }
     }
     let source = block.to_vec();
+    let mut waiting = runs.into_iter();
+    let mut turns: Vec<std::ops::Range<usize>> = waiting.by_ref().take(USERS_IN_TURN).collect();
     let mut out = 0;
-    for group in runs.chunks(USERS_IN_TURN) {
-        let mut next: Vec<usize> = group.iter().map(|r| r.start).collect();
-        while out < block.len() {
-            let before = out;
-            for (at, run) in next.iter_mut().zip(group) {
-                if *at < run.end {
-                    block[out] = source[*at];
-                    out += 1;
-                    *at += 1;
+    while !turns.is_empty() {
+        let mut t = 0;
+        while t < turns.len() {
+            block[out] = source[turns[t].start];
+            out += 1;
+            turns[t].start += 1;
+            if turns[t].is_empty() {
+                match waiting.next() {
+                    Some(run) => turns[t] = run,
+                    None => {
+                        turns.remove(t);
+                        continue;
+                    }
                 }
             }
-            if out == before {
-                break;
-            }
+            t += 1;
         }
     }
 }
@@ -216,11 +222,12 @@ mod tests {
     #[test]
     fn users_take_turns_and_keep_their_order() {
         let r = |user: u32, item: u32| Rating { user, item, value: 0.0 };
-        // Users 1..=5 with 3, 1, 2, 2, 2 ratings; the first four take turns, then user 5 alone.
+        // Users 1..=5 with 3, 1, 2, 2, 2 ratings; the first four take turns, and user 5 takes
+        // user 2's turn when user 2 runs out, so user 1 never runs alone while 5 waits.
         let mut block = vec![r(1, 10), r(1, 11), r(1, 12), r(2, 20), r(3, 30), r(3, 31), r(4, 40), r(4, 41), r(5, 50), r(5, 51)];
         take_turns(&mut block);
         let order: Vec<(u32, u32)> = block.iter().map(|r| (r.user, r.item)).collect();
-        assert_eq!(order, [(1, 10), (2, 20), (3, 30), (4, 40), (1, 11), (3, 31), (4, 41), (1, 12), (5, 50), (5, 51)]);
+        assert_eq!(order, [(1, 10), (2, 20), (3, 30), (4, 40), (1, 11), (5, 50), (3, 31), (4, 41), (1, 12), (5, 51)]);
         let mut empty: Vec<Rating> = Vec::new();
         take_turns(&mut empty);
     }

@@ -28,8 +28,10 @@ use windows_io::FileExt;
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"GPUMFBK1";
-/// 6: blocks by user take turns among four users (grid::take_turns).
-const VERSION: u32 = 6;
+/// 6: blocks by user take turns among four users (grid::take_turns). 7: a user who runs out
+/// hands its turn to the block's next user. A cache of another version is rebuilt, never
+/// trained on.
+const VERSION: u32 = 7;
 const DATA_AT: u64 = 4096;
 const RECORD: u64 = 12;
 /// Ratings per block at the least: smaller blocks cost more in reads than they save in memory.

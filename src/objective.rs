@@ -91,9 +91,9 @@ pub struct LossSums {
 
 impl LossSums {
     /// Adds the terms of one rating that `loss`'s metrics read, and its value where they do
-    /// not give it: the update loop's sums, where each term costs an f64 addition a rating.
-    /// The loop counts its ratings and takes the value from the error sums once, at its end
-    /// ([`finish_read`](Self::finish_read)).
+    /// not give it: for a loop that adds each rating's terms as it goes, where each costs an
+    /// f64 addition a rating. The loop counts its ratings and takes the value from the error
+    /// sums once, at its end ([`finish_read`](Self::finish_read)).
     #[inline(always)]
     pub fn add_read(&mut self, loss: Loss, terms: [f32; 4]) {
         if !Self::value_from_errors(loss) {
@@ -109,9 +109,10 @@ impl LossSums {
         }
     }
 
-    /// Completes [`add_read`](Self::add_read)'s sums over `count` ratings: the squared error's
-    /// value ½e² is half the squared sum (halving is exact, so the same bits as adding each
-    /// rating's ½e²), the absolute error's is the absolute sum.
+    /// Completes [`add_read`](Self::add_read)'s sums (and [`SumLanes`]', merged in) over
+    /// `count` ratings: the squared error's value ½e² is half the squared sum (halving is
+    /// exact, so the same bits as adding each rating's ½e²), the absolute error's is the
+    /// absolute sum.
     pub fn finish_read(&mut self, loss: Loss, count: usize) {
         self.count += count as u64;
         match loss {
@@ -172,64 +173,65 @@ pub struct AtScore {
     /// than taking a log for each rating, which would cost a pairwise update a fifth of its
     /// time.
     pub log1p: f32,
-    /// The value's other log part, as (w, x) of w·ln x, where the update leaves it to its
-    /// trainer to take many at once ([`LnTerms`]): the KL divergence's r·ln(r/s). (0, 1) where
-    /// there is none.
-    pub ln_term: (f32, f32),
 }
 
-/// How many terms [`LnTerms`] holds before it takes their logs.
-const LN_BATCH: usize = 256;
+/// How many lanes [`SumLanes`] adds in.
+const SUM_LANES: usize = 8;
 
-/// Σ w·ln x over many (w, x), the logs taken [`LN_BATCH`] at a time in one loop that the
-/// compiler vectorises. The log sits on no update's path, but one at a time, inside the
-/// update, its two dozen operations held the KL divergence at 0.66× squared error's updates/s
-/// at rank 32 (0.77× taken here; BENCHMARKS.md).
-pub struct LnTerms {
-    weights: [f32; LN_BATCH],
-    args: [f32; LN_BATCH],
-    pending: usize,
-    sum: f64,
+/// [`LossSums`] kept in [`SUM_LANES`] lanes, a rating's terms going to the lane of its place
+/// ([`add`](Self::add)): the f64 additions of eight ratings are then independent, so a pass over many
+/// ratings' terms vectorises. The update loop leaves its sums to such a pass over the scores it
+/// records ([`crate::update`]); added in it, one rating at a time, they held the KL divergence at
+/// 0.77x squared error's updates/s at rank 32 (BENCHMARKS.md).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SumLanes {
+    loss: [f64; SUM_LANES],
+    squared: [f64; SUM_LANES],
+    absolute: [f64; SUM_LANES],
+    correct: [f64; SUM_LANES],
 }
 
-impl Default for LnTerms {
-    fn default() -> Self {
-        LnTerms { weights: [0.0; LN_BATCH], args: [1.0; LN_BATCH], pending: 0, sum: 0.0 }
-    }
-}
+impl SumLanes {
+    pub const LANES: usize = SUM_LANES;
 
-impl LnTerms {
+    /// Adds the terms of many ratings, `terms[t][j]` the `t`th term ([`AtScore::terms`]) of
+    /// rating `j`, as [`LossSums::add_read`] adds one rating's. Rating `j` goes to lane `j` %
+    /// [`SUM_LANES`].
     #[inline(always)]
-    pub fn add(&mut self, (w, x): (f32, f32)) {
-        self.weights[self.pending] = w;
-        self.args[self.pending] = x;
-        self.pending += 1;
-        if self.pending == LN_BATCH {
-            self.fold();
+    pub fn add(&mut self, loss: Loss, terms: [&[f32]; 4]) {
+        if !LossSums::value_from_errors(loss) {
+            add_in_lanes(&mut self.loss, terms[0]);
         }
-    }
-
-    #[inline(always)]
-    fn fold(&mut self) {
-        // Eight partial sums, so the f64 additions vectorise too. A place not yet filled in
-        // this batch holds x = 1, whose term is 0.
-        let mut lanes = [0.0f64; 8];
-        for (chunk_w, chunk_x) in self.weights.chunks_exact(8).zip(self.args.chunks_exact(8)) {
-            for lane in 0..8 {
-                lanes[lane] += (chunk_w[lane] * fastmath::ln(chunk_x[lane])) as f64;
+        match loss.family() {
+            Family::Real => {
+                add_in_lanes(&mut self.squared, terms[1]);
+                add_in_lanes(&mut self.absolute, terms[2]);
             }
+            Family::Binary => add_in_lanes(&mut self.correct, terms[3]),
+            Family::OneClass => {}
         }
-        self.sum += lanes.iter().sum::<f64>();
-        self.args[..self.pending].fill(1.0);
-        self.pending = 0;
     }
 
-    /// The sum of w·ln x so far.
-    pub fn total(mut self) -> f64 {
-        if self.pending > 0 {
-            self.fold();
+    /// The lanes added up, with no count: [`LossSums::finish_read`] completes them.
+    pub fn total(&self) -> LossSums {
+        let add = |lanes: &[f64; SUM_LANES]| lanes.iter().sum::<f64>();
+        LossSums { count: 0, loss: add(&self.loss), squared: add(&self.squared), absolute: add(&self.absolute), correct: add(&self.correct) }
+    }
+}
+
+/// Adds term `j` to `sums[j % SUM_LANES]`. (A function, not a closure: the update loop that
+/// inlines it is compiled for AVX-512 or AVX2, and a closure need not inline and keeps the
+/// baseline's features.)
+#[inline(always)]
+fn add_in_lanes(sums: &mut [f64; SUM_LANES], terms: &[f32]) {
+    let mut chunks = terms.chunks_exact(SUM_LANES);
+    for chunk in chunks.by_ref() {
+        for lane in 0..SUM_LANES {
+            sums[lane] += chunk[lane] as f64;
         }
-        self.sum
+    }
+    for (sum, &t) in sums.iter_mut().zip(chunks.remainder()) {
+        *sum += t as f64;
     }
 }
 
@@ -308,9 +310,14 @@ impl Loss {
         matches!(self, Loss::Bpr | Loss::BprColumns)
     }
 
-    /// Whether the update leaves part of the value for its trainer to take ([`AtScore::ln_term`]).
-    pub const fn leaves_ln_term(self) -> bool {
-        matches!(self, Loss::Kl)
+    /// Whether the block loop adds a rating's terms of [`LossSums`] as it goes
+    /// ([`LossSums::add_read`]): where they share the slope's work (the squared and absolute
+    /// error's error, the logistic loss's table entry). For the others it records each score
+    /// and takes their terms in a pass after many ratings, which vectorises ([`SumLanes`]).
+    /// Measured at rank 32, one thread (BENCHMARKS.md): the pass made the KL divergence 1.10x
+    /// as fast and the hinge 1.03x, the logistic loss 0.98x.
+    pub const fn sums_as_it_goes(self) -> bool {
+        matches!(self, Loss::Squared | Loss::Absolute | Loss::Logistic)
     }
 
     pub fn is_one_class(self) -> bool {
@@ -378,7 +385,8 @@ impl Loss {
 
     /// [`slopes`](Self::slopes) and [`terms`](Self::terms) at once, sharing their costly parts
     /// (the logistic loss's table, the KL divergence's division), as the update takes them for
-    /// every rating: the KL divergence's log part is left in [`AtScore::ln_term`].
+    /// every rating. The update uses only the slopes; the block loop's pass over its scores
+    /// the terms, with the logistic loss's value from the same table.
     #[inline(always)]
     pub fn at(self, score: f32, label: f32, unit: Unit) -> AtScore {
         self.at_with(score, label, unit, false)
@@ -394,25 +402,17 @@ impl Loss {
         // (the negative gradient in the loss's own unit, whether it scales with the rating
         // unit, the loss's value but for its log part)
         let mut log1p = 0.0;
-        let mut ln_term = (0.0, 1.0);
         let (g, scaled, value) = match self {
             Loss::Squared => (e, true, 0.5 * e * e),
             Loss::Absolute => (if e > 0.0 { 1.0 } else if e < 0.0 { -1.0 } else { 0.0 }, false, e.abs()),
             Loss::Kl => {
                 let floored = label / Self::kl_score(score, unit);
                 // The value at the score itself (what evaluation reports), the gradient at the
-                // floor; they share the division above the floor, where scores almost all are.
-                let ratio = if score >= KL_FLOOR * unit.unit { floored } else { label / score.max(f32::MIN_POSITIVE) };
-                // Its log part r·ln(r/s): evaluation takes it here, the update leaves it to
-                // its trainer ([`LnTerms`]).
-                let value = match (label > 0.0, exact) {
-                    (true, true) => label * fastmath::ln(ratio) - label + score.max(f32::MIN_POSITIVE),
-                    (true, false) => {
-                        ln_term = (label, ratio);
-                        -label + score.max(f32::MIN_POSITIVE)
-                    }
-                    (false, _) => score.max(f32::MIN_POSITIVE),
-                };
+                // floor. Both sides of each choice are computed, so a pass over many ratings'
+                // values vectorises (the update takes only the slope).
+                let at = score.max(f32::MIN_POSITIVE);
+                let log_part = label * fastmath::ln(label / at);
+                let value = if label > 0.0 { log_part - label + at } else { at };
                 (floored - 1.0, false, value)
             }
             // The slope y·σ(−m) and the value ln(1 + e^(−m)) = max(−m, 0) + ln(1 + e^(−|m|)),
@@ -441,7 +441,7 @@ impl Loss {
             Loss::Ials => {
                 let gap = 1.0 - score;
                 let slope = label * gap;
-                return AtScore { slopes: (slope, slope), terms: [0.5 * slope * gap, gap * gap, gap.abs(), 0.0], log1p: 0.0, ln_term: (0.0, 1.0) };
+                return AtScore { slopes: (slope, slope), terms: [0.5 * slope * gap, gap * gap, gap.abs(), 0.0], log1p: 0.0 };
             }
         };
         // Squared error steps factors by e / unit and biases by e; the others step factors by
@@ -451,7 +451,7 @@ impl Loss {
             Family::Binary => ((label > 0.0) == (score > 0.0)) as u8 as f32,
             Family::Real | Family::OneClass => 0.0,
         };
-        AtScore { slopes, terms: [value, e * e, e.abs(), correct], log1p, ln_term }
+        AtScore { slopes, terms: [value, e * e, e.abs(), correct], log1p }
     }
 
     /// The score a held-out rating is judged by: a real value clipped to the training range
@@ -841,21 +841,6 @@ mod tests {
             Family::Binary => vec![(0.3, 1.0), (-0.4, 1.0), (0.2, -1.0), (-2.5, -1.0), (1.7, -1.0), (-0.05, 1.0)],
             // (score, an event's confidence)
             Family::OneClass => vec![(0.3, 2.0), (1.4, 1.0), (-0.2, 5.0)],
-        }
-    }
-
-    #[test]
-    fn ln_terms_add_up_every_term_over_whole_and_partial_batches() {
-        // None, less than a batch of 256, one, one and one more, several and a part.
-        for n in [0usize, 1, 255, 256, 257, 1000] {
-            let (mut terms, mut exact) = (LnTerms::default(), 0.0f64);
-            for j in 0..n {
-                let (w, x) = (1.0 + (j % 5) as f32, 0.05 + (j as f32 * 0.618).fract() * 3.0);
-                terms.add((w, x));
-                exact += w as f64 * (x as f64).ln();
-            }
-            let total = terms.total();
-            assert!((total - exact).abs() <= 1e-6 * exact.abs(), "{n} terms: {total} against {exact}");
         }
     }
 

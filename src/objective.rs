@@ -179,10 +179,11 @@ pub struct AtScore {
 const SUM_LANES: usize = 8;
 
 /// [`LossSums`] kept in [`SUM_LANES`] lanes, a rating's terms going to the lane of its place
-/// ([`add`](Self::add)): the f64 additions of eight ratings are then independent, so a pass over many
-/// ratings' terms vectorises. The update loop leaves its sums to such a pass over the scores it
-/// records ([`crate::update`]); added in it, one rating at a time, they held the KL divergence at
-/// 0.77x squared error's updates/s at rank 32 (BENCHMARKS.md).
+/// ([`add`](Self::add)): the f64 additions of eight ratings are then independent, so a pass
+/// over many ratings' terms vectorises. The update loop leaves the sums of most losses to such
+/// a pass over the scores it records ([`crate::update`], [`Loss::sums_as_it_goes`]): added
+/// inside it one rating at a time, the KL divergence's value and sums took a fifth of its time
+/// at rank 32 (BENCHMARKS.md).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SumLanes {
     loss: [f64; SUM_LANES],

@@ -374,7 +374,8 @@ const SCORED_BATCH: usize = 1024;
 /// other losses the loop records each score, and their sums come from the scores in a pass
 /// after each [`SCORED_BATCH`] ratings ([`add_scored`]), which vectorises: taken one rating at
 /// a time inside the loop, the KL divergence's value (with its log) and f64 sums made its
-/// updates 1.27x the time of updates without them at rank 32; the pass costs it 1.17x.
+/// updates 1.28x the time of updates with no sums at rank 32, and with the pass 1.2x
+/// (BENCHMARKS.md).
 #[inline(always)]
 fn rating_loop<L: Lanes, O: FixedLoss, const K: usize>(ratings: &[Rating], mut users: BlockRows, mut items: BlockRows, k: usize, step: &Step) -> LossSums {
     let k = if K == 0 { k } else { K };

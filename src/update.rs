@@ -370,8 +370,9 @@ const SCORED_BATCH: usize = 1024;
 /// this update does not touch, so the bits are those of one update after another. (Carrying the next rating's loss ahead as well, not only its
 /// score, was measured slower for every loss.)
 ///
-/// The squared and absolute error add their sums as they go: the error is at hand. For the
-/// other losses the loop records each score, and their sums come from the scores in a pass
+/// The squared and absolute error and the logistic loss add their sums as they go: their terms
+/// share the slope's work ([`Loss::sums_as_it_goes`]). For the other losses the loop records
+/// each score, and their sums come from the scores in a pass
 /// after each [`SCORED_BATCH`] ratings ([`add_scored`]), which vectorises: taken one rating at
 /// a time inside the loop, the KL divergence's value (with its log) and f64 sums made its
 /// updates 1.28x the time of updates with no sums at rank 32, and with the pass 1.2x

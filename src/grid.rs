@@ -233,6 +233,36 @@ mod tests {
     }
 
     #[test]
+    fn four_users_stay_in_turn_until_fewer_remain() {
+        // Blocks of users with 1 to 30 ratings each: every four neighbouring ratings belong to
+        // four users, or to every user the block has left from there on; each user's ratings
+        // keep their order and nothing is lost.
+        for seed in 0..20u64 {
+            let mut rng = part_rng(seed, 0, 0);
+            let mut block = Vec::new();
+            for user in 0..rand::Rng::random_range(&mut rng, 1..40u32) {
+                for item in 0..rand::Rng::random_range(&mut rng, 1..31u32) {
+                    block.push(Rating { user, item, value: 0.0 });
+                }
+            }
+            let source = block.clone();
+            take_turns(&mut block);
+            let mut sorted = block.clone();
+            sorted.sort_by_key(|r| (r.user, r.item));
+            assert_eq!(sorted, source, "seed {seed}: the same ratings, each user's in order");
+            let users = |rs: &[Rating]| rs.iter().map(|r| r.user).collect::<std::collections::HashSet<_>>().len();
+            for p in 0..block.len() {
+                let window = &block[p..(p + USERS_IN_TURN).min(block.len())];
+                assert_eq!(users(window), USERS_IN_TURN.min(users(&block[p..])), "seed {seed}: ratings {p}..: {window:?}");
+            }
+            for user in 0..40 {
+                let items: Vec<u32> = block.iter().filter(|r| r.user == user).map(|r| r.item).collect();
+                assert!(items.windows(2).all(|w| w[0] < w[1]), "seed {seed}: user {user}'s ratings keep their order");
+            }
+        }
+    }
+
+    #[test]
     fn grid_sizes_parse_and_bad_ones_say_why() {
         assert_eq!("8".parse::<GridSize>(), Ok(GridSize { user_blocks: 8, item_blocks: 8 }));
         assert_eq!("16x4".parse::<GridSize>(), Ok(GridSize { user_blocks: 16, item_blocks: 4 }));

@@ -178,7 +178,7 @@ pub struct AtScore {
 /// How many lanes [`SumLanes`] adds in.
 const SUM_LANES: usize = 8;
 
-/// [`LossSums`] kept in eight lanes ([`SumLanes::LANES`]), a rating's terms going to the lane of its place
+/// [`LossSums`] kept in eight lanes, a rating's terms going to the lane of its place
 /// ([`add`](Self::add)): the f64 additions of eight ratings are then independent, so a pass
 /// over many ratings' terms vectorises. The update loop leaves the sums of most losses to such
 /// a pass over the scores it records ([`crate::update`], [`Loss::sums_as_it_goes`]): added
@@ -193,11 +193,9 @@ pub struct SumLanes {
 }
 
 impl SumLanes {
-    pub const LANES: usize = SUM_LANES;
-
     /// Adds the terms of many ratings, `terms[t][j]` the `t`th term ([`AtScore::terms`]) of
     /// rating `j`, as [`LossSums::add_read`] adds one rating's. Rating `j` goes to lane `j` %
-    /// [`LANES`](Self::LANES).
+    /// 8.
     #[inline(always)]
     pub fn add(&mut self, loss: Loss, terms: [&[f32]; 4]) {
         if !LossSums::value_from_errors(loss) {

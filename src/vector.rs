@@ -180,6 +180,20 @@ pub(crate) fn widest() -> Path {
     Path::Portable
 }
 
+/// [`dot`] on this CPU's widest path ([`widest`]): the same bits, for code that scores one
+/// pair of rows at a time outside the compiled hot loops (evaluation, prediction).
+#[inline]
+pub(crate) fn dot_widest(a: &[f32], b: &[f32]) -> f32 {
+    match widest() {
+        // SAFETY (both): the CPU has the path's features (`widest` detected them).
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx512 => unsafe { dot_avx512(a, b) },
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx2 => unsafe { dot_avx2(a, b) },
+        _ => dot(a, b),
+    }
+}
+
 /// [`dot`] as written.
 pub(crate) struct Portable;
 
@@ -326,7 +340,7 @@ mod tests {
 
     #[cfg(target_arch = "x86_64")]
     #[test]
-    fn the_avx2_and_avx512_dots_have_the_portable_bits() {
+    fn the_avx2_avx512_and_widest_dots_have_the_portable_bits() {
         if !std::arch::is_x86_feature_detected!("avx2") {
             return;
         }
@@ -341,6 +355,7 @@ mod tests {
             for _ in 0..20 {
                 let (a, b): (Vec<f32>, Vec<f32>) = (0..len).map(|_| (next(), next() * 1e3)).unzip();
                 assert_eq!(Avx2::dot(&a, &b).to_bits(), dot(&a, &b).to_bits(), "length {len}");
+                assert_eq!(dot_widest(&a, &b).to_bits(), dot(&a, &b).to_bits(), "the widest path, length {len}");
                 if std::arch::is_x86_feature_detected!("avx512f") {
                     assert_eq!(Avx512::dot(&a, &b).to_bits(), dot(&a, &b).to_bits(), "AVX-512, length {len}");
                 }

@@ -343,33 +343,35 @@ impl<E: BlockExchange> Worker<E> {
     }
 
     /// Scores this worker's stripes' test ratings after epoch `epoch`: every worker sends the
-    /// others a copy of the halves it holds, so each sees every item row once.
+    /// others a copy of the halves it holds, so each sees every item row once. (It scores from
+    /// its own halves where they lie: copying them too cost as much as a fifth of the scoring.)
     fn score_test(&mut self, epoch: usize) -> Result<Vec<(u32, LossSums)>> {
         let sh = self.shared.clone();
         let side = sh.side();
-        let held: Vec<(usize, Rows)> = self.halves.iter().map(|(&h, (_, rows))| (h, rows.clone())).collect();
         let me = self.me;
         for to in (0..self.exchange.workers()).filter(|&w| w != me) {
-            for (h, rows) in &held {
-                self.send(to, Message::Rows { kind: RowsKind::Copy, id: *h as u32, tag: epoch as u64, factors: rows.factors.clone(), bias: rows.bias.clone() });
+            let copies: Vec<Message> = self
+                .halves
+                .iter()
+                .map(|(&h, (_, rows))| Message::Rows { kind: RowsKind::Copy, id: h as u32, tag: epoch as u64, factors: rows.factors.clone(), bias: rows.bias.clone() })
+                .collect();
+            for message in copies {
+                self.send(to, message);
             }
         }
-        let mut all: Vec<Option<Rows>> = vec![None; HALVES * side];
-        for (h, rows) in held {
-            all[h] = Some(rows);
-        }
-        while all.iter().any(Option::is_none) {
+        let mut copied: Vec<Option<Rows>> = vec![None; HALVES * side];
+        while (0..HALVES * side).any(|h| copied[h].is_none() && !self.halves.contains_key(&h)) {
             let message = self
                 .wait_for(&format!("copies of item halves after epoch {}", epoch + 1), |m| matches!(m, Message::Rows { kind: RowsKind::Copy, tag, .. } if *tag == epoch as u64))?;
             if let Message::Rows { id, factors, bias, .. } = message {
-                all[id as usize] = Some(Rows { factors, bias });
+                copied[id as usize] = Some(Rows { factors, bias });
             }
         }
+        let all: Vec<&Rows> = (0..HALVES * side).map(|h| self.halves.get(&h).map(|(_, rows)| rows).or(copied[h].as_ref()).expect("every half arrived")).collect();
         let (k, loss) = (sh.params.rank, sh.params.loss);
         let mut out = Vec::new();
         for (&stripe, user_rows) in &self.stripes {
             for (h, item_rows) in all.iter().enumerate() {
-                let item_rows = item_rows.as_ref().expect("every half arrived");
                 let b = stripe * HALVES * side + h;
                 if sh.test[b].is_empty() {
                     continue;

@@ -428,6 +428,8 @@ impl Model {
 
 /// The one scoring rule: the mean, the bias of each known side, and p·q when both are known.
 /// Takes rows rather than a model, so a DSGD worker holding only some rows scores with it too.
+/// p·q is taken on the CPU's widest vector path, with the portable bits: the portable dot kept
+/// its sums in memory, and scoring 100,000 test ratings at rank 128 took twice as long.
 #[inline]
 pub(crate) fn score_rows(mean: f32, user: Option<(&[f32], f32)>, item: Option<(&[f32], f32)>) -> f32 {
     let mut s = mean;
@@ -438,7 +440,7 @@ pub(crate) fn score_rows(mean: f32, user: Option<(&[f32], f32)>, item: Option<(&
         s += bias;
     }
     if let (Some((p, _)), Some((q, _))) = (user, item) {
-        s += crate::vector::dot(p, q);
+        s += crate::vector::dot_widest(p, q);
     }
     s
 }

@@ -24,6 +24,52 @@ use std::borrow::Cow;
 use std::ops::Range;
 use std::sync::{Arc, Condvar, Mutex};
 
+/// A block's ratings and the rows they may name: every rating's user lies in `users` and its
+/// item in `items` (positions, or a DSGD stripe's rows). Only [`check`](Self::check) makes one:
+/// a [`Schedule`] checks its blocks in memory once, when it lays them out, and a block from
+/// disk each time it reads it. So the block loop indexes its rows with no check of its own:
+/// checking every block again at every epoch cost it 4–8% of its time (BENCHMARKS.md).
+#[derive(Clone, Copy, Debug)]
+pub struct BlockRatings<'a> {
+    ratings: &'a [Rating],
+    /// (first row, rows) of each side.
+    users: (u32, usize),
+    items: (u32, usize),
+}
+
+impl<'a> BlockRatings<'a> {
+    /// `ratings`, if each names a user of `users` and an item of `items`; else an error naming
+    /// the first that does not (a block that does is corrupt).
+    pub fn check(ratings: &'a [Rating], users: Range<usize>, items: Range<usize>) -> Result<BlockRatings<'a>> {
+        let (u0, m, i0, n) = (users.start as u32, users.len(), items.start as u32, items.len());
+        // One pass that vectorises, then a second to name the first bad rating only if there is one.
+        let outside = |r: &Rating| (r.user.wrapping_sub(u0) as usize >= m) | (r.item.wrapping_sub(i0) as usize >= n);
+        if ratings.iter().fold(false, |any, r| any | outside(r)) {
+            let at = ratings.iter().position(outside).unwrap_or_default();
+            let r = ratings[at];
+            return Err(Error::Data(format!(
+                "rating {at} names user {} and item {}, outside the block's users {users:?} and items {items:?}: the block is corrupt",
+                r.user, r.item
+            )));
+        }
+        Ok(BlockRatings { ratings, users: (u0, m), items: (i0, n) })
+    }
+
+    pub fn ratings(&self) -> &'a [Rating] {
+        self.ratings
+    }
+
+    /// The first user row the ratings may name, and how many.
+    pub fn users(&self) -> (u32, usize) {
+        self.users
+    }
+
+    /// The first item row the ratings may name, and how many.
+    pub fn items(&self) -> (u32, usize) {
+        self.items
+    }
+}
+
 /// Where the blocks' ratings live.
 enum Store {
     Memory(Vec<Rating>),
@@ -79,7 +125,13 @@ impl Schedule {
         if !(user_axis.is_identity() && item_axis.is_identity()) {
             ratings.par_iter_mut().for_each(|r| *r = Rating { user: user_axis.position(r.user), item: item_axis.position(r.item), value: r.value });
         }
-        Ok(Schedule { users: user_axis, items: item_axis, store: Store::Memory(ratings), ranges, seed })
+        let schedule = Schedule { users: user_axis, items: item_axis, store: Store::Memory(ratings), ranges, seed };
+        // Once, here: [`checked_block`](Self::checked_block) lends these blocks as checked.
+        (0..schedule.len()).into_par_iter().try_for_each(|b| {
+            let (users, items) = schedule.rows(b);
+            BlockRatings::check(schedule.block(b), users, items).map(|_| ()).map_err(|e| schedule.in_block(b, e))
+        })?;
+        Ok(schedule)
     }
 
     /// The schedule of a block cache: the grid, order and seed it was written with.
@@ -105,24 +157,42 @@ impl Schedule {
         }
     }
 
+    /// Block `b`'s ratings with the rows they may name ([`BlockRatings`]): lent from memory
+    /// (checked when the grid was laid out), or read from disk into `buf` and checked.
+    pub fn checked_block<'s>(&'s self, b: usize, buf: &'s mut Vec<Rating>) -> Result<BlockRatings<'s>> {
+        let (users, items) = self.rows(b);
+        match &self.store {
+            Store::Memory(ratings) => Ok(BlockRatings { ratings: &ratings[self.ranges[b].clone()], users: (users.start as u32, users.len()), items: (items.start as u32, items.len()) }),
+            Store::Disk(disk) => {
+                disk.read_block(b, buf)?;
+                BlockRatings::check(buf, users, items).map_err(|e| self.in_block(b, e))
+            }
+        }
+    }
+
     /// Whether every rating of block `b` (as [`block_into`](Self::block_into) gave them) names
     /// a user and an item of the block's rows; a block read from disk that does not is
     /// corrupt, and is an error rather than a write out of bounds.
     pub fn check_block(&self, b: usize, ratings: &[Rating]) -> Result<()> {
-        // Blocks in memory were laid out here, from ratings checked when loaded.
+        // Blocks in memory were checked when laid out.
         if !self.on_disk() {
             return Ok(());
         }
+        let (users, items) = self.rows(b);
+        BlockRatings::check(ratings, users, items).map(|_| ()).map_err(|e| self.in_block(b, e))
+    }
+
+    /// The rows, by position, of block `b`'s user block and item block.
+    pub fn rows(&self, b: usize) -> (Range<usize>, Range<usize>) {
         let (ub, ib) = self.coordinates(b);
-        let (users, items) = (self.users.start(ub) as u32..self.users.start(ub + 1) as u32, self.items.start(ib) as u32..self.items.start(ib + 1) as u32);
-        match ratings.iter().position(|r| !users.contains(&r.user) || !items.contains(&r.item)) {
-            None => Ok(()),
-            Some(at) => Err(Error::Data(format!(
-                "{}block {b}: rating {at} names user {} and item {}, outside the block's users {users:?} and items {items:?}: the block is corrupt",
-                self.disk_path().map_or(String::new(), |p| format!("{}: ", p.display())),
-                ratings[at].user,
-                ratings[at].item
-            ))),
+        (self.users.start(ub)..self.users.start(ub + 1), self.items.start(ib)..self.items.start(ib + 1))
+    }
+
+    /// `e`, an error met in block `b`, with the block (and its cache) named.
+    pub fn in_block(&self, b: usize, e: Error) -> Error {
+        match e {
+            Error::Data(message) => Error::Data(format!("{}block {b}: {message}", self.disk_path().map_or(String::new(), |p| format!("{}: ", p.display())))),
+            e => e,
         }
     }
 
@@ -328,6 +398,42 @@ mod tests {
 
     fn all_pairs(users: u32, items: u32) -> Vec<Rating> {
         (0..users).flat_map(|u| (0..items).map(move |i| Rating { user: u, item: i, value: (u * 1000 + i) as f32 })).collect()
+    }
+
+    #[test]
+    fn each_block_is_lent_checked_with_its_rows() {
+        let ratings = all_pairs(23, 17);
+        let s = Schedule::new(&ratings, 23, 17, GridSize { user_blocks: 4, item_blocks: 3 }, Order::ByUser, 9).unwrap();
+        let mut buf = Vec::new();
+        for b in 0..s.len() {
+            let (users, items) = s.rows(b);
+            let block = s.checked_block(b, &mut buf).unwrap();
+            assert_eq!((block.users(), block.items()), ((users.start as u32, users.len()), (items.start as u32, items.len())));
+            assert_eq!(block.ratings(), s.block(b));
+        }
+    }
+
+    /// A block read from disk whose checksum agrees but whose ratings name rows outside it (a
+    /// cache written wrong) is an error naming the cache and the block: the block loop, which
+    /// indexes rows unchecked, never sees it.
+    #[cfg(unix)]
+    #[test]
+    fn a_block_from_disk_that_names_rows_outside_it_is_an_error() {
+        use crate::cache::{CacheSettings, DiskBlocks};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.tsv");
+        crate::data::write_ratings(&path, &all_pairs(300, 40), crate::data::WriteFormat::Tab, false).unwrap();
+        let settings = CacheSettings { grid: Some(GridSize { user_blocks: 3, item_blocks: 2 }), order: Order::ByUser, seed: 9, memory: 1 << 20, threads: 1 };
+        let mut cache = DiskBlocks::open_or_build(&path, &crate::data::LoadOptions::default(), dir.path(), &settings, |_| {}).unwrap();
+        let mut block = Vec::new();
+        cache.read_block(1, &mut block).unwrap();
+        // Items are positions 0..40: 40 lies outside every block.
+        block[5].item = 40;
+        cache.overwrite_block(1, &block);
+        let s = Schedule::from_disk(std::sync::Arc::new(cache));
+        let e = s.checked_block(1, &mut Vec::new()).unwrap_err().to_string();
+        assert!(e.contains("block 1: rating 5 names") && e.contains("item 40") && e.contains("corrupt") && e.contains("r.tsv.gpumf-blocks"), "{e}");
+        assert!(s.checked_block(0, &mut Vec::new()).is_ok(), "the other blocks are sound");
     }
 
     #[test]

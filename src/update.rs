@@ -6,6 +6,7 @@
 
 use crate::choice::Choice;
 use crate::data::Rating;
+use crate::schedule::BlockRatings;
 use crate::error::{Error, Result};
 use crate::model::Params;
 use crate::objective::{AtScore, BinaryLabels, Loss, LogSum, LossSums, SumLanes, Unit};
@@ -222,59 +223,70 @@ impl BlockRows<'_> {
 /// 128: 8 was never slower than 0 or 4).
 const PREFETCH_AHEAD: usize = 8;
 
-/// Trains `ratings` (one block, in their fixed order) on the block's rows at rank `k`, and
-/// returns their loss sums: the one block-training function of every CPU trainer. A rating
-/// whose user or item falls outside the rows (a corrupt block read from disk) stops the block
-/// with an error naming it, before any row is touched by it.
-pub(crate) fn train_block(ratings: &[Rating], users: BlockRows, items: BlockRows, k: usize, step: &Step) -> Result<LossSums> {
+/// Trains `block` (its ratings in their fixed order) on the block's rows at rank `k`, and
+/// returns their loss sums: the one block-training function of every CPU trainer. The rows
+/// must be those the block's ratings may name (checked when the block was laid out or read:
+/// [`BlockRatings`]), or it is an error, before any row is touched.
+pub(crate) fn train_block(block: BlockRatings, users: BlockRows, items: BlockRows, k: usize, step: &Step) -> Result<LossSums> {
+    let (m, n) = (users.rows(), items.rows());
+    if block.users() != (users.first, m) || block.items() != (items.first, n) {
+        let ((u0, bm), (i0, bn)) = (block.users(), block.items());
+        return Err(Error::Data(format!(
+            "a block's ratings name users {u0}+{bm} and items {i0}+{bn}, and it was given the rows of users {}+{m} and items {}+{n}",
+            users.first, items.first
+        )));
+    }
+    if users.factors.len() != m * k || items.factors.len() != n * k || users.weights.len() != m || items.weights.len() != n {
+        return Err(Error::Data(format!("a block's rows do not match: {m} users and {n} items at rank {k}")));
+    }
+    if !users.prior.is_empty() && (users.prior.len() != m * k || users.share.len() != m * k) {
+        return Err(Error::Data("a block's SVD++ rows do not match its users".into()));
+    }
+    let ratings = block.ratings();
+    // SAFETY (all three): every rating's rows lie in `users` and `items` (the block's check and
+    // the test above); the AVX paths run only where `widest` detected their features.
     match crate::vector::widest() {
-        // SAFETY (both): the CPU has the path's features (`widest` detected them).
         #[cfg(target_arch = "x86_64")]
         crate::vector::Path::Avx512 => unsafe { train_block_avx512(ratings, users, items, k, step) },
         #[cfg(target_arch = "x86_64")]
         crate::vector::Path::Avx2 => unsafe { train_block_avx2(ratings, users, items, k, step) },
-        _ => train_block_with::<crate::vector::Portable>(ratings, users, items, k, step),
+        _ => unsafe { train_block_with::<crate::vector::Portable>(ratings, users, items, k, step) },
     }
 }
 
 /// [`train_block_with`] compiled for AVX2 and FMA, with AVX2's dot product: wider vectors, the
 /// same arithmetic (fused operations only where written, as `mul_add`), so the same bits.
+///
+/// # Safety
+/// As [`train_block_with`], on a CPU with AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn train_block_avx2(ratings: &[Rating], users: BlockRows, items: BlockRows, k: usize, step: &Step) -> Result<LossSums> {
-    train_block_with::<crate::vector::Avx2>(ratings, users, items, k, step)
+    unsafe { train_block_with::<crate::vector::Avx2>(ratings, users, items, k, step) }
 }
 
 /// [`train_block_with`] compiled for AVX-512F, with its dot product: a 512-bit register holds
 /// a rank-32 row in two, so the row operations take half the instructions of AVX2's (1.08–1.10x
 /// the updates/s at ranks 32 and 128 on an Intel Xeon, in alternating runs), with the same bits.
+///
+/// # Safety
+/// As [`train_block_with`], on a CPU with AVX-512F, AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn train_block_avx512(ratings: &[Rating], users: BlockRows, items: BlockRows, k: usize, step: &Step) -> Result<LossSums> {
-    train_block_with::<crate::vector::Avx512>(ratings, users, items, k, step)
+    unsafe { train_block_with::<crate::vector::Avx512>(ratings, users, items, k, step) }
 }
 
-/// The block loop's checks, then the loop compiled for the block's loss ([`FixedLoss`]): every
-/// rating's rows are checked once, before any is trained, so the loop itself indexes the rows
-/// without checks.
+/// The block loop compiled for the block's loss ([`FixedLoss`]), or the pairwise losses' own.
+///
+/// # Safety
+/// Every rating's user and item lie in `users` and `items` (their first row on, as many as
+/// they hold), whose factor rows (and SVD++ rows) hold `k` floats each: the loop indexes them
+/// without checks ([`train_block`] checked them).
 #[inline(always)]
-fn train_block_with<L: Lanes>(ratings: &[Rating], users: BlockRows, items: BlockRows, k: usize, step: &Step) -> Result<LossSums> {
-    let (m, n) = (users.rows(), items.rows());
-    if users.factors.len() != m * k || items.factors.len() != n * k || users.weights.len() != m || items.weights.len() != n {
-        return Err(Error::Data(format!("a block's rows do not match: {m} users and {n} items at rank {k}")));
-    }
-    let svdpp = !users.prior.is_empty();
-    if svdpp && (users.prior.len() != m * k || users.share.len() != m * k) {
-        return Err(Error::Data("a block's SVD++ rows do not match its users".into()));
-    }
+unsafe fn train_block_with<L: Lanes>(ratings: &[Rating], users: BlockRows, items: BlockRows, k: usize, step: &Step) -> Result<LossSums> {
     if step.loss.is_pairwise() {
         return train_block_pairwise::<L>(ratings, users, items, k, step);
-    }
-    // One pass that vectorises, then a second to name the first bad rating only if there is one.
-    let outside = |r: &Rating| (r.user.wrapping_sub(users.first) as usize >= m) | (r.item.wrapping_sub(items.first) as usize >= n);
-    if ratings.iter().fold(false, |any, r| any | outside(r)) {
-        let j = ratings.iter().position(outside).unwrap_or_default();
-        return Err(outside_rows(ratings, j, &users, &items));
     }
     Ok(match step.loss {
         Loss::Squared => at_rank::<L, SquaredLoss>(ratings, users, items, k, step),
@@ -317,7 +329,7 @@ fixed_losses! {
 /// Row `r` of `rows` at rank `k`.
 ///
 /// # Safety
-/// `(r + 1) * k <= rows.len()`: [`train_block_with`] checked every rating's rows.
+/// `(r + 1) * k <= rows.len()`: every rating's rows were checked ([`BlockRatings`], [`train_block`]).
 #[inline(always)]
 unsafe fn row(rows: &[f32], r: usize, k: usize) -> &[f32] {
     // SAFETY: within `rows` (the caller's contract).
@@ -349,8 +361,11 @@ unsafe fn score_at<L: Lanes>((u, i): (usize, usize), users: &BlockRows, items: &
 /// and an update is mostly that control (1.15–1.2x the updates/s at both ranks on an Intel
 /// Xeon with AVX-512; at 64 within the noise, at 128 none). The same arithmetic, so the same
 /// bits.
+///
+/// # Safety
+/// As [`train_block_with`].
 #[inline(always)]
-fn at_rank<L: Lanes, O: FixedLoss>(ratings: &[Rating], users: BlockRows, items: BlockRows, k: usize, step: &Step) -> LossSums {
+unsafe fn at_rank<L: Lanes, O: FixedLoss>(ratings: &[Rating], users: BlockRows, items: BlockRows, k: usize, step: &Step) -> LossSums {
     match k {
         16 => rating_loop::<L, O, 16>(ratings, users, items, k, step),
         32 => rating_loop::<L, O, 32>(ratings, users, items, k, step),
@@ -362,7 +377,7 @@ fn at_rank<L: Lanes, O: FixedLoss>(ratings: &[Rating], users: BlockRows, items: 
 /// scores it records fill 4 KiB.
 const SCORED_BATCH: usize = 1024;
 
-/// The block loop, for ratings whose rows [`train_block_with`] checked, at rank `k` (`K` is
+/// The block loop, for ratings whose rows were checked ([`train_block`]), at rank `k` (`K` is
 /// the same rank fixed at compile time, or 0 where it is not: [`at_rank`]). An update waits on its
 /// score (the dot product, then the loss's slopes: for KL a division), and the next rating's
 /// score would wait on this update when it shares a row. When it shares none, the next score
@@ -377,8 +392,11 @@ const SCORED_BATCH: usize = 1024;
 /// a time inside the loop, the KL divergence's value (with its log) and f64 sums made its
 /// updates 1.28x the time of updates with no sums at rank 32, and with the pass 1.2x
 /// (BENCHMARKS.md).
+///
+/// # Safety
+/// As [`train_block_with`].
 #[inline(always)]
-fn rating_loop<L: Lanes, O: FixedLoss, const K: usize>(ratings: &[Rating], mut users: BlockRows, mut items: BlockRows, k: usize, step: &Step) -> LossSums {
+unsafe fn rating_loop<L: Lanes, O: FixedLoss, const K: usize>(ratings: &[Rating], mut users: BlockRows, mut items: BlockRows, k: usize, step: &Step) -> LossSums {
     let k = if K == 0 { k } else { K };
     let step = &Step { loss: O::LOSS, ..*step };
     let svdpp = !users.prior.is_empty();
@@ -414,7 +432,7 @@ fn rating_loop<L: Lanes, O: FixedLoss, const K: usize>(ratings: &[Rating], mut u
 /// the squared error's loop was 2% slower at rank 32.)
 ///
 /// # Safety
-/// `r` is `ratings[j]`, and every rating's rows lie in `users` and `items` ([`train_block_with`]
+/// `r` is `ratings[j]`, and every rating's rows lie in `users` and `items` ([`train_block`]
 /// checked them).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
@@ -634,22 +652,6 @@ fn two_rows(rows: &mut [f32], a: usize, b: usize, k: usize) -> (&mut [f32], &mut
     }
 }
 
-/// The error for rating `j` of a block, which names a user or item outside the block's rows (a
-/// corrupt block read from disk).
-fn outside_rows(ratings: &[Rating], j: usize, users: &BlockRows, items: &BlockRows) -> Error {
-    let r = ratings[j];
-    let (m, n) = (users.rows(), items.rows());
-    Error::Data(format!(
-        "rating {j} of a block names user {} and item {}, outside the block's users {}..{} and items {}..{}: the block is corrupt",
-        r.user,
-        r.item,
-        users.first,
-        users.first as usize + m,
-        items.first,
-        items.first as usize + n
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -666,8 +668,9 @@ mod tests {
     /// [`train_block`] on whole rows starting at 0, without the SVD++ term: (factors, biases,
     /// weights) of the users, then of the items.
     fn train_rows(block: &[Rating], users: (&mut [f32], &mut [f32], &[f32]), items: (&mut [f32], &mut [f32], &[f32]), k: usize, s: &Step) -> LossSums {
+        let checked = BlockRatings::check(block, 0..users.1.len(), 0..items.1.len()).unwrap();
         let (users, items) = (BlockRows { first: 0, factors: users.0, bias: users.1, weights: users.2, prior: &[], share: &mut [] }, BlockRows { first: 0, factors: items.0, bias: items.1, weights: items.2, prior: &[], share: &mut [] });
-        train_block(block, users, items, k, s).unwrap()
+        train_block(checked, users, items, k, s).unwrap()
     }
 
     fn step(loss: Loss) -> Step {
@@ -864,10 +867,11 @@ mod tests {
             let z: &[f32] = if prior { &z } else { &[] };
             let users = BlockRows { first: 0, factors: &mut p, bias: &mut bu, weights: &wu, prior: z, share: &mut share };
             let items = BlockRows { first: 0, factors: &mut q, bias: &mut bi, weights: &wi, prior: &[], share: &mut [] };
+            // SAFETY (all): the block's ratings name rows 0..5 and 0..4 (`tangled_block`), and
+            // only paths up to the widest this CPU runs are taken (below).
             match path {
-                0 => train_block_with::<Portable>(&block, users, items, k, &s),
-                1 => Ok(any_rank(&block, users, items, k, &s)),
-                // SAFETY: only paths up to the widest this CPU runs (below).
+                0 => unsafe { train_block_with::<Portable>(&block, users, items, k, &s) },
+                1 => Ok(unsafe { any_rank(&block, users, items, k, &s) }),
                 #[cfg(target_arch = "x86_64")]
                 2 => unsafe { train_block_avx2(&block, users, items, k, &s) },
                 #[cfg(target_arch = "x86_64")]
@@ -887,7 +891,10 @@ mod tests {
     }
 
     /// The portable loop compiled for any rank, even one [`at_rank`] fixes.
-    fn any_rank(block: &[Rating], users: BlockRows, items: BlockRows, k: usize, s: &Step) -> LossSums {
+    ///
+    /// # Safety
+    /// As [`train_block_with`].
+    unsafe fn any_rank(block: &[Rating], users: BlockRows, items: BlockRows, k: usize, s: &Step) -> LossSums {
         match s.loss {
             Loss::Squared => rating_loop::<Portable, SquaredLoss, 0>(block, users, items, k, s),
             Loss::Absolute => rating_loop::<Portable, AbsoluteLoss, 0>(block, users, items, k, s),
@@ -936,17 +943,22 @@ mod tests {
         fn rows<'a>(first: u32, factors: &'a mut [f32], bias: &'a mut [f32], weights: &'a [f32]) -> BlockRows<'a> {
             BlockRows { first, factors, bias, weights, prior: &[], share: &mut [] }
         }
+        // Users 10 and 11, items 20 to 22.
         let good = [Rating { user: 10, item: 22, value: 1.0 }];
-        let sums = train_block(&good, rows(10, &mut p, &mut bu, &wu), rows(20, &mut q, &mut bi, &wi), k, &s).unwrap();
+        let block = BlockRatings::check(&good, 10..12, 20..23).unwrap();
+        let sums = train_block(block, rows(10, &mut p, &mut bu, &wu), rows(20, &mut q, &mut bi, &wi), k, &s).unwrap();
         assert_eq!(sums.count, 1);
+        // The check names the first rating outside the rows.
         for bad in [Rating { user: 12, item: 20, value: 1.0 }, Rating { user: 9, item: 20, value: 1.0 }, Rating { user: 10, item: u32::MAX, value: 1.0 }] {
-            let e = train_block(&[bad], rows(10, &mut p, &mut bu, &wu), rows(20, &mut q, &mut bi, &wi), k, &s).unwrap_err().to_string();
-            assert!(e.contains("corrupt") && e.contains(&bad.user.to_string()), "{e}");
-            // Checked before any update: the good rating ahead of it trains nothing either.
-            let before = (p.clone(), q.clone(), bu.clone(), bi.clone());
-            let e = train_block(&[good[0], bad], rows(10, &mut p, &mut bu, &wu), rows(20, &mut q, &mut bi, &wi), k, &s).unwrap_err().to_string();
-            assert!(e.contains("rating 1 of a block"), "{e}");
-            assert_eq!((p.clone(), q.clone(), bu.clone(), bi.clone()), before, "a corrupt block moved rows");
+            let e = BlockRatings::check(&[good[0], bad], 10..12, 20..23).unwrap_err().to_string();
+            assert!(e.contains("rating 1 names") && e.contains("corrupt") && e.contains(&bad.user.to_string()), "{e}");
         }
+        // Rows other than the block's (shifted, or fewer) are an error before any row moves.
+        let before = (p.clone(), q.clone(), bu.clone(), bi.clone());
+        let e = train_block(block, rows(11, &mut p, &mut bu, &wu), rows(20, &mut q, &mut bi, &wi), k, &s).unwrap_err().to_string();
+        assert!(e.contains("was given the rows of users 11+2"), "{e}");
+        let e = train_block(block, rows(10, &mut p, &mut bu, &wu), rows(20, &mut q[..4], &mut bi[..2], &wi[..2]), k, &s).unwrap_err().to_string();
+        assert!(e.contains("items 20+3") && e.contains("items 20+2"), "{e}");
+        assert_eq!((p, q, bu, bi), before, "a block given the wrong rows moved rows");
     }
 }

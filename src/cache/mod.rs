@@ -260,6 +260,19 @@ impl DiskBlocks {
     }
 }
 
+#[cfg(test)]
+impl DiskBlocks {
+    /// Writes `ratings` over block `b` of the file with a checksum that agrees: a cache written
+    /// wrong, for tests of what reads it.
+    pub(crate) fn overwrite_block(&mut self, b: usize, ratings: &[Rating]) {
+        use std::os::unix::fs::FileExt;
+        assert_eq!(ratings.len() as u64, self.block_len(b), "a block keeps its length");
+        let file = std::fs::OpenOptions::new().write(true).open(&self.path).unwrap();
+        file.write_all_at(bytemuck::cast_slice(ratings), DATA_AT + self.starts[b] * RECORD).unwrap();
+        self.crcs[b] = crc32fast::hash(bytemuck::cast_slice(ratings));
+    }
+}
+
 /// The header a cache for this input and these settings has (counts from `found`).
 fn expected_header(identity: &Identity, load: &LoadOptions, settings: &CacheSettings, found: &Header) -> Header {
     let grid = settings.grid.unwrap_or(GridSize { user_blocks: found.user_blocks, item_blocks: found.item_blocks });

@@ -2,26 +2,19 @@
 //! blocks of the schedule on shared factors. All the unsafety of the CPU trainer lives in this
 //! module; the updates themselves are [`train_block`]'s, safe code over the block's rows.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::Model;
 use crate::objective::LossSums;
 use crate::schedule::Schedule;
 use crate::svdpp::SvdppState;
 use crate::update::{train_block, BlockRows, RowWeights, Step};
-use std::ops::Range;
 use std::sync::Mutex;
-
-/// The rows, by position, of block `b`'s user block and item block.
-fn ranges(schedule: &Schedule, b: usize) -> (Range<usize>, Range<usize>) {
-    let (ub, ib) = schedule.coordinates(b);
-    (schedule.users.start(ub)..schedule.users.start(ub + 1), schedule.items.start(ib)..schedule.items.start(ib + 1))
-}
 
 /// Block `b`'s user rows and item rows of `model` (rows by position), with their weights and
 /// the SVD++ term's rows where it is on: what [`train_block`] trains.
 pub(super) fn rows_of<'a>(model: &'a mut Model, weights: &'a RowWeights, svdpp: Option<&'a mut SvdppState>, schedule: &Schedule, b: usize) -> (BlockRows<'a>, BlockRows<'a>) {
     let k = model.rank();
-    let (users, items) = ranges(schedule, b);
+    let (users, items) = schedule.rows(b);
     let (prior, share): (&[f32], &mut [f32]) = match svdpp {
         Some(state) => {
             let (prior, share) = state.priors_and_shares();
@@ -49,14 +42,6 @@ pub(super) fn rows_of<'a>(model: &'a mut Model, weights: &'a RowWeights, svdpp: 
     )
 }
 
-/// `e`, an error met training block `b`, with the block (and its cache) named.
-pub(super) fn in_block(schedule: &Schedule, b: usize, e: Error) -> Error {
-    match e {
-        Error::Data(message) => Error::Data(format!("{}block {b}: {message}", schedule.disk_path().map_or(String::new(), |p| format!("{}: ", p.display())))),
-        e => e,
-    }
-}
-
 /// Raw views of the model's arrays that threads share during one epoch.
 struct SharedRows {
     p: *mut f32,
@@ -82,7 +67,7 @@ impl SharedRows {
     /// positions, and the arrays hold a row for every position).
     unsafe fn block<'a>(&self, schedule: &Schedule, weights: &'a RowWeights, b: usize) -> (BlockRows<'a>, BlockRows<'a>) {
         let k = self.k;
-        let (users, items) = ranges(schedule, b);
+        let (users, items) = schedule.rows(b);
         let (prior, share): (&[f32], &mut [f32]) = if self.share.is_null() {
             (&[], &mut [])
         } else {
@@ -143,10 +128,10 @@ pub(super) fn epoch(model: &mut Model, weights: &RowWeights, svdpp: Option<&mut 
     schedule.run_parallel(epoch, threads, |b| {
         // A block on disk is read by the thread that trains it, into memory of its own.
         let mut buf = Vec::new();
-        let ratings = schedule.block_into(b, &mut buf)?;
+        let ratings = schedule.checked_block(b, &mut buf)?;
         // SAFETY: as argued above, this thread alone holds block b's rows now.
         let (users, items) = unsafe { shared.block(schedule, weights, b) };
-        let block_sums = train_block(ratings, users, items, k, step).map_err(|e| in_block(schedule, b, e))?;
+        let block_sums = train_block(ratings, users, items, k, step).map_err(|e| schedule.in_block(b, e))?;
         sums.lock().unwrap_or_else(|e| e.into_inner())[b] = block_sums;
         Ok(())
     })?;

@@ -211,9 +211,9 @@ impl Solver for CpuSolver {
                 let mut sums = LossSums::default();
                 let mut buf = Vec::new();
                 for b in schedule.sequence(epoch) {
-                    let ratings = schedule.block_into(b, &mut buf)?;
+                    let ratings = schedule.checked_block(b, &mut buf)?;
                     let (users, items) = blocks::rows_of(model, weights, self.svdpp.as_mut(), schedule, b);
-                    sums = sums.merge(train_block(ratings, users, items, k, &step).map_err(|e| blocks::in_block(schedule, b, e))?);
+                    sums = sums.merge(train_block(ratings, users, items, k, &step).map_err(|e| schedule.in_block(b, e))?);
                 }
                 sums
             }

@@ -130,8 +130,10 @@ impl<E: BlockExchange> Worker<E> {
     fn train(&mut self, b: usize, stripe: usize, h: usize, half: &mut Rows, step: &Step) -> Result<Option<LossSums>> {
         let Some(gpu) = &mut self.device else {
             let s = &self.shared.schedule;
-            let ratings = s.block(b);
-            if ratings.is_empty() {
+            // (The workers' blocks are in memory: nothing is read into the buffer.)
+            let mut buf = Vec::new();
+            let ratings = s.checked_block(b, &mut buf)?;
+            if ratings.ratings().is_empty() {
                 return Ok(None);
             }
             let (u0, i0) = (s.users.start(stripe), s.items.start(h));

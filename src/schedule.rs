@@ -72,7 +72,9 @@ impl<'a> BlockRatings<'a> {
 
 /// Where the blocks' ratings live.
 enum Store {
-    Memory(Vec<Rating>),
+    /// With each block's rows as its ratings were checked against them, when laid out: what
+    /// [`Schedule::checked_block`] lends them with, whatever becomes of the axes.
+    Memory(Vec<Rating>, Vec<[(u32, usize); 2]>),
     /// In a block cache, read when the schedule reaches them.
     Disk(Arc<DiskBlocks>),
 }
@@ -125,12 +127,19 @@ impl Schedule {
         if !(user_axis.is_identity() && item_axis.is_identity()) {
             ratings.par_iter_mut().for_each(|r| *r = Rating { user: user_axis.position(r.user), item: item_axis.position(r.item), value: r.value });
         }
-        let schedule = Schedule { users: user_axis, items: item_axis, store: Store::Memory(ratings), ranges, seed };
+        let mut schedule = Schedule { users: user_axis, items: item_axis, store: Store::Memory(ratings, Vec::new()), ranges, seed };
         // Once, here: [`checked_block`](Self::checked_block) lends these blocks as checked.
-        (0..schedule.len()).into_par_iter().try_for_each(|b| {
-            let (users, items) = schedule.rows(b);
-            BlockRatings::check(schedule.block(b), users, items).map(|_| ()).map_err(|e| schedule.in_block(b, e))
-        })?;
+        let checked = (0..schedule.len())
+            .into_par_iter()
+            .map(|b| {
+                let (users, items) = schedule.rows(b);
+                let block = BlockRatings::check(schedule.block(b), users, items).map_err(|e| schedule.in_block(b, e))?;
+                Ok([block.users, block.items])
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if let Store::Memory(_, rows) = &mut schedule.store {
+            *rows = checked;
+        }
         Ok(schedule)
     }
 
@@ -149,7 +158,7 @@ impl Schedule {
     /// Block `b`'s ratings: lent from memory, or read from disk into `buf`.
     pub fn block_into<'s>(&'s self, b: usize, buf: &'s mut Vec<Rating>) -> Result<&'s [Rating]> {
         match &self.store {
-            Store::Memory(ratings) => Ok(&ratings[self.ranges[b].clone()]),
+            Store::Memory(ratings, _) => Ok(&ratings[self.ranges[b].clone()]),
             Store::Disk(disk) => {
                 disk.read_block(b, buf)?;
                 Ok(buf)
@@ -160,11 +169,11 @@ impl Schedule {
     /// Block `b`'s ratings with the rows they may name ([`BlockRatings`]): lent from memory
     /// (checked when the grid was laid out), or read from disk into `buf` and checked.
     pub fn checked_block<'s>(&'s self, b: usize, buf: &'s mut Vec<Rating>) -> Result<BlockRatings<'s>> {
-        let (users, items) = self.rows(b);
         match &self.store {
-            Store::Memory(ratings) => Ok(BlockRatings { ratings: &ratings[self.ranges[b].clone()], users: (users.start as u32, users.len()), items: (items.start as u32, items.len()) }),
+            Store::Memory(ratings, rows) => Ok(BlockRatings { ratings: &ratings[self.ranges[b].clone()], users: rows[b][0], items: rows[b][1] }),
             Store::Disk(disk) => {
                 disk.read_block(b, buf)?;
+                let (users, items) = self.rows(b);
                 BlockRatings::check(buf, users, items).map_err(|e| self.in_block(b, e))
             }
         }
@@ -200,7 +209,7 @@ impl Schedule {
     pub fn disk_path(&self) -> Option<&std::path::Path> {
         match &self.store {
             Store::Disk(disk) => Some(&disk.path),
-            Store::Memory(_) => None,
+            Store::Memory(..) => None,
         }
     }
 
@@ -236,7 +245,7 @@ impl Schedule {
     /// are read with [`block_into`](Self::block_into)).
     pub fn block(&self, b: usize) -> &[Rating] {
         match &self.store {
-            Store::Memory(ratings) => &ratings[self.ranges[b].clone()],
+            Store::Memory(ratings, _) => &ratings[self.ranges[b].clone()],
             Store::Disk(_) => panic!("block {b} is on disk: read it with block_into"),
         }
     }

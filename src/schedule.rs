@@ -25,9 +25,11 @@ use std::ops::Range;
 use std::sync::{Arc, Condvar, Mutex};
 
 /// A block's ratings and the rows they may name: every rating's user lies in `users` and its
-/// item in `items` (positions, or a DSGD stripe's rows). Only [`check`](Self::check) makes one:
-/// a [`Schedule`] checks its blocks in memory once, when it lays them out, and a block from
-/// disk each time it reads it. So the block loop indexes its rows with no check of its own:
+/// item in `items` (positions, or a DSGD stripe's rows). Made by [`check`](Self::check), or
+/// lent by a [`Schedule`] ([`Schedule::checked_block`]), which checks its blocks in memory once,
+/// when it lays them out, and a block from disk each time it reads it. So the SVD++ term's
+/// passes and ALS meet no rating outside a block's rows, and the block loop indexes them with
+/// no check of its own:
 /// checking every block again at every epoch cost it 4–8% of its time (BENCHMARKS.md).
 #[derive(Clone, Copy, Debug)]
 pub struct BlockRatings<'a> {
@@ -177,18 +179,6 @@ impl Schedule {
                 BlockRatings::check(buf, users, items).map_err(|e| self.in_block(b, e))
             }
         }
-    }
-
-    /// Whether every rating of block `b` (as [`block_into`](Self::block_into) gave them) names
-    /// a user and an item of the block's rows; a block read from disk that does not is
-    /// corrupt, and is an error rather than a write out of bounds.
-    pub fn check_block(&self, b: usize, ratings: &[Rating]) -> Result<()> {
-        // Blocks in memory were checked when laid out.
-        if !self.on_disk() {
-            return Ok(());
-        }
-        let (users, items) = self.rows(b);
-        BlockRatings::check(ratings, users, items).map(|_| ()).map_err(|e| self.in_block(b, e))
     }
 
     /// The rows, by position, of block `b`'s user block and item block.

@@ -260,9 +260,7 @@ impl Reach {
         let mut item_counts = vec![0.0f32; schedule.items.ids()];
         let mut buf = Vec::new();
         for b in 0..schedule.len() {
-            let ratings = schedule.block_into(b, &mut buf)?;
-            schedule.check_block(b, ratings)?;
-            for r in ratings {
+            for r in schedule.checked_block(b, &mut buf)?.ratings() {
                 user_counts[r.user as usize] += 1;
                 item_counts[r.item as usize] += 1.0;
             }
@@ -458,8 +456,7 @@ fn over_blocks(schedule: &Schedule, side: Side, rows: &mut [f32], k: usize, visi
 #[inline(always)]
 fn visit_block(schedule: &Schedule, side: Side, block: usize, start: usize, rows: &mut [f32], k: usize, visit: &impl Fn(&Rating, &mut [f32])) -> Result<()> {
     let mut buf = Vec::new();
-    let ratings = schedule.block_into(block, &mut buf)?;
-    schedule.check_block(block, ratings)?;
+    let ratings = schedule.checked_block(block, &mut buf)?.ratings();
     // Each item's sums take its users in their order, as the users' index spreads them (in a
     // block its users take turns, four at a time).
     let mut by_user = Vec::new();

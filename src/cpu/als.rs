@@ -195,8 +195,7 @@ fn band_events(schedule: &Schedule, half: Half, band: usize, one_class: &OneClas
     let mut pairs = Vec::new();
     for o in 0..across {
         let b = if half == Half::Users { band * columns + o } else { o * columns + band };
-        let ratings = schedule.block_into(b, buf)?;
-        schedule.check_block(b, ratings)?;
+        let ratings = schedule.checked_block(b, buf)?.ratings();
         pairs.extend(ratings.iter().map(|r| match half {
             Half::Users => Rating { user: r.user - first, item: r.item, value: r.value },
             Half::Items => Rating { user: r.item - first, item: r.user, value: r.value },

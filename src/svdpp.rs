@@ -16,7 +16,9 @@
 //! list of each user's items, sixteen columns of y at a time (so those columns of every item
 //! stay in L2: [`Sweeps`]); from the disk cache they run over the
 //! [schedule](crate::schedule)'s blocks as training does, a block row (or column) per thread.
-//! Either way each sum takes its terms in one order, the same on any number of threads.
+//! Either way each sum takes its terms in one order, the same on any number of threads. The
+//! distributed runner's workers take the same lists and sweeps for their stripes' users
+//! ([`StripeItems`]).
 //!
 //! Measured (BENCHMARKS.md), the default 40 epochs with it against the previous 60 without:
 //! held-out RMSE 0.0055 lower on MovieLens 100k, 0.0044 on latest-small, 0.0133 on lecture
@@ -75,6 +77,20 @@ struct UserItems {
 
 impl UserItems {
     fn of(schedule: &Schedule, user_counts: &[u32]) -> Result<UserItems> {
+        UserItems::build(user_counts, 0, |add| {
+            let mut buf = Vec::new();
+            // Blocks are numbered row by row of the grid: each user's items come block by
+            // block along its row, as the pass over the blocks meets them.
+            for b in 0..schedule.len() {
+                add(schedule.block_into(b, &mut buf)?);
+            }
+            Ok(())
+        })
+    }
+
+    /// The lists of users `first..` with `user_counts` items each, from the blocks that
+    /// `blocks` hands to `add` in order (each rating's item appended to its user's list).
+    fn build(user_counts: &[u32], first: usize, blocks: impl FnOnce(&mut dyn FnMut(&[Rating])) -> Result<()>) -> Result<UserItems> {
         let mut starts = Vec::with_capacity(user_counts.len() + 1);
         starts.push(0);
         for &n in user_counts {
@@ -82,17 +98,13 @@ impl UserItems {
         }
         let mut next = starts.clone();
         let mut items = vec![0u32; starts[user_counts.len()]];
-        let mut buf = Vec::new();
-        // Blocks are numbered row by row of the grid: each user's items come block by block
-        // along its row, as the pass over the blocks meets them.
-        for b in 0..schedule.len() {
-            let ratings = schedule.block_into(b, &mut buf)?;
+        blocks(&mut |ratings: &[Rating]| {
             for r in ratings {
-                let at = &mut next[r.user as usize];
+                let at = &mut next[r.user as usize - first];
                 items[*at] = r.item;
                 *at += 1;
             }
-        }
+        })?;
         Ok(UserItems { starts, items })
     }
 
@@ -216,30 +228,103 @@ impl Sweeps {
         self.data.par_chunks_mut(len)
     }
 
-    /// Where item j's column f lies.
-    fn offset(&self, j: usize, f: usize) -> usize {
-        (f / SWEEP * self.items + j) * SWEEP + f % SWEEP
+    /// Item j's value in column f.
+    #[cfg(test)]
+    fn at(&self, j: usize, f: usize) -> f32 {
+        self.data[(f / SWEEP * self.items + j) * SWEEP + f % SWEEP]
     }
 
-    /// Item j's value in column f.
-    fn at(&self, j: usize, f: usize) -> f32 {
-        self.data[self.offset(j, f)]
+    /// Item j's columns of sweep `c`, and how many of the sweep's lanes are columns (the
+    /// last sweep's may be fewer than 16).
+    fn line(&self, c: usize, j: usize) -> std::ops::Range<usize> {
+        let start = (c * self.items + j) * SWEEP;
+        start..start + SWEEP.min(self.k - c * SWEEP)
     }
 
     /// items × k, row by row.
     fn to_rows(&self) -> Vec<f32> {
         let mut rows = vec![0.0; self.items * self.k];
-        for (x, v) in rows.iter_mut().enumerate() {
-            *v = self.at(x / self.k, x % self.k);
+        for c in 0..self.k.div_ceil(SWEEP) {
+            for j in 0..self.items {
+                let line = &self.data[self.line(c, j)];
+                rows[j * self.k + c * SWEEP..][..line.len()].copy_from_slice(line);
+            }
         }
         rows
     }
 
     /// From items × k, row by row.
     fn set_rows(&mut self, rows: &[f32]) {
-        for (x, &v) in rows.iter().enumerate() {
-            let at = self.offset(x / self.k, x % self.k);
-            self.data[at] = v;
+        for c in 0..self.k.div_ceil(SWEEP) {
+            for j in 0..self.items {
+                let line = self.line(c, j);
+                let width = line.len();
+                self.data[line].copy_from_slice(&rows[j * self.k + c * SWEEP..][..width]);
+            }
+        }
+    }
+}
+
+/// The SVD++ term's two sums over one DSGD stripe's users, for the distributed runner
+/// ([`crate::distributed`]), on rows as the cluster sends them (row by row, k a row): the
+/// same index and sweeps as the CPU's pass. (Rating by rating over the stripe's blocks, each
+/// rating's rows from L3 or memory, the passes made two workers' epochs 2.3x as long as they
+/// are with these, at rank 128 on the 20M set: BENCHMARKS.md.)
+pub(crate) struct StripeItems {
+    index: UserItems,
+    /// The stripe's first user, by position.
+    first: usize,
+    /// y or its gradient by sweep, kept from pass to pass (9 MB at rank 128 on 17,770 items).
+    sweeps: Sweeps,
+}
+
+impl StripeItems {
+    /// The items of users `users` (positions), from their ratings: `blocks` in order (the
+    /// stripe's row of the grid), each naming only those users and items below `items`.
+    pub fn new(users: std::ops::Range<usize>, blocks: &[&[Rating]], items: usize, k: usize) -> Result<StripeItems> {
+        let first = users.start;
+        let mut counts = vec![0u32; users.len()];
+        for r in blocks.iter().flat_map(|b| b.iter()) {
+            match counts.get_mut((r.user as usize).wrapping_sub(first)) {
+                Some(n) if (r.item as usize) < items => *n += 1,
+                _ => return Err(crate::error::Error::Data(format!("a rating names user {} and item {}, outside the stripe's users {users:?} and the {items} items", r.user, r.item))),
+            }
+        }
+        let index = UserItems::build(&counts, first, |add| {
+            blocks.iter().for_each(|b| add(b));
+            Ok(())
+        })?;
+        Ok(StripeItems { index, first, sweeps: Sweeps::zeros(items, k) })
+    }
+
+    /// The stripe's first user, by position.
+    pub fn first(&self) -> usize {
+        self.first
+    }
+
+    /// Each item's part of y's gradient from the stripe: Σ |N(u)|^-½ share_u over its users in
+    /// the stripe, in their order (items × k, row by row). `norms` and `shares` (users × k)
+    /// are the stripe's users'.
+    pub fn item_gradient(&mut self, norms: &[f32], shares: &[f32]) -> Vec<f32> {
+        let (k, path, len) = (self.sweeps.k, widest(), (self.sweeps.items * SWEEP).max(1));
+        for (c, g) in self.sweeps.data.chunks_mut(len).enumerate() {
+            g.fill(0.0);
+            self.index.spread(g, norms, shares, k, c * SWEEP, path);
+        }
+        self.sweeps.to_rows()
+    }
+
+    /// The stripe's users' priors z_u = |N(u)|^-½ Σ y_j over their items, into `z` (users × k,
+    /// row by row), from y (items × k, row by row): the bits of adding each item's y in turn.
+    pub fn priors(&mut self, norms: &[f32], y: &[f32], z: &mut [f32]) {
+        let (k, path) = (self.sweeps.k, widest());
+        self.sweeps.set_rows(y);
+        for c in 0..k.div_ceil(SWEEP) {
+            let (first, sweep) = (c * SWEEP, self.sweeps.sweep(c));
+            let width = SWEEP.min(k - first);
+            for (u, z) in z.chunks_mut(k).enumerate() {
+                z[first..][..width].copy_from_slice(&self.index.gather(u, norms[u], sweep, path)[..width]);
+            }
         }
     }
 }
@@ -605,6 +690,44 @@ mod tests {
     #[test]
     fn the_users_index_gives_the_bits_of_the_pass_over_the_blocks() {
         assert_eq!(two_passes(2, true), two_passes(2, false));
+    }
+
+    #[test]
+    fn a_stripes_sums_are_those_of_its_ratings_in_order() {
+        // A whole sweep and part of the next; the grid's middle row of blocks as the stripe.
+        let (schedule, _, y, _, _) = setting(20);
+        let (k, items, stripe) = (20, schedule.items.ids(), 1);
+        let users = schedule.users.start(stripe)..schedule.users.start(stripe) + schedule.users.members(stripe).len();
+        let blocks: Vec<&[Rating]> = (0..2).map(|h| schedule.block(stripe * 2 + h)).collect();
+        let mut index = StripeItems::new(users.clone(), &blocks, items, k).unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let norms: Vec<f32> = users.clone().map(|_| rng.random_range(0.1..1.0)).collect();
+        let shares: Vec<f32> = (0..users.len() * k).map(|_| rng.random_range(-1.0..1.0)).collect();
+        // Each user's items, block by block; the gradient by user, the priors by item.
+        let mut items_of = vec![Vec::new(); users.len()];
+        for r in blocks.iter().flat_map(|b| b.iter()) {
+            items_of[r.user as usize - users.start].push(r.item as usize);
+        }
+        let (mut gradient, mut priors) = (vec![0.0f32; items * k], vec![0.0f32; users.len() * k]);
+        for (u, its) in items_of.iter().enumerate() {
+            for &j in its {
+                for f in 0..k {
+                    gradient[j * k + f] += norms[u] * shares[u * k + f];
+                    priors[u * k + f] += norms[u] * y[j * k + f];
+                }
+            }
+        }
+        assert_eq!(index.item_gradient(&norms, &shares), gradient);
+        let mut z = vec![1.0f32; users.len() * k];
+        index.priors(&norms, &y, &mut z);
+        assert_eq!(z, priors);
+        // A rating of a user outside the stripe, or of no item, is an error, not a panic.
+        let outside = [Rating { user: users.end as u32, item: 0, value: 1.0 }];
+        let e = StripeItems::new(users.clone(), &[&outside], items, k).err().expect("refused").to_string();
+        assert!(e.contains(&format!("user {}", outside[0].user)), "{e}");
+        let beyond = [Rating { user: users.start as u32, item: items as u32, value: 1.0 }];
+        let e = StripeItems::new(users, &[&beyond], items, k).err().expect("refused").to_string();
+        assert!(e.contains(&format!("item {items}")), "{e}");
     }
 
     #[test]

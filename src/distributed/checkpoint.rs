@@ -219,7 +219,7 @@ pub(crate) fn read(dir: &Path, epoch: usize, worker: usize, shared: &Shared) -> 
         return Err(bad(format!("written by a run with other settings or data: {}", differences.join("; "))));
     }
     check_file(&path, worker, workers, epoch).map_err(&bad)?;
-    let mut start = WorkerStart { stripes: BTreeMap::new(), halves: HashMap::new(), item_vectors: None, device: None };
+    let mut start = WorkerStart { stripes: BTreeMap::new(), halves: HashMap::new(), item_vectors: None, device: None, terms: None };
     loop {
         let kind = take(1)?[0];
         if kind == 2 {

@@ -10,6 +10,7 @@ use crate::gpu::{GpuSolver, Side};
 use crate::model::{score_rows, SeenItems};
 use crate::objective::LossSums;
 use crate::solver::EpochFigures;
+use crate::svdpp::StripeItems;
 use crate::update::{self, BlockRows, Step};
 use crate::vector::CacheLines;
 use std::collections::{BTreeMap, HashMap};
@@ -29,10 +30,40 @@ pub(super) const STOPPED: &str = "stopped because";
 
 /// The SVD++ term's state of one worker: y (every item's, by position) and its stripes'
 /// priors and shares.
-struct Terms {
+pub(super) struct Terms {
     item_vectors: Vec<f32>,
     priors: BTreeMap<usize, CacheLines>,
     shares: BTreeMap<usize, CacheLines>,
+    /// Each stripe's users' items, for the passes.
+    items: BTreeMap<usize, StripeItems>,
+}
+
+impl Terms {
+    /// The state of a worker with `stripes`, from y (`item_vectors`): the stripes' item lists
+    /// and the priors y gives (zero at the start; a resumed run's, as its pass left them), also
+    /// on the worker's GPU. Built when the cluster sets up, before the first epoch.
+    pub(super) fn start(shared: &Shared, stripes: &BTreeMap<usize, Rows>, item_vectors: Vec<f32>, device: Option<&GpuSolver>) -> Result<Terms> {
+        let k = shared.params.rank;
+        let reach = shared.svdpp.as_ref().expect("the SVD++ term is on");
+        // The stripes' ratings are where the worker keeps them: in this process's grid, or on its GPU.
+        let ratings = device.map_or(&shared.schedule, |gpu| gpu.schedule());
+        let (mut items, mut priors, mut shares) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
+        let fresh = item_vectors.iter().all(|&y| y == 0.0);
+        for (&p, rows) in stripes {
+            let mut index = svdpp::stripe_items(shared, ratings, p)?;
+            let mut z = CacheLines::zeros(rows.bias.len() * k);
+            if !fresh {
+                svdpp::priors(&mut index, reach, &item_vectors, &mut z, k);
+            }
+            if let Some(gpu) = device {
+                gpu.set_svdpp_rows(p, &z);
+            }
+            shares.insert(p, CacheLines::zeros(z.len()));
+            priors.insert(p, z);
+            items.insert(p, index);
+        }
+        Ok(Terms { item_vectors, priors, shares, items })
+    }
 }
 
 pub(super) struct Worker<E> {
@@ -62,23 +93,7 @@ impl<E: BlockExchange> Worker<E> {
                 gpu.set_rows(Side::Users, p, &rows.factors, &rows.bias);
             }
         }
-        let k = shared.params.rank;
-        let terms = match (&shared.svdpp, start.item_vectors) {
-            (Some(reach), Some(item_vectors)) => {
-                // The priors y gives (zero at the start; a resumed run's, as its pass left them).
-                let ratings = device.as_ref().map_or(&shared.schedule, |gpu| gpu.schedule());
-                let priors: BTreeMap<usize, CacheLines> = start.stripes.keys().map(|&p| (p, svdpp::priors(&shared, ratings, reach, p, &item_vectors, k).into())).collect();
-                let shares = priors.iter().map(|(&p, z)| (p, CacheLines::zeros(z.len()))).collect();
-                if let Some(gpu) = &device {
-                    for (&p, z) in &priors {
-                        gpu.set_svdpp_rows(p, z);
-                    }
-                }
-                Some(Terms { item_vectors, priors, shares })
-            }
-            _ => None,
-        };
-        Worker { exchange, me, shared, stripes: start.stripes, halves: start.halves, terms, inbox: Vec::new(), sent_bytes: 0, commands, figures, device }
+        Worker { exchange, me, shared, stripes: start.stripes, halves: start.halves, terms: start.terms, inbox: Vec::new(), sent_bytes: 0, commands, figures, device }
     }
 
     /// Serves the training loop's commands until it finishes (then worker 0 returns the rows);
@@ -248,10 +263,8 @@ impl<E: BlockExchange> Worker<E> {
                 *share = gpu.svdpp_shares(p)?.into();
             }
         }
-        // The stripes' ratings are where the worker keeps them: in this process's grid, or on its GPU.
-        let ratings = self.device.as_ref().map_or(&sh.schedule, |gpu| gpu.schedule());
-        let terms = self.terms.as_ref().expect("the SVD++ term is on");
-        let gradients: Vec<(usize, Vec<f32>)> = terms.shares.iter().map(|(&p, share)| (p, svdpp::item_gradient(&sh, ratings, reach, p, share, k))).collect();
+        let Terms { shares, items, .. } = self.terms.as_mut().expect("the SVD++ term is on");
+        let gradients: Vec<(usize, Vec<f32>)> = shares.iter().map(|(&p, share)| (p, svdpp::item_gradient(items.get_mut(&p).expect("own stripe"), reach, share, k))).collect();
         let norms: Vec<(u32, f64)> = svdpp::halves_in_order(self.halves.iter().map(|(h, (_, rows))| (h, rows))).into_iter().map(|(h, rows)| (h as u32, svdpp::half_norm(&sh, reach, h, &rows.factors, k))).collect();
         let tag = epoch as u32;
         if self.me != 0 {
@@ -283,21 +296,21 @@ impl<E: BlockExchange> Worker<E> {
             let parts: Vec<Vec<f32>> = parts.into_iter().map(|p| p.expect("every stripe's part")).collect();
             let half_norms: Vec<f64> = half_norms.into_iter().map(|n| n.expect("every half's norm")).collect();
             let terms = self.terms.as_mut().expect("the SVD++ term is on");
-            svdpp::step_items(&sh, reach, &mut terms.item_vectors, &parts, &half_norms, k, step);
-            let values = terms.item_vectors.clone();
+            svdpp::step_items(&sh, reach, &mut terms.item_vectors, parts, &half_norms, k, step);
             for w in 1..self.exchange.workers() {
-                self.send(w, Message::ItemVectors { epoch: tag, values: values.clone() });
+                let values = self.terms.as_ref().expect("the SVD++ term is on").item_vectors.clone();
+                self.send(w, Message::ItemVectors { epoch: tag, values });
             }
         }
         let terms = self.terms.as_mut().expect("the SVD++ term is on");
-        let ratings = self.device.as_ref().map_or(&sh.schedule, |gpu| gpu.schedule());
         for (&p, rows) in self.stripes.iter_mut() {
-            let fresh = svdpp::priors(&sh, ratings, reach, p, &terms.item_vectors, k);
-            svdpp::move_rows(&mut rows.factors, terms.priors.get_mut(&p).expect("own stripe"), &fresh, step.nonneg);
-            terms.shares.get_mut(&p).expect("own stripe").fill(0.0);
+            // The fresh priors go into the shares, done with, which moving the rows clears.
+            let (prior, fresh) = (terms.priors.get_mut(&p).expect("own stripe"), terms.shares.get_mut(&p).expect("own stripe"));
+            svdpp::priors(terms.items.get_mut(&p).expect("own stripe"), reach, &terms.item_vectors, fresh, k);
+            svdpp::move_rows(&mut rows.factors, prior, fresh, step.nonneg);
             if let Some(gpu) = &self.device {
                 gpu.set_rows(Side::Users, p, &rows.factors, &rows.bias);
-                gpu.set_svdpp_rows(p, &fresh);
+                gpu.set_svdpp_rows(p, prior);
             }
         }
         Ok(())

@@ -473,22 +473,23 @@ impl SvdppState {
         }
         self.prior.par_chunks_mut(k).zip(p.par_chunks_mut(k)).zip(fresh.par_chunks_mut(k)).for_each(|((z, w), fresh)| {
             move_prior(z, w, fresh, nonneg);
-            fresh.fill(0.0);
         });
         Ok(())
     }
 }
 
-/// A user's prior `z` set to `fresh`, and its row `w` moved by the change, so p = w − z stays
-/// (projected to ≥ 0 again with non-negative factors).
+/// Priors `z` set to `fresh`, and their rows `w` moved by the change, so p = w − z stays
+/// (projected to ≥ 0 again with non-negative factors); `fresh` (the shares' buffer) is
+/// cleared for the next epoch as it is read. One user's or a whole stripe's (the distributed
+/// runner's).
 #[inline(always)]
-fn move_prior(z: &mut [f32], w: &mut [f32], fresh: &[f32], nonneg: bool) {
-    for ((zf, wf), &nf) in z.iter_mut().zip(w.iter_mut()).zip(fresh) {
-        *wf += nf - *zf;
+pub(crate) fn move_prior(z: &mut [f32], w: &mut [f32], fresh: &mut [f32], nonneg: bool) {
+    for ((zf, wf), nf) in z.iter_mut().zip(w.iter_mut()).zip(fresh) {
+        *wf += *nf - *zf;
         if nonneg {
             *wf = wf.max(0.0);
         }
-        *zf = nf;
+        *zf = std::mem::take(nf);
     }
 }
 

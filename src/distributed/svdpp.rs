@@ -79,19 +79,6 @@ pub(super) fn priors(index: &mut StripeItems, reach: &Reach, item_vectors: &[f32
     index.priors(&reach.user_norm[index.first()..][..z.len() / k], item_vectors, z)
 }
 
-/// Moves each user row w by its prior's change (so p = w − z stays), projected to ≥ 0 with
-/// non-negative factors, takes the fresh priors, and clears `fresh` (the shares' buffer, for
-/// the next epoch) as it goes; as the CPU's pass does.
-pub(super) fn move_rows(factors: &mut [f32], prior: &mut [f32], fresh: &mut [f32], nonneg: bool) {
-    for ((w, z), new) in factors.iter_mut().zip(prior.iter_mut()).zip(fresh.iter_mut()) {
-        *w += *new - *z;
-        if nonneg {
-            *w = w.max(0.0);
-        }
-        *z = std::mem::take(new);
-    }
-}
-
 /// Halves a worker holds after an epoch, in order: each half once, so their norms add up the
 /// whole.
 pub(super) fn halves_in_order<'a>(halves: impl Iterator<Item = (&'a usize, &'a super::Rows)>) -> Vec<(usize, &'a super::Rows)> {

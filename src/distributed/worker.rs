@@ -307,7 +307,7 @@ impl<E: BlockExchange> Worker<E> {
             // The fresh priors go into the shares, done with, which moving the rows clears.
             let (prior, fresh) = (terms.priors.get_mut(&p).expect("own stripe"), terms.shares.get_mut(&p).expect("own stripe"));
             svdpp::priors(terms.items.get_mut(&p).expect("own stripe"), reach, &terms.item_vectors, fresh, k);
-            svdpp::move_rows(&mut rows.factors, prior, fresh, step.nonneg);
+            crate::svdpp::move_prior(prior, &mut rows.factors, fresh, step.nonneg);
             if let Some(gpu) = &self.device {
                 gpu.set_rows(Side::Users, p, &rows.factors, &rows.bias);
                 gpu.set_svdpp_rows(p, prior);

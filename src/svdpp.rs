@@ -8,10 +8,10 @@
 //! w_u·q_i: the same rank, file and kernels), and training differs only in that pull.
 //!
 //! Updating every y_j of a user at each of its ratings, as SVD++'s SGD does, costs |N(u)|·k per
-//! rating. Batched instead, once per epoch: a rating moves z_u by lr·ε·q_i in SVD++ (its |N(u)|
+//! rating. Batched instead: a rating moves z_u by lr·ε·q_i in SVD++ (its |N(u)|
 //! vectors y_j each by lr·ε·q_i/√|N(u)|), so the update adds ε·q_i to the user's *share* as it
-//! goes (one more row operation a rating), and after the epoch each y_j takes the sum of its
-//! users' shares, then each z_u (and w_u with it) is recomputed from the new y. Two passes over
+//! goes (one more row operation a rating), and every [`PASS_EVERY`] epochs each y_j takes the sum
+//! of its users' shares, then each z_u (and w_u with it) is recomputed from the new y. Two passes over
 //! the ratings, each writing the rows of one side only. With the ratings in memory they read a
 //! list of each user's items, sixteen columns of y at a time (so those columns of every item
 //! stay in L2: [`Sweeps`]); from the disk cache they run over the
@@ -42,6 +42,25 @@ pub(crate) const ITEM_REG: f32 = 0.05;
 /// questionnaire's) takes small steps, where it would otherwise overshoot.
 pub(crate) const CURVATURE: f32 = 0.3;
 
+/// The passes run every third epoch ([`passes_before`]), on the shares summed since the last:
+/// they cost about what an epoch's updates cost (a read or write of a row per rating and
+/// sixteen columns), and y, stepped by three epochs' shares at once, ends where it ends with a
+/// pass every epoch: held-out RMSE within 0.0003 on five data sets (BENCHMARKS.md).
+pub(crate) const PASS_EVERY: usize = 3;
+
+/// Whether the SVD++ term's passes run before epoch `epoch` (from 0): before the second and
+/// every third after it, at the learning rate of the epoch before (the last of those whose
+/// shares they sum). The first comes early, so y starts at the highest rates and a short run
+/// has the term too. Before an epoch, not after one: moving every z_u by three epochs' steps
+/// at once shifts the predictions until the updates have taken it in, so training never ends
+/// on the passes (ending there cost 0.0007 test RMSE on 20M ratings); shares left at the end
+/// are dropped, at most three epochs' evidence for y at the smallest rates. A rule of the
+/// epoch alone, not of how many are asked for, so a run cut short and resumed steps y as one
+/// never stopped.
+pub(crate) fn passes_before(epoch: usize) -> bool {
+    epoch % PASS_EVERY == 1
+}
+
 /// The SVD++-term state of one model, by the schedule's positions.
 pub(crate) struct SvdppState {
     k: usize,
@@ -54,7 +73,7 @@ pub(crate) struct SvdppState {
     item_vectors: Sweeps,
     /// z: users × k, what each user row is pulled toward.
     prior: CacheLines,
-    /// users × k: Σ ε·q_i over the user's ratings met in this epoch's updates.
+    /// users × k: Σ ε·q_i over the user's ratings met in the updates since the last pass.
     shares: CacheLines,
     /// items × k, by sweep: each item's gradient in the pass (kept, so its pages are mapped
     /// once).
@@ -412,12 +431,12 @@ impl SvdppState {
         (&self.prior, &mut self.shares)
     }
 
-    /// The pass after an epoch at `step` (its learning rate and regularisation): moves y by the
-    /// epoch's shares and recomputes z, moving each user row w_u with it so p_u = w_u − z_u
+    /// The passes at `step` (the learning rate and regularisation of the epoch before them),
+    /// where [`passes_before`] says: moves y by the shares since the last and recomputes z, moving each user row w_u with it so p_u = w_u − z_u
     /// stays (projected to ≥ 0 again with non-negative factors), and clears the shares. `p`
     /// and `q` (row-major, k a row) are the model's, by position. Runs on the current rayon
     /// pool.
-    pub fn after_epoch(&mut self, schedule: &Schedule, p: &mut [f32], q: &[f32], step: &Step) -> Result<()> {
+    pub fn run_passes(&mut self, schedule: &Schedule, p: &mut [f32], q: &[f32], step: &Step) -> Result<()> {
         let (k, items) = (self.k, self.reach.item_counts.len());
         self.item_gradient(schedule)?;
         let mean_norm = self.reach.mean_squared_norm(q, k, step.unit.inverse);
@@ -621,7 +640,7 @@ mod tests {
             let p: Vec<f32> = w.iter().zip(state.priors()).map(|(w, z)| w - z).collect();
             // What an epoch's updates would have gathered.
             state.priors_and_shares().1.iter_mut().for_each(|s| *s = rng.random_range(-1.0..1.0));
-            state.after_epoch(&schedule, &mut w, &q, &step()).unwrap();
+            state.run_passes(&schedule, &mut w, &q, &step()).unwrap();
             assert!(state.priors_and_shares().1.iter().all(|&s| s == 0.0), "epoch {epoch}: the shares are cleared");
             assert!(state.item_vectors.data.iter().any(|&y| y.abs() > 1e-4), "epoch {epoch}: y moved");
             // p = w − z is what the pass leaves alone.
@@ -652,7 +671,7 @@ mod tests {
         let k = 6;
         let mut state = SvdppState::new(&schedule, k, &vec![1.0; schedule.items.ids()]).unwrap();
         state.priors_and_shares().1.iter_mut().enumerate().for_each(|(x, s)| *s = (x % 7) as f32 / 7.0 - 0.4);
-        state.after_epoch(&schedule, &mut w, &q, &step()).unwrap();
+        state.run_passes(&schedule, &mut w, &q, &step()).unwrap();
         // The pass cleared the shares: the next one's gradient is zero (none left over from
         // the epoch before), so each y only decays.
         let mut expected = state.item_vectors.to_rows();
@@ -660,7 +679,7 @@ mod tests {
         for (j, y) in expected.chunks_mut(k).enumerate() {
             item_step(y, &[0.0; 6], state.reach.item_reach[j], 1.0, mean_norm, &step());
         }
-        state.after_epoch(&schedule, &mut w, &q, &step()).unwrap();
+        state.run_passes(&schedule, &mut w, &q, &step()).unwrap();
         assert_eq!(state.item_vectors.to_rows(), expected);
     }
 
@@ -677,7 +696,7 @@ mod tests {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         for epoch in 0..2 {
             state.priors_and_shares().1.iter_mut().enumerate().for_each(|(x, s)| *s = ((x * 7 + epoch) % 13) as f32 / 13.0 - 0.5);
-            pool.install(|| state.after_epoch(&schedule, &mut w, &q, &step())).unwrap();
+            pool.install(|| state.run_passes(&schedule, &mut w, &q, &step())).unwrap();
         }
         (w, state.item_vectors.to_rows(), state.prior.to_vec())
     }

@@ -14,7 +14,7 @@ use crate::objective::LossSums;
 use crate::model::{Model, Params};
 use crate::grid::{Axis, GridSize, Order, MAX_SIDE};
 use crate::schedule::Schedule;
-use crate::svdpp::SvdppState;
+use crate::svdpp::{passes_before, SvdppState};
 use crate::solver::{EpochFigures, Solver};
 use crate::update::{train_block, RowWeights, Step};
 use crate::vector::line_aligned;
@@ -158,6 +158,17 @@ impl CpuSolver {
         Step::new(&self.params, lr, self.model.mean, self.unit, self.model.labels).for_epoch(epoch)
     }
 
+    /// The SVD++ term's passes before epoch `epoch`, at the rate of the epoch before it
+    /// ([`passes_before`]).
+    fn svdpp_passes(&mut self, epoch: usize) -> Result<()> {
+        let step = self.step(self.params.learning_rate_at(epoch - 1), epoch - 1);
+        let Some(svdpp) = &mut self.svdpp else { return Ok(()) };
+        let m = &mut self.model;
+        let (p, q) = (m.user_factors.as_slice_mut().expect("row-major"), m.item_factors.as_slice().expect("row-major"));
+        let schedule = &self.schedule;
+        self.pool.install(|| svdpp.run_passes(schedule, p, q, &step))
+    }
+
     /// NDCG@20 of the factors as they stand on the held-out events (one-class losses).
     fn ndcg(&self) -> Result<Option<f64>> {
         let Some(lists) = &self.ranked else { return Ok(None) };
@@ -205,6 +216,9 @@ impl Solver for CpuSolver {
 
     fn submit_epoch(&mut self, epoch: usize, lr: f32, score_test: bool) -> Result<()> {
         let (step, k) = (self.step(lr, epoch), self.params.rank);
+        if passes_before(epoch) {
+            self.svdpp_passes(epoch)?;
+        }
         let (model, weights, schedule) = (&mut self.model, &self.weights, &self.schedule);
         let train = match self.mode {
             CpuMode::Sequential | CpuMode::GpuOrder => {
@@ -222,12 +236,6 @@ impl Solver for CpuSolver {
                 self.pool.install(|| blocks::epoch(model, weights, svdpp, schedule, epoch, threads, &step))?
             }
         };
-        if let Some(svdpp) = &mut self.svdpp {
-            let m = &mut self.model;
-            let (p, q) = (m.user_factors.as_slice_mut().expect("row-major"), m.item_factors.as_slice().expect("row-major"));
-            let schedule = &self.schedule;
-            self.pool.install(|| svdpp.after_epoch(schedule, p, q, &step))?;
-        }
         let scored = score_test && !self.test.is_empty();
         let ndcg = if scored { self.ndcg()? } else { None };
         let test = (scored && ndcg.is_none()).then(|| {
@@ -259,6 +267,38 @@ impl Solver for CpuSolver {
 mod tests {
     use super::*;
     use crate::data::RatingSet;
+
+    #[test]
+    fn the_svdpp_terms_passes_run_before_the_second_epoch_and_every_third_on_the_shares_since() {
+        let triplets = (0..600u64).map(|j| (j % 41, (j * 7) % 29, (j % 5) as f32 + 1.0));
+        let problem = Problem::new(RatingSet::from_triplets(triplets), None);
+        let params = Params { rank: 8, ..Params::default() };
+        let start = || CpuSolver::new(&problem, Model::init(&problem, &params, None), &params, CpuMode::Sequential).unwrap();
+        let epoch = |solver: &mut CpuSolver, e: usize| {
+            solver.submit_epoch(e, params.learning_rate_at(e), false).unwrap();
+            solver.finish_epoch().unwrap();
+            let (priors, shares) = solver.svdpp.as_mut().unwrap().priors_and_shares();
+            (priors.to_vec(), shares.to_vec())
+        };
+        // `other` has its shares wiped after epoch 2: the updates never read them, so the two
+        // train alike, and after epoch 3 the one kept holds epochs 2 and 3's, the other 3's.
+        let (mut solver, mut other) = (start(), start());
+        let (mut last_priors, mut last_shares) = (solver.svdpp.as_ref().unwrap().priors().to_vec(), Vec::new());
+        for e in 0..7 {
+            let ((priors, shares), (_, other_shares)) = (epoch(&mut solver, e), epoch(&mut other, e));
+            assert_eq!(priors != last_priors, e == 1 || e == 4, "epoch {e}: the priors move at the passes only");
+            if e == 2 {
+                other.svdpp.as_mut().unwrap().priors_and_shares().1.fill(0.0);
+            }
+            if e == 3 {
+                let kept = shares.iter().zip(&other_shares).map(|(a, b)| a - b);
+                let largest = last_shares.iter().fold(0.0f32, |m, s: &f32| m.max(s.abs()));
+                assert!(largest > 1e-3 && kept.zip(&last_shares).all(|(k, s)| (k - s).abs() <= 1e-4 * largest), "epoch 3's shares add to epoch 2's");
+            }
+            (last_priors, last_shares) = (priors, shares);
+        }
+        assert!(last_priors.iter().any(|&z| z != 0.0));
+    }
 
     #[test]
     fn the_trainer_updates_rows_that_start_a_cache_line() {

@@ -4,6 +4,7 @@
 //! resumed from them reaches the same bits as one never stopped.
 
 use super::{Rows, Shared, WorkerStart};
+use crate::vector::CacheLines;
 use crate::error::{Error, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -147,7 +148,15 @@ fn checked_body(bytes: &[u8]) -> std::result::Result<&[u8], &'static str> {
 
 /// Writes `worker`'s rows after `epoch` epochs, then removes its checkpoints older than the
 /// one before (a crash while writing leaves the previous one whole).
-pub(crate) fn write(dir: &Path, epoch: usize, worker: usize, shared: &Shared, stripes: &BTreeMap<usize, Rows>, halves: &HashMap<usize, (u64, Rows)>, item_vectors: Option<&[f32]>) -> Result<()> {
+/// What a checkpoint keeps of the SVD++ term: y, and each stripe's shares summed since the last
+/// passes (they run every few epochs, so a checkpoint between them must carry the shares for
+/// the resumed run to reach the same bits).
+pub(crate) struct Terms<'a> {
+    pub item_vectors: &'a [f32],
+    pub shares: &'a BTreeMap<usize, CacheLines>,
+}
+
+pub(crate) fn write(dir: &Path, epoch: usize, worker: usize, shared: &Shared, stripes: &BTreeMap<usize, Rows>, halves: &HashMap<usize, (u64, Rows)>, terms: Option<Terms>) -> Result<()> {
     let workers = shared.cluster.total_workers();
     let path = dir.join(file_name(worker, workers, epoch));
     let fail = |e: std::io::Error| Error::Output { path: path.clone(), message: format!("writing the checkpoint: {e}") };
@@ -176,11 +185,18 @@ pub(crate) fn write(dir: &Path, epoch: usize, worker: usize, shared: &Shared, st
                 put(bytemuck::cast_slice(values)).map_err(fail)?;
             }
         }
-        // The SVD++ term's item vectors y (the priors follow from them).
-        if let Some(y) = item_vectors {
+        // The SVD++ term's item vectors y (the priors follow from them), then the stripes'
+        // shares where the updates since the last passes left any.
+        if let Some(Terms { item_vectors: y, shares }) = terms {
             put(&[3]).map_err(fail)?;
             put(&(y.len() as u64).to_le_bytes()).map_err(fail)?;
             put(bytemuck::cast_slice(y)).map_err(fail)?;
+            for (p, share) in shares.iter().filter(|(_, share)| share.iter().any(|&x| x != 0.0)) {
+                put(&[4]).map_err(fail)?;
+                put(&(*p as u64).to_le_bytes()).map_err(fail)?;
+                put(&(share.len() as u64).to_le_bytes()).map_err(fail)?;
+                put(bytemuck::cast_slice(share)).map_err(fail)?;
+            }
         }
         put(&[2]).map_err(fail)?;
         let sum = crc.finalize();
@@ -219,24 +235,31 @@ pub(crate) fn read(dir: &Path, epoch: usize, worker: usize, shared: &Shared) -> 
         return Err(bad(format!("written by a run with other settings or data: {}", differences.join("; "))));
     }
     check_file(&path, worker, workers, epoch).map_err(&bad)?;
-    let mut start = WorkerStart { stripes: BTreeMap::new(), halves: HashMap::new(), item_vectors: None, device: None, terms: None };
+    let mut start = WorkerStart { stripes: BTreeMap::new(), halves: HashMap::new(), item_vectors: None, shares: BTreeMap::new(), device: None, terms: None };
     loop {
         let kind = take(1)?[0];
         if kind == 2 {
             break;
         }
+        // A count, then as many floats.
+        macro_rules! floats {
+            () => {{
+                let n = u64_(take(8)?) as usize;
+                take(4 * n)?.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect::<Vec<f32>>()
+            }};
+        }
         if kind == 3 {
-            let n = u64_(take(8)?) as usize;
-            start.item_vectors = Some(take(4 * n)?.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect());
+            start.item_vectors = Some(floats!());
+            continue;
+        }
+        if kind == 4 {
+            let id = u64_(take(8)?) as usize;
+            start.shares.insert(id, floats!());
             continue;
         }
         let id = u64_(take(8)?) as usize;
         let tag = u64_(take(8)?);
-        let mut floats = || -> Result<Vec<f32>> {
-            let n = u64_(take(8)?) as usize;
-            Ok(take(4 * n)?.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect())
-        };
-        let rows = Rows { factors: floats()?.into(), bias: floats()? };
+        let rows = Rows { factors: floats!().into(), bias: floats!() };
         if kind == 0 {
             start.stripes.insert(id, rows);
         } else {
@@ -245,6 +268,11 @@ pub(crate) fn read(dir: &Path, epoch: usize, worker: usize, shared: &Shared) -> 
     }
     if shared.svdpp.is_some() != start.item_vectors.is_some() {
         return Err(bad("written with the SVD++ term set otherwise (--no-svdpp)".into()));
+    }
+    for (p, share) in &start.shares {
+        if start.stripes.get(p).is_none_or(|rows| rows.factors.len() != share.len()) {
+            return Err(bad(format!("the SVD++ term's shares of stripe {p} do not match its rows")));
+        }
     }
     Ok(start)
 }

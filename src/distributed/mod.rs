@@ -524,6 +524,8 @@ pub(crate) struct WorkerStart {
     halves: HashMap<usize, (u64, Rows)>,
     /// With the SVD++ term: the items' vectors y, by position (zero at the start).
     item_vectors: Option<Vec<f32>>,
+    /// With the SVD++ term, resumed between its passes: the stripes' shares since the last.
+    shares: BTreeMap<usize, Vec<f32>>,
     /// The worker's GPU, its blocks uploaded; `None` on the CPU.
     device: Option<GpuSolver>,
     /// With the SVD++ term: its state from `item_vectors`, once the device is in place
@@ -543,7 +545,7 @@ impl WorkerStart {
             y.resize(s.items.ids() * model.rank(), 0.0f32);
             y
         });
-        let mut start = WorkerStart { stripes: BTreeMap::new(), halves: HashMap::new(), item_vectors, device: None, terms: None };
+        let mut start = WorkerStart { stripes: BTreeMap::new(), halves: HashMap::new(), item_vectors, shares: BTreeMap::new(), device: None, terms: None };
         for p in (0..shared.side()).filter(|&p| shared.owner(p) == worker) {
             start.stripes.insert(p, gather_rows(s.users.members(p), &model.user_factors, &model.user_bias));
             let pair = s.pair_of(p, shift);
@@ -557,7 +559,8 @@ impl WorkerStart {
     /// The SVD++ term's state from the start's y ([`worker::Terms::start`]), with the term on.
     fn prepare_terms(&mut self, shared: &Shared) -> Result<()> {
         if let (Some(_), Some(item_vectors)) = (&shared.svdpp, self.item_vectors.take()) {
-            self.terms = Some(worker::Terms::start(shared, &self.stripes, item_vectors, self.device.as_ref())?);
+            let pending = std::mem::take(&mut self.shares);
+            self.terms = Some(worker::Terms::start(shared, &self.stripes, item_vectors, pending, self.device.as_ref())?);
         }
         Ok(())
     }

@@ -40,9 +40,10 @@ pub(super) struct Terms {
 
 impl Terms {
     /// The state of a worker with `stripes`, from y (`item_vectors`): the stripes' item lists
-    /// and the priors y gives (zero at the start; a resumed run's, as its pass left them), also
-    /// on the worker's GPU. Built when the cluster sets up, before the first epoch.
-    pub(super) fn start(shared: &Shared, stripes: &BTreeMap<usize, Rows>, item_vectors: Vec<f32>, device: Option<&GpuSolver>) -> Result<Terms> {
+    /// and the priors y gives (zero at the start; a resumed run's, as its pass left them), and
+    /// the shares (zero, or a resumed run's `pending`), also on the worker's GPU. Built when the
+    /// cluster sets up, before the first epoch.
+    pub(super) fn start(shared: &Shared, stripes: &BTreeMap<usize, Rows>, item_vectors: Vec<f32>, mut pending: BTreeMap<usize, Vec<f32>>, device: Option<&GpuSolver>) -> Result<Terms> {
         let k = shared.params.rank;
         let reach = shared.svdpp.as_ref().expect("the SVD++ term is on");
         // The stripes' ratings are where the worker keeps them: in this process's grid, or on its GPU.
@@ -55,10 +56,14 @@ impl Terms {
             if !fresh {
                 svdpp::priors(&mut index, reach, &item_vectors, &mut z, k);
             }
-            if let Some(gpu) = device {
-                gpu.set_svdpp_rows(p, &z);
+            let mut share = CacheLines::zeros(z.len());
+            if let Some(kept) = pending.remove(&p) {
+                share.copy_from_slice(&kept);
             }
-            shares.insert(p, CacheLines::zeros(z.len()));
+            if let Some(gpu) = device {
+                gpu.set_svdpp_rows(p, &z, &share);
+            }
+            shares.insert(p, share);
             priors.insert(p, z);
             items.insert(p, index);
         }
@@ -184,27 +189,33 @@ impl<E: BlockExchange> Worker<E> {
         Ok(())
     }
 
-    /// Epoch `epoch`: the strata, the SVD++ term's passes, the test scoring and a checkpoint as
-    /// asked. Returns the cluster's figures on the first worker of each process.
+    /// Epoch `epoch`: the SVD++ term's passes where due, the strata, the test scoring and a
+    /// checkpoint as asked. Returns the cluster's figures on the first worker of each process.
     fn epoch(&mut self, epoch: usize, lr: f32, score: bool) -> Result<Option<EpochFigures>> {
         let sh = self.shared.clone();
         let (s, p) = (&sh.schedule, &sh.params);
         let sent_before = self.sent_bytes;
         let following = s.strata(epoch + 1)[0];
+        if self.terms.is_some() && crate::svdpp::passes_before(epoch) {
+            // The halves the epoch starts with, where they lie, for the passes' norms.
+            self.collect_halves(sh.tag(epoch, 0), s.strata(epoch)[0])?;
+            self.refresh_stripes()?;
+            let before = Step::new(p, p.learning_rate_at(epoch - 1), sh.mean, sh.unit, sh.labels).for_epoch(epoch - 1);
+            self.svdpp_pass(epoch, &before)?;
+        }
         let step = Step::new(p, lr, sh.mean, sh.unit, sh.labels).for_epoch(epoch);
         let sums = self.strata(epoch, &step)?;
         let last = epoch + 1 == p.epochs;
         let checkpoint = sh.cluster.checkpoint.as_ref().filter(|(_, every)| (epoch + 1).is_multiple_of(*every.max(&1)) || last);
-        if score || last || checkpoint.is_some() || self.terms.is_some() {
+        if score || last || checkpoint.is_some() {
             self.collect_halves(sh.tag(epoch + 1, 0), following)?;
             self.refresh_stripes()?;
         }
-        if self.terms.is_some() {
-            self.svdpp_pass(epoch, &step)?;
-        }
         let test = if score { Some(self.score_test(epoch)?) } else { None };
         if let Some((dir, _)) = checkpoint {
-            checkpoint::write(dir, epoch + 1, self.me, &sh, &self.stripes, &self.halves, self.terms.as_ref().map(|t| &t.item_vectors[..]))?;
+            self.shares_from_device()?;
+            let terms = self.terms.as_ref().map(|t| checkpoint::Terms { item_vectors: &t.item_vectors, shares: &t.shares });
+            checkpoint::write(dir, epoch + 1, self.me, &sh, &self.stripes, &self.halves, terms)?;
         }
         let sent = self.sent_bytes - sent_before;
         if self.me != 0 {
@@ -251,18 +262,25 @@ impl<E: BlockExchange> Worker<E> {
         Ok(sums)
     }
 
-    /// The SVD++ term's passes after epoch `epoch` ([`svdpp`]): this worker's parts to worker
-    /// 0, y back from it, and its stripes' priors and rows moved.
-    fn svdpp_pass(&mut self, epoch: usize, step: &Step) -> Result<()> {
-        let sh = self.shared.clone();
-        let reach = sh.svdpp.as_ref().expect("the SVD++ term is on");
-        let k = sh.params.rank;
-        if let Some(gpu) = &self.device {
-            let terms = self.terms.as_mut().expect("the SVD++ term is on");
+    /// With the SVD++ term on a GPU: the stripes' shares read back from it, for the passes or a
+    /// checkpoint.
+    fn shares_from_device(&mut self) -> Result<()> {
+        if let (Some(gpu), Some(terms)) = (&self.device, self.terms.as_mut()) {
             for (&p, share) in terms.shares.iter_mut() {
                 *share = gpu.svdpp_shares(p)?.into();
             }
         }
+        Ok(())
+    }
+
+    /// The SVD++ term's passes before epoch `epoch` ([`svdpp`]; where
+    /// [`passes_before`](crate::svdpp::passes_before) says), at `step` (the epoch before's):
+    /// this worker's parts to worker 0, y back from it, and its stripes' priors and rows moved.
+    fn svdpp_pass(&mut self, epoch: usize, step: &Step) -> Result<()> {
+        let sh = self.shared.clone();
+        let reach = sh.svdpp.as_ref().expect("the SVD++ term is on");
+        let k = sh.params.rank;
+        self.shares_from_device()?;
         let Terms { shares, items, .. } = self.terms.as_mut().expect("the SVD++ term is on");
         let gradients: Vec<(usize, Vec<f32>)> = shares.iter().map(|(&p, share)| (p, svdpp::item_gradient(items.get_mut(&p).expect("own stripe"), reach, share, k))).collect();
         let norms: Vec<(u32, f64)> = svdpp::halves_in_order(self.halves.iter().map(|(h, (_, rows))| (h, rows))).into_iter().map(|(h, rows)| (h as u32, svdpp::half_norm(&sh, reach, h, &rows.factors, k))).collect();
@@ -272,7 +290,7 @@ impl<E: BlockExchange> Worker<E> {
                 self.send(0, Message::Gradient { epoch: tag, stripe: p as u32, values });
             }
             self.send(0, Message::Norms { epoch: tag, halves: norms });
-            let message = self.wait_for(&format!("the items' vectors after epoch {}", epoch + 1), |m| matches!(m, Message::ItemVectors { epoch: e, .. } if *e == tag))?;
+            let message = self.wait_for(&format!("the items' vectors before epoch {}", epoch + 1), |m| matches!(m, Message::ItemVectors { epoch: e, .. } if *e == tag))?;
             let Message::ItemVectors { values, .. } = message else { unreachable!("matched the vectors") };
             self.terms.as_mut().expect("the SVD++ term is on").item_vectors = values;
         } else {
@@ -286,7 +304,7 @@ impl<E: BlockExchange> Worker<E> {
                 half_norms[h as usize] = Some(norm);
             }
             while parts.iter().any(Option::is_none) || half_norms.iter().any(Option::is_none) {
-                let message = self.wait_for(&format!("the SVD++ term's parts of epoch {}", epoch + 1), |m| matches!(m, Message::Gradient { epoch: e, .. } | Message::Norms { epoch: e, .. } if *e == tag))?;
+                let message = self.wait_for(&format!("the SVD++ term's parts before epoch {}", epoch + 1), |m| matches!(m, Message::Gradient { epoch: e, .. } | Message::Norms { epoch: e, .. } if *e == tag))?;
                 match message {
                     Message::Gradient { stripe, values, .. } => parts[stripe as usize] = Some(values),
                     Message::Norms { halves, .. } => halves.into_iter().for_each(|(h, n)| half_norms[h as usize] = Some(n)),
@@ -310,7 +328,7 @@ impl<E: BlockExchange> Worker<E> {
             crate::svdpp::move_prior(prior, &mut rows.factors, fresh, step.nonneg);
             if let Some(gpu) = &self.device {
                 gpu.set_rows(Side::Users, p, &rows.factors, &rows.bias);
-                gpu.set_svdpp_rows(p, prior);
+                gpu.set_svdpp_rows(p, prior, fresh);
             }
         }
         Ok(())

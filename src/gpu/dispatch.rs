@@ -5,19 +5,20 @@
 use super::buffers::{Bindings, Ring, Window};
 use crate::data::Rating;
 use super::kernel::{KernelShape, Pipelines};
-use super::svdpp::Svdpp;
 use super::{Gpu, GpuSolver, Placement, EVAL_WORKGROUPS};
 use crate::error::Result;
 
 impl GpuSolver {
     /// Encodes (and, when streaming, submits window by window) the epoch's updates and its
     /// test scoring into `encoder`, leaving the reductions' copies to the slot in it.
-    pub(super) fn encode_epoch(&mut self, placement: &mut Placement, encoder: &mut wgpu::CommandEncoder, slot: usize, sequence: &[usize], score_test: bool) -> Result<()> {
+    /// `started`: the SVD++ term's passes on the device went first and wrote the epoch's start
+    /// time.
+    pub(super) fn encode_epoch(&mut self, placement: &mut Placement, encoder: &mut wgpu::CommandEncoder, slot: usize, sequence: &[usize], score_test: bool, started: bool) -> Result<()> {
         match placement {
             Placement::Resident { train, test } => {
                 self.write_pairs(train, sequence)?;
                 {
-                    let timestamp_writes = self.slots.timestamp_writes(slot, true, true);
+                    let timestamp_writes = self.slots.timestamp_writes(slot, !started, true);
                     let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("sgd epoch"), timestamp_writes });
                     pass.set_pipeline(&self.pipelines.update);
                     for &b in sequence {
@@ -26,13 +27,9 @@ impl GpuSolver {
                             pass.dispatch_workgroups(self.update_workgroups, 1, 1);
                         }
                     }
-                    if let Some(Svdpp::Device(svdpp)) = &self.svdpp {
-                        svdpp.encode(&self.pipelines, &mut pass);
-                    }
                 }
                 encode_reduction(encoder, &self.pipelines, &self.train_reduction, "training loss");
                 self.slots.encode_copy(encoder, slot, &self.train_partials, 0);
-                self.host_passes(encoder)?;
                 if score_test {
                     encoder.clear_buffer(&self.test_partials, 0, None);
                     {
@@ -49,7 +46,6 @@ impl GpuSolver {
                 self.stream_train(ring, encoder, slot, sequence)?;
                 encode_reduction(encoder, &self.pipelines, &self.train_reduction, "training loss");
                 self.slots.encode_copy(encoder, slot, &self.train_partials, 0);
-                self.host_passes(encoder)?;
                 if score_test {
                     self.stream_test(ring, test, encoder)?;
                 }
@@ -147,18 +143,6 @@ impl GpuSolver {
                 self.gpu.queue.write_buffer(buffer, 0, bytemuck::cast_slice(run));
                 rest = after;
             }
-        }
-        Ok(())
-    }
-
-    /// With the SVD++ term on the host: submits the epoch's work so far and runs its passes
-    /// (which wait for it), before the test is scored.
-    fn host_passes(&mut self, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
-        if self.svdpp.as_ref().is_some_and(Svdpp::on_host) {
-            let done = std::mem::replace(encoder, self.gpu.device.create_command_encoder(&Default::default()));
-            self.gpu.queue.submit([done.finish()]);
-            let moved = self.host_svdpp_pass()?;
-            *self.streamed.back_mut().expect("pushed by submit") += moved;
         }
         Ok(())
     }

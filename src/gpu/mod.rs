@@ -230,11 +230,12 @@ impl Solver for GpuSolver {
 
     fn submit_epoch(&mut self, epoch: usize, lr: f32, score_test: bool) -> Result<()> {
         let sequence = self.schedule.sequence(epoch);
-        let Some(pairs) = &mut self.pairwise else { return self.submit(&sequence, lr, score_test) };
+        let passes = crate::svdpp::passes_before(epoch);
+        let Some(pairs) = &mut self.pairwise else { return self.submit(&sequence, lr, score_test, passes) };
         // A pairwise loss's lists are judged on the host, from the factors this epoch leaves.
         pairs.start_epoch(epoch);
         let judge = score_test && pairs.scores();
-        self.submit(&sequence, lr, false)?;
+        self.submit(&sequence, lr, false, passes)?;
         let ndcg = match judge {
             true => {
                 let model = self.snapshot()?;
@@ -292,19 +293,22 @@ pub enum Side {
 
 impl GpuSolver {
     /// Submits one pass over `sequence`'s blocks at learning rate `lr` (an epoch, or a DSGD
-    /// worker's blocks), scoring the test set after it when asked.
-    fn submit(&mut self, sequence: &[usize], lr: f32, score_test: bool) -> Result<()> {
+    /// worker's blocks), after the SVD++ term's passes where `svdpp_passes`, scoring the test
+    /// set after it when asked.
+    fn submit(&mut self, sequence: &[usize], lr: f32, score_test: bool, svdpp_passes: bool) -> Result<()> {
+        let slot = self.slots.take()?;
+        self.streamed.push_back(0);
+        // Before the epoch's rate is written, so they step y at the last epoch's.
+        let passes_on_device = svdpp_passes && self.svdpp_passes(slot)?;
         self.uniform.learning_rate = lr;
         // Ordered on the queue: epochs already submitted keep the rate they were given.
         self.gpu.queue.write_buffer(&self.params_buffer, 0, bytemuck::bytes_of(&self.uniform));
-        let slot = self.slots.take()?;
         let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
         encoder.clear_buffer(&self.train_partials, 0, None);
         let score_test = score_test && self.test_count > 0;
         // Out of self for the epoch, so swapping factor blocks can borrow the rest.
         let mut placement = std::mem::replace(&mut self.placement, Placement::Resident { train: Vec::new(), test: Vec::new() });
-        self.streamed.push_back(0);
-        let outcome = self.encode_epoch(&mut placement, &mut encoder, slot, sequence, score_test);
+        let outcome = self.encode_epoch(&mut placement, &mut encoder, slot, sequence, score_test, passes_on_device);
         self.uploads.push_back(match &mut placement {
             Placement::Streamed { ring, .. } => ring.take_counts(),
             Placement::Resident { .. } => UploadCounts::default(),
@@ -324,7 +328,8 @@ impl GpuSolver {
     /// DSGD: trains `blocks` once each, in order, at `lr`, and returns their errors (waits for
     /// the device).
     pub fn train_blocks(&mut self, blocks: &[usize], lr: f32) -> Result<LossSums> {
-        self.submit(blocks, lr, false)?;
+        // (The worker runs the SVD++ term's passes itself.)
+        self.submit(blocks, lr, false, false)?;
         let figures = self.finish_epoch()?;
         let count = blocks.iter().map(|&b| self.schedule.block_len(b) as u64).sum();
         Ok(LossSums { count, ..figures.train })
@@ -342,13 +347,13 @@ impl GpuSolver {
         self.user_blocks[b].read_share(&self.gpu, &self.shape, self.template.rank())
     }
 
-    /// DSGD with the SVD++ term: user block `b`'s priors (by position within the block), and
-    /// its shares cleared for the next epoch.
-    pub(crate) fn set_svdpp_rows(&self, b: usize, prior: &[f32]) {
+    /// DSGD with the SVD++ term: user block `b`'s priors and shares (by position within the
+    /// block; the shares zero after the passes).
+    pub(crate) fn set_svdpp_rows(&self, b: usize, prior: &[f32], share: &[f32]) {
         let k = self.template.rank();
         let block = &self.user_blocks[b];
         block.write_prior(&self.gpu, &self.shape, k, prior);
-        block.write_share(&self.gpu, &self.shape, k, &vec![0.0; prior.len()]);
+        block.write_share(&self.gpu, &self.shape, k, share);
     }
 
     /// DSGD: puts `factors` and `bias` (by position within block `b`) on the device as block

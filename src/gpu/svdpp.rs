@@ -1,6 +1,6 @@
 //! The SVD++ term on the GPU ([`crate::svdpp`] says what it computes). The update kernel
 //! pulls each user row toward its prior and adds to its share, both bound beside the user
-//! block; after each epoch y and the priors move, by the passes of shaders/svdpp.wgsl where
+//! block; every third epoch y and the priors move first, by the passes of shaders/svdpp.wgsl where
 //! every rating and factor row is resident and each side's blocks lie in one buffer (the passes
 //! bind it whole and index rows by their place there), else by the CPU's passes on the host,
 //! between epochs, over the factors and shares read back.
@@ -60,7 +60,32 @@ impl Svdpp {
 }
 
 impl GpuSolver {
-    /// The passes after an epoch on the host: reads every row and share back (waiting for the
+    /// The SVD++ term's passes before an epoch ([`crate::svdpp::passes_before`]), at the rate
+    /// the uniform still holds (the last epoch's): on the device, a submission of their own
+    /// that writes the start time of the epoch in `slot`; else on the host (waiting for the
+    /// device). Returns whether they ran on the device.
+    pub(super) fn svdpp_passes(&mut self, slot: usize) -> Result<bool> {
+        match &self.svdpp {
+            Some(Svdpp::Device(svdpp)) => {
+                let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
+                {
+                    let timestamp_writes = self.slots.timestamp_writes(slot, true, false);
+                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("svdpp passes"), timestamp_writes });
+                    svdpp.encode(&self.pipelines, &mut pass);
+                }
+                self.gpu.queue.submit([encoder.finish()]);
+                Ok(true)
+            }
+            Some(Svdpp::Host(_)) => {
+                let moved = self.host_svdpp_pass()?;
+                *self.streamed.back_mut().expect("pushed by submit") += moved;
+                Ok(false)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// The passes on the host: reads every row and share back (waiting for the
     /// device), runs them, and puts the user rows and their priors back on the device with
     /// the shares cleared. Returns the bytes moved.
     pub(super) fn host_svdpp_pass(&mut self) -> Result<u64> {
@@ -103,7 +128,7 @@ impl GpuSolver {
             // The SVD++ term's passes draw nothing.
             sample_seed: 0,
         };
-        state.after_epoch(schedule, &mut p, &q, &step)?;
+        state.run_passes(schedule, &mut p, &q, &step)?;
         let bias = by_position(users, &model.user_bias);
         let zeros = vec![0.0f32; users.max_rows() * k];
         for (slot, block) in self.user_blocks.iter().enumerate() {
@@ -253,7 +278,7 @@ impl DeviceSvdpp {
         DeviceSvdpp { passes }
     }
 
-    /// Records the passes after an epoch's updates, in `pass`.
+    /// Records the passes in `pass`.
     pub fn encode(&self, pipelines: &Pipelines, pass: &mut wgpu::ComputePass) {
         for ((_, pipeline), (bind_group, workgroups)) in pipelines.svdpp.iter().zip(&self.passes) {
             pass.set_pipeline(pipeline);

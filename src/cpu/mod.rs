@@ -14,7 +14,7 @@ use crate::objective::LossSums;
 use crate::model::{Model, Params};
 use crate::grid::{Axis, GridSize, Order, MAX_SIDE};
 use crate::schedule::Schedule;
-use crate::svdpp::{passes_before, SvdppState};
+use crate::svdpp::{pass_every, passes_before, SvdppState};
 use crate::solver::{EpochFigures, Solver};
 use crate::update::{train_block, RowWeights, Step};
 use crate::vector::line_aligned;
@@ -216,7 +216,7 @@ impl Solver for CpuSolver {
 
     fn submit_epoch(&mut self, epoch: usize, lr: f32, score_test: bool) -> Result<()> {
         let (step, k) = (self.step(lr, epoch), self.params.rank);
-        if passes_before(epoch) {
+        if passes_before(epoch, pass_every(self.params.loss, self.params.nonneg())) {
             self.svdpp_passes(epoch)?;
         }
         let (model, weights, schedule) = (&mut self.model, &self.weights, &self.schedule);
@@ -267,6 +267,7 @@ impl Solver for CpuSolver {
 mod tests {
     use super::*;
     use crate::data::RatingSet;
+    use crate::objective::Loss;
 
     #[test]
     fn the_svdpp_terms_passes_run_before_the_second_epoch_and_every_third_on_the_shares_since() {
@@ -298,6 +299,9 @@ mod tests {
             (last_priors, last_shares) = (priors, shares);
         }
         assert!(last_priors.iter().any(|&z| z != 0.0));
+        // With non-negative factors and the logistic loss, before every epoch but the first.
+        assert_eq!((pass_every(Loss::Squared, true), pass_every(Loss::Logistic, false), pass_every(Loss::Hinge, false)), (1, 1, 3));
+        assert_eq!((0..5).map(|e| passes_before(e, 1)).collect::<Vec<_>>(), [false, true, true, true, true]);
     }
 
     #[test]

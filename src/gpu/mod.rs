@@ -230,7 +230,7 @@ impl Solver for GpuSolver {
 
     fn submit_epoch(&mut self, epoch: usize, lr: f32, score_test: bool) -> Result<()> {
         let sequence = self.schedule.sequence(epoch);
-        let passes = crate::svdpp::passes_before(epoch);
+        let passes = crate::svdpp::passes_before(epoch, crate::svdpp::pass_every(self.shape.loss, self.shape.nonneg));
         let Some(pairs) = &mut self.pairwise else { return self.submit(&sequence, lr, score_test, passes) };
         // A pairwise loss's lists are judged on the host, from the factors this epoch leaves.
         pairs.start_epoch(epoch);

@@ -25,7 +25,7 @@
 //! evaluations, 0.0017 and 0.0034 on two dense questionnaires, for 1.1–1.2× the time.
 
 use crate::data::Rating;
-use crate::objective::Loss;
+use crate::model::Params;
 use crate::error::Result;
 use crate::schedule::Schedule;
 use crate::update::Step;
@@ -43,15 +43,16 @@ pub(crate) const ITEM_REG: f32 = 0.05;
 /// questionnaire's) takes small steps, where it would otherwise overshoot.
 pub(crate) const CURVATURE: f32 = 0.3;
 
-/// How many epochs' shares the passes sum ([`passes_before`]): three, where that keeps the
-/// accuracy of a pass every epoch (held-out RMSE within 0.0004 on five data sets, and the
-/// absolute, KL, hinge and L1 models' figures; BENCHMARKS.md) for a third of the passes, which
-/// cost about what an epoch's updates cost (a read or write of a row per rating and sixteen
-/// columns). One with non-negative factors (KL's too), whose projection after z moves clipped
-/// more (test RMSE 0.003–0.005 higher on MovieLens 100k), and with the logistic loss (AUC
-/// 0.0015 lower on latest-small).
-pub(crate) fn pass_every(loss: Loss, nonneg: bool) -> usize {
-    if nonneg || loss == Loss::Logistic { 1 } else { 3 }
+/// How many epochs' shares the passes sum ([`passes_before`]): three, for a third of the
+/// passes, which cost about what an epoch's updates cost (a read or write of a row per rating
+/// and sixteen columns). That keeps squared error's held-out RMSE within 0.0004 of a pass
+/// every epoch on five data sets, and the other losses' figures within 0.0015 (logistic AUC on
+/// latest-small; KL's divergence on msq rose 6%, on spi fell 1%; BENCHMARKS.md). One (a pass
+/// before every epoch but the first) where `--nonneg` is asked of a loss that does not need it:
+/// the projection after z moves clipped more there (test RMSE 0.003–0.005 higher on MovieLens
+/// 100k).
+pub(crate) fn pass_every(params: &Params) -> usize {
+    if params.nonneg && !params.loss.needs_nonneg() { 1 } else { 3 }
 }
 
 /// Whether the SVD++ term's passes run before epoch `epoch` (from 0) when they sum `every`

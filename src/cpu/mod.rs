@@ -216,7 +216,7 @@ impl Solver for CpuSolver {
 
     fn submit_epoch(&mut self, epoch: usize, lr: f32, score_test: bool) -> Result<()> {
         let (step, k) = (self.step(lr, epoch), self.params.rank);
-        if passes_before(epoch, pass_every(self.params.loss, self.params.nonneg())) {
+        if passes_before(epoch, pass_every(&self.params)) {
             self.svdpp_passes(epoch)?;
         }
         let (model, weights, schedule) = (&mut self.model, &self.weights, &self.schedule);
@@ -299,8 +299,9 @@ mod tests {
             (last_priors, last_shares) = (priors, shares);
         }
         assert!(last_priors.iter().any(|&z| z != 0.0));
-        // With non-negative factors and the logistic loss, before every epoch but the first.
-        assert_eq!((pass_every(Loss::Squared, true), pass_every(Loss::Logistic, false), pass_every(Loss::Hinge, false)), (1, 1, 3));
+        // With --nonneg asked of a loss that does not need it, before every epoch but the first.
+        let every = |loss, nonneg| pass_every(&Params { loss, nonneg, ..Params::default() });
+        assert_eq!((every(Loss::Squared, true), every(Loss::Squared, false), every(Loss::Kl, false), every(Loss::Logistic, false)), (1, 3, 3, 3));
         assert_eq!((0..5).map(|e| passes_before(e, 1)).collect::<Vec<_>>(), [false, true, true, true, true]);
     }
 

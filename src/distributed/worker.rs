@@ -196,7 +196,7 @@ impl<E: BlockExchange> Worker<E> {
         let (s, p) = (&sh.schedule, &sh.params);
         let sent_before = self.sent_bytes;
         let following = s.strata(epoch + 1)[0];
-        if self.terms.is_some() && crate::svdpp::passes_before(epoch, crate::svdpp::pass_every(p.loss, p.nonneg())) {
+        if self.terms.is_some() && crate::svdpp::passes_before(epoch, crate::svdpp::pass_every(p)) {
             // The halves the epoch starts with, where they lie, for the passes' norms.
             self.collect_halves(sh.tag(epoch, 0), s.strata(epoch)[0])?;
             self.refresh_stripes()?;

@@ -153,6 +153,8 @@ pub struct GpuSolver {
     pipelines: Pipelines,
     /// With the SVD++ term: where its passes run, and their state.
     svdpp: Option<svdpp::Svdpp>,
+    /// How many epochs' shares the passes sum ([`crate::svdpp::pass_every`]).
+    svdpp_every: usize,
     schedule: Schedule,
     user_blocks: Vec<FactorBlock>,
     item_blocks: Vec<FactorBlock>,
@@ -230,7 +232,7 @@ impl Solver for GpuSolver {
 
     fn submit_epoch(&mut self, epoch: usize, lr: f32, score_test: bool) -> Result<()> {
         let sequence = self.schedule.sequence(epoch);
-        let passes = crate::svdpp::passes_before(epoch, crate::svdpp::pass_every(self.shape.loss, self.shape.nonneg));
+        let passes = crate::svdpp::passes_before(epoch, self.svdpp_every);
         let Some(pairs) = &mut self.pairwise else { return self.submit(&sequence, lr, score_test, passes) };
         // A pairwise loss's lists are judged on the host, from the factors this epoch leaves.
         pairs.start_epoch(epoch);

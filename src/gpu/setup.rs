@@ -195,6 +195,7 @@ impl GpuSolver {
             shape,
             pipelines,
             svdpp,
+            svdpp_every: crate::svdpp::pass_every(params),
             user_blocks,
             item_blocks,
             weights,

@@ -46,8 +46,9 @@ pub(crate) const CURVATURE: f32 = 0.3;
 /// How many epochs' shares the passes sum ([`passes_before`]): three, for a third of the
 /// passes, which cost about what an epoch's updates cost (a read or write of a row per rating
 /// and sixteen columns). That keeps squared error's held-out RMSE within 0.0004 of a pass
-/// every epoch on five data sets, and the other losses' figures within 0.0015 (logistic AUC on
-/// latest-small; KL's divergence on msq rose 6%, on spi fell 1%; BENCHMARKS.md). One (a pass
+/// every epoch on five data sets, and the other losses' within 0.0015 on MovieLens (logistic
+/// AUC on latest-small), though KL's divergence on msq rose 6% (on spi it fell 1%;
+/// BENCHMARKS.md). One (a pass
 /// before every epoch but the first) where `--nonneg` is asked of a loss that does not need it:
 /// the projection after z moves clipped more there (test RMSE 0.003–0.005 higher on MovieLens
 /// 100k).

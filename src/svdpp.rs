@@ -48,10 +48,9 @@ pub(crate) const CURVATURE: f32 = 0.3;
 /// and sixteen columns). That keeps squared error's held-out RMSE within 0.0004 of a pass
 /// every epoch on five data sets, and the other losses' within 0.0015 on MovieLens (logistic
 /// AUC on latest-small), though KL's divergence on msq rose 6% (on spi it fell 1%;
-/// BENCHMARKS.md). One (a pass
-/// before every epoch but the first) where `--nonneg` is asked of a loss that does not need it:
-/// the projection after z moves clipped more there (test RMSE 0.003–0.005 higher on MovieLens
-/// 100k).
+/// BENCHMARKS.md). One (a pass before every epoch but the first) where `--nonneg` is asked of
+/// a loss that does not need it: the projection after z moves clipped more there (test RMSE
+/// 0.003–0.005 higher on MovieLens 100k).
 pub(crate) fn pass_every(params: &Params) -> usize {
     if params.nonneg && !params.loss.needs_nonneg() { 1 } else { 3 }
 }

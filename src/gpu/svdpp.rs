@@ -85,13 +85,11 @@ impl GpuSolver {
         }
     }
 
-    /// The passes on the host: reads every row and share back (waiting for the
-    /// device), runs them, and puts the user rows and their priors back on the device with
-    /// the shares cleared. Returns the bytes moved.
-    pub(super) fn host_svdpp_pass(&mut self) -> Result<u64> {
-        if !self.svdpp.as_ref().is_some_and(Svdpp::on_host) {
-            return Ok(0);
-        }
+    /// The passes on the host ([`svdpp_passes`](Self::svdpp_passes) calls it where they run
+    /// there): reads every row and share back (waiting for the device), runs them, and puts
+    /// the user rows and their priors back on the device with the shares cleared. Returns the
+    /// bytes moved.
+    fn host_svdpp_pass(&mut self) -> Result<u64> {
         let model = self.snapshot()?;
         let (schedule, k, u) = (&self.schedule, model.rank(), &self.uniform);
         let (users, items) = (&schedule.users, &schedule.items);

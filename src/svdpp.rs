@@ -232,7 +232,7 @@ impl UserItems {
 /// How many users ahead [`UserItems::spread`] asks for a user's share. Each is a line of a row
 /// of its own (512 bytes from the last at rank 128), which came from memory while the sweep
 /// waited: the spread at rank 128 on 20M ratings, one thread, took 0.34–0.43 s, 0.27–0.35 s
-/// with this (dev-intel, twelve passes each; rank 32 the same, 0.07 s).
+/// with this (dev-intel, twelve passes each; rank 32 0.07–0.11 s either way).
 const SHARE_AHEAD: usize = 8;
 
 /// Columns of y and of its gradient that one sweep of the users' index takes: a cache line of

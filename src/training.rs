@@ -13,6 +13,10 @@ use crate::solver::{Solver, UploadCounts};
 use std::collections::VecDeque;
 use std::time::Instant;
 
+/// How many epochs apart the SVD++-style term's passes run for `params` (benches/svdpp.rs times
+/// whole periods of them).
+pub use crate::svdpp::pass_every as svdpp_pass_every;
+
 /// Where training runs.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Backend {

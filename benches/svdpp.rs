@@ -23,17 +23,19 @@ use gpumf::solver::Solver;
 use gpumf::training::{make_solver, svdpp_pass_every, Backend};
 use std::time::Instant;
 
-fn setting(var: &str, default: &str) -> Vec<usize> {
+/// The whole numbers (at least 1) that environment variable `var` lists, or `default`'s.
+fn setting(var: &str, default: &str) -> Result<Vec<usize>, String> {
     let text = std::env::var(var).unwrap_or_else(|_| default.into());
-    text.split(',').map(|s| s.trim().parse().unwrap_or_else(|_| panic!("{var}: '{s}' is not a whole number"))).collect()
+    let number = |s: &str| s.trim().parse().ok().filter(|&n: &usize| n >= 1).ok_or_else(|| format!("{var}: '{s}' is not a whole number of at least 1"));
+    text.split(',').map(number).collect()
 }
 
 /// Seconds of one epoch of `solver`.
-fn epoch(solver: &mut Box<dyn Solver + '_>, params: &Params, e: usize) -> f64 {
+fn epoch(solver: &mut Box<dyn Solver + '_>, params: &Params, e: usize) -> Result<f64, String> {
     let start = Instant::now();
-    solver.submit_epoch(e, params.learning_rate_at(e), false).expect("epoch");
-    solver.finish_epoch().expect("epoch");
-    start.elapsed().as_secs_f64()
+    solver.submit_epoch(e, params.learning_rate_at(e), false).map_err(|e| e.to_string())?;
+    solver.finish_epoch().map_err(|e| e.to_string())?;
+    Ok(start.elapsed().as_secs_f64())
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -45,25 +47,37 @@ fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
-fn main() {
+fn main() -> std::process::ExitCode {
     // `cargo bench` passes `--bench`; there is nothing else to read from the command line.
-    let ratings = setting("GPUMF_BENCH_RATINGS", "20000000")[0];
-    let threads = setting("GPUMF_BENCH_THREADS", "1")[0];
-    let periods = setting("GPUMF_BENCH_PERIODS", "3")[0].max(1);
-    let spec = SyntheticSpec { users: 480_189, items: 17_770, train: ratings, test: ratings / 100, ..SyntheticSpec::netflix(1) };
-    let problem = synthetic_problem(&spec).expect("generates");
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+fn run() -> Result<(), String> {
+    let ratings = setting("GPUMF_BENCH_RATINGS", "20000000")?[0];
+    let threads = setting("GPUMF_BENCH_THREADS", "1")?[0];
+    let periods = setting("GPUMF_BENCH_PERIODS", "3")?[0];
+    let ranks = setting("GPUMF_BENCH_RANKS", "32,128")?;
+    let spec = SyntheticSpec { users: 480_189, items: 17_770, train: ratings, test: (ratings / 100).max(1), ..SyntheticSpec::netflix(1) };
+    let problem = synthetic_problem(&spec).map_err(|e| e.to_string())?;
     let backend = Backend::Cpu(CpuMode::with_threads(threads));
     println!("{ratings} ratings over {} users x {} items, {threads} thread(s); epochs in turn, plain then with the term", spec.users, spec.items);
-    for rank in setting("GPUMF_BENCH_RANKS", "32,128") {
+    for rank in ranks {
         let term = Params { rank, ..Params::default() };
         let every = svdpp_pass_every(&term);
         let term = Params { epochs: 1 + every * periods, ..term };
         let plain = Params { svdpp: false, ..term.clone() };
-        let mut solvers = [make_solver(&problem, &plain, &backend).expect("solver"), make_solver(&problem, &term, &backend).expect("solver")];
+        let solver = |params: &Params| make_solver(&problem, params, &backend).map_err(|e| e.to_string());
+        let mut solvers = [solver(&plain)?, solver(&term)?];
         let mut seconds = [Vec::new(), Vec::new()];
         for e in 0..term.epochs {
             for (side, params) in [&plain, &term].into_iter().enumerate() {
-                seconds[side].push(epoch(&mut solvers[side], params, e));
+                seconds[side].push(epoch(&mut solvers[side], params, e)?);
             }
         }
         // Periods from epoch 1 (the first passes run before it).
@@ -84,4 +98,5 @@ fn main() {
             ratios(true)
         );
     }
+    Ok(())
 }

@@ -11,8 +11,10 @@
 //! of an epoch to the plain one just before it, for epochs without passes (the updates' cost)
 //! and with them.
 //!
-//! Data: the 20M set of BENCHMARKS.md (`gpumf generate --ratings 20000000 --users 480189
-//! --items 17770`: generated in memory, seed 1), or `GPUMF_BENCH_RATINGS` ratings of that shape.
+//! Data: 20M ratings generated in memory in the shape of BENCHMARKS.md's 20M set (480,189 users
+//! × 17,770 items, as `gpumf generate --ratings 20000000 --users 480189 --items 17770`, but with
+//! data seed 1, not the command's 42, and 1% as many test ratings), or `GPUMF_BENCH_RATINGS`
+//! ratings of that shape.
 //! `GPUMF_BENCH_RANKS` (default 32,128), `GPUMF_BENCH_THREADS` (default 1), `GPUMF_BENCH_PERIODS`
 //! (default 3; the first epoch, before any pass, is left out). Run: `cargo bench --bench svdpp`.
 
@@ -33,8 +35,8 @@ fn setting(var: &str, default: &str) -> Result<Vec<usize>, String> {
 /// Seconds of one epoch of `solver`.
 fn epoch(solver: &mut Box<dyn Solver + '_>, params: &Params, e: usize) -> Result<f64, String> {
     let start = Instant::now();
-    solver.submit_epoch(e, params.learning_rate_at(e), false).map_err(|e| e.to_string())?;
-    solver.finish_epoch().map_err(|e| e.to_string())?;
+    solver.submit_epoch(e, params.learning_rate_at(e), false).map_err(|err| err.to_string())?;
+    solver.finish_epoch().map_err(|err| err.to_string())?;
     Ok(start.elapsed().as_secs_f64())
 }
 

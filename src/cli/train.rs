@@ -93,6 +93,9 @@ pub struct TrainArgs {
 /// `--metrics`' list, as one value for clap.
 pub type RankingMetrics = Vec<RankingMetric>;
 
+/// How long a DSGD worker waits for a peer unless --timeout says.
+const DEFAULT_TIMEOUT_S: u64 = 300;
+
 /// DSGD: several workers in one process, or one process of a cluster.
 #[derive(Args, Clone, Debug)]
 pub struct ClusterArgs {
@@ -109,9 +112,10 @@ pub struct ClusterArgs {
     /// With --hosts: which line of the host file this process is (from 0).
     #[arg(long, requires = "hosts")]
     pub process: Option<usize>,
-    /// Seconds a worker waits for a peer (to start, or to send a block) before giving up.
-    #[arg(long, default_value_t = 300)]
-    pub timeout: u64,
+    /// Seconds a worker waits for a peer (to start, or to send a block) before giving up
+    /// [default: 300].
+    #[arg(long)]
+    pub timeout: Option<u64>,
     /// With --workers or --hosts: write each worker's factors every this many epochs (and after
     /// the last) to --checkpoint-dir.
     #[arg(long)]
@@ -133,8 +137,10 @@ impl ClusterArgs {
     fn cluster(&self, model: &ModelArgs) -> anyhow::Result<Option<gpumf::distributed::Cluster>> {
         let distributed = self.workers.is_some() || self.hosts.is_some() || self.devices.is_some();
         if !distributed {
-            if self.checkpoint_every.is_some() || self.resume.is_some() {
-                bail!("--checkpoint-every and --resume belong to distributed training: add --workers N (one process) or --hosts FILE --process I");
+            // Named, not ignored: each says something of workers that this run would not have.
+            let given = [("--checkpoint-every", self.checkpoint_every.is_some()), ("--resume", self.resume.is_some()), ("--timeout", self.timeout.is_some())];
+            if let Some((flag, _)) = given.iter().find(|(_, given)| *given) {
+                bail!("{flag} belongs to distributed training: add --workers N (one process) or --hosts FILE --process I");
             }
             return Ok(None);
         }
@@ -153,7 +159,8 @@ impl ClusterArgs {
             Some(file) => gpumf::distributed::read_hosts(file).context("--hosts")?,
             None => Vec::new(),
         };
-        if self.timeout == 0 {
+        let timeout = self.timeout.unwrap_or(DEFAULT_TIMEOUT_S);
+        if timeout == 0 {
             bail!("--timeout must be at least 1 second");
         }
         let checkpoint = match self.checkpoint_every {
@@ -176,7 +183,7 @@ impl ClusterArgs {
             workers,
             hosts,
             process: self.process.unwrap_or(0),
-            timeout: std::time::Duration::from_secs(self.timeout),
+            timeout: std::time::Duration::from_secs(timeout),
             checkpoint,
             resume: self.resume.clone(),
             // Every process sends its users' items whether or not process 0 saves: --save is

@@ -171,11 +171,12 @@ impl Params {
                 ),
             );
         }
+        self.refuse_unread()?;
         if self.loss.is_one_class() {
             self.one_class.validate()?;
             let name = crate::choice::Choice::name(self.loss);
             let how = if self.loss.is_pairwise() { "compares sampled pairs of items" } else { "trains by alternating least squares" };
-            let refuse = |flag, argument, value: &dyn std::fmt::Display, what: &str| bad(flag, argument, value, format!("the {name} loss {how}, which has no {what}"));
+            let refuse = |flag, argument, value: &dyn std::fmt::Display, what: &str| bad(flag, argument, value, format!("cannot be used: the {name} loss {how}, which has no {what}"));
             if self.svdpp {
                 return refuse("--no-svdpp", "svdpp", &"True", "SVD++-style term: leave it out (--no-svdpp, svdpp=False)");
             }
@@ -193,6 +194,38 @@ impl Params {
             }
         }
         Ok(())
+    }
+
+    /// Refuses, by name, a setting moved from its default that the loss never reads (the
+    /// weights of events under any loss but ials; the SGD step and the biases' λ under ials,
+    /// which solves rows exactly and has no biases): a user who sets one expects it to act.
+    fn refuse_unread(&self) -> Result<()> {
+        use crate::choice::Choice;
+        let name = self.loss.name();
+        if self.loss != Loss::Ials {
+            let (given, default) = (&self.one_class, OneClass::default());
+            let moved = [
+                ("--unobserved-weight", "unobserved_weight", given.unobserved_weight != default.unobserved_weight, given.unobserved_weight.to_string()),
+                ("--confidence", "confidence", given.confidence != default.confidence, given.confidence.name().to_string()),
+                ("--alpha", "alpha", given.alpha != default.alpha, given.alpha.to_string()),
+                ("--epsilon", "epsilon", given.epsilon != default.epsilon, given.epsilon.to_string()),
+                ("--cg-steps", "cg_steps", given.cg_steps != default.cg_steps, given.cg_steps.to_string()),
+            ];
+            if let Some((flag, argument, _, value)) = moved.into_iter().find(|m| m.2) {
+                return Err(Error::setting(flag, argument, value, format!("weighs events under the ials loss alone, and this run trains the {name} loss")));
+            }
+            return Ok(());
+        }
+        let own = Params::for_loss(Loss::Ials);
+        let moved = [
+            ("--lr", "lr", self.learning_rate, own.learning_rate, "is SGD's step, and the ials loss solves each row by least squares"),
+            ("--lr-decay", "lr_decay", self.lr_decay, own.lr_decay, "is SGD's step, and the ials loss solves each row by least squares"),
+            ("--reg-bias", "reg_bias", self.reg_bias, own.reg_bias, "regularises the biases, and the ials loss has none"),
+        ];
+        match moved.into_iter().find(|m| m.2 != m.3) {
+            Some((flag, argument, value, _, why)) => Err(Error::setting(flag, argument, value, why)),
+            None => Ok(()),
+        }
     }
 
     /// Whether factors are kept non-negative: asked for, or needed by the loss.
@@ -448,6 +481,34 @@ pub(crate) fn score_rows(mean: f32, user: Option<(&[f32], f32)>, item: Option<(&
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_setting_the_loss_never_reads_is_refused_by_name() {
+        use crate::choice::Choice;
+        use crate::objective::Confidence;
+        for &(loss, _, _) in Loss::ALL {
+            Params::for_loss(loss).validate().unwrap();
+        }
+        let events = OneClass::default();
+        let ials = Params::for_loss(Loss::Ials);
+        let cases = [
+            ("--alpha", Params { one_class: OneClass { alpha: 3.0, ..events }, ..Params::default() }),
+            ("--unobserved-weight", Params { one_class: OneClass { unobserved_weight: 0.5, ..events }, ..Params::for_loss(Loss::Logistic) }),
+            ("--confidence", Params { one_class: OneClass { confidence: Confidence::Log, ..events }, ..Params::for_loss(Loss::Bpr) }),
+            ("--epsilon", Params { one_class: OneClass { epsilon: 0.5, ..events }, ..Params::for_loss(Loss::Kl) }),
+            ("--cg-steps", Params { one_class: OneClass { cg_steps: 5, ..events }, ..Params::default() }),
+            ("--lr", Params { learning_rate: 0.05, ..ials.clone() }),
+            ("--lr-decay", Params { lr_decay: 0.3, ..ials.clone() }),
+            ("--reg-bias", Params { reg_bias: 0.3, ..ials.clone() }),
+        ];
+        for (flag, params) in cases {
+            let e = params.validate().unwrap_err().to_string();
+            assert!(e.starts_with(&format!("invalid setting: {flag} ")), "{flag}: {e}");
+        }
+        // Where the loss reads them, the same settings train.
+        Params { one_class: OneClass { alpha: 3.0, confidence: Confidence::Log, epsilon: 0.5, cg_steps: 5, unobserved_weight: 0.5 }, ..ials }.validate().unwrap();
+        Params { learning_rate: 0.05, lr_decay: 0.3, reg_bias: 0.3, ..Params::for_loss(Loss::Bpr) }.validate().unwrap();
+    }
 
     #[test]
     fn each_rows_regularisation_is_weighted_by_its_count() {

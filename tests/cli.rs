@@ -38,6 +38,8 @@ fn bad_flags_get_clear_errors_not_panics() {
         (&["generate", "--ratings", "10", "--zipf", "-1", "--train-out", "/tmp/never-written.bin"], "--zipf"),
         (&["generate", "--ratings", "10", "--train-out", "/nonexistent/dir/x.bin"], "cannot write"),
         (&["bench", "--ratings", "1000", "--backends", "foo"], "unknown backend"),
+        (&["bench", "--ratings", "1000", "--epochs", "0"], "error: invalid setting: --epochs must be at least 1"),
+        (&["bench", "--ratings", "1000", "--ranks", "8,0"], "error: --ranks 0: invalid setting: --rank must be at least 1"),
         (&["eval", "--model", "/", "--test", &data], "is a directory"),
     ];
     for (args, expected) in cases {

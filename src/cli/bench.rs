@@ -257,8 +257,13 @@ fn distinct_ranks(args: &BenchArgs) -> anyhow::Result<Vec<usize>> {
     if ranks.is_empty() {
         ranks.push(args.params.params().rank);
     }
+    let params = args.params.params();
     for &rank in &ranks {
-        gpumf::model::Params { rank, ..args.params.params() }.validate().context("--ranks")?;
+        match (gpumf::model::Params { rank, ..params.clone() }).validate() {
+            // Only what the rank took part in is put on --ranks; the other flags name themselves.
+            Err(e @ gpumf::Error::Setting { flag: "--rank" | "--models", .. }) if !args.ranks.is_empty() => return Err(anyhow::Error::new(e).context(format!("--ranks {rank}"))),
+            other => other?,
+        }
     }
     Ok(ranks)
 }

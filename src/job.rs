@@ -298,8 +298,11 @@ impl Job {
         Ok(match &self.holdout {
             Holdout::None => Problem::new(all, None),
             Holdout::File(_) | Holdout::Ratings(_) => Problem::new(all, self.test_set(listener)?.as_ref()),
-            Holdout::Fraction { fraction, per_user: false } => split_random(&all, *fraction, seed)?,
-            Holdout::Fraction { fraction, per_user: true } => split_per_user(&all, *fraction, seed)?,
+            Holdout::Fraction { fraction, per_user } => {
+                let problem = if *per_user { split_per_user(&all, *fraction, seed)? } else { split_random(&all, *fraction, seed)? };
+                check_held_out(&problem, *fraction, *per_user)?;
+                problem
+            }
             Holdout::Marked => split_marked(&all, marks.as_deref().ok_or_else(|| Error::Data("--split-column: the loader found no split marks".into()))?)?,
         })
     }
@@ -427,6 +430,19 @@ impl Job {
         run.train_ratings = train_ratings;
         Ok(Some(run))
     }
+}
+
+/// A --test-fraction split that left either side empty: it would train on nothing, or report
+/// no test error to a user who asked for one.
+fn check_held_out(problem: &Problem, fraction: f64, per_user: bool) -> Result<()> {
+    let total = problem.train.len() + problem.test.len();
+    let why = match (problem.test.is_empty(), problem.train.is_empty()) {
+        (true, _) if per_user => "none: each user's share of its ratings rounds down to 0",
+        (true, _) => "none: the share rounds to 0",
+        (_, true) => "every one of them, leaving none to train on",
+        _ => return Ok(()),
+    };
+    Err(Error::InvalidParameter(format!("--test-fraction {fraction} of {total} ratings holds out {why}; give another fraction, or the test ratings with --test FILE")))
 }
 
 /// Checks a file's values against what the loss trains on: events (lines of a user and an

@@ -27,6 +27,8 @@ fn bad_flags_get_clear_errors_not_panics() {
         (&["train", "--train", &data, "--backend", "tpu"], "tpu"),
         (&["train", "--train", &data, "--test-fraction", "1.5"], "--test-fraction"),
         (&["train", "--train", &data, "--threads", "0"], "--threads"),
+        (&["train", "--train", &data, "--test-fraction", "0.000001"], "--test-fraction 0.000001 of 100836 ratings holds out none"),
+        (&["train", "--train", &data, "--test-fraction", "0.9999999"], "holds out every one of them, leaving none to train on"),
         (&["train", "--train", &data, "--models", "0"], "--models must be at least 1"),
         (&["train", "--train", &data, "--models", "2", "--workers", "2"], "--models"),
         // A setting that nothing in this run would read is named, not ignored.

@@ -72,6 +72,13 @@ class _Ids:
                 if grow:
                     raise ValueError(f"{name}: ids are not numbers, but the training ids were")
                 return np.full(values.shape, _UNKNOWN, dtype=np.uint64)
+            if values.dtype.kind == "f":
+                # As training checks its ids: a fraction, NaN or infinity names no one, and a
+                # cast would have made it someone (1.5 user 1).
+                whole = np.isfinite(values) & (np.floor(values) == values) & (values < 2.0**63)
+                if not whole.all():
+                    at = int(np.flatnonzero(~whole.ravel())[0])
+                    raise ValueError(f"{name}: ids must be whole numbers, found {values.ravel()[at]} at position {at}")
             ids = values.astype(np.int64)
             out = ids.astype(np.uint64)
             out[ids < 0] = _UNKNOWN

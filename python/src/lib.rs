@@ -73,7 +73,7 @@ impl Column<'_> {
                     if v >= 0.0 && v.fract() == 0.0 && v < u64::MAX as f64 {
                         Ok(v as u64)
                     } else {
-                        let kind = if v < 0.0 { "non-negative" } else { "whole numbers" };
+                        let kind = if v < 0.0 { "non-negative" } else if v.fract() == 0.0 { "below 2^64" } else { "whole numbers" };
                         Err(PyValueError::new_err(format!("{what}: ids must be {kind}, found {v} at row {row}")))
                     }
                 })

@@ -184,6 +184,7 @@ def test_bad_data_and_settings_are_value_errors_with_the_clis_messages(frame):
         (nan, {}, "training data: rating NaN at row 5 is not a finite number"),
         (inf, {}, "rating inf at row 7"),
         (negative, {}, "non-negative"),
+        (np.array([[1e30, 1, 4.0], [2, 2, 3.0]]), {}, "user column: ids must be below 2\\^64, found 10{30} at row 0"),
         (np.zeros((0, 3)), {}, "no ratings"),
         (np.ones(4), {}, "shape"),
         (good, {"rank": 0}, "^rank=0: must be at least 1$"),
@@ -217,6 +218,10 @@ def test_bad_data_and_settings_are_value_errors_with_the_clis_messages(frame):
     m = gpumf.MF(**FAST).fit(good)
     with pytest.raises(ValueError, match="differ in shape"):
         m.predict([1, 2], [1])
+    # An id that is no whole number names no one (a cast made 1.5 user 1, NaN anyone).
+    for bad_id, shown in [(1.5, "1.5"), (np.nan, "nan")]:
+        with pytest.raises(ValueError, match=f"^users: ids must be whole numbers, found {shown} at position 1$"):
+            m.predict([1.0, bad_id], [1, 1])
     with pytest.raises(ValueError, match="no such user"):
         m.recommend(987654)
     with pytest.raises(RuntimeError, match="not fitted"):

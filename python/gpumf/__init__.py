@@ -72,16 +72,19 @@ class _Ids:
                 if grow:
                     raise ValueError(f"{name}: ids are not numbers, but the training ids were")
                 return np.full(values.shape, _UNKNOWN, dtype=np.uint64)
+            if values.dtype.kind == "u":
+                return values.astype(np.uint64)
             if values.dtype.kind == "f":
                 # As training checks its ids: a fraction, NaN or infinity names no one, and a
                 # cast would have made it someone (1.5 user 1).
-                whole = np.isfinite(values) & (np.floor(values) == values) & (values < 2.0**63)
+                whole = np.isfinite(values) & (np.floor(values) == values) & (values < 2.0**64)
                 if not whole.all():
                     at = int(np.flatnonzero(~whole.ravel())[0])
-                    raise ValueError(f"{name}: ids must be whole numbers, found {values.ravel()[at]} at position {at}")
-            ids = values.astype(np.int64)
-            out = ids.astype(np.uint64)
-            out[ids < 0] = _UNKNOWN
+                    raise ValueError(f"{name}: ids must be whole numbers below 2^64, found {values.ravel()[at]} at position {at}")
+            # Negative ids name no one training knew (training refuses them).
+            negative = values < 0
+            out = np.where(negative, 0, values).astype(np.uint64)
+            out[negative] = _UNKNOWN
             return out
         codes = self._lookup(values)
         unknown = codes < 0

@@ -220,7 +220,7 @@ def test_bad_data_and_settings_are_value_errors_with_the_clis_messages(frame):
         m.predict([1, 2], [1])
     # An id that is no whole number names no one (a cast made 1.5 user 1, NaN anyone).
     for bad_id, shown in [(1.5, "1.5"), (np.nan, "nan")]:
-        with pytest.raises(ValueError, match=f"^users: ids must be whole numbers, found {shown} at position 1$"):
+        with pytest.raises(ValueError, match=f"^users: ids must be whole numbers below 2\\^64, found {shown} at position 1$"):
             m.predict([1.0, bad_id], [1, 1])
     with pytest.raises(ValueError, match="no such user"):
         m.recommend(987654)

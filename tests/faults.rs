@@ -93,6 +93,26 @@ fn a_stale_cache_is_never_trained_on() {
     assert!(rewritten.status.success() && stderr(&rewritten).contains("is not the file it was written from"), "{}", stderr(&rewritten));
 }
 
+/// A missing --cache-dir is made (its parent must be a directory, as --checkpoint-dir's), and
+/// taken away again when the build fails; a file there is refused.
+#[test]
+fn a_missing_cache_dir_is_made_and_a_failed_build_leaves_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, _) = generate(dir.path(), "r.bin", "20000", "3");
+    let train = |input: &Path, cache: &Path| gpumf(&["train", "--train", &s(input), "--memory", "200KiB", "--cache-dir", &s(cache), "--rank", "4", "--epochs", "1", "--backend", "cpu"]);
+    let made = dir.path().join("made");
+    let o = train(&input, &made);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(made.join("r.bin.gpumf-blocks").is_file(), "the cache is in the directory made for it");
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "userId,movieId,rating\n1,2,x\n").unwrap();
+    let failed = dir.path().join("failed");
+    fails_with(&train(&bad, &failed), "bad.csv:2");
+    assert!(!failed.exists(), "a failed build leaves no directory behind");
+    fails_with(&train(&input, &dir.path().join("no/such")), "is not a directory");
+    fails_with(&train(&input, &input), "exists and is not a directory");
+}
+
 /// A block changed on disk under a running job (after the cache was opened and checked) stops
 /// it with an error naming the block, on one thread or two, with or without the SVD++ term:
 /// never a panic, never a hang.

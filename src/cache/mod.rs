@@ -37,6 +37,24 @@ const RECORD: u64 = 12;
 /// Ratings per block at the least: smaller blocks cost more in reads than they save in memory.
 pub const MIN_BLOCK_RATINGS: u64 = 4096;
 
+/// The cache's directory, made when it is missing and its parent is a directory, as
+/// --checkpoint-dir is; whether it was made here.
+pub fn make_dir(dir: &Path) -> Result<bool> {
+    let bad = |why: String| Err(Error::InvalidParameter(format!("--cache-dir {}: {why}", dir.display())));
+    if dir.is_dir() {
+        return Ok(false);
+    }
+    if dir.exists() {
+        return bad("exists and is not a directory".into());
+    }
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !parent.is_dir() {
+        return bad(format!("{} is not a directory", parent.display()));
+    }
+    std::fs::create_dir(dir).map_err(|e| Error::io(dir, e))?;
+    Ok(true)
+}
+
 /// What the blocks are cut for: the grid (`None`: the fewest blocks that fit `memory`), the
 /// order within a block, the seed, and the memory for ratings that `threads` readers share.
 #[derive(Clone, Debug)]

@@ -175,7 +175,7 @@ pub struct BenchArgs {
     /// epoch and their GB/s.
     #[arg(long, value_parser = gpumf::resources::parse_size, requires_all = ["train", "test"])]
     pub memory: Option<u64>,
-    /// Where --memory keeps its block caches (default: beside --train).
+    /// Where --memory keeps its block caches (default: beside --train; made if missing).
     #[arg(long, requires = "memory")]
     pub cache_dir: Option<PathBuf>,
     /// CPU threads for the cpu-threads backend (default: every core; 1 runs its block
@@ -203,6 +203,7 @@ fn bench_on_disk(args: &BenchArgs, memory: u64, backends: &[gpumf::training::Bac
     let (train, test) = (args.train.as_ref().expect("clap requires --train"), args.test.as_ref().expect("clap requires --test"));
     let test_set = load_ratings(test, args.input.options())?.ratings;
     let dir = args.cache_dir.clone().unwrap_or_else(|| train.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), |p| p.to_path_buf()));
+    gpumf::cache::make_dir(&dir)?;
     let mut rows = Vec::new();
     for backend in backends {
         let settings = gpumf::cache::CacheSettings { grid: params.blocks, order: backend.block_order(), seed: params.seed, memory, threads: backend.block_readers() };

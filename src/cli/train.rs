@@ -66,8 +66,8 @@ pub struct TrainArgs {
     /// blocks then stream from disk through the upload ring (--gpu-memory caps the device).
     #[arg(long, value_parser = gpumf::resources::parse_size)]
     pub memory: Option<u64>,
-    /// Where --memory keeps its block cache (default: beside the --train file). A cache that
-    /// matches the file and the settings is reused on the next run.
+    /// Where --memory keeps its block cache (default: beside the --train file; made if missing).
+    /// A cache that matches the file and the settings is reused on the next run.
     #[arg(long, requires = "memory")]
     pub cache_dir: Option<PathBuf>,
     #[command(flatten)]

@@ -51,6 +51,10 @@ pub struct Problem {
     pub train_on_disk: Option<Arc<DiskBlocks>>,
 }
 
+/// The largest rating magnitude the real-valued losses train on: an error twice it still
+/// squares within f32 (3.4e38). Past it, training met infinities and stopped as "diverged".
+pub const MAX_RATING: f32 = 9.0e18;
+
 impl Problem {
     /// From a training set and an optional test set loaded separately (e.g. `u1.base`, `u1.test`).
     pub fn new(train: RatingSet, test: Option<&RatingSet>) -> Problem {
@@ -129,6 +133,13 @@ impl Problem {
             }
         }
         if !loss.is_binary() {
+            let largest = train.lowest.abs().max(train.highest.abs());
+            if largest > MAX_RATING {
+                return Err(Error::Data(format!(
+                    "--loss {}: the training ratings reach {largest:e}; training works in f32, where errors of ratings past ±{MAX_RATING:e} square beyond its range: rescale them",
+                    flag()
+                )));
+            }
             return Ok(None);
         }
         let labels = BinaryLabels::detect(train.values().iter().copied(), "the training ratings", loss)?;
@@ -215,3 +226,23 @@ pub fn remap_ratings(ratings: &[Rating], from: (&IdMap, &IdMap), to: (&IdMap, &I
     ratings.iter().map(|r| Rating { user: map(r.user, to.0, from.0), item: map(r.item, to.1, from.1), value: r.value }).collect()
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn of(values: &[f32]) -> Problem {
+        let (users, items): (Vec<u64>, Vec<u64>) = (0..values.len() as u64).map(|k| (k % 3, k % 4)).unzip();
+        Problem::new(RatingSet::from_columns(&users, &items, values, "ratings").unwrap(), None)
+    }
+
+    #[test]
+    fn ratings_whose_errors_f32_cannot_square_are_refused_before_training() {
+        let e = of(&[1.0, -2.0e19, 3.0]).labels(Loss::Squared).unwrap_err().to_string();
+        assert!(e.contains("reach 2e19") && e.contains("rescale them"), "{e}");
+        assert!(of(&[1.0, 3.0e19]).labels(Loss::Absolute).is_err());
+        of(&[1.0, MAX_RATING, -MAX_RATING]).labels(Loss::Squared).unwrap();
+        // Two labels are ±1 to training, whatever their values.
+        assert!(of(&[0.0, 3.0e19, 0.0]).labels(Loss::Logistic).unwrap().is_some());
+    }
+}

@@ -118,22 +118,32 @@ impl Cluster {
 /// Reads a host file: one `host:port` per process, blank lines and `#` comments skipped.
 pub fn read_hosts(path: &Path) -> Result<Vec<String>> {
     let text = crate::data::read_text(path, 1 << 20, "a host file")?;
-    let mut hosts = Vec::new();
+    // Each host with its line, for the errors below.
+    let mut hosts: Vec<(String, u64)> = Vec::new();
     for (n, line) in text.lines().enumerate() {
-        let line = line.split('#').next().unwrap_or("").trim();
+        let (line, at) = (line.split('#').next().unwrap_or("").trim(), n as u64 + 1);
         if line.is_empty() {
             continue;
         }
-        let port = line.rsplit_once(':').map(|(_, p)| p);
-        if port.is_none_or(|p| p.parse::<u16>().is_err()) {
-            return Err(Error::Parse { path: path.into(), line: n as u64 + 1, message: format!("{} is not host:port", crate::data::quoted(line)) });
+        let bad = |message: String| Err(Error::Parse { path: path.into(), line: at, message });
+        let port = line.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok());
+        if port.is_none() {
+            return bad(format!("{} is not host:port", crate::data::quoted(line)));
         }
-        hosts.push(line.to_string());
+        // Two processes cannot listen on one address: the second would wait out --timeout.
+        if let Some((_, first)) = hosts.iter().find(|(h, _)| h == line) {
+            return bad(format!("{} is listed on line {first} too; each process needs an address of its own", crate::data::quoted(line)));
+        }
+        hosts.push((line.to_string(), at));
     }
     if hosts.is_empty() {
         return Err(Error::Format { path: path.into(), message: "lists no processes (one host:port per line)".into() });
     }
-    Ok(hosts)
+    if let (true, Some((host, at))) = (hosts.len() > 1, hosts.iter().find(|(h, _)| h.ends_with(":0"))) {
+        let message = format!("{} asks for any free port, which the other processes cannot know: give each a port", crate::data::quoted(host));
+        return Err(Error::Parse { path: path.into(), line: *at, message });
+    }
+    Ok(hosts.into_iter().map(|(h, _)| h).collect())
 }
 
 /// Item halves per pair.
@@ -563,5 +573,28 @@ impl WorkerStart {
             self.terms = Some(worker::Terms::start(shared, &self.stripes, item_vectors, pending, self.device.as_ref())?);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_hosts;
+
+    /// The host file's error for `text`, or its hosts.
+    fn read(text: &str) -> Result<Vec<String>, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hosts");
+        std::fs::write(&path, text).unwrap();
+        read_hosts(&path).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_host_file_names_each_line_it_cannot_use() {
+        assert_eq!(read("# two of them\na:7001\n\nb:7002 # the other\n").unwrap(), ["a:7001", "b:7002"]);
+        assert_eq!(read("a:0\n").unwrap(), ["a:0"], "one process may take any port");
+        assert!(read("a:7001\nb\n").unwrap_err().ends_with(":2: \"b\" is not host:port"));
+        assert!(read("a:7001\nb:7002\na:7001\n").unwrap_err().ends_with(":3: \"a:7001\" is listed on line 1 too; each process needs an address of its own"));
+        assert!(read("a:7001\nb:0\n").unwrap_err().contains(":2: \"b:0\" asks for any free port"));
+        assert!(read("# none\n").unwrap_err().ends_with("lists no processes (one host:port per line)"));
     }
 }

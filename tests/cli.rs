@@ -406,6 +406,18 @@ fn events_train_the_one_class_loss_and_bad_input_says_what_to_do() {
     assert_eq!(v["settings"]["params"]["epochs"], 15, "the one-class loss's own default");
     assert!(v["test_ndcg@20"].as_f64().unwrap() > 0.8, "{v}");
     assert!(v["backend"].as_str().unwrap().contains("alternating least squares"), "{v}");
+    // The saved model scored on the held-out events: by its lists, NDCG@20 as training said.
+    let o = gpumf(&["eval", "--model", &path("m.gpumf"), "--test", &path("test.tsv"), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let scored: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert!((scored["test_ndcg@20"].as_f64().unwrap() - v["test_ndcg@20"].as_f64().unwrap()).abs() < 1e-9, "{scored} against {v}");
+    // In words, with the users and events it took; on the training events none counts, and it says why.
+    let o = gpumf(&["eval", "--model", &path("m.gpumf"), "--test", &path("test.tsv")]);
+    let words = String::from_utf8(o.stdout).unwrap();
+    assert!(words.starts_with(&format!("test ndcg@20 {:.4} (60 users, ", v["test_ndcg@20"].as_f64().unwrap())), "{words}");
+    let o = gpumf(&["eval", "--model", &path("m.gpumf"), "--test", &path("train.tsv")]);
+    let words = String::from_utf8(o.stdout).unwrap();
+    assert!(words.contains("(0 users, 0 held-out positives)") && words.contains("a training item"), "{words}");
     // A new user who played three items of kind 0 is recommended the rest of that kind.
     std::fs::write(path("items.txt"), "500\n504\t3\n508\n").unwrap();
     let o = gpumf(&["predict", "--model", &path("m.gpumf"), "--items", &path("items.txt"), "--top", "4"]);

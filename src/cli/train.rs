@@ -556,7 +556,11 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
     if let Some(note) = foreign(&problem) {
         eprintln!("{note}");
     }
-    if let Some(ranking) = &args.metrics {
+    // A one-class model is judged by its lists (NDCG@20, as training reports it): in words,
+    // with how many users and events that took and why any were left out, which the bare
+    // figure does not say (it was blank when no event counted).
+    let one_class = (model.loss.is_one_class() && !args.json).then(|| vec![RankingMetric::Ndcg(gpumf::objective::ONE_CLASS_K)]);
+    if let Some(ranking) = args.metrics.as_ref().or(one_class.as_ref()) {
         return report_ranking(&model, &problem, args.input.positive_threshold.is_some(), ranking, args.json);
     }
     let scores = Scores::measure(&model, &problem.test);

@@ -418,6 +418,10 @@ fn events_train_the_one_class_loss_and_bad_input_says_what_to_do() {
     let o = gpumf(&["eval", "--model", &path("m.gpumf"), "--test", &path("train.tsv")]);
     let words = String::from_utf8(o.stdout).unwrap();
     assert!(words.contains("(0 users, 0 held-out positives)") && words.contains("a training item"), "{words}");
+    // Trained and tested on the same events, it says there was nothing to measure.
+    let o = gpumf(&["train", "--train", &path("train.tsv"), "--test", &path("train.tsv"), "--loss", "ials", "--rank", "8", "--epochs", "1"]);
+    let words = String::from_utf8(o.stdout).unwrap();
+    assert!(o.status.success() && words.contains("test NDCG@20: none to measure (of "), "{words}");
     // A new user who played three items of kind 0 is recommended the rest of that kind.
     std::fs::write(path("items.txt"), "500\n504\t3\n508\n").unwrap();
     let o = gpumf(&["predict", "--model", &path("m.gpumf"), "--items", &path("items.txt"), "--top", "4"]);

@@ -503,12 +503,19 @@ fn print_train_and_test(run: &Run) {
         println!("train {} ({} ratings)", run.kept.train.describe(&metrics[..1]), run.train_ratings);
     }
     match &run.test {
-        Some(scores) if loss.is_one_class() => {
-            println!("test {} ({} held-out entries)", scores.describe(metrics), run.test_ratings);
-            if run.cold.entries > 0 {
-                println!("  {} held-out entries name a user or item unseen in training, and are left out", run.cold.entries);
+        Some(scores) if loss.is_one_class() => match scores.describe(metrics) {
+            none if none.is_empty() => println!(
+                "test {}: none to measure (of {} held-out entries, none is an event of a known user and item outside the user's training items)",
+                loss.metric().label(),
+                run.test_ratings
+            ),
+            described => {
+                println!("test {described} ({} held-out entries)", run.test_ratings);
+                if run.cold.entries > 0 {
+                    println!("  {} held-out entries name a user or item unseen in training, and are left out", run.cold.entries);
+                }
             }
-        }
+        },
         Some(scores) => {
             println!("test {} ({} ratings)", scores.describe(metrics), run.test_ratings);
             let cold = &run.cold;

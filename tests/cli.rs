@@ -32,7 +32,7 @@ fn bad_flags_get_clear_errors_not_panics() {
         (&["train", "--train", &data, "--models", "0"], "--models must be at least 1"),
         (&["train", "--train", &data, "--models", "2", "--workers", "2"], "--models"),
         // A setting that nothing in this run would read is named, not ignored.
-        (&["train", "--train", &data, "--alpha", "3"], "--alpha weighs events under the ials loss alone, and this run trains the squared loss"),
+        (&["train", "--train", &data, "--alpha", "3"], "--alpha is a setting of the ials loss alone, and this run trains the squared loss"),
         (&["train", "--train", &data, "--timeout", "5"], "--timeout belongs to distributed training"),
         (&["train", "--train", "/no/such/file.csv"], "/no/such/file.csv: no such file"),
         (&["train", "--train", "/"], "is a directory"),

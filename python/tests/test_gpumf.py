@@ -192,7 +192,7 @@ def test_bad_data_and_settings_are_value_errors_with_the_clis_messages(frame):
         (good, {"l1": float("nan")}, "^l1=NaN: must be a finite"),
         (good, {"loss": "huber"}, "loss must be one of squared, absolute"),
         (good, {"loss": "logistic", "nonneg": True, "biases": False}, "^nonneg=True: with the logistic loss and no biases"),
-        (good, {"alpha": 3.0}, "^alpha=3: weighs events under the ials loss alone, and this run trains the squared loss"),
+        (good, {"alpha": 3.0}, "^alpha=3: is a setting of the ials loss alone, and this run trains the squared loss"),
         (good, {"loss": "ials", "lr": 0.05}, "^lr=0.05: is SGD's step, and the ials loss solves each row by least squares"),
         (good, {"backend": "tpu"}, "backend must be"),
         (good, {"precision": "f64"}, "precision must be one of"),

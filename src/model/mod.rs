@@ -212,7 +212,7 @@ impl Params {
                 ("--cg-steps", "cg_steps", given.cg_steps != default.cg_steps, given.cg_steps.to_string()),
             ];
             if let Some((flag, argument, _, value)) = moved.into_iter().find(|m| m.2) {
-                return Err(Error::setting(flag, argument, value, format!("weighs events under the ials loss alone, and this run trains the {name} loss")));
+                return Err(Error::setting(flag, argument, value, format!("is a setting of the ials loss alone, and this run trains the {name} loss")));
             }
             return Ok(());
         }

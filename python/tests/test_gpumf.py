@@ -218,6 +218,13 @@ def test_bad_data_and_settings_are_value_errors_with_the_clis_messages(frame):
     m = gpumf.MF(**FAST).fit(good)
     with pytest.raises(ValueError, match="differ in shape"):
         m.predict([1, 2], [1])
+    # Ids from 2^63 up are users like any other (a cast through int64 made them unknown).
+    # (2^63 + 2048: a float64 holds it exactly.)
+    high = np.array([[2**63 + 2048, 1, 5], [2, 1, 1], [2**63 + 2048, 2, 5], [2, 2, 1]], dtype=np.uint64)
+    h = gpumf.MF(**{**FAST, "epochs": 20}).fit(high)
+    unknown = h.predict([2**40], [1])[0]
+    for ids in (np.array([2**63 + 2048], dtype=np.uint64), np.array([2.0**63 + 2048])):
+        assert h.predict(ids, [1])[0] > unknown + 0.1, (ids, h.predict(ids, [1]), unknown)
     # An id that is no whole number names no one (a cast made 1.5 user 1, NaN anyone).
     for bad_id, shown in [(1.5, "1.5"), (np.nan, "nan")]:
         with pytest.raises(ValueError, match=f"^users: ids must be whole numbers below 2\\^64, found {shown} at position 1$"):

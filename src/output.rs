@@ -68,6 +68,14 @@ pub fn check_output(path: &Path, overwrite: bool) -> Result<()> {
     Ok(())
 }
 
+/// Whether two output paths name one place, whether or not a file is there yet (`a.bin` and
+/// `./a.bin`, or `d/../a.bin`): the second write would replace the first. (A link is a place
+/// of its own: writing replaces the link, not what it names.)
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    let place = |p: &Path| Some(parent_dir(p).canonicalize().ok()?.join(p.file_name()?));
+    a == b || place(a).is_some_and(|x| Some(x) == place(b))
+}
+
 /// Writes `path` through a temporary file beside it, renamed into place once complete.
 /// The temporary name (`.NAME.XXXXXX.partial`, created exclusively) cannot be a file of the
 /// user's, and it is removed on every failure, the final rename included.
@@ -113,6 +121,18 @@ mod tests {
         assert_eq!(std::fs::read(&target).unwrap(), b"model");
         let names: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
         assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[test]
+    fn two_spellings_of_one_output_are_one_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.bin"), dir.path().join("b.bin"));
+        assert!(same_file(&a, &dir.path().join(".").join("a.bin")), "before it exists");
+        std::fs::create_dir(dir.path().join("d")).unwrap();
+        assert!(same_file(&a, &dir.path().join("d/../a.bin")));
+        assert!(!same_file(&a, &b));
+        std::fs::write(&a, b"x").unwrap();
+        assert!(same_file(&dir.path().join("d/../a.bin"), &a), "once it exists");
     }
 
     #[cfg(unix)]

@@ -75,7 +75,7 @@ impl SyntheticSpec {
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::InvalidParameter(m));
         if self.users == 0 || self.items == 0 || self.train == 0 || self.rank == 0 {
-            return bad("--users, --items, --ratings and --rank must be at least 1".into());
+            return bad("--users, --items, --ratings and --hidden-rank must be at least 1".into());
         }
         if self.users > u32::MAX as usize - 1 || self.items > u32::MAX as usize - 1 {
             return bad("--users and --items must be below 2^32 - 1".into());

@@ -97,6 +97,9 @@ pub struct GenerateArgs {
 pub fn generate(args: GenerateArgs) -> anyhow::Result<()> {
     let spec = args.shape.spec(1_000_000);
     spec.validate()?;
+    if let Some(test_out) = args.test_out.as_ref().filter(|t| gpumf::output::same_file(t, &args.train_out)) {
+        bail!("--test-out {}: the file --train-out names; the test ratings would overwrite the training ratings", test_out.display());
+    }
     spec.ensure_fits(1)?;
     // Before the work: every output writable, and its disk large enough.
     let outputs = [(Some(&args.train_out), spec.train, "--train-out"), (args.test_out.as_ref(), spec.test, "--test-out")];

@@ -192,6 +192,12 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<()> {
     if args.rows == 0 || args.cols == 0 || args.rank == 0 || args.rank > args.rows.min(args.cols) {
         bail!("need --rows, --cols >= 1 and 1 <= --rank <= min(rows, cols)");
     }
+    if let Some(noise) = [args.noise].iter().chain(&args.noises).find(|n| !(n.is_finite() && **n >= 0.0)) {
+        bail!("--noise and --noises must be finite non-negative numbers, got {noise}");
+    }
+    if args.epochs == 0 {
+        bail!("--epochs must be at least 1");
+    }
     let cpu_mode = if args.sweep { CpuMode::with_threads(super::threads(args.threads)?) } else { CpuMode::Sequential };
     let mut backends = vec![Backend::Cpu(cpu_mode)];
     if !args.no_gpu {

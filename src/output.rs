@@ -76,6 +76,15 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
     a == b || place(a).is_some_and(|x| Some(x) == place(b))
 }
 
+/// Refuses an output (`flag` `path`) that is one of the run's inputs (each a flag and the file
+/// it names, if given): even with --force, replacing what the run reads loses the user's data.
+pub fn check_not_an_input(path: &Path, flag: &str, inputs: &[(&str, Option<&Path>)]) -> Result<()> {
+    match inputs.iter().find_map(|&(input, file)| file.filter(|f| same_file(path, f)).map(|_| input)) {
+        Some(input) => Err(Error::InvalidParameter(format!("{flag} {}: the file {input} reads; writing it would replace that input", path.display()))),
+        None => Ok(()),
+    }
+}
+
 /// Writes `path` through a temporary file beside it, renamed into place once complete.
 /// The temporary name (`.NAME.XXXXXX.partial`, created exclusively) cannot be a file of the
 /// user's, and it is removed on every failure, the final rename included.
@@ -133,6 +142,9 @@ mod tests {
         assert!(!same_file(&a, &b));
         std::fs::write(&a, b"x").unwrap();
         assert!(same_file(&dir.path().join("d/../a.bin"), &a), "once it exists");
+        let e = check_not_an_input(&a, "--save", &[("--test", None), ("--train", Some(&dir.path().join("d/../a.bin")))]).unwrap_err().to_string();
+        assert!(e.ends_with("a.bin: the file --train reads; writing it would replace that input"), "{e}");
+        check_not_an_input(&b, "--save", &[("--train", Some(&a))]).unwrap();
     }
 
     #[cfg(unix)]

@@ -255,6 +255,27 @@ fn a_huge_timeout_is_no_panic() {
     assert!(o.status.success() && !stderr(&o).contains("panicked"), "{}", stderr(&o));
 }
 
+/// An output that names one of the run's inputs is refused even with --force, before any work,
+/// and the input is left as it was: a model saved over the training file, predictions over
+/// the pairs they read, a model over itself.
+#[test]
+fn an_output_over_an_input_is_refused_even_with_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("ratings.csv");
+    std::fs::copy(shipped(), &data).unwrap();
+    let before = std::fs::read(&data).unwrap();
+    let spelled = dir.path().join(".").join("ratings.csv");
+    fails_with(&gpumf(&["train", "--train", &s(&data), "--epochs", "1", "--rank", "2", "--save", &s(&spelled), "--force"]), "the file --train reads");
+    assert_eq!(std::fs::read(&data).unwrap(), before, "the training file is untouched");
+    let model = dir.path().join("m.gpumf");
+    assert!(gpumf(&["train", "--train", &s(&data), "--epochs", "1", "--rank", "2", "--save", &s(&model)]).status.success());
+    let pairs = dir.path().join("pairs.txt");
+    std::fs::write(&pairs, "1 1\n").unwrap();
+    fails_with(&gpumf(&["predict", "--model", &s(&model), "--pairs", &s(&pairs), "--output", &s(&pairs), "--force"]), "the file --pairs reads");
+    assert_eq!(std::fs::read_to_string(&pairs).unwrap(), "1 1\n");
+    fails_with(&gpumf(&["predict", "--model", &s(&model), "--all-users", "--output", &s(&model), "--force"]), "the file --model reads");
+}
+
 /// --save to a dangling link or a loop of links is refused before training, not after.
 #[cfg(unix)]
 #[test]

@@ -320,6 +320,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let params = gpumf::model::Params { rank: ranks[0], ..args.params.params() };
     for (out, flag) in [(&args.csv, "--csv"), (&args.plot, "--plot")] {
         if let Some(out) = out {
+            gpumf::output::check_not_an_input(out, flag, &[("--train", args.train.as_deref()), ("--test", args.test.as_deref())])?;
             gpumf::output::check_output(out, args.force).context(flag)?;
         }
     }

@@ -68,6 +68,8 @@ fn at_least_one(s: &str) -> Result<usize, String> {
 
 pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
     if let Some(out) = &args.output {
+        let inputs = [("--model", Some(args.model.as_path())), ("--pairs", args.pairs.as_deref()), ("--users", args.users.as_deref()), ("--items", args.items.as_deref())];
+        gpumf::output::check_not_an_input(out, "--output", &inputs)?;
         gpumf::output::check_output(out, args.force).context("--output")?;
     }
     let lists = args.user.is_some() || args.users.is_some() || args.all_users || args.items.is_some();

@@ -325,6 +325,7 @@ impl Listener for Console {
 pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     if let Some(save) = &args.save {
         // Before the work: a save that fails after training loses it.
+        gpumf::output::check_not_an_input(save, "--save", &[("--train", Some(&args.train)), ("--test", args.test.as_deref())])?;
         gpumf::output::check_output(save, args.force).context("--save")?;
     }
     let job = args.job()?;

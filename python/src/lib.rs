@@ -649,7 +649,11 @@ impl PyModel {
     /// Writes the model in the CLI's format.
     #[pyo3(signature = (path, overwrite=false))]
     fn save(&self, py: Python<'_>, path: PathBuf, overwrite: bool) -> PyResult<()> {
-        py.detach(|| self.model.save(&path, overwrite)).map_err(py_err)
+        // The library's message names the CLI's flag; Python's is the argument.
+        py.detach(|| self.model.save(&path, overwrite)).map_err(|e| match e {
+            gpumf::Error::Output { path, message } => PyOSError::new_err(format!("{}: {}", path.display(), message.replace("pass --force", "pass overwrite=True"))),
+            e => py_err(e),
+        })
     }
 
     /// Reads a model in the CLI's format: (model, a note about an older file or None).

@@ -106,7 +106,7 @@ def test_save_and_load_round_trip_with_the_cli(frame, tmp_path):
     m = gpumf.MF(threads=1, **FAST).fit(frame)
     path = tmp_path / "py.gpumf"
     m.save(path)
-    with pytest.raises(OSError, match="already exists"):
+    with pytest.raises(OSError, match=r"already exists; not overwriting it \(pass overwrite=True to replace it\)$"):
         m.save(path)
     # The CLI reads the Python model ...
     out = subprocess.run([str(cli()), "predict", "--model", str(path), "--user", "1", "--top", "5"], capture_output=True, text=True, check=True)

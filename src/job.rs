@@ -166,7 +166,7 @@ impl Job {
         let bad = |m: &str| Err(Error::InvalidParameter(m.into()));
         if let Holdout::Fraction { fraction, .. } = self.holdout {
             if !(fraction > 0.0 && fraction < 1.0) {
-                return Err(Error::InvalidParameter(format!("--test-fraction must lie strictly between 0 and 1, got {fraction}")));
+                return Err(Error::setting("--test-fraction", "test_fraction", fraction, format!("must lie strictly between 0 and 1, got {fraction}")));
             }
         }
         if let Some(v) = self.validation {
@@ -445,7 +445,7 @@ fn check_held_out(problem: &Problem, fraction: f64, per_user: bool) -> Result<()
         (_, true) => "every one of them, leaving none to train on",
         _ => return Ok(()),
     };
-    Err(Error::InvalidParameter(format!("--test-fraction {fraction} of {total} ratings holds out {why}; give another fraction, or the test ratings with --test FILE")))
+    Err(Error::setting("--test-fraction", "test_fraction", fraction, format!("{fraction} of {total} ratings holds out {why}; give another fraction, or the test ratings themselves")))
 }
 
 /// Checks a file's values against what the loss trains on: events (lines of a user and an

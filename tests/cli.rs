@@ -90,8 +90,13 @@ fn train_prints_json_with_the_promised_fields_and_saves_a_usable_model() {
     let o = gpumf(&["train", "--train", &data, "--backend", "cpu", "--epochs", "1", "--save", &model_s]);
     assert!(!o.status.success() && stderr(&o).contains("--force"), "{}", stderr(&o));
     assert_eq!(std::fs::read(&model).unwrap(), before);
+    let mine = dir.path().join("mine.txt");
+    std::fs::write(&mine, "mine").unwrap();
+    let o = gpumf(&["predict", "--model", &model_s, "--user", "1", "--output", &mine.display().to_string()]);
+    assert!(!o.status.success() && stderr(&o).contains("already exists"), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&mine).unwrap(), "mine");
     let o = gpumf(&["predict", "--model", &model_s, "--user", "1", "--output", &model_s]);
-    assert!(!o.status.success() && stderr(&o).contains("already exists"));
+    assert!(!o.status.success() && stderr(&o).contains("the file --model reads"), "{}", stderr(&o));
     assert_eq!(std::fs::read(&model).unwrap(), before);
     let o = gpumf(&["eval", "--model", &data, "--test", &data]);
     assert!(stderr(&o).contains("not a gpumf model"), "{}", stderr(&o));

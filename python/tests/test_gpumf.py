@@ -215,6 +215,8 @@ def test_bad_data_and_settings_are_value_errors_with_the_clis_messages(frame):
             bad = Path(d) / "ratings.csv"
             bad.write_text("userId,movieId,rating\n1,2,x\n")
             gpumf.MF(**FAST).fit(bad)
+    with pytest.raises(ValueError, match=r"^test_fraction=0.001: 0.001 of 100 ratings holds out none"):
+        gpumf.MF(**FAST).fit(good, test_fraction=0.001)
     m = gpumf.MF(**FAST).fit(good)
     with pytest.raises(ValueError, match="differ in shape"):
         m.predict([1, 2], [1])

@@ -295,11 +295,10 @@ pub fn drive(mut solver: Box<dyn Solver + '_>, params: &Params, course: &Course,
             elapsed_seconds: start.elapsed().as_secs_f64(),
         };
         if !report.train_loss.is_finite() {
-            return Err(Error::Data(format!(
-                "training diverged at epoch {} (loss is {}); lower --lr or raise --reg",
-                epoch + 1,
-                report.train_loss
-            )));
+            // Initial factors of spread 1 or more start with scores of k·std² and may overflow.
+            let std = params.init_std;
+            let what = if std >= 1.0 { format!("lower --init-std (now {}) or --lr", if std >= 1e6 { format!("{std:e}") } else { std.to_string() }) } else { "lower --lr or raise --reg".into() };
+            return Err(Error::Data(format!("training diverged at epoch {} (loss is {}); {what}", epoch + 1, report.train_loss)));
         }
         // A stop asked for while later epochs were already queued takes effect after them: the
         // model then holds every epoch reported.

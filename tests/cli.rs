@@ -24,6 +24,7 @@ fn bad_flags_get_clear_errors_not_panics() {
         (&["train", "--train", &data, "--epochs", "0"], "--epochs must be at least 1"),
         (&["train", "--train", &data, "--epochs", "-3"], "-3"),
         (&["train", "--train", &data, "--lr", "-0.1"], "--lr"),
+        (&["train", "--train", &data, "--init-std", "1e30", "--epochs", "1", "--rank", "4"], "); lower --init-std (now 1e30) or --lr"),
         (&["train", "--train", &data, "--backend", "tpu"], "tpu"),
         (&["train", "--train", &data, "--test-fraction", "1.5"], "--test-fraction"),
         (&["train", "--train", &data, "--threads", "0"], "--threads"),

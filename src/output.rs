@@ -68,6 +68,23 @@ pub fn check_output(path: &Path, overwrite: bool) -> Result<()> {
     Ok(())
 }
 
+/// Fails unless `dir` is a directory, or is none yet in a directory (so it can be made);
+/// `flag` names it in the error. Whether it is there already.
+pub fn check_dir(dir: &Path, flag: &str) -> Result<bool> {
+    if dir.is_dir() {
+        return Ok(true);
+    }
+    let bad = |why: String| Err(Error::InvalidParameter(format!("{flag} {}: {why}", dir.display())));
+    if dir.exists() {
+        return bad("exists and is not a directory".into());
+    }
+    let parent = parent_dir(dir);
+    if !parent.is_dir() {
+        return bad(format!("{} is not a directory", parent.display()));
+    }
+    Ok(false)
+}
+
 /// Whether two output paths name one place, whether or not a file is there yet (`a.bin` and
 /// `./a.bin`, or `d/../a.bin`): the second write would replace the first. (A link is a place
 /// of its own: writing replaces the link, not what it names.)

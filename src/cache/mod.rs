@@ -40,16 +40,8 @@ pub const MIN_BLOCK_RATINGS: u64 = 4096;
 /// The cache's directory, made when it is missing and its parent is a directory, as
 /// --checkpoint-dir is; whether it was made here.
 pub fn make_dir(dir: &Path) -> Result<bool> {
-    let bad = |why: String| Err(Error::InvalidParameter(format!("--cache-dir {}: {why}", dir.display())));
-    if dir.is_dir() {
+    if crate::output::check_dir(dir, "--cache-dir")? {
         return Ok(false);
-    }
-    if dir.exists() {
-        return bad("exists and is not a directory".into());
-    }
-    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    if !parent.is_dir() {
-        return bad(format!("{} is not a directory", parent.display()));
     }
     std::fs::create_dir(dir).map_err(|e| Error::io(dir, e))?;
     Ok(true)

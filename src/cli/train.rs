@@ -167,15 +167,8 @@ impl ClusterArgs {
             Some(0) => bail!("--checkpoint-every must be at least 1"),
             Some(every) => {
                 // Checked now, created at the first checkpoint: a run that stops early leaves nothing.
-                let dir = &self.checkpoint_dir;
-                let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-                if dir.exists() && !dir.is_dir() {
-                    bail!("--checkpoint-dir {}: exists and is not a directory", dir.display());
-                }
-                if !dir.exists() && !parent.is_dir() {
-                    bail!("--checkpoint-dir {}: {} is not a directory", dir.display(), parent.display());
-                }
-                Some((dir.clone(), every))
+                gpumf::output::check_dir(&self.checkpoint_dir, "--checkpoint-dir")?;
+                Some((self.checkpoint_dir.clone(), every))
             }
             None => None,
         };

@@ -376,14 +376,8 @@ impl Job {
             Some(dir) => dir.clone(),
             None => path.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf),
         };
-        let created = crate::cache::make_dir(&dir)?;
         let settings = CacheSettings { grid: self.params.blocks, order: backend.block_order(), seed: self.params.seed, memory, threads: backend.block_readers() };
-        let cache = DiskBlocks::open_or_build(path, &self.load, &dir, &settings, |note| listener.note(note)).inspect_err(|_| {
-            if created {
-                // Only if still empty: a cache build that failed leaves nothing behind.
-                let _ = std::fs::remove_dir(&dir);
-            }
-        })?;
+        let cache = DiskBlocks::open_or_build(path, &self.load, &dir, &settings, |note| listener.note(note))?;
         listener.note(&format!(
             "{}: {} ratings ({} users x {} items) in {} blocks on disk, at most {} each{}",
             path.display(),

@@ -39,7 +39,7 @@ pub const MIN_BLOCK_RATINGS: u64 = 4096;
 
 /// The cache's directory, made when it is missing and its parent is a directory, as
 /// --checkpoint-dir is; whether it was made here.
-pub fn make_dir(dir: &Path) -> Result<bool> {
+fn make_dir(dir: &Path) -> Result<bool> {
     if crate::output::check_dir(dir, "--cache-dir")? {
         return Ok(false);
     }
@@ -119,8 +119,19 @@ pub struct DiskBlocks {
 
 impl DiskBlocks {
     /// The cache for `input` in `dir` (named after the input), reused when it checks out,
-    /// else built; `note` hears what happened, for people.
-    pub fn open_or_build(input: &Path, load: &LoadOptions, dir: &Path, settings: &CacheSettings, mut note: impl FnMut(&str)) -> Result<DiskBlocks> {
+    /// else built; `note` hears what happened, for people. A missing `dir` is made (its parent
+    /// must be a directory), and taken away again if the cache could not be built in it.
+    pub fn open_or_build(input: &Path, load: &LoadOptions, dir: &Path, settings: &CacheSettings, note: impl FnMut(&str)) -> Result<DiskBlocks> {
+        let made = make_dir(dir)?;
+        DiskBlocks::open_or_build_in(input, load, dir, settings, note).inspect_err(|_| {
+            if made {
+                // Only if still empty: a failed build removes its own files.
+                let _ = std::fs::remove_dir(dir);
+            }
+        })
+    }
+
+    fn open_or_build_in(input: &Path, load: &LoadOptions, dir: &Path, settings: &CacheSettings, mut note: impl FnMut(&str)) -> Result<DiskBlocks> {
         let name = input.file_name().ok_or_else(|| Error::InvalidParameter(format!("{}: not a file name", input.display())))?;
         let path = dir.join(format!("{}.gpumf-blocks", name.to_string_lossy()));
         let identity = Identity::of(input)?;

@@ -206,7 +206,6 @@ fn bench_on_disk(args: &BenchArgs, memory: u64, backends: &[gpumf::training::Bac
     let (train, test) = (args.train.as_ref().expect("clap requires --train"), args.test.as_ref().expect("clap requires --test"));
     let test_set = load_ratings(test, args.input.options())?.ratings;
     let dir = args.cache_dir.clone().unwrap_or_else(|| train.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), |p| p.to_path_buf()));
-    gpumf::cache::make_dir(&dir)?;
     let mut rows = Vec::new();
     for backend in backends {
         let settings = gpumf::cache::CacheSettings { grid: params.blocks, order: backend.block_order(), seed: params.seed, memory, threads: backend.block_readers() };

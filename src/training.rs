@@ -9,7 +9,7 @@ use crate::gpu::{als::GpuAlsSolver, GpuOptions, GpuSolver};
 use crate::metrics::Scores;
 use crate::model::{Model, Params};
 use crate::objective::{Loss, Metric};
-use crate::solver::{Solver, UploadCounts};
+use crate::solver::{EpochFigures, Solver, UploadCounts};
 use std::collections::VecDeque;
 use std::time::Instant;
 
@@ -276,30 +276,8 @@ pub fn drive(mut solver: Box<dyn Solver + '_>, params: &Params, course: &Course,
         last_end = Instant::now();
         let sgd_seconds = last_end.duration_since(began).as_secs_f64();
         train_seconds += sgd_seconds;
-        let metrics = params.loss.metrics();
-        let report = EpochReport {
-            epoch: epoch + 1,
-            learning_rate: params.learning_rate_at(epoch),
-            loss: params.loss,
-            train_loss: figures.train.loss,
-            train: Scores::of(&figures.train, metrics),
-            test: match (figures.test, figures.ndcg) {
-                (Some(t), _) => Some(Scores::of(&t, metrics)),
-                (None, Some(ndcg)) => Some(Scores { ndcg: Some(ndcg), ..Scores::default() }),
-                (None, None) => None,
-            },
-            sgd_seconds,
-            kernel_seconds: figures.kernel_seconds,
-            streamed_bytes: figures.streamed_bytes,
-            uploads: figures.uploads,
-            elapsed_seconds: start.elapsed().as_secs_f64(),
-        };
-        if !report.train_loss.is_finite() {
-            // Initial factors of spread 1 or more start with scores of k·std² and may overflow.
-            let std = params.init_std;
-            let what = if std >= 1.0 { format!("lower --init-std (now {}) or --lr", if std >= 1e6 { format!("{std:e}") } else { std.to_string() }) } else { "lower --lr or raise --reg".into() };
-            return Err(Error::Data(format!("training diverged at epoch {} (loss is {}); {what}", epoch + 1, report.train_loss)));
-        }
+        let report = epoch_report(params, epoch, figures, sgd_seconds, start);
+        check_finite(params, &report)?;
         // A stop asked for while later epochs were already queued takes effect after them: the
         // model then holds every epoch reported.
         stopping |= !on_epoch(&report);
@@ -323,4 +301,37 @@ pub fn drive(mut solver: Box<dyn Solver + '_>, params: &Params, course: &Course,
     };
     let kernel_seconds = history.iter().map(|r| r.kernel_seconds).sum::<Option<f64>>();
     Ok(Trained { model, history, train_seconds, kernel_seconds, total_seconds: start.elapsed().as_secs_f64(), setup_seconds, backend, device_bytes, best_epoch })
+}
+
+/// Epoch `epoch`'s (from 0) report, from what its solver measured.
+fn epoch_report(params: &Params, epoch: usize, figures: EpochFigures, sgd_seconds: f64, start: Instant) -> EpochReport {
+    let metrics = params.loss.metrics();
+    EpochReport {
+        epoch: epoch + 1,
+        learning_rate: params.learning_rate_at(epoch),
+        loss: params.loss,
+        train_loss: figures.train.loss,
+        train: Scores::of(&figures.train, metrics),
+        test: match (figures.test, figures.ndcg) {
+            (Some(t), _) => Some(Scores::of(&t, metrics)),
+            (None, Some(ndcg)) => Some(Scores { ndcg: Some(ndcg), ..Scores::default() }),
+            (None, None) => None,
+        },
+        sgd_seconds,
+        kernel_seconds: figures.kernel_seconds,
+        streamed_bytes: figures.streamed_bytes,
+        uploads: figures.uploads,
+        elapsed_seconds: start.elapsed().as_secs_f64(),
+    }
+}
+
+/// An error saying what to change when the epoch's training loss is not finite.
+fn check_finite(params: &Params, report: &EpochReport) -> Result<()> {
+    if report.train_loss.is_finite() {
+        return Ok(());
+    }
+    // Initial factors of spread 1 or more start with scores of k·std² and may overflow.
+    let std = params.init_std;
+    let what = if std >= 1.0 { format!("lower --init-std (now {}) or --lr", if std >= 1e6 { format!("{std:e}") } else { std.to_string() }) } else { "lower --lr or raise --reg".into() };
+    Err(Error::Data(format!("training diverged at epoch {} (loss is {}); {what}", report.epoch, report.train_loss)))
 }

@@ -166,23 +166,7 @@ impl DiskBlocks {
     fn open(path: &Path, input: &Path, identity: &Identity, load: &LoadOptions, settings: &CacheSettings, check: Check) -> std::result::Result<DiskBlocks, String> {
         let file = File::open(path).map_err(|e| e.to_string())?;
         let len = file.metadata().map_err(|e| e.to_string())?.len();
-        let mut magic = [0u8; 8];
-        file.read_exact_at(&mut magic, 0).map_err(|_| "truncated".to_string())?;
-        if &magic != MAGIC || len < DATA_AT + 16 {
-            return Err("not a gpumf block cache, or truncated".into());
-        }
-        let mut tail = [0u8; 16];
-        file.read_exact_at(&mut tail, len - 16).map_err(|e| e.to_string())?;
-        if &tail[8..] != MAGIC {
-            return Err("truncated (no end marker)".into());
-        }
-        let json_len = u64::from_le_bytes(tail[..8].try_into().expect("8 bytes"));
-        if json_len > len - 16 - DATA_AT {
-            return Err("corrupt header length".into());
-        }
-        let mut json = vec![0u8; json_len as usize];
-        file.read_exact_at(&mut json, len - 16 - json_len).map_err(|e| e.to_string())?;
-        let header: Header = serde_json::from_slice(&json).map_err(|e| format!("corrupt header: {e}"))?;
+        let (header, json_len) = read_header(&file, len)?;
         let expected = Header { metadata_crc: header.metadata_crc, ..expected_header(identity, load, settings, &header) };
         if header.version != VERSION {
             return Err(format!("written by another gpumf (cache version {})", header.version));
@@ -193,30 +177,7 @@ impl DiskBlocks {
         if header != expected {
             return Err("written for other settings (seed, blocks, order or loader flags)".into());
         }
-        let blocks = header.user_blocks * header.item_blocks;
-        let data_bytes = header.ratings * RECORD;
-        let metadata_bytes = 8 * (blocks as u64 + 1) + 4 * blocks as u64 + 12 * (header.users + header.items) as u64;
-        if len != DATA_AT + data_bytes + metadata_bytes + json_len + 16 {
-            return Err(format!("{len} bytes long, not the {} its header implies (truncated?)", DATA_AT + data_bytes + metadata_bytes + json_len + 16));
-        }
-        let mut metadata = vec![0u8; metadata_bytes as usize];
-        file.read_exact_at(&mut metadata, DATA_AT + data_bytes).map_err(|e| e.to_string())?;
-        if crc32fast::hash(&metadata) != header.metadata_crc {
-            return Err("metadata checksum mismatch (corrupt)".into());
-        }
-        let words = |at: usize, n: usize| -> Vec<u64> { metadata[at..at + 8 * n].chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8"))).collect() };
-        let starts = words(0, blocks + 1);
-        let crc_at = 8 * (blocks + 1);
-        let crcs: Vec<u32> = metadata[crc_at..crc_at + 4 * blocks].chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().expect("4"))).collect();
-        let ids_at = crc_at + 4 * blocks;
-        let users = IdMap::from_externals(words(ids_at, header.users));
-        let items = IdMap::from_externals(words(ids_at + 8 * header.users, header.items));
-        let counts_at = ids_at + 8 * (header.users + header.items);
-        let mut counts = metadata[counts_at..].chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().expect("4")));
-        let counts = RowCounts { users: counts.by_ref().take(header.users).collect(), items: counts.collect() };
-        if starts.first() != Some(&0) || starts.last() != Some(&header.ratings) || starts.windows(2).any(|w| w[0] > w[1]) {
-            return Err("corrupt block table".into());
-        }
+        let Metadata { starts, crcs, users, items, counts } = read_metadata(&file, &header, len, json_len)?;
         let grid = GridSize { user_blocks: header.user_blocks, item_blocks: header.item_blocks };
         let cache = DiskBlocks {
             file,
@@ -279,6 +240,67 @@ impl DiskBlocks {
     pub fn block_ranges(&self) -> Vec<std::ops::Range<usize>> {
         self.starts.windows(2).map(|w| w[0] as usize..w[1] as usize).collect()
     }
+}
+
+/// The cache file's header and its length in bytes, after checking the magic at both ends.
+fn read_header(file: &File, len: u64) -> std::result::Result<(Header, u64), String> {
+    let mut magic = [0u8; 8];
+    file.read_exact_at(&mut magic, 0).map_err(|_| "truncated".to_string())?;
+    if &magic != MAGIC || len < DATA_AT + 16 {
+        return Err("not a gpumf block cache, or truncated".into());
+    }
+    let mut tail = [0u8; 16];
+    file.read_exact_at(&mut tail, len - 16).map_err(|e| e.to_string())?;
+    if &tail[8..] != MAGIC {
+        return Err("truncated (no end marker)".into());
+    }
+    let json_len = u64::from_le_bytes(tail[..8].try_into().expect("8 bytes"));
+    if json_len > len - 16 - DATA_AT {
+        return Err("corrupt header length".into());
+    }
+    let mut json = vec![0u8; json_len as usize];
+    file.read_exact_at(&mut json, len - 16 - json_len).map_err(|e| e.to_string())?;
+    let header: Header = serde_json::from_slice(&json).map_err(|e| format!("corrupt header: {e}"))?;
+    Ok((header, json_len))
+}
+
+/// The cache's tables after its ratings: each block's start and checksum, the ids, the rows'
+/// rating counts.
+struct Metadata {
+    starts: Vec<u64>,
+    crcs: Vec<u32>,
+    users: IdMap,
+    items: IdMap,
+    counts: RowCounts,
+}
+
+/// Reads and checks (length, checksum, block table) the tables that `header` describes.
+fn read_metadata(file: &File, header: &Header, len: u64, json_len: u64) -> std::result::Result<Metadata, String> {
+    let blocks = header.user_blocks * header.item_blocks;
+    let data_bytes = header.ratings * RECORD;
+    let metadata_bytes = 8 * (blocks as u64 + 1) + 4 * blocks as u64 + 12 * (header.users + header.items) as u64;
+    if len != DATA_AT + data_bytes + metadata_bytes + json_len + 16 {
+        return Err(format!("{len} bytes long, not the {} its header implies (truncated?)", DATA_AT + data_bytes + metadata_bytes + json_len + 16));
+    }
+    let mut metadata = vec![0u8; metadata_bytes as usize];
+    file.read_exact_at(&mut metadata, DATA_AT + data_bytes).map_err(|e| e.to_string())?;
+    if crc32fast::hash(&metadata) != header.metadata_crc {
+        return Err("metadata checksum mismatch (corrupt)".into());
+    }
+    let words = |at: usize, n: usize| -> Vec<u64> { metadata[at..at + 8 * n].chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8"))).collect() };
+    let starts = words(0, blocks + 1);
+    let crc_at = 8 * (blocks + 1);
+    let crcs: Vec<u32> = metadata[crc_at..crc_at + 4 * blocks].chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().expect("4"))).collect();
+    let ids_at = crc_at + 4 * blocks;
+    let users = IdMap::from_externals(words(ids_at, header.users));
+    let items = IdMap::from_externals(words(ids_at + 8 * header.users, header.items));
+    let counts_at = ids_at + 8 * (header.users + header.items);
+    let mut counts = metadata[counts_at..].chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().expect("4")));
+    let counts = RowCounts { users: counts.by_ref().take(header.users).collect(), items: counts.collect() };
+    if starts.first() != Some(&0) || starts.last() != Some(&header.ratings) || starts.windows(2).any(|w| w[0] > w[1]) {
+        return Err("corrupt block table".into());
+    }
+    Ok(Metadata { starts, crcs, users, items, counts })
 }
 
 #[cfg(test)]

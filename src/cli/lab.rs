@@ -198,15 +198,7 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<()> {
     if args.epochs == 0 {
         bail!("--epochs must be at least 1");
     }
-    let cpu_mode = if args.sweep { CpuMode::with_threads(super::threads(args.threads)?) } else { CpuMode::Sequential };
-    let mut backends = vec![Backend::Cpu(cpu_mode)];
-    if !args.no_gpu {
-        match gpumf::gpu::Gpu::open(false, true) {
-            Ok(_) => backends.insert(0, Backend::Gpu(GpuOptions { precision: args.precision, ..GpuOptions::default() })),
-            Err(Error::NoAdapter) => eprintln!("note: no GPU adapter found; comparing the CPU trainer only"),
-            Err(e) => return Err(e.into()),
-        }
-    }
+    let backends = backends(&args)?;
     if let Some(plot) = &args.plot {
         gpumf::output::check_output(plot, false).context("--plot")?;
     }
@@ -216,21 +208,7 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<()> {
     gpumf::resources::ensure_memory(bytes, &format!("a dense {} x {} matrix and its SVD", largest.0, largest.1), |available| {
         format!("matrices up to about {0} x {0} fit", ((available / 32) as f64).sqrt() as u64)
     })?;
-    let mut cases = Vec::new();
-    if args.sweep {
-        for &n in &args.sizes {
-            for &rank in args.ranks.iter().filter(|&&r| r >= 1 && r <= n) {
-                for &noise in &args.noises {
-                    cases.push((format!("{n}x{n} rank {rank} + N(0,{noise}^2)"), n, n, rank, noise));
-                }
-            }
-        }
-        if cases.is_empty() {
-            bail!("--sweep: no case has 1 <= rank <= size");
-        }
-    } else {
-        cases.push((format!("{}x{} rank {} + N(0,{}^2)", args.rows, args.cols, args.rank, args.noise), args.rows, args.cols, args.rank, args.noise));
-    }
+    let cases = cases(&args)?;
     let mut results: Vec<(String, Comparison)> = Vec::new();
     if !args.sweep {
         results.push(("lab matrix 3x3".to_string(), compare(&exercise_matrix(), &lab_params(args.seed), &backends)?));
@@ -263,4 +241,39 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<()> {
         bail!("validation failed (see above)");
     }
     Ok(())
+}
+
+/// The trainers to compare: the GPU's where there is one (unless --no-gpu), and the CPU's
+/// (its threads in a sweep, else the sequential one).
+fn backends(args: &ValidateArgs) -> anyhow::Result<Vec<Backend>> {
+    let cpu_mode = if args.sweep { CpuMode::with_threads(super::threads(args.threads)?) } else { CpuMode::Sequential };
+    let mut backends = vec![Backend::Cpu(cpu_mode)];
+    if !args.no_gpu {
+        match gpumf::gpu::Gpu::open(false, true) {
+            Ok(_) => backends.insert(0, Backend::Gpu(GpuOptions { precision: args.precision, ..GpuOptions::default() })),
+            Err(Error::NoAdapter) => eprintln!("note: no GPU adapter found; comparing the CPU trainer only"),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(backends)
+}
+
+/// Each matrix to validate on: (name, rows, columns, rank, noise).
+fn cases(args: &ValidateArgs) -> anyhow::Result<Vec<(String, usize, usize, usize, f64)>> {
+    let mut cases = Vec::new();
+    if args.sweep {
+        for &n in &args.sizes {
+            for &rank in args.ranks.iter().filter(|&&r| r >= 1 && r <= n) {
+                for &noise in &args.noises {
+                    cases.push((format!("{n}x{n} rank {rank} + N(0,{noise}^2)"), n, n, rank, noise));
+                }
+            }
+        }
+        if cases.is_empty() {
+            bail!("--sweep: no case has 1 <= rank <= size");
+        }
+    } else {
+        cases.push((format!("{}x{} rank {} + N(0,{}^2)", args.rows, args.cols, args.rank, args.noise), args.rows, args.cols, args.rank, args.noise));
+    }
+    Ok(cases)
 }

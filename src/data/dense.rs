@@ -62,6 +62,36 @@ struct DenseChunk {
     error: Option<(u64, String)>,
 }
 
+impl Grid<'_> {
+    /// One chunk's lines: its cells by row, or the first bad line's number within the chunk
+    /// and what is wrong with it.
+    fn parse_chunk(&self, text: &[u8], skip_bad_lines: bool) -> DenseChunk {
+        let mut out = DenseChunk { cells: Vec::new(), rows: 0, skipped: 0, error: None };
+        for (n, raw) in text.split(|&b| b == b'\n').enumerate() {
+            let line = match std::str::from_utf8(raw) {
+                Ok(l) => l.trim_end_matches('\r'),
+                Err(_) => {
+                    out.error = Some((n as u64, "not UTF-8 text".into()));
+                    return out;
+                }
+            };
+            if line.trim().is_empty() || line.starts_with('#') {
+                continue;
+            }
+            match self.parse(line) {
+                Ok(cells) => out.cells.extend(cells.into_iter().map(|(c, r)| (out.rows, c, r))),
+                Err(_) if skip_bad_lines => out.skipped += 1,
+                Err(message) => {
+                    out.error = Some((n as u64, message));
+                    return out;
+                }
+            }
+            out.rows += 1;
+        }
+        out
+    }
+}
+
 /// The ratings of a dense matrix and the count of malformed lines skipped (`skip_bad_lines`);
 /// `missing` marks an unrated cell, and the first `skip_columns` columns are not ratings.
 pub(super) fn parse_dense(bytes: &[u8], path: &Path, missing: Option<&str>, skip_columns: usize, skip_bad_lines: bool) -> Result<(RatingSet, u64)> {
@@ -86,34 +116,7 @@ pub(super) fn parse_dense(bytes: &[u8], path: &Path, missing: Option<&str>, skip
     };
     let body = &bytes[body_start..];
     let chunks = split_chunks(body);
-    let parsed: Vec<DenseChunk> = chunks
-        .par_iter()
-        .map(|&(start, end)| {
-            let mut out = DenseChunk { cells: Vec::new(), rows: 0, skipped: 0, error: None };
-            for (n, raw) in body[start..end].split(|&b| b == b'\n').enumerate() {
-                let line = match std::str::from_utf8(raw) {
-                    Ok(l) => l.trim_end_matches('\r'),
-                    Err(_) => {
-                        out.error = Some((n as u64, "not UTF-8 text".into()));
-                        return out;
-                    }
-                };
-                if line.trim().is_empty() || line.starts_with('#') {
-                    continue;
-                }
-                match grid.parse(line) {
-                    Ok(cells) => out.cells.extend(cells.into_iter().map(|(c, r)| (out.rows, c, r))),
-                    Err(_) if skip_bad_lines => out.skipped += 1,
-                    Err(message) => {
-                        out.error = Some((n as u64, message));
-                        return out;
-                    }
-                }
-                out.rows += 1;
-            }
-            out
-        })
-        .collect();
+    let parsed: Vec<DenseChunk> = chunks.par_iter().map(|&(start, end)| grid.parse_chunk(&body[start..end], skip_bad_lines)).collect();
 
     let mut skipped = 0;
     let mut total = 0;

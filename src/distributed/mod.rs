@@ -365,21 +365,8 @@ pub fn train(stripes: Stripes, params: &Params, cluster: &Cluster, mut on_note: 
     let Stripes { problem, summary, counts, item_reach, checksum } = stripes;
     let (m, n) = (problem.num_users(), problem.num_items());
     check_sizes(side, m, n)?;
-    let resume = match &cluster.resume {
-        Some(dir) => Some(checkpoint::latest(dir, cluster)?),
-        None => None,
-    };
-    if let Some(found) = &resume {
-        let dir = found.dir.display();
-        match found.passed_over.is_empty() {
-            true => on_note(&format!("--resume {dir}: resuming after epoch {}", found.epoch)),
-            false => on_note(&format!("warning: --resume {dir}: {}; resuming after epoch {}", found.passed_over.join("; "), found.epoch)),
-        }
-    }
+    let resume = resume_point(cluster, params, &mut on_note)?;
     let start_epoch = resume.as_ref().map_or(0, |r| r.epoch);
-    if start_epoch >= params.epochs {
-        return Err(Error::InvalidParameter(format!("--resume: the checkpoint is after epoch {start_epoch}, and --epochs is {}: nothing is left to train", params.epochs)));
-    }
     let settings = settings(&problem, summary.count as usize, checksum, params, cluster, side, start_epoch);
     if let Some((dir, _)) = &cluster.checkpoint {
         checkpoint::refuse_others(dir, cluster, &settings)?;
@@ -395,12 +382,7 @@ pub fn train(stripes: Stripes, params: &Params, cluster: &Cluster, mut on_note: 
     // the order is still fixed by the seed, so every worker count trains the same sequence.
     let mine: &[Rating] = if cluster.gpu.is_some() { &[] } else { &problem.train };
     let schedule = Schedule::new(mine, m, n, Schedule::dsgd_grid(side), Order::ByUser, params.seed)?;
-    let mut test = schedule.localize(&problem.test);
-    for (b, ratings) in test.iter_mut().enumerate() {
-        if cluster.process_of(cluster.worker_of(schedule.coordinates(b).0)) != cluster.process {
-            *ratings = Vec::new();
-        }
-    }
+    let test = local_test(&schedule, &problem.test, cluster);
     let has_test = !problem.test.is_empty();
     let svdpp = params.svdpp.then(|| svdpp::Reach::new(&schedule, &counts, &item_reach));
     let shared = Arc::new(Shared {
@@ -418,21 +400,56 @@ pub fn train(stripes: Stripes, params: &Params, cluster: &Cluster, mut on_note: 
         settings: settings.clone(),
     });
     drop(problem);
-    // Each worker's rows to start from: its stripes, and the halves its stripes train first.
-    let first = cluster.workers * cluster.process..cluster.workers * (cluster.process + 1);
-    let mut starts: Vec<WorkerStart> = match &resume {
-        Some(resume) => first.clone().map(|w| checkpoint::read(&resume.dir, resume.epoch, w, &shared)).collect::<Result<_>>()?,
-        None => first.clone().map(|w| WorkerStart::from_model(&shared, &model, w)).collect(),
-    };
-    for (start, device) in starts.iter_mut().zip(devices) {
-        start.device = device;
-        start.prepare_terms(&shared)?;
-    }
+    let starts = worker_starts(&shared, &model, resume.as_ref(), devices)?;
     let solver = solver::Dsgd::start(shared.clone(), starts, model, settings)?;
     let lead = cluster.process == 0;
     let course = Course { first_epoch: start_epoch, has_test, patience: None };
     let trained = crate::training::drive(Box::new(solver), params, &course, start, |r| !lead || on_epoch(r))?;
     Ok(lead.then_some(trained))
+}
+
+/// Each of this process's workers' rows to start from (its stripes, and the halves its
+/// stripes train first), from `model` or the checkpoint `resume` found, with its device.
+fn worker_starts(shared: &Shared, model: &Model, resume: Option<&checkpoint::Found>, devices: Vec<Option<GpuSolver>>) -> Result<Vec<WorkerStart>> {
+    let cluster = &shared.cluster;
+    let first = cluster.workers * cluster.process..cluster.workers * (cluster.process + 1);
+    let mut starts: Vec<WorkerStart> = match resume {
+        Some(resume) => first.map(|w| checkpoint::read(&resume.dir, resume.epoch, w, shared)).collect::<Result<_>>()?,
+        None => first.map(|w| WorkerStart::from_model(shared, model, w)).collect(),
+    };
+    for (start, device) in starts.iter_mut().zip(devices) {
+        start.device = device;
+        start.prepare_terms(shared)?;
+    }
+    Ok(starts)
+}
+
+/// The checkpoint `--resume` names the latest whole epoch of, if any (`on_note` hears which,
+/// and what was passed over), refused when it leaves no epoch to train.
+fn resume_point(cluster: &Cluster, params: &Params, on_note: &mut impl FnMut(&str)) -> Result<Option<checkpoint::Found>> {
+    let Some(dir) = &cluster.resume else { return Ok(None) };
+    let found = checkpoint::latest(dir, cluster)?;
+    let shown = found.dir.display();
+    match found.passed_over.is_empty() {
+        true => on_note(&format!("--resume {shown}: resuming after epoch {}", found.epoch)),
+        false => on_note(&format!("warning: --resume {shown}: {}; resuming after epoch {}", found.passed_over.join("; "), found.epoch)),
+    }
+    if found.epoch >= params.epochs {
+        return Err(Error::InvalidParameter(format!("--resume: the checkpoint is after epoch {}, and --epochs is {}: nothing is left to train", found.epoch, params.epochs)));
+    }
+    Ok(Some(found))
+}
+
+/// The test ratings by block of `schedule`, kept only in the blocks of this process's workers'
+/// stripes (each process scores its own users).
+fn local_test(schedule: &Schedule, test: &[Rating], cluster: &Cluster) -> Vec<Vec<Rating>> {
+    let mut test = schedule.localize(test);
+    for (b, ratings) in test.iter_mut().enumerate() {
+        if cluster.process_of(cluster.worker_of(schedule.coordinates(b).0)) != cluster.process {
+            *ratings = Vec::new();
+        }
+    }
+    test
 }
 
 /// Each local worker's GPU with its blocks, shuffled (ratings in flight together then rarely

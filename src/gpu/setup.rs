@@ -62,6 +62,16 @@ enum Holding<'a> {
     Worker { own: &'a dyn Fn(usize) -> bool },
 }
 
+impl Holding<'_> {
+    /// Whether the solver holds user block `b`'s rows.
+    fn holds_users(&self, b: usize) -> bool {
+        match self {
+            Holding::Problem => true,
+            Holding::Worker { own } => own(b),
+        }
+    }
+}
+
 /// Where the SVD++ term's passes after an epoch run.
 enum PassesAt {
     Nowhere,
@@ -139,12 +149,8 @@ impl GpuSolver {
         let (m, n) = (model.user_bias.len(), model.item_bias.len());
         let uniform = uniform_for(&model, params, unit, options, &schedule);
         let sizes = Sizes::of(&gpu, &shape, &plan, &schedule, test.len(), &uniform, params, options, max_binding, m + n)?;
-        let own_users: &dyn Fn(usize) -> bool = match &holding {
-            Holding::Problem => &|_| true,
-            Holding::Worker { own } => *own,
-        };
         let swapped = plan.swapped_rows.is_some();
-        let user_layout = buffers::SideLayout::new(&gpu, &shape, &schedule.users, swapped, own_users, params.svdpp, max_binding);
+        let user_layout = buffers::SideLayout::new(&gpu, &shape, &schedule.users, swapped, &|b| holding.holds_users(b), params.svdpp, max_binding);
         let item_layout = buffers::SideLayout::new(&gpu, &shape, &schedule.items, swapped, &|_| true, false, max_binding);
         // The passes index rows by their place in each side's one buffer (blocks lie there one
         // after another, aligned), so they need each side in one buffer.
@@ -156,32 +162,12 @@ impl GpuSolver {
         let pipelines = Pipelines::new(&gpu, &shape)?;
         // The priors start at zero (y = 0).
         let prior_rows = params.svdpp.then(|| ndarray::Array2::<f32>::zeros((m, params.rank)));
-        let what = format!(
-            "allocating {:.2} GiB of GPU buffers ({} ratings, {m} users x {n} items, rank {}, {:?}; --gpu-memory SIZE below what the device holds streams what does not fit)",
-            needed as f64 / (1u64 << 30) as f64,
-            schedule.ratings() + test.len(),
-            params.rank,
-            options.precision
-        );
+        let what = allocating(needed, schedule.ratings() + test.len(), (m, n), params.rank, options.precision);
         let rows_by_position = matches!(passes, PassesAt::Device).then(|| (user_layout.rows_by_position(&schedule.users), item_layout.rows_by_position(&schedule.items)));
         let uploaded = gpu.scoped(&what, || Uploaded::new(&gpu, &shape, user_layout, item_layout, &model, &weights, prior_rows.as_ref(), &uniform, sizes.update_workgroups))?;
+        let host = (params, &weights, prior_rows);
+        let svdpp = passes.state(&gpu, &shape, &pipelines, &schedule, &uploaded, rows_by_position, (m_rows, n_rows), host)?;
         let Uploaded { user_blocks, item_blocks, params_buffer, train_partials, test_partials } = uploaded;
-        let svdpp = match passes {
-            PassesAt::Nowhere | PassesAt::Caller => None,
-            PassesAt::Device => {
-                let reach = crate::svdpp::Reach::of(&schedule)?;
-                let (users, items) = (&user_blocks[0], &item_blocks[0]);
-                let places = rows_by_position.expect("made where the passes run on the device");
-                let (prior, share) = users.prior.as_ref().zip(users.share.as_ref()).expect("user blocks carry priors and shares with the SVD++ term");
-                let rows = [&users.factors, &items.factors, &items.reg_weight, prior, share];
-                Some(svdpp::Svdpp::Device(gpu.scoped("uploading the SVD++ term's state", || svdpp::DeviceSvdpp::new(&gpu, &shape, &pipelines, &schedule, &places, (m_rows, n_rows), &reach, rows, &params_buffer))?))
-            }
-            PassesAt::Host(why) => {
-                let state = crate::svdpp::SvdppState::new(&schedule, params.rank, &weights.by_position(&schedule).items)?;
-                let share = ndarray::Array2::zeros((m, params.rank));
-                Some(svdpp::Svdpp::Host(Box::new(svdpp::HostSvdpp { state, prior: prior_rows.expect("made with the SVD++ term"), share, why })))
-            }
-        };
         let bindings = |b: usize, output| {
             let (ub, ib) = schedule.coordinates(b);
             Bindings { pipelines: &pipelines, users: &user_blocks[ub], items: &item_blocks[ib], params: &params_buffer, output }
@@ -218,6 +204,41 @@ impl GpuSolver {
             pairwise: None,
             schedule,
             gpu,
+        })
+    }
+}
+
+/// What the upload of `needed` bytes is doing, for the error when the device refuses it.
+fn allocating(needed: u64, ratings: usize, (m, n): (usize, usize), rank: usize, precision: Precision) -> String {
+    format!(
+        "allocating {:.2} GiB of GPU buffers ({ratings} ratings, {m} users x {n} items, rank {rank}, {precision:?}; --gpu-memory SIZE below what the device holds streams what does not fit)",
+        needed as f64 / (1u64 << 30) as f64,
+    )
+}
+
+impl PassesAt {
+    /// The SVD++ term's state where its passes run: on the device, over the rows `uploaded`
+    /// holds (each side in one buffer, rows found by `places`, `whole_rows` of each); on the
+    /// host, from `host`'s settings, row weights and the priors (zero) as uploaded.
+    #[allow(clippy::too_many_arguments)]
+    fn state(self, gpu: &Gpu, shape: &KernelShape, pipelines: &Pipelines, schedule: &Schedule, uploaded: &Uploaded, places: Option<(Vec<u32>, Vec<u32>)>, whole_rows: (usize, usize), host: (&Params, &RowWeights, Option<ndarray::Array2<f32>>)) -> Result<Option<svdpp::Svdpp>> {
+        let (params, weights, prior_rows) = host;
+        Ok(match self {
+            PassesAt::Nowhere | PassesAt::Caller => None,
+            PassesAt::Device => {
+                let reach = crate::svdpp::Reach::of(schedule)?;
+                let (users, items) = (&uploaded.user_blocks[0], &uploaded.item_blocks[0]);
+                let places = places.expect("made where the passes run on the device");
+                let (prior, share) = users.prior.as_ref().zip(users.share.as_ref()).expect("user blocks carry priors and shares with the SVD++ term");
+                let rows = [&users.factors, &items.factors, &items.reg_weight, prior, share];
+                Some(svdpp::Svdpp::Device(gpu.scoped("uploading the SVD++ term's state", || svdpp::DeviceSvdpp::new(gpu, shape, pipelines, schedule, &places, whole_rows, &reach, rows, &uploaded.params_buffer))?))
+            }
+            PassesAt::Host(why) => {
+                let state = crate::svdpp::SvdppState::new(schedule, params.rank, &weights.by_position(schedule).items)?;
+                let prior = prior_rows.expect("made with the SVD++ term");
+                let share = ndarray::Array2::zeros(prior.raw_dim());
+                Some(svdpp::Svdpp::Host(Box::new(svdpp::HostSvdpp { state, prior, share, why })))
+            }
         })
     }
 }

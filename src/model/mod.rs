@@ -172,26 +172,33 @@ impl Params {
             );
         }
         self.refuse_unread()?;
-        if self.loss.is_one_class() {
-            self.one_class.validate()?;
-            let name = crate::choice::Choice::name(self.loss);
-            let how = if self.loss.is_pairwise() { "compares sampled pairs of items" } else { "trains by alternating least squares" };
-            let refuse = |flag, argument, value: &dyn std::fmt::Display, what: &str| bad(flag, argument, value, format!("cannot be used: the {name} loss {how}, which has no {what}"));
-            if self.svdpp {
-                return refuse("--no-svdpp", "svdpp", &"True", "SVD++-style term: leave it out (--no-svdpp, svdpp=False)");
-            }
-            if self.biases && !self.loss.is_pairwise() {
-                return refuse("--no-biases", "biases", &"True", "biases: leave them out (--no-biases, biases=False)");
-            }
-            if self.nonneg {
-                return refuse("--nonneg", "nonneg", &"True", "non-negative constraint");
-            }
-            if self.l1 > 0.0 {
-                return refuse("--l1", "l1", &self.l1, "L1 penalty");
-            }
-            if self.models > 1 && !self.loss.is_pairwise() {
-                return refuse("--models", "models", &self.models, "ensemble of models");
-            }
+        self.refuse_for_one_class()
+    }
+
+    /// Refuses what a one-class loss has no use for: the SVD++ term, non-negative factors, L1
+    /// and (but for bpr) biases and ensembles; and checks the events' own settings.
+    fn refuse_for_one_class(&self) -> Result<()> {
+        if !self.loss.is_one_class() {
+            return Ok(());
+        }
+        self.one_class.validate()?;
+        let name = crate::choice::Choice::name(self.loss);
+        let how = if self.loss.is_pairwise() { "compares sampled pairs of items" } else { "trains by alternating least squares" };
+        let refuse = |flag, argument, value: &dyn std::fmt::Display, what: &str| Err(Error::setting(flag, argument, value, format!("cannot be used: the {name} loss {how}, which has no {what}")));
+        if self.svdpp {
+            return refuse("--no-svdpp", "svdpp", &"True", "SVD++-style term: leave it out (--no-svdpp, svdpp=False)");
+        }
+        if self.biases && !self.loss.is_pairwise() {
+            return refuse("--no-biases", "biases", &"True", "biases: leave them out (--no-biases, biases=False)");
+        }
+        if self.nonneg {
+            return refuse("--nonneg", "nonneg", &"True", "non-negative constraint");
+        }
+        if self.l1 > 0.0 {
+            return refuse("--l1", "l1", &self.l1, "L1 penalty");
+        }
+        if self.models > 1 && !self.loss.is_pairwise() {
+            return refuse("--models", "models", &self.models, "ensemble of models");
         }
         Ok(())
     }

@@ -144,15 +144,7 @@ pub fn search(fit: &Problem, base: &Params, backend: &Backend, budget: Duration,
                     break;
                 }
             }
-            let mut trial = Trial { rank, reg, learning_rate, epochs, score: None, seconds: 0.0 };
-            let began = Instant::now();
-            trial.score = match train(fit, &trial.params(base), backend, |_| {}) {
-                Ok(t) => t.history.last().and_then(|h| h.test_metric()).filter(|x| x.is_finite()),
-                // A setting that diverges loses; the search goes on.
-                Err(Error::Data(message)) if message.starts_with("training diverged") => None,
-                Err(e) => return Err(e),
-            };
-            trial.seconds = began.elapsed().as_secs_f64();
+            let trial = run_trial(fit, base, backend, Trial { rank, reg, learning_rate, epochs, score: None, seconds: 0.0 })?;
             on_trial(&trial);
             trials.push(trial.clone());
             scored.push(trial);
@@ -162,15 +154,8 @@ pub fn search(fit: &Problem, base: &Params, backend: &Backend, budget: Duration,
         }
         reached.push(epochs);
         scored.sort_by(|a, b| a.rank_key(metric).total_cmp(&b.rank_key(metric)));
-        // A third of the first rung's count, a ninth, ...: the given setting carried along
-        // does not widen the later rungs.
         let first = trials.iter().filter(|t| t.epochs == rungs[0]).count();
-        alive = scored.iter().take(first.div_ceil(KEEP_ONE_IN.pow(r as u32 + 1))).map(|t| (t.rank, t.reg, t.learning_rate)).collect();
-        let given = (base.rank, base.reg, base.learning_rate);
-        // First, so that a rung the budget cuts short still compares against it.
-        if !alive.contains(&given) && scored.iter().any(|t| (t.rank, t.reg, t.learning_rate) == given) {
-            alive.insert(0, given);
-        }
+        alive = survivors(&scored, first.div_ceil(KEEP_ONE_IN.pow(r as u32 + 1)), base);
         last_rung = scored;
         if alive.len() == 1 {
             break;
@@ -183,6 +168,32 @@ pub fn search(fit: &Problem, base: &Params, backend: &Backend, budget: Duration,
     let given = trials.iter().rev().find(|t| (t.rank, t.reg, t.learning_rate) == (base.rank, base.reg, base.learning_rate)).cloned();
     let chosen = Params { epochs: base.epochs, eval_every: base.eval_every, ..best.params(base) };
     Ok(Search { metric, chosen, best, given, trials, rungs: reached, seconds: start.elapsed().as_secs_f64(), cut_short })
+}
+
+/// `trial` trained and scored on `fit`'s held-out ratings (no score where it diverged).
+fn run_trial(fit: &Problem, base: &Params, backend: &Backend, mut trial: Trial) -> Result<Trial> {
+    let began = Instant::now();
+    trial.score = match train(fit, &trial.params(base), backend, |_| {}) {
+        Ok(t) => t.history.last().and_then(|h| h.test_metric()).filter(|x| x.is_finite()),
+        // A setting that diverges loses; the search goes on.
+        Err(Error::Data(message)) if message.starts_with("training diverged") => None,
+        Err(e) => return Err(e),
+    };
+    trial.seconds = began.elapsed().as_secs_f64();
+    Ok(trial)
+}
+
+/// The settings that go on to the next rung: the best `keep` of a rung's trials `scored`
+/// (sorted best first; a third of the first rung's count, a ninth, ..., so the given setting
+/// carried along does not widen the later rungs), and `base`'s own where it was tried.
+fn survivors(scored: &[Trial], keep: usize, base: &Params) -> Vec<(usize, f32, f32)> {
+    let mut alive: Vec<_> = scored.iter().take(keep).map(|t| (t.rank, t.reg, t.learning_rate)).collect();
+    let given = (base.rank, base.reg, base.learning_rate);
+    // First, so that a rung the budget cuts short still compares against it.
+    if !alive.contains(&given) && scored.iter().any(|t| (t.rank, t.reg, t.learning_rate) == given) {
+        alive.insert(0, given);
+    }
+    alive
 }
 
 #[cfg(test)]

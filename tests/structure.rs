@@ -1,6 +1,6 @@
 //! The shape of the code, checked: modules import only their own layer and those below it,
 //! no two modules import each other (directly or round a cycle), and no function is longer
-//! than a screen or two. Read from the sources, so it runs anywhere.
+//! than a screen. Read from the sources, so it runs anywhere.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -21,8 +21,9 @@ const LAYERS: &[&[&str]] = &[
     &["job"],
 ];
 
-/// Lines a function may take, its signature and closing brace included.
-const LONGEST_FUNCTION: usize = 100;
+/// Lines a function may take, its signature and closing brace included: a screen (a longer
+/// one is doing two jobs).
+const LONGEST_FUNCTION: usize = 60;
 
 fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {
@@ -169,7 +170,9 @@ fn functions(code: &str) -> Vec<(String, usize, usize)> {
         if let Some(rest) = signature {
             if !line.trim_end().ends_with(';') {
                 let name = rest.split(|c: char| !(c.is_alphanumeric() || c == '_')).next().unwrap().to_string();
-                let end = (i + 1..lines.len()).find(|&j| lines[j].len() - lines[j].trim_start().len() == indent && lines[j].trim_start().starts_with('}')).unwrap_or(i);
+                // A body on the signature's line (`fn start(&mut self) {}`) ends there.
+                let one_line = line.trim_end().ends_with('}');
+                let end = (i + 1..lines.len()).find(|&j| lines[j].len() - lines[j].trim_start().len() == indent && lines[j].trim_start().starts_with('}')).filter(|_| !one_line).unwrap_or(i);
                 out.push((name, i + 1, end - i + 1));
                 i = end;
             }
@@ -180,7 +183,7 @@ fn functions(code: &str) -> Vec<(String, usize, usize)> {
 }
 
 #[test]
-fn no_function_is_longer_than_a_screen_or_two() {
+fn no_function_is_longer_than_a_screen() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut files = Vec::new();
     sources(&root.join("src"), &mut files);
@@ -203,6 +206,6 @@ fn the_checks_see_what_they_check() {
     let known: BTreeSet<String> = ["data", "model", "distributed", "distributed::worker", "objective"].iter().map(|s| s.to_string()).collect();
     let used = uses("distributed::solver", "use super::worker::{Command, Worker};\nuse crate::{data::Rating, objective::Loss};\nlet x = crate::model::Model::init();", &known);
     assert_eq!(used, ["data", "distributed::worker", "model", "objective"].iter().map(|s| s.to_string()).collect());
-    let f = functions("fn a() {\n    x\n}\n\nimpl B {\n    pub fn b(&self) {\n        y\n    }\n}\n");
-    assert_eq!(f, vec![("a".to_string(), 1, 3), ("b".to_string(), 6, 3)]);
+    let f = functions("fn a() {\n    x\n}\n\nimpl B {\n    fn c(&self) {}\n    pub fn b(&self) {\n        y\n    }\n}\n");
+    assert_eq!(f, vec![("a".to_string(), 1, 3), ("c".to_string(), 6, 1), ("b".to_string(), 7, 3)]);
 }

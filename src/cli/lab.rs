@@ -213,7 +213,7 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<()> {
     if !args.sweep {
         results.push(("lab matrix 3x3".to_string(), compare(&exercise_matrix(), &lab_params(args.seed), &backends)?));
     }
-    for (name, rows, cols, rank, noise) in cases {
+    for Case { name, rows, cols, rank, noise } in cases {
         let a = low_rank_plus_noise(rows, cols, rank, noise, args.seed);
         let c = compare(&a, &dense_params(rank, args.epochs, args.seed), &backends)?;
         if args.sweep && !args.json {
@@ -258,14 +258,23 @@ fn backends(args: &ValidateArgs) -> anyhow::Result<Vec<Backend>> {
     Ok(backends)
 }
 
-/// Each matrix to validate on: (name, rows, columns, rank, noise).
-fn cases(args: &ValidateArgs) -> anyhow::Result<Vec<(String, usize, usize, usize, f64)>> {
+/// A matrix to validate on: `rows` × `cols` of rank `rank` plus noise of spread `noise`.
+struct Case {
+    name: String,
+    rows: usize,
+    cols: usize,
+    rank: usize,
+    noise: f64,
+}
+
+/// Each matrix to validate on: the sizes, ranks and noises of a sweep, or the one given.
+fn cases(args: &ValidateArgs) -> anyhow::Result<Vec<Case>> {
     let mut cases = Vec::new();
     if args.sweep {
         for &n in &args.sizes {
             for &rank in args.ranks.iter().filter(|&&r| r >= 1 && r <= n) {
                 for &noise in &args.noises {
-                    cases.push((format!("{n}x{n} rank {rank} + N(0,{noise}^2)"), n, n, rank, noise));
+                    cases.push(Case { name: format!("{n}x{n} rank {rank} + N(0,{noise}^2)"), rows: n, cols: n, rank, noise });
                 }
             }
         }
@@ -273,7 +282,7 @@ fn cases(args: &ValidateArgs) -> anyhow::Result<Vec<(String, usize, usize, usize
             bail!("--sweep: no case has 1 <= rank <= size");
         }
     } else {
-        cases.push((format!("{}x{} rank {} + N(0,{}^2)", args.rows, args.cols, args.rank, args.noise), args.rows, args.cols, args.rank, args.noise));
+        cases.push(Case { name: format!("{}x{} rank {} + N(0,{}^2)", args.rows, args.cols, args.rank, args.noise), rows: args.rows, cols: args.cols, rank: args.rank, noise: args.noise });
     }
     Ok(cases)
 }

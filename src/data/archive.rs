@@ -141,12 +141,10 @@ struct ZipEntry {
     local_header: usize,
 }
 
-/// The contents of a zip archive's one file (folders and macOS `__MACOSX/` metadata aside).
-fn unzip_single(zip: &[u8], cap: Option<u64>) -> std::result::Result<Vec<u8>, String> {
+/// The files a zip archive's central directory lists (folders and macOS `__MACOSX/` metadata
+/// aside), from its end-of-directory record at `end`.
+fn zip_directory(zip: &[u8], end: usize) -> std::result::Result<Vec<ZipEntry>, String> {
     let corrupt = || "a zip archive whose directory is corrupt or truncated".to_string();
-    // The end-of-directory record sits in the last 22 + 65,535 bytes.
-    let search_from = zip.len().saturating_sub(22 + 65_535);
-    let end = (search_from..zip.len().saturating_sub(21)).rev().find(|&i| zip[i..].starts_with(b"PK\x05\x06")).ok_or_else(corrupt)?;
     let count = u16_at(zip, end + 10).ok_or_else(corrupt)?;
     let mut at = u32_at(zip, end + 16).ok_or_else(corrupt)? as usize;
     if at == u32::MAX as usize || count == u16::MAX as usize {
@@ -173,6 +171,16 @@ fn unzip_single(zip: &[u8], cap: Option<u64>) -> std::result::Result<Vec<u8>, St
         }
         at += 46 + skip;
     }
+    Ok(files)
+}
+
+/// The contents of a zip archive's one file (folders and macOS `__MACOSX/` metadata aside).
+fn unzip_single(zip: &[u8], cap: Option<u64>) -> std::result::Result<Vec<u8>, String> {
+    let corrupt = || "a zip archive whose directory is corrupt or truncated".to_string();
+    // The end-of-directory record sits in the last 22 + 65,535 bytes.
+    let search_from = zip.len().saturating_sub(22 + 65_535);
+    let end = (search_from..zip.len().saturating_sub(21)).rev().find(|&i| zip[i..].starts_with(b"PK\x05\x06")).ok_or_else(corrupt)?;
+    let mut files = zip_directory(zip, end)?;
     if files.iter().any(|f| f.name == "[Content_Types].xml") && files.iter().any(|f| f.name.starts_with("xl/")) {
         return Err("an Excel workbook (.xlsx); save the sheet as CSV first".into());
     }

@@ -220,52 +220,17 @@ pub(crate) fn read(dir: &Path, epoch: usize, worker: usize, shared: &Shared) -> 
     let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
     let bad = |message: String| Error::Format { path: path.clone(), message };
     let body = checked_body(&bytes).map_err(|why| bad(why.into()))?;
-    let mut at = 8;
-    let mut take = |n: usize| -> Result<&[u8]> {
-        let s = body.get(at..at + n).ok_or_else(|| bad("cut short".into()))?;
-        at += n;
-        Ok(s)
-    };
-    let u64_ = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
-    let header_len = u64_(take(8)?) as usize;
-    let header: serde_json::Value = serde_json::from_slice(take(header_len)?).map_err(|e| bad(format!("unreadable header: {e}")))?;
+    let mut records = Records { body, at: 8 };
+    let cut_short = || bad("cut short".into());
+    let header_len = records.u64().ok_or_else(cut_short)? as usize;
+    let header: serde_json::Value = serde_json::from_slice(records.take(header_len).ok_or_else(cut_short)?).map_err(|e| bad(format!("unreadable header: {e}")))?;
     let theirs: Vec<(String, String)> = serde_json::from_value(header["settings"].clone()).map_err(|e| bad(format!("unreadable settings: {e}")))?;
     let differences = super::differences(&shared.settings, &theirs, &MAY_CHANGE, "now");
     if !differences.is_empty() {
         return Err(bad(format!("written by a run with other settings or data: {}", differences.join("; "))));
     }
     check_file(&path, worker, workers, epoch).map_err(&bad)?;
-    let mut start = WorkerStart { stripes: BTreeMap::new(), halves: HashMap::new(), item_vectors: None, shares: BTreeMap::new(), device: None, terms: None };
-    loop {
-        let kind = take(1)?[0];
-        if kind == 2 {
-            break;
-        }
-        // A count, then as many floats.
-        macro_rules! floats {
-            () => {{
-                let n = u64_(take(8)?) as usize;
-                take(4 * n)?.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect::<Vec<f32>>()
-            }};
-        }
-        if kind == 3 {
-            start.item_vectors = Some(floats!());
-            continue;
-        }
-        if kind == 4 {
-            let id = u64_(take(8)?) as usize;
-            start.shares.insert(id, floats!());
-            continue;
-        }
-        let id = u64_(take(8)?) as usize;
-        let tag = u64_(take(8)?);
-        let rows = Rows { factors: floats!().into(), bias: floats!() };
-        if kind == 0 {
-            start.stripes.insert(id, rows);
-        } else {
-            start.halves.insert(id, (tag, rows));
-        }
-    }
+    let start = records.start().ok_or_else(cut_short)?;
     if shared.svdpp.is_some() != start.item_vectors.is_some() {
         return Err(bad("written with the SVD++ term set otherwise (--no-svdpp)".into()));
     }
@@ -275,4 +240,53 @@ pub(crate) fn read(dir: &Path, epoch: usize, worker: usize, shared: &Shared) -> 
         }
     }
     Ok(start)
+}
+
+/// A checkpoint's body, read from `at` on.
+struct Records<'a> {
+    body: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Records<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let s = self.body.get(self.at..self.at.checked_add(n)?)?;
+        self.at += n;
+        Some(s)
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+    }
+
+    /// A count, then as many floats.
+    fn floats(&mut self) -> Option<Vec<f32>> {
+        let n = usize::try_from(self.u64()?).ok()?;
+        Some(self.take(n.checked_mul(4)?)?.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect())
+    }
+
+    /// The records after the header, up to the end marker (kind 2): stripes (0) and halves
+    /// (1) of rows, y (3) and stripes' shares (4); `None` where the body is cut short.
+    fn start(&mut self) -> Option<WorkerStart> {
+        let mut start = WorkerStart { stripes: BTreeMap::new(), halves: HashMap::new(), item_vectors: None, shares: BTreeMap::new(), device: None, terms: None };
+        loop {
+            match self.take(1)?[0] {
+                2 => return Some(start),
+                3 => start.item_vectors = Some(self.floats()?),
+                4 => {
+                    let id = self.u64()? as usize;
+                    start.shares.insert(id, self.floats()?);
+                }
+                kind => {
+                    let (id, tag) = (self.u64()? as usize, self.u64()?);
+                    let rows = Rows { factors: self.floats()?.into(), bias: self.floats()? };
+                    if kind == 0 {
+                        start.stripes.insert(id, rows);
+                    } else {
+                        start.halves.insert(id, (tag, rows));
+                    }
+                }
+            }
+        }
+    }
 }

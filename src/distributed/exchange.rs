@@ -122,6 +122,22 @@ fn put_floats(put: &mut impl FnMut(&[u8]), values: &[f32]) {
 #[cfg(not(target_endian = "little"))]
 compile_error!("the DSGD wire format assumes a little-endian machine");
 
+impl Message {
+    /// The first byte of a message on the wire, which says its kind (`from_bytes` reads it).
+    fn tag(&self) -> u8 {
+        match self {
+            Message::Rows { .. } => 0,
+            Message::Sums { .. } => 1,
+            Message::Stop { .. } => 2,
+            Message::Seen { .. } => 3,
+            Message::Gradient { .. } => 4,
+            Message::Norms { .. } => 5,
+            Message::ItemVectors { .. } => 6,
+            Message::Figures { .. } => 7,
+        }
+    }
+}
+
 impl Bytesable for Message {
     fn from_bytes(bytes: timely_bytes::arc::Bytes) -> Self {
         let mut r = Reader { bytes: &bytes, at: 0 };
@@ -192,16 +208,16 @@ impl Bytesable for Message {
     fn into_bytes<W: Write>(&self, writer: &mut W) {
         // timely writes into memory it has sized with `length_in_bytes`: this cannot fail.
         let mut put = |b: &[u8]| writer.write_all(b).expect("timely's buffer holds the message");
+        put(&[self.tag()]);
         match self {
             Message::Rows { kind, id, tag, factors, bias } => {
-                put(&[0, *kind as u8]);
+                put(&[*kind as u8]);
                 put(&id.to_le_bytes());
                 put(&tag.to_le_bytes());
                 put_floats(&mut put, factors);
                 put_floats(&mut put, bias);
             }
             Message::Sums { epoch, test, blocks, sent_bytes } => {
-                put(&[1]);
                 put(&epoch.to_le_bytes());
                 put(&[*test as u8]);
                 put(&sent_bytes.to_le_bytes());
@@ -212,25 +228,21 @@ impl Bytesable for Message {
                 }
             }
             Message::Stop { worker, reason } => {
-                put(&[2]);
                 put(&worker.to_le_bytes());
                 put(&(reason.len() as u64).to_le_bytes());
                 put(reason.as_bytes());
             }
             Message::Seen { stripe, runs } => {
-                put(&[3]);
                 put(&stripe.to_le_bytes());
                 put(&(runs.len() as u64).to_le_bytes());
                 put(runs);
             }
             Message::Gradient { epoch, stripe, values } => {
-                put(&[4]);
                 put(&epoch.to_le_bytes());
                 put(&stripe.to_le_bytes());
                 put_floats(&mut put, values);
             }
             Message::Norms { epoch, halves } => {
-                put(&[5]);
                 put(&epoch.to_le_bytes());
                 put(&(halves.len() as u64).to_le_bytes());
                 for (h, n) in halves {
@@ -239,12 +251,10 @@ impl Bytesable for Message {
                 }
             }
             Message::ItemVectors { epoch, values } => {
-                put(&[6]);
                 put(&epoch.to_le_bytes());
                 put_floats(&mut put, values);
             }
             Message::Figures { epoch, train, test, sent_bytes } => {
-                put(&[7]);
                 put(&epoch.to_le_bytes());
                 put(&sent_bytes.to_le_bytes());
                 put_sums(&mut put, train);
@@ -356,21 +366,7 @@ pub fn over_tcp(hosts: &[String], me: usize, workers: usize, hello: &Hello, time
     let mut sockets: Vec<Option<TcpStream>> = (0..hosts.len()).map(|_| None).collect();
     // Connect to those before us, retrying while they start.
     for (peer, host) in hosts.iter().enumerate().take(me) {
-        let stream = loop {
-            let tried = host.to_socket_addrs().map_err(|e| Error::Cluster(format!("process {peer}'s address {host}: {e}"))).and_then(|mut addresses| {
-                let address = addresses.next().ok_or_else(|| Error::Cluster(format!("process {peer}'s address {host} names no host")))?;
-                let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(10));
-                TcpStream::connect_timeout(&address, left.min(Duration::from_secs(5))).map_err(|e| Error::Cluster(e.to_string()))
-            });
-            match tried {
-                Ok(stream) => break stream,
-                Err(Error::Cluster(why)) if Instant::now() < deadline && !why.contains("address") => std::thread::sleep(Duration::from_millis(100)),
-                Err(Error::Cluster(why)) => {
-                    return Err(Error::Cluster(format!("cannot reach process {peer} at {host} within {} s: {why}", timeout.as_secs())));
-                }
-                Err(e) => return Err(e),
-            }
-        };
+        let stream = connect(peer, host, deadline, timeout)?;
         shake_hands(&stream, hello, Some(peer), host, hosts, deadline)?;
         sockets[peer] = Some(stream);
     }
@@ -409,6 +405,25 @@ pub fn over_tcp(hosts: &[String], me: usize, workers: usize, hello: &Hello, time
     let (builders, comms) =
         initialize_networking_from_sockets(local, sockets, me, workers, hooks).map_err(|e| Error::Cluster(format!("starting timely's network threads: {e}")))?;
     Ok(Transport { builders: builders.into_iter().map(AllocatorBuilder::Tcp).collect(), comms: Some(comms) })
+}
+
+/// A connection to process `peer` at `host`, retried while it starts, until `deadline`.
+fn connect(peer: usize, host: &str, deadline: Instant, timeout: Duration) -> Result<TcpStream> {
+    loop {
+        let tried = host.to_socket_addrs().map_err(|e| Error::Cluster(format!("process {peer}'s address {host}: {e}"))).and_then(|mut addresses| {
+            let address = addresses.next().ok_or_else(|| Error::Cluster(format!("process {peer}'s address {host} names no host")))?;
+            let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(10));
+            TcpStream::connect_timeout(&address, left.min(Duration::from_secs(5))).map_err(|e| Error::Cluster(e.to_string()))
+        });
+        match tried {
+            Ok(stream) => return Ok(stream),
+            Err(Error::Cluster(why)) if Instant::now() < deadline && !why.contains("address") => std::thread::sleep(Duration::from_millis(100)),
+            Err(Error::Cluster(why)) => {
+                return Err(Error::Cluster(format!("cannot reach process {peer} at {host} within {} s: {why}", timeout.as_secs())));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Sends our hello, reads theirs, and compares. `expected`: the process we dialled.

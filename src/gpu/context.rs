@@ -185,30 +185,7 @@ impl Gpu {
     /// Opening one adapter twice gives two devices (how tests stand in for two GPUs).
     pub fn open_at(index: Option<usize>, want_f16: bool, allow_subgroups: bool) -> Result<Gpu> {
         let instance = instance();
-        let adapter = match std::env::var("GPUMF_ADAPTER") {
-            _ if index.is_some() => {
-                let i = index.expect("checked");
-                let mut all = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY));
-                if i >= all.len() {
-                    return Err(Error::Gpu(format!("--devices {i}: there {} (see `gpumf info`, numbered from 0)", match all.len() {
-                        0 => "is no adapter".to_string(),
-                        1 => "is 1 adapter".to_string(),
-                        n => format!("are {n} adapters"),
-                    })));
-                }
-                all.swap_remove(i)
-            }
-            Ok(name) if !name.is_empty() => {
-                let all = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY));
-                let found = all.into_iter().find(|a| a.get_info().name.to_lowercase().contains(&name.to_lowercase()));
-                found.ok_or_else(|| Error::Gpu(format!("GPUMF_ADAPTER={name:?} matches no adapter (see `gpumf info`)")))?
-            }
-            _ => pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
-                power_preference: wgpu::PowerPreference::HighPerformance,
-                ..Default::default()
-            }))
-            .map_err(|_| Error::NoAdapter)?,
-        };
+        let adapter = choose_adapter(&instance, index)?;
         let summary = summarise(&adapter);
         if want_f16 && !summary.shader_f16 {
             return Err(Error::Gpu(format!(
@@ -318,5 +295,33 @@ impl Gpu {
             return Err(Error::Gpu(format!("{what}: {e}")));
         }
         Ok(value)
+    }
+}
+
+/// Adapter `index` of [`list_adapters`]' list, else the one `GPUMF_ADAPTER` names, else the
+/// preferred (high-performance) one.
+fn choose_adapter(instance: &wgpu::Instance, index: Option<usize>) -> Result<wgpu::Adapter> {
+    let all = || pollster::block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY));
+    if let Some(i) = index {
+        let mut all = all();
+        if i >= all.len() {
+            let there = match all.len() {
+                0 => "is no adapter".to_string(),
+                1 => "is 1 adapter".to_string(),
+                n => format!("are {n} adapters"),
+            };
+            return Err(Error::Gpu(format!("--devices {i}: there {there} (see `gpumf info`, numbered from 0)")));
+        }
+        return Ok(all.swap_remove(i));
+    }
+    match std::env::var("GPUMF_ADAPTER") {
+        Ok(name) if !name.is_empty() => {
+            let found = all().into_iter().find(|a| a.get_info().name.to_lowercase().contains(&name.to_lowercase()));
+            found.ok_or_else(|| Error::Gpu(format!("GPUMF_ADAPTER={name:?} matches no adapter (see `gpumf info`)")))
+        }
+        _ => {
+            let preferred = wgpu::RequestAdapterOptions { power_preference: wgpu::PowerPreference::HighPerformance, ..Default::default() };
+            pollster::block_on(instance.request_adapter(&preferred)).map_err(|_| Error::NoAdapter)
+        }
     }
 }

@@ -233,69 +233,59 @@ impl Pipelines {
                 label: Some("sgd.wgsl"),
                 source: wgpu::ShaderSource::Wgsl(shape.source().into()),
             });
-            let storage = |binding, read_only| wgpu::BindGroupLayoutEntry {
-                binding,
-                visibility: wgpu::ShaderStages::COMPUTE,
-                ty: wgpu::BindingType::Buffer {
-                    ty: wgpu::BufferBindingType::Storage { read_only },
-                    has_dynamic_offset: false,
-                    min_binding_size: None,
-                },
-                count: None,
-            };
-            let uniform = wgpu::BindGroupLayoutEntry {
-                binding: 5,
-                visibility: wgpu::ShaderStages::COMPUTE,
-                ty: wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Uniform, has_dynamic_offset: false, min_binding_size: None },
-                count: None,
-            };
-            let mut entries = vec![storage(0, true), storage(1, false), storage(2, false), storage(3, false), storage(4, false), uniform, storage(6, false), storage(7, true), storage(8, true)];
-            if shape.svdpp {
-                entries.extend([storage(9, false), storage(10, false)]);
-            }
-            let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some("sgd window"), entries: &entries });
+            let layout = window_layout(device, shape.svdpp);
             let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
                 label: Some("sgd"),
                 bind_group_layouts: &[Some(&layout)],
                 immediate_size: 0,
             });
-            let pipeline = |entry: &str| {
+            // The passes bind more than a window, so their layouts come from the shader.
+            let pipeline = |entry: &'static str, layout: Option<&wgpu::PipelineLayout>| {
                 device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                     label: Some(entry),
-                    layout: Some(&pipeline_layout),
+                    layout,
                     module: &module,
                     entry_point: Some(entry),
                     compilation_options: Default::default(),
                     cache: None,
                 })
             };
-            let svdpp = if shape.svdpp {
-                SVDPP_PASSES
-                    .iter()
-                    .map(|&entry| {
-                        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                            label: Some(entry),
-                            layout: None,
-                            module: &module,
-                            entry_point: Some(entry),
-                            compilation_options: Default::default(),
-                            cache: None,
-                        });
-                        (entry, pipeline)
-                    })
-                    .collect()
-            } else {
-                Vec::new()
-            };
+            let svdpp = if shape.svdpp { SVDPP_PASSES.iter().map(|&entry| (entry, pipeline(entry, None))).collect() } else { Vec::new() };
             Pipelines {
-                update: pipeline(shape.update_entry()),
-                evaluate: pipeline("evaluate"),
-                finish_evaluate: pipeline("finish_evaluate"),
+                update: pipeline(shape.update_entry(), Some(&pipeline_layout)),
+                evaluate: pipeline("evaluate", Some(&pipeline_layout)),
+                finish_evaluate: pipeline("finish_evaluate", Some(&pipeline_layout)),
                 layout,
                 svdpp,
             }
         })
     }
+}
+
+/// The bindings of a window (a block's ratings and rows, the uniform, the sums), and with the
+/// SVD++ term the priors and shares beside the user block.
+fn window_layout(device: &wgpu::Device, svdpp: bool) -> wgpu::BindGroupLayout {
+    let storage = |binding, read_only| wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Storage { read_only },
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    };
+    let uniform = wgpu::BindGroupLayoutEntry {
+        binding: 5,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Uniform, has_dynamic_offset: false, min_binding_size: None },
+        count: None,
+    };
+    let mut entries = vec![storage(0, true), storage(1, false), storage(2, false), storage(3, false), storage(4, false), uniform, storage(6, false), storage(7, true), storage(8, true)];
+    if svdpp {
+        entries.extend([storage(9, false), storage(10, false)]);
+    }
+    device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some("sgd window"), entries: &entries })
 }
 
 #[cfg(test)]

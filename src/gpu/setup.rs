@@ -144,8 +144,7 @@ impl GpuSolver {
     /// Uploads what `plan` keeps on the device and builds the windows: the constructors' common
     /// part.
     #[allow(clippy::too_many_arguments)]
-    fn assemble(opened: (Gpu, KernelShape, u64), plan: DevicePlan, schedule: Schedule, test: &[Rating], model: Model, params: &Params, unit: f32, weights: RowWeights, options: &GpuOptions, holding: Holding) -> Result<GpuSolver> {
-        let (gpu, mut shape, max_binding) = opened;
+    fn assemble((gpu, mut shape, max_binding): (Gpu, KernelShape, u64), plan: DevicePlan, schedule: Schedule, test: &[Rating], model: Model, params: &Params, unit: f32, weights: RowWeights, options: &GpuOptions, holding: Holding) -> Result<GpuSolver> {
         let (m, n) = (model.user_bias.len(), model.item_bias.len());
         let uniform = uniform_for(&model, params, unit, options, &schedule);
         let sizes = Sizes::of(&gpu, &shape, &plan, &schedule, test.len(), &uniform, params, options, max_binding, m + n)?;
@@ -176,7 +175,6 @@ impl GpuSolver {
         // The reductions bind the partials beside a placeholder rating.
         let reduce = |output| buffers::upload_windows(&gpu, &[Rating { user: 0, item: 0, value: 0.0 }], 1, &bindings(0, output), "reduction").remove(0);
         let (train_reduction, test_reduction): (Window, Window) = (reduce(&train_partials), reduce(&test_partials));
-        let slots = EpochSlots::new(&gpu)?;
         Ok(GpuSolver {
             shape,
             pipelines,
@@ -196,7 +194,7 @@ impl GpuSolver {
             train_reduction,
             test_reduction,
             update_workgroups: sizes.update_workgroups,
-            slots,
+            slots: EpochSlots::new(&gpu)?,
             template: model,
             buffer_bytes: needed,
             train_count: schedule.ratings() as u64,

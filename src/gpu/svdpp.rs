@@ -202,6 +202,30 @@ pub(super) fn largest_buffer(shape: &KernelShape, ratings: usize, items: usize) 
     (4 * ratings as u64).max(items as u64 * row32).max(most_runs(ratings, items) * row32)
 }
 
+/// The passes' lists by row place in each side's buffer: each user's items and each item's
+/// users (as CSR starts and members), and each item's reach.
+struct Lists {
+    user_start: Vec<u32>,
+    user_items: Vec<u32>,
+    item_start: Vec<u32>,
+    item_users: Vec<u32>,
+    item_reach: Vec<f32>,
+}
+
+impl Lists {
+    fn of(schedule: &Schedule, places: &(Vec<u32>, Vec<u32>), (users, items): (usize, usize), reach: &Reach) -> Lists {
+        let (user_row, item_row) = (|r: &Rating| places.0[r.user as usize], |r: &Rating| places.1[r.item as usize]);
+        let blocks: Vec<&[Rating]> = (0..schedule.len()).map(|b| schedule.block(b)).collect();
+        let (user_start, user_items) = grouped(&blocks, users, |r| user_row(r) as usize, item_row);
+        let (item_start, item_users) = grouped(&blocks, items, |r| item_row(r) as usize, user_row);
+        let mut item_reach = vec![0.0f32; items];
+        for (p, &reach) in reach.item_reach.iter().enumerate() {
+            item_reach[places.1[p] as usize] = reach;
+        }
+        Lists { user_start, user_items, item_start, item_users, item_reach }
+    }
+}
+
 impl DeviceSvdpp {
     /// Uploads the state for `schedule`'s ratings with y = 0 and binds the passes to the
     /// resident rows, each side in one buffer: `rows` are the user factors, item factors, item
@@ -211,14 +235,7 @@ impl DeviceSvdpp {
     pub fn new(gpu: &Gpu, shape: &KernelShape, pipelines: &Pipelines, schedule: &Schedule, places: &(Vec<u32>, Vec<u32>), (users, items): (usize, usize), reach: &Reach, rows: [&wgpu::Buffer; 5], params: &wgpu::Buffer) -> DeviceSvdpp {
         let [user_factors, item_factors, item_reg_weight, prior, share] = rows;
         let k4 = shape.k4() as u64;
-        let (user_row, item_row) = (|r: &Rating| places.0[r.user as usize], |r: &Rating| places.1[r.item as usize]);
-        let blocks: Vec<&[Rating]> = (0..schedule.len()).map(|b| schedule.block(b)).collect();
-        let (user_start, user_items) = grouped(&blocks, users, |r| user_row(r) as usize, item_row);
-        let (item_start, item_users) = grouped(&blocks, items, |r| item_row(r) as usize, user_row);
-        let mut item_reach = vec![0.0f32; items];
-        for (p, &reach) in reach.item_reach.iter().enumerate() {
-            item_reach[places.1[p] as usize] = reach;
-        }
+        let Lists { user_start, user_items, item_start, item_users, item_reach } = Lists::of(schedule, places, (users, items), reach);
         let usage = wgpu::BufferUsages::STORAGE;
         let init = |label: &str, contents: &[u8]| gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents, usage });
         // Created zeroed, as wgpu clears new buffers.
@@ -262,18 +279,12 @@ impl DeviceSvdpp {
             (&[5, 8, 15, 16, 17, 19, 20], items as u64 * k4),
             (&[1, 9, 10, 11, 12, 17], users as u64 * k4),
         ];
-        let passes = pipelines
-            .svdpp
-            .iter()
-            .zip(uses)
-            .map(|((entry, pipeline), (numbers, threads))| {
-                let entries: Vec<wgpu::BindGroupEntry> = numbers.iter().map(|&n| wgpu::BindGroupEntry { binding: n, resource: buffer(n).as_entire_binding() }).collect();
-                let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(entry), layout: &pipeline.get_bind_group_layout(0), entries: &entries });
-                let workgroups = threads.div_ceil(PASS_WORKGROUP).clamp(1, gpu.limits.max_compute_workgroups_per_dimension as u64) as u32;
-                (bind_group, workgroups)
-            })
-            .collect();
-        DeviceSvdpp { passes }
+        let pass = |((entry, pipeline), (numbers, threads)): (&(&str, wgpu::ComputePipeline), (&[u32], u64))| {
+            let entries: Vec<wgpu::BindGroupEntry> = numbers.iter().map(|&n| wgpu::BindGroupEntry { binding: n, resource: buffer(n).as_entire_binding() }).collect();
+            let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(entry), layout: &pipeline.get_bind_group_layout(0), entries: &entries });
+            (bind_group, threads.div_ceil(PASS_WORKGROUP).clamp(1, gpu.limits.max_compute_workgroups_per_dimension as u64) as u32)
+        };
+        DeviceSvdpp { passes: pipelines.svdpp.iter().zip(uses).map(pass).collect() }
     }
 
     /// Records the passes in `pass`.

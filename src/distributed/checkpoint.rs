@@ -290,3 +290,37 @@ impl<'a> Records<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn floats_record(count: u64, floats: &[f32]) -> Vec<u8> {
+        let mut body = count.to_le_bytes().to_vec();
+        body.extend(floats.iter().flat_map(|f| f.to_le_bytes()));
+        body
+    }
+
+    #[test]
+    fn a_record_reads_its_floats_and_a_count_past_the_body_reads_none() {
+        let body = floats_record(2, &[1.5, -2.0]);
+        assert_eq!(Records { body: &body, at: 0 }.floats(), Some(vec![1.5, -2.0]));
+        // A count the body cannot hold, up to one whose bytes overflow: cut short, no panic.
+        for count in [3, u64::MAX / 4 + 1, u64::MAX] {
+            let body = floats_record(count, &[1.5, -2.0]);
+            assert_eq!(Records { body: &body, at: 0 }.floats(), None, "count {count}");
+        }
+    }
+
+    #[test]
+    fn records_end_at_the_end_marker_and_a_body_without_one_is_cut_short() {
+        let mut body = vec![0u8];
+        body.extend(7u64.to_le_bytes());
+        body.extend(9u64.to_le_bytes());
+        body.extend(floats_record(1, &[0.5]));
+        body.extend(floats_record(1, &[0.25]));
+        let start = Records { body: &[&body[..], &[2]].concat(), at: 0 }.start().expect("whole");
+        assert_eq!(start.stripes[&7].bias, vec![0.25]);
+        assert_eq!(Records { body: &body, at: 0 }.start().map(|_| ()), None);
+    }
+}

@@ -276,11 +276,18 @@ struct Metadata {
 
 /// Reads and checks (length, checksum, block table) the tables that `header` describes.
 fn read_metadata(file: &File, header: &Header, len: u64, json_len: u64) -> std::result::Result<Metadata, String> {
-    let blocks = header.user_blocks * header.item_blocks;
-    let data_bytes = header.ratings * RECORD;
-    let metadata_bytes = 8 * (blocks as u64 + 1) + 4 * blocks as u64 + 12 * (header.users + header.items) as u64;
-    if len != DATA_AT + data_bytes + metadata_bytes + json_len + 16 {
-        return Err(format!("{len} bytes long, not the {} its header implies (truncated?)", DATA_AT + data_bytes + metadata_bytes + json_len + 16));
+    // Sizes from a header that may lie: any that overflows is no cache this file can be.
+    let sizes = || -> Option<(usize, u64, u64, u64)> {
+        let blocks = header.user_blocks.checked_mul(header.item_blocks)?;
+        let data_bytes = header.ratings.checked_mul(RECORD)?;
+        let rows = (header.users as u64).checked_add(header.items as u64)?;
+        let metadata_bytes = 12u64.checked_mul(blocks as u64)?.checked_add(8)?.checked_add(12u64.checked_mul(rows)?)?;
+        let total = DATA_AT.checked_add(data_bytes)?.checked_add(metadata_bytes)?.checked_add(json_len)?.checked_add(16)?;
+        Some((blocks, data_bytes, metadata_bytes, total))
+    };
+    let (blocks, data_bytes, metadata_bytes, total) = sizes().ok_or("corrupt header: its counts overflow")?;
+    if len != total {
+        return Err(format!("{len} bytes long, not the {total} its header implies (truncated?)"));
     }
     let mut metadata = vec![0u8; metadata_bytes as usize];
     file.read_exact_at(&mut metadata, DATA_AT + data_bytes).map_err(|e| e.to_string())?;
@@ -412,6 +419,35 @@ pub(super) mod windows_io {
                 }
             }
             Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_header_whose_counts_overflow_is_corrupt_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("r.csv");
+        let lines: String = (0..2000).map(|i| format!("{},{},{}\n", i % 97, i % 89, 1 + i % 5)).collect();
+        std::fs::write(&input, lines).unwrap();
+        let settings = CacheSettings { grid: None, order: Order::Shuffled, seed: 1, memory: 1 << 20, threads: 1 };
+        let cache = DiskBlocks::open_or_build(&input, &LoadOptions::default(), dir.path(), &settings, |_| {}).unwrap();
+        let file = File::open(&cache.path).unwrap();
+        let len = file.metadata().unwrap().len();
+        let (header, json_len) = read_header(&file, len).unwrap();
+        assert!(read_metadata(&file, &header, len, json_len).is_ok(), "the cache as written reads");
+        // 12 bytes a row, so 2^62 more users wrap round to the true length in 64 bits.
+        for lie in [
+            Header { users: header.users + (1 << 62), ..header.clone() },
+            Header { users: usize::MAX, ..header.clone() },
+            Header { ratings: u64::MAX / 2, ..header.clone() },
+            Header { user_blocks: usize::MAX, item_blocks: 3, ..header.clone() },
+        ] {
+            let why = read_metadata(&file, &lie, len, json_len).err().expect("a lying header is refused");
+            assert!(why.contains("its counts overflow"), "{why}");
         }
     }
 }

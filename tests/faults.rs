@@ -153,7 +153,7 @@ fn a_read_error_names_the_file_and_its_reason_once() {
     assert_eq!(err.trim(), "error: /proc/self/mem: Input/output error (os error 5)");
 }
 
-/// /dev/zero as any input is a clear error at once, not memory without end.
+/// /dev/zero or /dev/urandom as any input is a clear error at once, not memory without end.
 #[cfg(unix)]
 #[test]
 fn an_endless_input_is_a_clear_error_not_all_of_memory() {
@@ -170,6 +170,16 @@ fn an_endless_input_is_a_clear_error_not_all_of_memory() {
     assert!(gpumf(&["train", "--train", &shipped(), "--epochs", "1", "--rank", "4", "--save", &s(&model)]).status.success());
     fails_with(&gpumf_within(&["predict", "--model", &s(&model), "--pairs", "/dev/zero"], limit), "/dev/zero");
     fails_with(&gpumf_within(&["train", "--train", &shipped(), "--workers", "1", "--hosts", "/dev/zero", "--process", "0"], limit), "/dev/zero");
+    // Random bytes: neither text nor records, refused from their first 64 KiB (they had been
+    // read until memory's cap, tens of GiB).
+    let random = "random bytes, from a device such as /dev/urandom";
+    for format in ["auto", "csv", "binary"] {
+        fails_with(&gpumf_within(&["train", "--train", "/dev/urandom", "--format", format, "--epochs", "1"], limit), random);
+    }
+    fails_with(&gpumf_within(&["train", "--train", &shipped(), "--test", "/dev/urandom", "--epochs", "1"], limit), random);
+    for flag in ["--pairs", "--users", "--items"] {
+        fails_with(&gpumf_within(&["predict", "--model", &s(&model), flag, "/dev/urandom"], limit), random);
+    }
 }
 
 /// A line of 10 MB is an error naming the line, quoting a few dozen characters of it.

@@ -58,23 +58,37 @@ fn read_capped(mut reader: impl Read, cap: Option<u64>, over: impl FnOnce() -> E
     Ok(out)
 }
 
-/// Bytes read from a device or pipe before the rest: if all of them are zero, the input is no
-/// file of ratings (it is /dev/zero, most likely), and reading on would only fill memory.
-const ZERO_PROBE: usize = 1 << 16;
+/// Bytes read from a device or pipe before the rest: if they are all zero, or noise that is
+/// neither text nor rating records, the input is no file of ratings (it is /dev/zero or
+/// /dev/urandom, most likely), and reading on would only fill memory.
+const PROBE: usize = 1 << 16;
 
-/// Reads the first [`ZERO_PROBE`] bytes of a device or pipe and refuses it if they are all
-/// zero; else returns them, to be read before the rest (a pipe cannot be rewound).
-fn refuse_zeros(path: &Path, file: &mut std::fs::File) -> Result<Vec<u8>> {
-    let mut head = vec![0u8; ZERO_PROBE];
+/// Reads the first [`PROBE`] bytes of a device or pipe and refuses it if they are all zero or
+/// noise ([`is_noise`]); else returns them, to be read before the rest (a pipe cannot be
+/// rewound).
+fn refuse_endless_junk(path: &Path, file: &mut std::fs::File) -> Result<Vec<u8>> {
+    let mut head = vec![0u8; PROBE];
     let got = read_fully(file, &mut head).map_err(|e| Error::io(path, e))?;
+    let refuse = |what: &str| Err(Error::Format { path: path.into(), message: format!("not a regular file, and its first 64 KiB are {what}, not ratings") });
     if got == head.len() && head.iter().all(|&b| b == 0) {
-        return Err(Error::Format {
-            path: path.into(),
-            message: "not a regular file, and its first 64 KiB are all zero bytes: a device such as /dev/zero, not ratings".into(),
-        });
+        return refuse("all zero bytes: a device such as /dev/zero");
+    }
+    if got == head.len() && is_noise(&head) {
+        return refuse("neither text nor rating records: random bytes, from a device such as /dev/urandom");
     }
     head.truncate(got);
     Ok(head)
+}
+
+/// Whether `head` is neither text (it holds a NUL byte), a packed file, nor records of
+/// ratings: most of its 12-byte records would name a negative id or a rating that is no
+/// number (random bytes: three in four; rating records: none, or a few skipped bad ones).
+fn is_noise(head: &[u8]) -> bool {
+    let packed = head.starts_with(&[0x1f, 0x8b]) || head.starts_with(b"PK") || unread_container(head).is_some();
+    let word = |b: &[u8], at: usize| [b[at], b[at + 1], b[at + 2], b[at + 3]];
+    let bad = |b: &[u8]| i32::from_le_bytes(word(b, 0)) < 0 || i32::from_le_bytes(word(b, 4)) < 0 || !f32::from_le_bytes(word(b, 8)).is_finite();
+    let records = head.len() / 12;
+    !packed && head.contains(&0) && head.chunks_exact(12).filter(|b| bad(b)).count() * 2 > records
 }
 
 /// Reads until `buf` is full or the input ends; returns the bytes read.
@@ -101,7 +115,7 @@ pub fn read_unpacked(path: &Path, cap: Option<u64>) -> Result<Vec<u8>> {
         }
     }
     let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let probed = if meta.is_file() { Vec::new() } else { refuse_zeros(path, &mut file)? };
+    let probed = if meta.is_file() { Vec::new() } else { refuse_endless_junk(path, &mut file)? };
     let how = if meta.is_file() { "it grew while being read, to" } else { "it is not a regular file (a device or a pipe) and gave" };
     let raw = read_capped(std::io::Cursor::new(probed).chain(file), cap, || too_large(path, cap.unwrap_or(0), how), |e| Error::io(path, e))?;
     let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
@@ -219,6 +233,24 @@ fn unzip_single(zip: &[u8], cap: Option<u64>) -> std::result::Result<Vec<u8>, St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn noise_is_told_from_text_records_and_packed_files() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let random: Vec<u8> = (0..PROBE).map(|_| rng.random()).collect();
+        assert!(is_noise(&random), "random bytes");
+        let record = |n: usize| [(n % 1000) as i32, (n % 77) as i32].iter().flat_map(|x| x.to_le_bytes()).chain((1.0 + (n % 5) as f32).to_le_bytes()).collect::<Vec<u8>>();
+        let mut records: Vec<u8> = (0..PROBE / 12 + 1).flat_map(record).take(PROBE).collect();
+        assert!(!is_noise(&records), "rating records");
+        // A few bad records among good ones (--skip-bad-lines' business) are still records.
+        records[..12 * 100].copy_from_slice(&random[..12 * 100]);
+        assert!(!is_noise(&records), "rating records with some bad ones");
+        let text: Vec<u8> = (0..).flat_map(|n: u32| format!("{},{},{}\n", n % 611, n % 9000, 1 + n % 5).into_bytes()).take(PROBE).collect();
+        assert!(!is_noise(&text), "text");
+        let gzip = [&[0x1f, 0x8b][..], &random[2..]].concat();
+        assert!(!is_noise(&gzip), "a gzip stream");
+    }
 
     /// A minimal zip writer for the tests: stored (method 0) or deflated (method 8) members.
     pub(crate) fn zip(files: &[(&str, &[u8])], deflate: bool) -> Vec<u8> {

@@ -88,6 +88,9 @@ const BAD: &[(&str, u64, &[&str])] = &[
     ("%%MatrixMarket matrix coordinate real general\n2 2 1\n1 2 x\n", 3, &["not a number"]),
     // A headerless file whose first line is bad: its fault, not "header has no user column".
     ("1,2,abc\n3,4,5\n", 1, &["rating \"abc\" is not a number"]),
+    // A decimal comma (a European spreadsheet's) is named, with the rating as it must be written.
+    ("1;2;3\n4;5;3,5\n", 2, &["rating \"3,5\" is not a number", "decimal point, not a comma: write 3.5"]),
+    ("1\t2\t3\n4\t5\t1,000,5\n", 2, &["rating \"1,000,5\" is not a number"]),
 ];
 
 #[test]

@@ -2,7 +2,7 @@
 //! not rate (e.g. the Jester jokes data: a count column, then 100 ratings with 99 for none).
 //! Ids are the row and column numbers, from 1, counted after `--skip-columns`.
 
-use super::text::{count_lines, first_data_line, quoted, split_chunks, Delimiter, Interner};
+use super::text::{count_lines, decimal_comma_hint, first_data_line, quoted, split_chunks, Delimiter, Interner};
 use super::{Rating, RatingSet};
 use crate::error::{Error, Result};
 use rayon::prelude::*;
@@ -44,7 +44,7 @@ impl Grid<'_> {
                 continue;
             }
             let column = self.skip + c + 1;
-            let rating: f32 = field.parse().map_err(|_| format!("column {column}: rating {} is not a number (nor the --missing marker)", quoted(field)))?;
+            let rating: f32 = field.parse().map_err(|_| format!("column {column}: rating {} is not a number (nor the --missing marker){}", quoted(field), decimal_comma_hint(field)))?;
             if !rating.is_finite() {
                 return Err(format!("column {column}: rating {} is not a finite number", quoted(field)));
             }
@@ -180,5 +180,7 @@ mod tests {
         assert!(e.contains("--skip-columns"), "{e}");
         let e = dense("99,99\n", Some("99"), 0).unwrap_err().to_string();
         assert!(e.contains("every cell is missing"), "{e}");
+        let e = dense("1;2;3\n4;2,5;6\n", None, 0).unwrap_err().to_string();
+        assert!(e.contains(":2") && e.contains("column 2") && e.contains("not a comma: write 2.5"), "{e}");
     }
 }

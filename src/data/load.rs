@@ -3,7 +3,7 @@
 
 use super::archive::{is_packed, read_unpacked, unread_container};
 use super::text::strip_bom;
-use super::text::{count_lines, first_data_line, quoted, split_chunks, Delimiter, Interner, MAX_LINE};
+use super::text::{count_lines, decimal_comma_hint, first_data_line, quoted, split_chunks, Delimiter, Interner, MAX_LINE};
 use super::{IdMap, Rating, RatingSet};
 use crate::error::{Error, Result};
 use rayon::prelude::*;
@@ -827,7 +827,7 @@ fn parse_line(raw: &[u8], layout: &Layout) -> std::result::Result<(u64, u64, Opt
     let field = trim_field(fields[layout.rating_col]);
     let value = std::str::from_utf8(field).ok().and_then(|t| t.parse::<f32>().ok());
     let shown = || String::from_utf8_lossy(field).into_owned();
-    let rating = value.ok_or_else(|| format!("rating {} is not a number", quoted(&shown())))?;
+    let rating = value.ok_or_else(|| format!("rating {} is not a number{}", quoted(&shown()), decimal_comma_hint(&shown())))?;
     if !rating.is_finite() {
         return Err(format!("rating {} is not a finite number", quoted(&shown())));
     }

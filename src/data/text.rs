@@ -29,6 +29,17 @@ pub fn quoted(text: &str) -> String {
     format!("{head:?}… ({} bytes in all)", text.len())
 }
 
+/// A hint for a rating written with a decimal comma (`3,5` in a semicolon- or tab-separated
+/// file from a European spreadsheet). Not read as 3.5: `1,000` may be a thousand.
+pub fn decimal_comma_hint(field: &str) -> String {
+    let point = field.replacen(',', ".", 1);
+    if field.matches(',').count() == 1 && point.parse::<f32>().is_ok_and(f32::is_finite) {
+        format!(": ratings are read with a decimal point, not a comma: write {point}")
+    } else {
+        String::new()
+    }
+}
+
 /// Reads a small text file whole, but never more than `limit` bytes: a file that goes on (a
 /// device such as /dev/zero, a wrong file) is an error naming it, not all of memory. `what`
 /// says what the file should be ("a host file").

@@ -1,6 +1,7 @@
 //! Compressed and archived inputs: gzip and single-file zip are read; other archives and
 //! well-known binary formats are named, so they are never misread as rating records.
 
+use super::text::binary_record;
 use crate::error::{Error, Result};
 use std::io::Read;
 use std::path::Path;
@@ -85,8 +86,10 @@ fn refuse_endless_junk(path: &Path, file: &mut std::fs::File) -> Result<Vec<u8>>
 /// number (random bytes: three in four; rating records: none, or a few skipped bad ones).
 fn is_noise(head: &[u8]) -> bool {
     let packed = head.starts_with(&[0x1f, 0x8b]) || head.starts_with(b"PK") || unread_container(head).is_some();
-    let word = |b: &[u8], at: usize| [b[at], b[at + 1], b[at + 2], b[at + 3]];
-    let bad = |b: &[u8]| i32::from_le_bytes(word(b, 0)) < 0 || i32::from_le_bytes(word(b, 4)) < 0 || !f32::from_le_bytes(word(b, 8)).is_finite();
+    let bad = |b: &[u8]| {
+        let (user, item, rating) = binary_record(b);
+        user < 0 || item < 0 || !rating.is_finite()
+    };
     let records = head.len() / 12;
     !packed && head.contains(&0) && head.chunks_exact(12).filter(|b| bad(b)).count() * 2 > records
 }

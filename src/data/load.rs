@@ -3,7 +3,7 @@
 
 use super::archive::{is_packed, read_unpacked, unread_container};
 use super::text::strip_bom;
-use super::text::{count_lines, decimal_comma_hint, first_data_line, quoted, split_chunks, Delimiter, Interner, MAX_LINE};
+use super::text::{binary_record, count_lines, decimal_comma_hint, first_data_line, quoted, split_chunks, Delimiter, Interner, MAX_LINE};
 use super::{IdMap, Rating, RatingSet};
 use crate::error::{Error, Result};
 use rayon::prelude::*;
@@ -435,14 +435,13 @@ fn parse_binary(bytes: &[u8], path: &Path, skip_bad: bool) -> Result<Loaded> {
             ),
         });
     }
-    let word = |b: &[u8], i: usize| [b[i], b[i + 1], b[i + 2], b[i + 3]];
     let mut ratings = RatingSet::default();
     ratings.entries.reserve(bytes.len() / RECORD);
     let mut skipped = 0u64;
-    let max = |k: usize| bytes.chunks_exact(RECORD).map(|b| i32::from_le_bytes(word(b, k)).max(0) as u64).max().unwrap_or(0);
-    let (mut users, mut items) = (Interner::new(max(0), bytes.len() / RECORD), Interner::new(max(4), bytes.len() / RECORD));
+    let max = |id: fn((i32, i32, f32)) -> i32| bytes.chunks_exact(RECORD).map(|b| id(binary_record(b)).max(0) as u64).max().unwrap_or(0);
+    let (mut users, mut items) = (Interner::new(max(|r| r.0), bytes.len() / RECORD), Interner::new(max(|r| r.1), bytes.len() / RECORD));
     for (n, b) in bytes.chunks_exact(RECORD).enumerate() {
-        let (u, i, r) = (i32::from_le_bytes(word(b, 0)), i32::from_le_bytes(word(b, 4)), f32::from_le_bytes(word(b, 8)));
+        let (u, i, r) = binary_record(b);
         let fault = if u < 0 {
             Some(format!("bad user id {u}: expected a non-negative integer"))
         } else if i < 0 {
@@ -481,8 +480,7 @@ fn implausible_binary(bytes: &[u8]) -> Option<String> {
         return Some(format!("its first {PLAUSIBLE_RECORDS} records are all zero bytes (a device such as /dev/zero?)"));
     }
     for (n, b) in bytes.chunks_exact(12).take(PLAUSIBLE_RECORDS).enumerate() {
-        let word = |i: usize| [b[i], b[i + 1], b[i + 2], b[i + 3]];
-        let (u, i, r) = (i32::from_le_bytes(word(0)), i32::from_le_bytes(word(4)), f32::from_le_bytes(word(8)));
+        let (u, i, r) = binary_record(b);
         if u < 0 || i < 0 || !r.is_finite() || r.abs() > PLAUSIBLE_RATING {
             return Some(format!("record {} would be user {u}, item {i}, rating {r}", n + 1));
         }
@@ -1128,13 +1126,12 @@ impl<S: FnMut(&[Rating]) -> Result<()>> Stream<'_, S> {
     /// cuMF_SGD's binary records, piece by piece.
     fn binary(&mut self, mut pieces: Pieces, mut piece: Vec<u8>, mut at_end: bool) -> Result<()> {
         const RECORD: usize = 12;
-        let word = |b: &[u8], i: usize| [b[i], b[i + 1], b[i + 2], b[i + 3]];
         let (mut record, mut out) = (0u64, Vec::new());
         loop {
             let whole = piece.len() / RECORD * RECORD;
             for b in piece[..whole].chunks_exact(RECORD) {
                 record += 1;
-                let (u, i, r) = (i32::from_le_bytes(word(b, 0)), i32::from_le_bytes(word(b, 4)), f32::from_le_bytes(word(b, 8)));
+                let (u, i, r) = binary_record(b);
                 if u < 0 || i < 0 || !r.is_finite() {
                     if self.skip_bad_lines {
                         self.skipped += 1;

@@ -19,6 +19,12 @@ pub const MAX_LINE: usize = 1 << 20;
 /// 10 MB of stderr.
 pub const QUOTED_CHARS: usize = 40;
 
+/// cuMF_SGD's binary record {i32 user, i32 item, f32 rating}: 12 little-endian bytes.
+pub fn binary_record(b: &[u8]) -> (i32, i32, f32) {
+    let word = |at: usize| [b[at], b[at + 1], b[at + 2], b[at + 3]];
+    (i32::from_le_bytes(word(0)), i32::from_le_bytes(word(4)), f32::from_le_bytes(word(8)))
+}
+
 /// `text` quoted for an error message, cut to [`QUOTED_CHARS`] characters (saying how long it
 /// was when cut).
 pub fn quoted(text: &str) -> String {

@@ -182,6 +182,47 @@ fn an_endless_input_is_a_clear_error_not_all_of_memory() {
     }
 }
 
+/// An endless pipe whose first lines are already bad is refused from its first 64 KiB, not
+/// read to memory's cap first (tens of GiB); an endless pipe of good lines is read on.
+#[cfg(unix)]
+#[test]
+fn an_endless_pipe_of_bad_lines_fails_at_its_start() {
+    use std::io::Write;
+    // `line` written over and over, `blocks` times of 4,096 (`usize::MAX`: until gpumf stops
+    // reading, or a minute has passed).
+    let run = |line: &'static [u8], args: &[&str], blocks: usize| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gpumf")).args(["train", "--train", "/dev/stdin", "--epochs", "1"]).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("runs");
+        let mut stdin = child.stdin.take().unwrap();
+        let writer = std::thread::spawn(move || {
+            let started = Instant::now();
+            let block = line.repeat(4096);
+            for _ in 0..blocks {
+                if started.elapsed() > Duration::from_secs(60) || stdin.write_all(&block).is_err() {
+                    break;
+                }
+            }
+        });
+        let started = Instant::now();
+        while child.try_wait().unwrap().is_none() && started.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let done = child.try_wait().unwrap().is_some();
+        let _ = child.kill();
+        writer.join().unwrap();
+        (done, child.wait_with_output().unwrap())
+    };
+    let endless = usize::MAX;
+    let (done, o) = run(b"1,2,three\n", &[], endless);
+    assert!(done, "an endless pipe of bad lines ran on");
+    fails_with(&o, "/dev/stdin:1: rating \"three\" is not a number");
+    let (done, o) = run(b"u\ti\t5\n", &["--format", "tab"], endless);
+    assert!(done, "an endless pipe of bad lines ran on");
+    fails_with(&o, "/dev/stdin:1: bad user id \"u\"");
+    // Good lines give no error at their start: the pipe is read on, to its end.
+    let (done, o) = run(b"1,2,3\n7,8,4\n", &[], 16);
+    assert!(done && o.status.success(), "{}", stderr(&o));
+}
+
 /// A line of 10 MB is an error naming the line, quoting a few dozen characters of it.
 #[test]
 fn a_huge_line_is_named_and_quoted_briefly() {

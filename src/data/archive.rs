@@ -111,6 +111,13 @@ fn read_fully(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> 
 /// goes on (such as /dev/zero), or a compressed file that unpacks to more, is an error naming
 /// it before memory runs out.
 pub fn read_unpacked(path: &Path, cap: Option<u64>) -> Result<Vec<u8>> {
+    read_unpacked_checking(path, cap, &|_| Ok(()))
+}
+
+/// [`read_unpacked`], with `check_head` run on the first 64 KiB of a device or pipe that goes
+/// on past them, before the rest is read: a stream whose start already fails is refused at
+/// once rather than after all of it.
+pub fn read_unpacked_checking(path: &Path, cap: Option<u64>, check_head: &dyn Fn(&[u8]) -> Result<()>) -> Result<Vec<u8>> {
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     if let (true, Some(cap)) = (meta.is_file(), cap) {
         if meta.len() > cap {
@@ -119,6 +126,9 @@ pub fn read_unpacked(path: &Path, cap: Option<u64>) -> Result<Vec<u8>> {
     }
     let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let probed = if meta.is_file() { Vec::new() } else { refuse_endless_junk(path, &mut file)? };
+    if probed.len() == PROBE {
+        check_head(&probed)?;
+    }
     let how = if meta.is_file() { "it grew while being read, to" } else { "it is not a regular file (a device or a pipe) and gave" };
     let raw = read_capped(std::io::Cursor::new(probed).chain(file), cap, || too_large(path, cap.unwrap_or(0), how), |e| Error::io(path, e))?;
     let bytes = if raw.starts_with(&[0x1f, 0x8b]) {

@@ -1,7 +1,7 @@
 //! Rating-file loaders: format detected from the content, parsed in parallel, every bad line
 //! reported with its file and line number.
 
-use super::archive::{is_packed, read_unpacked, unread_container};
+use super::archive::{is_packed, read_unpacked, read_unpacked_checking, unread_container};
 use super::text::strip_bom;
 use super::text::{binary_record, count_lines, decimal_comma_hint, first_data_line, quoted, split_chunks, Delimiter, Interner, MAX_LINE};
 use super::{IdMap, Rating, RatingSet};
@@ -129,8 +129,24 @@ pub fn load_ratings(path: &Path, options: LoadOptions) -> Result<Loaded> {
     if meta.is_dir() {
         return Err(Error::IsDirectory { path: path.into() });
     }
-    let bytes = read_unpacked(path, super::archive::memory_cap(options.max_bytes))?;
+    let check_head = |head: &[u8]| fail_at_the_start(head, path, &options);
+    let bytes = read_unpacked_checking(path, super::archive::memory_cap(options.max_bytes), &check_head)?;
     parse_ratings(&bytes, path, options)
+}
+
+/// The error a line of `head` (the first bytes of a stream that goes on) gives, if one does:
+/// the same lines under the same options fail the same way in the whole stream. Only for text
+/// (binary records and packed streams are judged whole), and only a line's fault: what the
+/// head alone lacks (ratings, a whole record) is no fault of the stream's.
+fn fail_at_the_start(head: &[u8], path: &Path, options: &LoadOptions) -> Result<()> {
+    let lines = match head.iter().rposition(|&b| b == b'\n') {
+        Some(end) if !head.contains(&0) && !is_packed(head) => &head[..end + 1],
+        _ => return Ok(()),
+    };
+    match parse_ratings(lines, path, options.clone()) {
+        Err(e @ Error::Parse { .. }) => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// Parses rating text already in memory; `path` names it in errors.

@@ -85,7 +85,7 @@ fn refuse_endless_junk(path: &Path, file: &mut std::fs::File) -> Result<Vec<u8>>
 /// ratings: most of its 12-byte records would name a negative id or a rating that is no
 /// number (random bytes: three in four; rating records: none, or a few skipped bad ones).
 fn is_noise(head: &[u8]) -> bool {
-    let packed = head.starts_with(&[0x1f, 0x8b]) || head.starts_with(b"PK") || unread_container(head).is_some();
+    let packed = is_packed(head) || unread_container(head).is_some();
     let bad = |b: &[u8]| {
         let (user, item, rating) = binary_record(b);
         user < 0 || item < 0 || !rating.is_finite()

@@ -3,6 +3,7 @@
 //! `worker-W-of-N.epoch-E.ckpt`. Where each half lies then follows from the seed, so a run
 //! resumed from them reaches the same bits as one never stopped.
 
+use super::exchange::Reader;
 use super::{Rows, Shared, WorkerStart};
 use crate::vector::CacheLines;
 use crate::error::{Error, Result};
@@ -220,17 +221,17 @@ pub(crate) fn read(dir: &Path, epoch: usize, worker: usize, shared: &Shared) -> 
     let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
     let bad = |message: String| Error::Format { path: path.clone(), message };
     let body = checked_body(&bytes).map_err(|why| bad(why.into()))?;
-    let mut records = Records { body, at: 8 };
+    let mut reader = Reader { bytes: body, at: 8 };
     let cut_short = || bad("cut short".into());
-    let header_len = records.u64().ok_or_else(cut_short)? as usize;
-    let header: serde_json::Value = serde_json::from_slice(records.take(header_len).ok_or_else(cut_short)?).map_err(|e| bad(format!("unreadable header: {e}")))?;
+    let header_len = reader.u64().ok_or_else(cut_short)? as usize;
+    let header: serde_json::Value = serde_json::from_slice(reader.take(header_len).ok_or_else(cut_short)?).map_err(|e| bad(format!("unreadable header: {e}")))?;
     let theirs: Vec<(String, String)> = serde_json::from_value(header["settings"].clone()).map_err(|e| bad(format!("unreadable settings: {e}")))?;
     let differences = super::differences(&shared.settings, &theirs, &MAY_CHANGE, "now");
     if !differences.is_empty() {
         return Err(bad(format!("written by a run with other settings or data: {}", differences.join("; "))));
     }
     check_file(&path, worker, workers, epoch).map_err(&bad)?;
-    let start = records.start().ok_or_else(cut_short)?;
+    let start = records(&mut reader).ok_or_else(cut_short)?;
     if shared.svdpp.is_some() != start.item_vectors.is_some() {
         return Err(bad("written with the SVD++ term set otherwise (--no-svdpp)".into()));
     }
@@ -242,49 +243,25 @@ pub(crate) fn read(dir: &Path, epoch: usize, worker: usize, shared: &Shared) -> 
     Ok(start)
 }
 
-/// A checkpoint's body, read from `at` on.
-struct Records<'a> {
-    body: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Records<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let s = self.body.get(self.at..self.at.checked_add(n)?)?;
-        self.at += n;
-        Some(s)
-    }
-
-    fn u64(&mut self) -> Option<u64> {
-        Some(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
-    }
-
-    /// A count, then as many floats.
-    fn floats(&mut self) -> Option<Vec<f32>> {
-        let n = usize::try_from(self.u64()?).ok()?;
-        Some(self.take(n.checked_mul(4)?)?.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect())
-    }
-
-    /// The records after the header, up to the end marker (kind 2): stripes (0) and halves
-    /// (1) of rows, y (3) and stripes' shares (4); `None` where the body is cut short.
-    fn start(&mut self) -> Option<WorkerStart> {
-        let mut start = WorkerStart { stripes: BTreeMap::new(), halves: HashMap::new(), item_vectors: None, shares: BTreeMap::new(), device: None, terms: None };
-        loop {
-            match self.take(1)?[0] {
-                2 => return Some(start),
-                3 => start.item_vectors = Some(self.floats()?),
-                4 => {
-                    let id = self.u64()? as usize;
-                    start.shares.insert(id, self.floats()?);
-                }
-                kind => {
-                    let (id, tag) = (self.u64()? as usize, self.u64()?);
-                    let rows = Rows { factors: self.floats()?.into(), bias: self.floats()? };
-                    if kind == 0 {
-                        start.stripes.insert(id, rows);
-                    } else {
-                        start.halves.insert(id, (tag, rows));
-                    }
+/// The records after a checkpoint's header, up to the end marker (kind 2): stripes (0) and
+/// halves (1) of rows, y (3) and stripes' shares (4); `None` where the body is cut short.
+fn records(r: &mut Reader) -> Option<WorkerStart> {
+    let mut start = WorkerStart { stripes: BTreeMap::new(), halves: HashMap::new(), item_vectors: None, shares: BTreeMap::new(), device: None, terms: None };
+    loop {
+        match r.u8()? {
+            2 => return Some(start),
+            3 => start.item_vectors = Some(r.floats()?),
+            4 => {
+                let id = r.u64()? as usize;
+                start.shares.insert(id, r.floats()?);
+            }
+            kind => {
+                let (id, tag) = (r.u64()? as usize, r.u64()?);
+                let rows = Rows { factors: r.floats()?.into(), bias: r.floats()? };
+                if kind == 0 {
+                    start.stripes.insert(id, rows);
+                } else {
+                    start.halves.insert(id, (tag, rows));
                 }
             }
         }
@@ -302,13 +279,13 @@ mod tests {
     }
 
     #[test]
-    fn a_record_reads_its_floats_and_a_count_past_the_body_reads_none() {
+    fn a_count_of_floats_past_the_body_reads_none() {
         let body = floats_record(2, &[1.5, -2.0]);
-        assert_eq!(Records { body: &body, at: 0 }.floats(), Some(vec![1.5, -2.0]));
+        assert_eq!(Reader { bytes: &body, at: 0 }.floats(), Some(vec![1.5, -2.0]));
         // A count the body cannot hold, up to one whose bytes overflow: cut short, no panic.
         for count in [3, u64::MAX / 4 + 1, u64::MAX] {
             let body = floats_record(count, &[1.5, -2.0]);
-            assert_eq!(Records { body: &body, at: 0 }.floats(), None, "count {count}");
+            assert_eq!(Reader { bytes: &body, at: 0 }.floats(), None, "count {count}");
         }
     }
 
@@ -319,8 +296,9 @@ mod tests {
         body.extend(9u64.to_le_bytes());
         body.extend(floats_record(1, &[0.5]));
         body.extend(floats_record(1, &[0.25]));
-        let start = Records { body: &[&body[..], &[2]].concat(), at: 0 }.start().expect("whole");
+        let whole = [&body[..], &[2]].concat();
+        let start = records(&mut Reader { bytes: &whole, at: 0 }).expect("whole");
         assert_eq!(start.stripes[&7].bias, vec![0.25]);
-        assert_eq!(Records { body: &body, at: 0 }.start().map(|_| ()), None);
+        assert_eq!(records(&mut Reader { bytes: &body, at: 0 }).map(|_| ()), None);
     }
 }

@@ -57,6 +57,54 @@ pub enum RowsKind {
 const SUMS_BYTES: u64 = 4 + 8 + 4 * 8;
 
 impl Message {
+    /// A message as [`Bytesable::into_bytes`] wrote it; `None` where the bytes end first.
+    fn read(r: &mut Reader) -> Option<Message> {
+        Some(match r.u8()? {
+            0 => {
+                let kind = match r.u8()? {
+                    0 => RowsKind::Half,
+                    1 => RowsKind::Copy,
+                    2 => RowsKind::Stripe,
+                    _ => RowsKind::Final,
+                };
+                let (id, tag) = (r.u32()?, r.u64()?);
+                let (factors, bias) = (r.floats()?.into(), r.floats()?);
+                Message::Rows { kind, id, tag, factors, bias }
+            }
+            1 => {
+                let (epoch, test, sent_bytes) = (r.u32()?, r.u8()? != 0, r.u64()?);
+                let n = r.u64()?;
+                let blocks = (0..n).map(|_| Some((r.u32()?, r.sums()?))).collect::<Option<_>>()?;
+                Message::Sums { epoch, test, blocks, sent_bytes }
+            }
+            2 => {
+                let (worker, n) = (r.u32()?, usize::try_from(r.u64()?).ok()?);
+                Message::Stop { worker, reason: String::from_utf8_lossy(r.take(n)?).into_owned() }
+            }
+            3 => {
+                let (stripe, n) = (r.u32()?, usize::try_from(r.u64()?).ok()?);
+                Message::Seen { stripe, runs: r.take(n)?.to_vec() }
+            }
+            4 => {
+                let (epoch, stripe) = (r.u32()?, r.u32()?);
+                Message::Gradient { epoch, stripe, values: r.floats()? }
+            }
+            5 => {
+                let (epoch, n) = (r.u32()?, r.u64()?);
+                Message::Norms { epoch, halves: (0..n).map(|_| Some((r.u32()?, r.f64()?))).collect::<Option<_>>()? }
+            }
+            6 => {
+                let epoch = r.u32()?;
+                Message::ItemVectors { epoch, values: r.floats()? }
+            }
+            _ => {
+                let (epoch, sent_bytes, train) = (r.u32()?, r.u64()?, r.sums()?);
+                let test = if r.u8()? != 0 { Some(r.sums()?) } else { None };
+                Message::Figures { epoch, train, test, sent_bytes }
+            }
+        })
+    }
+
     /// Bytes of factor rows and biases the message carries.
     pub fn payload_bytes(&self) -> u64 {
         match self {
@@ -69,39 +117,55 @@ impl Message {
             Message::Figures { .. } => 2 * SUMS_BYTES,
         }
     }
+
+    /// The first byte of a message on the wire, which says its kind ([`Message::read`] reads it).
+    fn tag(&self) -> u8 {
+        match self {
+            Message::Rows { .. } => 0,
+            Message::Sums { .. } => 1,
+            Message::Stop { .. } => 2,
+            Message::Seen { .. } => 3,
+            Message::Gradient { .. } => 4,
+            Message::Norms { .. } => 5,
+            Message::ItemVectors { .. } => 6,
+            Message::Figures { .. } => 7,
+        }
+    }
 }
 
-/// Reads a message's fields in order (timely hands back whole messages it was given).
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
+/// Reads little-endian fields in order: a message's (timely hands back whole messages it was
+/// given) or a checkpoint's ([`super::checkpoint`]); `None` where the bytes end first.
+pub(super) struct Reader<'a> {
+    pub bytes: &'a [u8],
+    pub at: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> &'a [u8] {
-        let s = &self.bytes[self.at..self.at + n];
+    pub fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let s = self.bytes.get(self.at..self.at.checked_add(n)?)?;
         self.at += n;
-        s
+        Some(s)
     }
-    fn u8(&mut self) -> u8 {
-        self.take(1)[0]
+    pub fn u8(&mut self) -> Option<u8> {
+        Some(self.take(1)?[0])
     }
-    fn u32(&mut self) -> u32 {
-        u32::from_le_bytes(self.take(4).try_into().expect("4 bytes"))
+    pub fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
     }
-    fn u64(&mut self) -> u64 {
-        u64::from_le_bytes(self.take(8).try_into().expect("8 bytes"))
+    pub fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
     }
-    fn f64(&mut self) -> f64 {
-        f64::from_le_bytes(self.take(8).try_into().expect("8 bytes"))
+    pub fn f64(&mut self) -> Option<f64> {
+        Some(f64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
     }
-    fn floats(&mut self) -> Vec<f32> {
-        let n = self.u64() as usize;
-        self.take(4 * n).chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect()
+    /// A count, then as many floats.
+    pub fn floats(&mut self) -> Option<Vec<f32>> {
+        let n = usize::try_from(self.u64()?).ok()?;
+        Some(self.take(n.checked_mul(4)?)?.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect())
     }
-    fn sums(&mut self) -> LossSums {
-        let count = self.u64();
-        LossSums { count, loss: self.f64(), squared: self.f64(), absolute: self.f64(), correct: self.f64() }
+    fn sums(&mut self) -> Option<LossSums> {
+        let count = self.u64()?;
+        Some(LossSums { count, loss: self.f64()?, squared: self.f64()?, absolute: self.f64()?, correct: self.f64()? })
     }
 }
 
@@ -122,73 +186,9 @@ fn put_floats(put: &mut impl FnMut(&[u8]), values: &[f32]) {
 #[cfg(not(target_endian = "little"))]
 compile_error!("the DSGD wire format assumes a little-endian machine");
 
-impl Message {
-    /// The first byte of a message on the wire, which says its kind (`from_bytes` reads it).
-    fn tag(&self) -> u8 {
-        match self {
-            Message::Rows { .. } => 0,
-            Message::Sums { .. } => 1,
-            Message::Stop { .. } => 2,
-            Message::Seen { .. } => 3,
-            Message::Gradient { .. } => 4,
-            Message::Norms { .. } => 5,
-            Message::ItemVectors { .. } => 6,
-            Message::Figures { .. } => 7,
-        }
-    }
-}
-
 impl Bytesable for Message {
     fn from_bytes(bytes: timely_bytes::arc::Bytes) -> Self {
-        let mut r = Reader { bytes: &bytes, at: 0 };
-        match r.u8() {
-            0 => {
-                let kind = match r.u8() {
-                    0 => RowsKind::Half,
-                    1 => RowsKind::Copy,
-                    2 => RowsKind::Stripe,
-                    _ => RowsKind::Final,
-                };
-                let (id, tag) = (r.u32(), r.u64());
-                let (factors, bias) = (r.floats().into(), r.floats());
-                Message::Rows { kind, id, tag, factors, bias }
-            }
-            1 => {
-                let (epoch, test, sent_bytes) = (r.u32(), r.u8() != 0, r.u64());
-                let n = r.u64() as usize;
-                let blocks = (0..n).map(|_| (r.u32(), r.sums())).collect();
-                Message::Sums { epoch, test, blocks, sent_bytes }
-            }
-            2 => {
-                let worker = r.u32();
-                let n = r.u64() as usize;
-                Message::Stop { worker, reason: String::from_utf8_lossy(r.take(n)).into_owned() }
-            }
-            3 => {
-                let stripe = r.u32();
-                let n = r.u64() as usize;
-                Message::Seen { stripe, runs: r.take(n).to_vec() }
-            }
-            4 => {
-                let (epoch, stripe) = (r.u32(), r.u32());
-                Message::Gradient { epoch, stripe, values: r.floats() }
-            }
-            5 => {
-                let epoch = r.u32();
-                let n = r.u64() as usize;
-                Message::Norms { epoch, halves: (0..n).map(|_| (r.u32(), r.f64())).collect() }
-            }
-            6 => {
-                let epoch = r.u32();
-                Message::ItemVectors { epoch, values: r.floats() }
-            }
-            _ => {
-                let (epoch, sent_bytes) = (r.u32(), r.u64());
-                let train = r.sums();
-                let test = (r.u8() != 0).then(|| r.sums());
-                Message::Figures { epoch, train, test, sent_bytes }
-            }
-        }
+        Message::read(&mut Reader { bytes: &bytes, at: 0 }).expect("timely hands back whole messages")
     }
 
     fn length_in_bytes(&self) -> usize {

@@ -6,6 +6,19 @@ use gpumf::data::{parse_ratings, Format, LoadOptions};
 use std::fmt::Write;
 use std::path::Path;
 
+/// `n` ratings in Amazon's shape: users and items as labels (A…, B00…), read through their
+/// hashes and texts.
+fn labelled_text(n: usize) -> Vec<u8> {
+    let numbers = String::from_utf8(ratings_text(n, ",", None)).expect("text");
+    let mut s = String::with_capacity(n * 32);
+    for line in numbers.lines() {
+        let f: Vec<&str> = line.split(',').collect();
+        let (u, i): (u64, u64) = (f[0].parse().expect("a user"), f[1].parse().expect("an item"));
+        let _ = writeln!(s, "A{:012X},B00{:07X},{},{}", u * 2_654_435_761 % (1 << 47), i * 40_503, f[2], f[3]);
+    }
+    s.into_bytes()
+}
+
 fn ratings_text(n: usize, delimiter: &str, header: Option<&str>) -> Vec<u8> {
     let mut s = String::with_capacity(n * 24);
     if let Some(h) = header {
@@ -30,6 +43,7 @@ fn bench(c: &mut Criterion) {
     for (name, text) in [
         ("tab (u.data)", ratings_text(n, "\t", None)),
         ("csv with header (ratings.csv)", ratings_text(n, ",", Some("userId,movieId,rating,timestamp"))),
+        ("comma, labelled ids (Amazon's ASINs)", labelled_text(n)),
     ] {
         group.bench_function(format!("{name}, {n} ratings"), |b| {
             b.iter(|| parse_ratings(&text, Path::new("bench"), LoadOptions { format: Format::Auto, ..Default::default() }).unwrap())

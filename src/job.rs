@@ -463,8 +463,8 @@ fn check_values(path: &Path, loaded: &Loaded, options: &LoadOptions, loss: crate
                 "{}: holds the value {} (user {}, item {}), but --loss {name} trains on events: give --positive-threshold T to read ratings of T and above as events, or --counts if the column counts or weighs events (plays, clicks)",
                 path.display(),
                 r.value,
-                loaded.ratings.users.external_id(r.user),
-                loaded.ratings.items.external_id(r.item)
+                loaded.ratings.users.shown(r.user),
+                loaded.ratings.items.shown(r.item)
             )));
         }
     }

@@ -481,3 +481,65 @@ fn events_train_the_one_class_loss_and_bad_input_says_what_to_do() {
         }
     }
 }
+
+#[test]
+fn labelled_ids_train_and_come_back_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let (train, test, model, cached) = (dir.path().join("train.csv"), dir.path().join("test.csv"), dir.path().join("m.gpumf"), dir.path().join("c.gpumf"));
+    // Amazon's shape: users as hashes, items as ISBNs with a leading zero; each user rates
+    // items of its kind 5 and some others 1.
+    let (user, item) = (|u: usize| format!("A{:X}Z", u * 7919 + 3), |i: usize| format!("0{:09}", i * 37));
+    let (mut tr, mut te) = (String::new(), String::new());
+    for u in 0..50 {
+        for i in 0..30 {
+            let line = |r| format!("{},{},{r}\n", user(u), item(i));
+            if (u + i) % 3 == 0 {
+                if (u + i) % 7 == 0 { te.push_str(&line(5)) } else { tr.push_str(&line(5)) }
+            } else if (u * 5 + i) % 2 == 0 {
+                tr.push_str(&line(1));
+            }
+        }
+    }
+    std::fs::write(&train, tr).unwrap();
+    std::fs::write(&test, te).unwrap();
+    let s = |p: &PathBuf| p.display().to_string();
+    for (saved, extra) in [(&model, vec![]), (&cached, vec!["--memory", "256M", "--cache-dir", dir.path().to_str().unwrap()])] {
+        let (train, test) = (s(&train), s(&test));
+        let mut args = vec!["train", "--train", &train, "--test", &test, "--backend", "cpu", "--epochs", "20", "--rank", "8", "--save", saved.to_str().unwrap()];
+        args.extend(extra);
+        let o = gpumf(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(!stderr(&o).contains("unseen in training"), "the test file's labels meet the training file's: {}", stderr(&o));
+    }
+    for saved in [&model, &cached] {
+        let o = gpumf(&["predict", "--model", &s(saved), "--user", &user(4), "--top", "2"]);
+        let listed = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(o.status.success() && listed.lines().count() == 2, "{listed}{}", stderr(&o));
+        for line in listed.lines() {
+            let f: Vec<&str> = line.split('\t').collect();
+            assert_eq!(f[0], user(4), "{line}");
+            assert!(f[1].len() == 10 && f[1].starts_with('0'), "an item as the file wrote it: {line}");
+        }
+    }
+    let o = gpumf(&["predict", "--model", &s(&model), "--similar-item", &item(3), "--top", "3"]);
+    let similar = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success() && similar.lines().all(|l| l.starts_with(&format!("{}\t0", item(3)))), "{similar}{}", stderr(&o));
+    // Pairs: a known one, and a user the model lacks, written back as given.
+    let pairs = dir.path().join("pairs.csv");
+    std::fs::write(&pairs, format!("user,item\n{},{}\nnewcomer,{}\n", user(1), item(2), item(2))).unwrap();
+    let o = gpumf(&["predict", "--model", &s(&model), "--pairs", &s(&pairs)]);
+    let predicted = String::from_utf8_lossy(&o.stdout).into_owned();
+    let lines: Vec<&str> = predicted.lines().collect();
+    assert!(lines.len() == 2 && lines[0].starts_with(&format!("{}\t{}\t", user(1), item(2))) && lines[1].starts_with(&format!("newcomer\t{}\t", item(2))) && lines[1].ends_with("cold"), "{predicted}");
+    // A new user's items, and a list naming a user the model lacks.
+    let items = dir.path().join("items.txt");
+    std::fs::write(&items, format!("{} 5\n{}\n", item(0), item(3))).unwrap();
+    let o = gpumf(&["predict", "--model", &s(&model), "--items", &s(&items), "--top", "2"]);
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).into_owned().lines().all(|l| l.starts_with('0')), "{}", stderr(&o));
+    let users = dir.path().join("users.txt");
+    std::fs::write(&users, format!("{}\nB4DUSER\n", user(2))).unwrap();
+    let o = gpumf(&["predict", "--model", &s(&model), "--users", &s(&users)]);
+    assert!(!o.status.success() && stderr(&o).contains("users.txt:2: the model has no user B4DUSER"), "{}", stderr(&o));
+    let o = gpumf(&["predict", "--model", &s(&model), "--user=-5"]);
+    assert!(!o.status.success() && stderr(&o).contains("labels that are not numbers"), "{}", stderr(&o));
+}

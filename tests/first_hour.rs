@@ -171,7 +171,7 @@ fn a_split_column_pairs_with_double_colons_and_duplicates_are_handled() {
     let o = gpumf(&["predict", "--model", &s(&model), "--pairs", &s(&pairs)]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).starts_with("1\t1193\t"), "{}", stdout(&o));
-    std::fs::write(&pairs, "1::x\n").unwrap();
+    std::fs::write(&pairs, "1::2.5\n").unwrap();
     fails_with(&gpumf(&["predict", "--model", &s(&model), "--pairs", &s(&pairs)]), "pairs.dat:1: bad item id");
 
     // Repeated (user, item) pairs are counted, and resolved on request.

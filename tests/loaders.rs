@@ -80,7 +80,9 @@ const BAD: &[(&str, u64, &[&str])] = &[
     ("1\t2\t3\n4\t5\tNaN\n", 2, &["not a finite number"]),
     ("1\t2\t3\n\n4\t5\tinf\n", 3, &["not a finite number"]),
     ("1\t2\t3\n-4\t5\t3\n", 2, &["bad user id \"-4\""]),
-    ("1\t2\t3\n4\tx7\t3\n", 2, &["bad item id \"x7\""]),
+    ("1\t2\t3\n4\t7.5\t3\n", 2, &["bad item id \"7.5\"", "labels that are not numbers"]),
+    // Matrix Market's indices are numbers, never labels.
+    ("%%MatrixMarket matrix coordinate real general\n2 2 1\nx 2 3\n", 3, &["bad user index \"x\"", "integers from 1"]),
     ("1\t2\t3\n4,5,3\n", 2, &["inconsistent delimiter", "comma"]),
     ("1\t2\t3\n4\t5\t3\t1\t9\n", 2, &["too many fields"]),
     ("userId,movieId,rating\n1,2,3\n1,2\n", 3, &["missing field"]),
@@ -106,6 +108,34 @@ fn every_bad_line_is_named_by_file_line_and_fault() {
             assert!(msg.contains(w), "case {i}: {msg:?} lacks {w:?}");
         }
     }
+}
+
+#[test]
+fn labelled_ids_are_read_with_their_texts_in_every_delimited_format() {
+    let dir = tempfile::tempdir().unwrap();
+    // Headerless files whose ids are labels (ASINs, names, hashes) are data, not a header;
+    // a header names its columns; a number among labels keeps its own key.
+    let files = [
+        ("a.csv", "AH2L9G3DQHHAJ,0439023483,4.0,1355011200\nA2IIIDRK3PRRZY,0439023483,5.0,1355011200\n77,B00X,1\n"),
+        ("b.tsv", "AH2L9G3DQHHAJ\t0439023483\t4\nA2IIIDRK3PRRZY\t0439023483\t5\n77\tB00X\t1\n"),
+        ("c.txt", "AH2L9G3DQHHAJ 0439023483 4\nA2IIIDRK3PRRZY 0439023483 5\n77 B00X 1\n"),
+        ("d.csv", "userId,itemId,rating\nAH2L9G3DQHHAJ,0439023483,4\nA2IIIDRK3PRRZY,0439023483,5\n77,B00X,1\n"),
+    ];
+    for (name, text) in files {
+        let set = load(&write(dir.path(), name, text)).unwrap().ratings;
+        let shown = |ids: &gpumf::data::IdMap| (0..ids.len() as u32).map(|i| ids.shown(i).to_string()).collect::<Vec<_>>();
+        assert_eq!(shown(&set.users), ["AH2L9G3DQHHAJ", "A2IIIDRK3PRRZY", "77"], "{name}");
+        assert_eq!(shown(&set.items), ["0439023483", "B00X"], "{name}: an ISBN keeps its leading zero");
+        assert_eq!(set.users.external_id(2), 77, "{name}");
+        assert!(set.users.external_id(0) >= 1 << 63, "{name}: a label's key is out of the numbers' way");
+    }
+    // The same label in two files has the same key, so a test file's users meet the training
+    // file's.
+    let (train, test) = (load(&write(dir.path(), "t1", files[0].1)).unwrap().ratings, load(&write(dir.path(), "t2", "A2IIIDRK3PRRZY,B00X,2\n")).unwrap().ratings);
+    assert_eq!(train.users.index_of(test.users.external_id(0)), Some(1));
+    // A word that is a column's name still makes a header: "user item" events.
+    let events = load(&write(dir.path(), "e.csv", "user,item\nAH2,B1\nAH3,B1\n")).unwrap();
+    assert_eq!((events.ratings.len(), events.format), (2, Format::Csv));
 }
 
 #[test]

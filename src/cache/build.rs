@@ -7,7 +7,7 @@
 
 use super::identity::Identity;
 use super::{expected_header, grid_for, CacheSettings, FileExt, Header, DATA_AT, MAGIC, RECORD, VERSION};
-use crate::data::{stream_ratings, LoadOptions, Rating, RatingSummary, RowCounts, StreamReport};
+use crate::data::{stream_ratings, IdMap, LoadOptions, Rating, RatingSummary, RowCounts, StreamReport};
 use crate::error::{Error, Result};
 use crate::grid::{Axis, GridSize, Order};
 use crate::rng::part_rng;
@@ -47,6 +47,8 @@ pub(super) fn build(input: &Path, identity: &Identity, load: &LoadOptions, dir: 
         ids.externals().iter().for_each(|id| metadata.extend_from_slice(&id.to_le_bytes()));
     }
     counts.users.iter().chain(&counts.items).for_each(|c| metadata.extend_from_slice(&c.to_le_bytes()));
+    let labels = [&report.users, &report.items].map(IdMap::labels_as_bytes).concat();
+    metadata.extend_from_slice(&labels);
     let found = Header {
         version: VERSION,
         input: identity.clone(),
@@ -65,6 +67,7 @@ pub(super) fn build(input: &Path, identity: &Identity, load: &LoadOptions, dir: 
         min: summary.lowest,
         max: summary.highest,
         values: summary.values().to_vec(),
+        labels_bytes: labels.len() as u64,
         metadata_crc: crc32fast::hash(&metadata),
     };
     let header = Header { metadata_crc: found.metadata_crc, ..expected_header(identity, load, &CacheSettings { grid: Some(grid), ..settings.clone() }, &found) };

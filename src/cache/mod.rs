@@ -29,9 +29,9 @@ use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"GPUMFBK1";
 /// 6: blocks by user take turns among four users (grid::take_turns). 7: a user who runs out
-/// hands its turn to the block's next user. A cache of another version is rebuilt, never
-/// trained on.
-const VERSION: u32 = 7;
+/// hands its turn to the block's next user. 8: ids may be labels, whose texts follow the
+/// counts. A cache of another version is rebuilt, never trained on.
+const VERSION: u32 = 8;
 const DATA_AT: u64 = 4096;
 const RECORD: u64 = 12;
 /// Ratings per block at the least: smaller blocks cost more in reads than they save in memory.
@@ -80,6 +80,8 @@ struct Header {
     /// The first three distinct rating values (fewer when there are fewer): whether a binary
     /// loss can take the ratings as labels.
     values: Vec<f32>,
+    /// Bytes of the users' and items' id labels after the counts ([`IdMap::labels_as_bytes`]).
+    labels_bytes: u64,
     metadata_crc: u32,
 }
 
@@ -281,7 +283,7 @@ fn read_metadata(file: &File, header: &Header, len: u64, json_len: u64) -> std::
         let blocks = header.user_blocks.checked_mul(header.item_blocks)?;
         let data_bytes = header.ratings.checked_mul(RECORD)?;
         let rows = (header.users as u64).checked_add(header.items as u64)?;
-        let metadata_bytes = 12u64.checked_mul(blocks as u64)?.checked_add(8)?.checked_add(12u64.checked_mul(rows)?)?;
+        let metadata_bytes = 12u64.checked_mul(blocks as u64)?.checked_add(8)?.checked_add(12u64.checked_mul(rows)?)?.checked_add(header.labels_bytes)?;
         let total = DATA_AT.checked_add(data_bytes)?.checked_add(metadata_bytes)?.checked_add(json_len)?.checked_add(16)?;
         Some((blocks, data_bytes, metadata_bytes, total))
     };
@@ -302,8 +304,12 @@ fn read_metadata(file: &File, header: &Header, len: u64, json_len: u64) -> std::
     let users = IdMap::from_externals(words(ids_at, header.users));
     let items = IdMap::from_externals(words(ids_at + 8 * header.users, header.items));
     let counts_at = ids_at + 8 * (header.users + header.items);
-    let mut counts = metadata[counts_at..].chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().expect("4")));
+    let labels_at = counts_at + 4 * (header.users + header.items);
+    let mut counts = metadata[counts_at..labels_at].chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().expect("4")));
     let counts = RowCounts { users: counts.by_ref().take(header.users).collect(), items: counts.collect() };
+    let mut labels = &metadata[labels_at..];
+    let users = users.with_labels_from(&mut labels).map_err(|e| format!("corrupt user labels: {e}"))?;
+    let items = items.with_labels_from(&mut labels).map_err(|e| format!("corrupt item labels: {e}"))?;
     if starts.first() != Some(&0) || starts.last() != Some(&header.ratings) || starts.windows(2).any(|w| w[0] > w[1]) {
         return Err("corrupt block table".into());
     }

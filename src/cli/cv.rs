@@ -172,7 +172,7 @@ fn print_spreads(args: &CvArgs, params: &gpumf::model::Params, threads: usize, r
 /// is held at a time.
 enum Folds {
     /// One file cut into k seeded folds: `assignment` holds each rating's fold.
-    Seeded { path: PathBuf, all: RatingSet, assignment: Vec<u32>, k: usize },
+    Seeded { path: PathBuf, all: Box<RatingSet>, assignment: Vec<u32>, k: usize },
     /// (training, test) files, one pair a fold.
     Files(Vec<(PathBuf, PathBuf)>),
 }
@@ -184,7 +184,7 @@ impl Folds {
             Some(path) => {
                 let all = load(path, &args.input, quiet)?;
                 let assignment = k_folds(&all, args.folds, seed)?;
-                Folds::Seeded { path: path.clone(), all, assignment, k: args.folds }
+                Folds::Seeded { path: path.clone(), all: Box::new(all), assignment, k: args.folds }
             }
             None if args.fold.is_empty() => bail!("--fold: give at least one TRAIN,TEST pair, or --data FILE"),
             None => Folds::Files(args.fold.clone()),

@@ -3,7 +3,7 @@
 use super::train::load_model;
 use anyhow::{bail, Context};
 use clap::{ArgGroup, Args};
-use gpumf::data::{load_ids, load_pairs, load_rated_items};
+use gpumf::data::{load_ids, load_pairs, load_rated_items, ExternalId};
 use gpumf::model::{FoldInReg, Model};
 use rayon::prelude::*;
 use std::io::Write;
@@ -25,8 +25,8 @@ pub struct PredictArgs {
     pub pairs: Option<PathBuf>,
     /// Recommend for this user (external id): the items with the highest scores, leaving out
     /// the items the user rated in training.
-    #[arg(long)]
-    pub user: Option<u64>,
+    #[arg(long, value_parser = user_id)]
+    pub user: Option<ExternalId>,
     /// Recommend for each user in this file (one external id a line, the first field).
     #[arg(long)]
     pub users: Option<PathBuf>,
@@ -34,11 +34,11 @@ pub struct PredictArgs {
     #[arg(long)]
     pub all_users: bool,
     /// List the items whose factors have the highest cosine with this item's.
-    #[arg(long, alias = "similar")]
-    pub similar_item: Option<u64>,
+    #[arg(long, alias = "similar", value_parser = item_id)]
+    pub similar_item: Option<ExternalId>,
     /// List the users whose factors have the highest cosine with this user's.
-    #[arg(long)]
-    pub similar_user: Option<u64>,
+    #[arg(long, value_parser = user_id)]
+    pub similar_user: Option<ExternalId>,
     /// Recommend for a user the model has not seen, from their items: `item [value]` lines
     /// (the value a rating or a binary label; without one, the top of the rating scale or the
     /// positive label). Their row is solved with the items' factors fixed (fold-in); the
@@ -56,6 +56,15 @@ pub struct PredictArgs {
     pub output: Option<PathBuf>,
     #[arg(long)]
     pub force: bool,
+}
+
+/// A user id as files write them: a number, or a label such as an ASIN.
+fn user_id(s: &str) -> Result<ExternalId, String> {
+    ExternalId::parse(s, "user")
+}
+
+fn item_id(s: &str) -> Result<ExternalId, String> {
+    ExternalId::parse(s, "item")
 }
 
 fn at_least_one(s: &str) -> Result<usize, String> {
@@ -88,7 +97,7 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
             Asked::Pairs(pairs) => write_pairs(&model, pairs, w),
             Asked::Similar(id, list) => list.iter().try_for_each(|(other, cosine)| writeln!(w, "{id}\t{other}\t{cosine:.4}")),
             Asked::Lists(users) => write_lists(&model, users, top, !args.include_seen, w),
-            Asked::New(list) => list.iter().try_for_each(|&(i, score)| writeln!(w, "{}\t{}\t{score:.4}", model.items.external_id(i), shown(&model, score))),
+            Asked::New(list) => list.iter().try_for_each(|&(i, score)| writeln!(w, "{}\t{}\t{score:.4}", model.items.shown(i), shown(&model, score))),
         }
     };
     match &args.output {
@@ -106,12 +115,12 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
 fn asked(model: &Model, args: &PredictArgs, top: usize) -> anyhow::Result<Asked> {
     Ok(if let Some(path) = &args.pairs {
         Asked::Pairs(load_pairs(path).context("--pairs")?)
-    } else if let Some(item) = args.similar_item {
-        let Some(i) = model.items.index_of(item) else { bail!("--similar-item {item}: the model has no such item (it knows {} items)", model.items.len()) };
-        Asked::Similar(item, model.similar_items(i, top).into_iter().map(|(j, c)| (model.items.external_id(j), c)).collect())
-    } else if let Some(user) = args.similar_user {
-        let Some(u) = model.users.index_of(user) else { bail!("--similar-user {user}: the model has no such user (it knows {} users)", model.users.len()) };
-        Asked::Similar(user, model.similar_users(u, top).into_iter().map(|(j, c)| (model.users.external_id(j), c)).collect())
+    } else if let Some(item) = &args.similar_item {
+        let Some(i) = model.items.index_of(item.key) else { bail!("--similar-item {item}: the model has no such item (it knows {} items)", model.items.len()) };
+        Asked::Similar(item.clone(), model.similar_items(i, top).into_iter().map(|(j, c)| (model.items.shown(j).to_string(), c)).collect())
+    } else if let Some(user) = &args.similar_user {
+        let Some(u) = model.users.index_of(user.key) else { bail!("--similar-user {user}: the model has no such user (it knows {} users)", model.users.len()) };
+        Asked::Similar(user.clone(), model.similar_users(u, top).into_iter().map(|(j, c)| (model.users.shown(j).to_string(), c)).collect())
     } else if let Some(path) = &args.items {
         let rated = rated_items(model, path)?;
         let user = model.fold_in(&rated, FoldInReg::default())?;
@@ -127,9 +136,9 @@ fn asked(model: &Model, args: &PredictArgs, top: usize) -> anyhow::Result<Asked>
 
 /// What `predict` was asked for, read and checked.
 enum Asked {
-    Pairs(Vec<(u64, u64)>),
-    /// The id asked about and its most similar ids (external) with their cosines.
-    Similar(u64, Vec<(u64, f32)>),
+    Pairs(Vec<(ExternalId, ExternalId)>),
+    /// The id asked about and its most similar ids (as written) with their cosines.
+    Similar(ExternalId, Vec<(String, f32)>),
     /// The users (dense indices) to recommend for.
     Lists(Vec<u32>),
     /// A folded-in user's list: (item, score).
@@ -144,7 +153,7 @@ fn rated_items(model: &Model, path: &std::path::Path) -> anyhow::Result<Vec<(u32
         .context("--items")?
         .into_iter()
         .map(|(line, (item, value))| {
-            let i = model.items.index_of(item).with_context(|| format!("{}: the model has no item {item} (it knows {} items)", place(line), model.items.len()))?;
+            let i = model.items.index_of(item.key).with_context(|| format!("{}: the model has no item {item} (it knows {} items)", place(line), model.items.len()))?;
             let value = value.unwrap_or(model.liked_value());
             model.check_rated_value(value).map_err(|e| anyhow::anyhow!("{}: {e}", place(line)))?;
             Ok((i, value))
@@ -155,15 +164,15 @@ fn rated_items(model: &Model, path: &std::path::Path) -> anyhow::Result<Vec<(u32
 /// The dense indices of the users whose lists were asked for, or an error naming an id (and
 /// its line of the file) that the model does not have.
 fn chosen_users(model: &Model, args: &PredictArgs) -> anyhow::Result<Vec<u32>> {
-    if let Some(user) = args.user {
-        let Some(u) = model.users.index_of(user) else { bail!("--user {user}: the model has no such user (it knows {} users)", model.users.len()) };
+    if let Some(user) = &args.user {
+        let Some(u) = model.users.index_of(user.key) else { bail!("--user {user}: the model has no such user (it knows {} users)", model.users.len()) };
         return Ok(vec![u]);
     }
     if let Some(path) = &args.users {
         return load_ids(path, "user")
             .context("--users")?
             .into_iter()
-            .map(|(line, id)| model.users.index_of(id).with_context(|| format!("--users {}:{line}: the model has no user {id} (it knows {} users)", path.display(), model.users.len())))
+            .map(|(line, id)| model.users.index_of(id.key).with_context(|| format!("--users {}:{line}: the model has no user {id} (it knows {} users)", path.display(), model.users.len())))
             .collect();
     }
     Ok((0..model.users.len() as u32).collect())
@@ -179,8 +188,8 @@ fn write_lists(model: &Model, users: &[u32], top: usize, exclude_seen: bool, w: 
             .par_iter()
             .zip(lists)
             .map(|(&u, list)| {
-                let user = model.users.external_id(u);
-                list.iter().map(|&(i, score)| format!("{user}\t{}\t{}\t{score:.4}\n", model.items.external_id(i), prediction(model, u, i))).collect()
+                let user = model.users.shown(u);
+                list.iter().map(|&(i, score)| format!("{user}\t{}\t{}\t{score:.4}\n", model.items.shown(i), prediction(model, u, i))).collect()
             })
             .collect();
         for lines in text {
@@ -191,9 +200,9 @@ fn write_lists(model: &Model, users: &[u32], top: usize, exclude_seen: bool, w: 
 }
 
 /// `user item prediction` lines, `cold` added where the model lacks the user or the item.
-fn write_pairs(model: &Model, pairs: &[(u64, u64)], w: &mut dyn Write) -> std::io::Result<()> {
-    for &(user, item) in pairs {
-        let (u, i) = (model.users.index_of(user), model.items.index_of(item));
+fn write_pairs(model: &Model, pairs: &[(ExternalId, ExternalId)], w: &mut dyn Write) -> std::io::Result<()> {
+    for (user, item) in pairs {
+        let (u, i) = (model.users.index_of(user.key), model.items.index_of(item.key));
         let note = if u.is_some() && i.is_some() { "" } else { "\tcold" };
         let unknown = gpumf::data::UNKNOWN;
         writeln!(w, "{user}\t{item}\t{}{note}", prediction(model, u.unwrap_or(unknown), i.unwrap_or(unknown)))?;

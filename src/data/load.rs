@@ -4,7 +4,8 @@
 use super::archive::{is_packed, read_unpacked, read_unpacked_checking, unread_container};
 use super::text::strip_bom;
 use super::text::{binary_record, count_lines, decimal_comma_hint, first_data_line, quoted, split_chunks, Delimiter, Interner, MAX_LINE};
-use super::{IdMap, Rating, RatingSet};
+use super::{labels_clash, ExternalId, IdMap, IdToken, Rating, RatingSet, LABEL_BIT};
+use rustc_hash::FxHashMap;
 use crate::error::{Error, Result};
 use rayon::prelude::*;
 use std::path::Path;
@@ -235,7 +236,7 @@ impl Layout {
 fn parse_text(bytes: &[u8], path: &Path, layout: &Layout, options: &LoadOptions, format: Format) -> Result<Loaded> {
     let body = &bytes[layout.body_start..];
     let chunks = split_chunks(body);
-    let parsed: Vec<ChunkResult> = chunks.par_iter().map(|&(start, end)| parse_chunk(&body[start..end], layout, options.skip_bad_lines)).collect();
+    let mut parsed: Vec<ChunkResult> = chunks.par_iter().map(|&(start, end)| parse_chunk(&body[start..end], layout, options.skip_bad_lines)).collect();
     let (mut total, mut skipped) = (0usize, 0u64);
     let mut events: Option<(u64, u64)> = None;
     let line_of = |ci: usize, local_line: u64| count_lines(&bytes[..layout.body_start + chunks[ci].0]) + local_line + 1;
@@ -262,17 +263,21 @@ fn parse_text(bytes: &[u8], path: &Path, layout: &Layout, options: &LoadOptions,
         .fold(|| (0u64, 0u64), |(u, i), t| (u.max(t.0), i.max(t.1)))
         .reduce(|| (0, 0), |a, b| (a.0.max(b.0), a.1.max(b.1)));
     let (mut users, mut items) = (Interner::new(max_user, total), Interner::new(max_item, total));
+    let mut labels = Labels::default();
     let mut entries = Vec::with_capacity(total);
     let mut marks = layout.split_col.map(|_| Vec::with_capacity(total));
-    for chunk in parsed {
-        for (u, i, r, test) in chunk.triplets {
-            entries.push(Rating { user: users.intern(u), item: items.intern(i), value: r });
-            if let Some(marks) = &mut marks {
-                marks.push(test);
-            }
+    for (ci, chunk) in parsed.iter_mut().enumerate() {
+        if let Some(marks) = &mut marks {
+            marks.extend(chunk.triplets.iter().map(|t| t.3));
         }
+        let sides = [&mut users, &mut items];
+        labels.intern(chunk, &body[chunks[ci].0..chunks[ci].1], layout, |side, key| sides[side].intern_new(key), &mut entries);
     }
-    let mut ratings = RatingSet { entries, users: users.finish(), items: items.finish() };
+    if let Some((ci, (local, message))) = labels.first_clash(&parsed, body, &chunks, layout) {
+        return Err(Error::Parse { path: path.into(), line: line_of(ci, local), message });
+    }
+    let labelled = |map: IdMap, side| map.with_labels(labels.side(side)).map_err(|message| Error::Format { path: path.into(), message });
+    let mut ratings = RatingSet { entries, users: labelled(users.finish(), 0)?, items: labelled(items.finish(), 1)? };
     let locate = |ordinal: usize| format!("line {}", line_of_entry(bytes, layout, ordinal));
     let duplicates = resolve_duplicates(&mut ratings, &mut marks, options.duplicates, path, locate)?;
     Ok(Loaded { ratings, format, skipped_lines: skipped, test_marks: marks, duplicates, duplicate_policy: options.duplicates, binarised: None, events })
@@ -526,8 +531,9 @@ fn detect_format(bytes: &[u8], path: &Path, split_column: Option<usize>) -> Resu
     Ok(detect_text_format(bytes, split_column))
 }
 
-/// A text format from the first data line; a split column's words (train, test) are not a
-/// sign of a header.
+/// A text format from the first data line. A header has a word past the user and item columns
+/// (ids may be labels, so a word there is no sign), or names one of them; a split column's
+/// words (train, test) are not a sign of one.
 fn detect_text_format(bytes: &[u8], split_column: Option<usize>) -> Format {
     if bytes.starts_with(b"%%MatrixMarket") {
         return Format::Mtx;
@@ -537,10 +543,14 @@ fn detect_text_format(bytes: &[u8], split_column: Option<usize>) -> Format {
     if delim == Delimiter::DoubleColon {
         return Format::Dat;
     }
+    let names_a_column = |f: &str| {
+        let name = f.trim().trim_matches('"').to_ascii_lowercase();
+        USER_COLUMNS.contains(&name.as_str()) || ITEM_COLUMNS.contains(&name.as_str())
+    };
     let looks_like_header = delim
         .split(first)
         .enumerate()
-        .any(|(c, f)| Some(c + 1) != split_column && f.trim().parse::<f64>().is_err());
+        .any(|(c, f)| Some(c + 1) != split_column && (names_a_column(f) || (c >= 2 && f.trim().parse::<f64>().is_err())));
     if looks_like_header {
         return Format::Csv;
     }
@@ -644,8 +654,8 @@ impl Layout {
                 ),
             })
         };
-        let user_col = find(&["user", "userid", "user_id", "uid"], "user")?;
-        let item_col = find(&["item", "movieid", "itemid", "item_id", "movie_id", "movie", "iid"], "item")?;
+        let user_col = find(&USER_COLUMNS, "user")?;
+        let item_col = find(&ITEM_COLUMNS, "item")?;
         // A header of a user and an item only: a file of events.
         let rating_col = find(&["rating", "score", "value", "count", "weight", "plays"], "rating").unwrap_or(usize::MAX);
         Ok(Layout {
@@ -724,8 +734,11 @@ impl Layout {
 }
 
 struct ChunkResult {
-    /// User, item, rating, and whether the split column marks it test.
+    /// User, item (their keys, [`IdToken`]), rating, and whether the split column marks it test.
     triplets: Vec<(u64, u64, f32, bool)>,
+    /// From the first rating that names a label on ([`LabelLines`]), where each one's line
+    /// starts in the chunk: the labels' texts are read there again, not kept for every line.
+    label_lines: LabelLines,
     skipped: u64,
     /// Lines of a user and an item only (an event each, read as 1), and the first of them
     /// (0-based within the chunk).
@@ -736,8 +749,11 @@ struct ChunkResult {
 }
 
 fn parse_chunk(chunk: &[u8], layout: &Layout, skip_bad: bool) -> ChunkResult {
-    let mut out = ChunkResult { triplets: Vec::with_capacity(chunk.len() / 16), skipped: 0, events: 0, first_event: None, error: None };
+    let mut out = ChunkResult { triplets: Vec::with_capacity(chunk.len() / 16), label_lines: LabelLines::default(), skipped: 0, events: 0, first_event: None, error: None };
+    let mut start = 0;
     for (line_no, raw) in chunk.split(|&b| b == b'\n').enumerate() {
+        let at = start;
+        start += raw.len() + 1;
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
         if raw.len() > MAX_LINE {
             // Too long to be a rating: an error even with --skip-bad-lines (it is not a file of ratings).
@@ -748,11 +764,13 @@ fn parse_chunk(chunk: &[u8], layout: &Layout, skip_bad: bool) -> ChunkResult {
             continue;
         }
         match parse_line(raw, layout) {
-            Ok((user, item, Some(value), test)) => out.triplets.push((user, item, value, test)),
-            Ok((user, item, None, test)) => {
-                out.triplets.push((user, item, 1.0, test));
-                out.events += 1;
-                out.first_event.get_or_insert(line_no as u64);
+            Ok(((user, item), value, test)) => {
+                out.label_lines.note(out.triplets.len(), at, [user, item]);
+                out.triplets.push((user.key(), item.key(), value.unwrap_or(1.0), test));
+                if value.is_none() {
+                    out.events += 1;
+                    out.first_event.get_or_insert(line_no as u64);
+                }
             }
             Err(_) if skip_bad => out.skipped += 1,
             Err(message) => {
@@ -763,6 +781,91 @@ fn parse_chunk(chunk: &[u8], layout: &Layout, skip_bad: bool) -> ChunkResult {
     }
     out
 }
+
+/// Where a chunk's lines start, for its ratings from the first that names a label on (none
+/// in a file of numbers): 4 bytes a rating, where a table of each chunk's texts took an entry
+/// for almost every line (a chunk meets most of its users for the first time).
+#[derive(Default)]
+struct LabelLines {
+    /// The first such rating, by its place among the chunk's.
+    first: Option<usize>,
+    starts: Vec<u32>,
+}
+
+impl LabelLines {
+    /// Rating `rating` of the chunk, whose line starts at byte `at`, names `ids`.
+    #[inline]
+    fn note(&mut self, rating: usize, at: usize, ids: [IdToken; 2]) {
+        if self.first.is_none() && ids.iter().any(|id| matches!(id, IdToken::Label(..))) {
+            self.first = Some(rating);
+        }
+        if self.first.is_some() {
+            self.starts.push(at as u32);
+        }
+    }
+
+    /// The line of rating `rating` in `chunk` and where it starts, if it may name a label.
+    fn line<'a>(&self, chunk: &'a [u8], rating: usize) -> Option<(&'a [u8], usize)> {
+        let at = *self.starts.get(rating.checked_sub(self.first?)?)? as usize;
+        let line = chunk[at..].split(|&b| b == b'\n').next().unwrap_or(&[]);
+        Some((line.strip_suffix(b"\r").unwrap_or(line), at))
+    }
+}
+
+/// The texts of labelled ids by key, users' and items', as a load first meets them.
+#[derive(Default)]
+struct Labels([FxHashMap<u64, Box<[u8]>>; 2]);
+
+impl Labels {
+    /// A chunk's ratings (`bytes` its text) interned by `intern` (a side's key to its index,
+    /// and whether it is new) into `ratings`, keeping the texts of the labels met for the
+    /// first time, read again from their lines. The chunk's ratings are dropped, done with.
+    fn intern(&mut self, chunk: &mut ChunkResult, bytes: &[u8], layout: &Layout, mut intern: impl FnMut(usize, u64) -> (u32, bool), ratings: &mut Vec<Rating>) {
+        for (j, &(u, i, value, _)) in chunk.triplets.iter().enumerate() {
+            let ((user, new_user), (item, new_item)) = (intern(0, u), intern(1, i));
+            if (new_user && u >= LABEL_BIT) || (new_item && i >= LABEL_BIT) {
+                let ids = chunk.label_lines.line(bytes, j).and_then(|(line, _)| parse_line(line, layout).ok()).expect("a line that parsed").0;
+                for (side, (new, id)) in [(new_user, ids.0), (new_item, ids.1)].into_iter().enumerate() {
+                    if let (true, IdToken::Label(key, text)) = (new, id) {
+                        self.0[side].insert(key, text.into());
+                    }
+                }
+            }
+            ratings.push(Rating { user, item, value });
+        }
+        chunk.triplets = Vec::new();
+    }
+
+    /// The first line of `chunk` (0-based, with what is wrong) whose label has a key another
+    /// text was first met with: every line checked, in parallel, once the ids are interned.
+    fn clash(&self, chunk: &ChunkResult, bytes: &[u8], layout: &Layout) -> Option<(u64, String)> {
+        let first = chunk.label_lines.first?;
+        (first..first + chunk.label_lines.starts.len()).find_map(|j| {
+            let (line, at) = chunk.label_lines.line(bytes, j)?;
+            let ids = parse_line(line, layout).ok()?.0;
+            let clash = [ids.0, ids.1].into_iter().enumerate().find_map(|(side, id)| match id {
+                IdToken::Label(key, text) => self.0[side].get(&key).filter(|kept| ***kept != *text).map(|kept| labels_clash(kept, text)),
+                IdToken::Number(_) => None,
+            })?;
+            Some((count_lines(&bytes[..at]), clash))
+        })
+    }
+
+    /// The first chunk of `parsed` (cut from `body` at `chunks`) with a [clash](Self::clash),
+    /// and its line (0-based in the chunk) and fault.
+    fn first_clash(&self, parsed: &[ChunkResult], body: &[u8], chunks: &[(usize, usize)], layout: &Layout) -> Option<(usize, (u64, String))> {
+        parsed.par_iter().enumerate().find_map_first(|(c, chunk)| self.clash(chunk, &body[chunks[c].0..chunks[c].1], layout).map(|e| (c, e)))
+    }
+
+    /// The texts of one side (0 users, 1 items), for [`IdMap::with_labels`].
+    fn side(&self, side: usize) -> impl Iterator<Item = (u64, &[u8])> {
+        self.0[side].iter().map(|(&key, text)| (key, &**text))
+    }
+}
+
+/// A line's user and item, its rating (`None` on a line of a user and an item only: an event)
+/// and whether the split column marks it test.
+type Line<'a> = ((IdToken<'a>, IdToken<'a>), Option<f32>, bool);
 
 /// The error for a line longer than [`MAX_LINE`]: its length and its start.
 fn long_line(raw: &[u8]) -> String {
@@ -804,9 +907,8 @@ fn split_fields<'a>(line: &'a [u8], delimiter: Delimiter, out: &mut [&'a [u8]; 1
     n
 }
 
-/// A line's user, item, rating (`None` on a line of a user and an item only: an event) and
-/// whether the split column marks it test.
-fn parse_line(raw: &[u8], layout: &Layout) -> std::result::Result<(u64, u64, Option<f32>, bool), String> {
+/// A line's ids, rating and split mark ([`Line`]).
+fn parse_line<'a>(raw: &'a [u8], layout: &Layout) -> std::result::Result<Line<'a>, String> {
     let text = || String::from_utf8_lossy(raw).into_owned();
     let mut fields: [&[u8]; 16] = [&[]; 16];
     let n = split_fields(raw, layout.delimiter, &mut fields);
@@ -833,10 +935,9 @@ fn parse_line(raw: &[u8], layout: &Layout) -> std::result::Result<(u64, u64, Opt
         };
         return Err(format!("{what}: expected {expected} {}-separated fields, found {n} ({}){hint}", layout.delimiter.name(), quoted(&line)));
     }
-    let user = parse_id(fields[layout.user_col], "user")?;
-    let item = parse_id(fields[layout.item_col], "item")?;
+    let ids = (parse_id(fields[layout.user_col], "user", layout)?, parse_id(fields[layout.item_col], "item", layout)?);
     if layout.rating_col >= n {
-        return Ok((user, item, None, false));
+        return Ok((ids, None, false));
     }
     let field = trim_field(fields[layout.rating_col]);
     let value = std::str::from_utf8(field).ok().and_then(|t| t.parse::<f32>().ok());
@@ -851,7 +952,7 @@ fn parse_line(raw: &[u8], layout: &Layout) -> std::result::Result<(u64, u64, Opt
         })?,
         None => false,
     };
-    Ok((user, item, Some(rating), test))
+    Ok((ids, Some(rating), test))
 }
 
 /// A split column's value: `train`/`0` or `test`/`1`.
@@ -868,23 +969,17 @@ fn trim_field(field: &[u8]) -> &[u8] {
     field.strip_prefix(b"\"").and_then(|f| f.strip_suffix(b"\"")).unwrap_or(field)
 }
 
-fn parse_id(field: &[u8], what: &str) -> std::result::Result<u64, String> {
-    let digits = trim_field(field);
-    if digits.is_empty() {
-        return Err(format!("missing field: the {what} id is empty"));
+/// The id in a field ([`IdToken::read`]); Matrix Market's are numbers from 1 (leading zeros
+/// and all).
+fn parse_id<'a>(field: &'a [u8], what: &str, layout: &Layout) -> std::result::Result<IdToken<'a>, String> {
+    let id = IdToken::read(trim_field(field), what)?;
+    match (id, layout.mtx_size) {
+        (IdToken::Label(_, text), Some(_)) => match std::str::from_utf8(text).ok().and_then(|t| t.parse::<u64>().ok()) {
+            Some(n) => Ok(IdToken::Number(n)),
+            None => Err(format!("bad {what} index {}: Matrix Market's indices are integers from 1", quoted(&String::from_utf8_lossy(text)))),
+        },
+        _ => Ok(id),
     }
-    let mut id: u64 = 0;
-    for &d in digits {
-        let digit = d.wrapping_sub(b'0');
-        if digit > 9 {
-            return Err(format!("bad {what} id {}: expected a non-negative integer", quoted(&String::from_utf8_lossy(digits))));
-        }
-        id = id
-            .checked_mul(10)
-            .and_then(|v| v.checked_add(digit as u64))
-            .ok_or_else(|| format!("bad {what} id {}: larger than 2^64", quoted(&String::from_utf8_lossy(digits))))?;
-    }
-    Ok(id)
 }
 
 impl Loaded {
@@ -929,19 +1024,19 @@ impl Loaded {
 
 /// Reads (user, item) pairs, one a line, for `predict --pairs`: separated as rating files are
 /// (tab, comma, semicolon, spaces or '::'), further columns ignored, a header line skipped.
-pub fn load_pairs(path: &Path) -> Result<Vec<(u64, u64)>> {
+pub fn load_pairs(path: &Path) -> Result<Vec<(ExternalId, ExternalId)>> {
     let rows = field_lines(path, "user item", |f| Ok((id_field(f, 0, "user")?, id_field(f, 1, "item")?)))?;
     Ok(rows.into_iter().map(|(_, pair)| pair).collect())
 }
 
 /// Reads one id a line (the first field, as [`load_pairs`] reads them), for `predict --users`:
 /// each with its line number, so an id the model lacks can be named with its place.
-pub fn load_ids(path: &Path, what: &str) -> Result<Vec<(u64, u64)>> {
+pub fn load_ids(path: &Path, what: &str) -> Result<Vec<(u64, ExternalId)>> {
     field_lines(path, what, |f| id_field(f, 0, what))
 }
 
 /// An item a new user gave, and the value they gave it if the line says.
-pub type RatedItem = (u64, Option<f32>);
+pub type RatedItem = (ExternalId, Option<f32>);
 
 /// Reads `item [value]` lines, for `predict --items` (a new user's items): each with its line
 /// number; the value is `None` where the line gives only the item.
@@ -956,16 +1051,16 @@ pub fn load_rated_items(path: &Path) -> Result<Vec<(u64, RatedItem)>> {
 }
 
 /// Field `k` of a line as an id named `what`.
-fn id_field(fields: &[&str], k: usize, what: &str) -> std::result::Result<u64, String> {
+fn id_field(fields: &[&str], k: usize, what: &str) -> std::result::Result<ExternalId, String> {
     match fields.get(k) {
         None | Some(&"") => Err(format!("missing the {what} id")),
-        Some(f) => parse_id(f.as_bytes(), what),
+        Some(f) => ExternalId::parse(f, what),
     }
 }
 
 /// Each line's fields parsed by `parse`, with the line's number (1-based): lines separated as
-/// rating files are, blank and `#` lines skipped, a header (a first line whose first field is
-/// a word) skipped, any other line that does not parse an error naming it and `expected`.
+/// rating files are, blank and `#` lines skipped, a header skipped ([`is_header`]), any other
+/// line that does not parse an error naming it and `expected`.
 fn field_lines<T>(path: &Path, expected: &str, parse: impl Fn(&[&str]) -> std::result::Result<T, String>) -> Result<Vec<(u64, T)>> {
     if path.is_dir() {
         return Err(Error::IsDirectory { path: path.into() });
@@ -973,29 +1068,41 @@ fn field_lines<T>(path: &Path, expected: &str, parse: impl Fn(&[&str]) -> std::r
     let bytes = read_unpacked(path, super::archive::memory_cap(None))?;
     let text = std::str::from_utf8(&bytes).map_err(|e| Error::Format { path: path.into(), message: format!("not UTF-8 text (byte {})", e.valid_up_to()) })?;
     let delimiter = Delimiter::of_line(first_data_line(&bytes));
+    let fields_of = |line| -> Vec<&str> { delimiter.split(line).map(str::trim).collect() };
+    let mut lines = text.lines().map(str::trim).enumerate().filter(|(_, l)| !l.is_empty() && !l.starts_with('#')).peekable();
     let mut rows = Vec::new();
     let mut first = true;
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
+    while let Some((n, line)) = lines.next() {
+        let fields = fields_of(line);
+        if std::mem::take(&mut first) && is_header(&fields, lines.peek().map(|&(_, next)| fields_of(next))) {
             continue;
         }
-        let fields: Vec<&str> = delimiter.split(line).map(str::trim).collect();
         match parse(&fields) {
             Ok(row) => rows.push((n as u64 + 1, row)),
-            Err(_) if first && fields[0].bytes().any(|b| b.is_ascii_alphabetic()) => {}
             Err(message) => {
                 let message = format!("{message} ({}; expected `{expected}`, {}-separated)", quoted(line), delimiter.name());
                 return Err(Error::Parse { path: path.into(), line: n as u64 + 1, message });
             }
         }
-        first = false;
     }
     if rows.is_empty() {
         return Err(Error::Format { path: path.into(), message: format!("no `{expected}` lines in the file") });
     }
     Ok(rows)
 }
+
+/// Whether the first line of a list of ids (`fields`; `next`, the line after it) is a header:
+/// its first field names a column as a rating file's header does (user, userId, item, ...), or
+/// is a word above a line of numeric ids. (Ids may be labels, so a word alone is no sign.)
+fn is_header(fields: &[&str], next: Option<Vec<&str>>) -> bool {
+    let first = fields[0].trim_matches('"').to_ascii_lowercase();
+    let numeric_below = next.is_some_and(|f| f[0].bytes().all(|b| b.is_ascii_digit()));
+    USER_COLUMNS.contains(&first.as_str()) || ITEM_COLUMNS.contains(&first.as_str()) || (numeric_below && first.bytes().any(|b| b.is_ascii_alphabetic()))
+}
+
+/// The names a header gives the user and the item column.
+const USER_COLUMNS: [&str; 4] = ["user", "userid", "user_id", "uid"];
+const ITEM_COLUMNS: [&str; 7] = ["item", "movieid", "itemid", "item_id", "movie_id", "movie", "iid"];
 
 /// What [`stream_ratings`] read: the id maps it built, and counts.
 #[derive(Debug)]
@@ -1103,7 +1210,7 @@ fn stream_in_pieces(path: &Path, options: &LoadOptions, piece_bytes: usize, sink
         Format::Auto => detect_format(&piece, path, None)?,
         f => f,
     };
-    let mut stream = Stream { path, skip_bad_lines: options.skip_bad_lines, threshold: options.positive_threshold, users: IdMap::new(), items: IdMap::new(), count: 0, skipped: 0, sink };
+    let mut stream = Stream { path, skip_bad_lines: options.skip_bad_lines, threshold: options.positive_threshold, users: IdMap::new(), items: IdMap::new(), labels: Labels::default(), count: 0, skipped: 0, sink };
     if format == Format::Binary {
         stream.binary(pieces, piece, at_end)?;
     } else {
@@ -1122,6 +1229,8 @@ struct Stream<'a, S> {
     threshold: Option<f32>,
     users: IdMap,
     items: IdMap,
+    /// The labels' texts met so far, given to the maps at the end.
+    labels: Labels,
     count: u64,
     skipped: u64,
     sink: S,
@@ -1187,15 +1296,7 @@ impl<S: FnMut(&[Rating]) -> Result<()>> Stream<'_, S> {
                 }
             };
             let body = &piece[..end];
-            let chunks = split_chunks(body);
-            let parsed: Vec<ChunkResult> = chunks.par_iter().map(|&(s, e)| parse_chunk(&body[s..e], &layout, self.skip_bad_lines)).collect();
-            for (c, chunk) in parsed.into_iter().enumerate() {
-                if let Some((local, message)) = chunk.error {
-                    return Err(Error::Parse { path: self.path.into(), line: lines_before + count_lines(&body[..chunks[c].0]) + local + 1, message });
-                }
-                self.skipped += chunk.skipped;
-                out.extend(chunk.triplets.iter().map(|&(u, i, r, _)| Rating { user: self.users.intern(u), item: self.items.intern(i), value: r }));
-            }
+            self.piece(body, &layout, lines_before, &mut out)?;
             self.send(&mut out)?;
             lines_before += count_lines(body);
             piece.drain(..end);
@@ -1204,12 +1305,36 @@ impl<S: FnMut(&[Rating]) -> Result<()>> Stream<'_, S> {
             }
             at_end = pieces.fill(&mut piece)?;
         }
+        let path = self.path;
+        for (side, map) in [&mut self.users, &mut self.items].into_iter().enumerate() {
+            *map = std::mem::take(map).with_labels(self.labels.side(side)).map_err(|message| Error::Format { path: path.into(), message })?;
+        }
         if let Some((_, _, nnz)) = layout.mtx_size {
             if !self.skip_bad_lines && self.count != nnz {
                 return Err(Error::Format { path: self.path.into(), message: format!("Matrix Market header declares {nnz} entries but the file has {} (truncated?)", self.count) });
             }
         }
         Ok(())
+    }
+
+    /// One piece's whole lines (`body`, after `lines_before` lines of the file) parsed into
+    /// `out`, its labels' texts kept and checked against those of the pieces before it.
+    fn piece(&mut self, body: &[u8], layout: &Layout, lines_before: u64, out: &mut Vec<Rating>) -> Result<()> {
+        let chunks = split_chunks(body);
+        let mut parsed: Vec<ChunkResult> = chunks.par_iter().map(|&(s, e)| parse_chunk(&body[s..e], layout, self.skip_bad_lines)).collect();
+        let line_of = |c: usize, local: u64| lines_before + count_lines(&body[..chunks[c].0]) + local + 1;
+        for (c, chunk) in parsed.iter_mut().enumerate() {
+            if let Some((local, message)) = &chunk.error {
+                return Err(Error::Parse { path: self.path.into(), line: line_of(c, *local), message: message.clone() });
+            }
+            self.skipped += chunk.skipped;
+            let sides = [&mut self.users, &mut self.items];
+            self.labels.intern(chunk, &body[chunks[c].0..chunks[c].1], layout, |side, key| sides[side].intern_new(key), out);
+        }
+        match self.labels.first_clash(&parsed, body, &chunks, layout) {
+            Some((c, (local, message))) => Err(Error::Parse { path: self.path.into(), line: line_of(c, local), message }),
+            None => Ok(()),
+        }
     }
 }
 
@@ -1226,7 +1351,7 @@ mod stream_tests {
             let loaded = load_ratings(&path, LoadOptions { duplicates: policy, ..LoadOptions::default() }).unwrap();
             let set = &loaded.ratings;
             assert_eq!(set.entries.len(), entries, "{policy:?}");
-            let of_pair: Vec<f32> = set.entries.iter().filter(|r| set.external(r) == (1, 1)).map(|r| r.value).collect();
+            let of_pair: Vec<f32> = set.entries.iter().filter(|r| (set.users.external_id(r.user), set.items.external_id(r.item)) == (1, 1)).map(|r| r.value).collect();
             if let Some(value) = value {
                 assert_eq!(of_pair, vec![value], "{policy:?}");
             }
@@ -1243,7 +1368,9 @@ mod stream_tests {
         let text: String = (0..997).map(|n| format!("{}\t{}\t{}.5\n", n * 7 % 131 + 1000, n * 13 % 89, n % 5)).collect();
         let csv = format!("userId,movieId,rating,timestamp\n{}", (0..500).map(|n| format!("{},{},{},9\n", n % 37, n * 3 % 101, n % 5 + 1)).collect::<String>());
         let records: Vec<Rating> = (0..777).map(|n| Rating { user: n % 51, item: n * 5 % 97, value: (n % 5) as f32 }).collect();
-        let files = [("a.tsv", text.into_bytes()), ("b.csv", csv.into_bytes()), ("c.bin", bytemuck::cast_slice(&records).to_vec())];
+        // Labelled ids (ASINs) beside numbers: each piece's labels join the maps.
+        let labelled: String = (0..600).map(|n| format!("A{:X},B00{},{}\n", n % 43 * 7919, n * 11 % 71, n % 5 + 1)).collect();
+        let files = [("a.tsv", text.into_bytes()), ("b.csv", csv.into_bytes()), ("c.bin", bytemuck::cast_slice(&records).to_vec()), ("d.csv", labelled.into_bytes())];
         for (name, bytes) in files {
             let path = dir.path().join(name);
             std::fs::write(&path, &bytes).unwrap();
@@ -1259,6 +1386,32 @@ mod stream_tests {
                 assert_eq!((report.users, report.items), (whole.users.clone(), whole.items.clone()), "{name}");
             }
         }
+    }
+
+    /// Two texts of one key (a hash collision, one chance in about 2^63 a pair, so made here
+    /// by hand): every labelled line is checked against the text first met for its key, and
+    /// the first that differs is named with its line.
+    #[test]
+    fn a_label_whose_key_another_text_has_is_named_with_its_line() {
+        let chunk = b"7,1,5\nA1,B2,4\nA3,B2,1\nA1,B2,3\n";
+        let layout = Layout::plain(crate::data::text::Delimiter::Comma);
+        let parsed = parse_chunk(chunk, &layout, false);
+        assert_eq!(parsed.label_lines.first, Some(1), "the first rating naming a label");
+        let mut labels = Labels::default();
+        let (mut users, mut items) = (IdMap::new(), IdMap::new());
+        let mut ratings = Vec::new();
+        let mut parsed = parsed;
+        labels.intern(&mut parsed, chunk, &layout, |side, key| if side == 0 { users.intern_new(key) } else { items.intern_new(key) }, &mut ratings);
+        assert_eq!(ratings.len(), 4);
+        assert_eq!(labels.clash(&parsed, chunk, &layout), None);
+        let a3 = IdToken::read(b"A3", "user").unwrap().key();
+        assert_eq!(&*labels.0[0][&a3], b"A3");
+        // Had A1's key been met first with the text A3, line 1 (0-based) is the first to clash.
+        let a1 = IdToken::read(b"A1", "user").unwrap().key();
+        labels.0[0].insert(a1, b"A3".as_slice().into());
+        let (line, message) = labels.clash(&parsed, chunk, &layout).unwrap();
+        assert_eq!(line, 1);
+        assert!(message.contains("\"A3\" and \"A1\" have the same 63-bit hash"), "{message}");
     }
 
     #[test]

@@ -80,16 +80,23 @@ impl Interner {
 
     #[inline]
     pub(crate) fn intern(&mut self, id: u64) -> u32 {
+        self.intern_new(id).0
+    }
+
+    /// The index of `id`, and whether it is new.
+    #[inline]
+    pub(crate) fn intern_new(&mut self, id: u64) -> (u32, bool) {
         match self {
             Interner::Table { index, external } => {
                 let slot = &mut index[id as usize];
-                if *slot == u32::MAX {
+                let new = *slot == u32::MAX;
+                if new {
                     *slot = external.len() as u32;
                     external.push(id);
                 }
-                *slot
+                (*slot, new)
             }
-            Interner::Map(map) => map.intern(id),
+            Interner::Map(map) => map.intern_new(id),
         }
     }
 

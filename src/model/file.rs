@@ -2,20 +2,24 @@
 //! training items, and a CRC-32 of everything before it, so that corruption is an error
 //! rather than silent nonsense.
 //!
-//! Version 4 (written now):
+//! Version 5 (written now):
 //! ```text
-//! magic "GPUMF\0\0\x04"
+//! magic "GPUMF\0\0\x05"
 //! u64 users m, u64 items n, u64 rank k, u64 biases (0|1), u64 seen-items bytes s (0: none)
 //! u64 loss, u64 link, u64 flags (bit 0: non-negative factors; bit 1: binary labels follow)
 //! u64 one-class flags (bit 0: one-class settings follow; bit 1: log confidence; bit 2:
 //!     frequency-scaled regularisation)
+//! u64 id-label bytes l (0: every id a number)
 //! f32 mean, f32 lowest rating, f32 highest rating, f32 L1, f32 negative label, f32 positive label
 //! f32 unobserved weight, f32 alpha, f32 epsilon, f32 reg (the one-class loss's, for fold-in)
 //! u64 × m user ids, u64 × n item ids, f32 × m user biases, f32 × n item biases
 //! f32 × m·k P (row-major), f32 × n·k Q, s bytes of seen items (see seen.rs)
+//! l bytes of id labels: for the users, then the items, u64 count, then per labelled id
+//!     u32 row, u32 length, its UTF-8 text (whose key, crate::data::IdToken, is the row's id)
 //! u32 CRC-32 of every byte from the magic on
 //! ```
-//! The loss and link codes are [`LOSS_CODES`]'s and [`Link`]'s. Version 3 had no one-class
+//! The loss and link codes are [`LOSS_CODES`]'s and [`Link`]'s. Version 4 had no id labels
+//! (ids were numbers only). Version 3 had no one-class
 //! settings (it had no one-class loss). Version 2 had no loss, link or
 //! constraints (it loads as the squared error), version 1 no seen items and no checksum either;
 //! both still load, version 1 with a note.
@@ -33,8 +37,9 @@ const MAGIC_V1: &[u8; 8] = b"GPUMF\0\0\x01";
 const MAGIC_V2: &[u8; 8] = b"GPUMF\0\0\x02";
 const MAGIC_V3: &[u8; 8] = b"GPUMF\0\0\x03";
 const MAGIC_V4: &[u8; 8] = b"GPUMF\0\0\x04";
+const MAGIC_V5: &[u8; 8] = b"GPUMF\0\0\x05";
 /// The version [`Model::save`] writes.
-pub const MODEL_FORMAT_VERSION: u8 = 4;
+pub const MODEL_FORMAT_VERSION: u8 = 5;
 
 /// Each loss's code in the file. Fixed: a code is never reused.
 const LOSS_CODES: [(Loss, u64); 9] =
@@ -101,6 +106,8 @@ struct Header {
     rank: u64,
     biases: bool,
     seen_len: u64,
+    /// Bytes of id labels (version 5).
+    labels_len: u64,
     mean: f32,
     range: (f32, f32),
     objective: (Loss, Option<BinaryLabels>, bool, f32),
@@ -110,7 +117,7 @@ struct Header {
 }
 
 /// The longest header of any version.
-const MAX_HEADER: usize = 8 + 8 * 9 + 4 * 10;
+const MAX_HEADER: usize = 8 + 8 * 10 + 4 * 10;
 
 /// Reads a model file: its header first, checked, then exactly the bytes it says follow (a file
 /// that goes on past them, such as a device, is refused before more is read), checked against
@@ -152,7 +159,8 @@ fn parse_header(bytes: &[u8]) -> std::result::Result<Header, String> {
         return Err("too short to be a gpumf model".into());
     }
     let version = match &bytes[..8] {
-        m if m == MAGIC_V4 => 4u8,
+        m if m == MAGIC_V5 => 5u8,
+        m if m == MAGIC_V4 => 4,
         m if m == MAGIC_V3 => 3,
         m if m == MAGIC_V2 => 2,
         m if m == MAGIC_V1 => 1,
@@ -160,6 +168,7 @@ fn parse_header(bytes: &[u8]) -> std::result::Result<Header, String> {
         _ => return Err("not a gpumf model file (bad magic bytes)".into()),
     };
     let (words, floats) = match version {
+        5 => (10, 10),
         4 => (9, 10),
         3 => (8, 6),
         2 => (5, 3),
@@ -194,10 +203,15 @@ fn parse_header(bytes: &[u8]) -> std::result::Result<Header, String> {
     if one_class.is_some() != (objective.0 == Loss::Ials) {
         return Err(format!("header's one-class settings do not go with its loss {}", crate::choice::Choice::name(objective.0)));
     }
+    let labels_len = if version >= 5 { u64_at(9) } else { 0 };
     let rows = m + n;
-    let file_len = (len as u64).checked_add(rows * 12).and_then(|x| x.checked_add(rows.checked_mul(k)?.checked_mul(4)?)).and_then(|x| x.checked_add(seen_len)).and_then(|x| x.checked_add(if version >= 2 { 4 } else { 0 }));
-    let file_len = file_len.ok_or_else(|| format!("header's sizes ({m} users, {n} items, rank {k}, {seen_len} bytes of seen items) are impossible: corrupt"))?;
-    Ok(Header { version, len, users: m, items: n, rank: k, biases: biases != 0, seen_len, mean, range: (lo, hi), objective, one_class, file_len })
+    let file_len = (len as u64)
+        .checked_add(rows * 12)
+        .and_then(|x| x.checked_add(rows.checked_mul(k)?.checked_mul(4)?))
+        .and_then(|x| x.checked_add(seen_len)?.checked_add(labels_len))
+        .and_then(|x| x.checked_add(if version >= 2 { 4 } else { 0 }));
+    let file_len = file_len.ok_or_else(|| format!("header's sizes ({m} users, {n} items, rank {k}, {seen_len} bytes of seen items, {labels_len} of labels) are impossible: corrupt"))?;
+    Ok(Header { version, len, users: m, items: n, rank: k, biases: biases != 0, seen_len, labels_len, mean, range: (lo, hi), objective, one_class, file_len })
 }
 
 /// The one-class settings of a version-4 header, checked.
@@ -236,6 +250,21 @@ fn read_objective(code: u64, link: u64, flags: u64, [l1, negative, positive]: [f
     Ok((loss, labels, flags & 1 != 0, l1))
 }
 
+/// The users' and items' id maps from their tables and the file's id labels (all of `labels`).
+fn id_maps(users: Vec<u64>, items: Vec<u64>, labels: &mut &[u8]) -> std::result::Result<(IdMap, IdMap), String> {
+    let (m, n) = (users.len(), items.len());
+    let (users, items) = (IdMap::from_externals(users), IdMap::from_externals(items));
+    if users.distinct() != m || items.distinct() != n {
+        return Err("the id table repeats a user or item id".into());
+    }
+    let users = users.with_labels_from(labels).map_err(|e| format!("user labels: {e}"))?;
+    let items = items.with_labels_from(labels).map_err(|e| format!("item labels: {e}"))?;
+    if !labels.is_empty() {
+        return Err(format!("{} bytes after the id labels", labels.len()));
+    }
+    Ok((users, items))
+}
+
 /// A writer that keeps a CRC-32 of what passes through it.
 struct Checksummed<W> {
     inner: W,
@@ -261,12 +290,13 @@ impl Model {
     pub fn save(&self, path: &Path, overwrite: bool) -> Result<()> {
         crate::output::write_atomically(path, overwrite, |w| {
             let mut w = Checksummed { inner: w, crc: crc32fast::Hasher::new() };
-            w.write_all(MAGIC_V4)?;
+            w.write_all(MAGIC_V5)?;
             let seen: &[u8] = self.seen.as_ref().map_or(&[], |s| s.as_bytes());
+            let id_labels = [&self.users, &self.items].map(IdMap::labels_as_bytes).concat();
             let (m, n, k) = (self.users.len() as u64, self.items.len() as u64, self.rank() as u64);
             let flags = self.nonneg as u64 | (self.labels.is_some() as u64) << 1;
             let one_class = self.one_class.map_or(0, |f| 1 | ((f.settings.confidence == Confidence::Log) as u64) << 1 | (f.frequency_reg as u64) << 2);
-            for v in [m, n, k, self.biases as u64, seen.len() as u64, loss_code(self.loss), Link::of(self.loss) as u64, flags, one_class] {
+            for v in [m, n, k, self.biases as u64, seen.len() as u64, loss_code(self.loss), Link::of(self.loss) as u64, flags, one_class, id_labels.len() as u64] {
                 w.write_all(&v.to_le_bytes())?;
             }
             let labels = self.labels.unwrap_or(BinaryLabels { negative: 0.0, positive: 0.0 });
@@ -283,6 +313,7 @@ impl Model {
             w.write_all(bytemuck::cast_slice(self.user_factors.as_slice().expect("row-major")))?;
             w.write_all(bytemuck::cast_slice(self.item_factors.as_slice().expect("row-major")))?;
             w.write_all(seen)?;
+            w.write_all(&id_labels)?;
             let crc = w.crc.finalize();
             w.inner.write_all(&crc.to_le_bytes())
         })
@@ -317,16 +348,13 @@ impl Model {
         let p = floats(take(4 * m * k));
         let q = floats(take(4 * n * k));
         let seen_bytes = take(header.seen_len as usize).to_vec();
+        let mut labels = take(header.labels_len as usize);
         for (what, values) in [("user biases", &user_bias), ("item biases", &item_bias), ("user factors", &p), ("item factors", &q)] {
             if let Some(at) = values.iter().position(|v| !v.is_finite()) {
                 return Err(err(format!("{what} hold a non-finite value ({}) at position {at}: corrupt, or saved from a diverged run", values[at])));
             }
         }
-        let users = IdMap::from_externals(users);
-        let items = IdMap::from_externals(items);
-        if users.distinct() != m || items.distinct() != n {
-            return Err(err("the id table repeats a user or item id: corrupt".into()));
-        }
+        let (users, items) = id_maps(users, items, &mut labels).map_err(|e| err(format!("{e}: corrupt")))?;
         let seen = match header.seen_len {
             0 => None,
             _ => Some(SeenItems::from_bytes(seen_bytes, m, n).map_err(|e| err(format!("{e}: corrupt")))?),
@@ -394,8 +422,41 @@ use crate::problem::Problem;
         m.save(&path, false).unwrap();
         let (back, info) = Model::load_with_info(&path).unwrap();
         assert_eq!(back, m);
-        assert_eq!(info, ModelFileInfo { version: 4, checksummed: true });
+        assert_eq!(info, ModelFileInfo { version: 5, checksummed: true });
         assert!(info.note().is_none());
+    }
+
+    /// A model of labelled ids (and one numbered id beside them).
+    fn labelled() -> Model {
+        let bytes = b"A1B2,B0001,4\nA1B2,B0002,3\n77,B0001,5\nhans m\xc3\xbcller,B0003,1\n";
+        let set = crate::data::parse_ratings(bytes, Path::new("l.csv"), crate::data::LoadOptions::default()).unwrap().ratings;
+        let problem = Problem::new(set, None);
+        Model::init(&problem, &Params { rank: 3, ..Params::default() }, None)
+    }
+
+    #[test]
+    fn a_model_of_labelled_ids_keeps_their_texts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.gpumf");
+        let m = labelled();
+        m.save(&path, false).unwrap();
+        let back = Model::load(&path).unwrap();
+        assert_eq!(back, m);
+        let shown = |ids: &IdMap| (0..ids.len() as u32).map(|i| ids.shown(i).to_string()).collect::<Vec<_>>();
+        assert_eq!(shown(&back.users), ["A1B2", "77", "hans müller"]);
+        assert_eq!(shown(&back.items), ["B0001", "B0002", "B0003"]);
+        assert_eq!(back.users.external_id(1), 77, "a number keeps its own key beside labels");
+        // A label section that names a row whose id is not its text's is corrupt (the CRC
+        // recomputed, so only the label check stands in the way).
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = bytes.windows(4).position(|w| w == b"A1B2").unwrap();
+        bytes[at + 3] = b'3';
+        let n = bytes.len() - 4;
+        let crc = crc32fast::hash(&bytes[..n]);
+        bytes[n..].copy_from_slice(&crc.to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        let e = Model::load(&path).unwrap_err().to_string();
+        assert!(e.contains("user labels: the label of row 0 is not that row's id: corrupt"), "{e}");
     }
 
     #[test]
@@ -463,7 +524,7 @@ use crate::problem::Problem;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v2.gpumf");
         let m = model();
-        // A version-2 file: the v4 header less the loss, link, both flags and seven floats.
+        // A version-2 file: the v5 header less the loss, link, the flags and seven floats.
         std::fs::write(&path, older(&m, &path, 2, 5, 3)).unwrap();
         let (back, info) = Model::load_with_info(&path).unwrap();
         assert_eq!(info.version, 2);
@@ -471,16 +532,18 @@ use crate::problem::Problem;
         assert_eq!(back.user_factors, m.user_factors);
     }
 
-    /// `m` saved, then rewritten as version `version`: the first `words` and `floats` of the
-    /// version-4 header, the payload, and a new checksum.
+    /// `m` (whose ids are numbers) saved, then rewritten as version `version`: the first
+    /// `words` and `floats` of the version-5 header, the payload less its id labels, and a new
+    /// checksum.
     fn older(m: &Model, path: &Path, version: u8, words: usize, floats: usize) -> Vec<u8> {
         m.save(path, true).unwrap();
-        let v4 = std::fs::read(path).unwrap();
+        let v5 = std::fs::read(path).unwrap();
+        let labels = u64::from_le_bytes(v5[8 + 9 * 8..8 + 10 * 8].try_into().unwrap()) as usize;
         let mut old = b"GPUMF\0\0".to_vec();
         old.push(version);
-        old.extend(&v4[8..8 + words * 8]);
-        old.extend(&v4[8 + 9 * 8..8 + 9 * 8 + 4 * floats]);
-        old.extend(&v4[8 + 9 * 8 + 40..v4.len() - 4]);
+        old.extend(&v5[8..8 + words * 8]);
+        old.extend(&v5[8 + 10 * 8..8 + 10 * 8 + 4 * floats]);
+        old.extend(&v5[8 + 10 * 8 + 40..v5.len() - 4 - labels]);
         let crc = crc32fast::hash(&old);
         old.extend(crc.to_le_bytes());
         old
@@ -493,7 +556,10 @@ use crate::problem::Problem;
         let m = model();
         std::fs::write(&path, older(&m, &path, 3, 8, 6)).unwrap();
         let (back, info) = Model::load_with_info(&path).unwrap();
-        assert_eq!((back, info.version), (m, 3));
+        assert_eq!((back, info.version), (m.clone(), 3));
+        std::fs::write(&path, older(&m, &path, 4, 9, 10)).unwrap();
+        let (back, info) = Model::load_with_info(&path).unwrap();
+        assert_eq!((back, info.version), (m, 4));
         // A one-class model keeps what fold-in needs: its weights, confidence and λ.
         let set = RatingSet::from_triplets([(10, 1, 1.0), (10, 2, 3.0), (11, 1, 2.0)]);
         let settings = OneClass { unobserved_weight: 0.3, confidence: Confidence::Log, alpha: 2.5, epsilon: 0.5, cg_steps: 3 };

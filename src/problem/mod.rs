@@ -166,10 +166,10 @@ impl Problem {
             .into_iter()
             .map(|r| {
                 if user_map[r.user as usize] == UNKNOWN {
-                    user_map[r.user as usize] = users.intern(all.users.external_id(r.user));
+                    user_map[r.user as usize] = users.intern_from(&all.users, r.user);
                 }
                 if item_map[r.item as usize] == UNKNOWN {
-                    item_map[r.item as usize] = items.intern(all.items.external_id(r.item));
+                    item_map[r.item as usize] = items.intern_from(&all.items, r.item);
                 }
                 Rating { user: user_map[r.user as usize], item: item_map[r.item as usize], value: r.value }
             })

@@ -44,12 +44,28 @@ class _Ids:
 
     Non-negative integer ids pass through unchanged, so a saved model answers to them in the
     CLI too. Any other ids (strings, negative numbers, dates) are numbered in order of first
-    appearance and the labels are kept, to map results back.
+    appearance and the labels are kept, to map results back. A model the engine trained from a
+    file of labelled ids (ASINs, names) has its own ids for them (``keys``, one per label),
+    which the labels are mapped to instead of their numbers.
     """
 
-    def __init__(self, labels: Optional[np.ndarray] = None):
+    def __init__(self, labels: Optional[np.ndarray] = None, keys: Optional[np.ndarray] = None):
         self.labels = labels
+        self.keys = keys
         self._index = None
+
+    @classmethod
+    def of_model(cls, labelled):
+        """The mapping for an engine model's ``user_labels`` or ``item_labels``."""
+        if labelled is None:
+            return cls()
+        keys, labels = labelled
+        return cls(np.asarray(labels, dtype=object), np.asarray(keys, dtype=np.uint64))
+
+    @property
+    def numbered(self) -> bool:
+        """Whether the labels are numbered here (and so saved beside a model file)."""
+        return self.labels is not None and self.keys is None
 
     @classmethod
     def from_column(cls, values, name: str):
@@ -89,6 +105,8 @@ class _Ids:
         codes = self._lookup(values)
         unknown = codes < 0
         out = codes.astype(np.uint64)
+        if self.keys is not None:
+            out[~unknown] = self.keys[codes[~unknown]]
         if grow and unknown.any():
             # Test ids absent from training: fresh numbers beyond the training labels.
             fresh, _ = _factorize(values[unknown])
@@ -101,6 +119,9 @@ class _Ids:
         """Engine ids as the user's labels."""
         if self.labels is None:
             return ids
+        if self.keys is not None:
+            order = np.argsort(self.keys)
+            return self.labels[order[np.searchsorted(self.keys[order], ids)]]
         return self.labels[ids.astype(np.int64)]
 
     def _lookup(self, values) -> np.ndarray:
@@ -464,8 +485,9 @@ class MF:
         hooks = {"on_epoch": on_epoch, "on_note": on_note}
         try:
             if _is_path(X) and (test is None or _is_path(test)):
-                # Straight from the file to the engine, as the CLI reads it: integer ids.
-                user_ids, item_ids = _Ids(), _Ids()
+                # Straight from the file to the engine, as the CLI reads it: integer ids, or
+                # labels that the model keeps (below).
+                user_ids = item_ids = None
                 test_path = None if test is None else os.fspath(test)
                 fitted = _gpumf.train_files(os.fspath(X), test_path, test_fraction, settings, **load_options, **hooks)
             else:
@@ -487,6 +509,8 @@ class MF:
         finally:
             progress.close()
         model, lines, summary, stopped = fitted
+        if user_ids is None:
+            user_ids, item_ids = _Ids.of_model(model.user_labels), _Ids.of_model(model.item_labels)
         self._model, self._users, self._items = model, user_ids, item_ids
         self.history = [json.loads(line) for line in lines]
         self.summary = json.loads(summary)
@@ -646,16 +670,18 @@ class MF:
     def save(self, path, overwrite: bool = False) -> None:
         """Writes the model in the CLI's format (``gpumf predict --model PATH`` reads it).
 
-        Ids that were not non-negative integers are numbered in the file (the CLI knows only
-        integer ids); their labels go beside it in ``PATH.labels.npz`` for ``gpumf.load``.
+        Ids given in memory that were not non-negative integers are numbered in the file; their
+        labels go beside it in ``PATH.labels.npz`` for ``gpumf.load``. Labels the engine read
+        from a rating file (ASINs, names) are kept in the model file itself, as the CLI keeps
+        them.
         """
         path = os.fspath(path)
         self.model.save(path, overwrite)
         sidecar = path + ".labels.npz"
-        if self._users.labels is not None or self._items.labels is not None:
+        if self._users.numbered or self._items.numbered:
             empty = np.array([], dtype=str)
-            users = empty if self._users.labels is None else self._users.labels.astype(str)
-            items = empty if self._items.labels is None else self._items.labels.astype(str)
+            users = self._users.labels.astype(str) if self._users.numbered else empty
+            items = self._items.labels.astype(str) if self._items.numbered else empty
             with open(sidecar, "wb") as f:
                 np.savez(f, users=users, items=items)
 
@@ -678,6 +704,7 @@ def load(path) -> MF:
     mf = MF(rank=model.rank, verbose=False)
     mf._model = model
     sidecar = path + ".labels.npz"
+    mf._users, mf._items = _Ids.of_model(model.user_labels), _Ids.of_model(model.item_labels)
     if os.path.exists(sidecar):
         with np.load(sidecar, allow_pickle=False) as saved:
             if saved["users"].size:

@@ -154,13 +154,27 @@ fn default_params<'py>(py: Python<'py>, loss: &str) -> PyResult<Bound<'py, PyDic
     Ok(d)
 }
 
-type Columns<'py> = (Bound<'py, PyArray1<u64>>, Bound<'py, PyArray1<u64>>, Bound<'py, PyArray1<f32>>);
+/// A rating file's columns: each id column integers, or, where the file's ids are labels
+/// (ASINs, names), the ids as the file wrote them, which the package numbers as it numbers a
+/// DataFrame's strings.
+type Columns<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>, Bound<'py, PyArray1<f32>>);
 
-fn set_columns<'py>(py: Python<'py>, set: &RatingSet) -> Columns<'py> {
-    let users: Vec<u64> = set.entries.iter().map(|r| set.users.external_id(r.user)).collect();
-    let items: Vec<u64> = set.entries.iter().map(|r| set.items.external_id(r.item)).collect();
+fn set_columns<'py>(py: Python<'py>, set: &RatingSet) -> PyResult<Columns<'py>> {
+    let ids = |map: &gpumf::data::IdMap, row: fn(&gpumf::data::Rating) -> u32| -> PyResult<Bound<'py, PyAny>> {
+        if map.has_labels() {
+            let shown: Vec<String> = set.entries.iter().map(|r| map.shown(row(r)).to_string()).collect();
+            return shown.into_pyobject(py).map(|list| list.into_any());
+        }
+        Ok(set.entries.iter().map(|r| map.external_id(row(r))).collect::<Vec<u64>>().into_pyarray(py).into_any())
+    };
     let ratings: Vec<f32> = set.entries.iter().map(|r| r.value).collect();
-    (users.into_pyarray(py), items.into_pyarray(py), ratings.into_pyarray(py))
+    Ok((ids(&set.users, |r| r.user)?, ids(&set.items, |r| r.item)?, ratings.into_pyarray(py)))
+}
+
+/// Where `map`'s ids include labels: each row's id (its key, as `user_ids` gives it) and
+/// its text, for the package to answer to the labels.
+fn labelled_ids<'py>(py: Python<'py>, map: &gpumf::data::IdMap) -> Option<(Bound<'py, PyArray1<u64>>, Vec<String>)> {
+    map.has_labels().then(|| (map.externals().to_pyarray(py), (0..map.len() as u32).map(|i| map.shown(i).to_string()).collect()))
 }
 
 fn load_options(format: &str, skip_bad_lines: bool, missing: Option<String>, skip_columns: usize, duplicates: &str, positive_threshold: Option<f32>, counts: bool) -> PyResult<LoadOptions> {
@@ -184,14 +198,14 @@ fn load_options(format: &str, skip_bad_lines: bool, missing: Option<String>, ski
 fn load_file<'py>(py: Python<'py>, path: PathBuf, format: &str, skip_bad_lines: bool, missing: Option<String>, skip_columns: usize, duplicates: &str, positive_threshold: Option<f32>) -> PyResult<(Columns<'py>, String)> {
     let options = load_options(format, skip_bad_lines, missing, skip_columns, duplicates, positive_threshold, false)?;
     let loaded = py.detach(|| load_ratings(&path, options)).map_err(py_err)?;
-    Ok((set_columns(py, &loaded.ratings), loaded.summary(&path)))
+    Ok((set_columns(py, &loaded.ratings)?, loaded.summary(&path)))
 }
 
 /// MovieLens latest-small, shipped inside the extension: (user ids, item ids, ratings).
 #[pyfunction]
 fn latest_small(py: Python<'_>) -> PyResult<Columns<'_>> {
     let loaded = parse_ratings(LATEST_SMALL, std::path::Path::new("ml-latest-small/ratings.csv"), LoadOptions::default()).map_err(py_err)?;
-    Ok(set_columns(py, &loaded.ratings))
+    set_columns(py, &loaded.ratings)
 }
 
 /// The GPU adapters wgpu sees, as `gpumf info --json` prints them.
@@ -638,6 +652,17 @@ impl PyModel {
     #[getter]
     fn item_ids<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<u64>> {
         self.model.items.externals().to_pyarray(py)
+    }
+
+    /// Where the users' ids include labels: (`user_ids`, each one's text); else None.
+    #[getter]
+    fn user_labels<'py>(&self, py: Python<'py>) -> Option<(Bound<'py, PyArray1<u64>>, Vec<String>)> {
+        labelled_ids(py, &self.model.users)
+    }
+
+    #[getter]
+    fn item_labels<'py>(&self, py: Python<'py>) -> Option<(Bound<'py, PyArray1<u64>>, Vec<String>)> {
+        labelled_ids(py, &self.model.items)
     }
 
     /// Whether the model knows each user's training items (files before format 2 do not).

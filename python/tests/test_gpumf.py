@@ -83,6 +83,31 @@ def test_string_ids_are_mapped_and_kept(frame, tmp_path):
     np.testing.assert_array_equal(back.recommend("u1", 5)[0], items)
 
 
+def test_a_file_of_labelled_ids_trains_and_answers_to_its_labels(frame, tmp_path):
+    # Amazon's shape written to a file: users as hashes, items as ISBNs with a leading zero.
+    named = frame.assign(user="A" + frame["user"].astype(str) + "Z", item=frame["item"].map(lambda i: f"{i:010d}"))
+    path = tmp_path / "labelled.csv"
+    named.to_csv(path, header=False, index=False)
+    from_file = gpumf.MF(threads=1, **FAST).fit(path, test_fraction=0.2)
+    from_frame = gpumf.MF(threads=1, **FAST).fit(named, test_fraction=0.2)
+    assert from_file.history[-1]["test_rmse"] == from_frame.history[-1]["test_rmse"]
+    assert from_file.user_ids[0] == "A1Z" and from_file.item_ids[0] == "0000000001"
+    items, _ = from_file.recommend("A1Z", n=5)
+    np.testing.assert_array_equal(items, from_frame.recommend("A1Z", n=5)[0])
+    assert all(len(i) == 10 for i in items)
+    # The file's labels, read again, score against the model; the model file keeps them, so
+    # the CLI and gpumf.load answer to them without a sidecar.
+    scored = from_file.score(path)
+    assert scored == from_file.score(named) and scored["rmse"] < 0.9, scored
+    saved = tmp_path / "labelled.gpumf"
+    from_file.save(saved)
+    assert not os.path.exists(str(saved) + ".labels.npz")
+    back = gpumf.load(saved)
+    np.testing.assert_array_equal(back.recommend("A1Z", n=5)[0], items)
+    out = subprocess.run([str(cli()), "predict", "--model", str(saved), "--user", "A1Z", "--top", "5"], capture_output=True, text=True, check=True)
+    assert [line.split("\t")[1] for line in out.stdout.splitlines()] == list(items)
+
+
 def test_predict_recommend_and_factors(frame):
     m = gpumf.MF(threads=1, **FAST).fit(frame)
     assert m.user_factors.shape == (610, 8) and m.user_bias.shape == (610,)

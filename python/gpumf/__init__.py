@@ -568,8 +568,9 @@ class MF:
         if self._items.labels is None:
             return ids, scores
         labels = np.full(ids.shape, None, dtype=object)
-        present = ids >= 0
-        labels[present] = self._items.decode(ids[present])
+        # Padding has a NaN score (an engine key may read as a negative int64).
+        present = ~np.isnan(scores)
+        labels[present] = self._items.decode(ids[present].astype(np.uint64))
         return labels, scores
 
     def recommend_new(self, items, n: int = 10, values=None, exclude_seen: bool = True):

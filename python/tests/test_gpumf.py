@@ -95,6 +95,9 @@ def test_a_file_of_labelled_ids_trains_and_answers_to_its_labels(frame, tmp_path
     items, _ = from_file.recommend("A1Z", n=5)
     np.testing.assert_array_equal(items, from_frame.recommend("A1Z", n=5)[0])
     assert all(len(i) == 10 for i in items)
+    many, _ = from_file.recommend_many(["A1Z", "A2Z"], n=5)
+    np.testing.assert_array_equal(many, from_frame.recommend_many(["A1Z", "A2Z"], n=5)[0])
+    assert list(many[0]) == list(items)
     # The file's labels, read again, score against the model; the model file keeps them, so
     # the CLI and gpumf.load answer to them without a sidecar.
     scored = from_file.score(path)

@@ -9,7 +9,7 @@
 //! u64 loss, u64 link, u64 flags (bit 0: non-negative factors; bit 1: binary labels follow)
 //! u64 one-class flags (bit 0: one-class settings follow; bit 1: log confidence; bit 2:
 //!     frequency-scaled regularisation)
-//! u64 id-label bytes l (0: every id a number)
+//! u64 id-label bytes l (16 where every id is a number: the two counts, 0)
 //! f32 mean, f32 lowest rating, f32 highest rating, f32 L1, f32 negative label, f32 positive label
 //! f32 unobserved weight, f32 alpha, f32 epsilon, f32 reg (the one-class loss's, for fold-in)
 //! u64 × m user ids, u64 × n item ids, f32 × m user biases, f32 × n item biases

@@ -490,8 +490,8 @@ fn labelled_ids_train_and_come_back_as_written() {
     // items of its kind 5 and some others 1.
     let (user, item) = (|u: usize| format!("A{:X}Z", u * 7919 + 3), |i: usize| format!("0{:09}", i * 37));
     let (mut tr, mut te) = (String::new(), String::new());
-    for u in 0..50 {
-        for i in 0..30 {
+    for u in 0..80 {
+        for i in 0..40 {
             let line = |r| format!("{},{},{r}\n", user(u), item(i));
             if (u + i) % 3 == 0 {
                 if (u + i) % 7 == 0 { te.push_str(&line(5)) } else { tr.push_str(&line(5)) }
@@ -503,12 +503,14 @@ fn labelled_ids_train_and_come_back_as_written() {
     std::fs::write(&train, tr).unwrap();
     std::fs::write(&test, te).unwrap();
     let s = |p: &PathBuf| p.display().to_string();
-    for (saved, extra) in [(&model, vec![]), (&cached, vec!["--memory", "256M", "--cache-dir", dir.path().to_str().unwrap()])] {
+    // In memory, and from a block cache (--memory under 4 bytes a byte of the file).
+    for (saved, extra) in [(&model, vec![]), (&cached, vec!["--memory", "100K", "--cache-dir", dir.path().to_str().unwrap()])] {
         let (train, test) = (s(&train), s(&test));
-        let mut args = vec!["train", "--train", &train, "--test", &test, "--backend", "cpu", "--epochs", "20", "--rank", "8", "--save", saved.to_str().unwrap()];
+        let mut args = vec!["train", "--train", &train, "--test", &test, "--backend", "cpu", "--threads", "1", "--epochs", "20", "--rank", "8", "--save", saved.to_str().unwrap()];
+        let on_disk = !extra.is_empty();
         args.extend(extra);
         let o = gpumf(&args);
-        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(o.status.success() && stderr(&o).contains("blocks on disk") == on_disk, "{}", stderr(&o));
         assert!(!stderr(&o).contains("unseen in training"), "the test file's labels meet the training file's: {}", stderr(&o));
     }
     for saved in [&model, &cached] {
@@ -542,4 +544,31 @@ fn labelled_ids_train_and_come_back_as_written() {
     assert!(!o.status.success() && stderr(&o).contains("users.txt:2: the model has no user B4DUSER"), "{}", stderr(&o));
     let o = gpumf(&["predict", "--model", &s(&model), "--user=-5"]);
     assert!(!o.status.success() && stderr(&o).contains("labels that are not numbers"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_block_cache_built_for_other_columns_is_not_trained_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("two.tsv");
+    // Two rating columns: --columns 1,2,3 and 1,2,4 are different data from one file.
+    let text: String = (0..3000).map(|n| format!("{}\t{}\t{}\t{}\n", n % 97, n % 89, n % 5 + 1, (n * 7) % 5 + 1)).collect();
+    std::fs::write(&data, text).unwrap();
+    let s = |p: &PathBuf| p.display().to_string();
+    let cache = dir.path().join("cache");
+    let run = |columns: &str, memory: bool| {
+        let mut args = vec!["train", "--train", data.to_str().unwrap(), "--columns", columns, "--backend", "cpu", "--threads", "1", "--epochs", "3", "--rank", "4"];
+        let cache = s(&cache);
+        if memory {
+            // Below 4 bytes a byte of the file: its ratings go to a block cache.
+            args.extend(["--memory", "100K", "--cache-dir", &cache]);
+        }
+        let o = gpumf(&args);
+        assert!(o.status.success() && stderr(&o).contains("blocks on disk"), "{}", stderr(&o));
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        out.lines().find(|l| l.starts_with("train RMSE")).expect("the train RMSE line").to_string()
+    };
+    let third = run("1,2,3", true);
+    let fourth = run("1,2,4", true);
+    assert_ne!(third, fourth, "the cache of column 3 was trained on for column 4");
+    assert_eq!(run("1,2,4", true), fourth, "the cache built for column 4 is reused for it");
 }

@@ -138,6 +138,62 @@ fn labelled_ids_are_read_with_their_texts_in_every_delimited_format() {
     assert_eq!((events.ratings.len(), events.format), (2, Format::Csv));
 }
 
+/// cuMF_SGD's 12-byte records of (user, item, rating).
+fn binary_records(records: &[(i32, i32, f32)]) -> Vec<u8> {
+    records.iter().flat_map(|&(u, i, r)| [u.to_le_bytes(), i.to_le_bytes(), r.to_le_bytes()].concat()).collect()
+}
+
+#[test]
+fn columns_name_where_the_user_item_and_rating_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let with = |spec: &str| LoadOptions { columns: Some(spec.parse().unwrap()), ..Default::default() };
+    // Book-Crossing: quoted, semicolons, a header whose names are its own.
+    let bx = write(dir.path(), "bx.csv", "\"User-ID\";\"ISBN\";\"Book-Rating\"\n\"276725\";\"034545104X\";\"0\"\n\"276726\";\"0155061224\";\"5\"\n");
+    let e = load(&bx).unwrap_err().to_string();
+    assert!(e.contains("header has no user column") && e.contains("--columns USER,ITEM[,RATING]"), "{e}");
+    let set = load_ratings(&bx, with("user-id,ISBN,Book-Rating")).unwrap().ratings;
+    assert_eq!(set.items.shown(0).to_string(), "034545104X");
+    assert_eq!(set.entries.iter().map(|r| r.value).collect::<Vec<_>>(), [0.0, 5.0]);
+    assert_eq!(triplets(&load_ratings(&bx, with("1,2,3")).unwrap().ratings), triplets(&set));
+    // Last.fm 360K: tab-separated user hash, artist id, artist name, plays; no header, and
+    // the name column holds text. By number; further columns ignored; as events without a
+    // rating column.
+    let lfm = write(dir.path(), "lfm.tsv", "00000c28\t3bd73256-39\tbetty blowtorch\t2137\t\n00000c28\tf2fb0ff0-56\tdie Ärzte\t1099\n00001411\t3bd73256-39\tbetty blowtorch\t12\n");
+    let set = load_ratings(&lfm, with("1,2,4")).unwrap().ratings;
+    assert_eq!((set.users.len(), set.items.len()), (2, 2));
+    assert_eq!(set.entries.iter().map(|r| r.value).collect::<Vec<_>>(), [2137.0, 1099.0, 12.0]);
+    let events = load_ratings(&lfm, with("1,2")).unwrap();
+    assert_eq!((events.ratings.len(), events.events.map(|e| e.0)), (3, Some(3)));
+    // Streamed piece by piece (--memory), the same.
+    let mut streamed = Vec::new();
+    gpumf::data::stream_ratings(&lfm, &with("1,2,4"), |rs| {
+        streamed.extend_from_slice(rs);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(streamed, set.entries);
+    // What cannot be: a name without a header, a column past the header's, a rating column
+    // of text, columns of another format, and specs that are no columns.
+    for (file, spec, words) in [(&lfm, "user,2", "has no column \"user\" (it has 00000c28, 3bd73256-39"), (&bx, "1,2,9", "bx.csv:1: missing field: expected 9 to 16 semicolon-separated fields, found 3"), (&bx, "1,2,Rating", "no column \"Rating\""), (&lfm, "1,2,3", "lfm.tsv:2: rating \"die Ärzte\" is not a number")] {
+        let e = load_ratings(file, with(spec)).unwrap_err().to_string();
+        assert!(e.contains(words), "{spec}: {e}");
+    }
+    let told = LoadOptions { format: Format::Tab, ..with("user,2") };
+    assert!(load_ratings(&lfm, told).unwrap_err().to_string().contains("has no header line to name columns; give their numbers"));
+    let mtx = write(dir.path(), "m.mtx", "%%MatrixMarket matrix coordinate real general\n2 2 1\n1 2 3\n");
+    assert!(load_ratings(&mtx, with("1,2,3")).unwrap_err().to_string().contains("--columns applies to delimited text"));
+    let records = dir.path().join("r.bin");
+    std::fs::write(&records, binary_records(&[(1, 2, 3.0), (2, 1, 4.0)])).unwrap();
+    let e = load_ratings(&records, with("1,2,3")).unwrap_err().to_string();
+    assert!(e.contains("--columns applies to delimited text") && e.contains("binary"), "{e}");
+    let e = gpumf::data::stream_ratings(&records, &with("1,2,3"), |_| Ok(())).unwrap_err().to_string();
+    assert!(e.contains("--columns applies to delimited text"), "{e}");
+    for (spec, words) in [("0,1,2", "from 1"), ("1", "USER,ITEM[,RATING]"), ("1,2,3,4", "USER,ITEM[,RATING]"), ("1,1,3", "named twice"), ("1,,3", "empty"), ("1,2,17", "more than 16")] {
+        let e = spec.parse::<gpumf::data::Columns>().unwrap_err();
+        assert!(e.contains(words), "{spec}: {e}");
+    }
+}
+
 #[test]
 fn files_of_events_load_as_ones_and_say_so() {
     let dir = tempfile::tempdir().unwrap();

@@ -336,7 +336,12 @@ fn expected_header(identity: &Identity, load: &LoadOptions, settings: &CacheSett
         version: VERSION,
         input: identity.clone(),
         skip_bad_lines: load.skip_bad_lines,
-        format: format!("{:?}{}", load.format, load.positive_threshold.map_or(String::new(), |t| format!(", ratings of {t} and above as 1"))),
+        format: format!(
+            "{:?}{}{}",
+            load.format,
+            load.positive_threshold.map_or(String::new(), |t| format!(", ratings of {t} and above as 1")),
+            load.columns.as_ref().map_or(String::new(), |c| format!(", columns {c}"))
+        ),
         user_blocks: grid.user_blocks.min(found.users.max(1)),
         item_blocks: grid.item_blocks.min(found.items.max(1)),
         by_user: settings.order == Order::ByUser,

@@ -103,6 +103,12 @@ pub struct InputArgs {
     /// add up with --duplicates sum.
     #[arg(long)]
     pub counts: bool,
+    /// Which columns hold the user, the item and the rating (USER,ITEM[,RATING]; without a
+    /// rating, each line is an event), by number from 1 (`--columns 1,2,4`: Last.fm's plays)
+    /// or by the header's names (`--columns User-ID,ISBN,Book-Rating`), for delimited files
+    /// laid out otherwise; further columns are ignored.
+    #[arg(long)]
+    pub columns: Option<gpumf::data::Columns>,
 }
 
 impl InputArgs {
@@ -116,6 +122,7 @@ impl InputArgs {
             duplicates: self.duplicates,
             positive_threshold: self.positive_threshold,
             counts: self.counts,
+            columns: self.columns.clone(),
             max_bytes: None,
         }
     }

@@ -79,6 +79,64 @@ impl crate::choice::Choice for Duplicates {
     ];
 }
 
+/// A column of a delimited file: its number (from 1) or its header's name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Column {
+    Number(usize),
+    Name(String),
+}
+
+/// Which columns hold the user, the item and (unless the lines are events) the rating
+/// (`--columns 1,2,4`, or by the header's names: `--columns User-ID,ISBN,Book-Rating`), for
+/// files laid out otherwise (Last.fm's plays, Book-Crossing's ratings). Further columns are
+/// ignored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Columns {
+    pub user: Column,
+    pub item: Column,
+    pub rating: Option<Column>,
+}
+
+impl std::str::FromStr for Columns {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Columns, String> {
+        let column = |t: &str| match t.trim().parse::<usize>() {
+            Ok(0) => Err("columns are numbered from 1".to_string()),
+            Ok(n) if n > MAX_FIELDS => Err(format!("column {n}: lines of more than {MAX_FIELDS} fields are not read")),
+            Ok(n) => Ok(Column::Number(n)),
+            Err(_) if t.trim().is_empty() => Err("a column is empty".to_string()),
+            Err(_) => Ok(Column::Name(t.trim().to_string())),
+        };
+        let parts: Vec<&str> = text.split(',').collect();
+        if !(2..=3).contains(&parts.len()) {
+            return Err(format!("{text:?}: expected USER,ITEM[,RATING], each a column's number (from 1) or its header's name"));
+        }
+        let columns = Columns { user: column(parts[0])?, item: column(parts[1])?, rating: parts.get(2).map(|t| column(t)).transpose()? };
+        let all = [Some(&columns.user), Some(&columns.item), columns.rating.as_ref()];
+        if all.iter().flatten().enumerate().any(|(a, x)| all.iter().flatten().skip(a + 1).any(|y| x == y)) {
+            return Err(format!("{text:?}: a column is named twice"));
+        }
+        Ok(columns)
+    }
+}
+
+impl std::fmt::Display for Column {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Column::Number(n) => write!(f, "{n}"),
+            Column::Name(name) => f.write_str(name),
+        }
+    }
+}
+
+impl std::fmt::Display for Columns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{},{}", self.user, self.item)?;
+        self.rating.iter().try_for_each(|r| write!(f, ",{r}"))
+    }
+}
+
 /// How to read a rating file.
 #[derive(Clone, Debug, Default)]
 pub struct LoadOptions {
@@ -98,6 +156,8 @@ pub struct LoadOptions {
     pub positive_threshold: Option<f32>,
     /// The third column counts events (plays, clicks) or weighs them, for a one-class loss.
     pub counts: bool,
+    /// Where the user, item and rating are, when not where the format puts them.
+    pub columns: Option<Columns>,
     /// The most bytes of the file a loader reads: `None` is the memory available when the file
     /// is read whole (`--memory` when given), and, streamed, a regular file's size and no limit
     /// for a pipe. A device that goes on (/dev/zero) is an error at this many bytes.
@@ -184,9 +244,10 @@ fn parse_values(bytes: &[u8], path: &Path, options: LoadOptions) -> Result<Loade
         return Err(Error::Format { path: path.into(), message: format!("this is {what}") });
     }
     let format = match options.format {
-        Format::Auto => detect_format(bytes, path, options.split_column)?,
+        Format::Auto => detect_format(bytes, path, &options)?,
         f => f,
     };
+    refuse_columns(format, path, &options)?;
     if format == Format::Binary {
         // Detection may find binary records where the user expected text with a split column.
         if options.split_column.is_some() {
@@ -205,7 +266,7 @@ fn parse_values(bytes: &[u8], path: &Path, options: LoadOptions) -> Result<Loade
         let (ratings, skipped_lines) = super::dense::parse_dense(bytes, path, options.missing.as_deref(), options.skip_columns, options.skip_bad_lines)?;
         return Ok(Loaded { ratings, format, skipped_lines, test_marks: None, duplicates: 0, duplicate_policy: Duplicates::Keep, binarised: None, events: None });
     }
-    let mut layout = Layout::for_file(format, bytes, path)?;
+    let mut layout = Layout::for_file(format, bytes, path, options.columns.as_ref())?;
     if let Some(column) = options.split_column {
         layout.mark_split(column, format)?;
     }
@@ -509,8 +570,19 @@ fn implausible_binary(bytes: &[u8]) -> Option<String> {
     None
 }
 
+/// `--columns` where the format fixes where the ids are (binary records, a dense grid,
+/// Matrix Market's entries) is an error, not ignored.
+fn refuse_columns(format: Format, path: &Path, options: &LoadOptions) -> Result<()> {
+    match &options.columns {
+        Some(_) if matches!(format, Format::Mtx | Format::Dense | Format::Binary) => {
+            Err(Error::InvalidParameter(format!("--columns applies to delimited text, and {} is read as {}", path.display(), crate::choice::Choice::name(format))))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Guesses the format from the first bytes of (decompressed) content.
-fn detect_format(bytes: &[u8], path: &Path, split_column: Option<usize>) -> Result<Format> {
+fn detect_format(bytes: &[u8], path: &Path, options: &LoadOptions) -> Result<Format> {
     // Text rating files never hold a NUL byte; binary records of small ids always do. The
     // binary format is assumed only for its extension or records that look like ratings.
     if bytes[..bytes.len().min(4096)].contains(&0) {
@@ -528,13 +600,14 @@ fn detect_format(bytes: &[u8], path: &Path, split_column: Option<usize>) -> Resu
             }),
         };
     }
-    Ok(detect_text_format(bytes, split_column))
+    Ok(detect_text_format(bytes, options.split_column, options.columns.as_ref()))
 }
 
 /// A text format from the first data line. A header has a word past the user and item columns
 /// (ids may be labels, so a word there is no sign), or names one of them; a split column's
-/// words (train, test) are not a sign of one.
-fn detect_text_format(bytes: &[u8], split_column: Option<usize>) -> Format {
+/// words (train, test) are not a sign of one. With `--columns`, a word in the rating column is
+/// the sign (any other column may hold text), and names given there need a header.
+fn detect_text_format(bytes: &[u8], split_column: Option<usize>, columns: Option<&Columns>) -> Format {
     if bytes.starts_with(b"%%MatrixMarket") {
         return Format::Mtx;
     }
@@ -547,10 +620,15 @@ fn detect_text_format(bytes: &[u8], split_column: Option<usize>) -> Format {
         let name = f.trim().trim_matches('"').to_ascii_lowercase();
         USER_COLUMNS.contains(&name.as_str()) || ITEM_COLUMNS.contains(&name.as_str())
     };
-    let looks_like_header = delim
-        .split(first)
-        .enumerate()
-        .any(|(c, f)| Some(c + 1) != split_column && (names_a_column(f) || (c >= 2 && f.trim().parse::<f64>().is_err())));
+    let fields: Vec<&str> = delim.split(first).collect();
+    let looks_like_header = match columns {
+        Some(Columns { user, item, rating }) => {
+            let named = [Some(user), Some(item), rating.as_ref()].into_iter().flatten().any(|c| matches!(c, Column::Name(_)));
+            let word_rating = matches!(rating, Some(Column::Number(r)) if fields.get(r - 1).is_some_and(|f| f.trim().trim_matches('"').parse::<f64>().is_err()));
+            named || word_rating || fields.iter().any(|f| names_a_column(f))
+        }
+        None => fields.iter().enumerate().any(|(c, f)| Some(c + 1) != split_column && (names_a_column(f) || (c >= 2 && f.trim().parse::<f64>().is_err()))),
+    };
     if looks_like_header {
         return Format::Csv;
     }
@@ -596,7 +674,16 @@ impl Layout {
         }
     }
 
-    fn for_file(format: Format, bytes: &[u8], path: &Path) -> Result<Layout> {
+    fn for_file(format: Format, bytes: &[u8], path: &Path, columns: Option<&Columns>) -> Result<Layout> {
+        let mut layout = Self::of_format(format, bytes, path, columns)?;
+        // (A header's layout takes them itself, by its names.)
+        if let Some(columns) = columns.filter(|_| format != Format::Csv) {
+            layout.take_columns(columns, &[], path)?;
+        }
+        Ok(layout)
+    }
+
+    fn of_format(format: Format, bytes: &[u8], path: &Path, columns: Option<&Columns>) -> Result<Layout> {
         // `user item rating [timestamp]` lines, or a file of events whose first line is
         // `user item`: then every line is (a line of two fields among ratings is a fault).
         let plain = |delimiter: Delimiter| {
@@ -613,13 +700,13 @@ impl Layout {
             }
             Format::Space => plain(Delimiter::Whitespace),
             Format::Dat => plain(Delimiter::DoubleColon),
-            Format::Csv => Self::with_header(bytes, path)?,
+            Format::Csv => Self::with_header(bytes, path, columns)?,
             Format::Mtx => Self::matrix_market(bytes, path)?,
             Format::Auto | Format::Binary | Format::Dense => unreachable!("detected and handled before"),
         })
     }
 
-    fn with_header(bytes: &[u8], path: &Path) -> Result<Layout> {
+    fn with_header(bytes: &[u8], path: &Path, columns: Option<&Columns>) -> Result<Layout> {
         let end = bytes.iter().position(|&b| b == b'\n').unwrap_or(bytes.len());
         let header = std::str::from_utf8(&bytes[..end])
             .map_err(|_| Error::Parse { path: path.into(), line: 1, message: "header line is not UTF-8 text".into() })?
@@ -648,28 +735,46 @@ impl Layout {
                 path: path.into(),
                 line: 1,
                 message: format!(
-                    "header has no {what} column (looked for {}; found {})",
+                    "header has no {what} column (looked for {}; found {}); --columns USER,ITEM[,RATING] names them (by header name or number from 1)",
                     wanted.join(", "),
                     names.join(", ")
                 ),
             })
         };
+        let body_start = (end + 1).min(bytes.len());
+        let layout = Layout { min_fields: names.len(), max_fields: names.len(), body_start, ..Layout::plain(delimiter) };
+        if let Some(columns) = columns {
+            let mut layout = layout;
+            layout.take_columns(columns, &names, path)?;
+            return Ok(layout);
+        }
         let user_col = find(&USER_COLUMNS, "user")?;
         let item_col = find(&ITEM_COLUMNS, "item")?;
         // A header of a user and an item only: a file of events.
         let rating_col = find(&["rating", "score", "value", "count", "weight", "plays"], "rating").unwrap_or(usize::MAX);
-        Ok(Layout {
-            delimiter,
-            user_col,
-            item_col,
-            rating_col,
-            min_fields: names.len(),
-            max_fields: names.len(),
-            body_start: (end + 1).min(bytes.len()),
-            comment: b'#',
-            mtx_size: None,
-            split_col: None,
-        })
+        Ok(Layout { user_col, item_col, rating_col, ..layout })
+    }
+
+    /// The user, item and rating columns `columns` names: by number, or by a name of the
+    /// header (`names`, lower case; none for a file without one). Any line with the columns
+    /// asked for is read, further columns ignored.
+    fn take_columns(&mut self, columns: &Columns, names: &[String], path: &Path) -> Result<()> {
+        let index = |column: &Column| -> Result<usize> {
+            let bad = |why: String| Error::InvalidParameter(format!("--columns {columns}: {why}"));
+            match column {
+                Column::Number(n) if !names.is_empty() && *n > names.len() => Err(bad(format!("{} has {} columns", path.display(), names.len()))),
+                Column::Number(n) => Ok(n - 1),
+                Column::Name(_) if names.is_empty() => Err(bad(format!("{} has no header line to name columns; give their numbers (from 1)", path.display()))),
+                Column::Name(name) => names.iter().position(|n| n.eq_ignore_ascii_case(name)).ok_or_else(|| bad(format!("the header of {} has no column {name:?} (it has {})", path.display(), names.join(", ")))),
+            }
+        };
+        self.user_col = index(&columns.user)?;
+        self.item_col = index(&columns.item)?;
+        self.rating_col = columns.rating.as_ref().map(index).transpose()?.unwrap_or(usize::MAX);
+        let last = self.user_col.max(self.item_col).max(if self.rating_col == usize::MAX { 0 } else { self.rating_col });
+        self.min_fields = last + 1;
+        self.max_fields = MAX_FIELDS;
+        Ok(())
     }
 
     fn matrix_market(bytes: &[u8], path: &Path) -> Result<Layout> {
@@ -872,6 +977,9 @@ fn long_line(raw: &[u8]) -> String {
     let head = String::from_utf8_lossy(&raw[..raw.len().min(200)]);
     format!("a line of {} bytes, longer than any line of ratings (at most {}): {}", raw.len(), crate::resources::human_bytes(MAX_LINE as u64), quoted(&head))
 }
+
+/// The most fields of a line that are read (more are counted, not kept).
+const MAX_FIELDS: usize = 16;
 
 /// Splits a line into at most `out.len()` fields without allocating; returns the field count
 /// (which may exceed `out.len()`: extra fields are counted, not stored).
@@ -1207,14 +1315,15 @@ fn stream_in_pieces(path: &Path, options: &LoadOptions, piece_bytes: usize, sink
         return Err(Error::Format { path: path.into(), message: format!("this is {what}; --memory reads uncompressed rating files piece by piece: unpack it first") });
     }
     let format = match options.format {
-        Format::Auto => detect_format(&piece, path, None)?,
+        Format::Auto => detect_format(&piece, path, options)?,
         f => f,
     };
+    refuse_columns(format, path, options)?;
     let mut stream = Stream { path, skip_bad_lines: options.skip_bad_lines, threshold: options.positive_threshold, users: IdMap::new(), items: IdMap::new(), labels: Labels::default(), count: 0, skipped: 0, sink };
     if format == Format::Binary {
         stream.binary(pieces, piece, at_end)?;
     } else {
-        stream.text(pieces, piece, at_end, format, piece_bytes)?;
+        stream.text(pieces, piece, at_end, format, piece_bytes, options.columns.as_ref())?;
     }
     if stream.count == 0 {
         return Err(Error::Format { path: path.into(), message: "no valid ratings".into() });
@@ -1281,8 +1390,8 @@ impl<S: FnMut(&[Rating]) -> Result<()>> Stream<'_, S> {
     }
 
     /// Delimited text, piece by piece, each piece cut after its last whole line.
-    fn text(&mut self, mut pieces: Pieces, mut piece: Vec<u8>, mut at_end: bool, format: Format, piece_bytes: usize) -> Result<()> {
-        let layout = Layout::for_file(format, &piece, self.path)?;
+    fn text(&mut self, mut pieces: Pieces, mut piece: Vec<u8>, mut at_end: bool, format: Format, piece_bytes: usize, columns: Option<&Columns>) -> Result<()> {
+        let layout = Layout::for_file(format, &piece, self.path, columns)?;
         let mut lines_before = count_lines(&piece[..layout.body_start]);
         piece.drain(..layout.body_start);
         let mut out = Vec::new();

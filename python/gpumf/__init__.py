@@ -167,7 +167,7 @@ def _pick(columns, wanted, position: int, what: str):
 
 
 # What ``fit`` passes to the rating-file loader; all but ``positive_threshold`` apply to files only.
-_LOAD_OPTIONS = ("format", "skip_bad_lines", "missing", "skip_columns", "duplicates", "counts", "positive_threshold")
+_LOAD_OPTIONS = ("format", "skip_bad_lines", "missing", "skip_columns", "duplicates", "counts", "positive_threshold", "columns")
 
 
 def _is_path(v) -> bool:

@@ -177,7 +177,9 @@ fn labelled_ids<'py>(py: Python<'py>, map: &gpumf::data::IdMap) -> Option<(Bound
     map.has_labels().then(|| (map.externals().to_pyarray(py), (0..map.len() as u32).map(|i| map.shown(i).to_string()).collect()))
 }
 
-fn load_options(format: &str, skip_bad_lines: bool, missing: Option<String>, skip_columns: usize, duplicates: &str, positive_threshold: Option<f32>, counts: bool) -> PyResult<LoadOptions> {
+#[allow(clippy::too_many_arguments)]
+fn load_options(format: &str, skip_bad_lines: bool, missing: Option<String>, skip_columns: usize, duplicates: &str, positive_threshold: Option<f32>, counts: bool, columns: Option<&str>) -> PyResult<LoadOptions> {
+    let columns = columns.map(|c| c.parse::<gpumf::data::Columns>().map_err(|e| PyValueError::new_err(format!("columns={c:?}: {e}")))).transpose()?;
     Ok(LoadOptions {
         format: named::<Format>(format, "format")?,
         skip_bad_lines,
@@ -187,16 +189,17 @@ fn load_options(format: &str, skip_bad_lines: bool, missing: Option<String>, ski
         duplicates: named::<Duplicates>(duplicates, "duplicates")?,
         positive_threshold,
         counts,
+        columns,
         max_bytes: None,
     })
 }
 
 /// Reads a rating file with the CLI's loader: (user ids, item ids, ratings) in file order.
 #[pyfunction]
-#[pyo3(signature = (path, format="auto", skip_bad_lines=false, missing=None, skip_columns=0, duplicates="keep", positive_threshold=None))]
+#[pyo3(signature = (path, format="auto", skip_bad_lines=false, missing=None, skip_columns=0, duplicates="keep", positive_threshold=None, columns=None))]
 #[allow(clippy::too_many_arguments)]
-fn load_file<'py>(py: Python<'py>, path: PathBuf, format: &str, skip_bad_lines: bool, missing: Option<String>, skip_columns: usize, duplicates: &str, positive_threshold: Option<f32>) -> PyResult<(Columns<'py>, String)> {
-    let options = load_options(format, skip_bad_lines, missing, skip_columns, duplicates, positive_threshold, false)?;
+fn load_file<'py>(py: Python<'py>, path: PathBuf, format: &str, skip_bad_lines: bool, missing: Option<String>, skip_columns: usize, duplicates: &str, positive_threshold: Option<f32>, columns: Option<&str>) -> PyResult<(Columns<'py>, String)> {
+    let options = load_options(format, skip_bad_lines, missing, skip_columns, duplicates, positive_threshold, false, columns)?;
     let loaded = py.detach(|| load_ratings(&path, options)).map_err(py_err)?;
     Ok((set_columns(py, &loaded.ratings)?, loaded.summary(&path)))
 }
@@ -316,7 +319,7 @@ fn train_columns(py: Python<'_>, data: ColumnArgs<'_>, test: Option<ColumnArgs<'
 /// Trains on rating files read by the CLI's loader, as `gpumf train --train PATH` does: the
 /// ratings go from the file to the engine without a round trip through Python.
 #[pyfunction]
-#[pyo3(signature = (path, test_path, test_fraction, settings, format="auto", skip_bad_lines=false, missing=None, skip_columns=0, duplicates="keep", positive_threshold=None, counts=false, on_epoch=None, on_note=None))]
+#[pyo3(signature = (path, test_path, test_fraction, settings, format="auto", skip_bad_lines=false, missing=None, skip_columns=0, duplicates="keep", positive_threshold=None, counts=false, columns=None, on_epoch=None, on_note=None))]
 #[allow(clippy::too_many_arguments)]
 fn train_files(
     py: Python<'_>,
@@ -331,10 +334,11 @@ fn train_files(
     duplicates: &str,
     positive_threshold: Option<f32>,
     counts: bool,
+    columns: Option<&str>,
     on_epoch: Option<Py<PyAny>>,
     on_note: Option<Py<PyAny>>,
 ) -> PyResult<Fitted> {
-    let load = load_options(format, skip_bad_lines, missing, skip_columns, duplicates, positive_threshold, counts)?;
+    let load = load_options(format, skip_bad_lines, missing, skip_columns, duplicates, positive_threshold, counts, columns)?;
     let holdout = match (test_path, test_fraction) {
         (Some(_), Some(_)) => return Err(PyValueError::new_err("give test or test_fraction, not both")),
         (Some(test), None) => Holdout::File(test),

@@ -111,6 +111,19 @@ def test_a_file_of_labelled_ids_trains_and_answers_to_its_labels(frame, tmp_path
     assert [line.split("\t")[1] for line in out.stdout.splitlines()] == list(items)
 
 
+def test_columns_pick_the_user_item_and_rating_of_a_file(tmp_path):
+    # Last.fm's shape: user hash, artist id, artist name, plays.
+    path = tmp_path / "plays.tsv"
+    lines = [f"u{u:03x}\tart{a}\tname {a}\t{(u * a) % 50 + 1}" for u in range(40) for a in range(u % 7, 30, 3)]
+    path.write_text("\n".join(lines) + "\n")
+    m = gpumf.MF(loss="ials", verbose=False, backend="cpu", rank=8, epochs=3).fit(path, columns="1,2,4", counts=True)
+    assert m.user_ids[0] == "u000" and m.item_ids[0] == "art0"
+    with pytest.raises(ValueError, match="plays.tsv:2: rating .name 3. is not a number"):
+        gpumf.MF(**FAST).fit(path, columns="1,2,3")
+    with pytest.raises(ValueError, match="columns=.1.: .*USER,ITEM"):
+        gpumf.MF(**FAST).fit(path, columns="1")
+
+
 def test_predict_recommend_and_factors(frame):
     m = gpumf.MF(threads=1, **FAST).fit(frame)
     assert m.user_factors.shape == (610, 8) and m.user_bias.shape == (610,)

@@ -616,10 +616,6 @@ fn detect_text_format(bytes: &[u8], split_column: Option<usize>, columns: Option
     if delim == Delimiter::DoubleColon {
         return Format::Dat;
     }
-    let names_a_column = |f: &str| {
-        let name = f.trim().trim_matches('"').to_ascii_lowercase();
-        USER_COLUMNS.contains(&name.as_str()) || ITEM_COLUMNS.contains(&name.as_str())
-    };
     let fields: Vec<&str> = delim.split(first).collect();
     let looks_like_header = match columns {
         Some(Columns { user, item, rating }) => {
@@ -1203,9 +1199,14 @@ fn field_lines<T>(path: &Path, expected: &str, parse: impl Fn(&[&str]) -> std::r
 /// its first field names a column as a rating file's header does (user, userId, item, ...), or
 /// is a word above a line of numeric ids. (Ids may be labels, so a word alone is no sign.)
 fn is_header(fields: &[&str], next: Option<Vec<&str>>) -> bool {
-    let first = fields[0].trim_matches('"').to_ascii_lowercase();
     let numeric_below = next.is_some_and(|f| f[0].bytes().all(|b| b.is_ascii_digit()));
-    USER_COLUMNS.contains(&first.as_str()) || ITEM_COLUMNS.contains(&first.as_str()) || (numeric_below && first.bytes().any(|b| b.is_ascii_alphabetic()))
+    names_a_column(fields[0]) || (numeric_below && fields[0].bytes().any(|b| b.is_ascii_alphabetic()))
+}
+
+/// Whether a field is the name a header gives the user or the item column.
+fn names_a_column(field: &str) -> bool {
+    let name = field.trim().trim_matches('"').to_ascii_lowercase();
+    USER_COLUMNS.contains(&name.as_str()) || ITEM_COLUMNS.contains(&name.as_str())
 }
 
 /// The names a header gives the user and the item column.

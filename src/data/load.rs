@@ -1068,7 +1068,8 @@ fn split_mark(field: &[u8]) -> Option<bool> {
     }
 }
 
-fn trim_field(field: &[u8]) -> &[u8] {
+/// A field without the spaces and the one pair of quotes around it.
+pub(super) fn trim_field(field: &[u8]) -> &[u8] {
     let field = field.trim_ascii();
     field.strip_prefix(b"\"").and_then(|f| f.strip_suffix(b"\"")).unwrap_or(field)
 }

@@ -107,11 +107,9 @@ pub struct ExternalId {
 
 impl ExternalId {
     pub fn parse(text: &str, what: &str) -> std::result::Result<ExternalId, String> {
-        let field = text.trim();
-        let field = field.strip_prefix('"').and_then(|f| f.strip_suffix('"')).unwrap_or(field);
-        Ok(match IdToken::read(field.as_bytes(), what)? {
+        Ok(match IdToken::read(load::trim_field(text.as_bytes()), what)? {
             IdToken::Number(key) => ExternalId { key, label: None },
-            IdToken::Label(key, _) => ExternalId { key, label: Some(field.into()) },
+            IdToken::Label(key, field) => ExternalId { key, label: Some(String::from_utf8_lossy(field).into()) },
         })
     }
 }

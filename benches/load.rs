@@ -19,6 +19,17 @@ fn labelled_text(n: usize) -> Vec<u8> {
     s.into_bytes()
 }
 
+/// `n` events in Last.fm's or a click log's shape: a user and an item a line, no rating.
+fn events_text(n: usize) -> Vec<u8> {
+    let numbers = String::from_utf8(ratings_text(n, "\t", None)).expect("text");
+    let mut s = String::with_capacity(n * 14);
+    for line in numbers.lines() {
+        let mut f = line.split('\t');
+        let _ = writeln!(s, "{}\t{}", f.next().expect("a user"), f.next().expect("an item"));
+    }
+    s.into_bytes()
+}
+
 fn ratings_text(n: usize, delimiter: &str, header: Option<&str>) -> Vec<u8> {
     let mut s = String::with_capacity(n * 24);
     if let Some(h) = header {
@@ -44,6 +55,7 @@ fn bench(c: &mut Criterion) {
         ("tab (u.data)", ratings_text(n, "\t", None)),
         ("csv with header (ratings.csv)", ratings_text(n, ",", Some("userId,movieId,rating,timestamp"))),
         ("comma, labelled ids (Amazon's ASINs)", labelled_text(n)),
+        ("tab, events (a user and an item)", events_text(n)),
     ] {
         group.bench_function(format!("{name}, {n} ratings"), |b| {
             b.iter(|| parse_ratings(&text, Path::new("bench"), LoadOptions { format: Format::Auto, ..Default::default() }).unwrap())

@@ -306,7 +306,7 @@ fn parse_text(bytes: &[u8], path: &Path, layout: &Layout, options: &LoadOptions,
             return Err(Error::Parse { path: path.into(), line: line_of(ci, *local_line), message: message.clone() });
         }
         if let Some(first) = chunk.first_event {
-            events.get_or_insert((0, line_of(ci, first))).0 += chunk.events;
+            events.get_or_insert_with(|| (0, line_of(ci, first))).0 += chunk.events;
         }
         total += chunk.triplets.len();
         skipped += chunk.skipped;

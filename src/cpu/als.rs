@@ -24,7 +24,7 @@ use crate::objective::{LossSums, OneClass};
 use crate::problem::Problem;
 use crate::schedule::Schedule;
 use crate::solver::{EpochFigures, Solver};
-use crate::vector::{axpy, dot, Lanes};
+use crate::vector::{axpy, prefetch, Lanes};
 use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
 use std::collections::VecDeque;
@@ -241,20 +241,23 @@ impl Store {
         let gq = item_gram.take().unwrap_or_else(|| gramian(m.item_factors.view()));
         let (p, q) = (m.user_factors.as_slice_mut().expect("row-major"), m.item_factors.as_slice_mut().expect("row-major"));
         self.for_each_band(Half::Users, one_class, None, |rows, events| {
-            solve_side(&mut p[rows.start * k..rows.end * k], q, &gq, events, fit);
+            solve_side(&mut p[rows.start * k..rows.end * k], q, &gq, events, fit, false);
             Ok(())
         })?;
         let gp = gramian(m.user_factors.view());
         let (q, p) = (m.item_factors.as_slice_mut().expect("row-major"), m.user_factors.as_slice().expect("row-major"));
+        // The items are solved last, so their events' part of the loss is taken as each block
+        // is solved, while the user rows it names are still in cache.
+        let mut train = LossSums::default();
         self.for_each_band(Half::Items, one_class, None, |rows, events| {
-            solve_side(&mut q[rows.start * k..rows.end * k], p, &gp, events, fit);
+            train = train.merge(solve_side(&mut q[rows.start * k..rows.end * k], p, &gp, events, fit, true));
             Ok(())
         })?;
         let gq = gramian(m.item_factors.view());
-        let figures = epoch_figures(m, self, one_class, (&gp, &gq), test, score_test)?;
+        let figures = epoch_figures(m, self, one_class, (&gp, &gq), Some(train), test, score_test)?;
         *item_gram = Some(gq);
-        // From disk: a read of every block for each side, and one more for the loss.
-        Ok(EpochFigures { streamed_bytes: 3 * self.disk_bytes(), ..figures })
+        // From disk: a read of every block for each side.
+        Ok(EpochFigures { streamed_bytes: 2 * self.disk_bytes(), ..figures })
     }
 
     /// NDCG@20 of `model`'s lists on the held-out events `test` when `score_test`; none with
@@ -304,8 +307,9 @@ fn solve_blocks(events: &Events, k: usize) -> Vec<std::ops::Range<usize>> {
 }
 
 /// Solves the rows of `rows` (k floats each, one per row of `events`) against the fixed
-/// `other` side's rows, whose Gramian is `gram`, in parallel.
-fn solve_side(rows: &mut [f32], other: &[f32], gram: &Array2<f32>, events: &Events, fit: &OneClassFit) {
+/// `other` side's rows, whose Gramian is `gram`, in parallel; with `sums`, returns the loss's
+/// sums over their events once solved ([`event_sums`]), added block by block in order.
+fn solve_side(rows: &mut [f32], other: &[f32], gram: &Array2<f32>, events: &Events, fit: &OneClassFit, sums: bool) -> LossSums {
     let one_class = &fit.settings;
     let k = gram.nrows();
     let lambdas = events.lambdas(other.len() / k.max(1), fit);
@@ -316,16 +320,24 @@ fn solve_side(rows: &mut [f32], other: &[f32], gram: &Array2<f32>, events: &Even
         pieces.push((block, piece));
         rest = tail;
     }
-    pieces.into_par_iter().for_each(|(block, x)| {
-        let systems: Vec<RowSystem> = block
-            .map(|r| {
-                let (index, weight) = events.row(r);
-                RowSystem { other, k, index, weight, w0: one_class.unobserved_weight, lambda: lambdas[r] }
-            })
-            .collect();
-        Block { systems, gram: gram.view(), w0: one_class.unobserved_weight, k }.conjugate_gradient(x, one_class.cg_steps);
-    });
+    let blocks: Vec<LossSums> = pieces
+        .into_par_iter()
+        .map(|(block, x)| {
+            let systems: Vec<RowSystem> = block
+                .map(|r| {
+                    let (index, weight) = events.row(r);
+                    RowSystem { other, k, index, weight, w0: one_class.unobserved_weight, lambda: lambdas[r] }
+                })
+                .collect();
+            Block { systems, gram: gram.view(), w0: one_class.unobserved_weight, k }.solve(x, one_class, sums)
+        })
+        .collect();
+    blocks.into_iter().fold(LossSums::default(), LossSums::merge)
 }
+
+/// Events ahead whose other-side rows are asked for while one is worked on: their misses (from
+/// L3 or memory on the first pass over a block) overlap the work.
+const AHEAD: usize = 4;
 
 /// One row's normal equations but for the Gramian's term, applied without being formed.
 struct RowSystem<'a> {
@@ -349,6 +361,9 @@ impl RowSystem<'_> {
     fn add_own_terms<L: Lanes>(&self, v: &[f32], out: &mut [f32]) {
         axpy(out, self.lambda, v);
         for (e, &c) in self.weight.iter().enumerate() {
+            if e + AHEAD < self.index.len() {
+                prefetch(self.event_row(e + AHEAD));
+            }
             let q = self.event_row(e);
             axpy(out, (c - self.w0) * L::dot(q, v), q);
         }
@@ -386,30 +401,42 @@ impl Block<'_> {
         }
     }
 
-    /// `steps` steps of conjugate gradient from the rows `x`, in place, each row its own; a
-    /// row whose residual has vanished stays where it is. Compiled for AVX2 and FMA where the
-    /// CPU has them (or AVX-512), with the same bits ([`crate::vector::Lanes`]).
-    fn conjugate_gradient(&self, x: &mut [f32], steps: usize) {
+    /// The settings' steps of conjugate gradient from the rows `x`, in place, then (with
+    /// `sums`) the loss's sums over their events. Compiled for AVX2 and FMA where the CPU has
+    /// them (or AVX-512), with the same bits ([`crate::vector::Lanes`]).
+    fn solve(&self, x: &mut [f32], one_class: &OneClass, sums: bool) -> LossSums {
         match crate::vector::widest() {
             // SAFETY (both): the CPU has the path's features (`widest` detected them).
             #[cfg(target_arch = "x86_64")]
-            crate::vector::Path::Avx512 => unsafe { self.conjugate_gradient_avx512(x, steps) },
+            crate::vector::Path::Avx512 => unsafe { self.solve_avx512(x, one_class, sums) },
             #[cfg(target_arch = "x86_64")]
-            crate::vector::Path::Avx2 => unsafe { self.conjugate_gradient_avx2(x, steps) },
-            _ => self.conjugate_gradient_with::<crate::vector::Portable>(x, steps),
+            crate::vector::Path::Avx2 => unsafe { self.solve_avx2(x, one_class, sums) },
+            _ => self.solve_with::<crate::vector::Portable>(x, one_class, sums),
         }
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn conjugate_gradient_avx2(&self, x: &mut [f32], steps: usize) {
-        self.conjugate_gradient_with::<crate::vector::Avx2>(x, steps)
+    unsafe fn solve_avx2(&self, x: &mut [f32], one_class: &OneClass, sums: bool) -> LossSums {
+        self.solve_with::<crate::vector::Avx2>(x, one_class, sums)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx2,fma")]
-    unsafe fn conjugate_gradient_avx512(&self, x: &mut [f32], steps: usize) {
-        self.conjugate_gradient_with::<crate::vector::Avx512>(x, steps)
+    unsafe fn solve_avx512(&self, x: &mut [f32], one_class: &OneClass, sums: bool) -> LossSums {
+        self.solve_with::<crate::vector::Avx512>(x, one_class, sums)
+    }
+
+    #[inline(always)]
+    fn solve_with<L: Lanes>(&self, x: &mut [f32], one_class: &OneClass, sums: bool) -> LossSums {
+        self.conjugate_gradient_with::<L>(x, one_class.cg_steps);
+        let mut total = LossSums::default();
+        if sums {
+            for (system, x) in self.systems.iter().zip(x.chunks_exact(self.k)) {
+                total = total.merge(row_sums::<L>(x, system.other, self.k, system.index, system.weight, one_class));
+            }
+        }
+        total
     }
 
     #[inline(always)]
@@ -452,17 +479,27 @@ fn event_sums(rows: &[f32], other: &[f32], k: usize, events: &Events, one_class:
         .into_par_iter()
         .map(|r| {
             let (index, weight) = events.row(r);
-            let x = &rows[r * k..(r + 1) * k];
-            let mut sums = LossSums::default();
-            let scores: Vec<(f32, f32)> = index.iter().zip(weight).map(|(&i, &c)| (dot(x, &other[i as usize * k..(i as usize + 1) * k]), c)).collect();
-            for &(s, _) in &scores {
-                sums.add([0.0, (1.0 - s) * (1.0 - s), (1.0 - s).abs(), 0.0]);
-            }
-            sums.loss = one_class.row_loss(scores, 0.0);
-            sums
+            row_sums::<crate::vector::Portable>(&rows[r * k..(r + 1) * k], other, k, index, weight, one_class)
         })
         .collect();
     sums.into_iter().fold(LossSums::default(), LossSums::merge)
+}
+
+/// [`event_sums`] of one row `x`, whose events name the `other` side's rows `index` with
+/// confidences `weight`.
+#[inline(always)]
+fn row_sums<L: Lanes>(x: &[f32], other: &[f32], k: usize, index: &[u32], weight: &[f32], one_class: &OneClass) -> LossSums {
+    let row = |i: u32| &other[i as usize * k..][..k];
+    let mut sums = LossSums::default();
+    let scores = index.iter().zip(weight).enumerate().map(|(e, (&i, &c))| {
+        if let Some(&ahead) = index.get(e + AHEAD) {
+            prefetch(row(ahead));
+        }
+        (L::dot(x, row(i)), c)
+    });
+    let loss = one_class.row_loss(scores.inspect(|&(s, _)| sums.add([0.0, (1.0 - s) * (1.0 - s), (1.0 - s).abs(), 0.0])), 0.0);
+    sums.loss = loss;
+    sums
 }
 
 /// ½w₀ Σ over every pair of s², through the Gramians of the factors: Σ_u p_uᵀ G_Q p_u = ⟨G_P, G_Q⟩.
@@ -471,18 +508,24 @@ fn all_pairs_loss(one_class: &OneClass, (gp, gq): (&Array2<f32>, &Array2<f32>)) 
 }
 
 /// What an ALS epoch reports, on either device, from `model`'s factors (in the store's order)
-/// and their Gramians `grams`: the loss over every pair, its events' part summed by user band
-/// (by user, so the item rows the events name stay in cache; one more pass over the events on
-/// disk), and NDCG@20 of the held-out events `test` when `score_test`. Its `streamed_bytes`
-/// are the caller's to fill in.
-pub(crate) fn epoch_figures(model: &Model, store: &Store, one_class: &OneClass, grams: (&Array2<f32>, &Array2<f32>), test: &[Rating], score_test: bool) -> Result<EpochFigures> {
+/// and their Gramians `grams`: the loss over every pair, its events' part `events_part` where
+/// the solve took it, else summed here by user band (so the item rows the events name stay in
+/// cache; one more pass over the events on disk), and NDCG@20 of the held-out events `test`
+/// when `score_test`. Its `streamed_bytes` are the caller's to fill in.
+pub(crate) fn epoch_figures(model: &Model, store: &Store, one_class: &OneClass, grams: (&Array2<f32>, &Array2<f32>), events_part: Option<LossSums>, test: &[Rating], score_test: bool) -> Result<EpochFigures> {
     let (p, q) = (model.user_factors.as_slice().expect("row-major"), model.item_factors.as_slice().expect("row-major"));
     let k = model.rank();
-    let mut train = LossSums::default();
-    store.for_each_band(Half::Users, one_class, None, |rows, events| {
-        train = train.merge(event_sums(&p[rows.start * k..rows.end * k], q, k, events, one_class));
-        Ok(())
-    })?;
+    let mut train = match events_part {
+        Some(sums) => sums,
+        None => {
+            let mut sums = LossSums::default();
+            store.for_each_band(Half::Users, one_class, None, |rows, events| {
+                sums = sums.merge(event_sums(&p[rows.start * k..rows.end * k], q, k, events, one_class));
+                Ok(())
+            })?;
+            sums
+        }
+    };
     train.loss += all_pairs_loss(one_class, grams);
     Ok(EpochFigures { train, test: None, ndcg: store.ndcg(model, test, score_test), kernel_seconds: None, streamed_bytes: 0, uploads: Default::default() })
 }
@@ -604,7 +647,7 @@ mod tests {
         let s = solver(&p, 2);
         let mut m = s.model.clone();
         let gq = gramian(m.item_factors.view());
-        solve_side(m.user_factors.as_slice_mut().unwrap(), m.item_factors.as_slice().unwrap(), &gq, events(&s).0, &s.fit);
+        solve_side(m.user_factors.as_slice_mut().unwrap(), m.item_factors.as_slice().unwrap(), &gq, events(&s).0, &s.fit, false);
         let (problem, m, oc) = (problem(), &m, p.one_class);
         let k = m.rank();
         for u in 0..problem.num_users() {

@@ -329,7 +329,7 @@ impl Solver for GpuAlsSolver {
         self.read_factors()?;
         let m = &self.model;
         let grams = (gramian(m.user_factors.view()), gramian(m.item_factors.view()));
-        let figures = epoch_figures(m, &self.store, &self.device.fit.settings, (&grams.0, &grams.1), &self.test, score_test)?;
+        let figures = epoch_figures(m, &self.store, &self.device.fit.settings, (&grams.0, &grams.1), None, &self.test, score_test)?;
         // From disk: a read of every block per side, and one more for the loss.
         self.done.push_back(EpochFigures { streamed_bytes: uploaded + 3 * self.store.disk_bytes(), ..figures });
         Ok(())

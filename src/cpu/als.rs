@@ -356,25 +356,17 @@ impl RowSystem<'_> {
         &self.other[self.index[e] as usize * self.k..][..self.k]
     }
 
-    /// out += λ·v + Σ_events (c − w₀)(q·v)·q: the row's terms of A·v beside w₀·G·v.
+    /// out += λ·v + Σ_events ((c − w₀)(q·v) − t·c)·q: the row's terms of A·v beside w₀·G·v, less
+    /// t·b (b = Σ_events c·q), so that t = 1 gives A·v − b in the same pass over the events.
     #[inline(always)]
-    fn add_own_terms<L: Lanes>(&self, v: &[f32], out: &mut [f32]) {
+    fn add_own_terms<L: Lanes>(&self, v: &[f32], t: f32, out: &mut [f32]) {
         axpy(out, self.lambda, v);
         for (e, &c) in self.weight.iter().enumerate() {
             if e + AHEAD < self.index.len() {
                 prefetch(self.event_row(e + AHEAD));
             }
             let q = self.event_row(e);
-            axpy(out, (c - self.w0) * L::dot(q, v), q);
-        }
-    }
-
-    /// out = b − out: the residual from A·x, b = Σ_events c·q.
-    #[inline(always)]
-    fn residual_from(&self, out: &mut [f32]) {
-        out.iter_mut().for_each(|a| *a = -*a);
-        for (e, &c) in self.weight.iter().enumerate() {
-            axpy(out, c, self.event_row(e));
+            axpy(out, (c - self.w0) * L::dot(q, v) - t * c, q);
         }
     }
 }
@@ -388,16 +380,17 @@ struct Block<'a> {
 }
 
 impl Block<'_> {
-    /// out = A·v for each row's v (rows of `v` and `out`).
+    /// out = A·v − t·b for each row's v (rows of `v` and `out`): t = 0 for A·v, 1 for the
+    /// residual's negative.
     #[inline(always)]
-    fn apply<L: Lanes>(&self, v: &[f32], out: &mut [f32]) {
+    fn apply<L: Lanes>(&self, v: &[f32], t: f32, out: &mut [f32]) {
         let n = self.systems.len();
         let v_rows = ArrayView2::from_shape((n, self.k), v).expect("n rows of k");
         let mut out_rows = ndarray::ArrayViewMut2::from_shape((n, self.k), &mut *out).expect("n rows of k");
         // V·G is (G·vᵢ)ᵀ row by row: G is symmetric.
         ndarray::linalg::general_mat_mul(self.w0, &v_rows, &self.gram, 0.0, &mut out_rows);
         for ((system, v), out) in self.systems.iter().zip(v.chunks_exact(self.k)).zip(out.chunks_exact_mut(self.k)) {
-            system.add_own_terms::<L>(v, out);
+            system.add_own_terms::<L>(v, t, out);
         }
     }
 
@@ -443,15 +436,13 @@ impl Block<'_> {
     fn conjugate_gradient_with<L: Lanes>(&self, x: &mut [f32], steps: usize) {
         let k = self.k;
         let mut r = vec![0.0f32; x.len()];
-        self.apply::<L>(x, &mut r);
-        for (system, r) in self.systems.iter().zip(r.chunks_exact_mut(k)) {
-            system.residual_from(r);
-        }
+        self.apply::<L>(x, 1.0, &mut r);
+        r.iter_mut().for_each(|a| *a = -*a);
         let mut p = r.clone();
         let mut ap = vec![0.0f32; x.len()];
         let mut rr: Vec<f32> = r.chunks_exact(k).map(|r| L::dot(r, r)).collect();
         for _ in 0..steps {
-            self.apply::<L>(&p, &mut ap);
+            self.apply::<L>(&p, 0.0, &mut ap);
             for (row, rr) in rr.iter_mut().enumerate() {
                 if *rr <= f32::MIN_POSITIVE {
                     continue;

@@ -83,9 +83,13 @@ impl Events {
 
     /// Both sides' events of `problem`'s training set, or an error when it holds none.
     pub fn of_problem(problem: &Problem, one_class: &OneClass) -> Result<(Events, Events)> {
-        let by_user = Events::by_user(&problem.train, problem.num_users(), one_class);
-        let swapped: Vec<Rating> = problem.train.iter().map(|r| Rating { user: r.item, item: r.user, value: r.value }).collect();
-        let by_item = Events::by_user(&swapped, problem.num_items(), one_class);
+        let (by_user, by_item) = rayon::join(
+            || Events::by_user(&problem.train, problem.num_users(), one_class),
+            || {
+                let swapped: Vec<Rating> = problem.train.iter().map(|r| Rating { user: r.item, item: r.user, value: r.value }).collect();
+                Events::by_user(&swapped, problem.num_items(), one_class)
+            },
+        );
         if by_user.len() == 0 {
             return Err(Error::Data("no training events: every value is 0 (below --positive-threshold?)".into()));
         }

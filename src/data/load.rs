@@ -6,6 +6,7 @@ use super::text::strip_bom;
 use super::text::{binary_record, count_lines, decimal_comma_hint, first_data_line, quoted, split_chunks, Delimiter, Interner, MAX_LINE};
 use super::{labels_clash, ExternalId, IdMap, IdToken, Rating, RatingSet, LABEL_BIT};
 use rustc_hash::FxHashMap;
+use std::hash::Hasher;
 use crate::error::{Error, Result};
 use rayon::prelude::*;
 use std::path::Path;
@@ -334,7 +335,7 @@ fn parse_text(bytes: &[u8], path: &Path, layout: &Layout, options: &LoadOptions,
         let sides = [&mut users, &mut items];
         labels.intern(chunk, &body[chunks[ci].0..chunks[ci].1], layout, |side, key| sides[side].intern_new(key), &mut entries);
     }
-    if let Some((ci, (local, message))) = labels.first_clash(&parsed, body, &chunks, layout) {
+    if let Some((ci, (local, message))) = labels.first_clash(&parsed, body, &chunks, layout, &entries) {
         return Err(Error::Parse { path: path.into(), line: line_of(ci, local), message });
     }
     let labelled = |map: IdMap, side| map.with_labels(labels.side(side)).map_err(|message| Error::Format { path: path.into(), message });
@@ -891,6 +892,8 @@ struct LabelLines {
     /// The first such rating, by its place among the chunk's.
     first: Option<usize>,
     starts: Vec<u32>,
+    /// Where the chunk's ratings start in the load's list, once interned.
+    interned_at: usize,
 }
 
 impl LabelLines {
@@ -915,20 +918,38 @@ impl LabelLines {
 
 /// The texts of labelled ids by key, users' and items', as a load first meets them.
 #[derive(Default)]
-struct Labels([FxHashMap<u64, Box<[u8]>>; 2]);
+struct Labels {
+    texts: [FxHashMap<u64, Box<[u8]>>; 2],
+    /// A second hash of each id's text ([`Labels::check`]; 0 for a number), by its dense index:
+    /// the check of a line reads 8 bytes in a list rather than a hash table's entry and the text.
+    checks: [Vec<u64>; 2],
+}
 
 impl Labels {
+    /// A second hash of a label's text, unrelated to its key's FNV-1a: two texts of one key
+    /// are told apart by it, without reading the kept text (from memory, for most lines) and
+    /// comparing the bytes. Texts alike in both hashes, one chance in 2^64 for a pair that share
+    /// a key, would be taken for one.
+    #[inline]
+    fn check(text: &[u8]) -> u64 {
+        let mut hasher = rustc_hash::FxHasher::default();
+        hasher.write(text);
+        hasher.finish()
+    }
+
     /// A chunk's ratings (`bytes` its text) interned by `intern` (a side's key to its index,
     /// and whether it is new) into `ratings`, keeping the texts of the labels met for the
     /// first time, read again from their lines. The chunk's ratings are dropped, done with.
     fn intern(&mut self, chunk: &mut ChunkResult, bytes: &[u8], layout: &Layout, mut intern: impl FnMut(usize, u64) -> (u32, bool), ratings: &mut Vec<Rating>) {
+        chunk.label_lines.interned_at = ratings.len();
         for (j, &(u, i, value, _)) in chunk.triplets.iter().enumerate() {
             let ((user, new_user), (item, new_item)) = (intern(0, u), intern(1, i));
             if (new_user && u >= LABEL_BIT) || (new_item && i >= LABEL_BIT) {
                 let ids = chunk.label_lines.line(bytes, j).and_then(|(line, _)| parse_line(line, layout).ok()).expect("a line that parsed").0;
-                for (side, (new, id)) in [(new_user, ids.0), (new_item, ids.1)].into_iter().enumerate() {
+                for (side, (new, id, index)) in [(new_user, ids.0, user), (new_item, ids.1, item)].into_iter().enumerate() {
                     if let (true, IdToken::Label(key, text)) = (new, id) {
-                        self.0[side].insert(key, text.into());
+                        self.texts[side].insert(key, text.into());
+                        self.set_check(side, index, Labels::check(text));
                     }
                 }
             }
@@ -937,16 +958,27 @@ impl Labels {
         chunk.triplets = Vec::new();
     }
 
+    fn set_check(&mut self, side: usize, index: u32, check: u64) {
+        let checks = &mut self.checks[side];
+        if checks.len() <= index as usize {
+            checks.resize(index as usize + 1, 0);
+        }
+        checks[index as usize] = check;
+    }
+
     /// The first line of `chunk` (0-based, with what is wrong) whose label has a key another
-    /// text was first met with: every line checked, in parallel, once the ids are interned.
-    fn clash(&self, chunk: &ChunkResult, bytes: &[u8], layout: &Layout) -> Option<(u64, String)> {
+    /// text was first met with: every line checked, in parallel, once the ids are interned
+    /// into `ratings`.
+    fn clash(&self, chunk: &ChunkResult, bytes: &[u8], layout: &Layout, ratings: &[Rating]) -> Option<(u64, String)> {
         let first = chunk.label_lines.first?;
+        let ratings = &ratings[chunk.label_lines.interned_at..];
         (first..first + chunk.label_lines.starts.len()).find_map(|j| {
             let (line, at) = chunk.label_lines.line(bytes, j)?;
             let ids = parse_line(line, layout).ok()?.0;
+            let indices = [ratings[j].user, ratings[j].item];
             let clash = [ids.0, ids.1].into_iter().enumerate().find_map(|(side, id)| match id {
-                IdToken::Label(key, text) => self.0[side].get(&key).filter(|kept| ***kept != *text).map(|kept| labels_clash(kept, text)),
-                IdToken::Number(_) => None,
+                IdToken::Label(key, text) if self.checks[side][indices[side] as usize] != Labels::check(text) => Some(labels_clash(&self.texts[side][&key], text)),
+                _ => None,
             })?;
             Some((count_lines(&bytes[..at]), clash))
         })
@@ -954,13 +986,13 @@ impl Labels {
 
     /// The first chunk of `parsed` (cut from `body` at `chunks`) with a [clash](Self::clash),
     /// and its line (0-based in the chunk) and fault.
-    fn first_clash(&self, parsed: &[ChunkResult], body: &[u8], chunks: &[(usize, usize)], layout: &Layout) -> Option<(usize, (u64, String))> {
-        parsed.par_iter().enumerate().find_map_first(|(c, chunk)| self.clash(chunk, &body[chunks[c].0..chunks[c].1], layout).map(|e| (c, e)))
+    fn first_clash(&self, parsed: &[ChunkResult], body: &[u8], chunks: &[(usize, usize)], layout: &Layout, ratings: &[Rating]) -> Option<(usize, (u64, String))> {
+        parsed.par_iter().enumerate().find_map_first(|(c, chunk)| self.clash(chunk, &body[chunks[c].0..chunks[c].1], layout, ratings).map(|e| (c, e)))
     }
 
     /// The texts of one side (0 users, 1 items), for [`IdMap::with_labels`].
     fn side(&self, side: usize) -> impl Iterator<Item = (u64, &[u8])> {
-        self.0[side].iter().map(|(&key, text)| (key, &**text))
+        self.texts[side].iter().map(|(&key, text)| (key, &**text))
     }
 }
 
@@ -1442,7 +1474,7 @@ impl<S: FnMut(&[Rating]) -> Result<()>> Stream<'_, S> {
             let sides = [&mut self.users, &mut self.items];
             self.labels.intern(chunk, &body[chunks[c].0..chunks[c].1], layout, |side, key| sides[side].intern_new(key), out);
         }
-        match self.labels.first_clash(&parsed, body, &chunks, layout) {
+        match self.labels.first_clash(&parsed, body, &chunks, layout, out) {
             Some((c, (local, message))) => Err(Error::Parse { path: self.path.into(), line: line_of(c, local), message }),
             None => Ok(()),
         }
@@ -1514,13 +1546,14 @@ mod stream_tests {
         let mut parsed = parsed;
         labels.intern(&mut parsed, chunk, &layout, |side, key| if side == 0 { users.intern_new(key) } else { items.intern_new(key) }, &mut ratings);
         assert_eq!(ratings.len(), 4);
-        assert_eq!(labels.clash(&parsed, chunk, &layout), None);
+        assert_eq!(labels.clash(&parsed, chunk, &layout, &ratings), None);
         let a3 = IdToken::read(b"A3", "user").unwrap().key();
-        assert_eq!(&*labels.0[0][&a3], b"A3");
+        assert_eq!(&*labels.texts[0][&a3], b"A3");
         // Had A1's key been met first with the text A3, line 1 (0-based) is the first to clash.
         let a1 = IdToken::read(b"A1", "user").unwrap().key();
-        labels.0[0].insert(a1, b"A3".as_slice().into());
-        let (line, message) = labels.clash(&parsed, chunk, &layout).unwrap();
+        labels.texts[0].insert(a1, b"A3".as_slice().into());
+        labels.set_check(0, ratings[1].user, Labels::check(b"A3"));
+        let (line, message) = labels.clash(&parsed, chunk, &layout, &ratings).unwrap();
         assert_eq!(line, 1);
         assert!(message.contains("\"A3\" and \"A1\" have the same 63-bit hash"), "{message}");
     }

@@ -138,6 +138,29 @@ fn labelled_ids_are_read_with_their_texts_in_every_delimited_format() {
     assert_eq!((events.ratings.len(), events.format), (2, Format::Csv));
 }
 
+#[test]
+fn a_quoted_field_holds_the_delimiter() {
+    // Spreadsheets quote a field with the delimiter in it; a doubled quote is a quote. Read as
+    // split at every comma, `"a,b",5,4` was user a, item b, rating 5.
+    let dir = tempfile::tempdir().unwrap();
+    let files = [
+        ("q.csv", "\"Smith, J\",\"Book, The\",4\n\"a,b\",5,3\n \"say \"\"hi,\"\"\" ,5,2\nplain,\"x\",1\n"),
+        ("q.ssv", "\"Smith; J\";\"Book; The\";4\n\"a;b\";5;3\n \"say \"\"hi;\"\"\" ;5;2\nplain;\"x\";1\n"),
+    ];
+    for (name, text) in files {
+        let set = load(&write(dir.path(), name, text)).unwrap().ratings;
+        let shown = |ids: &gpumf::data::IdMap| (0..ids.len() as u32).map(|i| ids.shown(i).to_string()).collect::<Vec<_>>();
+        let sep = if name.ends_with("csv") { "," } else { ";" };
+        let users: Vec<String> = ["Smith, J", "a,b", "say \"\"hi,\"\"", "plain"].iter().map(|u| u.replace(',', sep)).collect();
+        assert_eq!(shown(&set.users), users, "{name}");
+        assert_eq!(shown(&set.items), [&"Book, The".replace(',', sep), "5", "x"], "{name}");
+        assert_eq!(set.entries.iter().map(|r| r.value).collect::<Vec<_>>(), [4.0, 3.0, 2.0, 1.0], "{name}");
+    }
+    // A quote that never closes is text: the line splits at every delimiter.
+    let open = load(&write(dir.path(), "open.csv", "\"a,b,5\n")).unwrap().ratings;
+    assert_eq!((open.users.shown(0).to_string(), open.items.shown(0).to_string(), open.entries[0].value), ("\"a".into(), "b".into(), 5.0));
+}
+
 /// cuMF_SGD's 12-byte records of (user, item, rating).
 fn binary_records(records: &[(i32, i32, f32)]) -> Vec<u8> {
     records.iter().flat_map(|&(u, i, r)| [u.to_le_bytes(), i.to_le_bytes(), r.to_le_bytes()].concat()).collect()

@@ -3,7 +3,7 @@
 
 use super::archive::{is_packed, read_unpacked, read_unpacked_checking, unread_container};
 use super::text::strip_bom;
-use super::text::{binary_record, count_lines, decimal_comma_hint, first_data_line, quoted, split_chunks, Delimiter, Interner, MAX_LINE};
+use super::text::{binary_record, count_lines, decimal_comma_hint, field_ranges, first_data_line, quoted, split_chunks, Delimiter, Interner, MAX_LINE};
 use super::{labels_clash, ExternalId, IdMap, IdToken, Rating, RatingSet, LABEL_BIT};
 use rustc_hash::FxHashMap;
 use std::hash::Hasher;
@@ -1034,9 +1034,8 @@ fn split_fields<'a>(line: &'a [u8], delimiter: Delimiter, out: &mut [&'a [u8]; 1
             push(rest);
         }
         d => {
-            let sep = d.symbol().as_bytes()[0];
-            for f in line.split(|b| *b == sep) {
-                push(f);
+            for f in field_ranges(line, d.symbol().as_bytes()[0]) {
+                push(&line[f]);
             }
         }
     }

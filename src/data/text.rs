@@ -150,11 +150,11 @@ impl Delimiter {
         }
     }
 
+    /// The fields of `line`; with a one-character delimiter, a quoted field is one field
+    /// whatever it holds ([`field_ranges`]).
     pub(crate) fn split(self, line: &str) -> Box<dyn Iterator<Item = &str> + '_> {
         match self {
-            Delimiter::Tab => Box::new(line.split('\t')),
-            Delimiter::Comma => Box::new(line.split(',')),
-            Delimiter::Semicolon => Box::new(line.split(';')),
+            Delimiter::Tab | Delimiter::Comma | Delimiter::Semicolon => Box::new(field_ranges(line.as_bytes(), self.symbol().as_bytes()[0]).map(|f| &line[f])),
             Delimiter::DoubleColon => Box::new(line.split("::")),
             Delimiter::Whitespace => Box::new(line.split_ascii_whitespace()),
         }
@@ -177,6 +177,40 @@ impl Delimiter {
             Delimiter::Whitespace => " ",
         }
     }
+}
+
+/// The byte ranges of `line`'s fields split at `sep`, as `split` gives them but that a quoted
+/// field is whole ([`field_end`]).
+pub(crate) fn field_ranges(line: &[u8], sep: u8) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+    let mut start = Some(0);
+    std::iter::from_fn(move || {
+        let s = start?;
+        let end = s + field_end(&line[s..], sep);
+        start = (end < line.len()).then_some(end + 1);
+        Some(s..end)
+    })
+}
+
+/// Where the field that `rest` starts with ends: at the first `sep`, or, for a field that opens
+/// with a quote (after spaces), at the first `sep` after its closing quote, so that a quoted
+/// label holds the delimiter (`"Smith, J"`); a doubled quote inside is one quote of the text.
+/// An unclosed quote is no quote.
+#[inline]
+fn field_end(rest: &[u8], sep: u8) -> usize {
+    let start = rest.iter().position(|&b| b != b' ').unwrap_or(rest.len());
+    let mut from = 0;
+    if rest.get(start) == Some(&b'"') {
+        let mut at = start + 1;
+        while let Some(q) = rest[at..].iter().position(|&b| b == b'"') {
+            at += q + 1;
+            if rest.get(at) != Some(&b'"') {
+                from = at;
+                break;
+            }
+            at += 1;
+        }
+    }
+    rest[from..].iter().position(|&b| b == sep).map_or(rest.len(), |p| from + p)
 }
 
 /// Cuts the text into line-aligned pieces for the parallel parse.

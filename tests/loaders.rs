@@ -15,6 +15,11 @@ fn load(path: &Path) -> gpumf::Result<gpumf::data::Loaded> {
     load_ratings(path, LoadOptions::default())
 }
 
+/// Each id of `ids` as the user wrote it, in index order.
+fn shown(ids: &gpumf::data::IdMap) -> Vec<String> {
+    (0..ids.len() as u32).map(|i| ids.shown(i).to_string()).collect()
+}
+
 fn triplets(set: &RatingSet) -> Vec<(u64, u64, f32)> {
     set.entries.iter().map(|r| (set.users.external_id(r.user), set.items.external_id(r.item), r.value)).collect()
 }
@@ -123,7 +128,6 @@ fn labelled_ids_are_read_with_their_texts_in_every_delimited_format() {
     ];
     for (name, text) in files {
         let set = load(&write(dir.path(), name, text)).unwrap().ratings;
-        let shown = |ids: &gpumf::data::IdMap| (0..ids.len() as u32).map(|i| ids.shown(i).to_string()).collect::<Vec<_>>();
         assert_eq!(shown(&set.users), ["AH2L9G3DQHHAJ", "A2IIIDRK3PRRZY", "77"], "{name}");
         assert_eq!(shown(&set.items), ["0439023483", "B00X"], "{name}: an ISBN keeps its leading zero");
         assert_eq!(set.users.external_id(2), 77, "{name}");
@@ -149,7 +153,6 @@ fn a_quoted_field_holds_the_delimiter() {
     ];
     for (name, text) in files {
         let set = load(&write(dir.path(), name, text)).unwrap().ratings;
-        let shown = |ids: &gpumf::data::IdMap| (0..ids.len() as u32).map(|i| ids.shown(i).to_string()).collect::<Vec<_>>();
         let sep = if name.ends_with("csv") { "," } else { ";" };
         let users: Vec<String> = ["Smith, J", "a,b", "say \"\"hi,\"\"", "plain"].iter().map(|u| u.replace(',', sep)).collect();
         assert_eq!(shown(&set.users), users, "{name}");

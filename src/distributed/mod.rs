@@ -17,8 +17,10 @@
 
 mod checkpoint;
 pub mod exchange;
+mod post;
 mod solver;
 mod svdpp;
+mod threads;
 mod worker;
 
 use crate::data::{stream_ratings, LoadOptions, Rating, RatingSet, RatingSummary, RowCounts};

@@ -3,6 +3,8 @@
 //! scores its stripes' test ratings, and at the end hands its rows to worker 0.
 
 use super::exchange::{BlockExchange, Message, RowsKind};
+use super::post::{guarded, Post};
+use super::threads::Command;
 use super::{checkpoint, svdpp, Gathered, Rows, Shared, WorkerStart, HALVES};
 use crate::data::{Rating, UNKNOWN};
 use crate::error::{Error, Result};
@@ -15,18 +17,6 @@ use crate::update::{self, BlockRows, Step};
 use crate::vector::CacheLines;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
-
-/// What the training loop asks of the workers.
-pub(super) enum Command {
-    /// Train epoch `epoch` (from 0) at learning rate `lr`, scoring the test set after it.
-    Epoch { epoch: usize, lr: f32, score: bool },
-    /// Hand the rows to worker 0 and stop.
-    Finish,
-}
-
-/// How an error passed on from the worker that failed begins (it is not passed on again).
-pub(super) const STOPPED: &str = "stopped because";
 
 /// The SVD++ term's state of one worker: y (every item's, by position) and its stripes'
 /// priors and shares.
@@ -72,15 +62,11 @@ impl Terms {
 }
 
 pub(super) struct Worker<E> {
-    exchange: E,
-    me: usize,
+    post: Post<E>,
     shared: Arc<Shared>,
     stripes: BTreeMap<usize, Rows>,
     halves: HashMap<usize, (u64, Rows)>,
     terms: Option<Terms>,
-    /// Messages that arrived before they were wanted.
-    inbox: Vec<Message>,
-    sent_bytes: u64,
     commands: mpsc::Receiver<Command>,
     /// The first worker of each process hands the cluster's figures to its training loop here.
     figures: Option<mpsc::Sender<EpochFigures>>,
@@ -90,7 +76,6 @@ pub(super) struct Worker<E> {
 
 impl<E: BlockExchange> Worker<E> {
     pub fn new(exchange: E, shared: Arc<Shared>, start: WorkerStart, commands: mpsc::Receiver<Command>, figures: Option<mpsc::Sender<EpochFigures>>) -> Self {
-        let me = exchange.worker();
         let mut device = start.device;
         if let Some(gpu) = &mut device {
             // The rows it starts from (a checkpoint's, when resuming).
@@ -98,35 +83,14 @@ impl<E: BlockExchange> Worker<E> {
                 gpu.set_rows(Side::Users, p, &rows.factors, &rows.bias);
             }
         }
-        Worker { exchange, me, shared, stripes: start.stripes, halves: start.halves, terms: start.terms, inbox: Vec::new(), sent_bytes: 0, commands, figures, device }
+        Worker { post: Post::new(exchange, shared.cluster.clone()), shared, stripes: start.stripes, halves: start.halves, terms: start.terms, commands, figures, device }
     }
 
     /// Serves the training loop's commands until it finishes (then worker 0 returns the rows);
     /// on failure, tells every other worker to stop, so none waits out the timeout for blocks
     /// that will not come.
-    pub fn run(mut self) -> Result<Option<Gathered>> {
-        // A panic (a bug, or timely's threads losing a peer) ends this worker as an error with
-        // its message, and the others are told, rather than leaving them waiting.
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.serve()))
-            .unwrap_or_else(|panic| Err(super::exchange::worker_panicked(&self.shared.cluster, self.me, &*panic)));
-        if let Err(e) = &outcome {
-            if !matches!(e, Error::Cluster(m) if m.starts_with(STOPPED)) {
-                let reason = e.to_string();
-                // Sending to a peer that vanished panics inside timely (its queue is poisoned);
-                // the error already says what happened, so such a panic is let go.
-                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    for w in (0..self.exchange.workers()).filter(|&w| w != self.me) {
-                        self.exchange.send(w, Message::Stop { worker: self.me as u32, reason: reason.clone() });
-                    }
-                }));
-            }
-        }
-        // Timely's allocator panics when dropped after a peer vanished: that too is an error.
-        let (shared, me) = (self.shared.clone(), self.me);
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(self))) {
-            Err(panic) if outcome.is_ok() => Err(super::exchange::worker_panicked(&shared.cluster, me, &*panic)),
-            _ => outcome,
-        }
+    pub fn run(self) -> Result<Option<Gathered>> {
+        guarded(self, |w| &mut w.post, |w| w.serve())
     }
 
     fn serve(&mut self) -> Result<Option<Gathered>> {
@@ -194,7 +158,7 @@ impl<E: BlockExchange> Worker<E> {
     fn epoch(&mut self, epoch: usize, lr: f32, score: bool) -> Result<Option<EpochFigures>> {
         let sh = self.shared.clone();
         let (s, p) = (&sh.schedule, &sh.params);
-        let sent_before = self.sent_bytes;
+        let sent_before = self.post.sent_bytes;
         let following = s.strata(epoch + 1)[0];
         if self.terms.is_some() && crate::svdpp::passes_before(epoch, crate::svdpp::pass_every(p)) {
             // The halves the epoch starts with, where they lie, for the passes' norms.
@@ -215,24 +179,24 @@ impl<E: BlockExchange> Worker<E> {
         if let Some((dir, _)) = checkpoint {
             self.shares_from_device()?;
             let terms = self.terms.as_ref().map(|t| checkpoint::Terms { item_vectors: &t.item_vectors, shares: &t.shares });
-            checkpoint::write(dir, epoch + 1, self.me, &sh, &self.stripes, &self.halves, terms)?;
+            checkpoint::write(dir, epoch + 1, self.post.me, &sh, &self.stripes, &self.halves, terms)?;
         }
-        let sent = self.sent_bytes - sent_before;
-        if self.me != 0 {
-            self.send(0, Message::Sums { epoch: epoch as u32, test: false, blocks: sums, sent_bytes: sent });
+        let sent = self.post.sent_bytes - sent_before;
+        if self.post.me != 0 {
+            self.post.send(0, Message::Sums { epoch: epoch as u32, test: false, blocks: sums, sent_bytes: sent });
             if let Some(test) = test {
-                self.send(0, Message::Sums { epoch: epoch as u32, test: true, blocks: test, sent_bytes: 0 });
+                self.post.send(0, Message::Sums { epoch: epoch as u32, test: true, blocks: test, sent_bytes: 0 });
             }
             if self.figures.is_none() {
                 return Ok(None);
             }
-            let message = self.wait_for(&format!("the figures of epoch {}", epoch + 1), |m| matches!(m, Message::Figures { epoch: e, .. } if *e as usize == epoch))?;
+            let message = self.post.wait_for(&format!("the figures of epoch {}", epoch + 1), |m| matches!(m, Message::Figures { epoch: e, .. } if *e as usize == epoch))?;
             let Message::Figures { train, test, sent_bytes, .. } = message else { unreachable!("matched figures") };
             return Ok(Some(figures(train, test, sent_bytes)));
         }
         let (train, test, sent_bytes) = self.gather_figures(epoch, sums, test, sent)?;
         for process in 1..sh.cluster.processes() {
-            self.send(sh.cluster.lead_of(process), Message::Figures { epoch: epoch as u32, train, test, sent_bytes });
+            self.post.send(sh.cluster.lead_of(process), Message::Figures { epoch: epoch as u32, train, test, sent_bytes });
         }
         Ok(Some(figures(train, test, sent_bytes)))
     }
@@ -285,12 +249,12 @@ impl<E: BlockExchange> Worker<E> {
         let gradients: Vec<(usize, Vec<f32>)> = shares.iter().map(|(&p, share)| (p, svdpp::item_gradient(items.get_mut(&p).expect("own stripe"), reach, share, k))).collect();
         let norms: Vec<(u32, f64)> = svdpp::halves_in_order(self.halves.iter().map(|(h, (_, rows))| (h, rows))).into_iter().map(|(h, rows)| (h as u32, svdpp::half_norm(&sh, reach, h, &rows.factors, k))).collect();
         let tag = epoch as u32;
-        if self.me != 0 {
+        if self.post.me != 0 {
             for (p, values) in gradients {
-                self.send(0, Message::Gradient { epoch: tag, stripe: p as u32, values });
+                self.post.send(0, Message::Gradient { epoch: tag, stripe: p as u32, values });
             }
-            self.send(0, Message::Norms { epoch: tag, halves: norms });
-            let message = self.wait_for(&format!("the items' vectors before epoch {}", epoch + 1), |m| matches!(m, Message::ItemVectors { epoch: e, .. } if *e == tag))?;
+            self.post.send(0, Message::Norms { epoch: tag, halves: norms });
+            let message = self.post.wait_for(&format!("the items' vectors before epoch {}", epoch + 1), |m| matches!(m, Message::ItemVectors { epoch: e, .. } if *e == tag))?;
             let Message::ItemVectors { values, .. } = message else { unreachable!("matched the vectors") };
             self.terms.as_mut().expect("the SVD++ term is on").item_vectors = values;
         } else {
@@ -304,7 +268,7 @@ impl<E: BlockExchange> Worker<E> {
                 half_norms[h as usize] = Some(norm);
             }
             while parts.iter().any(Option::is_none) || half_norms.iter().any(Option::is_none) {
-                let message = self.wait_for(&format!("the SVD++ term's parts before epoch {}", epoch + 1), |m| matches!(m, Message::Gradient { epoch: e, .. } | Message::Norms { epoch: e, .. } if *e == tag))?;
+                let message = self.post.wait_for(&format!("the SVD++ term's parts before epoch {}", epoch + 1), |m| matches!(m, Message::Gradient { epoch: e, .. } | Message::Norms { epoch: e, .. } if *e == tag))?;
                 match message {
                     Message::Gradient { stripe, values, .. } => parts[stripe as usize] = Some(values),
                     Message::Norms { halves, .. } => halves.into_iter().for_each(|(h, n)| half_norms[h as usize] = Some(n)),
@@ -315,9 +279,9 @@ impl<E: BlockExchange> Worker<E> {
             let half_norms: Vec<f64> = half_norms.into_iter().map(|n| n.expect("every half's norm")).collect();
             let terms = self.terms.as_mut().expect("the SVD++ term is on");
             svdpp::step_items(&sh, reach, &mut terms.item_vectors, parts, &half_norms, k, step);
-            for w in 1..self.exchange.workers() {
+            for w in 1..self.post.workers() {
                 let values = self.terms.as_ref().expect("the SVD++ term is on").item_vectors.clone();
-                self.send(w, Message::ItemVectors { epoch: tag, values });
+                self.post.send(w, Message::ItemVectors { epoch: tag, values });
             }
         }
         let terms = self.terms.as_mut().expect("the SVD++ term is on");
@@ -334,18 +298,13 @@ impl<E: BlockExchange> Worker<E> {
         Ok(())
     }
 
-    fn send(&mut self, to: usize, message: Message) {
-        self.sent_bytes += message.payload_bytes();
-        self.exchange.send(to, message);
-    }
-
     /// Item half `h` for the stratum `tag`: kept here, or received.
     fn take_half(&mut self, h: usize, tag: u64) -> Result<Rows> {
         if self.halves.get(&h).is_some_and(|(t, _)| *t == tag) {
             return Ok(self.halves.remove(&h).expect("present").1);
         }
         let message =
-            self.wait_for(&format!("item half {h} for stratum {tag}"), |m| matches!(m, Message::Rows { kind: RowsKind::Half, id, tag: t, .. } if *id as usize == h && *t == tag))?;
+            self.post.wait_for(&format!("item half {h} for stratum {tag}"), |m| matches!(m, Message::Rows { kind: RowsKind::Half, id, tag: t, .. } if *id as usize == h && *t == tag))?;
         match message {
             Message::Rows { factors, bias, .. } => Ok(Rows { factors, bias }),
             _ => unreachable!("matched rows"),
@@ -354,10 +313,10 @@ impl<E: BlockExchange> Worker<E> {
 
     /// Keeps half `h` for the stratum `tag` if `to` is this worker, else sends it there.
     fn pass_on(&mut self, h: usize, tag: u64, half: Rows, to: usize) {
-        if to == self.me {
+        if to == self.post.me {
             self.halves.insert(h, (tag, half));
         } else {
-            self.send(to, Message::Rows { kind: RowsKind::Half, id: h as u32, tag, factors: half.factors, bias: half.bias });
+            self.post.send(to, Message::Rows { kind: RowsKind::Half, id: h as u32, tag, factors: half.factors, bias: half.bias });
         }
     }
 
@@ -381,20 +340,21 @@ impl<E: BlockExchange> Worker<E> {
     fn score_test(&mut self, epoch: usize) -> Result<Vec<(u32, LossSums)>> {
         let sh = self.shared.clone();
         let side = sh.side();
-        let me = self.me;
-        for to in (0..self.exchange.workers()).filter(|&w| w != me) {
+        let me = self.post.me;
+        for to in (0..self.post.workers()).filter(|&w| w != me) {
             let copies: Vec<Message> = self
                 .halves
                 .iter()
                 .map(|(&h, (_, rows))| Message::Rows { kind: RowsKind::Copy, id: h as u32, tag: epoch as u64, factors: rows.factors.clone(), bias: rows.bias.clone() })
                 .collect();
             for message in copies {
-                self.send(to, message);
+                self.post.send(to, message);
             }
         }
         let mut copied: Vec<Option<Rows>> = vec![None; HALVES * side];
         while (0..HALVES * side).any(|h| copied[h].is_none() && !self.halves.contains_key(&h)) {
             let message = self
+                .post
                 .wait_for(&format!("copies of item halves after epoch {}", epoch + 1), |m| matches!(m, Message::Rows { kind: RowsKind::Copy, tag, .. } if *tag == epoch as u64))?;
             if let Message::Rows { id, factors, bias, .. } = message {
                 copied[id as usize] = Some(Rows { factors, bias });
@@ -426,10 +386,10 @@ impl<E: BlockExchange> Worker<E> {
     /// (so the figures, too, are the same bits for any worker count), and the bytes sent.
     fn gather_figures(&mut self, epoch: usize, mut train: Vec<(u32, LossSums)>, mut test: Option<Vec<(u32, LossSums)>>, sent: u64) -> Result<(LossSums, Option<LossSums>, u64)> {
         let mut sent_total = sent;
-        let others = self.exchange.workers() - 1;
+        let others = self.post.workers() - 1;
         let mut waiting = others * (1 + test.is_some() as usize);
         while waiting > 0 {
-            let message = self.wait_for(&format!("the figures of epoch {}", epoch + 1), |m| matches!(m, Message::Sums { epoch: e, .. } if *e as usize == epoch))?;
+            let message = self.post.wait_for(&format!("the figures of epoch {}", epoch + 1), |m| matches!(m, Message::Sums { epoch: e, .. } if *e as usize == epoch))?;
             if let Message::Sums { test: is_test, blocks, sent_bytes, .. } = message {
                 sent_total += sent_bytes;
                 if is_test {
@@ -452,17 +412,17 @@ impl<E: BlockExchange> Worker<E> {
         let side = self.shared.side();
         let record = self.shared.cluster.record_seen;
         let own_seen: Vec<(usize, Vec<u8>)> = if record { self.stripes.keys().map(|&p| (p, self.stripe_seen(p))).collect() } else { Vec::new() };
-        if self.me != 0 {
+        if self.post.me != 0 {
             for (p, runs) in own_seen {
-                self.send(0, Message::Seen { stripe: p as u32, runs });
+                self.post.send(0, Message::Seen { stripe: p as u32, runs });
             }
             let stripes = std::mem::take(&mut self.stripes);
             for (p, rows) in stripes {
-                self.send(0, Message::Rows { kind: RowsKind::Stripe, id: p as u32, tag: 0, factors: rows.factors, bias: rows.bias });
+                self.post.send(0, Message::Rows { kind: RowsKind::Stripe, id: p as u32, tag: 0, factors: rows.factors, bias: rows.bias });
             }
             let halves = std::mem::take(&mut self.halves);
             for (h, (_, rows)) in halves {
-                self.send(0, Message::Rows { kind: RowsKind::Final, id: h as u32, tag: 0, factors: rows.factors, bias: rows.bias });
+                self.post.send(0, Message::Rows { kind: RowsKind::Final, id: h as u32, tag: 0, factors: rows.factors, bias: rows.bias });
             }
             return Ok(None);
         }
@@ -479,7 +439,7 @@ impl<E: BlockExchange> Worker<E> {
             seen[p] = Some(runs);
         }
         while stripes.iter().chain(&halves).any(Option::is_none) || seen.iter().any(Option::is_none) {
-            let message = self.wait_for("the trained rows", |m| matches!(m, Message::Rows { kind: RowsKind::Stripe | RowsKind::Final, .. } | Message::Seen { .. }))?;
+            let message = self.post.wait_for("the trained rows", |m| matches!(m, Message::Rows { kind: RowsKind::Stripe | RowsKind::Final, .. } | Message::Seen { .. }))?;
             match message {
                 Message::Rows { kind, id, factors, bias, .. } => {
                     let slot = if kind == RowsKind::Stripe { &mut stripes[id as usize] } else { &mut halves[id as usize] };
@@ -503,31 +463,6 @@ impl<E: BlockExchange> Worker<E> {
             local.extend(s.block(b).iter().map(|r| Rating { user: r.user - first_row, item: s.items.id_at(r.item), value: 0.0 }));
         }
         SeenItems::from_ratings(&local, s.users.members(stripe).len(), s.items.start(s.items.blocks())).as_bytes().to_vec()
-    }
-
-    /// The first message `wanted` accepts, from the inbox or as it arrives; after the timeout,
-    /// an error naming what was awaited.
-    fn wait_for(&mut self, what: &str, wanted: impl Fn(&Message) -> bool) -> Result<Message> {
-        let deadline = self.shared.cluster.deadline();
-        let mut seen = 0;
-        loop {
-            if let Some(at) = self.inbox[seen..].iter().position(&wanted) {
-                return Ok(self.inbox.remove(seen + at));
-            }
-            if let Some(Message::Stop { worker, reason }) = self.inbox[seen..].iter().find(|m| matches!(m, Message::Stop { .. })) {
-                return Err(Error::Cluster(format!("{STOPPED} {} failed: {reason}", self.shared.cluster.describe_worker(*worker as usize))));
-            }
-            seen = self.inbox.len();
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(Error::Cluster(format!(
-                    "{} waited {} s for {what} and none came: a worker is lost or stalled (raise --timeout if the blocks are slow)",
-                    self.shared.cluster.describe_worker(self.me),
-                    self.shared.cluster.timeout.as_secs()
-                )));
-            }
-            self.exchange.receive((deadline - now).min(Duration::from_millis(100)), &mut self.inbox);
-        }
     }
 }
 

@@ -502,9 +502,12 @@ fn plain(problem: &Problem, params: &Params, backend: &Backend, listener: &mut d
 }
 
 /// The run of a finished training on `problem`: the model scored on its test set, which it
-/// records as its training items where the ratings are in memory.
+/// records as its training items where the ratings are in memory. A cluster's `problem` holds
+/// no training ratings: its model keeps the items its workers gathered.
 fn finish(mut trained: Trained, problem: &Problem, params: &Params, kept: Option<usize>) -> Run {
-    trained.model.record_seen(problem);
+    if problem.train_len() > 0 {
+        trained.model.record_seen(problem);
+    }
     let kept = trained.history[kept.map_or(trained.history.len(), |e| e) - 1].clone();
     let test = (!problem.test.is_empty()).then(|| Scores::measure(&trained.model, &problem.test));
     Run {

@@ -193,6 +193,30 @@ fn a_failing_worker_stops_the_others_at_once() {
     assert!(!stderr(&threads).contains("stopped because"), "the failure itself is reported: {}", stderr(&threads));
 }
 
+/// The items user `user` rated in the shipped file.
+fn rated_by(user: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(shipped()).unwrap();
+    text.lines().skip(1).filter_map(|l| l.split_once(',')).filter(|(u, _)| *u == user).map(|(_, rest)| rest.split(',').next().unwrap().to_string()).collect()
+}
+
+#[test]
+fn a_model_trained_on_a_cluster_leaves_each_users_training_items_out_of_its_list() {
+    // The report once recorded its own (empty) training set over the items the workers gathered,
+    // so a saved cluster model recommended what each user had rated.
+    let dir = tempfile::tempdir().unwrap();
+    let rated = rated_by("1");
+    for (name, extra) in [("dsgd", &["--blocks", "4"][..])] {
+        let model = dir.path().join(name).display().to_string();
+        let o = run(&[&["train", "--train", &shipped(), "--epochs", "2", "--rank", "8", "--workers", "2", "--save", &model][..], extra].concat().iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        let o = Command::new(env!("CARGO_BIN_EXE_gpumf")).args(["predict", "--model", &model, "--user", "1", "--top", "40"]).output().unwrap();
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        let listed: Vec<String> = String::from_utf8_lossy(&o.stdout).lines().map(|l| l.split('\t').nth(1).unwrap().to_string()).collect();
+        assert_eq!(listed.len(), 40, "{name}");
+        assert!(listed.iter().all(|i| !rated.contains(i)), "{name}: user 1's list names items it rated: {listed:?}");
+    }
+}
+
 #[test]
 fn a_process_whose_stripes_have_no_test_ratings_still_takes_part_in_scoring() {
     // One test rating: its user's stripe lies in one process, and the other has none.

@@ -188,9 +188,8 @@ impl Job {
                 return bad("--auto holds out its own ratings to judge settings; leave out --validation");
             }
         }
-        if !self.params.loss.trains_by_sgd() && self.cluster.is_some() {
-            let name = crate::choice::Choice::name(self.params.loss);
-            return Err(Error::InvalidParameter(format!("--loss {name} trains by alternating least squares, in one process: leave out --workers/--hosts/--devices")));
+        if !self.params.loss.trains_by_sgd() && self.cluster.as_ref().is_some_and(|c| c.gpu.is_some()) {
+            return bad("--loss ials on a cluster solves on each process's CPU threads: leave out --devices (--workers and --hosts train on the CPU)");
         }
         if self.params.loss.is_pairwise() && self.cluster.as_ref().is_some_and(|c| c.gpu.is_some()) {
             return bad("--loss bpr: the distributed runner draws pairs on its CPU workers: leave out --devices (--workers and --hosts train on the CPU)");
@@ -396,8 +395,19 @@ impl Job {
         Ok(run)
     }
 
-    /// `--workers` / `--hosts` / `--devices`: DSGD. Process 0 returns the run.
+    /// `--workers` / `--hosts` / `--devices`: DSGD, or ALS for ials. Process 0 returns the run.
     fn run_distributed(&self, cluster: &Cluster, listener: &mut dyn Listener) -> Result<Option<Run>> {
+        if !self.params.loss.trains_by_sgd() {
+            // Every process reads the whole file and keeps its own rows' events.
+            let problem = self.problem(listener)?;
+            self.check_labels(&problem, listener)?;
+            warn_of_overlap(&problem, listener);
+            let (params, train_ratings, shell) = (self.params_for(&problem), problem.train.len(), problem.without_training());
+            listener.start(params.epochs, "test");
+            let listener = std::cell::RefCell::new(listener);
+            let trained = crate::distributed::als::train(problem, &params, cluster, |note| listener.borrow_mut().note(note), |r| listener.borrow_mut().epoch(r))?;
+            return Ok(trained.map(|trained| Run { train_ratings, ..finish(trained, &shell, &params, None) }));
+        }
         let stripes = match (&self.source, &self.holdout) {
             // Each process of a cluster reads the file piece by piece and keeps its own stripes.
             (Source::File(path), Holdout::None | Holdout::File(_)) if cluster.processes() > 1 && crate::data::streamable(path, &self.load) => {
@@ -418,14 +428,11 @@ impl Job {
         };
         let train_ratings = stripes.total_ratings();
         let problem = stripes.problem();
-        let shell = Problem { train: Vec::new(), test: problem.test.clone(), users: problem.users.clone(), items: problem.items.clone(), cold: problem.cold, train_on_disk: None };
+        let shell = problem.without_training();
         listener.start(self.params.epochs, "test");
         let listener = std::cell::RefCell::new(listener);
         let trained = crate::distributed::train(stripes, &self.params, cluster, |note| listener.borrow_mut().note(note), |r| listener.borrow_mut().epoch(r))?;
-        let Some(trained) = trained else { return Ok(None) };
-        let mut run = finish(trained, &shell, &self.params, None);
-        run.train_ratings = train_ratings;
-        Ok(Some(run))
+        Ok(trained.map(|trained| Run { train_ratings, ..finish(trained, &shell, &self.params, None) }))
     }
 }
 
@@ -503,7 +510,8 @@ fn plain(problem: &Problem, params: &Params, backend: &Backend, listener: &mut d
 
 /// The run of a finished training on `problem`: the model scored on its test set, which it
 /// records as its training items where the ratings are in memory. A cluster's `problem` holds
-/// no training ratings: its model keeps the items its workers gathered.
+/// no training ratings ([`Problem::without_training`]): its model keeps the items its workers
+/// gathered.
 fn finish(mut trained: Trained, problem: &Problem, params: &Params, kept: Option<usize>) -> Run {
     if problem.train_len() > 0 {
         trained.model.record_seen(problem);

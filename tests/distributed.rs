@@ -193,6 +193,46 @@ fn a_failing_worker_stops_the_others_at_once() {
     assert!(!stderr(&threads).contains("stopped because"), "the failure itself is reported: {}", stderr(&threads));
 }
 
+#[test]
+fn ials_on_any_processes_and_workers_writes_the_one_process_model() {
+    // Each process solves whole blocks of rows as one process does, so the bits are the same.
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    let ials = ["--loss", "ials", "--positive-threshold", "4", "--epochs", "4", "--rank", "16"];
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = ["train", "--train", &shipped(), "--test-fraction", "0.2", "--json"].iter().map(|s| s.to_string()).collect();
+        a.extend(ials.iter().chain(extra).map(|s| s.to_string()));
+        a
+    };
+    let figures = |o: &Output| -> Vec<(f64, f64)> { json(o)["history"].as_array().unwrap().iter().map(|e| (e["train_loss"].as_f64().unwrap(), e["test_ndcg@20"].as_f64().unwrap_or(f64::NAN))).collect() };
+    let one = run(&args(&["--threads", "2", "--save", &path("one")]));
+    assert!(one.status.success(), "{}", stderr(&one));
+    let workers = run(&args(&["--workers", "2", "--save", &path("workers")]));
+    assert!(workers.status.success(), "{}", stderr(&workers));
+    // Three processes, with threads of their own choosing.
+    let hosts = host_file(dir.path(), 3);
+    let others: Vec<Process> = [("1", "1"), ("2", "2")].iter().map(|(p, w)| spawn(&args(&["--workers", w, "--hosts", &hosts, "--process", p, "--timeout", "60"]))).collect();
+    let lead = run(&args(&["--workers", "2", "--hosts", &hosts, "--process", "0", "--timeout", "60", "--save", &path("three")]));
+    assert!(lead.status.success(), "{}", stderr(&lead));
+    for o in others {
+        let o = o.wait_with_output().unwrap();
+        assert!(o.status.success() && o.stdout.is_empty(), "{}", stderr(&o));
+    }
+    assert!(json(&lead)["backend"].as_str().unwrap().contains("3 processes"), "{}", json(&lead)["backend"]);
+    let model = std::fs::read(path("one")).unwrap();
+    for (name, o) in [("workers", &workers), ("three", &lead)] {
+        assert!(std::fs::read(path(name)).unwrap() == model, "{name}: other bytes than one process's");
+        assert_eq!(figures(o), figures(&one), "{name}: other figures");
+    }
+    let history = figures(&one);
+    assert!(history.windows(2).all(|w| w[1].0 < w[0].0) && history.last().unwrap().1 > 0.2, "trains: {history:?}");
+    // What ials on a cluster does not do is refused by name.
+    for (flag, said) in [(&["--blocks", "4"][..], "--blocks"), (&["--devices", "0"][..], "--devices"), (&["--checkpoint-every", "1", "--checkpoint-dir", &path("c")][..], "checkpoints")] {
+        let o = run(&args(&[&["--workers", "2"][..], flag].concat()));
+        assert!(!o.status.success() && stderr(&o).contains(said), "{flag:?}: {}", stderr(&o));
+    }
+}
+
 /// The items user `user` rated in the shipped file.
 fn rated_by(user: &str) -> Vec<String> {
     let text = std::fs::read_to_string(shipped()).unwrap();
@@ -205,7 +245,7 @@ fn a_model_trained_on_a_cluster_leaves_each_users_training_items_out_of_its_list
     // so a saved cluster model recommended what each user had rated.
     let dir = tempfile::tempdir().unwrap();
     let rated = rated_by("1");
-    for (name, extra) in [("dsgd", &["--blocks", "4"][..])] {
+    for (name, extra) in [("dsgd", &["--blocks", "4"][..]), ("ials", &["--loss", "ials", "--positive-threshold", "0.5"][..])] {
         let model = dir.path().join(name).display().to_string();
         let o = run(&[&["train", "--train", &shipped(), "--epochs", "2", "--rank", "8", "--workers", "2", "--save", &model][..], extra].concat().iter().map(|s| s.to_string()).collect::<Vec<_>>());
         assert!(o.status.success(), "{name}: {}", stderr(&o));

@@ -254,7 +254,7 @@ impl Store {
         // is solved, while the user rows it names are still in cache.
         let mut train = LossSums::default();
         self.for_each_band(Half::Items, one_class, None, |rows, events| {
-            train = train.merge(solve_side(&mut q[rows.start * k..rows.end * k], p, &gp, events, fit, true));
+            train = solve_side(&mut q[rows.start * k..rows.end * k], p, &gp, events, fit, true).into_iter().fold(train, LossSums::merge);
             Ok(())
         })?;
         let gq = gramian(m.item_factors.view());
@@ -293,7 +293,7 @@ const BLOCK_EVENT_FLOATS: usize = 1 << 17;
 /// Consecutive rows of `events` cut into blocks of at most [`ROWS_PER_SOLVE`] rows whose
 /// events name at most [`BLOCK_EVENT_FLOATS`] floats at rank `k` (a block holds at least one
 /// row).
-fn solve_blocks(events: &Events, k: usize) -> Vec<std::ops::Range<usize>> {
+pub(crate) fn solve_blocks(events: &Events, k: usize) -> Vec<std::ops::Range<usize>> {
     let mut blocks = Vec::new();
     let (mut start, mut floats) = (0, 0);
     for r in 0..events.rows() {
@@ -312,8 +312,9 @@ fn solve_blocks(events: &Events, k: usize) -> Vec<std::ops::Range<usize>> {
 
 /// Solves the rows of `rows` (k floats each, one per row of `events`) against the fixed
 /// `other` side's rows, whose Gramian is `gram`, in parallel; with `sums`, returns the loss's
-/// sums over their events once solved ([`event_sums`]), added block by block in order.
-fn solve_side(rows: &mut [f32], other: &[f32], gram: &Array2<f32>, events: &Events, fit: &OneClassFit, sums: bool) -> LossSums {
+/// sums over their events once solved ([`event_sums`]), one per block of [`solve_blocks`], in
+/// order (added up by the caller, so a cluster adds them as one process does).
+pub(crate) fn solve_side(rows: &mut [f32], other: &[f32], gram: &Array2<f32>, events: &Events, fit: &OneClassFit, sums: bool) -> Vec<LossSums> {
     let one_class = &fit.settings;
     let k = gram.nrows();
     let lambdas = events.lambdas(other.len() / k.max(1), fit);
@@ -324,7 +325,7 @@ fn solve_side(rows: &mut [f32], other: &[f32], gram: &Array2<f32>, events: &Even
         pieces.push((block, piece));
         rest = tail;
     }
-    let blocks: Vec<LossSums> = pieces
+    pieces
         .into_par_iter()
         .map(|(block, x)| {
             let systems: Vec<RowSystem> = block
@@ -335,8 +336,7 @@ fn solve_side(rows: &mut [f32], other: &[f32], gram: &Array2<f32>, events: &Even
                 .collect();
             Block { systems, gram: gram.view(), w0: one_class.unobserved_weight, k }.solve(x, one_class, sums)
         })
-        .collect();
-    blocks.into_iter().fold(LossSums::default(), LossSums::merge)
+        .collect()
 }
 
 /// Events ahead whose other-side rows are asked for while one is worked on: their misses (from
@@ -498,7 +498,7 @@ fn row_sums<L: Lanes>(x: &[f32], other: &[f32], k: usize, index: &[u32], weight:
 }
 
 /// ½w₀ Σ over every pair of s², through the Gramians of the factors: Σ_u p_uᵀ G_Q p_u = ⟨G_P, G_Q⟩.
-fn all_pairs_loss(one_class: &OneClass, (gp, gq): (&Array2<f32>, &Array2<f32>)) -> f64 {
+pub(crate) fn all_pairs_loss(one_class: &OneClass, (gp, gq): (&Array2<f32>, &Array2<f32>)) -> f64 {
     0.5 * one_class.unobserved_weight as f64 * gp.iter().zip(gq.iter()).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>()
 }
 

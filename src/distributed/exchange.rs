@@ -51,6 +51,9 @@ pub enum RowsKind {
     Stripe = 2,
     /// An item half's final rows, for the model.
     Final = 3,
+    /// ALS: the rows one process solved in a half-epoch, for every other process (its tag
+    /// names the half-epoch).
+    Solved = 4,
 }
 
 /// Bytes of one block's sums on the wire: its number, count and four sums.
@@ -65,7 +68,8 @@ impl Message {
                     0 => RowsKind::Half,
                     1 => RowsKind::Copy,
                     2 => RowsKind::Stripe,
-                    _ => RowsKind::Final,
+                    3 => RowsKind::Final,
+                    _ => RowsKind::Solved,
                 };
                 let (id, tag) = (r.u32()?, r.u64()?);
                 let (factors, bias) = (r.floats()?.into(), r.floats()?);
@@ -521,6 +525,7 @@ mod tests {
         let messages = [
             Message::Rows { kind: RowsKind::Half, id: 7, tag: 1 << 40, factors: vec![1.5, -2.0, f32::MIN_POSITIVE].into(), bias: vec![0.25] },
             Message::Rows { kind: RowsKind::Final, id: 0, tag: 0, factors: CacheLines::default(), bias: Vec::new() },
+            Message::Rows { kind: RowsKind::Solved, id: 1, tag: 9, factors: vec![0.5; 3].into(), bias: Vec::new() },
             Message::Sums { epoch: 3, test: true, blocks: vec![(5, LossSums { count: 9, loss: 0.75, squared: 1.0 / 3.0, absolute: 2.5, correct: 4.0 })], sent_bytes: 12345 },
             Message::Stop { worker: 2, reason: "training diverged at epoch 3 ⚠".into() },
             Message::Seen { stripe: 1, runs: vec![2, 0, 5, 1, 200] },

@@ -15,6 +15,7 @@
 //! and a [`Solver`](crate::solver::Solver) over them ([`solver`]), so that the one training
 //! loop ([`crate::training::drive`]) runs a cluster as it runs any backend.
 
+pub mod als;
 mod checkpoint;
 pub mod exchange;
 mod post;
@@ -506,13 +507,19 @@ pub(crate) fn differences(ours: &[(String, String)], theirs: &[(String, String)]
         .collect()
 }
 
-/// Everything that must match in every process, as text for the start-up comparison.
-fn settings(problem: &Problem, total: usize, checksum: u32, params: &Params, cluster: &Cluster, side: usize, start_epoch: usize) -> Vec<(String, String)> {
+/// A checksum of what every process must read alike: the training set's (`train`, as the
+/// caller summed it), the test set, and both sides' ids.
+fn data_checksum(problem: &Problem, train: u32) -> u32 {
     let mut data = crc32fast::Hasher::new();
-    data.update(&checksum.to_le_bytes());
+    data.update(&train.to_le_bytes());
     data.update(bytemuck::cast_slice(&problem.test));
     data.update(bytemuck::cast_slice(problem.users.externals()));
     data.update(bytemuck::cast_slice(problem.items.externals()));
+    data.finalize()
+}
+
+/// Everything that must match in every process, as text for the start-up comparison.
+fn settings(problem: &Problem, total: usize, checksum: u32, params: &Params, cluster: &Cluster, side: usize, start_epoch: usize) -> Vec<(String, String)> {
     let p = params;
     [
         ("--rank", p.rank.to_string()),
@@ -539,7 +546,7 @@ fn settings(problem: &Problem, total: usize, checksum: u32, params: &Params, clu
         ("resume epoch", start_epoch.to_string()),
         ("training ratings", total.to_string()),
         ("test ratings", problem.test.len().to_string()),
-        ("data checksum", format!("{:08x}", data.finalize())),
+        ("data checksum", format!("{:08x}", data_checksum(problem, checksum))),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

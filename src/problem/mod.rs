@@ -80,6 +80,12 @@ impl Problem {
         problem
     }
 
+    /// The ids, the test set and the cold-start rule without the training ratings: what a run's
+    /// report needs once the training set is handed to a trainer that keeps only its part.
+    pub fn without_training(&self) -> Problem {
+        Problem { train: Vec::new(), test: self.test.clone(), users: self.users.clone(), items: self.items.clone(), cold: self.cold, train_on_disk: None }
+    }
+
     /// Training ratings, in memory or on disk.
     pub fn train_len(&self) -> usize {
         self.train_on_disk.as_ref().map_or(self.train.len(), |d| d.summary.count as usize)

@@ -152,7 +152,9 @@ pub fn ranking_metrics(model: &Model, test: &[Rating], positive: impl Fn(&Rating
             (u as u32, mine)
         })
         .collect();
-    let sums = held_out
+    // Each block's sums, added in block order: the same bits on any number of threads (a
+    // parallel reduce adds them in whatever order the threads split the work).
+    let blocks: Vec<Sums> = held_out
         .par_chunks(USERS_PER_BLOCK)
         .map(|block| {
             let ids: Vec<u32> = block.iter().map(|(u, _)| *u).collect();
@@ -167,7 +169,8 @@ pub fn ranking_metrics(model: &Model, test: &[Rating], positive: impl Fn(&Rating
                 sums.merge(user_sums(row.as_slice().expect("row-major"), &training, &mine, metrics))
             })
         })
-        .reduce(Sums::default, Sums::merge);
+        .collect();
+    let sums = blocks.into_iter().fold(Sums::default(), Sums::merge);
     let values = metrics
         .iter()
         .enumerate()
@@ -276,6 +279,28 @@ mod tests {
 
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() < 1e-9
+    }
+
+    #[test]
+    fn the_metrics_are_the_same_bits_on_any_number_of_threads() {
+        // 2,000 users, 32 blocks of them, each with training and held-out items.
+        use crate::{data::RatingSet, problem::Problem};
+        let triplets = |from: u64, count: u64| -> Vec<(u64, u64, f32)> { (0..2000u64).flat_map(|u| (0..count).map(move |j| (u, (u * 7 + (from + j) * 13) % 300, 1.0))).collect() };
+        let mut problem = Problem::new(RatingSet::from_triplets(triplets(0, 5)), Some(&RatingSet::from_triplets(triplets(5, 4))));
+        problem.train.dedup();
+        let params = crate::model::Params { rank: 8, ..Default::default() };
+        let mut model = Model::init(&problem, &params, None);
+        model.record_seen(&problem);
+        let metrics = [RankingMetric::Ndcg(20), RankingMetric::Auc, RankingMetric::Map(10)];
+        let on = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let report = pool.install(|| ranking_metrics(&model, &problem.test, |_| true, &metrics)).unwrap();
+            report.values.iter().map(|(_, v)| v.to_bits()).collect::<Vec<u64>>()
+        };
+        let one = on(1);
+        for threads in [2, 3, 5] {
+            assert_eq!(on(threads), one, "{threads} threads");
+        }
     }
 
     #[test]

@@ -72,6 +72,12 @@ impl Events {
         Events { starts, index: self.index[span.clone()].to_vec(), weight: self.weight[span].to_vec() }
     }
 
+    /// Rows `rows` alone, as [`slice`](Self::slice) gives them, without a copy when they are
+    /// every row.
+    pub fn keep(self, rows: std::ops::Range<usize>) -> Events {
+        if rows == (0..self.rows()) { self } else { self.slice(rows) }
+    }
+
     /// The events of `rows` rows without any.
     pub fn empty(rows: usize) -> Events {
         Events { starts: vec![0; rows + 1], index: Vec::new(), weight: Vec::new() }

@@ -56,8 +56,7 @@ pub fn train(problem: Problem, params: &Params, cluster: &Cluster, mut on_note: 
     let k = params.rank;
     let shares = Shares { users: cut(&by_user, k, processes), items: cut(&by_item, k, processes) };
     let me = cluster.process;
-    let own = (by_user.slice(shares.users.rows[me].clone()), by_item.slice(shares.items.rows[me].clone()));
-    drop((by_user, by_item));
+    let own = (by_user.keep(shares.users.rows[me].clone()), by_item.keep(shares.items.rows[me].clone()));
     let settings = settings(&problem, params);
     let test = if lead { problem.test.clone() } else { Vec::new() };
     let has_test = !problem.test.is_empty();
@@ -79,10 +78,10 @@ pub fn train(problem: Problem, params: &Params, cluster: &Cluster, mut on_note: 
         1 => format!("cpu (alternating least squares, {} workers)", cluster.workers),
         p => format!("cpu (alternating least squares, {p} processes x {} workers)", cluster.workers),
     };
-    let state = Solve { model: model.clone(), own, shares, fit, item_gram: None, test, pool };
+    let state = Solve { model, own, shares, fit, item_gram: None, test, pool };
     let for_worker = endpoints.clone();
     let workers = Workers::start(&endpoints, transport, vec![state], move |state, line| Process::new(state, line, for_worker.clone()).run())?;
-    let solver = AlsCluster { workers, model, name };
+    let solver = AlsCluster { workers, name };
     let course = Course { first_epoch: 0, has_test, patience: None };
     let trained = crate::training::drive(Box::new(solver), params, &course, start, |r| !lead || on_epoch(r))?;
     Ok(lead.then_some(trained))
@@ -172,17 +171,18 @@ enum Side {
 /// One process's part of the cluster's ALS.
 struct Process<E> {
     post: Post<E>,
-    solve: Solve,
+    /// Until the end, when the model is handed back.
+    solve: Option<Solve>,
     commands: std::sync::mpsc::Receiver<Command>,
     figures: Option<std::sync::mpsc::Sender<EpochFigures>>,
 }
 
 impl Process<exchange::TimelyExchange> {
     fn new(solve: Solve, line: Line, cluster: Cluster) -> Self {
-        Process { post: Post::new(line.exchange, cluster), solve, commands: line.commands, figures: line.figures }
+        Process { post: Post::new(line.exchange, cluster), solve: Some(solve), commands: line.commands, figures: line.figures }
     }
 
-    /// Serves the training loop's commands; process 0 hands back the model at the end.
+    /// Serves the training loop's commands, and hands back the model at the end.
     fn run(self) -> Result<Option<Model>> {
         guarded(self, |p| &mut p.post, |p| p.serve())
     }
@@ -196,7 +196,7 @@ impl Process<exchange::TimelyExchange> {
                         let _ = tx.send(figures);
                     }
                 }
-                Ok(Command::Finish) => return Ok((self.post.me == 0).then(|| self.solve.model.clone())),
+                Ok(Command::Finish) => return Ok(self.solve.take().map(|s| s.model)),
                 Err(_) => return Err(Error::Cluster(format!("process {} stopped training", self.post.me))),
             }
         }
@@ -207,14 +207,14 @@ impl Process<exchange::TimelyExchange> {
     fn epoch(&mut self, epoch: usize, score: bool) -> Result<EpochFigures> {
         let sent_before = self.post.sent_bytes;
         let me = self.post.me;
-        let s = &mut self.solve;
+        let s = self.solve.as_mut().expect("until the end");
         let k = s.model.rank();
         let gq = s.item_gram.take().unwrap_or_else(|| s.pool.install(|| gramian(s.model.item_factors.view())));
         let rows = s.shares.users.rows[me].clone();
         let (p, q) = (s.model.user_factors.as_slice_mut().expect("row-major"), s.model.item_factors.as_slice().expect("row-major"));
         s.pool.install(|| solve_side(&mut p[rows.start * k..rows.end * k], q, &gq, &s.own.0, &s.fit, false));
         self.exchange_rows(epoch, Side::Users)?;
-        let s = &mut self.solve;
+        let s = self.solve.as_mut().expect("until the end");
         let gp = s.pool.install(|| gramian(s.model.user_factors.view()));
         let rows = s.shares.items.rows[me].clone();
         let (q, p) = (s.model.item_factors.as_slice_mut().expect("row-major"), s.model.user_factors.as_slice().expect("row-major"));
@@ -222,7 +222,7 @@ impl Process<exchange::TimelyExchange> {
         let first = s.shares.items.first_block[me];
         let sums: Vec<(u32, LossSums)> = sums.into_iter().enumerate().map(|(b, sums)| ((first + b) as u32, sums)).collect();
         self.exchange_rows(epoch, Side::Items)?;
-        let s = &mut self.solve;
+        let s = self.solve.as_mut().expect("until the end");
         let gq = s.pool.install(|| gramian(s.model.item_factors.view()));
         let all_pairs = all_pairs_loss(&s.fit.settings, (&gp, &gq));
         s.item_gram = Some(gq);
@@ -232,9 +232,10 @@ impl Process<exchange::TimelyExchange> {
     /// Sends this process's rows of `side` to every other process and puts theirs in place.
     fn exchange_rows(&mut self, epoch: usize, side: Side) -> Result<()> {
         let (me, tag) = (self.post.me, (2 * epoch + side as usize) as u64);
+        let s = self.solve.as_mut().expect("until the end");
         let (share, factors) = match side {
-            Side::Users => (&self.solve.shares.users, &mut self.solve.model.user_factors),
-            Side::Items => (&self.solve.shares.items, &mut self.solve.model.item_factors),
+            Side::Users => (&s.shares.users, &mut s.model.user_factors),
+            Side::Items => (&s.shares.items, &mut s.model.item_factors),
         };
         let k = factors.ncols();
         let all = factors.as_slice_mut().expect("row-major");
@@ -280,7 +281,7 @@ impl Process<exchange::TimelyExchange> {
         for to in 1..self.post.workers() {
             self.post.send(to, Message::Figures { epoch: epoch as u32, train, test: None, sent_bytes: sent_total });
         }
-        let s = &self.solve;
+        let s = self.solve.as_ref().expect("until the end");
         let ndcg = (score && !s.test.is_empty()).then(|| metrics::ndcg(&s.model, &s.test)).flatten();
         Ok(EpochFigures { ndcg, ..figures(train, None, sent_total) })
     }
@@ -293,8 +294,6 @@ fn figures(train: LossSums, test: Option<LossSums>, sent_bytes: u64) -> EpochFig
 /// The cluster's ALS as a [`Solver`] the one training loop drives.
 struct AlsCluster {
     workers: Workers<Model>,
-    /// What processes other than 0 return (their model went nowhere).
-    model: Model,
     name: String,
 }
 
@@ -312,7 +311,7 @@ impl Solver for AlsCluster {
     }
 
     fn into_model(mut self: Box<Self>) -> Result<Model> {
-        Ok(self.workers.finish()?.unwrap_or_else(|| self.model.clone()))
+        self.workers.finish()?.ok_or_else(|| Error::Cluster("the process ended without its model".into()))
     }
 
     fn snapshot(&self) -> Result<Model> {

@@ -102,6 +102,7 @@ pub struct ClusterArgs {
     /// Train by distributed SGD on this many workers (threads) in this process: users are cut
     /// into stripes pinned to workers and item blocks travel between them. On the CPU, each
     /// block trained in order: any worker count gives the same model for a seed and --blocks.
+    /// With --loss ials: each process solves its share of the rows by ALS on this many threads.
     #[arg(long)]
     pub workers: Option<usize>,
     /// Run as one process of a cluster: FILE lists `host:port` for each process, one per line,

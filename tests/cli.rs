@@ -467,7 +467,7 @@ fn events_train_the_one_class_loss_and_bad_input_says_what_to_do() {
         (&["train", "--train", &path("train.tsv"), "--loss", "ials", "--nonneg"], &["--nonneg", "alternating least squares"]),
         (&["train", "--train", &path("train.tsv"), "--loss", "ials", "--unobserved-weight", "-1"], &["--unobserved-weight"]),
         (&["train", "--train", &path("train.tsv"), "--loss", "ials", "--cg-steps", "0"], &["--cg-steps"]),
-        (&["train", "--train", &path("train.tsv"), "--loss", "ials", "--workers", "2"], &["--workers", "alternating least squares"]),
+        (&["train", "--train", &path("train.tsv"), "--loss", "ials", "--devices", "0"], &["--loss ials", "CPU threads", "--devices"]),
         (&["train", "--train", &path("train.tsv"), "--loss", "bpr", "--workers", "1", "--devices", "0"], &["--loss bpr", "CPU workers", "--devices"]),
         (&["train", "--train", &path("ratings.tsv"), "--counts"], &["--counts", "one-class"]),
         (&["train", "--train", &path("train.tsv"), "--loss", "bpr", "--nonneg"], &["--nonneg", "sampled pairs"]),

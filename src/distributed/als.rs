@@ -33,41 +33,13 @@ use std::time::Instant;
 /// `on_epoch` and returns the run; the other processes return `None`.
 pub fn train(problem: Problem, params: &Params, cluster: &Cluster, mut on_note: impl FnMut(&str), mut on_epoch: impl FnMut(&EpochReport) -> bool) -> Result<Option<Trained>> {
     let start = Instant::now();
-    params.validate()?;
-    check_cluster(cluster)?;
-    if params.blocks.is_some() {
-        return Err(Error::InvalidParameter("--blocks: ials on a cluster cuts each side's rows between the processes by their events; leave out --blocks".into()));
-    }
-    if cluster.checkpoint.is_some() || cluster.resume.is_some() {
-        return Err(Error::InvalidParameter("--loss ials on a cluster keeps no checkpoints: an epoch takes seconds, not hours; leave out --checkpoint-every and --resume".into()));
-    }
-    if cluster.workers > crate::resources::cores() {
-        on_note(&format!("note: --workers {} is more than the {} cores here: each process solves on that many threads, which take turns", cluster.workers, crate::resources::cores()));
-    }
-    let processes = cluster.processes();
-    let lead = cluster.process == 0;
-    let labels = problem.labels(params.loss)?;
-    let mut model = Model::init(&problem, params, labels);
-    if lead {
-        model.record_seen(&problem);
-    }
-    crate::cpu::align_factors(&mut model);
-    let (by_user, by_item) = Events::of_problem(&problem, &params.one_class)?;
-    let k = params.rank;
-    let shares = Shares { users: cut(&by_user, k, processes), items: cut(&by_item, k, processes) };
-    let me = cluster.process;
-    let own = (by_user.keep(shares.users.rows[me].clone()), by_item.keep(shares.items.rows[me].clone()));
-    let settings = settings(&problem, params);
-    let test = if lead { problem.test.clone() } else { Vec::new() };
+    check(params, cluster, &mut on_note)?;
     let has_test = !problem.test.is_empty();
-    drop(problem);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(cluster.workers)
-        .build()
-        .map_err(|e| Error::InvalidParameter(format!("--workers {}: cannot start the thread pool: {e}", cluster.workers)))?;
-    let fit = OneClassFit { settings: params.one_class, reg: params.reg, frequency_reg: params.frequency_reg };
+    let settings = settings(&problem, params);
+    let state = Solve::new(problem, params, cluster)?;
     // One exchange endpoint a process: its threads are the solve's, not the exchange's.
     let endpoints = Cluster { workers: 1, ..cluster.clone() };
+    let (me, processes) = (cluster.process, cluster.processes());
     let transport = if cluster.hosts.is_empty() {
         exchange::in_process(1)
     } else {
@@ -78,13 +50,29 @@ pub fn train(problem: Problem, params: &Params, cluster: &Cluster, mut on_note: 
         1 => format!("cpu (alternating least squares, {} workers)", cluster.workers),
         p => format!("cpu (alternating least squares, {p} processes x {} workers)", cluster.workers),
     };
-    let state = Solve { model, own, shares, fit, item_gram: None, test, pool };
     let for_worker = endpoints.clone();
     let workers = Workers::start(&endpoints, transport, vec![state], move |state, line| Process::new(state, line, for_worker.clone()).run())?;
-    let solver = AlsCluster { workers, name };
     let course = Course { first_epoch: 0, has_test, patience: None };
-    let trained = crate::training::drive(Box::new(solver), params, &course, start, |r| !lead || on_epoch(r))?;
+    let lead = me == 0;
+    let trained = crate::training::drive(Box::new(AlsCluster { workers, name }), params, &course, start, |r| !lead || on_epoch(r))?;
     Ok(lead.then_some(trained))
+}
+
+/// The cluster's own checks, and what ALS on a cluster refuses.
+fn check(params: &Params, cluster: &Cluster, on_note: &mut impl FnMut(&str)) -> Result<()> {
+    params.validate()?;
+    check_cluster(cluster)?;
+    if params.blocks.is_some() {
+        return Err(Error::InvalidParameter("--blocks: ials on a cluster cuts each side's rows between the processes by their events; leave out --blocks".into()));
+    }
+    if cluster.checkpoint.is_some() || cluster.resume.is_some() {
+        return Err(Error::InvalidParameter("--loss ials on a cluster keeps no checkpoints: an epoch takes seconds, not hours; leave out --checkpoint-every and --resume".into()));
+    }
+    let cores = crate::resources::cores();
+    if cluster.workers > cores {
+        on_note(&format!("note: --workers {} is more than the {cores} cores here: each process solves on that many threads, which take turns", cluster.workers));
+    }
+    Ok(())
 }
 
 /// The rows each process solves on each side, with the number of its first block of rows.
@@ -160,6 +148,31 @@ struct Solve {
     test: Vec<Rating>,
     pool: rayon::ThreadPool,
 }
+
+impl Solve {
+    /// This process's part of `problem`: the model one process would start from (with each
+    /// user's training items on process 0), and the events of its own rows.
+    fn new(problem: Problem, params: &Params, cluster: &Cluster) -> Result<Solve> {
+        let lead = cluster.process == 0;
+        let mut model = Model::init(&problem, params, problem.labels(params.loss)?);
+        if lead {
+            model.record_seen(&problem);
+        }
+        crate::cpu::align_factors(&mut model);
+        let (by_user, by_item) = Events::of_problem(&problem, &params.one_class)?;
+        let (k, processes, me) = (params.rank, cluster.processes(), cluster.process);
+        let shares = Shares { users: cut(&by_user, k, processes), items: cut(&by_item, k, processes) };
+        let own = (by_user.keep(shares.users.rows[me].clone()), by_item.keep(shares.items.rows[me].clone()));
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(cluster.workers)
+            .build()
+            .map_err(|e| Error::InvalidParameter(format!("--workers {}: cannot start the thread pool: {e}", cluster.workers)))?;
+        let fit = OneClassFit { settings: params.one_class, reg: params.reg, frequency_reg: params.frequency_reg };
+        let test = if lead { problem.test } else { Vec::new() };
+        Ok(Solve { model, own, shares, fit, item_gram: None, test, pool })
+    }
+}
+
 
 /// The side a half-epoch solves, as a message's tag counts them.
 #[derive(Clone, Copy)]

@@ -464,15 +464,9 @@ fn check_values(path: &Path, loaded: &Loaded, options: &LoadOptions, loss: crate
             message: format!("a user and an item but no rating ({lines} such lines): a file of events (plays, clicks) trains with a one-class loss (--loss ials), not --loss {name}"),
         });
     }
-    if loss.is_one_class() && options.positive_threshold.is_none() && !options.counts {
+    if options.needs_events(loss.is_one_class()) {
         if let Some(r) = loaded.ratings.entries.iter().find(|r| r.value != 1.0) {
-            return Err(Error::Data(format!(
-                "{}: holds the value {} (user {}, item {}), but --loss {name} trains on events: give --positive-threshold T to read ratings of T and above as events, or --counts if the column counts or weighs events (plays, clicks)",
-                path.display(),
-                r.value,
-                loaded.ratings.users.shown(r.user),
-                loaded.ratings.items.shown(r.item)
-            )));
+            return Err(crate::data::not_an_event(path, r, &loaded.ratings.users, &loaded.ratings.items, name));
         }
     }
     Ok(())

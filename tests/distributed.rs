@@ -233,6 +233,26 @@ fn ials_on_any_processes_and_workers_writes_the_one_process_model() {
     }
 }
 
+#[test]
+fn processes_reading_their_file_piece_by_piece_refuse_ratings_for_a_one_class_loss() {
+    // One process loading the file whole refused star ratings as events; the pieces were let
+    // through, and a cluster trained bpr on them as weights.
+    let dir = tempfile::tempdir().unwrap();
+    let test = dir.path().join("test.csv");
+    std::fs::write(&test, "userId,movieId,rating\n1,1,1\n2,3,1\n").unwrap();
+    let test = test.display().to_string();
+    let hosts = host_file(dir.path(), 2);
+    let args = |p: &str| -> Vec<String> {
+        ["train", "--train", &shipped(), "--test", &test, "--loss", "bpr", "--epochs", "1", "--workers", "1", "--hosts", &hosts, "--process", p, "--timeout", "20"].iter().map(|s| s.to_string()).collect()
+    };
+    let one = spawn(&args("1"));
+    let zero = run(&args("0"));
+    let one = one.wait_with_output().unwrap();
+    for o in [&zero, &one] {
+        assert!(!o.status.success() && stderr(o).contains("holds the value 4 (user 1, item 1), but --loss bpr trains on events"), "{}", stderr(o));
+    }
+}
+
 /// The items user `user` rated in the shipped file.
 fn rated_by(user: &str) -> Vec<String> {
     let text = std::fs::read_to_string(shipped()).unwrap();

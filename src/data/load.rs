@@ -165,6 +165,27 @@ pub struct LoadOptions {
     pub max_bytes: Option<u64>,
 }
 
+impl LoadOptions {
+    /// Whether a file read with these options must hold events alone (every value 1) for a
+    /// one-class loss: without `--positive-threshold` or `--counts` its values are kept as
+    /// written, and star ratings would be taken for weights.
+    pub fn needs_events(&self, one_class: bool) -> bool {
+        one_class && self.positive_threshold.is_none() && !self.counts
+    }
+}
+
+/// The error for rating `r` of `path` (its ids as `users` and `items` show them), whose value
+/// is not 1 where `--loss loss` trains on events ([`LoadOptions::needs_events`]).
+pub fn not_an_event(path: &Path, r: &Rating, users: &IdMap, items: &IdMap, loss: &str) -> Error {
+    Error::Data(format!(
+        "{}: holds the value {} (user {}, item {}), but --loss {loss} trains on events: give --positive-threshold T to read ratings of T and above as events, or --counts if the column counts or weighs events (plays, clicks)",
+        path.display(),
+        r.value,
+        users.shown(r.user),
+        items.shown(r.item)
+    ))
+}
+
 /// A loaded rating file.
 #[derive(Debug)]
 pub struct Loaded {

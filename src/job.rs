@@ -377,6 +377,9 @@ impl Job {
         };
         let settings = CacheSettings { grid: self.params.blocks, order: backend.block_order(), seed: self.params.seed, memory, threads: backend.block_readers() };
         let cache = DiskBlocks::open_or_build(path, &self.load, &dir, &settings, |note| listener.note(note))?;
+        // As a file loaded whole is checked, from what the cache recorded of it.
+        let loss = self.params.loss;
+        crate::data::check_values(path, &self.load, cache.events, || cache.summary.not_events(), loss.is_one_class(), crate::choice::Choice::name(loss))?;
         listener.note(&format!(
             "{}: {} ratings ({} users x {} items) in {} blocks on disk, at most {} each{}",
             path.display(),
@@ -453,23 +456,9 @@ fn check_held_out(problem: &Problem, fraction: f64, per_user: bool) -> Result<()
 /// item only) only under a one-class loss; under a one-class loss, ratings only with a
 /// threshold that makes them events, and other values only when `--counts` says they count.
 fn check_values(path: &Path, loaded: &Loaded, options: &LoadOptions, loss: crate::objective::Loss) -> Result<()> {
-    let name = crate::choice::Choice::name(loss);
-    if options.counts && !loss.is_one_class() {
-        return Err(Error::InvalidParameter(format!("--counts reads a column of event counts for a one-class loss (--loss ials or bpr), not --loss {name}")));
-    }
-    if let (false, Some((lines, line))) = (loss.is_one_class(), loaded.events) {
-        return Err(Error::Parse {
-            path: path.into(),
-            line,
-            message: format!("a user and an item but no rating ({lines} such lines): a file of events (plays, clicks) trains with a one-class loss (--loss ials), not --loss {name}"),
-        });
-    }
-    if options.needs_events(loss.is_one_class()) {
-        if let Some(r) = loaded.ratings.entries.iter().find(|r| r.value != 1.0) {
-            return Err(crate::data::not_an_event(path, r, &loaded.ratings.users, &loaded.ratings.items, name));
-        }
-    }
-    Ok(())
+    let set = &loaded.ratings;
+    let not_event = || set.entries.iter().find(|r| r.value != 1.0).map(|r| format!("the value {} (user {}, item {})", r.value, set.users.shown(r.user), set.items.shown(r.item)));
+    crate::data::check_values(path, options, loaded.events, not_event, loss.is_one_class(), crate::choice::Choice::name(loss))
 }
 
 /// Whether a held-out rating counts as a positive for ranking metrics: the positive label of a

@@ -572,3 +572,34 @@ fn a_block_cache_built_for_other_columns_is_not_trained_on() {
     assert_ne!(third, fourth, "the cache of column 3 was trained on for column 4");
     assert_eq!(run("1,2,4", true), fourth, "the cache built for column 4 is reused for it");
 }
+
+#[test]
+fn a_file_read_into_the_block_cache_is_checked_against_the_loss_as_one_loaded_whole() {
+    // The cache's path read its file piece by piece and skipped the loader's checks: a file of
+    // events trained the squared loss, and star ratings trained bpr and ials as weights.
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    let events: String = (0..30000).map(|i| format!("{}\t{}\n", i % 300, (i * 7) % 200)).collect();
+    let stars: String = (0..30000).map(|i| format!("{}\t{}\t{}\n", i % 300, (i * 7) % 200, 1 + i % 5)).collect();
+    std::fs::write(path("events.tsv"), events).unwrap();
+    std::fs::write(path("stars.tsv"), stars).unwrap();
+    let cache = path("cache");
+    let cases: [(&str, &[&str], &str); 3] = [
+        ("events.tsv", &[], "a user and an item but no rating (30000 such lines)"),
+        ("stars.tsv", &["--loss", "bpr"], "holds values from 1 to 5, but --loss bpr trains on events"),
+        ("stars.tsv", &["--loss", "ials"], "holds values from 1 to 5, but --loss ials trains on events"),
+    ];
+    // Twice: the cache built, then reused.
+    for round in 0..2 {
+        for (file, flags, said) in cases {
+            let file = path(file);
+            let mut args = vec!["train", "--train", &file, "--epochs", "1", "--rank", "4", "--memory", "200K", "--cache-dir", &cache];
+            args.extend(flags);
+            let o = gpumf(&args);
+            assert!(!o.status.success() && stderr(&o).contains(said), "round {round}, {args:?}: {}", stderr(&o));
+        }
+    }
+    // What the loss does train on still trains.
+    let o = gpumf(&["train", "--train", &path("events.tsv"), "--loss", "ials", "--epochs", "1", "--rank", "4", "--memory", "200K", "--cache-dir", &cache]);
+    assert!(o.status.success() && stderr(&o).contains("reusing the block cache"), "{}", stderr(&o));
+}

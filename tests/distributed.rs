@@ -249,7 +249,7 @@ fn processes_reading_their_file_piece_by_piece_refuse_ratings_for_a_one_class_lo
     let zero = run(&args("0"));
     let one = one.wait_with_output().unwrap();
     for o in [&zero, &one] {
-        assert!(!o.status.success() && stderr(o).contains("holds the value 4 (user 1, item 1), but --loss bpr trains on events"), "{}", stderr(o));
+        assert!(!o.status.success() && stderr(o).contains("holds values from 0.5 to 5, but --loss bpr trains on events"), "{}", stderr(o));
     }
 }
 

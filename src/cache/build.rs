@@ -62,6 +62,7 @@ pub(super) fn build(input: &Path, identity: &Identity, load: &LoadOptions, dir: 
         items,
         ratings,
         skipped_lines: report.skipped_lines,
+        events: report.events,
         sum: summary.sum,
         sum_squares: summary.sum_squares,
         min: summary.lowest,

@@ -31,7 +31,7 @@ const MAGIC: &[u8; 8] = b"GPUMFBK1";
 /// 6: blocks by user take turns among four users (grid::take_turns). 7: a user who runs out
 /// hands its turn to the block's next user. 8: ids may be labels, whose texts follow the
 /// counts. A cache of another version is rebuilt, never trained on.
-const VERSION: u32 = 8;
+const VERSION: u32 = 9;
 const DATA_AT: u64 = 4096;
 const RECORD: u64 = 12;
 /// Ratings per block at the least: smaller blocks cost more in reads than they save in memory.
@@ -73,6 +73,10 @@ struct Header {
     items: usize,
     ratings: u64,
     skipped_lines: u64,
+    /// Lines of a user and an item only (each read as one event), and the first one's line:
+    /// what a loss other than a one-class one refuses ([`crate::data::check_values`]).
+    #[serde(default)]
+    events: Option<(u64, u64)>,
     sum: f64,
     sum_squares: f64,
     min: f32,
@@ -115,6 +119,8 @@ pub struct DiskBlocks {
     pub counts: RowCounts,
     /// Malformed lines skipped when the cache was built.
     pub skipped_lines: u64,
+    /// Lines of a user and an item only in the input, and the first one's line.
+    pub events: Option<(u64, u64)>,
     /// Whether this run built the cache (false: reused).
     pub built: bool,
 }
@@ -194,6 +200,7 @@ impl DiskBlocks {
             summary: RatingSummary::from_parts(header.ratings, header.sum, header.sum_squares, (header.min, header.max), &header.values),
             counts,
             skipped_lines: header.skipped_lines,
+            events: header.events,
             built: false,
         };
         let largest = cache.largest_block();

@@ -174,16 +174,27 @@ impl LoadOptions {
     }
 }
 
-/// The error for rating `r` of `path` (its ids as `users` and `items` show them), whose value
-/// is not 1 where `--loss loss` trains on events ([`LoadOptions::needs_events`]).
-pub fn not_an_event(path: &Path, r: &Rating, users: &IdMap, items: &IdMap, loss: &str) -> Error {
-    Error::Data(format!(
-        "{}: holds the value {} (user {}, item {}), but --loss {loss} trains on events: give --positive-threshold T to read ratings of T and above as events, or --counts if the column counts or weighs events (plays, clicks)",
-        path.display(),
-        r.value,
-        users.shown(r.user),
-        items.shown(r.item)
-    ))
+/// Checks a training file's values, as the loader read them, against the loss it trains (named
+/// `loss`; `one_class` whether it is one), whether the file was loaded whole, read piece by
+/// piece, or is a block cache: `--counts` is for a one-class loss; a file of events (`events`:
+/// how many lines held a user and an item only, and the first one's line) needs one; and a
+/// one-class loss without `--positive-threshold` or `--counts` needs events alone, which
+/// `not_event` is asked about (what it holds that is not 1, as "the value 4 (user 1, item 1)").
+pub fn check_values(path: &Path, options: &LoadOptions, events: Option<(u64, u64)>, not_event: impl FnOnce() -> Option<String>, one_class: bool, loss: &str) -> Result<()> {
+    if options.counts && !one_class {
+        return Err(Error::InvalidParameter(format!("--counts reads a column of event counts for a one-class loss (--loss ials or bpr), not --loss {loss}")));
+    }
+    if let (false, Some((lines, line))) = (one_class, events) {
+        let message = format!("a user and an item but no rating ({lines} such lines): a file of events (plays, clicks) trains with a one-class loss (--loss ials), not --loss {loss}");
+        return Err(Error::Parse { path: path.into(), line, message });
+    }
+    if let Some(held) = options.needs_events(one_class).then(not_event).flatten() {
+        return Err(Error::Data(format!(
+            "{}: holds {held}, but --loss {loss} trains on events: give --positive-threshold T to read ratings of T and above as events, or --counts if the column counts or weighs events (plays, clicks)",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 /// A loaded rating file.
@@ -1274,6 +1285,8 @@ pub struct StreamReport {
     pub ratings: u64,
     pub skipped_lines: u64,
     pub format: Format,
+    /// Lines of a user and an item only (each read as one event), and the first one's line.
+    pub events: Option<(u64, u64)>,
 }
 
 /// Bytes of the file in memory at once while streaming.
@@ -1373,7 +1386,7 @@ fn stream_in_pieces(path: &Path, options: &LoadOptions, piece_bytes: usize, sink
         f => f,
     };
     refuse_columns(format, path, options)?;
-    let mut stream = Stream { path, skip_bad_lines: options.skip_bad_lines, threshold: options.positive_threshold, users: IdMap::new(), items: IdMap::new(), labels: Labels::default(), count: 0, skipped: 0, sink };
+    let mut stream = Stream { path, skip_bad_lines: options.skip_bad_lines, threshold: options.positive_threshold, users: IdMap::new(), items: IdMap::new(), labels: Labels::default(), count: 0, skipped: 0, events: None, sink };
     if format == Format::Binary {
         stream.binary(pieces, piece, at_end)?;
     } else {
@@ -1382,7 +1395,7 @@ fn stream_in_pieces(path: &Path, options: &LoadOptions, piece_bytes: usize, sink
     if stream.count == 0 {
         return Err(Error::Format { path: path.into(), message: "no valid ratings".into() });
     }
-    Ok(StreamReport { users: stream.users, items: stream.items, ratings: stream.count, skipped_lines: stream.skipped, format })
+    Ok(StreamReport { users: stream.users, items: stream.items, ratings: stream.count, skipped_lines: stream.skipped, format, events: stream.events })
 }
 
 /// What streaming has read so far, and where its ratings go.
@@ -1396,6 +1409,8 @@ struct Stream<'a, S> {
     labels: Labels,
     count: u64,
     skipped: u64,
+    /// Lines of a user and an item only, and the first one's line.
+    events: Option<(u64, u64)>,
     sink: S,
 }
 
@@ -1491,6 +1506,9 @@ impl<S: FnMut(&[Rating]) -> Result<()>> Stream<'_, S> {
                 return Err(Error::Parse { path: self.path.into(), line: line_of(c, *local), message: message.clone() });
             }
             self.skipped += chunk.skipped;
+            if let Some(first) = chunk.first_event {
+                self.events.get_or_insert_with(|| (0, line_of(c, first))).0 += chunk.events;
+            }
             let sides = [&mut self.users, &mut self.items];
             self.labels.intern(chunk, &body[chunks[c].0..chunks[c].1], layout, |side, key| sides[side].intern_new(key), out);
         }
@@ -1533,11 +1551,15 @@ mod stream_tests {
         let records: Vec<Rating> = (0..777).map(|n| Rating { user: n % 51, item: n * 5 % 97, value: (n % 5) as f32 }).collect();
         // Labelled ids (ASINs) beside numbers: each piece's labels join the maps.
         let labelled: String = (0..600).map(|n| format!("A{:X},B00{},{}\n", n % 43 * 7919, n * 11 % 71, n % 5 + 1)).collect();
-        let files = [("a.tsv", text.into_bytes()), ("b.csv", csv.into_bytes()), ("c.bin", bytemuck::cast_slice(&records).to_vec()), ("d.csv", labelled.into_bytes())];
+        // A file of events (a user and an item a line): the lines are counted as whole files count them.
+        let events: String = (0..400).map(|n| format!("{} {}\n", n % 29, n * 3 % 53)).collect();
+        let files = [("a.tsv", text.into_bytes()), ("b.csv", csv.into_bytes()), ("c.bin", bytemuck::cast_slice(&records).to_vec()), ("d.csv", labelled.into_bytes()), ("e.txt", events.into_bytes())];
         for (name, bytes) in files {
             let path = dir.path().join(name);
             std::fs::write(&path, &bytes).unwrap();
-            let whole = load_ratings(&path, LoadOptions::default()).unwrap().ratings;
+            let loaded = load_ratings(&path, LoadOptions::default()).unwrap();
+            let (whole, events) = (loaded.ratings, loaded.events);
+            assert_eq!(events.is_some(), name == "e.txt", "{name}");
             for piece in [100, 257, 1 << 20] {
                 let mut streamed = Vec::new();
                 let report = stream_in_pieces(&path, &LoadOptions::default(), piece, |rs| {
@@ -1547,6 +1569,7 @@ mod stream_tests {
                 .unwrap();
                 assert_eq!(streamed, whole.entries, "{name}, pieces of {piece}");
                 assert_eq!((report.users, report.items), (whole.users.clone(), whole.items.clone()), "{name}");
+                assert_eq!(report.events, events, "{name}, pieces of {piece}");
             }
         }
     }

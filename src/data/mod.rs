@@ -8,7 +8,7 @@ mod summary;
 mod text;
 mod write;
 
-pub use load::{load_ids, load_pairs, load_rated_items, load_ratings, not_an_event, parse_ratings, stream_ratings, streamable, Column, Columns, Duplicates, Format, LoadOptions, Loaded, StreamReport};
+pub use load::{load_ids, load_pairs, load_rated_items, load_ratings, check_values, parse_ratings, stream_ratings, streamable, Column, Columns, Duplicates, Format, LoadOptions, Loaded, StreamReport};
 pub use shuffle::{by_user, group_by_key, shuffled, tiled};
 pub use summary::{RatingSummary, RowCounts};
 pub use text::{quoted, read_text};

@@ -24,6 +24,16 @@ impl Default for RatingSummary {
 }
 
 impl RatingSummary {
+    /// What these ratings hold that is not an event (1), as [`super::check_values`] says it:
+    /// `None` when every value is 1.
+    pub fn not_events(&self) -> Option<String> {
+        match (self.lowest, self.highest) {
+            (1.0, 1.0) => None,
+            (lowest, highest) if lowest == highest => Some(format!("the value {lowest} throughout")),
+            (lowest, highest) => Some(format!("values from {lowest} to {highest}")),
+        }
+    }
+
     pub fn of(ratings: &[Rating]) -> RatingSummary {
         let mut summary = RatingSummary::default();
         summary.add(ratings);

@@ -252,20 +252,15 @@ impl Stripes {
         let side = grid_side(params, cluster)?;
         let mut crc = crc32fast::Hasher::new();
         let (mut summary, mut counts) = (RatingSummary::default(), RowCounts::default());
-        // As a file loaded whole is checked: a one-class loss trains on events alone.
-        let (needs_events, mut not_event) = (options.needs_events(params.loss.is_one_class()), None);
         let first = stream_ratings(path, options, |ratings| {
             crc.update(bytemuck::cast_slice(ratings));
             summary.add(ratings);
             counts.add(ratings);
-            if needs_events && not_event.is_none() {
-                not_event = ratings.iter().find(|r| r.value != 1.0).copied();
-            }
             Ok(())
         })?;
-        if let Some(r) = not_event {
-            return Err(crate::data::not_an_event(path, &r, &first.users, &first.items, crate::choice::Choice::name(params.loss)));
-        }
+        // As a file loaded whole is checked (every process reads all of it here).
+        let loss = params.loss;
+        crate::data::check_values(path, options, first.events, || summary.not_events(), loss.is_one_class(), crate::choice::Choice::name(loss))?;
         let (m, n) = (first.users.len(), first.items.len());
         check_sizes(side, m, n)?;
         let counts = counts.sized(m, n);

@@ -30,7 +30,8 @@ use std::path::{Path, PathBuf};
 const MAGIC: &[u8; 8] = b"GPUMFBK1";
 /// 6: blocks by user take turns among four users (grid::take_turns). 7: a user who runs out
 /// hands its turn to the block's next user. 8: ids may be labels, whose texts follow the
-/// counts. A cache of another version is rebuilt, never trained on.
+/// counts. 9: the header records the input's lines of a user and an item only. A cache of
+/// another version is rebuilt, never trained on.
 const VERSION: u32 = 9;
 const DATA_AT: u64 = 4096;
 const RECORD: u64 = 12;

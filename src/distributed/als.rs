@@ -173,7 +173,6 @@ impl Solve {
     }
 }
 
-
 /// The side a half-epoch solves, as a message's tag counts them.
 #[derive(Clone, Copy)]
 enum Side {

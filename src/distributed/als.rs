@@ -12,7 +12,7 @@
 
 use super::exchange::{self, Hello, Message, RowsKind};
 use super::post::{guarded, Post};
-use super::threads::{Command, Line, Workers};
+use super::threads::{figures, Command, Line, Workers};
 use super::{check_cluster, data_checksum, Cluster};
 use crate::cpu::als::{all_pairs_loss, gramian, solve_blocks, solve_side, Events};
 use crate::data::Rating;
@@ -35,16 +35,18 @@ pub fn train(problem: Problem, params: &Params, cluster: &Cluster, mut on_note: 
     let start = Instant::now();
     check(params, cluster, &mut on_note)?;
     let has_test = !problem.test.is_empty();
-    let settings = settings(&problem, params);
+    // What the processes compare at start-up (a checksum of the whole file): none in one.
+    let settings = (!cluster.hosts.is_empty()).then(|| settings(&problem, params));
     let state = Solve::new(problem, params, cluster)?;
     // One exchange endpoint a process: its threads are the solve's, not the exchange's.
     let endpoints = Cluster { workers: 1, ..cluster.clone() };
     let (me, processes) = (cluster.process, cluster.processes());
-    let transport = if cluster.hosts.is_empty() {
-        exchange::in_process(1)
-    } else {
-        let hello = Hello { process: me, processes, settings };
-        exchange::over_tcp(&cluster.hosts, me, 1, &hello, cluster.timeout.min(super::MAX_TIMEOUT))?
+    let transport = match settings {
+        None => exchange::in_process(1),
+        Some(settings) => {
+            let hello = Hello { process: me, processes, settings };
+            exchange::over_tcp(&cluster.hosts, me, 1, &hello, cluster.timeout.min(super::MAX_TIMEOUT))?
+        }
     };
     let name = match processes {
         1 => format!("cpu (alternating least squares, {} workers)", cluster.workers),
@@ -297,10 +299,6 @@ impl Process<exchange::TimelyExchange> {
         let ndcg = (score && !s.test.is_empty()).then(|| metrics::ndcg(&s.model, &s.test)).flatten();
         Ok(EpochFigures { ndcg, ..figures(train, None, sent_total) })
     }
-}
-
-fn figures(train: LossSums, test: Option<LossSums>, sent_bytes: u64) -> EpochFigures {
-    EpochFigures { train, test, ndcg: None, kernel_seconds: None, streamed_bytes: sent_bytes, uploads: Default::default() }
 }
 
 /// The cluster's ALS as a [`Solver`] the one training loop drives.

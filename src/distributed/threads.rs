@@ -7,6 +7,7 @@ use super::exchange::{self, quiet_timely_panics, TimelyExchange, Transport};
 use super::post::STOPPED;
 use super::Cluster;
 use crate::error::{Error, Result};
+use crate::objective::LossSums;
 use crate::solver::EpochFigures;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
@@ -26,6 +27,12 @@ pub(super) struct Line {
     pub exchange: TimelyExchange,
     pub commands: mpsc::Receiver<Command>,
     pub figures: Option<mpsc::Sender<EpochFigures>>,
+}
+
+/// An epoch's figures as a cluster reports them: its loss sums, and the bytes the workers sent
+/// as the bytes the epoch moved.
+pub(super) fn figures(train: LossSums, test: Option<LossSums>, sent_bytes: u64) -> EpochFigures {
+    EpochFigures { train, test, ndcg: None, kernel_seconds: None, streamed_bytes: sent_bytes, uploads: Default::default() }
 }
 
 type Guards<R> = timely_communication::initialize::WorkerGuards<Result<Option<R>>>;

@@ -4,7 +4,7 @@
 
 use super::exchange::{BlockExchange, Message, RowsKind};
 use super::post::{guarded, Post};
-use super::threads::Command;
+use super::threads::{figures, Command};
 use super::{checkpoint, svdpp, Gathered, Rows, Shared, WorkerStart, HALVES};
 use crate::data::{Rating, UNKNOWN};
 use crate::error::{Error, Result};
@@ -464,11 +464,6 @@ impl<E: BlockExchange> Worker<E> {
         }
         SeenItems::from_ratings(&local, s.users.members(stripe).len(), s.items.start(s.items.blocks())).as_bytes().to_vec()
     }
-}
-
-/// An epoch's figures for the training loop.
-fn figures(train: LossSums, test: Option<LossSums>, sent_bytes: u64) -> EpochFigures {
-    EpochFigures { train, test, ndcg: None, kernel_seconds: None, streamed_bytes: sent_bytes, uploads: Default::default() }
 }
 
 /// `e`, an error met training block `b`, with the block named.

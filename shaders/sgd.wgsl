@@ -174,7 +174,7 @@ fn sgd_update(ids: GroupIds) {
                 // Pulled toward the user's prior (zero without the SVD++ term).
                 let z = user_prior(r.user * K4 + f);
                 user_factors[r.user * K4 + f] = Factor(constrain(fma(lr_slope, q, keep_u * p + pull_u * z), cut_u));
-                add_share(r.user * K4 + f, slopes.x * q);
+                add_share(r.user * K4 + f, slopes.x, q);
                 item_factors[r.item * K4 + f] = Factor(constrain(fma(lr_slope, p, keep_i * q), cut_i));
             }
         }

@@ -1,6 +1,6 @@
 // The SVD++ term (src/svdpp.rs), appended to sgd.wgsl when training with it: sgd_update
 // pulls each user row toward its prior z (user_prior) and adds ε·q to the user's share
-// (add_share); after each epoch these passes move the items' vectors y by their users' shares
+// (add_share, in the epochs that gather); before an epoch these passes move the items' vectors y by their users' shares
 // and recompute z, moving the user rows with it. The header defines ITEM_STEP, ITEM_REG and
 // CURVATURE beside K4.
 //
@@ -35,8 +35,12 @@ fn user_prior(index: u32) -> vec4<f32> {
     return vec4<f32>(prior[index]);
 }
 
-fn add_share(index: u32, v: vec4<f32>) {
-    share[index] += v;
+// ε·q times the epoch's share weight; nothing read or written where that is 0 (the epochs
+// before the last ahead of the passes: src/svdpp.rs, share_weight).
+fn add_share(index: u32, slope: f32, q: vec4<f32>) {
+    if (params.share_weight != 0.0) {
+        share[index] += (slope * params.share_weight) * q;
+    }
 }
 
 fn inverse_sqrt_count(u: u32) -> f32 {

@@ -33,6 +33,9 @@ pub(crate) struct Step {
     /// The seed of the epoch's sampled non-events (pairwise losses); each block draws from
     /// its own stream of it ([`PairBlock`]).
     pub sample_seed: u64,
+    /// With the SVD++ term, what each update adds to its user's share, times ε·q: 0 in the
+    /// epochs that gather none ([`crate::svdpp::share_weight`]).
+    pub share_weight: f32,
 }
 
 /// Each row's regularisation weight ([`crate::model::Params::reg_weights`]), indexed as the
@@ -71,12 +74,18 @@ impl Step {
             l1: params.l1,
             nonneg: params.nonneg(),
             sample_seed: params.seed,
+            share_weight: 1.0,
         }
     }
 
     /// The same steps, sampling epoch `epoch`'s non-events.
     pub fn for_epoch(self, epoch: usize) -> Step {
         Step { sample_seed: epoch_sample_seed(self.sample_seed, epoch), ..self }
+    }
+
+    /// The same steps, adding to the SVD++ term's shares with `weight` (0: not at all).
+    pub fn gathering_shares(self, weight: f32) -> Step {
+        Step { share_weight: weight, ..self }
     }
 
     /// The label the loss takes for a rating's value. Only binary losses have a middle; the
@@ -115,13 +124,15 @@ fn constrain<const L1: bool, const NONNEG: bool>(x: f32, threshold: f32) -> f32 
 }
 
 /// The factor half of [`sgd_update`], compiled once for each combination of the SVD++ term's
-/// prior (`PRIOR`), L1 and non-negative factors, so no per-element test is left in the loop.
+/// prior (`PRIOR`) and share (`SHARE`, gathered at `share_slope` = the share's weight × g_f),
+/// L1 and non-negative factors, so no per-element test is left in the loop.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn step_factors<const PRIOR: bool, const L1: bool, const NONNEG: bool>(p: &mut [f32], q: &mut [f32], prior: &[f32], share: &mut [f32], slope: f32, lr: f32, reg: (f32, f32), cut: (f32, f32)) {
+fn step_factors<const PRIOR: bool, const SHARE: bool, const L1: bool, const NONNEG: bool>(p: &mut [f32], q: &mut [f32], prior: &[f32], share: &mut [f32], (slope, share_slope): (f32, f32), lr: f32, reg: (f32, f32), cut: (f32, f32)) {
     let k = p.len();
     let q = &mut q[..k];
-    let (prior, share) = if PRIOR { (&prior[..k], &mut share[..k]) } else { (&prior[..0], &mut share[..0]) };
+    let prior = if PRIOR { &prior[..k] } else { &prior[..0] };
+    let share = if SHARE { &mut share[..k] } else { &mut share[..0] };
     // In fused form: p ← lr·g·q + ((1 − lr·λ_u)·p + lr·λ_u·z), q ← lr·g·p + (1 − lr·λ_i)·q; two
     // operations a factor where the written-out form takes five (at rank 128 a fifth of the
     // epoch's time). `mul_add` rounds once on every machine, so the bits stay the same
@@ -139,8 +150,8 @@ fn step_factors<const PRIOR: bool, const L1: bool, const NONNEG: bool>(p: &mut [
         let kept = if PRIOR { keep.0 * a + pull.0 * prior[f] } else { keep.0 * a };
         p[f] = constrain::<L1, NONNEG>(lr_slope.mul_add(b, kept), cut.0);
         q[f] = constrain::<L1, NONNEG>(lr_slope.mul_add(a, keep.1 * b), cut.1);
-        if PRIOR {
-            share[f] += slope * b;
+        if SHARE {
+            share[f] += share_slope * b;
         }
     }
 }
@@ -178,7 +189,8 @@ fn loss_at(score: f32, value: f32, s: &Step) -> AtScore {
 /// and with non-negative factors each is projected to ≥ 0. `weight` is (w_u, w_i), the two rows' regularisation weights
 /// ([`crate::model::Params::reg_weights`]). With the SVD++ term ([`crate::svdpp`]), `prior`
 /// is the user's z, which the user row is pulled toward instead of zero, and `share` gathers
-/// g_f·q (the old q) for the pass after the epoch; both are empty without it.
+/// g_f·q (the old q) times the step's share weight for the passes, where that is not 0;
+/// both are empty without it.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn step_rows((slope, bias_slope): (f32, f32), p: &mut [f32], q: &mut [f32], bu: &mut f32, bi: &mut f32, weight: (f32, f32), prior: &[f32], share: &mut [f32], s: &Step) {
@@ -188,16 +200,24 @@ fn step_rows((slope, bias_slope): (f32, f32), p: &mut [f32], q: &mut [f32], bu: 
     }
     let reg = (weight.0 * s.reg, weight.1 * s.reg);
     let cut = (s.lr * weight.0 * s.l1, s.lr * weight.1 * s.l1);
+    let slopes = (slope, slope * s.share_weight);
     // Direct calls (not a function pointer), so each inlines into the AVX2 block loop.
-    match (!prior.is_empty(), s.l1 > 0.0, s.nonneg) {
-        (false, false, false) => step_factors::<false, false, false>(p, q, prior, share, slope, s.lr, reg, cut),
-        (false, false, true) => step_factors::<false, false, true>(p, q, prior, share, slope, s.lr, reg, cut),
-        (false, true, false) => step_factors::<false, true, false>(p, q, prior, share, slope, s.lr, reg, cut),
-        (false, true, true) => step_factors::<false, true, true>(p, q, prior, share, slope, s.lr, reg, cut),
-        (true, false, false) => step_factors::<true, false, false>(p, q, prior, share, slope, s.lr, reg, cut),
-        (true, false, true) => step_factors::<true, false, true>(p, q, prior, share, slope, s.lr, reg, cut),
-        (true, true, false) => step_factors::<true, true, false>(p, q, prior, share, slope, s.lr, reg, cut),
-        (true, true, true) => step_factors::<true, true, true>(p, q, prior, share, slope, s.lr, reg, cut),
+    match (!prior.is_empty(), s.share_weight != 0.0) {
+        (false, _) => constrained::<false, false>(p, q, prior, share, slopes, s, reg, cut),
+        (true, false) => constrained::<true, false>(p, q, prior, share, slopes, s, reg, cut),
+        (true, true) => constrained::<true, true>(p, q, prior, share, slopes, s, reg, cut),
+    }
+}
+
+/// [`step_factors`] for the step's L1 and non-negative factors.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn constrained<const PRIOR: bool, const SHARE: bool>(p: &mut [f32], q: &mut [f32], prior: &[f32], share: &mut [f32], slopes: (f32, f32), s: &Step, reg: (f32, f32), cut: (f32, f32)) {
+    match (s.l1 > 0.0, s.nonneg) {
+        (false, false) => step_factors::<PRIOR, SHARE, false, false>(p, q, prior, share, slopes, s.lr, reg, cut),
+        (false, true) => step_factors::<PRIOR, SHARE, false, true>(p, q, prior, share, slopes, s.lr, reg, cut),
+        (true, false) => step_factors::<PRIOR, SHARE, true, false>(p, q, prior, share, slopes, s.lr, reg, cut),
+        (true, true) => step_factors::<PRIOR, SHARE, true, true>(p, q, prior, share, slopes, s.lr, reg, cut),
     }
 }
 
@@ -687,7 +707,30 @@ mod tests {
     }
 
     fn step(loss: Loss) -> Step {
-        Step { lr: 0.1, reg: 0.05, reg_bias: 0.02, mean: 0.5, biases: true, loss, unit: Unit::of(1.0), label_middle: loss.is_binary().then_some(0.0), l1: 0.0, nonneg: false, sample_seed: 7 }
+        Step { lr: 0.1, reg: 0.05, reg_bias: 0.02, mean: 0.5, biases: true, loss, unit: Unit::of(1.0), label_middle: loss.is_binary().then_some(0.0), l1: 0.0, nonneg: false, sample_seed: 7, share_weight: 1.0 }
+    }
+
+    #[test]
+    fn the_share_weight_scales_what_the_updates_gather_and_nothing_else() {
+        // The SVD++ term's rows on a tangled block at weights 1, 3 and 0: the factors and
+        // biases come out the same bits, the shares three times as large, then none at all.
+        let (k, m, n) = (16, 5, 4);
+        let block = tangled_block();
+        let run = |weight: f32| {
+            let start = |rows: usize, salt: f32| -> Vec<f32> { (0..rows * k).map(|x| (x as f32 * 0.37 + salt).sin() * 0.3).collect() };
+            let (mut p, mut q, mut bu, mut bi, mut share) = (start(m, 0.1), start(n, 0.7), vec![0.05f32; m], vec![-0.05f32; n], vec![0.0f32; m * k]);
+            let (wu, wi, z) = (vec![1.0f32; m], vec![0.5f32; n], start(m, 0.3));
+            let checked = BlockRatings::check(&block, 0..m, 0..n).unwrap();
+            let users = BlockRows { first: 0, factors: &mut p, bias: &mut bu, weights: &wu, prior: &z, share: &mut share };
+            let items = BlockRows { first: 0, factors: &mut q, bias: &mut bi, weights: &wi, prior: &[], share: &mut [] };
+            train_block(checked, users, items, k, &step(Loss::Squared).gathering_shares(weight)).unwrap();
+            (p, q, bu, bi, share)
+        };
+        let ((p1, q1, bu1, bi1, share1), (p3, q3, bu3, bi3, share3), (p0, q0, bu0, bi0, share0)) = (run(1.0), run(3.0), run(0.0));
+        assert!((p1 == p3 && p1 == p0) && (q1 == q3 && q1 == q0) && (bu1 == bu3 && bu1 == bu0) && (bi1 == bi3 && bi1 == bi0), "the steps are the same");
+        let largest = share1.iter().fold(0.0f32, |a, s| a.max(s.abs()));
+        assert!(largest > 1e-3 && share1.iter().zip(&share3).all(|(a, b)| (3.0 * a - b).abs() <= 1e-5 * largest), "weighted three times");
+        assert!(share0.iter().all(|&s| s == 0.0), "nothing gathered at weight 0");
     }
 
     #[test]

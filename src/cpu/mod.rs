@@ -14,7 +14,7 @@ use crate::objective::LossSums;
 use crate::model::{Model, Params};
 use crate::grid::{Axis, GridSize, Order, MAX_SIDE};
 use crate::schedule::Schedule;
-use crate::svdpp::{pass_every, passes_before, SvdppState};
+use crate::svdpp::{epoch_step, pass_every, passes_before, SvdppState};
 use crate::solver::{EpochFigures, Solver};
 use crate::update::{train_block, RowWeights, Step};
 use crate::vector::line_aligned;
@@ -155,7 +155,7 @@ impl CpuSolver {
     }
 
     fn step(&self, lr: f32, epoch: usize) -> Step {
-        Step::new(&self.params, lr, self.model.mean, self.unit, self.model.labels).for_epoch(epoch)
+        epoch_step(Step::new(&self.params, lr, self.model.mean, self.unit, self.model.labels), epoch, &self.params)
     }
 
     /// The SVD++ term's passes before epoch `epoch`, at the rate of the epoch before it
@@ -268,37 +268,28 @@ mod tests {
     use super::*;
     use crate::data::RatingSet;
     use crate::objective::Loss;
+    use crate::svdpp::share_weight;
 
     #[test]
-    fn the_svdpp_terms_passes_run_before_the_second_epoch_and_every_third_on_the_shares_since() {
+    fn the_svdpp_terms_passes_run_before_the_second_epoch_and_every_third_on_the_last_epochs_shares() {
         let triplets = (0..600u64).map(|j| (j % 41, (j * 7) % 29, (j % 5) as f32 + 1.0));
         let problem = Problem::new(RatingSet::from_triplets(triplets), None);
         let params = Params { rank: 8, ..Params::default() };
-        let start = || CpuSolver::new(&problem, Model::init(&problem, &params, None), &params, CpuMode::Sequential).unwrap();
-        let epoch = |solver: &mut CpuSolver, e: usize| {
+        let mut solver = CpuSolver::new(&problem, Model::init(&problem, &params, None), &params, CpuMode::Sequential).unwrap();
+        let mut last_priors = solver.svdpp.as_ref().unwrap().priors().to_vec();
+        for e in 0..8 {
             solver.submit_epoch(e, params.learning_rate_at(e), false).unwrap();
             solver.finish_epoch().unwrap();
             let (priors, shares) = solver.svdpp.as_mut().unwrap().priors_and_shares();
-            (priors.to_vec(), shares.to_vec())
-        };
-        // `other` has its shares wiped after epoch 2: the updates never read them, so the two
-        // train alike, and after epoch 3 the one kept holds epochs 2 and 3's, the other 3's.
-        let (mut solver, mut other) = (start(), start());
-        let (mut last_priors, mut last_shares) = (solver.svdpp.as_ref().unwrap().priors().to_vec(), Vec::new());
-        for e in 0..7 {
-            let ((priors, shares), (_, other_shares)) = (epoch(&mut solver, e), epoch(&mut other, e));
-            assert_eq!(priors != last_priors, e == 1 || e == 4, "epoch {e}: the priors move at the passes only");
-            if e == 2 {
-                other.svdpp.as_mut().unwrap().priors_and_shares().1.fill(0.0);
-            }
-            if e == 3 {
-                let kept = shares.iter().zip(&other_shares).map(|(a, b)| a - b);
-                let largest = last_shares.iter().fold(0.0f32, |m, s: &f32| m.max(s.abs()));
-                assert!(largest > 1e-3 && kept.zip(&last_shares).all(|(k, s)| (k - s).abs() <= 1e-4 * largest), "epoch 3's shares add to epoch 2's");
-            }
-            (last_priors, last_shares) = (priors, shares);
+            assert_eq!(priors != last_priors, e == 1 || e == 4 || e == 7, "epoch {e}: the priors move at the passes only");
+            // The passes clear the shares, and only the epoch before the next passes gathers.
+            assert_eq!(shares.iter().any(|&s| s != 0.0), e == 0 || e == 3 || e == 6, "epoch {e}: shares gathered");
+            last_priors = priors.to_vec();
         }
         assert!(last_priors.iter().any(|&z| z != 0.0));
+        // Each gathering epoch's shares stand for the epochs since the last passes.
+        assert_eq!((0..8).map(|e| share_weight(e, 3)).collect::<Vec<_>>(), [1.0, 0.0, 0.0, 3.0, 0.0, 0.0, 3.0, 0.0]);
+        assert_eq!((0..4).map(|e| share_weight(e, 1)).collect::<Vec<_>>(), [1.0; 4]);
         // With --nonneg asked of a loss that does not need it, before every epoch but the first.
         let every = |loss, nonneg| pass_every(&Params { loss, nonneg, ..Params::default() });
         assert_eq!((every(Loss::Squared, true), every(Loss::Squared, false), every(Loss::Kl, false), every(Loss::Logistic, false)), (1, 3, 3, 3));

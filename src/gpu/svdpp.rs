@@ -125,6 +125,8 @@ impl GpuSolver {
             nonneg: self.shape.nonneg,
             // The SVD++ term's passes draw nothing.
             sample_seed: 0,
+            // Nor do they gather shares.
+            share_weight: 0.0,
         };
         state.run_passes(schedule, &mut p, &q, &step)?;
         let bias = by_position(users, &model.user_bias);

@@ -74,11 +74,11 @@ pub(crate) fn passes_before(epoch: usize, every: usize) -> bool {
 /// What each ε·q_i of epoch `epoch`'s updates adds to its user's share, times ε·q_i: zero
 /// (nothing gathered) unless the passes run before the next epoch ([`passes_before`]), and
 /// then the number of epochs since the last passes, so the last epoch's shares stand for all
-/// of them. Gathering in every epoch cost each update a share's read and write (at rank 128
-/// a sixth to a fifth of a plain update's time); the last epoch's, weighted, held squared
-/// error's held-out RMSE on five data sets and KL's divergence and the binary losses' AUC on
-/// MovieLens within noise, and brought KL's on msq back down (BENCHMARKS.md). Every backend
-/// takes the same rule: the shares are the updates' only difference between epochs.
+/// of them. Gathering in every epoch cost each update a share's read and write (a sixth to a
+/// fifth of a plain update's time at rank 128); the last epoch's, weighted, left squared
+/// error's held-out RMSE on five data sets equal or lower (one and two threads), and the other
+/// losses' figures on MovieLens within noise but logistic AUC on latest-small, 0.0005 lower
+/// (BENCHMARKS.md). Every backend takes the same rule.
 pub(crate) fn share_weight(epoch: usize, every: usize) -> f32 {
     if passes_before(epoch + 1, every) { (epoch + 1).min(every) as f32 } else { 0.0 }
 }

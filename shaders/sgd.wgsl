@@ -3,8 +3,8 @@
 // and item rows in place, with no locks; in sparse data two groups rarely share a row.
 //
 // Composed at pipeline creation as: header + group prelude + the loss + the constraints + this
-// file + svdpp.wgsl (with the SVD++ term; without, a zero user_prior and an add_share that does
-// nothing follow). The loss (src/objective.rs) defines loss_slopes(score, label), the step's
+// file + svdpp.wgsl (with the SVD++ term; without, a user_decay toward zero and an add_share
+// that does nothing follow). The loss (src/objective.rs) defines loss_slopes(score, label), the step's
 // (factor, bias) slopes, loss_terms(score, label), a rating's four sums, judged(score), the score
 // evaluation judges, and label_of(value); the constraints constrain(v, threshold) and project(v)
 // (L1 shrinkage and non-negative factors, src/update.rs). The header defines the uniform's
@@ -157,12 +157,11 @@ fn sgd_update(ids: GroupIds) {
         if (lane == 0u) {
             sums += loss_terms(score, label);
         }
-        // The steps in src/update.rs's fused form (see step_factors there for why the prior's
-        // sum is not fused): p ← lr·g·q + ((1 − lr·λ_u)·p + lr·λ_u·z), q ← lr·g·p + (1 − lr·λ_i)·q.
+        // The steps in src/update.rs's fused form (step_factors there says why the pull is
+        // written so): p ← lr·g·q + (p + lr·λ_u·(z − p)), q ← lr·g·p + (1 − lr·λ_i)·q.
         let lr_slope = vec4<f32>(lr * slopes.x);
         let pull_u = lr * (weight_u * params.reg);
         let pull_i = lr * (weight_i * params.reg);
-        let keep_u = vec4<f32>(1.0 - pull_u);
         let keep_i = 1.0 - pull_i;
         let cut_u = lr * weight_u * params.l1;
         let cut_i = lr * weight_i * params.l1;
@@ -171,9 +170,8 @@ fn sgd_update(ids: GroupIds) {
             if (f < K4) {
                 let p = rows.p[c];
                 let q = rows.q[c];
-                // Pulled toward the user's prior (zero without the SVD++ term).
-                let z = user_prior(r.user * K4 + f);
-                user_factors[r.user * K4 + f] = Factor(constrain(fma(lr_slope, q, keep_u * p + pull_u * z), cut_u));
+                let decayed = user_decay(r.user * K4 + f, p, pull_u);
+                user_factors[r.user * K4 + f] = Factor(constrain(fma(lr_slope, q, decayed), cut_u));
                 add_share(r.user * K4 + f, slopes.x, q);
                 item_factors[r.item * K4 + f] = Factor(constrain(fma(lr_slope, p, keep_i * q), cut_i));
             }

@@ -1,5 +1,5 @@
 // The SVD++ term (src/svdpp.rs), appended to sgd.wgsl when training with it: sgd_update
-// pulls each user row toward its prior z (user_prior) and adds ε·q to the user's share
+// pulls each user row toward its prior z (user_decay) and adds ε·q to the user's share
 // (add_share, in the epochs that gather); before an epoch these passes move the items' vectors y by their users' shares
 // and recompute z, moving the user rows with it. The header defines ITEM_STEP, ITEM_REG and
 // CURVATURE beside K4.
@@ -31,8 +31,10 @@
 
 const SVDPP_WG: u32 = 64u;
 
-fn user_prior(index: u32) -> vec4<f32> {
-    return vec4<f32>(prior[index]);
+// The user row p's decay, p + pull·(z − p): toward its prior z, as src/update.rs's
+// step_factors writes it.
+fn user_decay(index: u32, p: vec4<f32>, pull: f32) -> vec4<f32> {
+    return fma(vec4<f32>(pull), vec4<f32>(prior[index]) - p, p);
 }
 
 // ε·q times the epoch's share weight; nothing read or written where that is 0 (the epochs

@@ -133,21 +133,23 @@ fn step_factors<const PRIOR: bool, const SHARE: bool, const L1: bool, const NONN
     let q = &mut q[..k];
     let prior = if PRIOR { &prior[..k] } else { &prior[..0] };
     let share = if SHARE { &mut share[..k] } else { &mut share[..0] };
-    // In fused form: p ← lr·g·q + ((1 − lr·λ_u)·p + lr·λ_u·z), q ← lr·g·p + (1 − lr·λ_i)·q; two
-    // operations a factor where the written-out form takes five (at rank 128 a fifth of the
-    // epoch's time). `mul_add` rounds once on every machine, so the bits stay the same
-    // everywhere. The kernel (shaders/sgd.wgsl) takes the same steps, but a GPU's fma may
-    // round once or twice (lavapipe's twice): where the product is small beside what it is
-    // added to (lr·g·q) that changes almost nothing, but the SVD++ term's (1 − lr·λ)·p + lr·λ·z
-    // adds two products of a row's size, so it is left unfused on both sides (fused, a row
-    // stepped 20,000 times an epoch drifted 7·10⁻⁵ from lavapipe's in three epochs; unfused,
-    // 7·10⁻⁸).
+    // In fused form: p ← lr·g·q + (1 − lr·λ_u)·p, q ← lr·g·p + (1 − lr·λ_i)·q; two operations
+    // a factor where the written-out form takes five (at rank 128 a fifth of the epoch's
+    // time). With the SVD++ term, p's decay is a pull toward z, p + lr·λ_u·(z − p): a
+    // subtraction and a fused multiply-add. `mul_add` rounds once on every machine, so the
+    // bits stay the same everywhere. The kernel (shaders/sgd.wgsl) takes the same steps, but a
+    // GPU's fma may round once or twice (lavapipe's did on the earlier dev machine): where the
+    // product is small beside what it is added to (lr·g·q, lr·λ·(z − p)) that changes almost
+    // nothing. (The pull written (1 − lr·λ)·p + lr·λ·z adds two products of a row's size: fused,
+    // a row stepped 20,000 times an epoch drifted 7·10⁻⁵ from a kernel rounding twice in three
+    // epochs, so it was left unfused, which cost the term's epoch 5–8% at ranks 32 and 128;
+    // this form, with the CPU rounding twice against lavapipe's fused kernel, drifted 7·10⁻⁸.)
     let lr_slope = lr * slope;
     let pull = (lr * reg.0, lr * reg.1);
     let keep = (1.0 - pull.0, 1.0 - pull.1);
     for f in 0..k {
         let (a, b) = (p[f], q[f]);
-        let kept = if PRIOR { keep.0 * a + pull.0 * prior[f] } else { keep.0 * a };
+        let kept = if PRIOR { pull.0.mul_add(prior[f] - a, a) } else { keep.0 * a };
         p[f] = constrain::<L1, NONNEG>(lr_slope.mul_add(b, kept), cut.0);
         q[f] = constrain::<L1, NONNEG>(lr_slope.mul_add(a, keep.1 * b), cut.1);
         if SHARE {

@@ -102,7 +102,7 @@ impl KernelShape {
         let svdpp = if self.svdpp {
             format!("const ITEM_STEP: f32 = {:?};\nconst ITEM_REG: f32 = {:?};\nconst CURVATURE: f32 = {:?};\n\n{SVDPP_WGSL}", crate::svdpp::ITEM_STEP, crate::svdpp::ITEM_REG, crate::svdpp::CURVATURE)
         } else {
-            "// no SVD++ term: every prior is zero, and no share is kept\nfn user_prior(index: u32) -> vec4<f32> { return vec4<f32>(0.0); }\nfn add_share(index: u32, slope: f32, q: vec4<f32>) {}\n".into()
+            "// no SVD++ term: each user row decays toward zero, and no share is kept\nfn user_decay(index: u32, p: vec4<f32>, pull: f32) -> vec4<f32> { return (1.0 - pull) * p; }\nfn add_share(index: u32, slope: f32, q: vec4<f32>) {}\n".into()
         };
         format!(
             "{enable}// generated header: rank {rank}, {precision:?}, {lanes} lanes per rating\nalias Factor = {factor};\nconst K4: u32 = {k4}u;\nconst LANES: u32 = {lanes}u;\nconst CHUNKS: u32 = {chunks}u;\nconst WG: u32 = {wg}u;\n\n{params}\n{prelude}\n{loss}\n{label}\n{constraints}\n{SGD_WGSL}\n{svdpp}\n{pairwise}",

@@ -4,11 +4,11 @@
 //
 // Composed at pipeline creation as: header + group prelude + the loss + the constraints + this
 // file + svdpp.wgsl (with the SVD++ term; without, a user_decay toward zero and an add_share
-// that does nothing follow). The loss (src/objective.rs) defines loss_slopes(score, label), the step's
-// (factor, bias) slopes, loss_terms(score, label), a rating's four sums, judged(score), the score
-// evaluation judges, and label_of(value); the constraints constrain(v, threshold) and project(v)
-// (L1 shrinkage and non-negative factors, src/update.rs). The header defines the uniform's
-// struct Params and
+// that does nothing follow). The loss (src/objective.rs) defines loss_slopes(score, label), the
+// step's (factor, bias) slopes, loss_terms(score, label), a rating's four sums, judged(score),
+// the score evaluation judges, and label_of(value); the constraints constrain(v, threshold) and
+// project(v) (L1 shrinkage and non-negative factors, src/update.rs). The header defines the
+// uniform's struct Params and
 //   Factor  the storage type of four factors, vec4<f32> or vec4<f16> (then `enable f16;`)
 //   K4      vec4s per factor row: ceil(rank / 4), the padding lanes stay exactly zero
 //   LANES   lanes per group (one rating each): a power of two, at most the subgroup size

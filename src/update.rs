@@ -140,10 +140,11 @@ fn step_factors<const PRIOR: bool, const SHARE: bool, const L1: bool, const NONN
     // bits stay the same everywhere. The kernel (shaders/sgd.wgsl) takes the same steps, but a
     // GPU's fma may round once or twice (lavapipe's rounded twice where this was first
     // measured): where the product is small beside what it is added to (lr·g·q,
-    // lr·λ·(z − p)) that changes almost nothing. (The pull written (1 − lr·λ)·p + lr·λ·z adds two products of a row's size: fused,
-    // a row stepped 20,000 times an epoch drifted 7·10⁻⁵ from a kernel rounding twice in three
-    // epochs, so it was left unfused, which cost the term's epoch 3–8% at ranks 32 and 128;
-    // this form, with the CPU rounding twice against lavapipe's fused kernel, drifted 7·10⁻⁸.)
+    // lr·λ·(z − p)) that changes almost nothing. (The pull written (1 − lr·λ)·p + lr·λ·z adds
+    // two products of a row's size: fused, a row stepped 20,000 times an epoch drifted 7·10⁻⁵
+    // from a kernel rounding twice in three epochs, so it was left unfused, which cost the
+    // term's epoch 3–8% at ranks 32 and 128; this form, with the CPU rounding twice against
+    // lavapipe's fused kernel, drifted 7·10⁻⁸.)
     let lr_slope = lr * slope;
     let pull = (lr * reg.0, lr * reg.1);
     let keep = (1.0 - pull.0, 1.0 - pull.1);

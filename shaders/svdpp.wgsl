@@ -1,8 +1,8 @@
 // The SVD++ term (src/svdpp.rs), appended to sgd.wgsl when training with it: sgd_update
 // pulls each user row toward its prior z (user_decay) and adds ε·q to the user's share
-// (add_share, in the epochs that gather); before an epoch these passes move the items' vectors y by their users' shares
-// and recompute z, moving the user rows with it. The header defines ITEM_STEP, ITEM_REG and
-// CURVATURE beside K4.
+// (add_share, in the epochs that gather); before an epoch these passes move the items'
+// vectors y by their users' shares and recompute z, moving the user rows with it. The header
+// defines ITEM_STEP, ITEM_REG and CURVATURE beside K4.
 //
 // The passes give a thread one vec4 of a row in a grid-stride loop, so nothing is reduced
 // across threads but the one mean, in one workgroup (workgroup_total, sgd.wgsl's).

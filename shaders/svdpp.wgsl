@@ -45,6 +45,14 @@ fn add_share(index: u32, slope: f32, q: vec4<f32>) {
     }
 }
 
+// y rounded to the nearest bfloat16 (ties to even) for the users' sums, as the CPU's pass
+// reads it (src/svdpp.rs, RoundedItems).
+fn round_to_bf16(v: vec4<f32>) -> vec4<f32> {
+    let bits = bitcast<vec4<u32>>(v);
+    let even = (bits >> vec4<u32>(16u)) & vec4<u32>(1u);
+    return bitcast<vec4<f32>>((bits + vec4<u32>(0x7FFFu) + even) & vec4<u32>(0xFFFF0000u));
+}
+
 fn inverse_sqrt_count(u: u32) -> f32 {
     return 1.0 / sqrt(f32(user_start[u + 1u] - user_start[u]));
 }
@@ -110,7 +118,7 @@ fn svdpp_users(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgr
         let end = user_start[u + 1u];
         var sum = vec4<f32>(0.0);
         for (var t = first; t < end; t++) {
-            sum += item_vectors[user_items[t] * K4 + x % K4];
+            sum += round_to_bf16(item_vectors[user_items[t] * K4 + x % K4]);
         }
         var fresh = vec4<f32>(0.0);
         if (end > first) {

@@ -16,8 +16,9 @@
 //! since the last passes ([`share_weight`]): the other epochs' updates are the plain ones but
 //! for z's pull. Two passes over
 //! the ratings, each writing the rows of one side only. With the ratings in memory they read a
-//! list of each user's items, sixteen columns of y at a time (so those columns of every item
-//! stay in L2: [`Sweeps`]); from the disk cache they run over the
+//! list of each user's items, sixteen columns of y's gradient at a time (so those columns of
+//! every item stay in L2: [`Sweeps`]), then thirty-two of y, rounded to bfloat16 for the users'
+//! sums ([`RoundedItems`]); from the disk cache they run over the
 //! [schedule](crate::schedule)'s blocks as training does, a block row (or column) per thread.
 //! Either way each sum takes its terms in one order, the same on any number of threads. The
 //! distributed runner's workers take the same lists and sweeps for their stripes' users
@@ -99,6 +100,8 @@ pub(crate) struct SvdppState {
     item_weights: Vec<f32>,
     /// y: items × k, by sweep.
     item_vectors: Sweeps,
+    /// y rounded, for the users' sums.
+    rounded: RoundedItems,
     /// z: users × k, what each user row is pulled toward.
     prior: CacheLines,
     /// users × k: Σ ε·q_i over the user's ratings met in the updates since the last pass.
@@ -210,43 +213,56 @@ impl UserItems {
         }
     }
 
-    /// `weight`·Σ y_j over user `u`'s items j, in their order, for the columns of one sweep
-    /// (`y`, a sweep of items), summed in registers: the bits of adding into a zeroed z.
+    /// Σ y_j over user `u`'s items j, in their order, for the columns of one pair of sweeps
+    /// (`y`, y's rounded lines: [`RoundedItems`]), summed in registers: the bits of adding
+    /// into a zeroed z. The low halves' sums (the pair's first sixteen columns), then the
+    /// high halves'.
     #[inline(always)]
-    fn gather(&self, u: usize, weight: f32, y: &[f32], path: Path) -> [f32; SWEEP] {
+    fn gather(&self, u: usize, y: &[[u32; SWEEP]], path: Path) -> ([f32; SWEEP], [f32; SWEEP]) {
         match path {
             // SAFETY (both): the CPU has the path's features (`widest` detected them).
             #[cfg(target_arch = "x86_64")]
-            Path::Avx512 => unsafe { self.gather_avx512(u, weight, y) },
+            Path::Avx512 => unsafe { self.gather_avx512(u, y) },
             #[cfg(target_arch = "x86_64")]
-            Path::Avx2 => unsafe { self.gather_avx2(u, weight, y) },
-            _ => self.gather_with(u, weight, y),
+            Path::Avx2 => unsafe { self.gather_avx2(u, y) },
+            _ => self.gather_with(u, y),
         }
     }
 
-    /// (As for [`spread`](Self::spread), the same bits on every path.)
+    /// (As for [`spread`](Self::spread), the same bits on every path: a bfloat16 is the upper
+    /// half of the float it stands for, so the shift and the mask are exact.)
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx2,fma")]
-    unsafe fn gather_avx512(&self, u: usize, weight: f32, y: &[f32]) -> [f32; SWEEP] {
-        self.gather_with(u, weight, y)
+    unsafe fn gather_avx512(&self, u: usize, y: &[[u32; SWEEP]]) -> ([f32; SWEEP], [f32; SWEEP]) {
+        self.gather_with(u, y)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn gather_avx2(&self, u: usize, weight: f32, y: &[f32]) -> [f32; SWEEP] {
-        self.gather_with(u, weight, y)
+    unsafe fn gather_avx2(&self, u: usize, y: &[[u32; SWEEP]]) -> ([f32; SWEEP], [f32; SWEEP]) {
+        self.gather_with(u, y)
     }
 
     #[inline(always)]
-    fn gather_with(&self, u: usize, weight: f32, y: &[f32]) -> [f32; SWEEP] {
-        let mut sums = [0.0f32; SWEEP];
+    fn gather_with(&self, u: usize, y: &[[u32; SWEEP]]) -> ([f32; SWEEP], [f32; SWEEP]) {
+        let (mut low, mut high) = ([0.0f32; SWEEP], [0.0f32; SWEEP]);
         for &j in self.of_user(u) {
-            let row: &[f32; SWEEP] = y[j as usize * SWEEP..][..SWEEP].try_into().expect("a sweep's row");
-            for (s, &yf) in sums.iter_mut().zip(row) {
-                *s += weight * yf;
+            for ((l, h), &bits) in low.iter_mut().zip(high.iter_mut()).zip(&y[j as usize]) {
+                *l += f32::from_bits(bits << 16);
+                *h += f32::from_bits(bits & 0xFFFF_0000);
             }
         }
-        sums
+        (low, high)
+    }
+
+    /// z_u = `norm`·Σ y_j over user `u`'s items, for the columns of pair `c` of y's rounded
+    /// sweeps, written into user row `z` (k wide).
+    #[inline(always)]
+    fn prior_columns(&self, u: usize, norm: f32, y: &RoundedItems, c: usize, z: &mut [f32], path: Path) {
+        let (low, high) = self.gather(u, y.pair(c), path);
+        for (zf, s) in z.iter_mut().skip(c * 2 * SWEEP).zip(low.iter().chain(&high)) {
+            *zf = norm * s;
+        }
     }
 }
 
@@ -256,10 +272,11 @@ impl UserItems {
 /// with this (dev-intel, twelve passes each; rank 32 0.07–0.11 s either way).
 const SHARE_AHEAD: usize = 8;
 
-/// Columns of y and of its gradient that one sweep of the users' index takes: a cache line of
-/// each item's row. A sweep's lines of every item lie together ([`Sweeps`]), so they stay in a
-/// core's L2 cache through the sweep (17,770 items: 1.1 MB, where whole rows at rank 128 take
-/// 9 MB and came from L3), and the user's sums or part sit in a register.
+/// Columns of y's gradient (and of y, two sweeps a line rounded: [`RoundedItems`]) that one
+/// sweep of the users' index takes: a cache line of each item's row. A sweep's lines of every
+/// item lie together ([`Sweeps`]), so they stay in a core's L2 cache through the sweep (17,770
+/// items: 1.1 MB, where whole rows at rank 128 take 9 MB and came from L3), and the user's sums
+/// or part sit in a register.
 const SWEEP: usize = 16;
 
 /// items × k floats sweep by sweep: columns 0..16 of every item, then 16..32, and so on, the
@@ -322,6 +339,67 @@ impl Sweeps {
     }
 }
 
+/// y rounded to bfloat16 for the users' sums, two sweeps a cache line: lane f of item j's
+/// line in pair c holds column 32c + f in its low half and 32c + 16 + f in its high half.
+/// The users' pass reads a line of y an item and pair of sweeps, not one an item and sweep:
+/// half the lines, which are what the pass waits on (at rank 128 on 20M ratings, one thread,
+/// that pass and the rows' moves took 0.26 s, against 0.34 with y's f32 lines; held-out
+/// figures the same: BENCHMARKS.md). The GPU rounds y alike as it sums ([`round_to_bf16`]);
+/// y itself stays in f32, where its steps add up.
+struct RoundedItems {
+    items: usize,
+    data: Vec<RoundedLine>,
+}
+
+/// A line of [`RoundedItems`], on a cache line of its own.
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C, align(64))]
+struct RoundedLine([u32; SWEEP]);
+
+impl RoundedItems {
+    fn zeros(items: usize, k: usize) -> RoundedItems {
+        RoundedItems { items, data: vec![RoundedLine::default(); RoundedItems::pairs(k) * items] }
+    }
+
+    /// How many pairs of sweeps k columns take.
+    fn pairs(k: usize) -> usize {
+        k.div_ceil(2 * SWEEP)
+    }
+
+    /// From y's sweeps.
+    fn set(&mut self, y: &Sweeps) {
+        let (sweeps, none) = (y.k.div_ceil(SWEEP), vec![0.0; y.items * SWEEP]);
+        self.data.par_chunks_mut(self.items.max(1)).enumerate().for_each(|(c, pair)| {
+            let low = y.sweep(2 * c).chunks_exact(SWEEP);
+            let high = if 2 * c + 1 < sweeps { y.sweep(2 * c + 1) } else { &none };
+            for ((line, low), high) in pair.iter_mut().zip(low).zip(high.chunks_exact(SWEEP)) {
+                for ((lane, &l), &h) in line.0.iter_mut().zip(low).zip(high) {
+                    *lane = bf16_bits(l) >> 16 | bf16_bits(h);
+                }
+            }
+        });
+    }
+
+    /// Pair `c` of sweeps (columns 32c..32c + 32), a line an item.
+    fn pair(&self, c: usize) -> &[[u32; SWEEP]] {
+        bytemuck::cast_slice(&self.data[c * self.items..][..self.items])
+    }
+}
+
+/// `x` rounded to the nearest bfloat16 (ties to even), as an f32: what the users' sums add
+/// for y.
+pub(crate) fn round_to_bf16(x: f32) -> f32 {
+    f32::from_bits(bf16_bits(x))
+}
+
+/// The bits of `x` rounded to the nearest bfloat16 (ties to even): the upper half, the lower
+/// zero. A NaN stays one (where shaders/svdpp.wgsl's may come out infinite: training has
+/// failed by then either way).
+fn bf16_bits(x: f32) -> u32 {
+    let bits = x.to_bits();
+    if x.is_nan() { bits & 0xFFFF_0000 | 0x0040_0000 } else { (bits + 0x7FFF + (bits >> 16 & 1)) & 0xFFFF_0000 }
+}
+
 /// The SVD++ term's two sums over one DSGD stripe's users, for the distributed runner
 /// ([`crate::distributed`]), on rows as the cluster sends them (row by row, k a row): the
 /// same index and sweeps as the CPU's pass. (Rating by rating over the stripe's blocks, each
@@ -333,6 +411,8 @@ pub(crate) struct StripeItems {
     first: usize,
     /// y or its gradient by sweep, kept from pass to pass (9 MB at rank 128 on 17,770 items).
     sweeps: Sweeps,
+    /// y rounded, for the users' sums.
+    rounded: RoundedItems,
 }
 
 impl StripeItems {
@@ -351,7 +431,7 @@ impl StripeItems {
             blocks.iter().for_each(|b| add(b));
             Ok(())
         })?;
-        Ok(StripeItems { index, first, sweeps: Sweeps::zeros(items, k) })
+        Ok(StripeItems { index, first, sweeps: Sweeps::zeros(items, k), rounded: RoundedItems::zeros(items, k) })
     }
 
     /// The stripe's first user, by position.
@@ -372,15 +452,14 @@ impl StripeItems {
     }
 
     /// The stripe's users' priors z_u = |N(u)|^-½ Σ y_j over their items, into `z` (users × k,
-    /// row by row), from y (items × k, row by row): the bits of adding each item's y in turn.
+    /// row by row), from y (items × k, row by row): the bits of the one-process pass.
     pub fn priors(&mut self, norms: &[f32], y: &[f32], z: &mut [f32]) {
         let (k, path) = (self.sweeps.k, widest());
         self.sweeps.set_rows(y);
-        for c in 0..k.div_ceil(SWEEP) {
-            let (first, sweep) = (c * SWEEP, self.sweeps.sweep(c));
-            let width = SWEEP.min(k - first);
+        self.rounded.set(&self.sweeps);
+        for c in 0..RoundedItems::pairs(k) {
             for (u, z) in z.chunks_mut(k).enumerate() {
-                z[first..][..width].copy_from_slice(&self.index.gather(u, norms[u], sweep, path)[..width]);
+                self.index.prior_columns(u, norms[u], &self.rounded, c, z, path);
             }
         }
     }
@@ -452,6 +531,7 @@ impl SvdppState {
             reach,
             item_weights: item_weights.to_vec(),
             item_vectors: Sweeps::zeros(items, k),
+            rounded: RoundedItems::zeros(items, k),
             prior: CacheLines::zeros(users * k),
             shares: CacheLines::zeros(users * k),
             gradient: Sweeps::zeros(items, k),
@@ -482,6 +562,7 @@ impl SvdppState {
         // Line by line (each a sweep's columns of one item).
         let lines = self.item_vectors.data.par_chunks_mut(SWEEP).zip(self.gradient.data.par_chunks(SWEEP));
         lines.enumerate().for_each(|(x, (y, g))| item_step(y, g, reach[x % items], weights[x % items], mean_norm, step));
+        self.rounded.set(&self.item_vectors);
         self.move_priors(schedule, p, step.nonneg)
     }
 
@@ -508,24 +589,24 @@ impl SvdppState {
     }
 
     /// z_u afresh from y (into the shares, done with), then each user's w_u moved by z_u's
-    /// change and its share cleared for the next epoch. From the index a sweep at a time,
-    /// each user's sums for the sweep held in registers.
+    /// change and its share cleared for the next epoch. From the index a pair of sweeps at a
+    /// time, each user's sums for the pair held in registers. Either way z_u is |N(u)|^-½
+    /// times the sum of y rounded ([`RoundedItems`]), its terms in the index's order.
     fn move_priors(&mut self, schedule: &Schedule, p: &mut [f32], nonneg: bool) -> Result<()> {
         let (k, path) = (self.k, widest());
-        let (norm, y, fresh) = (&self.user_norm, &self.item_vectors, &mut self.shares);
+        let (norm, rounded, fresh) = (&self.user_norm, &self.rounded, &mut self.shares);
         match &self.user_items {
-            // (Each sweep writes its columns of every user: nothing is left to clear first.)
+            // (Each pair writes its columns of every user: nothing is left to clear first.)
             Some(index) => {
-                for c in 0..k.div_ceil(SWEEP) {
-                    let (first, sweep) = (c * SWEEP, y.sweep(c));
-                    let width = SWEEP.min(k - first);
-                    fresh.par_chunks_mut(k).enumerate().for_each(|(u, z)| z[first..][..width].copy_from_slice(&index.gather(u, norm[u], sweep, path)[..width]));
+                for c in 0..RoundedItems::pairs(k) {
+                    fresh.par_chunks_mut(k).enumerate().for_each(|(u, z)| index.prior_columns(u, norm[u], rounded, c, z, path));
                 }
             }
             None => {
-                let y = y.to_rows();
+                let y: Vec<f32> = self.item_vectors.to_rows().into_iter().map(round_to_bf16).collect();
                 fresh.fill(0.0);
-                over_blocks(schedule, Side::Users, fresh, k, |r, z| axpy(z, norm[r.user as usize], &y[r.item as usize * k..][..k]))?;
+                over_blocks(schedule, Side::Users, fresh, k, |r, z| axpy(z, 1.0, &y[r.item as usize * k..][..k]))?;
+                fresh.par_chunks_mut(k).zip(norm.par_iter()).for_each(|(z, &n)| z.iter_mut().for_each(|x| *x *= n));
             }
         }
         self.prior.par_chunks_mut(k).zip(p.par_chunks_mut(k)).zip(fresh.par_chunks_mut(k)).for_each(|((z, w), fresh)| {
@@ -664,8 +745,9 @@ mod tests {
 
     #[test]
     fn the_pass_moves_y_sets_each_prior_from_its_items_and_keeps_p() {
-        // Part of a sweep, and a whole one and part of the next.
-        for k in [6, 20] {
+        // Part of a sweep; a whole one and part of the next; a pair of sweeps and part of the
+        // next pair.
+        for k in [6, 20, 40] {
             moves_y_and_sets_priors(k);
         }
     }
@@ -685,7 +767,8 @@ mod tests {
             for (x, (w, z)) in p.iter().zip(w.iter().zip(state.priors())) {
                 assert!((x - (w - z)).abs() < 1e-6, "epoch {epoch}: p moved");
             }
-            // z_u = |N(u)|^-½ Σ y_j over the items u rated, recomputed from the ratings.
+            // z_u = |N(u)|^-½ Σ y_j over the items u rated (each y rounded to bfloat16),
+            // recomputed from the ratings.
             let mut items_of = vec![Vec::new(); schedule.users.ids()];
             for b in 0..schedule.len() {
                 for r in schedule.block(b) {
@@ -694,7 +777,7 @@ mod tests {
             }
             for (u, items) in items_of.iter().enumerate() {
                 for f in 0..k {
-                    let sum: f32 = items.iter().map(|&j| state.item_vectors.at(j, f)).sum();
+                    let sum: f32 = items.iter().map(|&j| round_to_bf16(state.item_vectors.at(j, f))).sum();
                     let expected = sum / (items.len() as f32).sqrt();
                     let z = state.priors()[u * k + f];
                     assert!((z - expected).abs() < 1e-5, "epoch {epoch}, user {u}: z {z} vs {expected}");
@@ -761,7 +844,8 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
         let norms: Vec<f32> = users.clone().map(|_| rng.random_range(0.1..1.0)).collect();
         let shares: Vec<f32> = (0..users.len() * k).map(|_| rng.random_range(-1.0..1.0)).collect();
-        // Each user's items, block by block; the gradient by user, the priors by item.
+        // Each user's items, block by block; the gradient by user, the priors by item (the
+        // sums of y rounded to bfloat16, times the user's norm).
         let mut items_of = vec![Vec::new(); users.len()];
         for r in blocks.iter().flat_map(|b| b.iter()) {
             items_of[r.user as usize - users.start].push(r.item as usize);
@@ -771,9 +855,10 @@ mod tests {
             for &j in its {
                 for f in 0..k {
                     gradient[j * k + f] += norms[u] * shares[u * k + f];
-                    priors[u * k + f] += norms[u] * y[j * k + f];
+                    priors[u * k + f] += round_to_bf16(y[j * k + f]);
                 }
             }
+            priors[u * k..][..k].iter_mut().for_each(|z| *z *= norms[u]);
         }
         assert_eq!(index.item_gradient(&norms, &shares), gradient);
         let mut z = vec![1.0f32; users.len() * k];
@@ -786,6 +871,38 @@ mod tests {
         let beyond = [Rating { user: users.start as u32, item: items as u32, value: 1.0 }];
         let e = StripeItems::new(users, &[&beyond], items, k).err().expect("refused").to_string();
         assert!(e.contains(&format!("item {items}")), "{e}");
+    }
+
+    #[test]
+    fn rounded_lines_hold_two_sweeps_of_y_in_bfloat16() {
+        let (items, k) = (3, 40);
+        let rows: Vec<f32> = (0..items * k).map(|x| (x as f32 * 0.37).sin() / 3.0).collect();
+        let mut sweeps = Sweeps::zeros(items, k);
+        sweeps.set_rows(&rows);
+        let mut rounded = RoundedItems::zeros(items, k);
+        rounded.set(&sweeps);
+        assert_eq!(RoundedItems::pairs(k), 2);
+        for j in 0..items {
+            for f in 0..2 * 2 * SWEEP {
+                let bits = rounded.pair(f / (2 * SWEEP))[j][f % SWEEP];
+                let half = if f % (2 * SWEEP) < SWEEP { bits << 16 } else { bits & 0xFFFF_0000 };
+                let expected = if f < k { round_to_bf16(rows[j * k + f]) } else { 0.0 };
+                assert_eq!(f32::from_bits(half), expected, "item {j}, column {f}");
+                assert!(f >= k || (expected - rows[j * k + f]).abs() <= rows[j * k + f].abs() / 256.0);
+            }
+        }
+    }
+
+    #[test]
+    fn bfloat16_rounds_to_nearest_ties_to_even() {
+        let ulp = 1.0 / 128.0; // a bfloat16's 7 fraction bits, at 1
+        assert_eq!(round_to_bf16(1.0 + ulp / 2.0), 1.0);
+        assert_eq!(round_to_bf16(1.0 + 3.0 * ulp / 2.0), 1.0 + 2.0 * ulp);
+        assert_eq!(round_to_bf16(1.0 + ulp / 2.0 + 1e-6), 1.0 + ulp);
+        assert_eq!(round_to_bf16(-(1.0 + ulp / 2.0 + 1e-6)), -(1.0 + ulp));
+        assert_eq!(round_to_bf16(0.0), 0.0);
+        assert_eq!(round_to_bf16(f32::INFINITY), f32::INFINITY);
+        assert!(round_to_bf16(f32::NAN).is_nan());
     }
 
     #[test]

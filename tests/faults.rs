@@ -363,8 +363,16 @@ fn an_interrupted_cache_build_leaves_nothing_behind() {
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     assert!(lines.by_ref().map_while(Result::ok).any(|l| l.contains("writing the block cache")), "the build started");
-    std::thread::sleep(Duration::from_millis(200));
-    assert!(!stale.exists(), "the stale partial file is removed when the next build starts");
+    // Ctrl-C as soon as the build's own partial file is there: its handler is set by then, and
+    // the build (0.4 s here) is under way, where a fixed sleep could end before the handler or
+    // after the build.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    // (The next build removes the stale file first, so a partial file counted after it is gone
+    // is the build's.)
+    while stale.exists() || partials() == 0 {
+        assert!(std::time::Instant::now() < deadline, "after 60 s: the stale partial file removed {}, partial files {}", !stale.exists(), partials());
+        std::thread::sleep(Duration::from_millis(1));
+    }
     // SAFETY: sends SIGINT to the child, as Ctrl-C would.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let rest: Vec<String> = lines.map_while(Result::ok).collect();

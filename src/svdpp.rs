@@ -437,7 +437,7 @@ impl RoundedItems {
 
 /// `x` rounded to the nearest bfloat16 (ties to even), as an f32: what the users' sums add
 /// for y.
-pub(crate) fn round_to_bf16(x: f32) -> f32 {
+fn round_to_bf16(x: f32) -> f32 {
     f32::from_bits(bf16_bits(x))
 }
 

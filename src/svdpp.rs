@@ -611,7 +611,6 @@ impl SvdppState {
         // Line by line (each a sweep's columns of one item).
         let lines = self.item_vectors.data.par_chunks_mut(SWEEP).zip(self.gradient.data.par_chunks(SWEEP));
         lines.enumerate().for_each(|(x, (y, g))| item_step(y, g, reach[x % items], weights[x % items], mean_norm, step));
-        self.rounded.set(&self.item_vectors);
         self.move_priors(schedule, p, step.nonneg)
     }
 
@@ -643,10 +642,12 @@ impl SvdppState {
     /// times the sum of y rounded ([`RoundedItems`]), its terms in the index's order.
     fn move_priors(&mut self, schedule: &Schedule, p: &mut [f32], nonneg: bool) -> Result<()> {
         let (k, path) = (self.k, widest());
-        let (norm, rounded, fresh) = (&self.user_norm, &self.rounded, &mut self.shares);
+        let (norm, fresh) = (&self.user_norm, &mut self.shares);
         match &self.user_items {
             // (Each pair writes its columns of every user: nothing is left to clear first.)
             Some(index) => {
+                self.rounded.set(&self.item_vectors);
+                let rounded = &self.rounded;
                 for c in 0..RoundedItems::pairs(k) {
                     fresh.par_chunks_mut(k).enumerate().for_each(|(u, z)| index.prior_columns(u, norm[u], rounded, c, z, path));
                 }

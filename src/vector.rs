@@ -65,6 +65,48 @@ pub fn prefetch(values: &[f32]) {
     let _ = values;
 }
 
+/// `out[f] = a·x[f]` for the 32 floats of `x` (two cache lines), written past the caches
+/// (streaming stores) where `out` holds them all from a line's start and the CPU has AVX2: for
+/// rows written once a pass and read only after it, whose lines would otherwise each be read
+/// from memory before being written and push out of L2 what the pass reads. The same bits
+/// either way. [`finish_streams`] before another thread reads them.
+#[inline(always)]
+pub(crate) fn stream_scaled(out: &mut [f32], a: f32, x: &[f32; 32], path: Path) {
+    #[cfg(target_arch = "x86_64")]
+    if path != Path::Portable && out.len() >= 32 && (out.as_ptr() as usize).is_multiple_of(64) {
+        // SAFETY: the CPU has AVX2 (`path` says so), and `out` holds 32 floats from a 64-byte
+        // boundary, as the stores need.
+        unsafe { stream_scaled_avx2(out.as_mut_ptr(), a, x) };
+        return;
+    }
+    let _ = path;
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = a * v;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn stream_scaled_avx2(out: *mut f32, a: f32, x: &[f32; 32]) {
+    use std::arch::x86_64::{_mm256_loadu_ps, _mm256_mul_ps, _mm256_set1_ps, _mm256_stream_ps};
+    let a = _mm256_set1_ps(a);
+    for at in (0..32).step_by(8) {
+        // SAFETY: `at + 8` ≤ 32, within `x` and (the caller's word) `out`, 32-byte aligned.
+        unsafe { _mm256_stream_ps(out.add(at), _mm256_mul_ps(a, _mm256_loadu_ps(x.as_ptr().add(at)))) };
+    }
+}
+
+/// Orders this thread's streaming stores ([`stream_scaled`]) before what it writes next, so a
+/// thread that sees its work done sees them too.
+#[inline(always)]
+pub(crate) fn finish_streams() {
+    // SAFETY: SSE, which the fence needs, is part of every x86_64 CPU.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        std::arch::x86_64::_mm_sfence()
+    };
+}
+
 /// Floats in a cache line (64 bytes).
 pub const LINE_FLOATS: usize = 16;
 

@@ -76,7 +76,8 @@ fn svdpp_mean_norm(@builtin(local_invocation_index) local: u32) {
     }
 }
 
-// Each run's Σ |N(u)|^-½ share_u, a thread per (run, vec4); svdpp_items adds an item's runs.
+// Each run's Σ |N(u)|^-½ share_u, each term rounded to bfloat16 as the CPU rounds it, a
+// thread per (run, vec4); svdpp_items adds an item's runs.
 @compute @workgroup_size(SVDPP_WG)
 fn svdpp_item_runs(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let runs = arrayLength(&run_start) - 1u;
@@ -85,7 +86,7 @@ fn svdpp_item_runs(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_wo
         var sum = vec4<f32>(0.0);
         for (var t = run_start[r]; t < run_start[r + 1u]; t++) {
             let u = item_users[t];
-            sum += inverse_sqrt_count(u) * share[u * K4 + x % K4];
+            sum += round_to_bf16(inverse_sqrt_count(u) * share[u * K4 + x % K4]);
         }
         run_sums[x] = sum;
     }

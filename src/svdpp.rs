@@ -15,10 +15,10 @@
 //! Only the epoch just before the passes gathers shares, each ε·q_i weighted by the epochs
 //! since the last passes ([`share_weight`]): the other epochs' updates are the plain ones but
 //! for z's pull. Two passes over
-//! the ratings, each writing the rows of one side only. With the ratings in memory they read a
-//! list of each user's items, sixteen columns of y's gradient at a time (so those columns of
-//! every item stay in L2: [`Sweeps`]), then thirty-two of y, rounded to bfloat16 for the users'
-//! sums ([`RoundedItems`]); from the disk cache they run over the
+//! the ratings, each writing the rows of one side only. With the ratings in memory they read
+//! lists ([`Index`]): each item's users, tile by tile, for y's gradient, and each user's items
+//! for z, thirty-two columns at a time, each term rounded to bfloat16 ([`RoundedRows`]); from
+//! the disk cache they run over the
 //! [schedule](crate::schedule)'s blocks as training does, a block row (or column) per thread.
 //! Either way each sum takes its terms in one order, the same on any number of threads. The
 //! distributed runner's workers take the same lists and sweeps for their stripes' users
@@ -33,7 +33,7 @@ use crate::model::Params;
 use crate::error::Result;
 use crate::schedule::Schedule;
 use crate::update::Step;
-use crate::vector::{axpy, dot, finish_streams, prefetch, stream_scaled, widest, CacheLines, Path};
+use crate::vector::{axpy, dot, finish_streams, stream_scaled, widest, CacheLines, Path};
 use rayon::prelude::*;
 
 /// y's step, as a fraction of the epoch's learning rate. With [`ITEM_REG`] and [`CURVATURE`],
@@ -100,8 +100,6 @@ pub(crate) struct SvdppState {
     item_weights: Vec<f32>,
     /// y: items × k, by sweep.
     item_vectors: Sweeps,
-    /// y rounded, for the users' sums.
-    rounded: RoundedItems,
     /// z: users × k, what each user row is pulled toward.
     prior: CacheLines,
     /// users × k: Σ ε·q_i over the user's ratings met in the updates since the last pass.
@@ -109,8 +107,191 @@ pub(crate) struct SvdppState {
     /// items × k, by sweep: each item's gradient in the pass (kept, so its pages are mapped
     /// once).
     gradient: Sweeps,
-    /// Each user's items, when the ratings are in memory (none from the disk cache).
-    user_items: Option<UserItems>,
+    /// The passes' lists, when the ratings are in memory (none from the disk cache).
+    index: Option<Index>,
+}
+
+/// What the passes read where the ratings are in memory: both sums read lists, not the
+/// blocks, and add their terms rounded to bfloat16, two sweeps a cache line ([`RoundedRows`]).
+/// 4 to 6 bytes a rating for the lists, and a user's parts half the bytes of its row.
+struct Index {
+    /// Each user's items, for z.
+    by_user: UserItems,
+    /// Each item's users, tile by tile, for y's gradient.
+    by_item: ItemUsers,
+    /// y rounded, for z.
+    items: RoundedRows,
+    /// Each user's |N(u)|^-½ share_u rounded, for y's gradient.
+    parts: RoundedRows,
+}
+
+impl Index {
+    fn new(by_user: UserItems, users: usize, items: usize, k: usize) -> Index {
+        let by_item = ItemUsers::of(&by_user, items);
+        Index { by_user, by_item, items: RoundedRows::zeros(items, k), parts: RoundedRows::zeros(users, k) }
+    }
+
+    /// Each item's gradient g_j = Σ_u |N(u)|^-½ share_u over its users, in their order, each
+    /// term rounded to bfloat16, into `g` (from zero), from the users' `norms` and `shares`
+    /// (users × k). A task a pair of sweeps and a range of items: the same sums on any number
+    /// of threads.
+    fn item_gradient(&mut self, g: &mut Sweeps, norms: &[f32], shares: &[f32]) {
+        let (k, items, path) = (g.k, g.items, widest());
+        if items == 0 {
+            return;
+        }
+        self.parts.set_scaled(shares, k, norms);
+        let pairs = RoundedRows::pairs(k);
+        let span = items.div_ceil((2 * rayon::current_num_threads()).div_ceil(pairs.max(1))).max(1);
+        let mut sweeps = g.data.chunks_mut((items * SWEEP).max(1));
+        let mut tasks = Vec::new();
+        for c in 0..pairs {
+            let low = sweeps.next().expect("a pair's first sweep");
+            let mut high = sweeps.next().map(|h| h.chunks_mut(span * SWEEP));
+            for (x, low) in low.chunks_mut(span * SWEEP).enumerate() {
+                tasks.push((c, x * span, low, high.as_mut().and_then(|h| h.next())));
+            }
+        }
+        let (by_item, parts) = (&self.by_item, &self.parts);
+        tasks.into_par_iter().for_each(|(c, first, low, mut high)| {
+            low.fill(0.0);
+            high.iter_mut().for_each(|h| h.fill(0.0));
+            by_item.spread(parts.pair(c), first, low, high, path);
+        });
+    }
+
+    /// z_u = `norm`·Σ y_j (y rounded: `self.items`) for pair `c` of sweeps, for users `first..`
+    /// (`rows`, k wide), past the caches ([`stream_scaled`]), streams finished.
+    fn priors(&self, c: usize, first: usize, norms: &[f32], rows: &mut [f32], k: usize, path: Path) {
+        for (o, z) in rows.chunks_mut(k).enumerate() {
+            self.by_user.prior_columns(first + o, norms[first + o], &self.items, c, z, path);
+        }
+        finish_streams();
+    }
+}
+
+/// How many users a tile of [`ItemUsers`] holds: their parts of a pair of sweeps (a line each,
+/// 512 KiB) stay in L2 while every item adds up its users among them. Of 2,048 to 65,536 in a
+/// standalone loop over the 20M set's lists (dev-intel, 2 MiB of L2), 8,192 was fastest. At
+/// most 65,536: a user's place in its tile is 16 bits.
+const TILE_USERS: usize = 8192;
+const _: () = assert!(TILE_USERS <= 1 << 16);
+
+/// Each item's users, tile by tile of [`TILE_USERS`] users, for y's gradient: item by item, the
+/// parts of its users in the tile (|N(u)|^-½ share_u, rounded, two sweeps a line) are read from
+/// L2 and summed in registers, a line a rating and pair of sweeps. User by user instead, each
+/// part added into each of its items' gradient lines, the pass read and wrote a line a rating
+/// and sweep: at rank 128 on 20M ratings, one thread, 0.26–0.27 s against 0.20–0.22 with the
+/// tiles and the parts' rounding (BENCHMARKS.md). Each sum takes its users in order, as the
+/// pass over the blocks does.
+struct ItemUsers {
+    /// Where each tile's runs start in `runs`, tiles + 1 entries.
+    tiles: Vec<usize>,
+    /// Where each tile's users start in `users`.
+    firsts: Vec<usize>,
+    /// (item, end of its users in `users`): each tile's items with users in it, in order.
+    runs: Vec<(u32, usize)>,
+    /// Each run's users, in order, by their place in the tile.
+    users: Vec<u16>,
+}
+
+impl ItemUsers {
+    fn of(index: &UserItems, items: usize) -> ItemUsers {
+        match &index.items {
+            ItemIds::Narrow(ids) => ItemUsers::build(&index.starts, ids, items),
+            ItemIds::Wide(ids) => ItemUsers::build(&index.starts, ids, items),
+        }
+    }
+
+    /// From each user's items (`ids` from `starts[u]`), tile by tile: a count of each item's
+    /// users in the tile, the items met in order, then the users placed in turn.
+    fn build<I: ItemId>(starts: &[usize], ids: &[I], items: usize) -> ItemUsers {
+        let users = starts.len() - 1;
+        let (mut tiles, mut firsts, mut runs) = (vec![0], Vec::new(), Vec::new());
+        let (mut placed, mut next, mut met) = (vec![0u16; ids.len()], vec![0usize; items], Vec::new());
+        for first in (0..users).step_by(TILE_USERS) {
+            let last = (first + TILE_USERS).min(users);
+            for &j in &ids[starts[first]..starts[last]] {
+                if next[j.at()] == 0 {
+                    met.push(j.at() as u32);
+                }
+                next[j.at()] += 1;
+            }
+            met.sort_unstable();
+            // Each item's count becomes where its users go.
+            let mut at = starts[first];
+            for &j in &met {
+                let n = std::mem::replace(&mut next[j as usize], at);
+                at += n;
+                runs.push((j, at));
+            }
+            for u in first..last {
+                for &j in &ids[starts[u]..starts[u + 1]] {
+                    placed[next[j.at()]] = (u - first) as u16;
+                    next[j.at()] += 1;
+                }
+            }
+            met.drain(..).for_each(|j| next[j as usize] = 0);
+            firsts.push(starts[first]);
+            tiles.push(runs.len());
+        }
+        ItemUsers { tiles, firsts, runs, users: placed }
+    }
+
+    /// Adds to the gradient lines of items `first..` of a pair of sweeps (`low`, and `high`
+    /// where the pair has a second) the parts of their users (`parts`: the pair's line of each
+    /// user).
+    fn spread(&self, parts: &[[u32; SWEEP]], first: usize, low: &mut [f32], high: Option<&mut [f32]>, path: Path) {
+        match path {
+            // SAFETY (both): the CPU has the path's features (`widest` detected them).
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx512 => unsafe { self.spread_avx512(parts, first, low, high) },
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx2 => unsafe { self.spread_avx2(parts, first, low, high) },
+            _ => self.spread_with(parts, first, low, high),
+        }
+    }
+
+    /// (No fused arithmetic is written, and a bfloat16 is the upper half of its float, so the
+    /// sums are the same bits on every path.)
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn spread_avx512(&self, parts: &[[u32; SWEEP]], first: usize, low: &mut [f32], high: Option<&mut [f32]>) {
+        self.spread_with(parts, first, low, high)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn spread_avx2(&self, parts: &[[u32; SWEEP]], first: usize, low: &mut [f32], high: Option<&mut [f32]>) {
+        self.spread_with(parts, first, low, high)
+    }
+
+    #[inline(always)]
+    fn spread_with(&self, parts: &[[u32; SWEEP]], first: usize, low: &mut [f32], mut high: Option<&mut [f32]>) {
+        let end = first + low.len() / SWEEP;
+        for t in 0..self.firsts.len() {
+            let runs = &self.runs[self.tiles[t]..self.tiles[t + 1]];
+            let from = runs.partition_point(|&(j, _)| (j as usize) < first);
+            let mut start = if from == 0 { self.firsts[t] } else { runs[from - 1].1 };
+            let tile = &parts[t * TILE_USERS..];
+            for &(j, stop) in runs[from..].iter().take_while(|&&(j, _)| (j as usize) < end) {
+                let at = (j as usize - first) * SWEEP;
+                let mut l: [f32; SWEEP] = low[at..at + SWEEP].try_into().expect("a sweep's line");
+                let mut h: [f32; SWEEP] = high.as_ref().map_or([0.0; SWEEP], |h| h[at..at + SWEEP].try_into().expect("a sweep's line"));
+                for &o in &self.users[start..stop] {
+                    for ((l, h), &bits) in l.iter_mut().zip(h.iter_mut()).zip(&tile[o as usize]) {
+                        *l += f32::from_bits(bits << 16);
+                        *h += f32::from_bits(bits & 0xFFFF_0000);
+                    }
+                }
+                low[at..at + SWEEP].copy_from_slice(&l);
+                if let Some(high) = high.as_mut() {
+                    high[at..at + SWEEP].copy_from_slice(&h);
+                }
+                start = stop;
+            }
+        }
+    }
 }
 
 /// Each user's items by position, in the order the users' pass over the blocks meets them
@@ -196,66 +377,8 @@ impl UserItems {
         &ids[self.starts[u]..self.starts[u + 1]]
     }
 
-    /// Each user's share, times its |N(u)|^-½ (`norms`), added to its items' gradients:
-    /// g_j = Σ_u |N(u)|^-½ share_u over the users of each item j, in the users' order, for the
-    /// columns of one sweep (`g`, that sweep of every item, zeroed; `shares` users × k, the
-    /// sweep's columns from `first`).
-    fn spread(&self, g: &mut [f32], norms: &[f32], shares: &[f32], k: usize, first: usize, path: Path) {
-        match path {
-            // SAFETY (both): the CPU has the path's features (`widest` detected them).
-            #[cfg(target_arch = "x86_64")]
-            Path::Avx512 => unsafe { self.spread_avx512(g, norms, shares, k, first) },
-            #[cfg(target_arch = "x86_64")]
-            Path::Avx2 => unsafe { self.spread_avx2(g, norms, shares, k, first) },
-            _ => self.spread_with(g, norms, shares, k, first),
-        }
-    }
-
-    /// (No fused arithmetic is written, so the sums are the same bits on every path.)
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    unsafe fn spread_avx512(&self, g: &mut [f32], norms: &[f32], shares: &[f32], k: usize, first: usize) {
-        self.spread_with(g, norms, shares, k, first)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn spread_avx2(&self, g: &mut [f32], norms: &[f32], shares: &[f32], k: usize, first: usize) {
-        self.spread_with(g, norms, shares, k, first)
-    }
-
-    #[inline(always)]
-    fn spread_with(&self, g: &mut [f32], norms: &[f32], shares: &[f32], k: usize, first: usize) {
-        match &self.items {
-            ItemIds::Narrow(ids) => self.spread_over(ids, g, norms, shares, k, first),
-            ItemIds::Wide(ids) => self.spread_over(ids, g, norms, shares, k, first),
-        }
-    }
-
-    #[inline(always)]
-    fn spread_over<I: ItemId>(&self, ids: &[I], g: &mut [f32], norms: &[f32], shares: &[f32], k: usize, first: usize) {
-        let width = SWEEP.min(k - first);
-        for (u, &norm) in norms.iter().enumerate() {
-            let ahead = (u + SHARE_AHEAD) * k + first;
-            if let Some(line) = shares.get(ahead..ahead + 1) {
-                prefetch(line);
-            }
-            // The user's part, held in registers through its items (lanes past k are 0).
-            let mut part = [0.0f32; SWEEP];
-            for (x, &share) in part.iter_mut().zip(&shares[u * k + first..][..width]) {
-                *x = norm * share;
-            }
-            for &j in self.of_user(ids, u) {
-                let row: &mut [f32; SWEEP] = (&mut g[j.at() * SWEEP..][..SWEEP]).try_into().expect("a sweep's row");
-                for (gf, &x) in row.iter_mut().zip(&part) {
-                    *gf += x;
-                }
-            }
-        }
-    }
-
     /// Σ y_j over user `u`'s items j, in their order, for the columns of one pair of sweeps
-    /// (`y`, y's rounded lines: [`RoundedItems`]), summed in registers: the bits of adding
+    /// (`y`, y's rounded lines: [`RoundedRows`]), summed in registers: the bits of adding
     /// into a zeroed z. The low halves' sums (the pair's first sixteen columns), then the
     /// high halves'.
     #[inline(always)]
@@ -270,7 +393,7 @@ impl UserItems {
         }
     }
 
-    /// (As for [`spread`](Self::spread), the same bits on every path: a bfloat16 is the upper
+    /// (As for [`ItemUsers::spread`], the same bits on every path: a bfloat16 is the upper
     /// half of the float it stands for, so the shift and the mask are exact.)
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx2,fma")]
@@ -310,7 +433,7 @@ impl UserItems {
     /// pushed y's lines out of it; at rank 128 on 20M ratings, one thread, the sums took 0.13 s
     /// instead of 0.22). [`finish_streams`] before the rows are read.
     #[inline(always)]
-    fn prior_columns(&self, u: usize, norm: f32, y: &RoundedItems, c: usize, z: &mut [f32], path: Path) {
+    fn prior_columns(&self, u: usize, norm: f32, y: &RoundedRows, c: usize, z: &mut [f32], path: Path) {
         let (low, high) = self.gather(u, y.pair(c), path);
         let mut sums = [0.0f32; 2 * SWEEP];
         sums[..SWEEP].copy_from_slice(&low);
@@ -319,17 +442,10 @@ impl UserItems {
     }
 }
 
-/// How many users ahead [`UserItems::spread`] asks for a user's share. Each is a line of a row
-/// of its own (512 bytes from the last at rank 128), which came from memory while the sweep
-/// waited: the spread at rank 128 on 20M ratings, one thread, took 0.34–0.43 s, 0.27–0.35 s
-/// with this (dev-intel, twelve passes each; rank 32 0.07–0.11 s either way).
-const SHARE_AHEAD: usize = 8;
-
-/// Columns of y's gradient (and of y, two sweeps a line rounded: [`RoundedItems`]) that one
-/// sweep of the users' index takes: a cache line of each item's row. A sweep's lines of every
-/// item lie together ([`Sweeps`]), so they stay in a core's L2 cache through the sweep (17,770
-/// items: 1.1 MB, where whole rows at rank 128 take 9 MB and came from L3), and the user's sums
-/// or part sit in a register.
+/// Columns of y and its gradient in a cache line of each item's row: a sweep. The passes take
+/// two sweeps at a time (y and the users' parts rounded to bfloat16, two sweeps a line:
+/// [`RoundedRows`]), so what they read stays in a core's L2 cache (17,770 items: 1.1 MB, where
+/// whole rows at rank 128 take 9 MB and came from L3) and each sum sits in registers.
 const SWEEP: usize = 16;
 
 /// items × k floats sweep by sweep: columns 0..16 of every item, then 16..32, and so on, the
@@ -348,11 +464,6 @@ impl Sweeps {
     /// Sweep `c` (its first column is c·16), items × 16.
     fn sweep(&self, c: usize) -> &[f32] {
         &self.data[c * self.items * SWEEP..][..self.items * SWEEP]
-    }
-
-    fn sweeps_mut(&mut self) -> rayon::slice::ChunksMut<'_, f32> {
-        let len = (self.items * SWEEP).max(1);
-        self.data.par_chunks_mut(len)
     }
 
     /// Item j's value in column f.
@@ -392,26 +503,26 @@ impl Sweeps {
     }
 }
 
-/// y rounded to bfloat16 for the users' sums, two sweeps a cache line: lane f of item j's
-/// line in pair c holds column 32c + f in its low half and 32c + 16 + f in its high half.
-/// The users' pass reads a line of y an item and pair of sweeps, not one an item and sweep:
-/// half the lines, which are what the pass waits on (at rank 128 on 20M ratings, one thread,
-/// that pass and the rows' moves took 0.26 s, against 0.34 with y's f32 lines; held-out
-/// figures the same: BENCHMARKS.md). The GPU rounds y alike as it sums ([`round_to_bf16`]);
-/// y itself stays in f32, where its steps add up.
-struct RoundedItems {
-    items: usize,
+/// Rows (y's, or the users' parts of its gradient) rounded to bfloat16 for the passes' sums,
+/// two sweeps a cache line: lane f of row r's line in pair c holds column 32c + f in its low
+/// half and 32c + 16 + f in its high half. A sum reads a line a term and pair of sweeps, not
+/// one a term and sweep: half the lines, which are what the passes wait on (at rank 128 on 20M
+/// ratings, one thread, z's pass and the rows' moves took 0.26 s, against 0.34 with y's f32
+/// lines; held-out figures the same: BENCHMARKS.md). The GPU rounds alike as it sums
+/// ([`round_to_bf16`]); y, z and the sums themselves stay in f32.
+struct RoundedRows {
+    rows: usize,
     data: Vec<RoundedLine>,
 }
 
-/// A line of [`RoundedItems`], on a cache line of its own.
+/// A line of [`RoundedRows`], on a cache line of its own.
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
 #[repr(C, align(64))]
 struct RoundedLine([u32; SWEEP]);
 
-impl RoundedItems {
-    fn zeros(items: usize, k: usize) -> RoundedItems {
-        RoundedItems { items, data: vec![RoundedLine::default(); RoundedItems::pairs(k) * items] }
+impl RoundedRows {
+    fn zeros(rows: usize, k: usize) -> RoundedRows {
+        RoundedRows { rows, data: vec![RoundedLine::default(); RoundedRows::pairs(k) * rows] }
     }
 
     /// How many pairs of sweeps k columns take.
@@ -422,7 +533,7 @@ impl RoundedItems {
     /// From y's sweeps.
     fn set(&mut self, y: &Sweeps) {
         let (sweeps, none) = (y.k.div_ceil(SWEEP), vec![0.0; y.items * SWEEP]);
-        self.data.par_chunks_mut(self.items.max(1)).enumerate().for_each(|(c, pair)| {
+        self.data.par_chunks_mut(self.rows.max(1)).enumerate().for_each(|(c, pair)| {
             let low = y.sweep(2 * c).chunks_exact(SWEEP);
             let high = if 2 * c + 1 < sweeps { y.sweep(2 * c + 1) } else { &none };
             for ((line, low), high) in pair.iter_mut().zip(low).zip(high.chunks_exact(SWEEP)) {
@@ -433,14 +544,71 @@ impl RoundedItems {
         });
     }
 
-    /// Pair `c` of sweeps (columns 32c..32c + 32), a line an item.
+    /// From `rows` (k wide, row by row), each row r times `scales[r]`: a task a few thousand
+    /// rows, read in order, each row's lines of every pair in turn.
+    fn set_scaled(&mut self, rows: &[f32], k: usize, scales: &[f32]) {
+        const ROWS: usize = 4096;
+        let path = widest();
+        let mut pairs: Vec<_> = self.data.chunks_mut(self.rows.max(1)).map(|pair| pair.chunks_mut(ROWS)).collect();
+        let tasks: Vec<Vec<&mut [RoundedLine]>> = (0..self.rows.div_ceil(ROWS)).map(|_| pairs.iter_mut().map(|p| p.next().expect("a pair's rows")).collect()).collect();
+        tasks.into_par_iter().enumerate().for_each(|(t, mut lines)| {
+            let first = t * ROWS;
+            let n = lines[0].len();
+            round_rows(&mut lines, &rows[first * k..(first + n) * k], k, &scales[first..first + n], path);
+        });
+    }
+
+    /// Pair `c` of sweeps (columns 32c..32c + 32), a line a row.
     fn pair(&self, c: usize) -> &[[u32; SWEEP]] {
-        bytemuck::cast_slice(&self.data[c * self.items..][..self.items])
+        bytemuck::cast_slice(&self.data[c * self.rows..][..self.rows])
     }
 }
 
-/// `x` rounded to the nearest bfloat16 (ties to even), as an f32: what the users' sums add
-/// for y.
+/// Each row of `rows` (k wide) times its scale, rounded, into its line of each pair (`lines`,
+/// a slice of rows a pair).
+fn round_rows(lines: &mut [&mut [RoundedLine]], rows: &[f32], k: usize, scales: &[f32], path: Path) {
+    match path {
+        // SAFETY (both): the CPU has the path's features (`widest` detected them).
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx512 => unsafe { round_rows_avx512(lines, rows, k, scales) },
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx2 => unsafe { round_rows_avx2(lines, rows, k, scales) },
+        _ => round_rows_with(lines, rows, k, scales),
+    }
+}
+
+/// (Rounding is exact integer work and the product one rounding, the same bits on every path.)
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn round_rows_avx512(lines: &mut [&mut [RoundedLine]], rows: &[f32], k: usize, scales: &[f32]) {
+    round_rows_with(lines, rows, k, scales)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn round_rows_avx2(lines: &mut [&mut [RoundedLine]], rows: &[f32], k: usize, scales: &[f32]) {
+    round_rows_with(lines, rows, k, scales)
+}
+
+#[inline(always)]
+fn round_rows_with(lines: &mut [&mut [RoundedLine]], rows: &[f32], k: usize, scales: &[f32]) {
+    for (r, (row, &scale)) in rows.chunks_exact(k).zip(scales).enumerate() {
+        for (c, pair) in lines.iter_mut().enumerate() {
+            let from = 2 * c * SWEEP;
+            let (low, high): ([f32; SWEEP], [f32; SWEEP]) = match row.get(from..from + 2 * SWEEP) {
+                Some(both) => (both[..SWEEP].try_into().expect("a sweep"), both[SWEEP..].try_into().expect("a sweep")),
+                // The last pair, part-filled (lanes past k 0).
+                None => {
+                    let column = |f: usize| row.get(from + f).copied().unwrap_or(0.0);
+                    (std::array::from_fn(column), std::array::from_fn(|f| column(SWEEP + f)))
+                }
+            };
+            pair[r] = RoundedLine(std::array::from_fn(|f| bf16_bits(scale * low[f]) >> 16 | bf16_bits(scale * high[f])));
+        }
+    }
+}
+
+/// `x` rounded to the nearest bfloat16 (ties to even), as an f32: what the passes' sums add.
 fn round_to_bf16(x: f32) -> f32 {
     f32::from_bits(bf16_bits(x))
 }
@@ -450,7 +618,9 @@ fn round_to_bf16(x: f32) -> f32 {
 /// failed by then either way).
 fn bf16_bits(x: f32) -> u32 {
     let bits = x.to_bits();
-    if x.is_nan() { bits & 0xFFFF_0000 | 0x0040_0000 } else { (bits + 0x7FFF + (bits >> 16 & 1)) & 0xFFFF_0000 }
+    // (Both computed and one chosen, so the loops that round vectorise.)
+    let rounded = bits.wrapping_add(0x7FFF + (bits >> 16 & 1)) & 0xFFFF_0000;
+    if x.is_nan() { bits & 0xFFFF_0000 | 0x0040_0000 } else { rounded }
 }
 
 /// The SVD++ term's two sums over one DSGD stripe's users, for the distributed runner
@@ -459,13 +629,11 @@ fn bf16_bits(x: f32) -> u32 {
 /// rating's rows from L3 or memory, the passes made two workers' epochs 2.3x as long as they
 /// are with these, at rank 128 on the 20M set: BENCHMARKS.md.)
 pub(crate) struct StripeItems {
-    index: UserItems,
+    index: Index,
     /// The stripe's first user, by position.
     first: usize,
     /// y or its gradient by sweep, kept from pass to pass (9 MB at rank 128 on 17,770 items).
     sweeps: Sweeps,
-    /// y rounded, for the users' sums.
-    rounded: RoundedItems,
 }
 
 impl StripeItems {
@@ -480,11 +648,11 @@ impl StripeItems {
                 _ => return Err(crate::error::Error::Data(format!("a rating names user {} and item {}, outside the stripe's users {users:?} and the {items} items", r.user, r.item))),
             }
         }
-        let index = UserItems::build(&counts, first, |add| {
+        let by_user = UserItems::build(&counts, first, |add| {
             blocks.iter().for_each(|b| add(b));
             Ok(())
         })?;
-        Ok(StripeItems { index, first, sweeps: Sweeps::zeros(items, k), rounded: RoundedItems::zeros(items, k) })
+        Ok(StripeItems { index: Index::new(by_user, users.len(), items, k), first, sweeps: Sweeps::zeros(items, k) })
     }
 
     /// The stripe's first user, by position.
@@ -496,11 +664,7 @@ impl StripeItems {
     /// the stripe, in their order (items × k, row by row). `norms` and `shares` (users × k)
     /// are the stripe's users'.
     pub fn item_gradient(&mut self, norms: &[f32], shares: &[f32]) -> Vec<f32> {
-        let (k, path, len) = (self.sweeps.k, widest(), (self.sweeps.items * SWEEP).max(1));
-        for (c, g) in self.sweeps.data.chunks_mut(len).enumerate() {
-            g.fill(0.0);
-            self.index.spread(g, norms, shares, k, c * SWEEP, path);
-        }
+        self.index.item_gradient(&mut self.sweeps, norms, shares);
         self.sweeps.to_rows()
     }
 
@@ -509,13 +673,10 @@ impl StripeItems {
     pub fn priors(&mut self, norms: &[f32], y: &[f32], z: &mut [f32]) {
         let (k, path) = (self.sweeps.k, widest());
         self.sweeps.set_rows(y);
-        self.rounded.set(&self.sweeps);
-        for c in 0..RoundedItems::pairs(k) {
-            for (u, z) in z.chunks_mut(k).enumerate() {
-                self.index.prior_columns(u, norms[u], &self.rounded, c, z, path);
-            }
+        self.index.items.set(&self.sweeps);
+        for c in 0..RoundedRows::pairs(k) {
+            self.index.priors(c, 0, norms, z, k, path);
         }
-        finish_streams();
     }
 }
 
@@ -578,18 +739,17 @@ impl SvdppState {
         let reach = Reach::of(schedule)?;
         let (users, items) = (reach.user_counts.len(), reach.item_counts.len());
         let user_norm = reach.user_counts.iter().map(|&n| if n == 0 { 0.0 } else { 1.0 / (n as f32).sqrt() }).collect();
-        let user_items = if schedule.on_disk() { None } else { Some(UserItems::of(schedule, &reach.user_counts)?) };
+        let index = if schedule.on_disk() { None } else { Some(Index::new(UserItems::of(schedule, &reach.user_counts)?, users, items, k)) };
         Ok(SvdppState {
             k,
             user_norm,
             reach,
             item_weights: item_weights.to_vec(),
             item_vectors: Sweeps::zeros(items, k),
-            rounded: RoundedItems::zeros(items, k),
             prior: CacheLines::zeros(users * k),
             shares: CacheLines::zeros(users * k),
             gradient: Sweeps::zeros(items, k),
-            user_items,
+            index,
         })
     }
 
@@ -619,21 +779,21 @@ impl SvdppState {
         self.move_priors(schedule, p, step.nonneg)
     }
 
-    /// Each item's gradient Σ_u |N(u)|^-½ share_u over its users, in the users' order (from
-    /// the index, a sweep a thread; from the blocks, a block of items a thread).
+    /// Each item's gradient Σ_u |N(u)|^-½ share_u over its users, in the users' order, each
+    /// term rounded to bfloat16 ([`Index::item_gradient`]; from the blocks, a block of items a
+    /// thread).
     fn item_gradient(&mut self, schedule: &Schedule) -> Result<()> {
-        let (k, items, path) = (self.k, self.reach.item_counts.len(), widest());
+        let (k, items) = (self.k, self.reach.item_counts.len());
         let (norm, shares) = (&self.user_norm, &self.shares);
-        match &self.user_items {
-            Some(index) => self.gradient.sweeps_mut().enumerate().for_each(|(c, g)| {
-                g.fill(0.0);
-                index.spread(g, norm, shares, k, c * SWEEP, path);
-            }),
+        match &mut self.index {
+            Some(index) => index.item_gradient(&mut self.gradient, norm, shares),
             None => {
                 let mut rows = vec![0.0f32; items * k];
                 over_blocks(schedule, Side::Items, &mut rows, k, |r, g| {
                     let u = r.user as usize;
-                    axpy(g, norm[u], &shares[u * k..][..k]);
+                    for (gf, &share) in g.iter_mut().zip(&shares[u * k..][..k]) {
+                        *gf += round_to_bf16(norm[u] * share);
+                    }
                 })?;
                 self.gradient.set_rows(&rows);
             }
@@ -648,21 +808,15 @@ impl SvdppState {
     fn move_priors(&mut self, schedule: &Schedule, p: &mut [f32], nonneg: bool) -> Result<()> {
         let (k, path) = (self.k, widest());
         let (norm, fresh) = (&self.user_norm, &mut self.shares);
-        match &self.user_items {
+        match &mut self.index {
             // (Each pair writes its columns of every user: nothing is left to clear first.)
             Some(index) => {
-                self.rounded.set(&self.item_vectors);
-                let rounded = &self.rounded;
-                // A task a few hundred users, each ending its streaming stores.
+                index.items.set(&self.item_vectors);
+                let index = &*index;
+                // A task a few hundred users.
                 const USERS: usize = 256;
-                for c in 0..RoundedItems::pairs(k) {
-                    fresh.par_chunks_mut(k * USERS).enumerate().for_each(|(t, rows)| {
-                        for (o, z) in rows.chunks_mut(k).enumerate() {
-                            let u = t * USERS + o;
-                            index.prior_columns(u, norm[u], rounded, c, z, path);
-                        }
-                        finish_streams();
-                    });
+                for c in 0..RoundedRows::pairs(k) {
+                    fresh.par_chunks_mut(k * USERS).enumerate().for_each(|(t, rows)| index.priors(c, t * USERS, norm, rows, k, path));
                 }
             }
             None => {
@@ -744,8 +898,8 @@ fn over_blocks(schedule: &Schedule, side: Side, rows: &mut [f32], k: usize, visi
 fn visit_block(schedule: &Schedule, side: Side, block: usize, start: usize, rows: &mut [f32], k: usize, visit: &impl Fn(&Rating, &mut [f32])) -> Result<()> {
     let mut buf = Vec::new();
     let ratings = schedule.checked_block(block, &mut buf)?.ratings();
-    // Each item's sums take its users in their order, as the users' index spreads them (in a
-    // block its users take turns, four at a time).
+    // Each item's sums take its users in their order, as the items' lists do (in a block its
+    // users take turns, four at a time).
     let mut by_user = Vec::new();
     let ratings = if side == Side::Items {
         by_user.extend_from_slice(ratings);
@@ -873,9 +1027,9 @@ mod tests {
         // A whole sweep and part of the next: sweeps on threads of their own.
         let (schedule, mut w, q, _, _) = setting(20);
         let mut state = SvdppState::new(&schedule, 20, &vec![1.0; schedule.items.ids()]).unwrap();
-        assert!(state.user_items.is_some(), "ratings in memory get the index");
+        assert!(state.index.is_some(), "ratings in memory get the index");
         if !index {
-            state.user_items = None;
+            state.index = None;
         }
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         for epoch in 0..2 {
@@ -907,8 +1061,8 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
         let norms: Vec<f32> = users.clone().map(|_| rng.random_range(0.1..1.0)).collect();
         let shares: Vec<f32> = (0..users.len() * k).map(|_| rng.random_range(-1.0..1.0)).collect();
-        // Each user's items, block by block; the gradient by user, the priors by item (the
-        // sums of y rounded to bfloat16, times the user's norm).
+        // Each user's items, block by block; the gradient by user (each term rounded to
+        // bfloat16), the priors by item (the sums of y rounded, times the user's norm).
         let mut items_of = vec![Vec::new(); users.len()];
         for r in blocks.iter().flat_map(|b| b.iter()) {
             items_of[r.user as usize - users.start].push(r.item as usize);
@@ -917,7 +1071,7 @@ mod tests {
         for (u, its) in items_of.iter().enumerate() {
             for &j in its {
                 for f in 0..k {
-                    gradient[j * k + f] += norms[u] * shares[u * k + f];
+                    gradient[j * k + f] += round_to_bf16(norms[u] * shares[u * k + f]);
                     priors[u * k + f] += round_to_bf16(y[j * k + f]);
                 }
             }
@@ -949,21 +1103,64 @@ mod tests {
             .unwrap();
             assert_eq!(matches!(index.items, ItemIds::Narrow(_)), narrow, "{items} items");
             // y: 1 in every column of item 3 and 2 in the last item's (both exact in bfloat16).
-            let mut y = RoundedItems::zeros(items, 2 * SWEEP);
+            let mut y = RoundedRows::zeros(items, 2 * SWEEP);
             y.data[3] = RoundedLine([0x3F80_3F80; SWEEP]);
             y.data[last as usize] = RoundedLine([0x4000_4000; SWEEP]);
             for path in [Path::Portable, widest()] {
                 assert_eq!(index.gather(0, y.pair(0), path), ([3.0; SWEEP], [3.0; SWEEP]), "{items} items");
                 assert_eq!(index.gather(1, y.pair(0), path), ([2.0; SWEEP], [2.0; SWEEP]), "{items} items");
-                // Each user's share (user u's columns u + f) and norm (1, then 0.5) spread.
-                let mut g = vec![0.0f32; items * SWEEP];
-                let shares: Vec<f32> = (0..2 * SWEEP).map(|x| x as f32).collect();
-                index.spread(&mut g, &[1.0, 0.5], &shares, SWEEP, 0, path);
+                // Each user's share (user u's column f: 32u + f) and norm (1, then 0.5) spread
+                // (every part exact in bfloat16).
+                let (mut low, mut high) = (vec![0.0f32; items * SWEEP], vec![0.0f32; items * SWEEP]);
+                let shares: Vec<f32> = (0..4 * SWEEP).map(|x| x as f32).collect();
+                let mut parts = RoundedRows::zeros(2, 2 * SWEEP);
+                parts.set_scaled(&shares, 2 * SWEEP, &[1.0, 0.5]);
+                ItemUsers::of(&index, items).spread(parts.pair(0), 0, &mut low, Some(&mut high), path);
                 for f in 0..SWEEP {
-                    assert_eq!(g[3 * SWEEP + f], f as f32);
-                    assert_eq!(g[last as usize * SWEEP + f], f as f32 + 0.5 * (SWEEP + f) as f32, "{items} items");
+                    assert_eq!((low[3 * SWEEP + f], high[3 * SWEEP + f]), (f as f32, (SWEEP + f) as f32));
+                    let at = last as usize * SWEEP + f;
+                    assert_eq!(low[at], f as f32 + 0.5 * (2 * SWEEP + f) as f32, "{items} items");
+                    assert_eq!(high[at], (SWEEP + f) as f32 + 0.5 * (3 * SWEEP + f) as f32, "{items} items");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn each_items_gradient_adds_its_users_parts_in_order_across_tiles() {
+        // Users over three tiles (the last part-filled), each rating one to three of 50 items;
+        // a whole pair of sweeps and part of the next; on one thread and on three.
+        let (users, items, k) = (2 * TILE_USERS + 700, 50, 40);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+        let mut ratings = Vec::new();
+        let mut counts = vec![0u32; users];
+        for (u, count) in counts.iter_mut().enumerate() {
+            for _ in 0..rng.random_range(1..=3) {
+                ratings.push(Rating { user: u as u32, item: rng.random_range(0..items as u32), value: 1.0 });
+                *count += 1;
+            }
+        }
+        let norms: Vec<f32> = (0..users).map(|_| rng.random_range(0.1..1.0)).collect();
+        let shares: Vec<f32> = (0..users * k).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let mut expected = vec![0.0f32; items * k];
+        for r in &ratings {
+            let (u, j) = (r.user as usize, r.item as usize);
+            for f in 0..k {
+                expected[j * k + f] += round_to_bf16(norms[u] * shares[u * k + f]);
+            }
+        }
+        let by_user = UserItems::build(&counts, 0, |add| {
+            add(&ratings);
+            Ok(())
+        })
+        .unwrap();
+        let mut index = Index::new(by_user, users, items, k);
+        assert_eq!(index.by_item.firsts.len(), 3, "three tiles");
+        for threads in [1, 3] {
+            let mut g = Sweeps::zeros(items, k);
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| index.item_gradient(&mut g, &norms, &shares));
+            assert_eq!(g.to_rows(), expected, "{threads} threads");
         }
     }
 
@@ -973,9 +1170,9 @@ mod tests {
         let rows: Vec<f32> = (0..items * k).map(|x| (x as f32 * 0.37).sin() / 3.0).collect();
         let mut sweeps = Sweeps::zeros(items, k);
         sweeps.set_rows(&rows);
-        let mut rounded = RoundedItems::zeros(items, k);
+        let mut rounded = RoundedRows::zeros(items, k);
         rounded.set(&sweeps);
-        assert_eq!(RoundedItems::pairs(k), 2);
+        assert_eq!(RoundedRows::pairs(k), 2);
         for j in 0..items {
             for f in 0..2 * 2 * SWEEP {
                 let bits = rounded.pair(f / (2 * SWEEP))[j][f % SWEEP];

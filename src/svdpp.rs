@@ -279,10 +279,7 @@ impl ItemUsers {
                 let mut l: [f32; SWEEP] = low[at..at + SWEEP].try_into().expect("a sweep's line");
                 let mut h: [f32; SWEEP] = high.as_ref().map_or([0.0; SWEEP], |h| h[at..at + SWEEP].try_into().expect("a sweep's line"));
                 for &o in &self.users[start..stop] {
-                    for ((l, h), &bits) in l.iter_mut().zip(h.iter_mut()).zip(&tile[o as usize]) {
-                        *l += f32::from_bits(bits << 16);
-                        *h += f32::from_bits(bits & 0xFFFF_0000);
-                    }
+                    add_line(&tile[o as usize], &mut l, &mut h);
                 }
                 low[at..at + SWEEP].copy_from_slice(&l);
                 if let Some(high) = high.as_mut() {
@@ -419,10 +416,7 @@ impl UserItems {
     fn gather_over<I: ItemId>(&self, ids: &[I], u: usize, y: &[[u32; SWEEP]]) -> ([f32; SWEEP], [f32; SWEEP]) {
         let (mut low, mut high) = ([0.0f32; SWEEP], [0.0f32; SWEEP]);
         for &j in self.of_user(ids, u) {
-            for ((l, h), &bits) in low.iter_mut().zip(high.iter_mut()).zip(&y[j.at()]) {
-                *l += f32::from_bits(bits << 16);
-                *h += f32::from_bits(bits & 0xFFFF_0000);
-            }
+            add_line(&y[j.at()], &mut low, &mut high);
         }
         (low, high)
     }
@@ -520,6 +514,22 @@ struct RoundedRows {
 #[repr(C, align(64))]
 struct RoundedLine([u32; SWEEP]);
 
+/// `scale` times two sweeps' values (`low`, `high`), rounded into a line. (Times 1 is exact.)
+#[inline(always)]
+fn pack_line(low: &[f32; SWEEP], high: &[f32; SWEEP], scale: f32) -> RoundedLine {
+    RoundedLine(std::array::from_fn(|f| bf16_bits(scale * low[f]) >> 16 | bf16_bits(scale * high[f])))
+}
+
+/// A line's two sweeps added to `low` and `high`: a bfloat16 is the upper half of the float it
+/// stands for, so the shift and the mask give each exactly.
+#[inline(always)]
+fn add_line(line: &[u32; SWEEP], low: &mut [f32; SWEEP], high: &mut [f32; SWEEP]) {
+    for ((l, h), &bits) in low.iter_mut().zip(high.iter_mut()).zip(line) {
+        *l += f32::from_bits(bits << 16);
+        *h += f32::from_bits(bits & 0xFFFF_0000);
+    }
+}
+
 impl RoundedRows {
     fn zeros(rows: usize, k: usize) -> RoundedRows {
         RoundedRows { rows, data: vec![RoundedLine::default(); RoundedRows::pairs(k) * rows] }
@@ -537,9 +547,7 @@ impl RoundedRows {
             let low = y.sweep(2 * c).chunks_exact(SWEEP);
             let high = if 2 * c + 1 < sweeps { y.sweep(2 * c + 1) } else { &none };
             for ((line, low), high) in pair.iter_mut().zip(low).zip(high.chunks_exact(SWEEP)) {
-                for ((lane, &l), &h) in line.0.iter_mut().zip(low).zip(high) {
-                    *lane = bf16_bits(l) >> 16 | bf16_bits(h);
-                }
+                *line = pack_line(low.try_into().expect("a sweep"), high.try_into().expect("a sweep"), 1.0);
             }
         });
     }
@@ -603,7 +611,7 @@ fn round_rows_with(lines: &mut [&mut [RoundedLine]], rows: &[f32], k: usize, sca
                     (std::array::from_fn(column), std::array::from_fn(|f| column(SWEEP + f)))
                 }
             };
-            pair[r] = RoundedLine(std::array::from_fn(|f| bf16_bits(scale * low[f]) >> 16 | bf16_bits(scale * high[f])));
+            pair[r] = pack_line(&low, &high, scale);
         }
     }
 }

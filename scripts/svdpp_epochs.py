@@ -7,11 +7,14 @@ term, the epoch the passes run before (epochs 1, 4, 7, ...), the one after it, a
 that gathers the shares (3, 6, ...). The ratio is the three term epochs' least times over three
 plain ones: least times, because on a shared machine a slow spell makes any one epoch long,
 and the kinds of epoch come round in every run. Epoch 0 (no passes before it) is left out.
+It also prints the median over rounds of each round's own ratio (its runs a few seconds
+apart), which a spell slow for minutes, longer than a round, moves less than the least times.
 
     python3 scripts/svdpp_epochs.py --train g20.bin --test g20.test.bin --rank 128 BIN [BIN ...]
 """
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 
@@ -39,20 +42,26 @@ def main():
     args = parser.parse_args()
     if args.epochs < 4:
         parser.error("--epochs: at least 4, so every kind of epoch comes")
-    least = {}
+    least, rounds = {}, {b: [] for b in args.binaries}
     for _ in range(args.rounds):
         runs = [("plain", args.binaries[0], ["--no-svdpp"])] + [(b, b, []) for b in args.binaries]
+        this = {}
         for name, binary, extra in runs:
             for e, seconds in enumerate(epoch_seconds(binary, args, extra)):
                 if e > 0:
                     key = (name, "plain" if name == "plain" else KINDS[e % 3])
                     least[key] = min(least.get(key, float("inf")), seconds)
+                    this[key] = min(this.get(key, float("inf")), seconds)
+        for b in args.binaries:
+            rounds[b].append(sum(this[(b, kind)] for kind in KINDS.values()) / (3 * this[("plain", "plain")]))
     plain = least[("plain", "plain")]
     print(f"rank {args.rank}, {args.threads} thread(s), least of {args.rounds} rounds; plain {plain:.3f} s")
     for b in args.binaries:
         times = [least[(b, kind)] for kind in KINDS.values()]
         cells = ", ".join(f"{kind} {t:.3f}" for kind, t in zip(KINDS.values(), times))
-        print(f"{b}: {cells}; three term epochs / three plain {sum(times) / (3 * plain):.3f}")
+        each = " ".join(f"{r:.3f}" for r in rounds[b])
+        print(f"{b}: {cells}; three term epochs / three plain {sum(times) / (3 * plain):.3f}; "
+              f"by round {each}, median {statistics.median(rounds[b]):.3f}")
 
 
 if __name__ == "__main__":

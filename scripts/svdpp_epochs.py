@@ -42,6 +42,8 @@ def main():
     args = parser.parse_args()
     if args.epochs < 4:
         parser.error("--epochs: at least 4, so every kind of epoch comes")
+    if args.rounds < 1:
+        parser.error("--rounds: at least 1")
     least, rounds = {}, {b: [] for b in args.binaries}
     for _ in range(args.rounds):
         runs = [("plain", args.binaries[0], ["--no-svdpp"])] + [(b, b, []) for b in args.binaries]

@@ -44,26 +44,27 @@ def main():
         parser.error("--epochs: at least 4, so every kind of epoch comes")
     if args.rounds < 1:
         parser.error("--rounds: at least 1")
-    least, rounds = {}, {b: [] for b in args.binaries}
+    rounds = []
     for _ in range(args.rounds):
         runs = [("plain", args.binaries[0], ["--no-svdpp"])] + [(b, b, []) for b in args.binaries]
-        this = {}
+        least = {}
         for name, binary, extra in runs:
             for e, seconds in enumerate(epoch_seconds(binary, args, extra)):
                 if e > 0:
                     key = (name, "plain" if name == "plain" else KINDS[e % 3])
                     least[key] = min(least.get(key, float("inf")), seconds)
-                    this[key] = min(this.get(key, float("inf")), seconds)
-        for b in args.binaries:
-            rounds[b].append(sum(this[(b, kind)] for kind in KINDS.values()) / (3 * this[("plain", "plain")]))
-    plain = least[("plain", "plain")]
-    print(f"rank {args.rank}, {args.threads} thread(s), least of {args.rounds} rounds; plain {plain:.3f} s")
+        rounds.append(least)
+    least = {key: min(r[key] for r in rounds) for key in rounds[0]}
+
+    def ratio(least, b):
+        return sum(least[(b, kind)] for kind in KINDS.values()) / (3 * least[("plain", "plain")])
+
+    print(f"rank {args.rank}, {args.threads} thread(s), least of {args.rounds} rounds; plain {least[('plain', 'plain')]:.3f} s")
     for b in args.binaries:
-        times = [least[(b, kind)] for kind in KINDS.values()]
-        cells = ", ".join(f"{kind} {t:.3f}" for kind, t in zip(KINDS.values(), times))
-        each = " ".join(f"{r:.3f}" for r in rounds[b])
-        print(f"{b}: {cells}; three term epochs / three plain {sum(times) / (3 * plain):.3f}; "
-              f"by round {each}, median {statistics.median(rounds[b]):.3f}")
+        cells = ", ".join(f"{kind} {least[(b, kind)]:.3f}" for kind in KINDS.values())
+        each = [ratio(r, b) for r in rounds]
+        print(f"{b}: {cells}; three term epochs / three plain {ratio(least, b):.3f}; "
+              f"by round {' '.join(f'{x:.3f}' for x in each)}, median {statistics.median(each):.3f}")
 
 
 if __name__ == "__main__":

@@ -45,8 +45,9 @@ fn add_share(index: u32, slope: f32, q: vec4<f32>) {
     }
 }
 
-// y rounded to the nearest bfloat16 (ties to even) for the users' sums, as the CPU's pass
-// reads it (src/svdpp.rs, RoundedItems).
+// A term of the passes' sums rounded to the nearest bfloat16 (ties to even): y for the users'
+// sums, each user's part for y's gradient, as the CPU's passes read them (src/svdpp.rs,
+// RoundedRows).
 fn round_to_bf16(v: vec4<f32>) -> vec4<f32> {
     let bits = bitcast<vec4<u32>>(v);
     let even = (bits >> vec4<u32>(16u)) & vec4<u32>(1u);

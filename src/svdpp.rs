@@ -812,7 +812,7 @@ impl SvdppState {
     /// z_u afresh from y (into the shares, done with), then each user's w_u moved by z_u's
     /// change and its share cleared for the next epoch. From the index a pair of sweeps at a
     /// time, each user's sums for the pair held in registers. Either way z_u is |N(u)|^-½
-    /// times the sum of y rounded ([`RoundedItems`]), its terms in the index's order.
+    /// times the sum of y rounded ([`RoundedRows`]), its terms in the index's order.
     fn move_priors(&mut self, schedule: &Schedule, p: &mut [f32], nonneg: bool) -> Result<()> {
         let (k, path) = (self.k, widest());
         let (norm, fresh) = (&self.user_norm, &mut self.shares);

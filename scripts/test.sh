@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 cargo test --release
 # The benchmarks are not run here, but they must still build.
 cargo check --release --benches --quiet
+# The docs, internals included (they explain the design), must have no broken links.
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --document-private-items --quiet
 # The library and the binary must build for Windows and macOS too (their own code paths: the
 # cache's file I/O, the adapter's memory on DX12 and Metal); checked, not linked, where rustup
 # has or can fetch those targets' standard libraries.

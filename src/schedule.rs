@@ -257,7 +257,7 @@ impl Schedule {
     }
 
     /// Other ratings (a test set) grouped by the block they fall in, ids made rows of its
-    /// blocks, in their given order within each block. Cold ids ([`UNKNOWN`]) stay unknown and
+    /// blocks, in their given order within each block. Cold ids ([`crate::data::UNKNOWN`]) stay unknown and
     /// go with the known side's block.
     pub fn localize(&self, ratings: &[Rating]) -> Vec<Vec<Rating>> {
         let columns = self.items.blocks();

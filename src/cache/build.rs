@@ -1,5 +1,5 @@
 //! Writing a block cache, one step a function: the input read once into a spill file of dense
-//! ratings ([`spill`]); the ratings laid out block by block in the cache ([`lay_out`]); each
+//! ratings ([`spill_input`]); the ratings laid out block by block in the cache ([`lay_out`]); each
 //! block ordered as the schedule would order it, and checksummed ([`order_blocks`]); the
 //! metadata and header after them ([`write_tail`]). All of it goes to temporary files beside
 //! the cache, named `.NAME.…partial`: the cache is renamed into place only when whole, a

@@ -1,7 +1,7 @@
 //! Blocks on disk: the training ratings cut into the schedule's blocks once and written to a
 //! cache file, so a trainer reads each block when the schedule reaches it and only the factors
 //! stay in memory (LIBMF's disk mode, in our own form). The input is read piece by piece
-//! ([`stream_ratings`]) and never held whole.
+//! ([`crate::data::stream_ratings`]) and never held whole.
 //!
 //! The file: 4096 bytes of magic and padding; the ratings, block after block, naming positions
 //! (see [`crate::schedule`]); each block's start, each block's CRC-32, the user and item ids,

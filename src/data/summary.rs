@@ -94,7 +94,7 @@ impl RatingSummary {
 }
 
 /// How many training ratings each user and each item has: frequency-scaled regularisation
-/// (see [`crate::model::Params::row_regs`]) weighs each row by its count.
+/// (see [`crate::model::Params::reg_weights`]) weighs each row by its count.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RowCounts {
     pub users: Vec<u32>,

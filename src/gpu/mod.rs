@@ -83,7 +83,7 @@ impl crate::choice::Choice for Upload {
     ];
 }
 
-/// GPU-specific settings; the model's hyper-parameters are in [`Params`].
+/// GPU-specific settings; the model's hyper-parameters are in [`crate::model::Params`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct GpuOptions {
     pub precision: Precision,

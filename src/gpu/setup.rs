@@ -1,5 +1,5 @@
 //! Making a GPU solver, one step a function: open the device and shape the kernel
-//! ([`open_kernel`]); plan what fits the device ([`plan`](super::plan)) and cut the schedule;
+//! ([`open_kernel`]); plan what fits the device ([`super::plan`]) and cut the schedule;
 //! size the dispatches and the upload windows ([`Sizes`]); decide where the SVD++ term's
 //! passes run ([`PassesAt`]); upload the rows, the ratings and the uniform.
 

@@ -1,4 +1,4 @@
-//! The factor model shared by every backend, its hyper-parameters, and (in [`file`]) its file
+//! The factor model shared by every backend, its hyper-parameters, and (in [`mod@file`]) its file
 //! format.
 
 mod file;

@@ -2,13 +2,21 @@
 
 mod archive;
 mod dense;
+mod duplicates;
+mod lines;
+mod lists;
 mod load;
+mod options;
 mod shuffle;
+mod stream;
 mod summary;
 mod text;
 mod write;
 
-pub use load::{load_ids, load_pairs, load_rated_items, load_ratings, check_values, parse_ratings, stream_ratings, streamable, Column, Columns, Duplicates, Format, LoadOptions, Loaded, StreamReport};
+pub use lists::{load_ids, load_pairs, load_rated_items, RatedItem};
+pub use load::{load_ratings, parse_ratings, Loaded};
+pub use options::{check_values, Column, Columns, Duplicates, Format, LoadOptions};
+pub use stream::{stream_ratings, streamable, StreamReport};
 pub use shuffle::{by_user, group_by_key, shuffled, tiled};
 pub use summary::{RatingSummary, RowCounts};
 pub use text::{quoted, read_text};
@@ -107,7 +115,7 @@ pub struct ExternalId {
 
 impl ExternalId {
     pub fn parse(text: &str, what: &str) -> std::result::Result<ExternalId, String> {
-        Ok(match IdToken::read(load::trim_field(text.as_bytes()), what)? {
+        Ok(match IdToken::read(lines::trim_field(text.as_bytes()), what)? {
             IdToken::Number(key) => ExternalId { key, label: None },
             IdToken::Label(key, field) => ExternalId { key, label: Some(String::from_utf8_lossy(field).into()) },
         })

@@ -1,4 +1,4 @@
-// The SVD++ term (src/svdpp.rs), appended to sgd.wgsl when training with it: sgd_update
+// The SVD++ term (src/svdpp/), appended to sgd.wgsl when training with it: sgd_update
 // pulls each user row toward its prior z (user_decay) and adds ε·q to the user's share
 // (add_share, in the epochs that gather); before an epoch these passes move the items'
 // vectors y by their users' shares and recompute z, moving the user rows with it. The header
@@ -16,7 +16,7 @@
 @group(0) @binding(12) var<storage, read> user_items: array<u32>;
 @group(0) @binding(13) var<storage, read> item_start: array<u32>;
 @group(0) @binding(14) var<storage, read> item_users: array<u32>;
-// Σ |N(u)| over each item's users (src/svdpp.rs, Reach).
+// Σ |N(u)| over each item's users (src/svdpp/mod.rs, Reach).
 @group(0) @binding(15) var<storage, read> item_reach: array<f32>;
 // The ratings' mean |q_i|² in rating units, one float.
 @group(0) @binding(16) var<storage, read_write> mean_norm: array<f32>;
@@ -38,7 +38,7 @@ fn user_decay(index: u32, p: vec4<f32>, pull: f32) -> vec4<f32> {
 }
 
 // ε·q times the epoch's share weight; nothing read or written where that is 0 (the epochs
-// before the last ahead of the passes: src/svdpp.rs, share_weight).
+// before the last ahead of the passes: src/svdpp/mod.rs, share_weight).
 fn add_share(index: u32, slope: f32, q: vec4<f32>) {
     if (params.share_weight != 0.0) {
         share[index] += (slope * params.share_weight) * q;
@@ -46,7 +46,7 @@ fn add_share(index: u32, slope: f32, q: vec4<f32>) {
 }
 
 // A term of the passes' sums rounded to the nearest bfloat16 (ties to even): y for the users'
-// sums, each user's part for y's gradient, as the CPU's passes read them (src/svdpp.rs,
+// sums, each user's part for y's gradient, as the CPU's passes read them (src/svdpp/rounded.rs,
 // RoundedRows).
 fn round_to_bf16(v: vec4<f32>) -> vec4<f32> {
     let bits = bitcast<vec4<u32>>(v);
@@ -93,7 +93,7 @@ fn svdpp_item_runs(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_wo
     }
 }
 
-// y_j's step, as item_step in src/svdpp.rs.
+// y_j's step, as item_step in src/svdpp/mod.rs.
 @compute @workgroup_size(SVDPP_WG)
 fn svdpp_items(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let items = arrayLength(&item_runs) - 1u;

@@ -36,6 +36,12 @@ fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// A file's code before its test module: an item marked `#[cfg(test)]` (a helper the tests
+/// use) is code like the rest, and what follows it is checked too.
+fn before_tests(code: &str) -> &str {
+    code.match_indices("#[cfg(test)]\n").find(|&(at, _)| (at == 0 || code[..at].ends_with('\n')) && code[at..].lines().nth(1).is_some_and(|l| l.starts_with("mod "))).map_or(code, |(at, _)| &code[..at])
+}
+
 /// Each library file's module path (`distributed::worker`) and its code before its tests.
 fn modules() -> BTreeMap<String, String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
@@ -52,7 +58,7 @@ fn modules() -> BTreeMap<String, String> {
             continue;
         }
         let code = std::fs::read_to_string(&path).unwrap();
-        let code = code.split("#[cfg(test)]").next().unwrap().to_string();
+        let code = before_tests(&code).to_string();
         out.insert(parts.join("::"), code);
     }
     out
@@ -191,7 +197,7 @@ fn no_function_is_longer_than_a_screen() {
     let mut long = Vec::new();
     for path in files {
         let code = std::fs::read_to_string(&path).unwrap();
-        let code = code.split("#[cfg(test)]").next().unwrap();
+        let code = before_tests(&code);
         for (name, line, length) in functions(code) {
             if length > LONGEST_FUNCTION {
                 long.push(format!("{}:{line} {name}: {length} lines", path.strip_prefix(root).unwrap().display()));

@@ -185,6 +185,7 @@ fn round_rows_with(lines: &mut [&mut [RoundedLine]], rows: &[f32], k: usize, sca
 }
 
 /// `x` rounded to the nearest bfloat16 (ties to even), as an f32: what the passes' sums add.
+#[inline]
 pub(super) fn round_to_bf16(x: f32) -> f32 {
     f32::from_bits(bf16_bits(x))
 }
@@ -192,6 +193,7 @@ pub(super) fn round_to_bf16(x: f32) -> f32 {
 /// The bits of `x` rounded to the nearest bfloat16 (ties to even): the upper half, the lower
 /// zero. A NaN stays one (where shaders/svdpp.wgsl's may come out infinite: training has
 /// failed by then either way).
+#[inline]
 fn bf16_bits(x: f32) -> u32 {
     let bits = x.to_bits();
     // (Both computed and one chosen, so the loops that round vectorise.)

@@ -12,11 +12,11 @@ use super::rounded::{RoundedRows, Sweeps};
 /// rating's rows from L3 or memory, the passes made two workers' epochs 2.3x as long as they
 /// are with these, at rank 128 on the 20M set: BENCHMARKS.md.)
 pub(crate) struct StripeItems {
-    pub(super) index: Index,
+    index: Index,
     /// The stripe's first user, by position.
-    pub(super) first: usize,
+    first: usize,
     /// y or its gradient by sweep, kept from pass to pass (9 MB at rank 128 on 17,770 items).
-    pub(super) sweeps: Sweeps,
+    sweeps: Sweeps,
 }
 
 impl StripeItems {

@@ -55,6 +55,23 @@ impl Layout {
         Ok(layout)
     }
 
+    /// Reads `column` (from 1) as the split column that marks each rating train or test.
+    pub(super) fn mark_split(&mut self, column: usize, format: Format) -> Result<()> {
+        if format == Format::Mtx {
+            return Err(Error::InvalidParameter("--split-column applies to delimited text, not Matrix Market files".into()));
+        }
+        if format == Format::Csv && column > self.max_fields {
+            return Err(Error::InvalidParameter(format!("--split-column {column}: the header names only {} columns", self.max_fields)));
+        }
+        if [self.user_col, self.item_col, self.rating_col].contains(&(column - 1)) {
+            return Err(Error::InvalidParameter(format!("--split-column {column} is the user, item or rating column")));
+        }
+        self.split_col = Some(column - 1);
+        self.min_fields = self.min_fields.max(column);
+        self.max_fields = self.max_fields.max(column);
+        Ok(())
+    }
+
     fn of_format(format: Format, bytes: &[u8], path: &Path, columns: Option<&Columns>) -> Result<Layout> {
         // `user item rating [timestamp]` lines, or a file of events whose first line is
         // `user item`: then every line is (a line of two fields among ratings is a fault).
@@ -210,6 +227,8 @@ impl Layout {
     }
 }
 
+/// One chunk of a file's lines, parsed on a thread of its own ([`parse_chunk`]): its ratings
+/// with their ids still as keys, what it skipped, and its first fault.
 pub(super) struct ChunkResult {
     /// User, item (their keys, [`IdToken`]), rating, and whether the split column marks it test.
     pub(super) triplets: Vec<(u64, u64, f32, bool)>,
@@ -488,25 +507,6 @@ fn parse_id<'a>(field: &'a [u8], what: &str, layout: &Layout) -> std::result::Re
             None => Err(format!("bad {what} index {}: Matrix Market's indices are integers from 1", quoted(&String::from_utf8_lossy(text)))),
         },
         _ => Ok(id),
-    }
-}
-
-impl Layout {
-    /// Reads `column` (from 1) as the split column that marks each rating train or test.
-    pub(super) fn mark_split(&mut self, column: usize, format: Format) -> Result<()> {
-        if format == Format::Mtx {
-            return Err(Error::InvalidParameter("--split-column applies to delimited text, not Matrix Market files".into()));
-        }
-        if format == Format::Csv && column > self.max_fields {
-            return Err(Error::InvalidParameter(format!("--split-column {column}: the header names only {} columns", self.max_fields)));
-        }
-        if [self.user_col, self.item_col, self.rating_col].contains(&(column - 1)) {
-            return Err(Error::InvalidParameter(format!("--split-column {column} is the user, item or rating column")));
-        }
-        self.split_col = Some(column - 1);
-        self.min_fields = self.min_fields.max(column);
-        self.max_fields = self.max_fields.max(column);
-        Ok(())
     }
 }
 

@@ -37,7 +37,7 @@ use crate::error::Result;
 use crate::model::Params;
 use crate::schedule::Schedule;
 use crate::update::Step;
-use crate::vector::{axpy, dot, widest, CacheLines, Path};
+use crate::vector::{axpy, dot, widest, CacheLines};
 use index::{Index, UserItems};
 use rayon::prelude::*;
 use rounded::{round_to_bf16, RoundedRows, Sweeps, SWEEP};
@@ -314,9 +314,9 @@ fn over_blocks(schedule: &Schedule, side: Side, rows: &mut [f32], k: usize, visi
         match path {
             // SAFETY (both): the CPU has the path's features (`widest` detected them).
             #[cfg(target_arch = "x86_64")]
-            Path::Avx512 => unsafe { visit_block_avx512(schedule, side, block, axis.start(b), rows, k, &visit) },
+            crate::vector::Path::Avx512 => unsafe { visit_block_avx512(schedule, side, block, axis.start(b), rows, k, &visit) },
             #[cfg(target_arch = "x86_64")]
-            Path::Avx2 => unsafe { visit_block_avx2(schedule, side, block, axis.start(b), rows, k, &visit) },
+            crate::vector::Path::Avx2 => unsafe { visit_block_avx2(schedule, side, block, axis.start(b), rows, k, &visit) },
             _ => visit_block(schedule, side, block, axis.start(b), rows, k, &visit),
         }
     };

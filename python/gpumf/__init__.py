@@ -255,6 +255,42 @@ def _ratings(values, what: str) -> np.ndarray:
         raise ValueError(f"{what}: ratings must be numbers ({e})") from None
 
 
+# The settings by the kind of value the engine takes, with the least a whole number may be
+# (the engine checks the rest: rank at most 4096, a positive lr, ...).
+_WHOLE_SETTINGS = {"rank": 1, "epochs": 1, "seed": 0, "eval_every": 1, "models": 1, "cg_steps": 1, "threads": 1}
+_REAL_SETTINGS = ("lr", "lr_decay", "reg", "reg_bias", "init_std", "budget", "l1", "unobserved_weight", "alpha", "epsilon")
+_FLAG_SETTINGS = ("biases", "scale", "frequency_reg", "svdpp", "auto", "nonneg")
+_TEXT_SETTINGS = ("blocks", "backend", "precision", "gpu_memory", "loss", "confidence")
+
+
+def _whole(name: str, value, least: int) -> Optional[int]:
+    """An unsigned integer setting (threads may be None: every core)."""
+    if value is None and name == "threads":
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name}={value!r}: must be a whole number")
+    if value < least:
+        raise ValueError(f"{name}={value}: must be at least {least}")
+    if value >= 2**64:
+        raise ValueError(f"{name}={value}: must be below 2**64")
+    return int(value)
+
+
+def _real(name: str, value) -> Optional[float]:
+    """A real-valued setting (None where the engine chooses); the engine checks its range."""
+    if value is None and name == "unobserved_weight":
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name}={value!r}: must be a number")
+    return float(value)
+
+
+def _flag(name: str, value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}={value!r}: must be True or False")
+    return bool(value)
+
+
 # How each metric of the reports is named for people, as the CLI names it.
 _METRIC_NAMES = {"rmse": "RMSE", "mae": "MAE", "gkl": "KL divergence", "log_loss": "log loss", "accuracy": "accuracy", "auc": "AUC", "ndcg@20": "NDCG@20"}
 
@@ -411,6 +447,15 @@ class MF:
         loss = "" if self.loss == "squared" else f", loss={self.loss!r}"
         return f"gpumf.MF(rank={self.rank}, epochs={self.epochs}, lr={self.lr:.7g}, reg={self.reg:.7g}{loss}, backend={self.backend!r}; {state})"
 
+    def _settings(self) -> dict:
+        """The settings as the engine takes them, each checked for its type here, so that a
+        wrong one is named with its value (the engine's conversion would name only its field)."""
+        whole = {name: _whole(name, getattr(self, name), least) for name, least in _WHOLE_SETTINGS.items()}
+        real = {name: _real(name, getattr(self, name)) for name in _REAL_SETTINGS}
+        flags = {name: _flag(name, getattr(self, name)) for name in _FLAG_SETTINGS}
+        text = {name: None if getattr(self, name) is None else str(getattr(self, name)) for name in _TEXT_SETTINGS}
+        return {**whole, **real, **flags, **text}
+
     def fit(
         self,
         X,
@@ -437,37 +482,7 @@ class MF:
         the finished epochs is kept, then the interrupt is raised. An exception from ``callback`` stops training the same way.
         """
         _check_load_options(X, test, load_options)
-        settings = {
-            "rank": self.rank,
-            "epochs": self.epochs,
-            "lr": self.lr,
-            "lr_decay": self.lr_decay,
-            "reg": self.reg,
-            "reg_bias": self.reg_bias,
-            "biases": self.biases,
-            "init_std": self.init_std,
-            "seed": self.seed,
-            "eval_every": self.eval_every,
-            "scale": self.scale,
-            "frequency_reg": self.frequency_reg,
-            "svdpp": self.svdpp,
-            "auto": self.auto,
-            "budget": float(self.budget),
-            "models": self.models,
-            "blocks": None if self.blocks is None else str(self.blocks),
-            "backend": self.backend,
-            "threads": self.threads,
-            "precision": self.precision,
-            "gpu_memory": None if self.gpu_memory is None else str(self.gpu_memory),
-            "loss": str(self.loss),
-            "nonneg": bool(self.nonneg),
-            "l1": float(self.l1),
-            "unobserved_weight": None if self.unobserved_weight is None else float(self.unobserved_weight),
-            "confidence": str(self.confidence),
-            "alpha": float(self.alpha),
-            "epsilon": float(self.epsilon),
-            "cg_steps": int(self.cg_steps),
-        }
+        settings = self._settings()
         progress = _Progress(self.epochs, self.verbose)
         history = []
 

@@ -244,6 +244,19 @@ def test_bad_data_and_settings_are_value_errors_with_the_clis_messages(frame):
     for data, settings, message in cases:
         with pytest.raises(ValueError, match=message):
             gpumf.MF(**{**FAST, **settings}).fit(data)
+    # A value of the wrong kind is named with its value, not as the engine's field.
+    wrong = [
+        ({"rank": -1}, ValueError, "^rank=-1: must be at least 1$"),
+        ({"seed": 2**64}, ValueError, "^seed=18446744073709551616: must be below 2\\*\\*64$"),
+        ({"epochs": 2.5}, TypeError, "^epochs=2.5: must be a whole number$"),
+        ({"threads": "2"}, TypeError, "^threads='2': must be a whole number$"),
+        ({"lr": "0.1"}, TypeError, "^lr='0.1': must be a number$"),
+        ({"biases": 1}, TypeError, "^biases=1: must be True or False$"),
+    ]
+    for settings, kind, message in wrong:
+        with pytest.raises(kind, match=message):
+            gpumf.MF(**{**FAST, **settings}).fit(good)
+    assert gpumf.MF(**{**FAST, "rank": np.int64(4), "lr": np.float32(0.01), "biases": np.bool_(True)}).fit(good).model is not None
     scipy = pytest.importorskip("scipy.sparse")
     with pytest.raises(ValueError, match="no ratings"):
         gpumf.MF(**FAST).fit(scipy.csr_matrix((3, 3)))

@@ -544,19 +544,22 @@ class MF:
         """Predictions (float32) for each (user, item) pair as the loss defines them: ratings
         clipped to the training scale; with the logistic loss the probability of the positive
         (larger) label; with the hinge losses the margin (its sign is the class, see
-        ``classes``). A user or item never seen in training is predicted from what is known."""
-        users, items = np.atleast_1d(users), np.atleast_1d(items)
-        if users.shape != items.shape:
-            raise ValueError(f"users and items differ in shape ({users.shape} and {items.shape})")
-        return self.model.predict(self._users.encode(users, "users"), self._items.encode(items, "items"))
+        ``classes``), in the shape ``users`` and ``items`` share. A user or item never seen
+        in training is predicted from what is known."""
+        return self._pairwise(self.model.predict, users, items)
 
     def classes(self, users, items) -> np.ndarray:
         """With a binary loss, the class each pair's score predicts, in the data's own two
         values (0/1, -1/1, ...)."""
+        return self._pairwise(self.model.classes, users, items)
+
+    def _pairwise(self, score, users, items) -> np.ndarray:
+        """``score`` of each (user, item) pair, in the shape of ``users`` (a scalar's: one)."""
         users, items = np.atleast_1d(users), np.atleast_1d(items)
         if users.shape != items.shape:
             raise ValueError(f"users and items differ in shape ({users.shape} and {items.shape})")
-        return self.model.classes(self._users.encode(users, "users"), self._items.encode(items, "items"))
+        scores = score(self._users.encode(users.ravel(), "users"), self._items.encode(items.ravel(), "items"))
+        return np.asarray(scores).reshape(users.shape)
 
     def recommend(self, user, n: int = 10, exclude_seen: bool = True):
         """The ``n`` items with the highest scores for ``user``: (item ids, scores), best first.

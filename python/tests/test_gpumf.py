@@ -274,6 +274,9 @@ def test_bad_data_and_settings_are_value_errors_with_the_clis_messages(frame):
     m = gpumf.MF(**FAST).fit(good)
     with pytest.raises(ValueError, match="differ in shape"):
         m.predict([1, 2], [1])
+    # Pairs in any shape come back in it: a grid of users by items, row by row.
+    grid = m.predict([[1, 1], [2, 2]], [[1, 2], [1, 2]])
+    assert grid.shape == (2, 2) and np.array_equal(grid.ravel(), m.predict([1, 1, 2, 2], [1, 2, 1, 2]))
     # Ids from 2^63 up are users like any other (a cast through int64 made them unknown).
     # (2^63 + 2048: a float64 holds it exactly.)
     high = np.array([[2**63 + 2048, 1, 5], [2, 1, 1], [2**63 + 2048, 2, 5], [2, 2, 1]], dtype=np.uint64)

@@ -264,7 +264,7 @@ _TEXT_SETTINGS = ("blocks", "backend", "precision", "gpu_memory", "loss", "confi
 
 
 def _whole(name: str, value, least: int) -> Optional[int]:
-    """An unsigned integer setting (threads may be None: every core)."""
+    """A whole number the engine takes unsigned, named with its value where it is not one (threads may be None: every core)."""
     if value is None and name == "threads":
         return None
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
@@ -289,6 +289,17 @@ def _flag(name: str, value) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name}={value!r}: must be True or False")
     return bool(value)
+
+
+def _known(ids: "_Ids", values, what: str):
+    """The engine's ids of ``values``, users or items (``what``) the model knows: one int for
+    one value, else an array; a ValueError names the first it does not know."""
+    array = np.atleast_1d(values)
+    encoded = ids.encode(array, what if np.ndim(values) == 0 else what + "s")
+    if (encoded == _UNKNOWN).any():
+        (unknown,) = array[encoded == _UNKNOWN][:1].tolist()
+        raise ValueError(f"{what} {unknown!r}: the model has no such {what}")
+    return int(encoded[0]) if np.ndim(values) == 0 else encoded
 
 
 # How each metric of the reports is named for people, as the CLI names it.
@@ -565,23 +576,16 @@ class MF:
         """The ``n`` items with the highest scores for ``user``: (item ids, scores), best first.
         With ``exclude_seen`` (default) the user's training items are left out. Scores are
         unclipped, so the order holds above the top of the rating scale."""
-        if n < 1:
-            raise ValueError(f"n must be at least 1, got {n}")
-        (uid,) = self._users.encode([user], "user")
-        if uid == _UNKNOWN:
-            raise ValueError(f"user {user!r}: the model has no such user")
-        ids, scores = self.model.recommend(int(uid), n, exclude_seen)
+        n = _whole("n", n, 1)
+        uid = _known(self._users, user, "user")
+        ids, scores = self.model.recommend(uid, n, exclude_seen)
         return self._items.decode(ids), scores
 
     def recommend_many(self, users, n: int = 10, exclude_seen: bool = True):
         """``recommend`` for many users at once, in parallel: (ids, scores), one row a user,
         padded with -1 (or None, for mapped ids) and NaN where a user has fewer than n items."""
-        if n < 1:
-            raise ValueError(f"n must be at least 1, got {n}")
-        users = np.atleast_1d(users)
-        encoded = self._users.encode(users, "users")
-        if (encoded == _UNKNOWN).any():
-            raise ValueError(f"user {users[encoded == _UNKNOWN][0]!r}: the model has no such user")
+        n = _whole("n", n, 1)
+        encoded = _known(self._users, users, "user")
         ids, scores = self.model.recommend_many(encoded, n, exclude_seen)
         if self._items.labels is None:
             return ids, scores
@@ -597,12 +601,8 @@ class MF:
         rating scale, or the positive label), without retraining: their row is solved with the
         items' factors fixed (fold-in, as implicit's ``recalculate_user``). Returns (item ids,
         scores), best first, the given items left out unless ``exclude_seen=False``."""
-        if n < 1:
-            raise ValueError(f"n must be at least 1, got {n}")
-        items = np.atleast_1d(items)
-        encoded = self._items.encode(items, "items")
-        if (encoded == _UNKNOWN).any():
-            raise ValueError(f"item {items[encoded == _UNKNOWN][0]!r}: the model has no such item")
+        n = _whole("n", n, 1)
+        encoded = _known(self._items, items, "item")
         if values is not None:
             values = np.asarray(values, dtype=np.float32)
         ids, scores = self.model.recommend_new(encoded, values, n, exclude_seen)
@@ -611,22 +611,16 @@ class MF:
     def similar_items(self, item, n: int = 10):
         """The ``n`` items whose factors have the highest cosine with ``item``'s (itself left
         out): (item ids, cosines), best first, as implicit's ``similar_items`` ranks them."""
-        if n < 1:
-            raise ValueError(f"n must be at least 1, got {n}")
-        (iid,) = self._items.encode([item], "item")
-        if iid == _UNKNOWN:
-            raise ValueError(f"item {item!r}: the model has no such item")
-        ids, cosines = self.model.similar_items(int(iid), n)
+        n = _whole("n", n, 1)
+        iid = _known(self._items, item, "item")
+        ids, cosines = self.model.similar_items(iid, n)
         return self._items.decode(ids), cosines
 
     def similar_users(self, user, n: int = 10):
         """``similar_items`` for users: (user ids, cosines), best first."""
-        if n < 1:
-            raise ValueError(f"n must be at least 1, got {n}")
-        (uid,) = self._users.encode([user], "user")
-        if uid == _UNKNOWN:
-            raise ValueError(f"user {user!r}: the model has no such user")
-        ids, cosines = self.model.similar_users(int(uid), n)
+        n = _whole("n", n, 1)
+        uid = _known(self._users, user, "user")
+        ids, cosines = self.model.similar_users(uid, n)
         return self._users.decode(ids), cosines
 
     def ranking_metrics(self, test, k: int = 20, metrics=None, train=None, positive_threshold=None) -> dict:
@@ -638,8 +632,7 @@ class MF:
         ``map@K``, ``auc`` and ``mpr`` (default: precision, recall, NDCG and MAP at ``k``,
         and AUC). With ``positive_threshold`` only test ratings at or above it are positives.
         Returns each metric by name, and the numbers of users and positives judged."""
-        if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
+        k = _whole("k", k, 1)
         if metrics is None:
             metrics = [f"precision@{k}", f"recall@{k}", f"ndcg@{k}", f"map@{k}", "auc"]
         if not isinstance(metrics, str):

@@ -74,6 +74,11 @@ def test_string_ids_are_mapped_and_kept(frame, tmp_path):
     items, scores = m.recommend("u1", n=5)
     assert all(str(i).startswith("movie-") for i in items) and len(scores) == 5
     assert m.user_ids[0] == "u1"
+    # An unknown label is named as it was given, alone or among others.
+    with pytest.raises(ValueError, match="^user 'nobody': the model has no such user$"):
+        m.recommend("nobody")
+    with pytest.raises(ValueError, match="^user 'nobody': the model has no such user$"):
+        m.recommend_many(["u1", "nobody"])
     p = m.predict(["u1", "u1", "nobody"], ["movie-1", "movie-3", "movie-1"])
     assert p.dtype == np.float32 and np.isfinite(p).all()
     # Saved with its labels beside the CLI's file, and loaded back whole.

@@ -77,7 +77,7 @@ class _Ids:
             return cls(), values if values.dtype.itemsize in (4, 8) else values.astype(np.int64)
         if values.dtype.kind == "f":
             return cls(), values if values.dtype.itemsize in (4, 8) else values.astype(np.float64)
-        codes, labels = _factorize(values)
+        codes, labels = _factorize(values, name)
         return cls(np.asarray(labels)), codes.astype(np.uint64)
 
     def encode(self, values, name: str, grow: bool = False) -> np.ndarray:
@@ -109,7 +109,7 @@ class _Ids:
             out[~unknown] = self.keys[codes[~unknown]]
         if grow and unknown.any():
             # Test ids absent from training: fresh numbers beyond the training labels.
-            fresh, _ = _factorize(values[unknown])
+            fresh, _ = _factorize(values[unknown], name, rows=np.flatnonzero(unknown))
             out[unknown] = len(self.labels) + fresh.astype(np.uint64)
         else:
             out[unknown] = _UNKNOWN
@@ -141,19 +141,28 @@ def _integral(values: np.ndarray) -> bool:
     return values.dtype.kind in "iu"
 
 
-def _factorize(values):
-    """Codes in order of first appearance and the distinct labels (pandas when it is there)."""
+def _factorize(values, name: str, rows: Optional[np.ndarray] = None):
+    """Codes in order of first appearance and the distinct labels (pandas when it is there).
+    A missing label (None, NaN) is refused, named by its row (in ``rows`` where ``values`` were
+    taken from a longer column): pandas codes it -1, which as an engine id would be a user or
+    item of its own, decoded as the last label."""
     try:
         import pandas as pd
 
         codes, labels = pd.factorize(values, sort=False)
-        return np.asarray(codes), np.asarray(labels, dtype=object)
+        missing = codes < 0
     except ImportError:
-        labels, first, codes = np.unique(values, return_index=True, return_inverse=True)
-        order = np.argsort(first, kind="stable")
-        rank = np.empty_like(order)
-        rank[order] = np.arange(len(order))
-        return rank[codes], labels[order]
+        missing = np.array([v is None or (isinstance(v, float) and v != v) for v in np.asarray(values).tolist()], dtype=bool)
+        if not missing.any():
+            labels, first, codes = np.unique(values, return_index=True, return_inverse=True)
+            order = np.argsort(first, kind="stable")
+            rank = np.empty_like(order)
+            rank[order] = np.arange(len(order))
+            codes, labels = rank[codes], labels[order]
+    if missing.any():
+        at = int(np.flatnonzero(missing)[0])
+        raise ValueError(f"{name}: a missing id (None or NaN) at row {at if rows is None else int(rows[at])}")
+    return np.asarray(codes), np.asarray(labels, dtype=object)
 
 
 def _pick(columns, wanted, position: int, what: str):

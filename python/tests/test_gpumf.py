@@ -74,6 +74,16 @@ def test_string_ids_are_mapped_and_kept(frame, tmp_path):
     items, scores = m.recommend("u1", n=5)
     assert all(str(i).startswith("movie-") for i in items) and len(scores) == 5
     assert m.user_ids[0] == "u1"
+    # A missing label is refused where it stands (it was a user of its own, shown as the last label).
+    for column in ("user", "item"):
+        holed = named.astype({column: object})
+        holed.loc[holed.index[3], column] = None
+        with pytest.raises(ValueError, match=f"^training {column} ids: a missing id \\(None or NaN\\) at row 3$"):
+            gpumf.MF(**FAST).fit(holed)
+    holed_test = named.iloc[:10].astype({"item": object})
+    holed_test.loc[holed_test.index[2], "item"] = float("nan")
+    with pytest.raises(ValueError, match="^test item ids: a missing id \\(None or NaN\\) at row 2$"):
+        gpumf.MF(**FAST).fit(named, holed_test)
     # An unknown label is named as it was given, alone or among others.
     with pytest.raises(ValueError, match="^user 'nobody': the model has no such user$"):
         m.recommend("nobody")

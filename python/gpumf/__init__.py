@@ -229,7 +229,7 @@ def _columns_of(X, what: str):
     if array.ndim != 2 or array.shape[1] < 3:
         raise ValueError(
             f"{what}: expected a SciPy sparse matrix, a pandas DataFrame, an (n, 3) array of "
-            f"(user, item, rating) or a file path; got an array of shape {array.shape}"
+            f"(user, item, rating) or a file path; got {f'an array of shape {array.shape}' if array.ndim else type(X).__name__}"
         )
     if array.shape[0] == 0:
         raise ValueError(f"{what}: no ratings")
@@ -270,11 +270,13 @@ _WHOLE_SETTINGS = {"rank": 1, "epochs": 1, "seed": 0, "eval_every": 1, "models":
 _REAL_SETTINGS = ("lr", "lr_decay", "reg", "reg_bias", "init_std", "budget", "l1", "unobserved_weight", "alpha", "epsilon")
 _FLAG_SETTINGS = ("biases", "scale", "frequency_reg", "svdpp", "auto", "nonneg")
 _TEXT_SETTINGS = ("blocks", "backend", "precision", "gpu_memory", "loss", "confidence")
+# Those that may be None, for the engine to choose.
+_OPTIONAL = ("threads", "unobserved_weight", "test_fraction")
 
 
 def _whole(name: str, value, least: int) -> Optional[int]:
-    """A whole number the engine takes unsigned, named with its value where it is not one (threads may be None: every core)."""
-    if value is None and name == "threads":
+    """A whole number the engine takes unsigned, named with its value where it is not one."""
+    if value is None and name in _OPTIONAL:
         return None
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name}={value!r}: must be a whole number")
@@ -286,8 +288,8 @@ def _whole(name: str, value, least: int) -> Optional[int]:
 
 
 def _real(name: str, value) -> Optional[float]:
-    """A real-valued setting (None where the engine chooses); the engine checks its range."""
-    if value is None and name == "unobserved_weight":
+    """A real number, named with its value where it is not one; the engine checks its range."""
+    if value is None and name in _OPTIONAL:
         return None
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name}={value!r}: must be a number")
@@ -503,6 +505,7 @@ class MF:
         """
         _check_load_options(X, test, load_options)
         settings = self._settings()
+        test_fraction = _real("test_fraction", test_fraction)
         progress = _Progress(self.epochs, self.verbose)
         history = []
 

@@ -271,6 +271,10 @@ def test_bad_data_and_settings_are_value_errors_with_the_clis_messages(frame):
     for settings, kind, message in wrong:
         with pytest.raises(kind, match=message):
             gpumf.MF(**{**FAST, **settings}).fit(good)
+    with pytest.raises(TypeError, match="^test_fraction='0.2': must be a number$"):
+        gpumf.MF(**FAST).fit(good, test_fraction="0.2")
+    with pytest.raises(ValueError, match="or a file path; got dict$"):
+        gpumf.MF(**FAST).fit({"user": [1], "item": [1], "rating": [4.0]})
     assert gpumf.MF(**{**FAST, "rank": np.int64(4), "lr": np.float32(0.01), "biases": np.bool_(True)}).fit(good).model is not None
     scipy = pytest.importorskip("scipy.sparse")
     with pytest.raises(ValueError, match="no ratings"):

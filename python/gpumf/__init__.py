@@ -175,8 +175,9 @@ def _pick(columns, wanted, position: int, what: str):
     return columns[position]
 
 
-# What ``fit`` passes to the rating-file loader; all but ``positive_threshold`` apply to files only.
-_LOAD_OPTIONS = ("format", "skip_bad_lines", "missing", "skip_columns", "duplicates", "counts", "positive_threshold", "columns")
+# What ``fit`` passes to the rating-file loader, with the kind of value each takes; all but
+# ``positive_threshold`` apply to files only.
+_LOAD_OPTIONS = {"format": str, "skip_bad_lines": bool, "missing": str, "skip_columns": int, "duplicates": str, "counts": bool, "positive_threshold": float, "columns": str}
 
 
 def _is_path(v) -> bool:
@@ -184,9 +185,10 @@ def _is_path(v) -> bool:
     return isinstance(v, (str, os.PathLike))
 
 
-def _check_load_options(X, test, load_options: dict):
-    """Refuses a keyword ``fit`` would otherwise drop: one it does not know (naming the
-    ``MF()`` setting it may have been meant as), or a file loader's option with no file."""
+def _check_load_options(X, test, load_options: dict) -> dict:
+    """The loader's options, each checked for its kind (None: the loader's default). Refuses a
+    keyword ``fit`` would otherwise drop: one it does not know (naming the ``MF()`` setting it
+    may have been meant as), or a file loader's option with no file."""
     settings = inspect.signature(MF.__init__).parameters
     for name in load_options:
         if name not in _LOAD_OPTIONS:
@@ -195,6 +197,20 @@ def _check_load_options(X, test, load_options: dict):
     file_only = [name for name in load_options if name != "positive_threshold"]
     if file_only and not (_is_path(X) or _is_path(test)):
         raise ValueError(f"{file_only[0]}={load_options[file_only[0]]!r}: an option of the rating-file loader, but no data were given as a file")
+    return {name: _of_kind(name, value, _LOAD_OPTIONS[name]) for name, value in load_options.items() if value is not None}
+
+
+def _of_kind(name: str, value, kind: type):
+    """``value`` as the engine takes an argument of ``kind``, or an error naming it."""
+    if kind is int:
+        return _whole(name, value, 0)
+    if kind is float:
+        return _real(name, value)
+    if kind is bool:
+        return _flag(name, value)
+    if not isinstance(value, str):
+        raise TypeError(f"{name}={value!r}: must be a string")
+    return value
 
 
 def _columns(X, what: str, **load_options):
@@ -503,7 +519,7 @@ class MF:
         the current epoch (on the GPU, after the epoch already queued behind it): the model of
         the finished epochs is kept, then the interrupt is raised. An exception from ``callback`` stops training the same way.
         """
-        _check_load_options(X, test, load_options)
+        load_options = _check_load_options(X, test, load_options)
         settings = self._settings()
         test_fraction = _real("test_fraction", test_fraction)
         progress = _Progress(self.epochs, self.verbose)

@@ -271,6 +271,20 @@ def test_bad_data_and_settings_are_value_errors_with_the_clis_messages(frame):
     for settings, kind, message in wrong:
         with pytest.raises(kind, match=message):
             gpumf.MF(**{**FAST, **settings}).fit(good)
+    # The file loader's options likewise.
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        good_file = Path(d) / "good.csv"
+        np.savetxt(good_file, good, delimiter=",", fmt="%g")
+        for option, kind, message in [
+            ({"skip_columns": -1}, ValueError, "^skip_columns=-1: must be at least 0$"),
+            ({"counts": 2}, TypeError, "^counts=2: must be True or False$"),
+            ({"missing": 5}, TypeError, "^missing=5: must be a string$"),
+        ]:
+            with pytest.raises(kind, match=message):
+                gpumf.MF(**FAST).fit(good_file, **option)
+        assert gpumf.MF(**FAST).fit(good_file, skip_columns=np.int64(0), missing=None).model is not None
     with pytest.raises(TypeError, match="^test_fraction='0.2': must be a number$"):
         gpumf.MF(**FAST).fit(good, test_fraction="0.2")
     with pytest.raises(ValueError, match="or a file path; got dict$"):

@@ -287,7 +287,7 @@ _REAL_SETTINGS = ("lr", "lr_decay", "reg", "reg_bias", "init_std", "budget", "l1
 _FLAG_SETTINGS = ("biases", "scale", "frequency_reg", "svdpp", "auto", "nonneg")
 _TEXT_SETTINGS = ("blocks", "backend", "precision", "gpu_memory", "loss", "confidence")
 # Those that may be None, for the engine to choose.
-_OPTIONAL = ("threads", "unobserved_weight", "test_fraction")
+_OPTIONAL = ("threads", "unobserved_weight", "test_fraction", "positive_threshold")
 
 
 def _whole(name: str, value, least: int) -> Optional[int]:
@@ -606,7 +606,7 @@ class MF:
         unclipped, so the order holds above the top of the rating scale."""
         n = _whole("n", n, 1)
         uid = _known(self._users, user, "user")
-        ids, scores = self.model.recommend(uid, n, exclude_seen)
+        ids, scores = self.model.recommend(uid, n, _flag("exclude_seen", exclude_seen))
         return self._items.decode(ids), scores
 
     def recommend_many(self, users, n: int = 10, exclude_seen: bool = True):
@@ -614,7 +614,7 @@ class MF:
         padded with -1 (or None, for mapped ids) and NaN where a user has fewer than n items."""
         n = _whole("n", n, 1)
         encoded = _known(self._users, users, "user")
-        ids, scores = self.model.recommend_many(encoded, n, exclude_seen)
+        ids, scores = self.model.recommend_many(encoded, n, _flag("exclude_seen", exclude_seen))
         if self._items.labels is None:
             return ids, scores
         labels = np.full(ids.shape, None, dtype=object)
@@ -632,8 +632,8 @@ class MF:
         n = _whole("n", n, 1)
         encoded = _known(self._items, items, "item")
         if values is not None:
-            values = np.asarray(values, dtype=np.float32)
-        ids, scores = self.model.recommend_new(encoded, values, n, exclude_seen)
+            values = _ratings(values, "values").astype(np.float32)
+        ids, scores = self.model.recommend_new(encoded, values, n, _flag("exclude_seen", exclude_seen))
         return self._items.decode(ids), scores
 
     def similar_items(self, item, n: int = 10):
@@ -664,8 +664,11 @@ class MF:
         if metrics is None:
             metrics = [f"precision@{k}", f"recall@{k}", f"ndcg@{k}", f"map@{k}", "auc"]
         if not isinstance(metrics, str):
-            metrics = ",".join(metrics)
-        users, items = _events(test, "test data", positive_threshold)
+            names = list(metrics) if hasattr(metrics, "__iter__") else [metrics]
+            if not all(isinstance(name, str) for name in names):
+                raise TypeError(f"metrics={metrics!r}: must be a string or a list of strings")
+            metrics = ",".join(names)
+        users, items = _events(test, "test data", _real("positive_threshold", positive_threshold))
         args = [self._users.encode(users, "users"), self._items.encode(items, "items"), metrics]
         if train is not None:
             train_users, train_items = _events(train, "train")
@@ -716,7 +719,7 @@ class MF:
         them.
         """
         path = os.fspath(path)
-        self.model.save(path, overwrite)
+        self.model.save(path, _flag("overwrite", overwrite))
         sidecar = path + ".labels.npz"
         if self._users.numbered or self._items.numbered:
             empty = np.array([], dtype=str)

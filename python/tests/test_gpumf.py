@@ -323,6 +323,14 @@ def test_bad_data_and_settings_are_value_errors_with_the_clis_messages(frame):
             m.predict([1.0, bad_id], [1, 1])
     with pytest.raises(ValueError, match="no such user"):
         m.recommend(987654)
+    with pytest.raises(TypeError, match="^exclude_seen='no': must be True or False$"):
+        m.recommend(1, exclude_seen="no")
+    with pytest.raises(ValueError, match="^values: ratings must be numbers"):
+        m.recommend_new([1, 2], values=["a", "b"])
+    with pytest.raises(TypeError, match="^metrics=5: must be a string or a list of strings$"):
+        m.ranking_metrics(good, metrics=5)
+    with pytest.raises(TypeError, match="^positive_threshold='x': must be a number$"):
+        m.ranking_metrics(good, positive_threshold="x")
     with pytest.raises(RuntimeError, match="not fitted"):
         gpumf.MF().predict([1], [1])
 

@@ -523,11 +523,9 @@ class MF:
         settings = self._settings()
         test_fraction = _real("test_fraction", test_fraction)
         progress = _Progress(self.epochs, self.verbose)
-        history = []
 
         def on_epoch(line: str):
             report = json.loads(line)
-            history.append(report)
             progress.update(report)
             if callback is not None:
                 callback(report)
@@ -545,21 +543,7 @@ class MF:
                 test_path = None if test is None else os.fspath(test)
                 fitted = _gpumf.train_files(os.fspath(X), test_path, test_fraction, settings, **load_options, **hooks)
             else:
-                users, items, ratings, report = _columns(X, "training data", **load_options)
-                if report and self.verbose:
-                    print(report, file=sys.stderr)
-                user_ids, users = _Ids.from_column(users, "training user ids")
-                item_ids, items = _Ids.from_column(items, "training item ids")
-                test_columns = None
-                if test is not None:
-                    tu, ti, tr, _ = _columns(test, "test data", **load_options)
-                    test_columns = (
-                        user_ids.encode(tu, "test user ids", grow=True),
-                        item_ids.encode(ti, "test item ids", grow=True),
-                        tr,
-                    )
-                data = (users, items, ratings)
-                fitted = _gpumf.train_columns(data, test_columns, test_fraction, settings, **hooks)
+                fitted, user_ids, item_ids = self._train_in_memory(X, test, test_fraction, settings, load_options, hooks)
         finally:
             progress.close()
         model, lines, summary, stopped = fitted
@@ -571,6 +555,25 @@ class MF:
         if stopped is not None:
             raise stopped
         return self
+
+    def _train_in_memory(self, X, test, test_fraction, settings: dict, load_options: dict, hooks: dict):
+        """``fit`` on data that is not all in files: the columns numbered here, where their
+        ids are not numbers, and the engine's result with the two mappings."""
+        users, items, ratings, report = _columns(X, "training data", **load_options)
+        if report and self.verbose:
+            print(report, file=sys.stderr)
+        user_ids, users = _Ids.from_column(users, "training user ids")
+        item_ids, items = _Ids.from_column(items, "training item ids")
+        test_columns = None
+        if test is not None:
+            tu, ti, tr, _ = _columns(test, "test data", **load_options)
+            test_columns = (
+                user_ids.encode(tu, "test user ids", grow=True),
+                item_ids.encode(ti, "test item ids", grow=True),
+                tr,
+            )
+        fitted = _gpumf.train_columns((users, items, ratings), test_columns, test_fraction, settings, **hooks)
+        return fitted, user_ids, item_ids
 
     @property
     def model(self):

@@ -18,6 +18,7 @@ import json
 import os
 import sys
 import warnings
+import zipfile
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -752,9 +753,30 @@ def load(path) -> MF:
     sidecar = path + ".labels.npz"
     mf._users, mf._items = _Ids.of_model(model.user_labels), _Ids.of_model(model.item_labels)
     if os.path.exists(sidecar):
-        with np.load(sidecar, allow_pickle=False) as saved:
-            if saved["users"].size:
-                mf._users = _Ids(saved["users"].astype(object))
-            if saved["items"].size:
-                mf._items = _Ids(saved["items"].astype(object))
+        users, items = _sidecar_labels(sidecar, model)
+        mf._users = mf._users if users is None else users
+        mf._items = mf._items if items is None else items
     return mf
+
+
+def _sidecar_labels(sidecar: str, model):
+    """The user and item labels ``MF.save`` wrote beside a model file (None for a side it
+    numbered itself), checked against the model: a file that does not belong to it is an
+    error, never a silent relabelling."""
+    try:
+        with np.load(sidecar, allow_pickle=False) as saved:
+            columns = saved["users"], saved["items"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{sidecar}: not the labels MF.save writes beside a model ({e})") from None
+    mappings = []
+    for what, labels, engine_ids in zip(("user", "item"), columns, (model.user_ids, model.item_ids)):
+        if not labels.size:
+            mappings.append(None)
+            continue
+        # A label for every number the model has (more where test_fraction held some out).
+        if engine_ids.size and int(engine_ids.max()) >= labels.size:
+            raise ValueError(f"{sidecar}: {labels.size} {what} labels, but the model has {what} number {int(engine_ids.max())}: the labels of another model?")
+        if np.unique(labels).size != labels.size:
+            raise ValueError(f"{sidecar}: a {what} label stands twice: the labels of another model?")
+        mappings.append(_Ids(labels.astype(object)))
+    return mappings

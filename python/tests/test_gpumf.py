@@ -96,6 +96,21 @@ def test_string_ids_are_mapped_and_kept(frame, tmp_path):
     back = gpumf.load(tmp_path / "named.gpumf")
     np.testing.assert_array_equal(back.predict(["u1"], ["movie-1"]), m.predict(["u1"], ["movie-1"]))
     np.testing.assert_array_equal(back.recommend("u1", 5)[0], items)
+    # Labels that do not fit the model beside them are refused, never taken for its own.
+    sidecar = tmp_path / "named.gpumf.labels.npz"
+    with np.load(sidecar) as saved:
+        users, items_saved = saved["users"], saved["items"]
+    for broken, message in [
+        ({"users": users[:5], "items": items_saved}, "^.*named.gpumf.labels.npz: 5 user labels, but the model has user number 609: the labels of another model\\?$"),
+        ({"users": np.concatenate([users[:1], users[:-1]]), "items": items_saved}, "a user label stands twice"),
+        ({"items": items_saved}, "not the labels MF.save writes beside a model"),
+    ]:
+        np.savez(sidecar, **broken)
+        with pytest.raises(ValueError, match=message):
+            gpumf.load(tmp_path / "named.gpumf")
+    sidecar.write_bytes(b"junk")
+    with pytest.raises(ValueError, match="not the labels MF.save writes"):
+        gpumf.load(tmp_path / "named.gpumf")
 
 
 def test_a_file_of_labelled_ids_trains_and_answers_to_its_labels(frame, tmp_path):

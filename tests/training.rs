@@ -271,7 +271,13 @@ fn model_files_round_trip_and_are_never_overwritten_silently() {
 
     let e = t.model.save(&path, false).unwrap_err().to_string();
     assert!(e.contains("already exists"), "{e}");
+    // Python's labels of the model replaced go with it; a refused save leaves them.
+    let labels = dir.path().join("model.gpumf.labels.npz");
+    std::fs::write(&labels, b"labels").unwrap();
+    t.model.save(&path, false).unwrap_err();
+    assert!(labels.exists());
     t.model.save(&path, true).unwrap();
+    assert!(!labels.exists());
 
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();

@@ -718,7 +718,8 @@ class MF:
         """Writes the model in the CLI's format (``gpumf predict --model PATH`` reads it).
 
         Ids given in memory that were not non-negative integers are numbered in the file; their
-        labels go beside it in ``PATH.labels.npz`` for ``gpumf.load``. Labels the engine read
+        labels go beside it in ``PATH.labels.npz`` for ``gpumf.load`` (a model saved over it,
+        here or by the CLI, removes them). Labels the engine read
         from a rating file (ASINs, names) are kept in the model file itself, as the CLI keeps
         them.
         """

@@ -111,6 +111,10 @@ def test_string_ids_are_mapped_and_kept(frame, tmp_path):
     sidecar.write_bytes(b"junk")
     with pytest.raises(ValueError, match="not the labels MF.save writes"):
         gpumf.load(tmp_path / "named.gpumf")
+    # A model of numbered ids saved over it takes its place whole: no labels left beside it.
+    numeric.save(tmp_path / "named.gpumf", overwrite=True)
+    assert not sidecar.exists()
+    np.testing.assert_array_equal(gpumf.load(tmp_path / "named.gpumf").user_ids, numeric.user_ids)
 
 
 def test_a_file_of_labelled_ids_trains_and_answers_to_its_labels(frame, tmp_path):

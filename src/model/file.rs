@@ -283,11 +283,28 @@ impl<W: Write> Write for Checksummed<W> {
     }
 }
 
+/// What Python's `MF.save` appends to a model file's name for the labels it numbered (ids
+/// given in memory that were not numbers); `gpumf.load` reads them back onto that model.
+pub const LABELS_BESIDE: &str = ".labels.npz";
+
 impl Model {
     /// Writes the model to `path`, checked before and written whole or not at all (see
     /// [`crate::output::write_atomically`]). Refuses to replace an existing file unless
-    /// `overwrite`.
+    /// `overwrite`. Labels left beside the path ([`LABELS_BESIDE`]) belonged to the model it
+    /// replaced, and Python would put them on this one: they are removed once it is in place.
     pub fn save(&self, path: &Path, overwrite: bool) -> Result<()> {
+        self.write(path, overwrite)?;
+        let mut beside = path.as_os_str().to_owned();
+        beside.push(LABELS_BESIDE);
+        match std::fs::remove_file(&beside) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(Error::Output { path: beside.into(), message: format!("cannot remove the labels of the model this one replaced: {e}") })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn write(&self, path: &Path, overwrite: bool) -> Result<()> {
         crate::output::write_atomically(path, overwrite, |w| {
             let mut w = Checksummed { inner: w, crc: crc32fast::Hasher::new() };
             w.write_all(MAGIC_V5)?;

@@ -43,9 +43,10 @@ def adapters() -> list:
 class _Ids:
     """How one side's ids (users or items) map to the engine's unsigned integer ids.
 
-    Non-negative integer ids pass through unchanged, so a saved model answers to them in the
-    CLI too. Any other ids (strings, negative numbers, dates) are numbered in order of first
-    appearance and the labels are kept, to map results back. A model the engine trained from a
+    Numeric ids pass through unchanged, so a saved model answers to them in the CLI too; the
+    engine refuses a negative or fractional one, as the CLI does. Any other ids (strings,
+    dates) are numbered in order of first appearance and the labels are kept, to map results
+    back. A model the engine trained from a
     file of labelled ids (ASINs, names) has its own ids for them (``keys``, one per label),
     which the labels are mapped to instead of their numbers.
     """

@@ -726,7 +726,7 @@ class MF:
         """
         path = os.fspath(path)
         self.model.save(path, _flag("overwrite", overwrite))
-        sidecar = path + ".labels.npz"
+        sidecar = path + _gpumf.LABELS_BESIDE
         if self._users.numbered or self._items.numbered:
             empty = np.array([], dtype=str)
             users = self._users.labels.astype(str) if self._users.numbered else empty
@@ -752,7 +752,7 @@ def load(path) -> MF:
         warnings.warn(note, stacklevel=2)
     mf = MF(rank=model.rank, verbose=False)
     mf._model = model
-    sidecar = path + ".labels.npz"
+    sidecar = path + _gpumf.LABELS_BESIDE
     mf._users, mf._items = _Ids.of_model(model.user_labels), _Ids.of_model(model.item_labels)
     if os.path.exists(sidecar):
         users, items = _sidecar_labels(sidecar, model)

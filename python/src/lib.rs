@@ -724,6 +724,8 @@ fn _gpumf(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // Before any thread starts: it may set XDG_RUNTIME_DIR (see the library).
     gpumf::gpu::quiet_headless_drivers();
     m.add_class::<PyModel>()?;
+    // Where `MF.save` keeps the labels it numbered, which the engine's model writer clears.
+    m.add("LABELS_BESIDE", gpumf::model::LABELS_BESIDE)?;
     m.add_function(wrap_pyfunction!(default_params, m)?)?;
     m.add_function(wrap_pyfunction!(load_file, m)?)?;
     m.add_function(wrap_pyfunction!(latest_small, m)?)?;

@@ -6,7 +6,7 @@ mod fold_in;
 mod seen;
 mod top;
 
-pub use file::{ModelFileInfo, MODEL_FORMAT_VERSION};
+pub use file::{ModelFileInfo, LABELS_BESIDE, MODEL_FORMAT_VERSION};
 pub use fold_in::{FoldInReg, FoldedUser};
 pub use seen::SeenItems;
 pub use top::{best_of, USERS_PER_BLOCK};

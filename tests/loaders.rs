@@ -33,6 +33,7 @@ fn every_format_is_detected_and_read() {
         ("u.data", "196\t242\t3\t881250949\n186\t302\t3.5\t891717742\n22\t377\t1\t878887116\n", Format::Tab),
         ("ratings.dat", "196::242::3::881250949\n186::302::3.5::891717742\n22::377::1::878887116\n", Format::Dat),
         ("ratings.csv", "userId,movieId,rating,timestamp\n196,242,3.0,1\n186,302,3.5,2\n22,377,1.0,3\n", Format::Csv),
+        ("header.dat", "userId::movieId::rating\n196::242::3\n186::302::3.5\n22::377::1\n", Format::Csv),
         ("reordered.csv", "timestamp,rating,itemId,user\n1,3,242,196\n2,3.5,302,186\n3,1,377,22\n", Format::Csv),
         ("libmf.txt", "196 242 3\n186 302 3.5\n22 377 1\n", Format::Space),
         ("plain.csv", "196,242,3\n186,302,3.5\n22,377,1\n", Format::Comma),

@@ -101,15 +101,7 @@ impl Layout {
             .map_err(|_| Error::Parse { path: path.into(), line: 1, message: "header line is not UTF-8 text".into() })?
             .trim_end_matches('\r')
             .trim_start_matches('\u{feff}');
-        let delimiter = if header.contains('\t') {
-            Delimiter::Tab
-        } else if header.contains(',') {
-            Delimiter::Comma
-        } else if header.contains(';') {
-            Delimiter::Semicolon
-        } else {
-            Delimiter::Whitespace
-        };
+        let delimiter = Delimiter::of_line(header);
         let names: Vec<String> =
             delimiter.split(header).map(|f| f.trim().trim_matches('"').to_ascii_lowercase()).collect();
         // A first line that starts with a numeric id is data with a bad field, not a header:

@@ -345,9 +345,6 @@ fn detect_text_format(bytes: &[u8], split_column: Option<usize>, columns: Option
     }
     let first = first_data_line(bytes);
     let delim = Delimiter::of_line(first);
-    if delim == Delimiter::DoubleColon {
-        return Format::Dat;
-    }
     let fields: Vec<&str> = delim.split(first).collect();
     let looks_like_header = match columns {
         Some(Columns { user, item, rating }) => {
@@ -361,6 +358,7 @@ fn detect_text_format(bytes: &[u8], split_column: Option<usize>, columns: Option
         return Format::Csv;
     }
     match delim {
+        Delimiter::DoubleColon => Format::Dat,
         Delimiter::Tab => Format::Tab,
         Delimiter::Comma | Delimiter::Semicolon => Format::Comma,
         _ => Format::Space,

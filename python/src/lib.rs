@@ -20,10 +20,10 @@ const LATEST_SMALL: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "
 
 /// The library's errors as the Python exceptions a user expects: bad data and settings are
 /// ValueError, GPU failures RuntimeError, files OSError and its kinds; a setting is named as
-/// Python names it (`rank=0: must be at least 1`), the rest says what the CLI says.
+/// Python names it (`rank=0: must be at least 1`), and so is any flag the rest mention.
 fn py_err(e: gpumf::Error) -> PyErr {
     use gpumf::Error as E;
-    let message = e.to_string();
+    let message = in_python_words(&e.to_string());
     match e {
         E::Setting { argument, value, problem, .. } => PyValueError::new_err(format!("{argument}={value}: {problem}")),
         E::NotFound { .. } => PyFileNotFoundError::new_err(message),
@@ -32,6 +32,71 @@ fn py_err(e: gpumf::Error) -> PyErr {
         E::Gpu(_) | E::NoAdapter => PyRuntimeError::new_err(message),
         _ => PyValueError::new_err(message),
     }
+}
+
+/// Python's argument for each CLI flag a Python user can set, as they would set it. The
+/// library words its messages for the CLI ("lower --init-std (now 5) or --lr").
+const ARGUMENTS: &[(&str, &str)] = &[
+    ("--no-svdpp", "svdpp=False"),
+    ("--no-biases", "biases=False"),
+    ("--no-scale", "scale=False"),
+    ("--constant-reg", "frequency_reg=False"),
+    ("--force", "overwrite=True"),
+    ("--nonneg", "nonneg=True"),
+    ("--auto", "auto=True"),
+    ("--counts", "counts=True"),
+    ("--skip-bad-lines", "skip_bad_lines=True"),
+    ("--test-fraction", "test_fraction"),
+    ("--budget", "budget"),
+    ("--format", "format"),
+    ("--missing", "missing"),
+    ("--skip-columns", "skip_columns"),
+    ("--duplicates", "duplicates"),
+    ("--positive-threshold", "positive_threshold"),
+    ("--columns", "columns"),
+    ("--metrics", "metrics"),
+    ("--rank", "rank"),
+    ("--epochs", "epochs"),
+    ("--lr", "lr"),
+    ("--lr-decay", "lr_decay"),
+    ("--reg", "reg"),
+    ("--reg-bias", "reg_bias"),
+    ("--init-std", "init_std"),
+    ("--models", "models"),
+    ("--loss", "loss"),
+    ("--unobserved-weight", "unobserved_weight"),
+    ("--confidence", "confidence"),
+    ("--alpha", "alpha"),
+    ("--epsilon", "epsilon"),
+    ("--cg-steps", "cg_steps"),
+    ("--l1", "l1"),
+    ("--seed", "seed"),
+    ("--blocks", "blocks"),
+    ("--eval-every", "eval_every"),
+    ("--backend", "backend"),
+    ("--threads", "threads"),
+    ("--precision", "precision"),
+    ("--gpu-memory", "gpu_memory"),
+];
+
+/// `message` with each flag in [`ARGUMENTS`] named as Python names it. A flag starts a word
+/// (after a space, a bracket or a quote), so a path holding "--" is left as it is.
+fn in_python_words(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find("--") {
+        let starts_word = rest[..at].chars().next_back().is_none_or(|c| c.is_whitespace() || "([`'\"".contains(c));
+        let len = rest[at + 2..].find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')).unwrap_or(rest.len() - at - 2);
+        let flag = &rest[at..at + 2 + len];
+        out.push_str(&rest[..at]);
+        match ARGUMENTS.iter().find(|(f, _)| *f == flag).filter(|_| starts_word) {
+            Some((_, argument)) => out.push_str(argument),
+            None => out.push_str(flag),
+        }
+        rest = &rest[at + 2 + len..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn slice<'a, T: numpy::Element>(a: &'a PyReadonlyArray1<'_, T>, what: &str) -> PyResult<&'a [T]> {
@@ -678,11 +743,7 @@ impl PyModel {
     /// Writes the model in the CLI's format.
     #[pyo3(signature = (path, overwrite=false))]
     fn save(&self, py: Python<'_>, path: PathBuf, overwrite: bool) -> PyResult<()> {
-        // The library's message names the CLI's flag; Python's is the argument.
-        py.detach(|| self.model.save(&path, overwrite)).map_err(|e| match e {
-            gpumf::Error::Output { path, message } => PyOSError::new_err(format!("{}: {}", path.display(), message.replace("pass --force", "pass overwrite=True"))),
-            e => py_err(e),
-        })
+        py.detach(|| self.model.save(&path, overwrite)).map_err(py_err)
     }
 
     /// Reads a model in the CLI's format: (model, a note about an older file or None).

@@ -273,7 +273,9 @@ def test_bad_data_and_settings_are_value_errors_with_the_clis_messages(frame):
         (good, {"precision": "f64"}, "precision must be one of"),
         (good, {"gpu_memory": "lots"}, "gpu_memory: \"lots\" is not a size"),
         (good, {"threads": 100000}, "^threads=100000: 100000 is far more than"),
-        (good, {"loss": "logistic"}, "--loss logistic: the training ratings hold more than two values"),
+        # The engine's messages name Python's arguments where they would name the CLI's flags.
+        (good, {"loss": "logistic"}, "^loss logistic: the training ratings hold more than two values.*\\(positive_threshold T makes"),
+        (good, {"init_std": 1e4, "lr": 0.5}, "diverged.*lower init_std \\(now 10000\\) or lr"),
     ]
     for data, settings, message in cases:
         with pytest.raises(ValueError, match=message):
@@ -300,6 +302,8 @@ def test_bad_data_and_settings_are_value_errors_with_the_clis_messages(frame):
             ({"skip_columns": -1}, ValueError, "^skip_columns=-1: must be at least 0$"),
             ({"counts": 2}, TypeError, "^counts=2: must be True or False$"),
             ({"missing": 5}, TypeError, "^missing=5: must be a string$"),
+            ({"columns": "u,i,r"}, ValueError, "^invalid setting: columns u,i,r: the header of .*good.csv has no column \"u\""),
+            ({"columns": "1,2", "format": "mtx"}, ValueError, "^invalid setting: columns applies to delimited text, and .*good.csv is read as mtx$"),
         ]:
             with pytest.raises(kind, match=message):
                 gpumf.MF(**FAST).fit(good_file, **option)

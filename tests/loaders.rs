@@ -207,6 +207,9 @@ fn columns_name_where_the_user_item_and_rating_are() {
     }
     let told = LoadOptions { format: Format::Tab, ..with("user,2") };
     assert!(load_ratings(&lfm, told).unwrap_err().to_string().contains("has no header line to name columns; give their numbers"));
+    let numbers = write(dir.path(), "n.csv", "1,2,4\n2,1,5\n");
+    let e = load_ratings(&numbers, with("user,item,rating")).unwrap_err().to_string();
+    assert!(e.contains("n.csv has no header line to name columns; give their numbers"), "{e}");
     let mtx = write(dir.path(), "m.mtx", "%%MatrixMarket matrix coordinate real general\n2 2 1\n1 2 3\n");
     assert!(load_ratings(&mtx, with("1,2,3")).unwrap_err().to_string().contains("--columns applies to delimited text"));
     let records = dir.path().join("r.bin");

@@ -302,7 +302,7 @@ def test_bad_data_and_settings_are_value_errors_with_the_clis_messages(frame):
             ({"skip_columns": -1}, ValueError, "^skip_columns=-1: must be at least 0$"),
             ({"counts": 2}, TypeError, "^counts=2: must be True or False$"),
             ({"missing": 5}, TypeError, "^missing=5: must be a string$"),
-            ({"columns": "u,i,r"}, ValueError, "^invalid setting: columns u,i,r: the header of .*good.csv has no column \"u\""),
+            ({"columns": "u,i,r"}, ValueError, "^invalid setting: columns u,i,r: .*good.csv has no header line to name columns; give their numbers"),
             ({"columns": "1,2", "format": "mtx"}, ValueError, "^invalid setting: columns applies to delimited text, and .*good.csv is read as mtx$"),
         ]:
             with pytest.raises(kind, match=message):

@@ -348,7 +348,9 @@ fn detect_text_format(bytes: &[u8], split_column: Option<usize>, columns: Option
     let fields: Vec<&str> = delim.split(first).collect();
     let looks_like_header = match columns {
         Some(Columns { user, item, rating }) => {
-            let named = [Some(user), Some(item), rating.as_ref()].into_iter().flatten().any(|c| matches!(c, Column::Name(_)));
+            // A line of numbers is data whatever the columns are called: no header to name them.
+            let numbers = fields.iter().all(|f| f.trim().trim_matches('"').parse::<f64>().is_ok());
+            let named = !numbers && [Some(user), Some(item), rating.as_ref()].into_iter().flatten().any(|c| matches!(c, Column::Name(_)));
             let word_rating = matches!(rating, Some(Column::Number(r)) if fields.get(r - 1).is_some_and(|f| f.trim().trim_matches('"').parse::<f64>().is_err()));
             named || word_rating || fields.iter().any(|f| names_a_column(f))
         }

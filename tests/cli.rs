@@ -152,10 +152,11 @@ fn without_any_adapter_gpu_is_a_clear_error_and_auto_falls_back_to_the_cpu() {
 }
 
 /// A note each fold's run gives (on a machine whose only adapter is software, as CI's: the
-/// adapter's) is shown once, not once a fold.
+/// adapter's) is shown once, not once a fold. (`--train`, as `gpumf train` names its file, is
+/// `--data` here.)
 #[test]
 fn cv_shows_a_note_once_not_once_a_fold() {
-    let o = Command::new(env!("CARGO_BIN_EXE_gpumf")).args(["cv", "--data", &shipped(), "--folds", "3", "--epochs", "1", "--rank", "4"]).output().expect("runs");
+    let o = Command::new(env!("CARGO_BIN_EXE_gpumf")).args(["cv", "--train", &shipped(), "--folds", "3", "--epochs", "1", "--rank", "4"]).output().expect("runs");
     assert!(o.status.success(), "{}", stderr(&o));
     let err = stderr(&o);
     let notes: Vec<&str> = err.lines().filter(|l| l.starts_with("note:")).collect();

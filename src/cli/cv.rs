@@ -13,7 +13,8 @@ use std::path::PathBuf;
 #[derive(Args)]
 pub struct CvArgs {
     /// Ratings to cut into --folds seeded folds (by --seed); each fold is the test set once.
-    #[arg(long, required_unless_present = "fold", conflicts_with = "fold")]
+    /// `--train` too, as `gpumf train` names its file.
+    #[arg(long, alias = "train", required_unless_present = "fold", conflicts_with = "fold")]
     pub data: Option<PathBuf>,
     /// How many folds --data is cut into.
     #[arg(long, default_value_t = 5)]

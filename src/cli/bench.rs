@@ -19,8 +19,10 @@ pub struct SyntheticArgs {
     /// Training ratings (the Netflix shape scaled to this many unless --users/--items say).
     #[arg(long)]
     pub ratings: Option<usize>,
+    /// Users (default: the Netflix shape's 480,189, scaled with --ratings).
     #[arg(long)]
     pub users: Option<usize>,
+    /// Items (default: the Netflix shape's 17,770, scaled with --ratings).
     #[arg(long)]
     pub items: Option<usize>,
     /// Test ratings (default: the Netflix share, 1.4% of the training ratings).

@@ -14,10 +14,13 @@ use ndarray::Array2;
 
 #[derive(Args)]
 pub struct LabArgs {
+    /// Rank of the factorisation (1 to 3: the exercise matrix is 3 × 3).
     #[arg(long, default_value_t = 2)]
     pub rank: usize,
+    /// SGD epochs over the matrix's entries (the masked completion runs at least 3000).
     #[arg(long, default_value_t = 1000)]
     pub epochs: usize,
+    /// SGD's learning rate.
     #[arg(long, default_value_t = 0.01)]
     pub lr: f64,
     /// Seeds 0..seeds are run and summarised.
@@ -151,21 +154,28 @@ pub struct ValidateArgs {
     /// Skip the GPU (compare the CPU trainer with the SVD only).
     #[arg(long)]
     pub no_gpu: bool,
+    /// Rows of the low-rank matrix (without --sweep, whose sides are --sizes).
     #[arg(long, default_value_t = 300)]
     pub rows: usize,
+    /// Columns of the low-rank matrix.
     #[arg(long, default_value_t = 200)]
     pub cols: usize,
+    /// Rank of the low-rank matrix and of the factorisation (without --sweep: --ranks there).
     #[arg(long, default_value_t = 5)]
     pub rank: usize,
     /// Standard deviation of the noise added to the low-rank matrix.
     #[arg(long, default_value_t = 0.1)]
     pub noise: f64,
+    /// SGD epochs for each trainer on the low-rank cases (the 3 × 3 lab matrix takes 3000).
     #[arg(long, default_value_t = 200)]
     pub epochs: usize,
+    /// Seed of the matrix, its noise and the trainers' initial factors.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// How the GPU stores factors (arithmetic is f32 either way).
     #[arg(long, value_parser = super::choice::<Precision>(), default_value = "f32")]
     pub precision: Precision,
+    /// Print the comparisons as JSON.
     #[arg(long)]
     pub json: bool,
     /// Sweep square matrices of --sizes × --ranks × --noises instead of the two fixed cases.

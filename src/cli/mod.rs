@@ -282,6 +282,7 @@ pub fn threads(requested: Option<usize>) -> anyhow::Result<usize> {
 pub struct ModelArgs {
     #[command(flatten)]
     pub params: ParamArgs,
+    /// Where to train.
     #[arg(long, value_enum, default_value = "auto")]
     pub backend: BackendArg,
     /// CPU threads: 1 runs the sequential, bit-reproducible trainer; more train
@@ -366,4 +367,22 @@ pub struct OutputArgs {
     /// No progress bar and no per-epoch lines.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// `--help` is the manual at hand: every flag of every command says what it does.
+    #[test]
+    fn every_flag_has_help() {
+        let cli = Cli::command();
+        cli.clone().debug_assert();
+        let silent: Vec<String> = cli
+            .get_subcommands()
+            .flat_map(|command| command.get_arguments().filter(|a| a.get_help().is_none() && !a.is_positional()).map(move |a| format!("{} --{}", command.get_name(), a.get_id())))
+            .collect();
+        assert!(silent.is_empty(), "flags without help: {silent:?}");
+    }
 }

@@ -54,6 +54,7 @@ pub struct PredictArgs {
     /// Write predictions here instead of stdout (an existing file is kept unless --force).
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// Replace an existing file at --output.
     #[arg(long)]
     pub force: bool,
 }

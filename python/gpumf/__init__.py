@@ -510,8 +510,9 @@ class MF:
         ``X`` is a SciPy sparse matrix (rows users, columns items), a pandas DataFrame (user,
         item and rating columns, found by name as the CLI finds them, else the first three;
         ids of any type), an (n, 3) NumPy array of (user, item, rating), or the path of a rating
-        file in any format the CLI reads (``format``, ``skip_bad_lines``, ``missing``,
-        ``skip_columns`` and ``duplicates`` pass to its loader). ``positive_threshold=T`` reads
+        file in any format the CLI reads (``format``, ``columns``, ``skip_bad_lines``, ``missing``,
+        ``skip_columns`` and ``duplicates`` pass to its loader, as do ``counts=True``, which reads
+        the third column as counts of events for a one-class ``loss``). ``positive_threshold=T`` reads
         ratings of T and above as 1 and the rest as 0, the labels of a binary ``loss``. ``test`` is scored every
         ``eval_every`` epochs and after the last; it takes the same kinds of input, or ``test_fraction`` holds out a seeded share
         of ``X`` as the CLI's ``--test-fraction`` does. ``callback(report)`` is called after

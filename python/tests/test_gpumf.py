@@ -377,6 +377,19 @@ def test_a_keyword_fit_would_drop_is_refused_by_name(frame, tmp_path):
     assert binary.history[-1]["train_log_loss"] > 0
 
 
+def test_every_setting_and_load_option_is_documented():
+    """help(gpumf.MF) is the manual at hand: each setting and each option of fit() is named there."""
+    import inspect
+    import re
+
+    def undocumented(names, doc):
+        return [name for name in names if not re.search(f"``{name}(``|=)", doc)]
+
+    settings = [name for name in inspect.signature(gpumf.MF.__init__).parameters if name != "self"]
+    assert undocumented(settings, gpumf.MF.__doc__) == []
+    assert undocumented(gpumf._LOAD_OPTIONS, gpumf.MF.fit.__doc__) == []
+
+
 def test_the_gil_is_released_while_training(frame):
     ticks = 0
     done = threading.Event()

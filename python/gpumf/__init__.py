@@ -215,23 +215,32 @@ def _of_kind(name: str, value, kind: type):
     return value
 
 
-def _columns(X, what: str, **load_options):
+def _columns(X, what: str, loss: Optional[str] = None, **load_options):
     """(user column, item column, rating column) from any accepted input, as NumPy columns the
     extension reads in place, and for a file the loader's one-line report. With
     ``positive_threshold`` ratings of it and above are read as 1, the rest as 0, as the CLI's
-    ``--positive-threshold`` does."""
+    ``--positive-threshold`` does. Data of a user and an item alone are events, each a 1, for
+    a one-class ``loss``, as a file of such lines is for the CLI."""
     if _is_path(X):
         (users, items, ratings), report = _gpumf.load_file(os.fspath(X), **load_options)
         return users, items, ratings, report
     threshold = load_options.get("positive_threshold")
-    users, items, ratings, report = _columns_of(X, what)
+    users, items, ratings, report = _columns_of(X, what, loss)
     if threshold is not None:
         ratings = (np.asarray(ratings) >= threshold).astype(np.float32)
     return users, items, ratings, report
 
 
-def _columns_of(X, what: str):
+def _columns_of(X, what: str, loss: Optional[str]):
     """``_columns`` for data in memory."""
+    pair = _user_item_pairs(X)
+    if pair is not None:
+        if loss is None or not _gpumf.one_class(str(loss)):
+            but = "" if loss is None else f", not loss={loss!r}"
+            raise ValueError(f"{what}: a user and an item but no rating: events (plays, clicks) train with a one-class loss (loss=\"ials\" or \"bpr\"){but}")
+        if len(pair[0]) == 0:
+            raise ValueError(f"{what}: no events")
+        return pair[0], pair[1], np.ones(len(pair[0]), dtype=np.float32), None
     if hasattr(X, "tocoo") and hasattr(X, "nnz"):  # a SciPy sparse matrix or array
         coo = X.tocoo()
         if coo.nnz == 0:
@@ -254,16 +263,27 @@ def _columns_of(X, what: str):
     return array[:, 0], array[:, 1], _ratings(array[:, 2], what), None
 
 
+def _user_item_pairs(X):
+    """(user column, item column) of a data frame or array that holds just those two (a frame's
+    user column found by name as for ratings, else the first), or None for other data."""
+    if _is_path(X) or hasattr(X, "tocoo"):
+        return None
+    if hasattr(X, "columns") and hasattr(X, "iloc"):
+        if len(X.columns) != 2:
+            return None
+        user = 1 if str(X.columns[1]).lower() in _USER_COLUMNS else 0
+        return X.iloc[:, user].to_numpy(), X.iloc[:, 1 - user].to_numpy()
+    array = np.asarray(X)
+    return (array[:, 0], array[:, 1]) if array.ndim == 2 and array.shape[1] == 2 else None
+
+
 def _events(X, what: str, positive_threshold=None):
     """(user column, item column) of the events in X: as ``_columns`` takes data, and also a
     data frame or array of just (user, item). With ``positive_threshold`` only the rows whose
     rating is at or above it."""
-    if positive_threshold is None and not _is_path(X) and not hasattr(X, "tocoo"):
-        if hasattr(X, "columns") and hasattr(X, "iloc") and len(X.columns) == 2:
-            return X.iloc[:, 0].to_numpy(), X.iloc[:, 1].to_numpy()
-        array = np.asarray(X) if not hasattr(X, "columns") else None
-        if array is not None and array.ndim == 2 and array.shape[1] == 2:
-            return array[:, 0], array[:, 1]
+    pair = None if positive_threshold is not None else _user_item_pairs(X)
+    if pair is not None:
+        return pair
     users, items, ratings, _ = _columns(X, what)
     if positive_threshold is not None:
         keep = np.asarray(ratings) >= positive_threshold
@@ -387,7 +407,8 @@ class MF:
     ``reg``'s L2.
 
     For one-class data (plays, clicks, purchases: a SciPy CSR matrix of events or counts with
-    users as rows, implicit's convention) ``loss="ials"`` trains the weighted squared loss over
+    users as rows, implicit's convention, or a DataFrame or (n, 2) array of (user, item)
+    events) ``loss="ials"`` trains the weighted squared loss over
     every user-item pair by alternating least squares on the CPU or the GPU, judged by NDCG@20: an event
     counted c times has confidence 1 + ``alpha`` * c (``confidence="linear"``) or
     1 + ``alpha`` * ln(1 + c / ``epsilon``) (``"log"``), every other pair the weight
@@ -509,7 +530,8 @@ class MF:
 
         ``X`` is a SciPy sparse matrix (rows users, columns items), a pandas DataFrame (user,
         item and rating columns, found by name as the CLI finds them, else the first three;
-        ids of any type), an (n, 3) NumPy array of (user, item, rating), or the path of a rating
+        ids of any type), an (n, 3) NumPy array of (user, item, rating) (for a one-class ``loss``
+        also a DataFrame or (n, 2) array of (user, item) events), or the path of a rating
         file in any format the CLI reads (``format``, ``columns``, ``skip_bad_lines``, ``missing``,
         ``skip_columns`` and ``duplicates`` pass to its loader, as do ``counts=True``, which reads
         the third column as counts of events for a one-class ``loss``). ``positive_threshold=T`` reads
@@ -562,14 +584,14 @@ class MF:
     def _train_in_memory(self, X, test, test_fraction, settings: dict, load_options: dict, hooks: dict):
         """``fit`` on data that is not all in files: the columns numbered here, where their
         ids are not numbers, and the engine's result with the two mappings."""
-        users, items, ratings, report = _columns(X, "training data", **load_options)
+        users, items, ratings, report = _columns(X, "training data", self.loss, **load_options)
         if report and self.verbose:
             print(report, file=sys.stderr)
         user_ids, users = _Ids.from_column(users, "training user ids")
         item_ids, items = _Ids.from_column(items, "training item ids")
         test_columns = None
         if test is not None:
-            tu, ti, tr, _ = _columns(test, "test data", **load_options)
+            tu, ti, tr, _ = _columns(test, "test data", self.loss, **load_options)
             test_columns = (
                 user_ids.encode(tu, "test user ids", grow=True),
                 item_ids.encode(ti, "test item ids", grow=True),
@@ -738,7 +760,11 @@ class MF:
     def score(self, X) -> dict:
         """Every metric of the model's loss on ratings given as ``fit`` takes them, as the CLI's
         ``eval`` reports them: RMSE and MAE for real values; log loss (logistic), accuracy and
-        AUC for binary labels. Also the number of ratings."""
+        AUC for binary labels. Also the number of ratings. A one-class model (``loss="ials"`` or
+        ``"bpr"``) has no per-rating metric: its ``ranking_metrics`` on ``X``'s events, as the
+        CLI's ``eval`` reports NDCG@20 for it."""
+        if _gpumf.one_class(self.model.loss):
+            return self.ranking_metrics(X)
         users, items, ratings, _ = _columns(X, "test data")
         scores = json.loads(self.model.measure(self._users.encode(users, "users"), self._items.encode(items, "items"), np.asarray(ratings, dtype=np.float32)))
         scores["ratings"] = int(len(ratings))
@@ -751,7 +777,7 @@ def load(path) -> MF:
     model, note = _gpumf.Model.load(path)
     if note:
         warnings.warn(note, stacklevel=2)
-    mf = MF(rank=model.rank, verbose=False)
+    mf = MF(rank=model.rank, loss=model.loss, verbose=False)
     mf._model = model
     sidecar = path + _gpumf.LABELS_BESIDE
     mf._users, mf._items = _Ids.of_model(model.user_labels), _Ids.of_model(model.item_labels)

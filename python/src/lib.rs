@@ -276,6 +276,13 @@ fn latest_small(py: Python<'_>) -> PyResult<Columns<'_>> {
     set_columns(py, &loaded.ratings)
 }
 
+/// Whether `loss` trains on one-class events, so that data of a user and an item alone (no
+/// rating) may train it.
+#[pyfunction]
+fn one_class(loss: &str) -> PyResult<bool> {
+    Ok(named::<Loss>(loss, "loss")?.is_one_class())
+}
+
 /// The GPU adapters wgpu sees, as `gpumf info --json` prints them.
 #[pyfunction]
 fn adapters() -> String {
@@ -791,6 +798,7 @@ fn _gpumf(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(load_file, m)?)?;
     m.add_function(wrap_pyfunction!(latest_small, m)?)?;
     m.add_function(wrap_pyfunction!(adapters, m)?)?;
+    m.add_function(wrap_pyfunction!(one_class, m)?)?;
     m.add_function(wrap_pyfunction!(train_columns, m)?)?;
     m.add_function(wrap_pyfunction!(train_files, m)?)?;
     Ok(())

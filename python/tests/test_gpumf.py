@@ -596,3 +596,27 @@ def test_one_class_events_train_by_ials_with_their_own_defaults(tmp_path):
         gpumf.MF(loss="ials", nonneg=True, verbose=False).fit(train)
     with pytest.raises(ValueError, match="unobserved_weight"):
         gpumf.MF(loss="ials", unobserved_weight=-1.0, verbose=False).fit(train)
+
+
+def test_pairs_of_user_and_item_are_events_for_a_one_class_loss(tmp_path):
+    pd = pytest.importorskip("pandas")
+    # Events as a log of (user, item) rows, as a file of such lines is for the CLI.
+    pairs = [(u, i) for u in range(40) for i in range(30) if (u + i) % 3 == 0]
+    log = pd.DataFrame(pairs, columns=["user", "item"])
+    settings = dict(loss="ials", rank=8, epochs=3, threads=1, verbose=False)
+    ones = gpumf.MF(**settings).fit(log.assign(rating=1.0))
+    for events in (log, log[["item", "user"]], np.array(pairs)):
+        assert np.array_equal(gpumf.MF(**settings).fit(events).user_factors, ones.user_factors)
+    bpr = gpumf.MF(loss="bpr", rank=8, epochs=3, verbose=False).fit(log, test=log.head(50))
+    assert bpr.summary["train_ratings"] == len(pairs)
+    # A rating loss refuses them by name rather than training on ones.
+    with pytest.raises(ValueError, match="^training data: a user and an item but no rating: .*one-class loss .*not loss='squared'"):
+        gpumf.MF(rank=8, verbose=False).fit(log)
+    with pytest.raises(ValueError, match="not loss='logistic'"):
+        gpumf.MF(loss="logistic", rank=8, verbose=False).fit(np.array(pairs))
+    # A one-class model's score is its ranking metrics, as the CLI's eval reports them; a
+    # loaded one keeps its loss.
+    assert ones.score(log.head(200)) == ones.ranking_metrics(log.head(200))
+    ones.save(tmp_path / "events.gpumf")
+    loaded = gpumf.load(tmp_path / "events.gpumf")
+    assert loaded.loss == "ials" and loaded.score(log.head(200)) == ones.score(log.head(200))

@@ -86,13 +86,14 @@ pub fn cv(args: CvArgs) -> anyhow::Result<()> {
         if !args.output.json {
             let ranked: String = args.metrics.iter().flatten().map(|m| format!("  {} {:.4}", m.name(), result.ranking.get(&m.name()).copied().unwrap_or(f64::NAN))).collect();
             println!(
-                "fold {}/{}: test {}{ranked}  ({} training, {} test ratings, {:.2} s)",
+                "fold {}/{}: test {}{ranked}  ({} training, {} test {entries}, {:.2} s)",
                 result.fold,
                 folds.len(),
                 result.scores.describe(params.loss.metrics()),
                 result.train_ratings,
                 result.test_ratings,
-                result.seconds
+                result.seconds,
+                entries = if params.loss.is_one_class() { "events" } else { "ratings" }
             );
         }
         results.push(result);

@@ -41,6 +41,11 @@ pub fn human_bytes(bytes: u64) -> String {
     if unit == 0 { format!("{bytes} bytes") } else { format!("{value:.1} {}", units[unit]) }
 }
 
+/// A count of things for people: "1 thread", "2 threads".
+pub fn counted(n: usize, thing: &str) -> String {
+    if n == 1 { format!("1 {thing}") } else { format!("{n} {thing}s") }
+}
+
 /// Fails when `needed` bytes of memory are more than this machine has available.
 /// `what` says what needs them ("generating 10^12 ratings"); `fits` says what would fit in
 /// the bytes available, in the user's terms ("at most about 1.6 billion ratings").

@@ -533,10 +533,10 @@ pub(crate) fn epoch_figures(model: &Model, store: &Store, one_class: &OneClass, 
 
 impl Solver for AlsSolver {
     fn name(&self) -> String {
-        let threads = self.pool.current_num_threads();
+        let threads = crate::resources::counted(self.pool.current_num_threads(), "thread");
         match &self.store {
-            Store::Memory { .. } => format!("cpu (alternating least squares, {threads} threads)"),
-            Store::Disk(schedule) => format!("cpu (alternating least squares, {threads} threads, events read from {} blocks on disk)", schedule.grid()),
+            Store::Memory { .. } => format!("cpu (alternating least squares, {threads})"),
+            Store::Disk(schedule) => format!("cpu (alternating least squares, {threads}, events read from {} blocks on disk)", schedule.grid()),
         }
     }
 

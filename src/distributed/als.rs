@@ -49,8 +49,8 @@ pub fn train(problem: Problem, params: &Params, cluster: &Cluster, mut on_note: 
         }
     };
     let name = match processes {
-        1 => format!("cpu (alternating least squares, {} workers)", cluster.workers),
-        p => format!("cpu (alternating least squares, {p} processes x {} workers)", cluster.workers),
+        1 => format!("cpu (alternating least squares, {})", crate::resources::counted(cluster.workers, "worker")),
+        p => format!("cpu (alternating least squares, {p} processes x {})", crate::resources::counted(cluster.workers, "worker")),
     };
     let for_worker = endpoints.clone();
     let workers = Workers::start(&endpoints, transport, vec![state], move |state, line| Process::new(state, line, for_worker.clone()).run())?;

@@ -72,9 +72,9 @@ impl Solver for Dsgd {
         };
         let svdpp = if self.shared.svdpp.is_some() { ", SVD++ term" } else { "" };
         if cluster.hosts.is_empty() {
-            format!("dsgd ({} workers, {grid} blocks{on}{svdpp})", cluster.workers)
+            format!("dsgd ({}, {grid} blocks{on}{svdpp})", crate::resources::counted(cluster.workers, "worker"))
         } else {
-            format!("dsgd ({} processes x {} workers, {grid} blocks{on}{svdpp})", cluster.hosts.len(), cluster.workers)
+            format!("dsgd ({} processes x {}, {grid} blocks{on}{svdpp})", cluster.hosts.len(), crate::resources::counted(cluster.workers, "worker"))
         }
     }
 

@@ -164,7 +164,7 @@ fn print_spreads(args: &CvArgs, params: &gpumf::model::Params, threads: usize, r
         let width = spreads.iter().map(|(label, _, _)| label.len()).max().unwrap_or(0);
         for (label, _, s) in &spreads {
             let std = s.std.map_or(String::new(), |d| format!(" ± {d:.4}"));
-            let folds = if results.len() == 1 { "1 fold".to_string() } else { format!("{} folds", results.len()) };
+            let folds = gpumf::resources::counted(results.len(), "fold");
             println!("mean test {label:width$} {:.4}{std} (lowest {:.4}, highest {:.4}) over {folds}", s.mean, s.min, s.max);
         }
     }

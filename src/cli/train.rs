@@ -397,11 +397,11 @@ fn report(args: &TrainArgs, run: &Run) -> anyhow::Result<()> {
     let t = &run.trained;
     let epochs = t.history.len();
     println!(
-        "trained rank {} on {} in {:.2} s: {} epochs, {:.4} s/epoch, {:.1} M updates/s",
+        "trained rank {} on {} in {:.2} s: {}, {:.4} s/epoch, {:.1} M updates/s",
         run.params.rank,
         t.backend,
         t.train_seconds,
-        epochs,
+        gpumf::resources::counted(epochs, "epoch"),
         t.train_seconds / epochs as f64,
         updates_per_second(run) / 1e6
     );

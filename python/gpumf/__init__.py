@@ -233,7 +233,7 @@ def _columns(X, what: str, loss: Optional[str] = None, **load_options):
 
 def _columns_of(X, what: str, loss: Optional[str]):
     """``_columns`` for data in memory."""
-    pair = _user_item_pairs(X)
+    pair = _user_item_pairs(X, what)
     if pair is not None:
         if loss is None or not _gpumf.one_class(str(loss)):
             but = "" if loss is None else f", not loss={loss!r}"
@@ -252,18 +252,26 @@ def _columns_of(X, what: str, loss: Optional[str]):
         item = _pick(columns, _ITEM_COLUMNS, 1, what)
         rating = _pick(columns, _RATING_COLUMNS, 2, what)
         return X[user].to_numpy(), X[item].to_numpy(), _ratings(X[rating].to_numpy(), what), None
-    array = np.asarray(X)
+    array = _array(X, what)
     if array.ndim != 2 or array.shape[1] < 3:
         raise ValueError(
             f"{what}: expected a SciPy sparse matrix, a pandas DataFrame, an (n, 3) array of "
-            f"(user, item, rating) or a file path; got {f'an array of shape {array.shape}' if array.ndim else type(X).__name__}"
+            f"(user, item, rating) (or (n, 2) of events for a one-class loss) or a file path; got {f'an array of shape {array.shape}' if array.ndim else type(X).__name__}"
         )
     if array.shape[0] == 0:
         raise ValueError(f"{what}: no ratings")
     return array[:, 0], array[:, 1], _ratings(array[:, 2], what), None
 
 
-def _user_item_pairs(X):
+def _array(X, what: str) -> np.ndarray:
+    """``X`` as a NumPy array, or an error naming ``what`` (rows of unequal length, say)."""
+    try:
+        return np.asarray(X)
+    except ValueError as e:
+        raise ValueError(f"{what}: not a table of rows of equal length ({e})") from None
+
+
+def _user_item_pairs(X, what: str):
     """(user column, item column) of a data frame or array that holds just those two (a frame's
     user column found by name as for ratings, else the first), or None for other data."""
     if _is_path(X) or hasattr(X, "tocoo"):
@@ -273,7 +281,7 @@ def _user_item_pairs(X):
             return None
         user = 1 if str(X.columns[1]).lower() in _USER_COLUMNS else 0
         return X.iloc[:, user].to_numpy(), X.iloc[:, 1 - user].to_numpy()
-    array = np.asarray(X)
+    array = _array(X, what)
     return (array[:, 0], array[:, 1]) if array.ndim == 2 and array.shape[1] == 2 else None
 
 
@@ -281,7 +289,7 @@ def _events(X, what: str, positive_threshold=None):
     """(user column, item column) of the events in X: as ``_columns`` takes data, and also a
     data frame or array of just (user, item). With ``positive_threshold`` only the rows whose
     rating is at or above it."""
-    pair = None if positive_threshold is not None else _user_item_pairs(X)
+    pair = None if positive_threshold is not None else _user_item_pairs(X, what)
     if pair is not None:
         return pair
     users, items, ratings, _ = _columns(X, what)

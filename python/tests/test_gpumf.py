@@ -262,6 +262,7 @@ def test_bad_data_and_settings_are_value_errors_with_the_clis_messages(frame):
         (np.array([[1e30, 1, 4.0], [2, 2, 3.0]]), {}, "user column: ids must be below 2\\^64, found 10{30} at row 0"),
         (np.zeros((0, 3)), {}, "no ratings"),
         (np.ones(4), {}, "shape"),
+        ([[1, 2, 4.0], [3, 4]], {}, "^training data: not a table of rows of equal length"),
         (good, {"rank": 0}, "^rank=0: must be at least 1$"),
         (good, {"lr": -1.0}, "^lr=-1: must be a finite non-negative number"),
         (good, {"l1": float("nan")}, "^l1=NaN: must be a finite"),

@@ -28,9 +28,10 @@ from . import _gpumf, datasets
 __all__ = ["MF", "load", "adapters", "datasets"]
 
 _DEFAULTS = _gpumf.default_params()
-_USER_COLUMNS = ("user", "userid", "user_id", "uid")
-_ITEM_COLUMNS = ("item", "movieid", "itemid", "item_id", "movie_id", "movie", "iid")
-_RATING_COLUMNS = ("rating", "score", "value")
+# A data frame's columns are found by the names a file's header gives them for the CLI.
+_USER_COLUMNS = tuple(_gpumf.USER_COLUMNS)
+_ITEM_COLUMNS = tuple(_gpumf.ITEM_COLUMNS)
+_RATING_COLUMNS = tuple(_gpumf.RATING_COLUMNS)
 # Stands for an id the model has never seen (predicted from the mean and the known biases).
 _UNKNOWN = np.iinfo(np.uint64).max
 
@@ -167,11 +168,16 @@ def _factorize(values, name: str, rows: Optional[np.ndarray] = None):
     return np.asarray(codes), np.asarray(labels, dtype=object)
 
 
-def _pick(columns, wanted, position: int, what: str):
+def _named(columns, wanted):
+    """The column whose name (in any case) is the first of ``wanted`` found, or None."""
     lowered = {str(c).lower(): c for c in columns}
-    for name in wanted:
-        if name in lowered:
-            return lowered[name]
+    return next((lowered[name] for name in wanted if name in lowered), None)
+
+
+def _pick(columns, wanted, position: int, what: str):
+    found = _named(columns, wanted)
+    if found is not None:
+        return found
     if len(columns) < 3:
         raise ValueError(f"data frame has {len(columns)} columns; need {what} columns (user, item, rating)")
     return columns[position]
@@ -237,7 +243,8 @@ def _columns_of(X, what: str, loss: Optional[str]):
     if pair is not None:
         if loss is None or not _gpumf.one_class(str(loss)):
             but = "" if loss is None else f", not loss={loss!r}"
-            raise ValueError(f"{what}: a user and an item but no rating: events (plays, clicks) train with a one-class loss (loss=\"ials\" or \"bpr\"){but}")
+            named = f" (columns {', '.join(map(str, X.columns))}; a rating's is named {', '.join(_RATING_COLUMNS)})" if hasattr(X, "columns") else ""
+            raise ValueError(f"{what}: a user and an item but no rating{named}: events (plays, clicks) train with a one-class loss (loss=\"ials\" or \"bpr\"){but}")
         if len(pair[0]) == 0:
             raise ValueError(f"{what}: no events")
         return pair[0], pair[1], np.ones(len(pair[0]), dtype=np.float32), None
@@ -272,15 +279,21 @@ def _array(X, what: str) -> np.ndarray:
 
 
 def _user_item_pairs(X, what: str):
-    """(user column, item column) of a data frame or array that holds just those two (a frame's
-    user column found by name as for ratings, else the first), or None for other data."""
+    """(user column, item column) of events: an array of just those two, a data frame of just
+    those two (the user's found by name, else the first), or a frame whose columns name a user
+    and an item but no rating, as a file's header of those names is for the CLI (its time
+    stamps, say, are never read as ratings). None for other data."""
     if _is_path(X) or hasattr(X, "tocoo"):
         return None
     if hasattr(X, "columns") and hasattr(X, "iloc"):
-        if len(X.columns) != 2:
+        columns = list(X.columns)
+        if len(columns) == 2:
+            user = 1 if str(columns[1]).lower() in _USER_COLUMNS else 0
+            return X.iloc[:, user].to_numpy(), X.iloc[:, 1 - user].to_numpy()
+        user, item = _named(columns, _USER_COLUMNS), _named(columns, _ITEM_COLUMNS)
+        if user is None or item is None or _named(columns, _RATING_COLUMNS) is not None:
             return None
-        user = 1 if str(X.columns[1]).lower() in _USER_COLUMNS else 0
-        return X.iloc[:, user].to_numpy(), X.iloc[:, 1 - user].to_numpy()
+        return X[user].to_numpy(), X[item].to_numpy()
     array = _array(X, what)
     return (array[:, 0], array[:, 1]) if array.ndim == 2 and array.shape[1] == 2 else None
 
@@ -538,7 +551,7 @@ class MF:
 
         ``X`` is a SciPy sparse matrix (rows users, columns items), a pandas DataFrame (user,
         item and rating columns, found by name as the CLI finds them, else the first three;
-        ids of any type), an (n, 3) NumPy array of (user, item, rating) (for a one-class ``loss``
+        one that names a user and an item but no rating holds events; ids of any type), an (n, 3) NumPy array of (user, item, rating) (for a one-class ``loss``
         also a DataFrame or (n, 2) array of (user, item) events), or the path of a rating
         file in any format the CLI reads (``format``, ``columns``, ``skip_bad_lines``, ``missing``,
         ``skip_columns`` and ``duplicates`` pass to its loader, as do ``counts=True``, which reads

@@ -794,6 +794,9 @@ fn _gpumf(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyModel>()?;
     // Where `MF.save` keeps the labels it numbered, which the engine's model writer clears.
     m.add("LABELS_BESIDE", gpumf::model::LABELS_BESIDE)?;
+    m.add("USER_COLUMNS", gpumf::data::USER_COLUMNS.to_vec())?;
+    m.add("ITEM_COLUMNS", gpumf::data::ITEM_COLUMNS.to_vec())?;
+    m.add("RATING_COLUMNS", gpumf::data::RATING_COLUMNS.to_vec())?;
     m.add_function(wrap_pyfunction!(default_params, m)?)?;
     m.add_function(wrap_pyfunction!(load_file, m)?)?;
     m.add_function(wrap_pyfunction!(latest_small, m)?)?;

@@ -611,8 +611,16 @@ def test_pairs_of_user_and_item_are_events_for_a_one_class_loss(tmp_path):
     bpr = gpumf.MF(loss="bpr", rank=8, epochs=3, verbose=False).fit(log, test=log.head(50))
     assert bpr.summary["train_ratings"] == len(pairs)
     # A rating loss refuses them by name rather than training on ones.
-    with pytest.raises(ValueError, match="^training data: a user and an item but no rating: .*one-class loss .*not loss='squared'"):
+    with pytest.raises(ValueError, match="^training data: a user and an item but no rating \\(columns user, item; .*\\): .*one-class loss .*not loss='squared'"):
         gpumf.MF(rank=8, verbose=False).fit(log)
+    # A frame that names its user and item but no rating holds events, as a file with that
+    # header does for the CLI: its time stamps are never read as ratings (nor as counts).
+    stamped = log.assign(timestamp=964982703)
+    assert np.array_equal(gpumf.MF(**settings).fit(stamped).user_factors, ones.user_factors)
+    with pytest.raises(ValueError, match="no rating \\(columns user, item, timestamp; a rating's is named rating, score"):
+        gpumf.MF(rank=8, verbose=False).fit(stamped)
+    plays = log.assign(timestamp=964982703, plays=1.0)
+    assert np.array_equal(gpumf.MF(**settings).fit(plays).user_factors, ones.user_factors)
     with pytest.raises(ValueError, match="not loss='logistic'"):
         gpumf.MF(loss="logistic", rank=8, verbose=False).fit(np.array(pairs))
     # A one-class model's score is its ranking metrics, as the CLI's eval reports them; a

@@ -132,7 +132,7 @@ impl Layout {
         let user_col = find(&USER_COLUMNS, "user")?;
         let item_col = find(&ITEM_COLUMNS, "item")?;
         // A header of a user and an item only: a file of events.
-        let rating_col = find(&["rating", "score", "value", "count", "weight", "plays"], "rating").unwrap_or(usize::MAX);
+        let rating_col = find(&RATING_COLUMNS, "rating").unwrap_or(usize::MAX);
         Ok(Layout { user_col, item_col, rating_col, ..layout })
     }
 
@@ -525,9 +525,12 @@ pub(super) fn names_a_column(field: &str) -> bool {
     USER_COLUMNS.contains(&name.as_str()) || ITEM_COLUMNS.contains(&name.as_str())
 }
 
-/// The names a header gives the user and the item column.
-const USER_COLUMNS: [&str; 4] = ["user", "userid", "user_id", "uid"];
-const ITEM_COLUMNS: [&str; 7] = ["item", "movieid", "itemid", "item_id", "movie_id", "movie", "iid"];
+/// The names (lower case) a header gives the user, the item and the rating column; a header
+/// that names a user and an item but no rating is a file of events. Python's package finds a
+/// data frame's columns by the same names.
+pub const USER_COLUMNS: [&str; 4] = ["user", "userid", "user_id", "uid"];
+pub const ITEM_COLUMNS: [&str; 7] = ["item", "movieid", "itemid", "item_id", "movie_id", "movie", "iid"];
+pub const RATING_COLUMNS: [&str; 6] = ["rating", "score", "value", "count", "weight", "plays"];
 
 #[cfg(test)]
 mod tests {

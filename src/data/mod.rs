@@ -13,6 +13,7 @@ mod summary;
 mod text;
 mod write;
 
+pub use lines::{ITEM_COLUMNS, RATING_COLUMNS, USER_COLUMNS};
 pub use lists::{load_ids, load_pairs, load_rated_items, RatedItem};
 pub use load::{load_ratings, parse_ratings, Loaded};
 pub use options::{check_values, Column, Columns, Duplicates, Format, LoadOptions};

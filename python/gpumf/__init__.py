@@ -196,13 +196,15 @@ def _is_path(v) -> bool:
 def _check_load_options(X, test, load_options: dict) -> dict:
     """The loader's options, each checked for its kind (None: the loader's default). Refuses a
     keyword ``fit`` would otherwise drop: one it does not know (naming the ``MF()`` setting it
-    may have been meant as), or a file loader's option with no file."""
+    may have been meant as), or a file loader's option with no file (``columns`` picks a data
+    frame's columns too)."""
     settings = inspect.signature(MF.__init__).parameters
     for name in load_options:
         if name not in _LOAD_OPTIONS:
             hint = f"; {name} is a setting of MF(): MF({name}=...).fit(...)" if name in settings else ""
             raise TypeError(f"fit() got an unexpected keyword argument {name!r}{hint}")
-    file_only = [name for name in load_options if name != "positive_threshold"]
+    in_memory_too = ("positive_threshold",) + (("columns",) if _is_frame(X) or _is_frame(test) else ())
+    file_only = [name for name in load_options if name not in in_memory_too]
     if file_only and not (_is_path(X) or _is_path(test)):
         raise ValueError(f"{file_only[0]}={load_options[file_only[0]]!r}: an option of the rating-file loader, but no data were given as a file")
     return {name: _of_kind(name, value, _LOAD_OPTIONS[name]) for name, value in load_options.items() if value is not None}
@@ -230,20 +232,27 @@ def _columns(X, what: str, loss: Optional[str] = None, **load_options):
     if _is_path(X):
         (users, items, ratings), report = _gpumf.load_file(os.fspath(X), **load_options)
         return users, items, ratings, report
-    threshold = load_options.get("positive_threshold")
-    users, items, ratings, report = _columns_of(X, what, loss)
+    threshold, columns = load_options.get("positive_threshold"), load_options.get("columns")
+    if columns is not None and not _is_frame(X):
+        raise ValueError(f"columns={columns!r}: picks the columns of a data frame or a file, and {what} is neither")
+    users, items, ratings, report = _columns_of(X, what, loss, columns)
     if threshold is not None:
         ratings = (np.asarray(ratings) >= threshold).astype(np.float32)
     return users, items, ratings, report
 
 
-def _columns_of(X, what: str, loss: Optional[str]):
+def _is_frame(X) -> bool:
+    """Whether ``X`` is a data frame (pandas's, or one that acts as it does)."""
+    return hasattr(X, "columns") and hasattr(X, "iloc")
+
+
+def _columns_of(X, what: str, loss: Optional[str], columns: Optional[str] = None):
     """``_columns`` for data in memory."""
-    pair = _user_item_pairs(X, what)
+    pair = _user_item_pairs(X, what, columns)
     if pair is not None:
         if loss is None or not _gpumf.one_class(str(loss)):
             but = "" if loss is None else f", not loss={loss!r}"
-            named = f" (columns {', '.join(map(str, X.columns))}; a rating's is named {', '.join(_RATING_COLUMNS)})" if hasattr(X, "columns") else ""
+            named = f" (columns {', '.join(map(str, X.columns))}; a rating's is named {', '.join(_RATING_COLUMNS)})" if _is_frame(X) else ""
             raise ValueError(f"{what}: a user and an item but no rating{named}: events (plays, clicks) train with a one-class loss (loss=\"ials\" or \"bpr\"){but}")
         if len(pair[0]) == 0:
             raise ValueError(f"{what}: no events")
@@ -253,11 +262,8 @@ def _columns_of(X, what: str, loss: Optional[str]):
         if coo.nnz == 0:
             raise ValueError(f"{what}: the sparse matrix holds no ratings")
         return coo.row, coo.col, _ratings(coo.data, what), None
-    if hasattr(X, "columns") and hasattr(X, "iloc"):  # a pandas DataFrame
-        columns = list(X.columns)
-        user = _pick(columns, _USER_COLUMNS, 0, what)
-        item = _pick(columns, _ITEM_COLUMNS, 1, what)
-        rating = _pick(columns, _RATING_COLUMNS, 2, what)
+    if _is_frame(X):
+        user, item, rating = _frame_columns(X, what, columns)
         return X[user].to_numpy(), X[item].to_numpy(), _ratings(X[rating].to_numpy(), what), None
     array = _array(X, what)
     if array.ndim != 2 or array.shape[1] < 3:
@@ -278,22 +284,49 @@ def _array(X, what: str) -> np.ndarray:
         raise ValueError(f"{what}: not a table of rows of equal length ({e})") from None
 
 
-def _user_item_pairs(X, what: str):
-    """(user column, item column) of events: an array of just those two, a data frame of just
-    those two (the user's found by name, else the first), or a frame whose columns name a user
-    and an item but no rating, as a file's header of those names is for the CLI (its time
-    stamps, say, are never read as ratings). None for other data."""
+def _frame_columns(X, what: str, columns: Optional[str] = None):
+    """The names of data frame X's user, item and rating columns, the rating's None for a frame
+    of events: those ``columns`` names ("user,item[,rating]", each by name in any case or by
+    number from 1, as the CLI's ``--columns``); else a frame of two columns (the user's found
+    by name, else the first); else a frame whose columns name a user and an item but no
+    rating, as a file's header of those names is for the CLI (its time stamps, say, are never
+    read as ratings); else the columns found by name, or the first three."""
+    names = list(X.columns)
+    if columns is not None:
+        return _chosen_columns(names, columns)
+    if len(names) == 2:
+        user = 1 if str(names[1]).lower() in _USER_COLUMNS else 0
+        return names[user], names[1 - user], None
+    user, item = _named(names, _USER_COLUMNS), _named(names, _ITEM_COLUMNS)
+    if user is not None and item is not None and _named(names, _RATING_COLUMNS) is None:
+        return user, item, None
+    return _pick(names, _USER_COLUMNS, 0, what), _pick(names, _ITEM_COLUMNS, 1, what), _pick(names, _RATING_COLUMNS, 2, what)
+
+
+def _chosen_columns(names: list, columns: str):
+    """``_frame_columns`` for the columns ``columns`` names."""
+    parts = [part.strip() for part in columns.split(",")]
+    if len(parts) not in (2, 3) or not all(parts):
+        raise ValueError(f"columns={columns!r}: give USER,ITEM[,RATING], each a column's name or its number from 1")
+    lowered = [str(name).lower() for name in names]
+    chosen = []
+    for part in parts:
+        if part.isdigit() and not 1 <= int(part) <= len(names):
+            raise ValueError(f"columns={columns!r}: the data frame has {len(names)} columns")
+        if not part.isdigit() and part.lower() not in lowered:
+            raise ValueError(f"columns={columns!r}: the data frame has no column {part!r} (it has {', '.join(map(str, names))})")
+        chosen.append(names[int(part) - 1] if part.isdigit() else names[lowered.index(part.lower())])
+    return chosen[0], chosen[1], chosen[2] if len(chosen) == 3 else None
+
+
+def _user_item_pairs(X, what: str, columns: Optional[str] = None):
+    """(user column, item column) of events: an array of just those two, or a data frame of
+    events as ``_frame_columns`` finds them. None for other data."""
     if _is_path(X) or hasattr(X, "tocoo"):
         return None
-    if hasattr(X, "columns") and hasattr(X, "iloc"):
-        columns = list(X.columns)
-        if len(columns) == 2:
-            user = 1 if str(columns[1]).lower() in _USER_COLUMNS else 0
-            return X.iloc[:, user].to_numpy(), X.iloc[:, 1 - user].to_numpy()
-        user, item = _named(columns, _USER_COLUMNS), _named(columns, _ITEM_COLUMNS)
-        if user is None or item is None or _named(columns, _RATING_COLUMNS) is not None:
-            return None
-        return X[user].to_numpy(), X[item].to_numpy()
+    if _is_frame(X):
+        user, item, rating = _frame_columns(X, what, columns)
+        return (X[user].to_numpy(), X[item].to_numpy()) if rating is None else None
     array = _array(X, what)
     return (array[:, 0], array[:, 1]) if array.ndim == 2 and array.shape[1] == 2 else None
 
@@ -555,7 +588,8 @@ class MF:
         also a DataFrame or (n, 2) array of (user, item) events), or the path of a rating
         file in any format the CLI reads (``format``, ``columns``, ``skip_bad_lines``, ``missing``,
         ``skip_columns`` and ``duplicates`` pass to its loader, as do ``counts=True``, which reads
-        the third column as counts of events for a one-class ``loss``). ``positive_threshold=T`` reads
+        the third column as counts of events for a one-class ``loss``; ``columns="user,item[,rating]"``,
+        by name or number from 1, picks a DataFrame's columns too). ``positive_threshold=T`` reads
         ratings of T and above as 1 and the rest as 0, the labels of a binary ``loss``. ``test`` is scored every
         ``eval_every`` epochs and after the last; it takes the same kinds of input, or ``test_fraction`` holds out a seeded share
         of ``X`` as the CLI's ``--test-fraction`` does. ``callback(report)`` is called after

@@ -158,6 +158,27 @@ def test_columns_pick_the_user_item_and_rating_of_a_file(tmp_path):
         gpumf.MF(**FAST).fit(path, columns="1")
 
 
+def test_columns_pick_the_user_item_and_rating_of_a_data_frame(frame):
+    ones = dict(FAST, threads=1)
+    base = gpumf.MF(**ones).fit(frame)
+    renamed = frame.rename(columns={"user": "who", "item": "what", "rating": "stars"}).assign(ts=964982703)
+    renamed = renamed[["ts", "who", "what", "stars"]]
+    for columns in ("who,what,stars", "2,3,4", "WHO,What,4"):
+        assert np.array_equal(gpumf.MF(**ones).fit(renamed, columns=columns).user_factors, base.user_factors), columns
+    # Two columns are events, for a one-class loss.
+    events = gpumf.MF(**{**ones, "loss": "ials"}).fit(renamed, columns="who,what")
+    assert events.summary["train_ratings"] == len(frame)
+    for columns, says in [
+        ("who,nope,stars", "^columns='who,nope,stars': the data frame has no column 'nope' \\(it has ts, who, what, stars\\)$"),
+        ("2,3,9", "^columns='2,3,9': the data frame has 4 columns$"),
+        ("who", "^columns='who': give USER,ITEM\\[,RATING\\]"),
+    ]:
+        with pytest.raises(ValueError, match=says):
+            gpumf.MF(**FAST).fit(renamed, columns=columns)
+    with pytest.raises(ValueError, match="^columns='2,3,4': picks the columns of a data frame or a file, and test data is neither$"):
+        gpumf.MF(**FAST).fit(renamed, test=renamed.to_numpy()[:10, 1:], columns="2,3,4")
+
+
 def test_predict_recommend_and_factors(frame):
     m = gpumf.MF(threads=1, **FAST).fit(frame)
     assert m.user_factors.shape == (610, 8) and m.user_bias.shape == (610,)

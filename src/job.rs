@@ -57,6 +57,11 @@ pub struct Validation {
     pub refit: bool,
 }
 
+impl Validation {
+    /// Epochs without improvement before training stops, unless told otherwise.
+    pub const PATIENCE: usize = 5;
+}
+
 /// One training run, as the CLI's `train` or Python's `fit` describes it.
 pub struct Job {
     pub source: Source,
@@ -112,6 +117,32 @@ pub struct Stopped {
     pub stopped_early: bool,
     pub refit: bool,
     pub history: Vec<EpochReport>,
+}
+
+impl Stopped {
+    /// The report as JSON, its history's held-out metrics named `validation_*` (see
+    /// [`report_json`]).
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        value["history"] = self.history.iter().map(|r| report_json(r, "validation")).collect();
+        value
+    }
+}
+
+/// An epoch's report as JSON, its held-out metrics named for the ratings they were scored on:
+/// `test_rmse` as it is, or `validation_rmse` where `held_out` (as [`Listener::start`] says it)
+/// is "validation", so that early stopping's figures are never read as the test set's.
+pub fn report_json(report: &EpochReport, held_out: &str) -> serde_json::Value {
+    let mut value = serde_json::to_value(report).unwrap_or_default();
+    if let (Some(map), "validation") = (value.as_object_mut(), held_out) {
+        let scored: Vec<String> = map.keys().filter(|k| k.starts_with("test_")).cloned().collect();
+        for from in scored {
+            if let Some(v) = map.remove(&from) {
+                map.insert(from.replacen("test_", "validation_", 1), v);
+            }
+        }
+    }
+    value
 }
 
 /// A finished job: the model and how it scored. On a cluster, only process 0 has one.

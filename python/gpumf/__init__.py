@@ -358,12 +358,12 @@ def _ratings(values, what: str) -> np.ndarray:
 
 # The settings by the kind of value the engine takes, with the least a whole number may be
 # (the engine checks the rest: rank at most 4096, a positive lr, ...).
-_WHOLE_SETTINGS = {"rank": 1, "epochs": 1, "seed": 0, "eval_every": 1, "models": 1, "cg_steps": 1, "threads": 1}
-_REAL_SETTINGS = ("lr", "lr_decay", "reg", "reg_bias", "init_std", "budget", "l1", "unobserved_weight", "alpha", "epsilon")
-_FLAG_SETTINGS = ("biases", "scale", "frequency_reg", "svdpp", "auto", "nonneg")
+_WHOLE_SETTINGS = {"rank": 1, "epochs": 1, "seed": 0, "eval_every": 1, "models": 1, "cg_steps": 1, "threads": 1, "patience": 1}
+_REAL_SETTINGS = ("lr", "lr_decay", "reg", "reg_bias", "init_std", "budget", "l1", "unobserved_weight", "alpha", "epsilon", "validation")
+_FLAG_SETTINGS = ("biases", "scale", "frequency_reg", "svdpp", "auto", "nonneg", "refit")
 _TEXT_SETTINGS = ("blocks", "backend", "precision", "gpu_memory", "loss", "confidence")
 # Those that may be None, for the engine to choose.
-_OPTIONAL = ("threads", "unobserved_weight", "test_fraction", "positive_threshold")
+_OPTIONAL = ("threads", "unobserved_weight", "test_fraction", "positive_threshold", "validation", "patience")
 
 
 def _whole(name: str, value, least: int) -> Optional[int]:
@@ -414,16 +414,22 @@ class _Progress:
     else one line on stderr rewritten in place."""
 
     def __init__(self, epochs: int, enabled: bool):
-        self.bar = None
-        self.enabled = enabled
-        if not enabled:
+        self.enabled, self.total, self.held_out = enabled, epochs, "test"
+        self.bar, self.line_open = None, False
+
+    def start(self, epochs: int, held_out: str):
+        """A training run starts: early stopping's, scored on the "validation" ratings, or the
+        one whose model is kept, scored on the "test" ratings."""
+        self.close()
+        self.total, self.held_out = epochs, held_out
+        if not self.enabled:
             return
         try:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=epochs, unit="epoch", desc="gpumf")
+            self.bar = tqdm(total=epochs, unit="epoch", desc="gpumf" if held_out == "test" else f"gpumf ({held_out})")
         except ImportError:
-            self.total = epochs
+            pass
 
     def update(self, report: dict):
         if not self.enabled:
@@ -431,22 +437,23 @@ class _Progress:
         metric = report.get("metric", "rmse")
         name = _METRIC_NAMES.get(metric, metric)
         facts = f"loss {report['train_loss']:.4g}"
-        if report.get(f"train_{metric}") is not None:
-            facts += f", train {name} {report[f'train_{metric}']:.4f}"
-        if report.get(f"test_{metric}") is not None:
-            facts += f", test {name} {report[f'test_{metric}']:.4f}"
+        for side in ("train", self.held_out):
+            if report.get(f"{side}_{metric}") is not None:
+                facts += f", {side} {name} {report[f'{side}_{metric}']:.4f}"
         if self.bar is not None:
             self.bar.set_postfix_str(facts, refresh=False)
             self.bar.update(1)
         else:
-            end = "\r" if sys.stderr.isatty() else "\n"
-            print(f"epoch {report['epoch']}/{self.total}: {facts}", end=end, file=sys.stderr, flush=True)
+            self.line_open = sys.stderr.isatty()
+            print(f"epoch {report['epoch']}/{self.total}: {facts}", end="\r" if self.line_open else "\n", file=sys.stderr, flush=True)
 
     def close(self):
         if self.bar is not None:
             self.bar.close()
-        elif self.enabled and sys.stderr.isatty():
+            self.bar = None
+        elif self.line_open:
             print(file=sys.stderr)
+            self.line_open = False
 
 
 class MF:
@@ -485,7 +492,13 @@ class MF:
     items it rated say of it, SVD++ style; False: the CLI's ``--no-svdpp``; ``implicit``, its
     name before one-class data came, is still accepted with a warning), ``auto`` and ``budget`` (the CLI's ``--auto --budget``: rank, ``reg``
     and ``lr`` searched on a tenth of the training ratings held out, within ``budget`` seconds,
-    before training; ``summary["auto"]`` says what was tried and chosen), ``models`` (the CLI's
+    before training; ``summary["auto"]`` says what was tried and chosen), ``validation``,
+    ``patience`` and ``refit`` (the CLI's ``--validation --patience --refit``: early stopping,
+    holding out that fraction of the training ratings (seeded) and stopping when the loss's
+    metric on them has not improved for ``patience`` epochs (default 5), keeping the best
+    epoch's factors, or with ``refit=True`` training afresh on every training rating for that
+    many epochs; ``summary["validation"]`` says how it went, and ``history`` names the held-out
+    figures ``validation_*`` where they are), ``models`` (the CLI's
     ``--models``: that many models from other seeds, averaged), ``seed``, ``eval_every``
     (score the test set every N epochs and after the last), ``blocks`` (the grid every backend
     trains by, "8" or "16x4"; default: the backend's choice). ``backend`` is
@@ -529,6 +542,9 @@ class MF:
         epsilon: float = _DEFAULTS["epsilon"],
         cg_steps: int = _DEFAULTS["cg_steps"],
         implicit: Optional[bool] = None,
+        validation: Optional[float] = None,
+        patience: Optional[int] = None,
+        refit: bool = False,
     ):
         if implicit is not None:
             warnings.warn("MF(implicit=...) is now MF(svdpp=...): the SVD++-style term, not one-class data", DeprecationWarning, stacklevel=2)
@@ -550,6 +566,7 @@ class MF:
         self.loss, self.nonneg, self.l1 = loss, nonneg, l1
         self.unobserved_weight, self.confidence, self.alpha = unobserved_weight, confidence, alpha
         self.epsilon, self.cg_steps = epsilon, cg_steps
+        self.validation, self.patience, self.refit = validation, patience, refit
         self.history: list = []
         self.summary: dict = {}
         self._model = None
@@ -577,6 +594,7 @@ class MF:
         test=None,
         *,
         test_fraction: Optional[float] = None,
+        split: str = "random",
         callback: Optional[Callable[[dict], Any]] = None,
         **load_options,
     ) -> "MF":
@@ -592,7 +610,8 @@ class MF:
         by name or number from 1, picks a DataFrame's columns too). ``positive_threshold=T`` reads
         ratings of T and above as 1 and the rest as 0, the labels of a binary ``loss``. ``test`` is scored every
         ``eval_every`` epochs and after the last; it takes the same kinds of input, or ``test_fraction`` holds out a seeded share
-        of ``X`` as the CLI's ``--test-fraction`` does. ``callback(report)`` is called after
+        of ``X`` as the CLI's ``--test-fraction`` does, ``split="per-user"`` holding out that share of each
+        user's ratings (the CLI's ``--split per-user``). ``callback(report)`` is called after
         every epoch with the CLI's per-epoch JSON as a dict.
 
         Training runs with the GIL released. Ctrl-C (KeyboardInterrupt) stops it at the end of
@@ -602,6 +621,8 @@ class MF:
         load_options = _check_load_options(X, test, load_options)
         settings = self._settings()
         test_fraction = _real("test_fraction", test_fraction)
+        if split != "random" and test_fraction is None:
+            raise ValueError(f"split={split!r}: says how test_fraction holds out ratings; give test_fraction too")
         progress = _Progress(self.epochs, self.verbose)
 
         def on_epoch(line: str):
@@ -614,16 +635,16 @@ class MF:
             if self.verbose:
                 print(note, file=sys.stderr)
 
-        hooks = {"on_epoch": on_epoch, "on_note": on_note}
+        hooks = {"on_epoch": on_epoch, "on_note": on_note, "on_start": progress.start}
         try:
             if _is_path(X) and (test is None or _is_path(test)):
                 # Straight from the file to the engine, as the CLI reads it: integer ids, or
                 # labels that the model keeps (below).
                 user_ids = item_ids = None
                 test_path = None if test is None else os.fspath(test)
-                fitted = _gpumf.train_files(os.fspath(X), test_path, test_fraction, settings, **load_options, **hooks)
+                fitted = _gpumf.train_files(os.fspath(X), test_path, test_fraction, settings, split, **load_options, **hooks)
             else:
-                fitted, user_ids, item_ids = self._train_in_memory(X, test, test_fraction, settings, load_options, hooks)
+                fitted, user_ids, item_ids = self._train_in_memory(X, test, (test_fraction, split), settings, load_options, hooks)
         finally:
             progress.close()
         model, lines, summary, stopped = fitted
@@ -636,7 +657,7 @@ class MF:
             raise stopped
         return self
 
-    def _train_in_memory(self, X, test, test_fraction, settings: dict, load_options: dict, hooks: dict):
+    def _train_in_memory(self, X, test, holdout: tuple, settings: dict, load_options: dict, hooks: dict):
         """``fit`` on data that is not all in files: the columns numbered here, where their
         ids are not numbers, and the engine's result with the two mappings."""
         users, items, ratings, report = _columns(X, "training data", self.loss, **load_options)
@@ -652,7 +673,8 @@ class MF:
                 item_ids.encode(ti, "test item ids", grow=True),
                 tr,
             )
-        fitted = _gpumf.train_columns((users, items, ratings), test_columns, test_fraction, settings, **hooks)
+        test_fraction, split = holdout
+        fitted = _gpumf.train_columns((users, items, ratings), test_columns, test_fraction, settings, split, **hooks)
         return fitted, user_ids, item_ids
 
     @property

@@ -5,7 +5,7 @@
 use gpumf::choice::Choice;
 use gpumf::data::{load_ratings, parse_ratings, Duplicates, Format, LoadOptions, RatingSet};
 use gpumf::gpu::{GpuOptions, Precision};
-use gpumf::job::{Device, Holdout, Job, Listener, Source};
+use gpumf::job::{Device, Holdout, Job, Listener, Source, Validation};
 use gpumf::model::{Model, Params};
 use gpumf::objective::{Confidence, Loss, OneClass};
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, ToPyArray};
@@ -44,6 +44,10 @@ const ARGUMENTS: &[(&str, &str)] = &[
     ("--force", "overwrite=True"),
     ("--nonneg", "nonneg=True"),
     ("--auto", "auto=True"),
+    ("--refit", "refit=True"),
+    ("--validation", "validation"),
+    ("--patience", "patience"),
+    ("--split", "split"),
     ("--counts", "counts=True"),
     ("--skip-bad-lines", "skip_bad_lines=True"),
     ("--test-fraction", "test_fraction"),
@@ -243,6 +247,15 @@ fn labelled_ids<'py>(py: Python<'py>, map: &gpumf::data::IdMap) -> Option<(Bound
 }
 
 #[allow(clippy::too_many_arguments)]
+/// Whether `split` (Python's `split=`, the CLI's `--split`) holds out test ratings per user.
+fn per_user(split: &str) -> PyResult<bool> {
+    match split {
+        "random" => Ok(false),
+        "per-user" => Ok(true),
+        other => Err(PyValueError::new_err(format!("split must be random or per-user, got {other:?}"))),
+    }
+}
+
 fn load_options(format: &str, skip_bad_lines: bool, missing: Option<String>, skip_columns: usize, duplicates: &str, positive_threshold: Option<f32>, counts: bool, columns: Option<&str>) -> PyResult<LoadOptions> {
     let columns = columns.map(|c| c.parse::<gpumf::data::Columns>().map_err(|e| PyValueError::new_err(format!("columns={c:?}: {e}")))).transpose()?;
     Ok(LoadOptions {
@@ -332,6 +345,9 @@ struct Settings {
     threads: Option<usize>,
     precision: String,
     gpu_memory: Option<String>,
+    validation: Option<f64>,
+    patience: Option<usize>,
+    refit: bool,
 }
 
 impl Settings {
@@ -375,23 +391,34 @@ type ColumnArgs<'py> = (Column<'py>, Column<'py>, Column<'py>);
 /// held-out fraction). The columns are copied into the engine's ratings while the GIL is held,
 /// so Python code cannot change the buffers under the copy.
 #[pyfunction]
-#[pyo3(signature = (data, test, test_fraction, settings, on_epoch=None, on_note=None))]
-fn train_columns(py: Python<'_>, data: ColumnArgs<'_>, test: Option<ColumnArgs<'_>>, test_fraction: Option<f64>, settings: Settings, on_epoch: Option<Py<PyAny>>, on_note: Option<Py<PyAny>>) -> PyResult<Fitted> {
+#[pyo3(signature = (data, test, test_fraction, settings, split="random", on_epoch=None, on_note=None, on_start=None))]
+#[allow(clippy::too_many_arguments)]
+fn train_columns(
+    py: Python<'_>,
+    data: ColumnArgs<'_>,
+    test: Option<ColumnArgs<'_>>,
+    test_fraction: Option<f64>,
+    settings: Settings,
+    split: &str,
+    on_epoch: Option<Py<PyAny>>,
+    on_note: Option<Py<PyAny>>,
+    on_start: Option<Py<PyAny>>,
+) -> PyResult<Fitted> {
     let train = columns(&data.0, &data.1, &data.2, "training data")?;
     let holdout = match (test, test_fraction) {
         (Some(_), Some(_)) => return Err(PyValueError::new_err("give test or test_fraction, not both")),
         (Some((u, i, r)), None) => Holdout::Ratings(columns(&u, &i, &r, "test data")?),
-        (None, Some(fraction)) => Holdout::Fraction { fraction, per_user: false },
+        (None, Some(fraction)) => Holdout::Fraction { fraction, per_user: per_user(split)? },
         (None, None) => Holdout::None,
     };
     let job = settings.job(Source::Ratings(train), holdout, LoadOptions::default())?;
-    fit(py, job, on_epoch, on_note)
+    fit(py, job, Hooks { on_epoch, on_note, on_start })
 }
 
 /// Trains on rating files read by the CLI's loader, as `gpumf train --train PATH` does: the
 /// ratings go from the file to the engine without a round trip through Python.
 #[pyfunction]
-#[pyo3(signature = (path, test_path, test_fraction, settings, format="auto", skip_bad_lines=false, missing=None, skip_columns=0, duplicates="keep", positive_threshold=None, counts=false, columns=None, on_epoch=None, on_note=None))]
+#[pyo3(signature = (path, test_path, test_fraction, settings, split="random", format="auto", skip_bad_lines=false, missing=None, skip_columns=0, duplicates="keep", positive_threshold=None, counts=false, columns=None, on_epoch=None, on_note=None, on_start=None))]
 #[allow(clippy::too_many_arguments)]
 fn train_files(
     py: Python<'_>,
@@ -399,6 +426,7 @@ fn train_files(
     test_path: Option<PathBuf>,
     test_fraction: Option<f64>,
     settings: Settings,
+    split: &str,
     format: &str,
     skip_bad_lines: bool,
     missing: Option<String>,
@@ -409,16 +437,17 @@ fn train_files(
     columns: Option<&str>,
     on_epoch: Option<Py<PyAny>>,
     on_note: Option<Py<PyAny>>,
+    on_start: Option<Py<PyAny>>,
 ) -> PyResult<Fitted> {
     let load = load_options(format, skip_bad_lines, missing, skip_columns, duplicates, positive_threshold, counts, columns)?;
     let holdout = match (test_path, test_fraction) {
         (Some(_), Some(_)) => return Err(PyValueError::new_err("give test or test_fraction, not both")),
         (Some(test), None) => Holdout::File(test),
-        (None, Some(fraction)) => Holdout::Fraction { fraction, per_user: false },
+        (None, Some(fraction)) => Holdout::Fraction { fraction, per_user: per_user(split)? },
         (None, None) => Holdout::None,
     };
     let job = settings.job(Source::File(path), holdout, load)?;
-    fit(py, job, on_epoch, on_note)
+    fit(py, job, Hooks { on_epoch, on_note, on_start })
 }
 
 impl Settings {
@@ -438,6 +467,14 @@ impl Settings {
         if self.auto && !(self.budget.is_finite() && self.budget > 0.0) {
             return Err(PyValueError::new_err(format!("budget={}: must be a positive number of seconds", self.budget)));
         }
+        if self.validation.is_none() {
+            if let Some(patience) = self.patience {
+                return Err(PyValueError::new_err(format!("patience={patience}: applies to early stopping; give validation=F too")));
+            }
+            if self.refit {
+                return Err(PyValueError::new_err("refit=True: applies to early stopping; give validation=F too"));
+            }
+        }
         Ok(Job {
             holdout,
             load,
@@ -446,23 +483,33 @@ impl Settings {
             gpu: GpuOptions { precision, gpu_memory, ..Default::default() },
             search: self.auto.then(|| std::time::Duration::from_secs_f64(self.budget)),
             unobserved_weight: self.unobserved_weight,
+            validation: self.validation.map(|fraction| Validation { fraction, patience: self.patience.unwrap_or(Validation::PATIENCE), refit: self.refit }),
             ..Job::new(source, params)
         })
     }
 }
 
-/// What a job says as it runs, handed to Python's callbacks: each epoch's report as the CLI's
-/// JSON (and a chance for Ctrl-C, or the callback's exception, to stop training), and notes.
-struct Callbacks<'a> {
+/// Python's callables for what a job says as it runs: each epoch's report as the CLI's JSON,
+/// notes, and the start of each training run (its epochs, and which ratings it scores: "test",
+/// or "validation" for early stopping's).
+struct Hooks {
     on_epoch: Option<Py<PyAny>>,
     on_note: Option<Py<PyAny>>,
+    on_start: Option<Py<PyAny>>,
+}
+
+/// The job's listener: calls the hooks (giving Ctrl-C, or a hook's exception, the chance to
+/// stop training) and keeps the history of the run whose model is kept, the last to start.
+struct Callbacks<'a> {
+    hooks: Hooks,
+    held_out: &'static str,
     history: &'a mut Vec<String>,
     stopped: &'a mut Option<PyErr>,
 }
 
 impl Listener for Callbacks<'_> {
     fn note(&mut self, message: &str) {
-        if let Some(f) = &self.on_note {
+        if let Some(f) = &self.hooks.on_note {
             Python::attach(|py| {
                 if let Err(e) = f.call1(py, (message.to_string(),)) {
                     self.stopped.get_or_insert(e);
@@ -471,11 +518,23 @@ impl Listener for Callbacks<'_> {
         }
     }
 
+    fn start(&mut self, epochs: usize, held_out: &'static str) {
+        self.history.clear();
+        self.held_out = held_out;
+        if let Some(f) = &self.hooks.on_start {
+            Python::attach(|py| {
+                if let Err(e) = f.call1(py, (epochs, held_out)) {
+                    self.stopped.get_or_insert(e);
+                }
+            });
+        }
+    }
+
     fn epoch(&mut self, report: &gpumf::training::EpochReport) -> bool {
-        let json = serde_json::to_string(report).unwrap_or_default();
+        let json = gpumf::job::report_json(report, self.held_out).to_string();
         self.history.push(json.clone());
         Python::attach(|py| {
-            let called = match &self.on_epoch {
+            let called = match &self.hooks.on_epoch {
                 Some(f) => f.call1(py, (json,)).map(drop),
                 None => Ok(()),
             };
@@ -492,11 +551,11 @@ impl Listener for Callbacks<'_> {
 
 /// Runs `job` without the GIL; each epoch takes it back for the callback and for signals, so
 /// Ctrl-C ends training at the end of the epoch with the model kept.
-fn fit(py: Python<'_>, job: Job, on_epoch: Option<Py<PyAny>>, on_note: Option<Py<PyAny>>) -> PyResult<Fitted> {
+fn fit(py: Python<'_>, job: Job, hooks: Hooks) -> PyResult<Fitted> {
     let mut history = Vec::new();
     let mut stopped: Option<PyErr> = None;
     let run = py.detach(|| {
-        let mut callbacks = Callbacks { on_epoch, on_note, history: &mut history, stopped: &mut stopped };
+        let mut callbacks = Callbacks { hooks, held_out: "test", history: &mut history, stopped: &mut stopped };
         job.run(&mut callbacks)
     });
     let run = run.map_err(py_err)?.ok_or_else(|| PyRuntimeError::new_err("a cluster's process other than 0 holds no model"))?;
@@ -516,6 +575,7 @@ fn fit(py: Python<'_>, job: Job, on_epoch: Option<Py<PyAny>>, on_note: Option<Py
         "metric": run.params.loss.metric(),
         "labels": trained.model.labels,
         "auto": run.search.as_ref().and_then(|s| serde_json::to_value(s).ok()),
+        "validation": run.validation.as_ref().map(gpumf::job::Stopped::to_json),
     });
     for &m in run.params.loss.metrics() {
         summary[format!("test_{}", m.name())] = run.test.and_then(|s| s.get(m)).into();

@@ -247,6 +247,33 @@ def test_scale_frequency_reg_and_svdpp_are_the_clis_flags(frame):
         assert default.history[-1]["test_rmse"] != m.history[-1]["test_rmse"], kwargs
 
 
+def test_early_stopping_and_the_per_user_split_are_the_clis(frame, capfd):
+    settings = ["--test-fraction", "0.2", "--backend", "cpu", "--threads", "1", "--epochs", "80", "--rank", "8"]
+    ours = dict(rank=8, epochs=80, backend="cpu", threads=1, validation=0.1, patience=2)
+    expected = cli_json("train", "--train", str(LATEST_SMALL), *settings, "--validation", "0.1", "--patience", "2")
+    for data in (LATEST_SMALL, frame):
+        m = gpumf.MF(**ours, verbose=data is frame).fit(data, test_fraction=0.2)
+        assert m.summary["validation"]["best_epoch"] == expected["validation"]["best_epoch"] < len(m.history) < 80
+        assert m.summary["test_rmse"] == expected["test_rmse"]
+        # The held-out figures of early stopping are named for the ratings they were scored on.
+        assert [h["validation_rmse"] for h in m.history] == [h["validation_rmse"] for h in expected["history"]]
+        assert all("test_rmse" not in h for h in m.history)
+    assert "validation RMSE" in capfd.readouterr().err
+    # refit=True trains afresh for the best epoch count: its history is that run's.
+    refit = gpumf.MF(**ours, refit=True, verbose=False).fit(frame, test_fraction=0.2)
+    assert len(refit.history) == expected["validation"]["best_epoch"] and refit.history[-1]["test_rmse"] == refit.summary["test_rmse"]
+    with pytest.raises(ValueError, match="^patience=2: applies to early stopping; give validation=F too$"):
+        gpumf.MF(patience=2, verbose=False).fit(frame)
+    with pytest.raises(ValueError, match="auto=True holds out its own ratings .* leave out validation$"):
+        gpumf.MF(validation=0.1, auto=True, verbose=False).fit(frame)
+
+    expected = cli_json("train", "--train", str(LATEST_SMALL), *settings[:-4], "--epochs", "3", "--rank", "8", "--split", "per-user")
+    m = gpumf.MF(rank=8, epochs=3, backend="cpu", threads=1, verbose=False).fit(frame, test_fraction=0.2, split="per-user")
+    assert m.summary["test_rmse"] == expected["test_rmse"] and m.summary["test_ratings"] == expected["data"]["test_ratings"]
+    with pytest.raises(ValueError, match="^split='per-user': says how test_fraction holds out ratings"):
+        gpumf.MF(**FAST).fit(frame, split="per-user")
+
+
 def test_auto_is_the_clis_search(frame):
     settings = ["--test-fraction", "0.2", "--backend", "cpu", "--threads", "1", "--epochs", "9", "--rank", "8", "--auto"]
     expected = cli_json("train", "--train", str(LATEST_SMALL), *settings)

@@ -5,7 +5,7 @@ use super::{BackendArg, InputArgs, ModelArgs, OutputArgs};
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use gpumf::data::{load_ratings, LoadOptions};
-use gpumf::job::{Holdout, Job, Listener, Run, Source, Validation};
+use gpumf::job::{report_json, Holdout, Job, Listener, Run, Source, Stopped, Validation};
 use gpumf::metrics::Scores;
 use gpumf::model::Model;
 use gpumf::problem::Problem;
@@ -46,7 +46,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub validation: Option<f64>,
     /// With --validation: epochs without improvement before training stops.
-    #[arg(long, default_value_t = 5, requires = "validation")]
+    #[arg(long, default_value_t = Validation::PATIENCE, requires = "validation")]
     pub patience: usize,
     /// With --validation: then train afresh on all the training ratings for the best epoch
     /// count, and keep that model.
@@ -373,22 +373,6 @@ fn describe_search(search: &gpumf::search::Search) {
     );
 }
 
-/// An early-stopping run's history, its held-out metrics named for what they are.
-fn renamed_history(history: &[EpochReport]) -> serde_json::Value {
-    let mut value = serde_json::to_value(history).unwrap_or_default();
-    for epoch in value.as_array_mut().into_iter().flatten() {
-        if let Some(map) = epoch.as_object_mut() {
-            let held_out: Vec<String> = map.keys().filter(|k| k.starts_with("test_")).cloned().collect();
-            for from in held_out {
-                if let Some(v) = map.remove(&from) {
-                    map.insert(from.replacen("test_", "validation_", 1), v);
-                }
-            }
-        }
-    }
-    value
-}
-
 fn report(args: &TrainArgs, run: &Run) -> anyhow::Result<()> {
     if args.output.json {
         println!("{}", serde_json::to_string_pretty(&summary_json(args, run)?)?);
@@ -437,11 +421,7 @@ fn summary_json(args: &TrainArgs, run: &Run) -> anyhow::Result<serde_json::Value
         "loss": loss,
         "metric": loss.metric(),
         "train_loss": run.kept.train_loss,
-        "validation": run.validation.as_ref().map(|v| {
-            let mut v = serde_json::to_value(v).unwrap_or_default();
-            v["history"] = renamed_history(&run.validation.as_ref().expect("some").history);
-            v
-        }),
+        "validation": run.validation.as_ref().map(Stopped::to_json),
         "auto": run.search.as_ref().map(serde_json::to_value).transpose()?,
         "train_seconds": t.train_seconds,
         "kernel_seconds": t.kernel_seconds,
@@ -468,7 +448,7 @@ fn summary_json(args: &TrainArgs, run: &Run) -> anyhow::Result<serde_json::Value
             "items": run.items,
             "cold_start": run.cold,
         },
-        "history": if run.validation.as_ref().is_some_and(|v| !v.refit) { renamed_history(&t.history) } else { serde_json::to_value(&t.history)? },
+        "history": t.history.iter().map(|r| report_json(r, if run.validation.as_ref().is_some_and(|v| !v.refit) { "validation" } else { "test" })).collect::<serde_json::Value>(),
     });
     for &m in loss.metrics() {
         if let Some(v) = run.kept.train.get(m) {

@@ -246,7 +246,6 @@ fn labelled_ids<'py>(py: Python<'py>, map: &gpumf::data::IdMap) -> Option<(Bound
     map.has_labels().then(|| (map.externals().to_pyarray(py), (0..map.len() as u32).map(|i| map.shown(i).to_string()).collect()))
 }
 
-#[allow(clippy::too_many_arguments)]
 /// Whether `split` (Python's `split=`, the CLI's `--split`) holds out test ratings per user.
 fn per_user(split: &str) -> PyResult<bool> {
     match split {
@@ -256,6 +255,7 @@ fn per_user(split: &str) -> PyResult<bool> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn load_options(format: &str, skip_bad_lines: bool, missing: Option<String>, skip_columns: usize, duplicates: &str, positive_threshold: Option<f32>, counts: bool, columns: Option<&str>) -> PyResult<LoadOptions> {
     let columns = columns.map(|c| c.parse::<gpumf::data::Columns>().map_err(|e| PyValueError::new_err(format!("columns={c:?}: {e}")))).transpose()?;
     Ok(LoadOptions {

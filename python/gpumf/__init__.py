@@ -361,7 +361,7 @@ def _ratings(values, what: str) -> np.ndarray:
 _WHOLE_SETTINGS = {"rank": 1, "epochs": 1, "seed": 0, "eval_every": 1, "models": 1, "cg_steps": 1, "threads": 1, "patience": 1}
 _REAL_SETTINGS = ("lr", "lr_decay", "reg", "reg_bias", "init_std", "budget", "l1", "unobserved_weight", "alpha", "epsilon", "validation")
 _FLAG_SETTINGS = ("biases", "scale", "frequency_reg", "svdpp", "auto", "nonneg", "refit")
-_TEXT_SETTINGS = ("blocks", "backend", "precision", "gpu_memory", "loss", "confidence")
+_TEXT_SETTINGS = ("blocks", "backend", "precision", "gpu_memory", "loss", "confidence", "memory", "cache_dir")
 # Those that may be None, for the engine to choose.
 _OPTIONAL = ("threads", "unobserved_weight", "test_fraction", "positive_threshold", "validation", "patience")
 
@@ -506,7 +506,10 @@ class MF:
     CPU threads (1: the sequential, bit-reproducible trainer; default every core);
     ``precision`` "f32" or "f16" (GPU factor storage); ``gpu_memory`` the CLI's ``--gpu-memory``
     ("512MiB", "8GiB" or bytes: the most the GPU holds; ratings beyond it stream from host
-    memory; default what the adapter reports, less a tenth). ``verbose`` shows a progress bar.
+    memory; default what the adapter reports, less a tenth); ``memory`` the CLI's ``--memory``
+    (a file of training ratings larger than this is read piece by piece into a block cache on
+    disk, beside it or in ``cache_dir``, and trained from there; data given in memory is
+    refused). ``verbose`` shows a progress bar.
     """
 
     def __init__(
@@ -545,6 +548,8 @@ class MF:
         validation: Optional[float] = None,
         patience: Optional[int] = None,
         refit: bool = False,
+        memory=None,
+        cache_dir=None,
     ):
         if implicit is not None:
             warnings.warn("MF(implicit=...) is now MF(svdpp=...): the SVD++-style term, not one-class data", DeprecationWarning, stacklevel=2)
@@ -567,6 +572,7 @@ class MF:
         self.unobserved_weight, self.confidence, self.alpha = unobserved_weight, confidence, alpha
         self.epsilon, self.cg_steps = epsilon, cg_steps
         self.validation, self.patience, self.refit = validation, patience, refit
+        self.memory, self.cache_dir = memory, cache_dir
         self.history: list = []
         self.summary: dict = {}
         self._model = None

@@ -81,6 +81,8 @@ const ARGUMENTS: &[(&str, &str)] = &[
     ("--threads", "threads"),
     ("--precision", "precision"),
     ("--gpu-memory", "gpu_memory"),
+    ("--memory", "memory"),
+    ("--cache-dir", "cache_dir"),
 ];
 
 /// `message` with each flag in [`ARGUMENTS`] named as Python names it. A flag starts a word
@@ -348,6 +350,8 @@ struct Settings {
     validation: Option<f64>,
     patience: Option<usize>,
     refit: bool,
+    memory: Option<String>,
+    cache_dir: Option<PathBuf>,
 }
 
 impl Settings {
@@ -457,7 +461,15 @@ impl Settings {
         let params = self.params()?;
         let threads = gpumf::resources::threads(self.threads, "--threads", "threads").map_err(py_err)?;
         let precision = named::<Precision>(&self.precision, "precision")?;
-        let gpu_memory = self.gpu_memory.as_deref().map(|size| gpumf::resources::parse_size(size).map_err(|e| PyValueError::new_err(format!("gpu_memory: {e}")))).transpose()?;
+        let size = |name: &str, size: &str| gpumf::resources::parse_size(size).map_err(|e| PyValueError::new_err(format!("{name}: {e}")));
+        let gpu_memory = self.gpu_memory.as_deref().map(|s| size("gpu_memory", s)).transpose()?;
+        let memory = self.memory.as_deref().map(|s| size("memory", s)).transpose()?;
+        if self.cache_dir.is_some() && memory.is_none() {
+            return Err(PyValueError::new_err("cache_dir: where memory=SIZE keeps its block cache; give memory too"));
+        }
+        if memory.is_some() && !matches!(source, Source::File(_)) {
+            return Err(PyValueError::new_err("memory: reads a rating file piece by piece into blocks on disk; give the training data as a file's path"));
+        }
         let device = match self.backend.as_str() {
             "cpu" => Device::Cpu,
             "gpu" => Device::Gpu,
@@ -484,6 +496,8 @@ impl Settings {
             search: self.auto.then(|| std::time::Duration::from_secs_f64(self.budget)),
             unobserved_weight: self.unobserved_weight,
             validation: self.validation.map(|fraction| Validation { fraction, patience: self.patience.unwrap_or(Validation::PATIENCE), refit: self.refit }),
+            memory,
+            cache_dir: self.cache_dir.clone(),
             ..Job::new(source, params)
         })
     }

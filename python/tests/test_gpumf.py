@@ -274,6 +274,22 @@ def test_early_stopping_and_the_per_user_split_are_the_clis(frame, capfd):
         gpumf.MF(**FAST).fit(frame, split="per-user")
 
 
+def test_memory_trains_a_large_file_from_blocks_on_disk_as_the_cli_does(frame, tmp_path):
+    test = tmp_path / "test.csv"
+    frame.sample(2000, random_state=1).to_csv(test, index=False)
+    flags = ["--backend", "cpu", "--threads", "1", "--epochs", "3", "--rank", "8", "--test", str(test)]
+    expected = cli_json("train", "--train", str(LATEST_SMALL), *flags, "--memory", "1MiB", "--cache-dir", str(tmp_path / "cli"))
+    settings = dict(rank=8, epochs=3, backend="cpu", threads=1, verbose=False, memory="1MiB", cache_dir=tmp_path / "py")
+    m = gpumf.MF(**settings).fit(LATEST_SMALL, test=test)
+    assert os.listdir(tmp_path / "py") == ["ratings.csv.gpumf-blocks"]
+    assert m.summary["test_rmse"] == expected["test_rmse"]
+    # Data in memory is there already; a cache directory needs the cache.
+    with pytest.raises(ValueError, match="^memory: reads a rating file piece by piece .* give the training data as a file's path$"):
+        gpumf.MF(**settings).fit(frame)
+    with pytest.raises(ValueError, match="^cache_dir: where memory=SIZE keeps its block cache; give memory too$"):
+        gpumf.MF(**{**settings, "memory": None}).fit(LATEST_SMALL)
+
+
 def test_auto_is_the_clis_search(frame):
     settings = ["--test-fraction", "0.2", "--backend", "cpu", "--threads", "1", "--epochs", "9", "--rank", "8", "--auto"]
     expected = cli_json("train", "--train", str(LATEST_SMALL), *settings)

@@ -468,7 +468,7 @@ impl Settings {
             return Err(PyValueError::new_err("cache_dir: where memory=SIZE keeps its block cache; give memory too"));
         }
         if memory.is_some() && !matches!(source, Source::File(_)) {
-            return Err(PyValueError::new_err("memory: reads a rating file piece by piece into blocks on disk; give the training data as a file's path"));
+            return Err(PyValueError::new_err("memory: reads a rating file piece by piece into blocks on disk; give the training data, and any test set, as files' paths"));
         }
         let device = match self.backend.as_str() {
             "cpu" => Device::Cpu,

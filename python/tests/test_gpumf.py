@@ -284,7 +284,7 @@ def test_memory_trains_a_large_file_from_blocks_on_disk_as_the_cli_does(frame, t
     assert os.listdir(tmp_path / "py") == ["ratings.csv.gpumf-blocks"]
     assert m.summary["test_rmse"] == expected["test_rmse"]
     # Data in memory is there already; a cache directory needs the cache.
-    with pytest.raises(ValueError, match="^memory: reads a rating file piece by piece .* give the training data as a file's path$"):
+    with pytest.raises(ValueError, match="^memory: reads a rating file piece by piece .* give the training data, and any test set, as files' paths$"):
         gpumf.MF(**settings).fit(frame)
     with pytest.raises(ValueError, match="^cache_dir: where memory=SIZE keeps its block cache; give memory too$"):
         gpumf.MF(**{**settings, "memory": None}).fit(LATEST_SMALL)

@@ -627,6 +627,7 @@ class MF:
         load_options = _check_load_options(X, test, load_options)
         settings = self._settings()
         test_fraction = _real("test_fraction", test_fraction)
+        split = _of_kind("split", split, str)
         if split != "random" and test_fraction is None:
             raise ValueError(f"split={split!r}: says how test_fraction holds out ratings; give test_fraction too")
         progress = _Progress(self.epochs, self.verbose)

@@ -272,6 +272,10 @@ def test_early_stopping_and_the_per_user_split_are_the_clis(frame, capfd):
     assert m.summary["test_rmse"] == expected["test_rmse"] and m.summary["test_ratings"] == expected["data"]["test_ratings"]
     with pytest.raises(ValueError, match="^split='per-user': says how test_fraction holds out ratings"):
         gpumf.MF(**FAST).fit(frame, split="per-user")
+    with pytest.raises(TypeError, match="^split=None: must be a string$"):
+        gpumf.MF(**FAST).fit(frame, test_fraction=0.2, split=None)
+    with pytest.raises(ValueError, match="^split must be random or per-user, got \"users\"$"):
+        gpumf.MF(**FAST).fit(frame, test_fraction=0.2, split="users")
 
 
 def test_memory_trains_a_large_file_from_blocks_on_disk_as_the_cli_does(frame, tmp_path):

@@ -417,6 +417,8 @@ fn summary_json(args: &TrainArgs, run: &Run) -> anyhow::Result<serde_json::Value
     let t = &run.trained;
     let loss = run.params.loss;
     let epochs = t.history.len();
+    // Without a refit, the kept run is early stopping's: its held-out figures are validation ones.
+    let held_out = if run.validation.as_ref().is_some_and(|v| !v.refit) { "validation" } else { "test" };
     let mut summary = serde_json::json!({
         "loss": loss,
         "metric": loss.metric(),
@@ -448,7 +450,7 @@ fn summary_json(args: &TrainArgs, run: &Run) -> anyhow::Result<serde_json::Value
             "items": run.items,
             "cold_start": run.cold,
         },
-        "history": t.history.iter().map(|r| report_json(r, if run.validation.as_ref().is_some_and(|v| !v.refit) { "validation" } else { "test" })).collect::<serde_json::Value>(),
+        "history": t.history.iter().map(|r| report_json(r, held_out)).collect::<serde_json::Value>(),
     });
     for &m in loss.metrics() {
         if let Some(v) = run.kept.train.get(m) {

@@ -318,7 +318,9 @@ pub(super) fn detect_format(bytes: &[u8], path: &Path, options: &LoadOptions) ->
     // Text rating files never hold a NUL byte; binary records of small ids always do. The
     // binary format is assumed only for its extension or records that look like ratings.
     if bytes[..bytes.len().min(4096)].contains(&0) {
-        let known_extension = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("bin"));
+        let packed = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz") || e.eq_ignore_ascii_case("zip"));
+        let named = if packed { Path::new(path.file_stem().unwrap_or_default()) } else { path };
+        let known_extension = named.extension().is_some_and(|e| e.eq_ignore_ascii_case("bin"));
         if known_extension {
             return Ok(Format::Binary);
         }

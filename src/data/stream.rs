@@ -116,7 +116,8 @@ fn stream_in_pieces(path: &Path, options: &LoadOptions, piece_bytes: usize, sink
         return Err(Error::Format { path: path.into(), message: format!("this is {what}; --memory reads uncompressed rating files piece by piece: unpack it first") });
     }
     let format = match options.format {
-        Format::Auto => detect_format(&piece, path, options)?,
+        // Whole records only, unless the input ends here: a piece's length is no sign.
+        Format::Auto => detect_format(if at_end { &piece } else { &piece[..piece.len() / 12 * 12] }, path, options)?,
         f => f,
     };
     refuse_columns(format, path, options)?;
@@ -271,7 +272,7 @@ mod tests {
         let labelled: String = (0..600).map(|n| format!("A{:X},B00{},{}\n", n % 43 * 7919, n * 11 % 71, n % 5 + 1)).collect();
         // A file of events (a user and an item a line): the lines are counted as whole files count them.
         let events: String = (0..400).map(|n| format!("{} {}\n", n % 29, n * 3 % 53)).collect();
-        let files = [("a.tsv", text.into_bytes()), ("b.csv", csv.into_bytes()), ("c.bin", bytemuck::cast_slice(&records).to_vec()), ("d.csv", labelled.into_bytes()), ("e.txt", events.into_bytes())];
+        let files = [("a.tsv", text.into_bytes()), ("b.csv", csv.into_bytes()), ("c.bin", bytemuck::cast_slice(&records).to_vec()), ("f.records", bytemuck::cast_slice(&records).to_vec()), ("d.csv", labelled.into_bytes()), ("e.txt", events.into_bytes())];
         for (name, bytes) in files {
             let path = dir.path().join(name);
             std::fs::write(&path, &bytes).unwrap();

@@ -289,12 +289,11 @@ impl Job {
         Ok(Some(run))
     }
 
-    /// The memory budget when the training ratings go to disk: a file of s bytes holds at most
-    /// s/6 ratings (`1 1 1` and a newline), which take 24 bytes each while loaded and laid out,
-    /// so 4·s bytes surely fit and anything more goes to disk.
+    /// The memory budget when the training ratings go to disk: when they may need more than
+    /// `--memory` once loaded, or nothing bounds them (a pipe, gzip).
     fn on_disk(&self) -> Option<u64> {
         let Source::File(path) = &self.source else { return None };
-        self.memory.filter(|&memory| std::fs::metadata(path).map_or(true, |m| m.len().saturating_mul(4) > memory))
+        self.memory.filter(|&memory| crate::data::loaded_bytes_bound(path).is_none_or(|bytes| bytes > memory))
     }
 
     /// Loads a file, passing its one-line report on.
@@ -404,6 +403,12 @@ impl Job {
         let backend = self.backend(listener);
         let dir = match &self.cache_dir {
             Some(dir) => dir.clone(),
+            None if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) => {
+                return Err(Error::InvalidParameter(format!(
+                    "--memory: {} is not a regular file (a pipe or a device), so its block cache cannot go beside it: give --cache-dir DIR, where a temporary one is written and removed after training",
+                    path.display()
+                )));
+            }
             None => path.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf),
         };
         let settings = CacheSettings { grid: self.params.blocks, order: backend.block_order(), seed: self.params.seed, memory, threads: backend.block_readers() };

@@ -223,6 +223,63 @@ fn an_endless_pipe_of_bad_lines_fails_at_its_start() {
     assert!(done && o.status.success(), "{}", stderr(&o));
 }
 
+/// `--memory` reads what has no size to go by into the block cache: a gzip file (its cache
+/// kept and reused, as a plain file's) and a pipe (a temporary cache in --cache-dir, gone after
+/// training, since a pipe cannot be read again to check it). Each trains the model the plain
+/// file trains.
+#[cfg(unix)]
+#[test]
+fn memory_reads_gzip_and_pipes_into_the_block_cache() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read(shipped()).unwrap();
+    let (plain, packed) = (dir.path().join("r.csv"), dir.path().join("r.csv.gz"));
+    std::fs::write(&plain, &text).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&text).unwrap();
+    std::fs::write(&packed, gz.finish().unwrap()).unwrap();
+    let args = |train: &str, cache: &Path| -> Vec<String> {
+        ["train", "--train", train, "--test", &shipped(), "--memory", "1MiB", "--cache-dir", &s(cache), "--rank", "8", "--epochs", "2", "--threads", "1", "--backend", "cpu"].map(String::from).to_vec()
+    };
+    let run = |args: Vec<String>, stdin: Option<Vec<u8>>| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gpumf")).args(&args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut pipe = child.stdin.take().unwrap();
+        let writer = std::thread::spawn(move || drop(stdin.map(|bytes| pipe.write_all(&bytes))));
+        let o = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        o
+    };
+    let rmse = |o: &Output| -> String {
+        assert!(o.status.success(), "{}", stderr(o));
+        String::from_utf8_lossy(&o.stdout).split("test RMSE ").nth(1).unwrap().split_whitespace().next().unwrap().to_string()
+    };
+    let kept = dir.path().join("kept");
+    let expected = rmse(&run(args(&s(&plain), &kept), None));
+    let first = run(args(&s(&packed), &kept), None);
+    assert!(stderr(&first).contains("writing the block cache"), "{}", stderr(&first));
+    assert_eq!(rmse(&first), expected);
+    let again = run(args(&s(&packed), &kept), None);
+    assert!(stderr(&again).contains("reusing the block cache"), "{}", stderr(&again));
+    assert_eq!(rmse(&again), expected);
+    // A pipe: its cache goes with the run, and a --cache-dir made for it with it.
+    let temporary = dir.path().join("made");
+    let piped = run(args("/dev/stdin", &temporary), Some(text.clone()));
+    assert!(stderr(&piped).contains("writing a temporary block cache"), "{}", stderr(&piped));
+    assert_eq!(rmse(&piped), expected);
+    assert!(!temporary.exists(), "the temporary cache's directory was left");
+    std::fs::create_dir(&temporary).unwrap();
+    assert_eq!(rmse(&run(args("/dev/stdin", &temporary), Some(text.clone()))), expected);
+    assert_eq!(std::fs::read_dir(&temporary).unwrap().count(), 0, "the temporary cache was left");
+    // Without --cache-dir it cannot go beside /dev/stdin: the flag is named.
+    let beside = ["train", "--train", "/dev/stdin", "--memory", "1MiB", "--epochs", "1"].map(String::from).to_vec();
+    let refused = run(beside, Some(text));
+    fails_with(&refused, "give --cache-dir DIR");
+    // /dev/zero into the cache is refused at its start, and leaves nothing.
+    let limit = Duration::from_secs(20);
+    fails_with(&gpumf_within(&["train", "--train", "/dev/zero", "--memory", "64MiB", "--cache-dir", &s(&temporary), "--epochs", "1"], limit), "/dev/zero");
+    assert_eq!(std::fs::read_dir(&temporary).unwrap().count(), 0, "a failed build left files");
+}
+
 /// A line of 10 MB is an error naming the line, quoting a few dozen characters of it.
 #[test]
 fn a_huge_line_is_named_and_quoted_briefly() {

@@ -32,6 +32,14 @@ impl Identity {
         Ok(Identity { bytes: meta.len(), modified_ns, sampled_crc: sampled_crc(path, meta.len())?, device, inode, changed_ns })
     }
 
+    /// The identity of a pipe or device, which gives its bytes only once: what the OS says of
+    /// it, no sample of its content. Its cache is temporary, never reused.
+    pub fn of_stream(path: &Path) -> Result<Identity> {
+        let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+        let (device, inode, changed_ns) = os_identity(&meta);
+        Ok(Identity { bytes: 0, modified_ns: 0, sampled_crc: 0, device, inode, changed_ns })
+    }
+
     /// What differs between the input as a cache recorded it (`self`) and as it is (`now`),
     /// for people; `None` when nothing does.
     pub fn changes(&self, now: &Identity) -> Option<String> {

@@ -124,6 +124,8 @@ pub struct DiskBlocks {
     pub events: Option<(u64, u64)>,
     /// Whether this run built the cache (false: reused).
     pub built: bool,
+    /// Whether the cache is a pipe's, unlinked once open (it goes with this run).
+    pub temporary: bool,
 }
 
 impl DiskBlocks {
@@ -132,16 +134,20 @@ impl DiskBlocks {
     /// must be a directory), and taken away again if the cache could not be built in it.
     pub fn open_or_build(input: &Path, load: &LoadOptions, dir: &Path, settings: &CacheSettings, note: impl FnMut(&str)) -> Result<DiskBlocks> {
         let made = make_dir(dir)?;
-        DiskBlocks::open_or_build_in(input, load, dir, settings, note).inspect_err(|_| {
-            if made {
-                // Only if still empty: a failed build removes its own files.
-                let _ = std::fs::remove_dir(dir);
-            }
-        })
+        let built = DiskBlocks::open_or_build_in(input, load, dir, settings, note);
+        if made && (built.is_err() || built.as_ref().is_ok_and(|cache| cache.temporary)) {
+            // Only if still empty: a failed build removes its own files, a temporary cache
+            // is unlinked once open.
+            let _ = std::fs::remove_dir(dir);
+        }
+        built
     }
 
     fn open_or_build_in(input: &Path, load: &LoadOptions, dir: &Path, settings: &CacheSettings, mut note: impl FnMut(&str)) -> Result<DiskBlocks> {
         let name = input.file_name().ok_or_else(|| Error::InvalidParameter(format!("{}: not a file name", input.display())))?;
+        if std::fs::metadata(input).is_ok_and(|m| !m.is_file()) {
+            return DiskBlocks::build_temporary(input, &name.to_string_lossy(), load, dir, settings, note);
+        }
         let path = dir.join(format!("{}.gpumf-blocks", name.to_string_lossy()));
         let identity = Identity::of(input)?;
         if path.exists() {
@@ -166,6 +172,22 @@ impl DiskBlocks {
         build::build(input, &identity, load, dir, &path, settings)?;
         let mut cache = DiskBlocks::open(&path, input, &identity, load, settings, Check::Metadata).map_err(|why| Error::Data(format!("{}: the block cache just written does not check out: {why}", path.display())))?;
         cache.built = true;
+        Ok(cache)
+    }
+
+    /// The cache of a pipe or device, which gives its bytes once, so no cache can be checked
+    /// against it later: written under a name no other run has, and unlinked as soon as it is
+    /// open, so that it goes when training ends, however it ends.
+    fn build_temporary(input: &Path, name: &str, load: &LoadOptions, dir: &Path, settings: &CacheSettings, mut note: impl FnMut(&str)) -> Result<DiskBlocks> {
+        let identity = Identity::of_stream(input)?;
+        let fail = |e: std::io::Error| Error::Data(format!("writing the block cache in {} failed: {e}; free some space or choose another place with --cache-dir", dir.display()));
+        let path = tempfile::Builder::new().prefix(&format!("{name}.")).suffix(".gpumf-blocks").tempfile_in(dir).map_err(fail)?.into_temp_path();
+        note(&format!("writing a temporary block cache {} ({} is not a regular file: it is read once, piece by piece, and the cache is removed after training)", path.display(), input.display()));
+        build::build(input, &identity, load, dir, &path, settings)?;
+        let mut cache = DiskBlocks::open(&path, input, &identity, load, settings, Check::Metadata).map_err(|why| Error::Data(format!("{}: the block cache just written does not check out: {why}", path.display())))?;
+        (cache.built, cache.temporary) = (true, true);
+        // Unlinked here; the open file is read until the cache is dropped.
+        path.close().map_err(|e| Error::io(&cache.path, e))?;
         Ok(cache)
     }
 
@@ -203,6 +225,7 @@ impl DiskBlocks {
             skipped_lines: header.skipped_lines,
             events: header.events,
             built: false,
+            temporary: false,
         };
         let largest = cache.largest_block();
         if largest * (settings.threads as u64 + 1) > settings.memory.max(1) && settings.grid.is_none() {

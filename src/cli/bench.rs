@@ -206,6 +206,9 @@ pub struct BenchArgs {
 /// `bench --memory`: each backend trains from a block cache laid out for it.
 fn bench_on_disk(args: &BenchArgs, memory: u64, backends: &[gpumf::training::Backend], params: &gpumf::model::Params) -> anyhow::Result<()> {
     let (train, test) = (args.train.as_ref().expect("clap requires --train"), args.test.as_ref().expect("clap requires --test"));
+    if std::fs::metadata(train).is_ok_and(|m| !m.is_file()) && backends.len() > 1 {
+        anyhow::bail!("--train {}: not a regular file (a pipe or a device), which gives its ratings once, and each backend reads them into a cache of its own: save them to a file first", train.display());
+    }
     let test_set = load_ratings(test, args.input.options())?.ratings;
     let dir = args.cache_dir.clone().unwrap_or_else(|| train.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), |p| p.to_path_buf()));
     let mut rows = Vec::new();

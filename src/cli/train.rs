@@ -61,13 +61,15 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 300.0, requires = "auto", allow_negative_numbers = true)]
     pub budget: f64,
     /// Hold at most this much of the training ratings in memory (e.g. 512MiB, 4GiB). A file
-    /// that may need more is read once, piece by piece, into a cache of blocks on disk, and
-    /// each block is read when training reaches it; the factors stay in memory. On the GPU the
-    /// blocks then stream from disk through the upload ring (--gpu-memory caps the device).
+    /// that may need more (gzip, or a pipe, whose size says nothing) is read once, piece by
+    /// piece, into a cache of blocks on disk, and each block is read when training reaches it;
+    /// the factors stay in memory. On the GPU the blocks then stream from disk through the
+    /// upload ring (--gpu-memory caps the device).
     #[arg(long, value_parser = gpumf::resources::parse_size)]
     pub memory: Option<u64>,
     /// Where --memory keeps its block cache (default: beside the --train file; made if missing).
-    /// A cache that matches the file and the settings is reused on the next run.
+    /// A cache that matches the file and the settings is reused on the next run; a pipe's
+    /// (needed for one) is removed after training, as a pipe cannot be read again to check it.
     #[arg(long, requires = "memory")]
     pub cache_dir: Option<PathBuf>,
     #[command(flatten)]

@@ -37,10 +37,13 @@ pub fn memory_cap(limit: Option<u64>) -> Option<u64> {
 
 /// The error for an input that would hold more than `cap` bytes: `how` says how it was found.
 fn too_large(path: &Path, cap: u64, how: &str) -> Error {
+    // A pipe's cache cannot go beside it.
+    let regular = std::fs::metadata(path).is_ok_and(|m| m.is_file());
     Error::TooLarge(format!(
-        "{}: {how} more than the {} of memory a reader may hold (the memory available, or --memory); train with --memory SIZE to read it piece by piece into blocks on disk",
+        "{}: {how} more than the {} of memory a reader may hold (the memory available, or --memory); train with --memory SIZE{} to read it piece by piece into blocks on disk",
         path.display(),
-        crate::resources::human_bytes(cap)
+        crate::resources::human_bytes(cap),
+        if regular { "" } else { " --cache-dir DIR" }
     ))
 }
 
@@ -95,7 +98,7 @@ fn is_noise(head: &[u8]) -> bool {
 }
 
 /// Reads until `buf` is full or the input ends; returns the bytes read.
-fn read_fully(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+pub(super) fn read_fully(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match reader.read(&mut buf[filled..])? {

@@ -17,7 +17,7 @@ pub use lines::{ITEM_COLUMNS, RATING_COLUMNS, USER_COLUMNS};
 pub use lists::{load_ids, load_pairs, load_rated_items, RatedItem};
 pub use load::{load_ratings, parse_ratings, Loaded};
 pub use options::{check_values, Column, Columns, Duplicates, Format, LoadOptions};
-pub use stream::{stream_ratings, streamable, StreamReport};
+pub use stream::{loaded_bytes_bound, stream_ratings, streamable, StreamReport};
 pub use shuffle::{by_user, group_by_key, shuffled, tiled};
 pub use summary::{RatingSummary, RowCounts};
 pub use text::{quoted, read_text};

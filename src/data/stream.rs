@@ -29,8 +29,9 @@ const PIECE: usize = 64 << 20;
 /// Reads a rating file piece by piece, never whole, handing each piece's ratings (ids interned
 /// into dense indices as they come) to `sink`: how a file larger than memory goes into the
 /// block cache. Text with one rating per line (every delimited format, CSV with its header,
-/// Matrix Market) and binary records; what needs the whole file (gzip or zip, a dense matrix,
-/// a split column, a duplicates policy other than keep) is refused by name.
+/// Matrix Market) and binary records, gzip unpacked as they are read; what needs the whole
+/// file (zip, a dense matrix, a split column, a duplicates policy other than keep) is refused
+/// by name.
 pub fn stream_ratings(path: &Path, options: &LoadOptions, sink: impl FnMut(&[Rating]) -> Result<()>) -> Result<StreamReport> {
     stream_in_pieces(path, options, PIECE, sink)
 }
@@ -48,53 +49,92 @@ fn whole_file_flag(options: &LoadOptions) -> Option<&'static str> {
     }
 }
 
-/// Whether [`stream_ratings`] can read `path` with `options`: no flag that needs the whole file,
-/// and not a compressed file (which is unpacked whole). A file that cannot be opened counts as
-/// streamable, so that reading it gives the error.
+/// Whether [`stream_ratings`] can read `path` with `options` twice, as a cluster's processes
+/// do: a regular file (a pipe gives its bytes once), no flag that needs the whole file, and not
+/// a zip archive (read whole; gzip is unpacked as it is read). A file that cannot be opened
+/// counts as streamable, so that reading it gives the error.
 pub fn streamable(path: &Path, options: &LoadOptions) -> bool {
     use std::io::Read;
+    // Checked first: opening a pipe to look at its bytes would wait for a writer, and take them.
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+        return false;
+    }
     let mut head = [0u8; 4];
-    let packed = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head)).is_ok() && is_packed(&head);
-    whole_file_flag(options).is_none() && !packed
+    let zip = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head)).is_ok() && is_packed(&head) && !is_gzip(&head);
+    whole_file_flag(options).is_none() && !zip
 }
 
-/// A file read a piece at a time: at most a regular file's size when it was opened, and for a
-/// pipe or device at most `cap` bytes (`LoadOptions::max_bytes`), so that an input that goes
-/// on (/dev/zero) stops with an error rather than fill the disk.
+/// The most bytes the ratings of `path` take in memory once loaded, where its size bounds
+/// them: a regular file of s bytes holds at most s/6 ratings (`1 1 1` and a newline), which
+/// take 24 bytes each while loaded and laid out, so 4·s. `None` where nothing does: a pipe or
+/// device, or gzip (which may unpack to any size).
+pub fn loaded_bytes_bound(path: &Path) -> Option<u64> {
+    use std::io::Read;
+    let meta = std::fs::metadata(path).ok().filter(|m| m.is_file())?;
+    let mut head = [0u8; 2];
+    let gzip = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head)).is_ok() && is_gzip(&head);
+    (!gzip).then(|| meta.len().saturating_mul(4))
+}
+
+/// A file read a piece at a time, gzip unpacked on the way: at most a regular file's size when
+/// it was opened, and where the bytes have no such bound (a pipe or device, or what gzip
+/// unpacks to) at most `cap` bytes (`LoadOptions::max_bytes`), so that an input that goes on
+/// (/dev/zero) stops with an error rather than fill the disk.
 struct Pieces<'a> {
     path: &'a Path,
-    file: std::fs::File,
+    reader: Box<dyn std::io::Read + 'a>,
+    gzip: bool,
     piece_bytes: usize,
-    /// Bytes still to read at most, and whether reaching that is an error (not a regular file).
+    /// Bytes still to read at most, and, where reaching that is an error, what the input is.
     left: u64,
-    capped: bool,
+    capped: Option<&'static str>,
 }
 
 impl<'a> Pieces<'a> {
     fn open(path: &'a Path, piece_bytes: usize, cap: Option<u64>) -> Result<Pieces<'a>> {
+        use std::io::Read;
         let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
         if meta.is_dir() {
             return Err(Error::IsDirectory { path: path.into() });
         }
-        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        let (left, capped) = if meta.is_file() { (meta.len(), false) } else { (cap.unwrap_or(u64::MAX), cap.is_some()) };
-        Ok(Pieces { path, file, piece_bytes, left, capped })
+        let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        // A pipe cannot be rewound: its first bytes are read once and put back in front.
+        let mut magic = [0u8; 2];
+        let got = super::archive::read_fully(&mut file, &mut magic).map_err(|e| Error::io(path, e))?;
+        let head = std::io::Cursor::new(magic[..got].to_vec());
+        let raw: Box<dyn Read> = if meta.is_file() { Box::new(head.chain(file.take(meta.len().saturating_sub(got as u64)))) } else { Box::new(head.chain(file)) };
+        let gzip = is_gzip(&magic[..got]);
+        let unbounded = match (gzip, meta.is_file()) {
+            (true, _) => "it unpacks (gzip) to",
+            (false, false) => "not a regular file (a device or a pipe), and it gives",
+            (false, true) => "",
+        };
+        let reader: Box<dyn Read> = if gzip { Box::new(flate2::read::MultiGzDecoder::new(raw)) } else { raw };
+        let (left, capped) = if unbounded.is_empty() { (meta.len(), None) } else { (cap.unwrap_or(u64::MAX), cap.map(|_| unbounded)) };
+        Ok(Pieces { path, reader, gzip, piece_bytes, left, capped })
     }
 
     /// Tops `piece` up to a piece's length; returns whether the input has ended.
     fn fill(&mut self, piece: &mut Vec<u8>) -> Result<bool> {
         use std::io::Read;
+        let path = self.path;
+        let fault = |e: std::io::Error| if self.gzip { Error::Format { path: path.into(), message: format!("gzip data is corrupt or truncated: {e}") } } else { Error::io(path, e) };
         let want = (self.piece_bytes.saturating_sub(piece.len()) as u64).min(self.left);
-        let got = (&mut self.file).take(want).read_to_end(piece).map_err(|e| Error::io(self.path, e))? as u64;
+        let got = (&mut self.reader).take(want).read_to_end(piece).map_err(fault)? as u64;
         self.left -= got;
-        if self.left == 0 && self.capped {
+        if let (0, Some(what)) = (self.left, self.capped) {
             let mut probe = [0u8; 1];
-            if std::io::Read::read(&mut self.file, &mut probe).map_err(|e| Error::io(self.path, e))? > 0 {
-                return Err(Error::TooLarge(format!("{}: not a regular file (a device or a pipe), and it goes on past the {} it may give; is it the input meant?", self.path.display(), crate::resources::human_bytes(self.left + got))));
+            if self.reader.read(&mut probe).map_err(fault)? > 0 {
+                return Err(Error::TooLarge(format!("{}: {what} more than {}, the most it may give (a quarter of the disk space free for the block cache, which takes 4 bytes a byte of text at the most); is it the input meant?", path.display(), crate::resources::human_bytes(self.left + got))));
             }
         }
         Ok(got < want || self.left == 0)
     }
+}
+
+/// Whether `head` starts a gzip stream.
+fn is_gzip(head: &[u8]) -> bool {
+    head.starts_with(&[0x1f, 0x8b])
 }
 
 /// [`stream_ratings`] with pieces of `piece_bytes` (small ones test the seams).
@@ -112,8 +152,8 @@ fn stream_in_pieces(path: &Path, options: &LoadOptions, piece_bytes: usize, sink
     if piece.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(Error::EmptyFile { path: path.into() });
     }
-    if let Some(what) = unread_container(&piece).or(is_packed(&piece).then_some("a compressed file (gzip or zip)")) {
-        return Err(Error::Format { path: path.into(), message: format!("this is {what}; --memory reads uncompressed rating files piece by piece: unpack it first") });
+    if let Some(what) = unread_container(&piece).or(is_packed(&piece).then_some("a zip archive (or gzip within gzip)")) {
+        return Err(Error::Format { path: path.into(), message: format!("this is {what}; --memory reads rating files and gzip piece by piece: unpack it first") });
     }
     let format = match options.format {
         // Whole records only, unless the input ends here: a piece's length is no sign.
@@ -273,12 +313,14 @@ mod tests {
         // A file of events (a user and an item a line): the lines are counted as whole files count them.
         let events: String = (0..400).map(|n| format!("{} {}\n", n % 29, n * 3 % 53)).collect();
         let files = [("a.tsv", text.into_bytes()), ("b.csv", csv.into_bytes()), ("c.bin", bytemuck::cast_slice(&records).to_vec()), ("f.records", bytemuck::cast_slice(&records).to_vec()), ("d.csv", labelled.into_bytes()), ("e.txt", events.into_bytes())];
+        // Each again in gzip: unpacked as it is read, the seams falling anywhere in its stream.
+        let files = files.into_iter().flat_map(|(name, bytes)| [(name.to_string(), gzip(&bytes)), (name.to_string(), bytes)].into_iter().enumerate().map(|(i, (n, b))| (if i == 0 { format!("{n}.gz") } else { n }, b)));
         for (name, bytes) in files {
-            let path = dir.path().join(name);
+            let path = dir.path().join(&name);
             std::fs::write(&path, &bytes).unwrap();
             let loaded = load_ratings(&path, LoadOptions::default()).unwrap();
             let (whole, events) = (loaded.ratings, loaded.events);
-            assert_eq!(events.is_some(), name == "e.txt", "{name}");
+            assert_eq!(events.is_some(), name.starts_with("e.txt"), "{name}");
             for piece in [100, 257, 1 << 20] {
                 let mut streamed = Vec::new();
                 let report = stream_in_pieces(&path, &LoadOptions::default(), piece, |rs| {
@@ -290,6 +332,57 @@ mod tests {
                 assert_eq!((report.users, report.items), (whole.users.clone(), whole.items.clone()), "{name}");
                 assert_eq!(report.events, events, "{name}, pieces of {piece}");
             }
+        }
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(bytes).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    /// What has no size to bound it (gzip, a pipe) stops at the cap with an error saying so;
+    /// corrupt gzip and a zip archive are named.
+    #[test]
+    fn unbounded_inputs_stop_at_the_cap_and_bad_archives_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let text: String = (0..5000).map(|n| format!("{} {} 3\n", n % 97, n % 89)).collect();
+        let capped = |path: &Path, cap: u64| stream_in_pieces(path, &LoadOptions { max_bytes: Some(cap), ..LoadOptions::default() }, 1000, |_| Ok(()));
+        let gz = dir.path().join("r.gz");
+        std::fs::write(&gz, gzip(text.as_bytes())).unwrap();
+        assert_eq!(capped(&gz, text.len() as u64).unwrap().ratings, 5000);
+        let e = capped(&gz, text.len() as u64 - 1).unwrap_err().to_string();
+        assert!(e.contains("r.gz") && e.contains("unpacks (gzip) to more than"), "{e}");
+        let mut truncated = gzip(text.as_bytes());
+        truncated.truncate(truncated.len() / 2);
+        std::fs::write(&gz, truncated).unwrap();
+        let e = capped(&gz, 1 << 30).unwrap_err().to_string();
+        assert!(e.contains("gzip data is corrupt or truncated"), "{e}");
+        let zip = dir.path().join("r.zip");
+        std::fs::write(&zip, b"PK\x03\x04 and the rest").unwrap();
+        let e = capped(&zip, 1 << 30).unwrap_err().to_string();
+        assert!(e.contains("a zip archive") && e.contains("unpack it first"), "{e}");
+        assert!(!streamable(&zip, &LoadOptions::default()) && streamable(&gz, &LoadOptions::default()));
+        #[cfg(unix)]
+        {
+            // A named pipe, as `<(command)` or /dev/stdin give: read once, up to the cap.
+            let fifo = dir.path().join("pipe");
+            assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+            for (cap, ok) in [(text.len() as u64, true), (text.len() as u64 / 2, false)] {
+                let writer = std::thread::spawn({
+                    let (fifo, text) = (fifo.clone(), text.clone());
+                    // The reader may stop early: a broken pipe is its business.
+                    move || drop(std::fs::write(fifo, text))
+                });
+                let read = capped(&fifo, cap);
+                writer.join().unwrap();
+                match read {
+                    Ok(report) => assert!(ok && report.ratings == 5000),
+                    Err(e) => assert!(!ok && e.to_string().contains("a device or a pipe), and it gives more than"), "{e}"),
+                }
+            }
+            assert!(!streamable(&fifo, &LoadOptions::default()), "a pipe cannot be read twice");
         }
     }
 

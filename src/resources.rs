@@ -41,6 +41,16 @@ pub fn human_bytes(bytes: u64) -> String {
     if unit == 0 { format!("{bytes} bytes") } else { format!("{value:.1} {}", units[unit]) }
 }
 
+/// `bytes` as [`human_bytes`] writes it, but rounded up, not to nearest: a least amount to
+/// ask for that is enough as written.
+pub fn human_bytes_up(bytes: u64) -> String {
+    let shown = human_bytes(bytes);
+    let Some((_, unit)) = shown.split_once(' ').filter(|(_, unit)| *unit != "bytes") else { return shown };
+    let scale = 1u128 << (10 * ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"].iter().position(|u| *u == unit).map_or(0, |p| p + 1));
+    let tenths = (bytes as u128 * 10).div_ceil(scale);
+    format!("{}.{} {unit}", tenths / 10, tenths % 10)
+}
+
 /// A count of things for people: "1 thread", "2 threads".
 pub fn counted(n: usize, thing: &str) -> String {
     if n == 1 { format!("1 {thing}") } else { format!("{n} {thing}s") }
@@ -123,6 +133,12 @@ mod tests {
             assert!(e.contains("free"), "{e}");
         }
         assert_eq!(human_bytes(1536), "1.5 KiB");
+        // Up: never less than the bytes, as parsed back.
+        for bytes in [1, 1023, 1536, 1537, 146_534, (22 << 20) + 350_000, (3 << 40) + 7] {
+            let up = human_bytes_up(bytes);
+            assert!(parse_size(&up.replace(" bytes", "").replace(' ', "")).unwrap() >= bytes, "{bytes}: {up}");
+        }
+        assert_eq!((human_bytes(1537), human_bytes_up(1537)), ("1.5 KiB".into(), "1.6 KiB".into()));
         assert!(threads(Some(10_000), "--threads", "threads").unwrap_err().to_string().contains("cores"));
         assert_eq!(threads(Some(2), "--threads", "threads").unwrap(), 2);
         assert!(threads(Some(0), "--threads", "threads").is_err());

@@ -394,7 +394,7 @@ fn grid_for(ratings: u64, users: usize, items: usize, settings: &CacheSettings) 
             "--memory {}: too small to hold a block of {MIN_BLOCK_RATINGS} ratings for {}, and one more; the smallest budget that works is {}",
             crate::resources::human_bytes(settings.memory),
             readers_named(settings.threads),
-            crate::resources::human_bytes(smallest)
+            crate::resources::human_bytes_up(smallest)
         )));
     }
     let per_block = (settings.memory / readers / RECORD).max(1);
@@ -402,13 +402,18 @@ fn grid_for(ratings: u64, users: usize, items: usize, settings: &CacheSettings) 
     let blocks = (2 * ratings).div_ceil(per_block).max(1);
     let side = ((blocks as f64).sqrt().ceil() as usize).max(1);
     let (u, i) = (side.min(users.max(1)), blocks.div_ceil(side.min(users.max(1)) as u64) as usize);
-    let grid = GridSize { user_blocks: u, item_blocks: i.min(items.max(1)).max(1) };
+    let i = i.min(items.max(1)).max(1);
+    // Few items: the users' side takes the blocks the items' cannot.
+    let u = if ((u * i) as u64) < blocks { (blocks.div_ceil(i as u64) as usize).min(users.max(1)) } else { u };
+    let grid = GridSize { user_blocks: u, item_blocks: i };
     if grid.user_blocks > MAX_SIDE || grid.item_blocks > MAX_SIDE || (grid.user_blocks as u64 * grid.item_blocks as u64) < blocks {
-        let need = (2 * ratings).div_ceil((MAX_SIDE * MAX_SIDE) as u64).max(1) * RECORD * readers;
+        // As many blocks as the sides allow: no more than a block a user and item.
+        let most_blocks = (users.clamp(1, MAX_SIDE) * items.clamp(1, MAX_SIDE)) as u64;
+        let need = (2 * ratings).div_ceil(most_blocks) * RECORD * readers;
         return Err(Error::InvalidParameter(format!(
             "--memory {}: {ratings} ratings over {users} users and {items} items cannot be cut into blocks that small; the smallest budget that works is {}",
             crate::resources::human_bytes(settings.memory),
-            crate::resources::human_bytes(need.max(smallest))
+            crate::resources::human_bytes_up(need.max(smallest))
         )));
     }
     Ok(grid)
@@ -490,6 +495,31 @@ mod tests {
         ] {
             let why = read_metadata(&file, &lie, len, json_len).err().expect("a lying header is refused");
             assert!(why.contains("its counts overflow"), "{why}");
+        }
+    }
+
+    /// However few users or items there are, the grid has the blocks that `--memory` needs,
+    /// and where no grid can, the budget the error names works.
+    #[test]
+    fn the_grid_fits_memory_on_lopsided_sides_and_the_named_budget_works() {
+        let ratings = 1_000_000;
+        let settings = |memory| CacheSettings { grid: None, order: Order::Shuffled, seed: 1, memory, threads: 1 };
+        for (users, items) in [(100_000, 1), (1, 100_000), (50_000, 3), (1000, 1000), (1, 1), (2, 1)] {
+            for memory in [200 << 10, 1 << 20, 8 << 20] {
+                let (memory, grid) = match grid_for(ratings, users, items, &settings(memory)) {
+                    Ok(grid) => (memory, grid),
+                    Err(e) => {
+                        let e = e.to_string();
+                        assert!(users * items < 100_000 && e.contains("smallest budget that works is "), "{users} x {items}, {memory}: {e}");
+                        let named = crate::resources::parse_size(&e.rsplit("works is ").next().unwrap().replace(' ', "")).unwrap();
+                        (named, grid_for(ratings, users, items, &settings(named)).unwrap_or_else(|e| panic!("{users} x {items}: the named {named} fails: {e}")))
+                    }
+                };
+                assert!(grid.user_blocks <= users && grid.item_blocks <= items, "{users} x {items}: {grid}");
+                // Blocks of about ratings / blocks, with twice that room, for two readers.
+                let per_block = memory / 2 / RECORD;
+                assert!((2 * ratings).div_ceil((grid.user_blocks * grid.item_blocks) as u64) <= per_block, "{users} x {items}: {grid} for {memory}");
+            }
         }
     }
 }

@@ -411,8 +411,11 @@ fn grid_for(ratings: u64, users: usize, items: usize, settings: &CacheSettings) 
         let most_blocks = (users.clamp(1, MAX_SIDE) * items.clamp(1, MAX_SIDE)) as u64;
         let need = (2 * ratings).div_ceil(most_blocks) * RECORD * readers;
         return Err(Error::InvalidParameter(format!(
-            "--memory {}: {ratings} ratings over {users} users and {items} items cannot be cut into blocks that small; the smallest budget that works is {}",
+            "--memory {}: {} over {} and {} cannot be cut into blocks that small; the smallest budget that works is {}",
             crate::resources::human_bytes(settings.memory),
+            crate::resources::counted(ratings as usize, "rating"),
+            crate::resources::counted(users, "user"),
+            crate::resources::counted(items, "item"),
             crate::resources::human_bytes_up(need.max(smallest))
         )));
     }

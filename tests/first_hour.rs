@@ -158,7 +158,7 @@ fn a_split_column_pairs_with_double_colons_and_duplicates_are_handled() {
 
     // A file detected as binary records has no columns to split by.
     let bin = dir.path().join("gen");
-    let o = gpumf(&["generate", "--ratings", "300", "--users", "20", "--items", "10", "--train-out", &s(&bin)]);
+    let o = gpumf(&["generate", "--ratings", "150", "--users", "20", "--items", "10", "--train-out", &s(&bin)]);
     assert!(o.status.success(), "{}", stderr(&o));
     fails_with(&gpumf(&["train", "--train", &s(&bin), "--split-column", "4"]), "holds binary records");
 
@@ -221,7 +221,9 @@ fn corrupt_models_are_errors_and_saves_are_checked_before_training() {
 fn sizes_beyond_the_machine_are_refused_before_allocating() {
     let dir = tempfile::tempdir().unwrap();
     let out = s(&dir.path().join("huge.bin"));
-    fails_with(&gpumf(&["generate", "--ratings", "1000000000000", "--train-out", &out]), "ratings fit");
+    fails_with(&gpumf(&["generate", "--ratings", "1000000000000", "--users", "100000000", "--items", "1000000", "--train-out", &out]), "ratings fit");
+    // More ratings than the Netflix shape has pairs: no sparse matrix, however much memory.
+    fails_with(&gpumf(&["generate", "--ratings", "1000000000000", "--train-out", &out]), "more than the 8532958530 user-item pairs");
     assert!(!Path::new(&out).exists());
     fails_with(&gpumf(&["validate", "--rows", "10000000", "--cols", "10000000", "--rank", "2", "--no-gpu"]), "fit");
     fails_with(&gpumf(&["train", "--train", &s(&shipped()), "--threads", "10000"]), "--threads 10000 is far more than");

@@ -80,6 +80,15 @@ impl SyntheticSpec {
         if self.users > u32::MAX as usize - 1 || self.items > u32::MAX as usize - 1 {
             return bad("--users and --items must be below 2^32 - 1".into());
         }
+        // Pairs are drawn with replacement: a few repeat on sparse shapes, but more ratings
+        // than pairs is no sparse matrix at all.
+        let pairs = self.users as u128 * self.items as u128;
+        if (self.train + self.test) as u128 > pairs {
+            return bad(format!(
+                "--ratings {} and --test-ratings {} are more than the {pairs} user-item pairs of {} x {} (--users x --items)",
+                self.train, self.test, self.users, self.items
+            ));
+        }
         if self.rank > 4096 {
             return bad(format!("--hidden-rank {} is larger than the supported 4096", self.rank));
         }
@@ -304,8 +313,9 @@ mod tests {
             SyntheticSpec { noise: -1.0, ..small(Popularity::Uniform) },
             small(Popularity::Zipf(0.0)),
             SyntheticSpec { clip: Some((5.0, 1.0)), ..small(Popularity::Uniform) },
+            SyntheticSpec { users: 5, items: 5, train: 20, test: 6, ..small(Popularity::Uniform) },
         ] {
-            assert!(generate(&spec).is_err());
+            assert!(generate(&spec).is_err(), "{spec:?}");
         }
     }
 }

@@ -314,21 +314,28 @@ fn processes_that_read_only_their_stripes_train_the_same_factors() {
     };
     let whole = run(&args(&["--workers", "1", "--save", &path("whole")]));
     assert!(whole.status.success(), "{}", stderr(&whole));
-    let hosts = host_file(dir.path(), 2);
-    // Process 1 without --json, so that it says what it kept.
-    let one = spawn(&args(&["--workers", "2", "--hosts", &hosts, "--process", "1", "--timeout", "60"]).into_iter().filter(|a| a != "--json").collect::<Vec<_>>());
-    let zero = run(&args(&["--workers", "2", "--hosts", &hosts, "--process", "0", "--timeout", "60", "--save", &path("stripes")]));
-    let one = one.wait_with_output().unwrap();
-    assert!(zero.status.success() && one.status.success(), "{} / {}", stderr(&zero), stderr(&one));
-    assert!(stderr(&one).contains("read piece by piece; this process keeps the"), "{}", stderr(&one));
-    let kept: usize = stderr(&one).split("keeps the ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
-    assert!(kept > 20_000 && kept < 40_000, "process 1 keeps about half of 60000: {kept}");
-    let figures = |o: &Output| -> Vec<(f64, f64)> { json(o)["history"].as_array().unwrap().iter().map(|e| (e["train_loss"].as_f64().unwrap(), e["test_rmse"].as_f64().unwrap())).collect() };
-    assert_eq!(figures(&zero), figures(&whole), "the same figures every epoch");
-    let (a, b) = (gpumf::model::Model::load(Path::new(&path("whole"))).unwrap(), gpumf::model::Model::load(Path::new(&path("stripes"))).unwrap());
-    assert!(a.user_factors == b.user_factors && a.item_factors == b.item_factors && a.user_bias == b.user_bias && a.item_bias == b.item_bias && a.mean == b.mean);
-    assert!(a.seen.is_some() && a.seen == b.seen, "each user's rated items, gathered from the processes");
-    assert!(std::fs::read(path("whole")).unwrap() == std::fs::read(path("stripes")).unwrap(), "the same model file");
+    // The same file in gzip, unpacked piece by piece as it is read.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &std::fs::read(path("train.bin")).unwrap()).unwrap();
+    std::fs::write(path("train.bin.gz"), gz.finish().unwrap()).unwrap();
+    for (train, saved) in [("train.bin", "stripes"), ("train.bin.gz", "stripes.gz")] {
+        let args = |extra: &[&str]| -> Vec<String> { args(extra).into_iter().map(|a| if a == path("train.bin") { path(train) } else { a }).collect() };
+        let hosts = host_file(dir.path(), 2);
+        // Process 1 without --json, so that it says what it kept.
+        let one = spawn(&args(&["--workers", "2", "--hosts", &hosts, "--process", "1", "--timeout", "60"]).into_iter().filter(|a| a != "--json").collect::<Vec<_>>());
+        let zero = run(&args(&["--workers", "2", "--hosts", &hosts, "--process", "0", "--timeout", "60", "--save", &path(saved)]));
+        let one = one.wait_with_output().unwrap();
+        assert!(zero.status.success() && one.status.success(), "{} / {}", stderr(&zero), stderr(&one));
+        assert!(stderr(&one).contains("read piece by piece; this process keeps the"), "{train}: {}", stderr(&one));
+        let kept: usize = stderr(&one).split("keeps the ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+        assert!(kept > 20_000 && kept < 40_000, "process 1 keeps about half of 60000: {kept}");
+        let figures = |o: &Output| -> Vec<(f64, f64)> { json(o)["history"].as_array().unwrap().iter().map(|e| (e["train_loss"].as_f64().unwrap(), e["test_rmse"].as_f64().unwrap())).collect() };
+        assert_eq!(figures(&zero), figures(&whole), "{train}: the same figures every epoch");
+        let (a, b) = (gpumf::model::Model::load(Path::new(&path("whole"))).unwrap(), gpumf::model::Model::load(Path::new(&path(saved))).unwrap());
+        assert!(a.user_factors == b.user_factors && a.item_factors == b.item_factors && a.user_bias == b.user_bias && a.item_bias == b.item_bias && a.mean == b.mean);
+        assert!(a.seen.is_some() && a.seen == b.seen, "each user's rated items, gathered from the processes");
+        assert!(std::fs::read(path("whole")).unwrap() == std::fs::read(path(saved)).unwrap(), "{train}: the same model file");
+    }
 }
 
 fn hosts_line(file: &str, n: usize) -> String {

@@ -50,7 +50,7 @@ fn fails_with(o: &Output, expected: &str) {
 fn generate(dir: &Path, name: &str, ratings: &str, seed: &str) -> (PathBuf, PathBuf) {
     std::fs::create_dir_all(dir).unwrap();
     let (train, test) = (dir.join(name), dir.join(format!("{name}.test")));
-    let o = gpumf(&["generate", "--ratings", ratings, "--users", "3000", "--items", "900", "--data-seed", seed, "--train-out", &s(&train), "--test-out", &s(&test)]);
+    let o = gpumf(&["generate", "--ratings", ratings, "--users", "6000", "--items", "900", "--data-seed", seed, "--train-out", &s(&train), "--test-out", &s(&test)]);
     assert!(o.status.success(), "{}", stderr(&o));
     (train, test)
 }
